@@ -1,0 +1,128 @@
+# strata build. `make` builds the command, the libraries and the tools;
+# `make test` runs every test under AddressSanitizer + UBSan; `make fuzz`
+# runs the GGUF reader fuzzer (clang); `make bench` runs the benchmarks.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+FUZZ_SECONDS ?= 60
+
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JANSSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(JANSSON_CFLAGS)
+CFLAGS   ?= -O2 -g
+BASEFLAGS := -std=c17 $(WARN) -fPIC -pthread
+LDLIBS   := $(JANSSON_LIBS) -lm -pthread -ldl
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# Files named *_avx2.c / *_avx512.c hold SIMD kernels chosen at run time;
+# only they are compiled with those instruction sets enabled.
+SIMD_avx2   := -mavx2 -mfma -mf16c
+SIMD_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+simd_flags = $(if $(findstring _avx512.c,$<),$(SIMD_avx512),$(if $(findstring _avx2.c,$<),$(SIMD_avx2),))
+
+LIB_SRC   := $(sort $(shell find src -name '*.c' -not -path 'src/cli/*'))
+CLI_SRC   := $(sort $(wildcard src/cli/*.c))
+SYNTH_SRC := $(sort $(wildcard tools/synth/*.c))
+TEST_SRC  := $(sort $(wildcard tests/*.c))
+HEADERS   := $(shell find include src tests tools -name '*.h')
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SYNTH_OBJ := $(SYNTH_SRC:%.c=$(BUILD)/obj/%.o)
+ASAN_LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
+ASAN_CLI_OBJ  := $(filter-out %/main.o,$(CLI_SRC:%.c=$(BUILD)/asan/%.o))
+ASAN_SYNTH_OBJ:= $(filter-out %/main.o,$(SYNTH_SRC:%.c=$(BUILD)/asan/%.o))
+ASAN_TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/asan/%.o)
+
+STRATA   := $(BUILD)/strata
+SYNTH    := $(BUILD)/strata-synth
+LIBA     := $(BUILD)/libstrata.a
+LIBSO    := $(BUILD)/libstrata.so
+PCFILE   := $(BUILD)/strata.pc
+TESTBIN  := $(BUILD)/asan/strata-tests
+# The CLI and generator built with sanitizers, for tests that run them.
+ASAN_STRATA := $(BUILD)/asan/strata
+ASAN_SYNTH  := $(BUILD)/asan/strata-synth
+
+.PHONY: all test fuzz bench demo install clean check-clang
+all: $(STRATA) $(SYNTH) $(LIBA) $(LIBSO) $(PCFILE)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BASEFLAGS) $(CFLAGS) $(simd_flags) -c $< -o $@
+
+$(BUILD)/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BASEFLAGS) $(SANFLAGS) $(simd_flags) -c $< -o $@
+
+$(LIBA): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libstrata.so.0 -o $@ $^ $(LDLIBS)
+
+$(STRATA): $(CLI_OBJ) $(LIBA)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LDLIBS)
+
+$(SYNTH): $(SYNTH_OBJ) $(LIBA)
+	$(CC) $(CFLAGS) -o $@ $(SYNTH_OBJ) $(LIBA) $(LDLIBS)
+
+$(ASAN_STRATA): $(ASAN_LIB_OBJ) $(ASAN_CLI_OBJ) $(BUILD)/asan/src/cli/main.o
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(ASAN_SYNTH): $(ASAN_LIB_OBJ) $(ASAN_SYNTH_OBJ) $(BUILD)/asan/tools/synth/main.o
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TESTBIN): $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ) $(ASAN_CLI_OBJ) $(ASAN_SYNTH_OBJ)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(PCFILE): Makefile
+	@mkdir -p $(BUILD)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: strata\nDescription: run LLMs larger than memory\nVersion: %s\nRequires.private: jansson\nLibs: -L$${libdir} -lstrata\nLibs.private: -lm -pthread -ldl\nCflags: -I$${includedir}\n' \
+	    '$(PREFIX)' "$$(sed -n 's/^#define STRATA_VERSION_STRING "\(.*\)"/\1/p' include/strata.h)" > $@
+
+# Tests run from the repository root; they find the fixtures in
+# ../shared/fixtures (or $STRATA_FIXTURES) and the sanitized binaries here.
+test: $(TESTBIN) $(ASAN_STRATA) $(ASAN_SYNTH)
+	STRATA_BIN=$(ASAN_STRATA) STRATA_SYNTH_BIN=$(ASAN_SYNTH) \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(TESTBIN) $(TESTS)
+
+FUZZ_BIN  := $(BUILD)/fuzz/fuzz_gguf
+FUZZFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJ  := $(LIB_SRC:%.c=$(BUILD)/fuzz/%.o)
+$(BUILD)/fuzz/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(BASEFLAGS) $(FUZZFLAGS) $(simd_flags) -c $< -o $@
+
+$(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(FUZZ_OBJ)
+	clang $(CPPFLAGS) $(BASEFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
+
+demo: $(STRATA) $(SYNTH)
+	@mkdir -p $(BUILD)/demo
+	$(SYNTH) --preset tiny --type q4_k_m --seed 1 -o $(BUILD)/demo/tiny-q4_k_m.gguf
+	$(STRATA) inspect $(BUILD)/demo/tiny-q4_k_m.gguf
+
+bench: all
+	@if [ -x bench/run ]; then bench/run; else echo "no benchmarks yet"; fi
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(STRATA) $(SYNTH) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libstrata.so.0
+	ln -sf libstrata.so.0 $(DESTDIR)$(PREFIX)/lib/libstrata.so
+	install -m 644 include/strata.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,48 @@
+/* strata: the command-line front end. Dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "strata.h"
+
+const cli_command cli_commands[] = {
+    {"inspect", "show what a GGUF model holds and what it needs (header only)", cmd_inspect},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: strata COMMAND [options]\n"
+            "\n"
+            "Runs large language models on machines whose memory is smaller than the model.\n"
+            "\n"
+            "commands:\n");
+    for (const cli_command *c = cli_commands; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out,
+            "\n"
+            "`strata COMMAND --help` describes a command's options.\n"
+            "  --version  print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("strata %s\n", strata_version());
+        return 0;
+    }
+    for (const cli_command *c = cli_commands; c->name; c++)
+        if (!strcmp(name, c->name)) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "strata: unknown command '%s' (see strata --help)\n", name);
+    return 2;
+}

@@ -1,0 +1,13 @@
+/* Human-readable number formatting for tables. */
+#ifndef STRATA_UTIL_FMT_H
+#define STRATA_UTIL_FMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "512 B", "1.50 KiB", "3.91 GiB". Returns buf. */
+const char *fmt_bytes(uint64_t bytes, char *buf, size_t cap);
+/* "812", "24.5 K", "6.74 B" (counts, powers of 1000). Returns buf. */
+const char *fmt_count(uint64_t n, char *buf, size_t cap);
+
+#endif
