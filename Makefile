@@ -47,7 +47,7 @@ TESTBIN  := $(BUILD)/asan/strata-tests
 ASAN_STRATA := $(BUILD)/asan/strata
 ASAN_SYNTH  := $(BUILD)/asan/strata-synth
 
-.PHONY: all test fuzz bench demo install clean check-clang
+.PHONY: all test fuzz bench demo install clean FORCE
 all: $(STRATA) $(SYNTH) $(LIBA) $(LIBSO) $(PCFILE)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -80,7 +80,8 @@ $(ASAN_SYNTH): $(ASAN_LIB_OBJ) $(ASAN_SYNTH_OBJ) $(BUILD)/asan/tools/synth/main.
 $(TESTBIN): $(ASAN_TEST_OBJ) $(ASAN_LIB_OBJ) $(ASAN_CLI_OBJ) $(ASAN_SYNTH_OBJ)
 	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(PCFILE): Makefile
+# Regenerated on every make so `make install PREFIX=...` records that prefix.
+$(PCFILE): FORCE
 	@mkdir -p $(BUILD)
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: strata\nDescription: run LLMs larger than memory\nVersion: %s\nRequires.private: jansson\nLibs: -L$${libdir} -lstrata\nLibs.private: -lm -pthread -ldl\nCflags: -I$${includedir}\n' \
 	    '$(PREFIX)' "$$(sed -n 's/^#define STRATA_VERSION_STRING "\(.*\)"/\1/p' include/strata.h)" > $@

@@ -60,6 +60,76 @@ void strata_model_info_free(strata_model_info *info);
  * The returned string is owned by the caller (free()). */
 char *strata_model_info_json(const strata_model_info *info, bool with_tensors);
 
+/* ---- Running a model ---- */
+
+typedef struct strata_model strata_model;
+
+typedef struct strata_model_params {
+    uint32_t n_ctx;          /* context length; 0: the model's */
+    uint32_t n_batch;        /* tokens per forward pass; 0: 256 */
+    int n_threads;           /* 0: physical cores */
+    bool kv_f32;             /* F32 KV cache instead of F16 */
+    bool reference_kernels;  /* scalar reference kernels (the truth; slow) */
+} strata_model_params;
+
+strata_model_params strata_model_default_params(void);
+
+/* Opens a llama-architecture GGUF model, its tokenizer and weights. */
+strata_status strata_model_open(const char *path, const strata_model_params *params, strata_model **out,
+                                strata_error *err);
+void strata_model_free(strata_model *m);
+
+uint32_t strata_model_n_vocab(const strata_model *m);
+uint32_t strata_model_n_ctx(const strata_model *m);
+/* Tokens already in the context. */
+uint32_t strata_model_n_past(const strata_model *m);
+/* Bytes of weights, KV cache and buffers the model holds. */
+uint64_t strata_model_memory_bytes(const strata_model *m);
+
+/* Tokenizes text[0..len) (BOS prepended when add_bos and the model has
+ * one). *tokens is malloc'd (free()), *n its length. */
+strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,
+                              size_t *n, strata_error *err);
+/* True for tokens that end generation (EOS, EOT). */
+bool strata_token_is_eog(const strata_model *m, int32_t token);
+
+/* Streaming detokenizer: text of each token as it comes, with incomplete
+ * UTF-8 sequences held back until complete. */
+typedef struct strata_detok strata_detok;
+strata_detok *strata_detok_new(const strata_model *m);
+/* Text completed by this token (NUL-terminated, valid until the next call);
+ * NULL for an invalid token. */
+const char *strata_detok_push(strata_detok *d, int32_t token, size_t *len);
+const char *strata_detok_finish(strata_detok *d, size_t *len);
+void strata_detok_free(strata_detok *d);
+
+/* Evaluates tokens at the next positions of the context; writes the logits
+ * of every position (all_logits: n x n_vocab) or of the last (n_vocab) to
+ * `logits` (may be NULL). */
+strata_status strata_eval(strata_model *m, const int32_t *tokens, size_t n, float *logits, bool all_logits,
+                          strata_error *err);
+/* Empties the context. */
+void strata_model_reset(strata_model *m);
+
+/* ---- Sampling ---- */
+
+typedef struct strata_sampler_params {
+    float temp;            /* <= 0: greedy */
+    int32_t top_k;         /* 0: off */
+    float top_p;           /* 1: off */
+    float min_p;           /* 0: off */
+    float repeat_penalty;  /* 1: off */
+    int32_t repeat_last_n; /* tokens of history penalized; -1: all */
+    uint64_t seed;
+} strata_sampler_params;
+
+strata_sampler_params strata_sampler_default_params(void);
+
+typedef struct strata_sampler strata_sampler;
+strata_sampler *strata_sampler_new(const strata_sampler_params *params, const strata_model *m);
+int32_t strata_sample(strata_sampler *s, const float *logits, const int32_t *history, size_t n_history);
+void strata_sampler_free(strata_sampler *s);
+
 #ifdef __cplusplus
 }
 #endif

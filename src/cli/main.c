@@ -7,6 +7,7 @@
 
 const cli_command cli_commands[] = {
     {"inspect", "show what a GGUF model holds and what it needs (header only)", cmd_inspect},
+    {"run", "generate text with a model (llama architecture, CPU)", cmd_run},
     {NULL, NULL, NULL},
 };
 

@@ -1,7 +1,8 @@
 /* Deterministic random weights: a counter-based seed per row (splitmix64)
- * feeding xoshiro256+, normals by Box-Muller. */
-#include <math.h>
-
+ * feeding xoshiro256+. Each weight is the sum of four 16-bit uniforms
+ * (Irwin-Hall), rescaled to unit variance: close enough to normal for test
+ * models, bounded at 3.46 std, and ~20x cheaper than Box-Muller, which
+ * matters when a 7B-shaped model needs 6.7 billion of them. */
 #include "synth.h"
 
 static uint64_t splitmix64(uint64_t *x)
@@ -30,18 +31,17 @@ static uint64_t rng_next(rng *r)
     return result;
 }
 
-/* Uniform in (0, 1]: never 0, so log() below is finite. */
-static double rng_unit(rng *r) { return ((double)(rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
-
 void synth_fill_row(float *dst, uint64_t n, uint64_t seed, uint64_t tensor, uint64_t row, float std)
 {
     uint64_t x = seed ^ (tensor * 0xd1b54a32d192ed03ull) ^ (row * 0x8cb92ba72f3d8dd7ull);
     rng r;
     for (int i = 0; i < 4; i++) r.s[i] = splitmix64(&x);
-    for (uint64_t i = 0; i < n; i += 2) {
-        double radius = sqrt(-2.0 * log(rng_unit(&r))) * std;
-        double angle = 6.283185307179586 * rng_unit(&r);
-        dst[i] = (float)(radius * cos(angle));
-        if (i + 1 < n) dst[i + 1] = (float)(radius * sin(angle));
+    /* sum of 4 uniforms on [0, 65535]: mean 131070, variance 4 * (65536^2 - 1) / 12 */
+    const float scale = std * 1.7320508f / 65536.0f;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t b = rng_next(&r);
+        uint32_t sum = (uint32_t)(b & 0xffff) + (uint32_t)((b >> 16) & 0xffff) + (uint32_t)((b >> 32) & 0xffff) +
+                       (uint32_t)(b >> 48);
+        dst[i] = ((float)sum - 131070.0f) * scale;
     }
 }

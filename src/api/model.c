@@ -1,0 +1,142 @@
+/* Public API: opening and running a model, tokenizing, detokenizing. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "gguf/gguf.h"
+#include "model/model_spec.h"
+#include "strata.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+struct strata_model {
+    gguf_file *file;
+    model_spec *spec;
+    tokenizer *tok;
+    engine *eng;
+};
+
+strata_model_params strata_model_default_params(void)
+{
+    return (strata_model_params){0};
+}
+
+static int default_threads(void)
+{
+    /* Decode is memory-bound and SMT siblings share a core's load ports, so
+     * the default is one thread per physical core. */
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 256 ? (int)n : 1;
+}
+
+/* Engine errors name the tensor; put the file in front of them. */
+static void prefix_path(strata_error *err, const char *path)
+{
+    size_t pl = strlen(path), ml = strlen(err->message);
+    if (pl + 2 + ml >= sizeof err->message) return;
+    memmove(err->message + pl + 2, err->message, ml + 1);
+    memcpy(err->message, path, pl);
+    memcpy(err->message + pl, ": ", 2);
+}
+
+static strata_status open_parts(strata_model *m, const char *path, const strata_model_params *p, strata_error *err)
+{
+    strata_status st = gguf_open(path, &m->file, err);
+    if (!st) st = model_spec_from_gguf(m->file, path, &m->spec, err);
+    if (st) return st;
+    if (!gguf_find(m->file, "tokenizer.ggml.model"))
+        return err_set(err, STRATA_E_FORMAT, "%s: the model has no tokenizer (tokenizer.ggml.model)", path);
+    if ((st = tokenizer_from_gguf(m->file, &m->tok, err))) return st;
+    if (tokenizer_n_vocab(m->tok) != m->spec->hp.vocab_size)
+        return err_set(err, STRATA_E_FORMAT, "%s: the tokenizer has %u tokens but the model %llu", path,
+                       tokenizer_n_vocab(m->tok), (unsigned long long)m->spec->hp.vocab_size);
+    engine_params ep = {.n_ctx = p->n_ctx, .n_batch = p->n_batch,
+                        .n_threads = p->n_threads > 0 ? p->n_threads : default_threads(),
+                        .kv_type = p->kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16,
+                        .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST};
+    st = engine_open(m->file, m->spec, &ep, &m->eng, err);
+    if (st && err && !strstr(err->message, path)) prefix_path(err, path);
+    return st;
+}
+
+strata_status strata_model_open(const char *path, const strata_model_params *params, strata_model **out,
+                                strata_error *err)
+{
+    err_clear(err);
+    *out = NULL;
+    strata_model_params defaults = strata_model_default_params();
+    strata_model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(err, STRATA_E_NOMEM, "%s: out of memory", path);
+    strata_status st = open_parts(m, path, params ? params : &defaults, err);
+    if (st) {
+        strata_model_free(m);
+        return st;
+    }
+    *out = m;
+    return STRATA_OK;
+}
+
+void strata_model_free(strata_model *m)
+{
+    if (!m) return;
+    engine_free(m->eng);
+    tokenizer_free(m->tok);
+    model_spec_free(m->spec);
+    gguf_close(m->file);
+    free(m);
+}
+
+uint32_t strata_model_n_vocab(const strata_model *m) { return engine_n_vocab(m->eng); }
+uint32_t strata_model_n_ctx(const strata_model *m) { return engine_n_ctx(m->eng); }
+uint32_t strata_model_n_past(const strata_model *m) { return engine_n_past(m->eng); }
+uint64_t strata_model_memory_bytes(const strata_model *m) { return engine_memory_bytes(m->eng); }
+void strata_model_reset(strata_model *m) { engine_reset(m->eng); }
+bool strata_token_is_eog(const strata_model *m, int32_t token) { return tokenizer_is_eog(m->tok, token); }
+
+strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,
+                              size_t *n, strata_error *err)
+{
+    tok_encode_opts o = tokenizer_default_opts(m->tok);
+    o.add_bos = add_bos && tokenizer_bos(m->tok) != TOK_NONE;
+    tok_ids ids = {0};
+    strata_status st = tokenizer_encode(m->tok, text, len, &o, &ids, err);
+    if (st) {
+        tok_ids_free(&ids);
+        return st;
+    }
+    *tokens = ids.ids;
+    *n = ids.n;
+    return STRATA_OK;
+}
+
+strata_status strata_eval(strata_model *m, const int32_t *tokens, size_t n, float *logits, bool all_logits,
+                          strata_error *err)
+{
+    if (n > UINT32_MAX) return err_set(err, STRATA_E_INVALID, "too many tokens");
+    return engine_eval(m->eng, tokens, (uint32_t)n, logits, all_logits, err);
+}
+
+struct strata_detok {
+    tok_stream *s;
+};
+
+strata_detok *strata_detok_new(const strata_model *m)
+{
+    strata_detok *d = calloc(1, sizeof *d);
+    if (d && !(d->s = tok_stream_new(m->tok, TOK_DECODE_STRIP_SPACE))) {
+        free(d);
+        d = NULL;
+    }
+    return d;
+}
+
+const char *strata_detok_push(strata_detok *d, int32_t token, size_t *len) { return tok_stream_push(d->s, token, len); }
+const char *strata_detok_finish(strata_detok *d, size_t *len) { return tok_stream_finish(d->s, len); }
+
+void strata_detok_free(strata_detok *d)
+{
+    if (!d) return;
+    tok_stream_free(d->s);
+    free(d);
+}

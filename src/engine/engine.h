@@ -1,0 +1,42 @@
+/* The inference engine: the forward pass of llama-architecture models on
+ * the CPU, with a KV cache. Weights come only through the store (acquire a
+ * layer, run it, release it). */
+#ifndef STRATA_ENGINE_ENGINE_H
+#define STRATA_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gguf/gguf.h"
+#include "kernels/cpu/kernels.h"
+#include "model/model_spec.h"
+#include "strata.h"
+
+typedef struct engine_params {
+    uint32_t n_ctx;      /* 0: the model's context length */
+    uint32_t n_batch;    /* tokens per forward pass (0: 256) */
+    int n_threads;       /* >= 1 */
+    uint32_t kv_type;    /* GGML_TYPE_F16 (default) or GGML_TYPE_F32 */
+    kernel_mode kernels; /* fast (default) or reference */
+} engine_params;
+
+typedef struct engine engine;
+
+strata_status engine_open(const gguf_file *f, const model_spec *spec, const engine_params *p, engine **out,
+                          strata_error *err);
+void engine_free(engine *e);
+
+/* Evaluates tokens[0..n) at the next positions of the context. Writes the
+ * logits of every position (all_logits: n x n_vocab floats) or of the last
+ * one (n_vocab floats) to `logits` (may be NULL). */
+strata_status engine_eval(engine *e, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
+                          strata_error *err);
+
+void engine_reset(engine *e);     /* forget the context */
+uint32_t engine_n_past(const engine *e);
+uint32_t engine_n_ctx(const engine *e);
+uint32_t engine_n_vocab(const engine *e);
+/* Bytes of KV cache, scratch and weights the engine holds. */
+uint64_t engine_memory_bytes(const engine *e);
+
+#endif

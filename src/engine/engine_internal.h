@@ -1,0 +1,32 @@
+/* Internal to src/engine: the engine's state, shared by its files. */
+#ifndef STRATA_ENGINE_ENGINE_INTERNAL_H
+#define STRATA_ENGINE_ENGINE_INTERNAL_H
+
+#include "engine/engine.h"
+#include "engine/llama_weights.h"
+#include "engine/threadpool.h"
+#include "store/store.h"
+
+struct engine {
+    llama_weights w;
+    store *store;
+    pool *pool;
+    uint32_t n_ctx, n_batch, n_past, kv_type;
+    uint8_t *k_cache, *v_cache; /* [layer][position][kv_dim] of kv_type */
+    uint64_t kv_row_bytes;      /* bytes of one position's K (or V) row */
+    float *x, *xn, *q, *k, *v, *att, *gate, *up, *norm_w;
+    float *scores;              /* n_threads x n_ctx */
+    void *act;
+    uint64_t scratch_bytes;
+};
+
+/* f16 -> f32 for every half value: KV-cache reads in the attention loop. */
+extern float engine_f16_table[65536];
+
+/* Attention of the batch's tokens (queries in e->q, K and V of the batch
+ * already in the cache) for layer l; writes e->att. */
+void engine_attention(engine *e, uint64_t l, uint32_t n_tok);
+/* Stores the batch's K and V rows (e->k, e->v) at their positions. */
+void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok);
+
+#endif

@@ -1,0 +1,46 @@
+#include <math.h>
+
+#include "engine/ops.h"
+
+void op_rmsnorm(float *y, const float *x, const float *w, uint64_t n, float eps)
+{
+    double sum = 0.0; /* double: the mean of squares of thousands of values */
+    for (uint64_t i = 0; i < n; i++) sum += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(sum / (double)n + eps));
+    for (uint64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void op_rope(float *head, uint64_t rope_dim, uint32_t pos, float base, float freq_scale)
+{
+    for (uint64_t i = 0; i < rope_dim; i += 2) {
+        double theta = (double)pos * freq_scale * pow((double)base, -(double)i / (double)rope_dim);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        float a = head[i], b = head[i + 1];
+        head[i] = a * c - b * s;
+        head[i + 1] = a * s + b * c;
+    }
+}
+
+void op_softmax(float *x, uint64_t n)
+{
+    float max = x[0];
+    for (uint64_t i = 1; i < n; i++)
+        if (x[i] > max) max = x[i];
+    double sum = 0.0;
+    for (uint64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (uint64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void op_swiglu(float *gate, const float *up, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void op_add(float *y, const float *x, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) y[i] += x[i];
+}

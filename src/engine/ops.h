@@ -1,0 +1,19 @@
+/* Element-wise and row operations of the forward pass (scalar float). */
+#ifndef STRATA_ENGINE_OPS_H
+#define STRATA_ENGINE_OPS_H
+
+#include <stdint.h>
+
+/* y = x / rms(x) * w over n elements (eps inside the root). */
+void op_rmsnorm(float *y, const float *x, const float *w, uint64_t n, float eps);
+/* Rotary embedding of one head in place: rotates pairs (2i, 2i+1) for
+ * 2i < rope_dim by pos * freq_scale * base^(-2i/rope_dim). */
+void op_rope(float *head, uint64_t rope_dim, uint32_t pos, float base, float freq_scale);
+/* In-place softmax of x[0..n). */
+void op_softmax(float *x, uint64_t n);
+/* gate[i] = silu(gate[i]) * up[i]. */
+void op_swiglu(float *gate, const float *up, uint64_t n);
+/* y += x. */
+void op_add(float *y, const float *x, uint64_t n);
+
+#endif

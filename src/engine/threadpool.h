@@ -1,0 +1,19 @@
+/* A fixed pool of worker threads that run one function on all threads at a
+ * time (fork-join). The calling thread takes part as thread 0. */
+#ifndef STRATA_ENGINE_THREADPOOL_H
+#define STRATA_ENGINE_THREADPOOL_H
+
+typedef void (*pool_fn)(void *ctx, int ith, int nth);
+typedef struct pool pool;
+
+/* n_threads >= 1 counts the caller; NULL if threads cannot be created. */
+pool *pool_new(int n_threads);
+void pool_free(pool *p);
+int pool_size(const pool *p);
+/* Runs fn(ctx, i, n) for i in 0..n-1 in parallel and returns when all are done. */
+void pool_run(pool *p, pool_fn fn, void *ctx);
+
+/* The [begin, end) share of thread ith out of nth for n items. */
+void pool_share(long n, int ith, int nth, long *begin, long *end);
+
+#endif

@@ -1,0 +1,31 @@
+/* Kernel selection and activation preparation. Fast kernels register in
+ * kernels_fast.c (the only place that knows which ISA builds exist). */
+#include <string.h>
+
+#include "gguf/ggml_types.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quantize.h"
+
+/* Provided by kernels_fast.c: the fastest kernel this CPU supports for the
+ * type, or NULL when only the reference exists. */
+const kernel_desc *kernel_fast(uint32_t weight_type);
+
+const kernel_desc *kernel_select(uint32_t weight_type, kernel_mode mode)
+{
+    if (mode == KERNEL_FAST) {
+        const kernel_desc *k = kernel_fast(weight_type);
+        if (k) return k;
+    }
+    return kernel_reference(weight_type);
+}
+
+uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n)
+{
+    return act_type == GGML_TYPE_F32 ? n * sizeof(float) : ggml_row_bytes(act_type, n);
+}
+
+void kernel_prepare_act(uint32_t act_type, const float *x, void *dst, uint64_t n)
+{
+    if (act_type == GGML_TYPE_F32) memcpy(dst, x, n * sizeof(float));
+    else quantize_row(act_type, x, dst, n, NULL);
+}

@@ -1,0 +1,48 @@
+/* Dot-product kernels of the CPU back end: out = Σ dequant(w_row)[i] · x[i].
+ *
+ * A kernel consumes activations in the format it names (`act_type`): the
+ * reference kernels take plain floats and do exact dequantization plus float
+ * math (the truth the fast kernels are tested against); fast kernels may take
+ * activations quantized to Q8_0 or Q8_K (as llama.cpp does), which trades a
+ * little precision for integer SIMD dot products. The engine converts each
+ * activation row once with kernel_prepare_act and reuses it for every weight
+ * row of the matrix. */
+#ifndef STRATA_KERNELS_CPU_KERNELS_H
+#define STRATA_KERNELS_CPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum kernel_mode {
+    KERNEL_REFERENCE = 0, /* scalar, exact dequantization, float activations */
+    KERNEL_FAST = 1,      /* best kernel for this CPU */
+} kernel_mode;
+
+/* One weight row (n elements in the kernel's weight type) against one
+ * prepared activation row; writes the dot product to *out. */
+typedef void (*kernel_dot_fn)(const void *w_row, const void *act, uint64_t n, float *out);
+
+typedef struct kernel_desc {
+    uint32_t weight_type;
+    uint32_t act_type;    /* GGML_TYPE_F32, GGML_TYPE_Q8_0 or GGML_TYPE_Q8_K */
+    kernel_dot_fn dot;
+    const char *isa;      /* "scalar", "avx2", "avx512" */
+} kernel_desc;
+
+/* The kernel for weights of a type, or NULL when the engine cannot run the
+ * type. In KERNEL_FAST mode, falls back to the reference where no faster
+ * kernel exists for this CPU. */
+const kernel_desc *kernel_select(uint32_t weight_type, kernel_mode mode);
+
+/* Bytes of one prepared activation row of n elements. */
+uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n);
+
+/* Converts n floats into act_type at dst (kernel_act_bytes bytes). n must be
+ * a multiple of the act type's block (32 for Q8_0, 256 for Q8_K). */
+void kernel_prepare_act(uint32_t act_type, const float *x, void *dst, uint64_t n);
+
+/* The reference kernel of a type (what kernel_select returns in reference
+ * mode), exposed for tests. */
+const kernel_desc *kernel_reference(uint32_t weight_type);
+
+#endif

@@ -1,0 +1,121 @@
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sample/sampler.h"
+
+typedef struct cand {
+    int32_t id;
+    float logit;
+    float p;
+} cand;
+
+struct sampler {
+    strata_sampler_params p;
+    uint32_t n_vocab;
+    cand *c;
+    uint64_t rng;
+};
+
+sampler *sampler_new(const strata_sampler_params *p, uint32_t n_vocab)
+{
+    sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->rng = p->seed ^ 0x853c49e6748fea9bull;
+    if (!(s->c = malloc((n_vocab ? n_vocab : 1) * sizeof *s->c))) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sampler_free(sampler *s)
+{
+    if (!s) return;
+    free(s->c);
+    free(s);
+}
+
+/* splitmix64 step, then a uniform double in [0, 1). */
+static double next_unit(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static void penalize(sampler *s, const int32_t *history, size_t n_history)
+{
+    float pen = s->p.repeat_penalty;
+    if (pen == 1.0f || pen <= 0.0f) return;
+    size_t last = s->p.repeat_last_n < 0 ? n_history : (size_t)s->p.repeat_last_n;
+    size_t from = n_history > last ? n_history - last : 0;
+    /* each distinct token is penalized once, however often it repeats */
+    for (size_t i = from; i < n_history; i++) {
+        int32_t id = history[i];
+        if (id < 0 || (uint32_t)id >= s->n_vocab) continue;
+        bool seen = false;
+        for (size_t j = from; j < i && !seen; j++) seen = history[j] == id;
+        if (seen) continue;
+        float *l = &s->c[id].logit;
+        *l = *l > 0 ? *l / pen : *l * pen;
+    }
+}
+
+static int by_logit_desc(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id - y->id; /* ties: lower id first, deterministic */
+}
+
+/* Probabilities of the first n candidates at temperature t (sorted input). */
+static void softmax(cand *c, size_t n, float t)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += (c[i].p = expf((c[i].logit - c[0].logit) / t));
+    for (size_t i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
+}
+
+static size_t keep_candidates(const sampler *s, cand *c, size_t n)
+{
+    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) n = (size_t)s->p.top_k;
+    softmax(c, n, 1.0f);
+    if (s->p.top_p > 0 && s->p.top_p < 1) {
+        double cum = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((cum += c[i].p) >= s->p.top_p) {
+                n = i + 1;
+                break;
+            }
+    }
+    if (s->p.min_p > 0) {
+        size_t keep = 1;
+        while (keep < n && c[keep].p >= s->p.min_p * c[0].p) keep++;
+        n = keep;
+    }
+    return n;
+}
+
+int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, size_t n_history)
+{
+    for (uint32_t i = 0; i < s->n_vocab; i++) s->c[i] = (cand){(int32_t)i, logits[i], 0};
+    penalize(s, history, n_history);
+    if (s->p.temp <= 0) {
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < s->n_vocab; i++)
+            if (s->c[i].logit > s->c[best].logit) best = i;
+        return (int32_t)best;
+    }
+    qsort(s->c, s->n_vocab, sizeof *s->c, by_logit_desc);
+    size_t n = keep_candidates(s, s->c, s->n_vocab);
+    softmax(s->c, n, s->p.temp);
+    double r = next_unit(&s->rng), cum = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((cum += s->c[i].p) > r) return s->c[i].id;
+    return s->c[n - 1].id;
+}
