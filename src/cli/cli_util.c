@@ -1,0 +1,52 @@
+#include "cli/cli_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "hw/hw.h"
+
+const char *cli_fmt_rate(double bps, char *buf, size_t cap)
+{
+    if (bps >= 1e9) snprintf(buf, cap, "%.2f GB/s", bps / 1e9);
+    else if (bps >= 1e6) snprintf(buf, cap, "%.1f MB/s", bps / 1e6);
+    else snprintf(buf, cap, "%.0f KB/s", bps / 1e3);
+    return buf;
+}
+
+bool cli_profile_path(const char *cmd, const char *flag, char *buf, size_t cap)
+{
+    if (flag) {
+        if ((size_t)snprintf(buf, cap, "%s", flag) >= cap) {
+            fprintf(stderr, "strata %s: --profile %s: path too long\n", cmd, flag);
+            return false;
+        }
+        return true;
+    }
+    strata_error err = {0};
+    if (hw_profile_default_path(buf, cap, &err) != STRATA_OK) {
+        fprintf(stderr, "strata %s: %s\n", cmd, err.message);
+        return false;
+    }
+    return true;
+}
+
+const char *cli_opt_value(const char *cmd, int argc, char **argv, int *i, const char *name, bool *bad)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n)) return NULL;
+    if (a[n] == '=') {
+        if (!a[n + 1]) {
+            fprintf(stderr, "strata %s: %s needs a value\n", cmd, name);
+            *bad = true;
+        }
+        return a + n + 1;
+    }
+    if (a[n]) return NULL;
+    if (*i + 1 >= argc || !argv[*i + 1][0]) {
+        fprintf(stderr, "strata %s: %s needs a value\n", cmd, name);
+        *bad = true;
+        return "";
+    }
+    return argv[++*i];
+}

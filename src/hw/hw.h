@@ -1,0 +1,283 @@
+/* Hardware profile: what this machine has and how fast it moves bytes.
+ *
+ * hw_probe() reads /proc and /sys (through a root prefix, so tests run on
+ * captured trees), asks the Vulkan loader and NVML when they are installed
+ * (dlopen at run time: no build or link dependency), and fills one
+ * hw_profile. hw_measure() adds measured bandwidths. The profile is saved
+ * as JSON (schema: docs/profile-json.md), which is also how a hypothetical
+ * machine is described to the planner.
+ *
+ * Nothing outside src/hw/ reads /proc or sysfs. Every value read from
+ * outside is validated; a missing or malformed source leaves the field
+ * unknown and adds a warning, it never fails the probe.
+ *
+ * Unknown values: sizes and counts are 0, tri-states are HW_UNKNOWN,
+ * strings are empty, bandwidths are 0.
+ */
+#ifndef STRATA_HW_HW_H
+#define STRATA_HW_HW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strata.h"
+
+#define HW_PROFILE_SCHEMA "strata-hw-profile"
+#define HW_PROFILE_VERSION 1
+
+#define HW_MAX_GPUS 16
+#define HW_MAX_WARNINGS 32
+#define HW_WARNING_MAX 240
+#define HW_NAME_MAX 256
+#define HW_PATH_MAX 1024
+#define HW_NO_LIMIT UINT64_MAX /* a cgroup without a memory limit */
+
+/* A yes/no that may not be known. */
+typedef enum hw_tristate { HW_UNKNOWN = -1, HW_NO = 0, HW_YES = 1 } hw_tristate;
+
+/* SIMD features the kernels dispatch on (bits of hw_cpu.features). */
+enum hw_cpu_feature {
+    HW_CPU_SSE42 = 1u << 0,
+    HW_CPU_AVX = 1u << 1,
+    HW_CPU_AVX2 = 1u << 2,
+    HW_CPU_FMA = 1u << 3,
+    HW_CPU_F16C = 1u << 4,
+    HW_CPU_AVX512F = 1u << 5,
+    HW_CPU_AVX512BW = 1u << 6,
+    HW_CPU_AVX512VL = 1u << 7,
+    HW_CPU_AVX512VNNI = 1u << 8,
+    HW_CPU_AVX512BF16 = 1u << 9,
+    HW_CPU_AVXVNNI = 1u << 10,
+    HW_CPU_NEON = 1u << 11,
+    HW_CPU_DOTPROD = 1u << 12,
+    HW_CPU_I8MM = 1u << 13,
+    HW_CPU_SVE = 1u << 14,
+};
+#define HW_CPU_FEATURE_COUNT 15
+
+/* The feature's name in JSON and output ("avx2"), or NULL for a bad bit. */
+const char *hw_cpu_feature_name(uint32_t bit);
+/* The bit of a feature name, or 0 when the name is unknown. */
+uint32_t hw_cpu_feature_from_name(const char *name);
+
+typedef struct hw_cpu {
+    char arch[16];               /* "x86_64", "aarch64", or "" */
+    char model[HW_NAME_MAX];
+    uint32_t logical_cores;      /* online logical CPUs; >= 1 after a probe */
+    uint32_t physical_cores;
+    uint32_t usable_cores;       /* CPUs this process may run on (affinity) */
+    uint32_t features;           /* enum hw_cpu_feature bits */
+    uint64_t cache_l1d, cache_l2, cache_l3; /* bytes, one instance each */
+} hw_cpu;
+
+typedef struct hw_cgroup {
+    int version;                 /* 0 none found, 1 or 2 */
+    char path[HW_PATH_MAX];      /* this process's cgroup, e.g. "/user.slice/..." */
+    uint64_t limit;              /* limit of the binding cgroup (least headroom on the
+                                    way up to the root), or HW_NO_LIMIT */
+    uint64_t usage;              /* its usage (this cgroup's when nothing binds) */
+    uint64_t headroom;           /* limit - usage of the binding cgroup, or HW_NO_LIMIT */
+} hw_cgroup;
+
+typedef struct hw_memory {
+    uint64_t total, available;   /* MemTotal, MemAvailable */
+    uint64_t swap_total, swap_free;
+    hw_cgroup cgroup;
+    uint64_t usable;             /* min(available, cgroup headroom) */
+    char thp[16];                /* "always", "madvise", "never", or "" */
+} hw_memory;
+
+typedef struct hw_storage {
+    char path[HW_PATH_MAX];      /* the directory (or file) models live in */
+    char mount_point[HW_PATH_MAX];
+    char fs_type[32];
+    char device[64];             /* block device name ("nvme0n1"), or the mount source */
+    hw_tristate rotational;
+    uint64_t free_bytes, total_bytes;
+    hw_tristate o_direct;        /* an O_DIRECT open + aligned read works there */
+} hw_storage;
+
+typedef enum hw_gpu_type {
+    HW_GPU_UNKNOWN = 0,
+    HW_GPU_DISCRETE,
+    HW_GPU_INTEGRATED,
+    HW_GPU_VIRTUAL,
+    HW_GPU_CPU,
+    HW_GPU_OTHER,
+} hw_gpu_type;
+
+const char *hw_gpu_type_name(hw_gpu_type t);
+hw_gpu_type hw_gpu_type_from_name(const char *name); /* HW_GPU_UNKNOWN if unknown */
+/* "AMD", "NVIDIA", "Intel", "Mesa" ... from a PCI/Vulkan vendor id, or "". */
+const char *hw_vendor_name(uint32_t vendor_id);
+
+/* Where a GPU's facts came from (bits of hw_gpu.sources). */
+enum { HW_SRC_VULKAN = 1, HW_SRC_NVML = 2, HW_SRC_SYSFS = 4 };
+
+typedef struct hw_pcie {
+    int gen, width;              /* current link; 0 when unknown */
+    int max_gen, max_width;
+} hw_pcie;
+
+typedef struct hw_gpu {
+    char name[HW_NAME_MAX];
+    hw_gpu_type type;
+    uint32_t vendor_id, device_id; /* PCI ids (Vulkan's for non-PCI devices) */
+    char driver[HW_NAME_MAX];      /* "radv", "NVIDIA", "amdgpu" ... */
+    char driver_info[HW_NAME_MAX]; /* driver version text */
+    char pci_address[16];          /* "0000:03:00.0", or "" */
+    unsigned sources;              /* HW_SRC_* bits */
+    int vulkan_index;              /* index among Vulkan physical devices, or -1 */
+    uint64_t vram_total;           /* device-local memory */
+    uint64_t vram_used;            /* used by all processes (NVML, amdgpu sysfs) */
+    uint64_t vram_free;
+    bool has_budget;               /* VK_EXT_memory_budget values below are set */
+    uint64_t vram_budget;          /* what this process may allocate now */
+    uint64_t vram_process_usage;   /* what this process uses now */
+    hw_pcie pcie;
+    double h2d_bw;                 /* measured host->device copy, bytes/s; 0 = not measured */
+} hw_gpu;
+
+typedef struct hw_gpu_stack {
+    bool vulkan_loader;            /* libvulkan.so.1 could be opened */
+    int vulkan_icds;               /* ICD manifest files found */
+    int vulkan_devices;            /* physical devices the loader reported */
+    bool nvml;                     /* libnvidia-ml.so.1 opened and initialised */
+    char nvidia_driver[64];        /* NVML's driver version, or "" */
+} hw_gpu_stack;
+
+typedef struct hw_measured {
+    bool done;                     /* the fields below were measured */
+    int64_t time;                  /* unix seconds of the measurement */
+    double ram_bw_1t;              /* RAM read bandwidth, one thread, bytes/s */
+    double ram_bw_all;             /* all threads */
+    int ram_threads;
+    uint64_t ram_bytes;            /* buffer size used */
+    double disk_bw;                /* sequential O_DIRECT read, bytes/s; 0 = not measured */
+    uint64_t disk_bytes;           /* bytes read */
+    char disk_path[HW_PATH_MAX];   /* file or directory measured */
+} hw_measured;
+
+typedef struct hw_profile {
+    int version;                   /* HW_PROFILE_VERSION */
+    int64_t created;               /* unix seconds of the probe */
+    char fingerprint[24];          /* hex, from hw_fingerprint(); "" for a hand-written one */
+    char hostname[64];
+    char kernel[64];
+    hw_cpu cpu;
+    hw_memory mem;
+    hw_storage storage;
+    hw_gpu_stack stack;
+    int n_gpus;
+    hw_gpu gpus[HW_MAX_GPUS];
+    hw_measured measured;
+    int n_warnings;
+    char warnings[HW_MAX_WARNINGS][HW_WARNING_MAX];
+} hw_profile;
+
+typedef struct hw_probe_opts {
+    /* Prefix for every /proc and /sys path. NULL or "" is the live host;
+     * anything else is a captured tree: the storage path is then taken as
+     * written (no realpath, statvfs or O_DIRECT test), CPU features come
+     * from cpuinfo rather than cpuid, and no GPU library is opened. */
+    const char *root;
+    const char *path;              /* storage to describe; NULL = "." ("/" in a captured tree) */
+    bool no_gpu_libs;              /* do not dlopen Vulkan or NVML */
+    bool no_odirect_test;          /* do not create a file to test O_DIRECT */
+} hw_probe_opts;
+
+/* Fills *out. Fails only for invalid options (the storage path missing);
+ * everything else degrades to unknown values plus warnings. NVML and Vulkan
+ * run in a short-lived child process (src/hw/isolate.c): call it while the
+ * program is single-threaded. */
+strata_status hw_probe(const hw_probe_opts *opts, hw_profile *out, strata_error *err);
+
+/* Appends a warning (silently dropped past HW_MAX_WARNINGS). */
+void hw_warn(hw_profile *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Recomputes mem.usable from available and the cgroup headroom. */
+void hw_memory_update_usable(hw_memory *m);
+
+/* ---- measurement (src/hw/measure*.c) ---- */
+
+typedef void (*hw_progress_fn)(const char *stage, double fraction, void *ctx);
+
+typedef struct hw_measure_opts {
+    uint64_t ram_bytes;            /* RAM test buffer; 0 = 256 MiB */
+    uint64_t disk_bytes;           /* temporary file size; 0 = 256 MiB */
+    uint64_t gpu_bytes;            /* host->device copy size; 0 = 64 MiB */
+    double min_seconds;            /* time per RAM test; 0 = 0.5 s */
+    const char *disk_file;         /* read this existing file instead of a temporary one */
+    bool no_disk, no_gpu;
+    hw_progress_fn progress;       /* may be NULL */
+    void *progress_ctx;
+} hw_measure_opts;
+
+/* Measures RAM, the storage at p->storage.path and each Vulkan device, and
+ * fills p->measured (and gpus[].h2d_bw). A part that cannot be measured
+ * leaves 0 and a warning; fails only on a bad disk_file. */
+strata_status hw_measure(hw_profile *p, const hw_measure_opts *opts, strata_error *err);
+
+/* Single measurements, for tests and the planner's self-checks. */
+double hw_measure_ram_bw(uint64_t bytes, int threads, double min_seconds);
+/* Reads `path` (up to max_bytes) with O_DIRECT; bytes/s, or 0 with *err set. */
+double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read,
+                               strata_error *err);
+/* Creates a temporary file of `bytes` in dir, reads it back with O_DIRECT,
+ * removes it; bytes/s, or 0 with *err set. */
+double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, strata_error *err);
+
+/* ---- JSON (src/hw/profile_json*.c) ---- */
+
+/* The profile as a JSON document (malloc'd, caller frees), or NULL on OOM. */
+char *hw_profile_to_json(const hw_profile *p);
+/* Parses a profile (written by hw_profile_to_json or by hand: missing
+ * fields are unknown). `origin` names the input in error messages. */
+strata_status hw_profile_from_json(const char *text, const char *origin, hw_profile *out,
+                                   strata_error *err);
+/* Field-by-field equality; on a difference, names the first field in why. */
+bool hw_profile_equal(const hw_profile *a, const hw_profile *b, char *why, size_t why_len);
+
+/* ---- the saved profile (src/hw/profile_cache.c) ---- */
+
+/* $XDG_CACHE_HOME/strata/profile.json or ~/.cache/strata/profile.json. */
+strata_status hw_profile_default_path(char *buf, size_t len, strata_error *err);
+strata_status hw_profile_save(const hw_profile *p, const char *path, strata_error *err);
+strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *err);
+/* Identity of the machine: CPU, core count, features, RAM size and GPUs
+ * (not free memory, not storage). Writes 16 hex digits. */
+void hw_fingerprint(const hw_profile *p, char out[24]);
+
+typedef enum hw_cache_state {
+    HW_CACHE_MISSING = 0,  /* no saved profile */
+    HW_CACHE_FRESH,        /* saved for this machine: measurements reused */
+    HW_CACHE_STALE,        /* saved for another machine (or older schema) */
+    HW_CACHE_BAD,          /* unreadable or malformed */
+} hw_cache_state;
+
+const char *hw_cache_state_name(hw_cache_state s);
+
+/* Copies the measurements of the profile saved at `path` into the live
+ * profile p when the fingerprints match; returns what was found. When the
+ * state is HW_CACHE_BAD, err names the problem. */
+hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata_error *err);
+
+/* ---- doctor (src/hw/doctor.c) ---- */
+
+typedef enum hw_check_level { HW_PASS = 0, HW_WARN = 1, HW_FAIL = 2 } hw_check_level;
+
+typedef struct hw_check {
+    hw_check_level level;
+    char name[32];                 /* "o_direct", "cgroup", ... */
+    char message[320];
+    char fix[320];                 /* one line; "" when nothing to do */
+} hw_check;
+
+#define HW_MAX_CHECKS 32
+
+/* Runs every check on a probed profile; `cache` is the saved profile's
+ * state. Returns the number of checks written to out. */
+int hw_doctor(const hw_profile *p, hw_cache_state cache, hw_check *out, int max);
+
+#endif

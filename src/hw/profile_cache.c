@@ -1,0 +1,169 @@
+/* The saved profile: where it lives, saving and loading it, and the
+ * fingerprint that tells whether it still describes this machine. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hw/hw_internal.h"
+#include "util/error.h"
+
+#define PROFILE_MAX (4u << 20)
+
+strata_status hw_profile_default_path(char *buf, size_t len, strata_error *err)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    int n;
+    if (xdg && xdg[0] == '/') {
+        n = snprintf(buf, len, "%s/strata/profile.json", xdg);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || home[0] != '/') {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        if (!home || home[0] != '/')
+            return err_set(err, STRATA_E_INVALID,
+                           "no cache directory: set XDG_CACHE_HOME or HOME, or use --profile FILE");
+        n = snprintf(buf, len, "%s/.cache/strata/profile.json", home);
+    }
+    if (n < 0 || (size_t)n >= len)
+        return err_set(err, STRATA_E_INVALID, "cache directory path too long");
+    return STRATA_OK;
+}
+
+/* mkdir -p of the directory part of path. */
+static strata_status make_parent(const char *path, strata_error *err)
+{
+    char dir[HW_PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return err_set(err, STRATA_E_INVALID, "%s: path too long", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return STRATA_OK;
+    *slash = '\0';
+    for (char *p = dir + 1; ; p++) {
+        char c = *p;
+        if (c == '/' || c == '\0') {
+            *p = '\0';
+            if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+                return err_set(err, STRATA_E_IO, "%s: cannot create directory: %s", dir,
+                               strerror(errno));
+            *p = c;
+        }
+        if (!c) break;
+    }
+    return STRATA_OK;
+}
+
+strata_status hw_profile_save(const hw_profile *p, const char *path, strata_error *err)
+{
+    strata_status st = make_parent(path, err);
+    if (st != STRATA_OK) return st;
+    char *text = hw_profile_to_json(p);
+    if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the profile", path);
+    char tmp[HW_PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(text);
+        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    }
+    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = (fclose(f) == 0) && ok;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return STRATA_OK;
+}
+
+strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *err)
+{
+    size_t len = 0;
+    char *text = hw_read_file("", path, PROFILE_MAX, &len);
+    if (!text) {
+        int e = errno;
+        memset(out, 0, sizeof *out);
+        return err_set(err, STRATA_E_IO, "%s: %s", path, e == EFBIG ? "larger than 4 MiB" : strerror(e));
+    }
+    strata_status st = hw_profile_from_json(text, path, out, err);
+    free(text);
+    return st;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv1a(h, s, strlen(s) + 1); }
+static uint64_t fnv_u64(uint64_t h, uint64_t v) { return fnv1a(h, &v, sizeof v); }
+
+void hw_fingerprint(const hw_profile *p, char out[24])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv_str(h, p->cpu.arch);
+    h = fnv_str(h, p->cpu.model);
+    h = fnv_u64(h, p->cpu.logical_cores);
+    h = fnv_u64(h, p->cpu.physical_cores);
+    h = fnv_u64(h, p->cpu.features);
+    /* RAM size to the nearest 256 MiB: kernels differ in what they reserve. */
+    h = fnv_u64(h, (p->mem.total + (128ull << 20)) >> 28);
+    for (int i = 0; i < p->n_gpus && i < HW_MAX_GPUS; i++) {
+        const hw_gpu *g = &p->gpus[i];
+        if (g->type == HW_GPU_CPU) continue; /* software rasterisers come and go */
+        h = fnv_u64(h, g->vendor_id);
+        h = fnv_u64(h, g->device_id);
+        h = fnv_str(h, g->pci_address);
+        h = fnv_u64(h, (g->vram_total + (32ull << 20)) >> 26);
+    }
+    snprintf(out, 24, "%016llx", (unsigned long long)h);
+}
+
+const char *hw_cache_state_name(hw_cache_state s)
+{
+    switch (s) {
+    case HW_CACHE_MISSING: return "missing";
+    case HW_CACHE_FRESH: return "fresh";
+    case HW_CACHE_STALE: return "stale";
+    case HW_CACHE_BAD: return "unreadable";
+    }
+    return "unknown";
+}
+
+hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata_error *err)
+{
+    if (access(path, F_OK) != 0) return HW_CACHE_MISSING;
+    hw_profile *saved = malloc(sizeof *saved);
+    if (!saved) {
+        err_set(err, STRATA_E_NOMEM, "out of memory");
+        return HW_CACHE_BAD;
+    }
+    hw_cache_state st;
+    if (hw_profile_load(path, saved, err) != STRATA_OK) {
+        st = HW_CACHE_BAD;
+    } else if (!saved->measured.done || strcmp(saved->fingerprint, p->fingerprint)) {
+        st = HW_CACHE_STALE;
+    } else {
+        st = HW_CACHE_FRESH;
+        p->measured = saved->measured;
+        for (int i = 0; i < p->n_gpus; i++)
+            for (int j = 0; j < saved->n_gpus; j++)
+                if (p->gpus[i].vulkan_index >= 0 && p->gpus[i].vulkan_index == saved->gpus[j].vulkan_index &&
+                    !strcmp(p->gpus[i].name, saved->gpus[j].name))
+                    p->gpus[i].h2d_bw = saved->gpus[j].h2d_bw;
+    }
+    free(saved);
+    return st;
+}

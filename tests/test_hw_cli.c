@@ -1,0 +1,321 @@
+/* `strata detect` and `strata doctor` as a user runs them (the sanitized
+ * binary), including a run inside a memory cgroup with a limit. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hw/hw.h"
+#include "hw/hw_internal.h"
+#include "test.h"
+
+#define MiB (1ull << 20)
+
+/* Runs `strata ARGS` with the cache in the test's directory. */
+static int strata(const char *args, char **out, bool merge)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s/cache' %s %s", test_tmpdir(), test_strata_bin(), args);
+    return test_run(cmd, out, merge);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++) n += *s == '\n';
+    return n;
+}
+
+static hw_profile *parse(const char *json)
+{
+    hw_profile *p = malloc(sizeof *p);
+    strata_error err = {0};
+    if (p && hw_profile_from_json(json ? json : "", "stdout", p, &err) != STRATA_OK) {
+        test_fail(__FILE__, __LINE__, "parse", " %s", err.message);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+TEST(test_hw_cli_help)
+{
+    char *out = NULL;
+    CHECK(strata("detect --help", &out, false) == 0);
+    static const char *const flags[] = {"--json", "--measure", "--quick", "--path", "--profile", "--root", "--help"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        CHECK(out && strstr(out, flags[i]), "detect --help lacks %s", flags[i]);
+    free(out);
+    CHECK(strata("doctor -h", &out, false) == 0);
+    CHECK(out && strstr(out, "--path") && strstr(out, "--profile") && strstr(out, "PASS"));
+    free(out);
+    CHECK(strata("--help", &out, false) == 0);
+    CHECK(out && strstr(out, "detect") && strstr(out, "doctor"));
+    free(out);
+}
+
+TEST(test_hw_cli_errors)
+{
+    static const struct { const char *args, *needle; } cases[] = {
+        {"detect --frobnicate", "--frobnicate"},
+        {"detect --path", "--path"},
+        {"detect --profile=", "--profile"},
+        {"detect --path /nonexistent/models", "/nonexistent/models"},
+        {"detect --quick", "--quick"},
+        {"detect --measure --root tests/data/hw/empty", "--root"},
+        {"doctor --bogus", "--bogus"},
+        {"doctor --path /nonexistent/models", "/nonexistent/models"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[256], *out = NULL;
+        snprintf(args, sizeof args, "%s 2>&1 >/dev/null", cases[i].args);
+        int rc = strata(args, &out, false);
+        CHECK(rc != 0, "%s: exit 0", cases[i].args);
+        CHECK(out && count_lines(out) == 1 && strstr(out, cases[i].needle), "%s: stderr '%s'", cases[i].args,
+              out ? out : "");
+        free(out);
+    }
+}
+
+TEST(test_hw_cli_detect_json)
+{
+    char *out = NULL;
+    char args[512];
+    snprintf(args, sizeof args, "detect --json --path '%s'", test_tmpdir());
+    CHECK(strata(args, &out, false) == 0);
+    hw_profile *p = parse(out);
+    free(out);
+    REQUIRE(p);
+    CHECK(p->cpu.logical_cores >= 1 && p->mem.total > 0 && p->mem.available <= p->mem.total);
+    CHECK(!p->measured.done, "nothing measured yet in a fresh cache");
+    CHECK(strlen(p->fingerprint) == 16);
+    free(p);
+    CHECK(strata("detect", &out, false) == 0);
+    CHECK(out && strstr(out, "CPU") && strstr(out, "Memory") && strstr(out, "Storage") && strstr(out, "GPUs") &&
+          strstr(out, "strata detect --measure"));
+    free(out);
+}
+
+/* --measure saves the profile; later commands reuse it; no progress line
+ * when stderr is not a terminal. */
+TEST(test_hw_cli_measure_and_reuse)
+{
+    char args[1024], *out = NULL, *err_out = NULL, profile[512];
+    snprintf(profile, sizeof profile, "%s/p/profile.json", test_tmpdir());
+    snprintf(args, sizeof args, "detect --measure --quick --json --path '%s' --profile '%s' 2>'%s/stderr'",
+             test_tmpdir(), profile, test_tmpdir());
+    CHECK(strata(args, &out, false) == 0);
+    hw_profile *p = parse(out);
+    free(out);
+    REQUIRE(p);
+    CHECK(p->measured.done && p->measured.ram_bw_1t > 0 && p->measured.ram_bw_all > 0);
+    CHECK(access(profile, R_OK) == 0, "profile saved at --profile");
+    char cat[600];
+    snprintf(cat, sizeof cat, "cat '%s/stderr'", test_tmpdir());
+    test_run(cat, &err_out, false);
+    CHECK(err_out && !strstr(err_out, "measuring"), "progress only on a TTY: '%s'", err_out ? err_out : "");
+    free(err_out);
+    snprintf(args, sizeof args, "detect --profile '%s'", profile);
+    CHECK(strata(args, &out, false) == 0);
+    CHECK(out && strstr(out, "(saved profile)") && strstr(out, "RAM read"), "%s", out ? out : "");
+    free(out);
+    snprintf(args, sizeof args, "doctor --path '%s' --profile '%s'", test_tmpdir(), profile);
+    strata(args, &out, false);
+    CHECK(out && strstr(out, "PASS  profile"), "%s", out ? out : "");
+    free(out);
+    free(p);
+}
+
+TEST(test_hw_cli_doctor_format)
+{
+    char *out = NULL, args[512];
+    snprintf(args, sizeof args, "doctor --path '%s'", test_tmpdir());
+    int rc = strata(args, &out, false);
+    REQUIRE(out);
+    int checks = 0, fails = 0, fixes = 0, warns = 0;
+    bool summary = false;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strncmp(line, "PASS  ", 6) || !strncmp(line, "WARN  ", 6) || !strncmp(line, "FAIL  ", 6)) {
+            checks++;
+            fails += line[0] == 'F';
+            warns += line[0] == 'W';
+        } else if (strstr(line, " fix: ")) {
+            fixes++;
+        } else if (strstr(line, " pass, ") && strstr(line, " fail")) {
+            summary = true;
+        } else {
+            CHECK(false, "unexpected line '%s'", line);
+        }
+    }
+    CHECK(checks >= 9 && summary, "%d checks", checks);
+    CHECK(fixes == warns + fails, "one fix per WARN/FAIL (%d fixes, %d warn, %d fail)", fixes, warns, fails);
+    CHECK(rc == (fails ? 1 : 0), "exit %d with %d failures", rc, fails);
+    free(out);
+}
+
+/* A captured tree full of garbage: exit 0, a valid profile, warnings. */
+TEST(test_hw_cli_degraded_root)
+{
+    char *out = NULL;
+    CHECK(strata("detect --json --root tests/data/hw/malformed", &out, false) == 0);
+    hw_profile *p = parse(out);
+    free(out);
+    REQUIRE(p);
+    CHECK(p->n_warnings >= 3 && p->cpu.logical_cores == 1);
+    free(p);
+    CHECK(strata("detect --root tests/data/hw/empty", &out, false) == 0);
+    CHECK(out && strstr(out, "Warnings"));
+    free(out);
+    CHECK(strata("doctor --root tests/data/hw/arm64-v2 --path /home/user/models", &out, false) != 2);
+    CHECK(out && strstr(out, "cgroup") && strstr(out, "thp"));
+    free(out);
+}
+
+/* NVML path with a stand-in library (built here with the C compiler). */
+TEST(test_hw_cli_fake_nvml)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "cc -shared -fPIC -o '%s/libnvidia-ml.so.1' tests/data/hw/fake-nvml/fake_nvml.c 2>&1",
+             test_tmpdir());
+    if (test_run(cmd, &out, false) != 0) {
+        test_skip("cannot build the stand-in NVML library: %s", out ? out : "no cc");
+        free(out);
+        return;
+    }
+    free(out);
+    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s' XDG_CACHE_HOME='%s/cache' %s detect --json", test_tmpdir(),
+             test_tmpdir(), test_strata_bin());
+    CHECK(test_run(cmd, &out, false) == 0);
+    hw_profile *p = parse(out);
+    free(out);
+    REQUIRE(p);
+    CHECK(p->stack.nvml && !strcmp(p->stack.nvidia_driver, "550.54.14"));
+    const hw_gpu *g = NULL;
+    for (int i = 0; i < p->n_gpus; i++)
+        if (p->gpus[i].sources & HW_SRC_NVML) g = &p->gpus[i];
+    CHECK(g != NULL, "the NVML GPU is listed");
+    if (g) {
+        CHECK(!strcmp(g->name, "Fake GPU 24GB") && !strcmp(g->pci_address, "0000:65:00.0"));
+        CHECK(g->vram_total == 24ull << 30 && g->vram_used == 3ull << 30 && g->vram_free == 21ull << 30);
+        CHECK(g->pcie.gen == 4 && g->pcie.width == 16 && g->pcie.max_gen == 4 && g->type == HW_GPU_DISCRETE);
+    }
+    free(p);
+}
+
+/* ---- the cgroup test: a child memory cgroup with a limit ---- */
+
+typedef struct cg_mount {
+    int version;
+    char dir[HW_PATH_MAX];
+    char root[HW_PATH_MAX];
+} cg_mount;
+
+static bool cg_mount_cb(const hw_mount *m, void *ctx)
+{
+    cg_mount *c = ctx;
+    bool v1 = !strcmp(m->fs_type, "cgroup") && strstr(m->super_opts, "memory");
+    bool v2 = !strcmp(m->fs_type, "cgroup2");
+    if ((c->version == 1 && v1) || (c->version == 2 && v2)) {
+        snprintf(c->dir, sizeof c->dir, "%s", m->mount_point);
+        snprintf(c->root, sizeof c->root, "%s", m->root);
+        return false;
+    }
+    return true;
+}
+
+/* Our memory cgroup's directory, or false with why. */
+static bool own_cgroup_dir(int *version, char *dir, size_t len, char *why, size_t why_len)
+{
+    char *cg = hw_read_file("", "/proc/self/cgroup", 1 << 20, NULL);
+    char *mi = hw_read_file("", "/proc/self/mountinfo", HW_FILE_MAX, NULL);
+    bool ok = false;
+    char path[HW_PATH_MAX] = "";
+    *version = 0;
+    for (char *line = cg ? strtok(cg, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = '\0';
+        if (strstr(c1 + 1, "memory")) {
+            *version = 1;
+            snprintf(path, sizeof path, "%s", c2 + 1);
+            break;
+        }
+        if (line[0] == '0' && c1 == line + 1 && c1 + 1 == c2) {
+            *version = 2;
+            snprintf(path, sizeof path, "%s", c2 + 1);
+        }
+    }
+    cg_mount m = {.version = *version};
+    if (!*version) snprintf(why, why_len, "no memory cgroup in /proc/self/cgroup");
+    else if (mi) hw_mountinfo_parse(mi, cg_mount_cb, &m, NULL);
+    if (*version && !m.dir[0]) snprintf(why, why_len, "cgroup v%d hierarchy not mounted", *version);
+    if (*version && m.dir[0]) {
+        if (strcmp(m.root, "/")) snprintf(why, why_len, "cgroup namespace (mount root %.200s)", m.root);
+        else {
+            snprintf(dir, len, "%.500s%.500s", m.dir, strcmp(path, "/") ? path : "");
+            ok = true;
+        }
+    }
+    free(cg);
+    free(mi);
+    return ok;
+}
+
+static bool write_file(const char *dir, const char *name, const char *text)
+{
+    char path[2 * HW_PATH_MAX];
+    snprintf(path, sizeof path, "%.1100s/%.64s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    bool ok = fputs(text, f) >= 0;
+    return (fclose(f) == 0) && ok;
+}
+
+TEST(test_hw_cli_cgroup_limit)
+{
+    if (geteuid() != 0) {
+        test_skip("needs root to create a memory cgroup");
+        return;
+    }
+    int version;
+    char dir[HW_PATH_MAX], why[256] = "";
+    if (!own_cgroup_dir(&version, dir, sizeof dir, why, sizeof why)) {
+        test_skip("%s", why);
+        return;
+    }
+    char child[HW_PATH_MAX + 64], name[64];
+    snprintf(name, sizeof name, "strata-test-%d", (int)getpid());
+    snprintf(child, sizeof child, "%s/%s", dir, name);
+    if (mkdir(child, 0755) != 0) {
+        test_skip("cgroup v%d %s not writable: %s", version, dir, strerror(errno));
+        return;
+    }
+    const char *limit_file = version == 1 ? "memory.limit_in_bytes" : "memory.max";
+    if (!write_file(child, limit_file, "536870912\n")) {
+        test_skip("cgroup v%d: cannot set %s in %s (controller not delegated?)", version, limit_file, child);
+        rmdir(child);
+        return;
+    }
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "sh -c 'echo $$ > \"%s/cgroup.procs\" && exec env XDG_CACHE_HOME=\"%s/cache\" %s detect --json "
+             "--path \"%s\"'",
+             child, test_tmpdir(), test_strata_bin(), test_tmpdir());
+    int rc = test_run(cmd, &out, false);
+    for (int i = 0; i < 50 && rmdir(child) != 0 && errno == EBUSY; i++) usleep(20000);
+    CHECK(access(child, F_OK) != 0, "cgroup %s removed", child);
+    CHECK(rc == 0);
+    hw_profile *p = parse(out);
+    free(out);
+    REQUIRE(p);
+    const hw_cgroup *cg = &p->mem.cgroup;
+    size_t nl = strlen(name), pl = strlen(cg->path);
+    CHECK(cg->version == version && pl > nl && !strcmp(cg->path + pl - nl, name), "path %s", cg->path);
+    CHECK(cg->limit == 512 * MiB, "limit %llu", (unsigned long long)cg->limit);
+    CHECK(cg->usage > 0 && cg->usage < 512 * MiB && cg->headroom == cg->limit - cg->usage);
+    CHECK(p->mem.usable <= 512 * MiB && p->mem.usable == cg->headroom);
+    printf("    cgroup v%d %s: limit 512 MiB seen, usage %.1f MiB\n", version, cg->path, cg->usage / 1048576.0);
+    free(p);
+}
