@@ -88,8 +88,10 @@ $(PCFILE): FORCE
 
 # Tests run from the repository root; they find the fixtures in
 # ../shared/fixtures (or $STRATA_FIXTURES) and the sanitized binaries here.
-test: $(TESTBIN) $(ASAN_STRATA) $(ASAN_SYNTH)
-	STRATA_BIN=$(ASAN_STRATA) STRATA_SYNTH_BIN=$(ASAN_SYNTH) \
+# Memory-budget tests measure the real RSS of the release binary (the
+# sanitizers' shadow memory would swamp it).
+test: $(TESTBIN) $(ASAN_STRATA) $(ASAN_SYNTH) $(STRATA)
+	STRATA_BIN=$(ASAN_STRATA) STRATA_SYNTH_BIN=$(ASAN_SYNTH) STRATA_RELEASE_BIN=$(STRATA) \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    $(TESTBIN) $(TESTS)
 

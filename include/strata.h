@@ -60,6 +60,21 @@ void strata_model_info_free(strata_model_info *info);
  * The returned string is owned by the caller (free()). */
 char *strata_model_info_json(const strata_model_info *info, bool with_tensors);
 
+/* ---- The machine ---- */
+
+typedef struct strata_machine {
+    uint64_t usable_memory;   /* min(MemAvailable, cgroup limit - usage) */
+    uint64_t default_budget;  /* usable_memory minus a safety margin (10%, at least 256 MiB) */
+    int physical_cores;       /* usable by this process */
+    double disk_bw;           /* measured O_DIRECT read bytes/s of the saved profile; 0: unknown */
+    double ram_bw;            /* measured RAM read bytes/s, all threads; 0: unknown */
+} strata_machine;
+
+/* Reads this machine's memory, cores, and the measurements of the saved
+ * profile (`strata detect --measure`) when it belongs to this machine.
+ * `model_path` is a model file or its directory (NULL: current directory). */
+strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err);
+
 /* ---- Running a model ---- */
 
 typedef struct strata_model strata_model;
@@ -67,9 +82,14 @@ typedef struct strata_model strata_model;
 typedef struct strata_model_params {
     uint32_t n_ctx;          /* context length; 0: the model's */
     uint32_t n_batch;        /* tokens per forward pass; 0: 256 */
-    int n_threads;           /* 0: physical cores */
+    int n_threads;           /* 0: online CPUs (strata run passes physical cores) */
     bool kv_f32;             /* F32 KV cache instead of F16 */
     bool reference_kernels;  /* scalar reference kernels (the truth; slow) */
+    uint64_t mem_budget;     /* bytes for weights + KV cache + buffers; 0: no limit.
+                                Weights that do not fit are streamed from disk. */
+    int prefetch_depth;      /* streamed layers read ahead (0: 2) */
+    int io_threads;          /* streaming reader threads (0: 2) */
+    bool progress;           /* progress bar on stderr while loading weights */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -85,6 +105,23 @@ uint32_t strata_model_n_ctx(const strata_model *m);
 uint32_t strata_model_n_past(const strata_model *m);
 /* Bytes of weights, KV cache and buffers the model holds. */
 uint64_t strata_model_memory_bytes(const strata_model *m);
+
+/* What the weight store holds and has done so far. */
+typedef struct strata_model_stats {
+    uint64_t accounted_bytes;   /* all memory strata accounts (weights, slots, KV cache, buffers,
+                                   and under a budget the reserve for the process itself) */
+    uint64_t resident_bytes;    /* weights kept in memory */
+    uint64_t slot_bytes;        /* streaming buffers */
+    uint64_t buffer_bytes;      /* KV cache and compute buffers */
+    uint64_t pass_bytes;        /* weight bytes streamed per forward pass */
+    uint32_t streamed_layers;   /* groups of tensors streamed (layers, output) */
+    uint64_t bytes_read;        /* streamed from disk so far */
+    double io_busy_s;           /* time reader threads spent reading (summed) */
+    double io_wait_s;           /* time compute waited for reads */
+    bool direct_io;             /* reads bypass the page cache (O_DIRECT) */
+} strata_model_stats;
+
+void strata_model_get_stats(const strata_model *m, strata_model_stats *out);
 
 /* Tokenizes text[0..len) (BOS prepended when add_bos and the model has
  * one). *tokens is malloc'd (free()), *n its length. */

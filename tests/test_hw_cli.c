@@ -9,6 +9,7 @@
 
 #include "hw/hw.h"
 #include "hw/hw_internal.h"
+#include "cgroup_helpers.h"
 #include "test.h"
 
 #define MiB (1ull << 20)
@@ -206,73 +207,6 @@ TEST(test_hw_cli_fake_nvml)
 
 /* ---- the cgroup test: a child memory cgroup with a limit ---- */
 
-typedef struct cg_mount {
-    int version;
-    char dir[HW_PATH_MAX];
-    char root[HW_PATH_MAX];
-} cg_mount;
-
-static bool cg_mount_cb(const hw_mount *m, void *ctx)
-{
-    cg_mount *c = ctx;
-    bool v1 = !strcmp(m->fs_type, "cgroup") && strstr(m->super_opts, "memory");
-    bool v2 = !strcmp(m->fs_type, "cgroup2");
-    if ((c->version == 1 && v1) || (c->version == 2 && v2)) {
-        snprintf(c->dir, sizeof c->dir, "%s", m->mount_point);
-        snprintf(c->root, sizeof c->root, "%s", m->root);
-        return false;
-    }
-    return true;
-}
-
-/* Our memory cgroup's directory, or false with why. */
-static bool own_cgroup_dir(int *version, char *dir, size_t len, char *why, size_t why_len)
-{
-    char *cg = hw_read_file("", "/proc/self/cgroup", 1 << 20, NULL);
-    char *mi = hw_read_file("", "/proc/self/mountinfo", HW_FILE_MAX, NULL);
-    bool ok = false;
-    char path[HW_PATH_MAX] = "";
-    *version = 0;
-    for (char *line = cg ? strtok(cg, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2) continue;
-        *c2 = '\0';
-        if (strstr(c1 + 1, "memory")) {
-            *version = 1;
-            snprintf(path, sizeof path, "%s", c2 + 1);
-            break;
-        }
-        if (line[0] == '0' && c1 == line + 1 && c1 + 1 == c2) {
-            *version = 2;
-            snprintf(path, sizeof path, "%s", c2 + 1);
-        }
-    }
-    cg_mount m = {.version = *version};
-    if (!*version) snprintf(why, why_len, "no memory cgroup in /proc/self/cgroup");
-    else if (mi) hw_mountinfo_parse(mi, cg_mount_cb, &m, NULL);
-    if (*version && !m.dir[0]) snprintf(why, why_len, "cgroup v%d hierarchy not mounted", *version);
-    if (*version && m.dir[0]) {
-        if (strcmp(m.root, "/")) snprintf(why, why_len, "cgroup namespace (mount root %.200s)", m.root);
-        else {
-            snprintf(dir, len, "%.500s%.500s", m.dir, strcmp(path, "/") ? path : "");
-            ok = true;
-        }
-    }
-    free(cg);
-    free(mi);
-    return ok;
-}
-
-static bool write_file(const char *dir, const char *name, const char *text)
-{
-    char path[2 * HW_PATH_MAX];
-    snprintf(path, sizeof path, "%.1100s/%.64s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
-    bool ok = fputs(text, f) >= 0;
-    return (fclose(f) == 0) && ok;
-}
-
 TEST(test_hw_cli_cgroup_limit)
 {
     if (geteuid() != 0) {
@@ -280,22 +214,9 @@ TEST(test_hw_cli_cgroup_limit)
         return;
     }
     int version;
-    char dir[HW_PATH_MAX], why[256] = "";
-    if (!own_cgroup_dir(&version, dir, sizeof dir, why, sizeof why)) {
+    char child[HW_PATH_MAX + 64], name[64], why[512] = "";
+    if (!test_cgroup_create(512 * MiB, &version, child, sizeof child, name, sizeof name, why, sizeof why)) {
         test_skip("%s", why);
-        return;
-    }
-    char child[HW_PATH_MAX + 64], name[64];
-    snprintf(name, sizeof name, "strata-test-%d", (int)getpid());
-    snprintf(child, sizeof child, "%s/%s", dir, name);
-    if (mkdir(child, 0755) != 0) {
-        test_skip("cgroup v%d %s not writable: %s", version, dir, strerror(errno));
-        return;
-    }
-    const char *limit_file = version == 1 ? "memory.limit_in_bytes" : "memory.max";
-    if (!write_file(child, limit_file, "536870912\n")) {
-        test_skip("cgroup v%d: cannot set %s in %s (controller not delegated?)", version, limit_file, child);
-        rmdir(child);
         return;
     }
     char cmd[4096], *out = NULL;
@@ -304,8 +225,7 @@ TEST(test_hw_cli_cgroup_limit)
              "--path \"%s\"'",
              child, test_tmpdir(), test_strata_bin(), test_tmpdir());
     int rc = test_run(cmd, &out, false);
-    for (int i = 0; i < 50 && rmdir(child) != 0 && errno == EBUSY; i++) usleep(20000);
-    CHECK(access(child, F_OK) != 0, "cgroup %s removed", child);
+    CHECK(test_cgroup_remove(child), "cgroup %s removed", child);
     CHECK(rc == 0);
     hw_profile *p = parse(out);
     free(out);

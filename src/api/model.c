@@ -15,6 +15,7 @@ struct strata_model {
     model_spec *spec;
     tokenizer *tok;
     engine *eng;
+    uint64_t overhead; /* reserved for the process itself under a budget */
 };
 
 strata_model_params strata_model_default_params(void)
@@ -24,8 +25,6 @@ strata_model_params strata_model_default_params(void)
 
 static int default_threads(void)
 {
-    /* Decode is memory-bound and SMT siblings share a core's load ports, so
-     * the default is one thread per physical core. */
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 && n < 256 ? (int)n : 1;
 }
@@ -39,6 +38,12 @@ static void prefix_path(strata_error *err, const char *path)
     memcpy(err->message, path, pl);
     memcpy(err->message + pl, ": ", 2);
 }
+
+/* Memory the process needs besides what the engine and store account:
+ * code and libraries, thread stacks, the parsed header and the tokenizer
+ * (about 4 MiB for a small model here). It is reserved inside the budget so
+ * that the real peak RSS stays within --mem. */
+static uint64_t process_overhead(const gguf_file *f) { return (8ull << 20) + 2 * f->bytes_read; }
 
 static strata_status open_parts(strata_model *m, const char *path, const strata_model_params *p, strata_error *err)
 {
@@ -54,7 +59,12 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
     engine_params ep = {.n_ctx = p->n_ctx, .n_batch = p->n_batch,
                         .n_threads = p->n_threads > 0 ? p->n_threads : default_threads(),
                         .kv_type = p->kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16,
-                        .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST};
+                        .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST,
+                        .mem_budget = p->mem_budget,
+                        .store = {.prefetch_depth = p->prefetch_depth, .io_threads = p->io_threads,
+                                  .progress = p->progress}};
+    m->overhead = p->mem_budget ? process_overhead(m->file) : 0;
+    ep.mem_reserved = m->overhead;
     st = engine_open(m->file, m->spec, &ep, &m->eng, err);
     if (st && err && !strstr(err->message, path)) prefix_path(err, path);
     return st;
@@ -92,6 +102,16 @@ uint32_t strata_model_n_ctx(const strata_model *m) { return engine_n_ctx(m->eng)
 uint32_t strata_model_n_past(const strata_model *m) { return engine_n_past(m->eng); }
 uint64_t strata_model_memory_bytes(const strata_model *m) { return engine_memory_bytes(m->eng); }
 void strata_model_reset(strata_model *m) { engine_reset(m->eng); }
+
+void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
+{
+    store_stats s = engine_store_stats(m->eng);
+    *out = (strata_model_stats){.accounted_bytes = engine_memory_bytes(m->eng) + m->overhead, .resident_bytes = s.resident_bytes,
+                                .slot_bytes = s.slot_bytes, .buffer_bytes = engine_buffer_bytes(m->eng),
+                                .pass_bytes = s.pass_bytes, .streamed_layers = s.n_streamed_groups,
+                                .bytes_read = s.bytes_read, .io_busy_s = s.io_busy_s, .io_wait_s = s.wait_s,
+                                .direct_io = s.direct_io};
+}
 bool strata_token_is_eog(const strata_model *m, int32_t token) { return tokenizer_is_eog(m->tok, token); }
 
 strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,

@@ -32,3 +32,27 @@ bool arg_float(const char *cmd, const char *flag, const char *value, double min,
     *out = v;
     return true;
 }
+
+bool arg_size(const char *cmd, const char *flag, const char *value, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (mult > 1 && (*end == 'i' || *end == 'I')) end++;
+    if (mult > 1 && (*end == 'b' || *end == 'B')) end++;
+    if (errno || end == value || *end || !isfinite(v) || v <= 0 || v * mult >= 1.8e19) {
+        fprintf(stderr, "strata %s: %s '%s': expected a size such as 1.5G, 512M or 2048K (binary units)\n", cmd, flag,
+                value);
+        return false;
+    }
+    *out = (uint64_t)(v * mult);
+    return true;
+}

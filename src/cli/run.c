@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_report.h"
 #include "strata.h"
 
 #define MAX_PROMPT_FILE (64u << 20)
@@ -33,6 +33,12 @@ static const char run_usage[] =
     "  --min-p P            drop tokens below P x the top probability (default 0.05; 0: off)\n"
     "  --repeat-penalty X   penalize the last 64 tokens (default 1.0: off)\n"
     "  --seed S             sampling seed (default: from the clock; printed in the statistics)\n"
+    "  --mem SIZE           memory budget for weights, KV cache and buffers, e.g. 1.5G;\n"
+    "                       weights that do not fit are streamed from disk (default:\n"
+    "                       what `strata detect` calls usable, minus 10%% / 256 MiB)\n"
+    "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
+    "  --io-threads N       streaming reader threads (default 2)\n"
+    "  --stats              per-token line on stderr: bytes read, I/O, compute, wait\n"
     "  --kv-f32             F32 KV cache (default F16)\n"
     "  --reference          scalar reference kernels (exact, slow)\n"
     "  --logits-out FILE    write the logits after every prompt position (float32 LE,\n"
@@ -44,15 +50,9 @@ typedef struct run_opts {
     uint64_t n_predict;
     strata_model_params mp;
     strata_sampler_params sp;
-    bool seed_given;
+    bool seed_given, mem_given, stats;
+    strata_machine machine;
 } run_opts;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Options that take a number. Returns 1 if handled, 0 if not this kind, -1 on a bad value. */
 static int numeric_opt(run_opts *o, const char *f, const char *v)
@@ -69,6 +69,12 @@ static int numeric_opt(run_opts *o, const char *f, const char *v)
     } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
         if (!arg_u64("run", f, v, 1, 1u << 16, &u)) return -1;
         o->mp.n_batch = (uint32_t)u;
+    } else if (!strcmp(f, "--mem")) {
+        if (!arg_size("run", f, v, &o->mp.mem_budget)) return -1;
+        o->mem_given = true;
+    } else if (!strcmp(f, "--prefetch") || !strcmp(f, "--io-threads")) {
+        if (!arg_u64("run", f, v, 1, 64, &u)) return -1;
+        *(f[2] == 'p' ? &o->mp.prefetch_depth : &o->mp.io_threads) = (int)u;
     } else if (!strcmp(f, "--top-k")) {
         if (!arg_u64("run", f, v, 0, 1u << 30, &u)) return -1;
         o->sp.top_k = (int32_t)u;
@@ -100,6 +106,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         }
         if (!strcmp(f, "--kv-f32")) { o->mp.kv_f32 = true; continue; }
         if (!strcmp(f, "--reference")) { o->mp.reference_kernels = true; continue; }
+        if (!strcmp(f, "--stats")) { o->stats = true; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "strata run: %s: %s\n", f, f[0] == '-' ? "missing value" : "unexpected argument");
             return 2;
@@ -159,32 +166,15 @@ static int write_logits(const char *path, const float *logits, size_t count)
     return 1;
 }
 
-typedef struct run_stats {
-    double load_s, prompt_s, gen_s;
-    size_t n_prompt, n_gen;
-} run_stats;
-
-static void print_stats(const run_stats *s, const run_opts *o)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    fprintf(stderr,
-            "\nstrata: load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s | "
-            "peak RSS %.1f MiB | seed %llu\n",
-            s->load_s, s->n_prompt, s->prompt_s > 0 ? (double)s->n_prompt / s->prompt_s : 0.0, s->n_gen,
-            s->gen_s > 0 ? (double)s->n_gen / s->gen_s : 0.0, (double)ru.ru_maxrss / 1024.0,
-            (unsigned long long)o->sp.seed);
-}
-
 /* Samples and evaluates up to n_predict tokens, streaming their text. */
 static int generate(strata_model *m, const run_opts *o, int32_t *hist, size_t n_hist, float *logits,
-                    run_stats *stats)
+                    run_report *rep)
 {
     strata_sampler *smp = strata_sampler_new(&o->sp, m);
     strata_detok *dt = strata_detok_new(m);
     int rc = smp && dt ? 0 : 1;
     strata_error err;
-    double t0 = now_s();
+    report_phase_begin(rep, m);
     for (uint64_t i = 0; i < o->n_predict && !rc; i++) {
         int32_t tok = strata_sample(smp, logits, hist, n_hist);
         if (strata_token_is_eog(m, tok)) break;
@@ -193,27 +183,31 @@ static int generate(strata_model *m, const run_opts *o, int32_t *hist, size_t n_
         if (text) fwrite(text, 1, len, stdout);
         fflush(stdout);
         hist[n_hist++] = tok;
-        stats->n_gen++;
+        rep->n_gen++;
+        if (i + 1 == o->n_predict) break;
         if (strata_model_n_past(m) >= strata_model_n_ctx(m)) {
             fprintf(stderr, "\nstrata run: context of %u tokens is full; stopping\n", strata_model_n_ctx(m));
             break;
         }
-        if (i + 1 < o->n_predict && strata_eval(m, &tok, 1, logits, false, &err)) {
+        double t0 = report_now();
+        if (strata_eval(m, &tok, 1, logits, false, &err)) {
             fprintf(stderr, "\nstrata run: %s\n", err.message);
             rc = 1;
+        } else if (o->stats) {
+            report_token(rep, m, rep->n_gen, report_now() - t0);
         }
     }
     size_t len;
     const char *rest = dt ? strata_detok_finish(dt, &len) : NULL;
     if (rest) fwrite(rest, 1, len, stdout);
     fflush(stdout);
-    stats->gen_s = now_s() - t0;
+    report_phase_end(rep, m);
     strata_detok_free(dt);
     strata_sampler_free(smp);
     return rc;
 }
 
-static int run_model(strata_model *m, const run_opts *o, const char *prompt, size_t prompt_len, run_stats *stats)
+static int run_model(strata_model *m, const run_opts *o, const char *prompt, size_t prompt_len, run_report *rep)
 {
     strata_error err;
     int32_t *toks = NULL;
@@ -233,18 +227,27 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
         fprintf(stderr, "strata run: out of memory\n");
     } else {
         memcpy(hist, toks, n * sizeof *hist);
-        double t0 = now_s();
+        double t0 = report_now();
         rc = strata_eval(m, toks, n, logits, o->logits_out != NULL, &err) != STRATA_OK;
-        stats->prompt_s = now_s() - t0;
-        stats->n_prompt = n;
+        rep->prompt_s = report_now() - t0;
+        rep->n_prompt = n;
         if (rc) fprintf(stderr, "strata run: %s\n", err.message);
         else if (o->logits_out) rc = write_logits(o->logits_out, logits, n * (size_t)vocab);
-        else rc = generate(m, o, hist, n, logits, stats);
+        else rc = generate(m, o, hist, n, logits, rep);
     }
     free(logits);
     free(hist);
     free(toks);
     return rc;
+}
+
+/* Defaults that depend on the machine: threads and the memory budget. */
+static void machine_defaults(run_opts *o)
+{
+    strata_error err;
+    if (strata_machine_probe(o->model, &o->machine, &err) != STRATA_OK) return; /* open reports the problem */
+    if (!o->mp.n_threads) o->mp.n_threads = o->machine.physical_cores;
+    if (!o->mem_given) o->mp.mem_budget = o->machine.default_budget;
 }
 
 int cmd_run(int argc, char **argv)
@@ -256,8 +259,10 @@ int cmd_run(int argc, char **argv)
     size_t prompt_len = o.prompt ? strlen(o.prompt) : 0;
     char *file_prompt = o.prompt_file ? read_prompt_file(o.prompt_file, &prompt_len) : NULL;
     if (o.prompt_file && !file_prompt) return 1;
-    run_stats stats = {0};
-    double t0 = now_s();
+    machine_defaults(&o);
+    o.mp.progress = isatty(STDERR_FILENO);
+    run_report rep = {.seed = o.sp.seed, .disk_bw = o.machine.disk_bw};
+    double t0 = report_now();
     strata_error err;
     strata_model *m;
     if (strata_model_open(o.model, &o.mp, &m, &err)) {
@@ -265,9 +270,10 @@ int cmd_run(int argc, char **argv)
         free(file_prompt);
         return 1;
     }
-    stats.load_s = now_s() - t0;
-    rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, prompt_len, &stats);
-    if (!rc && !o.logits_out) print_stats(&stats, &o);
+    rep.load_s = report_now() - t0;
+    report_placement(m, o.model, o.mp.mem_budget);
+    rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, prompt_len, &rep);
+    if (!rc && !o.logits_out) report_summary(&rep, m);
     strata_model_free(m);
     free(file_prompt);
     return rc;

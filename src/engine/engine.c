@@ -14,6 +14,7 @@
 #include "kernels/cpu/dequant.h"
 #include "store/store.h"
 #include "util/error.h"
+#include "util/fmt.h"
 #include "util/fp16.h"
 
 float engine_f16_table[65536];
@@ -91,6 +92,27 @@ static strata_status configure(engine *e, const model_spec *spec, const engine_p
     return STRATA_OK;
 }
 
+static strata_status open_store(engine *e, const engine_params *p, strata_error *err)
+{
+    store_config sc = p->store;
+    char a[32], b[32], c[32], d[32], r[32];
+    uint64_t fixed = e->scratch_bytes + p->mem_reserved; /* everything but the weights */
+    if (p->mem_budget && p->mem_budget <= fixed)
+        return err_set(err, STRATA_E_NOMEM, "a budget of %s cannot hold the process (%s) and the KV cache and buffers "
+                       "(%s) of a %" PRIu32 "-token context", fmt_bytes(p->mem_budget, a, 32),
+                       fmt_bytes(p->mem_reserved, r, 32), fmt_bytes(e->scratch_bytes, b, 32), e->n_ctx);
+    sc.budget = p->mem_budget ? p->mem_budget - fixed : 0;
+    uint64_t min_weights = 0;
+    strata_status st = store_open(e->file, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &sc, &e->store, &min_weights, err);
+    if (st == STRATA_E_NOMEM && p->mem_budget)
+        err_set(err, st, "a budget of %s is below the minimum working set of %s: process %s, KV cache and buffers %s, "
+                "weights streamed through %d+1 slots %s", fmt_bytes(p->mem_budget, a, 32),
+                fmt_bytes(fixed + min_weights, b, 32), fmt_bytes(p->mem_reserved, r, 32),
+                fmt_bytes(e->scratch_bytes, c, 32), sc.prefetch_depth ? sc.prefetch_depth : 2,
+                fmt_bytes(min_weights, d, 32));
+    return st;
+}
+
 strata_status engine_open(const gguf_file *f, const model_spec *spec, const engine_params *p, engine **out,
                           strata_error *err)
 {
@@ -98,10 +120,11 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     pthread_once(&f16_once, f16_table_init);
     engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    e->file = f;
     strata_status st = llama_weights_bind(f, spec, p->kernels, &e->w, err);
     if (!st) st = configure(e, spec, p, err);
     if (!st) st = alloc_buffers(e, err);
-    if (!st) st = store_open(f, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &e->store, err);
+    if (!st) st = open_store(e, p, err);
     if (st) {
         engine_free(e);
         return st;

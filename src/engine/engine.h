@@ -10,6 +10,7 @@
 #include "gguf/gguf.h"
 #include "kernels/cpu/kernels.h"
 #include "model/model_spec.h"
+#include "store/store.h"
 #include "strata.h"
 
 typedef struct engine_params {
@@ -18,6 +19,9 @@ typedef struct engine_params {
     int n_threads;       /* >= 1 */
     uint32_t kv_type;    /* GGML_TYPE_F16 (default) or GGML_TYPE_F32 */
     kernel_mode kernels; /* fast (default) or reference */
+    uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit */
+    uint64_t mem_reserved; /* part of mem_budget the caller needs for itself */
+    store_config store;  /* streaming settings; its budget is derived from mem_budget */
 } engine_params;
 
 typedef struct engine engine;
@@ -36,7 +40,10 @@ void engine_reset(engine *e);     /* forget the context */
 uint32_t engine_n_past(const engine *e);
 uint32_t engine_n_ctx(const engine *e);
 uint32_t engine_n_vocab(const engine *e);
-/* Bytes of KV cache, scratch and weights the engine holds. */
+/* Bytes of KV cache, scratch and weights the engine holds (its accounting). */
 uint64_t engine_memory_bytes(const engine *e);
+/* Bytes of KV cache and scratch buffers alone. */
+uint64_t engine_buffer_bytes(const engine *e);
+store_stats engine_store_stats(const engine *e);
 
 #endif

@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 struct engine {
+    const gguf_file *file;
     llama_weights w;
     store *store;
     pool *pool;

@@ -137,4 +137,6 @@ void engine_reset(engine *e) { e->n_past = 0; }
 uint32_t engine_n_past(const engine *e) { return e->n_past; }
 uint32_t engine_n_ctx(const engine *e) { return e->n_ctx; }
 uint32_t engine_n_vocab(const engine *e) { return (uint32_t)e->w.d.n_vocab; }
-uint64_t engine_memory_bytes(const engine *e) { return e->scratch_bytes + store_resident_bytes(e->store); }
+uint64_t engine_memory_bytes(const engine *e) { return e->scratch_bytes + store_get_stats(e->store).accounted_bytes; }
+uint64_t engine_buffer_bytes(const engine *e) { return e->scratch_bytes; }
+store_stats engine_store_stats(const engine *e) { return store_get_stats(e->store); }

@@ -1,106 +1,266 @@
-/* All-resident weight store: every registered tensor is read once, with
- * large reads, into memory the store allocated. Embedding rows are read from
- * the file on demand (only the rows of the tokens evaluated). */
-#include <errno.h>
-#include <fcntl.h>
+/* The tiered weight store: resident groups, and a ring of slots through
+ * which the streamed groups pass in execution order. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "kernels/cpu/dequant.h"
+#include "store/layout.h"
+#include "store/placement.h"
 #include "store/store.h"
 #include "util/error.h"
+#include "util/fmt.h"
 
-#define READ_CHUNK (8u << 20)
+#define DEFAULT_DEPTH 2
+#define DEFAULT_IO_THREADS 2
+#define DEFAULT_CHUNK (4u << 20)
 
-typedef struct group_data {
-    uint32_t n;
+typedef struct group_state {
+    group_layout layout;
+    bool resident;
+    uint8_t *buf;        /* resident: its buffer; streamed: the slot's while assigned */
     const void **ptrs;
-} group_data;
+    int slot;            /* streamed: slot holding it, or -1 */
+} group_state;
+
+typedef struct slot {
+    uint8_t *buf;
+    int group;           /* -1: free */
+    io_ticket ticket;
+} slot;
 
 struct store {
     const gguf_file *f;
-    int *fds; /* one per split file */
+    store_config cfg;
+    io_engine *io;
     uint32_t n_groups;
-    group_data *groups;
-    void **buffers; /* every allocation, for close */
-    uint32_t n_buffers;
-    uint64_t resident;
+    group_state *groups;
+    uint32_t *order;     /* streamed groups in execution order */
+    uint32_t n_order, fetch_next;
+    slot *slots;
+    uint32_t n_slots, head; /* head: the slot holding the next group expected */
+    uint64_t slot_bytes, resident_bytes, accounted, pass_bytes;
+    uint8_t *row_buf;
+    uint64_t row_buf_bytes;
+    double wait_s;
+    io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
 };
 
-static strata_status read_exact(store *s, const gguf_tensor *t, uint64_t offset, void *dst, uint64_t n,
-                                strata_error *err)
+static void *alloc_aligned(store *s, uint64_t bytes)
 {
-    int fd = s->fds[t->split];
-    uint8_t *p = dst;
-    while (n > 0) {
-        size_t want = n < READ_CHUNK ? (size_t)n : READ_CHUNK;
-        ssize_t r = pread(fd, p, want, (off_t)offset);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return err_set(err, STRATA_E_IO, "%s: reading tensor '%s' at offset %" PRIu64 ": %s",
-                           s->f->splits[t->split].path, t->name, offset, r < 0 ? strerror(errno) : "short read");
-        p += r;
-        offset += (uint64_t)r;
-        n -= (uint64_t)r;
-    }
-    return STRATA_OK;
+    void *p = NULL;
+    if (posix_memalign(&p, STORE_ALIGN, bytes ? bytes : STORE_ALIGN) != 0) return NULL;
+    /* Weight buffers are scanned end to end every pass: huge pages spare TLB misses. */
+    if (bytes >= (2u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+    s->accounted += bytes;
+    return p;
 }
 
-static strata_status load_tensor(store *s, const gguf_tensor *t, const void **out, strata_error *err)
+/* Queues the reads of group g into buf, in chunks of cfg.io_chunk. */
+static void submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
 {
-    void *buf = NULL;
-    if (posix_memalign(&buf, 64, t->n_bytes ? t->n_bytes : 64) != 0)
-        return err_set(err, STRATA_E_NOMEM, "out of memory loading tensor '%s' (%" PRIu64 " bytes)", t->name,
-                       t->n_bytes);
-    s->buffers[s->n_buffers++] = buf;
-    s->resident += t->n_bytes;
-    *out = buf;
-    return read_exact(s, t, t->file_offset, buf, t->n_bytes, err);
-}
-
-static strata_status open_files(store *s, strata_error *err)
-{
-    s->fds = malloc(s->f->n_splits * sizeof *s->fds);
-    if (!s->fds) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < s->f->n_splits; i++) s->fds[i] = -1;
-    for (uint32_t i = 0; i < s->f->n_splits; i++)
-        if ((s->fds[i] = open(s->f->splits[i].path, O_RDONLY | O_CLOEXEC)) < 0)
-            return err_set(err, STRATA_E_IO, "%s: cannot open: %s", s->f->splits[i].path, strerror(errno));
-    return STRATA_OK;
-}
-
-static strata_status load_groups(store *s, const store_group *groups, strata_error *err)
-{
-    uint32_t total = 0;
-    for (uint32_t g = 0; g < s->n_groups; g++) total += groups[g].n;
-    s->buffers = calloc(total ? total : 1, sizeof *s->buffers);
-    s->groups = calloc(s->n_groups ? s->n_groups : 1, sizeof *s->groups);
-    if (!s->buffers || !s->groups) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    for (uint32_t g = 0; g < s->n_groups; g++) {
-        group_data *gd = &s->groups[g];
-        gd->n = groups[g].n;
-        if (!(gd->ptrs = calloc(gd->n ? gd->n : 1, sizeof *gd->ptrs))) return err_set(err, STRATA_E_NOMEM, "out of memory");
-        for (uint32_t i = 0; i < gd->n; i++) {
-            const gguf_tensor *t = groups[g].tensors[i];
-            strata_status st = t ? load_tensor(s, t, &gd->ptrs[i], err) : STRATA_OK;
-            if (st) return st;
+    const group_layout *l = &s->groups[g].layout;
+    uint32_t n = 0;
+    for (uint32_t r = 0; r < l->n_runs; r++) n += (uint32_t)((l->runs[r].length + s->cfg.io_chunk - 1) / s->cfg.io_chunk);
+    atomic_store(&t->pending, (int)n);
+    atomic_store(&t->error, 0);
+    io_request rq[64];
+    uint32_t k = 0;
+    for (uint32_t r = 0; r < l->n_runs; r++) {
+        const store_run *run = &l->runs[r];
+        for (uint64_t o = 0; o < run->length; o += s->cfg.io_chunk) {
+            uint64_t len = run->length - o < s->cfg.io_chunk ? run->length - o : s->cfg.io_chunk;
+            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t};
+            if (k == 64) io_submit(s->io, rq, k), k = 0;
         }
     }
+    if (k) io_submit(s->io, rq, k);
+}
+
+static void set_ptrs(store *s, uint32_t g, uint8_t *buf)
+{
+    group_state *gs = &s->groups[g];
+    gs->buf = buf;
+    for (uint32_t i = 0; i < gs->layout.n_tensors; i++)
+        gs->ptrs[i] = gs->layout.tensor_offset[i] == UINT64_MAX ? NULL : buf + gs->layout.tensor_offset[i];
+}
+
+/* ---- resident groups ---- */
+
+static void show_progress(const store *s, uint64_t done, uint64_t total, const struct timespec *t0, bool last)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double dt = (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+    double rate = dt > 0 ? (double)done / dt : 0;
+    char a[32], b[32];
+    fprintf(stderr, "\rloading weights: %s / %s  %.2f GB/s  ETA %.0f s   %s", fmt_bytes(done, a, sizeof a),
+            fmt_bytes(total, b, sizeof b), rate / 1e9, rate > 0 ? (double)(total - done) / rate : 0.0,
+            last ? "\n" : "");
+    (void)s;
+}
+
+static strata_status load_resident(store *s, strata_error *err)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t done = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        group_state *gs = &s->groups[g];
+        if (!gs->resident) continue;
+        uint8_t *buf = alloc_aligned(s, gs->layout.bytes);
+        if (!buf) return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", gs->layout.bytes);
+        set_ptrs(s, g, buf);
+        io_ticket t;
+        submit_group(s, g, buf, &t);
+        io_wait(s->io, &t);
+        strata_status st = io_ticket_error(s->io, &t, err);
+        if (st) return st;
+        done += gs->layout.bytes;
+        if (s->cfg.progress) show_progress(s, done, s->resident_bytes, &t0, done == s->resident_bytes);
+    }
     return STRATA_OK;
 }
 
-strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_group *groups, store **out,
-                         strata_error *err)
+/* ---- the ring ---- */
+
+/* Assigns the next streamed group in execution order to slot i and starts its reads. */
+static void refill(store *s, uint32_t i)
+{
+    uint32_t g = s->order[s->fetch_next];
+    s->fetch_next = (s->fetch_next + 1) % s->n_order;
+    s->slots[i].group = (int)g;
+    s->groups[g].slot = (int)i;
+    set_ptrs(s, g, s->slots[i].buf);
+    submit_group(s, g, s->slots[i].buf, &s->slots[i].ticket);
+}
+
+/* Waits for slot i's reads and frees it. */
+static void drain(store *s, uint32_t i)
+{
+    if (s->slots[i].group < 0) return;
+    s->wait_s += io_wait(s->io, &s->slots[i].ticket);
+    s->groups[s->slots[i].group].slot = -1;
+    s->slots[i].group = -1;
+}
+
+/* Restarts the ring at group g (after a reset, or any access out of order). */
+static void resync(store *s, uint32_t g)
+{
+    for (uint32_t i = 0; i < s->n_slots; i++) drain(s, i);
+    for (uint32_t k = 0; k < s->n_order; k++)
+        if (s->order[k] == g) s->fetch_next = k;
+    s->head = 0;
+    for (uint32_t i = 0; i < s->n_slots; i++) refill(s, i);
+}
+
+static strata_status open_ring(store *s, const placement *p, strata_error *err)
+{
+    s->order = calloc(s->n_groups, sizeof *s->order);
+    s->slots = calloc(p->n_slots ? p->n_slots : 1, sizeof *s->slots);
+    if (!s->order || !s->slots) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        if (!s->groups[g].resident) {
+            s->order[s->n_order++] = g;
+            s->pass_bytes += s->groups[g].layout.bytes;
+        }
+    s->n_slots = p->n_slots;
+    s->slot_bytes = p->slot_bytes;
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        s->slots[i].group = -1;
+        if (!(s->slots[i].buf = alloc_aligned(s, s->slot_bytes)))
+            return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu32 " slots of %" PRIu64 " bytes",
+                           s->n_slots, s->slot_bytes);
+    }
+    if (s->n_slots) resync(s, s->order[0]);
+    return STRATA_OK;
+}
+
+/* ---- open / close ---- */
+
+static strata_status build_layouts(store *s, const store_group *groups, uint64_t *bytes, strata_error *err)
+{
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        group_state *gs = &s->groups[g];
+        gs->slot = -1;
+        strata_status st = layout_build(s->f, groups[g].tensors, groups[g].n, &gs->layout, err);
+        if (st) return st;
+        if (!(gs->ptrs = calloc(groups[g].n ? groups[g].n : 1, sizeof *gs->ptrs)))
+            return err_set(err, STRATA_E_NOMEM, "out of memory");
+        bytes[g] = gs->layout.bytes;
+    }
+    return STRATA_OK;
+}
+
+static uint64_t largest_row(const gguf_file *f)
+{
+    uint64_t m = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        uint64_t r = ggml_row_bytes(f->tensors[i].type, f->tensors[i].ne[0]);
+        if (r > m) m = r;
+    }
+    return m;
+}
+
+static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min_bytes, strata_error *err)
+{
+    placement p;
+    uint64_t budget = s->cfg.budget;
+    if (budget && budget <= s->row_buf_bytes) budget = 1; /* nothing fits */
+    else if (budget) budget -= s->row_buf_bytes;
+    bool ok = placement_choose(s->n_groups, bytes, budget, s->cfg.prefetch_depth, s->cfg.stream_all, &p);
+    if (min_bytes) *min_bytes = p.min_bytes + s->row_buf_bytes;
+    strata_status st = STRATA_OK;
+    if (!ok) {
+        char a[32], b[32];
+        st = err_set(err, STRATA_E_NOMEM, "weights need at least %s with prefetch depth %d; %s is available for them",
+                     fmt_bytes(p.min_bytes + s->row_buf_bytes, a, sizeof a), s->cfg.prefetch_depth,
+                     fmt_bytes(s->cfg.budget, b, sizeof b));
+    } else {
+        for (uint32_t g = 0; g < s->n_groups; g++) s->groups[g].resident = p.resident && p.resident[g];
+        s->resident_bytes = p.resident_bytes;
+        st = open_ring(s, &p, err);
+    }
+    free(p.resident);
+    return st;
+}
+
+static void apply_defaults(store_config *c)
+{
+    if (c->prefetch_depth <= 0) c->prefetch_depth = DEFAULT_DEPTH;
+    if (c->io_threads <= 0) c->io_threads = DEFAULT_IO_THREADS;
+    if (c->io_chunk < (1u << 20)) c->io_chunk = DEFAULT_CHUNK;
+    c->io_chunk = c->io_chunk / STORE_ALIGN * STORE_ALIGN;
+}
+
+strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_group *groups, const store_config *cfg,
+                         store **out, uint64_t *min_bytes, strata_error *err)
 {
     *out = NULL;
     store *s = calloc(1, sizeof *s);
-    if (!s) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    uint64_t *bytes = calloc(n_groups ? n_groups : 1, sizeof *bytes);
+    if (!s || !bytes) {
+        free(s);
+        free(bytes);
+        return err_set(err, STRATA_E_NOMEM, "out of memory");
+    }
     s->f = f;
+    s->cfg = cfg ? *cfg : (store_config){0};
+    apply_defaults(&s->cfg);
     s->n_groups = n_groups;
-    strata_status st = open_files(s, err);
-    if (!st) st = load_groups(s, groups, err);
+    s->row_buf_bytes = largest_row(f);
+    strata_status st = (s->groups = calloc(n_groups ? n_groups : 1, sizeof *s->groups)) ? STRATA_OK
+                       : err_set(err, STRATA_E_NOMEM, "out of memory");
+    if (!st) st = build_layouts(s, groups, bytes, err);
+    if (!st) st = io_open(f, s->cfg.io_threads, s->cfg.fault, s->cfg.fault_ctx, &s->io, err);
+    if (!st && !(s->row_buf = alloc_aligned(s, s->row_buf_bytes))) st = err_set(err, STRATA_E_NOMEM, "out of memory");
+    if (!st) st = place_groups(s, bytes, min_bytes, err);
+    if (!st) st = load_resident(s, err);
+    if (!st) s->io_base = io_get_stats(s->io);
+    free(bytes);
     if (st) {
         store_close(s);
         return st;
@@ -112,40 +272,75 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
 void store_close(store *s)
 {
     if (!s) return;
-    for (uint32_t i = 0; s->fds && i < s->f->n_splits; i++)
-        if (s->fds[i] >= 0) close(s->fds[i]);
-    for (uint32_t i = 0; i < s->n_buffers; i++) free(s->buffers[i]);
-    for (uint32_t g = 0; s->groups && g < s->n_groups; g++) free(s->groups[g].ptrs);
+    for (uint32_t i = 0; s->slots && i < s->n_slots; i++) drain(s, i); /* no read may land in freed memory */
+    io_close(s->io);
+    for (uint32_t i = 0; s->slots && i < s->n_slots; i++) free(s->slots[i].buf);
+    for (uint32_t g = 0; s->groups && g < s->n_groups; g++) {
+        if (s->groups[g].resident) free(s->groups[g].buf);
+        free(s->groups[g].ptrs);
+        layout_free(&s->groups[g].layout);
+    }
     free(s->groups);
-    free(s->buffers);
-    free(s->fds);
+    free(s->slots);
+    free(s->order);
+    free(s->row_buf);
     free(s);
 }
 
-strata_status store_acquire(store *s, uint32_t group, const void *const **data, strata_error *err)
+/* ---- acquire / release ---- */
+
+strata_status store_acquire(store *s, uint32_t g, const void *const **data, strata_error *err)
 {
-    if (group >= s->n_groups) return err_set(err, STRATA_E_INVALID, "store: no group %" PRIu32, group);
-    *data = s->groups[group].ptrs;
+    if (g >= s->n_groups) return err_set(err, STRATA_E_INVALID, "store: no group %" PRIu32, g);
+    group_state *gs = &s->groups[g];
+    if (g == 0) {
+        strata_status st = io_check_unchanged(s->io, err); /* once per pass */
+        if (st) return st;
+    }
+    if (!gs->resident) {
+        if (gs->slot < 0) resync(s, g);
+        while (s->slots[s->head].group != (int)g) { /* groups the engine skipped */
+            drain(s, s->head);
+            refill(s, s->head);
+            s->head = (s->head + 1) % s->n_slots;
+        }
+        slot *sl = &s->slots[s->head];
+        s->wait_s += io_wait(s->io, &sl->ticket);
+        strata_status st = io_ticket_error(s->io, &sl->ticket, err);
+        if (st) return st;
+    }
+    *data = gs->ptrs;
     return STRATA_OK;
 }
 
-void store_release(store *s, uint32_t group) { (void)s, (void)group; }
+void store_release(store *s, uint32_t g)
+{
+    if (g >= s->n_groups || s->groups[g].resident || s->groups[g].slot != (int)s->head) return;
+    drain(s, s->head);
+    refill(s, s->head);
+    s->head = (s->head + 1) % s->n_slots;
+}
 
 strata_status store_gather_rows(store *s, const gguf_tensor *t, const int32_t *rows, uint32_t n, float *out,
                                 strata_error *err)
 {
     uint64_t row_bytes = ggml_row_bytes(t->type, t->ne[0]);
-    void *buf = malloc(row_bytes);
-    if (!buf) return err_set(err, STRATA_E_NOMEM, "out of memory");
     strata_status st = STRATA_OK;
     for (uint32_t i = 0; i < n && !st; i++) {
         if (rows[i] < 0 || (uint64_t)rows[i] >= t->ne[1])
             st = err_set(err, STRATA_E_INVALID, "row %d of tensor '%s' is out of range", rows[i], t->name);
-        else if (!(st = read_exact(s, t, t->file_offset + (uint64_t)rows[i] * row_bytes, buf, row_bytes, err)))
-            st = dequant_row(t->type, buf, out + (uint64_t)i * t->ne[0], t->ne[0], err);
+        else if (!(st = io_pread(s->io, t->split, t->file_offset + (uint64_t)rows[i] * row_bytes, s->row_buf,
+                                 row_bytes, err)))
+            st = dequant_row(t->type, s->row_buf, out + (uint64_t)i * t->ne[0], t->ne[0], err);
     }
-    free(buf);
     return st;
 }
 
-uint64_t store_resident_bytes(const store *s) { return s->resident; }
+store_stats store_get_stats(store *s)
+{
+    io_stats io = io_get_stats(s->io);
+    return (store_stats){.resident_bytes = s->resident_bytes, .slot_bytes = s->slot_bytes * s->n_slots,
+                         .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
+                         .accounted_bytes = s->accounted, .bytes_read = io.bytes - s->io_base.bytes,
+                         .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct};
+}

@@ -1,0 +1,34 @@
+/* Public API: the few machine facts `run` needs, from src/hw. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/hw.h"
+#include "strata.h"
+#include "util/error.h"
+
+#define MIN_MARGIN (256ull << 20)
+
+strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    hw_profile *p = calloc(1, sizeof *p); /* large: keep it off the stack */
+    if (!p) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    hw_probe_opts opts = {.path = model_path, .no_gpu_libs = true, .no_odirect_test = true};
+    strata_status st = hw_probe(&opts, p, err);
+    if (!st) {
+        char path[1024];
+        strata_error ignored;
+        if (hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK)
+            hw_profile_reuse_measured(p, path, &ignored);
+        uint64_t margin = p->mem.usable / 10 > MIN_MARGIN ? p->mem.usable / 10 : MIN_MARGIN;
+        out->usable_memory = p->mem.usable;
+        out->default_budget = p->mem.usable > margin ? p->mem.usable - margin : p->mem.usable / 2;
+        uint32_t cores = p->cpu.physical_cores;
+        if (p->cpu.usable_cores && (cores == 0 || p->cpu.usable_cores < cores)) cores = p->cpu.usable_cores;
+        out->physical_cores = cores ? (int)cores : 1;
+        out->disk_bw = p->measured.done ? p->measured.disk_bw : 0;
+        out->ram_bw = p->measured.done ? p->measured.ram_bw_all : 0;
+    }
+    free(p);
+    return st;
+}

@@ -1,0 +1,76 @@
+#include <stdio.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/run_report.h"
+#include "util/fmt.h"
+
+double report_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void report_placement(const strata_model *m, const char *path, unsigned long long budget)
+{
+    strata_model_stats s;
+    strata_model_get_stats(m, &s);
+    char a[32], b[32], c[32], d[32], e[32];
+    if (s.streamed_layers == 0) return;
+    fprintf(stderr, "strata: budget %s: %s of weights resident, %u layer groups (%s per token) streamed through %s "
+            "of slots; KV cache and buffers %s\n", fmt_bytes(budget, a, 32), fmt_bytes(s.resident_bytes, b, 32),
+            s.streamed_layers, fmt_bytes(s.pass_bytes, c, 32), fmt_bytes(s.slot_bytes, d, 32),
+            fmt_bytes(s.buffer_bytes, e, 32));
+    if (!s.direct_io)
+        fprintf(stderr, "strata: %s: O_DIRECT is not supported there; streaming through the page cache "
+                "(pages are dropped after use)\n", path);
+}
+
+void report_phase_begin(run_report *r, const strata_model *m)
+{
+    strata_model_get_stats(m, &r->at_start);
+    r->last = r->at_start;
+    r->phase_t0 = report_now();
+}
+
+void report_phase_end(run_report *r, const strata_model *m)
+{
+    strata_model_stats s;
+    strata_model_get_stats(m, &s);
+    r->gen_s = report_now() - r->phase_t0;
+    r->gen_bytes = s.bytes_read - r->at_start.bytes_read;
+}
+
+void report_token(run_report *r, const strata_model *m, size_t index, double eval_s)
+{
+    strata_model_stats s;
+    strata_model_get_stats(m, &s);
+    double wait = s.io_wait_s - r->last.io_wait_s;
+    fprintf(stderr, "strata: token %zu: read %.1f MiB, I/O busy %.1f ms, compute %.1f ms, waited for I/O %.1f ms\n",
+            index, (double)(s.bytes_read - r->last.bytes_read) / (1 << 20), 1e3 * (s.io_busy_s - r->last.io_busy_s),
+            1e3 * (eval_s - wait), 1e3 * wait);
+    r->last = s;
+}
+
+void report_summary(const run_report *r, const strata_model *m)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    strata_model_stats s;
+    strata_model_get_stats(m, &s);
+    fprintf(stderr,
+            "\nstrata: load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s | "
+            "peak RSS %.1f MiB (accounted %.1f MiB) | seed %llu\n",
+            r->load_s, r->n_prompt, r->prompt_s > 0 ? (double)r->n_prompt / r->prompt_s : 0.0, r->n_gen,
+            r->gen_s > 0 ? (double)r->n_gen / r->gen_s : 0.0, (double)ru.ru_maxrss / 1024.0,
+            (double)s.accounted_bytes / (1 << 20), r->seed);
+    if (!s.streamed_layers || !r->n_gen || r->gen_s <= 0) return;
+    /* The first generated token was sampled from the prompt's logits: n_gen - 1 passes read. */
+    double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;
+    double per_token = (double)r->gen_bytes / passes, rate = (double)r->gen_bytes / r->gen_s;
+    fprintf(stderr, "strata: streamed %.3f GB/token at %.2f GB/s", per_token / 1e9, rate / 1e9);
+    if (r->disk_bw > 0) fprintf(stderr, ", %.0f %% of the disk bound (%.2f GB/s measured)\n", 100 * rate / r->disk_bw,
+                                r->disk_bw / 1e9);
+    else fprintf(stderr, " (disk bound unknown: run `strata detect --measure`)\n");
+}

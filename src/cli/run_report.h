@@ -1,0 +1,30 @@
+/* What `strata run` tells the user on stderr: the placement chosen, per-token
+ * streaming statistics (--stats) and the closing statistics line. */
+#ifndef STRATA_CLI_RUN_REPORT_H
+#define STRATA_CLI_RUN_REPORT_H
+
+#include <stddef.h>
+
+#include "strata.h"
+
+typedef struct run_report {
+    double load_s, prompt_s, gen_s;
+    size_t n_prompt, n_gen;
+    unsigned long long seed;
+    double disk_bw;              /* measured, bytes/s; 0 unknown */
+    strata_model_stats at_start; /* of the generation phase */
+    strata_model_stats last;     /* at the previous token (--stats) */
+    double phase_t0;
+    unsigned long long gen_bytes;
+} run_report;
+
+double report_now(void);
+/* One line when weights are streamed (or the page cache is used). */
+void report_placement(const strata_model *m, const char *path, unsigned long long budget);
+void report_phase_begin(run_report *r, const strata_model *m);
+void report_phase_end(run_report *r, const strata_model *m);
+/* --stats: one line per generated token. */
+void report_token(run_report *r, const strata_model *m, size_t index, double eval_s);
+void report_summary(const run_report *r, const strata_model *m);
+
+#endif

@@ -1,0 +1,259 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/io.h"
+#include "util/error.h"
+
+#define QUEUE_CAP 4096
+
+typedef struct io_file {
+    int direct_fd, buffered_fd;
+    uint64_t size;
+    struct timespec mtime;
+    const char *path;
+} io_file;
+
+struct io_engine {
+    io_file *files;
+    uint32_t n_files;
+    atomic_bool direct;
+    store_fault_fn fault;
+    void *fault_ctx;
+    pthread_mutex_t mu;
+    pthread_cond_t have_work, done;
+    io_request queue[QUEUE_CAP];
+    uint32_t head, count;
+    bool quit;
+    int n_threads;
+    pthread_t *threads;
+    atomic_uint_fast64_t bytes, requests, busy_ns;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Reads [offset, offset+length) into dst; a read may stop early only at the
+ * end of the file (the last run is rounded up past it), the rest is zeroed.
+ * Returns 0 or an errno (-1 for a short read inside the file). */
+static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length)
+{
+    uint64_t done = 0;
+    while (done < length) {
+        bool direct = atomic_load(&io->direct);
+        int fd = direct ? f->direct_fd : f->buffered_fd;
+        ssize_t r = pread(fd, dst + done, length - done, (off_t)(offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINVAL && direct) { /* the filesystem refuses O_DIRECT reads */
+            atomic_store(&io->direct, false);
+            continue;
+        }
+        if (r < 0) return errno;
+        if (r == 0) {
+            if (offset + done < f->size) return -1;
+            memset(dst + done, 0, length - done);
+            break;
+        }
+        done += (uint64_t)r;
+    }
+    if (!atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
+    return 0;
+}
+
+static void complete(io_engine *io, const io_request *rq, int error)
+{
+    io_ticket *t = rq->ticket;
+    int none = 0;
+    if (error && atomic_compare_exchange_strong(&t->error, &none, error)) {
+        t->error_offset = rq->offset;
+        t->error_split = rq->split;
+    }
+    if (atomic_fetch_sub(&t->pending, 1) == 1) {
+        pthread_mutex_lock(&io->mu);
+        pthread_cond_broadcast(&io->done);
+        pthread_mutex_unlock(&io->mu);
+    }
+}
+
+static void serve(io_engine *io, const io_request *rq)
+{
+    uint64_t t0 = now_ns();
+    int error = io->fault ? io->fault(io->fault_ctx, rq->split, rq->offset, rq->length) : 0;
+    if (!error && !atomic_load(&rq->ticket->error))
+        error = read_range(io, &io->files[rq->split], rq->dst, rq->offset, rq->length);
+    atomic_fetch_add(&io->busy_ns, now_ns() - t0);
+    atomic_fetch_add(&io->bytes, rq->length);
+    atomic_fetch_add(&io->requests, 1);
+    complete(io, rq, error);
+}
+
+static void *worker(void *arg)
+{
+    io_engine *io = arg;
+    pthread_mutex_lock(&io->mu);
+    for (;;) {
+        while (!io->count && !io->quit) pthread_cond_wait(&io->have_work, &io->mu);
+        if (io->quit) break;
+        io_request rq = io->queue[io->head];
+        io->head = (io->head + 1) % QUEUE_CAP;
+        io->count--;
+        pthread_mutex_unlock(&io->mu);
+        serve(io, &rq);
+        pthread_mutex_lock(&io->mu);
+    }
+    pthread_mutex_unlock(&io->mu);
+    return NULL;
+}
+
+static strata_status open_file(io_engine *io, const gguf_split *s, io_file *f, strata_error *err)
+{
+    f->path = s->path;
+    f->size = s->file_size;
+    f->buffered_fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    f->direct_fd = open(s->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (f->buffered_fd < 0) return err_set(err, STRATA_E_IO, "%s: cannot open: %s", s->path, strerror(errno));
+    if (f->direct_fd < 0) {
+        atomic_store(&io->direct, false); /* e.g. tmpfs: EINVAL */
+        f->direct_fd = f->buffered_fd;
+    }
+    struct stat sb;
+    if (fstat(f->buffered_fd, &sb) != 0) return err_set(err, STRATA_E_IO, "%s: %s", s->path, strerror(errno));
+    f->mtime = sb.st_mtim;
+    return STRATA_OK;
+}
+
+strata_status io_open(const gguf_file *gf, int n_threads, store_fault_fn fault, void *fault_ctx, io_engine **out,
+                      strata_error *err)
+{
+    *out = NULL;
+    io_engine *io = calloc(1, sizeof *io);
+    if (!io) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    atomic_store(&io->direct, true);
+    io->fault = fault;
+    io->fault_ctx = fault_ctx;
+    pthread_mutex_init(&io->mu, NULL);
+    pthread_cond_init(&io->have_work, NULL);
+    pthread_cond_init(&io->done, NULL);
+    io->files = calloc(gf->n_splits, sizeof *io->files);
+    io->threads = calloc((size_t)(n_threads > 0 ? n_threads : 1), sizeof *io->threads);
+    strata_status st = io->files && io->threads ? STRATA_OK : err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < gf->n_splits && !st; i++) {
+        io->files[i].buffered_fd = io->files[i].direct_fd = -1;
+        io->n_files = i + 1;
+        st = open_file(io, &gf->splits[i], &io->files[i], err);
+    }
+    for (int i = 0; i < n_threads && !st; i++) {
+        if (pthread_create(&io->threads[i], NULL, worker, io) != 0)
+            st = err_set(err, STRATA_E_NOMEM, "cannot start I/O thread");
+        else
+            io->n_threads = i + 1;
+    }
+    if (st) {
+        io_close(io);
+        return st;
+    }
+    *out = io;
+    return STRATA_OK;
+}
+
+void io_close(io_engine *io)
+{
+    if (!io) return;
+    pthread_mutex_lock(&io->mu);
+    io->quit = true;
+    pthread_cond_broadcast(&io->have_work);
+    pthread_mutex_unlock(&io->mu);
+    for (int i = 0; i < io->n_threads; i++) pthread_join(io->threads[i], NULL);
+    for (uint32_t i = 0; i < io->n_files; i++) {
+        if (io->files[i].direct_fd >= 0 && io->files[i].direct_fd != io->files[i].buffered_fd)
+            close(io->files[i].direct_fd);
+        if (io->files[i].buffered_fd >= 0) close(io->files[i].buffered_fd);
+    }
+    pthread_mutex_destroy(&io->mu);
+    pthread_cond_destroy(&io->have_work);
+    pthread_cond_destroy(&io->done);
+    free(io->files);
+    free(io->threads);
+    free(io);
+}
+
+void io_submit(io_engine *io, const io_request *reqs, uint32_t n)
+{
+    pthread_mutex_lock(&io->mu);
+    for (uint32_t i = 0; i < n; i++) {
+        while (io->count == QUEUE_CAP) { /* full: let the workers drain it */
+            pthread_mutex_unlock(&io->mu);
+            sched_yield();
+            pthread_mutex_lock(&io->mu);
+        }
+        io->queue[(io->head + io->count) % QUEUE_CAP] = reqs[i];
+        io->count++;
+    }
+    pthread_cond_broadcast(&io->have_work);
+    pthread_mutex_unlock(&io->mu);
+}
+
+double io_wait(io_engine *io, io_ticket *t)
+{
+    if (atomic_load(&t->pending) == 0) return 0;
+    uint64_t t0 = now_ns();
+    pthread_mutex_lock(&io->mu);
+    while (atomic_load(&t->pending) > 0) pthread_cond_wait(&io->done, &io->mu);
+    pthread_mutex_unlock(&io->mu);
+    return (double)(now_ns() - t0) * 1e-9;
+}
+
+strata_status io_ticket_error(const io_engine *io, const io_ticket *t, strata_error *err)
+{
+    int e = atomic_load(&t->error);
+    if (!e) return STRATA_OK;
+    const char *path = io->files[t->error_split].path;
+    if (e == -1)
+        return err_set(err, STRATA_E_IO, "%s: short read at offset %" PRIu64 " (the file is shorter than its header says)",
+                       path, t->error_offset);
+    return err_set(err, STRATA_E_IO, "%s: read failed at offset %" PRIu64 ": %s", path, t->error_offset, strerror(e));
+}
+
+strata_status io_pread(io_engine *io, uint32_t split, uint64_t offset, void *dst, uint64_t n, strata_error *err)
+{
+    io_file *f = &io->files[split];
+    int e = io->fault ? io->fault(io->fault_ctx, split, offset, n) : 0;
+    uint8_t *p = dst;
+    while (!e && n > 0) {
+        ssize_t r = pread(f->buffered_fd, p, n, (off_t)offset);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) e = r < 0 ? errno : -1;
+        else p += r, offset += (uint64_t)r, n -= (uint64_t)r;
+    }
+    if (!e) return STRATA_OK;
+    if (e == -1) return err_set(err, STRATA_E_IO, "%s: short read at offset %" PRIu64, f->path, offset);
+    return err_set(err, STRATA_E_IO, "%s: read failed at offset %" PRIu64 ": %s", f->path, offset, strerror(e));
+}
+
+strata_status io_check_unchanged(io_engine *io, strata_error *err)
+{
+    for (uint32_t i = 0; i < io->n_files; i++) {
+        struct stat sb;
+        io_file *f = &io->files[i];
+        if (fstat(f->buffered_fd, &sb) != 0 || (uint64_t)sb.st_size != f->size ||
+            sb.st_mtim.tv_sec != f->mtime.tv_sec || sb.st_mtim.tv_nsec != f->mtime.tv_nsec)
+            return err_set(err, STRATA_E_IO, "%s: the model file changed on disk while strata was running", f->path);
+    }
+    return STRATA_OK;
+}
+
+io_stats io_get_stats(io_engine *io)
+{
+    return (io_stats){atomic_load(&io->bytes), atomic_load(&io->requests), (double)atomic_load(&io->busy_ns) * 1e-9,
+                      atomic_load(&io->direct)};
+}

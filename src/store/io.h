@@ -1,0 +1,61 @@
+/* Asynchronous reads of the model files for the store: worker threads take
+ * requests from a FIFO queue and read them with O_DIRECT (large aligned
+ * reads that bypass the page cache), or, where the filesystem refuses
+ * O_DIRECT, with buffered reads whose pages are dropped after use. */
+#ifndef STRATA_STORE_IO_H
+#define STRATA_STORE_IO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gguf/gguf.h"
+#include "strata.h"
+
+/* Test hook called before every read: may sleep to inject delays; a
+ * non-zero return is taken as that errno from the read. */
+typedef int (*store_fault_fn)(void *ctx, uint32_t split, uint64_t offset, uint64_t length);
+
+/* Completion of a batch of requests (one group load). */
+typedef struct io_ticket {
+    atomic_int pending;
+    atomic_int error;          /* first errno; -1 short read / file changed */
+    uint64_t error_offset;
+    uint32_t error_split;
+} io_ticket;
+
+typedef struct io_request {
+    uint8_t *dst;
+    uint32_t split;
+    uint64_t offset, length; /* aligned */
+    io_ticket *ticket;
+} io_request;
+
+typedef struct io_engine io_engine;
+
+typedef struct io_stats {
+    uint64_t bytes, requests;
+    double busy_s;           /* summed over workers */
+    bool direct;             /* O_DIRECT in use */
+} io_stats;
+
+strata_status io_open(const gguf_file *f, int n_threads, store_fault_fn fault, void *fault_ctx, io_engine **out,
+                      strata_error *err);
+void io_close(io_engine *io);
+
+/* Queues n requests; the ticket's pending count must already include them. */
+void io_submit(io_engine *io, const io_request *reqs, uint32_t n);
+/* Blocks until the ticket's requests are done; returns the wait in seconds. */
+double io_wait(io_engine *io, io_ticket *t);
+/* A one-line description of a failed ticket. */
+strata_status io_ticket_error(const io_engine *io, const io_ticket *t, strata_error *err);
+
+/* Synchronous buffered read (small reads: embedding rows). */
+strata_status io_pread(io_engine *io, uint32_t split, uint64_t offset, void *dst, uint64_t n, strata_error *err);
+
+/* Checks that no model file changed (size, mtime) since it was opened. */
+strata_status io_check_unchanged(io_engine *io, strata_error *err);
+
+io_stats io_get_stats(io_engine *io);
+
+#endif

@@ -1,0 +1,254 @@
+/* The tiered store: streamed runs give bit-identical logits to resident
+ * runs whatever the depth, I/O threads and read delays; budgets are kept;
+ * failures end cleanly with one-line errors. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "gguf/gguf.h"
+#include "model/model_spec.h"
+#include "test.h"
+
+typedef struct fault_ctx {
+    atomic_uint_fast64_t calls;
+    uint64_t seed;
+    int max_delay_us;
+    uint64_t fail_at; /* 0: never; else fail the Nth read with EIO */
+} fault_ctx;
+
+static int fault_hook(void *ctx, uint32_t split, uint64_t offset, uint64_t length)
+{
+    fault_ctx *f = ctx;
+    uint64_t n = atomic_fetch_add(&f->calls, 1) + 1;
+    if (f->fail_at && n == f->fail_at) return EIO;
+    if (f->max_delay_us) {
+        uint64_t x = (n + f->seed) * 0x9e3779b97f4a7c15ull ^ offset ^ length ^ split;
+        usleep((useconds_t)((x >> 20) % (uint64_t)f->max_delay_us));
+    }
+    return 0;
+}
+
+typedef struct model {
+    gguf_file *f;
+    model_spec *s;
+} model;
+
+static bool open_spec(const char *path, model *m)
+{
+    strata_error e;
+    if (gguf_open(path, &m->f, &e) || model_spec_from_gguf(m->f, path, &m->s, &e)) {
+        test_fail(__FILE__, __LINE__, "open", " %s", e.message);
+        return false;
+    }
+    return true;
+}
+
+static void close_spec(model *m)
+{
+    model_spec_free(m->s);
+    gguf_close(m->f);
+}
+
+static const int32_t prompt[8] = {1, 403, 407, 261, 378, 383, 286, 261};
+
+/* Prompt logits (all positions) and 3 decoded steps' logits. */
+static float *run_logits(model *m, const engine_params *p, size_t *count, strata_error *e)
+{
+    engine *eng;
+    if (engine_open(m->f, m->s, p, &eng, e)) return NULL;
+    size_t V = engine_n_vocab(eng);
+    *count = (8 + 3) * V;
+    float *out = malloc(*count * sizeof(float));
+    strata_status st = engine_eval(eng, prompt, 8, out, true, e);
+    for (int i = 0; i < 3 && !st; i++) st = engine_eval(eng, &prompt[i + 1], 1, out + (8 + i) * V, false, e);
+    engine_free(eng);
+    if (st) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void check_streaming_identical(const char *fixture)
+{
+    const char *p = test_fixture(fixture);
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    engine_params base = {.n_ctx = 64, .n_threads = 2, .kv_type = GGML_TYPE_F16, .kernels = KERNEL_FAST};
+    size_t n_ref, n;
+    strata_error e;
+    float *ref = run_logits(&m, &base, &n_ref, &e);
+    REQUIRE(ref, " %s", e.message);
+    const int depths[3] = {1, 2, 4}, io_threads[2] = {1, 3};
+    for (int d = 0; d < 3; d++)
+        for (int t = 0; t < 2; t++) {
+            fault_ctx fc = {.seed = (uint64_t)(d * 7 + t), .max_delay_us = 1500};
+            engine_params sp = base;
+            sp.store = (store_config){.stream_all = true, .prefetch_depth = depths[d], .io_threads = io_threads[t],
+                                      .io_chunk = 1u << 20, .fault = fault_hook, .fault_ctx = &fc};
+            float *got = run_logits(&m, &sp, &n, &e);
+            CHECK(got && n == n_ref && !memcmp(got, ref, n * sizeof(float)), " %s depth %d, %d I/O threads: %s",
+                  fixture, depths[d], io_threads[t], got ? "logits differ" : e.message);
+            free(got);
+        }
+    free(ref);
+    close_spec(&m);
+}
+
+TEST(test_store_stream_bit_identical_stories260k) { check_streaming_identical("stories260K.gguf"); }
+
+TEST(test_store_stream_bit_identical_synth_types)
+{
+    static const char *const types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
+                                        "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "synth-%s.gguf", types[i]);
+        check_streaming_identical(name);
+    }
+}
+
+/* A budget between all-resident and all-streamed: some layers resident. */
+TEST(test_store_partial_residency_within_budget)
+{
+    const char *p = test_fixture("synth-q8_0.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    engine_params base = {.n_ctx = 64, .n_threads = 2, .kernels = KERNEL_FAST};
+    size_t n_ref, n;
+    strata_error e;
+    float *ref = run_logits(&m, &base, &n_ref, &e);
+    REQUIRE(ref, " %s", e.message);
+    engine_params sp = base;
+    sp.mem_budget = 34u << 17; /* 4.25 MiB: weights 3.35 MiB + 1.15 MiB buffers do not all fit */
+    engine *eng;
+    REQUIRE(engine_open(m.f, m.s, &sp, &eng, &e) == STRATA_OK, " %s", e.message);
+    store_stats st = engine_store_stats(eng);
+    CHECK(st.resident_bytes > 0 && st.n_streamed_groups > 0, " resident %llu, streamed groups %u",
+          (unsigned long long)st.resident_bytes, st.n_streamed_groups);
+    CHECK(engine_memory_bytes(eng) <= sp.mem_budget, " accounted %llu > budget",
+          (unsigned long long)engine_memory_bytes(eng));
+    engine_free(eng);
+    float *got = run_logits(&m, &sp, &n, &e);
+    CHECK(got && !memcmp(got, ref, n * sizeof(float)), " partial residency changes the logits");
+    free(got);
+    free(ref);
+    close_spec(&m);
+}
+
+TEST(test_store_budget_below_minimum)
+{
+    const char *p = test_fixture("synth-q8_0.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    engine_params sp = {.n_ctx = 64, .n_threads = 1, .mem_budget = 2u << 20};
+    engine *eng = NULL;
+    strata_error e;
+    CHECK(engine_open(m.f, m.s, &sp, &eng, &e) == STRATA_E_NOMEM && strstr(e.message, "minimum working set of"),
+          " %s", e.message);
+    sp.mem_budget = 1000;
+    CHECK(engine_open(m.f, m.s, &sp, &eng, &e) == STRATA_E_NOMEM && strstr(e.message, "cannot hold the process"),
+          " %s", e.message);
+    close_spec(&m);
+}
+
+TEST(test_store_injected_io_error)
+{
+    const char *p = test_fixture("synth-q4_k_m.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    for (uint64_t fail_at = 1; fail_at <= 13; fail_at += 4) {
+        fault_ctx fc = {.fail_at = fail_at};
+        engine_params sp = {.n_ctx = 64, .n_threads = 2};
+        sp.store = (store_config){.stream_all = true, .prefetch_depth = 2, .io_threads = 2, .fault = fault_hook,
+                                  .fault_ctx = &fc};
+        size_t n;
+        strata_error e;
+        float *got = run_logits(&m, &sp, &n, &e);
+        CHECK(!got && strstr(e.message, "read failed at offset") && strstr(e.message, "Input/output error"),
+              " read %llu: %s", (unsigned long long)fail_at, got ? "no error" : e.message);
+        free(got);
+    }
+    close_spec(&m);
+}
+
+/* ---- the budget, end to end: a model 4x the budget, real peak RSS ---- */
+
+#include "../tools/synth/synth.h"
+#include "cgroup_helpers.h"
+
+#define MiB (1ull << 20)
+#define BIG_BUDGET (32 * MiB)
+
+/* A q8_0 model of ~130 MiB: 4x the budget. */
+static bool make_big_model(char *path, size_t len)
+{
+    snprintf(path, len, "%s/big.gguf", test_tmpdir());
+    synth_options o = {.shape = {512, 1408, 44, 8, 4, 512, 128}, .type = GGML_TYPE_Q8_0, .seed = 3, .threads = 2,
+                       .output = path};
+    strata_error e;
+    if (synth_write(&o, &e) == STRATA_OK) return true;
+    test_fail(__FILE__, __LINE__, "synth", " %s", e.message);
+    return false;
+}
+
+static const char *release_bin(void)
+{
+    const char *b = getenv("STRATA_RELEASE_BIN");
+    return b && *b ? b : "build/strata";
+}
+
+/* Parses "peak RSS X MiB (accounted Y MiB)" of the statistics line. */
+static bool parse_rss(const char *out, double *rss, double *accounted)
+{
+    const char *p = out ? strstr(out, "peak RSS ") : NULL;
+    return p && sscanf(p, "peak RSS %lf MiB (accounted %lf MiB)", rss, accounted) == 2;
+}
+
+TEST(test_store_model_4x_budget_real_rss)
+{
+    char mpath[1024], cmd[4096], *out = NULL;
+    if (!make_big_model(mpath, sizeof mpath)) return;
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p 'a b c d' -n 8 --temp 0 --mem %llu", release_bin(), mpath,
+             (unsigned long long)BIG_BUDGET);
+    int rc = test_run(cmd, &out, true);
+    double rss = 0, acc = 0;
+    CHECK(rc == 0 && parse_rss(out, &rss, &acc), " %s", out);
+    CHECK(out && strstr(out, "streamed"), " nothing streamed: %s", out);
+    /* The budget includes the reserve for the process itself, so both the
+     * accounting and the real peak RSS stay within it. */
+    CHECK(acc * MiB <= BIG_BUDGET, " accounted %.1f MiB > %llu MiB", acc, (unsigned long long)(BIG_BUDGET / MiB));
+    CHECK(rss * MiB <= BIG_BUDGET, " peak RSS %.1f MiB > %llu MiB", rss, (unsigned long long)(BIG_BUDGET / MiB));
+    printf("    model 4x the budget: peak RSS %.1f MiB, accounted %.1f MiB, budget %llu MiB\n", rss, acc,
+           (unsigned long long)(BIG_BUDGET / MiB));
+    free(out);
+}
+
+TEST(test_store_runs_in_cgroup_limited_to_budget)
+{
+    char mpath[1024], cg[2048], name[64], why[512] = "", enter[2200], cmd[8192], *out = NULL;
+    int version;
+    if (!test_cgroup_create(BIG_BUDGET, &version, cg, sizeof cg, name, sizeof name, why, sizeof why)) {
+        test_skip("%s", why);
+        return;
+    }
+    if (!make_big_model(mpath, sizeof mpath)) {
+        test_cgroup_remove(cg);
+        return;
+    }
+    test_cgroup_enter_cmd(cg, enter, sizeof enter);
+    snprintf(cmd, sizeof cmd, "sh -c '%s exec %s run -m %s -p \"a b c d\" -n 8 --temp 0 --mem %llu'", enter,
+             release_bin(), mpath, (unsigned long long)BIG_BUDGET);
+    int rc = test_run(cmd, &out, true);
+    CHECK(rc == 0 && !test_cgroup_oom_killed(cg, version), " rc %d in a %llu MiB cgroup v%d: %s", rc,
+          (unsigned long long)(BIG_BUDGET / MiB), version, out);
+    CHECK(test_cgroup_remove(cg));
+    free(out);
+}
