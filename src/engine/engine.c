@@ -66,10 +66,11 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     e->gate = scratch(e, B * d->n_ff * 4);
     e->up = scratch(e, B * d->n_ff * 4);
     e->norm_w = scratch(e, d->n_embd * 4);
+    e->rope_cs = scratch(e, B * d->rope_dim * 4);
     e->scores = scratch(e, (uint64_t)pool_size(e->pool) * e->n_ctx * 4);
     e->act = scratch(e, max_act_bytes(e));
     if (!e->k_cache || !e->v_cache || !e->x || !e->xn || !e->q || !e->k || !e->v || !e->att || !e->gate ||
-        !e->up || !e->norm_w || !e->scores || !e->act)
+        !e->up || !e->norm_w || !e->rope_cs || !e->scores || !e->act)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
                        " bytes)", e->n_ctx, 2 * cache);
     return STRATA_OK;
@@ -138,7 +139,7 @@ void engine_free(engine *e)
     if (!e) return;
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
-    void *bufs[] = {e->k_cache, e->v_cache, e->x, e->xn, e->q, e->k, e->v, e->att, e->gate, e->up, e->norm_w,
+    void *bufs[] = {e->k_cache, e->v_cache, e->x, e->xn, e->q, e->k, e->v, e->att, e->gate, e->up, e->norm_w, e->rope_cs,
                     e->scores, e->act};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     llama_weights_free(&e->w);

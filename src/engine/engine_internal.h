@@ -16,6 +16,7 @@ struct engine {
     uint8_t *k_cache, *v_cache; /* [layer][position][kv_dim] of kv_type */
     uint64_t kv_row_bytes;      /* bytes of one position's K (or V) row */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *norm_w;
+    float *rope_cs;             /* n_batch x rope_dim: (cos, sin) per pair and position */
     float *scores;              /* n_threads x n_ctx */
     void *act;
     uint64_t scratch_bytes;

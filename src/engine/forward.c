@@ -30,15 +30,20 @@ static strata_status norm_rows(engine *e, const gguf_tensor *t, const void *w, u
     return st;
 }
 
+static void rope_tables(engine *e, uint32_t n_tok)
+{
+    const llama_dims *d = &e->w.d;
+    for (uint32_t t = 0; t < n_tok; t++)
+        op_rope_table(e->rope_cs + t * d->rope_dim, d->rope_dim, e->n_past + t, d->rope_base, d->rope_freq_scale);
+}
+
 static void rope_batch(engine *e, uint32_t n_tok)
 {
     const llama_dims *d = &e->w.d;
     for (uint32_t t = 0; t < n_tok; t++) {
-        uint32_t pos = e->n_past + t;
-        for (uint64_t h = 0; h < d->n_heads; h++)
-            op_rope(e->q + t * d->q_dim + h * d->head_dim, d->rope_dim, pos, d->rope_base, d->rope_freq_scale);
-        for (uint64_t h = 0; h < d->n_kv_heads; h++)
-            op_rope(e->k + t * d->kv_dim + h * d->head_dim, d->rope_dim, pos, d->rope_base, d->rope_freq_scale);
+        const float *cs = e->rope_cs + t * d->rope_dim;
+        for (uint64_t h = 0; h < d->n_heads; h++) op_rope(e->q + t * d->q_dim + h * d->head_dim, cs, d->rope_dim);
+        for (uint64_t h = 0; h < d->n_kv_heads; h++) op_rope(e->k + t * d->kv_dim + h * d->head_dim, cs, d->rope_dim);
     }
 }
 
@@ -103,6 +108,7 @@ static strata_status eval_chunk(engine *e, const int32_t *tokens, uint32_t n, fl
                                 strata_error *err)
 {
     strata_status st = store_gather_rows(e->store, e->w.embd, tokens, n, e->x, err);
+    rope_tables(e, n);
     for (uint64_t l = 0; l < e->w.d.n_layers && !st; l++) st = run_layer(e, l, n, err);
     if (!st && logits) st = output(e, all_logits ? 0 : n - 1, n, logits, err);
     if (!st) e->n_past += n;
