@@ -90,6 +90,9 @@ typedef struct strata_model_params {
     int prefetch_depth;      /* streamed layers read ahead (0: 2) */
     int io_threads;          /* streaming reader threads (0: 2) */
     bool progress;           /* progress bar on stderr while loading weights */
+    bool plan;               /* place the weights with the planner (budget and measured
+                                bandwidths of this machine) instead of the store's rule */
+    const char *plan_file;   /* execute this saved plan (`strata plan --json`) */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -119,9 +122,15 @@ typedef struct strata_model_stats {
     double io_busy_s;           /* time reader threads spent reading (summed) */
     double io_wait_s;           /* time compute waited for reads */
     bool direct_io;             /* reads bypass the page cache (O_DIRECT) */
+    double predicted_decode_tps; /* the plan's prediction; 0 without a plan */
+    double predicted_disk_bw;    /* the disk bandwidth the plan assumed (bytes/s) */
+    bool predicted_measured;     /* the plan used measured bandwidths */
 } strata_model_stats;
 
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out);
+
+/* One line describing the plan the model runs under ("" without a plan). */
+const char *strata_model_plan_summary(const strata_model *m);
 
 /* Tokenizes text[0..len) (BOS prepended when add_bos and the model has
  * one). *tokens is malloc'd (free()), *n its length. */

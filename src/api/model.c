@@ -9,14 +9,8 @@
 #include "strata.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "api/model_internal.h"
 
-struct strata_model {
-    gguf_file *file;
-    model_spec *spec;
-    tokenizer *tok;
-    engine *eng;
-    uint64_t overhead; /* reserved for the process itself under a budget */
-};
 
 strata_model_params strata_model_default_params(void)
 {
@@ -39,12 +33,6 @@ static void prefix_path(strata_error *err, const char *path)
     memcpy(err->message + pl, ": ", 2);
 }
 
-/* Memory the process needs besides what the engine and store account:
- * code and libraries, thread stacks, the parsed header and the tokenizer
- * (about 4 MiB for a small model here). It is reserved inside the budget so
- * that the real peak RSS stays within --mem. */
-static uint64_t process_overhead(const gguf_file *f) { return (8ull << 20) + 2 * f->bytes_read; }
-
 static strata_status open_parts(strata_model *m, const char *path, const strata_model_params *p, strata_error *err)
 {
     strata_status st = gguf_open(path, &m->file, err);
@@ -63,7 +51,10 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
                         .mem_budget = p->mem_budget,
                         .store = {.prefetch_depth = p->prefetch_depth, .io_threads = p->io_threads,
                                   .progress = p->progress}};
-    m->overhead = p->mem_budget ? process_overhead(m->file) : 0;
+    if (p->plan || p->plan_file) st = model_plan(m, path, p, ep.n_threads, &ep, err);
+    if (st) return st;
+    if (!ep.mem_budget) ep.mem_budget = m->planned_budget;
+    m->overhead = ep.mem_budget ? engine_process_reserve(m->file) : 0;
     ep.mem_reserved = m->overhead;
     st = engine_open(m->file, m->spec, &ep, &m->eng, err);
     if (st && err && !strstr(err->message, path)) prefix_path(err, path);
@@ -91,6 +82,7 @@ void strata_model_free(strata_model *m)
 {
     if (!m) return;
     engine_free(m->eng);
+    free(m->resident);
     tokenizer_free(m->tok);
     model_spec_free(m->spec);
     gguf_close(m->file);
@@ -110,8 +102,12 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
                                 .slot_bytes = s.slot_bytes, .buffer_bytes = engine_buffer_bytes(m->eng),
                                 .pass_bytes = s.pass_bytes, .streamed_layers = s.n_streamed_groups,
                                 .bytes_read = s.bytes_read, .io_busy_s = s.io_busy_s, .io_wait_s = s.wait_s,
-                                .direct_io = s.direct_io};
+                                .direct_io = s.direct_io, .predicted_decode_tps = m->predicted_tps,
+                                .predicted_disk_bw = m->predicted_disk_bw,
+                                .predicted_measured = m->predicted_measured};
 }
+
+const char *strata_model_plan_summary(const strata_model *m) { return m->summary; }
 bool strata_token_is_eog(const strata_model *m, int32_t token) { return tokenizer_is_eog(m->tok, token); }
 
 strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,

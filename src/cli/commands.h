@@ -12,6 +12,7 @@ typedef struct cli_command {
 
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 

@@ -39,6 +39,8 @@ static const char run_usage[] =
     "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
     "  --io-threads N       streaming reader threads (default 2)\n"
     "  --stats              per-token line on stderr: bytes read, I/O, compute, wait\n"
+    "  --plan FILE          run a plan saved with `strata plan --json` (default: plan now,\n"
+    "                       for this machine and the budget)\n"
     "  --kv-f32             F32 KV cache (default F16)\n"
     "  --reference          scalar reference kernels (exact, slow)\n"
     "  --logits-out FILE    write the logits after every prompt position (float32 LE,\n"
@@ -119,6 +121,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) o->prompt = v;
         else if (!strcmp(f, "-f") || !strcmp(f, "--file")) o->prompt_file = v;
         else if (!strcmp(f, "--logits-out")) o->logits_out = v;
+        else if (!strcmp(f, "--plan")) o->mp.plan_file = v;
         else {
             fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", f);
             return 2;
@@ -253,6 +256,7 @@ static void machine_defaults(run_opts *o)
 int cmd_run(int argc, char **argv)
 {
     run_opts o = {.n_predict = 128, .mp = strata_model_default_params(), .sp = strata_sampler_default_params()};
+    o.mp.plan = true;
     int rc = parse_run_args(argc, argv, &o);
     if (rc) return rc;
     if (!o.seed_given) o.sp.seed = (uint64_t)time(NULL);

@@ -16,13 +16,10 @@ void report_placement(const strata_model *m, const char *path, unsigned long lon
 {
     strata_model_stats s;
     strata_model_get_stats(m, &s);
-    char a[32], b[32], c[32], d[32], e[32];
-    if (s.streamed_layers == 0) return;
-    fprintf(stderr, "strata: budget %s: %s of weights resident, %u layer groups (%s per token) streamed through %s "
-            "of slots; KV cache and buffers %s\n", fmt_bytes(budget, a, 32), fmt_bytes(s.resident_bytes, b, 32),
-            s.streamed_layers, fmt_bytes(s.pass_bytes, c, 32), fmt_bytes(s.slot_bytes, d, 32),
-            fmt_bytes(s.buffer_bytes, e, 32));
-    if (!s.direct_io)
+    char a[32];
+    const char *summary = strata_model_plan_summary(m);
+    if (summary[0]) fprintf(stderr, "strata: %s; budget %s\n", summary, fmt_bytes(budget, a, 32));
+    if (s.streamed_layers && !s.direct_io)
         fprintf(stderr, "strata: %s: O_DIRECT is not supported there; streaming through the page cache "
                 "(pages are dropped after use)\n", path);
 }
@@ -65,6 +62,11 @@ void report_summary(const run_report *r, const strata_model *m)
             r->load_s, r->n_prompt, r->prompt_s > 0 ? (double)r->n_prompt / r->prompt_s : 0.0, r->n_gen,
             r->gen_s > 0 ? (double)r->n_gen / r->gen_s : 0.0, (double)ru.ru_maxrss / 1024.0,
             (double)s.accounted_bytes / (1 << 20), r->seed);
+    double tps = r->gen_s > 0 ? (double)r->n_gen / r->gen_s : 0;
+    if (s.predicted_decode_tps > 0 && r->n_gen > 1)
+        fprintf(stderr, "strata: decode %.2f tok/s vs %.2f predicted by the plan (%.0f %%)%s\n", tps,
+                s.predicted_decode_tps, 100 * tps / s.predicted_decode_tps,
+                s.predicted_measured ? "" : " [bandwidths not measured]");
     if (!s.streamed_layers || !r->n_gen || r->gen_s <= 0) return;
     /* The first generated token was sampled from the prompt's logits: n_gen - 1 passes read. */
     double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;

@@ -34,63 +34,121 @@ static void *scratch(engine *e, uint64_t bytes)
     return p;
 }
 
-static uint64_t max_act_bytes(const engine *e)
+static uint64_t max_act_bytes(const llama_weights *w, uint64_t n_batch)
 {
-    const llama_dims *d = &e->w.d;
-    uint64_t m = 0;
-    for (uint64_t l = 0; l < d->n_layers; l++)
+    uint64_t m = matmul_act_bytes(w->kern_output, w->d.n_embd, n_batch);
+    for (uint64_t l = 0; l < w->d.n_layers; l++)
         for (int s = SLOT_WQ; s < SLOT_COUNT; s++) {
-            const kernel_desc *k = e->w.kern[l][s];
-            if (!k) continue;
-            uint64_t b = matmul_act_bytes(k, e->w.layer[l][s]->ne[0], e->n_batch);
+            if (!w->kern[l][s]) continue; /* norms have no matrix kernel */
+            uint64_t b = matmul_act_bytes(w->kern[l][s], w->layer[l][s]->ne[0], n_batch);
             if (b > m) m = b;
         }
-    uint64_t b = matmul_act_bytes(e->w.kern_output, d->n_embd, e->n_batch);
-    return b > m ? b : m;
+    return m;
+}
+
+/* Every buffer the engine allocates, in one place: alloc_buffers uses it,
+ * and so does engine_describe (the planner asks the engine, it does not
+ * duplicate the formulas). */
+typedef struct buffer_sizes {
+    uint64_t cache; /* K (and again V) */
+    uint64_t x, xn, q, k, v, att, gate, up, norm_w, rope_cs, scores, act;
+} buffer_sizes;
+
+static buffer_sizes sizes_for(const llama_weights *w, uint64_t n_ctx, uint64_t B, uint32_t kv_type, int n_threads)
+{
+    const llama_dims *d = &w->d;
+    return (buffer_sizes){
+        .cache = d->n_layers * n_ctx * d->kv_dim * (kv_type == GGML_TYPE_F32 ? 4 : 2),
+        .x = B * d->n_embd * 4, .xn = B * d->n_embd * 4, .q = B * d->q_dim * 4, .k = B * d->kv_dim * 4,
+        .v = B * d->kv_dim * 4, .att = B * d->q_dim * 4, .gate = B * d->n_ff * 4, .up = B * d->n_ff * 4,
+        .norm_w = d->n_embd * 4, .rope_cs = B * d->rope_dim * 4, .scores = (uint64_t)n_threads * n_ctx * 4,
+        .act = max_act_bytes(w, B),
+    };
+}
+
+static uint64_t sizes_total(const buffer_sizes *z)
+{
+    return 2 * z->cache + z->x + z->xn + z->q + z->k + z->v + z->att + z->gate + z->up + z->norm_w + z->rope_cs +
+           z->scores + z->act;
 }
 
 static strata_status alloc_buffers(engine *e, strata_error *err)
 {
     const llama_dims *d = &e->w.d;
-    uint64_t B = e->n_batch;
+    buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type, pool_size(e->pool));
     e->kv_row_bytes = d->kv_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
-    uint64_t cache = d->n_layers * e->n_ctx * e->kv_row_bytes;
-    e->k_cache = scratch(e, cache);
-    e->v_cache = scratch(e, cache);
-    e->x = scratch(e, B * d->n_embd * 4);
-    e->xn = scratch(e, B * d->n_embd * 4);
-    e->q = scratch(e, B * d->q_dim * 4);
-    e->k = scratch(e, B * d->kv_dim * 4);
-    e->v = scratch(e, B * d->kv_dim * 4);
-    e->att = scratch(e, B * d->q_dim * 4);
-    e->gate = scratch(e, B * d->n_ff * 4);
-    e->up = scratch(e, B * d->n_ff * 4);
-    e->norm_w = scratch(e, d->n_embd * 4);
-    e->rope_cs = scratch(e, B * d->rope_dim * 4);
-    e->scores = scratch(e, (uint64_t)pool_size(e->pool) * e->n_ctx * 4);
-    e->act = scratch(e, max_act_bytes(e));
+    e->k_cache = scratch(e, z.cache);
+    e->v_cache = scratch(e, z.cache);
+    e->x = scratch(e, z.x);
+    e->xn = scratch(e, z.xn);
+    e->q = scratch(e, z.q);
+    e->k = scratch(e, z.k);
+    e->v = scratch(e, z.v);
+    e->att = scratch(e, z.att);
+    e->gate = scratch(e, z.gate);
+    e->up = scratch(e, z.up);
+    e->norm_w = scratch(e, z.norm_w);
+    e->rope_cs = scratch(e, z.rope_cs);
+    e->scores = scratch(e, z.scores);
+    e->act = scratch(e, z.act);
     if (!e->k_cache || !e->v_cache || !e->x || !e->xn || !e->q || !e->k || !e->v || !e->att || !e->gate ||
         !e->up || !e->norm_w || !e->rope_cs || !e->scores || !e->act)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
-                       " bytes)", e->n_ctx, 2 * cache);
+                       " bytes)", e->n_ctx, 2 * z.cache);
+    return STRATA_OK;
+}
+
+/* Context, batch and KV type after defaults, validated. */
+static strata_status resolve(const model_spec *spec, const engine_params *p, uint32_t *n_ctx, uint32_t *n_batch,
+                             uint32_t *kv_type, strata_error *err)
+{
+    uint64_t ctx = p->n_ctx ? p->n_ctx : spec->hp.context_length;
+    if (ctx == 0) ctx = 2048;
+    if (ctx > (1u << 24)) return err_set(err, STRATA_E_INVALID, "context of %" PRIu64 " tokens is too large", ctx);
+    *n_ctx = (uint32_t)ctx;
+    *n_batch = p->n_batch ? p->n_batch : 256;
+    if (*n_batch > *n_ctx) *n_batch = *n_ctx;
+    *kv_type = p->kv_type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    if (p->kv_type != GGML_TYPE_F32 && p->kv_type != GGML_TYPE_F16 && p->kv_type != 0)
+        return err_set(err, STRATA_E_UNSUPPORTED, "KV cache type %s is not supported (f16, f32)",
+                       ggml_type_name(p->kv_type));
     return STRATA_OK;
 }
 
 static strata_status configure(engine *e, const model_spec *spec, const engine_params *p, strata_error *err)
 {
-    uint64_t ctx = p->n_ctx ? p->n_ctx : spec->hp.context_length;
-    if (ctx == 0) ctx = 2048;
-    if (ctx > (1u << 24)) return err_set(err, STRATA_E_INVALID, "context of %" PRIu64 " tokens is too large", ctx);
-    e->n_ctx = (uint32_t)ctx;
-    e->n_batch = p->n_batch ? p->n_batch : 256;
-    if (e->n_batch > e->n_ctx) e->n_batch = e->n_ctx;
-    e->kv_type = p->kv_type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-    if (p->kv_type != GGML_TYPE_F32 && p->kv_type != GGML_TYPE_F16 && p->kv_type != 0)
-        return err_set(err, STRATA_E_UNSUPPORTED, "KV cache type %s is not supported (f16, f32)",
-                       ggml_type_name(p->kv_type));
+    strata_status st = resolve(spec, p, &e->n_ctx, &e->n_batch, &e->kv_type, err);
+    if (st) return st;
     if (!(e->pool = pool_new(p->n_threads > 0 ? p->n_threads : 1)))
         return err_set(err, STRATA_E_NOMEM, "cannot start %d threads", p->n_threads);
     return STRATA_OK;
+}
+
+uint64_t engine_process_reserve(const gguf_file *f) { return (8ull << 20) + 2 * f->bytes_read; }
+
+strata_status engine_describe(const gguf_file *f, const model_spec *spec, const engine_params *p, engine_desc *out,
+                              strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    llama_weights *w = calloc(1, sizeof *w);
+    if (!w) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    out->weights = w;
+    strata_status st = llama_weights_bind(f, spec, p->kernels, w, err);
+    if (!st) st = resolve(spec, p, &out->n_ctx, &out->n_batch, &out->kv_type, err);
+    if (st) return st;
+    buffer_sizes z = sizes_for(w, out->n_ctx, out->n_batch, out->kv_type, p->n_threads > 0 ? p->n_threads : 1);
+    out->kv_bytes = 2 * z.cache;
+    out->buffer_bytes = sizes_total(&z);
+    out->n_groups = (uint32_t)w->d.n_layers + 1;
+    out->groups = w->groups;
+    return STRATA_OK;
+}
+
+void engine_desc_free(engine_desc *d)
+{
+    if (d->weights) llama_weights_free(d->weights);
+    free(d->weights);
+    memset(d, 0, sizeof *d);
 }
 
 static strata_status open_store(engine *e, const engine_params *p, strata_error *err)

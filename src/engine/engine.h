@@ -26,6 +26,27 @@ typedef struct engine_params {
 
 typedef struct engine engine;
 
+/* What the engine would allocate and read for a model and parameters,
+ * without allocating it: the planner's view of the engine. */
+typedef struct engine_desc {
+    uint32_t n_ctx, n_batch, kv_type; /* after defaults */
+    uint64_t kv_bytes;                /* K and V caches */
+    uint64_t buffer_bytes;            /* KV caches and every scratch buffer */
+    uint32_t n_groups;                /* store groups: one per layer, then the output group */
+    const struct store_group *groups; /* their tensors, in execution order */
+    struct llama_weights *weights;    /* owned */
+} engine_desc;
+
+/* Memory a process running the model needs besides what the engine and
+ * store account: code and libraries, thread stacks, the parsed header and
+ * the tokenizer (about 4 MiB for a small model here). Reserved inside a
+ * budget so the real peak RSS stays within it. */
+uint64_t engine_process_reserve(const gguf_file *f);
+
+strata_status engine_describe(const gguf_file *f, const model_spec *spec, const engine_params *p, engine_desc *out,
+                              strata_error *err);
+void engine_desc_free(engine_desc *d);
+
 strata_status engine_open(const gguf_file *f, const model_spec *spec, const engine_params *p, engine **out,
                           strata_error *err);
 void engine_free(engine *e);

@@ -137,6 +137,8 @@ typedef struct hw_gpu {
     uint64_t vram_process_usage;   /* what this process uses now */
     hw_pcie pcie;
     double h2d_bw;                 /* measured host->device copy, bytes/s; 0 = not measured */
+    double vram_bw;                /* device memory bandwidth, bytes/s; 0 = unknown (not
+                                      measured: hypothetical profiles may give it) */
 } hw_gpu;
 
 typedef struct hw_gpu_stack {
@@ -155,6 +157,8 @@ typedef struct hw_measured {
     int ram_threads;
     uint64_t ram_bytes;            /* buffer size used */
     double disk_bw;                /* sequential O_DIRECT read, bytes/s; 0 = not measured */
+    double cpu_rate;               /* Q4_K weights/s the fast CPU kernels process with all
+                                      threads, data in cache (the planner's compute rate) */
     uint64_t disk_bytes;           /* bytes read */
     char disk_path[HW_PATH_MAX];   /* file or directory measured */
 } hw_measured;
@@ -221,6 +225,8 @@ strata_status hw_measure(hw_profile *p, const hw_measure_opts *opts, strata_erro
 
 /* Single measurements, for tests and the planner's self-checks. */
 double hw_measure_ram_bw(uint64_t bytes, int threads, double min_seconds);
+/* Q4_K weights/s of the fast dot-product kernel on in-cache rows. */
+double hw_measure_cpu_rate(int threads, double min_seconds);
 /* Reads `path` (up to max_bytes) with O_DIRECT; bytes/s, or 0 with *err set. */
 double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read,
                                strata_error *err);

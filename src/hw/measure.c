@@ -34,6 +34,9 @@ static void measure_ram(hw_profile *p, const hw_measure_opts *o)
     progress(o, stage, 0.25);
     m->ram_bw_all = hw_measure_ram_bw(bytes, threads, secs);
     if (m->ram_bw_1t <= 0 || m->ram_bw_all <= 0) hw_warn(p, "RAM bandwidth: measurement failed");
+    progress(o, "CPU kernel throughput", 0.4);
+    m->cpu_rate = hw_measure_cpu_rate(threads, secs);
+    if (m->cpu_rate <= 0) hw_warn(p, "CPU kernel throughput: measurement failed");
 }
 
 /* The model file given, the storage path when it is a file, else a

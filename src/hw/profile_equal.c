@@ -87,6 +87,7 @@ static void gpu_eq(cmp *c, const hw_gpu *a, const hw_gpu *b)
     EQ_INT(c, a, b, pcie.max_gen);
     EQ_INT(c, a, b, pcie.max_width);
     EQ_DBL(c, a, b, h2d_bw);
+    EQ_DBL(c, a, b, vram_bw);
 }
 
 static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)
@@ -98,6 +99,7 @@ static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)
     EQ_INT(c, a, b, ram_threads);
     EQ_INT(c, a, b, ram_bytes);
     EQ_DBL(c, a, b, disk_bw);
+    EQ_DBL(c, a, b, cpu_rate);
     EQ_INT(c, a, b, disk_bytes);
     EQ_STR(c, a, b, disk_path);
 }

@@ -316,6 +316,7 @@ static void read_gpu(rd *r, json_t *o, const char *path, hw_gpu *g)
     get_u64(r, o, path, "vram_process_usage_bytes", UINT64_MAX, &g->vram_process_usage);
     read_pcie(r, o, path, &g->pcie);
     g->h2d_bw = get_rate(r, o, path, "h2d_bytes_per_s");
+    if (member(o, "vram_bytes_per_s")) g->vram_bw = get_rate(r, o, path, "vram_bytes_per_s");
     if (g->vram_total && (g->vram_used > g->vram_total || g->vram_free > g->vram_total))
         bad(r, path, "vram_used_bytes/vram_free_bytes above vram_total_bytes");
 }
@@ -359,6 +360,7 @@ static void read_measured(rd *r, json_t *root, hw_profile *p)
     if (get_u64(r, o, "measured", "ram_threads", 65536, &v)) m->ram_threads = (int)v;
     get_u64(r, o, "measured", "ram_buffer_bytes", UINT64_MAX, &m->ram_bytes);
     m->disk_bw = get_rate(r, o, "measured", "disk_read_bytes_per_s");
+    if (member(o, "cpu_q4_k_weights_per_s")) m->cpu_rate = get_rate(r, o, "measured", "cpu_q4_k_weights_per_s");
     get_u64(r, o, "measured", "disk_bytes_read", UINT64_MAX, &m->disk_bytes);
     get_str(r, o, "measured", "disk_path", m->disk_path, sizeof m->disk_path);
 }

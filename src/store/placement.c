@@ -89,3 +89,19 @@ bool placement_choose(uint32_t n, const uint64_t *bytes, uint64_t budget, int de
     free(tmp);
     return ok;
 }
+
+bool placement_given(uint32_t n, const uint64_t *bytes, const bool *resident, uint64_t budget, int depth,
+                     placement *p)
+{
+    memset(p, 0, sizeof *p);
+    if (!(p->resident = calloc(n ? n : 1, sizeof *p->resident))) return false;
+    uint32_t streamed = 0;
+    for (uint32_t g = 0; g < n; g++) {
+        p->resident[g] = resident[g];
+        if (resident[g]) p->resident_bytes += bytes[g];
+        else if (++streamed, bytes[g] > p->slot_bytes) p->slot_bytes = bytes[g];
+    }
+    p->n_slots = streamed < (uint32_t)depth + 1 ? streamed : (uint32_t)depth + 1;
+    p->min_bytes = p->resident_bytes + p->n_slots * p->slot_bytes;
+    return budget == 0 || p->min_bytes <= budget;
+}

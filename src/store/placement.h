@@ -22,4 +22,9 @@ typedef struct placement {
 bool placement_choose(uint32_t n_groups, const uint64_t *group_bytes, uint64_t budget, int depth, bool stream_all,
                       placement *p);
 
+/* The placement the planner chose (resident[g] per group), checked against
+ * the budget. */
+bool placement_given(uint32_t n_groups, const uint64_t *group_bytes, const bool *resident, uint64_t budget,
+                     int depth, placement *p);
+
 #endif

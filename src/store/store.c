@@ -195,7 +195,7 @@ static strata_status build_layouts(store *s, const store_group *groups, uint64_t
     return STRATA_OK;
 }
 
-static uint64_t largest_row(const gguf_file *f)
+uint64_t store_row_buffer_bytes(const gguf_file *f)
 {
     uint64_t m = 0;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
@@ -211,7 +211,9 @@ static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min
     uint64_t budget = s->cfg.budget;
     if (budget && budget <= s->row_buf_bytes) budget = 1; /* nothing fits */
     else if (budget) budget -= s->row_buf_bytes;
-    bool ok = placement_choose(s->n_groups, bytes, budget, s->cfg.prefetch_depth, s->cfg.stream_all, &p);
+    bool ok = s->cfg.resident
+                  ? placement_given(s->n_groups, bytes, s->cfg.resident, budget, s->cfg.prefetch_depth, &p)
+                  : placement_choose(s->n_groups, bytes, budget, s->cfg.prefetch_depth, s->cfg.stream_all, &p);
     if (min_bytes) *min_bytes = p.min_bytes + s->row_buf_bytes;
     strata_status st = STRATA_OK;
     if (!ok) {
@@ -251,7 +253,7 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
     s->cfg = cfg ? *cfg : (store_config){0};
     apply_defaults(&s->cfg);
     s->n_groups = n_groups;
-    s->row_buf_bytes = largest_row(f);
+    s->row_buf_bytes = store_row_buffer_bytes(f);
     strata_status st = (s->groups = calloc(n_groups ? n_groups : 1, sizeof *s->groups)) ? STRATA_OK
                        : err_set(err, STRATA_E_NOMEM, "out of memory");
     if (!st) st = build_layouts(s, groups, bytes, err);
@@ -285,6 +287,15 @@ void store_close(store *s)
     free(s->order);
     free(s->row_buf);
     free(s);
+}
+
+strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64_t *bytes, strata_error *err)
+{
+    group_layout l;
+    strata_status st = layout_build(f, g->tensors, g->n, &l, err);
+    *bytes = st ? 0 : l.bytes;
+    layout_free(&l);
+    return st;
 }
 
 /* ---- acquire / release ---- */

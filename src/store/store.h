@@ -31,6 +31,7 @@ typedef struct store_config {
     int io_threads;        /* default 2 */
     uint64_t io_chunk;     /* bytes per read request (default 4 MiB, >= 1 MiB) */
     bool stream_all;       /* stream every group (tests) */
+    const bool *resident;  /* per group: the planner's choice (NULL: the store's own rule) */
     bool progress;         /* progress bar on stderr while loading resident groups */
     store_fault_fn fault;  /* test hook, see io.h */
     void *fault_ctx;
@@ -67,5 +68,12 @@ strata_status store_gather_rows(store *s, const gguf_tensor *t, const int32_t *r
                                 strata_error *err);
 
 store_stats store_get_stats(store *s);
+
+/* For planning, without opening a store: the bytes a group occupies in
+ * memory (its read layout, aligned for direct I/O), and the row buffer the
+ * store keeps for embedding gathers. A ring slot is as large as the largest
+ * streamed group; there are min(depth + 1, streamed groups) slots. */
+strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64_t *bytes, strata_error *err);
+uint64_t store_row_buffer_bytes(const gguf_file *f);
 
 #endif

@@ -1,0 +1,29 @@
+/* Internal to src/api: the model object shared by its files. */
+#ifndef STRATA_API_MODEL_INTERNAL_H
+#define STRATA_API_MODEL_INTERNAL_H
+
+#include "engine/engine.h"
+#include "gguf/gguf.h"
+#include "model/model_spec.h"
+#include "strata.h"
+#include "tokenizer/tokenizer.h"
+
+struct strata_model {
+    gguf_file *file;
+    model_spec *spec;
+    tokenizer *tok;
+    engine *eng;
+    uint64_t overhead; /* reserved for the process itself under a budget */
+    bool *resident;    /* the plan's choice per store group, or NULL */
+    double predicted_tps, predicted_disk_bw;
+    bool predicted_measured;
+    uint64_t planned_budget; /* the planner's default budget when none was given */
+    char summary[1024];
+};
+
+/* Places the weights by the planner (or p->plan_file) and sets the store's
+ * resident groups and the context in *ep. */
+strata_status model_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
+                         engine_params *ep, strata_error *err);
+
+#endif

@@ -1,0 +1,80 @@
+/* Public API, planning part: `run` places weights with the planner (or a
+ * saved plan) before the engine opens. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/model_internal.h"
+#include "plan/inputs.h"
+#include "plan/plan_text.h"
+#include "util/error.h"
+
+static strata_status load_saved_plan(const char *file, const plan_model *pm, plan *out, strata_error *err)
+{
+    json_error_t je;
+    json_t *doc = json_load_file(file, 0, &je);
+    if (!doc) return err_set(err, STRATA_E_FORMAT, "%s: line %d: %s", file, je.line, je.text);
+    strata_status st = plan_from_json(doc, pm, out, err);
+    json_decref(doc);
+    if (st && err) {
+        char msg[STRATA_ERROR_MAX];
+        memcpy(msg, err->message, sizeof msg);
+        err_set(err, st, "%s: %.400s", file, msg);
+    }
+    return st;
+}
+
+static strata_status compute_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
+                                  const plan_model *pm, plan *out, strata_error *err)
+{
+    hw_profile *hw = calloc(1, sizeof *hw);
+    if (!hw) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    strata_status st = plan_machine_profile(NULL, path, false, true, hw, err);
+    if (!st) {
+        plan_machine mach;
+        plan_machine_from_profile(hw, p->mem_budget, &mach);
+        plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true};
+        plan_result r;
+        plan_compute(pm, &mach, &req, &r);
+        if (!r.chosen.feasible) st = err_set(err, STRATA_E_NOMEM, "%s: %s", path, r.chosen.reason);
+        *out = r.chosen;
+        r.chosen.tier = NULL; /* moved to out */
+        m->predicted_disk_bw = mach.disk_bw;
+        m->predicted_measured = mach.measured;
+        if (!p->mem_budget) m->planned_budget = mach.ram_budget;
+        plan_result_free(&r);
+    }
+    free(hw);
+    (void)threads;
+    return st;
+}
+
+strata_status model_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
+                         engine_params *ep, strata_error *err)
+{
+    plan_model pm;
+    plan chosen = {0};
+    strata_status st = plan_model_from_engine(m->file, m->spec, threads, &pm, err);
+    if (!st) st = p->plan_file ? load_saved_plan(p->plan_file, &pm, &chosen, err)
+                               : compute_plan(m, path, p, threads, &pm, &chosen, err);
+    if (!st) {
+        m->resident = malloc(pm.n_groups);
+        if (!m->resident) st = err_set(err, STRATA_E_NOMEM, "out of memory");
+    }
+    if (!st) {
+        for (uint32_t g = 0; g < pm.n_groups; g++) m->resident[g] = chosen.tier[g] == TIER_RAM;
+        ep->store.resident = m->resident;
+        ep->n_ctx = chosen.n_ctx;
+        m->predicted_tps = chosen.decode_tps;
+        char where[768];
+        plan_placement_summary(&pm, &chosen, where, sizeof where);
+        if (p->plan_file) snprintf(m->summary, sizeof m->summary, "plan %s: %s", p->plan_file, where);
+        else
+            snprintf(m->summary, sizeof m->summary, "plan: %s, context %u: %s; predicted %.2f tok/s (%s-bound)",
+                     chosen.label, chosen.n_ctx, where, chosen.decode_tps, chosen.bottleneck);
+    }
+    plan_free(&chosen);
+    plan_model_free(&pm);
+    return st;
+}

@@ -1,0 +1,209 @@
+/* strata plan MODEL: where every tensor should live on this (or a
+ * hypothetical) machine, and how fast it will run. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "gguf/gguf.h"
+#include "model/model_spec.h"
+#include "plan/inputs.h"
+#include "plan/plan_text.h"
+#include "util/fmt.h"
+
+static const char plan_usage[] =
+    "usage: strata plan MODEL [options]\n"
+    "\n"
+    "Decides where the model's weights and KV cache live (GPU, RAM, or streamed from\n"
+    "disk) under the memory budget, and predicts prefill and decode speed from the\n"
+    "machine's measured bandwidths (docs/cost-model.md), naming the bottleneck.\n"
+    "\n"
+    "  -c, --ctx-size N     context length (default: the model's, reduced to fit)\n"
+    "  --batch B            tokens per step for the prefill prediction (default 256;\n"
+    "                       32 or more optimizes prefill speed instead of decode)\n"
+    "  --kv-type T          f16 (default), q8_0 or q4_0 (the engine runs f16 today)\n"
+    "  --mem SIZE           RAM budget (default: usable memory minus 10%% / 256 MiB)\n"
+    "  --hw PROFILE.json    plan for this machine profile (`strata detect --json`\n"
+    "                       format, e.g. an edited one) instead of this machine\n"
+    "  --compare            list the alternatives considered and why each lost\n"
+    "  --json               print the plan as one JSON object (read by `run --plan`)\n"
+    "  --can-run            exit 0: runs in memory, 1: runs with streaming, 2: cannot run\n"
+    "  --export llama.cpp   print equivalent llama.cpp flags\n"
+    "  -h, --help           show this help\n";
+
+typedef struct plan_args {
+    const char *model, *hw_file, *export_to;
+    uint64_t mem;
+    plan_request req;
+    bool compare, json, can_run;
+} plan_args;
+
+static int parse_plan_args(int argc, char **argv, plan_args *a)
+{
+    uint64_t u;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(plan_usage, stdout);
+            exit(0);
+        }
+        if (!strcmp(f, "--compare")) a->compare = true;
+        else if (!strcmp(f, "--json")) a->json = true;
+        else if (!strcmp(f, "--can-run")) a->can_run = true;
+        else if (f[0] != '-') {
+            if (a->model) {
+                fprintf(stderr, "strata plan: more than one model given ('%s' and '%s')\n", a->model, f);
+                return 2;
+            }
+            a->model = f;
+        } else if (!v) {
+            fprintf(stderr, "strata plan: %s: missing value\n", f);
+            return 2;
+        } else {
+            i++;
+            if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
+                if (!arg_u64("plan", f, v, 1, 1u << 24, &u)) return 2;
+                a->req.n_ctx = (uint32_t)u;
+            } else if (!strcmp(f, "--batch")) {
+                if (!arg_u64("plan", f, v, 1, 1u << 16, &u)) return 2;
+                a->req.n_batch = (uint32_t)u;
+            } else if (!strcmp(f, "--mem")) {
+                if (!arg_size("plan", f, v, &a->mem)) return 2;
+            } else if (!strcmp(f, "--kv-type")) {
+                if (!strcmp(v, "f16")) a->req.kv = PLAN_KV_F16;
+                else if (!strcmp(v, "q8_0")) a->req.kv = PLAN_KV_Q8_0;
+                else if (!strcmp(v, "q4_0")) a->req.kv = PLAN_KV_Q4_0;
+                else {
+                    fprintf(stderr, "strata plan: --kv-type '%s': expected f16, q8_0 or q4_0\n", v);
+                    return 2;
+                }
+            } else if (!strcmp(f, "--hw")) {
+                a->hw_file = v;
+            } else if (!strcmp(f, "--export")) {
+                if (strcmp(v, "llama.cpp")) {
+                    fprintf(stderr, "strata plan: --export '%s': only llama.cpp is supported\n", v);
+                    return 2;
+                }
+                a->export_to = v;
+            } else {
+                fprintf(stderr, "strata plan: unknown option '%s' (see strata plan --help)\n", f);
+                return 2;
+            }
+        }
+    }
+    if (!a->model) {
+        fputs(plan_usage, stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static void print_tier_line(const char *name, const plan_tier_bytes *t)
+{
+    char w[32], k[32], b[32], o[32];
+    printf("  %-10s weights %10s   KV cache %10s   buffers %10s   overhead %10s\n", name, fmt_bytes(t->weights, w, 32),
+           fmt_bytes(t->kv, k, 32), fmt_bytes(t->buffers, b, 32), fmt_bytes(t->overhead, o, 32));
+}
+
+static void print_plan(const plan_model *m, const plan_machine *hw, const plan *p)
+{
+    char a[32], b[32], c[32], s[1024];
+    if (!p->feasible) {
+        printf("cannot run: %s\n", p->reason);
+        return;
+    }
+    plan_placement_summary(m, p, s, sizeof s);
+    printf("plan        %s, context %u, KV cache %s\n", p->label, p->n_ctx, plan_kv_name(p->kv));
+    printf("placement   %s\n", s);
+    printf("memory      budget %s\n", fmt_bytes(hw->ram_budget, a, 32));
+    for (int d = 0; d < PLAN_MAX_GPUS; d++)
+        if (p->gpu[d].weights || p->gpu[d].kv) {
+            char name[16];
+            snprintf(name, sizeof name, "GPU %d", d);
+            print_tier_line(name, &p->gpu[d]);
+        }
+    print_tier_line("RAM", &p->ram);
+    if (p->n_slots) printf("  %-10s %u slots of %s (included in RAM weights)\n", "streaming", p->n_slots,
+                           fmt_bytes(p->slot_bytes, a, 32));
+    printf("  %-10s %s read per token\n", "disk", fmt_bytes(p->disk_bytes_per_token, a, 32));
+    printf("speed       decode %.2f tok/s, prefill %.1f tok/s; bottleneck: %s\n", p->decode_tps, p->prefill_tps,
+           p->bottleneck);
+    printf("per token   compute %.1f ms (%.3g weights/s) | RAM %s, %.1f ms at %.1f GB/s | disk %s, %.1f ms at "
+           "%.2f GB/s", 1e3 * p->t_compute, hw->cpu_rate, fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram,
+           hw->ram_bw / 1e9, fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
+    if (p->vram_bytes_per_token) printf(" | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
+    printf("\n");
+}
+
+static void print_compare(const plan_result *r)
+{
+    printf("\nalternatives considered\n");
+    for (int i = 0; i < r->n_alts; i++) {
+        const plan *a = &r->alts[i];
+        if (a->feasible)
+            printf("  %-36s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", a->label, a->n_ctx, a->decode_tps,
+                   a->prefill_tps, a->rejected);
+        else
+            printf("  %-36s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
+    }
+}
+
+static int report(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_result *r)
+{
+    if (a->json) {
+        json_t *j = plan_result_to_json(m, hw, r);
+        char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        if (text) printf("%s\n", text);
+        free(text);
+        json_decref(j);
+        return text ? 0 : 1;
+    }
+    if (a->can_run) {
+        int rc = plan_can_run(&r->chosen);
+        printf("%s\n", rc == 0 ? "yes: runs entirely in memory" : rc == 1 ? "yes: runs with weights streamed from disk"
+                                                                           : r->chosen.reason);
+        return rc;
+    }
+    printf("model       %s\n", a->model);
+    print_plan(m, hw, &r->chosen);
+    for (int i = 0; i < r->n_warnings; i++) printf("warning     %s\n", r->warnings[i]);
+    if (a->compare) print_compare(r);
+    if (a->export_to && r->chosen.feasible) {
+        char flags[256], note[256];
+        plan_export_llamacpp(m, &r->chosen, flags, sizeof flags, note, sizeof note);
+        printf("\nllama.cpp   %s\n            (%s)\n", flags, note);
+    }
+    return r->chosen.feasible ? 0 : 2;
+}
+
+int cmd_plan(int argc, char **argv)
+{
+    plan_args a = {.req = {.cpu_only = false}};
+    int rc = parse_plan_args(argc, argv, &a);
+    if (rc) return rc;
+    strata_error err;
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    hw_profile *hw = calloc(1, sizeof *hw);
+    plan_model m = {0};
+    if (!hw || gguf_open(a.model, &f, &err) || model_spec_from_gguf(f, a.model, &spec, &err) ||
+        plan_model_from_engine(f, spec, 1, &m, &err) ||
+        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &err)) {
+        fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
+        rc = a.can_run ? 2 : 1;
+    } else {
+        plan_machine pm;
+        plan_machine_from_profile(hw, a.mem, &pm);
+        plan_result r;
+        plan_compute(&m, &pm, &a.req, &r);
+        rc = report(&a, &m, &pm, &r);
+        plan_result_free(&r);
+    }
+    plan_model_free(&m);
+    model_spec_free(spec);
+    gguf_close(f);
+    free(hw);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/* The compute rate the planner uses: Q4_K weights per second through the
+ * fast dot-product kernel, all threads, on rows that stay in cache (so it
+ * measures compute, not memory bandwidth). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gguf/ggml_types.h"
+#include "hw/hw.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quantize.h"
+
+#define ROW 4096
+#define ROWS 32 /* 32 x 4096 Q4_K = 72 KiB: in L2 */
+#define MAX_THREADS 64
+
+typedef struct cpu_job {
+    double seconds;
+    uint64_t weights;
+} cpu_job;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void *run(void *arg)
+{
+    cpu_job *j = arg;
+    const kernel_desc *k = kernel_select(GGML_TYPE_Q4_K, KERNEL_FAST);
+    uint64_t wrow = ggml_row_bytes(GGML_TYPE_Q4_K, ROW);
+    float *x = malloc(ROW * sizeof(float));
+    uint8_t *w = malloc(ROWS * wrow), *act = malloc(kernel_act_bytes(k->act_type, ROW));
+    if (!x || !w || !act) goto out;
+    for (int i = 0; i < ROW; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (int r = 0; r < ROWS; r++) quantize_row(GGML_TYPE_Q4_K, x, w + r * wrow, ROW, NULL);
+    kernel_prepare_act(k->act_type, x, act, ROW);
+    double t0 = now(), t;
+    float sink = 0, y;
+    do {
+        for (int r = 0; r < ROWS; r++) {
+            k->dot(w + r * wrow, act, ROW, &y);
+            sink += y;
+        }
+        j->weights += ROWS * ROW;
+    } while ((t = now() - t0) < j->seconds);
+    j->seconds = t + (sink == 12345.0f ? 1e-9 : 0); /* keep the dot products */
+out:
+    free(x);
+    free(w);
+    free(act);
+    return NULL;
+}
+
+double hw_measure_cpu_rate(int threads, double min_seconds)
+{
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    cpu_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (cpu_job){min_seconds > 0 ? min_seconds : 0.3, 0};
+        started[i] = pthread_create(&tid[i], NULL, run, &jobs[i]) == 0;
+    }
+    double rate = 0;
+    for (int i = 0; i < threads; i++) {
+        if (!started[i]) continue;
+        pthread_join(tid[i], NULL);
+        if (jobs[i].seconds > 0) rate += (double)jobs[i].weights / jobs[i].seconds;
+    }
+    return rate;
+}

@@ -1,0 +1,31 @@
+/* The planner's inputs from the real world: the model as the engine and
+ * store describe it, and the machine as src/hw profiles it. */
+#ifndef STRATA_PLAN_INPUTS_H
+#define STRATA_PLAN_INPUTS_H
+
+#include "gguf/gguf.h"
+#include "hw/hw.h"
+#include "model/model_spec.h"
+#include "plan/plan.h"
+
+/* Asks the engine (at two context lengths, to separate the parts of its
+ * buffers that grow with the context) and the store (group read layouts). */
+strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, plan_model *out,
+                                     strata_error *err);
+void plan_model_free(plan_model *m);
+
+/* budget 0: the profile's usable memory minus the default margin. Bandwidths
+ * not measured get conservative guesses and measured = false. */
+void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machine *out);
+
+/* usable memory minus 10% (at least 256 MiB): the default budget. */
+uint64_t plan_default_budget(uint64_t usable);
+
+/* The machine to plan for: the profile file `hw_file` (a hypothetical
+ * machine), or this machine probed live with the saved measurements; when
+ * none are saved for it and `measure` is set, measures now (a few seconds)
+ * and saves them. `model_path` says where models live. */
+strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
+                                   hw_profile *out, strata_error *err);
+
+#endif

@@ -1,0 +1,128 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan/plan_text.h"
+#include "util/error.h"
+
+static const char *tier_word(int8_t t) { return t == TIER_DISK ? "streamed" : t == TIER_RAM ? "resident" : "on GPU"; }
+
+/* Appends "blk A-B word" for runs of layers with the same tier. */
+void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    uint32_t n_layers = m->n_groups ? m->n_groups - 1 : 0;
+    for (uint32_t g = 0; g < n_layers;) {
+        uint32_t e = g;
+        while (e + 1 < n_layers && p->tier[e + 1] == p->tier[g]) e++;
+        char gpu[16] = "";
+        if (p->tier[g] >= 0) snprintf(gpu, sizeof gpu, " %d", p->tier[g]);
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%sblk %u%s%.0u %s%s", len ? ", " : "", g,
+                                e > g ? "-" : "", e > g ? e : 0, tier_word(p->tier[g]), gpu);
+        g = e + 1;
+    }
+    if (m->n_groups)
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "; output %s; token_embd rows gathered",
+                                tier_word(p->tier[m->n_groups - 1]));
+}
+
+static json_t *tier_json(const plan_tier_bytes *t)
+{
+    return json_pack("{s:I, s:I, s:I, s:I}", "weights", (json_int_t)t->weights, "kv_cache", (json_int_t)t->kv,
+                     "buffers", (json_int_t)t->buffers, "overhead", (json_int_t)t->overhead);
+}
+
+json_t *plan_to_json(const plan_model *m, const plan *p)
+{
+    json_t *o = json_pack("{s:s, s:b, s:b}", "label", p->label, "feasible", p->feasible, "runnable", p->runnable);
+    if (!p->feasible) {
+        json_object_set_new(o, "reason", json_string(p->reason));
+        return o;
+    }
+    char summary[1024];
+    plan_placement_summary(m, p, summary, sizeof summary);
+    json_t *groups = json_array(), *gpus = json_array();
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:I}", "name", m->groups[g].name, "tier",
+                                                p->tier[g] == TIER_DISK ? "disk" : p->tier[g] == TIER_RAM ? "ram" : "gpu",
+                                                "gpu", p->tier[g] >= 0 ? p->tier[g] : -1, "bytes",
+                                                (json_int_t)m->groups[g].bytes));
+    for (int d = 0; d < PLAN_MAX_GPUS; d++)
+        if (p->gpu[d].weights || p->gpu[d].kv) json_array_append_new(gpus, tier_json(&p->gpu[d]));
+    json_object_update_new(o, json_pack("{s:i, s:s, s:s, s:o, s:o, s:o, s:I, s:i, s:I, s:I, s:I}", "n_ctx",
+                                        (int)p->n_ctx, "kv_type", plan_kv_name(p->kv), "placement", summary, "groups",
+                                        groups, "ram", tier_json(&p->ram), "gpus", gpus, "slot_bytes",
+                                        (json_int_t)p->slot_bytes, "n_slots", (int)p->n_slots,
+                                        "disk_bytes_per_token", (json_int_t)p->disk_bytes_per_token,
+                                        "ram_bytes_per_token", (json_int_t)p->ram_bytes_per_token,
+                                        "vram_bytes_per_token", (json_int_t)p->vram_bytes_per_token));
+    json_object_update_new(o, json_pack("{s:f, s:f, s:s, s:{s:f, s:f, s:f, s:f, s:f}}", "decode_tokens_per_s",
+                                        p->decode_tps, "prefill_tokens_per_s", p->prefill_tps, "bottleneck",
+                                        p->bottleneck, "seconds_per_token", "compute", p->t_compute, "ram", p->t_ram,
+                                        "disk", p->t_disk, "link", p->t_link, "vram", p->t_vram));
+    return o;
+}
+
+json_t *plan_result_to_json(const plan_model *m, const plan_machine *hw, const plan_result *r)
+{
+    json_t *alts = json_array(), *warn = json_array();
+    for (int i = 0; i < r->n_alts; i++) {
+        json_t *a = plan_to_json(m, &r->alts[i]);
+        json_object_set_new(a, "verdict", json_string(r->alts[i].rejected));
+        json_array_append_new(alts, a);
+    }
+    for (int i = 0; i < r->n_warnings; i++) json_array_append_new(warn, json_string(r->warnings[i]));
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:I, s:f, s:f, s:f, s:b}}", "schema", "strata-plan", "model",
+                     m->name, "plan", plan_to_json(m, &r->chosen), "alternatives", alts, "warnings", warn,
+                     "machine", "ram_budget_bytes", (json_int_t)hw->ram_budget, "ram_bytes_per_s", hw->ram_bw,
+                     "disk_bytes_per_s", hw->disk_bw, "cpu_weights_per_s", hw->cpu_rate, "measured", hw->measured);
+}
+
+strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const json_t *p = json_object_get(doc, "plan");
+    const json_t *groups = json_object_get(p, "groups");
+    if (!json_is_object(p) || !json_is_true(json_object_get(p, "feasible")))
+        return err_set(err, STRATA_E_FORMAT, "plan: no feasible \"plan\" object");
+    if (!json_is_array(groups) || json_array_size(groups) != m->n_groups)
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups\" does not match this model's %u groups", m->n_groups);
+    json_int_t ctx = json_integer_value(json_object_get(p, "n_ctx"));
+    const char *kv = json_string_value(json_object_get(p, "kv_type"));
+    if (ctx < 1 || ctx > (1 << 24)) return err_set(err, STRATA_E_FORMAT, "plan: \"plan.n_ctx\" is missing or out of range");
+    if (!kv || strcmp(kv, "f16")) return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan.kv_type\" must be f16 to run");
+    out->tier = malloc(m->n_groups);
+    if (!out->tier) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    out->n_groups = m->n_groups;
+    out->n_ctx = (uint32_t)ctx;
+    out->feasible = true;
+    for (uint32_t g = 0; g < m->n_groups; g++) {
+        const json_t *e = json_array_get(groups, g);
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *tier = json_string_value(json_object_get(e, "tier"));
+        if (!name || strcmp(name, m->groups[g].name) || !tier || (strcmp(tier, "ram") && strcmp(tier, "disk"))) {
+            plan_free(out);
+            return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u]\" must be {\"name\": \"%s\", \"tier\": "
+                           "\"ram\" or \"disk\"}", g, m->groups[g].name);
+        }
+        out->tier[g] = strcmp(tier, "ram") ? TIER_DISK : TIER_RAM;
+    }
+    return STRATA_OK;
+}
+
+void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_t cap, char *note, size_t note_cap)
+{
+    uint32_t gpu_layers = 0, streamed = 0;
+    for (uint32_t g = 0; g + 1 < m->n_groups; g++) {
+        gpu_layers += p->tier[g] >= 0;
+        streamed += p->tier[g] == TIER_DISK;
+    }
+    snprintf(flags, cap, "-c %u -ctk %s -ctv %s -ngl %u%s", p->n_ctx, plan_kv_name(p->kv), plan_kv_name(p->kv),
+             gpu_layers + (p->tier[m->n_groups - 1] >= 0), streamed ? "" : " --no-mmap --mlock");
+    if (streamed)
+        snprintf(note, note_cap, "llama.cpp cannot stream %u layers from disk under a memory bound: with mmap it "
+                 "leaves them to the page cache, which thrashes when the model exceeds free RAM", streamed);
+    else
+        snprintf(note, note_cap, "everything fits in memory: llama.cpp can run this plan as is");
+}
