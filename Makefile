@@ -110,10 +110,9 @@ fuzz: $(FUZZ_BIN)
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
 
+# The README's main job: synthesize a model twice the budget, plan it, run it.
 demo: $(STRATA) $(SYNTH)
-	@mkdir -p $(BUILD)/demo
-	$(SYNTH) --preset tiny --type q4_k_m --seed 1 -o $(BUILD)/demo/tiny-q4_k_m.gguf
-	$(STRATA) inspect $(BUILD)/demo/tiny-q4_k_m.gguf
+	@BUILD=$(BUILD) sh tools/demo.sh
 
 bench: all
 	@if [ -x bench/run ]; then bench/run; else echo "no benchmarks yet"; fi

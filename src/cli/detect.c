@@ -176,6 +176,9 @@ static void print_measured(const hw_profile *p, hw_cache_state cache, bool fresh
     printf("Measured  %s%s\n", when, fresh_run ? "" : " (saved profile)");
     printf("          RAM read %s (1 thread), %s (%d threads)\n", cli_fmt_rate(m->ram_bw_1t, a, sizeof a),
            cli_fmt_rate(m->ram_bw_all, b, sizeof b), m->ram_threads);
+    if (m->cpu_rate > 0)
+        printf("          CPU kernels %.1f G weights/s (Q4_K dot products, %d threads, in cache)\n", m->cpu_rate / 1e9,
+               m->ram_threads);
     if (m->disk_bw > 0)
         printf("          storage O_DIRECT read %s (%s of %s)\n", cli_fmt_rate(m->disk_bw, a, sizeof a),
                fmt_bytes(m->disk_bytes, b, sizeof b), m->disk_path);

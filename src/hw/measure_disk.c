@@ -98,8 +98,18 @@ double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *b
         close(fd);
         return 0;
     }
+    /* Two passes, the better one counts: the weight store reads the same file
+     * again every token, so what matters is the bandwidth repeated reads get
+     * (on bare metal both passes come from the device alike; under a
+     * hypervisor the second may come from the host's cache, as the store's
+     * reads will). */
     int error = 0;
+    uint64_t second = 0; /* bytes_read reports one pass */
     double bw = timed_read(fd, limit, bytes_read, &error);
+    if (!error) {
+        double again = timed_read(fd, limit, &second, &error);
+        if (again > bw) bw = again;
+    }
     close(fd);
     if (error) {
         err_set(err, STRATA_E_IO, "%s: O_DIRECT read: %s", path, strerror(error));
