@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "gguf/ggml_types.h"
+#include "kernels/cpu/act_quant.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/quantize.h"
 
@@ -27,5 +28,7 @@ uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n)
 void kernel_prepare_act(uint32_t act_type, const float *x, void *dst, uint64_t n)
 {
     if (act_type == GGML_TYPE_F32) memcpy(dst, x, n * sizeof(float));
+    else if (act_type == GGML_TYPE_Q8_0) act_quant_q8_0(x, dst, n);
+    else if (act_type == GGML_TYPE_Q8_K) act_quant_q8_k(x, dst, n);
     else quantize_row(act_type, x, dst, n, NULL);
 }

@@ -1,12 +1,89 @@
-/* Fast kernel registry. No SIMD kernels yet: every type uses the reference. */
-#include <stddef.h>
+/* Fast kernel registry: the best kernel for the running CPU per type.
+ *
+ * The choice is made once, at the first kernel_fast call (pthread_once, so
+ * concurrent first calls are safe): the CPU's features (cpu_features.c)
+ * limit the instruction sets, and the environment variable STRATA_KERNELS
+ * may narrow them — "scalar" forces the reference kernels, "avx2" caps the
+ * choice at AVX2, "auto" (or unset / empty) takes the best. Any other value,
+ * or an instruction set this CPU lacks, prints one warning on stderr and
+ * uses the reference kernels: a typo must not silently benchmark the wrong
+ * path. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "gguf/ggml_types.h"
+#include "kernels/cpu/act_quant.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/kernels.h"
 
+/* Internal interface (kernels.c, tests/test_kernels.c). */
+typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1 } kernel_isa;
 const kernel_desc *kernel_fast(uint32_t weight_type);
+kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, const char **warning);
+const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa);
+
+/* No AVX-512 kernels are registered: decoding is memory-bound, AVX2 already
+ * streams weights near the machine's bandwidth, and AVX-512 code that cannot
+ * be run and tested here does not ship. */
+static const kernel_desc avx2_kernels[] = {
+    {GGML_TYPE_F32, GGML_TYPE_F32, kernel_dot_f32_avx2, "avx2"},
+    {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx2, "avx2"},
+    {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx2, "avx2"},
+    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, "avx2"},
+    {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, "avx2"},
+    {GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, kernel_dot_q4_1_avx2, "avx2"},
+    {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, kernel_dot_q5_0_avx2, "avx2"},
+    {GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, kernel_dot_q5_1_avx2, "avx2"},
+    {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0, kernel_dot_iq4_nl_avx2, "avx2"},
+    {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K, kernel_dot_q2_k_avx2, "avx2"},
+    {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K, kernel_dot_q3_k_avx2, "avx2"},
+    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, "avx2"},
+    {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, "avx2"},
+    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, "avx2"},
+    {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K, kernel_dot_iq4_xs_avx2, "avx2"},
+};
+
+/* The instruction set to use for an STRATA_KERNELS value on a CPU; sets
+ * *warning (else NULL) to a message when the value is not honoured. */
+kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, const char **warning)
+{
+    *warning = NULL;
+    kernel_isa best = cpu->avx2_fma_f16c ? KERNEL_ISA_AVX2 : KERNEL_ISA_SCALAR;
+    if (!env || !*env || !strcmp(env, "auto")) return best;
+    if (!strcmp(env, "scalar")) return KERNEL_ISA_SCALAR;
+    if (!strcmp(env, "avx2")) {
+        if (best >= KERNEL_ISA_AVX2) return KERNEL_ISA_AVX2;
+        *warning = "this CPU lacks AVX2/FMA/F16C; using the scalar reference kernels";
+        return KERNEL_ISA_SCALAR;
+    }
+    *warning = "unknown value (expected auto, scalar or avx2); using the scalar reference kernels";
+    return KERNEL_ISA_SCALAR;
+}
+
+/* The kernel of a type for an instruction set, NULL when there is none
+ * faster than the reference. */
+const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa)
+{
+    if (isa < KERNEL_ISA_AVX2) return NULL;
+    for (size_t i = 0; i < sizeof avx2_kernels / sizeof avx2_kernels[0]; i++)
+        if (avx2_kernels[i].weight_type == weight_type) return &avx2_kernels[i];
+    return NULL;
+}
+
+static kernel_isa chosen_isa;
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    const char *env = getenv("STRATA_KERNELS"), *warning;
+    chosen_isa = kernel_fast_isa(env, kernel_cpu_features_get(), &warning);
+    if (warning) fprintf(stderr, "strata: warning: STRATA_KERNELS=%s: %s\n", env, warning);
+}
 
 const kernel_desc *kernel_fast(uint32_t weight_type)
 {
-    (void)weight_type;
-    return NULL;
+    pthread_once(&choose_once, choose);
+    return kernel_fast_lookup(weight_type, chosen_isa);
 }

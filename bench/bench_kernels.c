@@ -1,0 +1,304 @@
+/* Dot-product kernel benchmark: GB/s of weight bytes streamed by each
+ * kernel over a matrix far larger than the last-level cache, against the
+ * plain memory read bandwidth measured in the same process.
+ *
+ * For every tensor type: rows of 4096 weights filling --mb MiB (default
+ * 512, 16x a 32 MiB L3) are multiplied with one prepared activation row, as
+ * at decode. Each run measures, back to back, the plain read bandwidth of
+ * the same buffer and the kernel's, with one thread and with two, so that
+ * the ratios compare like with like even when the machine is busy.
+ * Reported, as medians over --runs runs:
+ *   fast 1T  - the kernel_select(type, KERNEL_FAST) kernel, one thread,
+ *              GB/s of weight bytes; mem 1T the read bandwidth, ratio their
+ *              ratio (median of the per-run ratios);
+ *   fast 2T  - the same with the rows split over two threads (decode uses
+ *              every core: the figure the 0.7 target applies to);
+ *   cache    - the fast kernel on a 512 KiB matrix that stays in L2: its
+ *              compute ceiling, to tell compute-bound from memory-bound;
+ *   ref      - the scalar reference kernel (on --ref-mb MiB, default 64),
+ *              and the fast / reference speed-up.
+ * The read loop uses 32-byte AVX2 loads when the CPU has them, as the
+ * kernels do (8-byte loads measure about 10% less here).
+ * Also: activation preparation (Q8_0, Q8_K) per 4096 values, portable vs
+ * AVX2.
+ * Usage: bench_kernels [--mb N] [--ref-mb N] [--runs N] [--types q4_k,q8_0,...] */
+#include <immintrin.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "gguf/ggml_types.h"
+#include "kernels/cpu/act_quant.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quantize.h"
+#include "util/fp16.h"
+
+#define N_IN 4096
+#define MAX_RUNS 31
+
+static const uint32_t all_types[] = {
+    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+    GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS,
+};
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static uint64_t rng_state = 0x1234567;
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_float(void) { return (float)((double)(rng_next() >> 11) / 9007199254740992.0) * 2.0f - 1.0f; }
+
+/* ---- work split over threads ---- */
+
+typedef struct job {
+    const kernel_desc *k;  /* NULL: plain memory read */
+    const uint8_t *w;
+    const void *act;
+    uint64_t rows, row_bytes; /* for a read: rows = 1, row_bytes = bytes */
+    float *y;
+    uint64_t sink;
+} job;
+
+/* Sum of 8-byte words (the result keeps the reads from being optimized
+ * away): the portable read loop, and the 32-byte one. */
+static uint64_t read_u64(const uint64_t *v, uint64_t n)
+{
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (uint64_t i = 0; i + 4 <= n; i += 4) {
+        s0 += v[i];
+        s1 += v[i + 1];
+        s2 += v[i + 2];
+        s3 += v[i + 3];
+    }
+    return s0 + s1 + s2 + s3;
+}
+
+__attribute__((target("avx2"))) static uint64_t read_avx2(const uint64_t *v, uint64_t n)
+{
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (uint64_t i = 0; i + 16 <= n; i += 16) {
+        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(v + i)));
+        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(v + i + 4)));
+        c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(v + i + 8)));
+        d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(v + i + 12)));
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) + (uint64_t)_mm256_extract_epi64(a, 3);
+}
+
+static void *run_job(void *p)
+{
+    job *j = p;
+    if (!j->k) {
+        const uint64_t *v = (const uint64_t *)j->w;
+        bool avx2 = kernel_cpu_features_get()->avx2_fma_f16c;
+        j->sink = avx2 ? read_avx2(v, j->row_bytes / 8) : read_u64(v, j->row_bytes / 8);
+        return NULL;
+    }
+    for (uint64_t r = 0; r < j->rows; r++) j->k->dot(j->w + r * j->row_bytes, j->act, N_IN, &j->y[r]);
+    return NULL;
+}
+
+/* Seconds for one pass over `rows` rows split over n_threads. */
+static double timed_pass(const kernel_desc *k, const uint8_t *w, const void *act, uint64_t rows,
+                         uint64_t row_bytes, float *y, int n_threads)
+{
+    job jobs[2];
+    pthread_t th[2];
+    uint64_t share = rows / (uint64_t)n_threads;
+    for (int t = 0; t < n_threads; t++) {
+        uint64_t r0 = share * (uint64_t)t, r1 = t == n_threads - 1 ? rows : r0 + share;
+        if (k) jobs[t] = (job){k, w + r0 * row_bytes, act, r1 - r0, row_bytes, y + r0, 0};
+        else jobs[t] = (job){NULL, w + r0 * row_bytes, NULL, 1, (r1 - r0) * row_bytes, NULL, 0};
+    }
+    double t0 = now();
+    for (int t = 1; t < n_threads; t++) pthread_create(&th[t], NULL, run_job, &jobs[t]);
+    run_job(&jobs[0]);
+    for (int t = 1; t < n_threads; t++) pthread_join(th[t], NULL);
+    double dt = now() - t0;
+    volatile uint64_t keep = jobs[0].sink;
+    (void)keep;
+    return dt;
+}
+
+/* GB/s of `passes` passes (at least one pass: rows * row_bytes bytes). */
+static double gbps(const kernel_desc *k, const uint8_t *w, const void *act, uint64_t rows, uint64_t row_bytes,
+                   float *y, int n_threads, int passes)
+{
+    double dt = 0;
+    for (int p = 0; p < passes; p++) dt += timed_pass(k, w, act, rows, row_bytes, y, n_threads);
+    return (double)(rows * row_bytes) * passes / dt / 1e9;
+}
+
+/* ---- matrices ---- */
+
+/* Fills buf with rows of valid blocks: a tile of 64 rows made by quantizing
+ * random floats (or random bytes with sane f16 scales, for types without a
+ * quantizer), repeated. The values do not change the speed. */
+static void fill_matrix(uint32_t type, uint8_t *buf, uint64_t bytes)
+{
+    const ggml_type_info *t = ggml_type_get(type);
+    uint64_t row_bytes = ggml_row_bytes(type, N_IN), tile = 64 * row_bytes;
+    uint8_t *tl = malloc(tile);
+    if (quantize_supported(type)) {
+        float *x = malloc(N_IN * sizeof(float));
+        for (int r = 0; r < 64; r++) {
+            for (int i = 0; i < N_IN; i++) x[i] = 0.05f * rng_float();
+            quantize_row(type, x, tl + (uint64_t)r * row_bytes, N_IN, NULL);
+        }
+        free(x);
+    } else {
+        for (uint64_t i = 0; i < tile; i++) tl[i] = (uint8_t)rng_next();
+        /* every f16 field position of these types: d / dmin at the block
+         * start, or at the end for Q2_K (80, 82) and Q3_K (108) */
+        int off[2] = {0, 2};
+        if (type == GGML_TYPE_Q2_K) off[0] = 80, off[1] = 82;
+        if (type == GGML_TYPE_Q3_K) off[0] = off[1] = 108;
+        uint16_t h = f32_to_fp16(0.01f);
+        for (uint64_t b = 0; b < tile / t->block_bytes; b++)
+            for (int k = 0; k < 2; k++) memcpy(tl + b * t->block_bytes + off[k], &h, 2);
+    }
+    for (uint64_t o = 0; o < bytes; o += tile) memcpy(buf + o, tl, bytes - o < tile ? bytes - o : tile);
+    free(tl);
+}
+
+/* ---- activation preparation ---- */
+
+static double prep_ns(void (*fn)(const float *, void *, uint64_t), const float *x, void *dst)
+{
+    double v[9];
+    for (int r = 0; r < 9; r++) {
+        double t0 = now();
+        for (int i = 0; i < 200; i++) fn(x, dst, N_IN);
+        v[r] = (now() - t0) / 200 * 1e9;
+    }
+    return median(v, 9);
+}
+
+static void q8_0_portable(const float *x, void *dst, uint64_t n) { quantize_row(GGML_TYPE_Q8_0, x, dst, n, NULL); }
+
+static void bench_prep(void)
+{
+    float x[N_IN];
+    static uint8_t dst[N_IN / 256 * Q8K_BYTES];
+    for (int i = 0; i < N_IN; i++) x[i] = rng_float();
+    printf("\nactivation preparation, ns per %d values (portable / avx2):\n", N_IN);
+    bool avx2 = kernel_cpu_features_get()->avx2_fma_f16c;
+    double a = prep_ns(q8_0_portable, x, dst), b = avx2 ? prep_ns(act_quant_q8_0_avx2, x, dst) : 0;
+    printf("  Q8_0  %8.0f / %8.0f\n", a, b);
+    a = prep_ns(act_quant_q8_k_scalar, x, dst), b = avx2 ? prep_ns(act_quant_q8_k_avx2, x, dst) : 0;
+    printf("  Q8_K  %8.0f / %8.0f\n", a, b);
+}
+
+/* ---- main ---- */
+
+static bool wanted(const char *list, uint32_t type)
+{
+    if (!list) return true;
+    const char *name = ggml_type_name(type);
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t m = strcspn(p, ",");
+        if (m == n && !strncasecmp(p, name, n)) return true;
+        p += m + (p[m] == ',');
+    }
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t mb = 512, ref_mb = 64;
+    int runs = 5;
+    const char *types = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--mb")) mb = strtoull(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--ref-mb")) ref_mb = strtoull(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--types")) types = argv[i + 1];
+        else {
+            fprintf(stderr, "usage: %s [--mb N] [--ref-mb N] [--runs N] [--types a,b,...]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (runs < 1) runs = 1;
+    if (runs > MAX_RUNS) runs = MAX_RUNS;
+    if (ref_mb > mb) ref_mb = mb;
+    uint64_t bytes = mb << 20;
+    uint8_t *buf = aligned_alloc(64, bytes);
+    float *y = malloc((bytes / 1024 + 1) * sizeof(float)); /* every row is > 1 KiB */
+    float x[N_IN];
+    static uint8_t act[N_IN * sizeof(float)];
+    if (!buf || !y) {
+        fprintf(stderr, "bench_kernels: cannot allocate %" PRIu64 " MiB\n", mb);
+        return 1;
+    }
+    memset(buf, 1, bytes);
+    for (int i = 0; i < N_IN; i++) x[i] = rng_float();
+
+    printf("kernel benchmark: rows of %d weights, %" PRIu64 " MiB per type (reference: %" PRIu64
+           " MiB), medians of %d runs, GB/s of weight bytes\n\n",
+           N_IN, mb, ref_mb, runs);
+    printf("%-7s %-6s %5s | %7s %7s %5s | %7s %7s %5s | %7s | %7s %7s\n", "type", "isa", "bpw", "fast 1T",
+           "mem 1T", "ratio", "fast 2T", "mem 2T", "ratio", "cache", "ref", "speedup");
+    for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++) {
+        uint32_t type = all_types[i];
+        if (!wanted(types, type)) continue;
+        const kernel_desc *fast = kernel_select(type, KERNEL_FAST), *ref = kernel_reference(type);
+        uint64_t row_bytes = ggml_row_bytes(type, N_IN), rows = bytes / row_bytes;
+        uint64_t ref_rows = (ref_mb << 20) / row_bytes, cache_rows = (512u << 10) / row_bytes;
+        fill_matrix(type, buf, rows * row_bytes);
+        kernel_prepare_act(fast->act_type, x, act, N_IN);
+        double m1[MAX_RUNS], f1[MAX_RUNS], r1[MAX_RUNS], m2[MAX_RUNS], f2[MAX_RUNS], r2[MAX_RUNS];
+        double fc[MAX_RUNS], rf[MAX_RUNS];
+        gbps(fast, buf, act, rows, row_bytes, y, 1, 1); /* warm-up: page tables, clocks */
+        for (int r = 0; r < runs; r++) {
+            m1[r] = gbps(NULL, buf, NULL, rows, row_bytes, NULL, 1, 1);
+            f1[r] = gbps(fast, buf, act, rows, row_bytes, y, 1, 1);
+            m2[r] = gbps(NULL, buf, NULL, rows, row_bytes, NULL, 2, 1);
+            f2[r] = gbps(fast, buf, act, rows, row_bytes, y, 2, 1);
+            r1[r] = f1[r] / m1[r];
+            r2[r] = f2[r] / m2[r];
+            fc[r] = gbps(fast, buf, act, cache_rows, row_bytes, y, 1, 200);
+        }
+        kernel_prepare_act(ref->act_type, x, act, N_IN);
+        int ref_runs = runs < 3 ? runs : 3;
+        for (int r = 0; r < ref_runs; r++) rf[r] = gbps(ref, buf, act, ref_rows, row_bytes, y, 1, 1);
+        double f1m = median(f1, runs), rfm = median(rf, ref_runs);
+        printf("%-7s %-6s %5.2f | %7.2f %7.2f %5.2f | %7.2f %7.2f %5.2f | %7.2f | %7.2f %6.1fx\n",
+               ggml_type_name(type), fast->isa, ggml_type_bpw(type), f1m, median(m1, runs), median(r1, runs),
+               median(f2, runs), median(m2, runs), median(r2, runs), median(fc, runs), rfm, f1m / rfm);
+        fflush(stdout);
+    }
+    bench_prep();
+    free(buf);
+    free(y);
+    return 0;
+}

@@ -1,0 +1,210 @@
+/* AVX2 dot products of the 32-value block types — Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1, IQ4_NL — with Q8_0 activations.
+ *
+ * One driver (dot32) runs them all: per block, a type-specific function
+ * returns the integer sum Σ q*a of the block's 32 quants against the
+ * activation block's, and the driver scales it by d_w*d_a. These loops are
+ * bound by instruction throughput (~15 per block remain), so four blocks
+ * go together: their f16 scales are gathered into one vector, converted
+ * with one F16C instruction and multiplied as a vector, far fewer
+ * instructions than converting eight scalars.
+ *
+ * maddubs multiplies unsigned by signed bytes. Quants with an offset
+ * (x = d*(q - c), q unsigned) take Σ q*a - c*Σ a, both from maddubs, in
+ * int16 before widening; signed quants move their sign onto the
+ * activations instead: |q| * (a * sign(q)). |q| may be 128
+ * (q = -128 in a valid Q8_0 block); activations are never -128 (see
+ * act_quant.h), so the int16 pair sums stay within 2*128*127. */
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels/cpu/act_quant.h"
+#include "kernels/cpu/dequant.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define ACT_BYTES 34 /* Q8_0 block: f16 d, i8 q[32] */
+
+INLINE uint16_t rd16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* f16 values at p, p + stride, p + 2*stride, p + 3*stride as 4 floats
+ * (word inserts take fewer instructions than assembling the four in a
+ * general register) */
+INLINE __m128 f16x4(const uint8_t *p, uint64_t stride)
+{
+    __m128i v = _mm_cvtsi32_si128(rd16(p));
+    v = _mm_insert_epi16(v, rd16(p + stride), 1);
+    v = _mm_insert_epi16(v, rd16(p + 2 * stride), 2);
+    v = _mm_insert_epi16(v, rd16(p + 3 * stride), 3);
+    return _mm_cvtph_ps(v);
+}
+
+INLINE float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 16 bytes at p: elements 0..15 in the low nibbles, 16..31 in the high
+ * ones -> 32 values 0..15 in element order (upper lane shifted by 4). */
+INLINE __m256i nibbles(const uint8_t *p)
+{
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* 0xFF in byte j where bit j of the little-endian u32 at p is set, else 0:
+ * shuffle byte j/8 of the word into byte j, set every bit but j%8, compare
+ * with all ones. */
+INLINE __m256i bits32(const uint8_t *p)
+{
+    uint32_t qh;
+    memcpy(&qh, p, 4);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, /* lane 0 */
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfeLL));
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(-1));
+}
+
+/* Σ u*a for unsigned u (pair sums within int16) as 8 int32 */
+INLINE __m256i sum_u8i8(__m256i u, __m256i a)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1));
+}
+
+/* Σ (u - c)*a for unsigned u, |u - c| <= 32: the int16 pair sums of u*a
+ * and c*a cannot overflow, nor their difference */
+INLINE __m256i sum_off_u8i8(__m256i u, int c, __m256i a)
+{
+    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, a), _mm256_maddubs_epi16(_mm256_set1_epi8((char)c), a));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Σ q*a for signed q */
+INLINE __m256i sum_i8i8(__m256i q, __m256i a)
+{
+    return sum_u8i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
+}
+
+/* ---- the quants of each type (w: weight block, qa: activation quants) ---- */
+
+/* Q8_0 (34 bytes: f16 d, i8 q[32]); x = d*q */
+INLINE __m256i q8_0_sum(const uint8_t *w, __m256i qa)
+{
+    return sum_i8i8(_mm256_loadu_si256((const __m256i *)(w + 2)), qa);
+}
+
+/* Q4_0 (18 bytes: f16 d, nibbles); x = d*(q-8) */
+INLINE __m256i q4_0_sum(const uint8_t *w, __m256i qa) { return sum_off_u8i8(nibbles(w + 2), 8, qa); }
+
+/* Q4_1 (20 bytes: f16 d, f16 m, nibbles); x = d*q + m */
+INLINE __m256i q4_1_sum(const uint8_t *w, __m256i qa) { return sum_u8i8(nibbles(w + 4), qa); }
+
+/* Q5_0 (22 bytes: f16 d, u32 qh, nibbles); x = d*(q-16) with the fifth bit
+ * of element j at bit j of qh */
+INLINE __m256i q5_0_sum(const uint8_t *w, __m256i qa)
+{
+    __m256i hi = _mm256_and_si256(bits32(w + 2), _mm256_set1_epi8(0x10));
+    return sum_off_u8i8(_mm256_or_si256(nibbles(w + 6), hi), 16, qa);
+}
+
+/* Q5_1 (24 bytes: f16 d, f16 m, u32 qh, nibbles); x = d*q + m, q = 0..31 */
+INLINE __m256i q5_1_sum(const uint8_t *w, __m256i qa)
+{
+    __m256i hi = _mm256_and_si256(bits32(w + 4), _mm256_set1_epi8(0x10));
+    return sum_u8i8(_mm256_or_si256(nibbles(w + 8), hi), qa);
+}
+
+/* IQ4_NL (18 bytes: f16 d, nibbles); x = d*values[q], one byte shuffle */
+INLINE __m256i iq4_nl_sum(const uint8_t *w, __m256i qa)
+{
+    __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)dequant_iq4nl_values));
+    return sum_i8i8(_mm256_shuffle_epi8(tab, nibbles(w + 2)), qa);
+}
+
+/* ---- the driver ---- */
+
+typedef __m256i (*quant_sum_fn)(const uint8_t *w, __m256i qa);
+
+/* Broadcast float i of both lanes of v (which hold the same four). */
+INLINE __m256 pick(__m256 v, int i) { return _mm256_permutevar_ps(v, _mm256_set1_epi32(i)); }
+
+/* Σ over nb blocks of d_w*d_a*Σ q*a (+ m*d_a*Σ a for types with a min:
+ * their f16 m follows d, and Σ a comes from a maddubs with ones). */
+INLINE float dot32(const uint8_t *w, const uint8_t *a, uint64_t nb, uint64_t wb, quant_sum_fn sum, bool with_min)
+{
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, accm = acc0;
+    uint64_t b = 0;
+    for (; b + 4 <= nb; b += 4, w += 4 * wb, a += 4 * ACT_BYTES) {
+        kernel_prefetch(w, 4 * wb);
+        __m128 da = f16x4(a, ACT_BYTES), d = _mm_mul_ps(f16x4(w, wb), da);
+        __m256 d8 = _mm256_set_m128(d, d), m8 = d8;
+        if (with_min) {
+            __m128 m = _mm_mul_ps(f16x4(w + 2, wb), da);
+            m8 = _mm256_set_m128(m, m);
+        }
+        __m256i qa0 = _mm256_loadu_si256((const __m256i *)(a + 2));
+        __m256i qa1 = _mm256_loadu_si256((const __m256i *)(a + ACT_BYTES + 2));
+        __m256i qa2 = _mm256_loadu_si256((const __m256i *)(a + 2 * ACT_BYTES + 2));
+        __m256i qa3 = _mm256_loadu_si256((const __m256i *)(a + 3 * ACT_BYTES + 2));
+        acc0 = _mm256_fmadd_ps(pick(d8, 0), _mm256_cvtepi32_ps(sum(w, qa0)), acc0);
+        acc1 = _mm256_fmadd_ps(pick(d8, 1), _mm256_cvtepi32_ps(sum(w + wb, qa1)), acc1);
+        acc2 = _mm256_fmadd_ps(pick(d8, 2), _mm256_cvtepi32_ps(sum(w + 2 * wb, qa2)), acc2);
+        acc3 = _mm256_fmadd_ps(pick(d8, 3), _mm256_cvtepi32_ps(sum(w + 3 * wb, qa3)), acc3);
+        if (with_min) {
+            accm = _mm256_fmadd_ps(pick(m8, 0), _mm256_cvtepi32_ps(sum_u8i8(ones, qa0)), accm);
+            accm = _mm256_fmadd_ps(pick(m8, 1), _mm256_cvtepi32_ps(sum_u8i8(ones, qa1)), accm);
+            accm = _mm256_fmadd_ps(pick(m8, 2), _mm256_cvtepi32_ps(sum_u8i8(ones, qa2)), accm);
+            accm = _mm256_fmadd_ps(pick(m8, 3), _mm256_cvtepi32_ps(sum_u8i8(ones, qa3)), accm);
+        }
+    }
+    for (; b < nb; b++, w += wb, a += ACT_BYTES) {
+        float da = _cvtsh_ss(rd16(a));
+        __m256i qa = _mm256_loadu_si256((const __m256i *)(a + 2));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w)) * da), _mm256_cvtepi32_ps(sum(w, qa)), acc0);
+        if (with_min)
+            accm = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w + 2)) * da),
+                                   _mm256_cvtepi32_ps(sum_u8i8(ones, qa)), accm);
+    }
+    return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(_mm256_add_ps(acc2, acc3), accm)));
+}
+
+void kernel_dot_q8_0_avx2(const void *w, const void *act, uint64_t n, float *out)
+{
+    *out = dot32(w, act, n / 32, 34, q8_0_sum, false);
+}
+
+void kernel_dot_q4_0_avx2(const void *w, const void *act, uint64_t n, float *out)
+{
+    *out = dot32(w, act, n / 32, 18, q4_0_sum, false);
+}
+
+void kernel_dot_q4_1_avx2(const void *w, const void *act, uint64_t n, float *out)
+{
+    *out = dot32(w, act, n / 32, 20, q4_1_sum, true);
+}
+
+void kernel_dot_q5_0_avx2(const void *w, const void *act, uint64_t n, float *out)
+{
+    *out = dot32(w, act, n / 32, 22, q5_0_sum, false);
+}
+
+void kernel_dot_q5_1_avx2(const void *w, const void *act, uint64_t n, float *out)
+{
+    *out = dot32(w, act, n / 32, 24, q5_1_sum, true);
+}
+
+void kernel_dot_iq4_nl_avx2(const void *w, const void *act, uint64_t n, float *out)
+{
+    *out = dot32(w, act, n / 32, 18, iq4_nl_sum, false);
+}

@@ -1,0 +1,96 @@
+/* AVX2/FMA dot products of float-type weight rows (F32, F16, BF16) with
+ * float activations. Four independent accumulators hide the FMA latency;
+ * a scalar loop finishes rows whose length is not a multiple of 32. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/act_quant.h"
+#include "util/fp16.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float sum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    return hsum_ps(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+}
+
+INLINE uint16_t rd16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+void kernel_dot_f32_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    const float *w = w_row, *x = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    uint64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        kernel_prefetch(w + i, 128);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    float sum = sum4(a0, a1, a2, a3);
+    for (; i < n; i++) sum += w[i] * x[i];
+    *out = sum;
+}
+
+/* 8 halves at p -> 8 floats (F16C) */
+INLINE __m256 load_f16x8(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+void kernel_dot_f16_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    const uint8_t *w = w_row;
+    const float *x = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    uint64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        kernel_prefetch(w + 2 * i, 64);
+        a0 = _mm256_fmadd_ps(load_f16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_f16x8(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_f16x8(w + 2 * i + 48), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    float sum = sum4(a0, a1, a2, a3);
+    for (; i < n; i++) sum += _cvtsh_ss(rd16(w + 2 * i)) * x[i];
+    *out = sum;
+}
+
+/* 8 bfloat16 at p -> 8 floats: the upper halves of the float bit patterns */
+INLINE __m256 load_bf16x8(const uint8_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+void kernel_dot_bf16_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    const uint8_t *w = w_row;
+    const float *x = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    uint64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        kernel_prefetch(w + 2 * i, 64);
+        a0 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i + 48), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    float sum = sum4(a0, a1, a2, a3);
+    for (; i < n; i++) sum += bf16_to_f32(rd16(w + 2 * i)) * x[i];
+    *out = sum;
+}

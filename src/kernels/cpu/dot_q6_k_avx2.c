@@ -1,0 +1,210 @@
+/* AVX2 dot products of the K-quants with sixteen sub-blocks of 16 — Q6_K,
+ * Q3_K and Q2_K — with Q8_K activations.
+ *
+ * All three store element e = 128h + 32k + l (half h < 2, group k < 4,
+ * l < 32) in byte l of a 32-byte group of half h, at a bit position set by
+ * k, so each (h, k) yields 32 unsigned quants u in element order with one
+ * load / shift / mask. Their values are x = d*s_j*(u - off) - dmin*m_j
+ * (j = e/16) and, against activations d_a*a,
+ *   Σ x*a_x = d_a * (d * (Σ_j s_j Σ u*a  -  off * Σ_j s_j Σ a) - dmin * Σ_j m_j Σ a)
+ * where Σ a over sub-block j is bsums[j] of the Q8_K block. Q6_K: off = 32,
+ * signed 8-bit s, no mins; Q3_K: off = 4, s = 6-bit scale - 32, no mins;
+ * Q2_K: off = 0, 4-bit s and m. The integer sums are exact: at most
+ * 256*128*63*127 + 32*256*128*2032 for Q6_K. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/act_quant.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float ld_f16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+INLINE float da_of(const uint8_t *a)
+{
+    float d;
+    memcpy(&d, a, 4);
+    return d;
+}
+
+INLINE __m256i ld256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* int16 scales of sub-blocks 8h .. 8h+7, the same in both lanes */
+INLINE __m256i half_scales(__m256i s16, int h)
+{
+    return h ? _mm256_permute2x128_si256(s16, s16, 0x11) : _mm256_permute2x128_si256(s16, s16, 0x00);
+}
+
+/* Group k covers sub-blocks 2k (lane 0) and 2k+1 (lane 1) of its half:
+ * broadcast int16 element 2k in lane 0 and 2k+1 in lane 1. */
+INLINE __m256i pair_scale(__m256i s_half, int k)
+{
+    short lo = (short)(4 * k | (4 * k + 1) << 8), hi = (short)((4 * k + 2) | (4 * k + 3) << 8);
+    return _mm256_shuffle_epi8(s_half, _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)));
+}
+
+/* Σ_j s_j Σ u*a over one half: u[k] the 32 quants of group k, qa the half's
+ * 128 activations, s16 all sixteen int16 scales. */
+INLINE __m256i half_sum(const __m256i u[4], const uint8_t *qa, __m256i s16, int h)
+{
+    __m256i s_half = half_scales(s16, h), sum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m256i p = _mm256_maddubs_epi16(u[k], ld256(qa + 32 * k));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, pair_scale(s_half, k)));
+    }
+    return sum;
+}
+
+/* Σ_j c_j * bsums[j] for sixteen int16 c_j, as 8 int32 */
+INLINE __m256i bsum_dot(__m256i c16, const uint8_t *a)
+{
+    return _mm256_madd_epi16(ld256(a + Q8K_OFF_BSUMS), c16);
+}
+
+/* ---- Q6_K (210 bytes: ql[128], qh[64], i8 scales[16], f16 d) ----
+ * Group k of half h: low four bits from nibble k/2 of ql[64h + 32(k%2) + l],
+ * top two from bits 2k of qh[32h + l], moved to bits 4..5 with 16-bit shifts
+ * (the bits used never cross a byte boundary). */
+INLINE void q6_k_quants(const uint8_t *w, int h, __m256i u[4])
+{
+    const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+    __m256i l0 = ld256(w + 64 * h), l1 = ld256(w + 64 * h + 32), qh = ld256(w + 128 + 32 * h);
+    u[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top2));
+    u[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top2));
+    u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(qh, top2));
+    u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), top2));
+}
+
+INLINE __m256 q6_k_block(const uint8_t *w, const uint8_t *a, __m256 acc)
+{
+    __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+    __m256i u[4], sum;
+    q6_k_quants(w, 0, u);
+    sum = half_sum(u, a + Q8K_OFF_QS, s16, 0);
+    q6_k_quants(w, 1, u);
+    sum = _mm256_add_epi32(sum, half_sum(u, a + Q8K_OFF_QS + 128, s16, 1));
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(bsum_dot(s16, a), 5)); /* off = 32 */
+    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 208) * da_of(a)), _mm256_cvtepi32_ps(sum), acc);
+}
+
+void kernel_dot_q6_k_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    const uint8_t *w = w_row, *a = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    uint64_t nb = n / 256, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        kernel_prefetch(w + 210 * b, 420);
+        acc0 = q6_k_block(w + 210 * b, a + Q8K_BYTES * b, acc0);
+        acc1 = q6_k_block(w + 210 * b + 210, a + Q8K_BYTES * b + Q8K_BYTES, acc1);
+    }
+    if (b < nb) acc0 = q6_k_block(w + 210 * b, a + Q8K_BYTES * b, acc0);
+    *out = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* The two-bit fields of group k (bits 2k..2k+1 of each byte of q). */
+INLINE __m256i crumbs(__m256i q, int k)
+{
+    return _mm256_and_si256(k ? _mm256_srli_epi16(q, 2 * k) : q, _mm256_set1_epi8(3));
+}
+
+/* ---- Q3_K (110 bytes: hmask[32], qs[64], scales[12], f16 d) ----
+ * Low two bits of group (h, k) are crumb k of qs[32h + l]; the third is bit
+ * 4h + k of hmask[l], and u = low | third << 2 = q + 4 with q in [-4, 3].
+ * Scale i (6 bits, stored + 32): low four bits in the low (i < 8) or high
+ * nibble of byte i % 8, top two at bits 2*(i/4) of byte 8 + i % 4; word
+ * arithmetic decodes four at a time. */
+INLINE __m256i q3_k_scales(const uint8_t *p)
+{
+    uint32_t a0, a1, a2;
+    memcpy(&a0, p, 4);
+    memcpy(&a1, p + 4, 4);
+    memcpy(&a2, p + 8, 4);
+    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    uint64_t s0 = (a0 & m4) | (a2 & m2) << 4, s1 = (a1 & m4) | ((a2 >> 2) & m2) << 4;
+    uint64_t s2 = ((a0 >> 4) & m4) | ((a2 >> 4) & m2) << 4, s3 = ((a1 >> 4) & m4) | ((a2 >> 6) & m2) << 4;
+    /* built in general registers: a vector load of four separate stores
+     * would stall on store forwarding */
+    __m128i v = _mm_set_epi64x((long long)(s3 << 32 | s2), (long long)(s1 << 32 | s0));
+    return _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
+}
+
+/* Bit b of every byte of hm moved to bit 2 (b is a constant once unrolled). */
+INLINE __m256i bit_to_2(__m256i hm, int b)
+{
+    __m256i v = b > 2 ? _mm256_srli_epi16(hm, b - 2) : b < 2 ? _mm256_slli_epi16(hm, 2 - b) : hm;
+    return _mm256_and_si256(v, _mm256_set1_epi8(4));
+}
+
+INLINE __m256 q3_k_block(const uint8_t *w, const uint8_t *a, __m256 acc)
+{
+    __m256i s16 = q3_k_scales(w + 96);
+    __m256i hm = ld256(w), sum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i qs = ld256(w + 32 + 32 * h), u[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) u[k] = _mm256_or_si256(crumbs(qs, k), bit_to_2(hm, 4 * h + k));
+        sum = _mm256_add_epi32(sum, half_sum(u, a + Q8K_OFF_QS + 128 * h, s16, h));
+    }
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(bsum_dot(s16, a), 2)); /* off = 4 */
+    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 108) * da_of(a)), _mm256_cvtepi32_ps(sum), acc);
+}
+
+void kernel_dot_q3_k_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    const uint8_t *w = w_row, *a = act;
+    __m256 acc = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < n / 256; b++) {
+        kernel_prefetch(w + 110 * b, 110);
+        acc = q3_k_block(w + 110 * b, a + Q8K_BYTES * b, acc);
+    }
+    *out = hsum_ps(acc);
+}
+
+/* ---- Q2_K (84 bytes: scales[16], qs[64], f16 d, f16 dmin) ----
+ * Group (h, k) is crumb k of qs[32h + l]; byte j of scales holds sub-block
+ * j's scale (low nibble) and min (high nibble). */
+INLINE void q2_k_block(const uint8_t *w, const uint8_t *a, __m256 *acc, __m256 *acc_m)
+{
+    __m128i sc = _mm_loadu_si128((const __m128i *)w);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, low4));
+    __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low4));
+    __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i qs = ld256(w + 16 + 32 * h), u[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) u[k] = crumbs(qs, k);
+        sum = _mm256_add_epi32(sum, half_sum(u, a + Q8K_OFF_QS + 128 * h, s16, h));
+    }
+    float da = da_of(a);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 80) * da), _mm256_cvtepi32_ps(sum), *acc);
+    *acc_m = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 82) * da), _mm256_cvtepi32_ps(bsum_dot(m16, a)), *acc_m);
+}
+
+void kernel_dot_q2_k_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    const uint8_t *w = w_row, *a = act;
+    __m256 acc = _mm256_setzero_ps(), acc_m = acc;
+    for (uint64_t b = 0; b < n / 256; b++) {
+        kernel_prefetch(w + 84 * b, 84);
+        q2_k_block(w + 84 * b, a + Q8K_BYTES * b, &acc, &acc_m);
+    }
+    *out = hsum_ps(_mm256_sub_ps(acc, acc_m));
+}

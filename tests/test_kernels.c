@@ -1,0 +1,431 @@
+/* Tests of the fast dot-product kernels (src/kernels/cpu/): kernel
+ * selection, activation quantization to Q8_0 / Q8_K, and every fast kernel
+ * against the scalar reference on random rows.
+ *
+ * Each fast kernel is checked twice:
+ *  - exactly up to float rounding, against Σ w_i x̂_i computed in double,
+ *    where w is the reference dequantization of the weights and x̂ the
+ *    dequantized prepared activations: this isolates the kernel's integer
+ *    and bit-unpacking logic from the (intended) activation rounding, so a
+ *    misplaced bit or scale cannot hide inside the tolerance;
+ *  - against the reference kernel itself (float activations): the
+ *    difference must stay below the rigorous bound Σ |w_i| |x_i - x̂_i| that
+ *    activation rounding allows, and, for Gaussian activations, below 1e-2
+ *    of Σ |w_i x_i| (see Q8_REL_TOL for why 1e-2).
+ * Rows are quantized random floats where a quantizer exists and random
+ * bytes with sane scales written in (covering encodings no quantizer
+ * produces: q = -128, negative scales, any 6-bit scale pattern) for all
+ * block types. Several rows are packed back to back, so row starts take
+ * every alignment the format allows, and activation buffers start at
+ * unaligned addresses. */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf/ggml_types.h"
+#include "kernels/cpu/act_quant.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dequant.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quantize.h"
+#include "test.h"
+#include "util/fp16.h"
+
+/* kernels_fast.c internals (no header: only kernels.c and this test use them) */
+typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1 } kernel_isa;
+kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, const char **warning);
+const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa);
+
+/* Float paths: fast and reference differ only in summation order, an error
+ * of a few float ulps of Σ|w x| (n * 2^-24 at the very worst for n = 4096
+ * is 2.4e-4, but the pairwise partial sums of the fast kernels and random
+ * signs keep it near 1e-7 in practice). */
+#define FLOAT_REL_TOL 1e-5
+/* Q8 activations: each value moves by at most d/2 (d = max|x| / 127 of its
+ * block), uniformly, so Σ w_i δ_i has standard deviation
+ * sqrt(n) * rms(w) * d / sqrt(12). For Gaussian x, d ~ 2.2-2.9 sigma / 127
+ * and Σ|w x| ~ n * 0.64 * sigma * rms(w): the relative error is about
+ * 0.0015 / sqrt(n / 32), so 1e-2 is a margin of more than six standard
+ * deviations even for a single block. */
+#define Q8_REL_TOL 1e-2
+
+static const uint32_t all_types[] = {
+    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+    GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS,
+};
+#define N_TYPES (sizeof all_types / sizeof all_types[0])
+
+/* ---- random numbers: splitmix64, Box-Muller normals ---- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_unit(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
+
+static float rng_normal(uint64_t *s)
+{
+    double u = rng_unit(s), v = rng_unit(s);
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* ---- weight rows ---- */
+
+/* Byte offsets of the f16 scale fields within a block, -1 terminated. */
+static const int *scale_offsets(uint32_t type)
+{
+    static const int at0[] = {0, -1}, at0_2[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
+                     q6k[] = {208, -1};
+    switch (type) {
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: case GGML_TYPE_IQ4_NL:
+    case GGML_TYPE_IQ4_XS:
+        return at0;
+    case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K:
+        return at0_2;
+    case GGML_TYPE_Q2_K: return q2k;
+    case GGML_TYPE_Q3_K: return q3k;
+    case GGML_TYPE_Q6_K: return q6k;
+    default: return NULL;
+    }
+}
+
+static bool is_float_type(uint32_t type)
+{
+    return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
+}
+
+/* Fills `rows` rows of n elements of `type` at w. Block types: random bytes
+ * with f16 scales of random sign and magnitude 2^-8 .. 2^-4 written in.
+ * Otherwise (and when `quantized`): Gaussian floats through quantize_row. */
+static void make_rows(uint32_t type, bool quantized, uint8_t *w, uint64_t n, int rows, uint64_t *rng)
+{
+    const ggml_type_info *t = ggml_type_get(type);
+    uint64_t row_bytes = ggml_row_bytes(type, n);
+    if (quantized || is_float_type(type)) {
+        float *x = malloc(n * sizeof(float));
+        for (int r = 0; r < rows; r++) {
+            float scale = (float)(0.02 + rng_unit(rng));
+            for (uint64_t i = 0; i < n; i++) x[i] = scale * rng_normal(rng);
+            quantize_row(type, x, w + (uint64_t)r * row_bytes, n, NULL);
+        }
+        free(x);
+        return;
+    }
+    for (uint64_t i = 0; i < row_bytes * (uint64_t)rows; i++) w[i] = (uint8_t)rng_next(rng);
+    const int *off = scale_offsets(type);
+    for (uint64_t b = 0; b < row_bytes * (uint64_t)rows / t->block_bytes; b++) {
+        for (int k = 0; off[k] >= 0; k++) {
+            float s = ldexpf((float)(1.0 + rng_unit(rng)), -8 + (int)(rng_next(rng) % 5));
+            uint16_t h = f32_to_fp16(rng_next(rng) & 1 ? -s : s);
+            memcpy(w + b * t->block_bytes + off[k], &h, 2);
+        }
+    }
+}
+
+/* ---- activations ---- */
+
+typedef enum act_kind { ACT_GAUSS, ACT_OUTLIERS, ACT_ZERO_BLOCK } act_kind;
+
+static void make_act(act_kind kind, float *x, uint64_t n, uint64_t *rng)
+{
+    float scale = (float)(0.1 + 3.0 * rng_unit(rng));
+    for (uint64_t i = 0; i < n; i++) x[i] = scale * rng_normal(rng);
+    if (kind == ACT_OUTLIERS)
+        for (int k = 0; k < 3; k++) x[rng_next(rng) % n] *= 40.0f;
+    if (kind == ACT_ZERO_BLOCK) memset(x, 0, (n < 256 ? n : 256) * sizeof(float));
+}
+
+/* The values a prepared activation row stands for. */
+static void dequant_act(uint32_t act_type, const uint8_t *a, const float *x, float *xh, uint64_t n)
+{
+    if (act_type == GGML_TYPE_F32) {
+        memcpy(xh, x, n * sizeof(float));
+    } else if (act_type == GGML_TYPE_Q8_0) {
+        for (uint64_t b = 0; b < n / 32; b++, a += 34) {
+            uint16_t h;
+            memcpy(&h, a, 2);
+            for (int i = 0; i < 32; i++) xh[32 * b + i] = fp16_to_f32(h) * (float)(int8_t)a[2 + i];
+        }
+    } else {
+        for (uint64_t b = 0; b < n / 256; b++, a += Q8K_BYTES) {
+            float d;
+            memcpy(&d, a, 4);
+            for (int i = 0; i < 256; i++) xh[256 * b + i] = d * (float)(int8_t)a[Q8K_OFF_QS + i];
+        }
+    }
+}
+
+/* ---- selection ---- */
+
+TEST(test_kernel_reference_mode)
+{
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const kernel_desc *k = kernel_select(all_types[i], KERNEL_REFERENCE);
+        REQUIRE(k != NULL, "type %s", ggml_type_name(all_types[i]));
+        CHECK(k == kernel_reference(all_types[i]), "%s", ggml_type_name(all_types[i]));
+        CHECK(!strcmp(k->isa, "scalar") && k->act_type == GGML_TYPE_F32 && k->weight_type == all_types[i],
+              "%s: isa %s act %u", ggml_type_name(all_types[i]), k->isa, k->act_type);
+    }
+    /* types the engine cannot run have no kernel in either mode */
+    CHECK(kernel_select(GGML_TYPE_Q8_K, KERNEL_FAST) == NULL);
+    CHECK(kernel_select(GGML_TYPE_IQ2_XXS, KERNEL_REFERENCE) == NULL);
+    CHECK(kernel_select(GGML_TYPE_COUNT + 5, KERNEL_FAST) == NULL);
+}
+
+TEST(test_kernel_env_override)
+{
+    const kernel_cpu_features avx2 = {.avx2_fma_f16c = true}, none = {0};
+    const char *warn;
+    CHECK(kernel_fast_isa(NULL, &avx2, &warn) == KERNEL_ISA_AVX2 && !warn);
+    CHECK(kernel_fast_isa("", &avx2, &warn) == KERNEL_ISA_AVX2 && !warn);
+    CHECK(kernel_fast_isa("auto", &avx2, &warn) == KERNEL_ISA_AVX2 && !warn);
+    CHECK(kernel_fast_isa("avx2", &avx2, &warn) == KERNEL_ISA_AVX2 && !warn);
+    CHECK(kernel_fast_isa("scalar", &avx2, &warn) == KERNEL_ISA_SCALAR && !warn);
+    CHECK(kernel_fast_isa(NULL, &none, &warn) == KERNEL_ISA_SCALAR && !warn);
+    /* not honoured: a warning, and the reference path */
+    CHECK(kernel_fast_isa("avx2", &none, &warn) == KERNEL_ISA_SCALAR && warn);
+    CHECK(kernel_fast_isa("Scalar", &avx2, &warn) == KERNEL_ISA_SCALAR && warn);
+    CHECK(kernel_fast_isa("avx512", &avx2, &warn) == KERNEL_ISA_SCALAR && warn);
+    CHECK(kernel_fast_isa("fast", &avx2, &warn) == KERNEL_ISA_SCALAR && warn);
+    for (size_t i = 0; i < N_TYPES; i++) {
+        CHECK(kernel_fast_lookup(all_types[i], KERNEL_ISA_SCALAR) == NULL, "%s", ggml_type_name(all_types[i]));
+        const kernel_desc *k = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX2);
+        REQUIRE(k != NULL, "no AVX2 kernel for %s", ggml_type_name(all_types[i]));
+        CHECK(k->weight_type == all_types[i] && !strcmp(k->isa, "avx2"));
+        uint32_t at = k->act_type;
+        CHECK(at == GGML_TYPE_F32 || at == GGML_TYPE_Q8_0 || at == GGML_TYPE_Q8_K);
+        /* a Q8 activation block must divide the weight block */
+        if (at != GGML_TYPE_F32)
+            CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
+    }
+    /* the live choice follows the same rule for this process's environment */
+    kernel_isa isa = kernel_fast_isa(getenv("STRATA_KERNELS"), kernel_cpu_features_get(), &warn);
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const kernel_desc *want = kernel_fast_lookup(all_types[i], isa);
+        if (!want) want = kernel_reference(all_types[i]);
+        CHECK(kernel_select(all_types[i], KERNEL_FAST) == want, "%s", ggml_type_name(all_types[i]));
+    }
+}
+
+/* ---- activation quantization ---- */
+
+TEST(test_kernel_q8k_prepare)
+{
+    uint64_t rng = 11;
+    const uint64_t n = 1024;
+    float *x = malloc(n * sizeof(float));
+    uint8_t *a = malloc(ggml_row_bytes(GGML_TYPE_Q8_K, n) + 1), *b = malloc(ggml_row_bytes(GGML_TYPE_Q8_K, n));
+    REQUIRE(kernel_act_bytes(GGML_TYPE_Q8_K, n) == n / 256 * 292);
+    for (int kind = 0; kind < 3; kind++) {
+        make_act((act_kind)kind, x, n, &rng);
+        uint8_t *p = a + 1;      /* unaligned on purpose */
+        kernel_prepare_act(GGML_TYPE_Q8_K, x, p, n);
+        for (uint64_t blk = 0; blk < n / 256; blk++) {
+            const uint8_t *q = p + blk * Q8K_BYTES;
+            float d;
+            memcpy(&d, q, 4);
+            float amax = 0;
+            for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(x[256 * blk + i]));
+            CHECK(d == amax / 127.0f, "block %llu: d %g for max %g", (unsigned long long)blk, d, amax);
+            for (int j = 0; j < 16; j++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++) {
+                    int v = (int8_t)q[Q8K_OFF_QS + 16 * j + i];
+                    float xv = x[256 * blk + 16 * j + i];
+                    CHECK(v >= -127 && v <= 127);
+                    CHECK(fabsf(xv - d * (float)v) <= 0.5f * d * 1.0001f, "x %g q %d d %g", xv, v, d);
+                    sum += v;
+                }
+                int16_t bs;
+                memcpy(&bs, q + Q8K_OFF_BSUMS + 2 * j, 2);
+                CHECK(bs == sum, "bsums[%d] = %d, quants sum to %d", j, bs, sum);
+            }
+        }
+        /* every version writes the same bytes */
+        act_quant_q8_k_scalar(x, b, n);
+        CHECK(!memcmp(p, b, ggml_row_bytes(GGML_TYPE_Q8_K, n)), "dispatch vs scalar, kind %d", kind);
+        if (kernel_cpu_features_get()->avx2_fma_f16c) {
+            act_quant_q8_k_avx2(x, b, n);
+            CHECK(!memcmp(p, b, ggml_row_bytes(GGML_TYPE_Q8_K, n)), "AVX2 vs scalar, kind %d", kind);
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
+TEST(test_kernel_q8_0_prepare)
+{
+    uint64_t rng = 12;
+    const uint64_t n = 512;
+    float x[512];
+    uint8_t ref[544], got[545];
+    for (int kind = 0; kind < 4; kind++) {
+        if (kind < 3) {
+            make_act((act_kind)kind, x, n, &rng);
+        } else {
+            /* exact ties: max 127 gives d = 1, so k + 0.5 must round away from zero */
+            for (uint64_t i = 0; i < n; i++) x[i] = (float)((int)(i % 64) - 32) + 0.5f;
+            for (uint64_t b = 0; b < n / 32; b++) x[32 * b] = b % 2 ? 127.0f : -127.0f;
+        }
+        quantize_row(GGML_TYPE_Q8_0, x, ref, n, NULL);
+        kernel_prepare_act(GGML_TYPE_Q8_0, x, got + 1, n);
+        CHECK(!memcmp(ref, got + 1, sizeof ref), "prepared Q8_0 differs from quantize_row, kind %d", kind);
+        if (kernel_cpu_features_get()->avx2_fma_f16c) {
+            act_quant_q8_0_avx2(x, got, n);
+            CHECK(!memcmp(ref, got, sizeof ref), "AVX2 Q8_0 differs from quantize_row, kind %d", kind);
+        }
+    }
+}
+
+/* ---- fast kernels against the reference ---- */
+
+typedef struct case_stats {
+    double worst_exact, worst_bound, worst_rel; /* worst ratios to the tolerances */
+} case_stats;
+
+/* One weight row against one activation row: checks described at the top. */
+static void check_row(const kernel_desc *fast, const kernel_desc *ref, const uint8_t *w, const float *x,
+                      const uint8_t *act, const float *wd, const float *xh, uint64_t n, act_kind kind,
+                      const char *what, case_stats *st)
+{
+    float got, want;
+    fast->dot(w, act, n, &got);
+    ref->dot(w, x, n, &want);
+    double exact = 0, mag_hat = 0, mag = 0, bound = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        exact += (double)wd[i] * xh[i];
+        mag_hat += fabs((double)wd[i] * xh[i]);
+        mag += fabs((double)wd[i] * x[i]);
+        bound += fabs((double)wd[i]) * fabs((double)x[i] - xh[i]);
+    }
+    const double tiny = 1e-30;
+    double e_exact = fabs(got - exact) / (FLOAT_REL_TOL * mag_hat + tiny);
+    double e_bound = fabs((double)got - want) / (bound + FLOAT_REL_TOL * (mag + mag_hat) + tiny);
+    double rel_tol = fast->act_type == GGML_TYPE_F32 ? FLOAT_REL_TOL : Q8_REL_TOL;
+    double e_rel = kind == ACT_GAUSS ? fabs((double)got - want) / (rel_tol * mag + tiny) : 0;
+    CHECK(e_exact <= 1.0, "%s: fast %.9g, exact dot with the prepared activations %.9g (Σ|wx| %g)", what, got,
+          exact, mag_hat);
+    CHECK(e_bound <= 1.0, "%s: fast %.9g, reference %.9g, activation rounding allows %g", what, got, want, bound);
+    CHECK(e_rel <= 1.0, "%s: fast %.9g, reference %.9g, Σ|wx| %g", what, got, want, mag);
+    st->worst_exact = fmax(st->worst_exact, e_exact);
+    st->worst_bound = fmax(st->worst_bound, e_bound);
+    st->worst_rel = fmax(st->worst_rel, e_rel);
+}
+
+#define ROWS 3
+
+static void check_type(uint32_t type, case_stats *st)
+{
+    const kernel_desc *fast = kernel_fast_lookup(type, KERNEL_ISA_AVX2), *ref = kernel_reference(type);
+    const ggml_type_info *t = ggml_type_get(type);
+    uint64_t be = t->block_elems;
+    uint64_t lens_blocks[] = {1, 3, 7, 4096 / be}, lens_float[] = {1, 7, 31, 32, 33, 100, 4096};
+    bool flt = is_float_type(type);
+    int n_lens = flt ? 7 : 4;
+    uint64_t rng = 1000 + type;
+    for (int li = 0; li < n_lens; li++) {
+        uint64_t n = flt ? lens_float[li] : lens_blocks[li] * be;
+        uint64_t row_bytes = ggml_row_bytes(type, n), act_bytes = kernel_act_bytes(fast->act_type, n);
+        uint8_t *w = malloc(row_bytes * ROWS), *act_buf = malloc(act_bytes + 4);
+        float *x = malloc(n * sizeof(float)), *xh = malloc(n * sizeof(float)), *wd = malloc(n * sizeof(float));
+        /* float activations stay float-aligned; Q8 ones start on an odd address */
+        uint8_t *act = act_buf + (fast->act_type == GGML_TYPE_F32 ? 4 : 1);
+        for (int src = 0; src < 2; src++) {
+            bool quantized = src == 0;
+            if (!flt && quantized && !quantize_supported(type)) continue;
+            if (flt && !quantized) continue;
+            make_rows(type, quantized, w, n, ROWS, &rng);
+            for (int kind = 0; kind < 3; kind++) {
+                make_act((act_kind)kind, x, n, &rng);
+                kernel_prepare_act(fast->act_type, x, act, n);
+                dequant_act(fast->act_type, act, x, xh, n);
+                for (int r = 0; r < ROWS; r++) {
+                    const uint8_t *wr = w + (uint64_t)r * row_bytes;
+                    dequant_row(type, wr, wd, n, NULL);
+                    char what[128];
+                    snprintf(what, sizeof what, "%s n=%llu row %d (%s weights, activations kind %d)", t->name,
+                             (unsigned long long)n, r, quantized ? "quantized" : "random-byte", kind);
+                    check_row(fast, ref, wr, x, act, wd, xh, n, (act_kind)kind, what, st);
+                }
+            }
+        }
+        /* an all-zero activation row gives exactly 0 */
+        memset(x, 0, n * sizeof(float));
+        kernel_prepare_act(fast->act_type, x, act, n);
+        float z = 1;
+        fast->dot(w, act, n, &z);
+        CHECK(z == 0.0f, "%s n=%llu: %g for zero activations", t->name, (unsigned long long)n, z);
+        free(w);
+        free(act_buf);
+        free(x);
+        free(xh);
+        free(wd);
+    }
+}
+
+TEST(test_kernel_fast_vs_reference)
+{
+    if (!kernel_cpu_features_get()->avx2_fma_f16c) {
+        test_skip("this CPU has no AVX2/FMA/F16C: no fast kernel can run");
+        return;
+    }
+    const char *v = getenv("STRATA_TEST_VERBOSE");
+    for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
+        case_stats st = {0};
+        check_type(all_types[i], &st);
+        if (v && *v && strcmp(v, "0"))
+            printf("    %-7s worst error / tolerance: exact %.3f, bound %.3f, relative %.3f\n",
+                   ggml_type_name(all_types[i]), st.worst_exact, st.worst_bound, st.worst_rel);
+    }
+}
+
+/* Kernels keep no state: the same rows from several threads at once give
+ * the same results as from one. */
+typedef struct thread_job {
+    const kernel_desc *k;
+    const uint8_t *w, *act;
+    uint64_t n, row_bytes;
+    float out[64];
+} thread_job;
+
+static void *run_rows(void *p)
+{
+    thread_job *j = p;
+    for (int rep = 0; rep < 20; rep++)
+        for (int r = 0; r < 64; r++) j->k->dot(j->w + (uint64_t)r * j->row_bytes, j->act, j->n, &j->out[r]);
+    return NULL;
+}
+
+TEST(test_kernel_threads)
+{
+    const kernel_desc *k = kernel_select(GGML_TYPE_Q4_K, KERNEL_FAST);
+    const uint64_t n = 1024, row_bytes = ggml_row_bytes(GGML_TYPE_Q4_K, n);
+    uint64_t rng = 77;
+    uint8_t *w = malloc(row_bytes * 64), *act = malloc(kernel_act_bytes(k->act_type, n));
+    float x[1024];
+    make_rows(GGML_TYPE_Q4_K, false, w, n, 64, &rng);
+    make_act(ACT_GAUSS, x, n, &rng);
+    kernel_prepare_act(k->act_type, x, act, n);
+    thread_job jobs[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = (thread_job){.k = k, .w = w, .act = act, .n = n, .row_bytes = row_bytes};
+        REQUIRE(pthread_create(&th[i], NULL, run_rows, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    for (int r = 0; r < 64; r++) {
+        float one;
+        k->dot(w + (uint64_t)r * row_bytes, act, n, &one);
+        for (int i = 0; i < 3; i++) CHECK(jobs[i].out[r] == one, "thread %d row %d", i, r);
+    }
+    free(w);
+    free(act);
+}
