@@ -14,11 +14,27 @@
 #include "kernels/cpu/dequant.h"
 #include "util/error.h"
 
+static matmul_args mm_args(engine *e, const kernel_desc *k, const void *w, uint64_t n_in, uint64_t n_out,
+                           const float *x, uint32_t n_tok, float *y)
+{
+    return (matmul_args){.k = k, .w = w, .n_in = n_in, .n_out = n_out, .x = x, .n_tok = n_tok, .y = y, .act = e->act};
+}
+
 static void mm(engine *e, const kernel_desc *k, const void *w, uint64_t n_in, uint64_t n_out, const float *x,
                uint32_t n_tok, float *y)
 {
-    matmul_args a = {.k = k, .w = w, .n_in = n_in, .n_out = n_out, .x = x, .n_tok = n_tok, .y = y, .act = e->act};
+    matmul_args a = mm_args(e, k, w, n_in, n_out, x, n_tok, y);
     matmul(e->pool, &a);
+}
+
+/* Products of one input, fused into one pass when their formats agree. */
+static void mm_shared(engine *e, matmul_args *a, int n)
+{
+    if (matmul_can_share(a, n)) {
+        matmul_multi(e->pool, a, n);
+        return;
+    }
+    for (int i = 0; i < n; i++) matmul(e->pool, &a[i]);
 }
 
 /* xn[t] = rmsnorm(x[t]) * norm weights (of any float type). */
@@ -53,9 +69,10 @@ static strata_status attention_block(engine *e, uint64_t l, const void *const *w
     const kernel_desc *const *k = e->w.kern[l];
     strata_status st = norm_rows(e, e->w.layer[l][SLOT_ATTN_NORM], w[SLOT_ATTN_NORM], n_tok, err);
     if (st) return st;
-    mm(e, k[SLOT_WQ], w[SLOT_WQ], d->n_embd, d->q_dim, e->xn, n_tok, e->q);
-    mm(e, k[SLOT_WK], w[SLOT_WK], d->n_embd, d->kv_dim, e->xn, n_tok, e->k);
-    mm(e, k[SLOT_WV], w[SLOT_WV], d->n_embd, d->kv_dim, e->xn, n_tok, e->v);
+    matmul_args qkv[3] = {mm_args(e, k[SLOT_WQ], w[SLOT_WQ], d->n_embd, d->q_dim, e->xn, n_tok, e->q),
+                          mm_args(e, k[SLOT_WK], w[SLOT_WK], d->n_embd, d->kv_dim, e->xn, n_tok, e->k),
+                          mm_args(e, k[SLOT_WV], w[SLOT_WV], d->n_embd, d->kv_dim, e->xn, n_tok, e->v)};
+    mm_shared(e, qkv, 3);
     rope_batch(e, n_tok);
     engine_store_kv(e, l, n_tok);
     engine_attention(e, l, n_tok);
@@ -70,8 +87,9 @@ static strata_status ffn_block(engine *e, uint64_t l, const void *const *w, uint
     const kernel_desc *const *k = e->w.kern[l];
     strata_status st = norm_rows(e, e->w.layer[l][SLOT_FFN_NORM], w[SLOT_FFN_NORM], n_tok, err);
     if (st) return st;
-    mm(e, k[SLOT_GATE], w[SLOT_GATE], d->n_embd, d->n_ff, e->xn, n_tok, e->gate);
-    mm(e, k[SLOT_UP], w[SLOT_UP], d->n_embd, d->n_ff, e->xn, n_tok, e->up);
+    matmul_args gate_up[2] = {mm_args(e, k[SLOT_GATE], w[SLOT_GATE], d->n_embd, d->n_ff, e->xn, n_tok, e->gate),
+                              mm_args(e, k[SLOT_UP], w[SLOT_UP], d->n_embd, d->n_ff, e->xn, n_tok, e->up)};
+    mm_shared(e, gate_up, 2);
     op_swiglu(e->gate, e->up, (uint64_t)n_tok * d->n_ff);
     mm(e, k[SLOT_DOWN], w[SLOT_DOWN], d->n_ff, d->n_embd, e->gate, n_tok, e->xn);
     op_add(e->x, e->xn, (uint64_t)n_tok * d->n_embd);

@@ -1,7 +1,10 @@
-/* Matrix products: activations are prepared once per token row (in
- * parallel), then each thread takes a share of the weight rows and runs them
- * against every token, a few rows at a time so the rows stay in cache while
- * the tokens go by (prompt batches), or straight through (decode). */
+/* Matrix products: activations are prepared once per token row, then each
+ * thread takes a share of the weight rows and runs them against every token,
+ * a few rows at a time so the rows stay in cache while the tokens go by
+ * (prompt batches), or straight through (decode). Several matrices that
+ * read the same input (Q, K, V; gate, up) run as one job over their
+ * concatenated rows: a decode step is hundreds of small jobs, and each
+ * dispatch to the pool costs microseconds. */
 #include "engine/matmul.h"
 #include "gguf/ggml_types.h"
 
@@ -12,36 +15,73 @@ uint64_t matmul_act_bytes(const kernel_desc *k, uint64_t n_in, uint64_t n_tok)
     return kernel_act_bytes(k->act_type, n_in) * n_tok;
 }
 
-static void prepare_job(void *ctx, int ith, int nth)
+typedef struct multi_job {
+    const matmul_args *a;
+    int n;
+    uint64_t rows; /* total over the matrices */
+} multi_job;
+
+static void prepare_rows(const matmul_args *a, long b, long e)
 {
-    const matmul_args *a = ctx;
     uint64_t act_row = kernel_act_bytes(a->k->act_type, a->n_in);
-    long b, e;
-    pool_share((long)a->n_tok, ith, nth, &b, &e);
     for (long t = b; t < e; t++)
         kernel_prepare_act(a->k->act_type, a->x + (uint64_t)t * a->n_in, (char *)a->act + (uint64_t)t * act_row,
                            a->n_in);
 }
 
-static void rows_job(void *ctx, int ith, int nth)
+static void prepare_job(void *ctx, int ith, int nth)
 {
-    const matmul_args *a = ctx;
+    const multi_job *j = ctx;
+    long b, e;
+    pool_share((long)j->a->n_tok, ith, nth, &b, &e);
+    prepare_rows(j->a, b, e);
+}
+
+/* Rows [r0, r1) of one matrix against every token. */
+static void run_rows(const matmul_args *a, long r0, long r1)
+{
     uint64_t w_row = ggml_row_bytes(a->k->weight_type, a->n_in);
     uint64_t act_row = kernel_act_bytes(a->k->act_type, a->n_in);
-    long b, e;
-    pool_share((long)a->n_out, ith, nth, &b, &e);
-    for (long r0 = b; r0 < e; r0 += ROW_BLOCK) {
-        long r1 = r0 + ROW_BLOCK < e ? r0 + ROW_BLOCK : e;
+    for (long s = r0; s < r1; s += ROW_BLOCK) {
+        long s1 = s + ROW_BLOCK < r1 ? s + ROW_BLOCK : r1;
         for (uint64_t t = 0; t < a->n_tok; t++) {
             const char *act = (const char *)a->act + t * act_row;
-            for (long r = r0; r < r1; r++)
+            for (long r = s; r < s1; r++)
                 a->k->dot((const char *)a->w + (uint64_t)r * w_row, act, a->n_in, &a->y[t * a->n_out + (uint64_t)r]);
         }
     }
 }
 
-void matmul(pool *p, const matmul_args *a)
+static void rows_job(void *ctx, int ith, int nth)
 {
-    pool_run(p, prepare_job, (void *)a);
-    pool_run(p, rows_job, (void *)a);
+    const multi_job *j = ctx;
+    long b, e;
+    pool_share((long)j->rows, ith, nth, &b, &e);
+    long base = 0;
+    for (int m = 0; m < j->n && b < e; m++) {
+        long n_out = (long)j->a[m].n_out;
+        long lo = b > base ? b - base : 0, hi = e - base < n_out ? e - base : n_out;
+        if (lo < hi) run_rows(&j->a[m], lo, hi);
+        base += n_out;
+    }
+}
+
+/* Matrices a[0..n) share x, n_in and the activation format: a[0] prepares
+ * the activations, the others read them. */
+void matmul_multi(pool *p, const matmul_args *a, int n)
+{
+    multi_job j = {a, n, 0};
+    for (int m = 0; m < n; m++) j.rows += a[m].n_out;
+    if (a[0].n_tok == 1) prepare_rows(&a[0], 0, 1); /* one row: not worth a dispatch */
+    else pool_run(p, prepare_job, &j);
+    pool_run(p, rows_job, &j);
+}
+
+void matmul(pool *p, const matmul_args *a) { matmul_multi(p, a, 1); }
+
+bool matmul_can_share(const matmul_args *a, int n)
+{
+    for (int m = 1; m < n; m++)
+        if (a[m].k->act_type != a[0].k->act_type || a[m].n_in != a[0].n_in || a[m].x != a[0].x) return false;
+    return true;
 }

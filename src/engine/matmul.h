@@ -3,6 +3,7 @@
 #ifndef STRATA_ENGINE_MATMUL_H
 #define STRATA_ENGINE_MATMUL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine/threadpool.h"
@@ -20,5 +21,9 @@ typedef struct matmul_args {
 
 uint64_t matmul_act_bytes(const kernel_desc *k, uint64_t n_in, uint64_t n_tok);
 void matmul(pool *p, const matmul_args *a);
+/* Several products with the same input x (same n_in and activation format,
+ * checked by matmul_can_share), in one pass over their rows. */
+void matmul_multi(pool *p, const matmul_args *a, int n);
+bool matmul_can_share(const matmul_args *a, int n);
 
 #endif

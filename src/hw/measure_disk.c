@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 
 #define CHUNK (4u << 20)     /* one read */
 #define ALIGN 4096u
+#define HUGE_ALIGN (2u << 20)
 #define READERS 4            /* reads in flight */
 #define SPACE_MARGIN (1ull << 30)
 
@@ -32,10 +34,14 @@ static void *read_chunks(void *arg)
 {
     reader *r = arg;
     void *buf = NULL;
-    if (posix_memalign(&buf, ALIGN, CHUNK) != 0) {
+    /* Read into huge pages, as the weight store does: a 4 MiB direct read
+     * into one huge page needs far fewer scatter-gather segments than into
+     * 1024 small ones (measured twice as fast under virtio here). */
+    if (posix_memalign(&buf, HUGE_ALIGN, CHUNK) != 0) {
         r->error = ENOMEM;
         return NULL;
     }
+    madvise(buf, CHUNK, MADV_HUGEPAGE);
     for (uint64_t off = (uint64_t)r->index * CHUNK; off < r->limit; off += (uint64_t)READERS * CHUNK) {
         size_t want = r->limit - off < CHUNK ? (size_t)(r->limit - off) : CHUNK;
         want = (want + ALIGN - 1) / ALIGN * ALIGN;
