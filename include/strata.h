@@ -88,7 +88,7 @@ typedef struct strata_model_params {
     uint64_t mem_budget;     /* bytes for weights + KV cache + buffers; 0: no limit.
                                 Weights that do not fit are streamed from disk. */
     int prefetch_depth;      /* streamed layers read ahead (0: 2) */
-    int io_threads;          /* streaming reader threads (0: 2) */
+    int io_threads;          /* streaming reader threads (0: 4) */
     bool progress;           /* progress bar on stderr while loading weights */
     bool plan;               /* place the weights with the planner (budget and measured
                                 bandwidths of this machine) instead of the store's rule */

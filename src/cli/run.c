@@ -37,7 +37,7 @@ static const char run_usage[] =
     "                       weights that do not fit are streamed from disk (default:\n"
     "                       what `strata detect` calls usable, minus 10%% / 256 MiB)\n"
     "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
-    "  --io-threads N       streaming reader threads (default 2)\n"
+    "  --io-threads N       streaming reader threads (default 4)\n"
     "  --stats              per-token line on stderr: bytes read, I/O, compute, wait\n"
     "  --plan FILE          run a plan saved with `strata plan --json` (default: plan now,\n"
     "                       for this machine and the budget)\n"

@@ -47,7 +47,9 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
 {
     memset(m, 0, sizeof *m);
     /* three points separate the parts growing with the context and the batch */
-    engine_params pa = {.n_ctx = CTX_A, .n_batch = BATCH, .n_threads = n_threads}, pb = pa, pc = pa;
+    /* the KV type explicitly: the engine reads a kv_type of 0 as GGML_TYPE_F32 */
+    engine_params pa = {.n_ctx = CTX_A, .n_batch = BATCH, .n_threads = n_threads, .kv_type = GGML_TYPE_F16};
+    engine_params pb = pa, pc = pa;
     pb.n_ctx = CTX_B;
     pc.n_batch = BATCH / 2;
     engine_desc a, b, c;

@@ -12,6 +12,7 @@
 #define DEFAULT_DEPTH 2
 #define MIN_AUTO_CTX 256
 #define VRAM_BW_GUESS 300e9 /* when a profile gives no GPU memory bandwidth */
+#define LINK_BW_GUESS 8e9   /* nor a host-to-device bandwidth (PCIe 3.0 x8 / 4.0 x4) */
 
 static uint64_t kv_per_token(const plan_model *m, plan_kv kv)
 {
@@ -36,30 +37,73 @@ typedef struct candidate {
     const char *label;
     uint32_t n_ctx;
     plan_kv kv;
-    bool use_gpu, kv_on_gpu, stream_over_link;
+    bool use_gpu, kv_on_gpu, over_link;
 } candidate;
 
-/* Groups in execution order go to the GPUs while VRAM lasts (their KV too
- * when kv_on_gpu). Returns the number of groups placed. */
-static uint32_t assign_gpus(const plan_model *m, const plan_machine *hw, const candidate *c, plan *p)
+/* The KV bytes per token of group g: the model's total split over its
+ * layers (the remainder spread so that the parts add up exactly); the
+ * output group has none. */
+static uint64_t kv_layer_tok(const plan_model *m, plan_kv kv, uint32_t g)
 {
+    uint64_t n_layers = m->n_groups - 1, t = kv_per_token(m, kv);
+    return g < n_layers ? t * (g + 1) / n_layers - t * g / n_layers : 0;
+}
+
+/* What a GPU keeps for compute buffers and the driver: 10%, at least 256 MiB. */
+static uint64_t gpu_reserve(uint64_t vram) { return vram / 10 > (256ull << 20) ? vram / 10 : 256ull << 20; }
+
+static double vram_bw(const plan_gpu *g) { return g->vram_bw > 0 ? g->vram_bw : VRAM_BW_GUESS; }
+
+/* The first `limit` groups in execution order go to the GPUs while VRAM
+ * lasts (their KV too when kv_on_gpu), the fastest GPU first: then more
+ * memory on any GPU never moves a layer to a slower device. Returns the
+ * number placed. */
+static uint32_t assign_gpus(const plan_model *m, const plan_machine *hw, const candidate *c, uint32_t limit, plan *p)
+{
+    int order[PLAN_MAX_GPUS], n_gpus = hw->n_gpus < PLAN_MAX_GPUS ? hw->n_gpus : PLAN_MAX_GPUS;
+    for (int i = 0; i < n_gpus; i++) { /* stable insertion sort by bandwidth, descending */
+        int j = i;
+        for (; j > 0 && vram_bw(&hw->gpus[order[j - 1]]) < vram_bw(&hw->gpus[i]); j--) order[j] = order[j - 1];
+        order[j] = i;
+    }
     uint32_t g = 0;
-    uint64_t kv_layer = m->n_groups > 1 ? kv_per_token(m, c->kv) * c->n_ctx / (m->n_groups - 1) : 0;
-    for (int d = 0; d < hw->n_gpus && g < m->n_groups; d++) {
-        /* compute buffers and the driver's own needs: 10%, at least 256 MiB */
-        uint64_t reserve = hw->gpus[d].vram / 10 > (256ull << 20) ? hw->gpus[d].vram / 10 : 256ull << 20;
+    for (int i = 0; i < n_gpus && g < limit; i++) {
+        int d = order[i];
+        uint64_t reserve = gpu_reserve(hw->gpus[d].vram);
         uint64_t room = hw->gpus[d].vram > reserve ? hw->gpus[d].vram - reserve : 0;
-        p->gpu[d].buffers = reserve;
-        for (; g < m->n_groups; g++) {
-            uint64_t need = (c->stream_over_link ? 0 : m->groups[g].bytes) + (c->kv_on_gpu ? kv_layer : 0);
-            if (need > room) break;
-            room -= need;
+        uint32_t first = g;
+        for (; g < limit; g++) {
+            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) * c->n_ctx : 0;
+            if (m->groups[g].bytes + kv > room) break;
+            room -= m->groups[g].bytes + kv;
             p->tier[g] = (int8_t)d;
-            p->gpu[d].weights += c->stream_over_link ? 0 : m->groups[g].bytes;
-            p->gpu[d].kv += c->kv_on_gpu ? kv_layer : 0;
+            p->gpu[d].weights += m->groups[g].bytes;
+            p->gpu[d].kv += kv;
         }
+        if (g > first) p->gpu[d].buffers = reserve; /* only a GPU in use needs it */
     }
     return g;
+}
+
+/* Weights streamed over the link live in RAM (or stream from disk through
+ * it) and cross to GPU 0 every token, which holds two groups in flight next
+ * to its reserve. */
+static bool reserve_link(const plan_model *m, const plan_machine *hw, plan *p)
+{
+    uint64_t largest = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (m->groups[g].bytes > largest) largest = m->groups[g].bytes;
+    uint64_t inflight = (m->n_groups < 2 ? m->n_groups : 2) * largest;
+    uint64_t vram = hw->n_gpus ? hw->gpus[0].vram : 0, reserve = gpu_reserve(vram);
+    if (!hw->n_gpus || vram < reserve || vram - reserve < inflight) {
+        char a[32], b[32];
+        text(p->reason, "GPU 0 has %s of memory; two layers in flight need %s next to its reserve",
+             fmt_bytes(vram, a, 32), fmt_bytes(inflight + reserve, b, 32));
+        return false;
+    }
+    p->gpu[0].weights = inflight;
+    p->gpu[0].buffers = reserve;
+    return true;
 }
 
 static uint64_t buffers(const plan_model *m, uint32_t n_ctx)
@@ -80,14 +124,14 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
     uint32_t n = m->n_groups - first;
     p->ram.buffers = buffers(m, p->n_ctx);
     p->ram.overhead = m->process_reserve + m->store_fixed;
-    if (n == 0) return fixed <= hw->ram_budget;
-    uint64_t *bytes = malloc(n * sizeof *bytes);
+    uint64_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
     if (!bytes) return false;
     for (uint32_t i = 0; i < n; i++) bytes[i] = m->groups[first + i].bytes;
-    placement pl;
+    placement pl = {0};
     /* placement_choose reads a budget of 0 as unlimited: 1 byte means nothing fits */
     uint64_t budget = hw->ram_budget > fixed ? hw->ram_budget - fixed : 1;
-    bool ok = placement_choose(n, bytes, budget, req->prefetch_depth, false, &pl);
+    bool ok = n == 0 ? fixed <= hw->ram_budget
+                     : placement_choose(n, bytes, budget, req->prefetch_depth, false, &pl) && hw->ram_budget > fixed;
     if (ok) {
         for (uint32_t i = 0; i < n; i++) p->tier[first + i] = pl.resident[i] ? TIER_RAM : TIER_DISK;
         p->ram.weights = pl.resident_bytes + pl.n_slots * pl.slot_bytes;
@@ -95,8 +139,8 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
         p->n_slots = pl.n_slots;
     } else {
         char a[32], b[32];
-        text(p->reason, "needs at least %s of memory even streaming every layer; the budget is %s",
-             fmt_bytes(fixed + pl.min_bytes, a, 32), fmt_bytes(hw->ram_budget, b, 32));
+        text(p->reason, "needs at least %s of memory%s; the budget is %s", fmt_bytes(fixed + pl.min_bytes, a, 32),
+             n ? " even streaming every layer" : "", fmt_bytes(hw->ram_budget, b, 32));
     }
     free(pl.resident);
     free(bytes);
@@ -106,31 +150,42 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
 /* Bytes each tier moves per decoded token, and the times they take. */
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
-    uint64_t cpu_elems = 0, gpu_read = 0, kv_tok = kv_per_token(m, c->kv);
+    uint64_t cpu_elems = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
+    /* attention reads the KV cache up to the position the prediction is made at */
+    uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
         const plan_group *gr = &m->groups[g];
-        if (p->tier[g] >= 0) {
-            gpu_read += gr->weight_bytes;
-            if (c->stream_over_link) p->link_bytes_per_token += gr->bytes;
+        int8_t t = p->tier[g];
+        if (t >= 0) {
+            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0;
+            gpu_read[t] += gr->weight_bytes + kv * pos;
+            kv_gpu_tok += kv;
             continue;
         }
-        cpu_elems += gr->elems;
-        p->ram_bytes_per_token += gr->weight_bytes;
-        if (p->tier[g] == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
+        if (c->over_link) { /* from RAM across the link, computed on GPU 0 */
+            gpu_read[0] += gr->weight_bytes;
+            p->link_bytes_per_token += gr->bytes;
+            p->ram_bytes_per_token += gr->bytes;
+        } else {
+            cpu_elems += gr->elems;
+            p->ram_bytes_per_token += gr->weight_bytes;
+        }
+        if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
     }
-    uint64_t kv_read = kv_tok * PLAN_DECODE_POS;
-    if (c->kv_on_gpu) gpu_read += kv_read;
-    else p->ram_bytes_per_token += kv_read;
+    p->ram_bytes_per_token += (kv_per_token(m, c->kv) - kv_gpu_tok) * pos;
     p->disk_bytes_per_token += m->embd_row_bytes;
-    p->vram_bytes_per_token = gpu_read;
-    double vram_bw = hw->n_gpus && hw->gpus[0].vram_bw > 0 ? hw->gpus[0].vram_bw : VRAM_BW_GUESS;
-    double link_bw = hw->n_gpus && hw->gpus[0].link_bw > 0 ? hw->gpus[0].link_bw : 0;
+    /* layers run one after the other, on whichever device holds them */
+    p->t_vram = 0;
+    for (int d = 0; d < hw->n_gpus && d < PLAN_MAX_GPUS; d++) {
+        p->vram_bytes_per_token += gpu_read[d];
+        p->t_vram += (double)gpu_read[d] / vram_bw(&hw->gpus[d]);
+    }
+    double link_bw = hw->n_gpus && hw->gpus[0].link_bw > 0 ? hw->gpus[0].link_bw : LINK_BW_GUESS;
     p->t_compute = hw->cpu_rate > 0 ? (double)cpu_elems / hw->cpu_rate : 0;
     p->t_ram = hw->ram_bw > 0 ? (double)p->ram_bytes_per_token / hw->ram_bw : 0;
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
                     ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
-    p->t_vram = gpu_read ? (double)gpu_read / vram_bw : 0;
-    p->t_link = link_bw > 0 ? (double)p->link_bytes_per_token / link_bw : 0;
+    p->t_link = (double)p->link_bytes_per_token / link_bw;
     const struct { double t; const char *name; } terms[] = {
         {p->t_compute, "compute"}, {p->t_ram, "RAM bandwidth"}, {p->t_disk, "disk"},
         {p->t_link, "GPU link"}, {p->t_vram, "VRAM bandwidth"},
@@ -146,25 +201,84 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->prefill_tps = tb > 0 ? B / tb : 0;
 }
 
-static bool evaluate(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
-                     plan *p)
+/* One placement: the first `gpu_limit` groups on the GPUs as far as they
+ * fit (layer splits), the rest in RAM or streamed. Returns the number of
+ * groups placed on GPUs. */
+static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
+                         uint32_t gpu_limit, plan *p)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", c->label);
     p->n_ctx = c->n_ctx;
     p->kv = c->kv;
     p->n_groups = m->n_groups;
+    p->over_link = c->over_link;
     p->tier = malloc(m->n_groups ? m->n_groups : 1);
-    if (!p->tier) return false;
+    if (!p->tier) {
+        text(p->reason, "out of memory");
+        return 0;
+    }
     for (uint32_t g = 0; g < m->n_groups; g++) p->tier[g] = TIER_RAM;
-    uint32_t on_gpu = c->use_gpu ? assign_gpus(m, hw, c, p) : 0;
+    uint32_t on_gpu = c->use_gpu && !c->over_link ? assign_gpus(m, hw, c, gpu_limit, p) : 0;
     uint64_t kv_total = kv_per_token(m, c->kv) * c->n_ctx, kv_gpu = 0;
     for (int d = 0; d < PLAN_MAX_GPUS; d++) kv_gpu += p->gpu[d].kv;
     p->ram.kv = kv_total - kv_gpu;
-    p->feasible = place_cpu(m, hw, req, on_gpu, ram_fixed(m, c, p->ram.kv), p);
+    p->feasible = (!c->over_link || reserve_link(m, hw, p)) &&
+                  place_cpu(m, hw, req, on_gpu, ram_fixed(m, c, p->ram.kv), p);
     p->runnable = !c->use_gpu && c->kv == PLAN_KV_F16;
     if (p->feasible) cost(m, hw, req, c, p);
-    return p->feasible;
+    return on_gpu;
+}
+
+static double score(const plan *p, bool prefill) { return prefill ? p->prefill_tps : p->decode_tps; }
+
+/* A layer split: every number of leading groups on the GPUs that fits is
+ * tried (so more VRAM never predicts slower: with a slow GPU, filling it
+ * is not always best), and the fastest kept. */
+static void evaluate_split(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
+                           bool prefill, plan *out)
+{
+    plan best = {0}, last = {0};
+    bool have = false;
+    for (uint32_t k = 1; k <= m->n_groups; k++) {
+        plan t;
+        uint32_t placed = evaluate(m, hw, req, c, k, &t);
+        if (placed < k) { /* group k-1 fits on no GPU */
+            if (k == 1) {
+                char a[32];
+                t.feasible = false;
+                text(t.reason, "the first layer (%s) fits on no GPU next to its reserve",
+                     fmt_bytes(m->groups[0].bytes, a, 32));
+                plan_free(&last);
+                last = t;
+            } else {
+                plan_free(&t);
+            }
+            break;
+        }
+        if (t.feasible && (!have || score(&t, prefill) > score(&best, prefill))) {
+            plan_free(&best);
+            best = t;
+            have = true;
+        } else {
+            plan_free(&last);
+            last = t;
+        }
+    }
+    if (have) {
+        plan_free(&last);
+        *out = best;
+    } else {
+        plan_free(&best);
+        *out = last;
+    }
+}
+
+static void evaluate_candidate(const plan_model *m, const plan_machine *hw, const plan_request *req,
+                               const candidate *c, bool prefill, plan *out)
+{
+    if (c->use_gpu && !c->over_link && m->n_groups) evaluate_split(m, hw, req, c, prefill, out);
+    else evaluate(m, hw, req, c, m->n_groups, out);
 }
 
 /* ---- the search ---- */
@@ -183,15 +297,17 @@ static void warn(plan_result *r, const char *fmt, ...)
 static uint32_t auto_context(const plan_model *m, const plan_machine *hw, const plan_request *req, plan_result *r)
 {
     uint32_t ctx = m->context_length ? m->context_length : 2048;
+    bool ok;
     for (;;) {
         candidate c = {"probe", ctx, req->kv, false, false, false};
         plan p;
-        bool ok = evaluate(m, hw, req, &c, &p);
+        evaluate(m, hw, req, &c, 0, &p);
+        ok = p.feasible;
         plan_free(&p);
         if (ok || ctx / 2 < MIN_AUTO_CTX) break;
         ctx /= 2;
     }
-    if (ctx != m->context_length && m->context_length)
+    if (ok && ctx != m->context_length && m->context_length)
         warn(r, "context reduced from %u to %u tokens to fit the memory budget", m->context_length, ctx);
     return ctx;
 }
@@ -212,8 +328,6 @@ static int add_candidates(const plan_model *m, const plan_machine *hw, const pla
     (void)m;
     return n;
 }
-
-static double score(const plan *p, bool prefill) { return prefill ? p->prefill_tps : p->decode_tps; }
 
 static void label_cpu_plan(plan *p)
 {
@@ -251,7 +365,13 @@ static void machine_warnings(const plan_machine *hw, plan_result *r)
     if (hw->no_odirect) warn(r, "O_DIRECT is not available where the model lives: streaming uses the page cache");
     if (hw->cgroup_limited) warn(r, "a cgroup memory limit applies: the budget respects it");
     if (!hw->measured) warn(r, "bandwidths are not measured: run `strata detect --measure` for real predictions");
-    if (hw->n_gpus && hw->gpus[0].vram_bw <= 0) warn(r, "GPU memory bandwidth unknown: assuming 300 GB/s");
+    for (int d = 0; d < hw->n_gpus; d++)
+        if (hw->gpus[d].vram_bw <= 0) {
+            warn(r, "GPU %d memory bandwidth unknown: assuming %.0f GB/s", d, VRAM_BW_GUESS / 1e9);
+            break;
+        }
+    if (hw->n_gpus && hw->gpus[0].link_bw <= 0)
+        warn(r, "GPU 0 host-to-device bandwidth unknown: assuming %.0f GB/s", LINK_BW_GUESS / 1e9);
 }
 
 void plan_compute(const plan_model *m, const plan_machine *hw, const plan_request *req_in, plan_result *r)
@@ -266,7 +386,7 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
     int best = -1;
     for (int i = 0; i < r->n_alts; i++) {
         plan *a = &r->alts[i];
-        evaluate(m, hw, &req, &c[i], a);
+        evaluate_candidate(m, hw, &req, &c[i], prefill, a);
         label_cpu_plan(a);
         /* quantized KV caches are alternatives unless asked for; GPU plans are
          * chosen only for planning (the engine runs on the CPU today) */
@@ -282,6 +402,8 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
     } else {
         r->chosen = r->alts[0];
         r->chosen.tier = NULL;
+        if (r->chosen.feasible) /* fits, but not what the request allows (a CPU-only request for a quantized KV cache) */
+            memcpy(r->chosen.reason, r->alts[0].rejected, PLAN_TEXT);
         r->chosen.feasible = false;
         if (!r->chosen.reason[0]) snprintf(r->chosen.reason, PLAN_TEXT, "no placement fits");
     }

@@ -93,6 +93,7 @@ typedef struct plan {
     double decode_tps, prefill_tps;
     const char *bottleneck;     /* "disk", "RAM bandwidth", "GPU link", "VRAM bandwidth", "compute" */
     bool runnable;              /* the engine can execute it today */
+    bool over_link;             /* weights live in RAM / on disk and cross the link to GPU 0 every token */
     char rejected[PLAN_TEXT];   /* for alternatives: why not chosen */
 } plan;
 

@@ -23,8 +23,10 @@ void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_
         g = e + 1;
     }
     if (m->n_groups)
-        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "; output %s; token_embd rows gathered",
-                                tier_word(p->tier[m->n_groups - 1]));
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%soutput %s; token_embd rows gathered",
+                                len ? "; " : "", tier_word(p->tier[m->n_groups - 1]));
+    if (p->over_link)
+        snprintf(buf + len, len < cap ? cap - len : 0, "; weights cross the link to GPU 0 every token");
 }
 
 static json_t *tier_json(const plan_tier_bytes *t)
@@ -49,7 +51,11 @@ json_t *plan_to_json(const plan_model *m, const plan *p)
                                                 "gpu", p->tier[g] >= 0 ? p->tier[g] : -1, "bytes",
                                                 (json_int_t)m->groups[g].bytes));
     for (int d = 0; d < PLAN_MAX_GPUS; d++)
-        if (p->gpu[d].weights || p->gpu[d].kv) json_array_append_new(gpus, tier_json(&p->gpu[d]));
+        if (p->gpu[d].weights || p->gpu[d].kv || p->gpu[d].buffers) {
+            json_t *t = tier_json(&p->gpu[d]);
+            json_object_set_new(t, "index", json_integer(d));
+            json_array_append_new(gpus, t);
+        }
     json_object_update_new(o, json_pack("{s:i, s:s, s:s, s:o, s:o, s:o, s:I, s:i, s:I, s:I, s:I}", "n_ctx",
                                         (int)p->n_ctx, "kv_type", plan_kv_name(p->kv), "placement", summary, "groups",
                                         groups, "ram", tier_json(&p->ram), "gpus", gpus, "slot_bytes",
@@ -57,6 +63,7 @@ json_t *plan_to_json(const plan_model *m, const plan *p)
                                         "disk_bytes_per_token", (json_int_t)p->disk_bytes_per_token,
                                         "ram_bytes_per_token", (json_int_t)p->ram_bytes_per_token,
                                         "vram_bytes_per_token", (json_int_t)p->vram_bytes_per_token));
+    json_object_set_new(o, "weights_over_link", json_boolean(p->over_link));
     json_object_update_new(o, json_pack("{s:f, s:f, s:s, s:{s:f, s:f, s:f, s:f, s:f}}", "decode_tokens_per_s",
                                         p->decode_tps, "prefill_tokens_per_s", p->prefill_tps, "bottleneck",
                                         p->bottleneck, "seconds_per_token", "compute", p->t_compute, "ram", p->t_ram,
@@ -92,6 +99,10 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
     const char *kv = json_string_value(json_object_get(p, "kv_type"));
     if (ctx < 1 || ctx > (1 << 24)) return err_set(err, STRATA_E_FORMAT, "plan: \"plan.n_ctx\" is missing or out of range");
     if (!kv || strcmp(kv, "f16")) return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan.kv_type\" must be f16 to run");
+    if (json_is_false(json_object_get(p, "runnable")))
+        return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan\" is a plan for GPU execution (\"%.60s\"), which the "
+                       "engine does not run yet", json_string_value(json_object_get(p, "label")) ?
+                       json_string_value(json_object_get(p, "label")) : "?");
     out->tier = malloc(m->n_groups);
     if (!out->tier) return err_set(err, STRATA_E_NOMEM, "out of memory");
     out->n_groups = m->n_groups;
@@ -106,6 +117,15 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
             return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u]\" must be {\"name\": \"%s\", \"tier\": "
                            "\"ram\" or \"disk\"}", g, m->groups[g].name);
         }
+        /* the same layer names and count, but not the same tensors: a plan for another model */
+        const json_t *bytes = json_object_get(e, "bytes");
+        if (!json_is_integer(bytes) || (uint64_t)json_integer_value(bytes) != m->groups[g].bytes) {
+            plan_free(out);
+            return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u].bytes\" is %lld, but this model's %s has "
+                           "%llu bytes: the plan was made for another model", g,
+                           (long long)json_integer_value(bytes), m->groups[g].name,
+                           (unsigned long long)m->groups[g].bytes);
+        }
         out->tier[g] = strcmp(tier, "ram") ? TIER_DISK : TIER_RAM;
     }
     return STRATA_OK;
@@ -114,15 +134,26 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
 void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_t cap, char *note, size_t note_cap)
 {
     uint32_t gpu_layers = 0, streamed = 0;
+    bool kv_on_gpu = false;
     for (uint32_t g = 0; g + 1 < m->n_groups; g++) {
         gpu_layers += p->tier[g] >= 0;
         streamed += p->tier[g] == TIER_DISK;
     }
-    snprintf(flags, cap, "-c %u -ctk %s -ctv %s -ngl %u%s", p->n_ctx, plan_kv_name(p->kv), plan_kv_name(p->kv),
-             gpu_layers + (p->tier[m->n_groups - 1] >= 0), streamed ? "" : " --no-mmap --mlock");
-    if (streamed)
-        snprintf(note, note_cap, "llama.cpp cannot stream %u layers from disk under a memory bound: with mmap it "
-                 "leaves them to the page cache, which thrashes when the model exceeds free RAM", streamed);
+    for (int d = 0; d < PLAN_MAX_GPUS; d++) kv_on_gpu |= p->gpu[d].kv > 0;
+    uint32_t ngl = gpu_layers + (m->n_groups && p->tier[m->n_groups - 1] >= 0);
+    /* -nkvo: layers on the GPU, their KV cache in RAM */
+    snprintf(flags, cap, "-c %u -ctk %s -ctv %s -ngl %u%s%s", p->n_ctx, plan_kv_name(p->kv), plan_kv_name(p->kv), ngl,
+             ngl && !kv_on_gpu ? " -nkvo" : "", streamed ? "" : " --no-mmap --mlock");
+    size_t len;
+    if (p->over_link)
+        len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream the weights over the GPU link for every "
+                               "decoded token: with -ngl 0 it sends them to the GPU for large prompt batches only");
+    else if (streamed)
+        len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream %u layers from disk under a memory bound: "
+                               "with mmap it leaves them to the page cache, which thrashes when the model exceeds "
+                               "free RAM", streamed);
     else
-        snprintf(note, note_cap, "everything fits in memory: llama.cpp can run this plan as is");
+        len = (size_t)snprintf(note, note_cap, "everything fits in memory: llama.cpp can run this plan as is");
+    if (p->kv != PLAN_KV_F16 && len < note_cap)
+        snprintf(note + len, note_cap - len, "; a quantized V cache needs flash attention (-fa)");
 }

@@ -15,7 +15,7 @@
 #include "util/fmt.h"
 
 #define DEFAULT_DEPTH 2
-#define DEFAULT_IO_THREADS 2
+#define DEFAULT_IO_THREADS 4 /* four 4 MiB reads in flight saturate NVMe and virtio disks alike */
 #define DEFAULT_CHUNK (4u << 20)
 
 typedef struct group_state {

@@ -28,7 +28,7 @@ typedef struct store_group {
 typedef struct store_config {
     uint64_t budget;       /* bytes for resident groups + slots + row buffer; 0 = no limit */
     int prefetch_depth;    /* groups read ahead of the one computing (default 2) */
-    int io_threads;        /* default 2 */
+    int io_threads;        /* default 4 */
     uint64_t io_chunk;     /* bytes per read request (default 4 MiB, >= 1 MiB) */
     bool stream_all;       /* stream every group (tests) */
     const bool *resident;  /* per group: the planner's choice (NULL: the store's own rule) */
