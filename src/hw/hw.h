@@ -159,6 +159,8 @@ typedef struct hw_measured {
     double disk_bw;                /* sequential O_DIRECT read, bytes/s; 0 = not measured */
     double cpu_rate;               /* Q4_K weights/s the fast CPU kernels process with all
                                       threads, data in cache (the planner's compute rate) */
+    double kernel_ram_bw;          /* weight bytes/s the same kernels process streaming from
+                                      RAM (the planner's rate for resident weights) */
     uint64_t disk_bytes;           /* bytes read */
     char disk_path[HW_PATH_MAX];   /* file or directory measured */
 } hw_measured;
@@ -227,6 +229,8 @@ strata_status hw_measure(hw_profile *p, const hw_measure_opts *opts, strata_erro
 double hw_measure_ram_bw(uint64_t bytes, int threads, double min_seconds);
 /* Q4_K weights/s of the fast dot-product kernel on in-cache rows. */
 double hw_measure_cpu_rate(int threads, double min_seconds);
+/* Q4_K weight bytes/s of the fast kernel over `bytes` of rows (from RAM). */
+double hw_measure_kernel_ram_bw(int threads, uint64_t bytes, double min_seconds);
 /* Reads `path` (up to max_bytes) with O_DIRECT; bytes/s, or 0 with *err set. */
 double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read,
                                strata_error *err);

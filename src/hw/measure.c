@@ -36,7 +36,8 @@ static void measure_ram(hw_profile *p, const hw_measure_opts *o)
     if (m->ram_bw_1t <= 0 || m->ram_bw_all <= 0) hw_warn(p, "RAM bandwidth: measurement failed");
     progress(o, "CPU kernel throughput", 0.4);
     m->cpu_rate = hw_measure_cpu_rate(threads, secs);
-    if (m->cpu_rate <= 0) hw_warn(p, "CPU kernel throughput: measurement failed");
+    m->kernel_ram_bw = hw_measure_kernel_ram_bw(threads, bytes, secs);
+    if (m->cpu_rate <= 0 || m->kernel_ram_bw <= 0) hw_warn(p, "CPU kernel throughput: measurement failed");
 }
 
 /* The model file given, the storage path when it is a file, else a

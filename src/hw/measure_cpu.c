@@ -1,8 +1,10 @@
-/* The compute rate the planner uses: Q4_K weights per second through the
- * fast dot-product kernel, all threads, on rows that stay in cache (so it
- * measures compute, not memory bandwidth). */
+/* The planner's CPU rates, through the fast Q4_K dot-product kernel with
+ * all threads: weights per second on rows that stay in cache (compute), and
+ * weight bytes per second on rows that stream from RAM (what resident
+ * weights really cost per token: memory and compute together). */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "gguf/ggml_types.h"
@@ -17,6 +19,7 @@
 typedef struct cpu_job {
     double seconds;
     uint64_t weights;
+    uint64_t rows; /* rows of Q4_K to cycle through: few stay in cache, many stream from RAM */
 } cpu_job;
 
 static double now(void)
@@ -32,19 +35,20 @@ static void *run(void *arg)
     const kernel_desc *k = kernel_select(GGML_TYPE_Q4_K, KERNEL_FAST);
     uint64_t wrow = ggml_row_bytes(GGML_TYPE_Q4_K, ROW);
     float *x = malloc(ROW * sizeof(float));
-    uint8_t *w = malloc(ROWS * wrow), *act = malloc(kernel_act_bytes(k->act_type, ROW));
+    uint8_t *w = malloc(j->rows * wrow), *act = malloc(kernel_act_bytes(k->act_type, ROW));
     if (!x || !w || !act) goto out;
     for (int i = 0; i < ROW; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
-    for (int r = 0; r < ROWS; r++) quantize_row(GGML_TYPE_Q4_K, x, w + r * wrow, ROW, NULL);
+    quantize_row(GGML_TYPE_Q4_K, x, w, ROW, NULL);
+    for (uint64_t r = 1; r < j->rows; r++) memcpy(w + r * wrow, w, wrow);
     kernel_prepare_act(k->act_type, x, act, ROW);
     double t0 = now(), t;
     float sink = 0, y;
     do {
-        for (int r = 0; r < ROWS; r++) {
+        for (uint64_t r = 0; r < j->rows; r++) {
             k->dot(w + r * wrow, act, ROW, &y);
             sink += y;
         }
-        j->weights += ROWS * ROW;
+        j->weights += j->rows * ROW;
     } while ((t = now() - t0) < j->seconds);
     j->seconds = t + (sink == 12345.0f ? 1e-9 : 0); /* keep the dot products */
 out:
@@ -54,7 +58,7 @@ out:
     return NULL;
 }
 
-double hw_measure_cpu_rate(int threads, double min_seconds)
+static double run_all(int threads, double min_seconds, uint64_t rows)
 {
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -62,7 +66,7 @@ double hw_measure_cpu_rate(int threads, double min_seconds)
     pthread_t tid[MAX_THREADS];
     bool started[MAX_THREADS] = {false};
     for (int i = 0; i < threads; i++) {
-        jobs[i] = (cpu_job){min_seconds > 0 ? min_seconds : 0.3, 0};
+        jobs[i] = (cpu_job){min_seconds > 0 ? min_seconds : 0.3, 0, rows};
         started[i] = pthread_create(&tid[i], NULL, run, &jobs[i]) == 0;
     }
     double rate = 0;
@@ -72,4 +76,15 @@ double hw_measure_cpu_rate(int threads, double min_seconds)
         if (jobs[i].seconds > 0) rate += (double)jobs[i].weights / jobs[i].seconds;
     }
     return rate;
+}
+
+double hw_measure_cpu_rate(int threads, double min_seconds) { return run_all(threads, min_seconds, ROWS); }
+
+double hw_measure_kernel_ram_bw(int threads, uint64_t bytes, double min_seconds)
+{
+    if (threads < 1) threads = 1;
+    uint64_t wrow = ggml_row_bytes(GGML_TYPE_Q4_K, ROW);
+    uint64_t rows = bytes / (uint64_t)threads / wrow;
+    if (rows < ROWS) rows = ROWS;
+    return run_all(threads, min_seconds, rows) * (double)wrow / ROW; /* weights/s -> bytes/s */
 }
