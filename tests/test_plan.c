@@ -1,0 +1,952 @@
+/* The planner as a pure function: invariants checked over hundreds of
+ * random models and machines (seeded, so a failure names a reproducible
+ * case), and concrete plans whose numbers are computed here by hand. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/hw.h"
+#include "plan/inputs.h"
+#include "plan/plan.h"
+#include "plan/plan_text.h"
+#include "test.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define N_CASES 300
+
+/* ---- random inputs ---- */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rnd(rng *r) /* splitmix64 */
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double unif(rng *r) { return (double)(rnd(r) >> 11) * 0x1.0p-53; }
+static uint64_t between(rng *r, uint64_t lo, uint64_t hi) { return lo + rnd(r) % (hi - lo + 1); }
+static double log_unif(rng *r, double lo, double hi) { return lo * pow(hi / lo, unif(r)); }
+static bool coin(rng *r, double p) { return unif(r) < p; }
+
+static uint64_t model_bytes(const plan_model *m)
+{
+    uint64_t t = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++) t += m->groups[g].bytes;
+    return t;
+}
+
+static void set_group(plan_group *g, uint32_t i, uint32_t n_layers, uint64_t bytes, double bytes_per_weight)
+{
+    if (i < n_layers) snprintf(g->name, sizeof g->name, "blk.%u", i);
+    else snprintf(g->name, sizeof g->name, "output");
+    g->bytes = bytes;
+    g->weight_bytes = bytes > 4096 ? bytes - bytes % 4096 / 2 : bytes; /* alignment padding */
+    g->elems = (uint64_t)fmax(1, (double)g->weight_bytes / bytes_per_weight);
+}
+
+/* 1..80 layers of 4 KiB..2 GiB each (varying up to +-25 %), an output group,
+ * KV and buffer coefficients over their realistic ranges and beyond. */
+static void random_model(rng *r, plan_model *m)
+{
+    memset(m, 0, sizeof *m);
+    uint32_t layers = (uint32_t)between(r, 1, 80);
+    m->n_groups = layers + 1;
+    m->groups = calloc(m->n_groups, sizeof *m->groups);
+    double layer = log_unif(r, 4 * KiB, 2 * GiB), var = 0.5 * unif(r), bpw = log_unif(r, 0.25, 4);
+    for (uint32_t g = 0; g < layers; g++)
+        set_group(&m->groups[g], g, layers, (uint64_t)fmax(1, layer * (1 + var * (unif(r) - 0.5))), bpw);
+    set_group(&m->groups[layers], layers, layers, (uint64_t)log_unif(r, 1 * KiB, 4 * GiB), bpw);
+    snprintf(m->name, sizeof m->name, "random %u layers", layers);
+    static const uint32_t ctxs[] = {0, 128, 300, 2048, 4096, 8192, 32768, 131072};
+    m->context_length = ctxs[between(r, 0, sizeof ctxs / sizeof ctxs[0] - 1)];
+    m->kv_bytes_per_token = (uint64_t)log_unif(r, 64, 2 * MiB);
+    m->kv_bytes_per_token_q8 = m->kv_bytes_per_token * 17 / 32;
+    m->kv_bytes_per_token_q4 = m->kv_bytes_per_token * 9 / 32;
+    m->buffer_fixed = between(r, 0, 64 * MiB);
+    m->buffer_per_ctx = between(r, 0, 4 * KiB);
+    m->buffer_per_batch = between(r, 0, 256 * KiB);
+    m->batch = coin(r, 0.5) ? 256 : (uint32_t)between(r, 1, 1024);
+    m->store_fixed = between(r, 0, 8 * MiB);
+    m->process_reserve = 8 * MiB + between(r, 0, 8 * MiB);
+    m->embd_row_bytes = between(r, 64, 64 * KiB);
+}
+
+static void free_model(plan_model *m)
+{
+    free(m->groups);
+    m->groups = NULL;
+}
+
+/* Budgets from tiny to huge (half the time near the model's size, where the
+ * choices are interesting), 0..2 GPUs, bandwidths over wide ranges. */
+static void random_machine(rng *r, const plan_model *m, plan_machine *hw)
+{
+    memset(hw, 0, sizeof *hw);
+    double total = (double)model_bytes(m);
+    hw->ram_budget = coin(r, 0.5) ? (uint64_t)log_unif(r, 1 * MiB, 4096.0 * GiB)
+                                  : (uint64_t)(total * log_unif(r, 0.02, 3) + (double)between(r, 0, 256 * MiB));
+    hw->ram_bw = log_unif(r, 1e9, 400e9);
+    hw->disk_bw = log_unif(r, 50e6, 15e9);
+    hw->cpu_rate = log_unif(r, 1e8, 1e12);
+    hw->disk_free = coin(r, 0.5) ? 0 : (uint64_t)log_unif(r, 1 * GiB, 8192.0 * GiB);
+    hw->n_gpus = (int)between(r, 0, 2);
+    for (int d = 0; d < hw->n_gpus; d++) {
+        plan_gpu *g = &hw->gpus[d];
+        snprintf(g->name, sizeof g->name, "random GPU %d", d);
+        g->vram = coin(r, 0.5) ? (uint64_t)log_unif(r, 64 * MiB, 192.0 * GiB) : (uint64_t)(total * log_unif(r, 0.05, 2));
+        g->vram_bw = coin(r, 0.25) ? 0 : log_unif(r, 50e9, 4e12);
+        g->link_bw = coin(r, 0.2) ? 0 : log_unif(r, 1e9, 128e9);
+    }
+    hw->swap_on = coin(r, 0.3);
+    hw->no_odirect = coin(r, 0.1);
+    hw->cgroup_limited = coin(r, 0.2);
+    hw->measured = coin(r, 0.8);
+}
+
+/* explicit_ctx: a context in 1..the model's (or 8192), else 0 (auto) 30 % of the time. */
+static void random_request(rng *r, const plan_model *m, bool explicit_ctx, plan_request *q)
+{
+    memset(q, 0, sizeof *q);
+    uint32_t max_ctx = m->context_length ? m->context_length : 8192;
+    q->n_ctx = !explicit_ctx && coin(r, 0.3) ? 0 : (uint32_t)between(r, 1, max_ctx);
+    q->kv = (plan_kv)between(r, 0, 2);
+    q->n_batch = coin(r, 0.5) ? 0 : (uint32_t)between(r, 1, 4096);
+    q->prefetch_depth = (int)between(r, 0, 6);
+    q->cpu_only = coin(r, 0.5);
+}
+
+/* ---- independent recomputation ---- */
+
+static uint64_t kv_tok(const plan_model *m, plan_kv kv)
+{
+    return kv == PLAN_KV_F16 ? m->kv_bytes_per_token : kv == PLAN_KV_Q8_0 ? m->kv_bytes_per_token_q8
+                                                                          : m->kv_bytes_per_token_q4;
+}
+
+static uint64_t engine_buffers(const plan_model *m, uint32_t n_ctx)
+{
+    return m->buffer_fixed + m->buffer_per_ctx * n_ctx + m->buffer_per_batch * (m->batch < n_ctx ? m->batch : n_ctx);
+}
+
+static int depth_of(const plan_request *q) { return q->prefetch_depth > 0 ? q->prefetch_depth : 2; }
+
+/* The least RAM any placement of groups [first, n) needs under the store's
+ * ring rule (resident groups plus min(streamed, depth + 1) slots the size of
+ * the largest streamed group): all resident, or for each slot size c every
+ * group above c resident and the rest streamed (streaming fewer than depth + 1
+ * groups never beats all resident). */
+static uint64_t min_placement(const plan_model *m, uint32_t first, int depth)
+{
+    uint64_t best = 0;
+    for (uint32_t g = first; g < m->n_groups; g++) best += m->groups[g].bytes;
+    for (uint32_t c = first; c < m->n_groups; c++) {
+        uint64_t cap = m->groups[c].bytes, forced = 0, streamed = 0;
+        for (uint32_t g = first; g < m->n_groups; g++) {
+            if (m->groups[g].bytes > cap) forced += m->groups[g].bytes;
+            else streamed++;
+        }
+        uint64_t need = forced + (streamed < (uint64_t)depth + 1 ? streamed : (uint64_t)depth + 1) * cap;
+        if (need < best) best = need;
+    }
+    return best;
+}
+
+/* Recomputes each tier's bytes from the plan's tiers and the model's groups
+ * (not from plan.ram / plan.gpu alone) and checks every budget. Returns
+ * false after reporting the first problem. */
+static bool check_budgets(const plan_model *m, const plan_machine *hw, const plan_request *q, const plan *p,
+                          const char *what, int n)
+{
+    if (!p->feasible) return true;
+    int fails = test_failures();
+    uint64_t ram_res = 0, disk_max = 0, n_disk = 0, gpu_w[PLAN_MAX_GPUS] = {0}, gpu_kv = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++) {
+        int t = p->tier[g];
+        uint64_t b = m->groups[g].bytes;
+        if (t == TIER_RAM) ram_res += b;
+        else if (t == TIER_DISK) {
+            n_disk++;
+            if (b > disk_max) disk_max = b;
+        } else if (t >= 0 && t < hw->n_gpus) gpu_w[t] += b;
+        else CHECK(false, " case %d %s: group %u has tier %d", n, what, g, t);
+    }
+    uint64_t slots = n_disk < (uint64_t)depth_of(q) + 1 ? n_disk : (uint64_t)depth_of(q) + 1;
+    CHECK(p->n_slots == slots && (n_disk == 0 || p->slot_bytes >= disk_max),
+          " case %d %s: %u slots of %llu for %llu streamed groups (largest %llu)", n, what, p->n_slots,
+          (unsigned long long)p->slot_bytes, (unsigned long long)n_disk, (unsigned long long)disk_max);
+    for (int d = 0; d < PLAN_MAX_GPUS; d++) gpu_kv += p->gpu[d].kv;
+    uint64_t kv_total = kv_tok(m, p->kv) * p->n_ctx;
+    CHECK(gpu_kv <= kv_total, " case %d %s: %llu bytes of KV on GPUs, %llu in all", n, what,
+          (unsigned long long)gpu_kv, (unsigned long long)kv_total);
+    uint64_t ram_w = ram_res + slots * p->slot_bytes, ram_kv = kv_total - gpu_kv;
+    uint64_t buf = engine_buffers(m, p->n_ctx), over = m->process_reserve + m->store_fixed;
+    uint64_t total = ram_w + ram_kv + buf + over;
+    CHECK(total <= hw->ram_budget, " case %d %s: RAM %llu > budget %llu", n, what, (unsigned long long)total,
+          (unsigned long long)hw->ram_budget);
+    /* what the plan reports is what it uses */
+    CHECK(p->ram.weights == ram_w && p->ram.kv == ram_kv && p->ram.buffers == buf && p->ram.overhead == over,
+          " case %d %s: RAM reported %llu/%llu/%llu/%llu, recomputed %llu/%llu/%llu/%llu", n, what,
+          (unsigned long long)p->ram.weights, (unsigned long long)p->ram.kv, (unsigned long long)p->ram.buffers,
+          (unsigned long long)p->ram.overhead, (unsigned long long)ram_w, (unsigned long long)ram_kv,
+          (unsigned long long)buf, (unsigned long long)over);
+    /* weights streamed over the link stay in RAM / on disk; GPU 0 holds two groups in flight */
+    uint64_t largest = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (m->groups[g].bytes > largest) largest = m->groups[g].bytes;
+    if (p->over_link) gpu_w[0] = (m->n_groups < 2 ? m->n_groups : 2) * largest;
+    for (int d = 0; d < PLAN_MAX_GPUS; d++) {
+        const plan_tier_bytes *t = &p->gpu[d];
+        if (d >= hw->n_gpus) {
+            CHECK(!t->weights && !t->kv && !t->buffers, " case %d %s: GPU %d does not exist", n, what, d);
+            continue;
+        }
+        CHECK(t->weights == gpu_w[d], " case %d %s: GPU %d weights %llu, its groups %llu", n, what, d,
+              (unsigned long long)t->weights, (unsigned long long)gpu_w[d]);
+        uint64_t used = gpu_w[d] + t->kv + t->buffers;
+        CHECK(used <= hw->gpus[d].vram, " case %d %s: GPU %d needs %llu > VRAM %llu", n, what, d,
+              (unsigned long long)used, (unsigned long long)hw->gpus[d].vram);
+    }
+    return test_failures() == fails;
+}
+
+static double score(const plan *p, const plan_request *q) { return q->n_batch >= 32 ? p->prefill_tps : p->decode_tps; }
+
+/* ---- invariants ---- */
+
+TEST(test_plan_never_exceeds_budgets)
+{
+    rng r = {1};
+    int feasible = 0, streamed = 0, on_gpu = 0;
+    for (int n = 0; n < N_CASES; n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, false, &q);
+        plan_result res;
+        plan_compute(&m, &hw, &q, &res);
+        bool ok = check_budgets(&m, &hw, &q, &res.chosen, "chosen", n);
+        for (int i = 0; i < res.n_alts && ok; i++) ok = check_budgets(&m, &hw, &q, &res.alts[i], res.alts[i].label, n);
+        if (res.chosen.feasible) {
+            feasible++;
+            streamed += plan_can_run(&res.chosen) == 1;
+            for (uint32_t g = 0; g < m.n_groups; g++)
+                if (res.chosen.tier[g] >= 0) {
+                    on_gpu++;
+                    break;
+                }
+        }
+        plan_result_free(&res);
+        free_model(&m);
+        if (!ok) break;
+    }
+    /* the random cases cover every kind of plan */
+    CHECK(feasible > N_CASES / 4 && feasible < N_CASES && streamed > 10 && on_gpu > 10,
+          " %d feasible, %d streaming, %d on a GPU", feasible, streamed, on_gpu);
+}
+
+/* Same model, machine and request (explicit context): raising the RAM
+ * budget never makes the plan infeasible or predict slower. */
+TEST(test_plan_more_memory_never_slower)
+{
+    rng r = {2};
+    int changed = 0;
+    for (int n = 0; n < N_CASES && !test_failures(); n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, true, &q);
+        double total = (double)model_bytes(&m);
+        uint64_t budgets[8];
+        for (int i = 0; i < 8; i++) budgets[i] = (uint64_t)(total * log_unif(&r, 0.01, 2)) + between(&r, 0, 512 * MiB);
+        for (int i = 1; i < 8; i++) /* insertion sort */
+            for (int j = i; j > 0 && budgets[j] < budgets[j - 1]; j--) {
+                uint64_t t = budgets[j];
+                budgets[j] = budgets[j - 1];
+                budgets[j - 1] = t;
+            }
+        bool prev_ok = false;
+        double prev = 0;
+        for (int i = 0; i < 8; i++) {
+            hw.ram_budget = budgets[i];
+            plan_result res;
+            plan_compute(&m, &hw, &q, &res);
+            bool ok = res.chosen.feasible;
+            double s = ok ? score(&res.chosen, &q) : 0;
+            CHECK(ok || !prev_ok, " case %d: feasible at %llu bytes, not at %llu", n,
+                  (unsigned long long)budgets[i - 1], (unsigned long long)budgets[i]);
+            CHECK(!prev_ok || s >= prev * (1 - 1e-12), " case %d: %.6g tok/s at %llu bytes, %.6g at %llu", n, prev,
+                  (unsigned long long)budgets[i - 1], s, (unsigned long long)budgets[i]);
+            changed += prev_ok && s > prev * (1 + 1e-9);
+            prev_ok = ok;
+            prev = s;
+            plan_result_free(&res);
+        }
+        free_model(&m);
+    }
+    CHECK(changed > 20, " more memory made a difference only %d times", changed);
+}
+
+/* Raising a GPU's memory never predicts slower either. */
+TEST(test_plan_more_vram_never_slower)
+{
+    rng r = {3};
+    int changed = 0;
+    for (int n = 0; n < N_CASES && !test_failures(); n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, true, &q);
+        q.cpu_only = false;
+        if (hw.n_gpus == 0) hw.n_gpus = 1, hw.gpus[0] = (plan_gpu){"gpu", 0, log_unif(&r, 50e9, 4e12), 16e9};
+        double total = (double)model_bytes(&m);
+        bool prev_ok = false;
+        double prev = 0;
+        uint64_t prev_vram = 0;
+        for (int i = 0; i < 8; i++) {
+            hw.gpus[0].vram = (uint64_t)(total * 0.3 * i) + (uint64_t)i * 64 * MiB;
+            plan_result res;
+            plan_compute(&m, &hw, &q, &res);
+            bool ok = res.chosen.feasible;
+            double s = ok ? score(&res.chosen, &q) : 0;
+            CHECK(ok || !prev_ok, " case %d: feasible with %llu bytes of VRAM, not with %llu", n,
+                  (unsigned long long)prev_vram, (unsigned long long)hw.gpus[0].vram);
+            CHECK(!prev_ok || s >= prev * (1 - 1e-12), " case %d: %.6g tok/s with %llu bytes of VRAM, %.6g with %llu",
+                  n, prev, (unsigned long long)prev_vram, s, (unsigned long long)hw.gpus[0].vram);
+            changed += prev_ok && s > prev * (1 + 1e-9);
+            prev_ok = ok;
+            prev = s;
+            prev_vram = hw.gpus[0].vram;
+            plan_result_free(&res);
+        }
+        free_model(&m);
+    }
+    CHECK(changed > 20, " more VRAM made a difference only %d times", changed);
+}
+
+/* Every group (and the KV cache, the buffers, the embedding row) grown by
+ * its own factor >= 1: the plan is never faster and never newly feasible. */
+TEST(test_plan_bigger_model_never_faster)
+{
+    rng r = {4};
+    int slower = 0;
+    for (int n = 0; n < N_CASES && !test_failures(); n++) {
+        plan_model m, big;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, true, &q);
+        big = m;
+        big.groups = malloc(m.n_groups * sizeof *big.groups);
+        for (uint32_t g = 0; g < m.n_groups; g++) {
+            double f = coin(&r, 0.3) ? 1 : 1 + unif(&r) * 2;
+            big.groups[g] = m.groups[g];
+            big.groups[g].bytes = (uint64_t)((double)m.groups[g].bytes * f);
+            big.groups[g].weight_bytes = (uint64_t)((double)m.groups[g].weight_bytes * f);
+            big.groups[g].elems = (uint64_t)((double)m.groups[g].elems * f);
+        }
+        double f = 1 + unif(&r);
+        big.kv_bytes_per_token = (uint64_t)((double)m.kv_bytes_per_token * f);
+        big.kv_bytes_per_token_q8 = (uint64_t)((double)m.kv_bytes_per_token_q8 * f);
+        big.kv_bytes_per_token_q4 = (uint64_t)((double)m.kv_bytes_per_token_q4 * f);
+        big.buffer_fixed += between(&r, 0, 16 * MiB);
+        big.buffer_per_batch += between(&r, 0, 16 * KiB);
+        big.embd_row_bytes *= 2;
+        plan_result a, b;
+        plan_compute(&m, &hw, &q, &a);
+        plan_compute(&big, &hw, &q, &b);
+        CHECK(a.chosen.feasible || !b.chosen.feasible, " case %d: only the bigger model fits", n);
+        if (a.chosen.feasible && b.chosen.feasible) {
+            CHECK(score(&b.chosen, &q) <= score(&a.chosen, &q) * (1 + 1e-12),
+                  " case %d: bigger model %.6g tok/s (%s), smaller %.6g (%s)", n, score(&b.chosen, &q),
+                  b.chosen.label, score(&a.chosen, &q), a.chosen.label);
+            slower += score(&b.chosen, &q) < score(&a.chosen, &q) * (1 - 1e-9);
+        }
+        plan_result_free(&a);
+        plan_result_free(&b);
+        free_model(&m);
+        free(big.groups);
+    }
+    CHECK(slower > N_CASES / 10, " the bigger model was slower only %d times", slower);
+}
+
+/* Without a GPU, a plan exists exactly when the fixed part plus the least
+ * any placement needs fits the budget; otherwise the chosen plan is
+ * infeasible with a reason and `--can-run` says 2. */
+TEST(test_plan_impossible_never_planned)
+{
+    rng r = {5};
+    int impossible = 0, possible = 0;
+    for (int n = 0; n < N_CASES && !test_failures(); n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, true, &q);
+        q.kv = PLAN_KV_F16;
+        if (coin(&r, 0.5)) hw.n_gpus = 0;
+        else q.cpu_only = true;
+        uint64_t need = m.process_reserve + m.store_fixed + engine_buffers(&m, q.n_ctx) +
+                        kv_tok(&m, q.kv) * q.n_ctx + min_placement(&m, 0, depth_of(&q));
+        plan_result res;
+        plan_compute(&m, &hw, &q, &res);
+        if (need > hw.ram_budget) {
+            impossible++;
+            CHECK(!res.chosen.feasible && res.chosen.reason[0] && plan_can_run(&res.chosen) == 2,
+                  " case %d: needs %llu, budget %llu, yet planned (%s)", n, (unsigned long long)need,
+                  (unsigned long long)hw.ram_budget, res.chosen.label);
+            for (int i = 0; i < res.n_alts; i++) /* only GPU plans can do better */
+                CHECK(!res.alts[i].feasible || res.alts[i].kv != q.kv || res.alts[i].n_ctx != q.n_ctx ||
+                          !res.alts[i].runnable,
+                      " case %d: alternative '%s' planned", n, res.alts[i].label);
+        } else {
+            possible++;
+            CHECK(res.chosen.feasible && plan_can_run(&res.chosen) < 2, " case %d: needs %llu of %llu, yet: %s", n,
+                  (unsigned long long)need, (unsigned long long)hw.ram_budget, res.chosen.reason);
+        }
+        plan_result_free(&res);
+        free_model(&m);
+    }
+    CHECK(impossible > 20 && possible > 20, " %d impossible, %d possible cases", impossible, possible);
+}
+
+static bool same_plan(const plan *a, const plan *b, uint32_t n_groups)
+{
+    if (a->feasible != b->feasible || strcmp(a->label, b->label) || strcmp(a->reason, b->reason) ||
+        strcmp(a->rejected, b->rejected) || a->n_ctx != b->n_ctx || a->kv != b->kv)
+        return false;
+    if (!a->feasible) return true;
+    return !memcmp(a->tier, b->tier, n_groups) && !memcmp(&a->ram, &b->ram, sizeof a->ram) &&
+           !memcmp(a->gpu, b->gpu, sizeof a->gpu) && a->slot_bytes == b->slot_bytes && a->n_slots == b->n_slots &&
+           a->disk_bytes_per_token == b->disk_bytes_per_token && a->ram_bytes_per_token == b->ram_bytes_per_token &&
+           a->decode_tps == b->decode_tps && a->prefill_tps == b->prefill_tps && !strcmp(a->bottleneck, b->bottleneck);
+}
+
+TEST(test_plan_deterministic)
+{
+    rng r = {6};
+    for (int n = 0; n < N_CASES && !test_failures(); n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, false, &q);
+        plan_result a, b;
+        plan_compute(&m, &hw, &q, &a);
+        plan_compute(&m, &hw, &q, &b);
+        CHECK(same_plan(&a.chosen, &b.chosen, m.n_groups), " case %d: the chosen plan differs", n);
+        CHECK(a.n_alts == b.n_alts && a.n_warnings == b.n_warnings, " case %d", n);
+        for (int i = 0; i < a.n_alts && i < b.n_alts; i++)
+            CHECK(same_plan(&a.alts[i], &b.alts[i], m.n_groups), " case %d: alternative %d differs", n, i);
+        for (int i = 0; i < a.n_warnings && i < b.n_warnings; i++)
+            CHECK(!strcmp(a.warnings[i], b.warnings[i]), " case %d: warning %d differs", n, i);
+        plan_result_free(&a);
+        plan_result_free(&b);
+        free_model(&m);
+    }
+}
+
+/* A CPU-only request (what `run` asks) gets a plan the engine can execute:
+ * f16 KV cache, no group on a GPU, nothing in VRAM, the requested context. */
+TEST(test_plan_cpu_only_runnable)
+{
+    rng r = {7};
+    int feasible = 0;
+    for (int n = 0; n < N_CASES && !test_failures(); n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, false, &q);
+        q.cpu_only = true;
+        q.kv = PLAN_KV_F16;
+        plan_result res;
+        plan_compute(&m, &hw, &q, &res);
+        const plan *p = &res.chosen;
+        if (p->feasible) {
+            feasible++;
+            bool gpu = false;
+            for (uint32_t g = 0; g < m.n_groups; g++) gpu |= p->tier[g] >= 0;
+            for (int d = 0; d < PLAN_MAX_GPUS; d++) gpu |= p->gpu[d].weights || p->gpu[d].kv;
+            CHECK(p->runnable && p->kv == PLAN_KV_F16 && !gpu && p->link_bytes_per_token == 0 &&
+                      p->vram_bytes_per_token == 0,
+                  " case %d: '%s' kv %s", n, p->label, plan_kv_name(p->kv));
+            CHECK(!q.n_ctx || p->n_ctx == q.n_ctx, " case %d: context %u, asked %u", n, p->n_ctx, q.n_ctx);
+            CHECK(!strncmp(p->label, "all resident", 12) || !strncmp(p->label, "partial residency", 17),
+                  " case %d: '%s'", n, p->label);
+        } else {
+            CHECK(p->reason[0] && plan_can_run(p) == 2, " case %d", n);
+        }
+        plan_result_free(&res);
+        free_model(&m);
+    }
+    CHECK(feasible > 20, " only %d feasible", feasible);
+}
+
+/* Plans survive `plan --json` -> `run --plan`: the same tiers and context. */
+TEST(test_plan_json_round_trip)
+{
+    rng r = {8};
+    for (int n = 0; n < 100 && !test_failures(); n++) {
+        plan_model m;
+        plan_machine hw;
+        plan_request q;
+        random_model(&r, &m);
+        random_machine(&r, &m, &hw);
+        random_request(&r, &m, false, &q);
+        q.cpu_only = true;
+        q.kv = PLAN_KV_F16;
+        plan_result res;
+        plan_compute(&m, &hw, &q, &res);
+        json_t *doc = plan_result_to_json(&m, &hw, &res);
+        CHECK(doc != NULL, " case %d: no JSON", n);
+        plan back;
+        strata_error e = {0};
+        strata_status st = doc ? plan_from_json(doc, &m, &back, &e) : STRATA_E_FORMAT;
+        if (res.chosen.feasible) {
+            CHECK(st == STRATA_OK, " case %d: %s", n, e.message);
+            if (st == STRATA_OK) {
+                CHECK(back.n_ctx == res.chosen.n_ctx && !memcmp(back.tier, res.chosen.tier, m.n_groups), " case %d", n);
+                plan_free(&back);
+            }
+        } else {
+            CHECK(st != STRATA_OK && strstr(e.message, "plan"), " case %d: an infeasible plan was read back", n);
+        }
+        json_decref(doc);
+        plan_result_free(&res);
+        free_model(&m);
+    }
+}
+
+/* ---- concrete plans, numbers by hand ---- */
+
+/* n_layers layers of layer_bytes (weights 7/8 of it, 2 weights per byte),
+ * an output group, f16 KV of 512 bytes per token (q8 272, q4 144), 2 MiB
+ * process reserve, 1 MiB store row buffer, 512 KiB engine buffers. */
+static void simple_model(plan_model *m, uint32_t n_layers, uint64_t per_layer, uint64_t output_bytes)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "simple");
+    m->n_groups = n_layers + 1;
+    m->groups = calloc(m->n_groups, sizeof *m->groups);
+    for (uint32_t g = 0; g <= n_layers; g++) {
+        plan_group *gr = &m->groups[g];
+        if (g < n_layers) snprintf(gr->name, sizeof gr->name, "blk.%u", g);
+        else snprintf(gr->name, sizeof gr->name, "output");
+        gr->bytes = g < n_layers ? per_layer : output_bytes;
+        gr->weight_bytes = gr->bytes / 8 * 7;
+        gr->elems = 2 * gr->weight_bytes;
+    }
+    m->context_length = 1024;
+    m->kv_bytes_per_token = 512;
+    m->kv_bytes_per_token_q8 = 272;
+    m->kv_bytes_per_token_q4 = 144;
+    m->buffer_fixed = 512 * KiB;
+    m->batch = 256;
+    m->store_fixed = 1 * MiB;
+    m->process_reserve = 2 * MiB;
+    m->embd_row_bytes = 4096;
+}
+
+static plan_machine cpu_machine(uint64_t budget)
+{
+    return (plan_machine){.ram_budget = budget, .ram_bw = 100e9, .disk_bw = 2e9, .cpu_rate = 1e11, .measured = true};
+}
+
+static bool near(double a, double b) { return fabs(a - b) <= 1e-9 * fabs(b); }
+
+TEST(test_plan_fits_entirely)
+{
+    plan_model m;
+    simple_model(&m, 8, 4 * MiB, 2 * MiB);
+    plan_machine hw = cpu_machine(1 * GiB);
+    plan_request q = {.cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    CHECK(!strcmp(p->label, "all resident") && plan_can_run(p) == 0, " '%s'", p->label);
+    CHECK(p->n_ctx == 1024 && p->kv == PLAN_KV_F16 && p->runnable);
+    CHECK(p->n_slots == 0 && p->ram.weights == 34 * MiB && p->ram.kv == 512 * KiB);
+    CHECK(p->ram.buffers == 512 * KiB && p->ram.overhead == 3 * MiB);
+    /* only the embedding rows come from disk, and they cost no time */
+    CHECK(p->disk_bytes_per_token == 4096 && p->t_disk == 0, " disk %llu", (unsigned long long)p->disk_bytes_per_token);
+    /* RAM: every weight plus the KV cache up to position 128 */
+    uint64_t w = 34 * MiB / 8 * 7, ram = w + 512 * PLAN_DECODE_POS;
+    CHECK(p->ram_bytes_per_token == ram, " %llu", (unsigned long long)p->ram_bytes_per_token);
+    double t_ram = (double)ram / 100e9, t_cpu = 2.0 * (double)w / 1e11;
+    CHECK(near(p->t_ram, t_ram) && near(p->t_compute, t_cpu));
+    CHECK(near(p->decode_tps, 1 / fmax(t_ram, t_cpu)) && !strcmp(p->bottleneck, "compute"), " %.6g tok/s, %s",
+          p->decode_tps, p->bottleneck);
+    /* prefill: 256 tokens per pass, compute scales, the weights are read once */
+    CHECK(near(p->prefill_tps, 256 / fmax(256 * t_cpu, t_ram)));
+    char s[256];
+    plan_placement_summary(&m, p, s, sizeof s);
+    CHECK(!strcmp(s, "blk 0-7 resident; output resident; token_embd rows gathered"), " '%s'", s);
+    char flags[256], note[256];
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock"), " '%s'", flags);
+    CHECK(r.n_warnings == 0, " %s", r.warnings[0]);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* 16 layers of 4 MiB and a 4 MiB output (68 MiB) under a 34 MiB budget:
+ * fixed part 2 + 1 MiB overhead, 512 KiB buffers, 512 KiB KV = 4 MiB, so
+ * 30 MiB for weights: a ring of 3 slots x 4 MiB leaves 18 MiB, enough for
+ * blk 0-3 resident (16 MiB). blk 4-15 and the output (52 MiB) are streamed
+ * each token: disk-bound at 2 GB/s / (52 MiB + one 4 KiB embedding row). */
+TEST(test_plan_twice_the_budget_streams)
+{
+    plan_model m;
+    simple_model(&m, 16, 4 * MiB, 4 * MiB);
+    plan_machine hw = cpu_machine(34 * MiB);
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    CHECK(!strcmp(p->label, "partial residency (streaming)") && plan_can_run(p) == 1, " '%s'", p->label);
+    for (uint32_t g = 0; g < m.n_groups; g++)
+        CHECK(p->tier[g] == (g < 4 ? TIER_RAM : TIER_DISK), " group %u tier %d", g, p->tier[g]);
+    CHECK(p->n_slots == 3 && p->slot_bytes == 4 * MiB && p->ram.weights == 28 * MiB);
+    uint64_t disk = 52 * MiB + 4096;
+    CHECK(p->disk_bytes_per_token == disk, " %llu", (unsigned long long)p->disk_bytes_per_token);
+    CHECK(!strcmp(p->bottleneck, "disk") && near(p->decode_tps, 2e9 / (double)disk), " %.6g tok/s, %s",
+          p->decode_tps, p->bottleneck);
+    /* prefill: 256 tokens per pass over the streamed layers; compute (2 x 59.5 M
+     * weights at 1e11/s per token) binds first */
+    double t_cpu = 2.0 * (double)(68 * MiB / 8 * 7) / 1e11;
+    CHECK(near(p->prefill_tps, 256 / fmax(256 * t_cpu, (double)disk / 2e9)) && 256 * t_cpu > (double)disk / 2e9,
+          " %.6g", p->prefill_tps);
+    char s[256];
+    plan_placement_summary(&m, p, s, sizeof s);
+    CHECK(!strcmp(s, "blk 0-3 resident, blk 4-15 streamed; output streamed; token_embd rows gathered"), " '%s'", s);
+    char flags[256], note[256];
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 0") && strstr(note, "cannot stream 12 layers"), " '%s' (%s)",
+          flags, note);
+    /* the alternatives: a smaller context and quantized KV caches, each with a verdict */
+    CHECK(r.n_alts == 4, " %d alternatives", r.n_alts);
+    for (int i = 0; i < r.n_alts; i++) CHECK(r.alts[i].rejected[0], " alternative %d has no verdict", i);
+    plan_result_free(&r);
+
+    /* one byte less than the least it needs (4 MiB fixed + 3 slots) cannot run */
+    hw.ram_budget = 4 * MiB + 12 * MiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(!r.chosen.feasible && plan_can_run(&r.chosen) == 2 && strstr(r.chosen.reason, "16.0 MiB"), " %s",
+          r.chosen.reason);
+    plan_result_free(&r);
+    hw.ram_budget = 16 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && plan_can_run(&r.chosen) == 1 && r.chosen.ram.weights == 12 * MiB, " %s",
+          r.chosen.reason);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* The context is halved until the plan fits, with a warning. */
+TEST(test_plan_auto_context)
+{
+    plan_model m;
+    simple_model(&m, 4, 1 * MiB, 1 * MiB);
+    m.context_length = 8192;
+    m.kv_bytes_per_token = 4 * KiB; /* 32 MiB at 8192, 8 MiB at 2048 */
+    /* 3.5 MiB fixed + 5 MiB of weights: 2048 tokens (8 MiB KV) fit in 17 MiB, 4096 do not */
+    plan_machine hw = cpu_machine(17 * MiB);
+    plan_request q = {.cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.n_ctx == 2048 && !strcmp(r.chosen.label, "all resident"), " ctx %u, %s",
+          r.chosen.n_ctx, r.chosen.label);
+    CHECK(r.n_warnings == 1 && strstr(r.warnings[0], "context reduced from 8192 to 2048"), " %s", r.warnings[0]);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* The planner's view of a 13B llama (40 layers, embedding 5120, ffn 13824,
+ * vocab 32000, MHA: 2 x 40 x 5120 x 2 bytes of f16 KV per token) at
+ * bits_per_weight, on the hypothetical 24 GB GPU profile. */
+static void model_13b(plan_model *m, double layer_bpw, double output_bpw)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "13B-shaped");
+    m->n_groups = 41;
+    m->groups = calloc(41, sizeof *m->groups);
+    uint64_t layer_elems = 4ull * 5120 * 5120 + 3ull * 5120 * 13824, out_elems = 5120ull * 32000;
+    for (uint32_t g = 0; g < 41; g++) {
+        plan_group *gr = &m->groups[g];
+        if (g < 40) snprintf(gr->name, sizeof gr->name, "blk.%u", g);
+        else snprintf(gr->name, sizeof gr->name, "output");
+        gr->elems = g < 40 ? layer_elems : out_elems;
+        gr->weight_bytes = (uint64_t)((double)gr->elems * (g < 40 ? layer_bpw : output_bpw) / 8);
+        gr->bytes = (gr->weight_bytes + 4095) / 4096 * 4096;
+    }
+    m->context_length = 4096;
+    m->kv_bytes_per_token = 2ull * 40 * 5120 * 2;
+    m->kv_bytes_per_token_q8 = m->kv_bytes_per_token * 17 / 32;
+    m->kv_bytes_per_token_q4 = m->kv_bytes_per_token * 9 / 32;
+    m->buffer_fixed = 64 * MiB;
+    m->buffer_per_ctx = 4 * 4096;
+    m->buffer_per_batch = 256 * KiB;
+    m->batch = 256;
+    m->store_fixed = 4 * MiB;
+    m->process_reserve = 16 * MiB;
+    m->embd_row_bytes = 5120 * 2;
+}
+
+static bool load_24g(plan_machine *pm)
+{
+    hw_profile *hp = calloc(1, sizeof *hp);
+    strata_error e;
+    bool ok = hp && hw_profile_load("tests/data/hw/profiles/hypothetical-24g.json", hp, &e) == STRATA_OK;
+    if (!ok) test_fail(__FILE__, __LINE__, "load", " %s", hp ? e.message : "out of memory");
+    else plan_machine_from_profile(hp, 0, pm);
+    free(hp);
+    return ok;
+}
+
+static uint64_t sum_bytes(const plan_model *m, const plan *p, int tier, bool weights)
+{
+    uint64_t s = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (p->tier[g] == tier) s += weights ? m->groups[g].weight_bytes : m->groups[g].bytes;
+    return s;
+}
+
+static const plan *find_alt(const plan_result *r, const char *label)
+{
+    for (int i = 0; i < r->n_alts; i++)
+        if (!strcmp(r->alts[i].label, label)) return &r->alts[i];
+    return NULL;
+}
+
+/* Q4_K_M (4.85 / 6.56 bits per weight, ~7.8 GB): everything fits on the GPU. */
+TEST(test_plan_24g_gpu_13b_q4)
+{
+    plan_machine hw;
+    if (!load_24g(&hw)) return;
+    CHECK(hw.n_gpus == 1 && hw.gpus[0].vram == 24 * GiB && hw.gpus[0].link_bw == 25e9 && hw.ram_bw == 60e9);
+    CHECK(hw.ram_budget == 54 * GiB, " budget %llu", (unsigned long long)hw.ram_budget); /* 60 GiB - 10 % */
+    plan_model m;
+    model_13b(&m, 4.85, 6.56);
+    plan_request q = {0};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    REQUIRE(check_budgets(&m, &hw, &q, p, "chosen", 0));
+    CHECK(p->n_ctx == 4096 && strstr(p->label, "GPU") && !p->runnable, " '%s' ctx %u", p->label, p->n_ctx);
+    CHECK(sum_bytes(&m, p, 0, false) == model_bytes(&m), " not every group is on the GPU");
+    uint64_t w = sum_bytes(&m, p, 0, true), kv = m.kv_bytes_per_token * PLAN_DECODE_POS;
+    /* the max() cost model: KV in RAM (attention on the CPU, overlapped) beats
+     * KV on GPU (both read from VRAM) when VRAM bandwidth is the bottleneck */
+    double kv_gpu = 300e9 / (double)(w + kv), kv_ram = 1 / fmax((double)w / 300e9, (double)kv / 60e9);
+    CHECK(near(p->decode_tps, fmax(kv_gpu, kv_ram)) && !strcmp(p->bottleneck, "VRAM bandwidth"), " %.6g tok/s (%s)",
+          p->decode_tps, p->bottleneck);
+    const plan *a = find_alt(&r, "GPU/CPU layer split, KV on GPU");
+    CHECK(a && a->feasible && a->gpu[0].kv == m.kv_bytes_per_token * 4096 && a->ram.kv == 0 &&
+              near(a->decode_tps, kv_gpu),
+          " KV on GPU: %s", a ? a->reason : "missing");
+    a = find_alt(&r, "weights streamed over the GPU link");
+    CHECK(a && a->feasible && a->decode_tps < p->decode_tps, " over the link: %s", a ? a->reason : "missing");
+    /* the profile gives neither VRAM bandwidth nor a CPU rate: guesses, said so */
+    bool vram_warned = false, measure_warned = false;
+    for (int i = 0; i < r.n_warnings; i++) {
+        vram_warned |= strstr(r.warnings[i], "GPU 0 memory bandwidth unknown: assuming 300 GB/s") != NULL;
+        measure_warned |= strstr(r.warnings[i], "not measured") != NULL;
+    }
+    CHECK(vram_warned && measure_warned && !hw.measured, " no warning about the guesses");
+    char flags[256], note[256];
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(strstr(flags, "-ngl 41 -nkvo") && strstr(flags, "-c 4096"), " '%s'", flags); /* KV in RAM */
+    /* the CPU-only plan on the same machine: all resident in 54 GiB, bound by
+     * compute at the guessed 4e9 weights/s */
+    plan_result c;
+    q.cpu_only = true;
+    plan_compute(&m, &hw, &q, &c);
+    CHECK(c.chosen.feasible && !strcmp(c.chosen.label, "all resident") && !strcmp(c.chosen.bottleneck, "compute") &&
+              near(c.chosen.decode_tps, 4e9 / (40.0 * (double)m.groups[0].elems + (double)m.groups[40].elems)) &&
+              c.chosen.decode_tps < p->decode_tps / 3,
+          " CPU: %s %.3g tok/s", c.chosen.label, c.chosen.decode_tps);
+    plan_result_free(&c);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* F16 (~26 GB): the first layers on the GPU, the rest resident in RAM. */
+TEST(test_plan_24g_gpu_13b_f16_split)
+{
+    plan_machine hw;
+    if (!load_24g(&hw)) return;
+    plan_model m;
+    model_13b(&m, 16, 16);
+    plan_request q = {.n_ctx = 4096};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    REQUIRE(check_budgets(&m, &hw, &q, p, "chosen", 0));
+    uint32_t on_gpu = 0;
+    while (on_gpu < m.n_groups && p->tier[on_gpu] == 0) on_gpu++;
+    for (uint32_t g = on_gpu; g < m.n_groups; g++) CHECK(p->tier[g] == TIER_RAM, " group %u tier %d", g, p->tier[g]);
+    CHECK(on_gpu >= 20 && on_gpu < 40, " %u layers on the GPU", on_gpu);
+    CHECK(plan_can_run(p) == 0 && strstr(p->label, "GPU/CPU layer split"), " '%s'", p->label);
+    /* GPU: room = 24 GiB - 10 % reserve; the layers there fill it */
+    uint64_t room = 24 * GiB - 24 * GiB / 10;
+    uint64_t next = m.groups[on_gpu].bytes + (p->gpu[0].kv ? m.kv_bytes_per_token * 4096 / 40 : 0);
+    CHECK(p->gpu[0].weights + p->gpu[0].kv <= room && p->gpu[0].weights + p->gpu[0].kv + next > room,
+          " the split does not fill the GPU");
+    double t_vram = (double)(sum_bytes(&m, p, 0, true) + (p->gpu[0].kv ? m.kv_bytes_per_token * PLAN_DECODE_POS : 0)) / 300e9;
+    CHECK(near(p->t_vram, t_vram), " %.6g vs %.6g", p->t_vram, t_vram);
+    char flags[256], note[256];
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    char want[32];
+    snprintf(want, sizeof want, "-ngl %u", on_gpu);
+    CHECK(strstr(flags, want) && strstr(flags, "--no-mmap"), " '%s'", flags);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+
+/* A 70B-shaped Q4_K_M model (80 layers of ~0.5 GB, ~40 GB) on the same
+ * profile: more than the GPU holds. With the CPU rate unmeasured (guessed
+ * at 4e9 weights/s), sending every weight over the 25 GB/s link to the GPU
+ * beats computing the layers that do not fit on the CPU. The weights stay
+ * resident in RAM (54 GiB budget); GPU 0 holds two layers in flight. */
+TEST(test_plan_24g_70b_over_link)
+{
+    plan_machine hw;
+    if (!load_24g(&hw)) return;
+    plan_model m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "70B-shaped");
+    m.n_groups = 81;
+    m.groups = calloc(81, sizeof *m.groups);
+    uint64_t layer_elems = 2ull * 8192 * 8192 + 2ull * 8192 * 1024 + 3ull * 8192 * 28672;
+    for (uint32_t g = 0; g < 81; g++) {
+        plan_group *gr = &m.groups[g];
+        if (g < 80) snprintf(gr->name, sizeof gr->name, "blk.%u", g);
+        else snprintf(gr->name, sizeof gr->name, "output");
+        gr->elems = g < 80 ? layer_elems : 8192ull * 32000;
+        gr->weight_bytes = (uint64_t)((double)gr->elems * (g < 80 ? 4.85 : 6.56) / 8);
+        gr->bytes = (gr->weight_bytes + 4095) / 4096 * 4096;
+    }
+    m.context_length = 4096;
+    m.kv_bytes_per_token = 2ull * 80 * 1024 * 2; /* GQA: 8 KV heads of 128 */
+    m.kv_bytes_per_token_q8 = m.kv_bytes_per_token * 17 / 32;
+    m.kv_bytes_per_token_q4 = m.kv_bytes_per_token * 9 / 32;
+    m.buffer_fixed = 64 * MiB;
+    m.batch = 256;
+    m.process_reserve = 16 * MiB;
+    m.embd_row_bytes = 8192 * 2;
+    plan_request q = {0};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    REQUIRE(check_budgets(&m, &hw, &q, p, "chosen", 0));
+    CHECK(p->over_link && !strcmp(p->label, "weights streamed over the GPU link") && !p->runnable, " '%s'", p->label);
+    uint64_t bytes = model_bytes(&m), w = 0;
+    for (uint32_t g = 0; g < 81; g++) {
+        w += m.groups[g].weight_bytes;
+        CHECK(p->tier[g] == TIER_RAM, " group %u tier %d", g, p->tier[g]);
+    }
+    CHECK(p->ram.weights == bytes && p->gpu[0].weights == 2 * m.groups[0].bytes && plan_can_run(p) == 0);
+    double t_link = (double)bytes / 25e9, t_vram = (double)w / 300e9,
+           t_ram = (double)(bytes + m.kv_bytes_per_token * PLAN_DECODE_POS) / 60e9;
+    CHECK(p->link_bytes_per_token == bytes && near(p->t_link, t_link) && near(p->t_vram, t_vram) &&
+              near(p->t_ram, t_ram) && p->t_compute == 0,
+          " link %.4g vram %.4g ram %.4g compute %.4g", p->t_link, p->t_vram, p->t_ram, p->t_compute);
+    CHECK(!strcmp(p->bottleneck, "GPU link") && near(p->decode_tps, 1 / t_link), " %s %.4g", p->bottleneck,
+          p->decode_tps);
+    /* the layer split keeps the GPU full and computes the rest on the CPU */
+    const plan *split = find_alt(&r, "GPU/CPU layer split, KV in RAM");
+    CHECK(split && split->feasible && split->tier[0] == 0 && split->tier[80] == TIER_RAM &&
+              !strcmp(split->bottleneck, "compute") && split->decode_tps < p->decode_tps,
+          " split: %s", split ? split->bottleneck : "missing");
+    char s[512], flags[256], note[256];
+    plan_placement_summary(&m, p, s, sizeof s);
+    CHECK(!strcmp(s, "blk 0-79 resident; output resident; token_embd rows gathered; weights cross the link to GPU 0 "
+                     "every token"), " '%s'", s);
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 4096 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock") && strstr(note, "GPU link"), " '%s' (%s)",
+          flags, note);
+    /* in JSON, and refused by `run --plan`: the engine does not run GPU plans */
+    json_t *doc = plan_result_to_json(&m, &hw, &r);
+    REQUIRE(doc);
+    CHECK(json_is_true(json_object_get(json_object_get(doc, "plan"), "weights_over_link")));
+    plan back;
+    strata_error e = {0};
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_UNSUPPORTED && strstr(e.message, "GPU execution"), " %s",
+          e.message);
+    json_decref(doc);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* `run --plan` refuses a plan made for another model with the same layer
+ * names (the group sizes differ), and damaged documents, naming the field. */
+TEST(test_plan_from_json_rejects)
+{
+    plan_model m, other;
+    simple_model(&m, 4, 1 * MiB, 1 * MiB);
+    simple_model(&other, 4, 2 * MiB, 1 * MiB);
+    plan_machine hw = cpu_machine(1 * GiB);
+    plan_request q = {.cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    json_t *doc = plan_result_to_json(&m, &hw, &r);
+    REQUIRE(doc);
+    plan back;
+    strata_error e = {0};
+    CHECK(plan_from_json(doc, &other, &back, &e) == STRATA_E_FORMAT && strstr(e.message, "plan.groups[0].bytes") &&
+              strstr(e.message, "another model"),
+          " %s", e.message);
+    plan_model fewer;
+    simple_model(&fewer, 3, 1 * MiB, 1 * MiB);
+    CHECK(plan_from_json(doc, &fewer, &back, &e) == STRATA_E_FORMAT && strstr(e.message, "3 layers") == NULL &&
+              strstr(e.message, "\"plan.groups\" does not match this model's 4 groups"),
+          " %s", e.message);
+    json_t *pl = json_object_get(doc, "plan");
+    json_object_set_new(pl, "kv_type", json_string("q8_0"));
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_UNSUPPORTED && strstr(e.message, "plan.kv_type"), " %s",
+          e.message);
+    json_object_set_new(pl, "kv_type", json_string("f16"));
+    json_object_set_new(pl, "n_ctx", json_integer(0));
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_FORMAT && strstr(e.message, "plan.n_ctx"), " %s", e.message);
+    json_object_set_new(pl, "n_ctx", json_integer(1024));
+    json_object_set_new(json_array_get(json_object_get(pl, "groups"), 2), "tier", json_string("gpu"));
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_FORMAT && strstr(e.message, "plan.groups[2]"), " %s",
+          e.message);
+    json_object_set_new(json_array_get(json_object_get(pl, "groups"), 2), "tier", json_string("disk"));
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_OK && back.tier[2] == TIER_DISK && back.tier[1] == TIER_RAM,
+          " %s", e.message);
+    plan_free(&back);
+    json_decref(doc);
+    plan_result_free(&r);
+    /* a CPU-only request for a KV type the engine does not run: not planned, and why */
+    q.kv = PLAN_KV_Q8_0;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(!r.chosen.feasible && strstr(r.chosen.reason, "f16 KV caches only"), " %s", r.chosen.reason);
+    plan_result_free(&r);
+    free_model(&m);
+    free_model(&other);
+    free_model(&fewer);
+}

@@ -1,0 +1,336 @@
+/* `strata plan` end to end through the sanitized binary, on small models
+ * made by the generator (linked in) and hand-written machine profiles, so
+ * the tests never measure this machine nor touch the user's cache. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tools/synth/synth.h"
+#include "test.h"
+
+/* A shared scratch directory for the models and profiles (made once per
+ * run: the runner removes every test's directory at the end). */
+static const char *scratch(void)
+{
+    static char dir[1024];
+    if (!dir[0]) snprintf(dir, sizeof dir, "%s", test_tmpdir());
+    return dir;
+}
+
+/* Q8_0 llama models of 8 layers: embedding 256 (6.3 MiB) or 128 (the same
+ * layer names, other sizes), or 4 layers of 128. */
+static const char *model(int which)
+{
+    static char paths[3][1100];
+    static const synth_shape shapes[3] = {
+        {256, 704, 8, 4, 2, 512, 512}, {128, 352, 8, 4, 2, 512, 512}, {128, 352, 4, 4, 2, 512, 512}};
+    if (paths[which][0]) return paths[which];
+    char path[1100];
+    snprintf(path, sizeof path, "%s/m%d.gguf", scratch(), which);
+    synth_options o = {.shape = shapes[which], .type = GGML_TYPE_Q8_0, .seed = 5 + (uint64_t)which, .threads = 2,
+                       .output = path};
+    strata_error e;
+    if (synth_write(&o, &e) != STRATA_OK) {
+        test_fail(__FILE__, __LINE__, "synth", " %s", e.message);
+        return NULL;
+    }
+    memcpy(paths[which], path, sizeof path);
+    return paths[which];
+}
+
+/* A measured machine without a GPU, in the `strata detect --json` format:
+ * RAM 20 GB/s, disk 1 GB/s, CPU 5e9 weights/s, 16 GiB available. */
+static const char *cpu_profile(void)
+{
+    static char path[1100];
+    if (path[0]) return path;
+    snprintf(path, sizeof path, "%s/cpu.json", scratch());
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        test_fail(__FILE__, __LINE__, "fopen", " %s", path);
+        path[0] = '\0';
+        return NULL;
+    }
+    fputs("{\"schema\": \"strata-hw-profile\", \"version\": 1,\n"
+          " \"cpu\": {\"arch\": \"x86_64\", \"model\": \"test CPU\", \"logical_cores\": 2, \"physical_cores\": 2},\n"
+          " \"memory\": {\"total_bytes\": \"16 GiB\", \"available_bytes\": \"16 GiB\", \"swap_total_bytes\": 0,\n"
+          "            \"swap_free_bytes\": 0, \"cgroup\": null},\n"
+          " \"storage\": {\"path\": \"/models\", \"fs_type\": \"ext4\", \"rotational\": false, \"o_direct\": true,\n"
+          "             \"free_bytes\": \"100 GiB\"},\n"
+          " \"gpus\": [],\n"
+          " \"measured\": {\"ram_read_1t_bytes_per_s\": 1e10, \"ram_read_all_bytes_per_s\": 2e10, \"ram_threads\": 2,\n"
+          "              \"disk_read_bytes_per_s\": 1e9, \"cpu_q4_k_weights_per_s\": 5e9}}\n",
+          f);
+    fclose(f);
+    return path;
+}
+
+static const char *gpu_profile(void) { return "tests/data/hw/profiles/hypothetical-24g.json"; }
+
+/* Runs `strata ARGS` with the cache in the scratch directory. */
+static int strata(const char *args, char **out, bool merge)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s/cache' %s %s", scratch(), test_strata_bin(), args);
+    return test_run(cmd, out, merge);
+}
+
+static json_t *plan_json(const char *args)
+{
+    char *out = NULL;
+    int rc = strata(args, &out, false);
+    json_error_t je;
+    json_t *doc = rc == 0 && out ? json_loads(out, 0, &je) : NULL;
+    if (!doc) test_fail(__FILE__, __LINE__, "json", " rc %d for '%s': %s", rc, args, out ? out : "");
+    free(out);
+    return doc;
+}
+
+static json_int_t tier_sum(const json_t *tier)
+{
+    return json_integer_value(json_object_get(tier, "weights")) + json_integer_value(json_object_get(tier, "kv_cache")) +
+           json_integer_value(json_object_get(tier, "buffers")) + json_integer_value(json_object_get(tier, "overhead"));
+}
+
+/* The model's RAM needs at -c 256 from its all-resident plan: weights, and
+ * the rest (KV cache, buffers, overhead). */
+static bool needs(const char *m, const char *hw, long long *weights, long long *fixed)
+{
+    char args[4096];
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --json", m, hw);
+    json_t *doc = plan_json(args);
+    if (!doc) return false;
+    const json_t *ram = json_object_get(json_object_get(doc, "plan"), "ram");
+    *weights = json_integer_value(json_object_get(ram, "weights"));
+    *fixed = tier_sum(ram) - *weights;
+    json_decref(doc);
+    return *weights > 0 && *fixed > 0;
+}
+
+/* Exactly one line of text. */
+static bool one_line(const char *s)
+{
+    const char *nl = s ? strchr(s, '\n') : NULL;
+    return nl && nl > s && !nl[1];
+}
+
+TEST(test_plan_cli_json)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096];
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --json", m, hw);
+    json_t *doc = plan_json(args);
+    REQUIRE(doc);
+    const json_t *p = json_object_get(doc, "plan"), *groups = json_object_get(p, "groups");
+    CHECK(!strcmp(json_string_value(json_object_get(doc, "schema")), "strata-plan"));
+    CHECK(json_is_true(json_object_get(p, "feasible")) && !strcmp(json_string_value(json_object_get(p, "label")),
+                                                                   "all resident"));
+    REQUIRE(json_is_array(groups) && json_array_size(groups) == 9, " groups");
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(groups, 0), "name")), "blk.0") &&
+          !strcmp(json_string_value(json_object_get(json_array_get(groups, 8), "name")), "output") &&
+          !strcmp(json_string_value(json_object_get(json_array_get(groups, 3), "tier")), "ram"));
+    CHECK(json_real_value(json_object_get(p, "decode_tokens_per_s")) > 0 &&
+          json_real_value(json_object_get(p, "prefill_tokens_per_s")) > 0);
+    CHECK(json_is_string(json_object_get(p, "bottleneck")) && json_is_object(json_object_get(p, "seconds_per_token")));
+    /* f16 KV: 8 layers x (2 KV heads x 64) x K and V x 2 bytes = 4 KiB per token */
+    const json_t *ram = json_object_get(p, "ram");
+    CHECK(json_integer_value(json_object_get(ram, "kv_cache")) == 256 * 4096,
+          " KV %lld", (long long)json_integer_value(json_object_get(ram, "kv_cache")));
+    CHECK(json_integer_value(json_object_get(p, "n_ctx")) == 256 &&
+          !strcmp(json_string_value(json_object_get(p, "kv_type")), "f16"));
+    /* the machine is the profile's: measured, 16 GiB - 10 % */
+    const json_t *mach = json_object_get(doc, "machine");
+    CHECK(json_is_true(json_object_get(mach, "measured")) &&
+          json_real_value(json_object_get(mach, "disk_bytes_per_s")) == 1e9 &&
+          json_integer_value(json_object_get(mach, "ram_budget_bytes")) == (json_int_t)((16ull << 30) - (16ull << 30) / 10));
+    CHECK(tier_sum(ram) <= json_integer_value(json_object_get(mach, "ram_budget_bytes")));
+    CHECK(json_array_size(json_object_get(doc, "alternatives")) >= 2 && json_array_size(json_object_get(doc, "warnings")) == 0);
+    json_decref(doc);
+}
+
+/* The exit codes of --can-run around the model's own numbers: the budget it
+ * needs all resident, half its weights less, and half its fixed part. */
+TEST(test_plan_cli_can_run)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096], *out = NULL;
+    long long w, fixed;
+    REQUIRE(needs(m, hw, &w, &fixed));
+    long long all = w + fixed;
+    const struct { long long mem; int rc; const char *says; } cases[] = {
+        {all, 0, "yes: runs entirely in memory"},
+        {fixed + w / 2, 1, "yes: runs with weights streamed from disk"},
+        {fixed / 2, 2, "needs at least"},
+    };
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run", m, hw, cases[i].mem);
+        int rc = strata(args, &out, false);
+        CHECK(rc == cases[i].rc && out && strstr(out, cases[i].says), " --mem %lld: rc %d: %s", cases[i].mem, rc, out);
+        free(out);
+        out = NULL;
+    }
+    /* one byte less than all resident needs streaming */
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run", m, hw, all - 1);
+    CHECK(strata(args, &out, false) == 1, " %s", out);
+    free(out);
+}
+
+TEST(test_plan_cli_export_llamacpp)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --export llama.cpp", m, hw);
+    CHECK(strata(args, &out, true) == 0 && strstr(out, "llama.cpp   -c 256 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock") &&
+              strstr(out, "can run this plan as is"),
+          " %s", out);
+    free(out);
+    long long w, fixed;
+    REQUIRE(needs(m, hw, &w, &fixed));
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --export llama.cpp", m, hw, fixed + w / 2);
+    CHECK(strata(args, &out, true) == 0 && strstr(out, "-c 256 -ctk f16 -ctv f16 -ngl 0\n") &&
+              strstr(out, "llama.cpp cannot stream") && strstr(out, "streamed"),
+          " %s", out);
+    free(out);
+}
+
+/* The hypothetical 24 GB GPU: the whole model goes to the GPU. */
+TEST(test_plan_cli_hw_gpu_profile)
+{
+    const char *m = model(0);
+    REQUIRE(m);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "plan '%s' --hw %s --json", m, gpu_profile());
+    json_t *doc = plan_json(args);
+    REQUIRE(doc);
+    const json_t *p = json_object_get(doc, "plan"), *groups = json_object_get(p, "groups");
+    CHECK(strstr(json_string_value(json_object_get(p, "label")), "GPU") != NULL, " %s",
+          json_string_value(json_object_get(p, "label")));
+    for (size_t i = 0; i < json_array_size(groups); i++)
+        CHECK(!strcmp(json_string_value(json_object_get(json_array_get(groups, i), "tier")), "gpu") &&
+                  json_integer_value(json_object_get(json_array_get(groups, i), "gpu")) == 0,
+              " group %zu", i);
+    const json_t *gpu = json_array_get(json_object_get(p, "gpus"), 0);
+    CHECK(gpu && json_integer_value(json_object_get(gpu, "weights")) > 0 && tier_sum(gpu) <= (json_int_t)24 << 30);
+    CHECK(json_is_false(json_object_get(p, "runnable")) && json_is_false(json_object_get(json_object_get(doc, "machine"),
+                                                                                         "measured")));
+    json_decref(doc);
+    snprintf(args, sizeof args, "plan '%s' --hw %s --export llama.cpp", m, gpu_profile());
+    CHECK(strata(args, &out, true) == 0 && strstr(out, "GPU 0      weights") && strstr(out, "on GPU 0") &&
+              strstr(out, "-ngl 9") && strstr(out, "GPU 0 memory bandwidth unknown"),
+          " %s", out);
+    free(out);
+}
+
+TEST(test_plan_cli_compare)
+{
+    const char *m = model(0);
+    REQUIRE(m);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "plan '%s' --hw %s --compare", m, gpu_profile());
+    CHECK(strata(args, &out, true) == 0 && strstr(out, "alternatives considered"), " %s", out);
+    static const char *const expect[] = {
+        "all resident", "smaller context (half)", "q8_0 KV cache", "q4_0 KV cache", "GPU/CPU layer split, KV on GPU",
+        "GPU/CPU layer split, KV in RAM", "weights streamed over the GPU link", "chosen", "slower:",
+        "shorter context than requested (512)", "KV cache type other than requested"};
+    for (size_t i = 0; out && i < sizeof expect / sizeof expect[0]; i++)
+        CHECK(strstr(out, expect[i]), " no '%s' in: %s", expect[i], out);
+    free(out);
+    /* in JSON every alternative carries its verdict */
+    snprintf(args, sizeof args, "plan '%s' --hw %s --json", m, gpu_profile());
+    json_t *doc = plan_json(args);
+    REQUIRE(doc);
+    const json_t *alts = json_object_get(doc, "alternatives");
+    int chosen = 0;
+    for (size_t i = 0; i < json_array_size(alts); i++) {
+        const char *v = json_string_value(json_object_get(json_array_get(alts, i), "verdict"));
+        CHECK(v && v[0], " alternative %zu has no verdict", i);
+        chosen += v && !strcmp(v, "chosen");
+    }
+    CHECK(json_array_size(alts) == 7 && chosen == 1, " %zu alternatives, %d chosen", json_array_size(alts), chosen);
+    json_decref(doc);
+}
+
+/* Bad input: one line on stderr naming the flag or file, nothing on stdout. */
+TEST(test_plan_cli_bad_flags)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    const struct { const char *args; int rc; const char *says; } cases[] = {
+        {"--kv-type q5_0", 2, "--kv-type 'q5_0'"},
+        {"--export vllm", 2, "--export 'vllm'"},
+        {"--mem lots", 2, "--mem 'lots'"},
+        {"-c 0", 2, "-c"},
+        {"--batch", 2, "--batch: missing value"},
+        {"--frobnicate 1", 2, "unknown option '--frobnicate'"},
+        {"--frobnicate", 2, "--frobnicate"}, /* last: read as missing its value */
+        {"other.gguf", 2, "more than one model"},
+        {"--hw /nonexistent/profile.json", 1, "/nonexistent/profile.json"},
+        {"--hw /nonexistent/profile.json --can-run", 2, "/nonexistent/profile.json"},
+    };
+    char args[4096], *out = NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool own_hw = strstr(cases[i].args, "--hw") != NULL;
+        snprintf(args, sizeof args, "plan '%s' %s%s %s 2>&1 >/dev/null", m, own_hw ? "" : "--hw ", own_hw ? "" : hw,
+                 cases[i].args);
+        int rc = strata(args, &out, false);
+        CHECK(rc == cases[i].rc && out && !strncmp(out, "strata plan: ", 13) && strstr(out, cases[i].says) &&
+                  one_line(out),
+              " '%s': rc %d: %s", cases[i].args, rc, out);
+        free(out);
+        out = NULL;
+    }
+    /* a model that does not exist; and nothing printed on stdout for bad flags */
+    snprintf(args, sizeof args, "plan /nonexistent/model.gguf --hw '%s'", hw);
+    CHECK(strata(args, &out, true) == 1 && out && strstr(out, "/nonexistent/model.gguf") && one_line(out),
+          " %s", out);
+    free(out);
+    snprintf(args, sizeof args, "plan '%s' --kv-type q5_0 2>/dev/null", m);
+    CHECK(strata(args, &out, false) == 2 && out && !out[0], " stdout: %s", out);
+    free(out);
+}
+
+/* `run --plan` executes a saved plan (here with streaming), and refuses a
+ * plan saved for another model with a one-line error. */
+TEST(test_plan_cli_run_saved_plan)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096], saved[1200], *out = NULL;
+    long long w, fixed;
+    REQUIRE(needs(m, hw, &w, &fixed));
+    long long mem = fixed + w / 2;
+    snprintf(saved, sizeof saved, "%s/saved.json", test_tmpdir());
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --json > '%s'", m, hw, mem, saved);
+    REQUIRE(strata(args, &out, false) == 0, " %s", out);
+    free(out);
+    json_error_t je;
+    json_t *doc = json_load_file(saved, 0, &je);
+    REQUIRE(doc, " %s", je.text);
+    const char *label = json_string_value(json_object_get(json_object_get(doc, "plan"), "label"));
+    CHECK(label && !strcmp(label, "partial residency (streaming)"), " %s", label);
+    json_decref(doc);
+    snprintf(args, sizeof args, "run -m '%s' --plan '%s' --mem %lld -p 'a b c' -n 4 --temp 0 -t 2", m, saved, mem);
+    char want[1300];
+    snprintf(want, sizeof want, "plan %s: blk 0", saved);
+    CHECK(strata(args, &out, true) == 0 && out && strstr(out, want) && strstr(out, "streamed") &&
+              strstr(out, "generated 4 tokens"),
+          " %s", out);
+    free(out);
+    /* the same layer names, other tensors; and another layer count */
+    const char *others[2] = {model(1), model(2)}, *why[2] = {"the plan was made for another model",
+                                                             "does not match this model's 5 groups"};
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(others[i]);
+        snprintf(args, sizeof args, "run -m '%s' --plan '%s' -p 'a b c' -n 4 --temp 0 -t 2", others[i], saved);
+        out = NULL;
+        int rc = strata(args, &out, true);
+        CHECK(rc == 1 && out && !strncmp(out, "strata run: ", 12) && strstr(out, saved) && strstr(out, why[i]) &&
+                  one_line(out),
+              " rc %d: %s", rc, out);
+        free(out);
+    }
+}
