@@ -60,7 +60,7 @@ static const char *cpu_profile(void)
           "             \"free_bytes\": \"100 GiB\"},\n"
           " \"gpus\": [],\n"
           " \"measured\": {\"ram_read_1t_bytes_per_s\": 1e10, \"ram_read_all_bytes_per_s\": 2e10, \"ram_threads\": 2,\n"
-          "              \"disk_read_bytes_per_s\": 1e9, \"cpu_q4_k_weights_per_s\": 5e9}}\n",
+          "              \"disk_read_bytes_per_s\": 1e9, \"cpu_q4_k_weights_per_s\": 5e9, \"cpu_q4_k_from_ram_bytes_per_s\": 6e9}}\n",
           f);
     fclose(f);
     return path;

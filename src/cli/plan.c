@@ -178,19 +178,30 @@ static int report(const plan_args *a, const plan_model *m, const plan_machine *h
     return r->chosen.feasible ? 0 : 2;
 }
 
+/* The threads `run` would use (its scratch buffers grow with them). */
+static int plan_threads(const hw_profile *hw)
+{
+    uint32_t n = hw->cpu.physical_cores;
+    if (hw->cpu.usable_cores && (n == 0 || hw->cpu.usable_cores < n)) n = hw->cpu.usable_cores;
+    return n ? (int)n : 1;
+}
+
 int cmd_plan(int argc, char **argv)
 {
-    plan_args a = {.req = {.cpu_only = false}};
+    plan_args a = {0};
     int rc = parse_plan_args(argc, argv, &a);
     if (rc) return rc;
+    /* This machine: plans that `run` can execute (CPU engine), GPU plans shown
+     * with --compare. A --hw profile: the best plan, GPU tiers included. */
+    a.req.cpu_only = a.hw_file == NULL;
     strata_error err;
     gguf_file *f = NULL;
     model_spec *spec = NULL;
     hw_profile *hw = calloc(1, sizeof *hw);
     plan_model m = {0};
     if (!hw || gguf_open(a.model, &f, &err) || model_spec_from_gguf(f, a.model, &spec, &err) ||
-        plan_model_from_engine(f, spec, 1, &m, &err) ||
-        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &err)) {
+        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &err) ||
+        plan_model_from_engine(f, spec, plan_threads(hw), &m, &err)) {
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
         rc = a.can_run ? 2 : 1;
     } else {

@@ -108,10 +108,7 @@ static strata_status resolve(const model_spec *spec, const engine_params *p, uin
     *n_ctx = (uint32_t)ctx;
     *n_batch = p->n_batch ? p->n_batch : 256;
     if (*n_batch > *n_ctx) *n_batch = *n_ctx;
-    *kv_type = p->kv_type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-    if (p->kv_type != GGML_TYPE_F32 && p->kv_type != GGML_TYPE_F16 && p->kv_type != 0)
-        return err_set(err, STRATA_E_UNSUPPORTED, "KV cache type %s is not supported (f16, f32)",
-                       ggml_type_name(p->kv_type));
+    *kv_type = p->kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
     return STRATA_OK;
 }
 

@@ -17,7 +17,7 @@ typedef struct engine_params {
     uint32_t n_ctx;      /* 0: the model's context length */
     uint32_t n_batch;    /* tokens per forward pass (0: 256) */
     int n_threads;       /* >= 1 */
-    uint32_t kv_type;    /* GGML_TYPE_F16 (default) or GGML_TYPE_F32 */
+    bool kv_f32;         /* F32 KV cache instead of the default F16 */
     kernel_mode kernels; /* fast (default) or reference */
     uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit */
     uint64_t mem_reserved; /* part of mem_budget the caller needs for itself */

@@ -47,8 +47,8 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
 {
     memset(m, 0, sizeof *m);
     /* three points separate the parts growing with the context and the batch */
-    /* the KV type explicitly: the engine reads a kv_type of 0 as GGML_TYPE_F32 */
-    engine_params pa = {.n_ctx = CTX_A, .n_batch = BATCH, .n_threads = n_threads, .kv_type = GGML_TYPE_F16};
+    /* the engine's default F16 KV cache */
+    engine_params pa = {.n_ctx = CTX_A, .n_batch = BATCH, .n_threads = n_threads};
     engine_params pb = pa, pc = pa;
     pb.n_ctx = CTX_B;
     pc.n_batch = BATCH / 2;
@@ -94,10 +94,12 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
     memset(out, 0, sizeof *out);
     const hw_measured *ms = &p->measured;
     out->ram_budget = budget ? budget : plan_default_budget(p->mem.usable);
-    out->measured = ms->done && ms->ram_bw_all > 0 && ms->disk_bw > 0 && ms->cpu_rate > 0;
+    out->measured = ms->done && ms->ram_bw_all > 0 && ms->disk_bw > 0 && ms->cpu_rate > 0 && ms->kernel_ram_bw > 0;
     out->ram_bw = ms->ram_bw_all > 0 ? ms->ram_bw_all : GUESS_RAM_BW;
     out->disk_bw = ms->disk_bw > 0 ? ms->disk_bw : GUESS_DISK_BW;
     out->cpu_rate = ms->cpu_rate > 0 ? ms->cpu_rate : GUESS_CPU_RATE;
+    /* kernels reach a fraction of the raw read bandwidth; 0.6 when not measured */
+    out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw : 0.6 * out->ram_bw;
     out->disk_free = p->storage.free_bytes;
     out->swap_on = p->mem.swap_total > 0;
     out->no_odirect = p->storage.o_direct == HW_NO;

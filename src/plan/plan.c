@@ -150,7 +150,7 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
 /* Bytes each tier moves per decoded token, and the times they take. */
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
-    uint64_t cpu_elems = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
+    uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
@@ -168,6 +168,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
             p->ram_bytes_per_token += gr->bytes;
         } else {
             cpu_elems += gr->elems;
+            cpu_weight_bytes += gr->weight_bytes;
             p->ram_bytes_per_token += gr->weight_bytes;
         }
         if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
@@ -182,7 +183,13 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     }
     double link_bw = hw->n_gpus && hw->gpus[0].link_bw > 0 ? hw->gpus[0].link_bw : LINK_BW_GUESS;
     p->t_compute = hw->cpu_rate > 0 ? (double)cpu_elems / hw->cpu_rate : 0;
-    p->t_ram = hw->ram_bw > 0 ? (double)p->ram_bytes_per_token / hw->ram_bw : 0;
+    /* weights the CPU computes on stream through the kernels at their measured
+     * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
+     * raw read bandwidth */
+    double kernel_bw = hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
+    p->t_ram = hw->ram_bw > 0 ? (double)cpu_weight_bytes / kernel_bw +
+                                    (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw
+                              : 0;
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
                     ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
     p->t_link = (double)p->link_bytes_per_token / link_bw;
