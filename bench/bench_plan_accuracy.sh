@@ -17,7 +17,7 @@ for div in 0 2 4; do
     pj=$("$STRATA" plan "$model" --mem "$mem" -c 128 --json)
     pred=$(echo "$pj" | json_num decode_tokens_per_s)
     # predicted memory: RAM weights (incl. slots) + KV + buffers + overhead
-    ram=$(echo "$pj" | grep -A5 '"ram": {' | head -n 5 | grep -o '[0-9]*$' | awk '{ s += $1 } END { print s }')
+    ram=$(echo "$pj" | grep -m 1 -A4 '"ram": {' | tail -n 4 | sed 's/[^0-9]//g' | awk '{ s += $1 } END { print s }')
     d=""; a=""; r=""
     for i in $(seq "$RUNS"); do
         out=$("$STRATA" run -m "$model" --mem "$mem" -c 128 -p "Once upon a time" -n 24 --temp 0 2>&1 >/dev/null)

@@ -31,8 +31,8 @@ printf 'decode %.3f tok/s | streamed %.3f GB/token | disk (O_DIRECT, this model)
 echo "(medians of $RUNS runs of $TOKENS tokens; target ratio >= 0.90)"
 
 # The same run in a memory cgroup whose limit is the budget.
-cg_line=$(grep -E '(^|,)memory(,|:)' /proc/self/cgroup || true)
-cg_root=$(awk '$9 == "cgroup" && $NF ~ /memory/ { print $5; exit }' /proc/self/mountinfo)
+cg_line=$(grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' /proc/self/cgroup || true)
+cg_root=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") break; if ($(i + 1) == "cgroup" && $(i + 3) ~ /memory/) { print $5; exit } }' /proc/self/mountinfo)
 if [ "$(id -u)" != 0 ] || [ -z "$cg_line" ] || [ -z "$cg_root" ]; then
     echo "cgroup run: skipped (needs root and a cgroup v1 memory hierarchy)"
     exit 0

@@ -50,6 +50,13 @@ void report_token(run_report *r, const strata_model *m, size_t index, double eva
     r->last = s;
 }
 
+/* Decode speed: the first generated token comes from the prompt's logits,
+ * so n_gen tokens took n_gen - 1 forward passes. */
+static double decode_tps(const run_report *r)
+{
+    return r->gen_s > 0 && r->n_gen > 1 ? (double)(r->n_gen - 1) / r->gen_s : 0.0;
+}
+
 void report_summary(const run_report *r, const strata_model *m)
 {
     struct rusage ru;
@@ -60,15 +67,14 @@ void report_summary(const run_report *r, const strata_model *m)
             "\nstrata: load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s | "
             "peak RSS %.1f MiB (accounted %.1f MiB) | seed %llu\n",
             r->load_s, r->n_prompt, r->prompt_s > 0 ? (double)r->n_prompt / r->prompt_s : 0.0, r->n_gen,
-            r->gen_s > 0 ? (double)r->n_gen / r->gen_s : 0.0, (double)ru.ru_maxrss / 1024.0,
+            decode_tps(r), (double)ru.ru_maxrss / 1024.0,
             (double)s.accounted_bytes / (1 << 20), r->seed);
-    double tps = r->gen_s > 0 ? (double)r->n_gen / r->gen_s : 0;
+    double tps = decode_tps(r);
     if (s.predicted_decode_tps > 0 && r->n_gen > 1)
         fprintf(stderr, "strata: decode %.2f tok/s vs %.2f predicted by the plan (%.0f %%)%s\n", tps,
                 s.predicted_decode_tps, 100 * tps / s.predicted_decode_tps,
                 s.predicted_measured ? "" : " [bandwidths not measured]");
     if (!s.streamed_layers || !r->n_gen || r->gen_s <= 0) return;
-    /* The first generated token was sampled from the prompt's logits: n_gen - 1 passes read. */
     double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;
     double per_token = (double)r->gen_bytes / passes, rate = (double)r->gen_bytes / r->gen_s;
     fprintf(stderr, "strata: streamed %.3f GB/token at %.2f GB/s", per_token / 1e9, rate / 1e9);
