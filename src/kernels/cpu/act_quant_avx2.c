@@ -6,8 +6,8 @@
 
 #include "kernels/cpu/act_quant.h"
 #include "util/fp16.h"
+#include "kernels/cpu/avx2_util.h"
 
-#define INLINE static inline __attribute__((always_inline))
 
 INLINE float hmax_ps(__m256 v)
 {

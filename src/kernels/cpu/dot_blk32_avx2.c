@@ -21,16 +21,9 @@
 
 #include "kernels/cpu/act_quant.h"
 #include "kernels/cpu/dequant.h"
+#include "kernels/cpu/avx2_util.h"
 
-#define INLINE static inline __attribute__((always_inline))
 #define ACT_BYTES 34 /* Q8_0 block: f16 d, i8 q[32] */
-
-INLINE uint16_t rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
 
 /* f16 values at p, p + stride, p + 2*stride, p + 3*stride as 4 floats
  * (word inserts take fewer instructions than assembling the four in a
@@ -42,14 +35,6 @@ INLINE __m128 f16x4(const uint8_t *p, uint64_t stride)
     v = _mm_insert_epi16(v, rd16(p + 2 * stride), 2);
     v = _mm_insert_epi16(v, rd16(p + 3 * stride), 3);
     return _mm_cvtph_ps(v);
-}
-
-INLINE float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* 16 bytes at p: elements 0..15 in the low nibbles, 16..31 in the high

@@ -6,27 +6,12 @@
 
 #include "kernels/cpu/act_quant.h"
 #include "util/fp16.h"
+#include "kernels/cpu/avx2_util.h"
 
-#define INLINE static inline __attribute__((always_inline))
-
-INLINE float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INLINE float sum4(__m256 a, __m256 b, __m256 c, __m256 d)
 {
     return hsum_ps(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
-}
-
-INLINE uint16_t rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
 }
 
 void kernel_dot_f32_avx2(const void *w_row, const void *act, uint64_t n, float *out)

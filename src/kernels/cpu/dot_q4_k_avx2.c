@@ -10,30 +10,8 @@
 #include <string.h>
 
 #include "kernels/cpu/act_quant.h"
+#include "kernels/cpu/avx2_util.h"
 
-#define INLINE static inline __attribute__((always_inline))
-
-INLINE float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-INLINE float ld_f16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-INLINE uint32_t ld32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* The 12 packed scale bytes -> eight 6-bit scales and mins, one per byte.
  * Byte j (< 4) of the first word holds scale j in its low six bits, of the
