@@ -16,14 +16,15 @@ typedef struct fault_ctx {
     atomic_uint_fast64_t calls;
     uint64_t seed;
     int max_delay_us;
-    uint64_t fail_at; /* 0: never; else fail the Nth read with EIO */
+    uint64_t fail_at; /* 0: never; else fail the Nth read */
+    int fail_with;    /* its errno (0: EIO); -1 makes it a short read */
 } fault_ctx;
 
 static int fault_hook(void *ctx, uint32_t split, uint64_t offset, uint64_t length)
 {
     fault_ctx *f = ctx;
     uint64_t n = atomic_fetch_add(&f->calls, 1) + 1;
-    if (f->fail_at && n == f->fail_at) return EIO;
+    if (f->fail_at && n == f->fail_at) return f->fail_with ? f->fail_with : EIO;
     if (f->max_delay_us) {
         uint64_t x = (n + f->seed) * 0x9e3779b97f4a7c15ull ^ offset ^ length ^ split;
         usleep((useconds_t)((x >> 20) % (uint64_t)f->max_delay_us));
@@ -251,4 +252,38 @@ TEST(test_store_runs_in_cgroup_limited_to_budget)
           (unsigned long long)(BIG_BUDGET / MiB), version, out);
     CHECK(test_cgroup_remove(cg));
     free(out);
+}
+
+/* A read that comes back short (the hook's -1) and a model file changed
+ * under the running process both end evaluation with one-line errors. */
+TEST(test_store_short_read_and_changed_file)
+{
+    const char *p = test_fixture("synth-q8_0.gguf");
+    if (!p) return;
+    char copy[1024], cmd[2200];
+    snprintf(copy, sizeof copy, "%s/m.gguf", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", p, copy);
+    REQUIRE(system(cmd) == 0);
+    model m;
+    if (!open_spec(copy, &m)) return;
+    fault_ctx fc = {.fail_at = 3, .fail_with = -1};
+    engine_params sp = {.n_ctx = 64, .n_threads = 2};
+    sp.store = (store_config){.stream_all = true, .fault = fault_hook, .fault_ctx = &fc};
+    size_t n;
+    strata_error e;
+    float *got = run_logits(&m, &sp, &n, &e);
+    CHECK(!got && strstr(e.message, "short read at offset"), " %s", got ? "no error" : e.message);
+    free(got);
+    sp.store.fault = NULL;
+    engine *eng;
+    REQUIRE(engine_open(m.f, m.s, &sp, &eng, &e) == STRATA_OK, " %s", e.message);
+    float *logits = malloc(engine_n_vocab(eng) * sizeof(float));
+    CHECK(engine_eval(eng, prompt, 2, logits, false, &e) == STRATA_OK, " %s", e.message);
+    snprintf(cmd, sizeof cmd, "touch -d '2001-01-01' '%s'", copy);
+    REQUIRE(system(cmd) == 0);
+    CHECK(engine_eval(eng, prompt, 1, logits, false, &e) != STRATA_OK && strstr(e.message, "changed on disk"),
+          " %s", e.message);
+    free(logits);
+    engine_free(eng);
+    close_spec(&m);
 }
