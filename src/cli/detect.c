@@ -10,6 +10,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "hw/hw.h"
+#include "plan/inputs.h"
 #include "util/fmt.h"
 
 static const char detect_usage[] =
@@ -177,8 +178,10 @@ static void print_measured(const hw_profile *p, hw_cache_state cache, bool fresh
     printf("          RAM read %s (1 thread), %s (%d threads)\n", cli_fmt_rate(m->ram_bw_1t, a, sizeof a),
            cli_fmt_rate(m->ram_bw_all, b, sizeof b), m->ram_threads);
     if (m->cpu_rate > 0)
-        printf("          CPU kernels %.1f G weights/s (Q4_K dot products, %d threads, in cache)\n", m->cpu_rate / 1e9,
-               m->ram_threads);
+        printf("          CPU kernels %.1f G weights/s in cache, %.1f GB/s of weights from RAM (Q4_K, %d threads)\n",
+               m->cpu_rate / 1e9, m->kernel_ram_bw / 1e9, m->ram_threads);
+    if (m->engine_bw > 0)
+        printf("          engine decodes resident weights at %.1f GB/s\n", m->engine_bw / 1e9);
     if (m->disk_bw > 0)
         printf("          storage O_DIRECT read %s (%s of %s)\n", cli_fmt_rate(m->disk_bw, a, sizeof a),
                fmt_bytes(m->disk_bytes, b, sizeof b), m->disk_path);
@@ -222,6 +225,9 @@ static int measure_and_save(hw_profile *p, const detect_args *a, const char *pro
         fprintf(stderr, "strata detect: %s\n", err.message);
         return 1;
     }
+    if (mo.progress) mo.progress("engine decode rate", 0.95, NULL);
+    plan_calibrate_into(p);
+    if (mo.progress) mo.progress("done", 1.0, NULL);
     if (hw_profile_save(p, profile_path, &err) != STRATA_OK) {
         fprintf(stderr, "strata detect: --profile %s\n", err.message);
         return 1;

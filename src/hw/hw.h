@@ -160,7 +160,10 @@ typedef struct hw_measured {
     double cpu_rate;               /* Q4_K weights/s the fast CPU kernels process with all
                                       threads, data in cache (the planner's compute rate) */
     double kernel_ram_bw;          /* weight bytes/s the same kernels process streaming from
-                                      RAM (the planner's rate for resident weights) */
+                                      RAM */
+    double engine_bw;              /* weight bytes/s the engine decodes a resident model at
+                                      (src/plan/calibrate.c): the planner's rate for
+                                      resident weights; 0 = not measured */
     uint64_t disk_bytes;           /* bytes read */
     char disk_path[HW_PATH_MAX];   /* file or directory measured */
 } hw_measured;

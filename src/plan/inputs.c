@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "plan/calibrate.h"
 #include "plan/inputs.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -100,6 +101,7 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
     out->cpu_rate = ms->cpu_rate > 0 ? ms->cpu_rate : GUESS_CPU_RATE;
     /* kernels reach a fraction of the raw read bandwidth; 0.6 when not measured */
     out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw : 0.6 * out->ram_bw;
+    out->engine_bw = ms->engine_bw;
     out->disk_free = p->storage.free_bytes;
     out->swap_on = p->mem.swap_total > 0;
     out->no_odirect = p->storage.o_direct == HW_NO;
@@ -113,6 +115,15 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
         o->vram_bw = g->vram_bw;
         o->link_bw = g->h2d_bw;
     }
+}
+
+void plan_calibrate_into(hw_profile *p)
+{
+    uint32_t n = p->cpu.physical_cores;
+    if (p->cpu.usable_cores && (n == 0 || p->cpu.usable_cores < n)) n = p->cpu.usable_cores;
+    strata_error ignored;
+    p->measured.engine_bw = plan_calibrate_engine(n ? (int)n : 1, NULL, &ignored);
+    if (p->measured.engine_bw <= 0) hw_warn(p, "engine calibration failed: %s", ignored.message);
 }
 
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
@@ -129,6 +140,7 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
     if (cache == HW_CACHE_FRESH || !measure) return STRATA_OK;
     hw_measure_opts mo = {.min_seconds = 0.3, .no_gpu = !probe_gpus};
     if (hw_measure(out, &mo, err) != STRATA_OK) return STRATA_OK; /* plan with guesses, and say so */
+    plan_calibrate_into(out);
     hw_profile_save(out, path, &ignored);
     return STRATA_OK;
 }

@@ -21,6 +21,10 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
 /* usable memory minus 10% (at least 256 MiB): the default budget. */
 uint64_t plan_default_budget(uint64_t usable);
 
+/* Decodes a small synthetic resident model with p's physical cores and
+ * stores the rate in p->measured.engine_bw (detect --measure calls it). */
+void plan_calibrate_into(hw_profile *p);
+
 /* The machine to plan for: the profile file `hw_file` (a hypothetical
  * machine), or this machine probed live with the saved measurements; when
  * none are saved for it and `measure` is set, measures now (a few seconds)

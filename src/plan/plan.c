@@ -186,7 +186,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     /* weights the CPU computes on stream through the kernels at their measured
      * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
      * raw read bandwidth */
-    double kernel_bw = hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
+    double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
     p->t_ram = hw->ram_bw > 0 ? (double)cpu_weight_bytes / kernel_bw +
                                     (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw
                               : 0;

@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 typedef enum kernel_mode {
-    KERNEL_REFERENCE = 0, /* scalar, exact dequantization, float activations */
-    KERNEL_FAST = 1,      /* best kernel for this CPU */
+    KERNEL_FAST = 0,      /* best kernel for this CPU (the default: zero value) */
+    KERNEL_REFERENCE = 1, /* scalar, exact dequantization, float activations */
 } kernel_mode;
 
 /* One weight row (n elements in the kernel's weight type) against one
