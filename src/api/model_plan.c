@@ -36,7 +36,7 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
         plan_machine_from_profile(hw, p->mem_budget, &mach);
         plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true};
         plan_result r;
-        plan_compute(pm, &mach, &req, &r);
+        plan_compute_live(m->file, m->spec, pm, &mach, &req, &r);
         if (!r.chosen.feasible) st = err_set(err, STRATA_E_NOMEM, "%s: %s", path, r.chosen.reason);
         *out = r.chosen;
         r.chosen.tier = NULL; /* moved to out */

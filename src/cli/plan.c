@@ -208,7 +208,8 @@ int cmd_plan(int argc, char **argv)
         plan_machine pm;
         plan_machine_from_profile(hw, a.mem, &pm);
         plan_result r;
-        plan_compute(&m, &pm, &a.req, &r);
+        if (a.hw_file) plan_compute(&m, &pm, &a.req, &r);
+        else plan_compute_live(f, spec, &m, &pm, &a.req, &r);
         rc = report(&a, &m, &pm, &r);
         plan_result_free(&r);
     }

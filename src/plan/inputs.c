@@ -16,6 +16,7 @@
 #define GUESS_RAM_BW 10e9
 #define GUESS_DISK_BW 0.5e9
 #define GUESS_CPU_RATE 4e9
+#define STREAM_PROBE_SECONDS 1.0
 
 uint64_t plan_default_budget(uint64_t usable)
 {
@@ -143,4 +144,33 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
     plan_calibrate_into(out);
     hw_profile_save(out, path, &ignored);
     return STRATA_OK;
+}
+
+double plan_measure_stream(const gguf_file *f, const model_spec *spec, double seconds, strata_error *err)
+{
+    engine_params p = {.n_ctx = CTX_A};
+    engine_desc d;
+    double bw = 0;
+    if (engine_describe(f, spec, &p, &d, err) == STRATA_OK)
+        bw = store_measure_stream_bw(f, d.n_groups, d.groups, seconds, err);
+    engine_desc_free(&d);
+    return bw;
+}
+
+bool plan_streams(const plan *p)
+{
+    return p->feasible && plan_can_run(p) == 1;
+}
+
+void plan_compute_live(const gguf_file *f, const model_spec *spec, const plan_model *m, plan_machine *mach,
+                       const plan_request *req, plan_result *r)
+{
+    plan_compute(m, mach, req, r);
+    if (!plan_streams(&r->chosen)) return;
+    strata_error ignored;
+    double bw = plan_measure_stream(f, spec, STREAM_PROBE_SECONDS, &ignored);
+    if (bw <= 0) return;
+    mach->disk_bw = bw;
+    plan_result_free(r);
+    plan_compute(m, mach, req, r);
 }

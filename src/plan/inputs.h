@@ -21,6 +21,18 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
 /* usable memory minus 10% (at least 256 MiB): the default budget. */
 uint64_t plan_default_budget(uint64_t usable);
 
+/* Streams the model's groups through the store for `seconds` and returns
+ * the bytes/s reached: the disk rate a streaming plan of this file can
+ * count on (replaces the profile's raw O_DIRECT figure for it). */
+double plan_measure_stream(const gguf_file *f, const model_spec *spec, double seconds, strata_error *err);
+bool plan_streams(const plan *p);
+
+/* plan_compute for this machine: when the chosen plan streams, the disk
+ * rate is measured on the model through the store (about a second) and
+ * the plan made again with it. mach->disk_bw is updated. */
+void plan_compute_live(const gguf_file *f, const model_spec *spec, const plan_model *m, plan_machine *mach,
+                       const plan_request *req, plan_result *r);
+
 /* Decodes a small synthetic resident model with p's physical cores and
  * stores the rate in p->measured.engine_bw (detect --measure calls it). */
 void plan_calibrate_into(hw_profile *p);

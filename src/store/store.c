@@ -358,3 +358,26 @@ store_stats store_get_stats(store *s)
                          .accounted_bytes = s->accounted, .bytes_read = io.bytes - s->io_base.bytes,
                          .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct};
 }
+
+double store_measure_stream_bw(const gguf_file *f, uint32_t n_groups, const store_group *groups, double seconds,
+                               strata_error *err)
+{
+    store_config cfg = {.stream_all = true};
+    store *s;
+    if (store_open(f, n_groups, groups, &cfg, &s, NULL, err)) return 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double elapsed = 0;
+    strata_status st = STRATA_OK;
+    do { /* whole passes in execution order, as the engine reads them */
+        for (uint32_t g = 0; g < n_groups && !st; g++) {
+            const void *const *data;
+            if (!(st = store_acquire(s, g, &data, err))) store_release(s, g);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        elapsed = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
+    } while (!st && elapsed < seconds);
+    double bw = !st && elapsed > 0 ? (double)store_get_stats(s).bytes_read / elapsed : 0;
+    store_close(s);
+    return bw;
+}

@@ -76,4 +76,10 @@ store_stats store_get_stats(store *s);
 strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64_t *bytes, strata_error *err);
 uint64_t store_row_buffer_bytes(const gguf_file *f);
 
+/* The rate at which this store streams these groups from disk, reading
+ * whole passes in execution order for at least `seconds` (no compute):
+ * what a plan that streams can expect of this disk, for this file. */
+double store_measure_stream_bw(const gguf_file *f, uint32_t n_groups, const store_group *groups, double seconds,
+                               strata_error *err);
+
 #endif
