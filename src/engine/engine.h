@@ -39,7 +39,7 @@ typedef struct engine_desc {
 
 /* Memory a process running the model needs besides what the engine and
  * store account: code and libraries, thread stacks, the parsed header and
- * the tokenizer (about 4 MiB for a small model here). Reserved inside a
+ * the tokenizer (3.3-3.9 MiB for a small model here). Reserved inside a
  * budget so the real peak RSS stays within it. */
 uint64_t engine_process_reserve(const gguf_file *f);
 

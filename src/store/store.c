@@ -58,6 +58,7 @@ static void *alloc_aligned(store *s, uint64_t bytes)
      * the scatter-gather segments of each direct read into them (O_DIRECT
      * streaming ran twice as fast into huge pages under virtio here). */
     if (huge) madvise(p, bytes, MADV_HUGEPAGE);
+    memset(p, 0, bytes); /* faulted in now: see engine.c scratch() */
     s->accounted += bytes;
     return p;
 }
