@@ -29,6 +29,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/kv_ops.h"
 #include "kernels/cpu/quantize.h"
 #include "test.h"
 #include "util/fp16.h"
@@ -428,4 +429,33 @@ TEST(test_kernel_threads)
     }
     free(w);
     free(act);
+}
+
+/* The attention loops: AVX2 against scalar on odd and even head sizes. */
+TEST(test_kernel_kv_ops_match_scalar)
+{
+    static const uint64_t sizes[] = {1, 8, 63, 64, 128, 131};
+    float q[160], out_a[160], out_b[160], kf[160];
+    uint16_t kh[160];
+    for (int i = 0; i < 160; i++) {
+        q[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
+        kf[i] = (float)((i * 53) % 29) / 14.0f - 1.0f;
+        kh[i] = f32_to_fp16(kf[i]);
+    }
+    for (int f32 = 0; f32 <= 1; f32++) {
+        kv_ops ref = kv_ops_get(f32, false), fast = kv_ops_get(f32, true);
+        const void *k = f32 ? (const void *)kf : (const void *)kh;
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            uint64_t n = sizes[s];
+            float a = ref.dot(q, k, n), b = fast.dot(q, k, n);
+            CHECK(fabsf(a - b) <= 1e-5f * (1.0f + fabsf(a)) * (float)n, " dot f32=%d n=%llu: %g vs %g", f32,
+                  (unsigned long long)n, a, b);
+            for (uint64_t i = 0; i < n; i++) out_a[i] = out_b[i] = q[i];
+            ref.axpy(out_a, 0.37f, k, n);
+            fast.axpy(out_b, 0.37f, k, n);
+            for (uint64_t i = 0; i < n; i++)
+                CHECK(fabsf(out_a[i] - out_b[i]) <= 1e-6f * (1.0f + fabsf(out_a[i])), " axpy f32=%d n=%llu i=%llu",
+                      f32, (unsigned long long)n, (unsigned long long)i);
+        }
+    }
 }

@@ -13,12 +13,6 @@ static const uint8_t *kv_row(const engine *e, const uint8_t *cache, uint64_t l, 
     return cache + (l * e->n_ctx + pos) * e->kv_row_bytes;
 }
 
-/* Element i of a cached row. */
-static inline float kv_get(const engine *e, const uint8_t *row, uint64_t i)
-{
-    if (e->kv_type == GGML_TYPE_F32) return ((const float *)row)[i];
-    return engine_f16_table[((const uint16_t *)row)[i]];
-}
 
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok)
 {
@@ -52,20 +46,12 @@ static void attend_one(engine *e, uint64_t l, uint32_t t, uint64_t h, float *sco
     uint64_t n_keys = e->n_past + t + 1;
     const float *q = e->q + t * d->q_dim + h * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    for (uint64_t j = 0; j < n_keys; j++) {
-        const uint8_t *kr = kv_row(e, e->k_cache, l, j);
-        float s = 0.0f;
-        for (uint64_t i = 0; i < hd; i++) s += q[i] * kv_get(e, kr, g * hd + i);
-        scores[j] = s * scale;
-    }
+    uint64_t head_off = g * hd * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
+    for (uint64_t j = 0; j < n_keys; j++) scores[j] = e->kv.dot(q, kv_row(e, e->k_cache, l, j) + head_off, hd) * scale;
     op_softmax(scores, n_keys);
     float *out = e->att + t * d->q_dim + h * hd;
     memset(out, 0, hd * sizeof(float));
-    for (uint64_t j = 0; j < n_keys; j++) {
-        const uint8_t *vr = kv_row(e, e->v_cache, l, j);
-        float p = scores[j];
-        for (uint64_t i = 0; i < hd; i++) out[i] += p * kv_get(e, vr, g * hd + i);
-    }
+    for (uint64_t j = 0; j < n_keys; j++) e->kv.axpy(out, scores[j], kv_row(e, e->v_cache, l, j) + head_off, hd);
 }
 
 static void attn_worker(void *ctx, int ith, int nth)

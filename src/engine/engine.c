@@ -17,12 +17,6 @@
 #include "util/fmt.h"
 #include "util/fp16.h"
 
-float engine_f16_table[65536];
-static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
-static void f16_table_init(void)
-{
-    for (uint32_t i = 0; i < 65536; i++) engine_f16_table[i] = fp16_to_f32((uint16_t)i);
-}
 
 /* ---- memory ---- */
 
@@ -81,6 +75,7 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     const llama_dims *d = &e->w.d;
     buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type, pool_size(e->pool));
     e->kv_row_bytes = d->kv_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
+    e->kv = kv_ops_get(e->kv_type == GGML_TYPE_F32, e->kernels == KERNEL_FAST);
     e->k_cache = scratch(e, z.cache);
     e->v_cache = scratch(e, z.cache);
     e->x = scratch(e, z.x);
@@ -118,6 +113,7 @@ static strata_status resolve(const model_spec *spec, const engine_params *p, uin
 
 static strata_status configure(engine *e, const model_spec *spec, const engine_params *p, strata_error *err)
 {
+    e->kernels = p->kernels;
     strata_status st = resolve(spec, p, &e->n_ctx, &e->n_batch, &e->kv_type, err);
     if (st) return st;
     if (!(e->pool = pool_new(p->n_threads > 0 ? p->n_threads : 1)))
@@ -179,7 +175,6 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
                           strata_error *err)
 {
     *out = NULL;
-    pthread_once(&f16_once, f16_table_init);
     engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, STRATA_E_NOMEM, "out of memory");
     e->file = f;

@@ -4,6 +4,7 @@
 
 #include "engine/engine.h"
 #include "engine/llama_weights.h"
+#include "kernels/cpu/kv_ops.h"
 #include "engine/threadpool.h"
 #include "store/store.h"
 
@@ -15,6 +16,8 @@ struct engine {
     uint32_t n_ctx, n_batch, n_past, kv_type;
     uint8_t *k_cache, *v_cache; /* [layer][position][kv_dim] of kv_type */
     uint64_t kv_row_bytes;      /* bytes of one position's K (or V) row */
+    kv_ops kv;                  /* attention loops for this cache type */
+    kernel_mode kernels;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *norm_w;
     float *rope_cs;             /* n_batch x rope_dim: (cos, sin) per pair and position */
     float *scores;              /* n_threads x n_ctx */
@@ -22,8 +25,6 @@ struct engine {
     uint64_t scratch_bytes;
 };
 
-/* f16 -> f32 for every half value: KV-cache reads in the attention loop. */
-extern float engine_f16_table[65536];
 
 /* Attention of the batch's tokens (queries in e->q, K and V of the batch
  * already in the cache) for layer l; writes e->att. */
