@@ -54,8 +54,9 @@ static void map_word(bpe_work *w, const char *word, size_t n)
     w->sym[n - 1].next = -1;
 }
 
-static bool try_pair(bpe_work *w, int32_t left, int32_t right)
+static bool try_pair(void *ctx, int32_t left, int32_t right)
 {
+    bpe_work *w = ctx;
     if (left < 0 || right < 0) return true;
     const tok_symbol *l = &w->sym[left], *r = &w->sym[right];
     int32_t rank = tok_merge_rank(w->t, w->text + l->off, l->n, w->text + r->off, r->n, w->key);
@@ -64,23 +65,7 @@ static bool try_pair(bpe_work *w, int32_t left, int32_t right)
     return tok_heap_push(&w->heap, b);
 }
 
-static bool merge_all(bpe_work *w)
-{
-    w->heap.n = 0;
-    for (size_t i = 1; i < w->n_sym; i++)
-        if (!try_pair(w, (int32_t)i - 1, (int32_t)i)) return false;
-    tok_bigram b;
-    while (tok_heap_pop(&w->heap, &b)) {
-        tok_symbol *l = &w->sym[b.left], *r = &w->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) w->sym[r->next].prev = b.left;
-        if (!try_pair(w, l->prev, b.left) || !try_pair(w, b.left, l->next)) return false;
-    }
-    return true;
-}
+static bool merge_all(bpe_work *w) { return tok_merge_all(w->sym, w->n_sym, &w->heap, try_pair, w); }
 
 /* Symbol i spans the raw bytes i .. next-1 (symbols start at their byte). */
 static strata_status emit(const bpe_work *w, tok_ids *out, strata_error *err)

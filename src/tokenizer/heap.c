@@ -57,3 +57,21 @@ void tok_heap_free(tok_heap *h)
     h->v = NULL;
     h->n = h->cap = 0;
 }
+
+bool tok_merge_all(tok_symbol *sym, size_t n_sym, tok_heap *heap, tok_pair_fn pair, void *ctx)
+{
+    heap->n = 0;
+    for (size_t i = 1; i < n_sym; i++)
+        if (!pair(ctx, (int32_t)i - 1, (int32_t)i)) return false;
+    tok_bigram b;
+    while (tok_heap_pop(heap, &b)) {
+        tok_symbol *l = &sym[b.left], *r = &sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = b.left;
+        if (!pair(ctx, l->prev, b.left) || !pair(ctx, b.left, l->next)) return false;
+    }
+    return true;
+}

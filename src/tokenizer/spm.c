@@ -61,8 +61,9 @@ static bool split_chars(spm_work *w)
     return true;
 }
 
-static bool try_pair(spm_work *w, int32_t left, int32_t right)
+static bool try_pair(void *ctx, int32_t left, int32_t right)
 {
+    spm_work *w = ctx;
     if (left < 0 || right < 0) return true;
     size_t size = w->sym[left].n + w->sym[right].n;
     int32_t id = tok_strmap_get(&w->t->text_to_id, w->text + w->sym[left].off, size);
@@ -71,22 +72,7 @@ static bool try_pair(spm_work *w, int32_t left, int32_t right)
     return tok_heap_push(&w->heap, b);
 }
 
-static bool merge_all(spm_work *w)
-{
-    for (size_t i = 1; i < w->n_sym; i++)
-        if (!try_pair(w, (int32_t)i - 1, (int32_t)i)) return false;
-    tok_bigram b;
-    while (tok_heap_pop(&w->heap, &b)) {
-        tok_symbol *l = &w->sym[b.left], *r = &w->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) w->sym[r->next].prev = b.left;
-        if (!try_pair(w, l->prev, b.left) || !try_pair(w, b.left, l->next)) return false;
-    }
-    return true;
-}
+static bool merge_all(spm_work *w) { return tok_merge_all(w->sym, w->n_sym, &w->heap, try_pair, w); }
 
 static strata_status emit(const spm_work *w, tok_ids *out, strata_error *err)
 {

@@ -57,6 +57,15 @@ typedef struct tok_symbol {
     size_t off, n;
 } tok_symbol;
 
+/* Queues the merge of symbols left and right if the vocabulary has one
+ * (either index may be -1: nothing to do); false when out of memory. */
+typedef bool (*tok_pair_fn)(void *ctx, int32_t left, int32_t right);
+
+/* The merge loop both SentencePiece and BPE use: candidate pairs of
+ * adjacent symbols are queued by `pair`, then the best is merged and its
+ * new neighbours are queued, until none is left. False when out of memory. */
+bool tok_merge_all(tok_symbol *sym, size_t n_sym, tok_heap *heap, tok_pair_fn pair, void *ctx);
+
 /* ---- unicode.c ---- */
 enum tok_uclass {
     TOK_UC_OTHER = 0, /* neither letter, number nor whitespace */

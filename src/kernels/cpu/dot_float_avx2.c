@@ -37,24 +37,6 @@ INLINE __m256 load_f16x8(const uint8_t *p)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-void kernel_dot_f16_avx2(const void *w_row, const void *act, uint64_t n, float *out)
-{
-    const uint8_t *w = w_row;
-    const float *x = act;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    uint64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        kernel_prefetch(w + 2 * i, 64);
-        a0 = _mm256_fmadd_ps(load_f16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(load_f16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(load_f16x8(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(load_f16x8(w + 2 * i + 48), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    float sum = sum4(a0, a1, a2, a3);
-    for (; i < n; i++) sum += _cvtsh_ss(rd16(w + 2 * i)) * x[i];
-    *out = sum;
-}
-
 /* 8 bfloat16 at p -> 8 floats: the upper halves of the float bit patterns */
 INLINE __m256 load_bf16x8(const uint8_t *p)
 {
@@ -62,20 +44,34 @@ INLINE __m256 load_bf16x8(const uint8_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-void kernel_dot_bf16_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+INLINE float half_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+INLINE float bfloat_to_f32(uint16_t h) { return bf16_to_f32(h); }
+
+/* A row of 16-bit floats against float activations; load and one convert
+ * 8 and 1 values (inlined: they are constants at every call). */
+INLINE float dot_16bit(const uint8_t *w, const float *x, uint64_t n, __m256 (*load)(const uint8_t *),
+                       float (*one)(uint16_t))
 {
-    const uint8_t *w = w_row;
-    const float *x = act;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         kernel_prefetch(w + 2 * i, 64);
-        a0 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(load_bf16x8(w + 2 * i + 48), _mm256_loadu_ps(x + i + 24), a3);
+        a0 = _mm256_fmadd_ps(load(w + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load(w + 2 * i + 48), _mm256_loadu_ps(x + i + 24), a3);
     }
     float sum = sum4(a0, a1, a2, a3);
-    for (; i < n; i++) sum += bf16_to_f32(rd16(w + 2 * i)) * x[i];
-    *out = sum;
+    for (; i < n; i++) sum += one(rd16(w + 2 * i)) * x[i];
+    return sum;
+}
+
+void kernel_dot_f16_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    *out = dot_16bit(w_row, act, n, load_f16x8, half_to_f32);
+}
+
+void kernel_dot_bf16_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+{
+    *out = dot_16bit(w_row, act, n, load_bf16x8, bfloat_to_f32);
 }
