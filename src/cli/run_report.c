@@ -4,13 +4,9 @@
 
 #include "cli/run_report.h"
 #include "util/fmt.h"
+#include "util/clock.h"
 
-double report_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+double report_now(void) { return clock_seconds(); }
 
 void report_placement(const strata_model *m, const char *path, unsigned long long budget)
 {

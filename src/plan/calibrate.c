@@ -10,6 +10,7 @@
 #include "model/model_spec.h"
 #include "plan/calibrate.h"
 #include "util/error.h"
+#include "util/clock.h"
 
 /* A layer shape between the small and the large models people run. */
 #define EMBD 1024
@@ -18,12 +19,6 @@
 #define VOCAB 256
 #define TOKENS 16
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1,
                          strata_error *err)
@@ -117,9 +112,9 @@ static double time_decode(engine *e, strata_error *err)
     int n = 0;
     if (logits && engine_eval(e, &tok, 1, logits, false, err) == STRATA_OK) /* warm up */
         for (; n < TOKENS; n++) {
-            double t0 = now();
+            double t0 = clock_seconds();
             if (engine_eval(e, &tok, 1, logits, false, err)) break;
-            t[n] = now() - t0;
+            t[n] = clock_seconds() - t0;
         }
     free(logits);
     if (n < TOKENS) return 0;

@@ -11,6 +11,7 @@
 #include "store/layout.h"
 #include "store/placement.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fmt.h"
 
@@ -94,23 +95,19 @@ static void set_ptrs(store *s, uint32_t g, uint8_t *buf)
 
 /* ---- resident groups ---- */
 
-static void show_progress(const store *s, uint64_t done, uint64_t total, const struct timespec *t0, bool last)
+static void show_progress(uint64_t done, uint64_t total, double t0, bool last)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double dt = (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+    double dt = clock_seconds() - t0;
     double rate = dt > 0 ? (double)done / dt : 0;
     char a[32], b[32];
     fprintf(stderr, "\rloading weights: %s / %s  %.2f GB/s  ETA %.0f s   %s", fmt_bytes(done, a, sizeof a),
             fmt_bytes(total, b, sizeof b), rate / 1e9, rate > 0 ? (double)(total - done) / rate : 0.0,
             last ? "\n" : "");
-    (void)s;
 }
 
 static strata_status load_resident(store *s, strata_error *err)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = clock_seconds();
     uint64_t done = 0;
     for (uint32_t g = 0; g < s->n_groups; g++) {
         group_state *gs = &s->groups[g];
@@ -124,7 +121,7 @@ static strata_status load_resident(store *s, strata_error *err)
         strata_status st = io_ticket_error(s->io, &t, err);
         if (st) return st;
         done += gs->layout.bytes;
-        if (s->cfg.progress) show_progress(s, done, s->resident_bytes, &t0, done == s->resident_bytes);
+        if (s->cfg.progress) show_progress(done, s->resident_bytes, t0, done == s->resident_bytes);
     }
     return STRATA_OK;
 }
@@ -366,17 +363,14 @@ double store_measure_stream_bw(const gguf_file *f, uint32_t n_groups, const stor
     store_config cfg = {.stream_all = true};
     store *s;
     if (store_open(f, n_groups, groups, &cfg, &s, NULL, err)) return 0;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    double elapsed = 0;
+    double t0 = clock_seconds(), elapsed = 0;
     strata_status st = STRATA_OK;
     do { /* whole passes in execution order, as the engine reads them */
         for (uint32_t g = 0; g < n_groups && !st; g++) {
             const void *const *data;
             if (!(st = store_acquire(s, g, &data, err))) store_release(s, g);
         }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        elapsed = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
+        elapsed = clock_seconds() - t0;
     } while (!st && elapsed < seconds);
     double bw = !st && elapsed > 0 ? (double)store_get_stats(s).bytes_read / elapsed : 0;
     store_close(s);
