@@ -431,31 +431,75 @@ TEST(test_kernel_threads)
     free(act);
 }
 
-/* The attention loops: AVX2 against scalar on odd and even head sizes. */
+/* The attention loops: AVX2 against scalar for group sizes 1..9, key counts
+ * around the block of 8, head sizes the fast path takes (8, 64, 128) and
+ * leaves to the scalar loops (1, 63, 131), on a cache row wider than the
+ * head (stride) as in the engine. */
+static void kv_case(bool f32, uint64_t n_q, uint64_t n_keys, uint64_t hd)
+{
+    uint64_t elem = f32 ? 4 : 2, stride = (hd + 5) * elem;
+    uint8_t *cache = calloc(n_keys, stride);
+    float *q = malloc(n_q * hd * 4), *s[2], *out[2];
+    for (int v = 0; v < 2; v++) {
+        s[v] = malloc(n_q * n_keys * 4);
+        out[v] = malloc(n_q * hd * 4);
+    }
+    for (uint64_t i = 0; i < n_q * hd; i++) q[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
+    for (uint64_t j = 0; j < n_keys; j++)
+        for (uint64_t d = 0; d < hd; d++) {
+            float x = (float)((j * 131 + d * 53) % 29) / 14.0f - 1.0f;
+            if (f32) memcpy(cache + j * stride + d * 4, &x, 4);
+            else {
+                uint16_t h = f32_to_fp16(x);
+                memcpy(cache + j * stride + d * 2, &h, 2);
+            }
+        }
+    kv_ops ops[2] = {kv_ops_get(f32, false), kv_ops_get(f32, true)};
+    for (int v = 0; v < 2; v++) {
+        ops[v].scores(q, n_q, cache, stride, n_keys, hd, 0.125f, s[v]);
+        for (uint64_t i = 0; i < n_q; i++) ops[v].softmax(s[v] + i * n_keys, n_keys);
+        /* both mix the same probabilities, so each step is checked alone */
+        ops[v].mix(out[v], n_q, s[0], cache, stride, n_keys, hd);
+    }
+    for (uint64_t i = 0; i < n_q * n_keys; i++)
+        CHECK(fabsf(s[0][i] - s[1][i]) <= 1e-6f, " probabilities f32=%d n_q=%llu keys=%llu hd=%llu i=%llu: %g vs %g",
+              f32, (unsigned long long)n_q, (unsigned long long)n_keys, (unsigned long long)hd,
+              (unsigned long long)i, s[0][i], s[1][i]);
+    for (uint64_t i = 0; i < n_q * hd; i++)
+        CHECK(fabsf(out[0][i] - out[1][i]) <= 1e-5f * (1.0f + fabsf(out[0][i])),
+              " mix f32=%d n_q=%llu keys=%llu hd=%llu i=%llu", f32, (unsigned long long)n_q,
+              (unsigned long long)n_keys, (unsigned long long)hd, (unsigned long long)i);
+    for (int v = 0; v < 2; v++) {
+        free(s[v]);
+        free(out[v]);
+    }
+    free(q);
+    free(cache);
+}
+
 TEST(test_kernel_kv_ops_match_scalar)
 {
-    static const uint64_t sizes[] = {1, 8, 63, 64, 128, 131};
-    float q[160], out_a[160], out_b[160], kf[160];
-    uint16_t kh[160];
-    for (int i = 0; i < 160; i++) {
-        q[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
-        kf[i] = (float)((i * 53) % 29) / 14.0f - 1.0f;
-        kh[i] = f32_to_fp16(kf[i]);
+    static const uint64_t hds[] = {1, 8, 63, 64, 128, 131}, keys[] = {1, 7, 8, 9, 33, 200};
+    for (int f32 = 0; f32 <= 1; f32++)
+        for (uint64_t n_q = 1; n_q <= 9; n_q += 4)
+            for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+                for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) kv_case(f32, n_q, keys[k], hds[h]);
+}
+
+/* The vector exponential of the fast softmax against expf over the whole
+ * range softmax feeds it (x - max <= 0), including the underflow end. */
+TEST(test_kernel_softmax_matches_expf)
+{
+    enum { N = 4099 };
+    float *a = malloc(N * 4), *b = malloc(N * 4);
+    kv_ops ref = kv_ops_get(false, false), fast = kv_ops_get(false, true);
+    for (int span = 1; span <= 200; span *= 5) {
+        for (int i = 0; i < N; i++) a[i] = b[i] = -(float)span * (float)((i * 7919) % N) / N;
+        ref.softmax(a, N);
+        fast.softmax(b, N);
+        for (int i = 0; i < N; i++)
+            CHECK(fabsf(a[i] - b[i]) <= 2e-6f * a[i] + 1e-12f, " span %d i=%d: %g vs %g", span, i, a[i], b[i]);
     }
-    for (int f32 = 0; f32 <= 1; f32++) {
-        kv_ops ref = kv_ops_get(f32, false), fast = kv_ops_get(f32, true);
-        const void *k = f32 ? (const void *)kf : (const void *)kh;
-        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-            uint64_t n = sizes[s];
-            float a = ref.dot(q, k, n), b = fast.dot(q, k, n);
-            CHECK(fabsf(a - b) <= 1e-5f * (1.0f + fabsf(a)) * (float)n, " dot f32=%d n=%llu: %g vs %g", f32,
-                  (unsigned long long)n, a, b);
-            for (uint64_t i = 0; i < n; i++) out_a[i] = out_b[i] = q[i];
-            ref.axpy(out_a, 0.37f, k, n);
-            fast.axpy(out_b, 0.37f, k, n);
-            for (uint64_t i = 0; i < n; i++)
-                CHECK(fabsf(out_a[i] - out_b[i]) <= 1e-6f * (1.0f + fabsf(out_a[i])), " axpy f32=%d n=%llu i=%llu",
-                      f32, (unsigned long long)n, (unsigned long long)i);
-        }
-    }
+    free(a);
+    free(b);
 }

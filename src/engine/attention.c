@@ -2,71 +2,89 @@
  * head h / (n_heads / n_kv_heads); token t of the batch (position
  * n_past + t) sees positions 0..n_past + t. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "engine/engine_internal.h"
-#include "engine/ops.h"
 #include "util/fp16.h"
 
-static const uint8_t *kv_row(const engine *e, const uint8_t *cache, uint64_t l, uint64_t pos)
+/* Head g of position pos in layer l's cache. */
+static uint8_t *kv_at(const engine *e, uint8_t *cache, uint64_t l, uint64_t g, uint64_t pos)
 {
-    return cache + (l * e->n_ctx + pos) * e->kv_row_bytes;
+    return cache + ((l * e->w.d.n_kv_heads + g) * e->n_ctx + pos) * e->kv_head_bytes;
 }
 
+static void store_head(uint8_t *dst, const float *src, uint64_t n, bool f32)
+{
+    if (f32) {
+        memcpy(dst, src, n * 4);
+        return;
+    }
+    for (uint64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = f32_to_fp16(src[i]);
+}
 
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok)
 {
-    uint64_t kv = e->w.d.kv_dim;
-    for (uint32_t t = 0; t < n_tok; t++) {
-        uint8_t *kr = (uint8_t *)kv_row(e, e->k_cache, l, e->n_past + t);
-        uint8_t *vr = (uint8_t *)kv_row(e, e->v_cache, l, e->n_past + t);
-        const float *k = e->k + t * kv, *v = e->v + t * kv;
-        if (e->kv_type == GGML_TYPE_F32) {
-            memcpy(kr, k, kv * 4);
-            memcpy(vr, v, kv * 4);
-            continue;
+    const llama_dims *d = &e->w.d;
+    bool f32 = e->kv_type == GGML_TYPE_F32;
+    for (uint32_t t = 0; t < n_tok; t++)
+        for (uint64_t g = 0; g < d->n_kv_heads; g++) {
+            uint64_t off = t * d->kv_dim + g * d->head_dim;
+            store_head(kv_at(e, e->k_cache, l, g, e->n_past + t), e->k + off, d->head_dim, f32);
+            store_head(kv_at(e, e->v_cache, l, g, e->n_past + t), e->v + off, d->head_dim, f32);
         }
-        for (uint64_t i = 0; i < kv; i++) {
-            ((uint16_t *)kr)[i] = f32_to_fp16(k[i]);
-            ((uint16_t *)vr)[i] = f32_to_fp16(v[i]);
-        }
-    }
 }
 
+/* The work is split into units of (token, KV head, chunk of that head's
+ * query heads) that threads take from a shared counter: a decode step has
+ * few KV heads, so their query heads are cut into chunks until there are a
+ * few units per thread. */
 typedef struct attn_job {
     engine *e;
     uint64_t l;
     uint32_t n_tok;
+    uint64_t n_chunks, per_chunk; /* query heads of one KV head: chunks of per_chunk */
+    long n_units;
+    atomic_long next;
 } attn_job;
 
-static void attend_one(engine *e, uint64_t l, uint32_t t, uint64_t h, float *scores)
+static void attend_unit(const attn_job *j, long unit, float *scores)
 {
+    engine *e = j->e;
     const llama_dims *d = &e->w.d;
-    uint64_t hd = d->head_dim, g = h / (d->n_heads / d->n_kv_heads);
+    uint64_t hd = d->head_dim, n_rep = d->n_heads / d->n_kv_heads;
+    uint64_t c = (uint64_t)unit % j->n_chunks, g = (uint64_t)unit / j->n_chunks % d->n_kv_heads;
+    uint32_t t = (uint32_t)((uint64_t)unit / j->n_chunks / d->n_kv_heads);
+    uint64_t h0 = g * n_rep + c * j->per_chunk;
+    uint64_t n_q = n_rep - c * j->per_chunk < j->per_chunk ? n_rep - c * j->per_chunk : j->per_chunk;
     uint64_t n_keys = e->n_past + t + 1;
-    const float *q = e->q + t * d->q_dim + h * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    uint64_t head_off = g * hd * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
-    for (uint64_t j = 0; j < n_keys; j++) scores[j] = e->kv.dot(q, kv_row(e, e->k_cache, l, j) + head_off, hd) * scale;
-    op_softmax(scores, n_keys);
-    float *out = e->att + t * d->q_dim + h * hd;
-    memset(out, 0, hd * sizeof(float));
-    for (uint64_t j = 0; j < n_keys; j++) e->kv.axpy(out, scores[j], kv_row(e, e->v_cache, l, j) + head_off, hd);
+    const float *q = e->q + t * d->q_dim + h0 * hd;
+    e->kv.scores(q, n_q, kv_at(e, e->k_cache, j->l, g, 0), e->kv_head_bytes, n_keys, hd,
+                 1.0f / sqrtf((float)hd), scores);
+    for (uint64_t i = 0; i < n_q; i++) e->kv.softmax(scores + i * n_keys, n_keys);
+    e->kv.mix(e->att + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, j->l, g, 0), e->kv_head_bytes,
+              n_keys, hd);
 }
 
 static void attn_worker(void *ctx, int ith, int nth)
 {
     attn_job *j = ctx;
-    engine *e = j->e;
-    float *scores = e->scores + (uint64_t)ith * e->n_ctx;
-    long b, end;
-    pool_share((long)(j->n_tok * e->w.d.n_heads), ith, nth, &b, &end);
-    for (long i = b; i < end; i++)
-        attend_one(e, j->l, (uint32_t)(i / (long)e->w.d.n_heads), (uint64_t)i % e->w.d.n_heads, scores);
+    float *scores = j->e->scores + (uint64_t)ith * engine_scores_per_thread(&j->e->w.d, j->e->n_ctx);
+    for (long u; (u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_units;)
+        attend_unit(j, u, scores);
 }
+
+#define UNITS_PER_THREAD 4
 
 void engine_attention(engine *e, uint64_t l, uint32_t n_tok)
 {
-    attn_job j = {e, l, n_tok};
+    const llama_dims *d = &e->w.d;
+    uint64_t n_rep = d->n_heads / d->n_kv_heads, units = n_tok * d->n_kv_heads;
+    uint64_t want = (uint64_t)pool_size(e->pool) * UNITS_PER_THREAD;
+    uint64_t n_chunks = units >= want ? 1 : (want + units - 1) / units;
+    if (n_chunks > n_rep) n_chunks = n_rep;
+    uint64_t per_chunk = (n_rep + n_chunks - 1) / n_chunks;
+    n_chunks = (n_rep + per_chunk - 1) / per_chunk;
+    attn_job j = {e, l, n_tok, n_chunks, per_chunk, (long)(units * n_chunks), 0};
     pool_run(e->pool, attn_worker, &j);
 }

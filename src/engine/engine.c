@@ -44,6 +44,11 @@ static uint64_t max_act_bytes(const llama_weights *w, uint64_t n_batch)
     return m;
 }
 
+uint64_t engine_scores_per_thread(const llama_dims *d, uint64_t n_ctx)
+{
+    return d->n_heads / d->n_kv_heads * n_ctx;
+}
+
 /* Every buffer the engine allocates, in one place: alloc_buffers uses it,
  * and so does engine_describe (the planner asks the engine, it does not
  * duplicate the formulas). */
@@ -59,7 +64,7 @@ static buffer_sizes sizes_for(const llama_weights *w, uint64_t n_ctx, uint64_t B
         .cache = d->n_layers * n_ctx * d->kv_dim * (kv_type == GGML_TYPE_F32 ? 4 : 2),
         .x = B * d->n_embd * 4, .xn = B * d->n_embd * 4, .q = B * d->q_dim * 4, .k = B * d->kv_dim * 4,
         .v = B * d->kv_dim * 4, .att = B * d->q_dim * 4, .gate = B * d->n_ff * 4, .up = B * d->n_ff * 4,
-        .norm_w = d->n_embd * 4, .rope_cs = B * d->rope_dim * 4, .scores = (uint64_t)n_threads * n_ctx * 4,
+        .norm_w = d->n_embd * 4, .rope_cs = B * d->rope_dim * 4, .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4,
         .act = max_act_bytes(w, B),
     };
 }
@@ -74,7 +79,7 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
 {
     const llama_dims *d = &e->w.d;
     buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type, pool_size(e->pool));
-    e->kv_row_bytes = d->kv_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
+    e->kv_head_bytes = d->head_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
     e->kv = kv_ops_get(e->kv_type == GGML_TYPE_F32, e->kernels == KERNEL_FAST);
     e->k_cache = scratch(e, z.cache);
     e->v_cache = scratch(e, z.cache);

@@ -14,13 +14,15 @@ struct engine {
     store *store;
     pool *pool;
     uint32_t n_ctx, n_batch, n_past, kv_type;
-    uint8_t *k_cache, *v_cache; /* [layer][position][kv_dim] of kv_type */
-    uint64_t kv_row_bytes;      /* bytes of one position's K (or V) row */
+    /* [layer][KV head][position][head_dim] of kv_type: one head's positions
+     * are contiguous, so attention streams them (prefetchers follow) */
+    uint8_t *k_cache, *v_cache;
+    uint64_t kv_head_bytes;     /* bytes of one head's K (or V) at one position */
     kv_ops kv;                  /* attention loops for this cache type */
     kernel_mode kernels;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *norm_w;
     float *rope_cs;             /* n_batch x rope_dim: (cos, sin) per pair and position */
-    float *scores;              /* n_threads x n_ctx */
+    float *scores;              /* n_threads x engine_scores_per_thread */
     void *act;
     uint64_t scratch_bytes;
 };
@@ -29,6 +31,9 @@ struct engine {
 /* Attention of the batch's tokens (queries in e->q, K and V of the batch
  * already in the cache) for layer l; writes e->att. */
 void engine_attention(engine *e, uint64_t l, uint32_t n_tok);
+/* Floats of attention scores one thread needs: a KV head's query heads
+ * against every position. */
+uint64_t engine_scores_per_thread(const llama_dims *d, uint64_t n_ctx);
 /* Stores the batch's K and V rows (e->k, e->v) at their positions. */
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok);
 

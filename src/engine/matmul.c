@@ -1,10 +1,15 @@
-/* Matrix products: activations are prepared once per token row, then each
- * thread takes a share of the weight rows and runs them against every token,
- * a few rows at a time so the rows stay in cache while the tokens go by
- * (prompt batches), or straight through (decode). Several matrices that
+/* Matrix products: activations are prepared once per token row, then the
+ * threads take chunks of weight rows from a shared counter and run them
+ * against every token. Chunks shrink as the rows run out (each takes a
+ * share of what is left): a thread slowed by another process simply takes
+ * fewer, and the threads finish within a small chunk of each other. Within
+ * a chunk, rows go a few at a time so they stay in cache while the tokens
+ * go by (prompt batches), or straight through (decode). Several matrices that
  * read the same input (Q, K, V; gate, up) run as one job over their
  * concatenated rows: a decode step is hundreds of small jobs, and each
  * dispatch to the pool costs microseconds. */
+#include <stdatomic.h>
+
 #include "engine/matmul.h"
 #include "gguf/ggml_types.h"
 
@@ -19,6 +24,7 @@ typedef struct multi_job {
     const matmul_args *a;
     int n;
     uint64_t rows; /* total over the matrices */
+    atomic_long next;
 } multi_job;
 
 static void prepare_rows(const matmul_args *a, long b, long e)
@@ -52,11 +58,9 @@ static void run_rows(const matmul_args *a, long r0, long r1)
     }
 }
 
-static void rows_job(void *ctx, int ith, int nth)
+/* Rows [b, e) of the concatenated matrices. */
+static void run_range(const multi_job *j, long b, long e)
 {
-    const multi_job *j = ctx;
-    long b, e;
-    pool_share((long)j->rows, ith, nth, &b, &e);
     long base = 0;
     for (int m = 0; m < j->n && b < e; m++) {
         long n_out = (long)j->a[m].n_out;
@@ -66,12 +70,35 @@ static void rows_job(void *ctx, int ith, int nth)
     }
 }
 
+/* The next chunk: a 1/(2 nth) share of the rows left, whole row blocks. */
+static bool take_chunk(multi_job *j, int nth, long *b, long *e)
+{
+    long rows = (long)j->rows, at = atomic_load_explicit(&j->next, memory_order_relaxed), end;
+    do {
+        if (at >= rows) return false;
+        long n = (rows - at) / (2 * nth);
+        n = n < ROW_BLOCK ? ROW_BLOCK : n / ROW_BLOCK * ROW_BLOCK;
+        end = at + n < rows ? at + n : rows;
+    } while (!atomic_compare_exchange_weak_explicit(&j->next, &at, end, memory_order_relaxed, memory_order_relaxed));
+    *b = at;
+    *e = end;
+    return true;
+}
+
+static void rows_job(void *ctx, int ith, int nth)
+{
+    multi_job *j = ctx;
+    long b, e;
+    while (take_chunk(j, nth, &b, &e)) run_range(j, b, e);
+}
+
 /* Matrices a[0..n) share x, n_in and the activation format: a[0] prepares
  * the activations, the others read them. */
 void matmul_multi(pool *p, const matmul_args *a, int n)
 {
-    multi_job j = {a, n, 0};
+    multi_job j = {.a = a, .n = n};
     for (int m = 0; m < n; m++) j.rows += a[m].n_out;
+    atomic_init(&j.next, 0);
     if (a[0].n_tok == 1) prepare_rows(&a[0], 0, 1); /* one row: not worth a dispatch */
     else pool_run(p, prepare_job, &j);
     pool_run(p, rows_job, &j);

@@ -28,20 +28,6 @@ void op_rope(float *head, const float *cs, uint64_t rope_dim)
     }
 }
 
-void op_softmax(float *x, uint64_t n)
-{
-    float max = x[0];
-    for (uint64_t i = 1; i < n; i++)
-        if (x[i] > max) max = x[i];
-    double sum = 0.0;
-    for (uint64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (uint64_t i = 0; i < n; i++) x[i] *= inv;
-}
-
 void op_swiglu(float *gate, const float *up, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];

@@ -1,6 +1,9 @@
-/* Fork-join pool. Workers spin briefly on the job counter before sleeping:
- * a decode step dispatches hundreds of small jobs, and a condition-variable
- * wake-up per job would cost more than the job. */
+/* Fork-join pool. Workers spin on the job counter before sleeping: a
+ * decode step dispatches hundreds of small jobs, and a condition-variable
+ * wake-up per job would cost more than the job. Spinning uses the CPU's
+ * pause hint, not sched_yield: a yield is a system call per round, and on a
+ * machine with a core per thread there is nobody to yield to. The dispatcher
+ * only takes the mutex when a worker has gone to sleep. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -9,7 +12,8 @@
 
 #include "engine/threadpool.h"
 
-#define SPIN_ROUNDS 20000
+#define SPIN_ROUNDS (1 << 18) /* about 10 ms of pause hints before sleeping */
+#define YIELD_EVERY 4096      /* ...with a yield now and then in case threads outnumber cores */
 
 struct pool {
     int n;
@@ -19,11 +23,21 @@ struct pool {
     atomic_uint generation; /* bumped once per job */
     atomic_int pending;     /* workers still running the current job */
     atomic_bool quit;
+    atomic_int sleepers;    /* workers waiting on the condition variable */
     pool_fn fn;
     void *ctx;
     struct worker_arg *args;
     int started; /* highest worker index created */
 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 
 static void run_job(pool *p, int ith)
 {
@@ -36,11 +50,14 @@ static unsigned wait_for_job(pool *p, unsigned seen)
     for (int i = 0; i < SPIN_ROUNDS; i++) {
         unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);
         if (g != seen || atomic_load(&p->quit)) return g;
-        if (i % 64 == 63) sched_yield();
+        cpu_relax();
+        if (i % YIELD_EVERY == YIELD_EVERY - 1) sched_yield();
     }
     pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->sleepers, 1); /* before the check: see pool_run */
     unsigned g;
     while ((g = atomic_load(&p->generation)) == seen && !atomic_load(&p->quit)) pthread_cond_wait(&p->wake, &p->mu);
+    atomic_fetch_sub(&p->sleepers, 1);
     pthread_mutex_unlock(&p->mu);
     return g;
 }
@@ -112,12 +129,20 @@ void pool_run(pool *p, pool_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     atomic_store(&p->pending, p->n);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    /* Sequentially consistent bump, then read of sleepers: a worker counts
+     * itself a sleeper before it re-reads the generation, so either it sees
+     * this job or this read sees it and the broadcast wakes it. */
+    atomic_fetch_add(&p->generation, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+    }
     run_job(p, 0);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) sched_yield();
+    for (long i = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
+        cpu_relax();
+        if (i % YIELD_EVERY == 0) sched_yield();
+    }
 }
 
 void pool_share(long n, int ith, int nth, long *begin, long *end)

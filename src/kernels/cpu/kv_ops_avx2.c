@@ -1,50 +1,223 @@
-/* AVX2 attention loops: 8 lanes at a time, F16C conversion of cached halves. */
+/* AVX2 attention loops. Cached rows are taken eight positions at a time:
+ * an f16 block is converted once into a small float tile (in L1) that all
+ * the group's queries then read; an f32 block is read in place. Scores come
+ * out eight at a time: eight per-key accumulators reduced together. */
+#include <math.h>
+
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/kv_ops.h"
 
-float kv_dot_f16_avx2(const float *q, const void *k, uint64_t n)
+#define KEYS 8
+
+typedef struct kv_block {
+    const float *row[KEYS]; /* row k of the block (past the end: row 0 again) */
+    uint64_t n;             /* real rows, 1..KEYS */
+    float tile[KEYS][KV_FAST_MAX_HD];
+} kv_block;
+
+INLINE const uint8_t *cached_row(const void *base, uint64_t stride, uint64_t j)
 {
-    const uint16_t *h = k;
-    __m256 acc = _mm256_setzero_ps();
+    return (const uint8_t *)base + j * stride;
+}
+
+static void block_f16(kv_block *b, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys, uint64_t hd)
+{
+    b->n = n_keys - j0 < KEYS ? n_keys - j0 : KEYS;
+    for (uint64_t k = 0; k < KEYS; k++) {
+        if (k >= b->n) {
+            b->row[k] = b->tile[0];
+            continue;
+        }
+        const uint16_t *h = (const uint16_t *)cached_row(base, stride, j0 + k);
+        for (uint64_t d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(b->tile[k] + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + d))));
+        b->row[k] = b->tile[k];
+    }
+}
+
+static void block_f32(kv_block *b, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys)
+{
+    b->n = n_keys - j0 < KEYS ? n_keys - j0 : KEYS;
+    for (uint64_t k = 0; k < KEYS; k++)
+        b->row[k] = (const float *)cached_row(base, stride, j0 + (k < b->n ? k : 0));
+}
+
+/* The eight sums of a[0..8), in order, as one vector. */
+INLINE __m256 hsum8(const __m256 *a)
+{
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* Scores of every query against the block's keys. */
+static void block_scores(const kv_block *b, const float *q, uint64_t n_q, uint64_t hd, float scale, float *s,
+                         uint64_t n_keys)
+{
+    for (uint64_t i = 0; i < n_q; i++) {
+        const float *qi = q + i * hd;
+        __m256 acc[KEYS];
+#pragma GCC unroll 8
+        for (int k = 0; k < KEYS; k++) acc[k] = _mm256_setzero_ps();
+        for (uint64_t d = 0; d < hd; d += 8) {
+            __m256 qv = _mm256_loadu_ps(qi + d);
+#pragma GCC unroll 8
+            for (int k = 0; k < KEYS; k++) acc[k] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(b->row[k] + d), acc[k]);
+        }
+        __m256 r = _mm256_mul_ps(hsum8(acc), _mm256_set1_ps(scale));
+        float *si = s + i * n_keys;
+        if (b->n == KEYS) {
+            _mm256_storeu_ps(si, r);
+            continue;
+        }
+        float tmp[KEYS];
+        _mm256_storeu_ps(tmp, r);
+        for (uint64_t k = 0; k < b->n; k++) si[k] = tmp[k];
+    }
+}
+
+/* o[0 .. 8w) += Σ_k p[k] row[k][d .. d + 8w): w accumulators, each
+ * advanced once per key (w = 8 keeps enough FMAs in flight to hide their
+ * latency). */
+INLINE void mix_cols(const kv_block *b, float *o, const float *p, uint64_t d, int w)
+{
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < w; c++) acc[c] = _mm256_loadu_ps(o + 8 * c);
+    for (uint64_t k = 0; k < b->n; k++) {
+        __m256 pk = _mm256_broadcast_ss(p + k);
+#pragma GCC unroll 8
+        for (int c = 0; c < w; c++) acc[c] = _mm256_fmadd_ps(pk, _mm256_loadu_ps(b->row[k] + d + 8 * c), acc[c]);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < w; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
+}
+
+/* out[i] += Σ_k p[i][k] row[k] over the block, 64, 32 then 8 columns at a time. */
+static void block_mix(const kv_block *b, float *out, uint64_t n_q, const float *p, uint64_t n_keys, uint64_t hd)
+{
+    for (uint64_t i = 0; i < n_q; i++) {
+        float *oi = out + i * hd;
+        const float *pi = p + i * n_keys;
+        uint64_t d = 0;
+        for (; d + 64 <= hd; d += 64) mix_cols(b, oi + d, pi, d, 8);
+        for (; d + 32 <= hd; d += 32) mix_cols(b, oi + d, pi, d, 4);
+        for (; d < hd; d += 8) mix_cols(b, oi + d, pi, d, 1);
+    }
+}
+
+static bool fast_shape(uint64_t hd) { return hd % 8 == 0 && hd <= KV_FAST_MAX_HD; }
+
+void kv_scores_f16_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys, uint64_t hd,
+                        float scale, float *s)
+{
+    if (!fast_shape(hd)) {
+        kv_scores_f16_ref(q, n_q, k, stride, n_keys, hd, scale, s);
+        return;
+    }
+    kv_block b;
+    for (uint64_t j = 0; j < n_keys; j += KEYS) {
+        block_f16(&b, k, stride, j, n_keys, hd);
+        block_scores(&b, q, n_q, hd, scale, s + j, n_keys);
+    }
+}
+
+void kv_scores_f32_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys, uint64_t hd,
+                        float scale, float *s)
+{
+    if (hd % 8) {
+        kv_scores_f32_ref(q, n_q, k, stride, n_keys, hd, scale, s);
+        return;
+    }
+    kv_block b;
+    for (uint64_t j = 0; j < n_keys; j += KEYS) {
+        block_f32(&b, k, stride, j, n_keys);
+        block_scores(&b, q, n_q, hd, scale, s + j, n_keys);
+    }
+}
+
+void kv_mix_f16_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
+                     uint64_t hd)
+{
+    if (!fast_shape(hd)) {
+        kv_mix_f16_ref(out, n_q, p, v, stride, n_keys, hd);
+        return;
+    }
+    memset(out, 0, n_q * hd * sizeof *out);
+    kv_block b;
+    for (uint64_t j = 0; j < n_keys; j += KEYS) {
+        block_f16(&b, v, stride, j, n_keys, hd);
+        block_mix(&b, out, n_q, p + j, n_keys, hd);
+    }
+}
+
+void kv_mix_f32_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
+                     uint64_t hd)
+{
+    if (hd % 8) {
+        kv_mix_f32_ref(out, n_q, p, v, stride, n_keys, hd);
+        return;
+    }
+    memset(out, 0, n_q * hd * sizeof *out);
+    kv_block b;
+    for (uint64_t j = 0; j < n_keys; j += KEYS) {
+        block_f32(&b, v, stride, j, n_keys);
+        block_mix(&b, out, n_q, p + j, n_keys, hd);
+    }
+}
+
+/* e^x for x <= 0 (softmax arguments): x = n ln2 + r with |r| <= ln2/2 (ln2
+ * split in two so n ln2 is exact), e^r from its Taylor series to r^6 (error
+ * below 2e-7 relative on that range), times 2^n built in the exponent bits.
+ * Below -87 the result is 0 (a subnormal in exact math). */
+INLINE __m256 exp_nonpositive(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    __m256 zero_mask = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(zero_mask, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+static float max_of(const float *x, uint64_t n)
+{
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float t[8], r = -INFINITY;
+    _mm256_storeu_ps(t, m);
+    for (int k = 0; k < 8; k++) r = t[k] > r ? t[k] : r;
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+void kv_softmax_avx2(float *x, uint64_t n)
+{
+    float max = max_of(x, n);
+    __m256 mv = _mm256_set1_ps(max), acc = _mm256_setzero_ps();
     uint64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i)));
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv, acc);
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
     }
-    float s = hsum_ps(acc);
-    for (; i < n; i++) s += q[i] * _cvtsh_ss(h[i]);
-    return s;
-}
-
-void kv_axpy_f16_avx2(float *out, float p, const void *v, uint64_t n)
-{
-    const uint16_t *h = v;
-    __m256 pv = _mm256_set1_ps(p);
-    uint64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i)));
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pv, vv, _mm256_loadu_ps(out + i)));
+    double sum = hsum_ps(acc);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
     }
-    for (; i < n; i++) out[i] += p * _cvtsh_ss(h[i]);
-}
-
-float kv_dot_f32_avx2(const float *q, const void *k, uint64_t n)
-{
-    const float *f = k;
-    __m256 acc = _mm256_setzero_ps();
-    uint64_t i = 0;
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(f + i), acc);
-    float s = hsum_ps(acc);
-    for (; i < n; i++) s += q[i] * f[i];
-    return s;
-}
-
-void kv_axpy_f32_avx2(float *out, float p, const void *v, uint64_t n)
-{
-    const float *f = v;
-    __m256 pv = _mm256_set1_ps(p);
-    uint64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(f + i), _mm256_loadu_ps(out + i)));
-    for (; i < n; i++) out[i] += p * f[i];
+    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
 }
