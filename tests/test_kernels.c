@@ -31,6 +31,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/kv_ops.h"
 #include "kernels/cpu/quantize.h"
+#include "kernels/cpu/swiglu.h"
 #include "test.h"
 #include "util/fp16.h"
 
@@ -502,4 +503,24 @@ TEST(test_kernel_softmax_matches_expf)
     }
     free(a);
     free(b);
+}
+
+/* SwiGLU with the vector exponential against expf, over gate values from
+ * deep negative (silu -> 0) to large positive (silu -> x), odd lengths. */
+TEST(test_kernel_swiglu_matches_scalar)
+{
+    enum { N = 1027 };
+    float *a = malloc(N * 4), *b = malloc(N * 4), *up = malloc(N * 4);
+    swiglu_fn fast = swiglu_get(true);
+    for (int i = 0; i < N; i++) {
+        a[i] = b[i] = (float)((i * 7919) % N) / N * 240.0f - 120.0f;
+        up[i] = (float)((i * 31) % 17) / 8.0f - 1.0f;
+    }
+    swiglu_ref(a, up, N);
+    fast(b, up, N);
+    for (int i = 0; i < N; i++)
+        CHECK(fabsf(a[i] - b[i]) <= 1e-6f * (1.0f + fabsf(a[i])), " i=%d: %g vs %g", i, a[i], b[i]);
+    free(a);
+    free(b);
+    free(up);
 }

@@ -81,6 +81,7 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type, pool_size(e->pool));
     e->kv_head_bytes = d->head_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
     e->kv = kv_ops_get(e->kv_type == GGML_TYPE_F32, e->kernels == KERNEL_FAST);
+    e->swiglu = swiglu_get(e->kernels == KERNEL_FAST);
     e->k_cache = scratch(e, z.cache);
     e->v_cache = scratch(e, z.cache);
     e->x = scratch(e, z.x);

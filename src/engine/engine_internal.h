@@ -5,6 +5,7 @@
 #include "engine/engine.h"
 #include "engine/llama_weights.h"
 #include "kernels/cpu/kv_ops.h"
+#include "kernels/cpu/swiglu.h"
 #include "engine/threadpool.h"
 #include "store/store.h"
 
@@ -19,6 +20,7 @@ struct engine {
     uint8_t *k_cache, *v_cache;
     uint64_t kv_head_bytes;     /* bytes of one head's K (or V) at one position */
     kv_ops kv;                  /* attention loops for this cache type */
+    swiglu_fn swiglu;
     kernel_mode kernels;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *norm_w;
     float *rope_cs;             /* n_batch x rope_dim: (cos, sin) per pair and position */

@@ -90,7 +90,7 @@ static strata_status ffn_block(engine *e, uint64_t l, const void *const *w, uint
     matmul_args gate_up[2] = {mm_args(e, k[SLOT_GATE], w[SLOT_GATE], d->n_embd, d->n_ff, e->xn, n_tok, e->gate),
                               mm_args(e, k[SLOT_UP], w[SLOT_UP], d->n_embd, d->n_ff, e->xn, n_tok, e->up)};
     mm_shared(e, gate_up, 2);
-    op_swiglu(e->gate, e->up, (uint64_t)n_tok * d->n_ff);
+    e->swiglu(e->gate, e->up, (uint64_t)n_tok * d->n_ff);
     mm(e, k[SLOT_DOWN], w[SLOT_DOWN], d->n_ff, d->n_embd, e->gate, n_tok, e->xn);
     op_add(e->x, e->xn, (uint64_t)n_tok * d->n_embd);
     return STRATA_OK;

@@ -28,11 +28,6 @@ void op_rope(float *head, const float *cs, uint64_t rope_dim)
     }
 }
 
-void op_swiglu(float *gate, const float *up, uint64_t n)
-{
-    for (uint64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-}
-
 void op_add(float *y, const float *x, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) y[i] += x[i];

@@ -12,8 +12,6 @@ void op_rmsnorm(float *y, const float *x, const float *w, uint64_t n, float eps)
  * and shared by every head and layer); op_rope rotates one head in place. */
 void op_rope_table(float *cs, uint64_t rope_dim, uint32_t pos, float base, float freq_scale);
 void op_rope(float *head, const float *cs, uint64_t rope_dim);
-/* gate[i] = silu(gate[i]) * up[i]. */
-void op_swiglu(float *gate, const float *up, uint64_t n);
 /* y += x. */
 void op_add(float *y, const float *x, uint64_t n);
 

@@ -167,29 +167,6 @@ void kv_mix_f32_avx2(float *out, uint64_t n_q, const float *p, const void *v, ui
     }
 }
 
-/* e^x for x <= 0 (softmax arguments): x = n ln2 + r with |r| <= ln2/2 (ln2
- * split in two so n ln2 is exact), e^r from its Taylor series to r^6 (error
- * below 2e-7 relative on that range), times 2^n built in the exponent bits.
- * Below -87 the result is 0 (a subnormal in exact math). */
-INLINE __m256 exp_nonpositive(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    __m256 zero_mask = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(zero_mask, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
 static float max_of(const float *x, uint64_t n)
 {
     __m256 m = _mm256_set1_ps(-INFINITY);
@@ -208,7 +185,7 @@ void kv_softmax_avx2(float *x, uint64_t n)
     __m256 mv = _mm256_set1_ps(max), acc = _mm256_setzero_ps();
     uint64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
         _mm256_storeu_ps(x + i, e);
         acc = _mm256_add_ps(acc, e);
     }
