@@ -17,6 +17,11 @@
  *              compute ceiling, to tell compute-bound from memory-bound;
  *   ref      - the scalar reference kernel (on --ref-mb MiB, default 64),
  *              and the fast / reference speed-up.
+ * Kernels with a multi-row version (kernel_desc.dot_rows) get a second
+ * line, "rows": the same figures through kernel_dot_rows over each
+ * thread's share (the mem columns repeat the first line's), then its
+ * speed-ups over dot row by row in cache and from RAM with two threads
+ * (medians of the per-run ratios).
  * The read loop uses 32-byte AVX2 loads when the CPU has them, as the
  * kernels do (8-byte loads measure about 10% less here).
  * Also: activation preparation (Q8_0, Q8_K) per 4096 values, portable vs
@@ -80,6 +85,7 @@ static float rng_float(void) { return (float)((double)(rng_next() >> 11) / 90071
 
 typedef struct job {
     const kernel_desc *k;  /* NULL: plain memory read */
+    bool multi;            /* kernel_dot_rows over the share, not dot row by row */
     const uint8_t *w;
     const void *act;
     uint64_t rows, row_bytes; /* for a read: rows = 1, row_bytes = bytes */
@@ -123,12 +129,14 @@ static void *run_job(void *p)
         j->sink = avx2 ? read_avx2(v, j->row_bytes / 8) : read_u64(v, j->row_bytes / 8);
         return NULL;
     }
-    for (uint64_t r = 0; r < j->rows; r++) j->k->dot(j->w + r * j->row_bytes, j->act, N_IN, &j->y[r]);
+    if (j->multi) kernel_dot_rows(j->k, j->w, j->row_bytes, j->rows, j->act, N_IN, j->y);
+    else
+        for (uint64_t r = 0; r < j->rows; r++) j->k->dot(j->w + r * j->row_bytes, j->act, N_IN, &j->y[r]);
     return NULL;
 }
 
 /* Seconds for one pass over `rows` rows split over n_threads. */
-static double timed_pass(const kernel_desc *k, const uint8_t *w, const void *act, uint64_t rows,
+static double timed_pass(const kernel_desc *k, bool multi, const uint8_t *w, const void *act, uint64_t rows,
                          uint64_t row_bytes, float *y, int n_threads)
 {
     job jobs[2];
@@ -136,8 +144,8 @@ static double timed_pass(const kernel_desc *k, const uint8_t *w, const void *act
     uint64_t share = rows / (uint64_t)n_threads;
     for (int t = 0; t < n_threads; t++) {
         uint64_t r0 = share * (uint64_t)t, r1 = t == n_threads - 1 ? rows : r0 + share;
-        if (k) jobs[t] = (job){k, w + r0 * row_bytes, act, r1 - r0, row_bytes, y + r0, 0};
-        else jobs[t] = (job){NULL, w + r0 * row_bytes, NULL, 1, (r1 - r0) * row_bytes, NULL, 0};
+        if (k) jobs[t] = (job){k, multi, w + r0 * row_bytes, act, r1 - r0, row_bytes, y + r0, 0};
+        else jobs[t] = (job){NULL, false, w + r0 * row_bytes, NULL, 1, (r1 - r0) * row_bytes, NULL, 0};
     }
     double t0 = now();
     for (int t = 1; t < n_threads; t++) pthread_create(&th[t], NULL, run_job, &jobs[t]);
@@ -150,11 +158,11 @@ static double timed_pass(const kernel_desc *k, const uint8_t *w, const void *act
 }
 
 /* GB/s of `passes` passes (at least one pass: rows * row_bytes bytes). */
-static double gbps(const kernel_desc *k, const uint8_t *w, const void *act, uint64_t rows, uint64_t row_bytes,
-                   float *y, int n_threads, int passes)
+static double gbps(const kernel_desc *k, bool multi, const uint8_t *w, const void *act, uint64_t rows,
+                   uint64_t row_bytes, float *y, int n_threads, int passes)
 {
     double dt = 0;
-    for (int p = 0; p < passes; p++) dt += timed_pass(k, w, act, rows, row_bytes, y, n_threads);
+    for (int p = 0; p < passes; p++) dt += timed_pass(k, multi, w, act, rows, row_bytes, y, n_threads);
     return (double)(rows * row_bytes) * passes / dt / 1e9;
 }
 
@@ -218,6 +226,65 @@ static void bench_prep(void)
     printf("  Q8_K  %8.0f / %8.0f\n", a, b);
 }
 
+/* ---- one type ---- */
+
+/* Per-run figures of one path (dot row by row, or kernel_dot_rows). */
+typedef struct path_runs {
+    double f1[MAX_RUNS], r1[MAX_RUNS], f2[MAX_RUNS], r2[MAX_RUNS], fc[MAX_RUNS];
+} path_runs;
+
+/* Run r of a path: from memory with 1 and 2 threads (ratios to this run's
+ * read bandwidths m1, m2), and in cache. */
+static void run_path(path_runs *p, int r, const kernel_desc *k, bool multi, const uint8_t *buf, const void *act,
+                     uint64_t rows, uint64_t row_bytes, float *y, double m1, double m2)
+{
+    uint64_t cache_rows = (512u << 10) / row_bytes;
+    p->f1[r] = gbps(k, multi, buf, act, rows, row_bytes, y, 1, 1);
+    p->f2[r] = gbps(k, multi, buf, act, rows, row_bytes, y, 2, 1);
+    p->r1[r] = p->f1[r] / m1;
+    p->r2[r] = p->f2[r] / m2;
+    p->fc[r] = gbps(k, multi, buf, act, cache_rows, row_bytes, y, 1, 200);
+}
+
+/* The table lines of a type: the dot kernel, and kernel_dot_rows when the
+ * kernel has a multi-row version (with its speed-ups over dot, medians of
+ * the per-run ratios, in cache and from memory with two threads). */
+static void bench_type(uint32_t type, uint8_t *buf, uint64_t bytes, uint64_t ref_mb, float *y, const float *x,
+                       int runs)
+{
+    static uint8_t act[N_IN * sizeof(float)];
+    static path_runs one, multi;
+    const kernel_desc *fast = kernel_select(type, KERNEL_FAST), *ref = kernel_reference(type);
+    uint64_t row_bytes = ggml_row_bytes(type, N_IN), rows = bytes / row_bytes;
+    uint64_t ref_rows = (ref_mb << 20) / row_bytes;
+    bool has_rows = fast->dot_rows != NULL;
+    fill_matrix(type, buf, rows * row_bytes);
+    kernel_prepare_act(fast->act_type, x, act, N_IN);
+    double m1[MAX_RUNS], m2[MAX_RUNS], rf[MAX_RUNS], gc[MAX_RUNS], g2[MAX_RUNS];
+    gbps(fast, false, buf, act, rows, row_bytes, y, 1, 1); /* warm-up: page tables, clocks */
+    for (int r = 0; r < runs; r++) {
+        m1[r] = gbps(NULL, false, buf, NULL, rows, row_bytes, NULL, 1, 1);
+        m2[r] = gbps(NULL, false, buf, NULL, rows, row_bytes, NULL, 2, 1);
+        run_path(&one, r, fast, false, buf, act, rows, row_bytes, y, m1[r], m2[r]);
+        if (!has_rows) continue;
+        run_path(&multi, r, fast, true, buf, act, rows, row_bytes, y, m1[r], m2[r]);
+        gc[r] = multi.fc[r] / one.fc[r];
+        g2[r] = multi.f2[r] / one.f2[r];
+    }
+    kernel_prepare_act(ref->act_type, x, act, N_IN);
+    int ref_runs = runs < 3 ? runs : 3;
+    for (int r = 0; r < ref_runs; r++) rf[r] = gbps(ref, false, buf, act, ref_rows, row_bytes, y, 1, 1);
+    double f1m = median(one.f1, runs), rfm = median(rf, ref_runs), m1m = median(m1, runs), m2m = median(m2, runs);
+    printf("%-7s %-6s %5.2f | %7.2f %7.2f %5.2f | %7.2f %7.2f %5.2f | %7.2f | %7.2f %6.1fx\n", ggml_type_name(type),
+           fast->isa, ggml_type_bpw(type), f1m, m1m, median(one.r1, runs), median(one.f2, runs), m2m,
+           median(one.r2, runs), median(one.fc, runs), rfm, f1m / rfm);
+    if (has_rows)
+        printf("%-7s %-6s %5s | %7.2f %7.2f %5.2f | %7.2f %7.2f %5.2f | %7.2f | %6.2fx %6.2fx\n", "", "rows", "",
+               median(multi.f1, runs), m1m, median(multi.r1, runs), median(multi.f2, runs), m2m,
+               median(multi.r2, runs), median(multi.fc, runs), median(gc, runs), median(g2, runs));
+    fflush(stdout);
+}
+
 /* ---- main ---- */
 
 static bool wanted(const char *list, uint32_t type)
@@ -255,7 +322,6 @@ int main(int argc, char **argv)
     uint8_t *buf = aligned_alloc(64, bytes);
     float *y = malloc((bytes / 1024 + 1) * sizeof(float)); /* every row is > 1 KiB */
     float x[N_IN];
-    static uint8_t act[N_IN * sizeof(float)];
     if (!buf || !y) {
         fprintf(stderr, "bench_kernels: cannot allocate %" PRIu64 " MiB\n", mb);
         return 1;
@@ -268,35 +334,9 @@ int main(int argc, char **argv)
            N_IN, mb, ref_mb, runs);
     printf("%-7s %-6s %5s | %7s %7s %5s | %7s %7s %5s | %7s | %7s %7s\n", "type", "isa", "bpw", "fast 1T",
            "mem 1T", "ratio", "fast 2T", "mem 2T", "ratio", "cache", "ref", "speedup");
-    for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++) {
-        uint32_t type = all_types[i];
-        if (!wanted(types, type)) continue;
-        const kernel_desc *fast = kernel_select(type, KERNEL_FAST), *ref = kernel_reference(type);
-        uint64_t row_bytes = ggml_row_bytes(type, N_IN), rows = bytes / row_bytes;
-        uint64_t ref_rows = (ref_mb << 20) / row_bytes, cache_rows = (512u << 10) / row_bytes;
-        fill_matrix(type, buf, rows * row_bytes);
-        kernel_prepare_act(fast->act_type, x, act, N_IN);
-        double m1[MAX_RUNS], f1[MAX_RUNS], r1[MAX_RUNS], m2[MAX_RUNS], f2[MAX_RUNS], r2[MAX_RUNS];
-        double fc[MAX_RUNS], rf[MAX_RUNS];
-        gbps(fast, buf, act, rows, row_bytes, y, 1, 1); /* warm-up: page tables, clocks */
-        for (int r = 0; r < runs; r++) {
-            m1[r] = gbps(NULL, buf, NULL, rows, row_bytes, NULL, 1, 1);
-            f1[r] = gbps(fast, buf, act, rows, row_bytes, y, 1, 1);
-            m2[r] = gbps(NULL, buf, NULL, rows, row_bytes, NULL, 2, 1);
-            f2[r] = gbps(fast, buf, act, rows, row_bytes, y, 2, 1);
-            r1[r] = f1[r] / m1[r];
-            r2[r] = f2[r] / m2[r];
-            fc[r] = gbps(fast, buf, act, cache_rows, row_bytes, y, 1, 200);
-        }
-        kernel_prepare_act(ref->act_type, x, act, N_IN);
-        int ref_runs = runs < 3 ? runs : 3;
-        for (int r = 0; r < ref_runs; r++) rf[r] = gbps(ref, buf, act, ref_rows, row_bytes, y, 1, 1);
-        double f1m = median(f1, runs), rfm = median(rf, ref_runs);
-        printf("%-7s %-6s %5.2f | %7.2f %7.2f %5.2f | %7.2f %7.2f %5.2f | %7.2f | %7.2f %6.1fx\n",
-               ggml_type_name(type), fast->isa, ggml_type_bpw(type), f1m, median(m1, runs), median(r1, runs),
-               median(f2, runs), median(m2, runs), median(r2, runs), median(fc, runs), rfm, f1m / rfm);
-        fflush(stdout);
-    }
+    printf("%-7s %-6s %5s | %21s | %21s | %7s | %15s\n", "", "rows", "", "", "", "", "vs dot: cache 2T");
+    for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
+        if (wanted(types, all_types[i])) bench_type(all_types[i], buf, bytes, ref_mb, y, x, runs);
     bench_prep();
     free(buf);
     free(y);

@@ -293,13 +293,14 @@ typedef struct case_stats {
     double worst_exact, worst_bound, worst_rel; /* worst ratios to the tolerances */
 } case_stats;
 
-/* One weight row against one activation row: checks described at the top. */
-static void check_row(const kernel_desc *fast, const kernel_desc *ref, const uint8_t *w, const float *x,
-                      const uint8_t *act, const float *wd, const float *xh, uint64_t n, act_kind kind,
-                      const char *what, case_stats *st)
+/* `got`, a fast kernel's result for weight row w (dequantized: wd) against
+ * activations x (prepared, then dequantized: xh): checks described at the
+ * top. */
+static void check_value(float got, const kernel_desc *fast, const kernel_desc *ref, const uint8_t *w,
+                        const float *x, const float *wd, const float *xh, uint64_t n, act_kind kind,
+                        const char *what, case_stats *st)
 {
-    float got, want;
-    fast->dot(w, act, n, &got);
+    float want;
     ref->dot(w, x, n, &want);
     double exact = 0, mag_hat = 0, mag = 0, bound = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -320,6 +321,16 @@ static void check_row(const kernel_desc *fast, const kernel_desc *ref, const uin
     st->worst_exact = fmax(st->worst_exact, e_exact);
     st->worst_bound = fmax(st->worst_bound, e_bound);
     st->worst_rel = fmax(st->worst_rel, e_rel);
+}
+
+/* One weight row against one activation row. */
+static void check_row(const kernel_desc *fast, const kernel_desc *ref, const uint8_t *w, const float *x,
+                      const uint8_t *act, const float *wd, const float *xh, uint64_t n, act_kind kind,
+                      const char *what, case_stats *st)
+{
+    float got;
+    fast->dot(w, act, n, &got);
+    check_value(got, fast, ref, w, x, wd, xh, n, kind, what, st);
 }
 
 #define ROWS 3
@@ -386,6 +397,130 @@ TEST(test_kernel_fast_vs_reference)
         if (v && *v && strcmp(v, "0"))
             printf("    %-7s worst error / tolerance: exact %.3f, bound %.3f, relative %.3f\n",
                    ggml_type_name(all_types[i]), st.worst_exact, st.worst_bound, st.worst_rel);
+    }
+}
+
+/* ---- multi-row kernels ---- */
+
+#define MAX_ROWS 7
+
+/* MAX_ROWS rows of n elements at `stride` bytes (the row's bytes + pad)
+ * through kernel_dot_rows with n_rows = 1 .. MAX_ROWS: every result passes
+ * the single-row checks and is the kernel's own dot bit for bit (the
+ * multi-row kernels keep each row's float sums in the single-row order),
+ * and nothing past out[n_rows - 1] is written. */
+static void check_rows_case(const kernel_desc *fast, uint32_t type, uint64_t n, uint64_t pad, bool quantized,
+                            uint64_t *rng, case_stats *st)
+{
+    const kernel_desc *ref = kernel_reference(type);
+    uint64_t stride = ggml_row_bytes(type, n) + pad, act_bytes = kernel_act_bytes(fast->act_type, n);
+    uint8_t *w = malloc(stride * MAX_ROWS), *act_buf = malloc(act_bytes + 1), *act = act_buf + 1;
+    float *x = malloc(n * sizeof(float)), *xh = malloc(n * sizeof(float));
+    float *wd = malloc(n * MAX_ROWS * sizeof(float));
+    for (int r = 0; r < MAX_ROWS; r++) {
+        make_rows(type, quantized, w + r * stride, n, 1, rng);
+        dequant_row(type, w + r * stride, wd + r * n, n, NULL);
+    }
+    for (int kind = 0; kind < 3; kind++) {
+        make_act((act_kind)kind, x, n, rng);
+        kernel_prepare_act(fast->act_type, x, act, n);
+        dequant_act(fast->act_type, act, x, xh, n);
+        for (uint64_t n_rows = 1; n_rows <= MAX_ROWS; n_rows++) {
+            float out[MAX_ROWS + 1];
+            for (int r = 0; r <= MAX_ROWS; r++) out[r] = -1234.5f;
+            kernel_dot_rows(fast, w, stride, n_rows, act, n, out);
+            CHECK(out[n_rows] == -1234.5f, "%s n=%llu: out[%llu] written", ggml_type_name(type),
+                  (unsigned long long)n, (unsigned long long)n_rows);
+            for (uint64_t r = 0; r < n_rows; r++) {
+                const uint8_t *wr = w + r * stride;
+                char what[160];
+                snprintf(what, sizeof what, "%s dot_rows n=%llu pad %llu row %llu of %llu (%s weights, kind %d)",
+                         ggml_type_name(type), (unsigned long long)n, (unsigned long long)pad,
+                         (unsigned long long)r, (unsigned long long)n_rows, quantized ? "quantized" : "random-byte",
+                         kind);
+                float one;
+                fast->dot(wr, act, n, &one);
+                CHECK(!memcmp(&out[r], &one, sizeof one), "%s: %.9g, single-row dot %.9g", what, out[r], one);
+                check_value(out[r], fast, ref, wr, x, wd + r * n, xh, n, (act_kind)kind, what, st);
+            }
+        }
+    }
+    free(w);
+    free(act_buf);
+    free(x);
+    free(xh);
+    free(wd);
+}
+
+TEST(test_kernel_dot_rows_vs_reference)
+{
+    if (!kernel_cpu_features_get()->avx2_fma_f16c) {
+        test_skip("this CPU has no AVX2/FMA/F16C: no fast kernel can run");
+        return;
+    }
+    /* the types of the benchmark models must have one */
+    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0};
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        CHECK(kernel_fast_lookup(expected[i], KERNEL_ISA_AVX2)->dot_rows != NULL, "%s",
+              ggml_type_name(expected[i]));
+    /* lengths in blocks: odd counts leave partial groups in kernels that
+     * take several blocks at a time */
+    static const uint64_t lens_blocks[] = {1, 2, 3, 5, 7, 16};
+    for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
+        uint32_t type = all_types[i];
+        const kernel_desc *fast = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
+        if (!fast->dot_rows) continue;
+        uint64_t be = ggml_type_get(type)->block_elems, rng = 2000 + type;
+        case_stats st = {0};
+        for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++)
+            for (int src = 0; src < 2; src++) {
+                bool quantized = src == 0;
+                if (quantized && !quantize_supported(type)) continue;
+                /* rows back to back, and rows further apart than their size */
+                check_rows_case(fast, type, lens_blocks[li] * be, 0, quantized, &rng, &st);
+                check_rows_case(fast, type, lens_blocks[li] * be, 37, quantized, &rng, &st);
+            }
+        const char *v = getenv("STRATA_TEST_VERBOSE");
+        if (v && *v && strcmp(v, "0"))
+            printf("    %-7s dot_rows worst error / tolerance: exact %.3f, bound %.3f, relative %.3f\n",
+                   ggml_type_name(type), st.worst_exact, st.worst_bound, st.worst_rel);
+    }
+}
+
+/* kernel_dot_rows without a dot_rows (every reference kernel; a fast one
+ * with it removed) runs dot row by row: the same bits; with one, it gives
+ * dot_rows's own results. n_rows = 0 writes nothing. */
+TEST(test_kernel_dot_rows_fallback)
+{
+    const uint64_t n = 512, rows = 5;
+    uint64_t rng = 99;
+    float x[512];
+    make_act(ACT_GAUSS, x, n, &rng);
+    for (size_t i = 0; i < N_TYPES; i++) {
+        uint32_t type = all_types[i];
+        const kernel_desc *ref = kernel_reference(type), *fast = kernel_select(type, KERNEL_FAST);
+        CHECK(ref->dot_rows == NULL, "%s: reference kernel with a dot_rows", ggml_type_name(type));
+        uint64_t stride = ggml_row_bytes(type, n) + 3;
+        uint8_t *w = malloc(stride * rows), *act = malloc(kernel_act_bytes(GGML_TYPE_F32, n));
+        for (uint64_t r = 0; r < rows; r++) make_rows(type, false, w + r * stride, n, 1, &rng);
+        kernel_desc plain = *fast;
+        plain.dot_rows = NULL;
+        const kernel_desc *descs[3] = {ref, &plain, fast};
+        for (int d = 0; d < 3; d++) {
+            const kernel_desc *k = descs[d];
+            kernel_prepare_act(k->act_type, x, act, n);
+            float out[6] = {7, 7, 7, 7, 7, 7}, want[5];
+            kernel_dot_rows(k, w, stride, 0, act, n, out);
+            CHECK(out[0] == 7, "%s: n_rows 0 wrote", ggml_type_name(type));
+            kernel_dot_rows(k, w, stride, rows, act, n, out);
+            if (k->dot_rows) k->dot_rows(w, stride, rows, act, n, want);
+            else
+                for (uint64_t r = 0; r < rows; r++) k->dot(w + r * stride, act, n, &want[r]);
+            CHECK(!memcmp(out, want, sizeof want) && out[rows] == 7, "%s %s%s", ggml_type_name(type), k->isa,
+                  d == 1 ? " without dot_rows" : "");
+        }
+        free(w);
+        free(act);
     }
 }
 

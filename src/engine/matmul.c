@@ -48,13 +48,12 @@ static void run_rows(const matmul_args *a, long r0, long r1)
 {
     uint64_t w_row = ggml_row_bytes(a->k->weight_type, a->n_in);
     uint64_t act_row = kernel_act_bytes(a->k->act_type, a->n_in);
-    for (long s = r0; s < r1; s += ROW_BLOCK) {
-        long s1 = s + ROW_BLOCK < r1 ? s + ROW_BLOCK : r1;
-        for (uint64_t t = 0; t < a->n_tok; t++) {
-            const char *act = (const char *)a->act + t * act_row;
-            for (long r = s; r < s1; r++)
-                a->k->dot((const char *)a->w + (uint64_t)r * w_row, act, a->n_in, &a->y[t * a->n_out + (uint64_t)r]);
-        }
+    long block = a->n_tok == 1 ? r1 - r0 : ROW_BLOCK; /* one token: rows straight through */
+    for (long s = r0; s < r1; s += block) {
+        long s1 = s + block < r1 ? s + block : r1;
+        for (uint64_t t = 0; t < a->n_tok; t++)
+            kernel_dot_rows(a->k, (const char *)a->w + (uint64_t)s * w_row, w_row, (uint64_t)(s1 - s),
+                            (const char *)a->act + t * act_row, a->n_in, &a->y[t * a->n_out + (uint64_t)s]);
     }
 }
 

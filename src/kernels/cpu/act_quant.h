@@ -71,4 +71,18 @@ void kernel_dot_q5_k_avx2(const void *w, const void *act, uint64_t n, float *out
 void kernel_dot_q6_k_avx2(const void *w, const void *act, uint64_t n, float *out);   /* Q8_K */
 void kernel_dot_iq4_xs_avx2(const void *w, const void *act, uint64_t n, float *out); /* Q8_K */
 
+/* Fast multi-row kernels (kernel_dot_rows_fn). */
+void kernel_dot_rows_q8_0_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q4_0_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q4_1_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q4_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q5_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q6_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+
 #endif

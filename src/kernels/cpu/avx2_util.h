@@ -60,4 +60,43 @@ INLINE uint32_t ld32(const uint8_t *p)
 /* An IEEE half at p, as float (F16C). */
 INLINE float ld_f16(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
 
+/* ---- multi-row kernels ----
+ * A driver computes *out[r] for R (1 or 2) weight rows of n elements
+ * starting at w[r] against one prepared activation row, sharing the work
+ * on the activations between the rows:
+ *   void driver(const uint8_t *const w[], float *const out[], int R,
+ *               const uint8_t *act, uint64_t n);
+ * ROW_KERNEL defines a kernel_dot_fn DOT on a driver, ROWS_KERNELS that and
+ * a kernel_dot_rows_fn DOT_ROWS, which pairs row r with row r + n_rows / 2
+ * (an odd last row goes alone). Rows half the matrix apart, not
+ * neighbours: each of the two weight streams then reads consecutive rows in
+ * address order as a single-row kernel does, so the prefetch hints (which
+ * run past a row's end into the stream's next row) and the hardware
+ * prefetchers work as for one row, and two streams keep more reads in
+ * flight. Neighbouring rows side by side measured slower from RAM than one
+ * row at a time; pairs half apart, 6-18% faster (bench/bench_kernels.c).
+ * Macros rather than functions taking the driver: GCC drops the prefetch
+ * hints of code it inlines through a function pointer. */
+#define ROW_KERNEL(DOT, DRIVER)                                                                                   \
+    void DOT(const void *w_row, const void *act, uint64_t n, float *out)                                         \
+    {                                                                                                             \
+        const uint8_t *w_[1] = {w_row};                                                                           \
+        float *o_[1] = {out};                                                                                     \
+        DRIVER(w_, o_, 1, act, n);                                                                                \
+    }
+
+#define ROWS_KERNELS(DOT, DOT_ROWS, DRIVER)                                                                      \
+    ROW_KERNEL(DOT, DRIVER)                                                                                       \
+    void DOT_ROWS(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n, float *out)    \
+    {                                                                                                             \
+        const uint8_t *p_ = w;                                                                                    \
+        uint64_t half_ = n_rows / 2;                                                                              \
+        for (uint64_t r_ = 0; r_ < half_; r_++) {                                                                 \
+            const uint8_t *w_[2] = {p_ + r_ * row_bytes, p_ + (r_ + half_) * row_bytes};                          \
+            float *o_[2] = {out + r_, out + r_ + half_};                                                          \
+            DRIVER(w_, o_, 2, act, n);                                                                            \
+        }                                                                                                         \
+        if (n_rows % 2) DOT(p_ + (n_rows - 1) * row_bytes, act, n, out + n_rows - 1);                             \
+    }
+
 #endif

@@ -17,7 +17,6 @@
 #include "kernels/cpu/act_quant.h"
 #include "kernels/cpu/avx2_util.h"
 
-
 INLINE float da_of(const uint8_t *a)
 {
     float d;
@@ -62,44 +61,67 @@ INLINE __m256i bsum_dot(__m256i c16, const uint8_t *a)
 
 /* ---- Q6_K (210 bytes: ql[128], qh[64], i8 scales[16], f16 d) ----
  * Group k of half h: low four bits from nibble k/2 of ql[64h + 32(k%2) + l],
- * top two from bits 2k of qh[32h + l], moved to bits 4..5 with 16-bit shifts
- * (the bits used never cross a byte boundary). */
-INLINE void q6_k_quants(const uint8_t *w, int h, __m256i u[4])
+ * top two from bits 2k of qh[32h + l], moved to bits 4..5 with a 16-bit
+ * shift (the bits used never cross a byte boundary). */
+INLINE __m256i q6_k_group(const uint8_t *w, int h, int k)
 {
     const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
-    __m256i l0 = ld256(w + 64 * h), l1 = ld256(w + 64 * h + 32), qh = ld256(w + 128 + 32 * h);
-    u[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top2));
-    u[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top2));
-    u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(qh, top2));
-    u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), top2));
+    __m256i l = ld256(w + 64 * h + 32 * (k & 1)), qh = ld256(w + 128 + 32 * h);
+    __m256i top = 2 * k < 4 ? _mm256_slli_epi16(qh, 4 - 2 * k) : 2 * k > 4 ? _mm256_srli_epi16(qh, 2 * k - 4) : qh;
+    return _mm256_or_si256(_mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), low4), _mm256_and_si256(top, top2));
 }
 
-INLINE __m256 q6_k_block(const uint8_t *w, const uint8_t *a, __m256 acc)
-{
-    __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
-    __m256i u[4], sum;
-    q6_k_quants(w, 0, u);
-    sum = half_sum(u, a + Q8K_OFF_QS, s16, 0);
-    q6_k_quants(w, 1, u);
-    sum = _mm256_add_epi32(sum, half_sum(u, a + Q8K_OFF_QS + 128, s16, 1));
-    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(bsum_dot(s16, a), 5)); /* off = 32 */
-    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 208) * da_of(a)), _mm256_cvtepi32_ps(sum), acc);
-}
+/* ---- the Q6_K driver ----
+ * q6_k_rows runs R (1 or 2) rows (a rows_driver_fn, see avx2_util.h):
+ * block b of each row against activation block b, one row after the other
+ * (the state of both at once would not fit in the registers). Little work
+ * on the activations is left to share; the two-row kernel gains from RAM,
+ * where it reads two weight streams at once (ROWS_KERNELS). Each row has
+ * its own accumulator, summed in the order of the single-row kernel
+ * (R = 1): a row's result does not depend on R. */
+#define Q6K_ROWS 2
 
-void kernel_dot_q6_k_avx2(const void *w_row, const void *act, uint64_t n, float *out)
+/* Block b of the R rows at w[r] against activation block a. */
+INLINE void q6_k_block(const uint8_t *const w[], int R, const uint8_t *a, __m256 acc[])
 {
-    const uint8_t *w = w_row, *a = act;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    uint64_t nb = n / 256, b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        kernel_prefetch(w + 210 * b, 420);
-        acc0 = q6_k_block(w + 210 * b, a + Q8K_BYTES * b, acc0);
-        acc1 = q6_k_block(w + 210 * b + 210, a + Q8K_BYTES * b + Q8K_BYTES, acc1);
+    float da = da_of(a);
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w[r] + 192)));
+        __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsum_dot(s16, a), 5)); /* off = 32 */
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i s_half = half_scales(s16, h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(q6_k_group(w[r], h, k), ld256(a + Q8K_OFF_QS + 128 * h + 32 * k));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, pair_scale(s_half, k)));
+            }
+        }
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w[r] + 208) * da), _mm256_cvtepi32_ps(sum), acc[r]);
     }
-    if (b < nb) acc0 = q6_k_block(w + 210 * b, a + Q8K_BYTES * b, acc0);
-    *out = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
+
+/* *out[r] for the R rows starting at w[r], n elements each. */
+INLINE void q6_k_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)
+{
+    __m256 acc[Q6K_ROWS];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < n / 256; b++) {
+        const uint8_t *wr[Q6K_ROWS];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            wr[r] = w[r] + 210 * b;
+            kernel_prefetch(wr[r], 210);
+        }
+        q6_k_block(wr, R, a + Q8K_BYTES * b, acc);
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) *out[r] = hsum_ps(acc[r]);
+}
+
+ROWS_KERNELS(kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx2, q6_k_rows)
 
 /* The two-bit fields of group k (bits 2k..2k+1 of each byte of q). */
 INLINE __m256i crumbs(__m256i q, int k)

@@ -20,6 +20,16 @@ const kernel_desc *kernel_select(uint32_t weight_type, kernel_mode mode)
     return kernel_reference(weight_type);
 }
 
+void kernel_dot_rows(const kernel_desc *k, const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                     uint64_t n, float *out)
+{
+    if (k->dot_rows) {
+        k->dot_rows(w, row_bytes, n_rows, act, n, out);
+        return;
+    }
+    for (uint64_t r = 0; r < n_rows; r++) k->dot((const uint8_t *)w + r * row_bytes, act, n, &out[r]);
+}
+
 uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n)
 {
     return act_type == GGML_TYPE_F32 ? n * sizeof(float) : ggml_row_bytes(act_type, n);

@@ -22,10 +22,18 @@ typedef enum kernel_mode {
  * prepared activation row; writes the dot product to *out. */
 typedef void (*kernel_dot_fn)(const void *w_row, const void *act, uint64_t n, float *out);
 
+/* n_rows weight rows (row r at w + r * row_bytes) against one prepared
+ * activation row: out[r] = the dot product of row r, bit for bit what
+ * `dot` gives. Kernels that have one run two rows at a time, sharing work
+ * on the activations, and read two weight streams from RAM at once. */
+typedef void (*kernel_dot_rows_fn)(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                   float *out);
+
 typedef struct kernel_desc {
     uint32_t weight_type;
     uint32_t act_type;    /* GGML_TYPE_F32, GGML_TYPE_Q8_0 or GGML_TYPE_Q8_K */
     kernel_dot_fn dot;
+    kernel_dot_rows_fn dot_rows; /* NULL when the kernel has none: use kernel_dot_rows */
     const char *isa;      /* "scalar", "avx2", "avx512" */
 } kernel_desc;
 
@@ -33,6 +41,12 @@ typedef struct kernel_desc {
  * type. In KERNEL_FAST mode, falls back to the reference where no faster
  * kernel exists for this CPU. */
 const kernel_desc *kernel_select(uint32_t weight_type, kernel_mode mode);
+
+/* out[r] = dot product of weight row r (at w + r * row_bytes) with the
+ * prepared activation row act, for r < n_rows: k->dot_rows when the kernel
+ * has one, else k->dot row by row. The one entry for callers. */
+void kernel_dot_rows(const kernel_desc *k, const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                     uint64_t n, float *out);
 
 /* Bytes of one prepared activation row of n elements. */
 uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n);

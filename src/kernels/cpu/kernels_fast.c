@@ -28,21 +28,21 @@ const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa);
  * streams weights near the machine's bandwidth, and AVX-512 code that cannot
  * be run and tested here does not ship. */
 static const kernel_desc avx2_kernels[] = {
-    {GGML_TYPE_F32, GGML_TYPE_F32, kernel_dot_f32_avx2, "avx2"},
-    {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx2, "avx2"},
-    {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx2, "avx2"},
-    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, "avx2"},
-    {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, "avx2"},
-    {GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, kernel_dot_q4_1_avx2, "avx2"},
-    {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, kernel_dot_q5_0_avx2, "avx2"},
-    {GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, kernel_dot_q5_1_avx2, "avx2"},
-    {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0, kernel_dot_iq4_nl_avx2, "avx2"},
-    {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K, kernel_dot_q2_k_avx2, "avx2"},
-    {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K, kernel_dot_q3_k_avx2, "avx2"},
-    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, "avx2"},
-    {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, "avx2"},
-    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, "avx2"},
-    {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K, kernel_dot_iq4_xs_avx2, "avx2"},
+    {GGML_TYPE_F32, GGML_TYPE_F32, kernel_dot_f32_avx2, NULL, "avx2"},
+    {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx2, NULL, "avx2"},
+    {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2, "avx2"},
+    {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2, "avx2"},
+    {GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, kernel_dot_q4_1_avx2, kernel_dot_rows_q4_1_avx2, "avx2"},
+    {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, kernel_dot_q5_0_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, kernel_dot_q5_1_avx2, NULL, "avx2"},
+    {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0, kernel_dot_iq4_nl_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K, kernel_dot_q2_k_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K, kernel_dot_q3_k_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx2, "avx2"},
+    {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx2, "avx2"},
+    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx2, "avx2"},
+    {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K, kernel_dot_iq4_xs_avx2, NULL, "avx2"},
 };
 
 /* The instruction set to use for an STRATA_KERNELS value on a CPU; sets
