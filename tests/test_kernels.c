@@ -524,6 +524,127 @@ TEST(test_kernel_dot_rows_fallback)
     }
 }
 
+/* ---- tile kernels ---- */
+
+#define MAX_TOK 9
+#define SENTINEL -1234.5f
+
+/* MAX_ROWS rows at `stride` bytes against MAX_TOK activation rows at
+ * act_stride bytes (at odd addresses unless float: unaligned) through kernel_dot_tile
+ * with n_rows = 1 .. MAX_ROWS and n_tok = 1 .. MAX_TOK, results at a padded
+ * out stride: each is the kernel's single-row dot bit for bit, nothing
+ * outside the tile is written, and the full tile passes the single-row
+ * checks against the reference. */
+static void check_tile_case(const kernel_desc *k, uint32_t type, uint64_t n, uint64_t pad, uint64_t *rng,
+                            case_stats *st)
+{
+    const kernel_desc *ref = kernel_reference(type);
+    /* float activations (reference kernels) must stay aligned */
+    bool f32 = k->act_type == GGML_TYPE_F32;
+    uint64_t stride = ggml_row_bytes(type, n) + pad;
+    uint64_t act_stride = kernel_act_bytes(k->act_type, n) + (f32 ? 8 : pad + 3);
+    const uint64_t os = MAX_ROWS + 2;
+    uint8_t *w = malloc(stride * MAX_ROWS), *act_buf = malloc(act_stride * MAX_TOK + 1), *act = act_buf + !f32;
+    float *x = malloc(n * MAX_TOK * sizeof(float)), *xh = malloc(n * MAX_TOK * sizeof(float));
+    float *wd = malloc(n * MAX_ROWS * sizeof(float)), out[MAX_TOK * (MAX_ROWS + 2)], one[MAX_TOK][MAX_ROWS];
+    bool quantized = quantize_supported(type);
+    for (int r = 0; r < MAX_ROWS; r++) {
+        make_rows(type, quantized, w + r * stride, n, 1, rng);
+        dequant_row(type, w + r * stride, wd + r * n, n, NULL);
+    }
+    for (int t = 0; t < MAX_TOK; t++) {
+        make_act((act_kind)(t % 3), x + t * n, n, rng);
+        kernel_prepare_act(k->act_type, x + t * n, act + t * act_stride, n);
+        dequant_act(k->act_type, act + t * act_stride, x + t * n, xh + t * n, n);
+        for (int r = 0; r < MAX_ROWS; r++) k->dot(w + r * stride, act + t * act_stride, n, &one[t][r]);
+    }
+    for (uint64_t n_rows = 1; n_rows <= MAX_ROWS; n_rows++)
+        for (uint64_t n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+            for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) out[i] = SENTINEL;
+            kernel_dot_tile(k, w, stride, n_rows, act, act_stride, n_tok, n, out, os);
+            for (uint64_t t = 0; t < MAX_TOK; t++)
+                for (uint64_t r = 0; r < os; r++) {
+                    float got = out[t * os + r];
+                    if (t < n_tok && r < n_rows)
+                        CHECK(!memcmp(&got, &one[t][r], sizeof got),
+                              "%s tile n=%llu pad %llu %llux%llu: row %llu token %llu %.9g, single-row dot %.9g",
+                              ggml_type_name(type), (unsigned long long)n, (unsigned long long)pad,
+                              (unsigned long long)n_rows, (unsigned long long)n_tok, (unsigned long long)r,
+                              (unsigned long long)t, got, one[t][r]);
+                    else
+                        CHECK(got == SENTINEL, "%s tile n=%llu %llux%llu wrote out[%llu]", ggml_type_name(type),
+                              (unsigned long long)n, (unsigned long long)n_rows, (unsigned long long)n_tok,
+                              (unsigned long long)(t * os + r));
+                }
+            if (n_rows < MAX_ROWS || n_tok < MAX_TOK) continue;
+            for (uint64_t t = 0; t < n_tok; t++)
+                for (uint64_t r = 0; r < n_rows; r++) {
+                    char what[160];
+                    snprintf(what, sizeof what, "%s tile n=%llu row %llu token %llu", ggml_type_name(type),
+                             (unsigned long long)n, (unsigned long long)r, (unsigned long long)t);
+                    check_value(out[t * os + r], k, ref, w + r * stride, x + t * n, wd + r * n, xh + t * n, n,
+                                (act_kind)(t % 3), what, st);
+                }
+        }
+    free(w);
+    free(act_buf);
+    free(x);
+    free(xh);
+    free(wd);
+}
+
+TEST(test_kernel_dot_tile_vs_reference)
+{
+    if (!kernel_cpu_features_get()->avx2_fma_f16c) {
+        test_skip("this CPU has no AVX2/FMA/F16C: no fast kernel can run");
+        return;
+    }
+    /* the types of the benchmark models must have one */
+    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0};
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        CHECK(kernel_fast_lookup(expected[i], KERNEL_ISA_AVX2)->dot_tile != NULL, "%s",
+              ggml_type_name(expected[i]));
+    /* odd block counts leave partial groups in kernels that take several
+     * blocks at a time */
+    static const uint64_t lens_blocks[] = {1, 3, 5, 9};
+    for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
+        uint32_t type = all_types[i];
+        const kernel_desc *fast = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
+        if (!fast->dot_tile) continue;
+        uint64_t be = ggml_type_get(type)->block_elems, rng = 3000 + type;
+        case_stats st = {0};
+        for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++) {
+            check_tile_case(fast, type, lens_blocks[li] * be, 0, &rng, &st);
+            check_tile_case(fast, type, lens_blocks[li] * be, 37, &rng, &st);
+        }
+    }
+}
+
+/* kernel_dot_tile without a dot_tile (every reference kernel; a fast one
+ * with it removed) runs kernel_dot_rows token by token: the same bits as
+ * with one, and the tile checks hold for every type. n_tok = 0 writes
+ * nothing. */
+TEST(test_kernel_dot_tile_fallback)
+{
+    uint64_t rng = 77;
+    for (size_t i = 0; i < N_TYPES; i++) {
+        uint32_t type = all_types[i];
+        const kernel_desc *ref = kernel_reference(type), *fast = kernel_select(type, KERNEL_FAST);
+        CHECK(ref->dot_tile == NULL, "%s: reference kernel with a dot_tile", ggml_type_name(type));
+        kernel_desc plain = *fast;
+        plain.dot_tile = NULL;
+        uint64_t n = 2 * ggml_type_get(type)->block_elems > 512 ? 2 * ggml_type_get(type)->block_elems : 512;
+        case_stats st = {0};
+        check_tile_case(ref, type, n, 5, &rng, &st);
+        check_tile_case(&plain, type, n, 5, &rng, &st);
+        float out[2] = {7, 7};
+        uint8_t w[1] = {0}, act[1] = {0};
+        kernel_dot_tile(&plain, w, 0, 1, act, 0, 0, n, out, 1);
+        kernel_dot_tile(fast, w, 0, 1, act, 0, 0, n, out, 1);
+        CHECK(out[0] == 7 && out[1] == 7, "%s: n_tok 0 wrote", ggml_type_name(type));
+    }
+}
+
 /* Kernels keep no state: the same rows from several threads at once give
  * the same results as from one. */
 typedef struct thread_job {

@@ -43,17 +43,24 @@ static void prepare_job(void *ctx, int ith, int nth)
     prepare_rows(j->a, b, e);
 }
 
-/* Rows [r0, r1) of one matrix against every token. */
+/* Rows [r0, r1) of one matrix against every token. Decode: the rows
+ * straight through. Prompt batches: ROW_BLOCK rows at a time (their weights
+ * stay in L1/L2) against all tokens as one tile, which the tile kernels run
+ * in small token groups: each weight block is unpacked once per group, not
+ * once per token. */
 static void run_rows(const matmul_args *a, long r0, long r1)
 {
     uint64_t w_row = ggml_row_bytes(a->k->weight_type, a->n_in);
     uint64_t act_row = kernel_act_bytes(a->k->act_type, a->n_in);
-    long block = a->n_tok == 1 ? r1 - r0 : ROW_BLOCK; /* one token: rows straight through */
-    for (long s = r0; s < r1; s += block) {
-        long s1 = s + block < r1 ? s + block : r1;
-        for (uint64_t t = 0; t < a->n_tok; t++)
-            kernel_dot_rows(a->k, (const char *)a->w + (uint64_t)s * w_row, w_row, (uint64_t)(s1 - s),
-                            (const char *)a->act + t * act_row, a->n_in, &a->y[t * a->n_out + (uint64_t)s]);
+    if (a->n_tok == 1) {
+        kernel_dot_rows(a->k, (const char *)a->w + (uint64_t)r0 * w_row, w_row, (uint64_t)(r1 - r0), a->act,
+                        a->n_in, &a->y[r0]);
+        return;
+    }
+    for (long s = r0; s < r1; s += ROW_BLOCK) {
+        long s1 = s + ROW_BLOCK < r1 ? s + ROW_BLOCK : r1;
+        kernel_dot_tile(a->k, (const char *)a->w + (uint64_t)s * w_row, w_row, (uint64_t)(s1 - s), a->act, act_row,
+                        a->n_tok, a->n_in, &a->y[s], a->n_out);
     }
 }
 

@@ -85,4 +85,15 @@ void kernel_dot_rows_q5_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_row
 void kernel_dot_rows_q6_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                float *out);
 
+
+/* Fast tile kernels (kernel_dot_tile_fn). */
+void kernel_dot_tile_q8_0_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                               uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
+void kernel_dot_tile_q4_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                               uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
+void kernel_dot_tile_q5_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                               uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
+void kernel_dot_tile_q6_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                               uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
+
 #endif

@@ -99,4 +99,40 @@ INLINE float ld_f16(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
         if (n_rows % 2) DOT(p_ + (n_rows - 1) * row_bytes, act, n, out + n_rows - 1);                             \
     }
 
+/* ---- tile kernels ----
+ * A tile driver computes out[t * os] for one weight row of n elements at w
+ * against T (1 .. TILE_TOK) prepared activation rows, token t at a + t * as,
+ * unpacking each weight block once for all T tokens:
+ *   void tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T,
+ *             float *out, uint64_t os, uint64_t n);
+ * Each token keeps its own accumulators, summed in the order of the
+ * single-row kernel: results are `dot`'s bit for bit. TILE_KERNEL defines a
+ * kernel_dot_tile_fn on a driver: token groups of TILE_TOK outside, rows
+ * inside, so a group's activations stay in L1 while the rows (which the
+ * caller keeps few enough for L1/L2) go by; the last 1..3 tokens go as a
+ * group of 2 and / or 1 (T a constant in every inlined copy). */
+#define TILE_TOK 4
+
+#define TILE_KERNEL(DOT_TILE, TILE)                                                                               \
+    void DOT_TILE(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t act_row_bytes,    \
+                  uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride)                                    \
+    {                                                                                                             \
+        const uint8_t *w_ = w, *a_ = act;                                                                         \
+        uint64_t t_ = 0;                                                                                          \
+        for (; t_ + TILE_TOK <= n_tok; t_ += TILE_TOK)                                                            \
+            for (uint64_t r_ = 0; r_ < n_rows; r_++)                                                              \
+                TILE(w_ + r_ * row_bytes, a_ + t_ * act_row_bytes, act_row_bytes, TILE_TOK,                       \
+                     out + t_ * out_stride + r_, out_stride, n);                                                  \
+        if (n_tok - t_ >= 2) {                                                                                    \
+            for (uint64_t r_ = 0; r_ < n_rows; r_++)                                                              \
+                TILE(w_ + r_ * row_bytes, a_ + t_ * act_row_bytes, act_row_bytes, 2, out + t_ * out_stride + r_, \
+                     out_stride, n);                                                                              \
+            t_ += 2;                                                                                              \
+        }                                                                                                         \
+        if (n_tok > t_)                                                                                           \
+            for (uint64_t r_ = 0; r_ < n_rows; r_++)                                                              \
+                TILE(w_ + r_ * row_bytes, a_ + t_ * act_row_bytes, act_row_bytes, 1, out + t_ * out_stride + r_, \
+                     out_stride, n);                                                                              \
+    }
+
 #endif

@@ -8,7 +8,8 @@
  * go together: their f16 scales are gathered into one vector, converted
  * with one F16C instruction and multiplied as a vector, far fewer
  * instructions than converting eight scalars. Each type has a single-row
- * kernel and, where it is faster, a two-row one on the same driver.
+ * kernel and, where it is faster, a two-row one on the same driver; Q8_0
+ * also a tile kernel for prompt batches (several tokens per weight block).
  *
  * maddubs multiplies unsigned by signed bytes. Quants with an offset
  * (x = d*(q - c), q unsigned) take Σ q*a - c*Σ a, both from maddubs, in
@@ -174,6 +175,20 @@ INLINE void dot32_one(const uint8_t *w, const uint8_t *a, quant_sum_fn sum, bool
                                  _mm256_cvtepi32_ps(sum_u8i8(_mm256_set1_epi8(1), qa)), acc->m);
 }
 
+/* A row's accumulators: zeroed, and summed into its result (the same
+ * order for every driver). */
+INLINE void acc32_zero(acc32 *acc)
+{
+    for (int i = 0; i < 4; i++) acc->b[i] = _mm256_setzero_ps();
+    acc->m = _mm256_setzero_ps();
+}
+
+INLINE float acc32_result(const acc32 *acc)
+{
+    __m256 s = _mm256_add_ps(_mm256_add_ps(acc->b[0], acc->b[1]), _mm256_add_ps(acc->b[2], acc->b[3]));
+    return hsum_ps(_mm256_add_ps(s, acc->m));
+}
+
 /* *out[r] = Σ over nb blocks of d_w*d_a*Σ q*a (+ m*d_a*Σ a for types with
  * a min: their f16 m follows d, and Σ a comes from a maddubs with ones) for
  * the R rows starting at w[r]. Four blocks go together; each row's float
@@ -185,8 +200,7 @@ INLINE void dot32(const uint8_t *const w[], float *const out[], int R, const uin
     const uint8_t *wr[DOT32_ROWS];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) {
-        for (int i = 0; i < 4; i++) acc[r].b[i] = _mm256_setzero_ps();
-        acc[r].m = _mm256_setzero_ps();
+        acc32_zero(&acc[r]);
         wr[r] = w[r];
     }
     uint64_t b = 0;
@@ -200,8 +214,7 @@ INLINE void dot32(const uint8_t *const w[], float *const out[], int R, const uin
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) {
         for (uint64_t t = b; t < nb; t++, wr[r] += wb) dot32_one(wr[r], a + t * ACT_BYTES, sum, with_min, &acc[r]);
-        __m256 s = _mm256_add_ps(_mm256_add_ps(acc[r].b[0], acc[r].b[1]), _mm256_add_ps(acc[r].b[2], acc[r].b[3]));
-        *out[r] = hsum_ps(_mm256_add_ps(s, acc[r].m));
+        *out[r] = acc32_result(&acc[r]);
     }
 }
 
@@ -228,3 +241,50 @@ ROWS_KERNELS(kernel_dot_q4_1_avx2, kernel_dot_rows_q4_1_avx2, q4_1_rows)
 ROW_KERNEL(kernel_dot_q5_0_avx2, q5_0_rows)
 ROW_KERNEL(kernel_dot_q5_1_avx2, q5_1_rows)
 ROW_KERNEL(kernel_dot_iq4_nl_avx2, iq4_nl_rows)
+
+/* ---- the Q8_0 tile ----
+ * One row against T tokens (see avx2_util.h), four blocks at a time as in
+ * dot32 and each token's sums in dot32's order. Per group, the weight
+ * scales and |q| are computed once for all T tokens, and q's signs move
+ * onto each token's activations (sum_i8i8 spelled out). */
+INLINE void q8_0_four_tile(const uint8_t *w, const uint8_t *const a[], int T, acc32 acc[])
+{
+    __m128 dw = f16x4(w, 34);
+    __m256 d8[TILE_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        __m128 d = _mm_mul_ps(dw, f16x4(a[t], ACT_BYTES));
+        d8[t] = _mm256_set_m128(d, d);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(w + i * 34 + 2)), uq = _mm256_sign_epi8(q, q);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256i qa = _mm256_loadu_si256((const __m256i *)(a[t] + i * ACT_BYTES + 2));
+            __m256i si = sum_u8i8(uq, _mm256_sign_epi8(qa, q));
+            acc[t].b[i] = _mm256_fmadd_ps(pick(d8[t], i), _mm256_cvtepi32_ps(si), acc[t].b[i]);
+        }
+    }
+}
+
+INLINE void q8_0_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, float *out, uint64_t os, uint64_t n)
+{
+    uint64_t nb = n / 32, b = 0;
+    acc32 acc[TILE_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc32_zero(&acc[t]);
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *at[TILE_TOK];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) at[t] = a + t * as + b * ACT_BYTES;
+        q8_0_four_tile(w + b * 34, at, T, acc);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        for (uint64_t i = b; i < nb; i++) dot32_one(w + i * 34, a + t * as + i * ACT_BYTES, q8_0_sum, false, &acc[t]);
+        out[t * os] = acc32_result(&acc[t]);
+    }
+}
+
+TILE_KERNEL(kernel_dot_tile_q8_0_avx2, q8_0_tile)

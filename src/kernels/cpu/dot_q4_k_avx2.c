@@ -6,7 +6,8 @@
  * where Σ a over sub-block j is bsums[2j] + bsums[2j+1] of the Q8_K block:
  * the mins cost one small madd per super-block instead of work per value.
  * Integer sums are exact: |Σ_j sc_j Σ q*a| <= 8*63*32*31*127. Each type
- * has a single-row and a two-row kernel on one driver (ROWS_KERNELS). */
+ * has a single-row and a two-row kernel on one driver (ROWS_KERNELS), and
+ * a tile kernel (TILE_KERNEL) on the same per-block helper. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -51,6 +52,14 @@ INLINE __m256i mins_sum(__m256i sm, __m256i bsums)
     __m256i m16 = _mm256_shuffle_epi8(sm, _mm256_setr_epi8(8, z, 8, z, 9, z, 9, z, 10, z, 10, z, 11, z, 11, z,  /* */
                                                            12, z, 12, z, 13, z, 13, z, 14, z, 14, z, 15, z, 15, z));
     return _mm256_madd_epi16(bsums, m16);
+}
+
+/* d_a of an activation block (unaligned: memcpy) */
+INLINE float act_d(const uint8_t *a)
+{
+    float d;
+    memcpy(&d, a, 4);
+    return d;
 }
 
 /* d * d_a and dmin * d_a of a block (its first four bytes) in lanes 0, 1. */
@@ -127,22 +136,32 @@ INLINE __m256i lane_both(__m256i v, int r)
     return r ? _mm256_permute2x128_si256(v, v, 0x11) : _mm256_permute2x128_si256(v, v, 0x00);
 }
 
-/* Block b of one row at w (its decoded scales sm in both lanes). */
-INLINE void kq_row_block(const uint8_t *w, __m256i sm, const uint8_t *a, __m128 da, __m256i bsums,
-                         kq_quants_fn quants, __m256 *acc, __m256 *acc_m)
+/* Block b of one row at w (its decoded scales sm in both lanes) against
+ * the T tokens' activation blocks a[t]: the quants are unpacked and the
+ * scales picked once for all T (the single-row kernels run T = 1). */
+INLINE void kq_tile_block(const uint8_t *w, __m256i sm, const uint8_t *const a[], int T, kq_quants_fn quants,
+                          __m256 acc[], __m256 acc_m[])
 {
-    __m256i sum = _mm256_setzero_si256();
+    __m256i sum[TILE_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) sum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         __m256i lo, hi;
         quants(w, c, &lo, &hi);
-        sum = _mm256_add_epi32(sum, kq_chunk(lo, hi, ld256(a + Q8K_OFF_QS + 64 * c),
-                                             ld256(a + Q8K_OFF_QS + 64 * c + 32), sm, c));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            sum[t] = _mm256_add_epi32(sum[t], kq_chunk(lo, hi, ld256(a[t] + Q8K_OFF_QS + 64 * c),
+                                                       ld256(a[t] + Q8K_OFF_QS + 64 * c + 32), sm, c));
     }
-    __m128 dd = kq_d_dmin(w, da);
-    *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sum), *acc);
-    *acc_m = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(mins_sum(sm, bsums)),
-                             *acc_m);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        __m128 dd = kq_d_dmin(w, _mm_set1_ps(act_d(a[t])));
+        __m256i bsums = ld256(a[t] + Q8K_OFF_BSUMS);
+        acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sum[t]), acc[t]);
+        acc_m[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
+                                   _mm256_cvtepi32_ps(mins_sum(sm, bsums)), acc_m[t]);
+    }
 }
 
 /* Block b of the R (1 or 2) rows at w[r] against activation block a: one
@@ -151,14 +170,14 @@ INLINE void kq_row_block(const uint8_t *w, __m256i sm, const uint8_t *a, __m128 
 INLINE void kq_block(const uint8_t *const w[], int R, const uint8_t *a, kq_quants_fn quants, __m256 acc[],
                      __m256 acc_m[])
 {
-    __m128 da = _mm_broadcast_ss((const float *)a);
-    __m256i bsums = ld256(a + Q8K_OFF_BSUMS), sm2 = kq_scales_rows(w, R);
+    const uint8_t *a1[1] = {a};
+    __m256i sm2 = kq_scales_rows(w, R);
     if (R == 1) {
-        kq_row_block(w[0], sm2, a, da, bsums, quants, &acc[0], &acc_m[0]);
+        kq_tile_block(w[0], sm2, a1, 1, quants, &acc[0], &acc_m[0]);
         return;
     }
-    kq_row_block(w[0], lane_both(sm2, 0), a, da, bsums, quants, &acc[0], &acc_m[0]);
-    kq_row_block(w[1], lane_both(sm2, 1), a, da, bsums, quants, &acc[1], &acc_m[1]);
+    kq_tile_block(w[0], lane_both(sm2, 0), a1, 1, quants, &acc[0], &acc_m[0]);
+    kq_tile_block(w[1], lane_both(sm2, 1), a1, 1, quants, &acc[1], &acc_m[1]);
 }
 
 /* *out[r] for the R rows starting at w[r] (nb blocks of wb bytes each). */
@@ -194,3 +213,35 @@ INLINE void q5_k_rows(const uint8_t *const w[], float *const out[], int R, const
 
 ROWS_KERNELS(kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx2, q4_k_rows)
 ROWS_KERNELS(kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx2, q5_k_rows)
+
+/* The tile driver (see avx2_util.h): one row at w, nb blocks of wb bytes,
+ * against T tokens. The weights come from cache here (the caller's row
+ * block), so no prefetch hints. */
+INLINE void kq_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, float *out, uint64_t os, uint64_t nb,
+                    uint64_t wb, kq_quants_fn quants)
+{
+    __m256 acc[TILE_TOK], acc_m[TILE_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc[t] = acc_m[t] = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *wb_[1] = {w + wb * b}, *at[TILE_TOK];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) at[t] = a + t * as + Q8K_BYTES * b;
+        kq_tile_block(wb_[0], kq_scales_rows(wb_, 1), at, T, quants, acc, acc_m);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) out[t * os] = hsum_ps(_mm256_sub_ps(acc[t], acc_m[t]));
+}
+
+INLINE void q4_k_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, float *out, uint64_t os, uint64_t n)
+{
+    kq_tile(w, a, as, T, out, os, n / 256, 144, q4_k_quants);
+}
+
+INLINE void q5_k_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, float *out, uint64_t os, uint64_t n)
+{
+    kq_tile(w, a, as, T, out, os, n / 256, 176, q5_k_quants);
+}
+
+TILE_KERNEL(kernel_dot_tile_q4_k_avx2, q4_k_tile)
+TILE_KERNEL(kernel_dot_tile_q5_k_avx2, q5_k_tile)

@@ -81,25 +81,40 @@ INLINE __m256i q6_k_group(const uint8_t *w, int h, int k)
  * (R = 1): a row's result does not depend on R. */
 #define Q6K_ROWS 2
 
+/* Block b of one row at w against the T tokens' activation blocks a[t]:
+ * each group of quants is unpacked and its scales picked once for all T
+ * (the single-row kernels run T = 1). */
+INLINE void q6_k_tile_block(const uint8_t *w, const uint8_t *const a[], int T, __m256 acc[])
+{
+    __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192))), sum[TILE_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) /* off = 32 */
+        sum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsum_dot(s16, a[t]), 5));
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i s_half = half_scales(s16, h);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256i u = q6_k_group(w, h, k), sc = pair_scale(s_half, k);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256i p = _mm256_maddubs_epi16(u, ld256(a[t] + Q8K_OFF_QS + 128 * h + 32 * k));
+                sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(p, sc));
+            }
+        }
+    }
+    float d = ld_f16(w + 208);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da_of(a[t])), _mm256_cvtepi32_ps(sum[t]), acc[t]);
+}
+
 /* Block b of the R rows at w[r] against activation block a. */
 INLINE void q6_k_block(const uint8_t *const w[], int R, const uint8_t *a, __m256 acc[])
 {
-    float da = da_of(a);
+    const uint8_t *a1[1] = {a};
 #pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w[r] + 192)));
-        __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsum_dot(s16, a), 5)); /* off = 32 */
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i s_half = half_scales(s16, h);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                __m256i p = _mm256_maddubs_epi16(q6_k_group(w[r], h, k), ld256(a + Q8K_OFF_QS + 128 * h + 32 * k));
-                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, pair_scale(s_half, k)));
-            }
-        }
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w[r] + 208) * da), _mm256_cvtepi32_ps(sum), acc[r]);
-    }
+    for (int r = 0; r < R; r++) q6_k_tile_block(w[r], a1, 1, &acc[r]);
 }
 
 /* *out[r] for the R rows starting at w[r], n elements each. */
@@ -122,6 +137,25 @@ INLINE void q6_k_rows(const uint8_t *const w[], float *const out[], int R, const
 }
 
 ROWS_KERNELS(kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx2, q6_k_rows)
+
+/* The tile driver (see avx2_util.h): one row at w against T tokens, the
+ * weights from cache (no prefetch hints). */
+INLINE void q6_k_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, float *out, uint64_t os, uint64_t n)
+{
+    __m256 acc[TILE_TOK];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < n / 256; b++) {
+        const uint8_t *at[TILE_TOK];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) at[t] = a + t * as + Q8K_BYTES * b;
+        q6_k_tile_block(w + 210 * b, at, T, acc);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) out[t * os] = hsum_ps(acc[t]);
+}
+
+TILE_KERNEL(kernel_dot_tile_q6_k_avx2, q6_k_tile)
 
 /* The two-bit fields of group k (bits 2k..2k+1 of each byte of q). */
 INLINE __m256i crumbs(__m256i q, int k)

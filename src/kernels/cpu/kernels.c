@@ -30,6 +30,17 @@ void kernel_dot_rows(const kernel_desc *k, const void *w, uint64_t row_bytes, ui
     for (uint64_t r = 0; r < n_rows; r++) k->dot((const uint8_t *)w + r * row_bytes, act, n, &out[r]);
 }
 
+void kernel_dot_tile(const kernel_desc *k, const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                     uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride)
+{
+    if (k->dot_tile) {
+        k->dot_tile(w, row_bytes, n_rows, act, act_row_bytes, n_tok, n, out, out_stride);
+        return;
+    }
+    for (uint64_t t = 0; t < n_tok; t++)
+        kernel_dot_rows(k, w, row_bytes, n_rows, (const uint8_t *)act + t * act_row_bytes, n, out + t * out_stride);
+}
+
 uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n)
 {
     return act_type == GGML_TYPE_F32 ? n * sizeof(float) : ggml_row_bytes(act_type, n);

@@ -29,11 +29,20 @@ typedef void (*kernel_dot_fn)(const void *w_row, const void *act, uint64_t n, fl
 typedef void (*kernel_dot_rows_fn)(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                    float *out);
 
+/* A tile: n_rows weight rows against n_tok prepared activation rows (token
+ * t at act + t * act_row_bytes): out[t * out_stride + r] = the dot product
+ * of row r with token t, bit for bit what `dot` gives. Prompt batches: a
+ * kernel unpacks each weight block once and uses it for several tokens. */
+typedef void (*kernel_dot_tile_fn)(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                                   uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out,
+                                   uint64_t out_stride);
+
 typedef struct kernel_desc {
     uint32_t weight_type;
     uint32_t act_type;    /* GGML_TYPE_F32, GGML_TYPE_Q8_0 or GGML_TYPE_Q8_K */
     kernel_dot_fn dot;
     kernel_dot_rows_fn dot_rows; /* NULL when the kernel has none: use kernel_dot_rows */
+    kernel_dot_tile_fn dot_tile; /* NULL when the kernel has none: use kernel_dot_tile */
     const char *isa;      /* "scalar", "avx2", "avx512" */
 } kernel_desc;
 
@@ -47,6 +56,13 @@ const kernel_desc *kernel_select(uint32_t weight_type, kernel_mode mode);
  * has one, else k->dot row by row. The one entry for callers. */
 void kernel_dot_rows(const kernel_desc *k, const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
                      uint64_t n, float *out);
+
+/* out[t * out_stride + r] = dot product of weight row r with prepared
+ * activation row t (at act + t * act_row_bytes), for r < n_rows and
+ * t < n_tok: k->dot_tile when the kernel has one, else kernel_dot_rows
+ * token by token. The one entry for callers. */
+void kernel_dot_tile(const kernel_desc *k, const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
+                     uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
 
 /* Bytes of one prepared activation row of n elements. */
 uint64_t kernel_act_bytes(uint32_t act_type, uint64_t n);

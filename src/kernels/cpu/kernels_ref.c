@@ -45,21 +45,21 @@ REF(iq4_nl, GGML_TYPE_IQ4_NL)
 REF(iq4_xs, GGML_TYPE_IQ4_XS)
 
 static const kernel_desc reference_kernels[] = {
-    {GGML_TYPE_F32, GGML_TYPE_F32, ref_dot_f32, NULL, "scalar"},
-    {GGML_TYPE_F16, GGML_TYPE_F32, ref_dot_f16, NULL, "scalar"},
-    {GGML_TYPE_BF16, GGML_TYPE_F32, ref_dot_bf16, NULL, "scalar"},
-    {GGML_TYPE_Q8_0, GGML_TYPE_F32, ref_dot_q8_0, NULL, "scalar"},
-    {GGML_TYPE_Q4_0, GGML_TYPE_F32, ref_dot_q4_0, NULL, "scalar"},
-    {GGML_TYPE_Q4_1, GGML_TYPE_F32, ref_dot_q4_1, NULL, "scalar"},
-    {GGML_TYPE_Q5_0, GGML_TYPE_F32, ref_dot_q5_0, NULL, "scalar"},
-    {GGML_TYPE_Q5_1, GGML_TYPE_F32, ref_dot_q5_1, NULL, "scalar"},
-    {GGML_TYPE_Q2_K, GGML_TYPE_F32, ref_dot_q2_k, NULL, "scalar"},
-    {GGML_TYPE_Q3_K, GGML_TYPE_F32, ref_dot_q3_k, NULL, "scalar"},
-    {GGML_TYPE_Q4_K, GGML_TYPE_F32, ref_dot_q4_k, NULL, "scalar"},
-    {GGML_TYPE_Q5_K, GGML_TYPE_F32, ref_dot_q5_k, NULL, "scalar"},
-    {GGML_TYPE_Q6_K, GGML_TYPE_F32, ref_dot_q6_k, NULL, "scalar"},
-    {GGML_TYPE_IQ4_NL, GGML_TYPE_F32, ref_dot_iq4_nl, NULL, "scalar"},
-    {GGML_TYPE_IQ4_XS, GGML_TYPE_F32, ref_dot_iq4_xs, NULL, "scalar"},
+    {GGML_TYPE_F32, GGML_TYPE_F32, ref_dot_f32, NULL, NULL, "scalar"},
+    {GGML_TYPE_F16, GGML_TYPE_F32, ref_dot_f16, NULL, NULL, "scalar"},
+    {GGML_TYPE_BF16, GGML_TYPE_F32, ref_dot_bf16, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q8_0, GGML_TYPE_F32, ref_dot_q8_0, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q4_0, GGML_TYPE_F32, ref_dot_q4_0, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q4_1, GGML_TYPE_F32, ref_dot_q4_1, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q5_0, GGML_TYPE_F32, ref_dot_q5_0, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q5_1, GGML_TYPE_F32, ref_dot_q5_1, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q2_K, GGML_TYPE_F32, ref_dot_q2_k, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q3_K, GGML_TYPE_F32, ref_dot_q3_k, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q4_K, GGML_TYPE_F32, ref_dot_q4_k, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q5_K, GGML_TYPE_F32, ref_dot_q5_k, NULL, NULL, "scalar"},
+    {GGML_TYPE_Q6_K, GGML_TYPE_F32, ref_dot_q6_k, NULL, NULL, "scalar"},
+    {GGML_TYPE_IQ4_NL, GGML_TYPE_F32, ref_dot_iq4_nl, NULL, NULL, "scalar"},
+    {GGML_TYPE_IQ4_XS, GGML_TYPE_F32, ref_dot_iq4_xs, NULL, NULL, "scalar"},
 };
 
 const kernel_desc *kernel_reference(uint32_t weight_type)
