@@ -3,7 +3,8 @@
 # tok/s (a prompt of about 512 tokens: 326 words of the synthetic vocabulary;
 # the table shows the exact count), decode tok/s of the 32 tokens that
 # follow it, and decode bandwidth utilization = weight bytes read per token
-# x tok/s / RAM bandwidth measured in this run.
+# x tok/s / RAM bandwidth (the median of a measurement next to each run:
+# this machine's bandwidth moves between minutes).
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -11,15 +12,16 @@ RUNS=${RUNS:-3}
 printf '%-10s %7s %10s %10s %12s %10s %8s\n' model prompt prompt/s decode/s "GB/token" "RAM GB/s" util
 for type in q4_k_m q8_0; do
     model=$(synth "1b-$type" --preset 1b --type "$type" --seed 1)
-    measure "$model"
     # weights read per decoded token: all tensors but the embedding (one row)
     j=$("$STRATA" inspect --json --tensors "$model")
     total=$(echo "$j" | json_num tensor_bytes)
     embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
     per_token=$((total - embd))
     prompt=$(prompt_words 326)
-    p=""; d=""; n=""
+    p=""; d=""; n=""; bw=""
     for r in $(seq "$RUNS"); do
+        measure "$model"
+        bw="$bw $RAM_BW"
         out=$("$STRATA" run -m "$model" -p "$prompt" -n 32 --temp 0 --seed "$r" -c 1024 2>&1 >/dev/null)
         p="$p $(echo "$out" | prompt_tps)"
         n=$(echo "$out" | sed -n 's/.*prompt \([0-9]*\) tokens.*/\1/p')
@@ -27,6 +29,7 @@ for type in q4_k_m q8_0; do
     done
     pm=$(echo "$p" | tr ' ' '\n' | grep . | median)
     dm=$(echo "$d" | tr ' ' '\n' | grep . | median)
+    RAM_BW=$(echo "$bw" | tr ' ' '\n' | grep . | median)
     util=$(awk -v b="$per_token" -v t="$dm" -v bw="$RAM_BW" 'BEGIN { printf "%.2f", b * t / bw }')
     printf '%-10s %7s %10.1f %10.2f %12.3f %10.1f %8s\n' "$type" "$n" "$pm" "$dm" "$(awk -v b="$per_token" 'BEGIN{print b/1e9}')" \
         "$(awk -v b="$RAM_BW" 'BEGIN{print b/1e9}')" "$util"
