@@ -106,6 +106,7 @@ TEST(test_hw_json_hypothetical)
         CHECK(p->n_gpus == 1 && p->gpus[0].vram_total == 24 * GiB && p->gpus[0].type == HW_GPU_DISCRETE);
         CHECK(p->gpus[0].vulkan_index == -1 && p->gpus[0].h2d_bw == 25e9 && p->gpus[0].pcie.gen == 4);
         CHECK(p->measured.done && p->measured.ram_bw_all == 60e9 && p->measured.disk_bw == 6.5e9);
+        CHECK(p->measured.engine_bw == 40e9 && p->measured.engine_layer_s == 4e-5);
         CHECK(p->fingerprint[0] == '\0', "a hand-written profile has no fingerprint");
         round_trip(p, "hypothetical");
     }

@@ -607,6 +607,31 @@ TEST(test_plan_fits_entirely)
     free_model(&m);
 }
 
+/* The engine's calibrated rate replaces the kernels' for weights the CPU
+ * computes on, plus its per-layer cost for every group the CPU runs (8
+ * layers and the output group here); the KV cache still reads at RAM
+ * speed. */
+TEST(test_plan_engine_rate_and_layer_cost)
+{
+    plan_model m;
+    simple_model(&m, 8, 4 * MiB, 2 * MiB);
+    plan_machine hw = cpu_machine(1 * GiB);
+    hw.cpu_rate = 1e13; /* compute out of the way */
+    hw.engine_bw = 20e9;
+    hw.engine_layer_s = 50e-6;
+    plan_request q = {.cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    uint64_t w = 34 * MiB / 8 * 7, kv = 512 * PLAN_DECODE_POS;
+    double t_ram = (double)w / 20e9 + 9 * 50e-6 + (double)kv / 100e9;
+    CHECK(near(p->t_ram, t_ram), " %.9g vs %.9g", p->t_ram, t_ram);
+    CHECK(near(p->decode_tps, 1 / t_ram) && !strcmp(p->bottleneck, "RAM bandwidth"), " %s", p->bottleneck);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
 /* 16 layers of 4 MiB and a 4 MiB output (68 MiB) under a 34 MiB budget:
  * fixed part 2 + 1 MiB overhead, 512 KiB buffers, 512 KiB KV = 4 MiB, so
  * 30 MiB for weights: a ring of 3 slots x 4 MiB leaves 18 MiB, enough for

@@ -181,7 +181,8 @@ static void print_measured(const hw_profile *p, hw_cache_state cache, bool fresh
         printf("          CPU kernels %.1f G weights/s in cache, %.1f GB/s of weights from RAM (Q4_K, %d threads)\n",
                m->cpu_rate / 1e9, m->kernel_ram_bw / 1e9, m->ram_threads);
     if (m->engine_bw > 0)
-        printf("          engine decodes resident weights at %.1f GB/s\n", m->engine_bw / 1e9);
+        printf("          engine decodes resident weights at %.1f GB/s, plus %.0f us per layer\n", m->engine_bw / 1e9,
+               m->engine_layer_s * 1e6);
     if (m->disk_bw > 0)
         printf("          storage O_DIRECT read %s (%s of %s)\n", cli_fmt_rate(m->disk_bw, a, sizeof a),
                fmt_bytes(m->disk_bytes, b, sizeof b), m->disk_path);

@@ -164,6 +164,9 @@ typedef struct hw_measured {
     double engine_bw;              /* weight bytes/s the engine decodes a resident model at
                                       (src/plan/calibrate.c): the planner's rate for
                                       resident weights; 0 = not measured */
+    double engine_layer_s;         /* seconds per layer and token the engine spends beyond
+                                      reading weights at engine_bw (dispatches, norms);
+                                      0 = not measured */
     uint64_t disk_bytes;           /* bytes read */
     char disk_path[HW_PATH_MAX];   /* file or directory measured */
 } hw_measured;

@@ -102,6 +102,7 @@ static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)
     EQ_DBL(c, a, b, cpu_rate);
     EQ_DBL(c, a, b, kernel_ram_bw);
     EQ_DBL(c, a, b, engine_bw);
+    EQ_DBL(c, a, b, engine_layer_s);
     EQ_INT(c, a, b, disk_bytes);
     EQ_STR(c, a, b, disk_path);
 }

@@ -363,6 +363,7 @@ static void read_measured(rd *r, json_t *root, hw_profile *p)
     if (member(o, "cpu_q4_k_weights_per_s")) m->cpu_rate = get_rate(r, o, "measured", "cpu_q4_k_weights_per_s");
     if (member(o, "engine_resident_bytes_per_s"))
         m->engine_bw = get_rate(r, o, "measured", "engine_resident_bytes_per_s");
+    if (member(o, "engine_layer_seconds")) m->engine_layer_s = get_rate(r, o, "measured", "engine_layer_seconds");
     if (member(o, "cpu_q4_k_from_ram_bytes_per_s"))
         m->kernel_ram_bw = get_rate(r, o, "measured", "cpu_q4_k_from_ram_bytes_per_s");
     get_u64(r, o, "measured", "disk_bytes_read", UINT64_MAX, &m->disk_bytes);

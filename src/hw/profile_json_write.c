@@ -128,14 +128,14 @@ static json_t *gpu_json(const hw_gpu *g)
 static json_t *measured_json(const hw_measured *m)
 {
     if (!m->done) return json_null();
-    return json_pack("{s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "time", jtime(m->time),
+    return json_pack("{s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "time", jtime(m->time),
                      "ram_read_1t_bytes_per_s", jrate(m->ram_bw_1t), "ram_read_all_bytes_per_s",
                      jrate(m->ram_bw_all), "ram_threads", m->ram_threads, "ram_buffer_bytes",
                      jsize_known(m->ram_bytes), "disk_read_bytes_per_s", jrate(m->disk_bw),
                      "disk_bytes_read", jsize_known(m->disk_bytes), "disk_path",
                      jstr(m->disk_path), "cpu_q4_k_weights_per_s", jrate(m->cpu_rate),
                      "cpu_q4_k_from_ram_bytes_per_s", jrate(m->kernel_ram_bw), "engine_resident_bytes_per_s",
-                     jrate(m->engine_bw));
+                     jrate(m->engine_bw), "engine_layer_seconds", jrate(m->engine_layer_s));
 }
 
 char *hw_profile_to_json(const hw_profile *p)

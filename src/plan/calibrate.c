@@ -12,12 +12,19 @@
 #include "util/error.h"
 #include "util/clock.h"
 
-/* A layer shape between the small and the large models people run. */
-#define EMBD 1024
-#define FF 2816
-#define LAYERS 8
+/* Two layer shapes: time per token = weight bytes / bw + layers x the
+ * per-layer cost that does not grow with the layer (thread dispatches,
+ * norms, rope). One shape alone cannot tell them apart: a 1024-wide
+ * calibration under-predicted 2048-wide models by 25-40 %, a 2048-wide one
+ * over-predicted 1024-wide models by 20 %. */
+typedef struct calib_shape {
+    uint64_t embd, ff, layers;
+} calib_shape;
+
+static const calib_shape SHAPES[2] = {{1024, 2816, 8}, {2048, 5632, 4}};
+#define MAX_FF 5632
 #define VOCAB 256
-#define TOKENS 16
+#define TOKENS 24
 
 
 static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1,
@@ -27,98 +34,129 @@ static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64
     return gguf_writer_add_tensor(w, name, type, ne1 > 1 ? 2 : 1, ne, err);
 }
 
-static strata_status add_tensors(gguf_writer *w, strata_error *err)
+/* The nine tensors of a layer, in file order: name, columns, rows. */
+typedef struct layer_tensor {
+    const char *name;
+    uint64_t ne0, ne1;
+} layer_tensor;
+
+static void layer_tensors(const calib_shape *c, layer_tensor out[9])
 {
-    static const struct { const char *name; uint64_t ne0, ne1; } layer[] = {
-        {"attn_norm", EMBD, 1}, {"attn_q", EMBD, EMBD}, {"attn_k", EMBD, EMBD}, {"attn_v", EMBD, EMBD},
-        {"attn_output", EMBD, EMBD}, {"ffn_norm", EMBD, 1}, {"ffn_gate", EMBD, FF}, {"ffn_up", EMBD, FF},
-        {"ffn_down", FF, EMBD},
-    };
-    strata_status st = add(w, "token_embd.weight", GGML_TYPE_Q4_K, EMBD, VOCAB, err);
-    if (!st) st = add(w, "output_norm.weight", GGML_TYPE_F32, EMBD, 1, err);
-    for (int l = 0; l < LAYERS && !st; l++)
-        for (size_t i = 0; i < sizeof layer / sizeof layer[0] && !st; i++) {
+    uint64_t e = c->embd, f = c->ff;
+    const layer_tensor t[9] = {{"attn_norm", e, 1}, {"attn_q", e, e},      {"attn_k", e, e},
+                               {"attn_v", e, e},    {"attn_output", e, e}, {"ffn_norm", e, 1},
+                               {"ffn_gate", e, f},  {"ffn_up", e, f},      {"ffn_down", f, e}};
+    memcpy(out, t, sizeof t);
+}
+
+static strata_status add_tensors(gguf_writer *w, const calib_shape *c, strata_error *err)
+{
+    layer_tensor layer[9];
+    layer_tensors(c, layer);
+    strata_status st = add(w, "token_embd.weight", GGML_TYPE_Q4_K, c->embd, VOCAB, err);
+    if (!st) st = add(w, "output_norm.weight", GGML_TYPE_F32, c->embd, 1, err);
+    for (uint64_t l = 0; l < c->layers && !st; l++)
+        for (size_t i = 0; i < 9 && !st; i++) {
             char name[64];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, layer[i].name);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", (int)l, layer[i].name);
             st = add(w, name, layer[i].ne1 == 1 ? GGML_TYPE_F32 : GGML_TYPE_Q4_K, layer[i].ne0, layer[i].ne1, err);
         }
     return st;
 }
 
-static strata_status set_hparams(gguf_writer *w, strata_error *err)
+static strata_status set_hparams(gguf_writer *w, const calib_shape *c, strata_error *err)
 {
     strata_status st;
     if ((st = gguf_writer_set_str(w, "general.architecture", "llama", err)) ||
         (st = gguf_writer_set_u32(w, "llama.context_length", 64, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.embedding_length", EMBD, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.block_count", LAYERS, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.feed_forward_length", FF, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count", 8, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", 8, err)))
+        (st = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->embd, err)) ||
+        (st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->layers, err)) ||
+        (st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->ff, err)) ||
+        (st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)(c->embd / 128), err)) ||
+        (st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)(c->embd / 128), err)))
         return st;
     return STRATA_OK;
 }
 
 /* Tensor data in file order: norms 1, matrices small pseudo-random values. */
-static strata_status write_data(gguf_writer *w, const gguf_file *layout_unused, strata_error *err)
+static strata_status write_data(gguf_writer *w, const calib_shape *c, strata_error *err)
 {
-    (void)layout_unused;
-    float row[FF];
-    uint8_t q[FF];
+    float row[MAX_FF], ones[MAX_FF];
+    uint8_t q[MAX_FF];
     uint32_t x = 12345;
-    for (int i = 0; i < FF; i++) row[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f * 0.1f - 0.05f;
+    for (int i = 0; i < MAX_FF; i++) {
+        row[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f * 0.1f - 0.05f;
+        ones[i] = 1.0f;
+    }
     strata_status st = STRATA_OK;
     /* token_embd, output_norm, then per layer the 9 tensors */
-    for (int r = 0; r < VOCAB && !st; r++)
-        if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, EMBD, err))) st = gguf_writer_write(w, q, 576, err);
-    float ones[FF];
-    for (int i = 0; i < FF; i++) ones[i] = 1.0f;
-    if (!st) st = gguf_writer_write(w, ones, EMBD * 4, err);
-    for (int l = 0; l < LAYERS && !st; l++) {
-        static const uint64_t rows[9] = {0, EMBD, EMBD, EMBD, EMBD, 0, FF, FF, EMBD};
-        static const uint64_t cols[9] = {EMBD, EMBD, EMBD, EMBD, EMBD, EMBD, EMBD, EMBD, FF};
+    uint64_t embd_row = ggml_row_bytes(GGML_TYPE_Q4_K, c->embd);
+    if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, c->embd, err)))
+        for (int r = 0; r < VOCAB && !st; r++) st = gguf_writer_write(w, q, embd_row, err);
+    if (!st) st = gguf_writer_write(w, ones, c->embd * 4, err);
+    layer_tensor layer[9];
+    layer_tensors(c, layer);
+    for (uint64_t l = 0; l < c->layers && !st; l++)
         for (int t = 0; t < 9 && !st; t++) {
-            if (!rows[t]) {
-                st = gguf_writer_write(w, ones, cols[t] * 4, err);
+            const layer_tensor *lt = &layer[t];
+            if (lt->ne1 == 1) {
+                st = gguf_writer_write(w, ones, lt->ne0 * 4, err);
                 continue;
             }
-            uint64_t rb = ggml_row_bytes(GGML_TYPE_Q4_K, cols[t]);
-            if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, cols[t], err)))
-                for (uint64_t r = 0; r < rows[t] && !st; r++) st = gguf_writer_write(w, q, rb, err);
+            uint64_t rb = ggml_row_bytes(GGML_TYPE_Q4_K, lt->ne0);
+            if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, lt->ne0, err)))
+                for (uint64_t r = 0; r < lt->ne1 && !st; r++) st = gguf_writer_write(w, q, rb, err);
         }
-    }
     return st;
 }
 
-static strata_status write_model(const char *path, strata_error *err)
+static strata_status write_model(const char *path, const calib_shape *c, strata_error *err)
 {
     gguf_writer *w = gguf_writer_new();
     if (!w) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    strata_status st = set_hparams(w, err);
-    if (!st) st = add_tensors(w, err);
+    strata_status st = set_hparams(w, c, err);
+    if (!st) st = add_tensors(w, c, err);
     if (!st) st = gguf_writer_open(w, path, err);
-    if (!st) st = write_data(w, NULL, err);
+    if (!st) st = write_data(w, c, err);
     if (!st) st = gguf_writer_close(w, err);
     gguf_writer_free(w);
     return st;
 }
 
-/* Median seconds per decoded token. */
-static double time_decode(engine *e, strata_error *err)
-{
-    float *logits = malloc(VOCAB * sizeof(float));
+/* One calibration model, open. */
+typedef struct calib_model {
+    char path[1024];
+    gguf_file *f;
+    model_spec *spec;
+    engine *e;
+    uint64_t bytes; /* weights read per token */
     double t[TOKENS];
-    int32_t tok = 1;
-    int n = 0;
-    if (logits && engine_eval(e, &tok, 1, logits, false, err) == STRATA_OK) /* warm up */
-        for (; n < TOKENS; n++) {
-            double t0 = clock_seconds();
-            if (engine_eval(e, &tok, 1, logits, false, err)) break;
-            t[n] = clock_seconds() - t0;
-        }
-    free(logits);
-    if (n < TOKENS) return 0;
-    for (int i = 1; i < n; i++) /* insertion sort: 16 values */
+} calib_model;
+
+static strata_status calib_open(calib_model *m, int i, int threads, const char *dir, strata_error *err)
+{
+    const char *tmp = dir ? dir : getenv("TMPDIR");
+    snprintf(m->path, sizeof m->path, "%s/strata-calibrate-%d-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid(), i);
+    engine_params p = {.n_ctx = 64, .n_threads = threads > 0 ? threads : 1};
+    strata_status st = write_model(m->path, &SHAPES[i], err);
+    if (!st) st = gguf_open(m->path, &m->f, err);
+    if (!st) st = model_spec_from_gguf(m->f, m->path, &m->spec, err);
+    if (!st) st = engine_open(m->f, m->spec, &p, &m->e, err);
+    if (!st) m->bytes = m->spec->tensor_bytes - m->spec->non_layer.by_group[GROUP_EMBD];
+    return st;
+}
+
+static void calib_close(calib_model *m)
+{
+    engine_free(m->e);
+    model_spec_free(m->spec);
+    gguf_close(m->f);
+    if (m->path[0]) unlink(m->path);
+}
+
+static double median_of(double *t, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: a few values */
         for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
             double s = t[j];
             t[j] = t[j - 1];
@@ -127,25 +165,41 @@ static double time_decode(engine *e, strata_error *err)
     return t[n / 2];
 }
 
-double plan_calibrate_engine(int threads, const char *dir, strata_error *err)
+/* Tokens of the two models alternate, so that this machine's bandwidth,
+ * which moves between seconds, moves both medians alike. */
+static strata_status time_both(calib_model m[2], strata_error *err)
 {
-    const char *tmp = dir ? dir : getenv("TMPDIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/strata-calibrate-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
-    gguf_file *f = NULL;
-    model_spec *spec = NULL;
-    engine *e = NULL;
-    double bw = 0;
-    engine_params p = {.n_ctx = 64, .n_threads = threads > 0 ? threads : 1};
-    if (write_model(path, err) == STRATA_OK && gguf_open(path, &f, err) == STRATA_OK &&
-        model_spec_from_gguf(f, path, &spec, err) == STRATA_OK && engine_open(f, spec, &p, &e, err) == STRATA_OK) {
-        double t = time_decode(e, err);
-        uint64_t bytes = spec->tensor_bytes - spec->non_layer.by_group[GROUP_EMBD]; /* weights read per token */
-        bw = t > 0 ? (double)bytes / t : 0;
-    }
-    engine_free(e);
-    model_spec_free(spec);
-    gguf_close(f);
-    unlink(path);
-    return bw;
+    float logits[VOCAB];
+    int32_t tok = 1;
+    strata_status st = STRATA_OK;
+    for (int i = 0; i < 2 && !st; i++) st = engine_eval(m[i].e, &tok, 1, logits, false, err); /* warm up */
+    for (int n = 0; n < TOKENS && !st; n++)
+        for (int i = 0; i < 2 && !st; i++) {
+            double t0 = clock_seconds();
+            st = engine_eval(m[i].e, &tok, 1, logits, false, err);
+            m[i].t[n] = clock_seconds() - t0;
+        }
+    return st;
+}
+
+double plan_calibrate_engine(int threads, const char *dir, double *layer_seconds, strata_error *err)
+{
+    calib_model m[2] = {0};
+    double t[2] = {0, 0};
+    *layer_seconds = 0;
+    strata_status st = calib_open(&m[0], 0, threads, dir, err);
+    if (!st) st = calib_open(&m[1], 1, threads, dir, err);
+    if (!st) st = time_both(m, err);
+    for (int i = 0; i < 2 && !st; i++) t[i] = median_of(m[i].t, TOKENS);
+    double b0 = (double)m[0].bytes, b1 = (double)m[1].bytes;
+    calib_close(&m[0]);
+    calib_close(&m[1]);
+    if (st || t[0] <= 0 || t[1] <= 0) return 0;
+    /* t_i = b_i / bw + L_i * o, solved for 1 / bw and o; when noise makes o
+     * come out negative, the wide shape's rate alone is used */
+    double L0 = (double)SHAPES[0].layers, L1 = (double)SHAPES[1].layers, det = b0 * L1 - b1 * L0;
+    double inv_bw = (t[0] * L1 - t[1] * L0) / det, o = (b0 * t[1] - b1 * t[0]) / det;
+    if (o <= 0 || inv_bw <= 0) return b1 / t[1];
+    *layer_seconds = o;
+    return 1.0 / inv_bw;
 }

@@ -103,6 +103,7 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
     /* kernels reach a fraction of the raw read bandwidth; 0.6 when not measured */
     out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw : 0.6 * out->ram_bw;
     out->engine_bw = ms->engine_bw;
+    out->engine_layer_s = ms->engine_layer_s;
     out->disk_free = p->storage.free_bytes;
     out->swap_on = p->mem.swap_total > 0;
     out->no_odirect = p->storage.o_direct == HW_NO;
@@ -123,7 +124,7 @@ void plan_calibrate_into(hw_profile *p)
     uint32_t n = p->cpu.physical_cores;
     if (p->cpu.usable_cores && (n == 0 || p->cpu.usable_cores < n)) n = p->cpu.usable_cores;
     strata_error ignored;
-    p->measured.engine_bw = plan_calibrate_engine(n ? (int)n : 1, NULL, &ignored);
+    p->measured.engine_bw = plan_calibrate_engine(n ? (int)n : 1, NULL, &p->measured.engine_layer_s, &ignored);
     if (p->measured.engine_bw <= 0) hw_warn(p, "engine calibration failed: %s", ignored.message);
 }
 

@@ -150,7 +150,7 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
 /* Bytes each tier moves per decoded token, and the times they take. */
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
-    uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
+    uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0, cpu_groups = 0;
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
@@ -169,6 +169,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         } else {
             cpu_elems += gr->elems;
             cpu_weight_bytes += gr->weight_bytes;
+            cpu_groups++;
             p->ram_bytes_per_token += gr->weight_bytes;
         }
         if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
@@ -187,7 +188,8 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
      * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
      * raw read bandwidth */
     double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
-    p->t_ram = hw->ram_bw > 0 ? (double)cpu_weight_bytes / kernel_bw +
+    double layers_s = hw->engine_bw > 0 ? (double)cpu_groups * hw->engine_layer_s : 0;
+    p->t_ram = hw->ram_bw > 0 ? (double)cpu_weight_bytes / kernel_bw + layers_s +
                                     (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw
                               : 0;
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes

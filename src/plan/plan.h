@@ -57,6 +57,7 @@ typedef struct plan_machine {
     double cpu_rate;            /* weights/s the CPU kernels process, all threads, data in cache */
     double kernel_ram_bw;       /* weight bytes/s the CPU kernels process streaming from RAM */
     double engine_bw;           /* weight bytes/s the engine decodes resident weights at (0: unknown) */
+    double engine_layer_s;      /* with engine_bw: seconds per layer beyond reading its weights */
     uint64_t disk_free;         /* bytes free where models live (0: unknown) */
     int n_gpus;
     plan_gpu gpus[PLAN_MAX_GPUS];
