@@ -33,6 +33,7 @@
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/swiglu.h"
 #include "test.h"
+#include "test_rng.h"
 #include "util/fp16.h"
 
 /* kernels_fast.c internals (no header: only kernels.c and this test use them) */
@@ -59,24 +60,6 @@ static const uint32_t all_types[] = {
     GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
-
-/* ---- random numbers: splitmix64, Box-Muller normals ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
-
-static float rng_normal(uint64_t *s)
-{
-    double u = rng_unit(s), v = rng_unit(s);
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
 
 /* ---- weight rows ---- */
 

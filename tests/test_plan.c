@@ -253,6 +253,33 @@ TEST(test_plan_never_exceeds_budgets)
           " %d feasible, %d streaming, %d on a GPU", feasible, streamed, on_gpu);
 }
 
+/* Plans with *knob set to each of values[0..8) (ascending) in turn: a
+ * larger value never makes the plan infeasible or predict slower. Returns
+ * how many steps made it faster. */
+static int check_never_slower(const plan_model *m, plan_machine *hw, const plan_request *q, int n, uint64_t *knob,
+                              const uint64_t values[8], const char *what)
+{
+    bool prev_ok = false;
+    double prev = 0;
+    int faster = 0;
+    for (int i = 0; i < 8; i++) {
+        *knob = values[i];
+        plan_result res;
+        plan_compute(m, hw, q, &res);
+        bool ok = res.chosen.feasible;
+        double s = ok ? score(&res.chosen, q) : 0;
+        CHECK(ok || !prev_ok, " case %d: feasible with %llu %s, not with %llu", n,
+              (unsigned long long)values[i - 1], what, (unsigned long long)values[i]);
+        CHECK(!prev_ok || s >= prev * (1 - 1e-12), " case %d: %.6g tok/s with %llu %s, %.6g with %llu", n, prev,
+              (unsigned long long)values[i - 1], what, s, (unsigned long long)values[i]);
+        faster += prev_ok && s > prev * (1 + 1e-9);
+        prev_ok = ok;
+        prev = s;
+        plan_result_free(&res);
+    }
+    return faster;
+}
+
 /* Same model, machine and request (explicit context): raising the RAM
  * budget never makes the plan infeasible or predict slower. */
 TEST(test_plan_more_memory_never_slower)
@@ -275,23 +302,7 @@ TEST(test_plan_more_memory_never_slower)
                 budgets[j] = budgets[j - 1];
                 budgets[j - 1] = t;
             }
-        bool prev_ok = false;
-        double prev = 0;
-        for (int i = 0; i < 8; i++) {
-            hw.ram_budget = budgets[i];
-            plan_result res;
-            plan_compute(&m, &hw, &q, &res);
-            bool ok = res.chosen.feasible;
-            double s = ok ? score(&res.chosen, &q) : 0;
-            CHECK(ok || !prev_ok, " case %d: feasible at %llu bytes, not at %llu", n,
-                  (unsigned long long)budgets[i - 1], (unsigned long long)budgets[i]);
-            CHECK(!prev_ok || s >= prev * (1 - 1e-12), " case %d: %.6g tok/s at %llu bytes, %.6g at %llu", n, prev,
-                  (unsigned long long)budgets[i - 1], s, (unsigned long long)budgets[i]);
-            changed += prev_ok && s > prev * (1 + 1e-9);
-            prev_ok = ok;
-            prev = s;
-            plan_result_free(&res);
-        }
+        changed += check_never_slower(&m, &hw, &q, n, &hw.ram_budget, budgets, "bytes of RAM");
         free_model(&m);
     }
     CHECK(changed > 20, " more memory made a difference only %d times", changed);
@@ -312,25 +323,9 @@ TEST(test_plan_more_vram_never_slower)
         q.cpu_only = false;
         if (hw.n_gpus == 0) hw.n_gpus = 1, hw.gpus[0] = (plan_gpu){"gpu", 0, log_unif(&r, 50e9, 4e12), 16e9};
         double total = (double)model_bytes(&m);
-        bool prev_ok = false;
-        double prev = 0;
-        uint64_t prev_vram = 0;
-        for (int i = 0; i < 8; i++) {
-            hw.gpus[0].vram = (uint64_t)(total * 0.3 * i) + (uint64_t)i * 64 * MiB;
-            plan_result res;
-            plan_compute(&m, &hw, &q, &res);
-            bool ok = res.chosen.feasible;
-            double s = ok ? score(&res.chosen, &q) : 0;
-            CHECK(ok || !prev_ok, " case %d: feasible with %llu bytes of VRAM, not with %llu", n,
-                  (unsigned long long)prev_vram, (unsigned long long)hw.gpus[0].vram);
-            CHECK(!prev_ok || s >= prev * (1 - 1e-12), " case %d: %.6g tok/s with %llu bytes of VRAM, %.6g with %llu",
-                  n, prev, (unsigned long long)prev_vram, s, (unsigned long long)hw.gpus[0].vram);
-            changed += prev_ok && s > prev * (1 + 1e-9);
-            prev_ok = ok;
-            prev = s;
-            prev_vram = hw.gpus[0].vram;
-            plan_result_free(&res);
-        }
+        uint64_t vram[8];
+        for (int i = 0; i < 8; i++) vram[i] = (uint64_t)(total * 0.3 * i) + (uint64_t)i * 64 * MiB;
+        changed += check_never_slower(&m, &hw, &q, n, &hw.gpus[0].vram, vram, "bytes of VRAM");
         free_model(&m);
     }
     CHECK(changed > 20, " more VRAM made a difference only %d times", changed);

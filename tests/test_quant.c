@@ -23,6 +23,7 @@
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/quantize.h"
 #include "test.h"
+#include "test_rng.h"
 #include "util/fp16.h"
 
 static bool verbose(void)
@@ -97,23 +98,6 @@ static void compare(const float *a, const float *b, uint64_t n, double *rel, dou
 {
     double gain;
     compare3(a, b, n, rel, corr, &gain);
-}
-
-/* Deterministic random numbers: splitmix64 and Box-Muller normals. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
-
-static float rng_normal(uint64_t *s)
-{
-    double u = rng_unit(s), v = rng_unit(s);
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
 }
 
 /* ---- dequantizing llama.cpp's files ----

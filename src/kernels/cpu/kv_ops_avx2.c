@@ -3,6 +3,8 @@
  * the group's queries then read; an f32 block is read in place. Scores come
  * out eight at a time: eight per-key accumulators reduced together. */
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/kv_ops.h"
@@ -20,26 +22,23 @@ INLINE const uint8_t *cached_row(const void *base, uint64_t stride, uint64_t j)
     return (const uint8_t *)base + j * stride;
 }
 
-static void block_f16(kv_block *b, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys, uint64_t hd)
+/* Positions j0.. (up to KEYS) of the cache into b: f16 rows converted
+ * into the tile, f32 rows pointed at in place. */
+static void block_load(kv_block *b, bool f16, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys,
+                       uint64_t hd)
 {
     b->n = n_keys - j0 < KEYS ? n_keys - j0 : KEYS;
     for (uint64_t k = 0; k < KEYS; k++) {
-        if (k >= b->n) {
-            b->row[k] = b->tile[0];
+        const uint8_t *row = cached_row(base, stride, j0 + (k < b->n ? k : 0));
+        if (!f16) {
+            b->row[k] = (const float *)row;
             continue;
         }
-        const uint16_t *h = (const uint16_t *)cached_row(base, stride, j0 + k);
-        for (uint64_t d = 0; d < hd; d += 8)
-            _mm256_storeu_ps(b->tile[k] + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + d))));
-        b->row[k] = b->tile[k];
+        if (k < b->n)
+            for (uint64_t d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(b->tile[k] + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * d))));
+        b->row[k] = b->tile[k < b->n ? k : 0];
     }
-}
-
-static void block_f32(kv_block *b, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys)
-{
-    b->n = n_keys - j0 < KEYS ? n_keys - j0 : KEYS;
-    for (uint64_t k = 0; k < KEYS; k++)
-        b->row[k] = (const float *)cached_row(base, stride, j0 + (k < b->n ? k : 0));
 }
 
 /* The eight sums of a[0..8), in order, as one vector. */
@@ -107,64 +106,57 @@ static void block_mix(const kv_block *b, float *out, uint64_t n_q, const float *
     }
 }
 
-static bool fast_shape(uint64_t hd) { return hd % 8 == 0 && hd <= KV_FAST_MAX_HD; }
+/* The vector path: head sizes in whole vectors (and, for f16, that fit the
+ * tile); others go to the scalar loops. */
+static bool fast_shape(bool f16, uint64_t hd) { return hd % 8 == 0 && (!f16 || hd <= KV_FAST_MAX_HD); }
+
+static void scores_blocks(bool f16, const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys,
+                          uint64_t hd, float scale, float *s)
+{
+    kv_block b;
+    for (uint64_t j = 0; j < n_keys; j += KEYS) {
+        block_load(&b, f16, k, stride, j, n_keys, hd);
+        block_scores(&b, q, n_q, hd, scale, s + j, n_keys);
+    }
+}
+
+static void mix_blocks(bool f16, float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride,
+                       uint64_t n_keys, uint64_t hd)
+{
+    memset(out, 0, n_q * hd * sizeof *out);
+    kv_block b;
+    for (uint64_t j = 0; j < n_keys; j += KEYS) {
+        block_load(&b, f16, v, stride, j, n_keys, hd);
+        block_mix(&b, out, n_q, p + j, n_keys, hd);
+    }
+}
 
 void kv_scores_f16_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys, uint64_t hd,
                         float scale, float *s)
 {
-    if (!fast_shape(hd)) {
-        kv_scores_f16_ref(q, n_q, k, stride, n_keys, hd, scale, s);
-        return;
-    }
-    kv_block b;
-    for (uint64_t j = 0; j < n_keys; j += KEYS) {
-        block_f16(&b, k, stride, j, n_keys, hd);
-        block_scores(&b, q, n_q, hd, scale, s + j, n_keys);
-    }
+    if (fast_shape(true, hd)) scores_blocks(true, q, n_q, k, stride, n_keys, hd, scale, s);
+    else kv_scores_f16_ref(q, n_q, k, stride, n_keys, hd, scale, s);
 }
 
 void kv_scores_f32_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys, uint64_t hd,
                         float scale, float *s)
 {
-    if (hd % 8) {
-        kv_scores_f32_ref(q, n_q, k, stride, n_keys, hd, scale, s);
-        return;
-    }
-    kv_block b;
-    for (uint64_t j = 0; j < n_keys; j += KEYS) {
-        block_f32(&b, k, stride, j, n_keys);
-        block_scores(&b, q, n_q, hd, scale, s + j, n_keys);
-    }
+    if (fast_shape(false, hd)) scores_blocks(false, q, n_q, k, stride, n_keys, hd, scale, s);
+    else kv_scores_f32_ref(q, n_q, k, stride, n_keys, hd, scale, s);
 }
 
 void kv_mix_f16_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
                      uint64_t hd)
 {
-    if (!fast_shape(hd)) {
-        kv_mix_f16_ref(out, n_q, p, v, stride, n_keys, hd);
-        return;
-    }
-    memset(out, 0, n_q * hd * sizeof *out);
-    kv_block b;
-    for (uint64_t j = 0; j < n_keys; j += KEYS) {
-        block_f16(&b, v, stride, j, n_keys, hd);
-        block_mix(&b, out, n_q, p + j, n_keys, hd);
-    }
+    if (fast_shape(true, hd)) mix_blocks(true, out, n_q, p, v, stride, n_keys, hd);
+    else kv_mix_f16_ref(out, n_q, p, v, stride, n_keys, hd);
 }
 
 void kv_mix_f32_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
                      uint64_t hd)
 {
-    if (hd % 8) {
-        kv_mix_f32_ref(out, n_q, p, v, stride, n_keys, hd);
-        return;
-    }
-    memset(out, 0, n_q * hd * sizeof *out);
-    kv_block b;
-    for (uint64_t j = 0; j < n_keys; j += KEYS) {
-        block_f32(&b, v, stride, j, n_keys);
-        block_mix(&b, out, n_q, p + j, n_keys, hd);
-    }
+    if (fast_shape(false, hd)) mix_blocks(false, out, n_q, p, v, stride, n_keys, hd);
+    else kv_mix_f32_ref(out, n_q, p, v, stride, n_keys, hd);
 }
 
 static float max_of(const float *x, uint64_t n)
