@@ -85,3 +85,91 @@ TEST(test_sampler_same_seed_same_sequence)
     sampler_free(b);
     sampler_free(c);
 }
+
+/* Frequencies of N draws from `logits` (4 tokens) against softmax(logits/t). */
+static void check_frequencies(const float *logits, float t, const int32_t *hist, size_t n_hist, float penalty,
+                              const double *expect)
+{
+    strata_sampler_params p = plain(t, 11);
+    p.repeat_penalty = penalty;
+    sampler *s = sampler_new(&p, 4);
+    int count[4] = {0};
+    const int N = 20000;
+    for (int i = 0; i < N; i++) count[sampler_sample(s, logits, hist, n_hist)]++;
+    for (int i = 0; i < 4; i++)
+        CHECK(fabs((double)count[i] / N - expect[i]) < 0.015, " t %.2f penalty %.1f token %d: %.3f vs %.3f", t,
+              penalty, i, (double)count[i] / N, expect[i]);
+    sampler_free(s);
+}
+
+static void softmax_at(const float *logits, double t, double *out)
+{
+    double z = 0;
+    for (int i = 0; i < 4; i++) z += (out[i] = exp(logits[i] / t));
+    for (int i = 0; i < 4; i++) out[i] /= z;
+}
+
+/* Temperature divides the logits before the softmax: at 0.5 the top token
+ * (p 0.58 at t 1) takes 0.83 of the draws, at 2 only 0.41. */
+TEST(test_sampler_temperature_scales_logits)
+{
+    const float logits[4] = {0, 1, 2, 0.5f};
+    const float temps[3] = {0.5f, 2.0f, 0.25f};
+    for (int k = 0; k < 3; k++) {
+        double expect[4];
+        softmax_at(logits, temps[k], expect);
+        check_frequencies(logits, temps[k], NULL, 0, 1, expect);
+    }
+    double cold[4], hot[4];
+    softmax_at(logits, 0.5, cold);
+    softmax_at(logits, 2.0, hot);
+    CHECK(cold[2] > 0.8 && hot[2] < 0.45, " the expectations themselves differ: %.3f %.3f", cold[2], hot[2]);
+}
+
+/* Greedy pick with repeat penalty 2 and token 0 in the history. */
+static int32_t greedy_penalized(const float *logits, uint32_t n, const int32_t *hist, size_t n_hist, int last_n)
+{
+    strata_sampler_params p = plain(0, 1);
+    p.repeat_penalty = 2;
+    p.repeat_last_n = last_n;
+    sampler *s = sampler_new(&p, n);
+    int32_t t = sampler_sample(s, logits, hist, n_hist);
+    sampler_free(s);
+    return t;
+}
+
+/* llama.cpp / CTRL: a seen token's logit is divided by the penalty when
+ * positive and multiplied when negative (both make it less likely). With
+ * penalty 2, token 0's logit -1 becomes exactly -2 (between -1.99 and
+ * -2.01), and 3 becomes exactly 1.5 (between 1.49 and 1.51). */
+TEST(test_sampler_repeat_penalty_exact_values)
+{
+    const int32_t seen0[1] = {0};
+    const float neg_a[4] = {-1, -1.99f, -5, -6}, neg_b[4] = {-1, -2.01f, -5, -6};
+    CHECK(greedy_penalized(neg_a, 4, seen0, 1, 64) == 1, " -1 x 2 = -2 < -1.99");
+    CHECK(greedy_penalized(neg_b, 4, seen0, 1, 64) == 0, " -1 x 2 = -2 > -2.01");
+    const float pos_a[4] = {3, 1.49f, -5, -6}, pos_b[4] = {3, 1.51f, -5, -6};
+    CHECK(greedy_penalized(pos_a, 4, seen0, 1, 64) == 0, " 3 / 2 = 1.5 > 1.49");
+    CHECK(greedy_penalized(pos_b, 4, seen0, 1, 64) == 1, " 3 / 2 = 1.5 < 1.51");
+    /* once per distinct token, however often it repeats: -1 -> -2, not -4 */
+    const int32_t seen000[3] = {0, 0, 0};
+    CHECK(greedy_penalized(neg_b, 4, seen000, 3, 64) == 0, " penalized once");
+    /* only the last repeat_last_n ids count: token 0 is outside the window */
+    const int32_t old0[3] = {0, 2, 3};
+    CHECK(greedy_penalized(neg_a, 4, old0, 3, 2) == 0, " token 0 outside the last 2");
+    CHECK(greedy_penalized(neg_a, 4, old0, 3, 3) == 1, " token 0 inside the last 3");
+}
+
+/* A penalized negative-logit token becomes less likely: logits {-1, -1}
+ * with token 0 seen and penalty 2 give p(0) = e^-2 / (e^-2 + e^-1) = 0.269
+ * (dividing instead would raise it to 0.622). */
+TEST(test_sampler_repeat_penalty_negative_less_likely)
+{
+    const float logits[4] = {-1, -1, -30, -30};
+    const int32_t seen0[1] = {0};
+    double expect[4] = {exp(-2.0), exp(-1.0), 0, 0}, z = expect[0] + expect[1];
+    expect[0] /= z;
+    expect[1] /= z;
+    check_frequencies(logits, 1, seen0, 1, 2, expect);
+    CHECK(expect[0] < 0.27 && expect[0] > 0.26);
+}

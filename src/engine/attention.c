@@ -1,6 +1,7 @@
 /* Causal grouped-query attention over the KV cache. Query head h reads KV
  * head h / (n_heads / n_kv_heads); token t of the batch (position
- * n_past + t) sees positions 0..n_past + t. */
+ * p = n_past + t) sees positions 0..p, or on a sliding-window layer the
+ * last n_swa of them, p - n_swa + 1..p. */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -8,10 +9,22 @@
 #include "engine/engine_internal.h"
 #include "util/fp16.h"
 
-/* Head g of position pos in layer l's cache. */
-static uint8_t *kv_at(const engine *e, uint8_t *cache, uint64_t l, uint64_t g, uint64_t pos)
+uint32_t engine_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, uint32_t n_batch)
 {
-    return cache + ((l * e->w.d.n_kv_heads + g) * e->n_ctx + pos) * e->kv_head_bytes;
+    if (!w->swa[l]) return n_ctx;
+    /* the window plus a batch, and another batch of slack so the cache
+     * slides (a memmove of one window) at most once every n_batch tokens */
+    uint64_t len = w->d.n_swa + 2 * (uint64_t)n_batch;
+    return len < n_ctx ? (uint32_t)len : n_ctx;
+}
+
+/* First slot of layer l that holds an absolute position. */
+static uint32_t slot_base(const engine *e, uint64_t l) { return e->w.swa[l] ? e->swa_base : 0; }
+
+/* Head g at slot `slot` of layer l's cache. */
+static uint8_t *kv_at(const engine *e, uint8_t *cache, uint64_t l, uint64_t g, uint64_t slot)
+{
+    return cache + e->kv_off[l] + (g * e->kv_len[l] + slot) * e->kv_head_bytes;
 }
 
 static void store_head(uint8_t *dst, const float *src, uint64_t n, bool f32)
@@ -25,14 +38,36 @@ static void store_head(uint8_t *dst, const float *src, uint64_t n, bool f32)
 
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok)
 {
-    const llama_dims *d = &e->w.d;
+    const model_dims *d = &e->w.d;
     bool f32 = e->kv_type == GGML_TYPE_F32;
+    uint64_t slot0 = e->n_past - slot_base(e, l);
     for (uint32_t t = 0; t < n_tok; t++)
         for (uint64_t g = 0; g < d->n_kv_heads; g++) {
             uint64_t off = t * d->kv_dim + g * d->head_dim;
-            store_head(kv_at(e, e->k_cache, l, g, e->n_past + t), e->k + off, d->head_dim, f32);
-            store_head(kv_at(e, e->v_cache, l, g, e->n_past + t), e->v + off, d->head_dim, f32);
+            store_head(kv_at(e, e->k_cache, l, g, slot0 + t), e->k + off, d->head_dim, f32);
+            store_head(kv_at(e, e->v_cache, l, g, slot0 + t), e->v + off, d->head_dim, f32);
         }
+}
+
+void engine_slide_window(engine *e, uint32_t n_tok)
+{
+    const model_dims *d = &e->w.d;
+    uint32_t len = 0;
+    for (uint64_t l = 0; l < d->n_layers && !len; l++)
+        if (e->w.swa[l] && e->kv_len[l] < e->n_ctx) len = e->kv_len[l];
+    if (!len || e->n_past + n_tok - e->swa_base <= len) return;
+    /* keep the positions the first new token still sees */
+    uint32_t keep_from = e->n_past >= d->n_swa ? e->n_past - (uint32_t)d->n_swa + 1 : 0;
+    if (keep_from < e->swa_base) keep_from = e->swa_base;
+    uint64_t shift = keep_from - e->swa_base, n_keep = e->n_past - keep_from;
+    for (uint64_t l = 0; l < d->n_layers; l++) {
+        if (!e->w.swa[l] || e->kv_len[l] != len) continue;
+        for (uint64_t g = 0; g < d->n_kv_heads; g++) {
+            memmove(kv_at(e, e->k_cache, l, g, 0), kv_at(e, e->k_cache, l, g, shift), n_keep * e->kv_head_bytes);
+            memmove(kv_at(e, e->v_cache, l, g, 0), kv_at(e, e->v_cache, l, g, shift), n_keep * e->kv_head_bytes);
+        }
+    }
+    e->swa_base = keep_from;
 }
 
 /* The work is split into units of (token, KV head, chunk of that head's
@@ -51,18 +86,20 @@ typedef struct attn_job {
 static void attend_unit(const attn_job *j, long unit, float *scores)
 {
     engine *e = j->e;
-    const llama_dims *d = &e->w.d;
+    const model_dims *d = &e->w.d;
     uint64_t hd = d->head_dim, n_rep = d->n_heads / d->n_kv_heads;
     uint64_t c = (uint64_t)unit % j->n_chunks, g = (uint64_t)unit / j->n_chunks % d->n_kv_heads;
     uint32_t t = (uint32_t)((uint64_t)unit / j->n_chunks / d->n_kv_heads);
     uint64_t h0 = g * n_rep + c * j->per_chunk;
     uint64_t n_q = n_rep - c * j->per_chunk < j->per_chunk ? n_rep - c * j->per_chunk : j->per_chunk;
-    uint64_t n_keys = e->n_past + t + 1;
+    uint64_t pos = e->n_past + t, first = 0;
+    if (e->w.swa[j->l] && pos + 1 > d->n_swa) first = pos + 1 - d->n_swa;
+    uint64_t n_keys = pos - first + 1, slot = first - slot_base(e, j->l);
     const float *q = e->q + t * d->q_dim + h0 * hd;
-    e->kv.scores(q, n_q, kv_at(e, e->k_cache, j->l, g, 0), e->kv_head_bytes, n_keys, hd,
+    e->kv.scores(q, n_q, kv_at(e, e->k_cache, j->l, g, slot), e->kv_head_bytes, n_keys, hd,
                  1.0f / sqrtf((float)hd), scores);
     for (uint64_t i = 0; i < n_q; i++) e->kv.softmax(scores + i * n_keys, n_keys);
-    e->kv.mix(e->att + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, j->l, g, 0), e->kv_head_bytes,
+    e->kv.mix(e->att + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, j->l, g, slot), e->kv_head_bytes,
               n_keys, hd);
 }
 
@@ -78,7 +115,7 @@ static void attn_worker(void *ctx, int ith, int nth)
 
 void engine_attention(engine *e, uint64_t l, uint32_t n_tok)
 {
-    const llama_dims *d = &e->w.d;
+    const model_dims *d = &e->w.d;
     uint64_t n_rep = d->n_heads / d->n_kv_heads, units = n_tok * d->n_kv_heads;
     uint64_t want = (uint64_t)pool_size(e->pool) * UNITS_PER_THREAD;
     uint64_t n_chunks = units >= want ? 1 : (want + units - 1) / units;

@@ -12,6 +12,7 @@
 #include "engine/ops.h"
 #include "engine/threadpool.h"
 #include "kernels/cpu/dequant.h"
+#include "kernels/cpu/geglu.h"
 #include "store/store.h"
 #include "util/error.h"
 #include "util/fmt.h"
@@ -32,21 +33,28 @@ static void *scratch(engine *e, uint64_t bytes)
     return p;
 }
 
-static uint64_t max_act_bytes(const llama_weights *w, uint64_t n_batch)
+static uint64_t max_act_bytes(const model_weights *w, uint64_t n_batch)
 {
     uint64_t m = matmul_act_bytes(w->kern_output, w->d.n_embd, n_batch);
     for (uint64_t l = 0; l < w->d.n_layers; l++)
-        for (int s = SLOT_WQ; s < SLOT_COUNT; s++) {
-            if (!w->kern[l][s]) continue; /* norms have no matrix kernel */
+        for (int s = 0; s < LS_COUNT; s++) {
+            if (!w->kern[l][s]) continue; /* vectors and absent slots have no matrix kernel */
             uint64_t b = matmul_act_bytes(w->kern[l][s], w->layer[l][s]->ne[0], n_batch);
             if (b > m) m = b;
         }
     return m;
 }
 
-uint64_t engine_scores_per_thread(const llama_dims *d, uint64_t n_ctx)
+uint64_t engine_scores_per_thread(const model_dims *d, uint64_t n_ctx)
 {
     return d->n_heads / d->n_kv_heads * n_ctx;
+}
+
+/* Longest vector (norm weight, bias) the forward pass converts to floats. */
+static uint64_t max_vec_len(const model_dims *d)
+{
+    uint64_t n = d->n_embd > d->q_dim ? d->n_embd : d->q_dim;
+    return n > d->kv_dim ? n : d->kv_dim;
 }
 
 /* Every buffer the engine allocates, in one place: alloc_buffers uses it,
@@ -54,34 +62,58 @@ uint64_t engine_scores_per_thread(const llama_dims *d, uint64_t n_ctx)
  * duplicate the formulas). */
 typedef struct buffer_sizes {
     uint64_t cache; /* K (and again V) */
-    uint64_t x, xn, q, k, v, att, gate, up, norm_w, rope_cs, scores, act;
+    uint64_t x, xn, q, k, v, att, gate, up, vec, rope_cs, rope_factors, scores, act;
 } buffer_sizes;
 
-static buffer_sizes sizes_for(const llama_weights *w, uint64_t n_ctx, uint64_t B, uint32_t kv_type, int n_threads)
+static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_ctx, uint32_t n_batch, uint32_t kv_type)
 {
-    const llama_dims *d = &w->d;
+    uint64_t slots = 0;
+    for (uint64_t l = 0; l < w->d.n_layers; l++) slots += engine_kv_len(w, l, n_ctx, n_batch);
+    return slots * w->d.kv_dim * (kv_type == GGML_TYPE_F32 ? 4 : 2);
+}
+
+static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B, uint32_t kv_type, int n_threads)
+{
+    const model_dims *d = &w->d;
     return (buffer_sizes){
-        .cache = d->n_layers * n_ctx * d->kv_dim * (kv_type == GGML_TYPE_F32 ? 4 : 2),
+        .cache = kv_cache_bytes(w, n_ctx, B, kv_type),
         .x = B * d->n_embd * 4, .xn = B * d->n_embd * 4, .q = B * d->q_dim * 4, .k = B * d->kv_dim * 4,
         .v = B * d->kv_dim * 4, .att = B * d->q_dim * 4, .gate = B * d->n_ff * 4, .up = B * d->n_ff * 4,
-        .norm_w = d->n_embd * 4, .rope_cs = B * d->rope_dim * 4, .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4,
-        .act = max_act_bytes(w, B),
+        .vec = max_vec_len(d) * 4, .rope_cs = 2 * B * d->rope_dim * 4, .rope_factors = d->rope_dim / 2 * 4,
+        .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4, .act = max_act_bytes(w, B),
     };
 }
 
 static uint64_t sizes_total(const buffer_sizes *z)
 {
-    return 2 * z->cache + z->x + z->xn + z->q + z->k + z->v + z->att + z->gate + z->up + z->norm_w + z->rope_cs +
-           z->scores + z->act;
+    return 2 * z->cache + z->x + z->xn + z->q + z->k + z->v + z->att + z->gate + z->up + z->vec + z->rope_cs +
+           z->rope_factors + z->scores + z->act;
+}
+
+static strata_status kv_layout(engine *e, strata_error *err)
+{
+    const model_dims *d = &e->w.d;
+    e->kv_off = calloc(d->n_layers, sizeof *e->kv_off);
+    e->kv_len = calloc(d->n_layers, sizeof *e->kv_len);
+    if (!e->kv_off || !e->kv_len) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    uint64_t off = 0;
+    for (uint64_t l = 0; l < d->n_layers; l++) {
+        e->kv_len[l] = engine_kv_len(&e->w, l, e->n_ctx, e->n_batch);
+        e->kv_off[l] = off;
+        off += d->n_kv_heads * e->kv_len[l] * e->kv_head_bytes;
+    }
+    return STRATA_OK;
 }
 
 static strata_status alloc_buffers(engine *e, strata_error *err)
 {
-    const llama_dims *d = &e->w.d;
+    const model_dims *d = &e->w.d;
     buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type, pool_size(e->pool));
     e->kv_head_bytes = d->head_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
     e->kv = kv_ops_get(e->kv_type == GGML_TYPE_F32, e->kernels == KERNEL_FAST);
-    e->swiglu = swiglu_get(e->kernels == KERNEL_FAST);
+    e->glu = e->w.arch->act == ACT_GELU ? geglu_f16 : swiglu_get(e->kernels == KERNEL_FAST);
+    strata_status st = kv_layout(e, err);
+    if (st) return st;
     e->k_cache = scratch(e, z.cache);
     e->v_cache = scratch(e, z.cache);
     e->x = scratch(e, z.x);
@@ -92,14 +124,16 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     e->att = scratch(e, z.att);
     e->gate = scratch(e, z.gate);
     e->up = scratch(e, z.up);
-    e->norm_w = scratch(e, z.norm_w);
+    e->vec = scratch(e, z.vec);
     e->rope_cs = scratch(e, z.rope_cs);
+    e->rope_factors = scratch(e, z.rope_factors);
     e->scores = scratch(e, z.scores);
     e->act = scratch(e, z.act);
     if (!e->k_cache || !e->v_cache || !e->x || !e->xn || !e->q || !e->k || !e->v || !e->att || !e->gate ||
-        !e->up || !e->norm_w || !e->rope_cs || !e->scores || !e->act)
+        !e->up || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores || !e->act)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
                        " bytes)", e->n_ctx, 2 * z.cache);
+    e->rope_cs_swa = e->rope_cs + (uint64_t)e->n_batch * d->rope_dim;
     return STRATA_OK;
 }
 
@@ -135,10 +169,10 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
                               strata_error *err)
 {
     memset(out, 0, sizeof *out);
-    llama_weights *w = calloc(1, sizeof *w);
+    model_weights *w = calloc(1, sizeof *w);
     if (!w) return err_set(err, STRATA_E_NOMEM, "out of memory");
     out->weights = w;
-    strata_status st = llama_weights_bind(f, spec, p->kernels, w, err);
+    strata_status st = weights_bind(f, spec, f->splits[0].path, p->kernels, w, err);
     if (!st) st = resolve(spec, p, &out->n_ctx, &out->n_batch, &out->kv_type, err);
     if (st) return st;
     buffer_sizes z = sizes_for(w, out->n_ctx, out->n_batch, out->kv_type, p->n_threads > 0 ? p->n_threads : 1);
@@ -151,7 +185,7 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
 
 void engine_desc_free(engine_desc *d)
 {
-    if (d->weights) llama_weights_free(d->weights);
+    if (d->weights) weights_free(d->weights);
     free(d->weights);
     memset(d, 0, sizeof *d);
 }
@@ -177,6 +211,35 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
     return st;
 }
 
+/* RoPE of global and window layers; frequency factors read once (Phi-3:
+ * the short factors within the original context, the long ones beyond). */
+static strata_status load_rope(engine *e, strata_error *err)
+{
+    const model_dims *d = &e->w.d;
+    e->rope = (rope_cfg){.dim = d->rope_dim, .base = d->rope_base, .freq_scale = d->rope_freq_scale,
+                         .ext_factor = d->yarn_ext_factor, .attn_factor = d->yarn_attn_factor,
+                         .corr_low = d->yarn_corr_low, .corr_high = d->yarn_corr_high};
+    const gguf_tensor *const *g = e->w.global;
+    const gguf_tensor *f = g[GS_ROPE_FREQS];
+    if (!f && g[GS_ROPE_LONG] && g[GS_ROPE_SHORT])
+        f = e->n_ctx > d->rope_orig_ctx ? g[GS_ROPE_LONG] : g[GS_ROPE_SHORT];
+    if (f) {
+        int32_t row0 = 0;
+        strata_status st = store_gather_rows(e->store, f, &row0, 1, e->rope_factors, err);
+        if (st) return st;
+        for (uint64_t i = 0; i < d->rope_dim / 2; i++)
+            if (!(e->rope_factors[i] > 0))
+                return err_set(err, STRATA_E_FORMAT, "%s: tensor '%s' holds a non-positive frequency factor",
+                               e->file->splits[0].path, f->name);
+        e->rope.factors = e->rope_factors;
+    }
+    /* window layers use their own base, unscaled (Gemma 3) */
+    e->rope_swa = e->rope;
+    e->rope_swa.base = d->rope_base_swa;
+    if (d->rope_base_swa != d->rope_base) e->rope_swa.freq_scale = 1.0f;
+    return STRATA_OK;
+}
+
 strata_status engine_open(const gguf_file *f, const model_spec *spec, const engine_params *p, engine **out,
                           strata_error *err)
 {
@@ -184,10 +247,15 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, STRATA_E_NOMEM, "out of memory");
     e->file = f;
-    strata_status st = llama_weights_bind(f, spec, p->kernels, &e->w, err);
+    strata_status st = weights_bind(f, spec, f->splits[0].path, p->kernels, &e->w, err);
+    if (!st && e->w.moe)
+        st = err_set(err, STRATA_E_UNSUPPORTED, "%s: mixture-of-experts execution is not available yet (%" PRIu64
+                     " experts, %" PRIu64 " used): `strata inspect` and `strata plan` work on this model", f->splits[0].path,
+                     e->w.d.n_expert, e->w.d.n_expert_used);
     if (!st) st = configure(e, spec, p, err);
     if (!st) st = alloc_buffers(e, err);
     if (!st) st = open_store(e, p, err);
+    if (!st) st = load_rope(e, err);
     if (st) {
         engine_free(e);
         return st;
@@ -201,9 +269,9 @@ void engine_free(engine *e)
     if (!e) return;
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
-    void *bufs[] = {e->k_cache, e->v_cache, e->x, e->xn, e->q, e->k, e->v, e->att, e->gate, e->up, e->norm_w, e->rope_cs,
-                    e->scores, e->act};
+    void *bufs[] = {e->k_cache, e->v_cache, e->x, e->xn, e->q, e->k, e->v, e->att, e->gate, e->up, e->vec, e->rope_cs,
+                    e->rope_factors, e->scores, e->act, e->kv_off, e->kv_len};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    llama_weights_free(&e->w);
+    weights_free(&e->w);
     free(e);
 }

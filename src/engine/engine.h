@@ -1,5 +1,5 @@
-/* The inference engine: the forward pass of llama-architecture models on
- * the CPU, with a KV cache. Weights come only through the store (acquire a
+/* The inference engine: the forward pass of the architectures in
+ * model/arch.h on the CPU, with a KV cache. Weights come only through the store (acquire a
  * layer, run it, release it). */
 #ifndef STRATA_ENGINE_ENGINE_H
 #define STRATA_ENGINE_ENGINE_H
@@ -34,7 +34,7 @@ typedef struct engine_desc {
     uint64_t buffer_bytes;            /* KV caches and every scratch buffer */
     uint32_t n_groups;                /* store groups: one per layer, then the output group */
     const struct store_group *groups; /* their tensors, in execution order */
-    struct llama_weights *weights;    /* owned */
+    struct model_weights *weights;    /* owned */
 } engine_desc;
 
 /* Memory a process running the model needs besides what the engine and

@@ -3,40 +3,58 @@
 #define STRATA_ENGINE_ENGINE_INTERNAL_H
 
 #include "engine/engine.h"
-#include "engine/llama_weights.h"
+#include "engine/ops.h"
+#include "engine/threadpool.h"
+#include "engine/weights.h"
 #include "kernels/cpu/kv_ops.h"
 #include "kernels/cpu/swiglu.h"
-#include "engine/threadpool.h"
 #include "store/store.h"
 
 struct engine {
     const gguf_file *file;
-    llama_weights w;
+    model_weights w;
     store *store;
     pool *pool;
     uint32_t n_ctx, n_batch, n_past, kv_type;
-    /* [layer][KV head][position][head_dim] of kv_type: one head's positions
-     * are contiguous, so attention streams them (prefetchers follow) */
+    /* KV cache, per layer [KV head][position slot][head_dim] of kv_type:
+     * one head's positions are contiguous, so attention streams them.
+     * Global layers hold every position (slot = position); sliding-window
+     * layers hold kv_len[l] slots, slot 0 being position swa_base. */
     uint8_t *k_cache, *v_cache;
+    uint64_t *kv_off;           /* n_layers: byte offset of layer l in each cache */
+    uint32_t *kv_len;           /* n_layers: position slots of layer l */
+    uint32_t swa_base;
     uint64_t kv_head_bytes;     /* bytes of one head's K (or V) at one position */
     kv_ops kv;                  /* attention loops for this cache type */
-    swiglu_fn swiglu;
+    swiglu_fn glu;              /* the FFN gate: SwiGLU or GeGLU */
     kernel_mode kernels;
-    float *x, *xn, *q, *k, *v, *att, *gate, *up, *norm_w;
-    float *rope_cs;             /* n_batch x rope_dim: (cos, sin) per pair and position */
-    float *scores;              /* n_threads x engine_scores_per_thread */
-    void *act;
+    rope_cfg rope, rope_swa;    /* global and sliding-window layers */
+    float *x;                   /* [n_batch][n_embd] residual stream */
+    float *xn;                  /* [n_batch][n_embd] normed input, then a block's output */
+    float *q;                   /* [n_batch][q_dim] */
+    float *k, *v;               /* [n_batch][kv_dim] */
+    float *att;                 /* [n_batch][q_dim] attention output */
+    float *gate, *up;           /* [n_batch][n_ff] */
+    float *vec;                 /* [vec_len] a norm weight or bias as floats */
+    float *rope_cs;             /* [n_batch][rope_dim]: (cos, sin) per pair and position */
+    float *rope_cs_swa;         /* the same for window layers (rope_cs when the bases agree) */
+    float *rope_factors;        /* [rope_dim / 2] frequency divisors, or NULL */
+    float *scores;              /* [n_threads][engine_scores_per_thread] */
+    void *act;                  /* prepared activation rows (matmul_act_bytes) */
     uint64_t scratch_bytes;
 };
-
 
 /* Attention of the batch's tokens (queries in e->q, K and V of the batch
  * already in the cache) for layer l; writes e->att. */
 void engine_attention(engine *e, uint64_t l, uint32_t n_tok);
 /* Floats of attention scores one thread needs: a KV head's query heads
  * against every position. */
-uint64_t engine_scores_per_thread(const llama_dims *d, uint64_t n_ctx);
+uint64_t engine_scores_per_thread(const model_dims *d, uint64_t n_ctx);
 /* Stores the batch's K and V rows (e->k, e->v) at their positions. */
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok);
+/* Makes room for n_tok more positions in the window layers' caches. */
+void engine_slide_window(engine *e, uint32_t n_tok);
+/* Position slots a layer's cache needs for a context and batch. */
+uint32_t engine_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, uint32_t n_batch);
 
 #endif

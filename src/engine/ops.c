@@ -10,25 +10,52 @@ void op_rmsnorm(float *y, const float *x, const float *w, uint64_t n, float eps)
     for (uint64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
-void op_rope_table(float *cs, uint64_t rope_dim, uint32_t pos, float base, float freq_scale)
+/* YaRN's ramp: 1 below the correction range (extrapolate), 0 above it. */
+static double yarn_ramp(double low, double high, uint64_t pair)
 {
-    for (uint64_t i = 0; i < rope_dim; i += 2) {
-        double theta = (double)pos * freq_scale * pow((double)base, -(double)i / (double)rope_dim);
-        cs[i] = (float)cos(theta);
-        cs[i + 1] = (float)sin(theta);
+    double y = ((double)pair - low) / fmax(0.001, high - low);
+    return 1.0 - fmin(1.0, fmax(0.0, y));
+}
+
+void op_rope_table(float *cs, const rope_cfg *r, uint32_t pos)
+{
+    for (uint64_t i = 0; i < r->dim / 2; i++) {
+        double extrap = (double)pos * pow((double)r->base, -(double)(2 * i) / (double)r->dim);
+        if (r->factors) extrap /= r->factors[i];
+        double theta = r->freq_scale * extrap, mscale = 1.0;
+        if (r->ext_factor != 0) {
+            double mix = yarn_ramp(r->corr_low, r->corr_high, i) * r->ext_factor;
+            theta = theta * (1 - mix) + extrap * mix;
+            mscale = r->attn_factor * (1.0 + 0.1 * log(1.0 / r->freq_scale));
+        }
+        cs[2 * i] = (float)(cos(theta) * mscale);
+        cs[2 * i + 1] = (float)(sin(theta) * mscale);
     }
 }
 
-void op_rope(float *head, const float *cs, uint64_t rope_dim)
+void op_rope(float *head, const float *cs, uint64_t dim, bool neox)
 {
-    for (uint64_t i = 0; i < rope_dim; i += 2) {
-        float a = head[i], b = head[i + 1], c = cs[i], s = cs[i + 1];
-        head[i] = a * c - b * s;
-        head[i + 1] = a * s + b * c;
+    uint64_t half = dim / 2;
+    for (uint64_t i = 0; i < half; i++) {
+        /* neox pairs element i with i + dim/2; the others pair neighbours */
+        float *a = neox ? head + i : head + 2 * i, *b = neox ? head + i + half : head + 2 * i + 1;
+        float x = *a, y = *b, c = cs[2 * i], s = cs[2 * i + 1];
+        *a = x * c - y * s;
+        *b = x * s + y * c;
     }
 }
 
 void op_add(float *y, const float *x, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void op_add_rows(float *y, const float *b, uint64_t n, uint64_t n_tok)
+{
+    for (uint64_t t = 0; t < n_tok; t++) op_add(y + t * n, b, n);
+}
+
+void op_scale(float *x, float s, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) x[i] *= s;
 }

@@ -72,6 +72,9 @@ static strata_status read_hparams(const spec_ctx *c, model_hparams *hp)
         (st = arch_u64(c, "attention.value_length", U32MAX, &hp->head_dim_v)) ||
         (st = arch_u64(c, "expert_count", U32MAX, &hp->n_expert)) ||
         (st = arch_u64(c, "expert_used_count", U32MAX, &hp->n_expert_used)) ||
+        (st = arch_u64(c, "expert_feed_forward_length", U32MAX, &hp->n_ff_exp)) ||
+        (st = arch_u64(c, "expert_shared_feed_forward_length", U32MAX, &hp->n_ff_shexp)) ||
+        (st = arch_u64(c, "rope.scaling.original_context_length", UINT64_MAX >> 20, &hp->rope_orig_ctx)) ||
         (st = arch_u64(c, "rope.dimension_count", U32MAX, &hp->rope_dim)) ||
         (st = arch_u64(c, "attention.sliding_window", U32MAX, &hp->sliding_window)) ||
         (st = arch_u64(c, "vocab_size", U32MAX, &hp->vocab_size)))
@@ -79,7 +82,9 @@ static strata_status read_hparams(const spec_ctx *c, model_hparams *hp)
     hp->rope_freq_base = 10000.0;
     hp->rope_scaling_factor = 1.0;
     if ((st = arch_f64(c, "rope.freq_base", &hp->rope_freq_base)) ||
+        (st = arch_f64(c, "rope.freq_base_swa", &hp->rope_freq_base_swa)) ||
         (st = arch_f64(c, "rope.scaling.factor", &hp->rope_scaling_factor)) ||
+        (st = arch_f64(c, "rope.scaling.attn_factor", &hp->rope_attn_factor)) ||
         (st = arch_f64(c, "attention.layer_norm_rms_epsilon", &hp->rms_eps)))
         return st;
     char key[256];

@@ -44,11 +44,15 @@ typedef struct model_hparams {
     uint64_t n_kv_heads;     /* of layer 0 (see kv_heads for per-layer) */
     uint64_t head_dim_k, head_dim_v;
     uint64_t n_expert, n_expert_used;
+    uint64_t n_ff_exp, n_ff_shexp; /* expert and shared-expert FFN widths (0: absent) */
     uint64_t vocab_size;
     uint64_t rope_dim;
     double rope_freq_base;
+    double rope_freq_base_swa; /* sliding-window layers (0: absent) */
     char rope_scaling[32];   /* "none", "linear", "yarn", ... */
     double rope_scaling_factor;
+    double rope_attn_factor;   /* rope.scaling.attn_factor (0: absent) */
+    uint64_t rope_orig_ctx;    /* rope.scaling.original_context_length (0: absent) */
     double rms_eps;
     uint64_t sliding_window; /* 0: none */
     char tokenizer_model[32];

@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "kernels/cpu/quantize.h"
+#include "model/arch.h"
 #include "model/model_spec.h"
 #include "plan/calibrate.h"
 #include "util/error.h"
@@ -34,32 +35,32 @@ static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64
     return gguf_writer_add_tensor(w, name, type, ne1 > 1 ? 2 : 1, ne, err);
 }
 
-/* The nine tensors of a layer, in file order: name, columns, rows. */
-typedef struct layer_tensor {
-    const char *name;
-    uint64_t ne0, ne1;
-} layer_tensor;
-
-static void layer_tensors(const calib_shape *c, layer_tensor out[9])
+/* The calibration model is a llama: its tensors are the slots the
+ * architecture table requires, with the shapes it gives. */
+static model_dims calib_dims(const calib_shape *c)
 {
-    uint64_t e = c->embd, f = c->ff;
-    const layer_tensor t[9] = {{"attn_norm", e, 1}, {"attn_q", e, e},      {"attn_k", e, e},
-                               {"attn_v", e, e},    {"attn_output", e, e}, {"ffn_norm", e, 1},
-                               {"ffn_gate", e, f},  {"ffn_up", e, f},      {"ffn_down", f, e}};
-    memcpy(out, t, sizeof t);
+    uint64_t heads = c->embd / 128;
+    return (model_dims){.n_embd = c->embd, .n_layers = c->layers, .n_heads = heads, .n_kv_heads = heads,
+                        .head_dim = 128, .n_ff = c->ff, .n_vocab = VOCAB, .q_dim = c->embd, .kv_dim = c->embd};
 }
+
+static bool calib_slot(layer_slot s) { return arch_layer_need(arch_find("llama"), false, s) == NEED_REQUIRED; }
 
 static strata_status add_tensors(gguf_writer *w, const calib_shape *c, strata_error *err)
 {
-    layer_tensor layer[9];
-    layer_tensors(c, layer);
-    strata_status st = add(w, "token_embd.weight", GGML_TYPE_Q4_K, c->embd, VOCAB, err);
-    if (!st) st = add(w, "output_norm.weight", GGML_TYPE_F32, c->embd, 1, err);
+    model_dims d = calib_dims(c);
+    const arch_desc *llama = arch_find("llama");
+    strata_status st = add(w, arch_global_tensor_name(GS_EMBD), GGML_TYPE_Q4_K, c->embd, VOCAB, err);
+    if (!st) st = add(w, arch_global_tensor_name(GS_OUTPUT_NORM), GGML_TYPE_F32, c->embd, 1, err);
     for (uint64_t l = 0; l < c->layers && !st; l++)
-        for (size_t i = 0; i < 9 && !st; i++) {
+        for (int s = 0; s < LS_COUNT && !st; s++) {
+            if (!calib_slot((layer_slot)s)) continue;
             char name[64];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", (int)l, layer[i].name);
-            st = add(w, name, layer[i].ne1 == 1 ? GGML_TYPE_F32 : GGML_TYPE_Q4_K, layer[i].ne0, layer[i].ne1, err);
+            uint64_t ne[3];
+            arch_layer_tensor_name((layer_slot)s, l, name, sizeof name);
+            arch_layer_shape(&d, llama, (layer_slot)s, ne);
+            st = add(w, name, arch_layer_slot_is_vector((layer_slot)s) ? GGML_TYPE_F32 : GGML_TYPE_Q4_K, ne[0], ne[1],
+                     err);
         }
     return st;
 }
@@ -78,7 +79,8 @@ static strata_status set_hparams(gguf_writer *w, const calib_shape *c, strata_er
     return STRATA_OK;
 }
 
-/* Tensor data in file order: norms 1, matrices small pseudo-random values. */
+/* Tensor data in file order (that of add_tensors): norms 1, matrices small
+ * pseudo-random values. */
 static strata_status write_data(gguf_writer *w, const calib_shape *c, strata_error *err)
 {
     float row[MAX_FF], ones[MAX_FF];
@@ -89,23 +91,23 @@ static strata_status write_data(gguf_writer *w, const calib_shape *c, strata_err
         ones[i] = 1.0f;
     }
     strata_status st = STRATA_OK;
-    /* token_embd, output_norm, then per layer the 9 tensors */
     uint64_t embd_row = ggml_row_bytes(GGML_TYPE_Q4_K, c->embd);
     if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, c->embd, err)))
         for (int r = 0; r < VOCAB && !st; r++) st = gguf_writer_write(w, q, embd_row, err);
     if (!st) st = gguf_writer_write(w, ones, c->embd * 4, err);
-    layer_tensor layer[9];
-    layer_tensors(c, layer);
+    model_dims d = calib_dims(c);
     for (uint64_t l = 0; l < c->layers && !st; l++)
-        for (int t = 0; t < 9 && !st; t++) {
-            const layer_tensor *lt = &layer[t];
-            if (lt->ne1 == 1) {
-                st = gguf_writer_write(w, ones, lt->ne0 * 4, err);
+        for (int s = 0; s < LS_COUNT && !st; s++) {
+            if (!calib_slot((layer_slot)s)) continue;
+            uint64_t ne[3];
+            arch_layer_shape(&d, arch_find("llama"), (layer_slot)s, ne);
+            if (arch_layer_slot_is_vector((layer_slot)s)) {
+                st = gguf_writer_write(w, ones, ne[0] * 4, err);
                 continue;
             }
-            uint64_t rb = ggml_row_bytes(GGML_TYPE_Q4_K, lt->ne0);
-            if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, lt->ne0, err)))
-                for (uint64_t r = 0; r < lt->ne1 && !st; r++) st = gguf_writer_write(w, q, rb, err);
+            uint64_t rb = ggml_row_bytes(GGML_TYPE_Q4_K, ne[0]);
+            if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, ne[0], err)))
+                for (uint64_t r = 0; r < ne[1] && !st; r++) st = gguf_writer_write(w, q, rb, err);
         }
     return st;
 }

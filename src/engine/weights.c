@@ -1,0 +1,108 @@
+/* Binding tensors to architecture slots (see weights.h). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/weights.h"
+#include "util/error.h"
+
+static strata_status expect(const gguf_tensor *t, const char *path, const char *name, const uint64_t ne[3],
+                            strata_error *err)
+{
+    if (!t) return err_set(err, STRATA_E_FORMAT, "%s: model has no tensor '%s'", path, name);
+    bool ok = t->ne[3] == 1;
+    for (int i = 0; i < 3; i++) ok = ok && (ne[i] == 0 || t->ne[i] == ne[i]);
+    if (!ok)
+        return err_set(err, STRATA_E_FORMAT, "%s: tensor '%s' has shape %" PRIu64 " x %" PRIu64 " x %" PRIu64
+                       ", expected %" PRIu64 " x %" PRIu64 " x %" PRIu64, path, name, t->ne[0], t->ne[1], t->ne[2],
+                       ne[0], ne[1], ne[2]);
+    return STRATA_OK;
+}
+
+static strata_status kernel_for(const gguf_tensor *t, kernel_mode mode, const kernel_desc **k, strata_error *err)
+{
+    *k = kernel_select(t->type, mode);
+    if (!*k)
+        return err_set(err, STRATA_E_UNSUPPORTED, "tensor '%s' has type %s, which the engine cannot run", t->name,
+                       ggml_type_name(t->type));
+    /* quantized activations come in whole blocks; rows that are not fall back */
+    const ggml_type_info *a = ggml_type_get((*k)->act_type);
+    if ((*k)->act_type != GGML_TYPE_F32 && t->ne[0] % a->block_elems) *k = kernel_reference(t->type);
+    return STRATA_OK;
+}
+
+static strata_status bind_layer(const gguf_file *f, const char *path, model_weights *w, uint64_t l,
+                                kernel_mode mode, strata_error *err)
+{
+    for (int s = 0; s < LS_COUNT; s++) {
+        slot_need need = arch_layer_need(w->arch, w->moe, (layer_slot)s);
+        if (need == NEED_NONE) continue;
+        char name[GGUF_MAX_NAME + 16];
+        arch_layer_tensor_name((layer_slot)s, l, name, sizeof name);
+        const gguf_tensor *t = gguf_find_tensor(f, name);
+        if (!t && need == NEED_OPTIONAL) continue;
+        uint64_t ne[3];
+        arch_layer_shape(&w->d, w->arch, (layer_slot)s, ne);
+        strata_status st = expect(t, path, name, ne, err);
+        if (!st && !arch_layer_slot_is_vector((layer_slot)s)) st = kernel_for(t, mode, &w->kern[l][s], err);
+        if (st) return st;
+        w->layer[l][s] = t;
+    }
+    w->groups[l] = (store_group){LS_COUNT, w->layer[l]};
+    return STRATA_OK;
+}
+
+static strata_status bind_globals(const gguf_file *f, const char *path, model_weights *w, kernel_mode mode,
+                                  strata_error *err)
+{
+    for (int s = 0; s < GS_COUNT; s++) {
+        slot_need need = arch_global_need(w->arch, (global_slot)s);
+        const char *name = arch_global_tensor_name((global_slot)s);
+        const gguf_tensor *t = need == NEED_NONE ? NULL : gguf_find_tensor(f, name);
+        if (!t && need != NEED_REQUIRED) continue;
+        uint64_t ne[3];
+        arch_global_shape(&w->d, (global_slot)s, ne);
+        strata_status st = expect(t, path, name, ne, err);
+        if (st) return st;
+        w->global[s] = t;
+    }
+    /* tied output: the embedding matrix projects back to the vocabulary */
+    if (!w->global[GS_OUTPUT]) w->global[GS_OUTPUT] = w->global[GS_EMBD];
+    w->output[OS_NORM] = w->global[GS_OUTPUT_NORM];
+    w->output[OS_PROJ] = w->global[GS_OUTPUT];
+    w->groups[w->d.n_layers] = (store_group){OS_COUNT, w->output};
+    return kernel_for(w->output[OS_PROJ], mode, &w->kern_output, err);
+}
+
+strata_status weights_bind(const gguf_file *f, const model_spec *spec, const char *path, kernel_mode mode,
+                           model_weights *w, strata_error *err)
+{
+    memset(w, 0, sizeof *w);
+    if (!(w->arch = arch_find(spec->hp.arch)))
+        return err_set(err, STRATA_E_UNSUPPORTED, "%s: architecture '%s' is not supported (strata runs: %s)", path,
+                       spec->hp.arch, arch_names());
+    strata_status st = arch_dims(w->arch, spec, path, &w->d, err);
+    if (st) return st;
+    w->moe = arch_is_moe(w->arch, &w->d);
+    uint64_t nl = w->d.n_layers;
+    w->layer = calloc(nl, sizeof *w->layer);
+    w->kern = calloc(nl, sizeof *w->kern);
+    w->swa = calloc(nl, sizeof *w->swa);
+    w->groups = calloc(nl + 1, sizeof *w->groups);
+    if (!w->layer || !w->kern || !w->swa || !w->groups) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint64_t l = 0; l < nl; l++) {
+        w->swa[l] = spec->layer_swa[l] && w->d.n_swa > 0;
+        if ((st = bind_layer(f, path, w, l, mode, err))) return st;
+    }
+    return bind_globals(f, path, w, mode, err);
+}
+
+void weights_free(model_weights *w)
+{
+    free(w->layer);
+    free(w->kern);
+    free(w->swa);
+    free(w->groups);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,37 @@
+/* Binding a model's tensors to the slots of its architecture: every tensor
+ * the forward pass needs, found by the name the architecture table gives,
+ * its shape checked against the dimensions, a kernel chosen for each
+ * matrix, before any data is read. Tensors are registered with the store in
+ * groups: one per layer (all LS_COUNT slots, NULL where absent, so the data
+ * of slot s is data[s]) and one for the output (norm, projection). */
+#ifndef STRATA_ENGINE_WEIGHTS_H
+#define STRATA_ENGINE_WEIGHTS_H
+
+#include "gguf/gguf.h"
+#include "kernels/cpu/kernels.h"
+#include "model/arch.h"
+#include "model/model_spec.h"
+#include "store/store.h"
+
+enum output_slot { OS_NORM, OS_PROJ, OS_COUNT }; /* the output group's tensors */
+
+typedef struct model_weights {
+    const arch_desc *arch;
+    model_dims d;
+    bool moe;
+    const gguf_tensor *(*layer)[LS_COUNT];  /* n_layers entries; NULL where absent */
+    const kernel_desc *(*kern)[LS_COUNT];   /* matrix kernels; NULL for vectors */
+    bool *swa;                              /* n_layers: layer uses the sliding window */
+    const gguf_tensor *global[GS_COUNT];    /* GS_OUTPUT is the embedding when tied */
+    const gguf_tensor *output[OS_COUNT];
+    const kernel_desc *kern_output;
+    store_group *groups;                    /* n_layers + 1 */
+} model_weights;
+
+/* Finds and checks every tensor (presence, shape, a kernel for its type)
+ * and the hyper-parameters; errors name the file and the tensor or key. */
+strata_status weights_bind(const gguf_file *f, const model_spec *spec, const char *path, kernel_mode mode,
+                           model_weights *w, strata_error *err);
+void weights_free(model_weights *w);
+
+#endif
