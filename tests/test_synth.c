@@ -1,6 +1,8 @@
 /* The synthetic model generator: the files it writes are valid, hold the
  * requested types and shapes, are reproducible, and follow llama.cpp's
- * Q4_K_M type recipe (checked against the llama.cpp-made fixture). */
+ * Q4_K_M type recipe (checked against the llama.cpp-made fixtures); every
+ * architecture it writes runs (or, with experts, plans) in `strata`. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,9 @@
 
 static synth_options small(const char *out, const char *type)
 {
-    synth_options o = {.shape = {256, 512, 2, 4, 2, 300, 128}, .seed = 7, .threads = 2, .output = out};
+    synth_options o = {.shape = {.n_embd = 256, .n_ff = 512, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                                 .vocab = 300, .ctx = 128},
+                       .seed = 7, .threads = 2, .output = out};
     if (!synth_parse_type(type, &o.type, &o.mix)) test_fail(__FILE__, __LINE__, "type", " %s", type);
     return o;
 }
@@ -142,7 +146,7 @@ TEST(test_synth_cli_errors_leave_no_file)
 {
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s --n-heads 3 -o %s/x.gguf", test_synth_bin(), test_tmpdir());
-    CHECK(test_run(cmd, &out, true) != 0 && strstr(out, "--n-heads"), " %s", out);
+    CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--n-heads"), " %s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s --type q3_k -o %s/x.gguf", test_synth_bin(), test_tmpdir());
     CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--type 'q3_k'"), " %s", out);
@@ -156,4 +160,284 @@ TEST(test_synth_cli_errors_leave_no_file)
     snprintf(cmd, sizeof cmd, "ls %s", test_tmpdir());
     CHECK(test_run(cmd, &out, true) == 0 && !strstr(out, "x.gguf"), " left: %s", out);
     free(out);
+}
+
+/* ---- architectures ---- */
+
+static int synth_cli(const char *args, const char *path, char **out)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s -q -t 2 %s -o '%s'", test_synth_bin(), args, path);
+    return test_run(cmd, out, true);
+}
+
+static int strata_cli(const char *args, char **out)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s", test_strata_bin(), args);
+    return test_run(cmd, out, true);
+}
+
+typedef struct arch_case {
+    const char *arch, *args; /* the family and its shape options */
+    uint64_t head_dim, swa, n_tensors;
+} arch_case;
+
+/* 256-wide models with the built-in vocabulary (no fixture needed); gemma3
+ * with its default head dimension and a 4-token window the prompt outgrows. */
+#define DIMS "--n-embd 256 --n-ff 512 --n-heads 4 --n-kv-heads 2 --ctx 128 "
+static const arch_case ARCH_CASES[] = {
+    {"llama", DIMS "--n-layers 2 --type q4_k_m", 64, 0, 3 + 9 * 2},
+    {"qwen2", DIMS "--n-layers 3 --type q8_0", 64, 0, 3 + 12 * 3},
+    {"qwen3", DIMS "--n-layers 2 --type q4_k_m", 64, 0, 3 + 11 * 2},
+    {"phi3", DIMS "--n-layers 4 --type q4_k_m", 64, 0, 3 + 6 * 4},
+    {"gemma3", DIMS "--n-layers 6 --type q4_k_m --sliding-window 4", 256, 4, 2 + 13 * 6},
+};
+
+static void check_generates(const arch_case *c, const char *path)
+{
+    char args[2048], *out = NULL;
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 8 --temp 0 -t 2", path);
+    int rc = strata_cli(args, &out);
+    const char *g = out ? strstr(out, "generated ") : NULL;
+    CHECK(rc == 0 && g && atoi(g + 10) >= 1, " %s: rc %d: %s", c->arch, rc, out);
+    free(out);
+}
+
+static void check_inspect(const arch_case *c, const char *path)
+{
+    char args[2048], *out = NULL;
+    snprintf(args, sizeof args, "inspect '%s' --json", path);
+    int rc = strata_cli(args, &out);
+    json_error_t je;
+    json_t *j = rc == 0 && out ? json_loads(out, 0, &je) : NULL;
+    CHECK(j, " %s: rc %d: %s", c->arch, rc, out);
+    free(out);
+    if (!j) return;
+    const char *arch = json_string_value(json_object_get(j, "architecture"));
+    CHECK(arch && !strcmp(arch, c->arch), " %s: architecture %s", c->arch, arch);
+    CHECK(json_integer_value(json_object_get(j, "head_dim")) == (json_int_t)c->head_dim, " %s", c->arch);
+    CHECK(json_integer_value(json_object_get(j, "sliding_window")) == (json_int_t)c->swa, " %s", c->arch);
+    CHECK(json_integer_value(json_object_get(j, "n_tensors")) == (json_int_t)c->n_tensors, " %s: %lld tensors",
+          c->arch, (long long)json_integer_value(json_object_get(j, "n_tensors")));
+    json_decref(j);
+}
+
+static float *logits(const char *model, const char *flags, const char *path, size_t *n)
+{
+    char args[2048], *out = NULL;
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -t 2 %s --logits-out '%s'", model, flags, path);
+    int rc = strata_cli(args, &out);
+    CHECK(rc == 0, " %s %s: %s", model, flags, out);
+    free(out);
+    size_t bytes = 0;
+    float *f = rc == 0 ? (float *)read_whole_file(path, &bytes) : NULL;
+    *n = bytes / sizeof(float);
+    return f;
+}
+
+/* The reference kernels with an F32 cache against the fast path: the fast
+ * kernels quantize activations to 8 bits and the cache is F16, which moves
+ * logits of magnitude ~1 by a few hundredths. */
+static void check_reference_vs_fast(const arch_case *c, const char *model)
+{
+    char rp[1024], fp[1024];
+    snprintf(rp, sizeof rp, "%s/%s.ref.f32", test_tmpdir(), c->arch);
+    snprintf(fp, sizeof fp, "%s/%s.fast.f32", test_tmpdir(), c->arch);
+    size_t nr, nf;
+    float *ref = logits(model, "--reference --kv-f32", rp, &nr), *fast = logits(model, "", fp, &nf);
+    CHECK(ref && fast && nr == nf && nr > 0 && nr % 512 == 0, " %s: %zu vs %zu logits", c->arch, nr, nf);
+    double sum = 0, max = 0;
+    bool finite = true;
+    for (size_t i = 0; ref && fast && nr == nf && i < nr; i++) {
+        finite = finite && isfinite(ref[i]) && isfinite(fast[i]);
+        double d = fabs((double)ref[i] - fast[i]);
+        sum += d;
+        max = fmax(max, d);
+    }
+    double mean = nr ? sum / (double)nr : 0;
+    CHECK(finite && mean < 0.05 && max < 0.3, " %s: mean |d| %.3g, max %.3g, finite %d", c->arch, mean, max, finite);
+    free(ref);
+    free(fast);
+}
+
+TEST(test_synth_every_architecture_runs)
+{
+    for (size_t i = 0; i < sizeof ARCH_CASES / sizeof ARCH_CASES[0]; i++) {
+        const arch_case *c = &ARCH_CASES[i];
+        char path[1024], args[1024], *out = NULL;
+        snprintf(path, sizeof path, "%s/%s.gguf", test_tmpdir(), c->arch);
+        snprintf(args, sizeof args, "--arch %s %s", c->arch, c->args);
+        int rc = synth_cli(args, path, &out);
+        CHECK(rc == 0, " %s: %s", c->arch, out);
+        free(out);
+        if (rc) continue;
+        check_generates(c, path);
+        check_inspect(c, path);
+        check_reference_vs_fast(c, path);
+    }
+}
+
+TEST(test_synth_qwen3moe_plans_but_does_not_run)
+{
+    char path[1024], args[2048], *out = NULL;
+    snprintf(path, sizeof path, "%s/moe.gguf", test_tmpdir());
+    REQUIRE(synth_cli("--arch qwen3moe " DIMS "--n-layers 2 --type q4_k_m", path, &out) == 0, " %s", out);
+    free(out);
+    snprintf(args, sizeof args, "plan '%s'", path);
+    CHECK(strata_cli(args, &out) == 0, " %s", out);
+    free(out);
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 4", path);
+    CHECK(strata_cli(args, &out) != 0 && strstr(out, "mixture-of-experts"), " %s", out);
+    free(out);
+    gguf_file *f;
+    strata_error e;
+    REQUIRE(gguf_open(path, &f, &e) == STRATA_OK, " %s", e.message);
+    uint64_t n_exp = 0, used = 0, ff = 0;
+    CHECK(gguf_get_u64(f, "qwen3moe.expert_count", &n_exp) && n_exp == 8);
+    CHECK(gguf_get_u64(f, "qwen3moe.expert_used_count", &used) && used == 2);
+    CHECK(gguf_get_u64(f, "qwen3moe.expert_feed_forward_length", &ff) && ff == 160, " %llu",
+          (unsigned long long)ff); /* 512 / 3 in whole 32-blocks */
+    const gguf_tensor *t = gguf_find_tensor(f, "blk.1.ffn_down_exps.weight");
+    CHECK(t && t->n_dims == 3 && t->ne[0] == 160 && t->ne[1] == 256 && t->ne[2] == 8);
+    gguf_close(f);
+}
+
+TEST(test_synth_cli_arch_errors)
+{
+    static const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--arch mamba", "--arch 'mamba': unknown architecture (known: llama, qwen2, qwen3, qwen3moe, phi3, gemma3)"},
+        {"--arch qwen2 --n-expert 4", "--n-expert: qwen2 has no experts"},
+        {"--n-expert 4 --expert-ff 128", "--expert-ff: llama experts are --n-ff wide"},
+        {"--n-expert-used 2", "--n-expert-used needs --n-expert"},
+        {"--arch qwen3moe --n-expert-used 9", "--n-expert-used 9 exceeds the 8 experts"},
+        {"--n-expert 1", "--n-expert '1': must be at least 2"},
+        {"--head-dim 0", "--head-dim '0': must be at least 2"},
+        {"--arch gemma3 --head-dim 65", "--head-dim 65 must be even"},
+        {"--sliding-window 4k", "--sliding-window '4k'"},
+        {"--n-heads 3 --n-kv-heads 1", "--n-embd must be a multiple of --n-heads"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[1024], *out = NULL;
+        snprintf(path, sizeof path, "%s/bad.gguf", test_tmpdir());
+        int rc = synth_cli(cases[i].args, path, &out);
+        const char *nl = out ? strchr(out, '\n') : NULL;
+        CHECK(rc == 2 && out && strstr(out, cases[i].want) && nl && !nl[1], /* one line */
+              " %s: rc %d: %s", cases[i].args, rc, out);
+        free(out);
+        CHECK(access(path, F_OK) != 0, " %s left a file", cases[i].args);
+    }
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s --help", test_synth_bin());
+    CHECK(test_run(cmd, &out, true) == 0 && strstr(out, "--arch NAME") && strstr(out, "--head-dim N") &&
+              strstr(out, "--sliding-window N") && strstr(out, "--n-expert N") && strstr(out, "--n-expert-used K") &&
+              strstr(out, "--expert-ff N") && strstr(out, "llama, qwen2, qwen3, qwen3moe, phi3, gemma3"),
+          " %s", out);
+    free(out);
+}
+
+/* Family defaults written in-process: gemma3's head dimension, window, tied
+ * output and RoPE bases; explicit options win; --sliding-window 0 is none. */
+TEST(test_synth_family_defaults)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/g.gguf", test_tmpdir());
+    synth_options o = small(path, "q8_0");
+    o.arch = "gemma3";
+    strata_error e;
+    gguf_file *f;
+    REQUIRE(synth_write(&o, &e) == STRATA_OK && gguf_open(path, &f, &e) == STRATA_OK, " %s", e.message);
+    uint64_t v = 0;
+    double base = 0, swa_base = 0;
+    CHECK(gguf_get_u64(f, "gemma3.attention.key_length", &v) && v == 256);
+    CHECK(gguf_get_u64(f, "gemma3.attention.sliding_window", &v) && v == 512);
+    CHECK(gguf_get_f64(f, "gemma3.rope.freq_base", &base) && base == 1e6);
+    CHECK(gguf_get_f64(f, "gemma3.rope.freq_base_swa", &swa_base) && swa_base == 10000);
+    CHECK(!gguf_find(f, "gemma3.rope.dimension_count") && !gguf_find_tensor(f, "output.weight"));
+    const gguf_tensor *q = gguf_find_tensor(f, "blk.0.attn_q.weight");
+    CHECK(q && q->ne[0] == 256 && q->ne[1] == 1024);
+    gguf_close(f);
+    o.n_swa = SYNTH_SWA_NONE;
+    o.head_dim = 32;
+    o.arch = "qwen2";
+    REQUIRE(synth_write(&o, &e) == STRATA_OK && gguf_open(path, &f, &e) == STRATA_OK, " %s", e.message);
+    CHECK(!gguf_find(f, "qwen2.attention.sliding_window"));
+    CHECK(gguf_get_u64(f, "qwen2.attention.key_length", &v) && v == 32);
+    CHECK(gguf_get_u64(f, "qwen2.rope.dimension_count", &v) && v == 32);
+    CHECK(gguf_get_f64(f, "qwen2.rope.freq_base", &base) && base == 1e6);
+    const gguf_tensor *b = gguf_find_tensor(f, "blk.1.attn_k.bias");
+    float *bias = b ? read_tensor_f32(f, b) : NULL;
+    CHECK(b && b->type == GGML_TYPE_F32 && b->ne[0] == 64 && bias && bias[0] != 0 && fabsf(bias[0]) < 0.3f);
+    free(bias);
+    gguf_close(f);
+}
+
+/* Metadata a fixture and our file must agree on: every "<arch>." key (the
+ * norm epsilon aside: ours follows the released models) with its value. */
+static void check_same_hparams(const gguf_file *ours, const gguf_file *theirs, const char *arch, const char *name)
+{
+    size_t len = strlen(arch);
+    for (int pass = 0; pass < 2; pass++) {
+        const gguf_file *a = pass ? ours : theirs, *b = pass ? theirs : ours;
+        for (uint64_t i = 0; i < a->n_kv; i++) {
+            const char *k = a->kv[i].key.ptr;
+            if (strncmp(k, arch, len) || k[len] != '.' || strstr(k, "layer_norm_rms_epsilon")) continue;
+            const gguf_kv *o = gguf_find(b, k);
+            CHECK(o, " %s: %s only in %s", name, k, pass ? "ours" : "the fixture");
+            double x = 0, y = 0;
+            CHECK(!o || (gguf_value_to_f64(&a->kv[i].value, &x) && gguf_value_to_f64(&o->value, &y) && x == y),
+                  " %s: %s: %g in %s, %g in the other", name, k, x, pass ? "ours" : "the fixture", y);
+        }
+    }
+}
+
+static void check_same_tensors(const gguf_file *ours, const gguf_file *theirs, const char *name)
+{
+    CHECK(ours->n_tensors == theirs->n_tensors, " %s: %llu vs %llu tensors", name,
+          (unsigned long long)ours->n_tensors, (unsigned long long)theirs->n_tensors);
+    for (uint64_t i = 0; i < theirs->n_tensors; i++) {
+        const gguf_tensor *t = &theirs->tensors[i], *m = gguf_find_tensor(ours, t->name);
+        CHECK(m && m->type == t->type && m->n_dims == t->n_dims && !memcmp(m->ne, t->ne, sizeof t->ne),
+              " %s: %s: ours %s, llama.cpp %s", name, t->name, m ? ggml_type_name(m->type) : "missing",
+              ggml_type_name(t->type));
+    }
+}
+
+/* The arch fixtures were made by llama.cpp: with their shapes, our files
+ * must have the same tensors, shapes, Q4_K_M types and hyper-parameters. */
+TEST(test_synth_matches_arch_fixtures)
+{
+    static const struct {
+        const char *fixture, *arch;
+        uint64_t layers, n_ff, head_dim, n_swa, n_expert;
+    } cases[] = {
+        {"arch/qwen2-q4_k_m.gguf", "qwen2", 3, 768, 0, 0, 0},
+        {"arch/qwen3-q4_k_m.gguf", "qwen3", 3, 768, 0, 0, 0},
+        {"arch/phi3-q4_k_m.gguf", "phi3", 4, 768, 0, 0, 0},
+        {"arch/gemma3-q4_k_m.gguf", "gemma3", 6, 768, 128, 4, 0},
+        {"arch/qwen3moe-q4_k_m.gguf", "qwen3moe", 3, 768, 0, 0, 0},
+        {"arch/mixtral-q4_k_m.gguf", "llama", 3, 512, 0, 0, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *fix = test_fixture(cases[i].fixture);
+        if (!fix) return;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.gguf", test_tmpdir(), cases[i].arch);
+        synth_options o = {.arch = cases[i].arch,
+                           .shape = {.n_embd = 256, .n_ff = cases[i].n_ff, .n_layers = cases[i].layers, .n_heads = 4,
+                                     .n_kv_heads = 2, .vocab = 512, .ctx = 512},
+                           .head_dim = cases[i].head_dim, .n_swa = cases[i].n_swa, .n_expert = cases[i].n_expert,
+                           .seed = 1, .threads = 2, .output = path};
+        REQUIRE(synth_parse_type("q4_k_m", &o.type, &o.mix));
+        strata_error e;
+        gguf_file *ours, *theirs;
+        REQUIRE(synth_write(&o, &e) == STRATA_OK, " %s: %s", cases[i].arch, e.message);
+        REQUIRE(gguf_open(path, &ours, &e) == STRATA_OK && gguf_open(fix, &theirs, &e) == STRATA_OK, " %s", e.message);
+        check_same_tensors(ours, theirs, cases[i].fixture);
+        check_same_hparams(ours, theirs, cases[i].arch, cases[i].fixture);
+        gguf_close(ours);
+        gguf_close(theirs);
+    }
 }

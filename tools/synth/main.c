@@ -12,20 +12,37 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: strata-synth -o FILE [--preset NAME] [--type TYPE] [options]\n"
+            "usage: strata-synth -o FILE [--arch NAME] [--preset NAME] [--type TYPE] [options]\n"
             "\n"
-            "Writes a random-weight, runnable llama-architecture GGUF model. The same seed\n"
-            "and options always give the same file. Weights are normal with std\n"
-            "1/sqrt(fan_in); norms are 1. Data is generated and written in bounded chunks,\n"
-            "so a 7B-shaped model needs little memory.\n"
+            "Writes a random-weight, runnable GGUF model with the tensors and hyper-parameter\n"
+            "keys llama.cpp's converter writes for its architecture. The same seed and\n"
+            "options always give the same file. Weights are normal with std 1/sqrt(fan_in);\n"
+            "norms are 1; biases (qwen2) normal with std 0.05. Data is generated and written\n"
+            "in bounded chunks, so a 7B-shaped model needs little memory.\n"
             "\n"
             "  -o, --output FILE    where to write (written as FILE.tmp, renamed when complete)\n"
+            "  --arch NAME          architecture: %s\n"
+            "                       (default llama). qwen2, qwen3 and qwen3moe use RoPE base\n"
+            "                       1e6; gemma3 ties the output to the embedding (no\n"
+            "                       output.weight) and uses RoPE base 10000 on window layers\n"
             "  --preset NAME        shape preset: %s (default tiny)\n"
             "  --type TYPE          f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k, or the\n"
             "                       mix q4_k_m (default q8_0). Rows a block type cannot hold\n"
-            "                       fall back to q8_0 or f16; norms are always f32\n"
+            "                       fall back to q8_0 or f16; norms, biases and the expert\n"
+            "                       router are always f32\n"
             "  --n-embd N --n-ff N --n-layers N --n-heads N --n-kv-heads N --vocab N --ctx N\n"
             "                       override the preset's dimensions\n"
+            "  --head-dim N         per-head dimension (default n-embd / n-heads; gemma3:\n"
+            "                       256, as in Gemma 3 1B to 12B); when it is not\n"
+            "                       n-embd / n-heads, and for gemma3, the file carries\n"
+            "                       attention.key_length and value_length\n"
+            "  --sliding-window N   attention window in tokens, 0: none (default: gemma3 512,\n"
+            "                       on 5 layers of 6; none elsewhere, where a window covers\n"
+            "                       every layer)\n"
+            "  --n-expert N         experts per layer, 2 or more (llama: Mixtral-style\n"
+            "                       experts as wide as --n-ff; qwen3moe: default 8)\n"
+            "  --n-expert-used K    experts used per token (default 2)\n"
+            "  --expert-ff N        qwen3moe expert width (default n-ff / 3, in whole blocks)\n"
             "  --vocab-from FILE    copy the tokenizer (tokenizer.* keys) from another GGUF;\n"
             "                       the vocabulary size is then that file's\n"
             "  --tied               no output.weight: the output is tied to the embedding\n"
@@ -33,7 +50,7 @@ static void usage(FILE *out)
             "  -t, --threads N      generator threads (default: online CPUs)\n"
             "  -q, --quiet          no progress line\n"
             "  -h, --help           show this help\n",
-            synth_preset_names());
+            synth_arch_names(), synth_preset_names());
 }
 
 static int bad(const char *flag, const char *value, const char *why)
@@ -52,20 +69,70 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_dim(const char *flag, const char *val, synth_shape *s)
+/* Dimensions and counts; those whose 0 would mean "the family's default"
+ * refuse it (min). */
+static int parse_dim(const char *flag, const char *val, synth_options *o)
 {
     static const struct {
         const char *flag;
         size_t offset;
+        uint64_t min;
     } dims[] = {
-        {"--n-embd", offsetof(synth_shape, n_embd)},     {"--n-ff", offsetof(synth_shape, n_ff)},
-        {"--n-layers", offsetof(synth_shape, n_layers)}, {"--n-heads", offsetof(synth_shape, n_heads)},
-        {"--n-kv-heads", offsetof(synth_shape, n_kv_heads)}, {"--vocab", offsetof(synth_shape, vocab)},
-        {"--ctx", offsetof(synth_shape, ctx)},
+        {"--n-embd", offsetof(synth_options, shape.n_embd), 0},
+        {"--n-ff", offsetof(synth_options, shape.n_ff), 0},
+        {"--n-layers", offsetof(synth_options, shape.n_layers), 0},
+        {"--n-heads", offsetof(synth_options, shape.n_heads), 0},
+        {"--n-kv-heads", offsetof(synth_options, shape.n_kv_heads), 0},
+        {"--vocab", offsetof(synth_options, shape.vocab), 0},
+        {"--ctx", offsetof(synth_options, shape.ctx), 0},
+        {"--head-dim", offsetof(synth_options, head_dim), 2},
+        {"--n-expert", offsetof(synth_options, n_expert), 2},
+        {"--n-expert-used", offsetof(synth_options, n_expert_used), 1},
+        {"--expert-ff", offsetof(synth_options, n_ff_exp), 1},
     };
-    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
-        if (!strcmp(flag, dims[i].flag)) return parse_u64(flag, val, (uint64_t *)((char *)s + dims[i].offset));
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        if (strcmp(flag, dims[i].flag)) continue;
+        uint64_t *dst = (uint64_t *)((char *)o + dims[i].offset);
+        int rc = parse_u64(flag, val, dst);
+        if (!rc && *dst < dims[i].min)
+            return bad(flag, val, dims[i].min == 1 ? "must be at least 1" : "must be at least 2");
+        return rc;
+    }
     return -1;
+}
+
+static int parse_arch(const char *v, synth_options *o)
+{
+    if (!synth_arch_known(v)) {
+        fprintf(stderr, "strata-synth: --arch '%s': unknown architecture (known: %s)\n", v, synth_arch_names());
+        return 2;
+    }
+    o->arch = v;
+    return 0;
+}
+
+/* One option with a value (f v); 2 after a message, -1 for an unknown flag. */
+static int parse_value(const char *f, const char *v, synth_options *o)
+{
+    uint64_t n;
+    int rc = parse_dim(f, v, o);
+    if (rc >= 0) return rc;
+    if (!strcmp(f, "--preset")) return 0; /* read first */
+    if (!strcmp(f, "-o") || !strcmp(f, "--output")) o->output = v;
+    else if (!strcmp(f, "--arch")) return parse_arch(v, o);
+    else if (!strcmp(f, "--type")) {
+        if (!synth_parse_type(v, &o->type, &o->mix)) return bad(f, v, "unsupported type");
+    } else if (!strcmp(f, "--sliding-window")) {
+        if ((rc = parse_u64(f, v, &n))) return rc;
+        o->n_swa = n ? n : SYNTH_SWA_NONE;
+    } else if (!strcmp(f, "--vocab-from")) o->vocab_from = v;
+    else if (!strcmp(f, "--seed")) return parse_u64(f, v, &o->seed);
+    else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+        if ((rc = parse_u64(f, v, &n))) return rc;
+        if (n < 1 || n > 64) return bad(f, v, "must be 1..64");
+        o->threads = (int)n;
+    } else return -1;
+    return 0;
 }
 
 /* Dimension overrides apply after the preset, whatever the flag order. */
@@ -85,20 +152,9 @@ static int parse_args(int argc, char **argv, synth_options *o)
         if (!strcmp(f, "-q") || !strcmp(f, "--quiet")) { o->progress = false; continue; }
         if (f[0] != '-') return bad("argument", f, "unexpected (see strata-synth --help)");
         if (i + 1 >= argc) return bad(f, "", "missing value");
-        const char *v = argv[++i];
-        uint64_t n;
-        int rc = parse_dim(f, v, &o->shape);
-        if (rc >= 0) { if (rc) return rc; continue; }
-        if (!strcmp(f, "--preset")) continue;
-        if (!strcmp(f, "-o") || !strcmp(f, "--output")) o->output = v;
-        else if (!strcmp(f, "--type")) { if (!synth_parse_type(v, &o->type, &o->mix)) return bad(f, v, "unsupported type"); }
-        else if (!strcmp(f, "--vocab-from")) o->vocab_from = v;
-        else if (!strcmp(f, "--seed")) { if ((rc = parse_u64(f, v, &o->seed))) return rc; }
-        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
-            if ((rc = parse_u64(f, v, &n))) return rc;
-            if (n < 1 || n > 64) return bad(f, v, "must be 1..64");
-            o->threads = (int)n;
-        } else return bad("option", f, "unknown (see strata-synth --help)");
+        int rc = parse_value(f, argv[++i], o);
+        if (rc < 0) return bad("option", f, "unknown (see strata-synth --help)");
+        if (rc) return rc;
     }
     if (!o->output) {
         fprintf(stderr, "strata-synth: no output file (-o FILE)\n");
@@ -115,6 +171,11 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     strata_error err;
+    synth_options checked; /* shape and family errors are usage errors too */
+    if (synth_resolve(&o, &checked, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 2;
+    }
     if (synth_write(&o, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return 1;

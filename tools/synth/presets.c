@@ -3,18 +3,23 @@
 
 #include "kernels/cpu/quantize.h"
 #include "synth.h"
-#include "util/error.h"
+
+/* Llama-family dimensions; head dimension, experts and window are each
+ * family's default. */
+#define DIMS(embd, ff, layers, heads, kv, vocab_, ctx_)                                                      \
+    {.n_embd = embd, .n_ff = ff, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv, .vocab = vocab_, \
+     .ctx = ctx_}
 
 static const struct {
     const char *name;
     synth_shape shape;
 } presets[] = {
-    /*          embd   ff     layers heads kv  vocab  ctx */
-    {"tiny", {256, 768, 4, 4, 2, 512, 512}},
-    {"1b", {2048, 8192, 16, 32, 8, 32000, 4096}},    /* Llama-3.2-1B-shaped */
-    {"7b", {4096, 11008, 32, 32, 32, 32000, 4096}},  /* Llama-2-7B */
-    {"13b", {5120, 13824, 40, 40, 40, 32000, 4096}}, /* Llama-2-13B */
-    {"70b", {8192, 28672, 80, 64, 8, 32000, 4096}},  /* Llama-2/3-70B */
+    /*            embd   ff     layers heads kv  vocab  ctx */
+    {"tiny", DIMS(256, 768, 4, 4, 2, 512, 512)},
+    {"1b", DIMS(2048, 8192, 16, 32, 8, 32000, 4096)},    /* Llama-3.2-1B-shaped */
+    {"7b", DIMS(4096, 11008, 32, 32, 32, 32000, 4096)},  /* Llama-2-7B */
+    {"13b", DIMS(5120, 13824, 40, 40, 40, 32000, 4096)}, /* Llama-2-13B */
+    {"70b", DIMS(8192, 28672, 80, 64, 8, 32000, 4096)},  /* Llama-2/3-70B */
 };
 
 bool synth_preset(const char *name, synth_shape *out)
@@ -48,35 +53,37 @@ static bool use_more_bits(int layer, uint64_t n_layers)
     return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 }
 
+/* What llama-quantize never quantizes: vectors (norms, biases) and the
+ * expert router, kept in F32 whatever the requested type. */
+static bool stays_f32(const char *role)
+{
+    return strstr(role, "norm") || strstr(role, ".bias") || !strcmp(role, "ffn_gate_inp");
+}
+
+/* llama.cpp's Q4_K_M recipe. The output, and the embedding when it doubles
+ * as the output (tied), get Q6_K. A fused attn_qkv holds V and is counted
+ * with attn_v, as in the llama.cpp-made phi3 fixture; expert down
+ * projections follow ffn_down. Eight-expert models (Mixtral-8x7B's count)
+ * get Q8_0 K and V and Q5_K attn_output: small tensors next to the experts. */
+static uint32_t q4_k_m_type(const synth_options *o, const char *role, int layer)
+{
+    bool more = layer >= 0 && use_more_bits(layer, o->shape.n_layers), eight = o->n_expert == 8;
+    if (!strcmp(role, "output") || (o->tied_output && !strcmp(role, "token_embd"))) return GGML_TYPE_Q6_K;
+    if (!strcmp(role, "attn_v") || !strcmp(role, "attn_qkv"))
+        return eight ? GGML_TYPE_Q8_0 : more ? GGML_TYPE_Q6_K : GGML_TYPE_Q4_K;
+    if (!strcmp(role, "attn_k") && eight) return GGML_TYPE_Q8_0;
+    if (!strcmp(role, "attn_output") && eight) return GGML_TYPE_Q5_K;
+    if (!strncmp(role, "ffn_down", 8) && more) return GGML_TYPE_Q6_K;
+    return GGML_TYPE_Q4_K;
+}
+
 uint32_t synth_tensor_type(const synth_options *o, const char *role, int layer, uint64_t row_len)
 {
-    uint32_t t = o->type;
-    if (strstr(role, "norm")) return GGML_TYPE_F32;
-    if (o->mix == MIX_Q4_K_M) {
-        t = GGML_TYPE_Q4_K;
-        if (!strcmp(role, "output")) t = GGML_TYPE_Q6_K;
-        else if ((!strcmp(role, "attn_v") || !strcmp(role, "ffn_down")) && use_more_bits(layer, o->shape.n_layers))
-            t = GGML_TYPE_Q6_K;
-    }
+    if (stays_f32(role)) return GGML_TYPE_F32;
+    uint32_t t = o->mix == MIX_Q4_K_M ? q4_k_m_type(o, role, layer) : o->type;
     if (ggml_row_bytes(t, row_len)) return t;
     return ggml_row_bytes(GGML_TYPE_Q8_0, row_len) && t != GGML_TYPE_F32 && t != GGML_TYPE_F16 &&
                    t != GGML_TYPE_BF16
                ? GGML_TYPE_Q8_0
                : GGML_TYPE_F16;
-}
-
-strata_status synth_check_shape(const synth_shape *s, strata_error *err)
-{
-    if (!s->n_embd || !s->n_ff || !s->n_layers || !s->n_heads || !s->n_kv_heads || !s->ctx)
-        return err_set(err, STRATA_E_INVALID, "strata-synth: every dimension must be at least 1");
-    if (s->n_embd % s->n_heads || (s->n_embd / s->n_heads) % 2)
-        return err_set(err, STRATA_E_INVALID, "strata-synth: --n-embd must be a multiple of --n-heads with an even "
-                       "head dimension (rotary embeddings rotate pairs)");
-    if (s->n_heads % s->n_kv_heads)
-        return err_set(err, STRATA_E_INVALID, "strata-synth: --n-heads must be a multiple of --n-kv-heads");
-    if (s->n_layers > 4096 || s->n_embd > (1u << 20) || s->n_ff > (1u << 22) || s->vocab > (1u << 24) ||
-        s->ctx > (1u << 24))
-        return err_set(err, STRATA_E_INVALID, "strata-synth: a dimension is beyond the generator's limits "
-                       "(layers 4096, embd 2^20, ffn 2^22, vocab and context 2^24)");
-    return STRATA_OK;
 }

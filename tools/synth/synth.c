@@ -1,7 +1,6 @@
-/* Writing a synthetic model: metadata, the llama tensor list, and tensor
- * data generated and quantized row by row on a few threads, streamed into
- * the GGUF writer in chunks of bounded size. */
-#include <inttypes.h>
+/* Writing a synthetic model: metadata, the family's tensor list from the
+ * architecture table, and tensor data generated and quantized row by row on
+ * a few threads, streamed into the GGUF writer in chunks of bounded size. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "kernels/cpu/quantize.h"
+#include "model/arch.h"
 #include "synth.h"
 #include "util/error.h"
 #include "util/fmt.h"
@@ -20,11 +20,14 @@
 
 typedef struct synth_tensor {
     char name[GGUF_MAX_NAME];
-    char role[16];
+    char role[32]; /* the name without "blk.N." and ".weight" */
     int layer;
-    uint64_t ne0, ne1;
+    uint32_t n_dims;
+    uint64_t ne[3];     /* row length, rows, experts */
+    uint64_t rows;      /* ne[1] * ne[2] */
     uint32_t type;
-    bool is_norm;
+    bool ones;          /* norms: every weight 1 */
+    float std;          /* otherwise normal(0, std) */
 } synth_tensor;
 
 typedef struct tensor_list {
@@ -32,60 +35,69 @@ typedef struct tensor_list {
     size_t n;
 } tensor_list;
 
-static void add(tensor_list *l, const synth_options *o, const char *role, int layer, uint64_t ne0, uint64_t ne1)
+/* Biases are small but non-zero, so a file exercises the bias add. */
+#define BIAS_STD 0.05f
+
+static void add(tensor_list *l, const synth_options *o, const char *name, int layer, const uint64_t ne[3],
+                bool vector)
 {
     synth_tensor *t = &l->t[l->n++];
-    if (layer >= 0) snprintf(t->name, sizeof t->name, "blk.%d.%s.weight", layer, role);
-    else snprintf(t->name, sizeof t->name, "%s.weight", role);
-    snprintf(t->role, sizeof t->role, "%s", role);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    const char *role = layer >= 0 ? strchr(strchr(name, '.') + 1, '.') + 1 : name; /* after "blk.N." */
+    size_t len = strlen(role), suffix = strlen(".weight");
+    if (len > suffix && !strcmp(role + len - suffix, ".weight")) len -= suffix;
+    snprintf(t->role, sizeof t->role, "%.*s", (int)len, role);
     t->layer = layer;
-    t->ne0 = ne0;
-    t->ne1 = ne1;
-    t->is_norm = strstr(role, "norm") != NULL;
-    t->type = synth_tensor_type(o, role, layer, ne0);
+    memcpy(t->ne, ne, sizeof t->ne);
+    t->rows = ne[1] * ne[2];
+    /* 1-D only where there is a single row, as the generator always did */
+    t->n_dims = ne[2] > 1 ? 3 : ne[1] > 1 ? 2 : 1;
+    t->ones = vector && strstr(t->role, "norm") != NULL;
+    /* std 1/sqrt(fan_in) keeps activations bounded */
+    t->std = vector ? BIAS_STD : 1.0f / sqrtf((float)ne[0]);
+    t->type = synth_tensor_type(o, t->role, layer, ne[0]);
 }
 
-/* The llama tensor set in the order llama.cpp's converter writes it. */
-static tensor_list llama_tensors(const synth_options *o, const synth_shape *s)
+static model_dims dims_of(const synth_options *o)
 {
-    tensor_list l = {calloc(3 + 9 * s->n_layers, sizeof(synth_tensor)), 0};
+    const synth_shape *s = &o->shape;
+    model_dims d = {.n_embd = s->n_embd, .n_layers = s->n_layers, .n_heads = s->n_heads,
+                    .n_kv_heads = s->n_kv_heads, .head_dim = o->head_dim, .n_ff = s->n_ff, .n_vocab = s->vocab,
+                    .n_expert = o->n_expert, .n_expert_used = o->n_expert_used,
+                    .n_ff_exp = o->n_ff_exp ? o->n_ff_exp : s->n_ff, .rope_dim = o->head_dim};
+    d.q_dim = d.n_heads * d.head_dim;
+    d.kv_dim = d.n_kv_heads * d.head_dim;
+    return d;
+}
+
+/* The family's required tensors from the architecture table, in the order
+ * llama.cpp's converter writes them: the globals, then each layer's in
+ * slot order (for llama: the order this generator has always used). The
+ * output is written unless tied; optional slots (llama's biases, rope
+ * factors, shared experts) are left out. */
+static tensor_list family_tensors(const synth_options *o, const arch_desc *a)
+{
+    const synth_shape *s = &o->shape;
+    tensor_list l = {calloc(GS_COUNT + LS_COUNT * s->n_layers, sizeof(synth_tensor)), 0};
     if (!l.t) return l;
-    uint64_t kv_dim = s->n_embd / s->n_heads * s->n_kv_heads;
-    add(&l, o, "token_embd", -1, s->n_embd, s->vocab);
-    add(&l, o, "output_norm", -1, s->n_embd, 1);
-    if (!o->tied_output) add(&l, o, "output", -1, s->n_embd, s->vocab);
-    for (int i = 0; i < (int)s->n_layers; i++) {
-        add(&l, o, "attn_norm", i, s->n_embd, 1);
-        add(&l, o, "attn_q", i, s->n_embd, s->n_embd);
-        add(&l, o, "attn_k", i, s->n_embd, kv_dim);
-        add(&l, o, "attn_v", i, s->n_embd, kv_dim);
-        add(&l, o, "attn_output", i, s->n_embd, s->n_embd);
-        add(&l, o, "ffn_norm", i, s->n_embd, 1);
-        add(&l, o, "ffn_gate", i, s->n_embd, s->n_ff);
-        add(&l, o, "ffn_up", i, s->n_embd, s->n_ff);
-        add(&l, o, "ffn_down", i, s->n_ff, s->n_embd);
+    model_dims d = dims_of(o);
+    bool moe = arch_is_moe(a, &d);
+    uint64_t ne[3];
+    for (int g = 0; g < GS_COUNT; g++) {
+        slot_need need = arch_global_need(a, (global_slot)g);
+        if (need != NEED_REQUIRED && !(g == GS_OUTPUT && !o->tied_output)) continue;
+        arch_global_shape(&d, (global_slot)g, ne);
+        add(&l, o, arch_global_tensor_name((global_slot)g), -1, ne, g == GS_OUTPUT_NORM); /* the one vector */
     }
+    for (int i = 0; i < (int)s->n_layers; i++)
+        for (int sl = 0; sl < LS_COUNT; sl++) {
+            if (arch_layer_need(a, moe, (layer_slot)sl) != NEED_REQUIRED) continue;
+            char name[GGUF_MAX_NAME];
+            arch_layer_tensor_name((layer_slot)sl, (uint64_t)i, name, sizeof name);
+            arch_layer_shape(&d, a, (layer_slot)sl, ne);
+            add(&l, o, name, i, ne, arch_layer_slot_is_vector((layer_slot)sl));
+        }
     return l;
-}
-
-static strata_status set_hparams(gguf_writer *w, const synth_options *o, const synth_shape *s, strata_error *err)
-{
-    char name[128];
-    snprintf(name, sizeof name, "strata-synth %" PRIu64 "x%" PRIu64 " seed %" PRIu64, s->n_layers, s->n_embd, o->seed);
-    strata_status st;
-    if ((st = gguf_writer_set_str(w, "general.architecture", "llama", err)) ||
-        (st = gguf_writer_set_str(w, "general.name", name, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.context_length", (uint32_t)s->ctx, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->n_embd, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layers, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->n_ff, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_heads, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(s->n_embd / s->n_heads), err)) ||
-        (st = gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f, err)) ||
-        (st = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err)))
-        return st;
-    return STRATA_OK;
 }
 
 /* ---- parallel generation of one chunk of rows ---- */
@@ -103,20 +115,18 @@ typedef struct chunk_job {
 static void *chunk_worker(void *arg)
 {
     chunk_job *j = arg;
-    float *row = malloc(j->t->ne0 * sizeof(float));
+    float *row = malloc(j->t->ne[0] * sizeof(float));
     if (!row) {
         j->status = err_set(&j->err, STRATA_E_NOMEM, "strata-synth: out of memory");
         return NULL;
     }
-    /* Weights are normal with std 1/sqrt(fan_in) so activations stay bounded;
-     * norm weights are 1 (the identity scale). */
-    float std = 1.0f / sqrtf((float)j->t->ne0);
+    /* norm weights are 1: the identity scale */
     for (uint64_t r = (uint64_t)j->thread; r < j->rows && !j->status; r += (uint64_t)j->n_threads) {
-        if (j->t->is_norm)
-            for (uint64_t i = 0; i < j->t->ne0; i++) row[i] = 1.0f;
+        if (j->t->ones)
+            for (uint64_t i = 0; i < j->t->ne[0]; i++) row[i] = 1.0f;
         else
-            synth_fill_row(row, j->t->ne0, j->seed, j->tensor_index, j->row0 + r, std);
-        j->status = quantize_row(j->t->type, row, j->out + r * j->row_bytes, j->t->ne0, &j->err);
+            synth_fill_row(row, j->t->ne[0], j->seed, j->tensor_index, j->row0 + r, j->t->std);
+        j->status = quantize_row(j->t->type, row, j->out + r * j->row_bytes, j->t->ne[0], &j->err);
     }
     free(row);
     return NULL;
@@ -172,12 +182,12 @@ static void progress_show(const progress *p, bool final)
 static strata_status write_tensor(gguf_writer *w, const synth_options *o, const synth_tensor *t, uint64_t index,
                                   uint8_t *buf, progress *p, strata_error *err)
 {
-    uint64_t row_bytes = ggml_row_bytes(t->type, t->ne0);
+    uint64_t row_bytes = ggml_row_bytes(t->type, t->ne[0]);
     uint64_t rows_per_chunk = CHUNK_BYTES / row_bytes ? CHUNK_BYTES / row_bytes : 1;
     chunk_job job = {.t = t, .tensor_index = index, .seed = o->seed, .row_bytes = row_bytes, .out = buf};
-    for (uint64_t r = 0; r < t->ne1; r += rows_per_chunk) {
+    for (uint64_t r = 0; r < t->rows; r += rows_per_chunk) {
         job.row0 = r;
-        job.rows = t->ne1 - r < rows_per_chunk ? t->ne1 - r : rows_per_chunk;
+        job.rows = t->rows - r < rows_per_chunk ? t->rows - r : rows_per_chunk;
         strata_status st = generate_chunk(&job, o->threads, err);
         if (!st) st = gguf_writer_write(w, buf, job.rows * row_bytes, err);
         if (st) return st;
@@ -193,23 +203,24 @@ static strata_status add_tensors(gguf_writer *w, const tensor_list *l, uint64_t 
     *max_row = *total = 0;
     for (size_t i = 0; i < l->n; i++) {
         const synth_tensor *t = &l->t[i];
-        uint64_t ne[2] = {t->ne0, t->ne1};
-        strata_status st = gguf_writer_add_tensor(w, t->name, t->type, t->ne1 > 1 ? 2 : 1, ne, err);
+        strata_status st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err);
         if (st) return st;
-        uint64_t rb = ggml_row_bytes(t->type, t->ne0);
+        uint64_t rb = ggml_row_bytes(t->type, t->ne[0]);
         if (rb > *max_row) *max_row = rb;
-        *total += rb * t->ne1;
+        *total += rb * t->rows;
     }
     return STRATA_OK;
 }
 
-static strata_status write_model(gguf_writer *w, const synth_options *o, synth_shape *s, strata_error *err)
+static strata_status write_model(gguf_writer *w, const synth_options *opt, strata_error *err)
 {
-    strata_status st = synth_check_shape(s, err);
-    if (!st) st = synth_vocab(w, o, s, err);
-    if (!st) st = set_hparams(w, o, s, err);
+    synth_options r;
+    const synth_options *o = &r;
+    strata_status st = synth_resolve(opt, &r, err);
+    if (!st) st = synth_vocab(w, o, &r.shape, err);
+    if (!st) st = synth_hparams(w, o, err);
     if (st) return st;
-    tensor_list l = llama_tensors(o, s);
+    tensor_list l = family_tensors(o, arch_find(o->arch));
     if (!l.t) return err_set(err, STRATA_E_NOMEM, "strata-synth: out of memory");
     uint64_t max_row, total;
     uint8_t *buf = NULL;
@@ -236,8 +247,7 @@ strata_status synth_write(const synth_options *o, strata_error *err)
         return err_set(err, STRATA_E_INVALID, "strata-synth: --threads must be 1..%d", MAX_THREADS);
     gguf_writer *w = gguf_writer_new();
     if (!w) return err_set(err, STRATA_E_NOMEM, "strata-synth: out of memory");
-    synth_shape s = o->shape;
-    strata_status st = write_model(w, o, &s, err);
+    strata_status st = write_model(w, o, err);
     gguf_writer_free(w); /* removes PATH.tmp if the write did not complete */
     return st;
 }

@@ -1,4 +1,5 @@
-/* strata-synth: writes a random-weight, runnable llama-architecture GGUF of
+/* strata-synth: writes a random-weight, runnable GGUF of any family the
+ * architecture table knows (llama, qwen2, qwen3, qwen3moe, phi3, gemma3),
  * any shape and tensor type, deterministically from a seed, streaming so a
  * 7B-shaped file needs little memory. */
 #ifndef STRATA_TOOLS_SYNTH_H
@@ -21,17 +22,30 @@ typedef struct synth_shape {
     uint64_t n_embd, n_ff, n_layers, n_heads, n_kv_heads, vocab, ctx;
 } synth_shape;
 
+/* synth_options.n_swa: no sliding window, whatever the family's default. */
+#define SYNTH_SWA_NONE UINT64_MAX
+
 typedef struct synth_options {
+    const char *arch;       /* general.architecture; NULL: llama */
     synth_shape shape;
+    /* 0: the family's default, filled in by synth_resolve */
+    uint64_t head_dim;      /* per-head dimension */
+    uint64_t n_expert, n_expert_used;
+    uint64_t n_ff_exp;      /* expert width (qwen3moe; llama's experts are n_ff wide) */
+    uint64_t n_swa;         /* sliding window in tokens; SYNTH_SWA_NONE: none */
     uint32_t type;          /* ggml type for MIX_PURE */
     synth_mix mix;
     uint64_t seed;
-    bool tied_output;       /* omit output.weight (tied to the embedding) */
+    bool tied_output;       /* omit output.weight (tied to the embedding); gemma3 always */
     const char *vocab_from; /* copy tokenizer.* from this GGUF, or NULL */
     const char *output;
     int threads;
     bool progress;          /* progress line on stderr */
 } synth_options;
+
+/* Whether strata-synth writes this architecture; the names, for messages. */
+bool synth_arch_known(const char *name);
+const char *synth_arch_names(void);
 
 /* Named shapes: tiny, 1b, 7b, 13b, 70b (llama-family dimensions). */
 bool synth_preset(const char *name, synth_shape *out);
@@ -40,13 +54,20 @@ const char *synth_preset_names(void);
 /* Parses a --type value: a ggml type the quantizers write or "q4_k_m". */
 bool synth_parse_type(const char *name, uint32_t *type, synth_mix *mix);
 
-/* The ggml type of one tensor under the options' mix; `layer` is -1 for
- * non-layer tensors. Rows whose length the type's block does not divide
- * fall back to Q8_0 (block 32) or F16. */
+/* The ggml type of one tensor under the options' mix (options resolved by
+ * synth_resolve); `role` is the tensor name without "blk.N." and ".weight"
+ * ("attn_v", "ffn_down_exps", "attn_q.bias"); `layer` is -1 for non-layer
+ * tensors. Rows whose length the type's block does not divide fall back to
+ * Q8_0 (block 32) or F16. */
 uint32_t synth_tensor_type(const synth_options *o, const char *role, int layer, uint64_t row_len);
 
-/* Validates the shape (heads divide the embedding, etc.). */
-strata_status synth_check_shape(const synth_shape *s, strata_error *err);
+/* Copies the options with the family's defaults filled in (architecture,
+ * head dimension, experts, sliding window, tied output) and validates the
+ * shape; errors name the flag at fault. */
+strata_status synth_resolve(const synth_options *o, synth_options *out, strata_error *err);
+
+/* Sets general.* and the "<arch>." hyper-parameters of resolved options. */
+strata_status synth_hparams(gguf_writer *w, const synth_options *o, strata_error *err);
 
 /* Sets the tokenizer.* metadata: copied from o->vocab_from, or a made-up
  * SentencePiece vocabulary of s->vocab tokens. Updates s->vocab to the
