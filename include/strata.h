@@ -136,7 +136,14 @@ const char *strata_model_plan_summary(const strata_model *m);
  * one). *tokens is malloc'd (free()), *n its length. */
 strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,
                               size_t *n, strata_error *err);
-/* True for tokens that end generation (EOS, EOT). */
+/* strata_tokenize with a choice: parse_special matches control tokens
+ * written literally in the text ("<|im_start|>" becomes that one token);
+ * strata_tokenize never does, so user text cannot forge them. */
+strata_status strata_tokenize_ex(const strata_model *m, const char *text, size_t len, bool add_bos,
+                                 bool parse_special, int32_t **tokens, size_t *n, strata_error *err);
+/* True for tokens that end generation: EOS, EOT, and the turn-ending tokens
+ * of chat templates (<|im_end|>, <|eot_id|>, <end_of_turn>, <|end|>) when
+ * the vocabulary marks them control or user-defined. */
 bool strata_token_is_eog(const strata_model *m, int32_t token);
 
 /* Streaming detokenizer: text of each token as it comes, with incomplete
@@ -175,6 +182,81 @@ typedef struct strata_sampler strata_sampler;
 strata_sampler *strata_sampler_new(const strata_sampler_params *params, const strata_model *m);
 int32_t strata_sample(strata_sampler *s, const float *logits, const int32_t *history, size_t n_history);
 void strata_sampler_free(strata_sampler *s);
+
+/* ---- Chat ----
+ * Conversations formatted the way chat models were trained, for the common
+ * template families. A GGUF file stores its template as Jinja source
+ * (tokenizer.chat_template); strata recognizes the family by its distinctive
+ * markers and formats with its own code (there is no Jinja engine). */
+
+typedef struct strata_chat_message {
+    const char *role;    /* "system" (first message only), "user" or "assistant" */
+    const char *content; /* UTF-8 text */
+} strata_chat_message;
+
+/* The known template names, NULL-terminated: "chatml", "llama2", "llama3",
+ * "mistral-v1", ... */
+const char *const *strata_chat_template_names(void);
+
+/* The family of a Jinja chat template, recognized by its markers (e.g.
+ * "<|im_start|>": "chatml"); NULL when none is recognized. */
+const char *strata_chat_template_detect(const char *jinja);
+
+/* The model's stored template (tokenizer.chat_template), or NULL when it has
+ * none. Valid as long as the model. */
+const char *strata_model_chat_template(const strata_model *m);
+
+/* The template to use for m: `name` when non-NULL (it must be a known name),
+ * else the family detected from the model's stored template. Errors name the
+ * known templates. */
+strata_status strata_model_chat_template_name(const strata_model *m, const char *name, const char **out,
+                                              strata_error *err);
+
+/* Formats messages msgs[0..n) with template `template_name`; with
+ * add_generation_prompt, the text that opens the assistant's answer follows.
+ * Messages after an optional first system message must alternate user,
+ * assistant, ... starting with user. The text leaves out the BOS token the
+ * model cards show in front (it is a token, added by tokenizing). *out is
+ * malloc'd (free()). */
+strata_status strata_chat_format(const char *template_name, const strata_chat_message *msgs, size_t n,
+                                 bool add_generation_prompt, char **out, strata_error *err);
+
+/* The tokens of the formatted conversation: special tokens of the template's
+ * markup (e.g. <|im_start|>) become their tokens, while message contents are
+ * never parsed for special tokens. n_done: the messages msgs[0..n_done) are
+ * already in the model's context up to the end of the content of the last of
+ * them (an answer just generated); only the tokens after it are returned.
+ * n_done 0: the whole conversation, with BOS in front when the model adds
+ * one. *tokens is malloc'd (free()). */
+strata_status strata_chat_tokenize(const strata_model *m, const char *template_name,
+                                   const strata_chat_message *msgs, size_t n, size_t n_done,
+                                   bool add_generation_prompt, int32_t **tokens, size_t *n_tokens,
+                                   strata_error *err);
+
+/* ---- Vocabulary only ----
+ * A model's tokenizer by itself, read from the GGUF metadata alone (no
+ * tensor is needed: vocabulary-only files such as llama.cpp's
+ * ggml-vocab-*.gguf work). */
+
+typedef struct strata_vocab strata_vocab;
+
+strata_status strata_vocab_open(const char *path, strata_vocab **out, strata_error *err);
+void strata_vocab_free(strata_vocab *v);
+
+uint32_t strata_vocab_n_tokens(const strata_vocab *v);
+
+/* Tokenizes text[0..len). add_special: BOS / EOS around the text as the
+ * vocabulary's flags say (tokenizer.ggml.add_bos_token / add_eos_token and
+ * their defaults; llama.cpp's add_special); parse_special: control tokens
+ * written literally in the text ("<|im_start|>") become those tokens.
+ * *tokens is malloc'd (free(); NULL when *n is 0). */
+strata_status strata_vocab_tokenize(const strata_vocab *v, const char *text, size_t len, bool add_special,
+                                    bool parse_special, int32_t **tokens, size_t *n, strata_error *err);
+
+/* The bytes token `id` stands for (control tokens as their text); it may be
+ * part of a UTF-8 sequence only. NULL (and *len 0) for an id out of range.
+ * Valid as long as v. */
+const char *strata_vocab_piece(const strata_vocab *v, int32_t id, size_t *len);
 
 #ifdef __cplusplus
 }

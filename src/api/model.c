@@ -113,8 +113,15 @@ bool strata_token_is_eog(const strata_model *m, int32_t token) { return tokenize
 strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,
                               size_t *n, strata_error *err)
 {
+    return strata_tokenize_ex(m, text, len, add_bos, false, tokens, n, err);
+}
+
+strata_status strata_tokenize_ex(const strata_model *m, const char *text, size_t len, bool add_bos,
+                                 bool parse_special, int32_t **tokens, size_t *n, strata_error *err)
+{
     tok_encode_opts o = tokenizer_default_opts(m->tok);
     o.add_bos = add_bos && tokenizer_bos(m->tok) != TOK_NONE;
+    o.parse_special = parse_special;
     tok_ids ids = {0};
     strata_status st = tokenizer_encode(m->tok, text, len, &o, &ids, err);
     if (st) {

@@ -12,9 +12,11 @@ typedef struct cli_command {
 
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The table of subcommands, NULL-name terminated (src/cli/main.c). */
 extern const cli_command cli_commands[];

@@ -8,9 +8,11 @@
 const cli_command cli_commands[] = {
     {"inspect", "show what a GGUF model holds and what it needs (header only)", cmd_inspect},
     {"plan", "decide where every tensor lives and predict the speed", cmd_plan},
-    {"run", "generate text with a model (llama architecture, CPU)", cmd_run},
+    {"run", "generate text with a model (CPU)", cmd_run},
+    {"chat", "talk with a chat model on the terminal", cmd_chat},
     {"detect", "measure this machine: CPU, memory, cgroup, storage, GPUs, bandwidths", cmd_detect},
     {"doctor", "check the environment for what makes big-model runs fail or crawl", cmd_doctor},
+    {"tokenize", "print the tokens of a text (needs only the vocabulary)", cmd_tokenize},
     {NULL, NULL, NULL},
 };
 

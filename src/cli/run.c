@@ -4,11 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_gen.h"
+#include "cli/run_opts.h"
 #include "cli/run_report.h"
 #include "strata.h"
 
@@ -18,84 +19,40 @@ static const char run_usage[] =
     "usage: strata run -m MODEL (-p TEXT | -f FILE) [options]\n"
     "\n"
     "Evaluates the prompt (with the model's BOS token in front) and streams the\n"
-    "generated text to stdout; a statistics line goes to stderr at the end.\n"
+    "generated text to stdout after the prompt; a statistics line goes to stderr at\n"
+    "the end. Generation stops at the model's end-of-generation token, after -n\n"
+    "tokens, or when the context is full.\n"
     "\n"
-    "  -m, --model FILE     GGUF model (llama architecture)\n"
     "  -p, --prompt TEXT    prompt text\n"
-    "  -f, --file FILE      read the prompt from FILE\n"
+    "  -f, --file FILE      read the prompt from FILE (at most 64 MiB)\n"
     "  -n, --n-predict N    tokens to generate (default 128; 0: only evaluate the prompt)\n"
-    "  -c, --ctx-size N     context length (default: the model's)\n"
-    "  -t, --threads N      threads (default: one per core)\n"
-    "  -b, --batch N        prompt tokens per forward pass (default 256)\n"
-    "  --temp X             temperature (default 0.8; 0: greedy)\n"
-    "  --top-k K            keep the K most likely tokens (default 40; 0: off)\n"
-    "  --top-p P            keep the smallest set of probability >= P (default 0.95; 1: off)\n"
-    "  --min-p P            drop tokens below P x the top probability (default 0.05; 0: off)\n"
-    "  --repeat-penalty X   penalize the last 64 tokens (default 1.0: off)\n"
-    "  --seed S             sampling seed (default: from the clock; printed in the statistics)\n"
-    "  --mem SIZE           memory budget for weights, KV cache and buffers, e.g. 1.5G;\n"
-    "                       weights that do not fit are streamed from disk (default:\n"
-    "                       what `strata detect` calls usable, minus 10%% / 256 MiB)\n"
-    "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
-    "  --io-threads N       streaming reader threads (default 4)\n"
-    "  --stats              per-token line on stderr: bytes read, I/O, compute, wait\n"
-    "  --plan FILE          run a plan saved with `strata plan --json` (default: plan now,\n"
-    "                       for this machine and the budget)\n"
-    "  --kv-f32             F32 KV cache (default F16)\n"
-    "  --reference          scalar reference kernels (exact, slow)\n"
+    "  --chat               the prompt is a user message: format it with the chat template\n"
+    "                       (implied by -sys and --chat-template)\n"
+    "  --no-display-prompt  do not echo the prompt before the generated text\n"
     "  --logits-out FILE    write the logits after every prompt position (float32 LE,\n"
-    "                       [prompt tokens][vocab]) and exit without generating\n"
-    "  -h, --help           show this help\n";
+    "                       [prompt tokens][vocab]) and exit without generating\n";
 
 typedef struct run_opts {
-    const char *model, *prompt, *prompt_file, *logits_out;
-    uint64_t n_predict;
-    strata_model_params mp;
-    strata_sampler_params sp;
-    bool seed_given, mem_given, stats;
-    strata_machine machine;
+    gen_opts g;
+    const char *prompt, *prompt_file, *logits_out;
+    bool chat, no_display_prompt;
 } run_opts;
 
-/* Options that take a number. Returns 1 if handled, 0 if not this kind, -1 on a bad value. */
-static int numeric_opt(run_opts *o, const char *f, const char *v)
+static bool run_flag(run_opts *o, const char *f)
 {
-    uint64_t u;
-    double x;
-    if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) return arg_u64("run", f, v, 0, 1u << 30, &o->n_predict) ? 1 : -1;
-    if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
-        if (!arg_u64("run", f, v, 1, 1u << 24, &u)) return -1;
-        o->mp.n_ctx = (uint32_t)u;
-    } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
-        if (!arg_u64("run", f, v, 1, 256, &u)) return -1;
-        o->mp.n_threads = (int)u;
-    } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
-        if (!arg_u64("run", f, v, 1, 1u << 16, &u)) return -1;
-        o->mp.n_batch = (uint32_t)u;
-    } else if (!strcmp(f, "--mem")) {
-        if (!arg_size("run", f, v, &o->mp.mem_budget)) return -1;
-        o->mem_given = true;
-    } else if (!strcmp(f, "--prefetch") || !strcmp(f, "--io-threads")) {
-        if (!arg_u64("run", f, v, 1, 64, &u)) return -1;
-        *(f[2] == 'p' ? &o->mp.prefetch_depth : &o->mp.io_threads) = (int)u;
-    } else if (!strcmp(f, "--top-k")) {
-        if (!arg_u64("run", f, v, 0, 1u << 30, &u)) return -1;
-        o->sp.top_k = (int32_t)u;
-    } else if (!strcmp(f, "--seed")) {
-        if (!arg_u64("run", f, v, 0, UINT64_MAX, &o->sp.seed)) return -1;
-        o->seed_given = true;
-    } else if (!strcmp(f, "--temp")) {
-        if (!arg_float("run", f, v, 0, 100, &x)) return -1;
-        o->sp.temp = (float)x;
-    } else if (!strcmp(f, "--top-p") || !strcmp(f, "--min-p")) {
-        if (!arg_float("run", f, v, 0, 1, &x)) return -1;
-        *(f[2] == 't' ? &o->sp.top_p : &o->sp.min_p) = (float)x;
-    } else if (!strcmp(f, "--repeat-penalty")) {
-        if (!arg_float("run", f, v, 0.01, 100, &x)) return -1;
-        o->sp.repeat_penalty = (float)x;
-    } else {
-        return 0;
-    }
-    return 1;
+    bool *b = !strcmp(f, "--chat") ? &o->chat : !strcmp(f, "--no-display-prompt") ? &o->no_display_prompt : NULL;
+    if (b) *b = true;
+    return b != NULL;
+}
+
+static bool run_value(run_opts *o, const char *f, const char *v)
+{
+    const char **s = !strcmp(f, "-p") || !strcmp(f, "--prompt") ? &o->prompt
+                     : !strcmp(f, "-f") || !strcmp(f, "--file") ? &o->prompt_file
+                     : !strcmp(f, "--logits-out")                ? &o->logits_out
+                                                                 : NULL;
+    if (s) *s = v;
+    return s != NULL;
 }
 
 static int parse_run_args(int argc, char **argv, run_opts *o)
@@ -104,34 +61,38 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(run_usage, stdout);
+            fputs(gen_opts_usage, stdout);
             exit(0);
         }
-        if (!strcmp(f, "--kv-f32")) { o->mp.kv_f32 = true; continue; }
-        if (!strcmp(f, "--reference")) { o->mp.reference_kernels = true; continue; }
-        if (!strcmp(f, "--stats")) { o->stats = true; continue; }
+        if (gen_opts_flag(&o->g, f) || run_flag(o, f)) continue;
         if (i + 1 >= argc) {
             fprintf(stderr, "strata run: %s: %s\n", f, f[0] == '-' ? "missing value" : "unexpected argument");
             return 2;
         }
         const char *v = argv[++i];
-        int r = numeric_opt(o, f, v);
+        int r = gen_opts_value(&o->g, f, v);
         if (r < 0) return 2;
-        if (r > 0) continue;
-        if (!strcmp(f, "-m") || !strcmp(f, "--model")) o->model = v;
-        else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) o->prompt = v;
-        else if (!strcmp(f, "-f") || !strcmp(f, "--file")) o->prompt_file = v;
-        else if (!strcmp(f, "--logits-out")) o->logits_out = v;
-        else if (!strcmp(f, "--plan")) o->mp.plan_file = v;
-        else {
+        if (r == 0 && !run_value(o, f, v)) {
             fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", f);
             return 2;
         }
     }
-    if (!o->model || (!o->prompt == !o->prompt_file)) {
+    if (!o->g.model || (!o->prompt == !o->prompt_file)) {
         fprintf(stderr, "strata run: need -m MODEL and exactly one of -p TEXT or -f FILE (see strata run --help)\n");
         return 2;
     }
+    if (o->g.system_prompt || o->g.chat_template) o->chat = true;
     return 0;
+}
+
+/* A regular file (or a pipe) of at most MAX_PROMPT_FILE bytes. */
+static const char *prompt_file_problem(FILE *fp)
+{
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0) return strerror(errno);
+    if (S_ISDIR(st.st_mode)) return "is a directory";
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > MAX_PROMPT_FILE) return "larger than 64 MiB";
+    return NULL;
 }
 
 static char *read_prompt_file(const char *path, size_t *len)
@@ -141,12 +102,15 @@ static char *read_prompt_file(const char *path, size_t *len)
         fprintf(stderr, "strata run: -f %s: %s\n", path, strerror(errno));
         return NULL;
     }
-    char *buf = malloc(MAX_PROMPT_FILE + 1);
+    const char *problem = prompt_file_problem(fp);
+    char *buf = problem ? NULL : malloc(MAX_PROMPT_FILE + 1);
     size_t n = buf ? fread(buf, 1, MAX_PROMPT_FILE + 1, fp) : 0;
-    bool bad = !buf || ferror(fp) || n > MAX_PROMPT_FILE;
+    if (!problem && !buf) problem = "out of memory";
+    else if (!problem && ferror(fp)) problem = "read error";
+    else if (!problem && n > MAX_PROMPT_FILE) problem = "larger than 64 MiB"; /* a pipe */
     fclose(fp);
-    if (bad) {
-        fprintf(stderr, "strata run: -f %s: %s\n", path, !buf ? "out of memory" : n > MAX_PROMPT_FILE ? "larger than 64 MiB" : "read error");
+    if (problem) {
+        fprintf(stderr, "strata run: -f %s: %s\n", path, problem);
         free(buf);
         return NULL;
     }
@@ -169,114 +133,108 @@ static int write_logits(const char *path, const float *logits, size_t count)
     return 1;
 }
 
-/* Samples and evaluates up to n_predict tokens, streaming their text. */
-static int generate(strata_model *m, const run_opts *o, int32_t *hist, size_t n_hist, float *logits,
-                    run_report *rep)
+/* The prompt's tokens: plain text, or (--chat) a user message after the
+ * optional system message, formatted with the chat template. */
+static int prompt_tokens(strata_model *m, const run_opts *o, const char *prompt, size_t len, int32_t **toks,
+                         size_t *n)
 {
-    strata_sampler *smp = strata_sampler_new(&o->sp, m);
-    strata_detok *dt = strata_detok_new(m);
-    int rc = smp && dt ? 0 : 1;
     strata_error err;
-    report_phase_begin(rep, m);
-    for (uint64_t i = 0; i < o->n_predict && !rc; i++) {
-        int32_t tok = strata_sample(smp, logits, hist, n_hist);
-        if (strata_token_is_eog(m, tok)) break;
-        size_t len;
-        const char *text = strata_detok_push(dt, tok, &len);
-        if (text) fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        hist[n_hist++] = tok;
-        rep->n_gen++;
-        if (i + 1 == o->n_predict) break;
-        if (strata_model_n_past(m) >= strata_model_n_ctx(m)) {
-            fprintf(stderr, "\nstrata run: context of %u tokens is full; stopping\n", strata_model_n_ctx(m));
-            break;
-        }
-        double t0 = report_now();
-        if (strata_eval(m, &tok, 1, logits, false, &err)) {
-            fprintf(stderr, "\nstrata run: %s\n", err.message);
-            rc = 1;
-        } else if (o->stats) {
-            report_token(rep, m, rep->n_gen, report_now() - t0);
-        }
+    strata_status st;
+    if (o->chat) {
+        const char *tmpl = gen_chat_template(&o->g, m);
+        if (!tmpl) return 1;
+        strata_chat_message msgs[2];
+        size_t k = 0;
+        if (o->g.system_prompt) msgs[k++] = (strata_chat_message){"system", o->g.system_prompt};
+        msgs[k++] = (strata_chat_message){"user", prompt};
+        st = strata_chat_tokenize(m, tmpl, msgs, k, 0, true, toks, n, &err);
+    } else {
+        st = strata_tokenize(m, prompt, len, true, toks, n, &err);
     }
-    size_t len;
-    const char *rest = dt ? strata_detok_finish(dt, &len) : NULL;
-    if (rest) fwrite(rest, 1, len, stdout);
-    fflush(stdout);
-    report_phase_end(rep, m);
-    strata_detok_free(dt);
-    strata_sampler_free(smp);
+    if (st) fprintf(stderr, "strata run: %s\n", err.message);
+    return st ? 1 : 0;
+}
+
+static int logits_only(strata_model *m, const run_opts *o, const int32_t *toks, size_t n)
+{
+    size_t count = n * (size_t)strata_model_n_vocab(m);
+    float *logits = malloc(count * sizeof *logits);
+    if (!logits) {
+        fprintf(stderr, "strata run: out of memory for %zu logits\n", count);
+        return 1;
+    }
+    strata_error err;
+    int rc = strata_eval(m, toks, n, logits, true, &err) != STRATA_OK;
+    if (rc) fprintf(stderr, "strata run: %s\n", err.message);
+    else rc = write_logits(o->logits_out, logits, count);
+    free(logits);
     return rc;
 }
 
-static int run_model(strata_model *m, const run_opts *o, const char *prompt, size_t prompt_len, run_report *rep)
+/* Like llama-cli, the prompt comes first on stdout, then its continuation;
+ * a chat answer comes on a line of its own after the user's message (not
+ * the template around it). */
+static bool echo_prompt(gen_ctx *g, const run_opts *o, const char *prompt, size_t len, const int32_t *toks,
+                        size_t n)
 {
-    strata_error err;
+    if (!o->chat) return gen_echo(g, toks, n, !o->no_display_prompt);
+    if (o->no_display_prompt) return true;
+    return out_text(&g->out, prompt, len) && (g->out.last == '\n' || out_text(&g->out, "\n", 1));
+}
+
+static int generate(strata_model *m, const run_opts *o, const char *prompt, size_t len, const int32_t *toks,
+                    size_t n, run_report *rep)
+{
+    gen_ctx g;
+    if (!gen_init(&g, m, &o->g, rep)) return 1;
+    bool ok = echo_prompt(&g, o, prompt, len, toks, n);
+    double t0 = report_now();
+    ok = ok && gen_eval(&g, toks, n);
+    rep->prompt_s = report_now() - t0;
+    rep->n_prompt = n;
+    gen_end e = ok ? gen_answer(&g, o->g.n_predict, NULL, NULL) : GEN_ERROR;
+    if (e == GEN_CTX_FULL)
+        fprintf(stderr, "\nstrata run: the context of %u tokens is full; stopping\n", strata_model_n_ctx(m));
+    ok = out_finish(&g.out) && e != GEN_ERROR;
+    gen_free(&g);
+    return ok ? 0 : 1;
+}
+
+static int run_model(strata_model *m, const run_opts *o, const char *prompt, size_t len, run_report *rep)
+{
     int32_t *toks = NULL;
     size_t n = 0;
-    if (strata_tokenize(m, prompt, prompt_len, true, &toks, &n, &err)) {
-        fprintf(stderr, "strata run: %s\n", err.message);
-        return 1;
-    }
-    uint32_t ctx = strata_model_n_ctx(m), vocab = strata_model_n_vocab(m);
+    if (prompt_tokens(m, o, prompt, len, &toks, &n)) return 1;
+    uint32_t ctx = strata_model_n_ctx(m);
     int rc = 1;
-    size_t hist_cap = n + o->n_predict + 1;
-    int32_t *hist = n > 0 && n <= ctx ? malloc(hist_cap * sizeof *hist) : NULL;
-    float *logits = hist ? malloc((o->logits_out ? n : 1) * (size_t)vocab * sizeof(float)) : NULL;
-    if (n == 0 || n > ctx) {
+    if (n == 0 || n > ctx)
         fprintf(stderr, "strata run: the prompt is %zu tokens; the context holds %u (raise -c)\n", n, ctx);
-    } else if (!logits) {
-        fprintf(stderr, "strata run: out of memory\n");
-    } else {
-        memcpy(hist, toks, n * sizeof *hist);
-        double t0 = report_now();
-        rc = strata_eval(m, toks, n, logits, o->logits_out != NULL, &err) != STRATA_OK;
-        rep->prompt_s = report_now() - t0;
-        rep->n_prompt = n;
-        if (rc) fprintf(stderr, "strata run: %s\n", err.message);
-        else if (o->logits_out) rc = write_logits(o->logits_out, logits, n * (size_t)vocab);
-        else rc = generate(m, o, hist, n, logits, rep);
-    }
-    free(logits);
-    free(hist);
+    else if (o->logits_out)
+        rc = logits_only(m, o, toks, n);
+    else
+        rc = generate(m, o, prompt, len, toks, n, rep);
     free(toks);
     return rc;
 }
 
-/* Defaults that depend on the machine: threads and the memory budget. */
-static void machine_defaults(run_opts *o)
-{
-    strata_error err;
-    if (strata_machine_probe(o->model, &o->machine, &err) != STRATA_OK) return; /* open reports the problem */
-    if (!o->mp.n_threads) o->mp.n_threads = o->machine.physical_cores;
-    if (!o->mem_given) o->mp.mem_budget = o->machine.default_budget;
-}
-
 int cmd_run(int argc, char **argv)
 {
-    run_opts o = {.n_predict = 128, .mp = strata_model_default_params(), .sp = strata_sampler_default_params()};
-    o.mp.plan = true;
+    run_opts o = {0};
+    gen_opts_init(&o.g, "run", 128, 0);
     int rc = parse_run_args(argc, argv, &o);
     if (rc) return rc;
-    if (!o.seed_given) o.sp.seed = (uint64_t)time(NULL);
-    size_t prompt_len = o.prompt ? strlen(o.prompt) : 0;
-    char *file_prompt = o.prompt_file ? read_prompt_file(o.prompt_file, &prompt_len) : NULL;
+    size_t len = o.prompt ? strlen(o.prompt) : 0;
+    char *file_prompt = o.prompt_file ? read_prompt_file(o.prompt_file, &len) : NULL;
     if (o.prompt_file && !file_prompt) return 1;
-    machine_defaults(&o);
-    o.mp.progress = isatty(STDERR_FILENO);
-    run_report rep = {.seed = o.sp.seed, .disk_bw = o.machine.disk_bw};
-    double t0 = report_now();
-    strata_error err;
-    strata_model *m;
-    if (strata_model_open(o.model, &o.mp, &m, &err)) {
-        fprintf(stderr, "strata run: %s\n", err.message);
+    run_report rep = {0};
+    strata_model *m = gen_open_model(&o.g, &rep.load_s);
+    if (!m) {
         free(file_prompt);
         return 1;
     }
-    rep.load_s = report_now() - t0;
-    report_placement(m, o.model, o.mp.mem_budget);
-    rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, prompt_len, &rep);
+    rep.seed = o.g.sp.seed;
+    rep.disk_bw = o.g.machine.disk_bw;
+    rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, len, &rep);
     if (!rc && !o.logits_out) report_summary(&rep, m);
     strata_model_free(m);
     free(file_prompt);

@@ -35,14 +35,17 @@ void report_phase_end(run_report *r, const strata_model *m)
     r->gen_bytes = s.bytes_read - r->at_start.bytes_read;
 }
 
-void report_token(run_report *r, const strata_model *m, size_t index, double eval_s)
+void report_pass(run_report *r, const strata_model *m, const char *what, size_t index, size_t n_tokens,
+                 double eval_s)
 {
     strata_model_stats s;
     strata_model_get_stats(m, &s);
     double wait = s.io_wait_s - r->last.io_wait_s;
-    fprintf(stderr, "strata: token %zu: read %.1f MiB, I/O busy %.1f ms, compute %.1f ms, waited for I/O %.1f ms\n",
-            index, (double)(s.bytes_read - r->last.bytes_read) / (1 << 20), 1e3 * (s.io_busy_s - r->last.io_busy_s),
-            1e3 * (eval_s - wait), 1e3 * wait);
+    char count[32] = "";
+    if (n_tokens != 1) snprintf(count, sizeof count, " (%zu tokens)", n_tokens);
+    fprintf(stderr, "strata: %s %zu%s: read %.1f MiB, I/O busy %.1f ms, compute %.1f ms, waited for I/O %.1f ms\n",
+            what, index, count, (double)(s.bytes_read - r->last.bytes_read) / (1 << 20),
+            1e3 * (s.io_busy_s - r->last.io_busy_s), 1e3 * (eval_s - wait), 1e3 * wait);
     r->last = s;
 }
 

@@ -23,8 +23,10 @@ double report_now(void);
 void report_placement(const strata_model *m, const char *path, unsigned long long budget);
 void report_phase_begin(run_report *r, const strata_model *m);
 void report_phase_end(run_report *r, const strata_model *m);
-/* --stats: one line per generated token. */
-void report_token(run_report *r, const strata_model *m, size_t index, double eval_s);
+/* --stats: one line per forward pass, e.g. "token 3" or "prompt batch 1"
+ * (n_tokens shown when more than one token went through it). */
+void report_pass(run_report *r, const strata_model *m, const char *what, size_t index, size_t n_tokens,
+                 double eval_s);
 void report_summary(const run_report *r, const strata_model *m);
 
 #endif

@@ -1,31 +1,66 @@
 /* Pre-tokenizers of byte-level BPE: the text is cut into words, each
- * encoded on its own. These are hand-written matchers for the regexes
- * (ordered alternation, as a backtracking regex engine tries them):
- *
- * GPT-2:  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
- * Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
- *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
- * Qwen2:  the Llama-3 expression with \p{N} instead of \p{N}{1,3}.
- *
- * A character no alternative matches becomes a word of its own. Bytes that
- * are not valid UTF-8 count as "other" characters (as U+FFFD would). */
+ * encoded on its own. A rule is the sequence of regexes llama.cpp's
+ * llama-vocab.cpp gives its `tokenizer.ggml.pre` names, applied as there:
+ * the first regex cuts the text into its matches and the text between them
+ * (each a piece), the next regex cuts each piece the same way, and so on.
+ * The regexes are hand-written matchers (pretok_match.c). Bytes that are
+ * not valid UTF-8 are characters of their own in no Unicode class. */
 #include <stdlib.h>
 
-#include "tokenizer/tok_internal.h"
+#include "tokenizer/pretok.h"
 
-typedef struct pt_text {
-    uint32_t *cp;  /* code points (TOK_CP_INVALID for a stray byte) */
-    uint8_t *cls;  /* enum tok_uclass of each */
-    size_t *off;   /* byte offset of each, plus the end */
-    size_t n;
-} pt_text;
+/* One regex of a rule: a matcher tried position by position, or a search. */
+typedef struct pt_step {
+    pt_match_fn match;
+    size_t (*find)(const pt_view *v, size_t i, size_t *at);
+} pt_step;
+
+typedef struct pt_rule {
+    tok_pre pre;
+    const pt_step *steps;
+    size_t n_steps;
+} pt_rule;
+
+/* The rules, each the list of its regexes in order. */
+static const pt_step gpt2[] = {{pt_gpt2, NULL}};
+static const pt_step llama3[] = {{pt_llama3, NULL}};
+static const pt_step qwen2[] = {{pt_qwen2, NULL}};
+static const pt_step tekken[] = {{pt_tekken, NULL}};
+/* [\p{P}\$\+<=>\^~\|]+ , GPT-2, \p{N}+ , [0-9][0-9][0-9] */
+static const pt_step dflt[] = {
+    {pt_punct_default, NULL}, {pt_gpt2, NULL}, {pt_numbers, NULL}, {pt_three_digits, NULL}};
+/* [\p{P}\$\+<=>\^~\|`]+ , GPT-2, [0-9][0-9][0-9] */
+static const pt_step falcon[] = {{pt_punct_falcon, NULL}, {pt_gpt2, NULL}, {pt_three_digits, NULL}};
+/* \p{N} , GPT-2 */
+static const pt_step starcoder[] = {{pt_number, NULL}, {pt_gpt2, NULL}};
+/* [\r\n] , \s?[letters]+ , \s?[!-/:-~...]+ , \s+$ , [CJK]+ , \p{N}+ */
+static const pt_step deepseek_llm[] = {
+    {pt_crlf, NULL}, {pt_sp_ds_letters, NULL}, {pt_sp_ds_punct, NULL},
+    {NULL, pt_find_trailing_space}, {pt_cjk, NULL}, {pt_numbers, NULL}};
+/* [\r\n] , \s?\p{L}+ , \s?\p{P}+ , [CJK]+ , \p{N} */
+static const pt_step deepseek_coder[] = {
+    {pt_crlf, NULL}, {pt_sp_letters, NULL}, {pt_sp_punct, NULL}, {pt_cjk, NULL}, {pt_number, NULL}};
+
+#define RULE(pre, steps) {pre, steps, sizeof steps / sizeof steps[0]}
+
+static const pt_rule rules[] = {
+    RULE(TOK_PRE_GPT2, gpt2),
+    RULE(TOK_PRE_LLAMA3, llama3),
+    RULE(TOK_PRE_QWEN2, qwen2),
+    RULE(TOK_PRE_TEKKEN, tekken),
+    RULE(TOK_PRE_DEFAULT, dflt),
+    RULE(TOK_PRE_FALCON, falcon),
+    RULE(TOK_PRE_STARCODER, starcoder),
+    RULE(TOK_PRE_DEEPSEEK_LLM, deepseek_llm),
+    RULE(TOK_PRE_DEEPSEEK_CODER, deepseek_coder),
+};
 
 static bool decode_text(const char *text, size_t len, pt_text *t)
 {
+    *t = (pt_text){0};
     t->cp = malloc((len + 1) * sizeof *t->cp);
     t->cls = malloc(len + 1);
     t->off = malloc((len + 1) * sizeof *t->off);
-    t->n = 0;
     if (!t->cp || !t->cls || !t->off) return false;
     const unsigned char *s = (const unsigned char *)text;
     for (size_t pos = 0; pos < len; t->n++) {
@@ -47,109 +82,84 @@ static void free_text(pt_text *t)
     free(t->off);
 }
 
-static uint32_t at(const pt_text *t, size_t i) { return i < t->n ? t->cp[i] : TOK_CP_INVALID; }
-
-static bool is_cls(const pt_text *t, size_t i, uint8_t cls) { return i < t->n && t->cls[i] == cls; }
-
-static bool is_crlf(const pt_text *t, size_t i) { return at(t, i) == '\r' || at(t, i) == '\n'; }
-
-/* Length of the run of class `cls` starting at i. */
-static size_t run(const pt_text *t, size_t i, uint8_t cls)
+/* The first match of step s in [i, v->end): its length, its start in *at. */
+static size_t find_match(const pt_step *s, const pt_view *v, size_t i, size_t *at)
 {
-    size_t k = 0;
-    while (is_cls(t, i + k, cls)) k++;
-    return k;
-}
-
-static uint32_t lower(uint32_t c, bool any_case) { return any_case && c >= 'A' && c <= 'Z' ? c + 32 : c; }
-
-/* 's 't 're 've 'm 'll 'd (optionally case-insensitive): length or 0. */
-static size_t contraction(const pt_text *t, size_t i, bool any_case)
-{
-    if (at(t, i) != '\'') return 0;
-    uint32_t a = lower(at(t, i + 1), any_case), b = lower(at(t, i + 2), any_case);
-    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
-    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    if (s->find) return s->find(v, i, at);
+    for (; i < v->end; i++) {
+        size_t k = s->match(v, i);
+        if (k) {
+            *at = i;
+            return k;
+        }
+    }
     return 0;
 }
 
-/* \s+(?!\S), falling back to a single whitespace character. */
-static size_t spaces_not_before_text(const pt_text *t, size_t i)
+/* Cuts every piece of cur[] (piece ends, in characters) by step s into its
+ * matches and the gaps between them; returns the number of pieces in out. */
+static size_t apply_step(const pt_step *s, pt_text *t, const size_t *cur, size_t n_cur,
+                         size_t *out)
 {
-    size_t w = run(t, i, TOK_UC_SPACE);
-    if (i + w == t->n || w <= 1) return w ? w : 1;
-    return w - 1;
+    size_t n = 0, start = 0;
+    for (size_t p = 0; p < n_cur; start = cur[p++]) {
+        pt_view v = {t, cur[p]};
+        for (size_t i = start, at = 0, k; i < v.end; i = at + k) {
+            k = find_match(s, &v, i, &at);
+            if (!k) at = v.end; /* no match: the rest of the piece is one gap */
+            if (at > i) out[n++] = at; /* the gap before the match */
+            if (k) out[n++] = at + k;
+        }
+    }
+    return n;
 }
 
-static size_t match_gpt2(const pt_text *t, size_t i)
+static const pt_rule *find_rule(tok_pre pre)
 {
-    size_t k = contraction(t, i, false);
-    if (k) return k;
-    size_t sp = at(t, i) == ' ';
-    if (i + sp < t->n) {
-        uint8_t c = t->cls[i + sp];
-        if (c != TOK_UC_SPACE) return sp + run(t, i + sp, c); /* ?\p{L}+ | ?\p{N}+ | ?[^\s\p{L}\p{N}]+ */
-    }
-    return spaces_not_before_text(t, i);
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (rules[i].pre == pre) return &rules[i];
+    return NULL;
 }
 
-/* \s*[\r\n]+ : up to the last CR/LF of the whitespace run, or 0. */
-static size_t spaces_to_newline(const pt_text *t, size_t i)
+/* Runs the steps of `pre` (none: the text is one word), ping-ponging two
+ * arrays of piece ends; returns the array holding the result. */
+static size_t *split(tok_pre pre, pt_text *t, size_t *a, size_t *b, size_t *n)
 {
-    size_t w = run(t, i, TOK_UC_SPACE), k = 0;
-    for (size_t j = 0; j < w; j++)
-        if (is_crlf(t, i + j)) k = j + 1;
-    return k;
+    const pt_rule *r = find_rule(pre);
+    *n = 0;
+    if (t->n > 0) a[(*n)++] = t->n;
+    for (size_t s = 0; r && s < r->n_steps; s++) {
+        *n = apply_step(&r->steps[s], t, a, *n, b);
+        size_t *swap = a;
+        a = b;
+        b = swap;
+    }
+    return a;
 }
 
-static size_t match_llama3(const pt_text *t, size_t i, size_t max_digits)
+bool tok_pretokenize_counted(tok_pre pre, const char *text, size_t len, size_t **ends,
+                             size_t *n_ends, size_t *steps)
 {
-    size_t k = contraction(t, i, true);
-    if (k) return k;
-    uint8_t c = t->cls[i];
-    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
-    if (c != TOK_UC_LETTER && c != TOK_UC_NUMBER && !is_crlf(t, i) &&
-        is_cls(t, i + 1, TOK_UC_LETTER))
-        return 1 + run(t, i + 1, TOK_UC_LETTER);
-    if (c == TOK_UC_LETTER) return run(t, i, TOK_UC_LETTER);
-    if (c == TOK_UC_NUMBER) { /* \p{N}{1,max_digits} */
-        k = run(t, i, TOK_UC_NUMBER);
-        return k < max_digits ? k : max_digits;
+    pt_text t;
+    bool ok = decode_text(text, len, &t);
+    size_t *a = ok ? malloc((t.n + 1) * sizeof *a) : NULL;
+    size_t *b = a ? malloc((t.n + 1) * sizeof *b) : NULL;
+    size_t n = 0, *res = NULL;
+    if (b) {
+        res = split(pre, &t, a, b, &n);
+        for (size_t i = 0; i < n; i++) res[i] = t.off[res[i]]; /* characters -> bytes */
+        free(res == a ? b : a);
+    } else {
+        free(a);
     }
-    /* ?[^\s\p{L}\p{N}]+[\r\n]* */
-    size_t sp = at(t, i) == ' ';
-    if (is_cls(t, i + sp, TOK_UC_OTHER)) {
-        k = sp + run(t, i + sp, TOK_UC_OTHER);
-        while (is_crlf(t, i + k)) k++;
-        return k;
-    }
-    k = spaces_to_newline(t, i);
-    return k ? k : spaces_not_before_text(t, i); /* \s+(?!\S) | \s+ */
-}
-
-static size_t match_at(tok_pre pre, const pt_text *t, size_t i)
-{
-    switch (pre) {
-    case TOK_PRE_LLAMA3: return match_llama3(t, i, 3);
-    case TOK_PRE_QWEN2: return match_llama3(t, i, 1);
-    default: return match_gpt2(t, i);
-    }
+    if (steps) *steps = t.steps;
+    free_text(&t);
+    *ends = res;
+    *n_ends = n;
+    return res != NULL;
 }
 
 bool tok_pretokenize(tok_pre pre, const char *text, size_t len, size_t **ends, size_t *n_ends)
 {
-    pt_text t;
-    bool ok = decode_text(text, len, &t);
-    size_t *e = ok ? malloc((t.n + 1) * sizeof *e) : NULL;
-    size_t n = 0;
-    if (e) {
-        for (size_t i = 0; i < t.n;) {
-            i += match_at(pre, &t, i);
-            e[n++] = t.off[i];
-        }
-    }
-    free_text(&t);
-    *ends = e;
-    *n_ends = n;
-    return e != NULL;
+    return tok_pretokenize_counted(pre, text, len, ends, n_ends, NULL);
 }

@@ -1,7 +1,8 @@
 /* Special tokens written literally in the text: control, unknown-type and
  * user-defined tokens are cut out of the text before it is encoded. As in
  * llama.cpp, the longest token text claims its occurrences first, then the
- * next longest searches the raw text that is left, and so on. */
+ * next longest searches the raw text that is left, and so on. Also which
+ * tokens end a generation (tokenizer_is_eog). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,4 +119,25 @@ bool tok_partition(const tokenizer *t, const char *text, size_t len, bool parse_
     *frags = cur.v;
     *n_frags = cur.n;
     return true;
+}
+
+/* Tokens that end a chat turn. A GGUF often declares only one end token
+ * (e.g. a Qwen file whose EOS is <|endoftext|> while its turns end with
+ * <|im_end|>), so these end a generation too when the vocabulary marks them
+ * control or user-defined (a normal token with that text is just text). */
+static const char *const turn_ends[] = {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"};
+
+static bool is_turn_end(const tokenizer *t, int32_t id)
+{
+    if (id < 0 || (uint32_t)id >= t->n_vocab) return false;
+    const tok_token *k = &t->tokens[id];
+    if (k->type != TOK_TYPE_CONTROL && k->type != TOK_TYPE_USER_DEFINED) return false;
+    for (size_t i = 0; i < sizeof turn_ends / sizeof turn_ends[0]; i++)
+        if (k->len == strlen(turn_ends[i]) && !memcmp(t->text + k->off, turn_ends[i], k->len)) return true;
+    return false;
+}
+
+bool tokenizer_is_eog(const tokenizer *t, int32_t id)
+{
+    return id != TOK_NONE && (id == t->eos || id == t->eot || is_turn_end(t, id));
 }

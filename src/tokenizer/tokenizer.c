@@ -52,11 +52,6 @@ bool tokenizer_add_bos(const tokenizer *t) { return t->add_bos; }
 bool tokenizer_add_eos(const tokenizer *t) { return t->add_eos; }
 bool tokenizer_add_space_prefix(const tokenizer *t) { return t->add_space_prefix; }
 
-bool tokenizer_is_eog(const tokenizer *t, int32_t id)
-{
-    return id != TOK_NONE && (id == t->eos || id == t->eot);
-}
-
 const char *tokenizer_token_text(const tokenizer *t, int32_t id, size_t *len)
 {
     if (!valid(t, id)) {

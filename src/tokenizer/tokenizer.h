@@ -7,10 +7,11 @@
  *    in the vocabulary; characters left over that are not in the vocabulary
  *    become byte tokens <0xNN>.
  *  - "gpt2": byte-level BPE. The text is split into words by the
- *    pre-tokenizer named in `tokenizer.ggml.pre` (GPT-2 rule by default,
- *    "llama-bpe"/"llama3" for the Llama-3 rule, "qwen2" for the Qwen2 rule),
- *    each byte is mapped to a printable character (the GPT-2 byte-to-unicode
- *    table) and the merges are applied in rank order.
+ *    pre-tokenizer named in `tokenizer.ggml.pre` (llama.cpp's names and
+ *    rules: "gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "tekken", ...;
+ *    absent: llama.cpp's "default" rule), each byte is mapped to a
+ *    printable character (the GPT-2 byte-to-unicode table) and the merges
+ *    are applied in rank order.
  *
  * A tokenizer owns copies of everything it needs: the gguf_file may be
  * closed after tokenizer_from_gguf returns. It is immutable afterwards, so
@@ -33,11 +34,19 @@ typedef enum tok_model {
     TOK_MODEL_BPE = 2, /* "gpt2" */
 } tok_model;
 
+/* The split rules of byte-level BPE (regexes: src/tokenizer/pretokenize.c);
+ * several `tokenizer.ggml.pre` names share one (src/tokenizer/config.c). */
 typedef enum tok_pre {
     TOK_PRE_NONE = 0,   /* SentencePiece: no pre-tokenizer */
     TOK_PRE_GPT2 = 1,   /* 's|'t|... | ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S) */
     TOK_PRE_LLAMA3 = 2, /* digits in groups of up to three, case-insensitive contractions */
     TOK_PRE_QWEN2 = 3,  /* the Llama-3 rule with single digits */
+    TOK_PRE_DEFAULT = 4,        /* llama.cpp's "default": punctuation runs, GPT-2, digits by 3 */
+    TOK_PRE_FALCON = 5,         /* punctuation runs, GPT-2, digits by 3 */
+    TOK_PRE_STARCODER = 6,      /* single digits, then GPT-2 */
+    TOK_PRE_DEEPSEEK_LLM = 7,   /* newlines, letter and punctuation runs, CJK, numbers */
+    TOK_PRE_DEEPSEEK_CODER = 8, /* newlines, letters, punctuation, CJK, single digits */
+    TOK_PRE_TEKKEN = 9,         /* Llama-3-like, words split at case changes, single digits */
 } tok_pre;
 
 /* Token types as stored in tokenizer.ggml.token_type. */
@@ -86,7 +95,9 @@ int32_t tokenizer_pad(const tokenizer *t);
 bool tokenizer_add_bos(const tokenizer *t);
 bool tokenizer_add_eos(const tokenizer *t);
 bool tokenizer_add_space_prefix(const tokenizer *t);
-/* True for EOS and EOT: the tokens that end a generation. */
+/* True for the tokens that end a generation: EOS, EOT, and the turn ends
+ * of chat templates (<|im_end|>, <|eot_id|>, <end_of_turn>, <|end|>) when
+ * the vocabulary marks them control or user-defined. */
 bool tokenizer_is_eog(const tokenizer *t, int32_t id);
 
 /* The token's text exactly as stored in the vocabulary (e.g. "\xe2\x96\x81the",

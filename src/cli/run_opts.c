@@ -1,0 +1,187 @@
+/* Options shared by `strata run` and `strata chat`, opening the model, the
+ * chat template choice, and checked stdout. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/run_opts.h"
+#include "cli/run_report.h"
+
+const char gen_opts_usage[] =
+    "  -m, --model FILE     GGUF model (llama, qwen2, qwen3, phi3, gemma3)\n"
+    "  -c, --ctx-size N     context length (default: the model's)\n"
+    "  -t, --threads N      threads (default: one per core)\n"
+    "  -b, --batch N        prompt tokens per forward pass (default 256)\n"
+    "  --temp X             temperature (default 0.8; 0: greedy)\n"
+    "  --top-k K            keep the K most likely tokens (default 40; 0: off)\n"
+    "  --top-p P            keep the smallest set of probability >= P (default 0.95; 1: off)\n"
+    "  --min-p P            drop tokens below P x the top probability (default 0.05; 0: off)\n"
+    "  --repeat-penalty X   penalize the last 64 tokens (default 1.0: off)\n"
+    "  -s, --seed S         sampling seed (default: from the clock; printed in the statistics)\n"
+    "  --ignore-eos         do not stop at end-of-generation tokens (they are never sampled)\n"
+    "  -sys, --system-prompt TEXT  system message of the chat\n"
+    "  --chat-template NAME chat template instead of the model's (tokenizer.chat_template):\n"
+    "                       chatml, llama2, llama3, mistral-v1, mistral-v3, mistral-v3-tekken,\n"
+    "                       mistral-v7, mistral-v7-tekken, phi3, gemma, deepseek, deepseek2,\n"
+    "                       deepseek3, zephyr, vicuna\n"
+    "  --mem SIZE           memory budget for weights, KV cache and buffers, e.g. 1.5G;\n"
+    "                       weights that do not fit are streamed from disk (default:\n"
+    "                       what `strata detect` calls usable, minus 10% / 256 MiB)\n"
+    "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
+    "  --io-threads N       streaming reader threads (default 4)\n"
+    "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait\n"
+    "  --plan FILE          run a plan saved with `strata plan --json` (default: plan now,\n"
+    "                       for this machine and the budget)\n"
+    "  --kv-f32             F32 KV cache (default F16)\n"
+    "  --reference          scalar reference kernels (exact, slow)\n"
+    "  -h, --help           show this help\n";
+
+void gen_opts_init(gen_opts *o, const char *cmd, uint64_t n_predict, uint64_t n_min)
+{
+    *o = (gen_opts){.cmd = cmd, .n_predict = n_predict, .n_predict_min = n_min,
+                    .mp = strata_model_default_params(), .sp = strata_sampler_default_params()};
+    o->mp.plan = true;
+    o->mp.n_batch = RUN_DEFAULT_BATCH;
+}
+
+bool gen_opts_flag(gen_opts *o, const char *f)
+{
+    bool *b = !strcmp(f, "--kv-f32")      ? &o->mp.kv_f32
+              : !strcmp(f, "--reference")  ? &o->mp.reference_kernels
+              : !strcmp(f, "--stats")      ? &o->stats
+              : !strcmp(f, "--ignore-eos") ? &o->ignore_eos
+                                           : NULL;
+    if (b) *b = true;
+    return b != NULL;
+}
+
+/* Integer-valued flags of the model and engine. */
+static int engine_opt(gen_opts *o, const char *f, const char *v)
+{
+    uint64_t u;
+    const char *c = o->cmd;
+    if (!strcmp(f, "-n") || !strcmp(f, "--n-predict"))
+        return arg_u64(c, f, v, o->n_predict_min, 1u << 30, &o->n_predict) ? 1 : -1;
+    if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
+        if (!arg_u64(c, f, v, 1, 1u << 24, &u)) return -1;
+        o->mp.n_ctx = (uint32_t)u;
+    } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+        if (!arg_u64(c, f, v, 1, 256, &u)) return -1;
+        o->mp.n_threads = (int)u;
+    } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
+        if (!arg_u64(c, f, v, 1, 1u << 16, &u)) return -1;
+        o->mp.n_batch = (uint32_t)u;
+    } else if (!strcmp(f, "--mem")) {
+        if (!arg_size(c, f, v, &o->mp.mem_budget)) return -1;
+        o->mem_given = true;
+    } else if (!strcmp(f, "--prefetch") || !strcmp(f, "--io-threads")) {
+        if (!arg_u64(c, f, v, 1, 64, &u)) return -1;
+        *(f[2] == 'p' ? &o->mp.prefetch_depth : &o->mp.io_threads) = (int)u;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int sampling_opt(gen_opts *o, const char *f, const char *v)
+{
+    uint64_t u;
+    double x;
+    const char *c = o->cmd;
+    if (!strcmp(f, "--top-k")) {
+        if (!arg_u64(c, f, v, 0, 1u << 30, &u)) return -1;
+        o->sp.top_k = (int32_t)u;
+    } else if (!strcmp(f, "-s") || !strcmp(f, "--seed")) {
+        if (!arg_u64(c, f, v, 0, UINT64_MAX, &o->sp.seed)) return -1;
+        o->seed_given = true;
+    } else if (!strcmp(f, "--temp")) {
+        if (!arg_float(c, f, v, 0, 100, &x)) return -1;
+        o->sp.temp = (float)x;
+    } else if (!strcmp(f, "--top-p") || !strcmp(f, "--min-p")) {
+        if (!arg_float(c, f, v, 0, 1, &x)) return -1;
+        *(f[2] == 't' ? &o->sp.top_p : &o->sp.min_p) = (float)x;
+    } else if (!strcmp(f, "--repeat-penalty")) {
+        if (!arg_float(c, f, v, 0.01, 100, &x)) return -1;
+        o->sp.repeat_penalty = (float)x;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int gen_opts_value(gen_opts *o, const char *f, const char *v)
+{
+    int r = engine_opt(o, f, v);
+    if (!r) r = sampling_opt(o, f, v);
+    if (r) return r;
+    const char **s = !strcmp(f, "-m") || !strcmp(f, "--model")                ? &o->model
+                     : !strcmp(f, "--plan")                                    ? &o->mp.plan_file
+                     : !strcmp(f, "--chat-template")                           ? &o->chat_template
+                     : !strcmp(f, "-sys") || !strcmp(f, "--system-prompt")     ? &o->system_prompt
+                                                                               : NULL;
+    if (s) *s = v;
+    return s != NULL;
+}
+
+/* Defaults that depend on the machine: threads and the memory budget. */
+static void machine_defaults(gen_opts *o)
+{
+    strata_error err;
+    if (strata_machine_probe(o->model, &o->machine, &err) != STRATA_OK) return; /* open reports the problem */
+    if (!o->mp.n_threads) o->mp.n_threads = o->machine.physical_cores;
+    if (!o->mem_given) o->mp.mem_budget = o->machine.default_budget;
+}
+
+strata_model *gen_open_model(gen_opts *o, double *load_s)
+{
+    if (!o->seed_given) o->sp.seed = (uint64_t)time(NULL);
+    machine_defaults(o);
+    o->mp.progress = isatty(STDERR_FILENO);
+    double t0 = report_now();
+    strata_error err;
+    strata_model *m;
+    if (strata_model_open(o->model, &o->mp, &m, &err)) {
+        fprintf(stderr, "strata %s: %s\n", o->cmd, err.message);
+        return NULL;
+    }
+    *load_s = report_now() - t0;
+    report_placement(m, o->model, o->mp.mem_budget);
+    return m;
+}
+
+const char *gen_chat_template(const gen_opts *o, const strata_model *m)
+{
+    strata_error err;
+    const char *name;
+    if (!strata_model_chat_template_name(m, o->chat_template, &name, &err)) return name;
+    if (o->chat_template) fprintf(stderr, "strata %s: --chat-template: %s\n", o->cmd, err.message);
+    else fprintf(stderr, "strata %s: %s: %s (--chat-template NAME)\n", o->cmd, o->model, err.message);
+    return NULL;
+}
+
+static bool out_failed(text_out *o)
+{
+    if (!o->failed) fprintf(stderr, "\nstrata %s: stdout: %s\n", o->cmd, strerror(errno ? errno : EIO));
+    o->failed = true;
+    return false;
+}
+
+bool out_text(text_out *o, const char *s, size_t n)
+{
+    if (o->failed) return false;
+    errno = 0;
+    if ((n && fwrite(s, 1, n, stdout) != n) || fflush(stdout) != 0) return out_failed(o);
+    if (n) o->last = s[n - 1];
+    return true;
+}
+
+bool out_finish(text_out *o)
+{
+    if (o->last && o->last != '\n' && !out_text(o, "\n", 1)) return false;
+    errno = 0;
+    if (o->failed || fflush(stdout) != 0 || ferror(stdout)) return o->failed ? false : out_failed(o);
+    return true;
+}
