@@ -188,7 +188,7 @@ static void bind_error(const char *arch, bool with_layers, char *msg, size_t cap
     strata_error err = {0};
     snprintf(msg, cap, "(no error)");
     if (!path || gguf_open(path, &f, &err) || model_spec_from_gguf(f, path, &spec, &err) ||
-        weights_bind(f, spec, path, KERNEL_FAST, &w, &err))
+        weights_bind(f, spec, path, &w, &err))
         snprintf(msg, cap, "%s", err.message);
     weights_free(&w);
     model_spec_free(spec);

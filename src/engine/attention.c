@@ -44,8 +44,8 @@ void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok)
     for (uint32_t t = 0; t < n_tok; t++)
         for (uint64_t g = 0; g < d->n_kv_heads; g++) {
             uint64_t off = t * d->kv_dim + g * d->head_dim;
-            store_head(kv_at(e, e->k_cache, l, g, slot0 + t), e->k + off, d->head_dim, f32);
-            store_head(kv_at(e, e->v_cache, l, g, slot0 + t), e->v + off, d->head_dim, f32);
+            store_head(kv_at(e, e->k_cache, l, g, slot0 + t), e->act[ACT_K] + off, d->head_dim, f32);
+            store_head(kv_at(e, e->v_cache, l, g, slot0 + t), e->act[ACT_V] + off, d->head_dim, f32);
         }
 }
 
@@ -95,11 +95,11 @@ static void attend_unit(const attn_job *j, long unit, float *scores)
     uint64_t pos = e->n_past + t, first = 0;
     if (e->w.swa[j->l] && pos + 1 > d->n_swa) first = pos + 1 - d->n_swa;
     uint64_t n_keys = pos - first + 1, slot = first - slot_base(e, j->l);
-    const float *q = e->q + t * d->q_dim + h0 * hd;
+    const float *q = e->act[ACT_Q] + t * d->q_dim + h0 * hd;
     e->kv.scores(q, n_q, kv_at(e, e->k_cache, j->l, g, slot), e->kv_head_bytes, n_keys, hd,
                  1.0f / sqrtf((float)hd), scores);
     for (uint64_t i = 0; i < n_q; i++) e->kv.softmax(scores + i * n_keys, n_keys);
-    e->kv.mix(e->att + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, j->l, g, slot), e->kv_head_bytes,
+    e->kv.mix(e->act[ACT_ATT] + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, j->l, g, slot), e->kv_head_bytes,
               n_keys, hd);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backend_cpu.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "engine/matmul.h"
@@ -62,7 +63,8 @@ static uint64_t max_vec_len(const model_dims *d)
  * duplicate the formulas). */
 typedef struct buffer_sizes {
     uint64_t cache; /* K (and again V) */
-    uint64_t x, xn, q, k, v, att, gate, up, vec, rope_cs, rope_factors, scores, act;
+    uint64_t act[ACT_COUNT];
+    uint64_t vec, rope_cs, rope_factors, scores, act_scratch;
 } buffer_sizes;
 
 static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_ctx, uint32_t n_batch, uint32_t kv_type)
@@ -77,17 +79,19 @@ static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B
     const model_dims *d = &w->d;
     return (buffer_sizes){
         .cache = kv_cache_bytes(w, n_ctx, B, kv_type),
-        .x = B * d->n_embd * 4, .xn = B * d->n_embd * 4, .q = B * d->q_dim * 4, .k = B * d->kv_dim * 4,
-        .v = B * d->kv_dim * 4, .att = B * d->q_dim * 4, .gate = B * d->n_ff * 4, .up = B * d->n_ff * 4,
+        .act = {[ACT_X] = B * d->n_embd * 4, [ACT_XN] = B * d->n_embd * 4, [ACT_Q] = B * d->q_dim * 4,
+                [ACT_K] = B * d->kv_dim * 4, [ACT_V] = B * d->kv_dim * 4, [ACT_ATT] = B * d->q_dim * 4,
+                [ACT_GATE] = B * d->n_ff * 4, [ACT_UP] = B * d->n_ff * 4},
         .vec = max_vec_len(d) * 4, .rope_cs = 2 * B * d->rope_dim * 4, .rope_factors = d->rope_dim / 2 * 4,
-        .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4, .act = max_act_bytes(w, B),
+        .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4, .act_scratch = max_act_bytes(w, B),
     };
 }
 
 static uint64_t sizes_total(const buffer_sizes *z)
 {
-    return 2 * z->cache + z->x + z->xn + z->q + z->k + z->v + z->att + z->gate + z->up + z->vec + z->rope_cs +
-           z->rope_factors + z->scores + z->act;
+    uint64_t sum = 2 * z->cache + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch;
+    for (int a = 0; a < ACT_COUNT; a++) sum += z->act[a];
+    return sum;
 }
 
 static strata_status kv_layout(engine *e, strata_error *err)
@@ -116,21 +120,15 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     if (st) return st;
     e->k_cache = scratch(e, z.cache);
     e->v_cache = scratch(e, z.cache);
-    e->x = scratch(e, z.x);
-    e->xn = scratch(e, z.xn);
-    e->q = scratch(e, z.q);
-    e->k = scratch(e, z.k);
-    e->v = scratch(e, z.v);
-    e->att = scratch(e, z.att);
-    e->gate = scratch(e, z.gate);
-    e->up = scratch(e, z.up);
+    bool ok = true;
+    for (int a = 0; a < ACT_COUNT; a++) ok = (e->act[a] = scratch(e, z.act[a])) && ok;
     e->vec = scratch(e, z.vec);
     e->rope_cs = scratch(e, z.rope_cs);
     e->rope_factors = scratch(e, z.rope_factors);
     e->scores = scratch(e, z.scores);
-    e->act = scratch(e, z.act);
-    if (!e->k_cache || !e->v_cache || !e->x || !e->xn || !e->q || !e->k || !e->v || !e->att || !e->gate ||
-        !e->up || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores || !e->act)
+    e->act_scratch = scratch(e, z.act_scratch);
+    if (!ok || !e->k_cache || !e->v_cache || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores ||
+        !e->act_scratch)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
                        " bytes)", e->n_ctx, 2 * z.cache);
     e->rope_cs_swa = e->rope_cs + (uint64_t)e->n_batch * d->rope_dim;
@@ -158,6 +156,9 @@ static strata_status configure(engine *e, const model_spec *spec, const engine_p
     if (st) return st;
     if (!(e->pool = pool_new(p->n_threads > 0 ? p->n_threads : 1)))
         return err_set(err, STRATA_E_NOMEM, "cannot start %d threads", p->n_threads);
+    backend_cpu_init(&e->cpu, e);
+    if (!(e->site = calloc(e->w.d.n_layers + 1, sizeof *e->site))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint64_t g = 0; g <= e->w.d.n_layers; g++) e->site[g] = &e->cpu;
     return STRATA_OK;
 }
 
@@ -172,7 +173,8 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
     model_weights *w = calloc(1, sizeof *w);
     if (!w) return err_set(err, STRATA_E_NOMEM, "out of memory");
     out->weights = w;
-    strata_status st = weights_bind(f, spec, f->splits[0].path, p->kernels, w, err);
+    strata_status st = weights_bind(f, spec, f->splits[0].path, w, err);
+    if (!st) st = backend_cpu_select_kernels(w, p->kernels, err);
     if (!st) st = resolve(spec, p, &out->n_ctx, &out->n_batch, &out->kv_type, err);
     if (st) return st;
     buffer_sizes z = sizes_for(w, out->n_ctx, out->n_batch, out->kv_type, p->n_threads > 0 ? p->n_threads : 1);
@@ -247,7 +249,8 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, STRATA_E_NOMEM, "out of memory");
     e->file = f;
-    strata_status st = weights_bind(f, spec, f->splits[0].path, p->kernels, &e->w, err);
+    strata_status st = weights_bind(f, spec, f->splits[0].path, &e->w, err);
+    if (!st) st = backend_cpu_select_kernels(&e->w, p->kernels, err);
     if (!st && e->w.moe)
         st = err_set(err, STRATA_E_UNSUPPORTED, "%s: mixture-of-experts execution is not available yet (%" PRIu64
                      " experts, %" PRIu64 " used): `strata inspect` and `strata plan` work on this model", f->splits[0].path,
@@ -269,9 +272,10 @@ void engine_free(engine *e)
     if (!e) return;
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
-    void *bufs[] = {e->k_cache, e->v_cache, e->x, e->xn, e->q, e->k, e->v, e->att, e->gate, e->up, e->vec, e->rope_cs,
-                    e->rope_factors, e->scores, e->act, e->kv_off, e->kv_len};
+    void *bufs[] = {e->k_cache, e->v_cache, e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch,
+                    e->kv_off, e->kv_len, e->site};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);
     weights_free(&e->w);
     free(e);
 }

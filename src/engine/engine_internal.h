@@ -2,6 +2,7 @@
 #ifndef STRATA_ENGINE_ENGINE_INTERNAL_H
 #define STRATA_ENGINE_ENGINE_INTERNAL_H
 
+#include "engine/backend.h"
 #include "engine/engine.h"
 #include "engine/ops.h"
 #include "engine/threadpool.h"
@@ -29,28 +30,26 @@ struct engine {
     swiglu_fn glu;              /* the FFN gate: SwiGLU or GeGLU */
     kernel_mode kernels;
     rope_cfg rope, rope_swa;    /* global and sliding-window layers */
-    float *x;                   /* [n_batch][n_embd] residual stream */
-    float *xn;                  /* [n_batch][n_embd] normed input, then a block's output */
-    float *q;                   /* [n_batch][q_dim] */
-    float *k, *v;               /* [n_batch][kv_dim] */
-    float *att;                 /* [n_batch][q_dim] attention output */
-    float *gate, *up;           /* [n_batch][n_ff] */
+    float *act[ACT_COUNT];      /* the CPU back end's activations, shapes in backend.h */
     float *vec;                 /* [vec_len] a norm weight or bias as floats */
     float *rope_cs;             /* [n_batch][rope_dim]: (cos, sin) per pair and position */
     float *rope_cs_swa;         /* the same for window layers (rope_cs when the bases agree) */
     float *rope_factors;        /* [rope_dim / 2] frequency divisors, or NULL */
     float *scores;              /* [n_threads][engine_scores_per_thread] */
-    void *act;                  /* prepared activation rows (matmul_act_bytes) */
+    void *act_scratch;          /* prepared activation rows (matmul_act_bytes) */
+    backend cpu;                /* the CPU back end */
+    backend *gpu;               /* a GPU back end, or NULL */
+    backend **site;             /* n_layers + 1: where each layer, then the output, runs */
     uint64_t scratch_bytes;
 };
 
-/* Attention of the batch's tokens (queries in e->q, K and V of the batch
- * already in the cache) for layer l; writes e->att. */
+/* Attention of the batch's tokens (queries in ACT_Q, K and V of the batch
+ * already in the cache) for layer l; writes ACT_ATT (CPU back end). */
 void engine_attention(engine *e, uint64_t l, uint32_t n_tok);
 /* Floats of attention scores one thread needs: a KV head's query heads
  * against every position. */
 uint64_t engine_scores_per_thread(const model_dims *d, uint64_t n_ctx);
-/* Stores the batch's K and V rows (e->k, e->v) at their positions. */
+/* Stores the batch's K and V rows (ACT_K, ACT_V) at their positions. */
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok);
 /* Makes room for n_tok more positions in the window layers' caches. */
 void engine_slide_window(engine *e, uint32_t n_tok);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/weights.h"
+#include "kernels/cpu/dequant.h"
 #include "util/error.h"
 
 static strata_status expect(const gguf_tensor *t, const char *path, const char *name, const uint64_t ne[3],
@@ -20,20 +21,16 @@ static strata_status expect(const gguf_tensor *t, const char *path, const char *
     return STRATA_OK;
 }
 
-static strata_status kernel_for(const gguf_tensor *t, kernel_mode mode, const kernel_desc **k, strata_error *err)
+/* Norm weights and biases are converted to floats as they are used. */
+static strata_status vector_type(const gguf_tensor *t, const char *path, strata_error *err)
 {
-    *k = kernel_select(t->type, mode);
-    if (!*k)
-        return err_set(err, STRATA_E_UNSUPPORTED, "tensor '%s' has type %s, which the engine cannot run", t->name,
-                       ggml_type_name(t->type));
-    /* quantized activations come in whole blocks; rows that are not fall back */
-    const ggml_type_info *a = ggml_type_get((*k)->act_type);
-    if ((*k)->act_type != GGML_TYPE_F32 && t->ne[0] % a->block_elems) *k = kernel_reference(t->type);
-    return STRATA_OK;
+    if (dequant_supported(t->type)) return STRATA_OK;
+    return err_set(err, STRATA_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which strata cannot read", path, t->name,
+                   ggml_type_name(t->type));
 }
 
 static strata_status bind_layer(const gguf_file *f, const char *path, model_weights *w, uint64_t l,
-                                kernel_mode mode, strata_error *err)
+                                strata_error *err)
 {
     for (int s = 0; s < LS_COUNT; s++) {
         slot_need need = arch_layer_need(w->arch, w->moe, (layer_slot)s);
@@ -45,7 +42,7 @@ static strata_status bind_layer(const gguf_file *f, const char *path, model_weig
         uint64_t ne[3];
         arch_layer_shape(&w->d, w->arch, (layer_slot)s, ne);
         strata_status st = expect(t, path, name, ne, err);
-        if (!st && !arch_layer_slot_is_vector((layer_slot)s)) st = kernel_for(t, mode, &w->kern[l][s], err);
+        if (!st && arch_layer_slot_is_vector((layer_slot)s)) st = vector_type(t, path, err);
         if (st) return st;
         w->layer[l][s] = t;
     }
@@ -53,8 +50,7 @@ static strata_status bind_layer(const gguf_file *f, const char *path, model_weig
     return STRATA_OK;
 }
 
-static strata_status bind_globals(const gguf_file *f, const char *path, model_weights *w, kernel_mode mode,
-                                  strata_error *err)
+static strata_status bind_globals(const gguf_file *f, const char *path, model_weights *w, strata_error *err)
 {
     for (int s = 0; s < GS_COUNT; s++) {
         slot_need need = arch_global_need(w->arch, (global_slot)s);
@@ -64,6 +60,7 @@ static strata_status bind_globals(const gguf_file *f, const char *path, model_we
         uint64_t ne[3];
         arch_global_shape(&w->d, (global_slot)s, ne);
         strata_status st = expect(t, path, name, ne, err);
+        if (!st && s != GS_EMBD && s != GS_OUTPUT) st = vector_type(t, path, err);
         if (st) return st;
         w->global[s] = t;
     }
@@ -72,11 +69,11 @@ static strata_status bind_globals(const gguf_file *f, const char *path, model_we
     w->output[OS_NORM] = w->global[GS_OUTPUT_NORM];
     w->output[OS_PROJ] = w->global[GS_OUTPUT];
     w->groups[w->d.n_layers] = (store_group){OS_COUNT, w->output};
-    return kernel_for(w->output[OS_PROJ], mode, &w->kern_output, err);
+    return STRATA_OK;
 }
 
-strata_status weights_bind(const gguf_file *f, const model_spec *spec, const char *path, kernel_mode mode,
-                           model_weights *w, strata_error *err)
+strata_status weights_bind(const gguf_file *f, const model_spec *spec, const char *path, model_weights *w,
+                           strata_error *err)
 {
     memset(w, 0, sizeof *w);
     if (!(w->arch = arch_find(spec->hp.arch)))
@@ -93,9 +90,9 @@ strata_status weights_bind(const gguf_file *f, const model_spec *spec, const cha
     if (!w->layer || !w->kern || !w->swa || !w->groups) return err_set(err, STRATA_E_NOMEM, "out of memory");
     for (uint64_t l = 0; l < nl; l++) {
         w->swa[l] = spec->layer_swa[l] && w->d.n_swa > 0;
-        if ((st = bind_layer(f, path, w, l, mode, err))) return st;
+        if ((st = bind_layer(f, path, w, l, err))) return st;
     }
-    return bind_globals(f, path, w, mode, err);
+    return bind_globals(f, path, w, err);
 }
 
 void weights_free(model_weights *w)

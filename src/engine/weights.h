@@ -1,7 +1,7 @@
 /* Binding a model's tensors to the slots of its architecture: every tensor
  * the forward pass needs, found by the name the architecture table gives,
- * its shape checked against the dimensions, a kernel chosen for each
- * matrix, before any data is read. Tensors are registered with the store in
+ * its shape checked against the dimensions, before any data is read (the
+ * back ends choose their kernels: backend_cpu_select_kernels). Tensors are registered with the store in
  * groups: one per layer (all LS_COUNT slots, NULL where absent, so the data
  * of slot s is data[s]) and one for the output (norm, projection). */
 #ifndef STRATA_ENGINE_WEIGHTS_H
@@ -20,7 +20,7 @@ typedef struct model_weights {
     model_dims d;
     bool moe;
     const gguf_tensor *(*layer)[LS_COUNT];  /* n_layers entries; NULL where absent */
-    const kernel_desc *(*kern)[LS_COUNT];   /* matrix kernels; NULL for vectors */
+    const kernel_desc *(*kern)[LS_COUNT];   /* CPU matrix kernels; NULL for vectors */
     bool *swa;                              /* n_layers: layer uses the sliding window */
     const gguf_tensor *global[GS_COUNT];    /* GS_OUTPUT is the embedding when tied */
     const gguf_tensor *output[OS_COUNT];
@@ -28,10 +28,10 @@ typedef struct model_weights {
     store_group *groups;                    /* n_layers + 1 */
 } model_weights;
 
-/* Finds and checks every tensor (presence, shape, a kernel for its type)
- * and the hyper-parameters; errors name the file and the tensor or key. */
-strata_status weights_bind(const gguf_file *f, const model_spec *spec, const char *path, kernel_mode mode,
-                           model_weights *w, strata_error *err);
+/* Finds and checks every tensor (presence, shape, vector types) and the
+ * hyper-parameters; errors name the file and the tensor or key. */
+strata_status weights_bind(const gguf_file *f, const model_spec *spec, const char *path, model_weights *w,
+                           strata_error *err);
 void weights_free(model_weights *w);
 
 #endif

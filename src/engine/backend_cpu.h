@@ -1,0 +1,16 @@
+/* The CPU back end (backend_cpu.c) and its kernel choice. */
+#ifndef STRATA_ENGINE_BACKEND_CPU_H
+#define STRATA_ENGINE_BACKEND_CPU_H
+
+#include "engine/backend.h"
+#include "engine/weights.h"
+
+struct engine;
+void backend_cpu_init(backend *b, struct engine *e);
+
+/* Chooses the CPU kernel of every matrix (w->kern, w->kern_output): the
+ * fast kernel for this CPU or the reference. Errors name a tensor whose
+ * type the CPU cannot run. */
+strata_status backend_cpu_select_kernels(model_weights *w, kernel_mode mode, strata_error *err);
+
+#endif
