@@ -37,6 +37,50 @@ ASAN_CLI_OBJ  := $(filter-out %/main.o,$(CLI_SRC:%.c=$(BUILD)/asan/%.o))
 ASAN_SYNTH_OBJ:= $(filter-out %/main.o,$(SYNTH_SRC:%.c=$(BUILD)/asan/%.o))
 ASAN_TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/asan/%.o)
 
+# GPU shaders (src/backend/vulkan/shaders): glslc compiles each *.comp to
+# SPIR-V in $(BUILD)/shaders; those that reduce over a workgroup (they
+# include reduce.glsl or mm_main.glsl) also get a subgroup-arithmetic variant
+# in $(BUILD)/shaders/sg (-DUSE_SUBGROUP).
+# embed_spirv.sh writes them all as word arrays into one generated C file,
+# compiled into libstrata like any library source (release, ASan, fuzz).
+VK_DIR      := src/backend/vulkan/shaders
+VK_COMP     := $(sort $(wildcard $(VK_DIR)/*.comp))
+VK_GLSL     := $(wildcard $(VK_DIR)/*.glsl)
+VK_SG_COMP  := $(sort $(shell grep -lE '"(reduce|mm_main)\.glsl"' $(VK_COMP) /dev/null))
+VK_SPV      := $(VK_COMP:$(VK_DIR)/%.comp=$(BUILD)/shaders/%.spv) \
+               $(VK_SG_COMP:$(VK_DIR)/%.comp=$(BUILD)/shaders/sg/%.spv)
+VK_GEN      := $(BUILD)/gen/vk_shaders.c
+GLSLC_FLAGS := --target-env=vulkan1.2 --target-spv=spv1.5 -O -Werror
+GLSLC_CHECK := command -v glslc >/dev/null || { echo "glslc not found: install the Debian package glslc" >&2; exit 1; }
+LIB_OBJ      += $(BUILD)/obj/gen/vk_shaders.o
+ASAN_LIB_OBJ += $(BUILD)/asan/gen/vk_shaders.o
+
+$(BUILD)/shaders/%.spv: $(VK_DIR)/%.comp $(VK_GLSL)
+	@$(GLSLC_CHECK)
+	@mkdir -p $(dir $@)
+	glslc $(GLSLC_FLAGS) $< -o $@
+
+$(BUILD)/shaders/sg/%.spv: $(VK_DIR)/%.comp $(VK_GLSL)
+	@$(GLSLC_CHECK)
+	@mkdir -p $(dir $@)
+	glslc $(GLSLC_FLAGS) -DUSE_SUBGROUP $< -o $@
+
+$(VK_GEN): $(VK_SPV) src/backend/vulkan/embed_spirv.sh
+	@mkdir -p $(dir $@)
+	sh src/backend/vulkan/embed_spirv.sh $@ $(VK_SPV)
+
+$(BUILD)/obj/gen/vk_shaders.o: $(VK_GEN) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BASEFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/gen/vk_shaders.o: $(VK_GEN) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BASEFLAGS) $(SANFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/gen/vk_shaders.o: $(VK_GEN) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(BASEFLAGS) $(FUZZFLAGS) -c $< -o $@
+
 STRATA   := $(BUILD)/strata
 SYNTH    := $(BUILD)/strata-synth
 LIBA     := $(BUILD)/libstrata.a
@@ -98,6 +142,7 @@ test: $(TESTBIN) $(ASAN_STRATA) $(ASAN_SYNTH) $(STRATA)
 FUZZ_BIN  := $(BUILD)/fuzz/fuzz_gguf
 FUZZFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJ  := $(LIB_SRC:%.c=$(BUILD)/fuzz/%.o)
+FUZZ_OBJ  += $(BUILD)/fuzz/gen/vk_shaders.o
 $(BUILD)/fuzz/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(BASEFLAGS) $(FUZZFLAGS) $(simd_flags) -c $< -o $@

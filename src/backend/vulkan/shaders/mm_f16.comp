@@ -1,0 +1,18 @@
+#version 450
+/* F16 weights: virtual blocks of 8 halves, one unit each. */
+#define BLOCK_ELEMS 8u
+#define BLOCK_BYTES 16u
+#define UNITS 1u
+#define S 4
+#include "common.glsl"
+#include "mm_blocks.glsl"
+void dq_unit(uvec2 blk, uint u, out float a[S], out float b[S], out uint oa, out uint ob)
+{
+    for (uint i = 0u; i < S; i++) {
+        a[i] = h2f(wd(blk, i));
+        b[i] = h2f(wd(blk, 4u + i));
+    }
+    oa = 0u;
+    ob = 4u;
+}
+#include "mm_main.glsl"

@@ -1,0 +1,147 @@
+/* A Vulkan compute device for the forward pass (the GPU back end's device
+ * layer). libvulkan.so.1 is loaded at run time, so a machine without a
+ * Vulkan loader or device runs on the CPU; the real Vulkan headers are used
+ * (VK_NO_PROTOTYPES). Shaders are GLSL compiled to SPIR-V at build time by
+ * glslc and embedded in the binary.
+ *
+ * Buffers are addressed by their device address (buffer device address):
+ * every op takes 64-bit addresses (vkb_addr(buf) + byte offset) and sizes
+ * in push constants, so there are no descriptor sets to manage.
+ *
+ * Ops are recorded into one command buffer between vkb_begin and vkb_run;
+ * vkb_barrier orders an op after the ones recorded before it (ops between
+ * two barriers may run concurrently, so they must not touch the same
+ * memory). All activations are f32; the KV cache is f16.
+ *
+ * Ops return nothing: one called with arguments its shader cannot take
+ * (listed with each op), or outside vkb_begin .. vkb_run, records nothing
+ * and the next vkb_run fails with that one-line message, submitting nothing.
+ * Addresses of f32 data must be 4-byte aligned, of f16 / weight data
+ * 2-byte aligned; each array an op indexes holds fewer than 2^32 elements.
+ * A vkb is used by one thread at a time. */
+#ifndef STRATA_BACKEND_VULKAN_VKB_H
+#define STRATA_BACKEND_VULKAN_VKB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "strata.h"
+
+typedef struct vkb vkb;
+typedef struct vkb_buf vkb_buf;
+
+typedef struct vkb_info {
+    char name[256];
+    uint32_t vendor_id, device_id;
+    bool is_cpu;              /* a software device (lavapipe) */
+    bool subgroup_arith;      /* the shaders' subgroup-arithmetic variants are used
+                                 (device support, unless STRATA_VK_SUBGROUP=0);
+                                 else shared-memory reductions */
+    uint64_t heap_bytes;      /* the device-local heap */
+    uint64_t budget_bytes;    /* VK_EXT_memory_budget's heapBudget at open, else the
+                                 heap minus max(10 %, 256 MiB), at most half */
+} vkb_info;
+
+/* Opens device `index` of the loader's list, or with index < 0 the first
+ * discrete, then integrated (then virtual, other) GPU; a software device
+ * (lavapipe) only when allow_cpu, also when asked for by index. Fails with
+ * STRATA_E_UNSUPPORTED and a one-line reason (no loader, no device, no
+ * device `index`, Vulkan < 1.2, no storageBuffer16BitAccess or
+ * bufferDeviceAddress). The loader and one VkInstance are made on the first
+ * call and kept for the life of the process (drivers keep process-wide
+ * state; Mesa's leaks when unloaded). */
+strata_status vkb_open(int index, bool allow_cpu, vkb **out, strata_error *err);
+void vkb_close(vkb *v); /* also frees the buffers still allocated; NULL is a no-op */
+const vkb_info *vkb_get_info(const vkb *v);
+
+/* ---- memory ---- */
+
+/* Device-local (host_visible false) or host-visible coherent memory, one
+ * VkDeviceMemory each (allocate few large buffers: drivers cap the count,
+ * 4096 on NVIDIA). A device-local buffer that would take vkb_device_bytes
+ * over budget_bytes fails with STRATA_E_NOMEM before asking the driver; any
+ * failure is an error naming the size, not a crash. 0 bytes is invalid. */
+strata_status vkb_alloc(vkb *v, uint64_t bytes, bool host_visible, vkb_buf **out, strata_error *err);
+void vkb_free(vkb *v, vkb_buf *b);
+uint64_t vkb_addr(const vkb_buf *b);
+uint64_t vkb_size(const vkb_buf *b);
+void *vkb_map(vkb_buf *b);            /* host-visible buffers only, else NULL */
+/* Device-local bytes of the caller's buffers now (the layer's own 128 KiB
+ * GELU table and 16 MiB host-visible staging are not counted). */
+uint64_t vkb_device_bytes(const vkb *v);
+
+/* Host <-> device copies through an internal staging buffer (two 8 MiB
+ * halves: large copies go in chunks, the host filling or draining one half
+ * while the device copies the other); they block, are ordered after the
+ * last vkb_run's ops, and must not be called between vkb_begin and vkb_run.
+ * A range outside the buffer is STRATA_E_INVALID. */
+strata_status vkb_upload(vkb *v, vkb_buf *dst, uint64_t off, const void *src, uint64_t n, strata_error *err);
+strata_status vkb_download(vkb *v, const vkb_buf *src, uint64_t off, void *dst, uint64_t n, strata_error *err);
+
+/* ---- recording ---- */
+
+/* Starts recording (discarding anything recorded and not run). */
+void vkb_begin(vkb *v);
+void vkb_barrier(vkb *v);
+/* Submits what was recorded and waits; device loss or a timeout (120 s) is
+ * an error, after which the vkb can only be closed. Host-visible buffers
+ * written by the ops can be read through vkb_map when it returns. */
+strata_status vkb_run(vkb *v, strata_error *err);
+
+/* ---- ops (addresses are device addresses; f32 unless stated) ---- */
+
+/* True when vkb_matmul has a shader for weights of this ggml type. */
+bool vkb_matmul_supported(uint32_t ggml_type);
+/* y[t][r] = sum_i W[r][i] * x[t][i] for r < n_out, t < n_tok: W is n_out
+ * rows of n_in elements of `type` packed as in GGUF (row r at w + r *
+ * row_bytes); x is [n_tok][n_in], y [n_tok][n_out]. Types: F32, F16, BF16,
+ * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, dequantized to exactly
+ * the CPU's values (dequant_row), dot products in f32. n_in must be a
+ * multiple of the block (32, 256; 8 for the float types). */
+void vkb_matmul(vkb *v, uint32_t type, uint64_t w, uint64_t x, uint64_t y, uint32_t n_in, uint32_t n_out,
+                uint32_t n_tok);
+/* y[r] = x[r] * (1 / sqrt(mean(x[r]^2) + eps)) * w for n_rows rows of n
+ * (y may be x). */
+void vkb_rmsnorm(vkb *v, uint64_t x, uint64_t w, uint64_t y, uint32_t n, uint32_t n_rows, float eps);
+/* y += x over n floats. */
+void vkb_add(vkb *v, uint64_t y, uint64_t x, uint32_t n);
+/* y[r] += b for n_rows rows of n. */
+void vkb_add_rows(vkb *v, uint64_t y, uint64_t b, uint32_t n, uint32_t n_rows);
+/* x *= s over n floats. */
+void vkb_scale(vkb *v, uint64_t x, float s, uint32_t n);
+/* Rotates n_heads heads of each of n_tok rows in place: head h of token t
+ * starts at x + (t * row_stride + h * head_dim) floats; cs is [n_tok][rope_dim]
+ * (cos, sin) per pair; pairs (2i, 2i+1), or (i, i + rope_dim/2) with neox;
+ * dims from rope_dim on are untouched. a' = a*c - b*s, b' = a*s + b*c,
+ * unfused: the CPU's op_rope bit for bit. rope_dim even, <= head_dim. */
+void vkb_rope(vkb *v, uint64_t x, uint64_t cs, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim,
+              uint32_t rope_dim, uint32_t row_stride, bool neox);
+/* gate[i] = act(gate[i]) * up[i]: SiLU (x / (1 + exp(-x))), or with gelu
+ * the tanh GELU of the input rounded to f16, result rounded to f16: bit for
+ * bit the CPU's geglu_f16 (a table of all 65536 f16 inputs, built on the
+ * host by the CPU's gelu_tanh, is looked up on the device). */
+void vkb_glu(vkb *v, uint64_t gate, uint64_t up, uint32_t n, bool gelu);
+/* Stores K or V rows of n_tok tokens into an f16 cache laid out
+ * [n_kv_heads][kv_len][head_dim]: token t's head g (src + t * n_kv_heads *
+ * head_dim + g * head_dim floats) goes to slot slot0 + t (< kv_len),
+ * rounded to nearest even in integer arithmetic: the CPU's f32_to_fp16. */
+void vkb_kv_store(vkb *v, uint64_t src, uint64_t cache, uint32_t n_tok, uint32_t n_kv_heads, uint32_t head_dim,
+                  uint32_t kv_len, uint32_t slot0);
+/* Causal grouped-query attention of n_tok tokens at positions pos0 + t:
+ * q [n_tok][n_heads * head_dim], caches as in vkb_kv_store (f16), out like q.
+ * Query head h reads KV head h / (n_heads / n_kv_heads). Token t sees
+ * positions first..pos with pos = pos0 + t and first = 0, or with a window
+ * (n_swa > 0) max(0, pos + 1 - n_swa); position p is at slot p - slot_base
+ * (so first >= slot_base and pos0 + n_tok <= slot_base + kv_len).
+ * Scores are scaled by `scale`, softmax in f32 (streaming: one workgroup
+ * per token and query head, no scratch memory). head_dim <= 512; n_heads a
+ * multiple of n_kv_heads. */
+typedef struct vkb_attn {
+    uint64_t q, k_cache, v_cache, out;
+    uint32_t n_tok, n_heads, n_kv_heads, head_dim, kv_len;
+    uint32_t pos0, n_swa, slot_base;
+    float scale;
+} vkb_attn;
+void vkb_attention(vkb *v, const vkb_attn *a);
+
+#endif
