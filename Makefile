@@ -91,7 +91,7 @@ TESTBIN  := $(BUILD)/asan/strata-tests
 ASAN_STRATA := $(BUILD)/asan/strata
 ASAN_SYNTH  := $(BUILD)/asan/strata-synth
 
-.PHONY: all test fuzz bench demo install clean FORCE
+.PHONY: all test fuzz bench bench-gpu demo install clean FORCE
 all: $(STRATA) $(SYNTH) $(LIBA) $(LIBSO) $(PCFILE)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -161,6 +161,11 @@ demo: $(STRATA) $(SYNTH)
 
 bench: all
 	@if [ -x bench/run ]; then bench/run; else echo "no benchmarks yet"; fi
+
+# The GPU tier: 7B- and 13B-shaped models in VRAM, split with the CPU, and
+# the CPU alone (GPU=N picks a device; QUICK=1: a tiny model, a smoke test).
+bench-gpu: all
+	@BUILD=$(BUILD) sh bench/gpu.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include

@@ -79,6 +79,13 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
 
 typedef struct strata_model strata_model;
 
+/* Which GPU runs layers (Vulkan). */
+typedef enum strata_gpu_mode {
+    STRATA_GPU_OFF = 0, /* CPU only */
+    STRATA_GPU_AUTO,    /* the first discrete or integrated GPU, if any; else the CPU (the reason is in the stats) */
+    STRATA_GPU_DEVICE,  /* Vulkan device gpu_index (software devices too); an error if it cannot be used */
+} strata_gpu_mode;
+
 typedef struct strata_model_params {
     uint32_t n_ctx;          /* context length; 0: the model's */
     uint32_t n_batch;        /* tokens per forward pass; 0: 256 */
@@ -93,6 +100,10 @@ typedef struct strata_model_params {
     bool plan;               /* place the weights with the planner (budget and measured
                                 bandwidths of this machine) instead of the store's rule */
     const char *plan_file;   /* execute this saved plan (`strata plan --json`) */
+    strata_gpu_mode gpu;     /* layers in VRAM, from the first on, as many as fit */
+    int gpu_index;           /* with STRATA_GPU_DEVICE */
+    uint64_t gpu_mem;        /* device bytes at most; 0: the device's budget */
+    uint32_t gpu_layers_max; /* layers on the GPU at most (llama.cpp's -ngl); 0: as many as fit */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -125,6 +136,11 @@ typedef struct strata_model_stats {
     double predicted_decode_tps; /* the plan's prediction; 0 without a plan */
     double predicted_disk_bw;    /* the disk bandwidth the plan assumed (bytes/s) */
     bool predicted_measured;     /* the plan used measured bandwidths */
+    uint32_t gpu_layers;         /* layers running on the GPU */
+    bool gpu_output;             /* the output projection too */
+    uint64_t gpu_bytes;          /* device memory held */
+    const char *gpu_name;        /* "" without a GPU */
+    const char *gpu_note;        /* why the GPU is not used, or not for every layer ("" otherwise) */
 } strata_model_stats;
 
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out);

@@ -168,6 +168,9 @@ strata_model *conf_open(const conf_fixture *f, conf_mode mode, char *err, size_t
     mp.reference_kernels = mode.kernels == CONF_KERNELS_REFERENCE;
     mp.kv_f32 = mode.kv == CONF_KV_F32;
     mp.n_threads = mode.n_threads > 0 ? mode.n_threads : 2;
+    mp.gpu = mode.gpu ? STRATA_GPU_DEVICE : STRATA_GPU_OFF;
+    mp.gpu_index = mode.gpu_index;
+    mp.gpu_layers_max = mode.gpu_layers;
     size_t need = f->n_prompt + f->n_greedy + 1;
     mp.n_ctx = need > 256 ? (uint32_t)need : 256;
     strata_model *m = NULL;

@@ -67,13 +67,16 @@ typedef struct conf_mode {
     conf_kernels kernels;
     conf_kv kv;
     int n_threads; /* <= 0: 2 (as the golden runs) */
+    bool gpu;      /* layers on Vulkan device gpu_index (software devices too) */
+    int gpu_index;
+    uint32_t gpu_layers; /* at most this many (0: all that fit) */
 } conf_mode;
 
 /* The two usual modes: the truth (scalar kernels, F32 KV cache) and what
  * `strata run` uses by default (fast kernels, F16 KV cache, like llama.cpp). */
-#define CONF_REFERENCE ((conf_mode){CONF_KERNELS_REFERENCE, CONF_KV_F32, 2})
-#define CONF_FAST ((conf_mode){CONF_KERNELS_FAST, CONF_KV_F16, 2})
-#define CONF_FAST_F32KV ((conf_mode){CONF_KERNELS_FAST, CONF_KV_F32, 2})
+#define CONF_REFERENCE ((conf_mode){.kernels = CONF_KERNELS_REFERENCE, .kv = CONF_KV_F32, .n_threads = 2})
+#define CONF_FAST ((conf_mode){.kernels = CONF_KERNELS_FAST, .kv = CONF_KV_F16, .n_threads = 2})
+#define CONF_FAST_F32KV ((conf_mode){.kernels = CONF_KERNELS_FAST, .kv = CONF_KV_F32, .n_threads = 2})
 
 /* A loaded fixture (conf_fixture_load). */
 typedef struct conf_fixture {

@@ -71,8 +71,8 @@ TEST(test_engine_threads_and_batching_agree)
         return;
     }
     char err[CONF_ERROR_MAX];
-    strata_model *a = conf_open(&f, (conf_mode){CONF_KERNELS_FAST, CONF_KV_F16, 1}, err, sizeof err);
-    strata_model *b = a ? conf_open(&f, (conf_mode){CONF_KERNELS_FAST, CONF_KV_F16, 3}, err, sizeof err) : NULL;
+    strata_model *a = conf_open(&f, (conf_mode){.kernels = CONF_KERNELS_FAST, .kv = CONF_KV_F16, .n_threads = 1}, err, sizeof err);
+    strata_model *b = a ? conf_open(&f, (conf_mode){.kernels = CONF_KERNELS_FAST, .kv = CONF_KV_F16, .n_threads = 3}, err, sizeof err) : NULL;
     CHECK(a && b, " %s", err);
     size_t V = a ? strata_model_n_vocab(a) : 0, P = f.n_prompt, t = 0;
     float *la = calloc(P * V + 1, sizeof(float)), *lb = calloc(P * V + 1, sizeof(float));

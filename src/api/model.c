@@ -5,6 +5,7 @@
 
 #include "engine/engine.h"
 #include "gguf/gguf.h"
+#include "hw/hw.h"
 #include "model/model_spec.h"
 #include "strata.h"
 #include "tokenizer/tokenizer.h"
@@ -50,7 +51,11 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
                         .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST,
                         .mem_budget = p->mem_budget,
                         .store = {.prefetch_depth = p->prefetch_depth, .io_threads = p->io_threads,
-                                  .progress = p->progress}};
+                                  .progress = p->progress},
+                        .gpu = {.mode = p->gpu == STRATA_GPU_AUTO && hw_gpu_device_node_present() ? ENGINE_GPU_AUTO
+                                        : p->gpu == STRATA_GPU_DEVICE ? ENGINE_GPU_INDEX
+                                                                      : ENGINE_GPU_OFF,
+                                .index = p->gpu_index, .mem_cap = p->gpu_mem, .max_layers = p->gpu_layers_max}};
     if (p->plan || p->plan_file) st = model_plan(m, path, p, ep.n_threads, &ep, err);
     if (st) return st;
     if (!ep.mem_budget) ep.mem_budget = m->planned_budget;
@@ -105,6 +110,12 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
                                 .direct_io = s.direct_io, .predicted_decode_tps = m->predicted_tps,
                                 .predicted_disk_bw = m->predicted_disk_bw,
                                 .predicted_measured = m->predicted_measured};
+    engine_gpu_stats g = engine_get_gpu_stats(m->eng);
+    out->gpu_layers = g.layers;
+    out->gpu_output = g.output;
+    out->gpu_bytes = g.device_bytes;
+    out->gpu_name = g.name;
+    out->gpu_note = g.note;
 }
 
 const char *strata_model_plan_summary(const strata_model *m) { return m->summary; }

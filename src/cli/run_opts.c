@@ -35,6 +35,12 @@ const char gen_opts_usage[] =
     "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait\n"
     "  --plan FILE          run a plan saved with `strata plan --json` (default: plan now,\n"
     "                       for this machine and the budget)\n"
+    "  --gpu auto|none|N    run layers in VRAM on a GPU (Vulkan): auto (default) takes the\n"
+    "                       first discrete or integrated GPU if there is one, N the loader's\n"
+    "                       device N (software devices too), none only the CPU; layers go\n"
+    "                       to the GPU from the first on, as many as fit\n"
+    "  --gpu-mem SIZE       device memory the GPU may use, e.g. 4G (default: its budget)\n"
+    "  -ngl, --n-gpu-layers N  at most N layers on the GPU (0: none; default: as many as fit)\n"
     "  --kv-f32             F32 KV cache (default F16)\n"
     "  --reference          scalar reference kernels (exact, slow)\n"
     "  -h, --help           show this help\n";
@@ -45,6 +51,7 @@ void gen_opts_init(gen_opts *o, const char *cmd, uint64_t n_predict, uint64_t n_
                     .mp = strata_model_default_params(), .sp = strata_sampler_default_params()};
     o->mp.plan = true;
     o->mp.n_batch = RUN_DEFAULT_BATCH;
+    o->mp.gpu = STRATA_GPU_AUTO;
 }
 
 bool gen_opts_flag(gen_opts *o, const char *f)
@@ -56,6 +63,22 @@ bool gen_opts_flag(gen_opts *o, const char *f)
                                            : NULL;
     if (b) *b = true;
     return b != NULL;
+}
+
+/* --gpu auto|none|N */
+static bool gpu_opt(gen_opts *o, const char *v)
+{
+    uint64_t u;
+    if (!strcmp(v, "auto")) o->mp.gpu = STRATA_GPU_AUTO;
+    else if (!strcmp(v, "none")) o->mp.gpu = STRATA_GPU_OFF;
+    else if (v[0] >= '0' && v[0] <= '9' && arg_u64(o->cmd, "--gpu", v, 0, 255, &u)) {
+        o->mp.gpu = STRATA_GPU_DEVICE;
+        o->mp.gpu_index = (int)u;
+    } else {
+        if (v[0] < '0' || v[0] > '9') fprintf(stderr, "strata %s: --gpu '%s': expected auto, none or a device number\n", o->cmd, v);
+        return false;
+    }
+    return true;
 }
 
 /* Integer-valued flags of the model and engine. */
@@ -77,6 +100,14 @@ static int engine_opt(gen_opts *o, const char *f, const char *v)
     } else if (!strcmp(f, "--mem")) {
         if (!arg_size(c, f, v, &o->mp.mem_budget)) return -1;
         o->mem_given = true;
+    } else if (!strcmp(f, "--gpu-mem")) {
+        if (!arg_size(c, f, v, &o->mp.gpu_mem)) return -1;
+    } else if (!strcmp(f, "-ngl") || !strcmp(f, "--n-gpu-layers")) {
+        if (!arg_u64(c, f, v, 0, 1u << 20, &u)) return -1;
+        o->mp.gpu_layers_max = (uint32_t)u;
+        if (u == 0) o->mp.gpu = STRATA_GPU_OFF;
+    } else if (!strcmp(f, "--gpu")) {
+        return gpu_opt(o, v) ? 1 : -1;
     } else if (!strcmp(f, "--prefetch") || !strcmp(f, "--io-threads")) {
         if (!arg_u64(c, f, v, 1, 64, &u)) return -1;
         *(f[2] == 'p' ? &o->mp.prefetch_depth : &o->mp.io_threads) = (int)u;

@@ -15,6 +15,12 @@ void report_placement(const strata_model *m, const char *path, unsigned long lon
     char a[32];
     const char *summary = strata_model_plan_summary(m);
     if (summary[0]) fprintf(stderr, "strata: %s; budget %s\n", summary, fmt_bytes(budget, a, 32));
+    if (s.gpu_name[0])
+        fprintf(stderr, "strata: GPU %s: %u layers%s in VRAM (%s)%s%s\n", s.gpu_name, s.gpu_layers,
+                s.gpu_output ? " and the output" : "", fmt_bytes(s.gpu_bytes, a, 32), s.gpu_note[0] ? "; " : "",
+                s.gpu_note);
+    else if (s.gpu_note[0])
+        fprintf(stderr, "strata: running on the CPU: %s\n", s.gpu_note);
     if (s.streamed_layers && !s.direct_io)
         fprintf(stderr, "strata: %s: O_DIRECT is not supported there; streaming through the page cache "
                 "(pages are dropped after use)\n", path);

@@ -3,10 +3,12 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/backend_cpu.h"
+#include "engine/backend_vulkan.h"
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 #include "engine/matmul.h"
@@ -94,7 +96,8 @@ static uint64_t sizes_total(const buffer_sizes *z)
     return sum;
 }
 
-static strata_status kv_layout(engine *e, strata_error *err)
+/* The CPU's KV cache: layers that run elsewhere keep theirs there. */
+static strata_status kv_layout(engine *e, uint64_t *bytes, strata_error *err)
 {
     const model_dims *d = &e->w.d;
     e->kv_off = calloc(d->n_layers, sizeof *e->kv_off);
@@ -102,10 +105,11 @@ static strata_status kv_layout(engine *e, strata_error *err)
     if (!e->kv_off || !e->kv_len) return err_set(err, STRATA_E_NOMEM, "out of memory");
     uint64_t off = 0;
     for (uint64_t l = 0; l < d->n_layers; l++) {
-        e->kv_len[l] = engine_kv_len(&e->w, l, e->n_ctx, e->n_batch);
+        e->kv_len[l] = e->site[l] == &e->cpu ? engine_kv_len(&e->w, l, e->n_ctx, e->n_batch) : 0;
         e->kv_off[l] = off;
         off += d->n_kv_heads * e->kv_len[l] * e->kv_head_bytes;
     }
+    *bytes = off;
     return STRATA_OK;
 }
 
@@ -116,8 +120,10 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     e->kv_head_bytes = d->head_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
     e->kv = kv_ops_get(e->kv_type == GGML_TYPE_F32, e->kernels == KERNEL_FAST);
     e->glu = e->w.arch->act == ACT_GELU ? geglu_f16 : swiglu_get(e->kernels == KERNEL_FAST);
-    strata_status st = kv_layout(e, err);
+    uint64_t cache = 0;
+    strata_status st = kv_layout(e, &cache, err);
     if (st) return st;
+    z.cache = cache;
     e->k_cache = scratch(e, z.cache);
     e->v_cache = scratch(e, z.cache);
     bool ok = true;
@@ -159,6 +165,34 @@ static strata_status configure(engine *e, const model_spec *spec, const engine_p
     backend_cpu_init(&e->cpu, e);
     if (!(e->site = calloc(e->w.d.n_layers + 1, sizeof *e->site))) return err_set(err, STRATA_E_NOMEM, "out of memory");
     for (uint64_t g = 0; g <= e->w.d.n_layers; g++) e->site[g] = &e->cpu;
+    return STRATA_OK;
+}
+
+/* Layers on the GPU (when one is asked for and usable); their store groups
+ * are emptied, so the store neither holds nor streams them. Without a
+ * usable device in auto mode the run stays on the CPU, and says why. */
+static strata_status open_gpu(engine *e, const engine_params *p, strata_error *err)
+{
+    if (p->gpu.mode == ENGINE_GPU_OFF) return STRATA_OK;
+    uint32_t n = 0, groups = (uint32_t)e->w.d.n_layers + 1;
+    strata_error gerr = {0};
+    strata_status st = backend_vulkan_open(e, &p->gpu, &n, &gerr);
+    if (st && p->gpu.mode == ENGINE_GPU_INDEX) {
+        if (err) *err = gerr;
+        return st;
+    }
+    if (st || n == 0) {
+        snprintf(e->gpu_note, sizeof e->gpu_note, "%s", st ? gerr.message : "no layer fits in the GPU's memory");
+        for (uint32_t g = 0; g < groups; g++) e->site[g] = &e->cpu;
+        backend_vulkan_free(e->gpu);
+        e->gpu = NULL;
+        return STRATA_OK;
+    }
+    for (uint32_t g = 0; g < groups; g++)
+        if (e->site[g] == e->gpu) e->w.groups[g].n = 0;
+    if (n < groups)
+        snprintf(e->gpu_note, sizeof e->gpu_note, "%u of %u layers fit in the GPU's memory%s", n < groups - 1 ? n : groups - 1,
+                 groups - 1, n == groups - 1 ? " (the output stays on the CPU)" : "");
     return STRATA_OK;
 }
 
@@ -256,9 +290,11 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
                      " experts, %" PRIu64 " used): `strata inspect` and `strata plan` work on this model", f->splits[0].path,
                      e->w.d.n_expert, e->w.d.n_expert_used);
     if (!st) st = configure(e, spec, p, err);
+    if (!st) st = open_gpu(e, p, err);
     if (!st) st = alloc_buffers(e, err);
     if (!st) st = open_store(e, p, err);
     if (!st) st = load_rope(e, err);
+    if (!st && e->gpu) st = backend_vulkan_load(e, err);
     if (st) {
         engine_free(e);
         return st;
@@ -270,6 +306,7 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
 void engine_free(engine *e)
 {
     if (!e) return;
+    backend_vulkan_free(e->gpu);
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
     void *bufs[] = {e->k_cache, e->v_cache, e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch,

@@ -13,6 +13,20 @@
 #include "store/store.h"
 #include "strata.h"
 
+/* Which GPU runs layers (the Vulkan back end). */
+typedef enum engine_gpu_mode {
+    ENGINE_GPU_OFF = 0, /* CPU only */
+    ENGINE_GPU_AUTO,    /* the first discrete or integrated GPU, if any (else the CPU, silently) */
+    ENGINE_GPU_INDEX,   /* device `index` of the Vulkan loader's list (software devices too); an error if unusable */
+} engine_gpu_mode;
+
+typedef struct engine_gpu {
+    engine_gpu_mode mode;
+    int index;
+    uint64_t mem_cap;   /* device bytes at most (0: the device's budget) */
+    uint32_t max_layers; /* layers on the GPU at most (0: as many as fit) */
+} engine_gpu;
+
 typedef struct engine_params {
     uint32_t n_ctx;      /* 0: the model's context length */
     uint32_t n_batch;    /* tokens per forward pass (0: 256) */
@@ -22,6 +36,7 @@ typedef struct engine_params {
     uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit */
     uint64_t mem_reserved; /* part of mem_budget the caller needs for itself */
     store_config store;  /* streaming settings; its budget is derived from mem_budget */
+    engine_gpu gpu;
 } engine_params;
 
 typedef struct engine engine;
@@ -66,5 +81,14 @@ uint64_t engine_memory_bytes(const engine *e);
 /* Bytes of KV cache and scratch buffers alone. */
 uint64_t engine_buffer_bytes(const engine *e);
 store_stats engine_store_stats(const engine *e);
+/* Layers (and the output) running on the GPU, its name and device bytes. */
+typedef struct engine_gpu_stats {
+    uint32_t layers;
+    bool output;
+    uint64_t device_bytes;
+    const char *name; /* "" without a GPU */
+    const char *note; /* why the GPU is not used, or not for every layer ("" otherwise) */
+} engine_gpu_stats;
+engine_gpu_stats engine_get_gpu_stats(const engine *e);
 
 #endif

@@ -40,6 +40,7 @@ struct engine {
     backend cpu;                /* the CPU back end */
     backend *gpu;               /* a GPU back end, or NULL */
     backend **site;             /* n_layers + 1: where each layer, then the output, runs */
+    char gpu_note[STRATA_ERROR_MAX + 64]; /* why the GPU is not used (for every layer) */
     uint64_t scratch_bytes;
 };
 

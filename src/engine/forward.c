@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine/backend_vulkan.h"
 #include "engine/engine_internal.h"
 #include "util/error.h"
 
@@ -183,3 +184,14 @@ uint32_t engine_n_vocab(const engine *e) { return (uint32_t)e->w.d.n_vocab; }
 uint64_t engine_memory_bytes(const engine *e) { return e->scratch_bytes + store_get_stats(e->store).accounted_bytes; }
 uint64_t engine_buffer_bytes(const engine *e) { return e->scratch_bytes; }
 store_stats engine_store_stats(const engine *e) { return store_get_stats(e->store); }
+
+engine_gpu_stats engine_get_gpu_stats(const engine *e)
+{
+    engine_gpu_stats s = {.name = "", .note = e->gpu_note};
+    if (!e->gpu) return s;
+    for (uint64_t l = 0; l < e->w.d.n_layers; l++) s.layers += e->site[l] == e->gpu;
+    s.output = e->site[e->w.d.n_layers] == e->gpu;
+    s.device_bytes = backend_vulkan_device_bytes(e->gpu);
+    s.name = backend_vulkan_device_name(e->gpu);
+    return s;
+}

@@ -1,8 +1,10 @@
 /* The GPU list: entries keyed by PCI address so that what Vulkan, NVML and
  * sysfs say about one device lands in one entry; PCIe links from sysfs. */
 #include <ctype.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hw/hw_internal.h"
 
@@ -10,6 +12,20 @@ static const char *const type_names[] = {
     [HW_GPU_UNKNOWN] = "unknown", [HW_GPU_DISCRETE] = "discrete", [HW_GPU_INTEGRATED] = "integrated",
     [HW_GPU_VIRTUAL] = "virtual", [HW_GPU_CPU] = "cpu",           [HW_GPU_OTHER] = "other",
 };
+
+/* GPU drivers expose device nodes: DRM render nodes (Mesa, AMD, Intel,
+ * nvidia-drm) or /dev/nvidia0. A software Vulkan device needs neither, and
+ * opening the Vulkan loader on a machine without them would only load
+ * that (lavapipe maps ~200 MiB of LLVM into the process). */
+bool hw_gpu_device_node_present(void)
+{
+    if (access("/dev/nvidia0", F_OK) == 0) return true;
+    DIR *d = opendir("/dev/dri");
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));) found = !strncmp(e->d_name, "renderD", 7);
+    if (d) closedir(d);
+    return found;
+}
 
 const char *hw_gpu_type_name(hw_gpu_type t)
 {

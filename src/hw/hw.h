@@ -108,6 +108,8 @@ typedef enum hw_gpu_type {
 } hw_gpu_type;
 
 const char *hw_gpu_type_name(hw_gpu_type t);
+/* True when a GPU driver's device node exists (/dev/dri/renderD*, /dev/nvidia0). */
+bool hw_gpu_device_node_present(void);
 hw_gpu_type hw_gpu_type_from_name(const char *name); /* HW_GPU_UNKNOWN if unknown */
 /* "AMD", "NVIDIA", "Intel", "Mesa" ... from a PCI/Vulkan vendor id, or "". */
 const char *hw_vendor_name(uint32_t vendor_id);

@@ -348,6 +348,15 @@ strata_status store_gather_rows(store *s, const gguf_tensor *t, const int32_t *r
     return st;
 }
 
+strata_status store_read_tensor(store *s, const gguf_tensor *t, uint64_t off, void *dst, uint64_t n,
+                                strata_error *err)
+{
+    if (off > t->n_bytes || n > t->n_bytes - off)
+        return err_set(err, STRATA_E_INVALID, "bytes %" PRIu64 "..%" PRIu64 " are outside tensor '%s'", off, off + n,
+                       t->name);
+    return io_pread(s->io, t->split, t->file_offset + off, dst, n, err);
+}
+
 store_stats store_get_stats(store *s)
 {
     io_stats io = io_get_stats(s->io);

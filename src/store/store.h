@@ -67,6 +67,11 @@ void store_release(store *s, uint32_t group);
 strata_status store_gather_rows(store *s, const gguf_tensor *t, const int32_t *rows, uint32_t n, float *out,
                                 strata_error *err);
 
+/* Reads bytes [off, off + n) of a tensor's data into dst (weights held
+ * elsewhere, e.g. uploaded to a GPU, are read through here). */
+strata_status store_read_tensor(store *s, const gguf_tensor *t, uint64_t off, void *dst, uint64_t n,
+                                strata_error *err);
+
 store_stats store_get_stats(store *s);
 
 /* For planning, without opening a store: the bytes a group occupies in

@@ -92,6 +92,8 @@ strata_status vkb_run(vkb *v, strata_error *err);
 
 /* True when vkb_matmul has a shader for weights of this ggml type. */
 bool vkb_matmul_supported(uint32_t ggml_type);
+/* The same for rows of n_in elements (a whole number of the shader's blocks). */
+bool vkb_matmul_supported_rows(uint32_t ggml_type, uint32_t n_in);
 /* y[t][r] = sum_i W[r][i] * x[t][i] for r < n_out, t < n_tok: W is n_out
  * rows of n_in elements of `type` packed as in GGUF (row r at w + r *
  * row_bytes); x is [n_tok][n_in], y [n_tok][n_out]. Types: F32, F16, BF16,

@@ -29,6 +29,12 @@ static bool mm_kind_of(uint32_t type, mm_kind *k)
     }
 }
 
+bool vkb_matmul_supported_rows(uint32_t ggml_type, uint32_t n_in)
+{
+    mm_kind k;
+    return mm_kind_of(ggml_type, &k) && n_in % k.n_in_multiple == 0;
+}
+
 bool vkb_matmul_supported(uint32_t ggml_type)
 {
     mm_kind k;

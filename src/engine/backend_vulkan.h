@@ -1,0 +1,31 @@
+/* The Vulkan back end of the engine (backend_vulkan.c): which layers go to
+ * VRAM, loading them, and the op table that runs them. */
+#ifndef STRATA_ENGINE_BACKEND_VULKAN_H
+#define STRATA_ENGINE_BACKEND_VULKAN_H
+
+#include "engine/backend.h"
+#include "engine/engine.h"
+#include "engine/weights.h"
+
+struct engine;
+
+/* Opens the device p asks for and places layers on it (sets e->gpu and
+ * e->site[]): layers from the first on while they fit in the device's
+ * budget (capped by p->mem_cap), the shaders run their types and there are
+ * fewer than p->max_layers, then the output when every layer is there.
+ * *n_placed: groups placed (0: none). */
+strata_status backend_vulkan_open(struct engine *e, const engine_gpu *p, uint32_t *n_placed, strata_error *err);
+/* Uploads the placed groups (through the store's reads) and allocates the
+ * device's activations and KV caches. */
+strata_status backend_vulkan_load(struct engine *e, strata_error *err);
+void backend_vulkan_free(backend *b);
+
+/* Device bytes of group g (weights as uploaded, plus K and V caches of
+ * n_ctx positions for a layer), and of the activations for n_batch. */
+uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx);
+uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch);
+
+const char *backend_vulkan_device_name(const backend *b);
+uint64_t backend_vulkan_device_bytes(const backend *b);
+
+#endif
