@@ -226,33 +226,52 @@ TEST(test_arch_slot_rules)
     CHECK(!strcmp(name, "blk.5.post_ffw_norm.weight"), " %s", name);
 }
 
-/* Mixture-of-experts files bind (so inspect and plan work, counting the
- * expert tensors), and the engine refuses to run them with a clear message. */
-TEST(test_arch_moe_plan_not_run)
+/* Mixture-of-experts files bind with their stacked expert tensors, and
+ * give bit for bit the same logits whether the weights are resident or
+ * streamed, and whether the prompt goes in one batch or token by token
+ * (tokens are grouped by expert, each expert's rows are independent). */
+static float *moe_logits(const char *path, uint32_t n_batch, bool stream, const int32_t *toks, uint32_t n)
+{
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    engine *e = NULL;
+    strata_error err;
+    float *out = NULL;
+    if (gguf_open(path, &f, &err) || model_spec_from_gguf(f, path, &spec, &err)) {
+        CHECK(false, " %s", err.message);
+    } else {
+        engine_params p = {.n_ctx = 64, .n_batch = n_batch, .n_threads = 2, .store = {.stream_all = stream}};
+        out = malloc((size_t)n * spec->hp.vocab_size * sizeof(float));
+        strata_status st = engine_open(f, spec, &p, &e, &err);
+        if (!st) st = engine_eval(e, toks, n, out, true, &err);
+        CHECK(st == STRATA_OK, " %s: %s", path, err.message);
+        if (st) free(out), out = NULL;
+    }
+    engine_free(e);
+    model_spec_free(spec);
+    gguf_close(f);
+    return out;
+}
+
+TEST(test_arch_moe_placement_and_batching_agree)
 {
     const char *names[2] = {"arch/mixtral-q4_k_m.gguf", "arch/qwen3moe-q4_k_m.gguf"};
+    const int32_t toks[12] = {1, 403, 407, 261, 378, 383, 286, 261, 370, 400, 428, 395};
     for (int i = 0; i < 2; i++) {
         const char *path = test_fixture(names[i]);
         if (!path) return;
-        gguf_file *f = NULL;
-        model_spec *spec = NULL;
-        strata_error err;
-        REQUIRE(gguf_open(path, &f, &err) == STRATA_OK, " %s", err.message);
-        REQUIRE(model_spec_from_gguf(f, path, &spec, &err) == STRATA_OK, " %s", err.message);
-        engine_params p = {.n_ctx = 64, .n_threads = 1};
-        engine_desc d;
-        CHECK(engine_describe(f, spec, &p, &d, &err) == STRATA_OK, " %s: %s", names[i], err.message);
-        uint64_t experts = 0; /* every layer group holds its three expert tensors */
-        for (uint32_t g = 0; g + 1 < d.n_groups; g++)
-            for (uint32_t t = 0; t < d.groups[g].n; t++)
-                experts += d.groups[g].tensors[t] && strstr(d.groups[g].tensors[t]->name, "_exps");
-        CHECK(experts == 3 * spec->hp.n_layers, " %s: %llu expert tensors bound", names[i], (unsigned long long)experts);
-        engine_desc_free(&d);
-        engine *e = NULL;
-        CHECK(engine_open(f, spec, &p, &e, &err) == STRATA_E_UNSUPPORTED && strstr(err.message, "mixture-of-experts"),
-              " %s: %s", names[i], err.message);
-        engine_free(e);
-        model_spec_free(spec);
-        gguf_close(f);
+        float *base = moe_logits(path, 16, false, toks, 12), *streamed = moe_logits(path, 16, true, toks, 12);
+        float *single = moe_logits(path, 1, false, toks, 12);
+        REQUIRE(base && streamed && single);
+        size_t n = 12 * 512, d_stream = 0, d_single = 0;
+        for (size_t j = 0; j < n; j++) {
+            d_stream += base[j] != streamed[j];
+            d_single += base[j] != single[j];
+        }
+        CHECK(d_stream == 0 && d_single == 0, " %s: %zu logits differ streamed, %zu token by token (of %zu)",
+              names[i], d_stream, d_single, n);
+        free(base);
+        free(streamed);
+        free(single);
     }
 }

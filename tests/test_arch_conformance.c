@@ -1,4 +1,5 @@
-/* Every dense architecture of the table against llama.cpp
+/* Every architecture of the table against llama.cpp (mixtral and qwen3moe:
+ * experts gated by softmax, top k, renormalized)
  * (../shared/fixtures/arch, README "arch/"): reference kernels + F32 KV
  * within 1e-3 of the exact-math reference; the fast path within mean 0.02 /
  * max 0.1 of the golden or the f32ref (gemma3: 0.03 / 0.15 against the
@@ -22,6 +23,8 @@ static const struct {
     {"arch/qwen2-q4_k_m", CONF_BOUNDS_DEFAULT},
     {"arch/qwen3-q4_k_m", CONF_BOUNDS_DEFAULT},
     {"arch/phi3-q4_k_m", CONF_BOUNDS_DEFAULT},
+    {"arch/mixtral-q4_k_m", CONF_BOUNDS_DEFAULT},
+    {"arch/qwen3moe-q4_k_m", CONF_BOUNDS_DEFAULT},
     {"arch/gemma3-q4_k_m", {.ref_max = 1e-3, .fast = {0.03, 0.15}, .fast_vs = CONF_VS_GOLDEN,
                             .greedy = CONF_GREEDY_NEAR, .greedy_gap = 0.3}},
 };

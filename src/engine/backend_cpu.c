@@ -131,6 +131,7 @@ static const backend_ops CPU_OPS = {
     .rope = cpu_rope,
     .attention = cpu_attention,
     .glu = cpu_glu,
+    .moe = backend_cpu_moe,
     .add = cpu_add,
     .logits = cpu_logits,
 };

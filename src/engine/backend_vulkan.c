@@ -99,7 +99,9 @@ static bool group_supported(const model_weights *w, uint32_t g)
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(w, g, &n);
     for (uint32_t s = 0; s < n; s++)
-        if (t[s] && !is_vector(w, g, s) && !vkb_matmul_supported_rows(t[s]->type, (uint32_t)t[s]->ne[0])) return false;
+        if (t[s] && !is_vector(w, g, s) &&
+            (t[s]->ne[2] > 1 || !vkb_matmul_supported_rows(t[s]->type, (uint32_t)t[s]->ne[0])))
+            return false; /* stacked experts run on the CPU (routing happens there) */
     return true;
 }
 
@@ -168,7 +170,8 @@ static strata_status alloc_activations(engine *e, strata_error *err)
                                        [ACT_K] = d->kv_dim,  [ACT_V] = d->kv_dim,   [ACT_ATT] = d->q_dim,
                                        [ACT_GATE] = d->n_ff, [ACT_UP] = d->n_ff};
     strata_status st = STRATA_OK;
-    for (int a = 0; a < ACT_COUNT && !st; a++) st = vkb_alloc(gs->v, width[a] * e->n_batch * 4, false, &gs->act[a], err);
+    for (int a = 0; a < ACT_COUNT && !st; a++) /* the experts' buffers stay empty: experts run on the CPU */
+        if (width[a]) st = vkb_alloc(gs->v, width[a] * e->n_batch * 4, false, &gs->act[a], err);
     if (!st) st = vkb_alloc(gs->v, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
     if (!st) st = vkb_alloc(gs->v, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
     if (!st) st = vkb_alloc(gs->v, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
@@ -331,6 +334,7 @@ static const backend_ops VULKAN_OPS = {
     .rope = gpu_rope,
     .attention = gpu_attention,
     .glu = gpu_glu,
+    .moe = NULL, /* expert layers are never placed on the GPU (group_supported) */
     .add = gpu_add,
     .logits = gpu_logits,
 };
@@ -387,7 +391,8 @@ void backend_vulkan_free(backend *b)
         vkb_free(g->v, g->groups[i].k_cache);
         vkb_free(g->v, g->groups[i].v_cache);
     }
-    for (int a = 0; g->v && a < ACT_COUNT; a++) vkb_free(g->v, g->act[a]);
+    for (int a = 0; g->v && a < ACT_COUNT; a++)
+        if (g->act[a]) vkb_free(g->v, g->act[a]);
     if (g->v) {
         vkb_free(g->v, g->logits);
         vkb_free(g->v, g->cs);

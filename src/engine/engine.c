@@ -67,7 +67,11 @@ typedef struct buffer_sizes {
     uint64_t cache; /* K (and again V) */
     uint64_t act[ACT_COUNT];
     uint64_t vec, rope_cs, rope_factors, scores, act_scratch;
+    uint64_t moe; /* routing: experts and weights per token, then per expert */
 } buffer_sizes;
+
+/* Width of the FFN's gate and up rows: dense, or one expert's. */
+static uint64_t ffn_width(const model_dims *d) { return d->n_ff > d->n_ff_exp ? d->n_ff : d->n_ff_exp; }
 
 static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_ctx, uint32_t n_batch, uint32_t kv_type)
 {
@@ -83,7 +87,10 @@ static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B
         .cache = kv_cache_bytes(w, n_ctx, B, kv_type),
         .act = {[ACT_X] = B * d->n_embd * 4, [ACT_XN] = B * d->n_embd * 4, [ACT_Q] = B * d->q_dim * 4,
                 [ACT_K] = B * d->kv_dim * 4, [ACT_V] = B * d->kv_dim * 4, [ACT_ATT] = B * d->q_dim * 4,
-                [ACT_GATE] = B * d->n_ff * 4, [ACT_UP] = B * d->n_ff * 4},
+                [ACT_GATE] = B * ffn_width(d) * 4, [ACT_UP] = B * ffn_width(d) * 4,
+                [ACT_ROUTER] = B * d->n_expert * 4, [ACT_XE] = w->moe ? B * d->n_embd * 4 : 0,
+                [ACT_MOE] = w->moe ? B * d->n_embd * 4 : 0},
+        .moe = w->moe ? B * (2 * d->n_expert_used + 2) * 4 : 0,
         .vec = max_vec_len(d) * 4, .rope_cs = 2 * B * d->rope_dim * 4, .rope_factors = d->rope_dim / 2 * 4,
         .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4, .act_scratch = max_act_bytes(w, B),
     };
@@ -91,7 +98,7 @@ static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B
 
 static uint64_t sizes_total(const buffer_sizes *z)
 {
-    uint64_t sum = 2 * z->cache + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch;
+    uint64_t sum = 2 * z->cache + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch + z->moe;
     for (int a = 0; a < ACT_COUNT; a++) sum += z->act[a];
     return sum;
 }
@@ -133,6 +140,14 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     e->rope_factors = scratch(e, z.rope_factors);
     e->scores = scratch(e, z.scores);
     e->act_scratch = scratch(e, z.act_scratch);
+    if (e->w.moe) { /* z.moe, in its four parts */
+        uint64_t k = d->n_expert_used * e->n_batch;
+        e->moe_sel = scratch(e, k * 4);
+        e->moe_wt = scratch(e, k * 4);
+        e->moe_tok = scratch(e, (uint64_t)e->n_batch * 4);
+        e->moe_tw = scratch(e, (uint64_t)e->n_batch * 4);
+        ok = ok && e->moe_sel && e->moe_wt && e->moe_tok && e->moe_tw;
+    }
     if (!ok || !e->k_cache || !e->v_cache || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores ||
         !e->act_scratch)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
@@ -285,10 +300,9 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     e->file = f;
     strata_status st = weights_bind(f, spec, f->splits[0].path, &e->w, err);
     if (!st) st = backend_cpu_select_kernels(&e->w, p->kernels, err);
-    if (!st && e->w.moe)
-        st = err_set(err, STRATA_E_UNSUPPORTED, "%s: mixture-of-experts execution is not available yet (%" PRIu64
-                     " experts, %" PRIu64 " used): `strata inspect` and `strata plan` work on this model", f->splits[0].path,
-                     e->w.d.n_expert, e->w.d.n_expert_used);
+    if (!st && e->w.moe && e->w.layer[0][LS_GATE_SHEXP])
+        st = err_set(err, STRATA_E_UNSUPPORTED, "%s: shared experts (ffn_*_shexp) are not supported yet",
+                     f->splits[0].path);
     if (!st) st = configure(e, spec, p, err);
     if (!st) st = open_gpu(e, p, err);
     if (!st) st = alloc_buffers(e, err);
@@ -310,7 +324,7 @@ void engine_free(engine *e)
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
     void *bufs[] = {e->k_cache, e->v_cache, e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch,
-                    e->kv_off, e->kv_len, e->site};
+                    e->kv_off, e->kv_len, e->site, e->moe_sel, e->moe_wt, e->moe_tok, e->moe_tw};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);
     weights_free(&e->w);

@@ -37,6 +37,10 @@ struct engine {
     float *rope_factors;        /* [rope_dim / 2] frequency divisors, or NULL */
     float *scores;              /* [n_threads][engine_scores_per_thread] */
     void *act_scratch;          /* prepared activation rows (matmul_act_bytes) */
+    int32_t *moe_sel;           /* [n_batch][n_expert_used] each token's experts */
+    float *moe_wt;              /* [n_batch][n_expert_used] their weights */
+    uint32_t *moe_tok;          /* [n_batch] tokens routed to the expert at hand */
+    float *moe_tw;              /* [n_batch] their weights */
     backend cpu;                /* the CPU back end */
     backend *gpu;               /* a GPU back end, or NULL */
     backend **site;             /* n_layers + 1: where each layer, then the output, runs */

@@ -69,6 +69,11 @@ static void ffn_block(engine *e, backend *b, const be_weight *w, uint32_t n_tok)
     const model_dims *d = &e->w.d;
     const arch_desc *a = e->w.arch;
     b->ops->norm(b, ACT_XN, ACT_X, &w[LS_FFN_NORM], d->n_embd, n_tok);
+    if (e->w.moe) { /* Mixtral, Qwen3-MoE: routed experts instead of one FFN */
+        b->ops->moe(b, w, n_tok);
+        b->ops->add(b, ACT_X, ACT_XN, (uint64_t)n_tok * d->n_embd);
+        return;
+    }
     mm_job gate_up[2] = {{&w[LS_GATE], 0, d->n_ff, ACT_XN, ACT_GATE}, {&w[LS_UP], 0, d->n_ff, ACT_XN, ACT_UP}};
     if (a->fused_gate_up) { /* [2 n_ff][n_embd]: the gate rows, then the up rows */
         gate_up[0].w = &w[LS_UP];
