@@ -15,6 +15,7 @@
 #include "kernels/cpu/geglu.h"
 #include "model/arch.h"
 #include "model/model_spec.h"
+#include "plan/inputs.h"
 #include "strata.h"
 #include "test.h"
 
@@ -274,4 +275,49 @@ TEST(test_arch_moe_placement_and_batching_agree)
         free(streamed);
         free(single);
     }
+}
+
+/* The planner counts, of stacked experts, the share a decoded token reads:
+ * n_used of n_expert (qwen3moe fixture: 2 of 8); dense tensors in full. */
+TEST(test_arch_moe_plan_reads_used_experts)
+{
+    const char *path = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!path) return;
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    strata_error err;
+    REQUIRE(gguf_open(path, &f, &err) == STRATA_OK, " %s", err.message);
+    REQUIRE(model_spec_from_gguf(f, path, &spec, &err) == STRATA_OK, " %s", err.message);
+    uint64_t dense = 0, experts = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        if (strncmp(t->name, "blk.0.", 6)) continue;
+        if (strstr(t->name, "_exps.")) experts += t->n_bytes;
+        else dense += t->n_bytes;
+    }
+    plan_model m;
+    REQUIRE(plan_model_from_engine(f, spec, 1, &m, &err) == STRATA_OK, " %s", err.message);
+    CHECK(experts > 0 && m.groups[0].weight_bytes == dense + experts / 8 * 2, " blk.0 reads %llu, want %llu + %llu / 4",
+          (unsigned long long)m.groups[0].weight_bytes, (unsigned long long)dense, (unsigned long long)experts);
+    CHECK(m.groups[0].bytes >= dense + experts, " blk.0 streams %llu bytes", (unsigned long long)m.groups[0].bytes);
+    plan_model_free(&m);
+    model_spec_free(spec);
+    gguf_close(f);
+}
+
+/* inspect names the experts: count, used, width, one expert's bytes
+ * (qwen3moe fixture: 8 of which 2 used, 256 wide; Q4_K gate/up 256 x 256
+ * = 36 KiB each, Q4_K down 36 KiB: 108 KiB). */
+TEST(test_arch_inspect_experts)
+{
+    const char *path = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!path) return;
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s'", test_strata_bin(), path);
+    CHECK(test_run(cmd, &out, true) == 0 && strstr(out, "experts     8, 2 used per token, FFN 256 wide; one expert 108 KiB"),
+          " %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "'%s' inspect --json '%s'", test_strata_bin(), path);
+    CHECK(test_run(cmd, &out, true) == 0 && strstr(out, "\"n_ff_exp\": 256"), " %s", out ? out : "");
+    free(out);
 }

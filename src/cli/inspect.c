@@ -28,6 +28,18 @@ static const char *str(const json_t *o, const char *key)
     return s ? s : "";
 }
 
+/* Experts: how many, how many a token uses, and what one costs (layer 0's
+ * expert bytes shared by its experts) against the layer's dense part. */
+static void print_experts(const json_t *r)
+{
+    const json_t *l0 = json_array_get(json_object_get(r, "layers"), 0);
+    uint64_t n = num(r, "n_expert"), exps = num(l0, "ffn_experts");
+    char a[32], b[32];
+    printf("experts     %llu, %llu used per token, FFN %llu wide; one expert %s per layer, the dense rest %s\n",
+           (unsigned long long)n, (unsigned long long)num(r, "n_expert_used"), (unsigned long long)num(r, "n_ff_exp"),
+           fmt_bytes(exps / n, a, 32), fmt_bytes(num(l0, "total") - exps, b, 32));
+}
+
 static void print_summary(const json_t *r, const char *path)
 {
     char a[32], b[32];
@@ -43,9 +55,7 @@ static void print_summary(const json_t *r, const char *path)
            (unsigned long long)num(r, "n_embd"), (unsigned long long)num(r, "n_layers"),
            (unsigned long long)num(r, "n_heads"), (unsigned long long)num(r, "n_kv_heads"),
            (unsigned long long)num(r, "head_dim"), (unsigned long long)num(r, "n_ff"));
-    if (num(r, "n_expert"))
-        printf("experts     %llu, %llu used per token\n", (unsigned long long)num(r, "n_expert"),
-               (unsigned long long)num(r, "n_expert_used"));
+    if (num(r, "n_expert")) print_experts(r);
     const json_t *rope = json_object_get(r, "rope");
     printf("rope        dimensions %llu, base %g, scaling %s", (unsigned long long)num(rope, "dimension_count"),
            json_real_value(json_object_get(rope, "freq_base")), str(rope, "scaling"));

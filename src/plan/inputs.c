@@ -24,7 +24,8 @@ uint64_t plan_default_budget(uint64_t usable)
     return usable > margin ? usable - margin : usable / 2;
 }
 
-static strata_status describe_groups(const gguf_file *f, const engine_desc *d, plan_model *m, strata_error *err)
+static strata_status describe_groups(const gguf_file *f, const model_hparams *hp, const engine_desc *d, plan_model *m,
+                                     strata_error *err)
 {
     m->n_groups = d->n_groups;
     if (!(m->groups = calloc(d->n_groups, sizeof *m->groups))) return err_set(err, STRATA_E_NOMEM, "out of memory");
@@ -37,8 +38,12 @@ static strata_status describe_groups(const gguf_file *f, const engine_desc *d, p
         for (uint32_t i = 0; i < d->groups[g].n; i++) {
             const gguf_tensor *t = d->groups[g].tensors[i];
             if (!t) continue;
-            pg->weight_bytes += t->n_bytes;
-            pg->elems += t->n_elems;
+            /* stacked experts: a token reads only the n_used it is routed to
+             * (uniform routing assumed; streaming still reads the group whole) */
+            bool experts = t->ne[2] > 1 && hp->n_expert > 1;
+            uint64_t used = experts ? hp->n_expert_used : 1, of = experts ? hp->n_expert : 1;
+            pg->weight_bytes += t->n_bytes / of * used;
+            pg->elems += t->n_elems / of * used;
         }
     }
     return STRATA_OK;
@@ -75,7 +80,7 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
         m->process_reserve = engine_process_reserve(f);
         const gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
         m->embd_row_bytes = embd ? ggml_row_bytes(embd->type, embd->ne[0]) : 0;
-        st = describe_groups(f, &a, m, err);
+        st = describe_groups(f, &spec->hp, &a, m, err);
     }
     engine_desc_free(&a);
     engine_desc_free(&b);

@@ -21,7 +21,8 @@
 typedef struct plan_group {
     char name[24];          /* "blk.7", "output" */
     uint64_t bytes;         /* memory it occupies (read layout, aligned for direct I/O) */
-    uint64_t weight_bytes;  /* tensor data compute reads each pass */
+    uint64_t weight_bytes;  /* tensor data compute reads per decoded token (of stacked
+                               experts, the share a token is routed to) */
     uint64_t elems;         /* weights (compute cost) */
 } plan_group;
 
