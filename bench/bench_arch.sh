@@ -15,14 +15,6 @@ RUNS=${RUNS:-3}
 TOKENS=${TOKENS:-32}
 STREAM_TOKENS=${STREAM_TOKENS:-4}
 
-# weights read per decoded token: all tensors but the embedding (one row)
-per_token_bytes() {
-    j=$("$STRATA" inspect --json --tensors "$1")
-    total=$(echo "$j" | json_num tensor_bytes)
-    embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
-    echo $((total - embd))
-}
-
 decode_tps() { # BIN MODEL [ARGS...]
     bin=$1; m=$2; shift 2
     "$bin" run -m "$m" -p "Once upon a time" -n "$TOKENS" --temp 0 -c 512 "$@" 2>&1 >/dev/null | gen_tps

@@ -12,11 +12,7 @@ RUNS=${RUNS:-3}
 printf '%-10s %7s %10s %10s %12s %10s %8s\n' model prompt prompt/s decode/s "GB/token" "RAM GB/s" util
 for type in q4_k_m q8_0; do
     model=$(synth "1b-$type" --preset 1b --type "$type" --seed 1)
-    # weights read per decoded token: all tensors but the embedding (one row)
-    j=$("$STRATA" inspect --json --tensors "$model")
-    total=$(echo "$j" | json_num tensor_bytes)
-    embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
-    per_token=$((total - embd))
+    per_token=$(per_token_bytes "$model")
     prompt=$(prompt_words 326)
     p=""; d=""; n=""; bw=""
     for r in $(seq "$RUNS"); do

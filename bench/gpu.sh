@@ -15,13 +15,6 @@ cd "$(dirname "$0")/.."
 GPU=${GPU:-auto}
 QUICK=${QUICK:-0}
 
-per_token_bytes() {
-    j=$("$STRATA" inspect --json --tensors "$1")
-    total=$(echo "$j" | json_num tensor_bytes)
-    embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
-    echo $((total - embd))
-}
-
 # row NAME MODEL ARGS...: decode and prefill of one configuration
 row() {
     name=$1; m=$2; shift 2

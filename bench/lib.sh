@@ -43,3 +43,12 @@ measure() {
     DISK_BW=$(echo "$j" | json_num disk_read_bytes_per_s)
     CPU_RATE=$(echo "$j" | json_num cpu_q4_k_weights_per_s)
 }
+
+# per_token_bytes MODEL: weight bytes read per decoded token: all tensors but
+# the embedding (one row of it is gathered)
+per_token_bytes() {
+    j=$("$STRATA" inspect --json --tensors "$1")
+    total=$(echo "$j" | json_num tensor_bytes)
+    embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
+    echo $((total - embd))
+}

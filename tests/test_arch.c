@@ -134,18 +134,30 @@ TEST(test_arch_sliding_window_batches)
     free(out[1]);
 }
 
+/* A fixture's header and spec; false when the fixture is absent (skipped)
+ * or cannot be read (failed). */
+static bool open_fixture(const char *name, gguf_file **f, model_spec **spec)
+{
+    const char *path = test_fixture(name);
+    strata_error err;
+    *f = NULL;
+    *spec = NULL;
+    if (!path) return false;
+    if (gguf_open(path, f, &err) == STRATA_OK && model_spec_from_gguf(*f, path, spec, &err) == STRATA_OK) return true;
+    CHECK(false, " %s: %s", name, err.message);
+    gguf_close(*f);
+    return false;
+}
+
 /* The KV cache of a window layer holds the window plus two batches, not the
  * context: gemma3 fixture = 5 window layers (window 4) + 1 global layer,
  * 2 KV heads x 128 dims, F16. */
 TEST(test_arch_sliding_window_kv_bytes)
 {
-    const char *path = test_fixture("arch/gemma3-q4_k_m.gguf");
-    if (!path) return;
     gguf_file *f = NULL;
     model_spec *spec = NULL;
     strata_error err;
-    REQUIRE(gguf_open(path, &f, &err) == STRATA_OK, " %s", err.message);
-    REQUIRE(model_spec_from_gguf(f, path, &spec, &err) == STRATA_OK, " %s", err.message);
+    if (!open_fixture("arch/gemma3-q4_k_m.gguf", &f, &spec)) return;
     engine_params p = {.n_ctx = 512, .n_batch = 8, .n_threads = 1};
     engine_desc d;
     CHECK(engine_describe(f, spec, &p, &d, &err) == STRATA_OK, " %s", err.message);
@@ -281,13 +293,10 @@ TEST(test_arch_moe_placement_and_batching_agree)
  * n_used of n_expert (qwen3moe fixture: 2 of 8); dense tensors in full. */
 TEST(test_arch_moe_plan_reads_used_experts)
 {
-    const char *path = test_fixture("arch/qwen3moe-q4_k_m.gguf");
-    if (!path) return;
     gguf_file *f = NULL;
     model_spec *spec = NULL;
     strata_error err;
-    REQUIRE(gguf_open(path, &f, &err) == STRATA_OK, " %s", err.message);
-    REQUIRE(model_spec_from_gguf(f, path, &spec, &err) == STRATA_OK, " %s", err.message);
+    if (!open_fixture("arch/qwen3moe-q4_k_m.gguf", &f, &spec)) return;
     uint64_t dense = 0, experts = 0;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];

@@ -145,16 +145,6 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static tokenizer *load_tok(const char *path)
-{
-    gguf_file *f = NULL;
-    tokenizer *t = NULL;
-    strata_error e = {0};
-    if (gguf_open(path, &f, &e) || tokenizer_from_gguf(f, &t, &e))
-        test_fail(__FILE__, __LINE__, "load tokenizer", " %s: %s", path, e.message);
-    gguf_close(f);
-    return t;
-}
 
 /* 1 MiB of one character through the whole encoder: it finishes (the bound
  * is far above the time taken, only a hang fails) and decodes back. */
@@ -184,7 +174,7 @@ TEST(test_tok_pre_encode_1mib_runs)
     for (size_t k = 0; k < 2; k++) {
         const char *p = test_fixture(sets[k]);
         if (!p) return;
-        tokenizer *t = load_tok(p);
+        tokenizer *t = vocab_load_tokenizer(p);
         REQUIRE(t);
         encode_mib(t, sets[k] + 6, "1");
         encode_mib(t, sets[k] + 6, " ");

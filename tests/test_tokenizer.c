@@ -11,20 +11,11 @@
 #include "test.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
+#include "vocab_helpers.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
 #define RC "\xEF\xBF\xBD" /* U+FFFD */
 
-static tokenizer *load_tok(const char *path)
-{
-    gguf_file *f = NULL;
-    tokenizer *t = NULL;
-    strata_error e = {0};
-    if (gguf_open(path, &f, &e) || tokenizer_from_gguf(f, &t, &e))
-        test_fail(__FILE__, __LINE__, "load tokenizer", " %s: %s", path, e.message);
-    gguf_close(f);
-    return t;
-}
 
 static bool encode_plain(const tokenizer *t, const char *s, size_t n, tok_ids *out)
 {
@@ -122,7 +113,7 @@ static void run_vocab_set(const char *name)
     size_t in_len, out_len, left = 0;
     char *in = (char *)read_whole_file(in_path, &in_len);
     char *out = (char *)read_whole_file(out_path, &out_len);
-    tokenizer *t = load_tok(path);
+    tokenizer *t = vocab_load_tokenizer(path);
     vocab_tally vt = {0};
     CHECK(in && out && t, " %s: could not read the test set", name);
     if (in && out && t) left = check_vocab_file(name, t, in, in_len, out, out_len, &vt);
@@ -179,7 +170,7 @@ static void each_golden(golden_fn fn, int *count)
         if (!doc || !model) continue;
         char mp[2048];
         snprintf(mp, sizeof mp, "%.*s/%s", (int)(strrchr(jp, '/') - jp), jp, model);
-        tokenizer *t = load_tok(mp);
+        tokenizer *t = vocab_load_tokenizer(mp);
         if (t) fn(jp, doc, t, count);
         tokenizer_free(t);
         json_decref(doc);
@@ -299,7 +290,7 @@ TEST(test_tok_stream_holds_partial_chars)
 {
     const char *p = test_fixture("stories260K.gguf");
     if (!p) return;
-    tokenizer *t = load_tok(p);
+    tokenizer *t = vocab_load_tokenizer(p);
     REQUIRE(t);
     const char *text = "Cửa Việt \xF0\x9F\xA6\x99 big dog";
     tok_ids ids = {0};
@@ -336,7 +327,7 @@ TEST(test_tok_arbitrary_bytes_round_trip)
     for (size_t k = 0; k < 3; k++) {
         const char *p = test_fixture(sets[k]);
         if (!p) return;
-        tokenizer *t = load_tok(p);
+        tokenizer *t = vocab_load_tokenizer(p);
         REQUIRE(t);
         tok_ids v = {0};
         uint32_t seed = 12345;
@@ -360,7 +351,7 @@ TEST(test_tok_vocabulary_accessors)
 {
     const char *p = test_fixture("vocab/ggml-vocab-llama-spm.gguf");
     if (!p) return;
-    tokenizer *t = load_tok(p);
+    tokenizer *t = vocab_load_tokenizer(p);
     REQUIRE(t);
     size_t len;
     const char *s = tokenizer_token_text(t, 15043, &len);
@@ -382,7 +373,7 @@ TEST(test_tok_special_tokens_spm)
 {
     const char *p = test_fixture("stories260K.gguf");
     if (!p) return;
-    tokenizer *t = load_tok(p);
+    tokenizer *t = vocab_load_tokenizer(p);
     REQUIRE(t);
     CHECK(tokenizer_bos(t) == 1 && tokenizer_eos(t) == 2 && tokenizer_unk(t) == 0);
     CHECK(tokenizer_pad(t) == TOK_NONE, " 0xFFFFFFFF means none");
@@ -418,7 +409,7 @@ TEST(test_tok_special_tokens_bpe)
 {
     const char *p = test_fixture("vocab/ggml-vocab-gpt-2.gguf");
     if (!p) return;
-    tokenizer *t = load_tok(p);
+    tokenizer *t = vocab_load_tokenizer(p);
     REQUIRE(t);
     CHECK(tokenizer_model(t) == TOK_MODEL_BPE && tokenizer_pre(t) == TOK_PRE_GPT2);
     CHECK(tokenizer_bos(t) == 50256 && !tokenizer_add_bos(t));
@@ -596,7 +587,7 @@ static void time_encode(const char *rel, const char *text, size_t n, double *sec
 {
     const char *p = test_fixture(rel);
     if (!p) return;
-    tokenizer *t = load_tok(p);
+    tokenizer *t = vocab_load_tokenizer(p);
     REQUIRE(t);
     tok_ids v = {0};
     double t0 = now();

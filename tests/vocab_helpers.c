@@ -1,3 +1,4 @@
+#include "test.h"
 #include "vocab_helpers.h"
 
 #include "gguf/gguf.h"
@@ -17,4 +18,15 @@ strata_status write_bpe_vocab(const char *path, const char *pre, strata_error *e
     if (!st) st = gguf_writer_close(w, e);
     gguf_writer_free(w);
     return st;
+}
+
+tokenizer *vocab_load_tokenizer(const char *path)
+{
+    gguf_file *f = NULL;
+    tokenizer *t = NULL;
+    strata_error e = {0};
+    if (gguf_open(path, &f, &e) || tokenizer_from_gguf(f, &t, &e))
+        test_fail(__FILE__, __LINE__, "load tokenizer", " %s: %s", path, e.message);
+    gguf_close(f);
+    return t;
 }
