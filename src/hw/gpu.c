@@ -14,12 +14,15 @@ static const char *const type_names[] = {
 };
 
 /* GPU drivers expose device nodes: DRM render nodes (Mesa, AMD, Intel,
- * nvidia-drm) or /dev/nvidia0. A software Vulkan device needs neither, and
+ * nvidia-drm) or /dev/nvidia* (the NVIDIA driver also lists its GPUs in
+ * /proc/driver/nvidia/gpus). A software Vulkan device needs none, and
  * opening the Vulkan loader on a machine without them would only load
  * that (lavapipe maps ~200 MiB of LLVM into the process). */
 bool hw_gpu_device_node_present(void)
 {
-    if (access("/dev/nvidia0", F_OK) == 0) return true;
+    if (access("/dev/nvidia0", F_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0 ||
+        access("/proc/driver/nvidia/gpus", F_OK) == 0)
+        return true;
     DIR *d = opendir("/dev/dri");
     bool found = false;
     for (struct dirent *e; d && !found && (e = readdir(d));) found = !strncmp(e->d_name, "renderD", 7);

@@ -108,7 +108,8 @@ typedef enum hw_gpu_type {
 } hw_gpu_type;
 
 const char *hw_gpu_type_name(hw_gpu_type t);
-/* True when a GPU driver's device node exists (/dev/dri/renderD*, /dev/nvidia0). */
+/* True when a GPU driver is present (/dev/dri/renderD*, /dev/nvidia*,
+ * /proc/driver/nvidia/gpus): only then is the Vulkan loader worth opening. */
 bool hw_gpu_device_node_present(void);
 hw_gpu_type hw_gpu_type_from_name(const char *name); /* HW_GPU_UNKNOWN if unknown */
 /* "AMD", "NVIDIA", "Intel", "Mesa" ... from a PCI/Vulkan vendor id, or "". */
