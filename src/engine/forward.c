@@ -109,6 +109,19 @@ static strata_status run_layer(engine *e, backend **cur, uint64_t l, uint32_t n_
     return STRATA_OK;
 }
 
+/* NaN or infinite logits mean broken weights or hyper-parameters: fail
+ * rather than sample garbage (one pass over what the projection wrote). */
+static strata_status check_logits(const float *logits, uint64_t n_rows, uint64_t n_vocab, strata_error *err)
+{
+    for (uint64_t i = 0; i < n_rows * n_vocab; i++)
+        if (!isfinite(logits[i]))
+            return err_set(err, STRATA_E_FORMAT, "the model produced %s logits (row %" PRIu64 ", token %" PRIu64
+                           "): its weights contain NaN/Inf or a hyper-parameter (rope.freq_base, "
+                           "layer_norm_rms_epsilon) is out of range", isnan(logits[i]) ? "NaN" : "infinite",
+                           i / n_vocab, i % n_vocab);
+    return STRATA_OK;
+}
+
 /* Final norm and output projection of rows [first, n_tok) into logits. */
 static strata_status output(engine *e, backend **cur, uint32_t first, uint32_t n_tok, float *logits,
                             strata_error *err)
@@ -121,7 +134,7 @@ static strata_status output(engine *e, backend **cur, uint32_t first, uint32_t n
     if (st) return st;
     st = b->ops->logits(b, &w[OS_NORM], &w[OS_PROJ], first, n_tok, logits, err);
     b->ops->release(b, g);
-    return st;
+    return st ? st : check_logits(logits, n_tok - first, e->w.d.n_vocab, err);
 }
 
 /* The back ends this chunk runs on learn its positions (RoPE tables). */

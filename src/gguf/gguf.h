@@ -92,6 +92,7 @@ typedef struct gguf_split {
 } gguf_split;
 
 typedef struct gguf_arena gguf_arena;
+typedef struct gguf_index gguf_index;
 
 typedef struct gguf_file {
     uint32_t version;
@@ -104,6 +105,8 @@ typedef struct gguf_file {
     gguf_split *splits;
     uint64_t bytes_read;      /* bytes read from disk while parsing */
     gguf_arena *arena;        /* owns every string and array */
+    gguf_index *kv_index;     /* hash of metadata keys (NULL: look-ups scan) */
+    gguf_index *tensor_index; /* hash of tensor names (NULL: look-ups scan) */
 } gguf_file;
 
 /* Opens a GGUF file. When the file is the first of a split model, every

@@ -20,6 +20,10 @@ strata_status gguf_open(const char *path, gguf_file **out, strata_error *err)
 const gguf_kv *gguf_find(const gguf_file *f, const char *key)
 {
     size_t len = strlen(key);
+    if (f->kv_index) {
+        uint64_t i = gguf_index_find(f->kv_index, f->kv, gguf_kv_key, key, len);
+        return i == GGUF_INDEX_NONE ? NULL : &f->kv[i];
+    }
     for (uint64_t i = 0; i < f->n_kv; i++)
         if (f->kv[i].key.len == len && !memcmp(f->kv[i].key.ptr, key, len)) return &f->kv[i];
     return NULL;
@@ -27,6 +31,10 @@ const gguf_kv *gguf_find(const gguf_file *f, const char *key)
 
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
 {
+    if (f->tensor_index) {
+        uint64_t i = gguf_index_find(f->tensor_index, f->tensors, gguf_tensor_key, name, strlen(name));
+        return i == GGUF_INDEX_NONE ? NULL : &f->tensors[i];
+    }
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if (!strcmp(f->tensors[i].name, name)) return &f->tensors[i];
     return NULL;

@@ -39,6 +39,18 @@ static strata_status fail(cursor *c, uint64_t offset, const char *fmt, const cha
 
 static uint64_t remaining(const cursor *c) { return c->size - c->pos; }
 
+/* A count or length at `at` that cannot fit in the rest of the file: the
+ * file was cut short (or the number is corrupt). */
+static strata_status truncated(cursor *c, uint64_t at, const char *what, uint64_t n, uint64_t min_bytes)
+{
+    char d[STRATA_ERROR_MAX / 2];
+    snprintf(d, sizeof d, "%s %" PRIu64 " needs at least %" PRIu64 " bytes but only %" PRIu64 " remain", what, n,
+             min_bytes, remaining(c));
+    return fail(c, at, "file is truncated (or corrupt): %s", d);
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b) { return b && a > UINT64_MAX / b ? UINT64_MAX : a * b; }
+
 static strata_status fill(cursor *c, uint64_t at)
 {
     uint64_t want = c->size - at < READ_BUF ? c->size - at : READ_BUF;
@@ -60,7 +72,7 @@ static strata_status fill(cursor *c, uint64_t at)
 /* Reads n bytes at the cursor; `what` names the field for the error. */
 static strata_status rd(cursor *c, void *dst, uint64_t n, const char *what)
 {
-    if (n > remaining(c)) return fail(c, c->pos, "unexpected end of file reading %s", what);
+    if (n > remaining(c)) return fail(c, c->pos, "file is truncated: it ends while reading %s", what);
     if (c->mem) {
         memcpy(dst, c->mem + c->pos, n);
         c->pos += n;
@@ -97,8 +109,11 @@ static strata_status rd_str(cursor *c, gguf_str *s, const char *what)
     uint64_t at = c->pos, len;
     strata_status st = rd_u64(c, &len, what);
     if (st) return st;
-    if (len > remaining(c))
-        return fail(c, at, "%s length exceeds the rest of the file", what);
+    if (len > remaining(c)) {
+        char w[64];
+        snprintf(w, sizeof w, "%s length", what);
+        return truncated(c, at, w, len, len);
+    }
     char *p = alloc_or_fail(c, len + 1);
     if (!p) return STRATA_E_NOMEM;
     if ((st = rd(c, p, len, what))) return st;
@@ -166,7 +181,7 @@ static strata_status rd_array(cursor *c, gguf_value *v, int depth)
     if (et == GGUF_TYPE_ARRAY && depth + 1 >= GGUF_MAX_NESTING)
         return fail(c, at, "arrays nested deeper than %s levels", "8");
     if (n > remaining(c) / min_encoded_size(et))
-        return fail(c, at, "array length exceeds the rest of the file%s", "");
+        return truncated(c, at, "array length", n, mul_sat(n, min_encoded_size(et)));
     v->type = GGUF_TYPE_ARRAY;
     v->arr.type = et;
     v->arr.n = n;
@@ -226,9 +241,19 @@ static strata_status rd_header(cursor *c, gguf_file *f)
     if ((st = rd_u64(c, &f->n_tensors, "tensor count"))) return st;
     if ((st = rd_u64(c, &f->n_kv, "metadata count"))) return st;
     /* Each metadata entry takes at least 13 bytes, each tensor info 24. */
-    if (f->n_kv > remaining(c) / 13) return fail(c, 16, "metadata count exceeds what the file can hold%s", "");
-    if (f->n_tensors > remaining(c) / 24) return fail(c, 8, "tensor count exceeds what the file can hold%s", "");
+    if (f->n_kv > remaining(c) / 13) return truncated(c, 16, "metadata count", f->n_kv, mul_sat(f->n_kv, 13));
+    if (f->n_tensors > remaining(c) / 24)
+        return truncated(c, 8, "tensor count", f->n_tensors, mul_sat(f->n_tensors, 24));
     return STRATA_OK;
+}
+
+/* Adds key i to the index, failing on a duplicate (a hash: 100k keys stay fast). */
+static strata_status index_key(cursor *c, gguf_file *f, uint64_t i, uint64_t at)
+{
+    uint64_t dup;
+    int r = gguf_index_add(&f->kv_index, f->kv, gguf_kv_key, i, &dup);
+    if (r < 0) return err_set(c->err, STRATA_E_NOMEM, "%s: out of memory reading the header", c->name);
+    return r ? fail(c, at, "duplicate metadata key '%s'", f->kv[i].key.ptr) : STRATA_OK;
 }
 
 static strata_status rd_metadata(cursor *c, gguf_file *f)
@@ -241,9 +266,7 @@ static strata_status rd_metadata(cursor *c, gguf_file *f)
         uint32_t type;
         strata_status st;
         if ((st = rd_str(c, &kv->key, "metadata key"))) return st;
-        for (uint64_t j = 0; j < i; j++)
-            if (f->kv[j].key.len == kv->key.len && !memcmp(f->kv[j].key.ptr, kv->key.ptr, kv->key.len))
-                return fail(c, at, "duplicate metadata key '%s'", kv->key.ptr);
+        if ((st = index_key(c, f, i, at))) return st;
         uint64_t type_at = c->pos;
         if ((st = rd_u32(c, &type, "value type"))) return st;
         if (type >= GGUF_TYPE_COUNT) return fail(c, type_at, "unknown value type for key '%s'", kv->key.ptr);
@@ -303,30 +326,10 @@ static strata_status rd_tensor_info(cursor *c, gguf_tensor *t)
     return rd_u64(c, &t->offset, "tensor offset");
 }
 
-static int cmp_by_name(const void *a, const void *b)
-{
-    return strcmp((*(const gguf_tensor *const *)a)->name, (*(const gguf_tensor *const *)b)->name);
-}
-
 static int cmp_by_offset(const void *a, const void *b)
 {
     const gguf_tensor *x = *(const gguf_tensor *const *)a, *y = *(const gguf_tensor *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
-strata_status gguf_check_unique_names(const gguf_tensor *ts, uint64_t n, const char *name, strata_error *err)
-{
-    if (n < 2) return STRATA_OK;
-    const gguf_tensor **v = malloc(n * sizeof *v);
-    if (!v) return err_set(err, STRATA_E_NOMEM, "%s: out of memory", name);
-    for (uint64_t i = 0; i < n; i++) v[i] = &ts[i];
-    qsort(v, n, sizeof *v, cmp_by_name);
-    strata_status st = STRATA_OK;
-    for (uint64_t i = 1; i < n && !st; i++)
-        if (!strcmp(v[i - 1]->name, v[i]->name))
-            st = err_set(err, STRATA_E_FORMAT, "%s: offset 0: duplicate tensor name '%s'", name, v[i]->name);
-    free(v);
-    return st;
 }
 
 /* Tensor data ranges of one file must not overlap (checked sorted by offset). */
@@ -359,11 +362,11 @@ static strata_status rd_tensors(cursor *c, gguf_file *f, uint32_t split)
         if (t->offset % f->alignment)
             return fail(c, data_offset, "tensor '%s' data offset is not a multiple of general.alignment", t->name);
         if (t->offset > c->size || data_offset > c->size - t->offset || t->n_bytes > c->size - data_offset - t->offset)
-            return fail(c, data_offset, "tensor '%s' data runs past the end of the file", t->name);
+            return fail(c, data_offset, "file is truncated: tensor '%s' data runs past the end of the file", t->name);
         t->file_offset = data_offset + t->offset;
     }
     f->splits[0].data_offset = data_offset;
-    strata_status dup = gguf_check_unique_names(f->tensors, f->n_tensors, c->name, c->err);
+    strata_status dup = gguf_index_tensors(f, c->name, c->err);
     return dup ? dup : check_no_overlap(c, f->tensors, f->n_tensors);
 }
 
@@ -397,6 +400,8 @@ void gguf_close(gguf_file *f)
     for (uint32_t i = 0; f->splits && i < f->n_splits; i++) free(f->splits[i].path);
     free(f->splits);
     arena_free(f->arena);
+    gguf_index_free(f->kv_index);
+    gguf_index_free(f->tensor_index);
     free(f);
 }
 
@@ -421,12 +426,13 @@ strata_status gguf_parse_memory(const void *data, size_t size, const char *name,
 strata_status gguf_open_one(const char *path, gguf_file **out, strata_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return err_set(err, STRATA_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return err_set(err, STRATA_E_IO, "%s: not a regular file", path);
+        return err_set(err, STRATA_E_IO, "%s: not a regular file (a model must be a GGUF file)", path);
     }
     gguf_file *f = file_new(path, (uint64_t)sb.st_size);
     uint8_t *buf = malloc(READ_BUF);

@@ -112,5 +112,5 @@ strata_status gguf_split_open_rest(gguf_file *f, const char *path, strata_error 
     if (gguf_get_u64(f, "split.tensors.count", &expected) && expected != f->n_tensors)
         return err_set(err, STRATA_E_FORMAT, "%s: split.tensors.count says %" PRIu64 " tensors, the %" PRIu64
                        " files hold %" PRIu64, path, expected, k.count, f->n_tensors);
-    return gguf_check_unique_names(f->tensors, f->n_tensors, path, err);
+    return gguf_index_tensors(f, path, err);
 }

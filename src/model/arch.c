@@ -199,6 +199,9 @@ static strata_status missing(const char *path, const char *arch, const char *key
     return err_set(err, STRATA_E_FORMAT, "%s: %s model lacks %s.%s", path, arch, arch, key);
 }
 
+/* Above zero and finite once narrowed to float (NaN fails too). */
+static bool positive_float(double v) { return v > 0 && isfinite((float)v); }
+
 static strata_status check_sizes(const model_hparams *hp, const char *path, strata_error *err)
 {
     if (!hp->n_embd) return missing(path, hp->arch, "embedding_length", err);
@@ -209,8 +212,13 @@ static strata_status check_sizes(const model_hparams *hp, const char *path, stra
     if (hp->head_dim_k != hp->head_dim_v)
         return err_set(err, STRATA_E_UNSUPPORTED, "%s: key length %" PRIu64 " differs from value length %" PRIu64
                        " (not supported)", path, hp->head_dim_k, hp->head_dim_v);
-    if (hp->rope_freq_base <= 0)
+    if (!positive_float(hp->rope_freq_base))
         return err_set(err, STRATA_E_FORMAT, "%s: %s.rope.freq_base must be positive", path, hp->arch);
+    if (hp->rope_freq_base_swa != 0 && !positive_float(hp->rope_freq_base_swa))
+        return err_set(err, STRATA_E_FORMAT, "%s: %s.rope.freq_base_swa must be positive", path, hp->arch);
+    if (hp->rms_eps != 0 && !positive_float(hp->rms_eps))
+        return err_set(err, STRATA_E_FORMAT, "%s: %s.attention.layer_norm_rms_epsilon must be positive", path,
+                       hp->arch);
     return STRATA_OK;
 }
 

@@ -47,6 +47,18 @@ static strata_status arch_f64(const spec_ctx *c, const char *suffix, double *out
     return STRATA_OK;
 }
 
+/* A key that, when present, must be a finite number above zero (a RoPE base
+ * or an epsilon of 0 gives NaN logits). */
+static strata_status arch_positive(const spec_ctx *c, const char *suffix, double *out)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
+    const gguf_kv *kv = gguf_find(c->f, key);
+    if (kv && (!gguf_value_to_f64(&kv->value, out) || !isfinite(*out) || *out <= 0 || !isfinite((float)*out)))
+        return err_set(c->err, STRATA_E_FORMAT, "%s: %s must be a finite number above zero", c->path, key);
+    return STRATA_OK;
+}
+
 static void copy_str(const gguf_file *f, const char *key, char *dst, size_t cap, const char *fallback)
 {
     gguf_str s;
@@ -81,11 +93,11 @@ static strata_status read_hparams(const spec_ctx *c, model_hparams *hp)
         return st;
     hp->rope_freq_base = 10000.0;
     hp->rope_scaling_factor = 1.0;
-    if ((st = arch_f64(c, "rope.freq_base", &hp->rope_freq_base)) ||
-        (st = arch_f64(c, "rope.freq_base_swa", &hp->rope_freq_base_swa)) ||
+    if ((st = arch_positive(c, "rope.freq_base", &hp->rope_freq_base)) ||
+        (st = arch_positive(c, "rope.freq_base_swa", &hp->rope_freq_base_swa)) ||
+        (st = arch_positive(c, "attention.layer_norm_rms_epsilon", &hp->rms_eps)) ||
         (st = arch_f64(c, "rope.scaling.factor", &hp->rope_scaling_factor)) ||
-        (st = arch_f64(c, "rope.scaling.attn_factor", &hp->rope_attn_factor)) ||
-        (st = arch_f64(c, "attention.layer_norm_rms_epsilon", &hp->rms_eps)))
+        (st = arch_f64(c, "rope.scaling.attn_factor", &hp->rope_attn_factor)))
         return st;
     char key[256];
     snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch);
@@ -96,6 +108,10 @@ static strata_status read_hparams(const spec_ctx *c, model_hparams *hp)
     if (hp->n_heads && hp->n_kv_heads && hp->n_heads % hp->n_kv_heads)
         return err_set(c->err, STRATA_E_FORMAT, "%s: %" PRIu64 " attention heads is not a multiple of %" PRIu64
                        " KV heads", c->path, hp->n_heads, hp->n_kv_heads);
+    if (hp->head_dim_k == 0 && hp->n_heads && hp->n_embd % hp->n_heads)
+        return err_set(c->err, STRATA_E_FORMAT, "%s: %s.embedding_length %" PRIu64 " is not a multiple of "
+                       "attention.head_count %" PRIu64 " (and attention.key_length is absent)", c->path, c->arch,
+                       hp->n_embd, hp->n_heads);
     if (hp->head_dim_k == 0 && hp->n_heads) hp->head_dim_k = hp->n_embd / hp->n_heads;
     if (hp->head_dim_v == 0) hp->head_dim_v = hp->head_dim_k;
     return STRATA_OK;

@@ -119,15 +119,17 @@ static strata_status open_file(io_engine *io, const gguf_split *s, io_file *f, s
 {
     f->path = s->path;
     f->size = s->file_size;
-    f->buffered_fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    f->direct_fd = open(s->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    /* O_NONBLOCK: a path replaced by a FIFO must not block here; refused below. */
+    f->buffered_fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (f->buffered_fd < 0) return err_set(err, STRATA_E_IO, "%s: cannot open: %s", s->path, strerror(errno));
+    struct stat sb;
+    if (fstat(f->buffered_fd, &sb) != 0) return err_set(err, STRATA_E_IO, "%s: %s", s->path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return err_set(err, STRATA_E_IO, "%s: not a regular file", s->path);
+    f->direct_fd = open(s->path, O_RDONLY | O_CLOEXEC | O_DIRECT | O_NONBLOCK);
     if (f->direct_fd < 0) {
         atomic_store(&io->direct, false); /* e.g. tmpfs: EINVAL */
         f->direct_fd = f->buffered_fd;
     }
-    struct stat sb;
-    if (fstat(f->buffered_fd, &sb) != 0) return err_set(err, STRATA_E_IO, "%s: %s", s->path, strerror(errno));
     f->mtime = sb.st_mtim;
     return STRATA_OK;
 }
