@@ -91,7 +91,7 @@ TESTBIN  := $(BUILD)/asan/strata-tests
 ASAN_STRATA := $(BUILD)/asan/strata
 ASAN_SYNTH  := $(BUILD)/asan/strata-synth
 
-.PHONY: all test fuzz bench bench-gpu demo install clean FORCE
+.PHONY: all test fuzz bench bench-gpu demo deps install clean FORCE
 all: $(STRATA) $(SYNTH) $(LIBA) $(LIBSO) $(PCFILE)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -154,6 +154,13 @@ fuzz: $(FUZZ_BIN)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
+
+# The Debian packages that building, the tests (lavapipe for the GPU tests)
+# and the demo need, installed with apt-get through sudo only when not root;
+# the list is in tools/deps.sh, which the README runs directly (a fresh
+# container has no make yet).
+deps:
+	@sh tools/deps.sh
 
 # The README's main job: synthesize a model twice the budget, plan it, run it.
 demo: $(STRATA) $(SYNTH)

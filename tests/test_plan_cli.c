@@ -176,6 +176,14 @@ TEST(test_plan_cli_can_run)
     snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run", m, hw, all - 1);
     CHECK(strata(args, &out, false) == 1, " %s", out);
     free(out);
+    /* with --json the plan is printed and the exit status is still the verdict */
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run --json", m, hw, cases[i].mem);
+        out = NULL;
+        int rc = strata(args, &out, false);
+        CHECK(rc == cases[i].rc && out && strstr(out, "\"strata-plan\""), " --json: rc %d: %s", rc, out);
+        free(out);
+    }
 }
 
 TEST(test_plan_cli_export_llamacpp)
@@ -260,16 +268,26 @@ TEST(test_plan_cli_bad_flags)
     const char *m = model(0), *hw = cpu_profile();
     REQUIRE(m && hw);
     const struct { const char *args; int rc; const char *says; } cases[] = {
-        {"--kv-type q5_0", 2, "--kv-type 'q5_0'"},
-        {"--export vllm", 2, "--export 'vllm'"},
-        {"--mem lots", 2, "--mem 'lots'"},
-        {"-c 0", 2, "-c"},
-        {"--batch", 2, "--batch: missing value"},
-        {"--frobnicate 1", 2, "unknown option '--frobnicate'"},
-        {"--frobnicate", 2, "--frobnicate"}, /* last: read as missing its value */
-        {"other.gguf", 2, "more than one model"},
-        {"--hw /nonexistent/profile.json", 1, "/nonexistent/profile.json"},
-        {"--hw /nonexistent/profile.json --can-run", 2, "/nonexistent/profile.json"},
+        {"--kv-type q5_0", 3, "--kv-type 'q5_0'"},
+        {"--export vllm", 3, "--export 'vllm'"},
+        {"--mem lots", 3, "--mem 'lots'"},
+        {"--mem 0.5", 3, "--mem '0.5': at least 1M"},
+        {"--mem 0x10M", 3, "--mem '0x10M'"},
+        {"--mem 1e3M", 3, "--mem '1e3M'"},
+        {"--mem inf", 3, "--mem 'inf'"},
+        {"-c 0", 3, "-c"},
+        {"-c 0x10", 3, "-c '0x10'"},
+        {"-c +5", 3, "-c '+5'"},
+        {"--batch", 3, "--batch: missing value"},
+        {"--frobnicate 1", 3, "unknown option '--frobnicate'"},
+        {"--frobnicate", 3, "unknown option '--frobnicate'"}, /* last: not "missing value" */
+        {"--comapre", 3, "unknown option '--comapre'; did you mean '--compare'?"},
+        {"--ctx 5", 3, "did you mean '--ctx-size'?"},
+        {"other.gguf", 3, "more than one model"},
+        {"-m other.gguf", 3, "more than one model"},
+        {"--hw /nonexistent/profile.json", 3, "/nonexistent/profile.json"},
+        {"--hw /nonexistent/profile.json --can-run", 3, "/nonexistent/profile.json"},
+        {"--hw /nonexistent/profile.json --can-run --json", 3, "/nonexistent/profile.json"},
     };
     char args[4096], *out = NULL;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -285,11 +303,38 @@ TEST(test_plan_cli_bad_flags)
     }
     /* a model that does not exist; and nothing printed on stdout for bad flags */
     snprintf(args, sizeof args, "plan /nonexistent/model.gguf --hw '%s'", hw);
-    CHECK(strata(args, &out, true) == 1 && out && strstr(out, "/nonexistent/model.gguf") && one_line(out),
+    CHECK(strata(args, &out, true) == 3 && out && strstr(out, "/nonexistent/model.gguf") && one_line(out),
           " %s", out);
     free(out);
+    snprintf(args, sizeof args, "plan /nonexistent/model.gguf --hw '%s' --can-run", hw);
+    CHECK(strata(args, &out, true) == 3, " %s", out);
+    free(out);
     snprintf(args, sizeof args, "plan '%s' --kv-type q5_0 2>/dev/null", m);
-    CHECK(strata(args, &out, false) == 2 && out && !out[0], " stdout: %s", out);
+    CHECK(strata(args, &out, false) == 3 && out && !out[0], " stdout: %s", out);
+    free(out);
+}
+
+/* -m names the model as the positional path does; both: the same path. */
+TEST(test_plan_cli_model_flag)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "plan --hw '%s' -c 256 -m '%s' --can-run", hw, m);
+    CHECK(strata(args, &out, false) == 0 && out && strstr(out, "yes:"), " %s", out);
+    free(out);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --model '%s' --can-run", m, hw, m);
+    CHECK(strata(args, &out, false) == 0, " %s", out);
+    free(out);
+}
+
+/* The help states the exit codes and prints no doubled percent sign. */
+TEST(test_plan_cli_help)
+{
+    char *out = NULL;
+    CHECK(strata("plan --help", &out, true) == 0 && out && strstr(out, "3 error") && strstr(out, "10% / 256 MiB") &&
+              !strstr(out, "%%"),
+          " %s", out);
     free(out);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/run_gen.h"
 #include "cli/run_opts.h"
@@ -27,8 +28,8 @@ static const char chat_usage[] =
     "  /reset               start a new conversation (the system message stays)\n"
     "  Ctrl-C               stop the answer; at the prompt, end the chat (exit 130)\n"
     "\n"
-    "  -n, --n-predict N    at most N tokens per answer (default: until the model ends its\n"
-    "                       turn or the context is full)\n";
+    "  -n, --n-predict N    at most N tokens per answer (default and -1: until the model\n"
+    "                       ends its turn or the context is full)\n";
 
 #define EXIT_INTERRUPTED 130 /* 128 + SIGINT, as shells report it */
 
@@ -225,6 +226,8 @@ static int chat_loop(chat *c)
     return rc;
 }
 
+static const char *const chat_help[] = {chat_usage, gen_opts_usage, NULL};
+
 static int parse_chat_args(int argc, char **argv, gen_opts *o)
 {
     for (int i = 1; i < argc; i++) {
@@ -236,13 +239,13 @@ static int parse_chat_args(int argc, char **argv, gen_opts *o)
         }
         if (gen_opts_flag(o, f)) continue;
         if (i + 1 >= argc) {
-            fprintf(stderr, "strata chat: %s: %s\n", f, f[0] == '-' ? "missing value" : "unexpected argument");
+            arg_no_value("chat", chat_help, f);
             return 2;
         }
         int r = gen_opts_value(o, f, argv[++i]);
         if (r < 0) return 2;
         if (r == 0) {
-            fprintf(stderr, "strata chat: unknown option '%s' (see strata chat --help)\n", f);
+            arg_no_value("chat", chat_help, f);
             return 2;
         }
     }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "hw/hw.h"
@@ -62,7 +63,7 @@ static int parse_args(int argc, char **argv, detect_args *a)
         } else if ((v = cli_opt_value("detect", argc, argv, &i, "--root", &bad))) {
             a->root = v;
         } else {
-            fprintf(stderr, "strata detect: unknown option '%s' (see strata detect --help)\n", argv[i]);
+            arg_unknown("detect", (const char *const[]){detect_usage, NULL}, argv[i]);
             return 2;
         }
         if (bad) return 2;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "hw/hw.h"
@@ -42,7 +43,7 @@ static int parse_args(int argc, char **argv, doctor_args *a)
         } else if ((v = cli_opt_value("doctor", argc, argv, &i, "--root", &bad))) {
             a->root = v;
         } else {
-            fprintf(stderr, "strata doctor: unknown option '%s' (see strata doctor --help)\n", argv[i]);
+            arg_unknown("doctor", (const char *const[]){doctor_usage, NULL}, argv[i]);
             return 2;
         }
         if (bad) return 2;

@@ -6,17 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "strata.h"
 #include "util/fmt.h"
 
 static const char inspect_usage[] =
-    "usage: strata inspect MODEL [--json] [--tensors]\n"
+    "usage: strata inspect MODEL [--json] [--tensors]   (or -m MODEL)\n"
     "\n"
     "Reads a GGUF model's header (never its weights) and reports its shape, its\n"
     "quantization mix, bytes per layer and the KV-cache size per token and at full\n"
     "context. For a split model give the first file (name-00001-of-0000N.gguf).\n"
     "\n"
+    "  -m, --model MODEL  the model (instead of the positional MODEL)\n"
     "  --json      print one JSON object (schema: docs/inspect-json.md)\n"
     "  --tensors   also list every tensor: name, type, shape, bytes, file offset\n"
     "  -h, --help  show this help\n";
@@ -145,30 +147,54 @@ static void print_tensors(const json_t *r)
     }
 }
 
+/* The model: a positional path and/or -m PATH (the same path when both). */
+static bool set_model(const char **path, const char *v)
+{
+    if (*path && strcmp(*path, v)) {
+        fprintf(stderr, "strata inspect: more than one model given ('%s' and '%s')\n", *path, v);
+        return false;
+    }
+    *path = v;
+    return true;
+}
+
+/* 0: parsed; 1: --help printed; 2: usage error (reported). */
+static int parse_inspect_args(int argc, char **argv, const char **path, bool *as_json, bool *tensors)
+{
+    const char *const help[] = {inspect_usage, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) *as_json = true;
+        else if (!strcmp(a, "--tensors")) *tensors = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(inspect_usage, stdout);
+            return 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (i + 1 >= argc) {
+                arg_no_value("inspect", help, a);
+                return 2;
+            }
+            if (!set_model(path, argv[++i])) return 2;
+        } else if (a[0] == '-' && a[1]) {
+            arg_unknown("inspect", help, a);
+            return 2;
+        } else if (!set_model(path, a)) {
+            return 2;
+        }
+    }
+    if (!*path) {
+        fputs(inspect_usage, stderr);
+        return 2;
+    }
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     bool as_json = false, tensors = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) as_json = true;
-        else if (!strcmp(argv[i], "--tensors")) tensors = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fputs(inspect_usage, stdout);
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "strata inspect: unknown option '%s' (see strata inspect --help)\n", argv[i]);
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "strata inspect: more than one model given ('%s' and '%s')\n", path, argv[i]);
-            return 2;
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) {
-        fputs(inspect_usage, stderr);
-        return 2;
-    }
+    int rc = parse_inspect_args(argc, argv, &path, &as_json, &tensors);
+    if (rc) return rc == 1 ? 0 : rc;
     strata_error err;
     strata_model_info *info;
     if (strata_model_info_open(path, &info, &err)) {

@@ -14,24 +14,35 @@
 #include "util/fmt.h"
 
 static const char plan_usage[] =
-    "usage: strata plan MODEL [options]\n"
+    "usage: strata plan MODEL [options]   (or -m MODEL)\n"
     "\n"
     "Decides where the model's weights and KV cache live (GPU, RAM, or streamed from\n"
     "disk) under the memory budget, and predicts prefill and decode speed from the\n"
     "machine's measured bandwidths (docs/cost-model.md), naming the bottleneck.\n"
     "\n"
+    "  -m, --model FILE     the model (instead of the positional MODEL)\n"
     "  -c, --ctx-size N     context length (default: the model's, reduced to fit)\n"
-    "  --batch B            tokens per step for the prefill prediction (default 256;\n"
+    "  --batch, --batch-size B  tokens per step for the prefill prediction (default 256;\n"
     "                       32 or more optimizes prefill speed instead of decode)\n"
     "  --kv-type T          f16 (default), q8_0 or q4_0 (the engine runs f16 today)\n"
-    "  --mem SIZE           RAM budget (default: usable memory minus 10%% / 256 MiB)\n"
+    "  --mem SIZE           RAM budget (default: usable memory minus 10% / 256 MiB);\n"
+    "                       SIZE: a decimal number and K, M, G or T (powers of 1024),\n"
+    "                       bytes without a unit; at least 1M\n"
     "  --hw PROFILE.json    plan for this machine profile (`strata detect --json`\n"
     "                       format, e.g. an edited one) instead of this machine\n"
     "  --compare            list the alternatives considered and why each lost\n"
     "  --json               print the plan as one JSON object (read by `run --plan`)\n"
-    "  --can-run            exit 0: runs in memory, 1: runs with streaming, 2: cannot run\n"
+    "  --can-run            only say whether it runs (with --json: the plan); the exit\n"
+    "                       status tells (below)\n"
     "  --export llama.cpp   print equivalent llama.cpp flags\n"
-    "  -h, --help           show this help\n";
+    "  -h, --help           show this help\n"
+    "\n"
+    "exit status: 0 runs entirely in memory (without --can-run: a plan was made),\n"
+    "1 runs with weights streamed from disk (--can-run only), 2 cannot run,\n"
+    "3 error (bad option, unreadable model or profile).\n";
+
+#define PLAN_EXIT_ERROR 3
+static const char *const plan_help[] = {plan_usage, NULL};
 
 typedef struct plan_args {
     const char *model, *hw_file, *export_to;
@@ -40,62 +51,82 @@ typedef struct plan_args {
     bool compare, json, can_run;
 } plan_args;
 
+/* The model: a positional path and/or -m PATH (the same path when both). */
+static bool set_model(plan_args *a, const char *v)
+{
+    if (a->model && strcmp(a->model, v)) {
+        fprintf(stderr, "strata plan: more than one model given ('%s' and '%s')\n", a->model, v);
+        return false;
+    }
+    a->model = v;
+    return true;
+}
+
+static bool kv_type_opt(plan_args *a, const char *v)
+{
+    if (!strcmp(v, "f16")) a->req.kv = PLAN_KV_F16;
+    else if (!strcmp(v, "q8_0")) a->req.kv = PLAN_KV_Q8_0;
+    else if (!strcmp(v, "q4_0")) a->req.kv = PLAN_KV_Q4_0;
+    else {
+        fprintf(stderr, "strata plan: --kv-type '%s': expected f16, q8_0 or q4_0\n", v);
+        return false;
+    }
+    return true;
+}
+
+/* An option with a value: false on a bad value or an unknown option (reported). */
+static bool value_opt(plan_args *a, const char *f, const char *v)
+{
+    uint64_t u = 0;
+    bool ok = true;
+    if (!strcmp(f, "-m") || !strcmp(f, "--model")) return set_model(a, v);
+    if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
+        ok = arg_u64("plan", f, v, 1, 1u << 24, &u);
+        a->req.n_ctx = (uint32_t)u;
+    } else if (!strcmp(f, "--batch") || !strcmp(f, "--batch-size")) {
+        ok = arg_u64("plan", f, v, 1, 1u << 16, &u);
+        a->req.n_batch = (uint32_t)u;
+    } else if (!strcmp(f, "--mem")) {
+        ok = arg_size("plan", f, v, &a->mem);
+    } else if (!strcmp(f, "--kv-type")) {
+        ok = kv_type_opt(a, v);
+    } else if (!strcmp(f, "--hw")) {
+        a->hw_file = v;
+    } else if (!strcmp(f, "--export")) {
+        if (strcmp(v, "llama.cpp")) fprintf(stderr, "strata plan: --export '%s': only llama.cpp is supported\n", v);
+        ok = !strcmp(v, "llama.cpp");
+        a->export_to = v;
+    } else {
+        arg_unknown("plan", plan_help, f);
+        return false;
+    }
+    return ok;
+}
+
+/* 0: parsed; -1: --help printed; PLAN_EXIT_ERROR: usage error (reported). */
 static int parse_plan_args(int argc, char **argv, plan_args *a)
 {
-    uint64_t u;
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(plan_usage, stdout);
-            exit(0);
+            return -1;
         }
         if (!strcmp(f, "--compare")) a->compare = true;
         else if (!strcmp(f, "--json")) a->json = true;
         else if (!strcmp(f, "--can-run")) a->can_run = true;
-        else if (f[0] != '-') {
-            if (a->model) {
-                fprintf(stderr, "strata plan: more than one model given ('%s' and '%s')\n", a->model, f);
-                return 2;
-            }
-            a->model = f;
-        } else if (!v) {
-            fprintf(stderr, "strata plan: %s: missing value\n", f);
-            return 2;
-        } else {
-            i++;
-            if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
-                if (!arg_u64("plan", f, v, 1, 1u << 24, &u)) return 2;
-                a->req.n_ctx = (uint32_t)u;
-            } else if (!strcmp(f, "--batch")) {
-                if (!arg_u64("plan", f, v, 1, 1u << 16, &u)) return 2;
-                a->req.n_batch = (uint32_t)u;
-            } else if (!strcmp(f, "--mem")) {
-                if (!arg_size("plan", f, v, &a->mem)) return 2;
-            } else if (!strcmp(f, "--kv-type")) {
-                if (!strcmp(v, "f16")) a->req.kv = PLAN_KV_F16;
-                else if (!strcmp(v, "q8_0")) a->req.kv = PLAN_KV_Q8_0;
-                else if (!strcmp(v, "q4_0")) a->req.kv = PLAN_KV_Q4_0;
-                else {
-                    fprintf(stderr, "strata plan: --kv-type '%s': expected f16, q8_0 or q4_0\n", v);
-                    return 2;
-                }
-            } else if (!strcmp(f, "--hw")) {
-                a->hw_file = v;
-            } else if (!strcmp(f, "--export")) {
-                if (strcmp(v, "llama.cpp")) {
-                    fprintf(stderr, "strata plan: --export '%s': only llama.cpp is supported\n", v);
-                    return 2;
-                }
-                a->export_to = v;
-            } else {
-                fprintf(stderr, "strata plan: unknown option '%s' (see strata plan --help)\n", f);
-                return 2;
-            }
+        else if (f[0] != '-' || !f[1]) {
+            if (!set_model(a, f)) return PLAN_EXIT_ERROR;
+        } else if (i + 1 >= argc) {
+            arg_no_value("plan", plan_help, f);
+            return PLAN_EXIT_ERROR;
+        } else if (!value_opt(a, f, argv[++i])) {
+            return PLAN_EXIT_ERROR;
         }
     }
     if (!a->model) {
         fputs(plan_usage, stderr);
-        return 2;
+        return PLAN_EXIT_ERROR;
     }
     return 0;
 }
@@ -158,7 +189,8 @@ static int report(const plan_args *a, const plan_model *m, const plan_machine *h
         if (text) printf("%s\n", text);
         free(text);
         json_decref(j);
-        return text ? 0 : 1;
+        if (!text) return PLAN_EXIT_ERROR;
+        return a->can_run ? plan_can_run(&r->chosen) : 0;
     }
     if (a->can_run) {
         int rc = plan_can_run(&r->chosen);
@@ -190,7 +222,7 @@ int cmd_plan(int argc, char **argv)
 {
     plan_args a = {0};
     int rc = parse_plan_args(argc, argv, &a);
-    if (rc) return rc;
+    if (rc) return rc < 0 ? 0 : rc;
     /* This machine: plans that `run` can execute (CPU engine), GPU plans shown
      * with --compare. A --hw profile: the best plan, GPU tiers included. */
     a.req.cpu_only = a.hw_file == NULL;
@@ -203,7 +235,7 @@ int cmd_plan(int argc, char **argv)
         plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &err) ||
         plan_model_from_engine(f, spec, plan_threads(hw), &m, &err)) {
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
-        rc = a.can_run ? 2 : 1;
+        rc = PLAN_EXIT_ERROR;
     } else {
         plan_machine pm;
         plan_machine_from_profile(hw, a.mem, &pm);

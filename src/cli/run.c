@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/run_gen.h"
 #include "cli/run_opts.h"
@@ -25,12 +26,15 @@ static const char run_usage[] =
     "\n"
     "  -p, --prompt TEXT    prompt text\n"
     "  -f, --file FILE      read the prompt from FILE (at most 64 MiB)\n"
-    "  -n, --n-predict N    tokens to generate (default 128; 0: only evaluate the prompt)\n"
+    "  -n, --n-predict N    tokens to generate (default 128; -1: until the context\n"
+    "                       is full; 0: only evaluate the prompt)\n"
     "  --chat               the prompt is a user message: format it with the chat template\n"
     "                       (implied by -sys and --chat-template)\n"
     "  --no-display-prompt  do not echo the prompt before the generated text\n"
     "  --logits-out FILE    write the logits after every prompt position (float32 LE,\n"
     "                       [prompt tokens][vocab]) and exit without generating\n";
+
+static const char *const run_help[] = {run_usage, gen_opts_usage, NULL};
 
 typedef struct run_opts {
     gen_opts g;
@@ -66,14 +70,14 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         }
         if (gen_opts_flag(&o->g, f) || run_flag(o, f)) continue;
         if (i + 1 >= argc) {
-            fprintf(stderr, "strata run: %s: %s\n", f, f[0] == '-' ? "missing value" : "unexpected argument");
+            arg_no_value("run", run_help, f);
             return 2;
         }
         const char *v = argv[++i];
         int r = gen_opts_value(&o->g, f, v);
         if (r < 0) return 2;
         if (r == 0 && !run_value(o, f, v)) {
-            fprintf(stderr, "strata run: unknown option '%s' (see strata run --help)\n", f);
+            arg_no_value("run", run_help, f);
             return 2;
         }
     }

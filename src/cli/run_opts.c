@@ -1,7 +1,10 @@
 /* Options shared by `strata run` and `strata chat`, opening the model, the
  * chat template choice, and checked stdout. */
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,9 +15,10 @@
 
 const char gen_opts_usage[] =
     "  -m, --model FILE     GGUF model (llama, qwen2, qwen3, phi3, gemma3)\n"
-    "  -c, --ctx-size N     context length (default: the model's)\n"
-    "  -t, --threads N      threads (default: one per core)\n"
-    "  -b, --batch N        prompt tokens per forward pass (default 256)\n"
+    "  -c, --ctx-size N     context length (default and 0: the model's trained context;\n"
+    "                       more than that warns)\n"
+    "  -t, --threads N      threads (default: one per usable core; more than those warns)\n"
+    "  -b, --batch, --batch-size N  prompt tokens per forward pass (default 256)\n"
     "  --temp X             temperature (default 0.8; 0: greedy)\n"
     "  --top-k K            keep the K most likely tokens (default 40; 0: off)\n"
     "  --top-p P            keep the smallest set of probability >= P (default 0.95; 1: off)\n"
@@ -29,7 +33,9 @@ const char gen_opts_usage[] =
     "                       deepseek3, zephyr, vicuna\n"
     "  --mem SIZE           memory budget for weights, KV cache and buffers, e.g. 1.5G;\n"
     "                       weights that do not fit are streamed from disk (default:\n"
-    "                       what `strata detect` calls usable, minus 10% / 256 MiB)\n"
+    "                       what `strata detect` calls usable, minus 10% / 256 MiB);\n"
+    "                       SIZE: a decimal number and K, M, G or T (powers of 1024),\n"
+    "                       bytes without a unit; at least 1M\n"
     "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
     "  --io-threads N       streaming reader threads (default 4)\n"
     "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait\n"
@@ -86,15 +92,16 @@ static int engine_opt(gen_opts *o, const char *f, const char *v)
 {
     uint64_t u;
     const char *c = o->cmd;
-    if (!strcmp(f, "-n") || !strcmp(f, "--n-predict"))
-        return arg_u64(c, f, v, o->n_predict_min, 1u << 30, &o->n_predict) ? 1 : -1;
-    if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
-        if (!arg_u64(c, f, v, 1, 1u << 24, &u)) return -1;
+    if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) {
+        if (!strcmp(v, "-1")) o->n_predict = UINT64_MAX; /* until the context is full */
+        else if (!arg_u64(c, f, v, o->n_predict_min, 1u << 30, &o->n_predict)) return -1;
+    } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
+        if (!arg_u64(c, f, v, 0, 1u << 24, &u)) return -1;
         o->mp.n_ctx = (uint32_t)u;
     } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
         if (!arg_u64(c, f, v, 1, 256, &u)) return -1;
         o->mp.n_threads = (int)u;
-    } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
+    } else if (!strcmp(f, "-b") || !strcmp(f, "--batch") || !strcmp(f, "--batch-size")) {
         if (!arg_u64(c, f, v, 1, 1u << 16, &u)) return -1;
         o->mp.n_batch = (uint32_t)u;
     } else if (!strcmp(f, "--mem")) {
@@ -162,12 +169,40 @@ static void machine_defaults(gen_opts *o)
 {
     strata_error err;
     if (strata_machine_probe(o->model, &o->machine, &err) != STRATA_OK) return; /* open reports the problem */
-    if (!o->mp.n_threads) o->mp.n_threads = o->machine.physical_cores;
+    int cores = o->machine.physical_cores;
+    if (!o->mp.n_threads) o->mp.n_threads = cores;
+    else if (cores > 0 && o->mp.n_threads > cores)
+        fprintf(stderr, "strata %s: warning: -t %d is more than the %d usable cores (threads will share them)\n",
+                o->cmd, o->mp.n_threads, cores);
     if (!o->mem_given) o->mp.mem_budget = o->machine.default_budget;
+}
+
+/* The model's trained context (from its header), 0 when unknown. */
+static uint64_t trained_ctx(const char *path)
+{
+    strata_error err;
+    strata_model_info *info;
+    if (strata_model_info_open(path, &info, &err) != STRATA_OK) return 0; /* open reports the problem */
+    char *text = strata_model_info_json(info, false);
+    strata_model_info_free(info);
+    json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_int_t n = json_integer_value(json_object_get(doc, "context_length"));
+    json_decref(doc);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+static void check_ctx(const gen_opts *o)
+{
+    uint64_t trained = o->mp.n_ctx ? trained_ctx(o->model) : 0;
+    if (trained && o->mp.n_ctx > trained)
+        fprintf(stderr, "strata %s: warning: -c %u is more than the model's trained context (%" PRIu64 " tokens); "
+                        "quality may drop beyond it\n", o->cmd, o->mp.n_ctx, trained);
 }
 
 strata_model *gen_open_model(gen_opts *o, double *load_s)
 {
+    check_ctx(o);
     if (!o->seed_given) o->sp.seed = (uint64_t)time(NULL);
     machine_defaults(o);
     o->mp.progress = isatty(STDERR_FILENO);

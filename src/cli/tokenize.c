@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "strata.h"
 
@@ -65,8 +66,7 @@ static int parse_args(int argc, char **argv, tok_opts *o)
             fprintf(stderr, "strata tokenize: %s: missing value\n", f);
             return 2;
         } else {
-            fprintf(stderr, "strata tokenize: %s '%s' (see strata tokenize --help)\n",
-                    f[0] == '-' ? "unknown option" : "unexpected argument", f);
+            arg_no_value("tokenize", (const char *const[]){tokenize_usage, NULL}, f);
             return 2;
         }
     }

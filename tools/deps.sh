@@ -1,0 +1,14 @@
+#!/bin/sh
+# Installs the Debian packages strata's build, tests and demo need (the one
+# list), with sudo only when not root: it runs as written both as a user
+# with sudo and as root in a container that has no sudo (nor make).
+#   build-essential       gcc, make, libc headers, ASan/UBSan runtimes
+#   pkg-config libjansson-dev   JSON (inspect --json, plans, hardware profiles)
+#   glslc libvulkan-dev   the GPU back end's shaders (compiled at build time) and Vulkan headers
+#   mesa-vulkan-drivers   lavapipe, a Vulkan device on the CPU, for the GPU tests
+set -e
+PACKAGES="build-essential pkg-config libjansson-dev glslc libvulkan-dev mesa-vulkan-drivers"
+if [ "$(id -u)" -eq 0 ]; then as_root=; else as_root=sudo; fi
+$as_root apt-get update
+# shellcheck disable=SC2086 # the list is meant to split
+$as_root apt-get install -y $PACKAGES
