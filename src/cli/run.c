@@ -1,6 +1,7 @@
 /* strata run: evaluate a prompt and stream generated text. Uses only the
- * public API (include/strata.h). */
+ * public API (include/strata.h) and util/outfile.h for --logits-out. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,19 @@
 #include "cli/run_opts.h"
 #include "cli/run_report.h"
 #include "strata.h"
+#include "util/error.h"
+#include "util/outfile.h"
 
 #define MAX_PROMPT_FILE (64u << 20)
+#define EXIT_INTERRUPTED 130 /* 128 + SIGINT, as shells report it */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
 
 static const char run_usage[] =
     "usage: strata run -m MODEL (-p TEXT | -f FILE) [options]\n"
@@ -22,7 +34,8 @@ static const char run_usage[] =
     "Evaluates the prompt (with the model's BOS token in front) and streams the\n"
     "generated text to stdout after the prompt; a statistics line goes to stderr at\n"
     "the end. Generation stops at the model's end-of-generation token, after -n\n"
-    "tokens, or when the context is full.\n"
+    "tokens, or when the context is full; Ctrl-C stops it early (the statistics line\n"
+    "is still printed; exit status 130).\n"
     "\n"
     "  -p, --prompt TEXT    prompt text\n"
     "  -f, --file FILE      read the prompt from FILE (at most 64 MiB)\n"
@@ -123,18 +136,21 @@ static char *read_prompt_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Writes all prompt logits through FILE.tmp, renamed when complete. */
+/* Writes all prompt logits through a temporary file renamed when complete
+ * (a device or a FIFO is written directly, never replaced: util/outfile.h). */
 static int write_logits(const char *path, const float *logits, size_t count)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "wb");
-    bool ok = fp && fwrite(logits, sizeof(float), count, fp) == count;
-    if (fp && fclose(fp) != 0) ok = false;
-    if (ok && rename(tmp, path) == 0) return 0;
-    fprintf(stderr, "strata run: --logits-out %s: %s\n", path, strerror(errno));
-    unlink(tmp);
-    return 1;
+    outfile f;
+    strata_error err;
+    strata_status st = outfile_open(&f, path, &err);
+    if (!st && fwrite(logits, sizeof(float), count, f.fp) != count) {
+        st = err_set(&err, STRATA_E_IO, "%s: write failed: %s", outfile_name(&f), strerror(errno));
+        outfile_abort(&f);
+    } else if (!st) {
+        st = outfile_commit(&f, &err);
+    }
+    if (st) fprintf(stderr, "strata run: --logits-out %s\n", err.message);
+    return st ? 1 : 0;
 }
 
 /* The prompt's tokens: plain text, or (--chat) a user message after the
@@ -161,13 +177,17 @@ static int prompt_tokens(strata_model *m, const run_opts *o, const char *prompt,
 
 static int logits_only(strata_model *m, const run_opts *o, const int32_t *toks, size_t n)
 {
+    strata_error err;
+    if (outfile_check(o->logits_out, &err)) { /* before the work */
+        fprintf(stderr, "strata run: --logits-out %s\n", err.message);
+        return 1;
+    }
     size_t count = n * (size_t)strata_model_n_vocab(m);
     float *logits = malloc(count * sizeof *logits);
     if (!logits) {
         fprintf(stderr, "strata run: out of memory for %zu logits\n", count);
         return 1;
     }
-    strata_error err;
     int rc = strata_eval(m, toks, n, logits, true, &err) != STRATA_OK;
     if (rc) fprintf(stderr, "strata run: %s\n", err.message);
     else rc = write_logits(o->logits_out, logits, count);
@@ -191,6 +211,7 @@ static int generate(strata_model *m, const run_opts *o, const char *prompt, size
 {
     gen_ctx g;
     if (!gen_init(&g, m, &o->g, rep)) return 1;
+    g.stop = &interrupted;
     bool ok = echo_prompt(&g, o, prompt, len, toks, n);
     double t0 = report_now();
     ok = ok && gen_eval(&g, toks, n);
@@ -199,9 +220,20 @@ static int generate(strata_model *m, const run_opts *o, const char *prompt, size
     gen_end e = ok ? gen_answer(&g, o->g.n_predict, NULL, NULL) : GEN_ERROR;
     if (e == GEN_CTX_FULL)
         fprintf(stderr, "\nstrata run: the context of %u tokens is full; stopping\n", strata_model_n_ctx(m));
+    if (interrupted && e != GEN_ERROR) fprintf(stderr, "\nstrata run: interrupted\n");
     ok = out_finish(&g.out) && e != GEN_ERROR;
     gen_free(&g);
-    return ok ? 0 : 1;
+    return !ok ? 1 : interrupted ? EXIT_INTERRUPTED : 0;
+}
+
+/* Ctrl-C (SIGINT) during generation ends it after the current token: the
+ * statistics line is printed and the exit status is 130. SA_RESTART: writes
+ * to stdout go on. */
+static void catch_sigint(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 static int run_model(strata_model *m, const run_opts *o, const char *prompt, size_t len, run_report *rep)
@@ -215,8 +247,10 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
         fprintf(stderr, "strata run: the prompt is %zu tokens; the context holds %u (raise -c)\n", n, ctx);
     else if (o->logits_out)
         rc = logits_only(m, o, toks, n);
-    else
+    else {
+        catch_sigint();
         rc = generate(m, o, prompt, len, toks, n, rep);
+    }
     free(toks);
     return rc;
 }
@@ -239,7 +273,7 @@ int cmd_run(int argc, char **argv)
     rep.seed = o.g.sp.seed;
     rep.disk_bw = o.g.machine.disk_bw;
     rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, len, &rep);
-    if (!rc && !o.logits_out) report_summary(&rep, m);
+    if ((!rc || rc == EXIT_INTERRUPTED) && !o.logits_out) report_summary(&rep, m);
     strata_model_free(m);
     free(file_prompt);
     return rc;

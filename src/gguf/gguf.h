@@ -147,11 +147,12 @@ size_t gguf_vtype_size(uint32_t type);
 
 /* ---- writer ----
  * Usage: gguf_writer_new; set metadata and add every tensor; gguf_writer_open
- * (writes the header to PATH.tmp); gguf_writer_write the tensor data in the
- * order the tensors were added, in pieces of any size (padding between
- * tensors is inserted automatically); gguf_writer_close renames PATH.tmp to
- * PATH. On any failure, or gguf_writer_free without close, nothing is left
- * at PATH or PATH.tmp. */
+ * (writes the header to a fresh temporary file next to PATH, util/outfile.h);
+ * gguf_writer_write the tensor data in the order the tensors were added, in
+ * pieces of any size (padding between tensors is inserted automatically);
+ * gguf_writer_close renames the temporary file to PATH. On any failure, a
+ * signal, or gguf_writer_free without close, nothing is left at PATH or in
+ * a temporary file. */
 typedef struct gguf_writer gguf_writer;
 
 gguf_writer *gguf_writer_new(void);

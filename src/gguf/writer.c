@@ -1,6 +1,8 @@
 /* GGUF writer: metadata of every value type and tensors with correct
- * alignment, written through PATH.tmp and renamed on success so no partial
- * file is ever left at PATH. Tensor data is streamed in pieces. */
+ * alignment, written through a temporary file of its own next to PATH
+ * (util/outfile.h: created with O_EXCL, removed on failure or on a signal)
+ * and renamed on success, so no partial file is ever left at PATH. Tensor
+ * data is streamed in pieces. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include "gguf/arena.h"
 #include "gguf/gguf.h"
 #include "util/error.h"
+#include "util/outfile.h"
 
 typedef struct writer_tensor {
     char *name;
@@ -27,8 +30,10 @@ struct gguf_writer {
     writer_tensor *tensors;
     uint64_t n_tensors, cap_tensors;
     uint64_t data_bytes; /* size of the data section */
-    FILE *fp;
-    char *path, *tmp_path;
+    FILE *fp;        /* out.fp while open */
+    outfile out;
+    uint64_t pos;    /* bytes written */
+    char *path;
     uint64_t cur_tensor, cur_written; /* streaming position */
 };
 
@@ -49,15 +54,11 @@ gguf_writer *gguf_writer_new(void)
 void gguf_writer_free(gguf_writer *w)
 {
     if (!w) return;
-    if (w->fp) {
-        fclose(w->fp);
-        unlink(w->tmp_path);
-    }
+    if (w->fp) outfile_abort(&w->out);
     for (uint64_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->tensors);
     free(w->kv);
     free(w->path);
-    free(w->tmp_path);
     arena_free(w->arena);
     free(w);
 }
@@ -230,7 +231,12 @@ strata_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t 
 
 /* ---- serialization ---- */
 
-static bool put(gguf_writer *w, const void *p, uint64_t n) { return n == 0 || fwrite(p, 1, n, w->fp) == n; }
+static bool put(gguf_writer *w, const void *p, uint64_t n)
+{
+    if (n && fwrite(p, 1, n, w->fp) != n) return false;
+    w->pos += n;
+    return true;
+}
 static bool put_u32(gguf_writer *w, uint32_t v) { return put(w, &v, 4); }
 static bool put_u64(gguf_writer *w, uint64_t v) { return put(w, &v, 8); }
 static bool put_str(gguf_writer *w, const gguf_str *s) { return put_u64(w, s->len) && put(w, s->ptr, s->len); }
@@ -304,8 +310,7 @@ static bool put_header(gguf_writer *w)
             if (!put_u64(w, t->ne[d])) return false;
         if (!put_u32(w, t->type) || !put_u64(w, t->offset)) return false;
     }
-    long pos = ftell(w->fp);
-    return pos >= 0 && put_padding(w, (uint64_t)pos);
+    return put_padding(w, w->pos);
 }
 
 static uint64_t array_size(const gguf_array *a);
@@ -340,26 +345,21 @@ uint64_t gguf_writer_file_size(const gguf_writer *w)
 
 static strata_status write_failed(gguf_writer *w, strata_error *err)
 {
-    strata_status st = err_set(err, STRATA_E_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
-    fclose(w->fp);
+    strata_status st = err_set(err, STRATA_E_IO, "%s: write failed: %s", outfile_name(&w->out), strerror(errno));
+    outfile_abort(&w->out);
     w->fp = NULL;
-    unlink(w->tmp_path);
     return st;
 }
 
 strata_status gguf_writer_open(gguf_writer *w, const char *path, strata_error *err)
 {
     if (w->fp) return err_set(err, STRATA_E_INVALID, "%s: gguf writer already open", path);
-    size_t len = strlen(path);
     free(w->path);
-    free(w->tmp_path);
-    w->path = strdup(path);
-    w->tmp_path = malloc(len + 5);
-    if (!w->path || !w->tmp_path) return err_set(err, STRATA_E_NOMEM, "%s: out of memory", path);
-    memcpy(w->tmp_path, path, len);
-    memcpy(w->tmp_path + len, ".tmp", 5);
-    if (!(w->fp = fopen(w->tmp_path, "wb")))
-        return err_set(err, STRATA_E_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
+    if (!(w->path = strdup(path))) return err_set(err, STRATA_E_NOMEM, "%s: out of memory", path);
+    strata_status st = outfile_open(&w->out, path, err);
+    if (st) return st;
+    w->fp = w->out.fp;
+    w->pos = 0;
     w->cur_tensor = 0;
     w->cur_written = 0;
     if (!put_header(w)) return write_failed(w, err);
@@ -396,23 +396,10 @@ strata_status gguf_writer_close(gguf_writer *w, strata_error *err)
     if (w->cur_tensor != w->n_tensors) {
         err_set(err, STRATA_E_INVALID, "%s: tensor '%s' and later were not written", w->path,
                 w->tensors[w->cur_tensor].name);
-        fclose(w->fp);
+        outfile_abort(&w->out);
         w->fp = NULL;
-        unlink(w->tmp_path);
         return STRATA_E_INVALID;
     }
-    if (fflush(w->fp) != 0 || fsync(fileno(w->fp)) != 0) return write_failed(w, err);
-    if (fclose(w->fp) != 0) {
-        w->fp = NULL;
-        unlink(w->tmp_path);
-        return err_set(err, STRATA_E_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
-    }
     w->fp = NULL;
-    if (rename(w->tmp_path, w->path) != 0) {
-        strata_status st = err_set(err, STRATA_E_IO, "%s: cannot rename from %s: %s", w->path, w->tmp_path,
-                                   strerror(errno));
-        unlink(w->tmp_path);
-        return st;
-    }
-    return STRATA_OK;
+    return outfile_commit(&w->out, err);
 }

@@ -14,6 +14,7 @@
 
 #include "hw/hw_internal.h"
 #include "util/error.h"
+#include "util/outfile.h"
 
 #define CHUNK (4u << 20)     /* one read */
 #define ALIGN 4096u
@@ -189,6 +190,7 @@ double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, strata_error *err
         return 0;
     }
     close(tmp);
+    int slot = tempfile_register(path); /* removed on Ctrl-C too */
     double bw = 0;
     int fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0) {
@@ -201,5 +203,6 @@ double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, strata_error *err
         if (ok) bw = hw_measure_file_read_bw(path, bytes, &got, err);
     }
     unlink(path);
+    tempfile_unregister(slot);
     return bw;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "hw/hw_internal.h"
+#include "util/outfile.h"
 #include "util/error.h"
 
 #define PROFILE_MAX (4u << 20)
@@ -65,22 +66,16 @@ strata_status hw_profile_save(const hw_profile *p, const char *path, strata_erro
     if (st != STRATA_OK) return st;
     char *text = hw_profile_to_json(p);
     if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the profile", path);
-    char tmp[HW_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(text);
-        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    }
-    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
+    outfile o;
+    st = outfile_open(&o, path, err);
+    bool ok = !st && fputs(text, o.fp) >= 0 && fputc('\n', o.fp) != EOF;
     free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(e));
+    if (st) return st;
+    if (!ok) {
+        outfile_abort(&o);
+        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
     }
-    return STRATA_OK;
+    return outfile_commit(&o, err);
 }
 
 strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *err)

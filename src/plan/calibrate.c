@@ -12,6 +12,7 @@
 #include "plan/calibrate.h"
 #include "util/error.h"
 #include "util/clock.h"
+#include "util/outfile.h"
 
 /* Two layer shapes: time per token = weight bytes / bw + layers x the
  * per-layer cost that does not grow with the layer (thread dispatches,
@@ -128,6 +129,7 @@ static strata_status write_model(const char *path, const calib_shape *c, strata_
 /* One calibration model, open. */
 typedef struct calib_model {
     char path[1024];
+    int slot; /* in the signal cleanup list (valid once path is set) */
     gguf_file *f;
     model_spec *spec;
     engine *e;
@@ -139,6 +141,7 @@ static strata_status calib_open(calib_model *m, int i, int threads, const char *
 {
     const char *tmp = dir ? dir : getenv("TMPDIR");
     snprintf(m->path, sizeof m->path, "%s/strata-calibrate-%d-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid(), i);
+    m->slot = tempfile_register(m->path); /* Ctrl-C removes it while it exists */
     engine_params p = {.n_ctx = 64, .n_threads = threads > 0 ? threads : 1};
     strata_status st = write_model(m->path, &SHAPES[i], err);
     if (!st) st = gguf_open(m->path, &m->f, err);
@@ -153,7 +156,9 @@ static void calib_close(calib_model *m)
     engine_free(m->e);
     model_spec_free(m->spec);
     gguf_close(m->f);
-    if (m->path[0]) unlink(m->path);
+    if (!m->path[0]) return;
+    unlink(m->path);
+    tempfile_unregister(m->slot);
 }
 
 static double median_of(double *t, int n)

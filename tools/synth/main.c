@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "synth.h"
+#include "util/outfile.h"
 
 static void usage(FILE *out)
 {
@@ -20,7 +21,9 @@ static void usage(FILE *out)
             "norms are 1; biases (qwen2) normal with std 0.05. Data is generated and written\n"
             "in bounded chunks, so a 7B-shaped model needs little memory.\n"
             "\n"
-            "  -o, --output FILE    where to write (written as FILE.tmp, renamed when complete)\n"
+            "  -o, --output FILE    where to write (through a temporary FILE.tmpXXXXXX in the same\n"
+            "                       directory, renamed when complete and removed on failure or\n"
+            "                       Ctrl-C; a directory is refused before any work)\n"
             "  --arch NAME          architecture: %s\n"
             "                       (default llama). qwen2, qwen3 and qwen3moe use RoPE base\n"
             "                       1e6; gemma3 ties the output to the embedding (no\n"
@@ -175,6 +178,10 @@ int main(int argc, char **argv)
     if (synth_resolve(&o, &checked, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return 2;
+    }
+    if (outfile_check(o.output, &err)) { /* before generating, not after */
+        fprintf(stderr, "strata-synth: %s\n", err.message);
+        return 1;
     }
     if (synth_write(&o, &err)) {
         fprintf(stderr, "%s\n", err.message);
