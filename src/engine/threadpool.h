@@ -10,7 +10,10 @@ typedef struct pool pool;
 pool *pool_new(int n_threads);
 void pool_free(pool *p);
 int pool_size(const pool *p);
-/* Runs fn(ctx, i, n) for i in 0..n-1 in parallel and returns when all are done. */
+/* Runs fn(ctx, i, n) for i in 0..n-1 in parallel and returns when all are
+ * done. Each i runs exactly once, on whichever pool thread claims it first
+ * (the caller included, which takes the shares of workers not yet awake):
+ * index per-share scratch by i, never assume i names a thread. */
 void pool_run(pool *p, pool_fn fn, void *ctx);
 
 /* The [begin, end) share of thread ith out of nth for n items. */
