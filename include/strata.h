@@ -147,6 +147,10 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out);
 
 /* One line describing the plan the model runs under ("" without a plan). */
 const char *strata_model_plan_summary(const strata_model *m);
+/* The memory budget of the plan the model runs under, in bytes: the one
+ * given (mem_budget), else the saved plan's, else the machine's default;
+ * 0 without a plan. */
+uint64_t strata_model_budget(const strata_model *m);
 
 /* Tokenizes text[0..len) (BOS prepended when add_bos and the model has
  * one). *tokens is malloc'd (free()), *n its length. */

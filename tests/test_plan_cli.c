@@ -8,6 +8,7 @@
 
 #include "../tools/synth/synth.h"
 #include "test.h"
+#include "util/fmt.h"
 
 /* A shared scratch directory for the models and profiles (made once per
  * run: the runner removes every test's directory at the end). */
@@ -205,6 +206,60 @@ TEST(test_plan_cli_export_llamacpp)
     free(out);
 }
 
+/* --export with --json: the flags under "export" (null when the plan is
+ * infeasible); with --can-run: after the verdict line, the exit status still
+ * the verdict. */
+TEST(test_plan_cli_export_with_json_and_can_run)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096], *out = NULL;
+    long long w, fixed;
+    REQUIRE(needs(m, hw, &w, &fixed));
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --json --export llama.cpp", m, hw);
+    json_t *doc = plan_json(args);
+    REQUIRE(doc);
+    const json_t *ex = json_object_get(doc, "export");
+    const char *flags = json_string_value(json_object_get(ex, "flags"));
+    CHECK(!strcmp(json_string_value(json_object_get(ex, "tool")), "llama.cpp") && flags &&
+              !strcmp(flags, "-c 256 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock") &&
+              strstr(json_string_value(json_object_get(ex, "note")), "as is"),
+          " %s", flags);
+    json_decref(doc);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run --json --export llama.cpp", m, hw,
+             fixed / 2);
+    CHECK(strata(args, &out, false) == 2 && out && strstr(out, "\"export\": null"), " %s", out);
+    free(out);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run --export llama.cpp", m, hw,
+             fixed + w / 2);
+    CHECK(strata(args, &out, false) == 1 && out &&
+              !strncmp(out, "yes: runs with weights streamed from disk\nllama.cpp   -c 256 -ctk f16 -ctv f16 -ngl 0\n", 86) &&
+              strstr(out, "llama.cpp cannot stream"),
+          " %s", out);
+    free(out);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run --export llama.cpp", m, hw, fixed / 2);
+    CHECK(strata(args, &out, false) == 2 && out && one_line(out) && !strstr(out, "llama.cpp"), " %s", out);
+    free(out);
+}
+
+/* Rates with SI prefixes, never in exponent notation; bandwidths in GB/s. */
+TEST(test_plan_cli_units)
+{
+    const char *m = model(0), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem 64M", m, hw);
+    CHECK(strata(args, &out, false) == 0 && out && strstr(out, "(5.00 G weights/s)") && strstr(out, "at 20.0 GB/s") &&
+              strstr(out, "at 1.00 GB/s") && strstr(out, "budget 64.0 MiB") && !strstr(out, "e+"),
+          " %s", out);
+    free(out);
+    char b[48];
+    CHECK(!strcmp(fmt_rate(4.19e10, "weights/s", b, sizeof b), "41.9 G weights/s") &&
+          !strcmp(fmt_rate(812, "weights/s", b, sizeof b), "812 weights/s") &&
+          !strcmp(fmt_rate(2.5e6, "tok/s", b, sizeof b), "2.50 M tok/s") &&
+          !strcmp(fmt_rate(-1, "B/s", b, sizeof b), "0 B/s"), " %s", b);
+}
+
 /* The hypothetical 24 GB GPU: the whole model goes to the GPU. */
 TEST(test_plan_cli_hw_gpu_profile)
 {
@@ -358,12 +413,19 @@ TEST(test_plan_cli_run_saved_plan)
     const char *label = json_string_value(json_object_get(json_object_get(doc, "plan"), "label"));
     CHECK(label && !strcmp(label, "partial residency (streaming)"), " %s", label);
     json_decref(doc);
-    snprintf(args, sizeof args, "run -m '%s' --plan '%s' --mem %lld -p 'a b c' -n 4 --temp 0 -t 2", m, saved, mem);
-    char want[1300];
-    snprintf(want, sizeof want, "plan %s: blk 0", saved);
+    /* without --mem: the plan's budget, printed with the plan's prediction */
+    snprintf(args, sizeof args, "run -m '%s' --plan '%s' -p 'a b c' -n 4 --temp 0 -t 2", m, saved);
+    char want[1300], budget[64], b[32];
+    snprintf(want, sizeof want, "plan %s: partial residency (streaming), context 256: blk 0", saved);
+    snprintf(budget, sizeof budget, "; budget %s\n", fmt_bytes((uint64_t)mem, b, sizeof b));
     CHECK(strata(args, &out, true) == 0 && out && strstr(out, want) && strstr(out, "streamed") &&
+              strstr(out, "tok/s (disk-bound); budget") && strstr(out, budget) && strstr(out, "predicted by the plan") &&
               strstr(out, "generated 4 tokens"),
           " %s", out);
+    free(out);
+    /* --mem wins over the plan's budget */
+    snprintf(args, sizeof args, "run -m '%s' --plan '%s' --mem 3G -p 'a b c' -n 2 --temp 0 -t 2", m, saved);
+    CHECK(strata(args, &out, true) == 0 && out && strstr(out, "; budget 3.00 GiB\n"), " %s", out);
     free(out);
     /* the same layer names, other tensors; and another layer count */
     const char *others[2] = {model(1), model(2)}, *why[2] = {"the plan was made for another model",

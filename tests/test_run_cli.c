@@ -112,3 +112,22 @@ TEST(test_run_prompt_only_n0)
     CHECK(run(args, &out) == 0 && strstr(out, "prompt 5 tokens") && strstr(out, "generated 0 tokens"), " %s", out);
     free(out);
 }
+
+/* `run --plan FILE` without --mem runs under the saved plan's budget and
+ * prints it with the plan's prediction; the closing line compares with it. */
+TEST(test_run_cli_saved_plan_budget)
+{
+    const char *p = test_fixture("stories260K.gguf");
+    if (!p) return;
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' %s plan '%s' --mem 300M -c 64 --json > %s/saved.json", test_tmpdir(),
+             test_strata_bin(), p, test_tmpdir());
+    REQUIRE(test_run(cmd, &out, true) == 0, " %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' %s run -m '%s' --plan %s/saved.json -p 'Lily' -n 3 --temp 0 -t 2",
+             test_tmpdir(), test_strata_bin(), p, test_tmpdir());
+    CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, "saved.json: all resident, context 64: blk 0") &&
+              strstr(out, " tok/s (") && strstr(out, "; budget 300 MiB\n") && strstr(out, "predicted by the plan"),
+          " %s", out);
+    free(out);
+}

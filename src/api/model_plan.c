@@ -10,12 +10,37 @@
 #include "plan/plan_text.h"
 #include "util/error.h"
 
-static strata_status load_saved_plan(const char *file, const plan_model *pm, plan *out, strata_error *err)
+/* The budget `run` gives itself by default on this machine. */
+static uint64_t default_budget(const char *path)
 {
+    hw_profile *hw = calloc(1, sizeof *hw);
+    plan_machine mach = {0};
+    strata_error err;
+    if (hw && !plan_machine_profile(NULL, path, false, true, hw, &err)) plan_machine_from_profile(hw, 0, &mach);
+    free(hw);
+    return mach.ram_budget;
+}
+
+/* The machine a saved plan was made for: its budget (unless one was given,
+ * or the file has none: then this machine's default), its disk bandwidth. */
+static void saved_machine(strata_model *m, const char *path, const strata_model_params *p, const json_t *doc)
+{
+    const json_t *mach = json_object_get(doc, "machine");
+    json_int_t budget = json_integer_value(json_object_get(mach, "ram_budget_bytes"));
+    m->planned_budget = p->mem_budget ? p->mem_budget : budget > 0 ? (uint64_t)budget : default_budget(path);
+    m->predicted_disk_bw = json_number_value(json_object_get(mach, "disk_bytes_per_s"));
+    m->predicted_measured = json_is_true(json_object_get(mach, "measured"));
+}
+
+static strata_status load_saved_plan(strata_model *m, const char *path, const strata_model_params *p,
+                                     const plan_model *pm, plan *out, strata_error *err)
+{
+    const char *file = p->plan_file;
     json_error_t je;
     json_t *doc = json_load_file(file, 0, &je);
     if (!doc) return err_set(err, STRATA_E_FORMAT, "%s: line %d: %s", file, je.line, je.text);
     strata_status st = plan_from_json(doc, pm, out, err);
+    if (!st) saved_machine(m, path, p, doc);
     json_decref(doc);
     if (st && err) {
         char msg[STRATA_ERROR_MAX];
@@ -42,7 +67,7 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
         r.chosen.tier = NULL; /* moved to out */
         m->predicted_disk_bw = mach.disk_bw;
         m->predicted_measured = mach.measured;
-        if (!p->mem_budget) m->planned_budget = mach.ram_budget;
+        m->planned_budget = mach.ram_budget;
         plan_result_free(&r);
     }
     free(hw);
@@ -50,13 +75,28 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
     return st;
 }
 
+/* "plan[ FILE]: LABEL, context N: WHERE; predicted X tok/s (B-bound)" (the
+ * prediction when known: a saved plan may lack it). */
+static void summarize(strata_model *m, const char *file, const plan_model *pm, const plan *chosen)
+{
+    char where[640], pred[96] = "";
+    plan_placement_summary(pm, chosen, where, sizeof where);
+    if (chosen->decode_tps > 0)
+        snprintf(pred, sizeof pred, "; predicted %.2f tok/s (%s-bound)", chosen->decode_tps,
+                 chosen->bottleneck ? chosen->bottleneck : "?");
+    snprintf(m->summary, sizeof m->summary, "plan%s%.200s: %s, context %u: %s%s", file ? " " : "", file ? file : "",
+             chosen->label, chosen->n_ctx, where, pred);
+}
+
+uint64_t strata_model_budget(const strata_model *m) { return m->planned_budget; }
+
 strata_status model_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
                          engine_params *ep, strata_error *err)
 {
     plan_model pm;
     plan chosen = {0};
     strata_status st = plan_model_from_engine(m->file, m->spec, threads, &pm, err);
-    if (!st) st = p->plan_file ? load_saved_plan(p->plan_file, &pm, &chosen, err)
+    if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)
                                : compute_plan(m, path, p, threads, &pm, &chosen, err);
     if (!st) {
         m->resident = malloc(pm.n_groups);
@@ -67,12 +107,7 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
         ep->store.resident = m->resident;
         ep->n_ctx = chosen.n_ctx;
         m->predicted_tps = chosen.decode_tps;
-        char where[768];
-        plan_placement_summary(&pm, &chosen, where, sizeof where);
-        if (p->plan_file) snprintf(m->summary, sizeof m->summary, "plan %s: %s", p->plan_file, where);
-        else
-            snprintf(m->summary, sizeof m->summary, "plan: %s, context %u: %s; predicted %.2f tok/s (%s-bound)",
-                     chosen.label, chosen.n_ctx, where, chosen.decode_tps, chosen.bottleneck);
+        summarize(m, p->plan_file, &pm, &chosen);
     }
     plan_free(&chosen);
     plan_model_free(&pm);

@@ -34,7 +34,8 @@ static const char plan_usage[] =
     "  --json               print the plan as one JSON object (read by `run --plan`)\n"
     "  --can-run            only say whether it runs (with --json: the plan); the exit\n"
     "                       status tells (below)\n"
-    "  --export llama.cpp   print equivalent llama.cpp flags\n"
+    "  --export llama.cpp   print equivalent llama.cpp flags (with --json: under \"export\";\n"
+    "                       with --can-run: after the verdict line)\n"
     "  -h, --help           show this help\n"
     "\n"
     "exit status: 0 runs entirely in memory (without --can-run: a plan was made),\n"
@@ -140,7 +141,7 @@ static void print_tier_line(const char *name, const plan_tier_bytes *t)
 
 static void print_plan(const plan_model *m, const plan_machine *hw, const plan *p)
 {
-    char a[32], b[32], c[32], s[1024];
+    char a[32], b[32], c[32], rate[48], s[1024];
     if (!p->feasible) {
         printf("cannot run: %s\n", p->reason);
         return;
@@ -161,9 +162,10 @@ static void print_plan(const plan_model *m, const plan_machine *hw, const plan *
     printf("  %-10s %s read per token\n", "disk", fmt_bytes(p->disk_bytes_per_token, a, 32));
     printf("speed       decode %.2f tok/s, prefill %.1f tok/s; bottleneck: %s\n", p->decode_tps, p->prefill_tps,
            p->bottleneck);
-    printf("per token   compute %.1f ms (%.3g weights/s) | RAM %s, %.1f ms at %.1f GB/s | disk %s, %.1f ms at "
-           "%.2f GB/s", 1e3 * p->t_compute, hw->cpu_rate, fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram,
-           hw->ram_bw / 1e9, fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
+    printf("per token   compute %.1f ms (%s) | RAM %s, %.1f ms at %.1f GB/s | disk %s, %.1f ms at %.2f GB/s",
+           1e3 * p->t_compute, fmt_rate(hw->cpu_rate, "weights/s", rate, sizeof rate),
+           fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram, hw->ram_bw / 1e9,
+           fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
     if (p->vram_bytes_per_token) printf(" | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
     printf("\n");
 }
@@ -181,31 +183,58 @@ static void print_compare(const plan_result *r)
     }
 }
 
+/* --export llama.cpp as JSON: {"tool", "flags", "note"}. */
+static json_t *export_json(const plan_model *m, const plan *p)
+{
+    char flags[256], note[256];
+    plan_export_llamacpp(m, p, flags, sizeof flags, note, sizeof note);
+    return json_pack("{s:s, s:s, s:s}", "tool", "llama.cpp", "flags", flags, "note", note);
+}
+
+static void print_export(const plan_model *m, const plan *p)
+{
+    char flags[256], note[256];
+    plan_export_llamacpp(m, p, flags, sizeof flags, note, sizeof note);
+    printf("llama.cpp   %s\n            (%s)\n", flags, note);
+}
+
+/* --json: the plan as one object, with the export under "export" (null when
+ * the plan is infeasible); with --can-run the exit status is the verdict. */
+static int report_json(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_result *r)
+{
+    json_t *j = plan_result_to_json(m, hw, r);
+    if (j && a->export_to)
+        json_object_set_new(j, "export", r->chosen.feasible ? export_json(m, &r->chosen) : json_null());
+    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    if (text) printf("%s\n", text);
+    free(text);
+    json_decref(j);
+    if (!text) return PLAN_EXIT_ERROR;
+    return a->can_run ? plan_can_run(&r->chosen) : 0;
+}
+
+/* --can-run: the verdict line (then the export when asked and feasible);
+ * the exit status is the verdict. */
+static int report_can_run(const plan_args *a, const plan_model *m, const plan_result *r)
+{
+    int rc = plan_can_run(&r->chosen);
+    printf("%s\n", rc == 0 ? "yes: runs entirely in memory" : rc == 1 ? "yes: runs with weights streamed from disk"
+                                                                       : r->chosen.reason);
+    if (a->export_to && r->chosen.feasible) print_export(m, &r->chosen);
+    return rc;
+}
+
 static int report(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_result *r)
 {
-    if (a->json) {
-        json_t *j = plan_result_to_json(m, hw, r);
-        char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-        if (text) printf("%s\n", text);
-        free(text);
-        json_decref(j);
-        if (!text) return PLAN_EXIT_ERROR;
-        return a->can_run ? plan_can_run(&r->chosen) : 0;
-    }
-    if (a->can_run) {
-        int rc = plan_can_run(&r->chosen);
-        printf("%s\n", rc == 0 ? "yes: runs entirely in memory" : rc == 1 ? "yes: runs with weights streamed from disk"
-                                                                           : r->chosen.reason);
-        return rc;
-    }
+    if (a->json) return report_json(a, m, hw, r);
+    if (a->can_run) return report_can_run(a, m, r);
     printf("model       %s\n", a->model);
     print_plan(m, hw, &r->chosen);
     for (int i = 0; i < r->n_warnings; i++) printf("warning     %s\n", r->warnings[i]);
     if (a->compare) print_compare(r);
     if (a->export_to && r->chosen.feasible) {
-        char flags[256], note[256];
-        plan_export_llamacpp(m, &r->chosen, flags, sizeof flags, note, sizeof note);
-        printf("\nllama.cpp   %s\n            (%s)\n", flags, note);
+        printf("\n");
+        print_export(m, &r->chosen);
     }
     return r->chosen.feasible ? 0 : 2;
 }

@@ -174,7 +174,8 @@ static void machine_defaults(gen_opts *o)
     else if (cores > 0 && o->mp.n_threads > cores)
         fprintf(stderr, "strata %s: warning: -t %d is more than the %d usable cores (threads will share them)\n",
                 o->cmd, o->mp.n_threads, cores);
-    if (!o->mem_given) o->mp.mem_budget = o->machine.default_budget;
+    /* --plan FILE without --mem: the saved plan's budget (the model reads it) */
+    if (!o->mem_given && !o->mp.plan_file) o->mp.mem_budget = o->machine.default_budget;
 }
 
 /* The model's trained context (from its header), 0 when unknown. */

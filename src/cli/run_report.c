@@ -14,6 +14,7 @@ void report_placement(const strata_model *m, const char *path, unsigned long lon
     strata_model_get_stats(m, &s);
     char a[32];
     const char *summary = strata_model_plan_summary(m);
+    if (strata_model_budget(m)) budget = strata_model_budget(m);
     if (summary[0]) fprintf(stderr, "strata: %s; budget %s\n", summary, fmt_bytes(budget, a, 32));
     if (s.gpu_name[0])
         fprintf(stderr, "strata: GPU %s: %u layers%s in VRAM (%s)%s%s\n", s.gpu_name, s.gpu_layers,

@@ -19,7 +19,8 @@ typedef struct run_report {
 } run_report;
 
 double report_now(void);
-/* One line when weights are streamed (or the page cache is used). */
+/* The plan line with the plan's budget (`budget` when the model has no
+ * plan), the GPU line, and a line when the page cache is used for streaming. */
 void report_placement(const strata_model *m, const char *path, unsigned long long budget);
 void report_phase_begin(run_report *r, const strata_model *m);
 void report_phase_end(run_report *r, const strata_model *m);

@@ -363,7 +363,7 @@ static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv r
             snprintf(a->rejected, PLAN_TEXT, "%s", a->kv != PLAN_KV_F16 ? "the engine runs f16 KV caches only (for now)"
                                                                          : "GPU execution is not implemented yet");
         else if (best >= 0)
-            snprintf(a->rejected, PLAN_TEXT, "slower: %.3g vs %.3g tok/s", score(a, prefill),
+            snprintf(a->rejected, PLAN_TEXT, "slower: %.1f vs %.1f tok/s", score(a, prefill),
                      score(&r->alts[best], prefill));
     }
 }

@@ -86,6 +86,20 @@ json_t *plan_result_to_json(const plan_model *m, const plan_machine *hw, const p
                      "disk_bytes_per_s", hw->disk_bw, "cpu_weights_per_s", hw->cpu_rate, "measured", hw->measured);
 }
 
+/* The saved prediction: label, speeds and bottleneck (one of the planner's
+ * names, else NULL), as `plan --json` wrote them. */
+static void saved_prediction(const json_t *p, plan *out)
+{
+    static const char *const bottlenecks[] = {"disk", "RAM bandwidth", "GPU link", "VRAM bandwidth", "compute"};
+    const char *label = json_string_value(json_object_get(p, "label"));
+    const char *b = json_string_value(json_object_get(p, "bottleneck"));
+    snprintf(out->label, sizeof out->label, "%s", label ? label : "saved plan");
+    out->decode_tps = json_number_value(json_object_get(p, "decode_tokens_per_s"));
+    out->prefill_tps = json_number_value(json_object_get(p, "prefill_tokens_per_s"));
+    for (size_t i = 0; b && i < sizeof bottlenecks / sizeof *bottlenecks; i++)
+        if (!strcmp(b, bottlenecks[i])) out->bottleneck = bottlenecks[i];
+}
+
 strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, strata_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -108,6 +122,7 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
     out->n_groups = m->n_groups;
     out->n_ctx = (uint32_t)ctx;
     out->feasible = true;
+    saved_prediction(p, out);
     for (uint32_t g = 0; g < m->n_groups; g++) {
         const json_t *e = json_array_get(groups, g);
         const char *name = json_string_value(json_object_get(e, "name"));

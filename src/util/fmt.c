@@ -26,3 +26,11 @@ const char *fmt_count(uint64_t n, char *buf, size_t cap)
     static const char *const units[] = {"", "K", "M", "B", "T", "P", "E"};
     return scaled((double)n, 1000.0, units, 7, buf, cap);
 }
+
+const char *fmt_rate(double per_s, const char *unit, char *buf, size_t cap)
+{
+    static const char *const units[] = {"", "K", "M", "G", "T", "P", "E"};
+    char n[32];
+    snprintf(buf, cap, "%s %s", scaled(per_s > 0 ? per_s : 0, 1000.0, units, 7, n, sizeof n), unit);
+    return buf;
+}
