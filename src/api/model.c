@@ -24,16 +24,6 @@ static int default_threads(void)
     return n > 0 && n < 256 ? (int)n : 1;
 }
 
-/* Engine errors name the tensor; put the file in front of them. */
-static void prefix_path(strata_error *err, const char *path)
-{
-    size_t pl = strlen(path), ml = strlen(err->message);
-    if (pl + 2 + ml >= sizeof err->message) return;
-    memmove(err->message + pl + 2, err->message, ml + 1);
-    memcpy(err->message, path, pl);
-    memcpy(err->message + pl, ": ", 2);
-}
-
 static strata_status open_parts(strata_model *m, const char *path, const strata_model_params *p, strata_error *err)
 {
     strata_status st = gguf_open(path, &m->file, err);
@@ -62,7 +52,7 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
     m->overhead = ep.mem_budget ? engine_process_reserve(m->file) : 0;
     ep.mem_reserved = m->overhead;
     st = engine_open(m->file, m->spec, &ep, &m->eng, err);
-    if (st && err && !strstr(err->message, path)) prefix_path(err, path);
+    if (st && err && !strstr(err->message, path)) err_prefix_path(err, path);
     return st;
 }
 

@@ -12,17 +12,6 @@ struct strata_vocab {
     tokenizer *tok;
 };
 
-/* Tokenizer errors name the key; put the file in front of them. */
-static void prefix_path(strata_error *err, const char *path)
-{
-    if (!err) return;
-    size_t pl = strlen(path), ml = strlen(err->message);
-    if (pl + 2 + ml >= sizeof err->message) return;
-    memmove(err->message + pl + 2, err->message, ml + 1);
-    memcpy(err->message, path, pl);
-    memcpy(err->message + pl, ": ", 2);
-}
-
 strata_status strata_vocab_open(const char *path, strata_vocab **out, strata_error *err)
 {
     gguf_file *f = NULL;
@@ -32,7 +21,7 @@ strata_status strata_vocab_open(const char *path, strata_vocab **out, strata_err
     strata_status st = gguf_open(path, &f, err);
     if (!st) {
         st = tokenizer_from_gguf(f, &v->tok, err);
-        if (st) prefix_path(err, path);
+        if (st) err_prefix_path(err, path);
     }
     gguf_close(f);
     if (st) {

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 strata_status err_set(strata_error *err, strata_status status, const char *fmt, ...)
 {
@@ -37,3 +38,13 @@ const char *strata_status_name(strata_status status)
 }
 
 const char *strata_version(void) { return STRATA_VERSION_STRING; }
+
+void err_prefix_path(strata_error *err, const char *path)
+{
+    if (!err) return;
+    size_t pl = strlen(path), ml = strlen(err->message);
+    if (pl + 2 + ml >= sizeof err->message) return;
+    memmove(err->message + pl + 2, err->message, ml + 1);
+    memcpy(err->message, path, pl);
+    memcpy(err->message + pl, ": ", 2);
+}

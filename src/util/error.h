@@ -13,4 +13,8 @@ strata_status err_set(strata_error *err, strata_status status, const char *fmt, 
 /* Clears err to STRATA_OK with an empty message. */
 void err_clear(strata_error *err);
 
+/* Puts "path: " in front of the message (errors from deeper layers name a
+ * key or tensor, not the file); left as is when it would not fit. */
+void err_prefix_path(strata_error *err, const char *path);
+
 #endif
