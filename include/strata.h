@@ -63,8 +63,11 @@ char *strata_model_info_json(const strata_model_info *info, bool with_tensors);
 /* ---- The machine ---- */
 
 typedef struct strata_machine {
-    uint64_t usable_memory;   /* min(MemAvailable, cgroup limit - usage) */
-    uint64_t default_budget;  /* usable_memory minus a safety margin (10%, at least 256 MiB) */
+    uint64_t usable_memory;   /* min(MemAvailable, cgroup limit - usage + its page cache) */
+    uint64_t default_budget;  /* usable_memory minus a margin: 10 %, at least 256 MiB,
+                                 at most a quarter */
+    uint64_t cgroup_limit;    /* the memory cgroup limit that binds usable_memory; 0: none binds */
+    uint64_t cgroup_held;     /* what the cgroup already holds (usage less its page cache) */
     int physical_cores;       /* usable by this process */
     double disk_bw;           /* measured O_DIRECT read bytes/s of the saved profile; 0: unknown */
     double ram_bw;            /* measured RAM read bytes/s, all threads; 0: unknown */
@@ -74,6 +77,9 @@ typedef struct strata_machine {
  * profile (`strata detect --measure`) when it belongs to this machine.
  * `model_path` is a model file or its directory (NULL: current directory). */
 strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err);
+/* A requested memory budget within what the machine can give: the smaller
+ * of it and usable_memory (0: unknown, no clamp); *clamped when smaller. */
+uint64_t strata_machine_clamp_budget(const strata_machine *m, uint64_t requested, bool *clamped);
 
 /* ---- Running a model ---- */
 
@@ -85,6 +91,19 @@ typedef enum strata_gpu_mode {
     STRATA_GPU_AUTO,    /* the first discrete or integrated GPU, if any; else the CPU (the reason is in the stats) */
     STRATA_GPU_DEVICE,  /* Vulkan device gpu_index (software devices too); an error if it cannot be used */
 } strata_gpu_mode;
+
+/* Mixture of experts: which cached expert the cache evicts, and what a
+ * decode step reads ahead for the next layer. */
+typedef enum strata_moe_cache {
+    STRATA_MOE_LRU = 0, /* the expert used least recently */
+    STRATA_MOE_LFU,     /* the expert used least often (counts fade with age) */
+} strata_moe_cache;
+
+typedef enum strata_moe_prefetch {
+    STRATA_MOE_PREFETCH_NONE = 0,
+    STRATA_MOE_PREFETCH_PREV,   /* the experts the previous token chose in the next layer */
+    STRATA_MOE_PREFETCH_ROUTER, /* the next layer's router applied to the current state */
+} strata_moe_prefetch;
 
 typedef struct strata_model_params {
     uint32_t n_ctx;          /* context length; 0: the model's */
@@ -104,6 +123,9 @@ typedef struct strata_model_params {
     int gpu_index;           /* with STRATA_GPU_DEVICE */
     uint64_t gpu_mem;        /* device bytes at most; 0: the device's budget */
     uint32_t gpu_layers_max; /* layers on the GPU at most (llama.cpp's -ngl); 0: as many as fit */
+    strata_moe_cache moe_cache;
+    strata_moe_prefetch moe_prefetch;
+    uint32_t moe_cache_experts; /* experts (of any layer) the cache holds; 0: what the budget leaves */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -141,9 +163,23 @@ typedef struct strata_model_stats {
     uint64_t gpu_bytes;          /* device memory held */
     const char *gpu_name;        /* "" without a GPU */
     const char *gpu_note;        /* why the GPU is not used, or not for every layer ("" otherwise) */
+    /* mixture of experts: the expert cache (zero for dense models); an
+     * expert is one layer's expert (its gate, up and down matrices) */
+    uint32_t experts;            /* in the model */
+    uint32_t expert_slots;       /* the cache holds */
+    uint64_t expert_cache_bytes;
+    uint64_t expert_hits, expert_misses;           /* uses found in the cache, read */
+    uint64_t prefetch_issued, prefetch_used, prefetch_wasted;
 } strata_model_stats;
 
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out);
+
+/* Expert-cache counts of one layer (zero for dense models); false past the
+ * last layer. */
+typedef struct strata_layer_expert_stats {
+    uint64_t hits, misses, prefetch_issued, prefetch_used;
+} strata_layer_expert_stats;
+bool strata_model_layer_expert_stats(const strata_model *m, uint32_t layer, strata_layer_expert_stats *out);
 
 /* One line describing the plan the model runs under ("" without a plan). */
 const char *strata_model_plan_summary(const strata_model *m);

@@ -92,7 +92,9 @@ TEST(test_hw_doctor_problems)
     p->mem.cgroup.headroom = 7 * GiB;
     CHECK(level_of(p, HW_CACHE_FRESH, "cgroup") == HW_WARN, "headroom far below MemAvailable");
     p->mem.cgroup.headroom = GiB / 2;
-    CHECK(level_of(p, HW_CACHE_FRESH, "cgroup") == HW_FAIL, "under 1 GiB left");
+    CHECK(level_of(p, HW_CACHE_FRESH, "cgroup") == HW_WARN, "under 1 GiB left: models stream");
+    p->mem.cgroup.headroom = 20u << 20;
+    CHECK(level_of(p, HW_CACHE_FRESH, "cgroup") == HW_FAIL, "20 MiB left: too little even streamed");
     p->mem.cgroup.limit = 100 * GiB;
     p->mem.cgroup.headroom = 99 * GiB;
     CHECK(level_of(p, HW_CACHE_FRESH, "cgroup") == HW_PASS);

@@ -213,26 +213,41 @@ static bool parse_rss(const char *out, double *rss, double *accounted)
     return p && sscanf(p, "peak RSS %lf MiB (accounted %lf MiB)", rss, accounted) == 2;
 }
 
-TEST(test_store_model_4x_budget_real_rss)
+/* A mixture of experts of ~110 MiB (8 layers of 32 experts, 4 used): the
+ * expert cache holds what the budget leaves after the dense parts. */
+static bool make_big_moe_model(char *path, size_t len)
 {
-    char mpath[1024], cmd[4096], *out = NULL;
-    if (!make_big_model(mpath, sizeof mpath)) return;
+    snprintf(path, len, "%s/big-moe.gguf", test_tmpdir());
+    synth_options o = {.arch = "qwen3moe", .shape = {256, 768, 8, 4, 2, 512, 128}, .n_expert = 32,
+                       .n_expert_used = 4, .n_ff_exp = 512, .type = GGML_TYPE_Q8_0, .seed = 5, .threads = 2,
+                       .output = path};
+    strata_error e;
+    if (synth_write(&o, &e) == STRATA_OK) return true;
+    test_fail(__FILE__, __LINE__, "synth", " %s", e.message);
+    return false;
+}
+
+/* The model runs in BIG_BUDGET: the accounting and the real peak RSS stay
+ * within it (the budget includes the reserve for the process itself); a
+ * line of the statistics says what was streamed. */
+static void check_runs_in_budget(const char *mpath, const char *streamed_line)
+{
+    char cmd[4096], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s run -m %s -p 'a b c d' -n 8 --temp 0 --mem %llu", release_bin(), mpath,
              (unsigned long long)BIG_BUDGET);
     int rc = test_run(cmd, &out, true);
     double rss = 0, acc = 0;
     CHECK(rc == 0 && parse_rss(out, &rss, &acc), " %s", out);
-    CHECK(out && strstr(out, "streamed"), " nothing streamed: %s", out);
-    /* The budget includes the reserve for the process itself, so both the
-     * accounting and the real peak RSS stay within it. */
+    CHECK(out && strstr(out, streamed_line), " no '%s': %s", streamed_line, out);
     CHECK(acc * MiB <= BIG_BUDGET, " accounted %.1f MiB > %llu MiB", acc, (unsigned long long)(BIG_BUDGET / MiB));
     CHECK(rss * MiB <= BIG_BUDGET, " peak RSS %.1f MiB > %llu MiB", rss, (unsigned long long)(BIG_BUDGET / MiB));
-    printf("    model 4x the budget: peak RSS %.1f MiB, accounted %.1f MiB, budget %llu MiB\n", rss, acc,
+    printf("    %s: peak RSS %.1f MiB, accounted %.1f MiB, budget %llu MiB\n", mpath, rss, acc,
            (unsigned long long)(BIG_BUDGET / MiB));
     free(out);
 }
 
-TEST(test_store_runs_in_cgroup_limited_to_budget)
+/* The same inside a memory cgroup of the budget's size: no OOM kill. */
+static void check_runs_in_cgroup(bool (*make)(char *, size_t))
 {
     char mpath[1024], cg[2048], name[64], why[512] = "", enter[2200], cmd[8192], *out = NULL;
     int version;
@@ -240,7 +255,7 @@ TEST(test_store_runs_in_cgroup_limited_to_budget)
         test_skip("%s", why);
         return;
     }
-    if (!make_big_model(mpath, sizeof mpath)) {
+    if (!make(mpath, sizeof mpath)) {
         test_cgroup_remove(cg);
         return;
     }
@@ -253,6 +268,22 @@ TEST(test_store_runs_in_cgroup_limited_to_budget)
     CHECK(test_cgroup_remove(cg));
     free(out);
 }
+
+TEST(test_store_model_4x_budget_real_rss)
+{
+    char mpath[1024];
+    if (make_big_model(mpath, sizeof mpath)) check_runs_in_budget(mpath, "streamed");
+}
+
+TEST(test_store_runs_in_cgroup_limited_to_budget) { check_runs_in_cgroup(make_big_model); }
+
+TEST(test_store_moe_model_3x_budget_real_rss)
+{
+    char mpath[1024];
+    if (make_big_moe_model(mpath, sizeof mpath)) check_runs_in_budget(mpath, "strata: experts: hit");
+}
+
+TEST(test_store_moe_runs_in_cgroup_limited_to_budget) { check_runs_in_cgroup(make_big_moe_model); }
 
 /* A read that comes back short (the hook's -1) and a model file changed
  * under the running process both end evaluation with one-line errors. */
@@ -285,5 +316,99 @@ TEST(test_store_short_read_and_changed_file)
           " %s", e.message);
     free(logits);
     engine_free(eng);
+    close_spec(&m);
+}
+
+/* ---- the expert cache (mixture of experts) ---- */
+
+/* Every expert-cache size, policy, predictor and batch gives the logits of
+ * the all-resident run bit for bit, also with reads delayed at random. */
+static void check_experts_identical(const char *fixture)
+{
+    const char *p = test_fixture(fixture);
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    engine_params base = {.n_ctx = 64, .n_threads = 2, .kernels = KERNEL_FAST};
+    size_t n_ref, n;
+    strata_error e;
+    float *ref = run_logits(&m, &base, &n_ref, &e);
+    REQUIRE(ref, " %s", e.message);
+    engine *eng;
+    REQUIRE(engine_open(m.f, m.s, &base, &eng, &e) == STRATA_OK, " %s", e.message);
+    store_stats all = engine_store_stats(eng);
+    engine_free(eng);
+    CHECK(all.expert_units > 2 && all.expert_slots == all.expert_units, " %u of %u experts resident",
+          all.expert_slots, all.expert_units);
+    const uint32_t slots[3] = {1, 2, all.expert_units / 2};
+    for (int v = 0; v < 12; v++) {
+        fault_ctx fc = {.seed = (uint64_t)v, .max_delay_us = v % 3 == 0 ? 800 : 0};
+        engine_params sp = base;
+        sp.n_batch = v % 2 ? 3 : 0; /* prompt batches of 3 tokens: several waves and steps */
+        sp.moe_prefetch = (engine_moe_prefetch)(v % 3);
+        sp.store = (store_config){.stream_all = v % 4 == 1, .expert_slots = slots[v % 3],
+                                  .expert_policy = v / 6 ? STORE_EXPERT_LFU : STORE_EXPERT_LRU,
+                                  .fault = fault_hook, .fault_ctx = &fc};
+        float *got = run_logits(&m, &sp, &n, &e);
+        CHECK(got && n == n_ref && !memcmp(got, ref, n * sizeof(float)), " %s, %u cached experts, variant %d: %s",
+              fixture, slots[v % 3], v, got ? "logits differ" : e.message);
+        free(got);
+    }
+    free(ref);
+    close_spec(&m);
+}
+
+TEST(test_store_experts_bit_identical_mixtral) { check_experts_identical("arch/mixtral-q4_k_m.gguf"); }
+TEST(test_store_experts_bit_identical_qwen3moe) { check_experts_identical("arch/qwen3moe-q4_k_m.gguf"); }
+
+/* The counts add up: every use is a hit or a miss; a one-expert cache
+ * misses, a full one never does after loading; what a miss reads is the
+ * expert's three slices. */
+TEST(test_store_expert_cache_counts)
+{
+    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    strata_error e;
+    for (int full = 0; full < 2; full++) {
+        engine_params sp = {.n_ctx = 64, .n_threads = 1, .n_batch = 1};
+        sp.store.expert_slots = full ? 0 : 1;
+        engine *eng;
+        REQUIRE(engine_open(m.f, m.s, &sp, &eng, &e) == STRATA_OK, " %s", e.message);
+        float *logits = malloc(engine_n_vocab(eng) * sizeof(float));
+        for (int i = 0; i < 4; i++) CHECK(engine_eval(eng, &prompt[i], 1, logits, false, &e) == STRATA_OK, " %s", e.message);
+        store_stats s = engine_store_stats(eng);
+        uint64_t uses = 4ull * m.s->hp.n_layers * m.s->hp.n_expert_used;
+        CHECK(s.expert_hits + s.expert_misses == uses, " %llu hits + %llu misses, %llu uses",
+              (unsigned long long)s.expert_hits, (unsigned long long)s.expert_misses, (unsigned long long)uses);
+        if (full) CHECK(s.expert_misses == 0 && s.bytes_read == 0, " full cache missed %llu", (unsigned long long)s.expert_misses);
+        else CHECK(s.expert_misses >= uses / 2 && s.bytes_read > 0, " one-expert cache: %llu misses of %llu",
+                   (unsigned long long)s.expert_misses, (unsigned long long)uses);
+        free(logits);
+        engine_free(eng);
+    }
+    close_spec(&m);
+}
+
+/* A read error while fetching an expert ends evaluation with the error,
+ * without a hang, and the engine can still be freed. */
+TEST(test_store_expert_read_error)
+{
+    const char *p = test_fixture("arch/mixtral-q4_k_m.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    for (uint64_t fail_at = 1; fail_at <= 40; fail_at += 13) {
+        fault_ctx fc = {.fail_at = fail_at};
+        engine_params sp = {.n_ctx = 64, .n_threads = 2};
+        sp.store = (store_config){.expert_slots = 2, .fault = fault_hook, .fault_ctx = &fc};
+        size_t n;
+        strata_error e;
+        float *got = run_logits(&m, &sp, &n, &e);
+        CHECK(!got && strstr(e.message, "read failed at offset") && strstr(e.message, "Input/output error"),
+              " read %llu: %s", (unsigned long long)fail_at, got ? "no error" : e.message);
+        free(got);
+    }
     close_spec(&m);
 }

@@ -6,8 +6,6 @@
 #include "strata.h"
 #include "util/error.h"
 
-#define MIN_MARGIN (256ull << 20)
-
 strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -20,9 +18,13 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
         strata_error ignored;
         if (hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK)
             hw_profile_reuse_measured(p, path, &ignored);
-        uint64_t margin = p->mem.usable / 10 > MIN_MARGIN ? p->mem.usable / 10 : MIN_MARGIN;
         out->usable_memory = p->mem.usable;
-        out->default_budget = p->mem.usable > margin ? p->mem.usable - margin : p->mem.usable / 2;
+        out->default_budget = hw_default_budget(p->mem.usable);
+        const hw_cgroup *cg = &p->mem.cgroup;
+        if (cg->version && cg->limit != HW_NO_LIMIT && cg->headroom <= p->mem.available) {
+            out->cgroup_limit = cg->limit;
+            out->cgroup_held = cg->usage - cg->reclaimable;
+        }
         uint32_t cores = p->cpu.physical_cores;
         if (p->cpu.usable_cores && (cores == 0 || p->cpu.usable_cores < cores)) cores = p->cpu.usable_cores;
         out->physical_cores = cores ? (int)cores : 1;
@@ -31,4 +33,10 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
     }
     free(p);
     return st;
+}
+
+uint64_t strata_machine_clamp_budget(const strata_machine *m, uint64_t requested, bool *clamped)
+{
+    *clamped = m->usable_memory && requested > m->usable_memory;
+    return *clamped ? m->usable_memory : requested;
 }

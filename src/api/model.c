@@ -41,7 +41,12 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
                         .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST,
                         .mem_budget = p->mem_budget,
                         .store = {.prefetch_depth = p->prefetch_depth, .io_threads = p->io_threads,
-                                  .progress = p->progress},
+                                  .progress = p->progress, .expert_slots = p->moe_cache_experts,
+                                  .expert_policy = p->moe_cache == STRATA_MOE_LFU ? STORE_EXPERT_LFU
+                                                                                   : STORE_EXPERT_LRU},
+                        .moe_prefetch = p->moe_prefetch == STRATA_MOE_PREFETCH_PREV     ? ENGINE_MOE_PREFETCH_PREV
+                                        : p->moe_prefetch == STRATA_MOE_PREFETCH_ROUTER ? ENGINE_MOE_PREFETCH_ROUTER
+                                                                                        : ENGINE_MOE_PREFETCH_NONE,
                         .gpu = {.mode = p->gpu == STRATA_GPU_AUTO && hw_gpu_device_node_present() ? ENGINE_GPU_AUTO
                                         : p->gpu == STRATA_GPU_DEVICE ? ENGINE_GPU_INDEX
                                                                       : ENGINE_GPU_OFF,
@@ -106,6 +111,21 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     out->gpu_bytes = g.device_bytes;
     out->gpu_name = g.name;
     out->gpu_note = g.note;
+    out->experts = s.expert_units;
+    out->expert_slots = s.expert_slots;
+    out->expert_cache_bytes = s.expert_cache_bytes;
+    out->expert_hits = s.expert_hits;
+    out->expert_misses = s.expert_misses;
+    out->prefetch_issued = s.prefetch_issued;
+    out->prefetch_used = s.prefetch_used;
+    out->prefetch_wasted = s.prefetch_wasted;
+}
+
+bool strata_model_layer_expert_stats(const strata_model *m, uint32_t layer, strata_layer_expert_stats *out)
+{
+    store_expert_stats s = engine_expert_stats(m->eng, layer);
+    *out = (strata_layer_expert_stats){s.hits, s.misses, s.prefetch_issued, s.prefetch_used};
+    return layer < engine_n_layers(m->eng);
 }
 
 const char *strata_model_plan_summary(const strata_model *m) { return m->summary; }

@@ -272,6 +272,9 @@ int cmd_run(int argc, char **argv)
     }
     rep.seed = o.g.sp.seed;
     rep.disk_bw = o.g.machine.disk_bw;
+    rep.per_layer = o.g.stats;
+    rep.moe_cache = o.g.mp.moe_cache;
+    rep.moe_prefetch = o.g.mp.moe_prefetch;
     rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, len, &rep);
     if ((!rc || rc == EXIT_INTERRUPTED) && !o.logits_out) report_summary(&rep, m);
     strata_model_free(m);

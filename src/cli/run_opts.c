@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/run_opts.h"
+#include "util/fmt.h"
 #include "cli/run_report.h"
 
 const char gen_opts_usage[] =
@@ -33,12 +34,22 @@ const char gen_opts_usage[] =
     "                       deepseek3, zephyr, vicuna\n"
     "  --mem SIZE           memory budget for weights, KV cache and buffers, e.g. 1.5G;\n"
     "                       weights that do not fit are streamed from disk (default:\n"
-    "                       what `strata detect` calls usable, minus 10% / 256 MiB);\n"
+    "                       what `strata detect` calls usable, minus 10%, at least\n"
+    "                       256 MiB, at most a quarter);\n"
     "                       SIZE: a decimal number and K, M, G or T (powers of 1024),\n"
-    "                       bytes without a unit; at least 1M\n"
+    "                       bytes without a unit; at least 1M. More than this process can\n"
+    "                       use (its cgroup's limit, the available memory) is clamped\n"
+    "                       with a warning\n"
+    "  --strict-mem         refuse a --mem above what this process can use\n"
     "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
     "  --io-threads N       streaming reader threads (default 4)\n"
-    "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait\n"
+    "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait;\n"
+    "                       for a mixture of experts, the expert cache's hits per layer\n"
+    "  --moe-cache lru|lfu  experts the cache evicts first: least recently used (default)\n"
+    "                       or least often used (counts fade with age)\n"
+    "  --moe-prefetch none|prev|router  experts read ahead for the next layer while this\n"
+    "                       one computes: none (default), those the previous token chose\n"
+    "                       there, or those its router picks for the current state\n"
     "  --plan FILE          run a plan saved with `strata plan --json` (default: plan now,\n"
     "                       for this machine and the budget)\n"
     "  --gpu auto|none|N    run layers in VRAM on a GPU (Vulkan): auto (default) takes the\n"
@@ -66,6 +77,7 @@ bool gen_opts_flag(gen_opts *o, const char *f)
               : !strcmp(f, "--reference")  ? &o->mp.reference_kernels
               : !strcmp(f, "--stats")      ? &o->stats
               : !strcmp(f, "--ignore-eos") ? &o->ignore_eos
+              : !strcmp(f, "--strict-mem") ? &o->strict_mem
                                            : NULL;
     if (b) *b = true;
     return b != NULL;
@@ -85,6 +97,23 @@ static bool gpu_opt(gen_opts *o, const char *v)
         return false;
     }
     return true;
+}
+
+/* --moe-cache and --moe-prefetch: one of a few words. */
+static int moe_opt(gen_opts *o, const char *f, const char *v)
+{
+    static const char *const cache[] = {"lru", "lfu", NULL}, *const prefetch[] = {"none", "prev", "router", NULL};
+    bool is_cache = !strcmp(f, "--moe-cache");
+    if (!is_cache && strcmp(f, "--moe-prefetch")) return 0;
+    const char *const *words = is_cache ? cache : prefetch;
+    for (int i = 0; words[i]; i++)
+        if (!strcmp(v, words[i])) {
+            if (is_cache) o->mp.moe_cache = (strata_moe_cache)i;
+            else o->mp.moe_prefetch = (strata_moe_prefetch)i;
+            return 1;
+        }
+    fprintf(stderr, "strata %s: %s '%s': expected %s\n", o->cmd, f, v, is_cache ? "lru or lfu" : "none, prev or router");
+    return -1;
 }
 
 /* Integer-valued flags of the model and engine. */
@@ -154,6 +183,7 @@ int gen_opts_value(gen_opts *o, const char *f, const char *v)
 {
     int r = engine_opt(o, f, v);
     if (!r) r = sampling_opt(o, f, v);
+    if (!r) r = moe_opt(o, f, v);
     if (r) return r;
     const char **s = !strcmp(f, "-m") || !strcmp(f, "--model")                ? &o->model
                      : !strcmp(f, "--plan")                                    ? &o->mp.plan_file
@@ -176,6 +206,33 @@ static void machine_defaults(gen_opts *o)
                 o->cmd, o->mp.n_threads, cores);
     /* --plan FILE without --mem: the saved plan's budget (the model reads it) */
     if (!o->mem_given && !o->mp.plan_file) o->mp.mem_budget = o->machine.default_budget;
+}
+
+/* --mem above what this process can get is clamped with a warning naming
+ * the limit (or refused with --strict-mem); false when refused. */
+static bool clamp_budget(gen_opts *o)
+{
+    bool clamped;
+    uint64_t budget = strata_machine_clamp_budget(&o->machine, o->mp.mem_budget, &clamped);
+    if (!o->mem_given || !clamped) return true;
+    char want[32], got[32], limit[32], held[32], why[128];
+    fmt_bytes(o->mp.mem_budget, want, sizeof want);
+    fmt_bytes(budget, got, sizeof got);
+    if (o->machine.cgroup_limit)
+        snprintf(why, sizeof why, "its memory cgroup's limit of %s, %s of it in use",
+                 fmt_bytes(o->machine.cgroup_limit, limit, sizeof limit),
+                 fmt_bytes(o->machine.cgroup_held, held, sizeof held));
+    else
+        snprintf(why, sizeof why, "the memory available on this machine");
+    if (o->strict_mem) {
+        fprintf(stderr, "strata %s: --mem %s is more than the %s this process can use (%s); lower --mem\n", o->cmd,
+                want, got, why);
+        return false;
+    }
+    fprintf(stderr, "strata %s: warning: --mem %s is more than the %s this process can use (%s); using %s "
+            "(--strict-mem refuses instead)\n", o->cmd, want, got, why, got);
+    o->mp.mem_budget = budget;
+    return true;
 }
 
 /* The model's trained context (from its header), 0 when unknown. */
@@ -206,6 +263,7 @@ strata_model *gen_open_model(gen_opts *o, double *load_s)
     check_ctx(o);
     if (!o->seed_given) o->sp.seed = (uint64_t)time(NULL);
     machine_defaults(o);
+    if (!clamp_budget(o)) return NULL;
     o->mp.progress = isatty(STDERR_FILENO);
     double t0 = report_now();
     strata_error err;

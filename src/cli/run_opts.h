@@ -18,7 +18,7 @@ typedef struct gen_opts {
     uint64_t n_predict, n_predict_min;
     strata_model_params mp;
     strata_sampler_params sp;
-    bool seed_given, mem_given, stats, ignore_eos;
+    bool seed_given, mem_given, stats, ignore_eos, strict_mem;
     const char *chat_template; /* --chat-template NAME, or NULL: the model's */
     const char *system_prompt; /* -sys TEXT, or NULL */
     strata_machine machine;

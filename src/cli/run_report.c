@@ -63,6 +63,32 @@ static double decode_tps(const run_report *r)
     return r->gen_s > 0 && r->n_gen > 1 ? (double)(r->n_gen - 1) / r->gen_s : 0.0;
 }
 
+static double percent(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0.0; }
+
+/* Mixture of experts: the cache's hit rate while decoding (the prompt's
+ * batches use nearly every expert), its size and policy, the prefetches;
+ * with --stats the hits of each layer over the whole run. */
+static void report_experts(const run_report *r, const strata_model *m, const strata_model_stats *s)
+{
+    static const char *const policy[] = {"LRU", "LFU"}, *const predictor[] = {"none", "prev", "router"};
+    uint64_t hits = s->expert_hits - r->at_start.expert_hits, misses = s->expert_misses - r->at_start.expert_misses;
+    uint64_t issued = s->prefetch_issued - r->at_start.prefetch_issued, used = s->prefetch_used - r->at_start.prefetch_used;
+    char a[32];
+    fprintf(stderr, "strata: experts: hit %.1f %% in decode (%llu of %llu uses), cache %u of %u experts (%s, %s), "
+            "prefetch %s", percent(hits, hits + misses), (unsigned long long)hits,
+            (unsigned long long)(hits + misses), s->expert_slots, s->experts, fmt_bytes(s->expert_cache_bytes, a, 32),
+            policy[r->moe_cache], predictor[r->moe_prefetch]);
+    if (r->moe_prefetch != STRATA_MOE_PREFETCH_NONE)
+        fprintf(stderr, ": %.0f %% of %llu used", percent(used, issued), (unsigned long long)issued);
+    fputc('\n', stderr);
+    strata_layer_expert_stats x;
+    for (uint32_t l = 0; r->per_layer && strata_model_layer_expert_stats(m, l, &x); l++)
+        fprintf(stderr, "strata: experts of layer %u: hit %.1f %% (%llu of %llu uses), prefetched %llu, used %llu\n", l,
+                percent(x.hits, x.hits + x.misses), (unsigned long long)x.hits,
+                (unsigned long long)(x.hits + x.misses), (unsigned long long)x.prefetch_issued,
+                (unsigned long long)x.prefetch_used);
+}
+
 void report_summary(const run_report *r, const strata_model *m)
 {
     struct rusage ru;
@@ -80,7 +106,8 @@ void report_summary(const run_report *r, const strata_model *m)
         fprintf(stderr, "strata: decode %.2f tok/s vs %.2f predicted by the plan (%.0f %%)%s\n", tps,
                 s.predicted_decode_tps, 100 * tps / s.predicted_decode_tps,
                 s.predicted_measured ? "" : " [bandwidths not measured]");
-    if (!s.streamed_layers || !r->n_gen || r->gen_s <= 0) return;
+    if (s.experts) report_experts(r, m, &s);
+    if ((!s.streamed_layers && s.expert_slots == s.experts) || !r->n_gen || r->gen_s <= 0) return;
     double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;
     double per_token = (double)r->gen_bytes / passes, rate = (double)r->gen_bytes / r->gen_s;
     fprintf(stderr, "strata: streamed %.3f GB/token at %.2f GB/s", per_token / 1e9, rate / 1e9);

@@ -3,6 +3,7 @@
 #ifndef STRATA_CLI_RUN_REPORT_H
 #define STRATA_CLI_RUN_REPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "strata.h"
@@ -16,6 +17,9 @@ typedef struct run_report {
     strata_model_stats last;     /* at the previous token (--stats) */
     double phase_t0;
     unsigned long long gen_bytes;
+    bool per_layer;              /* --stats: the expert cache per layer at the end */
+    strata_moe_cache moe_cache;
+    strata_moe_prefetch moe_prefetch;
 } run_report;
 
 double report_now(void);

@@ -31,7 +31,6 @@ typedef enum act_buf {
     ACT_UP,   /* [n_tok][max(n_ff, n_ff_exp)] */
     ACT_ROUTER, /* [n_tok][n_expert] router logits (mixture of experts; else empty) */
     ACT_XE,     /* [n_tok][n_embd] the rows routed to one expert, then its output */
-    ACT_MOE,    /* [n_tok][n_embd] the weighted sum of the experts' outputs */
     ACT_COUNT,
 } act_buf;
 
@@ -78,10 +77,11 @@ typedef struct backend_ops {
     void (*attention)(backend *b, uint64_t l, uint32_t n_tok);
     /* ACT_GATE = act(ACT_GATE) * ACT_UP over n floats. */
     void (*glu)(backend *b, uint64_t n);
-    /* Mixture of experts on ACT_XN: the router picks each token's experts,
-     * each chosen expert's FFN runs once over the tokens routed to it, and
-     * the weighted sum replaces ACT_XN. */
-    void (*moe)(backend *b, const be_weight *w, uint32_t n_tok);
+    /* Mixture of experts of layer l on ACT_XN: the router picks each
+     * token's experts, each chosen expert's FFN runs once over the tokens
+     * routed to it (its weights from the store's expert cache, not w), and
+     * the weighted sum replaces ACT_XN. Fails on a read error. */
+    strata_status (*moe)(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err);
     /* y += x over n floats. */
     void (*add)(backend *b, act_buf y, act_buf x, uint64_t n);
     /* Final norm and output projection of rows [first, n_tok) of ACT_X into

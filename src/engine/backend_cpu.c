@@ -11,15 +11,19 @@
 
 static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
 
-/* Weights come from the store: resident, or streamed into its ring. */
+/* Weights come from the store: resident, or streamed into its ring. A
+ * layer's stacked experts are not in its group (their host is NULL: the
+ * moe op gets them from the expert cache), but their tensor and kernel are
+ * given. */
 static strata_status cpu_acquire(backend *b, uint32_t g, be_weight *w, strata_error *err)
 {
     const model_weights *mw = &b->e->w;
-    const gguf_tensor *const *t = mw->groups[g].tensors;
+    bool layer = g < mw->d.n_layers;
+    const gguf_tensor *const *t = layer ? mw->layer[g] : mw->groups[g].tensors;
     const void *const *data;
     strata_status st = store_acquire(b->e->store, g, &data, err);
     for (uint32_t s = 0; s < mw->groups[g].n && !st; s++) {
-        const kernel_desc *k = g < mw->d.n_layers ? mw->kern[g][s] : s == OS_PROJ ? mw->kern_output : NULL;
+        const kernel_desc *k = layer ? mw->kern[g][s] : s == OS_PROJ ? mw->kern_output : NULL;
         w[s] = (be_weight){.t = t[s], .host = data[s], .k = k};
     }
     return st;

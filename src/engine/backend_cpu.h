@@ -8,7 +8,7 @@
 struct engine;
 void backend_cpu_init(backend *b, struct engine *e);
 /* The mixture-of-experts op (backend_cpu_moe.c). */
-void backend_cpu_moe(backend *b, const be_weight *w, uint32_t n_tok);
+strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err);
 
 /* Chooses the CPU kernel of every matrix (w->kern, w->kern_output): the
  * fast kernel for this CPU or the reference. Errors name a tensor whose

@@ -1,95 +1,218 @@
 /* Mixture of experts on the CPU back end. Gating as llama.cpp's (and the
  * fixtures' README): softmax of the router logits over all experts, the k
- * most probable, their probabilities renormalized to sum to 1. Tokens are
- * grouped by expert, so each expert's weights are read once per batch, and
- * an expert no token chose is not touched. Experts are visited in id order,
- * so the sum does not depend on where the weights are held. */
+ * most probable, their probabilities renormalized to sum to 1.
+ *
+ * Experts come from the store's expert cache. A step pins the distinct
+ * experts its tokens chose (reads of the missing ones start at once),
+ * computes those already in memory while the others arrive, and unpins
+ * them; each expert runs once over all the tokens routed to it. Every
+ * selection's output is kept apart and the weighted sum is taken in
+ * expert-id order, so the result does not depend on what was cached or on
+ * the order reads completed: it equals an all-resident run bit for bit.
+ * A predictor may prefetch the next layer's experts (engine.h). */
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/backend_cpu.h"
 #include "engine/engine_internal.h"
 #include "engine/matmul.h"
+#include "kernels/cpu/dequant.h"
 
 static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
 
-/* Token t's k experts (sel[t * k + i]) and weights (wt[t * k + i]). */
-static void route(const float *logits, uint64_t n_expert, uint64_t k, int32_t *sel, float *wt)
+/* The k largest of n logits into sel (ties to the lower id), most
+ * probable first; wt (if not NULL): their softmax probabilities over all
+ * n, renormalized over the k. */
+static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt)
 {
-    float max = logits[0];
-    for (uint64_t x = 1; x < n_expert; x++) max = logits[x] > max ? logits[x] : max;
-    double sum = 0;
-    for (uint64_t x = 0; x < n_expert; x++) sum += exp((double)logits[x] - max);
-    double picked = 0;
-    for (uint64_t i = 0; i < k; i++) { /* selection of the i-th largest; ties go to the lower id */
+    for (uint64_t i = 0; i < k; i++) {
         int32_t best = -1;
-        for (uint64_t x = 0; x < n_expert; x++) {
+        for (uint64_t x = 0; x < n; x++) {
             bool taken = false;
             for (uint64_t j = 0; j < i; j++) taken = taken || sel[j] == (int32_t)x;
             if (!taken && (best < 0 || logits[x] > logits[best])) best = (int32_t)x;
         }
         sel[i] = best;
-        wt[i] = (float)(exp((double)logits[best] - max) / sum);
-        picked += wt[i];
     }
+    if (!wt) return;
+    float max = logits[sel[0]];
+    double sum = 0, picked = 0;
+    for (uint64_t x = 0; x < n; x++) sum += exp((double)logits[x] - max);
+    for (uint64_t i = 0; i < k; i++) picked += wt[i] = (float)(exp((double)logits[sel[i]] - max) / sum);
     for (uint64_t i = 0; i < k; i++) wt[i] = (float)(wt[i] / picked);
 }
 
-/* One expert's slice of a stacked [n_expert][rows][n_in] tensor. */
-static be_weight expert_slice(const be_weight *w, uint64_t expert, uint64_t rows)
+static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor *t, const void *w, uint64_t n_out,
+                             const float *x, float *y, uint32_t n)
 {
-    be_weight s = *w;
-    s.host = (const uint8_t *)w->host + expert * rows * ggml_row_bytes(w->t->type, w->t->ne[0]);
-    return s;
+    return (matmul_args){.k = k, .w = w, .n_in = t->ne[0], .n_out = n_out, .x = x, .n_tok = n, .y = y,
+                         .act = b->e->act_scratch};
 }
 
-static matmul_args rows_args(backend *b, const be_weight *w, uint64_t n_out, act_buf src, act_buf dst, uint32_t n)
-{
-    return (matmul_args){.k = w->k, .w = w->host, .n_in = w->t->ne[0], .n_out = n_out, .x = buf(b, src),
-                         .n_tok = n, .y = buf(b, dst), .act = b->e->act_scratch};
-}
-
-/* The expert's SwiGLU FFN over the n rows gathered in ACT_XE, output there. */
-static void run_expert(backend *b, const be_weight *w, uint64_t x, uint32_t n)
+/* The expert's SwiGLU FFN over the n rows gathered in ACT_XE, output there;
+ * data[j]: its gate, up and down slices. */
+static void run_expert(backend *b, const be_weight *w, const void *const *data, uint32_t n)
 {
     const model_dims *d = &b->e->w.d;
-    be_weight gate = expert_slice(&w[LS_GATE_EXPS], x, d->n_ff_exp), up = expert_slice(&w[LS_UP_EXPS], x, d->n_ff_exp);
-    be_weight down = expert_slice(&w[LS_DOWN_EXPS], x, d->n_embd);
-    matmul_args gu[2] = {rows_args(b, &gate, d->n_ff_exp, ACT_XE, ACT_GATE, n),
-                         rows_args(b, &up, d->n_ff_exp, ACT_XE, ACT_UP, n)};
+    const be_weight *g = &w[LS_GATE_EXPS], *u = &w[LS_UP_EXPS], *dn = &w[LS_DOWN_EXPS];
+    float *xe = buf(b, ACT_XE), *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP);
+    matmul_args gu[2] = {rows_args(b, g->k, g->t, data[0], d->n_ff_exp, xe, gate, n),
+                         rows_args(b, u->k, u->t, data[1], d->n_ff_exp, xe, up, n)};
     if (matmul_can_share(gu, 2)) matmul_multi(b->e->pool, gu, 2);
     else for (int i = 0; i < 2; i++) matmul(b->e->pool, &gu[i]);
-    b->e->glu(buf(b, ACT_GATE), buf(b, ACT_UP), (uint64_t)n * d->n_ff_exp);
-    matmul_args dn = rows_args(b, &down, d->n_embd, ACT_GATE, ACT_XE, n);
-    matmul(b->e->pool, &dn);
+    b->e->glu(gate, up, (uint64_t)n * d->n_ff_exp);
+    matmul_args down = rows_args(b, dn->k, dn->t, data[2], d->n_embd, gate, xe, n);
+    matmul(b->e->pool, &down);
 }
 
-void backend_cpu_moe(backend *b, const be_weight *w, uint32_t n_tok)
+/* Expert x over the selections routed to it: rows gathered, run, each
+ * output stored at its selection's place in m->out. */
+static strata_status expert_step(backend *b, uint64_t l, const be_weight *w, int32_t x, uint32_t n_tok,
+                                 strata_error *err)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint64_t k = e->w.d.n_expert_used, E = e->w.d.n_embd;
+    const float *xn = buf(b, ACT_XN);
+    float *xe = buf(b, ACT_XE);
+    uint32_t n = 0;
+    for (uint64_t s = 0; s < n_tok * k; s++)
+        if (m->sel[s] == x) {
+            m->rows[n] = (uint32_t)s;
+            memcpy(xe + (uint64_t)n++ * E, xn + s / k * E, E * sizeof(float));
+        }
+    const void *const *data;
+    strata_status st = store_expert_data(e->store, (uint32_t)l, x, &data, err);
+    if (st) return st;
+    run_expert(b, w, data, n);
+    for (uint32_t r = 0; r < n; r++) memcpy(m->out + (uint64_t)m->rows[r] * E, xe + (uint64_t)r * E, E * sizeof(float));
+    return STRATA_OK;
+}
+
+/* The distinct experts the batch chose, in id order, into m->ids. */
+static uint32_t chosen_experts(moe_state *m, uint64_t n_expert, uint64_t n_sel)
+{
+    memset(m->done, 0, n_expert);
+    for (uint64_t s = 0; s < n_sel; s++) m->done[m->sel[s]] = 1;
+    uint32_t n = 0;
+    for (uint64_t x = 0; x < n_expert; x++)
+        if (m->done[x]) m->ids[n++] = (int32_t)x;
+    memset(m->done, 0, n_expert);
+    return n;
+}
+
+/* Runs the chosen experts in waves of what the cache can pin: in each, the
+ * experts in memory first, then the others as their reads complete. */
+static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint32_t n = chosen_experts(m, e->w.d.n_expert, (uint64_t)n_tok * e->w.d.n_expert_used);
+    strata_status st = STRATA_OK;
+    for (uint32_t done = 0; done < n && !st;) {
+        uint32_t taken = 0;
+        if ((st = store_experts_pin(e->store, (uint32_t)l, m->ids + done, n - done, &taken, err))) break;
+        for (uint32_t i = done; i < done + taken && !st; i++)
+            if (store_expert_ready(e->store, (uint32_t)l, m->ids[i])) {
+                m->done[m->ids[i]] = 1;
+                st = expert_step(b, l, w, m->ids[i], n_tok, err);
+            }
+        for (uint32_t i = done; i < done + taken && !st; i++)
+            if (!m->done[m->ids[i]]) st = expert_step(b, l, w, m->ids[i], n_tok, err);
+        store_experts_unpin(e->store, (uint32_t)l, m->ids + done, taken);
+        done += taken;
+    }
+    memset(m->done, 0, e->w.d.n_expert);
+    return st;
+}
+
+/* ACT_XN = sum over each token's selections, in expert-id order, of the
+ * weight times the expert's output. */
+static void weighted_sum(backend *b, uint32_t n_tok)
+{
+    const moe_state *m = &b->e->moe;
+    uint64_t k = b->e->w.d.n_expert_used, E = b->e->w.d.n_embd;
+    float *out = buf(b, ACT_XN);
+    for (uint32_t t = 0; t < n_tok; t++) {
+        float *o = out + (uint64_t)t * E;
+        memset(o, 0, E * sizeof(float));
+        int32_t last = -1;
+        for (uint64_t r = 0; r < k; r++) { /* the next larger expert id among the token's k */
+            uint64_t s = UINT64_MAX;
+            for (uint64_t i = 0; i < k; i++) {
+                int32_t x = m->sel[t * k + i];
+                if (x > last && (s == UINT64_MAX || x < m->sel[s])) s = t * k + i;
+            }
+            last = m->sel[s];
+            const float *y = m->out + s * E;
+            for (uint64_t j = 0; j < E; j++) o[j] += m->wt[s] * y[j];
+        }
+    }
+}
+
+/* ---- prediction of the next layer's experts (decode steps) ---- */
+
+/* Layer l+1's router applied to this layer's residual (normed with l+1's
+ * FFN norm): the experts it would pick if attention changed nothing. Needs
+ * layer l+1's router and norm in memory (a resident group). */
+static void predict_by_router(backend *b, uint64_t l)
 {
     engine *e = b->e;
     const model_dims *d = &e->w.d;
-    uint64_t k = d->n_expert_used, E = d->n_embd;
-    matmul_args r = rows_args(b, &w[LS_ROUTER], d->n_expert, ACT_XN, ACT_ROUTER, n_tok);
+    const void *const *next = store_resident_data(e->store, (uint32_t)l + 1);
+    if (!next || !next[LS_ROUTER] || !next[LS_FFN_NORM]) return;
+    moe_state *m = &e->moe;
+    const gguf_tensor *norm = e->w.layer[l + 1][LS_FFN_NORM], *router = e->w.layer[l + 1][LS_ROUTER];
+    dequant_row(norm->type, next[LS_FFN_NORM], e->vec, d->n_embd, NULL);
+    op_rmsnorm(m->pred_x, buf(b, ACT_X), e->vec, d->n_embd, d->rms_eps);
+    matmul_args a = rows_args(b, e->w.kern[l + 1][LS_ROUTER], router, next[LS_ROUTER], d->n_expert, m->pred_x,
+                              m->pred, 1);
+    matmul(e->pool, &a);
+    int32_t guess[64];
+    uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
+    top_k(m->pred, d->n_expert, k, guess, NULL);
+    store_experts_prefetch(e->store, (uint32_t)l + 1, guess, (uint32_t)k);
+}
+
+static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint64_t k = e->w.d.n_expert_used;
+    if (n_tok != 1) return;
+    memcpy(m->prev + l * k, m->sel, k * sizeof *m->prev);
+    if (l + 1 >= e->w.d.n_layers) return;
+    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l);
+    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[(l + 1) * k] >= 0)
+        store_experts_prefetch(e->store, (uint32_t)l + 1, m->prev + (l + 1) * k, (uint32_t)k);
+}
+
+static void trace(const engine *e, uint64_t l, uint32_t n_tok)
+{
+    uint64_t k = e->w.d.n_expert_used;
+    for (uint32_t t = 0; t < n_tok; t++) {
+        fprintf(e->moe.trace, "%" PRIu64, l);
+        for (uint64_t i = 0; i < k; i++) fprintf(e->moe.trace, " %d", e->moe.sel[t * k + i]);
+        fputc('\n', e->moe.trace);
+    }
+}
+
+strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    moe_state *m = &e->moe;
+    uint64_t k = d->n_expert_used;
+    matmul_args r = rows_args(b, w[LS_ROUTER].k, w[LS_ROUTER].t, w[LS_ROUTER].host, d->n_expert, buf(b, ACT_XN),
+                              buf(b, ACT_ROUTER), n_tok);
     matmul(e->pool, &r);
     for (uint32_t t = 0; t < n_tok; t++)
-        route(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, e->moe_sel + t * k, e->moe_wt + t * k);
-    float *xn = buf(b, ACT_XN), *xe = buf(b, ACT_XE), *out = buf(b, ACT_MOE);
-    memset(out, 0, (uint64_t)n_tok * E * sizeof(float));
-    for (uint64_t x = 0; x < d->n_expert; x++) {
-        uint32_t n = 0; /* tokens routed to expert x: e->moe_tok[i], weight e->moe_tw[i] */
-        for (uint32_t t = 0; t < n_tok; t++)
-            for (uint64_t i = 0; i < k; i++)
-                if (e->moe_sel[t * k + i] == (int32_t)x) {
-                    e->moe_tok[n] = t;
-                    e->moe_tw[n] = e->moe_wt[t * k + i];
-                    memcpy(xe + (uint64_t)n++ * E, xn + (uint64_t)t * E, E * sizeof(float));
-                }
-        if (!n) continue;
-        run_expert(b, w, x, n);
-        for (uint32_t i = 0; i < n; i++) {
-            float *o = out + (uint64_t)e->moe_tok[i] * E, *y = xe + (uint64_t)i * E;
-            for (uint64_t j = 0; j < E; j++) o[j] += e->moe_tw[i] * y[j];
-        }
-    }
-    memcpy(xn, out, (uint64_t)n_tok * E * sizeof(float));
+        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k);
+    if (m->trace) trace(e, l, n_tok);
+    prefetch_next(b, l, n_tok);
+    strata_status st = run_experts(b, l, w, n_tok, err);
+    if (!st) weighted_sum(b, n_tok);
+    return st;
 }

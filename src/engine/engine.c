@@ -67,7 +67,7 @@ typedef struct buffer_sizes {
     uint64_t cache; /* K (and again V) */
     uint64_t act[ACT_COUNT];
     uint64_t vec, rope_cs, rope_factors, scores, act_scratch;
-    uint64_t moe; /* routing: experts and weights per token, then per expert */
+    uint64_t moe; /* moe_state's buffers */
 } buffer_sizes;
 
 /* Width of the FFN's gate and up rows: dense, or one expert's. */
@@ -80,6 +80,23 @@ static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_ctx, uint32_t 
     return slots * w->d.kv_dim * (kv_type == GGML_TYPE_F32 ? 4 : 2);
 }
 
+/* moe_state's buffers, in its order (engine_internal.h). */
+static void moe_sizes(const model_dims *d, uint64_t B, uint64_t z[9])
+{
+    uint64_t k = d->n_expert_used;
+    uint64_t s[9] = {B * k * 4, B * k * 4, B * 4, B * k * d->n_embd * 4, d->n_expert * 4, d->n_expert,
+                     d->n_layers * k * 4, d->n_expert * 4, d->n_embd * 4};
+    memcpy(z, s, sizeof s);
+}
+
+static uint64_t moe_bytes(const model_dims *d, uint64_t B)
+{
+    uint64_t z[9], sum = 0;
+    moe_sizes(d, B, z);
+    for (int i = 0; i < 9; i++) sum += z[i];
+    return sum;
+}
+
 static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B, uint32_t kv_type, int n_threads)
 {
     const model_dims *d = &w->d;
@@ -88,9 +105,8 @@ static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B
         .act = {[ACT_X] = B * d->n_embd * 4, [ACT_XN] = B * d->n_embd * 4, [ACT_Q] = B * d->q_dim * 4,
                 [ACT_K] = B * d->kv_dim * 4, [ACT_V] = B * d->kv_dim * 4, [ACT_ATT] = B * d->q_dim * 4,
                 [ACT_GATE] = B * ffn_width(d) * 4, [ACT_UP] = B * ffn_width(d) * 4,
-                [ACT_ROUTER] = B * d->n_expert * 4, [ACT_XE] = w->moe ? B * d->n_embd * 4 : 0,
-                [ACT_MOE] = w->moe ? B * d->n_embd * 4 : 0},
-        .moe = w->moe ? B * (2 * d->n_expert_used + 2) * 4 : 0,
+                [ACT_ROUTER] = B * d->n_expert * 4, [ACT_XE] = w->moe ? B * d->n_embd * 4 : 0},
+        .moe = w->moe ? moe_bytes(d, B) : 0,
         .vec = max_vec_len(d) * 4, .rope_cs = 2 * B * d->rope_dim * 4, .rope_factors = d->rope_dim / 2 * 4,
         .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4, .act_scratch = max_act_bytes(w, B),
     };
@@ -120,6 +136,19 @@ static strata_status kv_layout(engine *e, uint64_t *bytes, strata_error *err)
     return STRATA_OK;
 }
 
+static bool alloc_moe(engine *e)
+{
+    moe_state *m = &e->moe;
+    uint64_t z[9];
+    moe_sizes(&e->w.d, e->n_batch, z);
+    void **p[9] = {(void **)&m->sel, (void **)&m->wt, (void **)&m->rows, (void **)&m->out, (void **)&m->ids,
+                   (void **)&m->done, (void **)&m->prev, (void **)&m->pred, (void **)&m->pred_x};
+    bool ok = true;
+    for (int i = 0; i < 9; i++) ok = (*p[i] = scratch(e, z[i])) && ok;
+    for (uint64_t i = 0; ok && i < e->w.d.n_layers * e->w.d.n_expert_used; i++) m->prev[i] = -1;
+    return ok;
+}
+
 static strata_status alloc_buffers(engine *e, strata_error *err)
 {
     const model_dims *d = &e->w.d;
@@ -140,14 +169,7 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     e->rope_factors = scratch(e, z.rope_factors);
     e->scores = scratch(e, z.scores);
     e->act_scratch = scratch(e, z.act_scratch);
-    if (e->w.moe) { /* z.moe, in its four parts */
-        uint64_t k = d->n_expert_used * e->n_batch;
-        e->moe_sel = scratch(e, k * 4);
-        e->moe_wt = scratch(e, k * 4);
-        e->moe_tok = scratch(e, (uint64_t)e->n_batch * 4);
-        e->moe_tw = scratch(e, (uint64_t)e->n_batch * 4);
-        ok = ok && e->moe_sel && e->moe_wt && e->moe_tok && e->moe_tw;
-    }
+    if (e->w.moe) ok = alloc_moe(e) && ok;
     if (!ok || !e->k_cache || !e->v_cache || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores ||
         !e->act_scratch)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
@@ -167,6 +189,18 @@ static strata_status resolve(const model_spec *spec, const engine_params *p, uin
     *n_batch = p->n_batch ? p->n_batch : 256;
     if (*n_batch > *n_ctx) *n_batch = *n_ctx;
     *kv_type = p->kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    return STRATA_OK;
+}
+
+/* The prefetch predictor, and the routing trace when STRATA_MOE_TRACE
+ * names a file (for studying routing and cache policies offline). */
+static strata_status moe_settings(engine *e, const engine_params *p, strata_error *err)
+{
+    e->moe.prefetch = p->moe_prefetch;
+    const char *path = getenv("STRATA_MOE_TRACE");
+    if (!path || !path[0]) return STRATA_OK;
+    if (!(e->moe.trace = fopen(path, "w")))
+        return err_set(err, STRATA_E_IO, "STRATA_MOE_TRACE: cannot write '%s'", path);
     return STRATA_OK;
 }
 
@@ -231,6 +265,8 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
     out->buffer_bytes = sizes_total(&z);
     out->n_groups = (uint32_t)w->d.n_layers + 1;
     out->groups = w->groups;
+    out->n_expert_sets = w->moe ? (uint32_t)w->d.n_layers : 0;
+    out->expert_sets = w->expert_sets;
     return STRATA_OK;
 }
 
@@ -251,6 +287,8 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
                        "(%s) of a %" PRIu32 "-token context", fmt_bytes(p->mem_budget, a, 32),
                        fmt_bytes(p->mem_reserved, r, 32), fmt_bytes(e->scratch_bytes, b, 32), e->n_ctx);
     sc.budget = p->mem_budget ? p->mem_budget - fixed : 0;
+    sc.n_expert_sets = e->w.moe ? (uint32_t)e->w.d.n_layers : 0;
+    sc.expert_sets = e->w.expert_sets;
     uint64_t min_weights = 0;
     strata_status st = store_open(e->file, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &sc, &e->store, &min_weights, err);
     if (st == STRATA_E_NOMEM && p->mem_budget)
@@ -304,6 +342,7 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
         st = err_set(err, STRATA_E_UNSUPPORTED, "%s: shared experts (ffn_*_shexp) are not supported yet",
                      f->splits[0].path);
     if (!st) st = configure(e, spec, p, err);
+    if (!st && e->w.moe) st = moe_settings(e, p, err);
     if (!st) st = open_gpu(e, p, err);
     if (!st) st = alloc_buffers(e, err);
     if (!st) st = open_store(e, p, err);
@@ -324,7 +363,9 @@ void engine_free(engine *e)
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
     void *bufs[] = {e->k_cache, e->v_cache, e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch,
-                    e->kv_off, e->kv_len, e->site, e->moe_sel, e->moe_wt, e->moe_tok, e->moe_tw};
+                    e->kv_off, e->kv_len, e->site, e->moe.sel, e->moe.wt, e->moe.rows, e->moe.out,
+                    e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x};
+    if (e->moe.trace) fclose(e->moe.trace);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);
     weights_free(&e->w);

@@ -27,6 +27,14 @@ typedef struct engine_gpu {
     uint32_t max_layers; /* layers on the GPU at most (0: as many as fit) */
 } engine_gpu;
 
+/* What a mixture-of-experts decode step reads ahead for the next layer,
+ * while the current layer's experts compute. */
+typedef enum engine_moe_prefetch {
+    ENGINE_MOE_PREFETCH_NONE = 0,
+    ENGINE_MOE_PREFETCH_PREV,   /* the experts the previous token chose there */
+    ENGINE_MOE_PREFETCH_ROUTER, /* the next layer's router applied to the current residual */
+} engine_moe_prefetch;
+
 typedef struct engine_params {
     uint32_t n_ctx;      /* 0: the model's context length */
     uint32_t n_batch;    /* tokens per forward pass (0: 256) */
@@ -35,7 +43,9 @@ typedef struct engine_params {
     kernel_mode kernels; /* fast (default) or reference */
     uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit */
     uint64_t mem_reserved; /* part of mem_budget the caller needs for itself */
-    store_config store;  /* streaming settings; its budget is derived from mem_budget */
+    store_config store;  /* streaming settings; its budget is derived from mem_budget,
+                            its expert sets from the model */
+    engine_moe_prefetch moe_prefetch;
     engine_gpu gpu;
 } engine_params;
 
@@ -48,7 +58,10 @@ typedef struct engine_desc {
     uint64_t kv_bytes;                /* K and V caches */
     uint64_t buffer_bytes;            /* KV caches and every scratch buffer */
     uint32_t n_groups;                /* store groups: one per layer, then the output group */
-    const struct store_group *groups; /* their tensors, in execution order */
+    const struct store_group *groups; /* their tensors, in execution order (a layer's
+                                         stacked experts are not in its group: see expert_sets) */
+    uint32_t n_expert_sets;           /* n_layers for a mixture of experts, else 0 */
+    const store_expert_set *expert_sets; /* per layer: its stacked experts (store.h) */
     struct model_weights *weights;    /* owned */
 } engine_desc;
 
@@ -76,11 +89,13 @@ void engine_reset(engine *e);     /* forget the context */
 uint32_t engine_n_past(const engine *e);
 uint32_t engine_n_ctx(const engine *e);
 uint32_t engine_n_vocab(const engine *e);
+uint32_t engine_n_layers(const engine *e);
 /* Bytes of KV cache, scratch and weights the engine holds (its accounting). */
 uint64_t engine_memory_bytes(const engine *e);
 /* Bytes of KV cache and scratch buffers alone. */
 uint64_t engine_buffer_bytes(const engine *e);
 store_stats engine_store_stats(const engine *e);
+store_expert_stats engine_expert_stats(const engine *e, uint32_t layer);
 /* Layers (and the output) running on the GPU, its name and device bytes. */
 typedef struct engine_gpu_stats {
     uint32_t layers;

@@ -2,6 +2,8 @@
 #ifndef STRATA_ENGINE_ENGINE_INTERNAL_H
 #define STRATA_ENGINE_ENGINE_INTERNAL_H
 
+#include <stdio.h>
+
 #include "engine/backend.h"
 #include "engine/engine.h"
 #include "engine/ops.h"
@@ -10,6 +12,21 @@
 #include "kernels/cpu/kv_ops.h"
 #include "kernels/cpu/swiglu.h"
 #include "store/store.h"
+
+/* Mixture-of-experts scratch and settings; k = n_expert_used. */
+typedef struct moe_state {
+    int32_t *sel;   /* [n_batch][k] each token's experts, most probable first */
+    float *wt;      /* [n_batch][k] their weights */
+    uint32_t *rows; /* [n_batch] the selections (t * k + i) routed to the expert at hand */
+    float *out;     /* [n_batch * k][n_embd] each selection's expert output */
+    int32_t *ids;   /* [n_expert] the distinct experts of a step */
+    uint8_t *done;  /* [n_expert] experts computed in the current wave */
+    int32_t *prev;  /* [n_layers][k] the experts the last decoded token chose (-1: none yet) */
+    float *pred;    /* [n_expert] predicted router logits of the next layer */
+    float *pred_x;  /* [n_embd] the residual normed for that prediction */
+    engine_moe_prefetch prefetch;
+    FILE *trace;    /* STRATA_MOE_TRACE: one line per token and layer, "layer expert..." */
+} moe_state;
 
 struct engine {
     const gguf_file *file;
@@ -37,10 +54,7 @@ struct engine {
     float *rope_factors;        /* [rope_dim / 2] frequency divisors, or NULL */
     float *scores;              /* [n_threads][engine_scores_per_thread] */
     void *act_scratch;          /* prepared activation rows (matmul_act_bytes) */
-    int32_t *moe_sel;           /* [n_batch][n_expert_used] each token's experts */
-    float *moe_wt;              /* [n_batch][n_expert_used] their weights */
-    uint32_t *moe_tok;          /* [n_batch] tokens routed to the expert at hand */
-    float *moe_tw;              /* [n_batch] their weights */
+    moe_state moe;              /* mixture of experts (backend_cpu_moe.c) */
     backend cpu;                /* the CPU back end */
     backend *gpu;               /* a GPU back end, or NULL */
     backend **site;             /* n_layers + 1: where each layer, then the output, runs */

@@ -64,15 +64,16 @@ static void attention_block(engine *e, backend *b, uint64_t l, const be_weight *
     b->ops->add(b, ACT_X, ACT_XN, (uint64_t)n_tok * d->n_embd);
 }
 
-static void ffn_block(engine *e, backend *b, const be_weight *w, uint32_t n_tok)
+static strata_status ffn_block(engine *e, backend *b, uint64_t l, const be_weight *w, uint32_t n_tok,
+                               strata_error *err)
 {
     const model_dims *d = &e->w.d;
     const arch_desc *a = e->w.arch;
     b->ops->norm(b, ACT_XN, ACT_X, &w[LS_FFN_NORM], d->n_embd, n_tok);
     if (e->w.moe) { /* Mixtral, Qwen3-MoE: routed experts instead of one FFN */
-        b->ops->moe(b, w, n_tok);
-        b->ops->add(b, ACT_X, ACT_XN, (uint64_t)n_tok * d->n_embd);
-        return;
+        strata_status st = b->ops->moe(b, l, w, n_tok, err);
+        if (!st) b->ops->add(b, ACT_X, ACT_XN, (uint64_t)n_tok * d->n_embd);
+        return st;
     }
     mm_job gate_up[2] = {{&w[LS_GATE], 0, d->n_ff, ACT_XN, ACT_GATE}, {&w[LS_UP], 0, d->n_ff, ACT_XN, ACT_UP}};
     if (a->fused_gate_up) { /* [2 n_ff][n_embd]: the gate rows, then the up rows */
@@ -84,6 +85,7 @@ static void ffn_block(engine *e, backend *b, const be_weight *w, uint32_t n_tok)
     mm1(b, &w[LS_DOWN], ACT_GATE, ACT_XN, d->n_embd, n_tok);
     if (a->post_norms) b->ops->norm(b, ACT_XN, ACT_XN, &w[LS_POST_FFN_NORM], d->n_embd, n_tok);
     b->ops->add(b, ACT_X, ACT_XN, (uint64_t)n_tok * d->n_embd);
+    return STRATA_OK;
 }
 
 /* Moves the residual stream to the back end that runs next. */
@@ -104,9 +106,9 @@ static strata_status run_layer(engine *e, backend **cur, uint64_t l, uint32_t n_
     if (!st) st = b->ops->acquire(b, (uint32_t)l, w, err);
     if (st) return st;
     attention_block(e, b, l, w, n_tok);
-    ffn_block(e, b, w, n_tok);
+    st = ffn_block(e, b, l, w, n_tok, err);
     b->ops->release(b, (uint32_t)l);
-    return STRATA_OK;
+    return st;
 }
 
 /* NaN or infinite logits mean broken weights or hyper-parameters: fail
@@ -199,9 +201,11 @@ void engine_reset(engine *e)
 uint32_t engine_n_past(const engine *e) { return e->n_past; }
 uint32_t engine_n_ctx(const engine *e) { return e->n_ctx; }
 uint32_t engine_n_vocab(const engine *e) { return (uint32_t)e->w.d.n_vocab; }
+uint32_t engine_n_layers(const engine *e) { return (uint32_t)e->w.d.n_layers; }
 uint64_t engine_memory_bytes(const engine *e) { return e->scratch_bytes + store_get_stats(e->store).accounted_bytes; }
 uint64_t engine_buffer_bytes(const engine *e) { return e->scratch_bytes; }
 store_stats engine_store_stats(const engine *e) { return store_get_stats(e->store); }
+store_expert_stats engine_expert_stats(const engine *e, uint32_t layer) { return store_get_expert_stats(e->store, layer); }
 
 engine_gpu_stats engine_get_gpu_stats(const engine *e)
 {

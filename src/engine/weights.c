@@ -46,7 +46,16 @@ static strata_status bind_layer(const gguf_file *f, const char *path, model_weig
         if (st) return st;
         w->layer[l][s] = t;
     }
-    w->groups[l] = (store_group){LS_COUNT, w->layer[l]};
+    memcpy(w->dense[l], w->layer[l], sizeof w->dense[l]);
+    if (w->moe) {
+        const layer_slot exps[3] = {LS_GATE_EXPS, LS_UP_EXPS, LS_DOWN_EXPS};
+        for (int j = 0; j < 3; j++) {
+            w->exps[l][j] = w->layer[l][exps[j]];
+            w->dense[l][exps[j]] = NULL;
+        }
+        w->expert_sets[l] = (store_expert_set){3, w->exps[l], (uint32_t)w->d.n_expert};
+    }
+    w->groups[l] = (store_group){LS_COUNT, w->dense[l]};
     return STRATA_OK;
 }
 
@@ -87,7 +96,13 @@ strata_status weights_bind(const gguf_file *f, const model_spec *spec, const cha
     w->kern = calloc(nl, sizeof *w->kern);
     w->swa = calloc(nl, sizeof *w->swa);
     w->groups = calloc(nl + 1, sizeof *w->groups);
-    if (!w->layer || !w->kern || !w->swa || !w->groups) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    w->dense = calloc(nl, sizeof *w->dense);
+    if (w->moe) {
+        w->expert_sets = calloc(nl, sizeof *w->expert_sets);
+        w->exps = calloc(nl, sizeof *w->exps);
+    }
+    if (!w->layer || !w->kern || !w->swa || !w->groups || !w->dense || (w->moe && (!w->expert_sets || !w->exps)))
+        return err_set(err, STRATA_E_NOMEM, "out of memory");
     for (uint64_t l = 0; l < nl; l++) {
         w->swa[l] = spec->layer_swa[l] && w->d.n_swa > 0;
         if ((st = bind_layer(f, path, w, l, err))) return st;
@@ -101,5 +116,8 @@ void weights_free(model_weights *w)
     free(w->kern);
     free(w->swa);
     free(w->groups);
+    free(w->dense);
+    free(w->expert_sets);
+    free(w->exps);
     memset(w, 0, sizeof *w);
 }

@@ -3,7 +3,9 @@
  * its shape checked against the dimensions, before any data is read (the
  * back ends choose their kernels: backend_cpu_select_kernels). Tensors are registered with the store in
  * groups: one per layer (all LS_COUNT slots, NULL where absent, so the data
- * of slot s is data[s]) and one for the output (norm, projection). */
+ * of slot s is data[s]) and one for the output (norm, projection). A
+ * layer's stacked experts are not in its group: they are an expert set,
+ * cached per expert by the store. */
 #ifndef STRATA_ENGINE_WEIGHTS_H
 #define STRATA_ENGINE_WEIGHTS_H
 
@@ -26,6 +28,9 @@ typedef struct model_weights {
     const gguf_tensor *output[OS_COUNT];
     const kernel_desc *kern_output;
     store_group *groups;                    /* n_layers + 1 */
+    const gguf_tensor *(*dense)[LS_COUNT];  /* n_layers: a layer's group, its stacked experts NULL */
+    store_expert_set *expert_sets;          /* n_layers when moe: gate, up, down of each layer */
+    const gguf_tensor *(*exps)[3];          /* n_layers: those three tensors */
 } model_weights;
 
 /* Finds and checks every tensor (presence, shape, vector types) and the

@@ -5,10 +5,13 @@
  * hierarchy is mounted where /proc/self/mountinfo says (type "cgroup" with
  * the "memory" option, or "cgroup2"). Every ancestor's limit applies, so
  * the walk goes from this process's cgroup up to the mount's root and keeps
- * the level with the least headroom (limit - usage).
+ * the level with the least headroom (limit - usage + reclaimable).
  *   v1: memory.limit_in_bytes, memory.usage_in_bytes ("unlimited" is a
  *       huge number near 2^63)
  *   v2: memory.max and memory.high ("max" = none), memory.current
+ * Usage counts the page cache of files read in the cgroup; the kernel drops
+ * those pages before it kills anything, so they are headroom too (memory.stat:
+ * v1 total_inactive_file + total_active_file, v2 inactive_file + active_file).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +126,28 @@ static bool read_limit(const char *root, const char *path, uint64_t *out, bool *
     return true;
 }
 
+/* File pages of a level's usage (memory.stat lines "key value"), 0 when
+ * unknown. */
+static uint64_t reclaimable_bytes(const char *root, int version, const char *dir)
+{
+    char path[HW_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/memory.stat", dir);
+    char *text = hw_read_file(root, path, 1u << 16, NULL);
+    const char *inactive = version == 1 ? "total_inactive_file" : "inactive_file";
+    const char *active = version == 1 ? "total_active_file" : "active_file";
+    uint64_t sum = 0, v;
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n'), *sp = strchr(line, ' ');
+        if (nl) *nl = '\0';
+        if (sp) *sp = '\0';
+        if (sp && (!strcmp(line, inactive) || !strcmp(line, active)) && hw_parse_u64(sp + 1, &v) && v < CG_UNLIMITED)
+            sum += v;
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    return sum;
+}
+
 /* One level of the walk: updates cg when this level binds tighter. */
 static void walk_level(const char *root, int version, const char *dir, hw_cgroup *cg, bool *bad)
 {
@@ -141,11 +166,14 @@ static void walk_level(const char *root, int version, const char *dir, hw_cgroup
         *bad = true;
         usage = 0;
     }
-    uint64_t headroom = usage < limit ? limit - usage : 0;
+    uint64_t file = reclaimable_bytes(root, version, dir);
+    uint64_t held = usage - (file < usage ? file : usage); /* what the kernel cannot take back */
+    uint64_t headroom = held < limit ? limit - held : 0;
     if (cg->headroom == HW_NO_LIMIT || headroom < cg->headroom) {
         cg->headroom = headroom;
         cg->limit = limit;
         cg->usage = usage;
+        cg->reclaimable = file < usage ? file : usage;
     }
 }
 

@@ -77,7 +77,8 @@ typedef struct hw_cgroup {
     uint64_t limit;              /* limit of the binding cgroup (least headroom on the
                                     way up to the root), or HW_NO_LIMIT */
     uint64_t usage;              /* its usage (this cgroup's when nothing binds) */
-    uint64_t headroom;           /* limit - usage of the binding cgroup, or HW_NO_LIMIT */
+    uint64_t reclaimable;        /* of that usage, file pages the kernel can drop */
+    uint64_t headroom;           /* limit - usage + reclaimable of the binding cgroup, or HW_NO_LIMIT */
 } hw_cgroup;
 
 typedef struct hw_memory {
@@ -211,6 +212,9 @@ strata_status hw_probe(const hw_probe_opts *opts, hw_profile *out, strata_error 
 /* Appends a warning (silently dropped past HW_MAX_WARNINGS). */
 void hw_warn(hw_profile *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The memory budget when none is given: `usable` less a margin for the
+ * rest of the system (the one rule; plan and run use it). */
+uint64_t hw_default_budget(uint64_t usable);
 /* Recomputes mem.usable from available and the cgroup headroom. */
 void hw_memory_update_usable(hw_memory *m);
 

@@ -45,6 +45,12 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
             pg->weight_bytes += t->n_bytes / of * used;
             pg->elems += t->n_elems / of * used;
         }
+        /* a layer's experts: the n_used a token is routed to (uniform routing) */
+        const store_expert_set *x = g < d->n_expert_sets ? &d->expert_sets[g] : NULL;
+        for (uint32_t i = 0; x && i < x->n; i++) {
+            pg->weight_bytes += x->tensors[i]->n_bytes / x->n_experts * hp->n_expert_used;
+            pg->elems += x->tensors[i]->n_elems / x->n_experts * hp->n_expert_used;
+        }
     }
     return STRATA_OK;
 }

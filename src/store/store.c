@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kernels/cpu/dequant.h"
+#include "store/expert_cache.h"
 #include "store/layout.h"
 #include "store/placement.h"
 #include "store/store.h"
@@ -47,6 +48,10 @@ struct store {
     uint8_t *row_buf;
     uint64_t row_buf_bytes;
     double wait_s;
+    expert_cache *experts;   /* NULL without experts */
+    uint8_t *expert_mem;     /* [expert_slots][expert_slot_bytes] */
+    uint32_t expert_units, expert_slots;
+    uint64_t expert_slot_bytes;
     io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
 };
 
@@ -206,26 +211,56 @@ uint64_t store_row_buffer_bytes(const gguf_file *f)
     return m;
 }
 
+/* The expert cache's units: what the weight budget leaves after the dense
+ * placement (all units without a budget, or when they all fit). */
+static uint32_t expert_slots_for(const store *s, uint64_t weight_budget, const placement *p)
+{
+    if (s->cfg.expert_slots) return s->cfg.expert_slots < s->expert_units ? s->cfg.expert_slots : s->expert_units;
+    uint32_t min = STORE_EXPERT_MIN_SLOTS < s->expert_units ? STORE_EXPERT_MIN_SLOTS : s->expert_units;
+    if (!weight_budget && !s->cfg.stream_all) return s->expert_units;
+    if (!weight_budget) return min;
+    uint64_t used = p->resident_bytes + p->slot_bytes * p->n_slots;
+    uint64_t fit = weight_budget > used ? (weight_budget - used) / s->expert_slot_bytes : 0;
+    return fit < min ? min : fit > s->expert_units ? s->expert_units : (uint32_t)fit;
+}
+
+static strata_status open_experts(store *s, const placement *p, uint64_t weight_budget, strata_error *err)
+{
+    if (!s->expert_units) return STRATA_OK;
+    s->expert_slots = expert_slots_for(s, weight_budget, p);
+    if (!(s->expert_mem = alloc_aligned(s, (uint64_t)s->expert_slots * s->expert_slot_bytes)))
+        return err_set(err, STRATA_E_NOMEM, "out of memory for an expert cache of %" PRIu32 " units", s->expert_slots);
+    return expert_cache_open(s->io, s->cfg.n_expert_sets, s->cfg.expert_sets, s->expert_mem, s->expert_slot_bytes,
+                             s->expert_slots, s->cfg.expert_policy, &s->experts, err);
+}
+
 static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min_bytes, strata_error *err)
 {
     placement p;
     uint64_t budget = s->cfg.budget;
     if (budget && budget <= s->row_buf_bytes) budget = 1; /* nothing fits */
     else if (budget) budget -= s->row_buf_bytes;
+    uint64_t weight_budget = budget, min_experts = 0;
+    if (s->expert_units) { /* the dense groups first, next to the smallest expert cache */
+        uint32_t n = s->cfg.expert_slots ? s->cfg.expert_slots : STORE_EXPERT_MIN_SLOTS;
+        min_experts = (uint64_t)(n < s->expert_units ? n : s->expert_units) * s->expert_slot_bytes;
+        if (budget) budget = budget > min_experts ? budget - min_experts : 1;
+    }
     bool ok = s->cfg.resident
                   ? placement_given(s->n_groups, bytes, s->cfg.resident, budget, s->cfg.prefetch_depth, &p)
                   : placement_choose(s->n_groups, bytes, budget, s->cfg.prefetch_depth, s->cfg.stream_all, &p);
-    if (min_bytes) *min_bytes = p.min_bytes + s->row_buf_bytes;
+    uint64_t min_total = p.min_bytes + min_experts + s->row_buf_bytes;
+    if (min_bytes) *min_bytes = min_total;
     strata_status st = STRATA_OK;
     if (!ok) {
         char a[32], b[32];
         st = err_set(err, STRATA_E_NOMEM, "weights need at least %s with prefetch depth %d; %s is available for them",
-                     fmt_bytes(p.min_bytes + s->row_buf_bytes, a, sizeof a), s->cfg.prefetch_depth,
-                     fmt_bytes(s->cfg.budget, b, sizeof b));
+                     fmt_bytes(min_total, a, sizeof a), s->cfg.prefetch_depth, fmt_bytes(s->cfg.budget, b, sizeof b));
     } else {
         for (uint32_t g = 0; g < s->n_groups; g++) s->groups[g].resident = p.resident && p.resident[g];
         s->resident_bytes = p.resident_bytes;
         st = open_ring(s, &p, err);
+        if (!st) st = open_experts(s, &p, weight_budget, err);
     }
     free(p.resident);
     return st;
@@ -258,6 +293,8 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
     strata_status st = (s->groups = calloc(n_groups ? n_groups : 1, sizeof *s->groups)) ? STRATA_OK
                        : err_set(err, STRATA_E_NOMEM, "out of memory");
     if (!st) st = build_layouts(s, groups, bytes, err);
+    if (!st) st = expert_cache_geometry(s->cfg.n_expert_sets, s->cfg.expert_sets, &s->expert_slot_bytes,
+                                        &s->expert_units, err);
     if (!st) st = io_open(f, s->cfg.io_threads, s->cfg.fault, s->cfg.fault_ctx, &s->io, err);
     if (!st && !(s->row_buf = alloc_aligned(s, s->row_buf_bytes))) st = err_set(err, STRATA_E_NOMEM, "out of memory");
     if (!st) st = place_groups(s, bytes, min_bytes, err);
@@ -276,7 +313,9 @@ void store_close(store *s)
 {
     if (!s) return;
     for (uint32_t i = 0; s->slots && i < s->n_slots; i++) drain(s, i); /* no read may land in freed memory */
+    expert_cache_close(s->experts);
     io_close(s->io);
+    free(s->expert_mem);
     for (uint32_t i = 0; s->slots && i < s->n_slots; i++) free(s->slots[i].buf);
     for (uint32_t g = 0; s->groups && g < s->n_groups; g++) {
         if (s->groups[g].resident) free(s->groups[g].buf);
@@ -360,10 +399,53 @@ strata_status store_read_tensor(store *s, const gguf_tensor *t, uint64_t off, vo
 store_stats store_get_stats(store *s)
 {
     io_stats io = io_get_stats(s->io);
+    store_expert_stats x = s->experts ? expert_cache_totals(s->experts) : (store_expert_stats){0};
     return (store_stats){.resident_bytes = s->resident_bytes, .slot_bytes = s->slot_bytes * s->n_slots,
                          .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
                          .accounted_bytes = s->accounted, .bytes_read = io.bytes - s->io_base.bytes,
-                         .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct};
+                         .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
+                         .expert_units = s->expert_units, .expert_slots = s->expert_slots,
+                         .expert_cache_bytes = (uint64_t)s->expert_slots * s->expert_slot_bytes,
+                         .expert_hits = x.hits, .expert_misses = x.misses, .prefetch_issued = x.prefetch_issued,
+                         .prefetch_used = x.prefetch_used, .prefetch_wasted = x.prefetch_wasted};
+}
+
+store_expert_stats store_get_expert_stats(store *s, uint32_t set)
+{
+    return s->experts ? expert_cache_set_stats(s->experts, set) : (store_expert_stats){0};
+}
+
+/* ---- experts ---- */
+
+strata_status store_experts_pin(store *s, uint32_t set, const int32_t *ids, uint32_t n, uint32_t *taken,
+                                strata_error *err)
+{
+    *taken = 0;
+    if (!s->experts) return err_set(err, STRATA_E_INVALID, "store: the model has no experts");
+    return expert_cache_pin(s->experts, set, ids, n, taken, err);
+}
+
+bool store_expert_ready(store *s, uint32_t set, int32_t id) { return s->experts && expert_cache_ready(s->experts, set, id); }
+
+strata_status store_expert_data(store *s, uint32_t set, int32_t id, const void *const **data, strata_error *err)
+{
+    if (!s->experts) return err_set(err, STRATA_E_INVALID, "store: the model has no experts");
+    return expert_cache_data(s->experts, set, id, data, &s->wait_s, err);
+}
+
+void store_experts_unpin(store *s, uint32_t set, const int32_t *ids, uint32_t n)
+{
+    if (s->experts) expert_cache_unpin(s->experts, set, ids, n);
+}
+
+void store_experts_prefetch(store *s, uint32_t set, const int32_t *ids, uint32_t n)
+{
+    if (s->experts) expert_cache_prefetch(s->experts, set, ids, n);
+}
+
+const void *const *store_resident_data(store *s, uint32_t group)
+{
+    return group < s->n_groups && s->groups[group].resident ? s->groups[group].ptrs : NULL;
 }
 
 double store_measure_stream_bw(const gguf_file *f, uint32_t n_groups, const store_group *groups, double seconds,

@@ -25,6 +25,26 @@ typedef struct store_group {
     const gguf_tensor *const *tensors; /* NULL entries are allowed (optional tensors) */
 } store_group;
 
+/* A layer's stacked experts (mixture of experts): tensors whose outermost
+ * dimension (ne[2]) is the expert. Unit x, the x-th slice of each tensor
+ * (its gate, up and down matrices), is what the store caches and reads:
+ * the expert cache holds units of any layer, as many as the budget leaves
+ * after the dense groups are placed. */
+typedef struct store_expert_set {
+    uint32_t n;                        /* tensors; NULL entries allowed; n = 0: the layer has no experts */
+    const gguf_tensor *const *tensors; /* each ne[2] == n_experts */
+    uint32_t n_experts;
+} store_expert_set;
+
+typedef enum store_expert_policy {
+    STORE_EXPERT_LRU = 0, /* evict the unit used least recently */
+    STORE_EXPERT_LFU,     /* evict the unit used least often (counts halve as they age), LRU among equals */
+} store_expert_policy;
+
+/* The expert cache never has fewer units than this (one computing while
+ * the next is read), unless the model has fewer. */
+#define STORE_EXPERT_MIN_SLOTS 2u
+
 typedef struct store_config {
     uint64_t budget;       /* bytes for resident groups + slots + row buffer; 0 = no limit */
     int prefetch_depth;    /* groups read ahead of the one computing (default 2) */
@@ -33,6 +53,17 @@ typedef struct store_config {
     bool stream_all;       /* stream every group (tests) */
     const bool *resident;  /* per group: the planner's choice (NULL: the store's own rule) */
     bool progress;         /* progress bar on stderr while loading resident groups */
+    /* Experts, indexed like the groups (set l belongs to layer group l);
+     * n_expert_sets = 0: none. Placement: the dense groups are placed (as
+     * without experts) under the weight budget less STORE_EXPERT_MIN_SLOTS
+     * units; what remains of the weight budget holds the expert cache:
+     * min(all units, remaining / unit slot) units, the unit slot being the
+     * largest store_expert_unit_bytes of the sets. A cache that holds every
+     * unit is filled at open (all experts resident); no budget: the same. */
+    uint32_t n_expert_sets;
+    const store_expert_set *expert_sets;
+    store_expert_policy expert_policy;
+    uint32_t expert_slots; /* tests: exactly this many cache units (0: from the budget) */
     store_fault_fn fault;  /* test hook, see io.h */
     void *fault_ctx;
 } store_config;
@@ -47,7 +78,18 @@ typedef struct store_stats {
     double io_busy_s;         /* time the I/O threads spent reading, summed */
     double wait_s;            /* time acquire waited for reads */
     bool direct_io;
+    /* the expert cache (zero without experts) */
+    uint32_t expert_units;      /* units in the model */
+    uint32_t expert_slots;      /* units the cache holds */
+    uint64_t expert_cache_bytes;
+    uint64_t expert_hits, expert_misses;   /* units pinned that were cached (or in flight), read */
+    uint64_t prefetch_issued, prefetch_used, prefetch_wasted; /* wasted: evicted unused */
 } store_stats;
+
+/* Counts of one expert set (layer): hits, misses, prefetches. */
+typedef struct store_expert_stats {
+    uint64_t hits, misses, prefetch_issued, prefetch_used, prefetch_wasted;
+} store_expert_stats;
 
 /* On a budget that cannot hold even the streaming minimum, fails with
  * STRATA_E_NOMEM and sets *min_bytes (if non-NULL) to the smallest budget
@@ -73,6 +115,31 @@ strata_status store_read_tensor(store *s, const gguf_tensor *t, uint64_t off, vo
                                 strata_error *err);
 
 store_stats store_get_stats(store *s);
+store_expert_stats store_get_expert_stats(store *s, uint32_t set);
+
+/* ---- experts ----
+ * A step (one layer of one batch) pins the units it needs, computes with
+ * them, and unpins them. Pinned units are never evicted; reads of missing
+ * ones start at pin time, so the caller computes the ready ones first. */
+
+/* Pins units ids[0..n) (distinct) of a set, starting reads of the missing
+ * ones; *taken is how many it pinned: a prefix of ids, all of them unless
+ * the cache has too few slots free of pins (then run those, unpin them,
+ * and pin the rest). At least one when nothing is pinned. */
+strata_status store_experts_pin(store *s, uint32_t set, const int32_t *ids, uint32_t n, uint32_t *taken,
+                                strata_error *err);
+/* Whether a pinned unit's data is in memory now. */
+bool store_expert_ready(store *s, uint32_t set, int32_t id);
+/* Waits for a pinned unit; data[j] is its slice of the set's tensor j
+ * (NULL for NULL tensors), valid until unpinned. */
+strata_status store_expert_data(store *s, uint32_t set, int32_t id, const void *const **data, strata_error *err);
+void store_experts_unpin(store *s, uint32_t set, const int32_t *ids, uint32_t n);
+/* A hint: units likely needed soon are read into slots free of pins (the
+ * policy's victims); never waits, never evicts a pinned unit. */
+void store_experts_prefetch(store *s, uint32_t set, const int32_t *ids, uint32_t n);
+
+/* The data of a resident group without acquiring it (NULL if streamed). */
+const void *const *store_resident_data(store *s, uint32_t group);
 
 /* For planning, without opening a store: the bytes a group occupies in
  * memory (its read layout, aligned for direct I/O), and the row buffer the
@@ -80,6 +147,9 @@ store_stats store_get_stats(store *s);
  * streamed group; there are min(depth + 1, streamed groups) slots. */
 strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64_t *bytes, strata_error *err);
 uint64_t store_row_buffer_bytes(const gguf_file *f);
+/* Bytes of one cache slot for a unit of this set: each tensor's slice
+ * widened to the direct-I/O alignment (an upper bound over the experts). */
+strata_status store_expert_unit_bytes(const store_expert_set *set, uint64_t *bytes, strata_error *err);
 
 /* The rate at which this store streams these groups from disk, reading
  * whole passes in execution order for at least `seconds` (no compute):
