@@ -290,7 +290,8 @@ TEST(test_arch_moe_placement_and_batching_agree)
 }
 
 /* The planner counts, of stacked experts, the share a decoded token reads:
- * n_used of n_expert (qwen3moe fixture: 2 of 8); dense tensors in full.
+ * n_used of n_expert (qwen3moe fixture: 2 of 8) in the layer's expert set;
+ * dense tensors in full in its group.
  * The layer's group, what the store holds or streams whole, is the dense
  * part: experts are cached one by one. */
 TEST(test_arch_moe_plan_reads_used_experts)
@@ -308,8 +309,11 @@ TEST(test_arch_moe_plan_reads_used_experts)
     }
     plan_model m;
     REQUIRE(plan_model_from_engine(f, spec, 1, &m, &err) == STRATA_OK, " %s", err.message);
-    CHECK(experts > 0 && m.groups[0].weight_bytes == dense + experts / 8 * 2, " blk.0 reads %llu, want %llu + %llu / 4",
-          (unsigned long long)m.groups[0].weight_bytes, (unsigned long long)dense, (unsigned long long)experts);
+    CHECK(experts > 0 && m.groups[0].weight_bytes == dense && m.n_expert_sets == 3 &&
+              m.experts[0].n_used * m.experts[0].unit_weight_bytes == experts / 8 * 2,
+          " blk.0 reads %llu dense + %u x %llu of experts, want %llu + %llu / 4",
+          (unsigned long long)m.groups[0].weight_bytes, m.experts[0].n_used,
+          (unsigned long long)m.experts[0].unit_weight_bytes, (unsigned long long)dense, (unsigned long long)experts);
     CHECK(m.groups[0].bytes >= dense && m.groups[0].bytes < dense + experts,
           " blk.0's group is %llu bytes: the dense part (%llu), its experts cached apart",
           (unsigned long long)m.groups[0].bytes, (unsigned long long)dense);

@@ -1,6 +1,7 @@
 /* model_spec and `strata inspect`: numbers checked against the fixtures'
  * documented shapes (fixtures/README.md), computed here by hand. */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,3 +187,69 @@ TEST(test_inspect_cli_text_and_errors)
           " %s", out);
     free(out);
 }
+
+/* Experts in `inspect` (text and --json), recomputed from the tensor list:
+ * per layer the routed experts' bytes (*_exps), one expert's share, the
+ * dense rest; the totals and what one token computes with. */
+static void check_moe_inspect(const char *fixture, int n_expert, int n_used)
+{
+    const char *p = test_fixture(fixture);
+    if (!p) return;
+    int rc;
+    json_t *j = inspect_json(p, &rc);
+    REQUIRE(rc == 0 && j, " rc %d", rc);
+    CHECK(json_integer_value(json_object_get(j, "n_expert")) == n_expert &&
+          json_integer_value(json_object_get(j, "n_expert_used")) == n_used);
+    const json_t *layers = json_object_get(j, "layers"), *tensors = json_object_get(j, "tensors");
+    size_t n_layers = json_array_size(layers);
+    REQUIRE(n_layers > 0 && n_layers <= 64);
+    long long exps[64] = {0}, all = 0, embd = 0, output = 0, outside = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(tensors, i, t) {
+        long long b = json_integer_value(json_object_get(t, "bytes"));
+        json_int_t layer = json_integer_value(json_object_get(t, "layer"));
+        const char *name = json_string_value(json_object_get(t, "name"));
+        all += b;
+        if (layer >= 0 && layer < 64 && strstr(name, "_exps.")) exps[layer] += b;
+        if (layer < 0) outside += b;
+        if (!strcmp(name, "token_embd.weight")) embd = b;
+        if (!strcmp(name, "output.weight")) output = b;
+    }
+    long long experts = 0, active = outside - (output ? embd : 0), largest = 0;
+    for (i = 0; i < n_layers; i++) {
+        const json_t *l = json_array_get(layers, i);
+        long long total = json_integer_value(json_object_get(l, "total")), one = exps[i] / n_expert;
+        CHECK(exps[i] > 0 && exps[i] % n_expert == 0 && json_integer_value(json_object_get(l, "ffn_experts")) == exps[i] &&
+                  json_integer_value(json_object_get(l, "per_expert")) == one &&
+                  json_integer_value(json_object_get(l, "dense")) == total - exps[i],
+              " %s layer %zu", fixture, i);
+        experts += exps[i];
+        active += total - exps[i] + n_used * one;
+        if (one > largest) largest = one;
+    }
+    CHECK(json_integer_value(json_object_get(j, "expert_bytes")) == experts &&
+              json_integer_value(json_object_get(j, "dense_bytes")) == all - experts &&
+              json_integer_value(json_object_get(j, "bytes_per_expert")) == largest &&
+              json_integer_value(json_object_get(j, "active_bytes_per_token")) == active,
+          " %s: experts %lld, active %lld", fixture, (long long)json_integer_value(json_object_get(j, "expert_bytes")),
+          (long long)json_integer_value(json_object_get(j, "active_bytes_per_token")));
+    json_decref(j);
+    char cmd[2048], *out = NULL, want[96];
+    snprintf(cmd, sizeof cmd, "%s inspect '%s'", test_strata_bin(), p);
+    snprintf(want, sizeof want, "experts     %d, %d used per token", n_expert, n_used);
+    CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, want) && strstr(out, "dense (everything but the experts)") &&
+              strstr(out, "a token computes with") && strstr(out, "      dense  one expert\n"),
+          " %s", out);
+    free(out);
+    /* a dense model has none of it */
+    const char *dense = test_fixture("stories260K.gguf");
+    if (!dense) return;
+    snprintf(cmd, sizeof cmd, "%s inspect '%s'", test_strata_bin(), dense);
+    CHECK(test_run(cmd, &out, true) == 0 && out && !strstr(out, "\nexperts ") && !strstr(out, "one expert"), " %s",
+          out);
+    free(out);
+}
+
+TEST(test_inspect_moe_experts_qwen3moe) { check_moe_inspect("arch/qwen3moe-q4_k_m.gguf", 8, 2); }
+TEST(test_inspect_moe_experts_mixtral) { check_moe_inspect("arch/mixtral-q4_k_m.gguf", 4, 2); }

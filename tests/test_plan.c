@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tools/synth/synth.h"
+#include "engine/engine.h"
 #include "hw/hw.h"
 #include "plan/inputs.h"
+#include "store/store.h"
 #include "plan/plan.h"
 #include "plan/plan_text.h"
 #include "test.h"
@@ -76,12 +79,36 @@ static void random_model(rng *r, plan_model *m)
     m->store_fixed = between(r, 0, 8 * MiB);
     m->process_reserve = 8 * MiB + between(r, 0, 8 * MiB);
     m->embd_row_bytes = between(r, 64, 64 * KiB);
+    /* a mixture of experts a third of the time: units from 1/50 of a layer to
+     * twice one, 2-64 per layer, a quarter or fewer used */
+    if (coin(r, 0.3)) {
+        m->n_expert_sets = layers;
+        m->experts = calloc(layers, sizeof *m->experts);
+        double unit = fmax(4096, layer * log_unif(r, 0.02, 2));
+        uint32_t n = (uint32_t)between(r, 2, 64), used = (uint32_t)between(r, 1, n / 4 ? n / 4 : 1);
+        for (uint32_t g = 0; g < layers; g++) {
+            plan_expert_set *e = &m->experts[g];
+            if (coin(r, 0.1)) continue; /* a dense layer among MoE layers */
+            e->n_expert = n;
+            e->n_used = used;
+            e->unit_bytes = (uint64_t)(unit * (1 + 0.2 * unif(r)));
+            e->unit_weight_bytes = e->unit_bytes - e->unit_bytes % 4096 / 2;
+            e->unit_elems = (uint64_t)fmax(1, (double)e->unit_weight_bytes / bpw);
+        }
+    }
 }
 
 static void free_model(plan_model *m)
 {
     free(m->groups);
+    free(m->experts);
     m->groups = NULL;
+    m->experts = NULL;
+}
+
+static const plan_expert_set *eset(const plan_model *m, uint32_t g)
+{
+    return g < m->n_expert_sets && m->experts[g].n_expert ? &m->experts[g] : NULL;
 }
 
 /* Budgets from tiny to huge (half the time near the model's size, where the
@@ -167,9 +194,17 @@ static bool check_budgets(const plan_model *m, const plan_machine *hw, const pla
     if (!p->feasible) return true;
     int fails = test_failures();
     uint64_t ram_res = 0, disk_max = 0, n_disk = 0, gpu_w[PLAN_MAX_GPUS] = {0}, gpu_kv = 0;
+    uint64_t units = 0, unit_max = 0, split_bytes = 0;
     for (uint32_t g = 0; g < m->n_groups; g++) {
         int t = p->tier[g];
         uint64_t b = m->groups[g].bytes;
+        const plan_expert_set *e = eset(m, g);
+        if (e && t >= 0 && g >= p->n_cpu_moe) b += e->n_expert * e->unit_bytes; /* its experts go with it */
+        else if (e) { /* the CPU computes them: in the expert cache, or resident (--n-cpu-moe split) */
+            units += e->n_expert;
+            split_bytes += e->n_expert * e->unit_bytes;
+            if (e->unit_bytes > unit_max) unit_max = e->unit_bytes;
+        }
         if (t == TIER_RAM) ram_res += b;
         else if (t == TIER_DISK) {
             n_disk++;
@@ -177,6 +212,12 @@ static bool check_budgets(const plan_model *m, const plan_machine *hw, const pla
         } else if (t >= 0 && t < hw->n_gpus) gpu_w[t] += b;
         else CHECK(false, " case %d %s: group %u has tier %d", n, what, g, t);
     }
+    uint64_t least = units < 2 ? units : 2;
+    CHECK(p->expert_units == units && (!units || p->expert_slot_bytes == unit_max) && p->expert_slots >= least &&
+              p->expert_slots <= units && (!p->moe_split || p->expert_slots == units),
+          " case %d %s: expert cache of %u of %u units of %llu (%llu units of up to %llu on the CPU)", n, what,
+          p->expert_slots, p->expert_units, (unsigned long long)p->expert_slot_bytes, (unsigned long long)units,
+          (unsigned long long)unit_max);
     uint64_t slots = n_disk < (uint64_t)depth_of(q) + 1 ? n_disk : (uint64_t)depth_of(q) + 1;
     CHECK(p->n_slots == slots && (n_disk == 0 || p->slot_bytes >= disk_max),
           " case %d %s: %u slots of %llu for %llu streamed groups (largest %llu)", n, what, p->n_slots,
@@ -185,7 +226,8 @@ static bool check_budgets(const plan_model *m, const plan_machine *hw, const pla
     uint64_t kv_total = kv_tok(m, p->kv) * p->n_ctx;
     CHECK(gpu_kv <= kv_total, " case %d %s: %llu bytes of KV on GPUs, %llu in all", n, what,
           (unsigned long long)gpu_kv, (unsigned long long)kv_total);
-    uint64_t ram_w = ram_res + slots * p->slot_bytes, ram_kv = kv_total - gpu_kv;
+    uint64_t ram_w = ram_res + slots * p->slot_bytes + (p->moe_split ? split_bytes : p->expert_slots * unit_max);
+    uint64_t ram_kv = kv_total - gpu_kv;
     uint64_t buf = engine_buffers(m, p->n_ctx), over = m->process_reserve + m->store_fixed;
     uint64_t total = ram_w + ram_kv + buf + over;
     CHECK(total <= hw->ram_budget, " case %d %s: RAM %llu > budget %llu", n, what, (unsigned long long)total,
@@ -198,8 +240,11 @@ static bool check_budgets(const plan_model *m, const plan_machine *hw, const pla
           (unsigned long long)buf, (unsigned long long)over);
     /* weights streamed over the link stay in RAM / on disk; GPU 0 holds two groups in flight */
     uint64_t largest = 0;
-    for (uint32_t g = 0; g < m->n_groups; g++)
-        if (m->groups[g].bytes > largest) largest = m->groups[g].bytes;
+    for (uint32_t g = 0; g < m->n_groups; g++) {
+        const plan_expert_set *e = eset(m, g);
+        uint64_t b = m->groups[g].bytes + (e ? (e->n_used < e->n_expert ? e->n_used : e->n_expert) * e->unit_bytes : 0);
+        if (b > largest) largest = b;
+    }
     if (p->over_link) gpu_w[0] = (m->n_groups < 2 ? m->n_groups : 2) * largest;
     for (int d = 0; d < PLAN_MAX_GPUS; d++) {
         const plan_tier_bytes *t = &p->gpu[d];
@@ -353,6 +398,16 @@ TEST(test_plan_bigger_model_never_faster)
             big.groups[g].weight_bytes = (uint64_t)((double)m.groups[g].weight_bytes * f);
             big.groups[g].elems = (uint64_t)((double)m.groups[g].elems * f);
         }
+        if (m.n_expert_sets) {
+            big.experts = malloc(m.n_expert_sets * sizeof *big.experts);
+            for (uint32_t g = 0; g < m.n_expert_sets; g++) {
+                double f = coin(&r, 0.3) ? 1 : 1 + unif(&r) * 2;
+                big.experts[g] = m.experts[g];
+                big.experts[g].unit_bytes = (uint64_t)((double)m.experts[g].unit_bytes * f);
+                big.experts[g].unit_weight_bytes = (uint64_t)((double)m.experts[g].unit_weight_bytes * f);
+                big.experts[g].unit_elems = (uint64_t)((double)m.experts[g].unit_elems * f);
+            }
+        }
         double f = 1 + unif(&r);
         big.kv_bytes_per_token = (uint64_t)((double)m.kv_bytes_per_token * f);
         big.kv_bytes_per_token_q8 = (uint64_t)((double)m.kv_bytes_per_token_q8 * f);
@@ -374,6 +429,7 @@ TEST(test_plan_bigger_model_never_faster)
         plan_result_free(&b);
         free_model(&m);
         free(big.groups);
+        if (m.n_expert_sets) free(big.experts);
     }
     CHECK(slower > N_CASES / 10, " the bigger model was slower only %d times", slower);
 }
@@ -395,8 +451,15 @@ TEST(test_plan_impossible_never_planned)
         q.kv = PLAN_KV_F16;
         if (coin(&r, 0.5)) hw.n_gpus = 0;
         else q.cpu_only = true;
+        uint64_t units = 0, unit = 0; /* the least expert cache: 2 units of the largest (1 when only 1) */
+        for (uint32_t g = 0; g < m.n_groups; g++)
+            if (eset(&m, g)) {
+                units += m.experts[g].n_expert;
+                if (m.experts[g].unit_bytes > unit) unit = m.experts[g].unit_bytes;
+            }
         uint64_t need = m.process_reserve + m.store_fixed + engine_buffers(&m, q.n_ctx) +
-                        kv_tok(&m, q.kv) * q.n_ctx + min_placement(&m, 0, depth_of(&q));
+                        kv_tok(&m, q.kv) * q.n_ctx + min_placement(&m, 0, depth_of(&q)) +
+                        (units < 2 ? units : 2) * unit;
         plan_result res;
         plan_compute(&m, &hw, &q, &res);
         if (need > hw.ram_budget) {
@@ -483,7 +546,8 @@ TEST(test_plan_cpu_only_runnable)
                       p->vram_bytes_per_token == 0,
                   " case %d: '%s' kv %s", n, p->label, plan_kv_name(p->kv));
             CHECK(!q.n_ctx || p->n_ctx == q.n_ctx, " case %d: context %u, asked %u", n, p->n_ctx, q.n_ctx);
-            CHECK(!strncmp(p->label, "all resident", 12) || !strncmp(p->label, "partial residency", 17),
+            CHECK(!strncmp(p->label, "all resident", 12) || !strncmp(p->label, "partial residency", 17) ||
+                      !strcmp(p->label, "dense resident + expert cache"),
                   " case %d: '%s'", n, p->label);
         } else {
             CHECK(p->reason[0] && plan_can_run(p) == 2, " case %d", n);
@@ -681,23 +745,444 @@ TEST(test_plan_twice_the_budget_streams)
     free_model(&m);
 }
 
-/* The context is halved until the plan fits, with a warning. */
+/* Without -c the context is the model's, else the largest multiple of 32
+ * tokens that fits, with a warning: 4 layers and an output of 1 MiB, 4 KiB
+ * of KV per token, 3.5 MiB fixed (2 MiB process, 1 MiB row buffer, 512 KiB
+ * buffers) and at least 3 ring slots of 1 MiB: 17 MiB leave 10.5 MiB of KV,
+ * 2688 tokens (everything streamed: the ring fills the rest). */
 TEST(test_plan_auto_context)
 {
     plan_model m;
     simple_model(&m, 4, 1 * MiB, 1 * MiB);
     m.context_length = 8192;
-    m.kv_bytes_per_token = 4 * KiB; /* 32 MiB at 8192, 8 MiB at 2048 */
-    /* 3.5 MiB fixed + 5 MiB of weights: 2048 tokens (8 MiB KV) fit in 17 MiB, 4096 do not */
+    m.kv_bytes_per_token = 4 * KiB;
     plan_machine hw = cpu_machine(17 * MiB);
     plan_request q = {.cpu_only = true};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
-    CHECK(r.chosen.feasible && r.chosen.n_ctx == 2048 && !strcmp(r.chosen.label, "all resident"), " ctx %u, %s",
-          r.chosen.n_ctx, r.chosen.label);
-    CHECK(r.n_warnings == 1 && strstr(r.warnings[0], "context reduced from 8192 to 2048"), " %s", r.warnings[0]);
+    CHECK(r.chosen.feasible && r.chosen.n_ctx == 2688 && !strcmp(r.chosen.label, "partial residency (streaming)") &&
+              r.chosen.ram.kv == 2688 * 4 * KiB,
+          " ctx %u, %s", r.chosen.n_ctx, r.chosen.label);
+    CHECK(r.n_warnings == 1 && strstr(r.warnings[0], "context reduced from 8192 to 2688"), " %s", r.warnings[0]);
+    plan_result_free(&r);
+    /* a byte less: 2687.99 tokens, so 2656 (the next multiple of 32 down) */
+    hw.ram_budget = 17 * MiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.n_ctx == 2656, " ctx %u", r.chosen.n_ctx);
+    plan_result_free(&r);
+    /* issue 15: not halved once and given up: 32 tokens (128 KiB of KV) fit in 6.625 MiB */
+    hw.ram_budget = 6 * MiB + 640 * KiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.n_ctx == 32 && strstr(r.warnings[0], "from 8192 to 32 tokens"), " %u: %s",
+          r.chosen.n_ctx, r.chosen.reason);
+    plan_result_free(&r);
+    /* below that nothing fits: the message names the context it tried */
+    hw.ram_budget = 6 * MiB + 640 * KiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(!r.chosen.feasible && strstr(r.chosen.reason, "needs at least 6.62 MiB of memory at context 32 even "
+                                                        "streaming every layer"),
+          " %s", r.chosen.reason);
+    plan_result_free(&r);
+    /* a context given that does not fit: the reason names one that does */
+    hw.ram_budget = 17 * MiB;
+    q.n_ctx = 4096;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(!r.chosen.feasible && strstr(r.chosen.reason, "at context 4096") && strstr(r.chosen.reason, "(-c 2688 fits)"),
+          " %s", r.chosen.reason);
     plan_result_free(&r);
     free_model(&m);
+}
+
+/* ---- mixture of experts ---- */
+
+/* simple_model's layers (7/8 of their bytes are weights, 2 per byte), each
+ * with n_expert experts of unit_bytes (a slot; 7/8 of it tensor data), n_used
+ * of them per token. */
+static void moe_model(plan_model *m, uint32_t n_layers, uint64_t per_layer, uint64_t output_bytes, uint32_t n_expert,
+                      uint32_t n_used, uint64_t unit_bytes)
+{
+    simple_model(m, n_layers, per_layer, output_bytes);
+    m->n_expert_sets = n_layers;
+    m->experts = calloc(n_layers, sizeof *m->experts);
+    for (uint32_t g = 0; g < n_layers; g++)
+        m->experts[g] = (plan_expert_set){n_expert, n_used, unit_bytes, unit_bytes / 8 * 7, unit_bytes / 8 * 14};
+}
+
+static const plan *find_label(const plan_result *r, const char *label)
+{
+    for (int i = 0; i < r->n_alts; i++)
+        if (!strcmp(r->alts[i].label, label)) return &r->alts[i];
+    return NULL;
+}
+
+/* 4 layers of 2 MiB and a 2 MiB output (10 MiB dense), 8 experts of 1 MiB
+ * per layer (32 units), 2 used per token, 4 MiB fixed (simple_model at
+ * context 1024). A budget of 24 MiB leaves W = 20 MiB for weights: the
+ * dense groups fit next to the least cache (2 units), so they are all
+ * resident and the cache gets the other 10 MiB: exactly 10 units.
+ * Uniform routing, LRU: one token uses 4 x 2 = 8 units, two tokens
+ * 32 (1 - (6/8)^2) = 14 distinct ones on average: a unit survives one
+ * token, so a request hits when the previous token chose it too: 2/8. A
+ * token reads 4 x 2 x 1 MiB x (1 - 1/4) = 6 MiB of experts from disk.
+ * (Not 10/32: LRU evicts a unit once 10 others were used after it.) */
+TEST(test_plan_moe_dense_resident_expert_cache)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    plan_machine hw = cpu_machine(24 * MiB);
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    CHECK(!strcmp(p->label, "dense resident + expert cache") && plan_can_run(p) == 1 && p->runnable, " '%s'",
+          p->label);
+    for (uint32_t g = 0; g < m.n_groups; g++) CHECK(p->tier[g] == TIER_RAM, " group %u", g);
+    CHECK(p->expert_units == 32 && p->expert_slots == 10 && p->expert_slot_bytes == 1 * MiB && p->n_slots == 0,
+          " %u of %u units, %u slots", p->expert_slots, p->expert_units, p->n_slots);
+    CHECK(p->ram.weights == 20 * MiB, " %llu", (unsigned long long)p->ram.weights);
+    uint64_t experts = (uint64_t)(4 * 2 * (double)MiB * (1 - 2.0 / 8));
+    CHECK(experts == 6 * MiB && p->expert_disk_bytes_per_token == experts && p->disk_bytes_per_token == experts + 4096,
+          " %llu", (unsigned long long)p->disk_bytes_per_token);
+    CHECK(near(p->expert_hit_rate, 2.0 / 8) && !strcmp(p->expert_hit_source, "uniform routing"), " %.9g",
+          p->expert_hit_rate);
+    /* compute and RAM: the dense weights and 2 experts' data per layer */
+    uint64_t w = 10 * MiB / 8 * 7 + 4 * 2 * (1 * MiB / 8 * 7);
+    CHECK(p->ram_bytes_per_token == w + 512 * PLAN_DECODE_POS, " %llu", (unsigned long long)p->ram_bytes_per_token);
+    CHECK(near(p->t_compute, 2.0 * (double)w / 1e11) && near(p->t_disk, (double)(experts + 4096) / 2e9));
+    CHECK(near(p->decode_tps, 2e9 / (double)(experts + 4096)) && !strcmp(p->bottleneck, "disk"), " %.6g %s",
+          p->decode_tps, p->bottleneck);
+    /* prefill: 256 tokens reach 8 (1 - (6/8)^256) ~ 8 experts per layer, each read once per pass */
+    double batch = 8 * (1 - pow(0.75, 256)), misses = 4 * batch * (double)MiB * 0.75;
+    double t_pass = fmax(256 * 2.0 * (double)w / 1e11, ((double)(experts + 4096) + misses - 6.0 * MiB) / 2e9);
+    CHECK(fabs(p->prefill_tps - 256 / t_pass) < 1e-6 * p->prefill_tps, " %.9g vs %.9g", p->prefill_tps, 256 / t_pass);
+    char s[256];
+    plan_placement_summary(&m, p, s, sizeof s);
+    CHECK(!strcmp(s, "blk 0-3 resident; output resident; expert cache 10 of 32 units; token_embd rows gathered"),
+          " '%s'", s);
+    char flags[256], note[256];
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 0") && strstr(note, "cannot cache experts"), " '%s' (%s)",
+          flags, note);
+    /* the alternatives: all resident does not fit; everything streamed with the least cache is slower;
+     * "dense resident + expert cache" is the chosen plan itself and listed once */
+    const plan *all = find_label(&r, "all resident"), *streamed = find_label(&r, "all streamed + least expert cache");
+    int dense = 0;
+    for (int i = 0; i < r.n_alts; i++) dense += !strcmp(r.alts[i].label, "dense resident + expert cache");
+    REQUIRE(all && streamed && dense == 1);
+    /* all resident: 10 MiB + 32 units = 42 MiB of weights + 4 MiB fixed */
+    CHECK(!all->feasible && strstr(all->reason, "needs at least 46.0 MiB") && strstr(all->rejected, "does not fit"),
+          " %s", all->reason);
+    /* everything streamed: 3 ring slots of 2 MiB, 2 units (fewer than a token uses: no hits); a token reads
+     * 10 MiB of layers and 4 x 2 x 1 MiB of experts */
+    CHECK(streamed->feasible && streamed->n_slots == 3 && streamed->expert_slots == 2 &&
+              streamed->ram.weights == 8 * MiB && streamed->disk_bytes_per_token == 18 * MiB + 4096 &&
+              strstr(streamed->rejected, "slower"),
+          " %u slots, %u units, %llu", streamed->n_slots, streamed->expert_slots,
+          (unsigned long long)streamed->disk_bytes_per_token);
+    plan_result_free(&r);
+
+    /* a unit's worth of budget less one byte: 9 units; one more: 10 still (whole units) */
+    hw.ram_budget = 24 * MiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.expert_slots == 9, " %u", r.chosen.expert_slots);
+    plan_result_free(&r);
+    hw.ram_budget = 25 * MiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.expert_slots == 10, " %u", r.chosen.expert_slots);
+    plan_result_free(&r);
+    /* 16 units: three tokens use 32 (1 - (6/8)^3) = 18.5 > 16 units, two 14: a unit survives two
+     * tokens, a request hits with 1 - (6/8)^2 = 7/16 */
+    hw.ram_budget = 30 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.expert_slots == 16 && near(r.chosen.expert_hit_rate, 7.0 / 16) &&
+              r.chosen.expert_disk_bytes_per_token == 4 * 2 * MiB * 9 / 16,
+          " %u units, hit %.9g", r.chosen.expert_slots, r.chosen.expert_hit_rate);
+    plan_result_free(&r);
+    /* 7 units, fewer than one token uses (8): every unit is evicted before its layer comes again */
+    hw.ram_budget = 21 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.expert_slots == 7 && r.chosen.expert_hit_rate == 0 &&
+              r.chosen.expert_disk_bytes_per_token == 8 * MiB,
+          " %u units, hit %.9g", r.chosen.expert_slots, r.chosen.expert_hit_rate);
+    plan_result_free(&r);
+
+    /* every unit fits: all resident, nothing read but the embedding row */
+    hw.ram_budget = 46 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && !strcmp(r.chosen.label, "all resident") && plan_can_run(&r.chosen) == 0 &&
+              r.chosen.expert_slots == 32 && r.chosen.disk_bytes_per_token == 4096 &&
+              !strcmp(r.chosen.expert_hit_source, "all resident"),
+          " %s %u", r.chosen.label, r.chosen.expert_slots);
+    plan_export_llamacpp(&m, &r.chosen, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock"), " '%s'", flags);
+    CHECK(find_label(&r, "dense resident + expert cache") == NULL, " listed although the same as all resident");
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* Below the dense part next to 2 units the dense groups stream, as the
+ * store places them: W = 11 MiB, 9 MiB for the dense groups: 3 ring slots
+ * of 2 MiB and blk 0 resident; the cache gets 11 - 2 - 6 = 3 units. At
+ * 12 MiB of budget less one byte below the least (4 MiB fixed + 3 slots +
+ * 2 units) nothing runs, and the reason says what it needs. */
+TEST(test_plan_moe_streaming_and_least_cache)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    plan_machine hw = cpu_machine(15 * MiB);
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    CHECK(!strcmp(p->label, "partial residency (streaming) + expert cache"), " '%s'", p->label);
+    for (uint32_t g = 0; g < m.n_groups; g++) CHECK(p->tier[g] == (g == 0 ? TIER_RAM : TIER_DISK), " group %u", g);
+    CHECK(p->n_slots == 3 && p->slot_bytes == 2 * MiB && p->expert_slots == 3 && p->ram.weights == 11 * MiB,
+          " %u slots, %u units", p->n_slots, p->expert_slots);
+    /* 3 units, fewer than a token uses: no hits */
+    CHECK(p->disk_bytes_per_token == 8 * MiB + 8 * MiB + 4096, " %llu", (unsigned long long)p->disk_bytes_per_token);
+    /* the dense-resident alternative does not fit (10 MiB + 2 units > 11 MiB) */
+    const plan *dense = find_label(&r, "dense resident + expert cache");
+    CHECK(dense && !dense->feasible && strstr(dense->reason, "every dense layer resident and 2 expert units"), " %s",
+          dense ? dense->reason : "missing");
+    plan_result_free(&r);
+    /* the least: 4 MiB fixed, 3 slots of 2 MiB, 2 units */
+    hw.ram_budget = 12 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.expert_slots == 2 && r.chosen.n_slots == 3, " %s", r.chosen.reason);
+    plan_result_free(&r);
+    hw.ram_budget = 12 * MiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(!r.chosen.feasible && plan_can_run(&r.chosen) == 2 &&
+              strstr(r.chosen.reason, "needs at least 12.0 MiB of memory at context 1024 streaming every layer and 2 "
+                                      "expert units"),
+          " %s", r.chosen.reason);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* --moe-hit-rate: the stated rate replaces uniform routing's (not for a cache
+ * that holds every unit); on a model without experts, a warning. */
+TEST(test_plan_moe_stated_hit_rate)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    plan_machine hw = cpu_machine(24 * MiB);
+    plan_request q = {.n_ctx = 1024, .cpu_only = true, .moe_hit_rate_set = true, .moe_hit_rate = 0.75};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.feasible && r.chosen.expert_slots == 10 && !strcmp(r.chosen.expert_hit_source, "stated") &&
+              r.chosen.expert_hit_rate == 0.75 && r.chosen.expert_disk_bytes_per_token == 2 * MiB,
+          " %llu", (unsigned long long)r.chosen.expert_disk_bytes_per_token);
+    json_t *j = plan_to_json(&m, &r.chosen), *e = json_object_get(j, "experts");
+    CHECK(json_integer_value(json_object_get(e, "units")) == 32 &&
+              json_integer_value(json_object_get(e, "cached_units")) == 10 &&
+              json_real_value(json_object_get(e, "hit_rate")) == 0.75 &&
+              !strcmp(json_string_value(json_object_get(e, "hit_rate_source")), "stated") &&
+              json_integer_value(json_object_get(e, "disk_bytes_per_token")) == 2 * MiB,
+          " experts JSON");
+    json_decref(j);
+    plan_result_free(&r);
+    q.moe_hit_rate = 0;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.expert_disk_bytes_per_token == 8 * MiB, " %llu",
+          (unsigned long long)r.chosen.expert_disk_bytes_per_token);
+    plan_result_free(&r);
+    hw.ram_budget = 46 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    CHECK(r.chosen.expert_hit_rate == 1 && r.chosen.expert_disk_bytes_per_token == 0);
+    plan_result_free(&r);
+    free_model(&m);
+    plan_model dense;
+    simple_model(&dense, 4, 1 * MiB, 1 * MiB);
+    plan_compute(&dense, &hw, &q, &r);
+    CHECK(r.n_warnings == 1 && strstr(r.warnings[0], "--moe-hit-rate) is ignored"), " %s", r.warnings[0]);
+    json_t *dj = plan_to_json(&dense, &r.chosen);
+    CHECK(json_object_get(dj, "experts") == NULL, " a dense model's plan has no experts");
+    json_decref(dj);
+    plan_result_free(&r);
+    free_model(&dense);
+}
+
+/* llama.cpp's static split on a GPU: everything on the GPU but the experts
+ * of the first N layers, resident in RAM. The GPU holds its 256 MiB reserve,
+ * the dense groups (10 MiB), the KV cache (512 KiB) and the experts of two
+ * layers (16 MiB): N = 2, 16 MiB of experts in RAM; the CPU computes 2 x 2
+ * experts' data per token. */
+TEST(test_plan_moe_n_cpu_moe_split)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    plan_machine hw = cpu_machine(1 * GiB);
+    hw.n_gpus = 1;
+    hw.gpus[0] = (plan_gpu){"test GPU", 256 * MiB + 10 * MiB + 512 * KiB + 16 * MiB, 1e12, 16e9};
+    plan_request q = {.n_ctx = 1024};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = find_label(&r, "llama.cpp --n-cpu-moe split");
+    REQUIRE(p && p->feasible, " %s", p ? p->reason : "missing");
+    CHECK(p->moe_split && p->n_cpu_moe == 2 && !p->runnable, " N = %u", p->n_cpu_moe);
+    for (uint32_t g = 0; g < m.n_groups; g++) CHECK(p->tier[g] == 0, " group %u", g);
+    CHECK(p->gpu[0].weights == 26 * MiB && p->gpu[0].kv == 512 * KiB && p->ram.weights == 16 * MiB,
+          " GPU %llu, RAM %llu", (unsigned long long)p->gpu[0].weights, (unsigned long long)p->ram.weights);
+    CHECK(p->expert_units == 16 && p->expert_slots == 16 && plan_can_run(p) == 0 && p->disk_bytes_per_token == 4096);
+    uint64_t cpu_w = 2 * 2 * (1 * MiB / 8 * 7);
+    CHECK(near(p->t_compute, 2.0 * (double)cpu_w / 1e11), " %.9g", p->t_compute);
+    char flags[256], note[256], s[256];
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 5 --n-cpu-moe 2 --no-mmap --mlock") &&
+              strstr(note, "static split"),
+          " '%s' (%s)", flags, note);
+    plan_placement_summary(&m, p, s, sizeof s);
+    CHECK(!strcmp(s, "blk 0-3 on GPU 0; output on GPU; experts of blk 0-1 resident in RAM; token_embd rows gathered"),
+          " '%s'", s);
+    plan_result_free(&r);
+    /* no room for any layer's experts: all of them on the CPU, -ot exps=CPU */
+    hw.gpus[0].vram = 256 * MiB + 10 * MiB + 512 * KiB + 8 * MiB - 1;
+    plan_compute(&m, &hw, &q, &r);
+    p = find_label(&r, "llama.cpp --n-cpu-moe split");
+    REQUIRE(p && p->feasible, " %s", p ? p->reason : "missing");
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(p->n_cpu_moe == 4 && !strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 5 -ot exps=CPU --no-mmap --mlock"),
+          " %u: '%s'", p->n_cpu_moe, flags);
+    plan_result_free(&r);
+    /* not even the dense part fits */
+    hw.gpus[0].vram = 256 * MiB + 10 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    p = find_label(&r, "llama.cpp --n-cpu-moe split");
+    CHECK(p && !p->feasible && strstr(p->reason, "does not fit on the GPUs"), " %s", p ? p->reason : "missing");
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* The planner's inputs for a real MoE file (qwen3moe fixture: 8 experts, 2
+ * used): a layer's group is its dense part, read whole per token; its
+ * experts are an expert set whose unit is one expert's share of the
+ * stacked tensors (what compute reads per routed expert), in a slot of at
+ * least that (aligned for direct I/O). */
+TEST(test_plan_moe_fixture_inputs)
+{
+    const char *path = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!path) return;
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    plan_model m;
+    strata_error e;
+    REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
+                plan_model_from_engine(f, spec, 1, &m, &e) == STRATA_OK,
+            " %s", e.message);
+    REQUIRE(m.n_expert_sets == 3 && m.n_groups == 4, " %u sets, %u groups", m.n_expert_sets, m.n_groups);
+    for (uint32_t l = 0; l < 3; l++) {
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "blk.%u.", l);
+        uint64_t dense = 0, dense_elems = 0, experts = 0, expert_elems = 0;
+        for (uint64_t i = 0; i < f->n_tensors; i++) {
+            const gguf_tensor *t = &f->tensors[i];
+            if (strncmp(t->name, prefix, strlen(prefix))) continue;
+            if (strstr(t->name, "_exps.")) experts += t->n_bytes, expert_elems += t->n_elems;
+            else dense += t->n_bytes, dense_elems += t->n_elems;
+        }
+        const plan_expert_set *x = &m.experts[l];
+        CHECK(m.groups[l].weight_bytes == dense && m.groups[l].elems == dense_elems && m.groups[l].bytes >= dense &&
+                  m.groups[l].bytes < dense + experts,
+              " blk.%u: group %llu bytes, reads %llu; dense %llu", l, (unsigned long long)m.groups[l].bytes,
+              (unsigned long long)m.groups[l].weight_bytes, (unsigned long long)dense);
+        CHECK(x->n_expert == 8 && x->n_used == 2 && x->unit_weight_bytes == experts / 8 &&
+                  x->unit_elems == expert_elems / 8 && x->unit_bytes >= x->unit_weight_bytes &&
+                  x->unit_bytes <= x->unit_weight_bytes + 3 * 2 * 4096,
+              " blk.%u: unit %llu (slot %llu), experts %llu", l, (unsigned long long)x->unit_weight_bytes,
+              (unsigned long long)x->unit_bytes, (unsigned long long)experts);
+    }
+    plan_model_free(&m);
+    model_spec_free(spec);
+    gguf_close(f);
+}
+
+/* What the planner predicts is what the store does: a Qwen3-MoE-shaped
+ * model (4 layers, 8 experts of 2 used, Q4_K_M mix: units of different
+ * sizes) planned under budgets from the least to everything, then the real
+ * store opened under the same budget with the plan's choice: the same expert
+ * cache, ring and resident bytes; an infeasible plan is one the store
+ * refuses. */
+TEST(test_plan_moe_matches_store)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/moe.gguf", test_tmpdir());
+    synth_options o = {.arch = "qwen3moe", .shape = {256, 768, 4, 4, 2, 512, 512}, .n_expert = 8,
+                       .n_expert_used = 2, .mix = MIX_Q4_K_M, .type = GGML_TYPE_Q4_K, .seed = 11, .threads = 2,
+                       .output = path};
+    strata_error e;
+    REQUIRE(synth_write(&o, &e) == STRATA_OK, " %s", e.message);
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    plan_model pm;
+    REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
+                plan_model_from_engine(f, spec, 1, &pm, &e) == STRATA_OK,
+            " %s", e.message);
+    engine_params ep = {.n_ctx = 256, .n_threads = 1};
+    engine_desc d;
+    REQUIRE(engine_describe(f, spec, &ep, &d, &e) == STRATA_OK, " %s", e.message);
+    REQUIRE(pm.n_expert_sets == 4 && d.n_expert_sets == 4, " %u sets", pm.n_expert_sets);
+    uint64_t dense = 0, experts = 0;
+    for (uint32_t g = 0; g < pm.n_groups; g++) dense += pm.groups[g].bytes;
+    for (uint32_t g = 0; g < pm.n_expert_sets; g++) {
+        CHECK(pm.experts[g].n_expert == 8 && pm.experts[g].n_used == 2 && pm.experts[g].unit_bytes > 0 &&
+                  pm.experts[g].unit_weight_bytes < pm.experts[g].unit_bytes,
+              " set %u", g);
+        experts += pm.experts[g].n_expert * pm.experts[g].unit_bytes;
+    }
+    /* groups exclude the experts: the dense part is a small share */
+    CHECK(dense < experts, " dense %llu, experts %llu", (unsigned long long)dense, (unsigned long long)experts);
+    uint64_t fixed = engine_process_reserve(f) + d.buffer_bytes + store_row_buffer_bytes(f);
+    plan_request q = {.n_ctx = 256, .cpu_only = true};
+    int feasible = 0, infeasible = 0, cached = 0;
+    for (int i = 0; i <= 40; i++) {
+        plan_machine hw = cpu_machine(fixed + (dense + experts) * (uint64_t)i / 32 + (uint64_t)i * 777);
+        plan_result r;
+        plan_compute(&pm, &hw, &q, &r);
+        const plan *p = &r.chosen;
+        bool *resident = calloc(pm.n_groups, sizeof *resident);
+        for (uint32_t g = 0; p->feasible && g < pm.n_groups; g++) resident[g] = p->tier[g] == TIER_RAM;
+        /* what `run` gives the store: the budget less the process reserve, the KV cache and the buffers */
+        store_config sc = {.budget = hw.ram_budget - engine_process_reserve(f) - d.buffer_bytes, .prefetch_depth = 2,
+                           .io_threads = 1, .resident = p->feasible ? resident : NULL,
+                           .n_expert_sets = d.n_expert_sets, .expert_sets = d.expert_sets};
+        store *st = NULL;
+        strata_status rc = store_open(f, d.n_groups, d.groups, &sc, &st, NULL, &e);
+        if (p->feasible) {
+            feasible++;
+            cached += p->expert_slots < p->expert_units;
+            CHECK(p->ram.kv + p->ram.buffers == d.buffer_bytes, " budget %d: KV + buffers %llu, engine %llu", i,
+                  (unsigned long long)(p->ram.kv + p->ram.buffers), (unsigned long long)d.buffer_bytes);
+            CHECK(rc == STRATA_OK, " budget %d: the store refuses the plan: %s", i, e.message);
+            if (rc == STRATA_OK) {
+                store_stats ss = store_get_stats(st);
+                uint64_t res = 0;
+                for (uint32_t g = 0; g < pm.n_groups; g++) res += resident[g] ? pm.groups[g].bytes : 0;
+                CHECK(ss.expert_units == p->expert_units && ss.expert_slots == p->expert_slots &&
+                          ss.expert_cache_bytes == (uint64_t)p->expert_slots * p->expert_slot_bytes &&
+                          ss.n_slots == p->n_slots && ss.slot_bytes == (uint64_t)p->n_slots * p->slot_bytes &&
+                          ss.resident_bytes == res,
+                      " budget %d (%s): store %u of %u units, %u slots of %llu; plan %u of %u, %u of %llu", i,
+                      p->label, ss.expert_slots, ss.expert_units, ss.n_slots, (unsigned long long)ss.slot_bytes,
+                      p->expert_slots, p->expert_units, p->n_slots, (unsigned long long)p->slot_bytes);
+            }
+        } else {
+            infeasible++;
+            CHECK(rc == STRATA_E_NOMEM, " budget %d: the plan is infeasible (%s), the store opens (%d)", i, p->reason,
+                  rc);
+        }
+        store_close(st);
+        free(resident);
+        plan_result_free(&r);
+    }
+    CHECK(feasible > 20 && infeasible > 0 && cached > 10, " %d feasible, %d not, %d with a partial cache", feasible,
+          infeasible, cached);
+    engine_desc_free(&d);
+    plan_model_free(&pm);
+    model_spec_free(spec);
+    gguf_close(f);
 }
 
 /* The planner's view of a 13B llama (40 layers, embedding 5120, ffn 13824,

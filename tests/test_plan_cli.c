@@ -2,6 +2,7 @@
  * made by the generator (linked in) and hand-written machine profiles, so
  * the tests never measure this machine nor touch the user's cache. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +328,11 @@ TEST(test_plan_cli_bad_flags)
         {"--export vllm", 3, "--export 'vllm'"},
         {"--mem lots", 3, "--mem 'lots'"},
         {"--mem 0.5", 3, "--mem '0.5': at least 1M"},
+        {"--moe-hit-rate 1.5", 3, "--moe-hit-rate '1.5': expected a decimal number from 0 to 1"},
+        {"--moe-hit-rate -0.1", 3, "--moe-hit-rate '-0.1'"},
+        {"--moe-hit-rate 50%", 3, "--moe-hit-rate '50%'"},
+        {"--moe-hit-rate 1e-1", 3, "--moe-hit-rate '1e-1'"},
+        {"--moe-hit-rate", 3, "--moe-hit-rate: missing value"},
         {"--mem 0x10M", 3, "--mem '0x10M'"},
         {"--mem 1e3M", 3, "--mem '1e3M'"},
         {"--mem inf", 3, "--mem 'inf'"},
@@ -440,4 +446,142 @@ TEST(test_plan_cli_run_saved_plan)
               " rc %d: %s", rc, out);
         free(out);
     }
+}
+
+/* ---- mixture of experts ---- */
+
+/* A Qwen3-MoE-shaped model (4 layers, 8 experts of 2 used, Q4_K_M mix). */
+static const char *moe_model(void)
+{
+    static char path[1100];
+    if (path[0]) return path;
+    char p[1100];
+    snprintf(p, sizeof p, "%s/moe.gguf", scratch());
+    synth_options o = {.arch = "qwen3moe", .shape = {256, 768, 4, 4, 2, 512, 512}, .n_expert = 8,
+                       .n_expert_used = 2, .mix = MIX_Q4_K_M, .type = GGML_TYPE_Q4_K, .seed = 9, .threads = 2,
+                       .output = p};
+    strata_error e;
+    if (synth_write(&o, &e) != STRATA_OK) {
+        test_fail(__FILE__, __LINE__, "synth", " %s", e.message);
+        return NULL;
+    }
+    memcpy(path, p, sizeof p);
+    return path;
+}
+
+static json_int_t int_of(const json_t *o, const char *key) { return json_integer_value(json_object_get(o, key)); }
+
+/* The budget that holds the dense part and `units` expert units next to the
+ * rest (KV cache, buffers, overhead), from the all-resident plan. */
+static long long moe_budget(const char *m, const char *hw, int units)
+{
+    char args[4096];
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --json", m, hw);
+    json_t *doc = plan_json(args);
+    if (!doc) return 0;
+    const json_t *p = json_object_get(doc, "plan"), *ram = json_object_get(p, "ram"),
+                 *ex = json_object_get(p, "experts"), *groups = json_object_get(p, "groups");
+    long long dense = 0;
+    for (size_t i = 0; i < json_array_size(groups); i++) dense += int_of(json_array_get(groups, i), "bytes");
+    long long fixed = tier_sum(ram) - int_of(ram, "weights");
+    long long mem = fixed + dense + units * int_of(ex, "unit_slot_bytes");
+    bool ok = !strcmp(json_string_value(json_object_get(p, "label")), "all resident") && int_of(ex, "units") == 32 &&
+              int_of(ex, "cached_units") == 32 && int_of(ram, "weights") == dense + 32 * int_of(ex, "unit_slot_bytes");
+    json_decref(doc);
+    if (!ok) test_fail(__FILE__, __LINE__, "moe_budget", " unexpected all-resident plan of %s", m);
+    return ok ? mem : 0;
+}
+
+/* Dense resident and an expert cache of exactly 10 of 32 units (under LRU
+ * and uniform routing a unit outlives one token: 2 of 8 requests hit);
+ * what the plan says about it, in text and JSON; --can-run says it streams. */
+TEST(test_plan_cli_moe_expert_cache)
+{
+    const char *m = moe_model(), *hw = cpu_profile();
+    REQUIRE(m && hw);
+    long long mem = moe_budget(m, hw, 10);
+    REQUIRE(mem > 0);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --json", m, hw, mem);
+    json_t *doc = plan_json(args);
+    REQUIRE(doc);
+    const json_t *p = json_object_get(doc, "plan"), *ex = json_object_get(p, "experts");
+    CHECK(!strcmp(json_string_value(json_object_get(p, "label")), "dense resident + expert cache") &&
+              int_of(ex, "cached_units") == 10 && int_of(ex, "units") == 32 &&
+              fabs(json_real_value(json_object_get(ex, "hit_rate")) - 2.0 / 8) < 1e-12 &&
+              !strcmp(json_string_value(json_object_get(ex, "hit_rate_source")), "uniform routing"),
+          " %s, %lld units", json_string_value(json_object_get(p, "label")), (long long)int_of(ex, "cached_units"));
+    json_decref(doc);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --compare", m, hw, mem);
+    CHECK(strata(args, &out, true) == 0 && out && strstr(out, "expert cache 10 of 32 units") &&
+              strstr(out, "hit rate 25.0% (uniform routing") && strstr(out, "all resident ") &&
+              strstr(out, "does not fit") && strstr(out, "all streamed + least expert cache") &&
+              strstr(out, "dense resident + expert cache"),
+          " %s", out);
+    free(out);
+    /* a stated hit rate: used and said */
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --moe-hit-rate 0.9", m, hw, mem);
+    CHECK(strata(args, &out, true) == 0 && out && strstr(out, "hit rate 90.0% (stated with --moe-hit-rate)"), " %s",
+          out);
+    free(out);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --can-run --export llama.cpp", m, hw, mem);
+    CHECK(strata(args, &out, false) == 1 && out && strstr(out, "yes: runs with weights streamed from disk") &&
+              strstr(out, "-c 256 -ctk f16 -ctv f16 -ngl 0\n") && strstr(out, "cannot cache experts"),
+          " %s", out);
+    free(out);
+    /* on a dense model the rate is ignored, with a warning */
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --moe-hit-rate 0.5", model(0), hw);
+    CHECK(strata(args, &out, true) == 0 && out && strstr(out, "is ignored: the model has no experts"), " %s", out);
+    free(out);
+}
+
+/* A GPU that holds the model but its experts: llama.cpp's --n-cpu-moe split
+ * is chosen (a slow link and the layers being too large for the GPU with
+ * their experts rule out the others), exported as -ot exps=CPU. */
+TEST(test_plan_cli_moe_gpu_split_export)
+{
+    const char *m = moe_model();
+    REQUIRE(m);
+    char args[4096], prof[1200], *out = NULL;
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --json", m, gpu_profile());
+    json_t *doc = plan_json(args);
+    REQUIRE(doc);
+    long long dense = 0;
+    const json_t *groups = json_object_get(json_object_get(doc, "plan"), "groups");
+    for (size_t i = 0; i < json_array_size(groups); i++) dense += int_of(json_array_get(groups, i), "bytes");
+    json_decref(doc);
+    /* the reserve (256 MiB), the dense groups, the KV cache (4 layers x 256 tokens x 2 x 128 x 2 bytes) */
+    long long vram = (256ll << 20) + dense + 4 * 256 * 2 * 128 * 2 + 4096;
+    snprintf(prof, sizeof prof, "%s/small-gpu.json", scratch());
+    FILE *f = fopen(prof, "w");
+    REQUIRE(f);
+    fprintf(f, "{\"schema\": \"strata-hw-profile\", \"version\": 1,\n"
+               " \"cpu\": {\"arch\": \"x86_64\", \"model\": \"test CPU\", \"logical_cores\": 2, \"physical_cores\": 2},\n"
+               " \"memory\": {\"total_bytes\": \"16 GiB\", \"available_bytes\": \"16 GiB\", \"swap_total_bytes\": 0,\n"
+               "            \"swap_free_bytes\": 0, \"cgroup\": null},\n"
+               " \"storage\": {\"path\": \"/models\", \"fs_type\": \"ext4\", \"rotational\": false, \"o_direct\": true},\n"
+               " \"gpus\": [{\"name\": \"small GPU\", \"type\": \"discrete\", \"vendor_id\": 4318,\n"
+               "           \"vram_total_bytes\": %lld, \"vram_used_bytes\": 0, \"vram_free_bytes\": %lld,\n"
+               "           \"vram_bytes_per_s\": 3e11, \"h2d_bytes_per_s\": 1e8}],\n"
+               " \"measured\": {\"ram_read_1t_bytes_per_s\": 1e10, \"ram_read_all_bytes_per_s\": 2e10, \"ram_threads\": 2,\n"
+               "              \"disk_read_bytes_per_s\": 1e9, \"cpu_q4_k_weights_per_s\": 5e9,\n"
+               "              \"cpu_q4_k_from_ram_bytes_per_s\": 6e9}}\n",
+            vram, vram);
+    fclose(f);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --json --export llama.cpp", m, prof);
+    doc = plan_json(args);
+    REQUIRE(doc);
+    const json_t *p = json_object_get(doc, "plan");
+    const char *label = json_string_value(json_object_get(p, "label"));
+    const char *flags = json_string_value(json_object_get(json_object_get(doc, "export"), "flags"));
+    CHECK(label && !strcmp(label, "llama.cpp --n-cpu-moe split") &&
+              int_of(json_object_get(p, "experts"), "n_cpu_moe") == 4 && flags &&
+              !strcmp(flags, "-c 256 -ctk f16 -ctv f16 -ngl 5 -ot exps=CPU --no-mmap --mlock"),
+          " %s: %s", label, flags);
+    json_decref(doc);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --compare", m, prof);
+    CHECK(strata(args, &out, true) == 0 && out && strstr(out, "llama.cpp --n-cpu-moe split") &&
+              strstr(out, "experts of blk 0-3 resident in RAM") && strstr(out, "(llama.cpp --n-cpu-moe 4)"),
+          " %s", out);
+    free(out);
 }

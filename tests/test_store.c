@@ -412,3 +412,55 @@ TEST(test_store_expert_read_error)
     }
     close_spec(&m);
 }
+
+/* Cache policies on a cyclic sweep over more experts than the cache holds
+ * (the classic case): LRU always evicts the unit needed next and never
+ * hits; LFU keeps a stable set in its kept slots (all but n/8 transient)
+ * and hits each of them once per sweep. */
+TEST(test_store_expert_policies_on_a_cyclic_sweep)
+{
+    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    uint32_t n_layers = (uint32_t)m.s->hp.n_layers, n_exp = (uint32_t)m.s->hp.n_expert;
+    const gguf_tensor *t[8][3];
+    store_expert_set sets[8];
+    REQUIRE(n_layers <= 8);
+    static const char *const names[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    for (uint32_t l = 0; l < n_layers; l++) {
+        for (int j = 0; j < 3; j++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, names[j]);
+            REQUIRE(t[l][j] = gguf_find_tensor(m.f, name), " %s", name);
+        }
+        sets[l] = (store_expert_set){3, t[l], n_exp};
+    }
+    const uint32_t slots = 8, sweeps = 6, units = n_layers * n_exp;
+    for (int lfu = 0; lfu < 2; lfu++) {
+        store_config cfg = {.n_expert_sets = n_layers, .expert_sets = sets, .expert_slots = slots,
+                            .expert_policy = lfu ? STORE_EXPERT_LFU : STORE_EXPERT_LRU};
+        store *s;
+        strata_error e;
+        REQUIRE(store_open(m.f, 0, NULL, &cfg, &s, NULL, &e) == STRATA_OK, " %s", e.message);
+        uint64_t hits_last = 0;
+        for (uint32_t sweep = 0; sweep < sweeps; sweep++) {
+            uint64_t before = store_get_stats(s).expert_hits;
+            for (uint32_t u = 0; u < units; u++) {
+                int32_t id = (int32_t)(u % n_exp);
+                uint32_t taken;
+                const void *const *data;
+                CHECK(store_experts_pin(s, u / n_exp, &id, 1, &taken, &e) == STRATA_OK && taken == 1);
+                CHECK(store_expert_data(s, u / n_exp, id, &data, &e) == STRATA_OK && data[0] && data[2], " %s",
+                      e.message);
+                store_experts_unpin(s, u / n_exp, &id, 1);
+            }
+            hits_last = store_get_stats(s).expert_hits - before;
+        }
+        uint64_t want = lfu ? slots - slots / 8 : 0;
+        CHECK(hits_last == want, " %s: %llu hits in the last sweep of %u units, want %llu", lfu ? "LFU" : "LRU",
+              (unsigned long long)hits_last, units, (unsigned long long)want);
+        store_close(s);
+    }
+    close_spec(&m);
+}

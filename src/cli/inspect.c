@@ -30,16 +30,31 @@ static const char *str(const json_t *o, const char *key)
     return s ? s : "";
 }
 
-/* Experts: how many, how many a token uses, and what one costs (layer 0's
- * expert bytes shared by its experts) against the layer's dense part. */
+/* Experts: how many, how many a token uses, what one costs (the unit the
+ * expert cache holds; the largest of the layers') against the dense rest,
+ * and what a token computes with. */
 static void print_experts(const json_t *r)
 {
-    const json_t *l0 = json_array_get(json_object_get(r, "layers"), 0);
-    uint64_t n = num(r, "n_expert"), exps = num(l0, "ffn_experts");
-    char a[32], b[32];
-    printf("experts     %llu, %llu used per token, FFN %llu wide; one expert %s per layer, the dense rest %s\n",
-           (unsigned long long)n, (unsigned long long)num(r, "n_expert_used"), (unsigned long long)num(r, "n_ff_exp"),
-           fmt_bytes(exps / n, a, 32), fmt_bytes(num(l0, "total") - exps, b, 32));
+    const json_t *layers = json_object_get(r, "layers");
+    uint64_t n = num(r, "n_expert"), lo = UINT64_MAX, hi = 0, with = 0;
+    size_t i;
+    json_t *l;
+    json_array_foreach(layers, i, l) {
+        uint64_t e = num(l, "per_expert");
+        if (!e) continue;
+        with++;
+        if (e < lo) lo = e;
+        if (e > hi) hi = e;
+    }
+    char a[32], b[32], c[32], d[32], e[32];
+    if (lo > hi) lo = hi;
+    printf("experts     %llu, %llu used per token, FFN %llu wide; one expert %s%s%s (%llu in %llu layers, "
+           "%s)\n", (unsigned long long)n, (unsigned long long)num(r, "n_expert_used"),
+           (unsigned long long)num(r, "n_ff_exp"), fmt_bytes(lo, a, 32), lo != hi ? " to " : "",
+           lo != hi ? fmt_bytes(hi, b, 32) : "", (unsigned long long)(n * with), (unsigned long long)with,
+           fmt_bytes(num(r, "expert_bytes"), c, 32));
+    printf("            dense (everything but the experts) %s; a token computes with %s\n",
+           fmt_bytes(num(r, "dense_bytes"), d, 32), fmt_bytes(num(r, "active_bytes_per_token"), e, 32));
 }
 
 static void print_summary(const json_t *r, const char *path)
@@ -79,12 +94,14 @@ static void print_types(const json_t *r)
                fmt_bytes(num(t, "bytes"), b, sizeof b), json_real_value(json_object_get(t, "bits_per_weight")));
 }
 
-static void print_layer_row(const char *label, const json_t *l)
+static void print_layer_row(const char *label, const json_t *l, bool moe)
 {
-    char c[5][32];
-    printf("  %-9s %11s %11s %11s %11s %11s\n", label, fmt_bytes(num(l, "attention"), c[0], 32),
+    char c[7][32];
+    printf("  %-9s %11s %11s %11s %11s %11s", label, fmt_bytes(num(l, "attention"), c[0], 32),
            fmt_bytes(num(l, "ffn"), c[1], 32), fmt_bytes(num(l, "ffn_experts"), c[2], 32),
            fmt_bytes(num(l, "norm"), c[3], 32), fmt_bytes(num(l, "total"), c[4], 32));
+    if (moe) printf(" %11s %11s", fmt_bytes(num(l, "dense"), c[5], 32), fmt_bytes(num(l, "per_expert"), c[6], 32));
+    printf("\n");
 }
 
 /* Consecutive layers with identical breakdowns print as one row "0-31". */
@@ -92,8 +109,11 @@ static void print_layers(const json_t *r)
 {
     const json_t *layers = json_object_get(r, "layers");
     size_t n = json_array_size(layers);
-    printf("\nbytes per layer\n  %-9s %11s %11s %11s %11s %11s\n", "layer", "attention", "ffn", "experts", "norms",
+    bool moe = num(r, "n_expert") > 0;
+    printf("\nbytes per layer\n  %-9s %11s %11s %11s %11s %11s", "layer", "attention", "ffn", "experts", "norms",
            "total");
+    if (moe) printf(" %11s %11s", "dense", "one expert");
+    printf("\n");
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
         while (j < n) {
@@ -109,7 +129,7 @@ static void print_layers(const json_t *r)
         char label[48];
         if (j - i > 1) snprintf(label, sizeof label, "%zu-%zu", i, j - 1);
         else snprintf(label, sizeof label, "%zu", i);
-        print_layer_row(label, json_array_get(layers, i));
+        print_layer_row(label, json_array_get(layers, i), moe);
         i = j;
     }
     const json_t *nl = json_object_get(r, "non_layer");

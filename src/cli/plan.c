@@ -25,6 +25,8 @@ static const char plan_usage[] =
     "  --batch, --batch-size B  tokens per step for the prefill prediction (default 256;\n"
     "                       32 or more optimizes prefill speed instead of decode)\n"
     "  --kv-type T          f16 (default), q8_0 or q4_0 (the engine runs f16 today)\n"
+    "  --moe-hit-rate X     mixture of experts: the expert cache's hit rate, 0 to 1\n"
+    "                       (default: estimated for uniform routing and an LRU cache)\n"
     "  --mem SIZE           RAM budget (default: usable memory minus 10% / 256 MiB);\n"
     "                       SIZE: a decimal number and K, M, G or T (powers of 1024),\n"
     "                       bytes without a unit; at least 1M\n"
@@ -91,6 +93,9 @@ static bool value_opt(plan_args *a, const char *f, const char *v)
         ok = arg_size("plan", f, v, &a->mem);
     } else if (!strcmp(f, "--kv-type")) {
         ok = kv_type_opt(a, v);
+    } else if (!strcmp(f, "--moe-hit-rate")) {
+        ok = arg_float("plan", f, v, 0, 1, &a->req.moe_hit_rate);
+        a->req.moe_hit_rate_set = true;
     } else if (!strcmp(f, "--hw")) {
         a->hw_file = v;
     } else if (!strcmp(f, "--export")) {
@@ -139,6 +144,30 @@ static void print_tier_line(const char *name, const plan_tier_bytes *t)
            fmt_bytes(t->kv, k, 32), fmt_bytes(t->buffers, b, 32), fmt_bytes(t->overhead, o, 32));
 }
 
+/* The experts' part: where they live, the hit rate assumed and whence, and
+ * what the misses read per token. */
+static void print_experts(const plan *p)
+{
+    char a[32], b[32];
+    if (p->moe_split) {
+        printf("  %-10s of the first %u layers resident in RAM (llama.cpp --n-cpu-moe %u), the rest on the GPU\n",
+               "experts", p->n_cpu_moe, p->n_cpu_moe);
+        return;
+    }
+    if (!p->expert_units) return;
+    if (p->expert_slots >= p->expert_units) {
+        printf("  %-10s all %u units resident (%s each, included in RAM weights)\n", "experts", p->expert_units,
+               fmt_bytes(p->expert_slot_bytes, a, 32));
+        return;
+    }
+    bool stated = p->expert_hit_source && !strcmp(p->expert_hit_source, "stated");
+    printf("  %-10s cache of %u of %u units, %s each (included in RAM weights); hit rate %.1f%% (%s); "
+           "misses read %s per token\n", "experts", p->expert_slots, p->expert_units,
+           fmt_bytes(p->expert_slot_bytes, a, 32), 100 * p->expert_hit_rate,
+           stated ? "stated with --moe-hit-rate" : "uniform routing, LRU: estimated",
+           fmt_bytes(p->expert_disk_bytes_per_token, b, 32));
+}
+
 static void print_plan(const plan_model *m, const plan_machine *hw, const plan *p)
 {
     char a[32], b[32], c[32], rate[48], s[1024];
@@ -160,6 +189,7 @@ static void print_plan(const plan_model *m, const plan_machine *hw, const plan *
     if (p->n_slots) printf("  %-10s %u slots of %s (included in RAM weights)\n", "streaming", p->n_slots,
                            fmt_bytes(p->slot_bytes, a, 32));
     printf("  %-10s %s read per token\n", "disk", fmt_bytes(p->disk_bytes_per_token, a, 32));
+    print_experts(p);
     printf("speed       decode %.2f tok/s, prefill %.1f tok/s; bottleneck: %s\n", p->decode_tps, p->prefill_tps,
            p->bottleneck);
     printf("per token   compute %.1f ms (%s) | RAM %s, %.1f ms at %.1f GB/s | disk %s, %.1f ms at %.2f GB/s",
@@ -176,10 +206,10 @@ static void print_compare(const plan_result *r)
     for (int i = 0; i < r->n_alts; i++) {
         const plan *a = &r->alts[i];
         if (a->feasible)
-            printf("  %-36s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", a->label, a->n_ctx, a->decode_tps,
+            printf("  %-45s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", a->label, a->n_ctx, a->decode_tps,
                    a->prefill_tps, a->rejected);
         else
-            printf("  %-36s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
+            printf("  %-45s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
     }
 }
 

@@ -103,8 +103,46 @@ static uint32_t chosen_experts(moe_state *m, uint64_t n_expert, uint64_t n_sel)
     return n;
 }
 
+/* ---- prediction of the next layer's experts (decode steps) ---- */
+
+/* Layer l+1's router applied to this layer's residual (normed with l+1's
+ * FFN norm): the experts it would pick if attention changed nothing. Needs
+ * layer l+1's router and norm in memory (a resident group). */
+static void predict_by_router(backend *b, uint64_t l)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    const void *const *next = store_resident_data(e->store, (uint32_t)l + 1);
+    if (!next || !next[LS_ROUTER] || !next[LS_FFN_NORM]) return;
+    moe_state *m = &e->moe;
+    const gguf_tensor *norm = e->w.layer[l + 1][LS_FFN_NORM], *router = e->w.layer[l + 1][LS_ROUTER];
+    dequant_row(norm->type, next[LS_FFN_NORM], e->vec, d->n_embd, NULL);
+    op_rmsnorm(m->pred_x, buf(b, ACT_X), e->vec, d->n_embd, d->rms_eps);
+    matmul_args a = rows_args(b, e->w.kern[l + 1][LS_ROUTER], router, next[LS_ROUTER], d->n_expert, m->pred_x,
+                              m->pred, 1);
+    matmul(e->pool, &a);
+    int32_t guess[64];
+    uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
+    top_k(m->pred, d->n_expert, k, guess, NULL);
+    store_experts_prefetch(e->store, (uint32_t)l + 1, guess, (uint32_t)k);
+}
+
+static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint64_t k = e->w.d.n_expert_used;
+    if (n_tok != 1) return;
+    memcpy(m->prev + l * k, m->sel, k * sizeof *m->prev);
+    if (l + 1 >= e->w.d.n_layers) return;
+    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l);
+    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[(l + 1) * k] >= 0)
+        store_experts_prefetch(e->store, (uint32_t)l + 1, m->prev + (l + 1) * k, (uint32_t)k);
+}
+
 /* Runs the chosen experts in waves of what the cache can pin: in each, the
- * experts in memory first, then the others as their reads complete. */
+ * experts in memory first, then the others as their reads complete. The
+ * next layer's prefetch is queued after this layer's first reads. */
 static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
 {
     engine *e = b->e;
@@ -114,6 +152,7 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
     for (uint32_t done = 0; done < n && !st;) {
         uint32_t taken = 0;
         if ((st = store_experts_pin(e->store, (uint32_t)l, m->ids + done, n - done, &taken, err))) break;
+        if (!done) prefetch_next(b, l, n_tok);
         for (uint32_t i = done; i < done + taken && !st; i++)
             if (store_expert_ready(e->store, (uint32_t)l, m->ids[i])) {
                 m->done[m->ids[i]] = 1;
@@ -152,43 +191,6 @@ static void weighted_sum(backend *b, uint32_t n_tok)
     }
 }
 
-/* ---- prediction of the next layer's experts (decode steps) ---- */
-
-/* Layer l+1's router applied to this layer's residual (normed with l+1's
- * FFN norm): the experts it would pick if attention changed nothing. Needs
- * layer l+1's router and norm in memory (a resident group). */
-static void predict_by_router(backend *b, uint64_t l)
-{
-    engine *e = b->e;
-    const model_dims *d = &e->w.d;
-    const void *const *next = store_resident_data(e->store, (uint32_t)l + 1);
-    if (!next || !next[LS_ROUTER] || !next[LS_FFN_NORM]) return;
-    moe_state *m = &e->moe;
-    const gguf_tensor *norm = e->w.layer[l + 1][LS_FFN_NORM], *router = e->w.layer[l + 1][LS_ROUTER];
-    dequant_row(norm->type, next[LS_FFN_NORM], e->vec, d->n_embd, NULL);
-    op_rmsnorm(m->pred_x, buf(b, ACT_X), e->vec, d->n_embd, d->rms_eps);
-    matmul_args a = rows_args(b, e->w.kern[l + 1][LS_ROUTER], router, next[LS_ROUTER], d->n_expert, m->pred_x,
-                              m->pred, 1);
-    matmul(e->pool, &a);
-    int32_t guess[64];
-    uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
-    top_k(m->pred, d->n_expert, k, guess, NULL);
-    store_experts_prefetch(e->store, (uint32_t)l + 1, guess, (uint32_t)k);
-}
-
-static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
-{
-    engine *e = b->e;
-    moe_state *m = &e->moe;
-    uint64_t k = e->w.d.n_expert_used;
-    if (n_tok != 1) return;
-    memcpy(m->prev + l * k, m->sel, k * sizeof *m->prev);
-    if (l + 1 >= e->w.d.n_layers) return;
-    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l);
-    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[(l + 1) * k] >= 0)
-        store_experts_prefetch(e->store, (uint32_t)l + 1, m->prev + (l + 1) * k, (uint32_t)k);
-}
-
 static void trace(const engine *e, uint64_t l, uint32_t n_tok)
 {
     uint64_t k = e->w.d.n_expert_used;
@@ -211,7 +213,6 @@ strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32
     for (uint32_t t = 0; t < n_tok; t++)
         top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k);
     if (m->trace) trace(e, l, n_tok);
-    prefetch_next(b, l, n_tok);
     strata_status st = run_experts(b, l, w, n_tok, err);
     if (!st) weighted_sum(b, n_tok);
     return st;

@@ -12,7 +12,16 @@ static void lower(const char *s, char *out, size_t cap)
     out[i] = '\0';
 }
 
-static json_t *layer_json(const layer_bytes *lb, int index)
+/* One expert's bytes in a layer: its share of the stacked expert tensors
+ * (each splits evenly: the expert is the outermost dimension). */
+static uint64_t per_expert(const model_spec *s, const layer_bytes *lb)
+{
+    return s->hp.n_expert ? lb->by_group[GROUP_FFN_EXPERTS] / s->hp.n_expert : 0;
+}
+
+/* A layer (index >= 0) with its dense part (everything but the routed
+ * experts) and one expert's bytes; or the tensors outside the layers. */
+static json_t *layer_json(const model_spec *s, const layer_bytes *lb, int index)
 {
     json_t *o = json_object();
     if (index >= 0) json_object_set_new(o, "layer", json_integer(index));
@@ -20,7 +29,34 @@ static json_t *layer_json(const layer_bytes *lb, int index)
         if (lb->by_group[g] || (index >= 0 && g <= GROUP_NORM))
             json_object_set_new(o, tensor_group_name((tensor_group)g), json_integer((json_int_t)lb->by_group[g]));
     json_object_set_new(o, "total", json_integer((json_int_t)lb->total));
+    if (index >= 0) {
+        json_object_set_new(o, "dense", json_integer((json_int_t)(lb->total - lb->by_group[GROUP_FFN_EXPERTS])));
+        json_object_set_new(o, "per_expert", json_integer((json_int_t)per_expert(s, lb)));
+    }
     return o;
+}
+
+/* Mixture of experts totals: routed expert bytes, the rest, the largest
+ * expert, and the weights one token computes with (every dense tensor,
+ * n_expert_used experts per layer; of the embedding table one row, unless
+ * it doubles as the output projection). */
+static json_t *experts_json(const model_spec *s)
+{
+    const model_hparams *hp = &s->hp;
+    uint64_t experts = 0, largest = 0, active = 0;
+    uint64_t used = hp->n_expert_used < hp->n_expert ? hp->n_expert_used : hp->n_expert;
+    for (uint64_t l = 0; l < hp->n_layers; l++) {
+        const layer_bytes *lb = &s->layers[l];
+        uint64_t e = per_expert(s, lb);
+        experts += lb->by_group[GROUP_FFN_EXPERTS];
+        if (e > largest) largest = e;
+        active += lb->total - lb->by_group[GROUP_FFN_EXPERTS] + used * e;
+    }
+    const layer_bytes *nl = &s->non_layer;
+    active += nl->total - (nl->by_group[GROUP_OUTPUT] ? nl->by_group[GROUP_EMBD] : 0);
+    return json_pack("{s:I, s:I, s:I, s:I}", "expert_bytes", (json_int_t)experts, "dense_bytes",
+                     (json_int_t)(s->tensor_bytes - experts), "bytes_per_expert", (json_int_t)largest,
+                     "active_bytes_per_token", (json_int_t)active);
 }
 
 static json_t *types_json(const model_spec *s, json_t **by_type)
@@ -79,7 +115,7 @@ json_t *model_report_json(const model_spec *s, bool with_tensors)
     json_t *by_type;
     json_t *types = types_json(s, &by_type);
     json_t *layers = json_array();
-    for (uint64_t l = 0; l < hp->n_layers; l++) json_array_append_new(layers, layer_json(&s->layers[l], (int)l));
+    for (uint64_t l = 0; l < hp->n_layers; l++) json_array_append_new(layers, layer_json(s, &s->layers[l], (int)l));
     json_t *o = json_pack("{s:I, s:i, s:i, s:I, s:o, s:o, s:I, s:I, s:f}", "file_bytes", (json_int_t)s->file_bytes,
                           "gguf_version", (int)s->file->version, "n_splits", (int)s->file->n_splits, "n_tensors",
                           (json_int_t)s->file->n_tensors, "architecture", json_str_lossy(hp->arch), "name", json_str_lossy(hp->name), "n_params",
@@ -98,9 +134,10 @@ json_t *model_report_json(const model_spec *s, bool with_tensors)
                                         "vocab_size", (json_int_t)hp->vocab_size, "tokenizer_model",
                                         json_str_lossy(hp->tokenizer_model)));
     json_object_update_new(o, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "bytes_by_type", by_type, "types",
-                                        types, "layers", layers, "non_layer", layer_json(&s->non_layer, -1),
+                                        types, "layers", layers, "non_layer", layer_json(s, &s->non_layer, -1),
                                         "kv_bytes_per_token", kv_json(s, false), "kv_bytes_at_context",
                                         kv_json(s, true), "header_bytes_read", (json_int_t)s->file->bytes_read));
+    json_object_update_new(o, experts_json(s));
     if (with_tensors) json_object_set_new(o, "tensors", tensors_json(s));
     return o;
 }

@@ -18,17 +18,22 @@
 #define GUESS_CPU_RATE 4e9
 #define STREAM_PROBE_SECONDS 1.0
 
+_Static_assert(PLAN_EXPERT_MIN_SLOTS == STORE_EXPERT_MIN_SLOTS, "the planner replicates the store's least expert cache");
+
 uint64_t plan_default_budget(uint64_t usable)
 {
     uint64_t margin = usable / 10 > MIN_MARGIN ? usable / 10 : MIN_MARGIN;
     return usable > margin ? usable - margin : usable / 2;
 }
 
+/* The engine's groups (a layer's stacked experts excluded: they are its
+ * expert set) and, for a mixture of experts, the expert sets. */
 static strata_status describe_groups(const gguf_file *f, const model_hparams *hp, const engine_desc *d, plan_model *m,
                                      strata_error *err)
 {
     m->n_groups = d->n_groups;
-    if (!(m->groups = calloc(d->n_groups, sizeof *m->groups))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    if (!(m->groups = calloc(d->n_groups ? d->n_groups : 1, sizeof *m->groups)))
+        return err_set(err, STRATA_E_NOMEM, "out of memory");
     for (uint32_t g = 0; g < d->n_groups; g++) {
         plan_group *pg = &m->groups[g];
         if (g + 1 < d->n_groups) snprintf(pg->name, sizeof pg->name, "blk.%u", g);
@@ -38,18 +43,27 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
         for (uint32_t i = 0; i < d->groups[g].n; i++) {
             const gguf_tensor *t = d->groups[g].tensors[i];
             if (!t) continue;
-            /* stacked experts: a token reads only the n_used it is routed to
-             * (uniform routing assumed; streaming still reads the group whole) */
-            bool experts = t->ne[2] > 1 && hp->n_expert > 1;
-            uint64_t used = experts ? hp->n_expert_used : 1, of = experts ? hp->n_expert : 1;
-            pg->weight_bytes += t->n_bytes / of * used;
-            pg->elems += t->n_elems / of * used;
+            pg->weight_bytes += t->n_bytes;
+            pg->elems += t->n_elems;
         }
-        /* a layer's experts: the n_used a token is routed to (uniform routing) */
-        const store_expert_set *x = g < d->n_expert_sets ? &d->expert_sets[g] : NULL;
-        for (uint32_t i = 0; x && i < x->n; i++) {
-            pg->weight_bytes += x->tensors[i]->n_bytes / x->n_experts * hp->n_expert_used;
-            pg->elems += x->tensors[i]->n_elems / x->n_experts * hp->n_expert_used;
+    }
+    uint32_t n_sets = d->n_expert_sets < d->n_groups ? d->n_expert_sets : d->n_groups;
+    if (!n_sets) return STRATA_OK;
+    if (!(m->experts = calloc(n_sets, sizeof *m->experts))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    m->n_expert_sets = n_sets;
+    for (uint32_t l = 0; l < n_sets; l++) {
+        const store_expert_set *es = &d->expert_sets[l];
+        plan_expert_set *pe = &m->experts[l];
+        if (!es->n || !es->n_experts) continue;
+        strata_status st = store_expert_unit_bytes(es, &pe->unit_bytes, err);
+        if (st) return st;
+        pe->n_expert = es->n_experts;
+        pe->n_used = (uint32_t)(hp->n_expert_used < es->n_experts ? hp->n_expert_used : es->n_experts);
+        for (uint32_t i = 0; i < es->n; i++) {
+            const gguf_tensor *t = es->tensors[i];
+            if (!t) continue;
+            pe->unit_weight_bytes += t->n_bytes / es->n_experts;
+            pe->unit_elems += t->n_elems / es->n_experts;
         }
     }
     return STRATA_OK;
@@ -98,8 +112,10 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
 void plan_model_free(plan_model *m)
 {
     free(m->groups);
+    free(m->experts);
     m->groups = NULL;
-    m->n_groups = 0;
+    m->experts = NULL;
+    m->n_groups = m->n_expert_sets = 0;
 }
 
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machine *out)

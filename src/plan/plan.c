@@ -33,12 +33,53 @@ static void text(char *dst, const char *fmt, ...)
 
 /* ---- one candidate ---- */
 
+/* How a mixture of experts is placed (ignored without experts). */
+typedef enum moe_mode {
+    MOE_STORE = 0,      /* the store's rule: the dense groups placed next to the least expert cache, the
+                           cache gets what remains */
+    MOE_ALL_RESIDENT,   /* every dense group and every expert unit in RAM */
+    MOE_DENSE_RESIDENT, /* every dense group in RAM, the cache gets what remains */
+    MOE_ALL_STREAMED,   /* every dense group streamed, the least expert cache */
+    MOE_CPU_SPLIT,      /* llama.cpp --n-cpu-moe N: the model on the GPUs but the experts of the first N
+                           layers, resident in RAM */
+} moe_mode;
+
 typedef struct candidate {
     const char *label;
     uint32_t n_ctx;
     plan_kv kv;
     bool use_gpu, kv_on_gpu, over_link;
+    moe_mode moe;
+    uint32_t n_cpu_moe; /* MOE_CPU_SPLIT */
 } candidate;
+
+/* Layer g's experts, or NULL. */
+static const plan_expert_set *expert_set(const plan_model *m, uint32_t g)
+{
+    return g < m->n_expert_sets && m->experts && m->experts[g].n_expert ? &m->experts[g] : NULL;
+}
+
+static bool has_experts(const plan_model *m)
+{
+    for (uint32_t g = 0; g < m->n_expert_sets; g++)
+        if (expert_set(m, g)) return true;
+    return false;
+}
+
+static uint64_t set_bytes(const plan_expert_set *e) { return (uint64_t)e->n_expert * e->unit_bytes; }
+static uint32_t set_used(const plan_expert_set *e) { return e->n_used < e->n_expert ? e->n_used : e->n_expert; }
+
+/* Whether layer g's experts live on its GPU (a layer on a GPU takes its
+ * experts along, except those the --n-cpu-moe split keeps on the CPU). */
+static bool experts_on_gpu(const plan *p, uint32_t g) { return p->tier[g] >= 0 && g >= p->n_cpu_moe; }
+
+/* What group g occupies on a GPU: its bytes, and its experts' unless the
+ * candidate keeps them on the CPU. */
+static uint64_t gpu_group_bytes(const plan_model *m, const candidate *c, uint32_t g)
+{
+    const plan_expert_set *e = expert_set(m, g);
+    return m->groups[g].bytes + (e && !(c->moe == MOE_CPU_SPLIT && g < c->n_cpu_moe) ? set_bytes(e) : 0);
+}
 
 /* The KV bytes per token of group g: the model's total split over its
  * layers (the remainder spread so that the parts add up exactly); the
@@ -73,11 +114,11 @@ static uint32_t assign_gpus(const plan_model *m, const plan_machine *hw, const c
         uint64_t room = hw->gpus[d].vram > reserve ? hw->gpus[d].vram - reserve : 0;
         uint32_t first = g;
         for (; g < limit; g++) {
-            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) * c->n_ctx : 0;
-            if (m->groups[g].bytes + kv > room) break;
-            room -= m->groups[g].bytes + kv;
+            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) * c->n_ctx : 0, bytes = gpu_group_bytes(m, c, g);
+            if (bytes + kv > room) break;
+            room -= bytes + kv;
             p->tier[g] = (int8_t)d;
-            p->gpu[d].weights += m->groups[g].bytes;
+            p->gpu[d].weights += bytes;
             p->gpu[d].kv += kv;
         }
         if (g > first) p->gpu[d].buffers = reserve; /* only a GPU in use needs it */
@@ -85,14 +126,22 @@ static uint32_t assign_gpus(const plan_model *m, const plan_machine *hw, const c
     return g;
 }
 
+/* What crosses the link for group g per token: the group and the experts
+ * a token is routed to. */
+static uint64_t link_group_bytes(const plan_model *m, uint32_t g)
+{
+    const plan_expert_set *e = expert_set(m, g);
+    return m->groups[g].bytes + (e ? set_used(e) * e->unit_bytes : 0);
+}
+
 /* Weights streamed over the link live in RAM (or stream from disk through
- * it) and cross to GPU 0 every token, which holds two groups in flight next
- * to its reserve. */
+ * it) and cross to GPU 0 every token, which holds two groups (with their
+ * routed experts) in flight next to its reserve. */
 static bool reserve_link(const plan_model *m, const plan_machine *hw, plan *p)
 {
     uint64_t largest = 0;
     for (uint32_t g = 0; g < m->n_groups; g++)
-        if (m->groups[g].bytes > largest) largest = m->groups[g].bytes;
+        if (link_group_bytes(m, g) > largest) largest = link_group_bytes(m, g);
     uint64_t inflight = (m->n_groups < 2 ? m->n_groups : 2) * largest;
     uint64_t vram = hw->n_gpus ? hw->gpus[0].vram : 0, reserve = gpu_reserve(vram);
     if (!hw->n_gpus || vram < reserve || vram - reserve < inflight) {
@@ -117,34 +166,142 @@ static uint64_t ram_fixed(const plan_model *m, const candidate *c, uint64_t kv_i
     return m->process_reserve + m->store_fixed + buffers(m, c->n_ctx) + kv_in_ram;
 }
 
-/* The CPU groups [first, n): resident in RAM or streamed, by the store's rule. */
-static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_request *req, uint32_t first,
-                      uint64_t fixed, plan *p)
+/* The experts the CPU computes: units, the largest unit slot, and their
+ * bytes at their own unit sizes (what the --n-cpu-moe split keeps). */
+static void cpu_experts(const plan_model *m, const plan *p, uint32_t *units, uint64_t *slot, uint64_t *bytes)
 {
-    uint32_t n = m->n_groups - first;
+    *units = 0;
+    *slot = *bytes = 0;
+    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
+        const plan_expert_set *e = expert_set(m, g);
+        if (!e || experts_on_gpu(p, g)) continue;
+        *units += e->n_expert;
+        *bytes += set_bytes(e);
+        if (e->unit_bytes > *slot) *slot = e->unit_bytes;
+    }
+}
+
+/* The CPU's share of the weights: groups [first, n) resident in RAM or
+ * streamed through the ring, by the store's rule (placement_choose), and
+ * the experts of the layers the CPU computes in the expert cache. As the
+ * store does: the dense groups are placed under the weight budget W less
+ * the units the candidate reserves (the least cache: STORE_EXPERT_MIN_SLOTS
+ * units; all of them for MOE_ALL_RESIDENT); the ring's slots are as large
+ * as the largest streamed group (placement_given, what the store does with
+ * the planner's choice); the cache gets min(units, what remains / slot). */
+static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
+                      uint32_t first, uint64_t fixed, plan *p)
+{
+    uint32_t n = m->n_groups - first, units;
+    uint64_t U, split_bytes;
+    cpu_experts(m, p, &units, &U, &split_bytes);
+    uint32_t min_units = units < PLAN_EXPERT_MIN_SLOTS ? units : PLAN_EXPERT_MIN_SLOTS;
+    moe_mode mode = units ? c->moe : MOE_STORE;
+    uint64_t reserved = mode == MOE_ALL_RESIDENT ? (uint64_t)units * U
+                        : mode == MOE_CPU_SPLIT  ? split_bytes
+                                                 : (uint64_t)min_units * U;
     p->ram.buffers = buffers(m, p->n_ctx);
     p->ram.overhead = m->process_reserve + m->store_fixed;
     uint64_t *bytes = malloc((n ? n : 1) * sizeof *bytes);
     if (!bytes) return false;
-    for (uint32_t i = 0; i < n; i++) bytes[i] = m->groups[first + i].bytes;
+    uint64_t dense = 0;
+    for (uint32_t i = 0; i < n; i++) dense += bytes[i] = m->groups[first + i].bytes;
     placement pl = {0};
-    /* placement_choose reads a budget of 0 as unlimited: 1 byte means nothing fits */
-    uint64_t budget = hw->ram_budget > fixed ? hw->ram_budget - fixed : 1;
-    bool ok = n == 0 ? fixed <= hw->ram_budget
-                     : placement_choose(n, bytes, budget, req->prefetch_depth, false, &pl) && hw->ram_budget > fixed;
-    if (ok) {
-        for (uint32_t i = 0; i < n; i++) p->tier[first + i] = pl.resident[i] ? TIER_RAM : TIER_DISK;
-        p->ram.weights = pl.resident_bytes + pl.n_slots * pl.slot_bytes;
-        p->slot_bytes = pl.slot_bytes;
-        p->n_slots = pl.n_slots;
+    /* W: the weight budget; placement_choose reads a budget of 0 as unlimited: 1 byte means nothing fits */
+    uint64_t W = hw->ram_budget > fixed ? hw->ram_budget - fixed : 0;
+    uint64_t dense_budget = W > reserved ? W - reserved : 1;
+    bool force_resident = mode == MOE_ALL_RESIDENT || mode == MOE_DENSE_RESIDENT || mode == MOE_CPU_SPLIT;
+    bool ok;
+    if (n == 0) ok = fixed <= hw->ram_budget && reserved <= W;
+    else if (force_resident) {
+        ok = placement_choose(n, bytes, 0, req->prefetch_depth, false, &pl) && dense + reserved <= W;
+        pl.min_bytes = dense;
     } else {
-        char a[32], b[32];
-        text(p->reason, "needs at least %s of memory%s; the budget is %s", fmt_bytes(fixed + pl.min_bytes, a, 32),
-             n ? " even streaming every layer" : "", fmt_bytes(hw->ram_budget, b, 32));
+        ok = placement_choose(n, bytes, dense_budget, req->prefetch_depth, mode == MOE_ALL_STREAMED, &pl) &&
+             W > reserved;
+    }
+    if (ok) {
+        uint64_t largest_streamed = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            p->tier[first + i] = pl.resident[i] ? TIER_RAM : TIER_DISK;
+            if (!pl.resident[i] && bytes[i] > largest_streamed) largest_streamed = bytes[i];
+        }
+        p->slot_bytes = pl.n_slots ? largest_streamed : 0;
+        p->n_slots = pl.n_slots;
+        uint64_t used = pl.resident_bytes + (uint64_t)p->n_slots * p->slot_bytes;
+        uint32_t slots = units;
+        if (mode == MOE_ALL_STREAMED) slots = min_units;
+        else if (mode == MOE_STORE || mode == MOE_DENSE_RESIDENT) {
+            uint64_t fit = W > used && U ? (W - used) / U : 0;
+            slots = fit < min_units ? min_units : fit > units ? units : (uint32_t)fit;
+        }
+        p->expert_units = units;
+        p->expert_slots = slots;
+        p->expert_slot_bytes = U;
+        p->ram.weights = used + (mode == MOE_CPU_SPLIT ? split_bytes : (uint64_t)slots * U);
+    } else {
+        char a[32], b[32], how[80] = "";
+        if (mode == MOE_ALL_RESIDENT) snprintf(how, sizeof how, " to hold every layer and expert");
+        else if (mode == MOE_CPU_SPLIT) snprintf(how, sizeof how, " to hold the experts of %u layers", c->n_cpu_moe);
+        else if (units)
+            snprintf(how, sizeof how, "%s and %u expert unit%s", mode == MOE_DENSE_RESIDENT ? " with every dense layer "
+                     "resident" : n ? " streaming every layer" : "", min_units, min_units == 1 ? "" : "s");
+        else if (n) snprintf(how, sizeof how, " even streaming every layer");
+        text(p->reason, "needs at least %s of memory at context %u%s; the budget is %s",
+             fmt_bytes(fixed + pl.min_bytes + reserved, a, 32), p->n_ctx, how, fmt_bytes(hw->ram_budget, b, 32));
     }
     free(pl.resident);
     free(bytes);
     return ok;
+}
+
+/* The distinct units of the CPU's expert sets that j tokens are routed to,
+ * under uniform routing: sum over the sets of n (1 - (1 - k/n)^j). */
+static double units_in_tokens(const plan_model *m, const plan *p, double j)
+{
+    double d = 0;
+    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
+        const plan_expert_set *e = expert_set(m, g);
+        if (e && !experts_on_gpu(p, g)) d += e->n_expert * (1 - pow(1 - (double)set_used(e) / e->n_expert, j));
+    }
+    return d;
+}
+
+/* How many tokens an LRU cache of expert_slots units keeps a unit, under
+ * uniform routing: the largest j whose tokens are routed to at most that
+ * many distinct units (a unit is evicted once that many others were used
+ * after it; a layer asks for its experts once per token). */
+static uint32_t lru_tokens(const plan_model *m, const plan *p)
+{
+    double c = p->expert_slots;
+    if (units_in_tokens(m, p, 1) > c) return 0;
+    uint32_t lo = 1, hi = 2; /* lo fits, hi is tried */
+    while (hi < (1u << 24) && units_in_tokens(m, p, hi) <= c) lo = hi, hi *= 2;
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (units_in_tokens(m, p, mid) <= c) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* The hit rate of a set's requests: 1 when the cache holds every unit, else
+ * the stated one, else uniform routing's under LRU: a unit is still cached
+ * when its layer was routed to it within the last `tokens` tokens,
+ * 1 - (1 - k/n)^tokens (0 when the cache holds less than one token uses). */
+static double set_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req, uint32_t tokens)
+{
+    if (p->expert_slots >= p->expert_units) return 1;
+    if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
+    return 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
+}
+
+/* The distinct experts of a set a batch of B tokens is routed to, under
+ * uniform routing: n (1 - (1 - k/n)^B) (at least the k of one token). */
+static double batch_experts(const plan_expert_set *e, double B)
+{
+    double n = e->n_expert, k = set_used(e), d = n * (1 - pow(1 - k / n, B));
+    return d > k ? d : k;
 }
 
 /* Bytes each tier moves per decoded token, and the times they take. */
@@ -174,6 +331,40 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         }
         if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
     }
+    /* experts: a token reads the n_used it is routed to; those not cached come from disk */
+    uint32_t tokens = p->expert_units && p->expert_slots < p->expert_units && !req->moe_hit_rate_set
+                          ? lru_tokens(m, p) : 0;
+    p->expert_hit_source = !p->expert_units                     ? NULL
+                           : p->expert_slots >= p->expert_units ? "all resident"
+                           : req->moe_hit_rate_set              ? "stated"
+                                                                : "uniform routing";
+    double expert_disk = 0, requests = 0, hits = 0;
+    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
+        const plan_expert_set *e = expert_set(m, g);
+        if (!e) continue;
+        uint64_t used = set_used(e), w = used * e->unit_weight_bytes;
+        if (experts_on_gpu(p, g)) {
+            gpu_read[p->tier[g]] += w;
+            continue;
+        }
+        double hit = set_hit_rate(e, p, req, tokens);
+        requests += (double)used;
+        hits += hit * (double)used;
+        expert_disk += (1 - hit) * (double)(used * e->unit_bytes);
+        if (c->over_link) {
+            gpu_read[0] += w;
+            p->link_bytes_per_token += used * e->unit_bytes;
+            p->ram_bytes_per_token += used * e->unit_bytes;
+        } else {
+            cpu_elems += used * e->unit_elems;
+            cpu_weight_bytes += w;
+            cpu_groups += p->tier[g] >= 0; /* its layer runs elsewhere: one more step on the CPU */
+            p->ram_bytes_per_token += w;
+        }
+    }
+    p->expert_hit_rate = requests > 0 ? hits / requests : 1;
+    p->expert_disk_bytes_per_token = (uint64_t)llround(expert_disk);
+    p->disk_bytes_per_token += p->expert_disk_bytes_per_token;
     p->ram_bytes_per_token += (kv_per_token(m, c->kv) - kv_gpu_tok) * pos;
     p->disk_bytes_per_token += m->embd_row_bytes;
     /* layers run one after the other, on whichever device holds them */
@@ -204,9 +395,26 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
         if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
     p->decode_tps = t > 0 ? 1.0 / t : 0;
-    /* Prefill: B tokens share each pass over the weights; compute scales with B. */
-    double B = req->n_batch ? req->n_batch : 256;
-    double tb = fmax(B * p->t_compute, fmax(p->t_ram, fmax(p->t_disk, fmax(p->t_link, p->t_vram))));
+    /* Prefill: B tokens share each pass over the weights; compute scales with B.
+     * Experts: the batch is routed to more of them than one token, each read once */
+    double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_ram = 0, x_raw = 0, x_link = 0, x_vram = 0;
+    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
+        const plan_expert_set *e = expert_set(m, g);
+        if (!e) continue;
+        double more = batch_experts(e, B) - set_used(e);
+        if (experts_on_gpu(p, g)) {
+            x_vram += more * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
+            continue;
+        }
+        x_disk += (1 - set_hit_rate(e, p, req, tokens)) * more * (double)e->unit_bytes;
+        if (c->over_link) x_link += more * (double)e->unit_bytes, x_raw += more * (double)e->unit_bytes;
+        else x_ram += more * (double)e->unit_weight_bytes;
+    }
+    double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw + x_raw / hw->ram_bw : 0);
+    double disk_b = (double)p->disk_bytes_per_token + x_disk;
+    double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
+    double tb = fmax(B * p->t_compute, fmax(tb_ram, fmax(tb_disk, fmax(p->t_link + x_link / link_bw,
+                                                                        p->t_vram + x_vram))));
     p->prefill_tps = tb > 0 ? B / tb : 0;
 }
 
@@ -222,6 +430,8 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
     p->kv = c->kv;
     p->n_groups = m->n_groups;
     p->over_link = c->over_link;
+    p->moe_split = c->moe == MOE_CPU_SPLIT;
+    p->n_cpu_moe = p->moe_split ? c->n_cpu_moe : 0;
     p->tier = malloc(m->n_groups ? m->n_groups : 1);
     if (!p->tier) {
         text(p->reason, "out of memory");
@@ -232,8 +442,16 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
     uint64_t kv_total = kv_per_token(m, c->kv) * c->n_ctx, kv_gpu = 0;
     for (int d = 0; d < PLAN_MAX_GPUS; d++) kv_gpu += p->gpu[d].kv;
     p->ram.kv = kv_total - kv_gpu;
+    if (p->moe_split && on_gpu < m->n_groups) {
+        char a[32];
+        uint64_t need = 0;
+        for (uint32_t g = 0; g < m->n_groups; g++) need += gpu_group_bytes(m, c, g);
+        text(p->reason, "the model without the experts of %u layers (%s) does not fit on the GPUs next to their "
+             "reserve", c->n_cpu_moe, fmt_bytes(need, a, 32));
+        return on_gpu;
+    }
     p->feasible = (!c->over_link || reserve_link(m, hw, p)) &&
-                  place_cpu(m, hw, req, on_gpu, ram_fixed(m, c, p->ram.kv), p);
+                  place_cpu(m, hw, req, c, on_gpu, ram_fixed(m, c, p->ram.kv), p);
     p->runnable = !c->use_gpu && c->kv == PLAN_KV_F16;
     if (p->feasible) cost(m, hw, req, c, p);
     return on_gpu;
@@ -283,10 +501,43 @@ static void evaluate_split(const plan_model *m, const plan_machine *hw, const pl
     }
 }
 
+/* llama.cpp's static split: everything on the GPUs but the experts of the
+ * first N layers, which stay resident in RAM (--n-cpu-moe N). Every N is
+ * tried and the fastest kept (ties: the fewest layers on the CPU). */
+static void evaluate_moe_split(const plan_model *m, const plan_machine *hw, const plan_request *req,
+                               const candidate *c0, bool prefill, plan *out)
+{
+    plan best = {0}, last = {0};
+    bool have = false;
+    uint32_t n_layers = m->n_groups ? m->n_groups - 1 : 0;
+    for (uint32_t n = 0; n <= n_layers; n++) {
+        candidate c = *c0;
+        c.n_cpu_moe = n;
+        plan t;
+        evaluate(m, hw, req, &c, m->n_groups, &t);
+        if (t.feasible && (!have || score(&t, prefill) > score(&best, prefill))) {
+            plan_free(&best);
+            best = t;
+            have = true;
+        } else {
+            plan_free(&last);
+            last = t;
+        }
+    }
+    if (have) {
+        plan_free(&last);
+        *out = best;
+    } else {
+        plan_free(&best);
+        *out = last;
+    }
+}
+
 static void evaluate_candidate(const plan_model *m, const plan_machine *hw, const plan_request *req,
                                const candidate *c, bool prefill, plan *out)
 {
-    if (c->use_gpu && !c->over_link && m->n_groups) evaluate_split(m, hw, req, c, prefill, out);
+    if (c->moe == MOE_CPU_SPLIT) evaluate_moe_split(m, hw, req, c, prefill, out);
+    else if (c->use_gpu && !c->over_link && m->n_groups) evaluate_split(m, hw, req, c, prefill, out);
     else evaluate(m, hw, req, c, m->n_groups, out);
 }
 
@@ -302,22 +553,40 @@ static void warn(plan_result *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The model's context, halved until the CPU plan fits (not below 256). */
+static bool fits_at(const plan_model *m, const plan_machine *hw, const plan_request *req, uint32_t ctx)
+{
+    candidate c = {"probe", ctx, req->kv, false, false, false, MOE_STORE, 0};
+    plan p;
+    evaluate(m, hw, req, &c, 0, &p);
+    bool ok = p.feasible;
+    plan_free(&p);
+    return ok;
+}
+
+/* The largest context up to `from` whose CPU plan fits: `from` itself, else
+ * the largest multiple of PLAN_MIN_AUTO_CTX below it (the memory a plan
+ * needs grows with the context, so a binary search finds it); 0 when not
+ * even PLAN_MIN_AUTO_CTX tokens fit. */
+static uint32_t largest_context(const plan_model *m, const plan_machine *hw, const plan_request *req, uint32_t from)
+{
+    if (fits_at(m, hw, req, from)) return from;
+    uint32_t lo = 0, hi = (from - 1) / PLAN_MIN_AUTO_CTX + 1; /* lo fits (0: none known), hi does not */
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (fits_at(m, hw, req, mid * PLAN_MIN_AUTO_CTX)) lo = mid;
+        else hi = mid;
+    }
+    return lo * PLAN_MIN_AUTO_CTX;
+}
+
+/* The model's context (2048 if it has none), else the largest that fits. */
 static uint32_t auto_context(const plan_model *m, const plan_machine *hw, const plan_request *req, plan_result *r)
 {
-    uint32_t ctx = m->context_length ? m->context_length : 2048;
-    bool ok;
-    for (;;) {
-        candidate c = {"probe", ctx, req->kv, false, false, false};
-        plan p;
-        evaluate(m, hw, req, &c, 0, &p);
-        ok = p.feasible;
-        plan_free(&p);
-        if (ok || ctx / 2 < MIN_AUTO_CTX) break;
-        ctx /= 2;
-    }
-    if (ok && ctx != m->context_length && m->context_length)
-        warn(r, "context reduced from %u to %u tokens to fit the memory budget", m->context_length, ctx);
+    uint32_t want = m->context_length ? m->context_length : 2048;
+    uint32_t ctx = largest_context(m, hw, req, want);
+    if (!ctx) return want < PLAN_MIN_AUTO_CTX ? want : PLAN_MIN_AUTO_CTX; /* its reason names the context */
+    if (ctx != want)
+        warn(r, "context reduced from %u to %u tokens, the most that fit the memory budget", want, ctx);
     return ctx;
 }
 
@@ -325,25 +594,47 @@ static int add_candidates(const plan_model *m, const plan_machine *hw, const pla
                           candidate *c)
 {
     int n = 0;
-    c[n++] = (candidate){"CPU: resident + streamed", ctx, req->kv, false, false, false};
-    if (ctx >= 2 * MIN_AUTO_CTX) c[n++] = (candidate){"smaller context (half)", ctx / 2, req->kv, false, false, false};
-    if (req->kv != PLAN_KV_Q8_0) c[n++] = (candidate){"q8_0 KV cache", ctx, PLAN_KV_Q8_0, false, false, false};
-    if (req->kv != PLAN_KV_Q4_0) c[n++] = (candidate){"q4_0 KV cache", ctx, PLAN_KV_Q4_0, false, false, false};
-    if (hw->n_gpus > 0) {
-        c[n++] = (candidate){"GPU/CPU layer split, KV on GPU", ctx, req->kv, true, true, false};
-        c[n++] = (candidate){"GPU/CPU layer split, KV in RAM", ctx, req->kv, true, false, false};
-        c[n++] = (candidate){"weights streamed over the GPU link", ctx, req->kv, true, false, true};
+    c[n++] = (candidate){"CPU: resident + streamed", ctx, req->kv, false, false, false, MOE_STORE, 0};
+    if (has_experts(m)) {
+        c[n++] = (candidate){"all resident", ctx, req->kv, false, false, false, MOE_ALL_RESIDENT, 0};
+        c[n++] = (candidate){"dense resident + expert cache", ctx, req->kv, false, false, false, MOE_DENSE_RESIDENT, 0};
+        c[n++] = (candidate){"all streamed + least expert cache", ctx, req->kv, false, false, false,
+                             MOE_ALL_STREAMED, 0};
     }
-    (void)m;
+    if (ctx >= 2 * MIN_AUTO_CTX)
+        c[n++] = (candidate){"smaller context (half)", ctx / 2, req->kv, false, false, false, MOE_STORE, 0};
+    if (req->kv != PLAN_KV_Q8_0)
+        c[n++] = (candidate){"q8_0 KV cache", ctx, PLAN_KV_Q8_0, false, false, false, MOE_STORE, 0};
+    if (req->kv != PLAN_KV_Q4_0)
+        c[n++] = (candidate){"q4_0 KV cache", ctx, PLAN_KV_Q4_0, false, false, false, MOE_STORE, 0};
+    if (hw->n_gpus > 0) {
+        c[n++] = (candidate){"GPU/CPU layer split, KV on GPU", ctx, req->kv, true, true, false, MOE_STORE, 0};
+        c[n++] = (candidate){"GPU/CPU layer split, KV in RAM", ctx, req->kv, true, false, false, MOE_STORE, 0};
+        c[n++] = (candidate){"weights streamed over the GPU link", ctx, req->kv, true, false, true, MOE_STORE, 0};
+        if (has_experts(m))
+            c[n++] = (candidate){"llama.cpp --n-cpu-moe split", ctx, req->kv, true, true, false, MOE_CPU_SPLIT, 0};
+    }
     return n;
 }
 
+/* The store's rule names its outcome; with experts, the cache too. */
 static void label_cpu_plan(plan *p)
 {
+    if (strncmp(p->label, "CPU", 3)) return;
     bool streamed = false;
     for (uint32_t g = 0; g < p->n_groups; g++) streamed |= p->tier[g] == TIER_DISK;
-    if (!strncmp(p->label, "CPU", 3))
-        snprintf(p->label, sizeof p->label, "%s", streamed ? "partial residency (streaming)" : "all resident");
+    bool cache = p->expert_slots < p->expert_units;
+    snprintf(p->label, sizeof p->label, "%s", streamed ? (cache ? "partial residency (streaming) + expert cache"
+                                                                : "partial residency (streaming)")
+                                              : cache ? "dense resident + expert cache" : "all resident");
+}
+
+/* Whether two feasible plans place everything alike (then only one is listed). */
+static bool same_placement(const plan *a, const plan *b)
+{
+    return a->feasible && b->feasible && a->n_ctx == b->n_ctx && a->kv == b->kv && a->n_groups == b->n_groups &&
+           !memcmp(a->tier, b->tier, a->n_groups) && a->expert_slots == b->expert_slots &&
+           a->n_cpu_moe == b->n_cpu_moe && a->over_link == b->over_link;
 }
 
 static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv req_kv, bool cpu_only, bool prefill)
@@ -391,18 +682,25 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
     bool prefill = req.n_batch >= 32;
     uint32_t ctx = req.n_ctx ? req.n_ctx : auto_context(m, hw, &req, r);
     candidate c[PLAN_MAX_ALTS];
-    r->n_alts = add_candidates(m, hw, &req, ctx, c);
-    int best = -1;
-    for (int i = 0; i < r->n_alts; i++) {
-        plan *a = &r->alts[i];
+    int n_cand = add_candidates(m, hw, &req, ctx, c), best = -1;
+    for (int i = 0; i < n_cand; i++) {
+        plan *a = &r->alts[r->n_alts];
         evaluate_candidate(m, hw, &req, &c[i], prefill, a);
         label_cpu_plan(a);
+        /* the MoE placements the store's rule may already have made: listed once */
+        if (i > 0 && c[i].moe != MOE_STORE && c[i].moe != MOE_CPU_SPLIT && same_placement(a, &r->alts[0])) {
+            plan_free(a);
+            continue;
+        }
+        r->n_alts++;
         /* quantized KV caches are alternatives unless asked for; GPU plans are
          * chosen only for planning (the engine runs on the CPU today) */
         bool eligible = a->feasible && a->n_ctx == ctx && a->kv == req.kv && (!req.cpu_only || a->runnable);
-        if (eligible && (best < 0 || score(a, prefill) > score(&r->alts[best], prefill))) best = i;
+        if (eligible && (best < 0 || score(a, prefill) > score(&r->alts[best], prefill))) best = r->n_alts - 1;
     }
     explain_rejections(r, best, ctx, req.kv, req.cpu_only, prefill);
+    if (req.moe_hit_rate_set && !has_experts(m))
+        warn(r, "the stated expert hit rate (--moe-hit-rate) is ignored: the model has no experts");
     machine_warnings(hw, r);
     if (best >= 0) {
         r->chosen = r->alts[best];
@@ -413,8 +711,13 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
         r->chosen.tier = NULL;
         if (r->chosen.feasible) /* fits, but not what the request allows (a CPU-only request for a quantized KV cache) */
             memcpy(r->chosen.reason, r->alts[0].rejected, PLAN_TEXT);
+        bool fitted = r->chosen.feasible;
         r->chosen.feasible = false;
         if (!r->chosen.reason[0]) snprintf(r->chosen.reason, PLAN_TEXT, "no placement fits");
+        /* a context given that does not fit: name the largest that does */
+        uint32_t fits = !fitted && req.n_ctx > PLAN_MIN_AUTO_CTX ? largest_context(m, hw, &req, req.n_ctx - 1) : 0;
+        size_t len = strlen(r->chosen.reason);
+        if (fits && len + 24 < PLAN_TEXT) snprintf(r->chosen.reason + len, PLAN_TEXT - len, " (-c %u fits)", fits);
     }
 }
 
@@ -433,6 +736,7 @@ void plan_result_free(plan_result *r)
 int plan_can_run(const plan *p)
 {
     if (!p->feasible) return 2;
+    if (p->expert_slots < p->expert_units) return 1; /* expert cache misses are read from disk */
     for (uint32_t g = 0; g < p->n_groups; g++)
         if (p->tier[g] == TIER_DISK) return 1;
     return 0;

@@ -21,10 +21,20 @@
 typedef struct plan_group {
     char name[24];          /* "blk.7", "output" */
     uint64_t bytes;         /* memory it occupies (read layout, aligned for direct I/O) */
-    uint64_t weight_bytes;  /* tensor data compute reads per decoded token (of stacked
-                               experts, the share a token is routed to) */
+    uint64_t weight_bytes;  /* tensor data compute reads per decoded token */
     uint64_t elems;         /* weights (compute cost) */
 } plan_group;
+
+/* A layer's routed experts (mixture of experts): not part of its group.
+ * Unit x, the x-th slice of each stacked expert tensor (gate, up, down),
+ * is what the store's expert cache holds and reads on a miss. */
+typedef struct plan_expert_set {
+    uint32_t n_expert;          /* units; 0: the layer has no experts */
+    uint32_t n_used;            /* experts a token is routed to */
+    uint64_t unit_bytes;        /* one unit's cache slot (store_expert_unit_bytes): what a miss reads */
+    uint64_t unit_weight_bytes; /* one unit's tensor data: what compute reads */
+    uint64_t unit_elems;        /* one unit's weights */
+} plan_expert_set;
 
 /* What the planner knows of a model: derived from the engine's own
  * description (engine_describe), or made up by tests. */
@@ -42,6 +52,10 @@ typedef struct plan_model {
     uint64_t store_fixed;       /* store row buffer */
     uint64_t process_reserve;   /* code, stacks, header, tokenizer */
     uint64_t embd_row_bytes;    /* gathered per token from disk */
+    /* experts: set l belongs to layer group l (n_expert_sets <= n_groups - 1;
+     * 0 without experts) */
+    uint32_t n_expert_sets;
+    plan_expert_set *experts;
 } plan_model;
 
 typedef struct plan_gpu {
@@ -73,7 +87,15 @@ typedef struct plan_request {
     plan_kv kv;
     int prefetch_depth;         /* 0: 2 */
     bool cpu_only;              /* the engine runs on the CPU today */
+    bool moe_hit_rate_set;      /* the expert cache's hit rate is stated (--moe-hit-rate) */
+    double moe_hit_rate;        /* with moe_hit_rate_set: 0..1 */
 } plan_request;
+
+/* The expert cache never holds fewer units than this (the store's
+ * STORE_EXPERT_MIN_SLOTS), unless the model has fewer. */
+#define PLAN_EXPERT_MIN_SLOTS 2u
+/* The least context the automatic search goes down to (tokens), and its step. */
+#define PLAN_MIN_AUTO_CTX 32u
 
 enum { TIER_DISK = -2, TIER_RAM = -1 }; /* a group's tier; >= 0 is a GPU index */
 
@@ -98,6 +120,17 @@ typedef struct plan {
     const char *bottleneck;     /* "disk", "RAM bandwidth", "GPU link", "VRAM bandwidth", "compute" */
     bool runnable;              /* the engine can execute it today */
     bool over_link;             /* weights live in RAM / on disk and cross the link to GPU 0 every token */
+    /* experts (all 0 without): the expert cache in RAM holds expert_slots of
+     * the expert_units of the layers whose experts the CPU computes (all of
+     * them when they are resident), in slots of expert_slot_bytes */
+    uint32_t expert_units, expert_slots;
+    uint64_t expert_slot_bytes;
+    uint32_t n_cpu_moe;         /* llama.cpp --n-cpu-moe split: the experts of layers [0, n) on the CPU, the
+                                   rest of the model on the GPUs (0: other plans) */
+    bool moe_split;             /* this is the --n-cpu-moe split (experts on the CPU are resident, not cached) */
+    double expert_hit_rate;     /* of the expert cache, as the prediction assumes */
+    const char *expert_hit_source; /* "stated", "uniform routing", "all resident" (NULL without experts) */
+    uint64_t expert_disk_bytes_per_token; /* expected: used experts x unit bytes x miss rate, summed (in disk_bytes) */
     char rejected[PLAN_TEXT];   /* for alternatives: why not chosen */
 } plan;
 
@@ -117,7 +150,8 @@ void plan_free(plan *p);
 
 const char *plan_kv_name(plan_kv kv); /* "f16", "q8_0", "q4_0" */
 
-/* Exit status of `plan --can-run`: 0 in memory, 1 with streaming, 2 cannot run. */
+/* Exit status of `plan --can-run`: 0 in memory, 1 with streaming (layers
+ * or expert misses), 2 cannot run. */
 int plan_can_run(const plan *p);
 
 #endif

@@ -5,6 +5,13 @@
 #include "plan/plan_text.h"
 #include "util/error.h"
 
+bool plan_model_has_experts(const plan_model *m)
+{
+    for (uint32_t g = 0; g < m->n_expert_sets; g++)
+        if (m->experts && m->experts[g].n_expert) return true;
+    return false;
+}
+
 static const char *tier_word(int8_t t) { return t == TIER_DISK ? "streamed" : t == TIER_RAM ? "resident" : "on GPU"; }
 
 /* Appends "blk A-B word" for runs of layers with the same tier. */
@@ -23,8 +30,18 @@ void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_
         g = e + 1;
     }
     if (m->n_groups)
-        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%soutput %s; token_embd rows gathered",
-                                len ? "; " : "", tier_word(p->tier[m->n_groups - 1]));
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%soutput %s", len ? "; " : "",
+                                tier_word(p->tier[m->n_groups - 1]));
+    if (p->moe_split && p->n_cpu_moe)
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "; experts of blk 0%s%.0u resident in RAM",
+                                p->n_cpu_moe > 1 ? "-" : "", p->n_cpu_moe > 1 ? p->n_cpu_moe - 1 : 0);
+    else if (p->expert_units && p->expert_slots >= p->expert_units)
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "; experts resident");
+    else if (p->expert_units)
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "; expert cache %u of %u units",
+                                p->expert_slots, p->expert_units);
+    if (m->n_groups)
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%stoken_embd rows gathered", len ? "; " : "");
     if (p->over_link)
         snprintf(buf + len, len < cap ? cap - len : 0, "; weights cross the link to GPU 0 every token");
 }
@@ -64,6 +81,14 @@ json_t *plan_to_json(const plan_model *m, const plan *p)
                                         "ram_bytes_per_token", (json_int_t)p->ram_bytes_per_token,
                                         "vram_bytes_per_token", (json_int_t)p->vram_bytes_per_token));
     json_object_set_new(o, "weights_over_link", json_boolean(p->over_link));
+    if (plan_model_has_experts(m))
+        json_object_set_new(o, "experts", json_pack("{s:I, s:I, s:I, s:f, s:s?, s:I, s:I}", "units",
+                                                    (json_int_t)p->expert_units, "cached_units",
+                                                    (json_int_t)p->expert_slots, "unit_slot_bytes",
+                                                    (json_int_t)p->expert_slot_bytes, "hit_rate", p->expert_hit_rate,
+                                                    "hit_rate_source", p->expert_hit_source, "disk_bytes_per_token",
+                                                    (json_int_t)p->expert_disk_bytes_per_token, "n_cpu_moe",
+                                                    (json_int_t)p->n_cpu_moe));
     json_object_update_new(o, json_pack("{s:f, s:f, s:s, s:{s:f, s:f, s:f, s:f, s:f}}", "decode_tokens_per_s",
                                         p->decode_tps, "prefill_tokens_per_s", p->prefill_tps, "bottleneck",
                                         p->bottleneck, "seconds_per_token", "compute", p->t_compute, "ram", p->t_ram,
@@ -148,17 +173,21 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
 
 void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_t cap, char *note, size_t note_cap)
 {
-    uint32_t gpu_layers = 0, streamed = 0;
-    bool kv_on_gpu = false;
+    uint32_t gpu_layers = 0, streamed = 0, n_layers = m->n_groups ? m->n_groups - 1 : 0;
+    bool kv_on_gpu = false, cache = p->expert_slots < p->expert_units;
     for (uint32_t g = 0; g + 1 < m->n_groups; g++) {
         gpu_layers += p->tier[g] >= 0;
         streamed += p->tier[g] == TIER_DISK;
     }
     for (int d = 0; d < PLAN_MAX_GPUS; d++) kv_on_gpu |= p->gpu[d].kv > 0;
     uint32_t ngl = gpu_layers + (m->n_groups && p->tier[m->n_groups - 1] >= 0);
+    /* the --n-cpu-moe split: the experts of the first N layers on the CPU (all of them: -ot exps=CPU) */
+    char moe[48] = "";
+    if (p->moe_split && p->n_cpu_moe >= n_layers && n_layers) snprintf(moe, sizeof moe, " -ot exps=CPU");
+    else if (p->moe_split && p->n_cpu_moe) snprintf(moe, sizeof moe, " --n-cpu-moe %u", p->n_cpu_moe);
     /* -nkvo: layers on the GPU, their KV cache in RAM */
-    snprintf(flags, cap, "-c %u -ctk %s -ctv %s -ngl %u%s%s", p->n_ctx, plan_kv_name(p->kv), plan_kv_name(p->kv), ngl,
-             ngl && !kv_on_gpu ? " -nkvo" : "", streamed ? "" : " --no-mmap --mlock");
+    snprintf(flags, cap, "-c %u -ctk %s -ctv %s -ngl %u%s%s%s", p->n_ctx, plan_kv_name(p->kv), plan_kv_name(p->kv),
+             ngl, ngl && !kv_on_gpu ? " -nkvo" : "", moe, streamed || cache ? "" : " --no-mmap --mlock");
     size_t len;
     if (p->over_link)
         len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream the weights over the GPU link for every "
@@ -166,7 +195,14 @@ void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_
     else if (streamed)
         len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream %u layers from disk under a memory bound: "
                                "with mmap it leaves them to the page cache, which thrashes when the model exceeds "
-                               "free RAM", streamed);
+                               "free RAM%s", streamed, cache ? "; nor cache experts one by one" : "");
+    else if (cache)
+        len = (size_t)snprintf(note, note_cap, "llama.cpp cannot cache experts one by one under a memory bound: with "
+                               "mmap the page cache decides which experts stay, and thrashes when the model exceeds "
+                               "free RAM");
+    else if (p->moe_split)
+        len = (size_t)snprintf(note, note_cap, "llama.cpp's static split: everything on the GPU but the experts of "
+                               "%u of %u layers, which stay in RAM", p->n_cpu_moe, n_layers);
     else
         len = (size_t)snprintf(note, note_cap, "everything fits in memory: llama.cpp can run this plan as is");
     if (p->kv != PLAN_KV_F16 && len < note_cap)

@@ -9,6 +9,9 @@
 #include "plan/plan.h"
 #include "strata.h"
 
+/* Whether the model has routed experts (expert sets). */
+bool plan_model_has_experts(const plan_model *m);
+
 /* "blk 0-11 resident, blk 12-31 streamed; output resident; token_embd rows gathered" */
 void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_t cap);
 

@@ -10,6 +10,7 @@
 #include "util/error.h"
 
 #define MAX_SET_TENSORS 4
+#define AGING_PERIOD 4 /* LFU counts halve after this many uses of every unit, on average */
 
 typedef struct cache_slot {
     int32_t key;      /* unit held (set * max_experts + id), -1: free */
@@ -37,6 +38,7 @@ struct expert_cache {
     cache_slot *slots; /* [n_slots] */
     uint8_t *mem;      /* [n_slots][slot_bytes] */
     uint32_t n_slots, units;
+    uint32_t n_transient; /* LFU: the last slots, for units not frequent enough to keep */
     uint64_t slot_bytes, tick, since_aging;
     store_expert_policy policy;
 };
@@ -153,32 +155,47 @@ static void evict(expert_cache *c, uint32_t i)
     s->prefetched = false;
 }
 
-/* Whether slot a is a better victim than slot b under the policy. */
-static bool better_victim(const expert_cache *c, const cache_slot *a, const cache_slot *b)
+/* Whether slot a is a better victim than slot b: less often used (LFU's
+ * kept part), else used less recently. */
+static bool better_victim(const expert_cache *c, const cache_slot *a, const cache_slot *b, bool by_freq)
 {
-    if (c->policy == STORE_EXPERT_LFU && c->freq[a->key] != c->freq[b->key]) return c->freq[a->key] < c->freq[b->key];
+    if (by_freq && c->freq[a->key] != c->freq[b->key]) return c->freq[a->key] < c->freq[b->key];
     return a->last_use < b->last_use;
 }
 
-/* A slot free of pins to reuse: a free one, else the policy's victim,
- * preferring units whose reads are done; -1 if every slot is pinned. */
-static int32_t victim(expert_cache *c)
+/* The victim among slots [from, to) free of pins: a free one, else the
+ * best, preferring units whose reads are done; -1 if all are pinned. */
+static int32_t victim_in(expert_cache *c, uint32_t from, uint32_t to, bool by_freq)
 {
     int32_t best = -1, busy = -1;
-    for (uint32_t i = 0; i < c->n_slots; i++) {
+    for (uint32_t i = from; i < to; i++) {
         cache_slot *s = &c->slots[i];
         if (s->pins) continue;
         if (s->key < 0) return (int32_t)i;
         int32_t *pick = in_flight(s) ? &busy : &best;
-        if (*pick < 0 || better_victim(c, s, &c->slots[*pick])) *pick = (int32_t)i;
+        if (*pick < 0 || better_victim(c, s, &c->slots[*pick], by_freq)) *pick = (int32_t)i;
     }
     return best >= 0 ? best : busy;
+}
+
+/* The slot for unit `key`. LRU: the least recently used. LFU: the kept
+ * slots (all but the last n_transient) hold the most frequently used units;
+ * a unit used less often than the least frequent of them is read into a
+ * transient slot instead (LRU among those), so a cache smaller than what a
+ * token reads keeps a stable set instead of cycling everything through. */
+static int32_t victim(expert_cache *c, int32_t key)
+{
+    uint32_t kept = c->n_slots - c->n_transient;
+    if (c->policy == STORE_EXPERT_LRU || !c->n_transient) return victim_in(c, 0, c->n_slots, false);
+    int32_t v = victim_in(c, 0, kept, true), t = victim_in(c, kept, c->n_slots, false);
+    if (v >= 0 && (c->slots[v].key < 0 || t < 0 || c->freq[key] > c->freq[c->slots[v].key])) return v;
+    return t;
 }
 
 static void count_use(expert_cache *c, int32_t key)
 {
     c->freq[key]++;
-    if (++c->since_aging >= c->units) { /* aging: old popularity fades */
+    if (++c->since_aging >= AGING_PERIOD * c->units) { /* aging: old popularity fades */
         for (uint64_t k = 0; k < (uint64_t)c->n_sets * c->max_experts; k++) c->freq[k] /= 2;
         c->since_aging = 0;
     }
@@ -208,6 +225,7 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     if (!c) return err_set(err, STRATA_E_NOMEM, "out of memory");
     *c = (expert_cache){.io = io, .chunk = 4u << 20, .n_sets = n_sets, .mem = mem, .slot_bytes = slot_bytes,
                         .n_slots = n_slots, .policy = policy};
+    if (policy == STORE_EXPERT_LFU && n_slots >= 4) c->n_transient = n_slots / 8 > 1 ? n_slots / 8 : 1;
     for (uint32_t i = 0; i < n_sets; i++) c->max_experts = sets[i].n_experts > c->max_experts ? sets[i].n_experts : c->max_experts;
     uint64_t keys = (uint64_t)n_sets * c->max_experts;
     c->sets = calloc(n_sets ? n_sets : 1, sizeof *c->sets);
@@ -259,7 +277,7 @@ strata_status expert_cache_pin(expert_cache *c, uint32_t set, const int32_t *ids
             s->prefetched = false;
             s->last_use = ++c->tick;
         } else {
-            if ((slot = victim(c)) < 0) break;
+            if ((slot = victim(c, key)) < 0) break;
             evict(c, (uint32_t)slot);
             assign(c, (uint32_t)slot, set, ids[i], false);
             si->stats.misses++;
@@ -315,7 +333,7 @@ void expert_cache_prefetch(expert_cache *c, uint32_t set, const int32_t *ids, ui
     for (uint32_t i = 0; i < n; i++) {
         if (ids[i] < 0 || (uint32_t)ids[i] >= c->sets[set].set.n_experts || c->where[key_of(c, set, ids[i])] >= 0)
             continue;
-        int32_t slot = victim(c);
+        int32_t slot = victim(c, key_of(c, set, ids[i]));
         if (slot < 0 || in_flight(&c->slots[slot])) return; /* never wait for a hint */
         evict(c, (uint32_t)slot);
         assign(c, (uint32_t)slot, set, ids[i], true);
