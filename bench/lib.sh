@@ -52,3 +52,48 @@ per_token_bytes() {
     embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
     echo $((total - embd))
 }
+
+# Mixture of experts: fields of `strata run`'s end lines, empty when absent:
+#   strata: experts: hit 63.2 % in decode (1234 of 1536 uses), cache 412 of
+#     1536 experts (1.21 GiB, LRU), prefetch router: 71 % of 300 used
+#   strata: streamed 0.312 GB/token at 1.40 GB/s, 93 % of the disk bound (...)
+expert_hit() { sed -n 's/.*experts: hit \([0-9.]*\) %.*/\1/p' | head -n 1; }
+expert_cache() { sed -n 's/.*experts: .*cache \([0-9]*\) of \([0-9]*\) experts.*/\1\/\2/p' | head -n 1; }
+prefetch_used() { sed -n 's/.*experts: .*prefetch [a-z]*: \([0-9.]*\) % .*/\1/p' | head -n 1; }
+bound_pct() { sed -n 's/.*GB\/token at [0-9.]* GB\/s, \([0-9.]*\) % of the disk bound.*/\1/p' | head -n 1; }
+
+# active_bytes MODEL: weight bytes one decoded token reads when every weight
+# is used as a mixture of experts uses it: all tensors but the embedding,
+# stacked experts (*_exps) at expert_used_count / expert_count of their size.
+active_bytes() {
+    "$STRATA" inspect --json --tensors "$1" | awk '
+        /"n_expert":/ { gsub(/[^0-9]/, ""); ne = $0 }
+        /"n_expert_used":/ { gsub(/[^0-9]/, ""); nu = $0 }
+        /"name":/ { name = $2 }
+        /"bytes":/ && name != "" {
+            b = $2; gsub(/[^0-9]/, "", b)
+            if (name ~ /token_embd/) { name = ""; next }
+            total += (name ~ /_exps/ && ne > 0) ? b * nu / ne : b
+            name = "" }
+        END { printf "%.0f\n", total }'
+}
+
+# cgroup_run LIMIT LOG CMD...: runs CMD in a fresh cgroup v1 memory group of
+# LIMIT bytes (its output to LOG) and prints "exit OOM_KILLS PEAK_BYTES"; returns
+# 1 without running when that needs root or a memory hierarchy it lacks.
+cgroup_run() {
+    limit=$1; log=$2; shift 2
+    cg_line=$(grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' /proc/self/cgroup || true)
+    cg_root=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") break; if ($(i + 1) == "cgroup" && $(i + 3) ~ /memory/) { print $5; exit } }' /proc/self/mountinfo)
+    if [ "$(id -u)" != 0 ] || [ -z "$cg_line" ] || [ -z "$cg_root" ]; then return 1; fi
+    cg="$cg_root$(echo "$cg_line" | cut -d: -f3)/strata-bench-$$"
+    mkdir "$cg" || return 1
+    echo "$limit" > "$cg/memory.limit_in_bytes"
+    echo "$limit" > "$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
+    rc=0
+    sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@" >"$log" 2>&1 || rc=$?
+    oom=$(awk '$1 == "oom_kill" { print $2 }' "$cg/memory.oom_control" 2>/dev/null || echo "?")
+    peak=$(cat "$cg/memory.max_usage_in_bytes" 2>/dev/null || echo 0)
+    rmdir "$cg" 2>/dev/null || true
+    echo "$rc ${oom:-?} $peak"
+}

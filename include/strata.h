@@ -77,9 +77,6 @@ typedef struct strata_machine {
  * profile (`strata detect --measure`) when it belongs to this machine.
  * `model_path` is a model file or its directory (NULL: current directory). */
 strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err);
-/* A requested memory budget within what the machine can give: the smaller
- * of it and usable_memory (0: unknown, no clamp); *clamped when smaller. */
-uint64_t strata_machine_clamp_budget(const strata_machine *m, uint64_t requested, bool *clamped);
 
 /* ---- Running a model ---- */
 

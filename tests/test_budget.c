@@ -50,13 +50,14 @@ TEST(test_budget_mem_above_cgroup_is_clamped)
     free(out);
 }
 
-/* The budget of the run's plan line, in MiB ("budget 225 MiB"), 0 if absent. */
+/* The budget of a run's plan line ("; budget 225 MiB") or of plan's
+ * memory line ("budget 225 MiB"), in MiB; 0 if absent. */
 static double budget_mib(const char *out)
 {
-    const char *p = out ? strstr(out, "; budget ") : NULL;
+    const char *p = out ? strstr(out, "budget ") : NULL;
     double v = 0;
     char unit[8] = "";
-    if (!p || sscanf(p, "; budget %lf %7s", &v, unit) != 2) return 0;
+    if (!p || sscanf(p, "budget %lf %7s", &v, unit) != 2) return 0;
     return !strcmp(unit, "GiB") ? v * 1024 : !strcmp(unit, "MiB") ? v : !strcmp(unit, "KiB") ? v / 1024 : 0;
 }
 
@@ -73,5 +74,27 @@ TEST(test_budget_default_in_small_cgroup)
     if (rc == -2) return;
     double b = budget_mib(out);
     CHECK(rc == 0 && !oom && b >= 200 && b <= 300, " rc %d, budget %.1f MiB: %s", rc, b, out);
+    free(out);
+}
+
+/* plan shows the clamp: the warning, and the budget line at the cgroup's
+ * usable memory; --strict-mem exits 3 (an error) with the reason. */
+TEST(test_budget_plan_shows_the_clamp)
+{
+    const char *model = test_fixture("synth-q8_0.gguf");
+    if (!model) return;
+    char args[2048], *out = NULL;
+    bool oom = false;
+    snprintf(args, sizeof args, "plan %s --mem 1G", model);
+    int rc = run_in_cgroup(96 * MiB, args, &out, &oom);
+    if (rc == -2) return;
+    double b = budget_mib(out ? strstr(out, "memory      budget") : NULL);
+    CHECK(rc == 0 && out && strstr(out, "strata plan: warning: --mem 1.00 GiB is more than the") && b > 0 && b <= 96,
+          " rc %d, budget %.1f MiB: %s", rc, b, out);
+    free(out);
+    out = NULL;
+    snprintf(args, sizeof args, "plan %s --mem 1G --strict-mem", model);
+    rc = run_in_cgroup(96 * MiB, args, &out, &oom);
+    CHECK(rc == 3 && out && strstr(out, "lower --mem"), " rc %d: %s", rc, out);
     free(out);
 }

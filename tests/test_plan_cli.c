@@ -393,7 +393,7 @@ TEST(test_plan_cli_model_flag)
 TEST(test_plan_cli_help)
 {
     char *out = NULL;
-    CHECK(strata("plan --help", &out, true) == 0 && out && strstr(out, "3 error") && strstr(out, "10% / 256 MiB") &&
+    CHECK(strata("plan --help", &out, true) == 0 && out && strstr(out, "3 error") && strstr(out, "minus 10%, at least") &&
               !strstr(out, "%%"),
           " %s", out);
     free(out);

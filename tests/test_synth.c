@@ -1,7 +1,8 @@
 /* The synthetic model generator: the files it writes are valid, hold the
  * requested types and shapes, are reproducible, and follow llama.cpp's
  * Q4_K_M type recipe (checked against the llama.cpp-made fixtures); every
- * architecture it writes runs (or, with experts, plans) in `strata`. */
+ * architecture it writes runs (or, with experts, plans) in `strata`; and
+ * --routing-skew routes tokens as it promises (Plackett-Luce, r^-ALPHA). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -440,4 +441,238 @@ TEST(test_synth_matches_arch_fixtures)
         gguf_close(ours);
         gguf_close(theirs);
     }
+}
+
+/* ---- --routing-skew ---- */
+
+/* A 16-expert, 2-used qwen3moe with a 4096-token vocabulary: each token is
+ * one sample of the routing. */
+static synth_options routed(const char *path, bool routing, double alpha)
+{
+    synth_options o = {.arch = "qwen3moe",
+                       .shape = {.n_embd = 256, .n_ff = 768, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                                 .vocab = 4096, .ctx = 128},
+                       .n_expert = 16, .n_expert_used = 2, .routing = routing, .routing_skew = alpha, .seed = 5,
+                       .threads = 2, .output = path};
+    if (!synth_parse_type("q4_k_m", &o.type, &o.mix)) test_fail(__FILE__, __LINE__, "type", " q4_k_m");
+    return o;
+}
+
+/* Plackett-Luce: k = 2 experts drawn without replacement with weights
+ * r^-alpha; the probability that the expert of rank r is among them. */
+static void plackett_luce_2(double alpha, int n, double *incl)
+{
+    double w[64], sum = 0;
+    for (int r = 0; r < n; r++) sum += w[r] = pow(r + 1, -alpha);
+    for (int e = 0; e < n; e++) {
+        double p = w[e] / sum;
+        incl[e] = p;
+        for (int f = 0; f < n; f++)
+            if (f != e) incl[e] += (w[f] / sum) * (w[e] / (sum - w[f]));
+    }
+}
+
+static int by_value_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The engine's routing rule (top-k of router x hidden state; the RMS norm
+ * scales a token's logits alike, so it does not change the choice) applied
+ * to each token's embedding, which is what the router reads when no layer
+ * writes the dimensions it looks at. Ties (quantized embedding values can be
+ * equal) are broken at random, as the layers' small perturbation breaks them
+ * in a real run. freq[e]: the share of tokens that pick expert e. */
+static void simulate_routing(const float *emb, const float *router, uint64_t n_embd, uint64_t vocab, int n_expert,
+                             double *freq)
+{
+    uint64_t lcg = 12345;
+    for (int e = 0; e < n_expert; e++) freq[e] = 0;
+    for (uint64_t t = 0; t < vocab; t++) {
+        double logit[64];
+        for (int e = 0; e < n_expert; e++) {
+            double s = 0;
+            for (uint64_t i = 0; i < n_embd; i++) s += (double)router[e * n_embd + i] * emb[t * n_embd + i];
+            lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+            logit[e] = s + 1e-6 * (double)(lcg >> 40) / (double)(1ull << 24);
+        }
+        for (int pick = 0; pick < 2; pick++) {
+            int best = 0;
+            for (int e = 1; e < n_expert; e++) best = logit[e] > logit[best] ? e : best;
+            freq[best] += 1.0 / (double)vocab;
+            logit[best] = -INFINITY;
+        }
+    }
+}
+
+static float *tensor_of(const gguf_file *f, const char *name, const gguf_tensor **t)
+{
+    *t = gguf_find_tensor(f, name);
+    return *t ? read_tensor_f32(f, *t) : NULL;
+}
+
+/* Checks the routing a model's layer makes over its vocabulary against
+ * Plackett-Luce with weights r^-alpha: returns the share of tokens that pick
+ * its most popular expert, or -1. */
+static double check_layer_routing(const gguf_file *f, int layer, double alpha, const char *what)
+{
+    const gguf_tensor *te, *tr;
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", layer);
+    float *emb = tensor_of(f, "token_embd.weight", &te), *router = tensor_of(f, name, &tr);
+    double freq[16], sorted[16], theory[16], top = -1;
+    CHECK(emb && router && tr->type == GGML_TYPE_F32 && tr->ne[0] == 256 && tr->ne[1] == 16, " %s", what);
+    if (emb && router) {
+        simulate_routing(emb, router, 256, te->ne[1], 16, freq);
+        memcpy(sorted, freq, sizeof sorted);
+        qsort(sorted, 16, sizeof(double), by_value_desc);
+        plackett_luce_2(alpha, 16, theory);
+        /* 4096 samples: a share of 0.125 has a standard error of 0.005 */
+        double worst = 0;
+        for (int r = 0; r < 16; r++) worst = fmax(worst, fabs(sorted[r] - theory[r]));
+        CHECK(worst < 0.03, " %s layer %d: sorted pick rates differ from Plackett-Luce(r^-%g) by %.3f "
+              "(top %.3f vs %.3f, last %.3f vs %.3f)", what, layer, alpha, worst, sorted[0], theory[0], sorted[15],
+              theory[15]);
+        top = sorted[0];
+        /* the popularity follows the router's weight on the constant dimensions */
+        if (alpha > 0) {
+            int concordant = 0, pairs = 0;
+            for (int a = 0; a < 16; a++)
+                for (int b = a + 1; b < 16; b++) {
+                    double ba = 0, bb = 0;
+                    for (int i = 0; i < 32; i++) ba += router[a * 256 + i], bb += router[b * 256 + i];
+                    pairs++;
+                    concordant += (ba - bb) * (freq[a] - freq[b]) > 0;
+                }
+            CHECK(concordant >= pairs * 9 / 10, " %s layer %d: %d of %d pairs in bias order", what, layer,
+                  concordant, pairs);
+        }
+    }
+    free(emb);
+    free(router);
+    return top;
+}
+
+/* The routing carriers survive the layers: no layer writes the constant
+ * dimensions [0, 32), and the noise dimensions [32, 48) get only a small
+ * share of what the other rows write; the constant reads back as 1. */
+static void check_carriers(const gguf_file *f)
+{
+    const gguf_tensor *t;
+    float *emb = tensor_of(f, "token_embd.weight", &t);
+    REQUIRE(emb);
+    for (uint64_t tok = 0; tok < t->ne[1]; tok += 97)
+        for (int i = 0; i < 32; i++)
+            CHECK(fabsf(emb[tok * 256 + i] - 1.0f) < 0.06f, " token %llu dim %d: %g", (unsigned long long)tok, i,
+                  emb[tok * 256 + i]);
+    free(emb);
+    const char *names[] = {"blk.0.attn_output.weight", "blk.1.ffn_down_exps.weight"};
+    for (int n = 0; n < 2; n++) {
+        float *w = tensor_of(f, names[n], &t);
+        REQUIRE(w, " %s", names[n]);
+        uint64_t n_in = t->ne[0], rows = t->ne[1] * t->ne[2];
+        double sq[3] = {0}, cnt[3] = {0};
+        for (uint64_t r = 0; r < rows; r++) {
+            int band = r % 256 < 32 ? 0 : r % 256 < 48 ? 1 : 2;
+            for (uint64_t i = 0; i < n_in; i++) sq[band] += (double)w[r * n_in + i] * w[r * n_in + i];
+            cnt[band] += (double)n_in;
+        }
+        double rms[3] = {sqrt(sq[0] / cnt[0]), sqrt(sq[1] / cnt[1]), sqrt(sq[2] / cnt[2])};
+        CHECK(rms[0] == 0 && rms[1] > 0 && rms[1] < 0.5 * rms[2], " %s: rms of rows 0-31 %g, 32-47 %g, others %g",
+              names[n], rms[0], rms[1], rms[2]);
+        free(w);
+    }
+}
+
+TEST(test_synth_routing_skew)
+{
+    char plain[1024], flat[1024], skew[1024];
+    snprintf(plain, sizeof plain, "%s/plain.gguf", test_tmpdir());
+    snprintf(flat, sizeof flat, "%s/flat.gguf", test_tmpdir());
+    snprintf(skew, sizeof skew, "%s/skew.gguf", test_tmpdir());
+    synth_options a = routed(plain, false, 0), b = routed(flat, true, 0), c = routed(skew, true, 1.0);
+    strata_error e;
+    REQUIRE(synth_write(&a, &e) == STRATA_OK && synth_write(&b, &e) == STRATA_OK && synth_write(&c, &e) == STRATA_OK,
+            " %s", e.message);
+    gguf_file *fp, *ff, *fs;
+    REQUIRE(gguf_open(plain, &fp, &e) == STRATA_OK && gguf_open(flat, &ff, &e) == STRATA_OK &&
+                gguf_open(skew, &fs, &e) == STRATA_OK,
+            " %s", e.message);
+    /* only the embedding, the routers and the output projections change */
+    size_t np, ns;
+    uint8_t *dp = read_whole_file(plain, &np), *ds = read_whole_file(skew, &ns);
+    REQUIRE(dp && ds && fp->n_tensors == fs->n_tensors);
+    for (uint64_t i = 0; i < fp->n_tensors; i++) {
+        const gguf_tensor *x = &fp->tensors[i], *y = gguf_find_tensor(fs, x->name);
+        bool touched = strstr(x->name, "token_embd") || strstr(x->name, "ffn_gate_inp") ||
+                       strstr(x->name, "attn_output") || strstr(x->name, "ffn_down_exps");
+        bool same = y && x->type == y->type && x->n_bytes == y->n_bytes &&
+                    !memcmp(dp + x->file_offset, ds + y->file_offset, x->n_bytes);
+        CHECK(same != touched, " %s: %s", x->name, same ? "unchanged" : "changed");
+    }
+    free(dp);
+    free(ds);
+    check_carriers(fs);
+    /* uniform at 0; at 1, in each layer, the most popular of the 16 experts
+     * is among a token's 2 in 52 % of the tokens (Plackett-Luce), not 12.5 % */
+    for (int l = 0; l < 2; l++) {
+        double top0 = check_layer_routing(ff, l, 0.0, "--routing-skew 0");
+        double top1 = check_layer_routing(fs, l, 1.0, "--routing-skew 1");
+        CHECK(top0 < 0.15 && top1 > 0.45, " layer %d: most popular expert %.3f (skew 0), %.3f (skew 1)", l, top0, top1);
+    }
+    /* each layer has its own hot experts: the router's weights on the
+     * constant dimensions are the same values, given to other experts */
+    const gguf_tensor *t0, *t1;
+    float *r0 = tensor_of(fs, "blk.0.ffn_gate_inp.weight", &t0), *r1 = tensor_of(fs, "blk.1.ffn_gate_inp.weight", &t1);
+    REQUIRE(r0 && r1);
+    int moved = 0;
+    double s0 = 0, s1 = 0;
+    for (int x = 0; x < 16; x++) {
+        moved += r0[x * 256] != r1[x * 256];
+        s0 += r0[x * 256];
+        s1 += r1[x * 256];
+    }
+    CHECK(moved >= 8 && fabs(s0 - s1) < 1e-4, " %d experts changed popularity; bias sums %g, %g", moved, s0, s1);
+    free(r0);
+    free(r1);
+    gguf_close(fp);
+    gguf_close(ff);
+    gguf_close(fs);
+    /* the model stays sane: it samples without NaN logits */
+    char args[2048], *out = NULL;
+    snprintf(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 8 --temp 1 -s 3 -t 2", skew);
+    CHECK(strata_cli(args, &out) == 0 && out && strstr(out, "generated 8 tokens"), " %s", out);
+    free(out);
+}
+
+TEST(test_synth_routing_skew_cli)
+{
+    static const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--arch qwen3 --routing-skew 1", "--routing-skew needs experts"},
+        {"--arch qwen3moe --routing-skew -1", "--routing-skew '-1': expected a decimal number 0..16"},
+        {"--arch qwen3moe --routing-skew 1e3", "--routing-skew '1e3'"},
+        {"--arch qwen3moe --routing-skew 17", "--routing-skew '17'"},
+        {"--arch qwen3moe --n-embd 64 --n-heads 4 --n-kv-heads 2 --routing-skew 1",
+         "--routing-skew with 8 experts needs --n-embd 80 or more"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[1024], *out = NULL;
+        snprintf(path, sizeof path, "%s/bad.gguf", test_tmpdir());
+        int rc = synth_cli(cases[i].args, path, &out);
+        CHECK(rc == 2 && out && strstr(out, cases[i].want), " %s: rc %d: %s", cases[i].args, rc, out);
+        free(out);
+        CHECK(access(path, F_OK) != 0, " %s left a file", cases[i].args);
+    }
+    char path[1024], *out = NULL;
+    snprintf(path, sizeof path, "%s/mixtral.gguf", test_tmpdir());
+    CHECK(synth_cli("--n-embd 256 --n-ff 512 --n-layers 2 --n-expert 4 --routing-skew 0.8 --type q8_0", path,
+                    &out) == 0, " llama with experts: %s", out);
+    free(out);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --help", test_synth_bin());
+    CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, "--routing-skew ALPHA"), " %s", out);
+    free(out);
 }

@@ -20,10 +20,9 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
             hw_profile_reuse_measured(p, path, &ignored);
         out->usable_memory = p->mem.usable;
         out->default_budget = hw_default_budget(p->mem.usable);
-        const hw_cgroup *cg = &p->mem.cgroup;
-        if (cg->version && cg->limit != HW_NO_LIMIT && cg->headroom <= p->mem.available) {
-            out->cgroup_limit = cg->limit;
-            out->cgroup_held = cg->usage - cg->reclaimable;
+        if (hw_memory_cgroup_binds(&p->mem)) {
+            out->cgroup_limit = p->mem.cgroup.limit;
+            out->cgroup_held = p->mem.cgroup.usage - p->mem.cgroup.reclaimable;
         }
         uint32_t cores = p->cpu.physical_cores;
         if (p->cpu.usable_cores && (cores == 0 || p->cpu.usable_cores < cores)) cores = p->cpu.usable_cores;
@@ -33,10 +32,4 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
     }
     free(p);
     return st;
-}
-
-uint64_t strata_machine_clamp_budget(const strata_machine *m, uint64_t requested, bool *clamped)
-{
-    *clamped = m->usable_memory && requested > m->usable_memory;
-    return *clamped ? m->usable_memory : requested;
 }

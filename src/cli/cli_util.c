@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hw/hw.h"
+#include "util/fmt.h"
 
 const char *cli_fmt_rate(double bps, char *buf, size_t cap)
 {
@@ -49,4 +50,26 @@ const char *cli_opt_value(const char *cmd, int argc, char **argv, int *i, const 
         return "";
     }
     return argv[++*i];
+}
+
+bool cli_clamp_budget(const char *cmd, const cli_memory *mem, bool strict, uint64_t *budget)
+{
+    if (!mem->usable || *budget <= mem->usable) return true;
+    char want[32], got[32], limit[32], held[32], why[128];
+    fmt_bytes(*budget, want, sizeof want);
+    fmt_bytes(mem->usable, got, sizeof got);
+    if (mem->cgroup_limit)
+        snprintf(why, sizeof why, "its memory cgroup's limit of %s, %s of it in use",
+                 fmt_bytes(mem->cgroup_limit, limit, sizeof limit), fmt_bytes(mem->cgroup_held, held, sizeof held));
+    else
+        snprintf(why, sizeof why, "the memory available on this machine");
+    if (strict) {
+        fprintf(stderr, "strata %s: --mem %s is more than the %s this process can use (%s); lower --mem\n", cmd,
+                want, got, why);
+        return false;
+    }
+    fprintf(stderr, "strata %s: warning: --mem %s is more than the %s this process can use (%s); using %s "
+            "(--strict-mem refuses instead)\n", cmd, want, got, why, got);
+    *budget = mem->usable;
+    return true;
 }

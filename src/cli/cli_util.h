@@ -1,9 +1,10 @@
-/* Helpers shared by the hardware subcommands (detect, doctor). */
+/* Helpers shared by the subcommands. */
 #ifndef STRATA_CLI_CLI_UTIL_H
 #define STRATA_CLI_CLI_UTIL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* "12.3 GB/s" (decimal units, as bandwidths are quoted). Returns buf. */
 const char *cli_fmt_rate(double bytes_per_s, char *buf, size_t cap);
@@ -17,5 +18,16 @@ bool cli_profile_path(const char *cmd, const char *flag, char *buf, size_t cap);
  * "--path=DIR"); advances *i. NULL when argv[*i] is not `name`; prints an
  * error and sets *bad when the value is missing. */
 const char *cli_opt_value(const char *cmd, int argc, char **argv, int *i, const char *name, bool *bad);
+
+/* What a process may use and why: usable memory, and the cgroup limit that
+ * binds it with what the cgroup holds (limit 0: none binds). */
+typedef struct cli_memory {
+    uint64_t usable, cgroup_limit, cgroup_held;
+} cli_memory;
+
+/* --mem above what this process can use: clamped to it with a warning
+ * naming the limit (*budget changed), or refused with --strict-mem (false,
+ * the error printed). Unknown usable memory (0): no clamp. */
+bool cli_clamp_budget(const char *cmd, const cli_memory *mem, bool strict, uint64_t *budget);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "gguf/gguf.h"
 #include "model/model_spec.h"
@@ -27,9 +28,12 @@ static const char plan_usage[] =
     "  --kv-type T          f16 (default), q8_0 or q4_0 (the engine runs f16 today)\n"
     "  --moe-hit-rate X     mixture of experts: the expert cache's hit rate, 0 to 1\n"
     "                       (default: estimated for uniform routing and an LRU cache)\n"
-    "  --mem SIZE           RAM budget (default: usable memory minus 10% / 256 MiB);\n"
-    "                       SIZE: a decimal number and K, M, G or T (powers of 1024),\n"
-    "                       bytes without a unit; at least 1M\n"
+    "  --mem SIZE           RAM budget (default: usable memory minus 10%, at least\n"
+    "                       256 MiB, at most a quarter); SIZE: a decimal number and\n"
+    "                       K, M, G or T (powers of 1024), bytes without a unit; at\n"
+    "                       least 1M. More than this process can use (its cgroup's\n"
+    "                       limit, the available memory) is clamped with a warning\n"
+    "  --strict-mem         refuse a --mem above what this process can use\n"
     "  --hw PROFILE.json    plan for this machine profile (`strata detect --json`\n"
     "                       format, e.g. an edited one) instead of this machine\n"
     "  --compare            list the alternatives considered and why each lost\n"
@@ -51,7 +55,7 @@ typedef struct plan_args {
     const char *model, *hw_file, *export_to;
     uint64_t mem;
     plan_request req;
-    bool compare, json, can_run;
+    bool compare, json, can_run, strict_mem;
 } plan_args;
 
 /* The model: a positional path and/or -m PATH (the same path when both). */
@@ -121,6 +125,7 @@ static int parse_plan_args(int argc, char **argv, plan_args *a)
         if (!strcmp(f, "--compare")) a->compare = true;
         else if (!strcmp(f, "--json")) a->json = true;
         else if (!strcmp(f, "--can-run")) a->can_run = true;
+        else if (!strcmp(f, "--strict-mem")) a->strict_mem = true;
         else if (f[0] != '-' || !f[1]) {
             if (!set_model(a, f)) return PLAN_EXIT_ERROR;
         } else if (i + 1 >= argc) {
@@ -296,13 +301,21 @@ int cmd_plan(int argc, char **argv)
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
         rc = PLAN_EXIT_ERROR;
     } else {
-        plan_machine pm;
-        plan_machine_from_profile(hw, a.mem, &pm);
-        plan_result r;
-        if (a.hw_file) plan_compute(&m, &pm, &a.req, &r);
-        else plan_compute_live(f, spec, &m, &pm, &a.req, &r);
-        rc = report(&a, &m, &pm, &r);
-        plan_result_free(&r);
+        /* on this machine, a --mem above what the process can use is clamped */
+        bool binds = hw_memory_cgroup_binds(&hw->mem);
+        const hw_cgroup *cg = &hw->mem.cgroup;
+        cli_memory mem = {a.hw_file ? 0 : hw->mem.usable, binds ? cg->limit : 0, binds ? cg->usage - cg->reclaimable : 0};
+        if (a.mem && !cli_clamp_budget("plan", &mem, a.strict_mem, &a.mem)) {
+            rc = PLAN_EXIT_ERROR;
+        } else {
+            plan_machine pm;
+            plan_machine_from_profile(hw, a.mem, &pm);
+            plan_result r;
+            if (a.hw_file) plan_compute(&m, &pm, &a.req, &r);
+            else plan_compute_live(f, spec, &m, &pm, &a.req, &r);
+            rc = report(&a, &m, &pm, &r);
+            plan_result_free(&r);
+        }
     }
     plan_model_free(&m);
     model_spec_free(spec);

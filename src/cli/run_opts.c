@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/cli_util.h"
 #include "cli/run_opts.h"
-#include "util/fmt.h"
 #include "cli/run_report.h"
 
 const char gen_opts_usage[] =
@@ -208,33 +208,6 @@ static void machine_defaults(gen_opts *o)
     if (!o->mem_given && !o->mp.plan_file) o->mp.mem_budget = o->machine.default_budget;
 }
 
-/* --mem above what this process can get is clamped with a warning naming
- * the limit (or refused with --strict-mem); false when refused. */
-static bool clamp_budget(gen_opts *o)
-{
-    bool clamped;
-    uint64_t budget = strata_machine_clamp_budget(&o->machine, o->mp.mem_budget, &clamped);
-    if (!o->mem_given || !clamped) return true;
-    char want[32], got[32], limit[32], held[32], why[128];
-    fmt_bytes(o->mp.mem_budget, want, sizeof want);
-    fmt_bytes(budget, got, sizeof got);
-    if (o->machine.cgroup_limit)
-        snprintf(why, sizeof why, "its memory cgroup's limit of %s, %s of it in use",
-                 fmt_bytes(o->machine.cgroup_limit, limit, sizeof limit),
-                 fmt_bytes(o->machine.cgroup_held, held, sizeof held));
-    else
-        snprintf(why, sizeof why, "the memory available on this machine");
-    if (o->strict_mem) {
-        fprintf(stderr, "strata %s: --mem %s is more than the %s this process can use (%s); lower --mem\n", o->cmd,
-                want, got, why);
-        return false;
-    }
-    fprintf(stderr, "strata %s: warning: --mem %s is more than the %s this process can use (%s); using %s "
-            "(--strict-mem refuses instead)\n", o->cmd, want, got, why, got);
-    o->mp.mem_budget = budget;
-    return true;
-}
-
 /* The model's trained context (from its header), 0 when unknown. */
 static uint64_t trained_ctx(const char *path)
 {
@@ -263,7 +236,8 @@ strata_model *gen_open_model(gen_opts *o, double *load_s)
     check_ctx(o);
     if (!o->seed_given) o->sp.seed = (uint64_t)time(NULL);
     machine_defaults(o);
-    if (!clamp_budget(o)) return NULL;
+    cli_memory mem = {o->machine.usable_memory, o->machine.cgroup_limit, o->machine.cgroup_held};
+    if (o->mem_given && !cli_clamp_budget(o->cmd, &mem, o->strict_mem, &o->mp.mem_budget)) return NULL;
     o->mp.progress = isatty(STDERR_FILENO);
     double t0 = report_now();
     strata_error err;

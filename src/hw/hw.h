@@ -215,6 +215,8 @@ void hw_warn(hw_profile *p, const char *fmt, ...) __attribute__((format(printf, 
 /* The memory budget when none is given: `usable` less a margin for the
  * rest of the system (the one rule; plan and run use it). */
 uint64_t hw_default_budget(uint64_t usable);
+/* Whether a cgroup's limit, not the machine's available memory, bounds usable. */
+bool hw_memory_cgroup_binds(const hw_memory *m);
 /* Recomputes mem.usable from available and the cgroup headroom. */
 void hw_memory_update_usable(hw_memory *m);
 

@@ -104,6 +104,12 @@ uint64_t hw_default_budget(uint64_t usable)
     return usable - margin;
 }
 
+bool hw_memory_cgroup_binds(const hw_memory *m)
+{
+    const hw_cgroup *cg = &m->cgroup;
+    return cg->version && cg->limit != HW_NO_LIMIT && cg->headroom <= m->available;
+}
+
 void hw_memory_update_usable(hw_memory *m)
 {
     m->usable = m->available;

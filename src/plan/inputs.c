@@ -11,7 +11,6 @@
 #define CTX_A 512u
 #define CTX_B 1024u
 #define BATCH 256u /* the engine's default batch */
-#define MIN_MARGIN (256ull << 20)
 /* Guesses used when nothing was measured (and the plan says so). */
 #define GUESS_RAM_BW 10e9
 #define GUESS_DISK_BW 0.5e9
@@ -20,11 +19,6 @@
 
 _Static_assert(PLAN_EXPERT_MIN_SLOTS == STORE_EXPERT_MIN_SLOTS, "the planner replicates the store's least expert cache");
 
-uint64_t plan_default_budget(uint64_t usable)
-{
-    uint64_t margin = usable / 10 > MIN_MARGIN ? usable / 10 : MIN_MARGIN;
-    return usable > margin ? usable - margin : usable / 2;
-}
 
 /* The engine's groups (a layer's stacked experts excluded: they are its
  * expert set) and, for a mixture of experts, the expert sets. */
@@ -122,7 +116,7 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
 {
     memset(out, 0, sizeof *out);
     const hw_measured *ms = &p->measured;
-    out->ram_budget = budget ? budget : plan_default_budget(p->mem.usable);
+    out->ram_budget = budget ? budget : hw_default_budget(p->mem.usable);
     out->measured = ms->done && ms->ram_bw_all > 0 && ms->disk_bw > 0 && ms->cpu_rate > 0 && ms->kernel_ram_bw > 0;
     out->ram_bw = ms->ram_bw_all > 0 ? ms->ram_bw_all : GUESS_RAM_BW;
     out->disk_bw = ms->disk_bw > 0 ? ms->disk_bw : GUESS_DISK_BW;

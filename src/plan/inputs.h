@@ -14,12 +14,9 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
                                      strata_error *err);
 void plan_model_free(plan_model *m);
 
-/* budget 0: the profile's usable memory minus the default margin. Bandwidths
+/* budget 0: hw_default_budget of the profile's usable memory. Bandwidths
  * not measured get conservative guesses and measured = false. */
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machine *out);
-
-/* usable memory minus 10% (at least 256 MiB): the default budget. */
-uint64_t plan_default_budget(uint64_t usable);
 
 /* Streams the model's groups through the store for `seconds` and returns
  * the bytes/s reached: the disk rate a streaming plan of this file can

@@ -108,6 +108,9 @@ static strata_status resolve_experts(const family *f, synth_options *o, strata_e
     if (!o->n_expert && f->expert_ff_key) o->n_expert = QWEN3MOE_EXPERTS;
     if (!o->n_expert) {
         if (o->n_expert_used) return err_set(err, STRATA_E_INVALID, "strata-synth: --n-expert-used needs --n-expert");
+        if (o->routing)
+            return err_set(err, STRATA_E_INVALID, "strata-synth: --routing-skew needs experts (qwen3moe, or llama "
+                           "with --n-expert)");
         return STRATA_OK;
     }
     if (o->n_expert < 2 || o->n_expert > 1024)
@@ -120,6 +123,13 @@ static strata_status resolve_experts(const family *f, synth_options *o, strata_e
     if (f->expert_ff_key && !o->n_ff_exp) o->n_ff_exp = default_expert_ff(o->shape.n_ff);
     if (o->n_ff_exp > (1u << 22))
         return err_set(err, STRATA_E_INVALID, "strata-synth: --expert-ff is beyond the generator's limit (2^22)");
+    if (o->routing && !(o->routing_skew >= 0 && o->routing_skew <= 16)) /* also NaN */
+        return err_set(err, STRATA_E_INVALID, "strata-synth: --routing-skew %g must be 0..16", o->routing_skew);
+    uint64_t carriers = synth_routing_dims(o->n_expert);
+    if (o->routing && o->shape.n_embd < 2 * carriers)
+        return err_set(err, STRATA_E_INVALID, "strata-synth: --routing-skew with %" PRIu64 " experts needs --n-embd "
+                       "%" PRIu64 " or more (the routing takes 32 + experts dimensions, at most half)",
+                       o->n_expert, 2 * carriers);
     return STRATA_OK;
 }
 

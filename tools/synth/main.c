@@ -46,6 +46,17 @@ static void usage(FILE *out)
             "                       experts as wide as --n-ff; qwen3moe: default 8)\n"
             "  --n-expert-used K    experts used per token (default 2)\n"
             "  --expert-ff N        qwen3moe expert width (default n-ff / 3, in whole blocks)\n"
+            "  --routing-skew ALPHA give the experts a known popularity (default: none, the\n"
+            "                       router is random like the other weights, and which experts\n"
+            "                       are popular is an accident of the seed). Each layer ranks\n"
+            "                       its experts in its own order; a token's first expert has\n"
+            "                       rank r with probability proportional to r^-ALPHA, each further\n"
+            "                       one likewise among those left. 0: uniform; 1: realistic (with\n"
+            "                       128 experts, 8 used, the top 10 %% take about half the picks).\n"
+            "                       Routing then depends mostly on the token, little on the\n"
+            "                       context: decode a varied stream (sampling) to see it. Uses\n"
+            "                       the first 32 + experts embedding dimensions (--n-embd at\n"
+            "                       least twice that)\n"
             "  --vocab-from FILE    copy the tokenizer (tokenizer.* keys) from another GGUF;\n"
             "                       the vocabulary size is then that file's\n"
             "  --tied               no output.weight: the output is tied to the embedding\n"
@@ -69,6 +80,18 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out)
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s || *end || s[0] == '-') return bad(flag, s, "expected a non-negative integer");
     *out = v;
+    return 0;
+}
+
+static int parse_skew(const char *flag, const char *s, synth_options *o)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || strspn(s, "0123456789.") != strlen(s) || !(v <= 16))
+        return bad(flag, s, "expected a decimal number 0..16");
+    o->routing = true;
+    o->routing_skew = v;
     return 0;
 }
 
@@ -130,6 +153,7 @@ static int parse_value(const char *f, const char *v, synth_options *o)
         o->n_swa = n ? n : SYNTH_SWA_NONE;
     } else if (!strcmp(f, "--vocab-from")) o->vocab_from = v;
     else if (!strcmp(f, "--seed")) return parse_u64(f, v, &o->seed);
+    else if (!strcmp(f, "--routing-skew")) return parse_skew(f, v, o);
     else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
         if ((rc = parse_u64(f, v, &n))) return rc;
         if (n < 1 || n > 64) return bad(f, v, "must be 1..64");

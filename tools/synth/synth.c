@@ -103,6 +103,7 @@ static tensor_list family_tensors(const synth_options *o, const arch_desc *a)
 /* ---- parallel generation of one chunk of rows ---- */
 
 typedef struct chunk_job {
+    const synth_options *o;
     const synth_tensor *t;
     uint64_t tensor_index, seed;
     uint64_t row0, rows, row_bytes;
@@ -126,6 +127,7 @@ static void *chunk_worker(void *arg)
             for (uint64_t i = 0; i < j->t->ne[0]; i++) row[i] = 1.0f;
         else
             synth_fill_row(row, j->t->ne[0], j->seed, j->tensor_index, j->row0 + r, j->t->std);
+        synth_routing_row(j->o, j->t->role, j->t->layer, j->t->ne[1], j->row0 + r, row, j->t->ne[0]);
         j->status = quantize_row(j->t->type, row, j->out + r * j->row_bytes, j->t->ne[0], &j->err);
     }
     free(row);
@@ -184,7 +186,7 @@ static strata_status write_tensor(gguf_writer *w, const synth_options *o, const 
 {
     uint64_t row_bytes = ggml_row_bytes(t->type, t->ne[0]);
     uint64_t rows_per_chunk = CHUNK_BYTES / row_bytes ? CHUNK_BYTES / row_bytes : 1;
-    chunk_job job = {.t = t, .tensor_index = index, .seed = o->seed, .row_bytes = row_bytes, .out = buf};
+    chunk_job job = {.o = o, .t = t, .tensor_index = index, .seed = o->seed, .row_bytes = row_bytes, .out = buf};
     for (uint64_t r = 0; r < t->rows; r += rows_per_chunk) {
         job.row0 = r;
         job.rows = t->rows - r < rows_per_chunk ? t->rows - r : rows_per_chunk;

@@ -1,7 +1,9 @@
 /* strata-synth: writes a random-weight, runnable GGUF of any family the
  * architecture table knows (llama, qwen2, qwen3, qwen3moe, phi3, gemma3),
  * any shape and tensor type, deterministically from a seed, streaming so a
- * 7B-shaped file needs little memory. */
+ * 7B-shaped file needs little memory. Mixture-of-experts files can carry a
+ * known, Zipf-like expert popularity (--routing-skew, routing.c), so expert
+ * caching can be measured as on trained models. */
 #ifndef STRATA_TOOLS_SYNTH_H
 #define STRATA_TOOLS_SYNTH_H
 
@@ -36,6 +38,11 @@ typedef struct synth_options {
     uint32_t type;          /* ggml type for MIX_PURE */
     synth_mix mix;
     uint64_t seed;
+    /* --routing-skew (routing.c): the router and the embedding carry a known
+     * routing distribution, expert popularity falling like rank^-routing_skew
+     * (0: uniform); without it the weights are random like every other tensor */
+    bool routing;
+    double routing_skew;
     bool tied_output;       /* omit output.weight (tied to the embedding); gemma3 always */
     const char *vocab_from; /* copy tokenizer.* from this GGUF, or NULL */
     const char *output;
@@ -76,6 +83,19 @@ strata_status synth_vocab(gguf_writer *w, const synth_options *o, synth_shape *s
 
 /* Writes the model; nothing is left at o->output on failure. */
 strata_status synth_write(const synth_options *o, strata_error *err);
+
+/* --routing-skew: how many leading residual dimensions carry the routing
+ * (the embedding writes them, the layers little); n_embd must be at least
+ * twice that. */
+uint64_t synth_routing_dims(uint64_t n_expert);
+
+/* --routing-skew: rewrites one generated row (n values) of a tensor for the
+ * routing carriers: token embedding rows, router rows, and the rows of the
+ * output projections that write a carrier dimension (zeroed or scaled). `ne1`
+ * is the tensor's rows per expert; `row` counts over all experts. A no-op
+ * without o->routing. */
+void synth_routing_row(const synth_options *o, const char *role, int layer, uint64_t ne1, uint64_t row, float *v,
+                       uint64_t n);
 
 /* Deterministic normal(0, std) fill of one row; seeded per (seed, tensor, row)
  * so the output does not depend on thread count or chunking. */
