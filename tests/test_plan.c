@@ -824,13 +824,15 @@ static const plan *find_label(const plan_result *r, const char *label)
  * 32 (1 - (6/8)^2) = 14 distinct ones on average: a unit survives one
  * token, so a request hits when the previous token chose it too: 2/8. A
  * token reads 4 x 2 x 1 MiB x (1 - 1/4) = 6 MiB of experts from disk.
- * (Not 10/32: LRU evicts a unit once 10 others were used after it.) */
+ * (Not 10/32: LRU evicts a unit once 10 others were used after it.)
+ * LFU, the default, keeps 9 units (all slots but an eighth, at least one):
+ * 9 of the 32 equally likely units hit. */
 TEST(test_plan_moe_dense_resident_expert_cache)
 {
     plan_model m;
     moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
     plan_machine hw = cpu_machine(24 * MiB);
-    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_request q = {.n_ctx = 1024, .cpu_only = true, .moe_lru = true};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
     const plan *p = &r.chosen;
@@ -844,7 +846,7 @@ TEST(test_plan_moe_dense_resident_expert_cache)
     uint64_t experts = (uint64_t)(4 * 2 * (double)MiB * (1 - 2.0 / 8));
     CHECK(experts == 6 * MiB && p->expert_disk_bytes_per_token == experts && p->disk_bytes_per_token == experts + 4096,
           " %llu", (unsigned long long)p->disk_bytes_per_token);
-    CHECK(near(p->expert_hit_rate, 2.0 / 8) && !strcmp(p->expert_hit_source, "uniform routing"), " %.9g",
+    CHECK(near(p->expert_hit_rate, 2.0 / 8) && !strcmp(p->expert_hit_source, "uniform routing, LRU"), " %.9g",
           p->expert_hit_rate);
     /* compute and RAM: the dense weights and 2 experts' data per layer */
     uint64_t w = 10 * MiB / 8 * 7 + 4 * 2 * (1 * MiB / 8 * 7);
@@ -918,6 +920,14 @@ TEST(test_plan_moe_dense_resident_expert_cache)
     CHECK(!strcmp(flags, "-c 1024 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock"), " '%s'", flags);
     CHECK(find_label(&r, "dense resident + expert cache") == NULL, " listed although the same as all resident");
     plan_result_free(&r);
+    q.moe_lru = false; /* the 10-unit cache again, under LFU */
+    hw.ram_budget = 24 * MiB;
+    plan_compute(&m, &hw, &q, &r);
+    p = &r.chosen;
+    CHECK(near(p->expert_hit_rate, 9.0 / 32) && !strcmp(p->expert_hit_source, "uniform routing, LFU") &&
+              p->expert_disk_bytes_per_token == (uint64_t)llround(4 * 2 * (double)MiB * (1 - 9.0 / 32)),
+          " LFU: %.9g, %llu", p->expert_hit_rate, (unsigned long long)p->expert_disk_bytes_per_token);
+    plan_result_free(&r);
     free_model(&m);
 }
 
@@ -925,13 +935,13 @@ TEST(test_plan_moe_dense_resident_expert_cache)
  * store places them: W = 11 MiB, 9 MiB for the dense groups: 3 ring slots
  * of 2 MiB and blk 0 resident; the cache gets 11 - 2 - 6 = 3 units. At
  * 12 MiB of budget less one byte below the least (4 MiB fixed + 3 slots +
- * 2 units) nothing runs, and the reason says what it needs. */
+ * 2 units) nothing runs, and the reason says what it needs. (LRU.) */
 TEST(test_plan_moe_streaming_and_least_cache)
 {
     plan_model m;
     moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
     plan_machine hw = cpu_machine(15 * MiB);
-    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_request q = {.n_ctx = 1024, .cpu_only = true, .moe_lru = true};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
     const plan *p = &r.chosen;

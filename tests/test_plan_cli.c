@@ -492,8 +492,8 @@ static long long moe_budget(const char *m, const char *hw, int units)
     return ok ? mem : 0;
 }
 
-/* Dense resident and an expert cache of exactly 10 of 32 units (under LRU
- * and uniform routing a unit outlives one token: 2 of 8 requests hit);
+/* Dense resident and an expert cache of exactly 10 of 32 units (under LFU,
+ * the default, and uniform routing the 9 kept units hit: 9 of 32);
  * what the plan says about it, in text and JSON; --can-run says it streams. */
 TEST(test_plan_cli_moe_expert_cache)
 {
@@ -508,13 +508,13 @@ TEST(test_plan_cli_moe_expert_cache)
     const json_t *p = json_object_get(doc, "plan"), *ex = json_object_get(p, "experts");
     CHECK(!strcmp(json_string_value(json_object_get(p, "label")), "dense resident + expert cache") &&
               int_of(ex, "cached_units") == 10 && int_of(ex, "units") == 32 &&
-              fabs(json_real_value(json_object_get(ex, "hit_rate")) - 2.0 / 8) < 1e-12 &&
-              !strcmp(json_string_value(json_object_get(ex, "hit_rate_source")), "uniform routing"),
+              fabs(json_real_value(json_object_get(ex, "hit_rate")) - 9.0 / 32) < 1e-12 &&
+              !strcmp(json_string_value(json_object_get(ex, "hit_rate_source")), "uniform routing, LFU"),
           " %s, %lld units", json_string_value(json_object_get(p, "label")), (long long)int_of(ex, "cached_units"));
     json_decref(doc);
     snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --compare", m, hw, mem);
     CHECK(strata(args, &out, true) == 0 && out && strstr(out, "expert cache 10 of 32 units") &&
-              strstr(out, "hit rate 25.0% (uniform routing") && strstr(out, "all resident ") &&
+              strstr(out, "hit rate 28.1% (uniform routing, LFU)") && strstr(out, "all resident ") &&
               strstr(out, "does not fit") && strstr(out, "all streamed + least expert cache") &&
               strstr(out, "dense resident + expert cache"),
           " %s", out);

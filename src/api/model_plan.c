@@ -59,7 +59,8 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
     if (!st) {
         plan_machine mach;
         plan_machine_from_profile(hw, p->mem_budget, &mach);
-        plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true};
+        plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true,
+                            .moe_lru = p->moe_cache == STRATA_MOE_LRU};
         plan_result r;
         plan_compute_live(m->file, m->spec, pm, &mach, &req, &r);
         if (!r.chosen.feasible) st = err_set(err, STRATA_E_NOMEM, "%s: %s", path, r.chosen.reason);

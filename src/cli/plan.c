@@ -169,7 +169,7 @@ static void print_experts(const plan *p)
     printf("  %-10s cache of %u of %u units, %s each (included in RAM weights); hit rate %.1f%% (%s); "
            "misses read %s per token\n", "experts", p->expert_slots, p->expert_units,
            fmt_bytes(p->expert_slot_bytes, a, 32), 100 * p->expert_hit_rate,
-           stated ? "stated with --moe-hit-rate" : "uniform routing, LRU: estimated",
+           stated ? "stated with --moe-hit-rate" : p->expert_hit_source,
            fmt_bytes(p->expert_disk_bytes_per_token, b, 32));
 }
 

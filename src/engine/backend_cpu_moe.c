@@ -105,27 +105,29 @@ static uint32_t chosen_experts(moe_state *m, uint64_t n_expert, uint64_t n_sel)
 
 /* ---- prediction of the next layer's experts (decode steps) ---- */
 
-/* Layer l+1's router applied to this layer's residual (normed with l+1's
- * FFN norm): the experts it would pick if attention changed nothing. Needs
- * layer l+1's router and norm in memory (a resident group). */
-static void predict_by_router(backend *b, uint64_t l)
+/* Layer t's router applied to the residual as it is now (normed with t's
+ * FFN norm): the experts layer t would pick if the layers before it
+ * changed nothing, read ahead. Needs layer t's router and norm in memory
+ * (a resident group). */
+static void predict_by_router(backend *b, uint64_t t)
 {
     engine *e = b->e;
     const model_dims *d = &e->w.d;
-    const void *const *next = store_resident_data(e->store, (uint32_t)l + 1);
-    if (!next || !next[LS_ROUTER] || !next[LS_FFN_NORM]) return;
+    const void *const *next = store_resident_data(e->store, (uint32_t)t);
+    if (t >= d->n_layers || !next || !next[LS_ROUTER] || !next[LS_FFN_NORM]) return;
     moe_state *m = &e->moe;
-    const gguf_tensor *norm = e->w.layer[l + 1][LS_FFN_NORM], *router = e->w.layer[l + 1][LS_ROUTER];
+    const gguf_tensor *norm = e->w.layer[t][LS_FFN_NORM], *router = e->w.layer[t][LS_ROUTER];
     dequant_row(norm->type, next[LS_FFN_NORM], e->vec, d->n_embd, NULL);
     op_rmsnorm(m->pred_x, buf(b, ACT_X), e->vec, d->n_embd, d->rms_eps);
-    matmul_args a = rows_args(b, e->w.kern[l + 1][LS_ROUTER], router, next[LS_ROUTER], d->n_expert, m->pred_x,
+    matmul_args a = rows_args(b, e->w.kern[t][LS_ROUTER], router, next[LS_ROUTER], d->n_expert, m->pred_x,
                               m->pred, 1);
     matmul(e->pool, &a);
     int32_t guess[64];
     uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
     top_k(m->pred, d->n_expert, k, guess, NULL);
-    store_experts_prefetch(e->store, (uint32_t)l + 1, guess, (uint32_t)k);
+    store_experts_prefetch(e->store, (uint32_t)t, guess, (uint32_t)k);
 }
+
 
 static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
 {
@@ -135,7 +137,7 @@ static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
     if (n_tok != 1) return;
     memcpy(m->prev + l * k, m->sel, k * sizeof *m->prev);
     if (l + 1 >= e->w.d.n_layers) return;
-    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l);
+    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l + 1);
     else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[(l + 1) * k] >= 0)
         store_experts_prefetch(e->store, (uint32_t)l + 1, m->prev + (l + 1) * k, (uint32_t)k);
 }

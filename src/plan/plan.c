@@ -286,14 +286,19 @@ static uint32_t lru_tokens(const plan_model *m, const plan *p)
 }
 
 /* The hit rate of a set's requests: 1 when the cache holds every unit, else
- * the stated one, else uniform routing's under LRU: a unit is still cached
- * when its layer was routed to it within the last `tokens` tokens,
- * 1 - (1 - k/n)^tokens (0 when the cache holds less than one token uses). */
+ * the stated one, else uniform routing's. LRU: a unit is still cached when
+ * its layer was routed to it within the last `tokens` tokens,
+ * 1 - (1 - k/n)^tokens (0 when the cache holds less than one token uses).
+ * LFU (the store's default) keeps a stable set in all but an eighth of its
+ * slots (expert_cache.c), so at least that share of requests hits. */
 static double set_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req, uint32_t tokens)
 {
     if (p->expert_slots >= p->expert_units) return 1;
     if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
-    return 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
+    double lru = 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
+    uint32_t transient = p->expert_slots >= 4 ? (p->expert_slots / 8 > 1 ? p->expert_slots / 8 : 1) : 0;
+    double kept = (double)(p->expert_slots - transient) / p->expert_units;
+    return req->moe_lru || kept < lru ? lru : kept;
 }
 
 /* The distinct experts of a set a batch of B tokens is routed to, under
@@ -337,7 +342,8 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->expert_hit_source = !p->expert_units                     ? NULL
                            : p->expert_slots >= p->expert_units ? "all resident"
                            : req->moe_hit_rate_set              ? "stated"
-                                                                : "uniform routing";
+                           : req->moe_lru                       ? "uniform routing, LRU"
+                                                                : "uniform routing, LFU";
     double expert_disk = 0, requests = 0, hits = 0;
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);

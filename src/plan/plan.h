@@ -88,6 +88,7 @@ typedef struct plan_request {
     int prefetch_depth;         /* 0: 2 */
     bool cpu_only;              /* the engine runs on the CPU today */
     bool moe_hit_rate_set;      /* the expert cache's hit rate is stated (--moe-hit-rate) */
+    bool moe_lru;               /* the cache evicts by recency only (default: LFU, keeping a stable set) */
     double moe_hit_rate;        /* with moe_hit_rate_set: 0..1 */
 } plan_request;
 
@@ -129,7 +130,7 @@ typedef struct plan {
                                    rest of the model on the GPUs (0: other plans) */
     bool moe_split;             /* this is the --n-cpu-moe split (experts on the CPU are resident, not cached) */
     double expert_hit_rate;     /* of the expert cache, as the prediction assumes */
-    const char *expert_hit_source; /* "stated", "uniform routing", "all resident" (NULL without experts) */
+    const char *expert_hit_source; /* "stated", "uniform routing, LFU" (or LRU), "all resident" (NULL without experts) */
     uint64_t expert_disk_bytes_per_token; /* expected: used experts x unit bytes x miss rate, summed (in disk_bytes) */
     char rejected[PLAN_TEXT];   /* for alternatives: why not chosen */
 } plan;
