@@ -2,10 +2,15 @@
  * implementation of Vulkan: these are correctness tests, not GPU speed):
  * the fixtures' logits within the fast path's bounds of llama.cpp's golden
  * or the f32ref, stories260K's greedy text exactly, every split point
- * between GPU and CPU layers, and the device-memory cap. */
+ * between GPU and CPU layers, the device-memory cap, sliding-window layers
+ * past their window against the CPU, the fallback when the driver runs out
+ * of memory, and the ops fused or not (STRATA_VK_FUSE=0) agreeing. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../tools/synth/synth.h"
 #include "backend/vulkan/vkb.h"
 #include "conformance.h"
 #include "strata.h"
@@ -143,4 +148,153 @@ TEST(test_gpu_memory_cap)
     CHECK(s.gpu_layers == 0 && s.gpu_name[0] == 0 && strstr(s.gpu_note, "fits"), " %u layers: %s", s.gpu_layers,
           s.gpu_note);
     strata_model_free(m);
+}
+
+/* Logits of a token sequence: a prompt of n_prompt tokens (all logits),
+ * then the rest one at a time (decode), [n][n_vocab] into out. */
+static bool eval_sequence(strata_model *m, const int32_t *tok, size_t n, size_t n_prompt, float *out)
+{
+    strata_error err;
+    uint32_t nv = strata_model_n_vocab(m);
+    if (strata_eval(m, tok, n_prompt, out, true, &err) != STRATA_OK) {
+        CHECK(false, " prompt: %s", err.message);
+        return false;
+    }
+    for (size_t i = n_prompt; i < n; i++)
+        if (strata_eval(m, tok + i, 1, out + i * nv, false, &err) != STRATA_OK) {
+            CHECK(false, " token %zu: %s", i, err.message);
+            return false;
+        }
+    return true;
+}
+
+/* max and mean |a - b| over n values */
+static void diff(const float *a, const float *b, size_t n, double *max, double *mean)
+{
+    *max = *mean = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        *max = d > *max || isnan(d) ? (isnan(d) ? INFINITY : d) : *max;
+        *mean += d / (double)n;
+    }
+}
+
+/* Gemma 3's sliding window on the GPU past the window: a gemma3-shaped
+ * model with a 16-token window on 5 layers of 6, batches of 8 (the GPU's
+ * window caches are rings of 16 + 2 x 8 slots that wrap many times over
+ * 100 tokens), logits of a 40-token prompt and 60 decoded tokens against
+ * the CPU's sliding cache (reference kernels: f32 products, as the GPU). */
+TEST(test_gpu_sliding_window_past_the_window)
+{
+    if (!have_device()) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/gpu-gemma3-swa.gguf", test_tmpdir());
+    synth_options o = {.arch = "gemma3", .shape = {256, 512, 6, 4, 2, 512, 256}, .n_swa = 16,
+                       .type = GGML_TYPE_Q8_0, .seed = 7, .threads = 2, .output = path};
+    strata_error err;
+    REQUIRE(synth_write(&o, &err) == STRATA_OK, " %s", err.message);
+    enum { N = 100, PROMPT = 40 };
+    int32_t tok[N];
+    uint64_t r = 12345;
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 33) % 512;
+    float *lg[2] = {malloc((size_t)N * 512 * sizeof(float)), malloc((size_t)N * 512 * sizeof(float))};
+    REQUIRE(lg[0] && lg[1]);
+    for (int gpu = 0; gpu < 2; gpu++) {
+        strata_model_params p = strata_model_default_params();
+        p.n_ctx = 128;
+        p.n_batch = 8;
+        p.n_threads = 2;
+        p.reference_kernels = !gpu;
+        p.gpu = gpu ? STRATA_GPU_DEVICE : STRATA_GPU_OFF;
+        strata_model *m = NULL;
+        if (strata_model_open(path, &p, &m, &err) != STRATA_OK) {
+            CHECK(false, " gpu %d: %s", gpu, err.message);
+            break;
+        }
+        strata_model_stats st;
+        strata_model_get_stats(m, &st);
+        CHECK(!gpu || (st.gpu_layers == 6 && st.gpu_output), " %u layers on the GPU: %s", st.gpu_layers, st.gpu_note);
+        bool ok = eval_sequence(m, tok, N, PROMPT, lg[gpu]);
+        strata_model_free(m);
+        if (!ok) break;
+        if (gpu) {
+            double mx, mean, mx_late, mean_late;
+            diff(lg[0], lg[1], (size_t)N * 512, &mx, &mean);
+            diff(lg[0] + 50 * 512, lg[1] + 50 * 512, (size_t)(N - 50) * 512, &mx_late, &mean_late);
+            /* a stale or missing key moves logits by O(1) */
+            CHECK(mx <= 0.02 && mean <= 2e-3, " GPU vs CPU over %d tokens: max %.3g, mean %.3g", N, mx, mean);
+            printf("    gemma3, window 16, %d tokens: GPU vs CPU max |d| %.3g, mean %.3g (from token 50: %.3g, %.3g)\n",
+                   N, mx, mean, mx_late, mean_late);
+        }
+    }
+    free(lg[0]), free(lg[1]);
+    remove(path);
+}
+
+/* A driver out of device memory while the layers are placed (simulated:
+ * STRATA_VK_FAIL_ABOVE): fewer layers, or the CPU, with a note; the run
+ * itself is unchanged. */
+TEST(test_gpu_allocation_failure_falls_back)
+{
+    if (!have_device()) return;
+    static const conf_bounds b = CONF_BOUNDS_DEFAULT;
+    setenv("STRATA_VK_FAIL_ABOVE", "2500000", 1); /* the activations and a layer or two of synth-q8_0 */
+    strata_model *m = open_gpu("synth-q8_0.gguf", 0, 0);
+    if (m) {
+        strata_model_stats s;
+        strata_model_get_stats(m, &s);
+        CHECK(s.gpu_layers > 0 && s.gpu_layers < 4 && !s.gpu_output && s.gpu_note[0], " %u layers: %s",
+              s.gpu_layers, s.gpu_note);
+        printf("    driver out of memory above 2.5 MB: %u layers on the GPU (%s)\n", s.gpu_layers, s.gpu_note);
+        strata_model_free(m);
+        conf_check("synth-q8_0", CONF_GPU(0), &b);
+    }
+    setenv("STRATA_VK_FAIL_ABOVE", "1000", 1); /* not even the activations */
+    m = open_gpu("synth-q8_0.gguf", 0, 0);
+    if (m) {
+        strata_model_stats s;
+        strata_model_get_stats(m, &s);
+        CHECK(s.gpu_layers == 0 && s.gpu_note[0], " %u layers: %s", s.gpu_layers, s.gpu_note);
+        printf("    driver out of memory above 1000 bytes: %u layers (%s)\n", s.gpu_layers, s.gpu_note);
+        strata_model_free(m);
+    }
+    unsetenv("STRATA_VK_FAIL_ABOVE");
+}
+
+/* The fused ops (decode: norm into the products, the residual add, gate
+ * and up with the activation; RoPE with the KV stores) against every op on
+ * its own: the same logits up to f32 rounding, on a Q4_K_M model (the
+ * factored decode paths) and a Q8_0 one (the generic ones), prompt and
+ * decode. */
+TEST(test_gpu_fused_ops_match_unfused)
+{
+    if (!have_device()) return;
+    const char *models[] = {"synth-q4_k_m.gguf", "synth-q8_0.gguf", "arch/qwen2-q4_k_m.gguf"};
+    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+        const char *path = test_fixture(models[k]);
+        if (!path) return;
+        enum { N = 24, PROMPT = 8 };
+        float *lg[2] = {NULL, NULL};
+        uint32_t nv = 0;
+        for (int fuse = 0; fuse < 2; fuse++) {
+            if (!fuse) setenv("STRATA_VK_FUSE", "0", 1);
+            strata_model *m = open_gpu(models[k], 0, 0);
+            unsetenv("STRATA_VK_FUSE");
+            if (!m) break;
+            nv = strata_model_n_vocab(m);
+            int32_t tok[N];
+            for (int i = 0; i < N; i++) tok[i] = (int32_t)((i * 7919u + 13u) % nv);
+            lg[fuse] = malloc((size_t)N * nv * sizeof(float));
+            bool ok = lg[fuse] && eval_sequence(m, tok, N, PROMPT, lg[fuse]);
+            strata_model_free(m);
+            if (!ok) break;
+        }
+        if (lg[0] && lg[1]) {
+            double mx, mean;
+            diff(lg[0], lg[1], (size_t)N * nv, &mx, &mean);
+            CHECK(mx <= 2e-3, " %s: fused vs unfused max |d| %.3g (mean %.3g)", models[k], mx, mean);
+            printf("    %s: fused vs unfused max |d| %.3g, mean %.3g\n", models[k], mx, mean);
+        }
+        free(lg[0]), free(lg[1]);
+    }
 }

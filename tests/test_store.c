@@ -159,25 +159,34 @@ TEST(test_store_budget_below_minimum)
     close_spec(&m);
 }
 
-TEST(test_store_injected_io_error)
+/* An EIO on the read numbered fail_at (first, second, ...) of a run ends
+ * evaluation with a one-line error naming the offset and the cause, without
+ * a hang; `cfg` is the store's configuration (its hook is set here). */
+static void check_read_errors(const char *fixture, store_config cfg, uint64_t last, uint64_t step)
 {
-    const char *p = test_fixture("synth-q4_k_m.gguf");
+    const char *p = test_fixture(fixture);
     if (!p) return;
     model m;
     if (!open_spec(p, &m)) return;
-    for (uint64_t fail_at = 1; fail_at <= 13; fail_at += 4) {
+    for (uint64_t fail_at = 1; fail_at <= last; fail_at += step) {
         fault_ctx fc = {.fail_at = fail_at};
-        engine_params sp = {.n_ctx = 64, .n_threads = 2};
-        sp.store = (store_config){.stream_all = true, .prefetch_depth = 2, .io_threads = 2, .fault = fault_hook,
-                                  .fault_ctx = &fc};
+        engine_params sp = {.n_ctx = 64, .n_threads = 2, .store = cfg};
+        sp.store.fault = fault_hook;
+        sp.store.fault_ctx = &fc;
         size_t n;
         strata_error e;
         float *got = run_logits(&m, &sp, &n, &e);
         CHECK(!got && strstr(e.message, "read failed at offset") && strstr(e.message, "Input/output error"),
-              " read %llu: %s", (unsigned long long)fail_at, got ? "no error" : e.message);
+              " %s, read %llu: %s", fixture, (unsigned long long)fail_at, got ? "no error" : e.message);
         free(got);
     }
     close_spec(&m);
+}
+
+TEST(test_store_injected_io_error)
+{
+    check_read_errors("synth-q4_k_m.gguf", (store_config){.stream_all = true, .prefetch_depth = 2, .io_threads = 2},
+                      13, 4);
 }
 
 /* ---- the budget, end to end: a model 4x the budget, real peak RSS ---- */
@@ -391,26 +400,11 @@ TEST(test_store_expert_cache_counts)
     close_spec(&m);
 }
 
-/* A read error while fetching an expert ends evaluation with the error,
- * without a hang, and the engine can still be freed. */
+/* A read error while fetching an expert (a cache of two) ends evaluation
+ * the same way. */
 TEST(test_store_expert_read_error)
 {
-    const char *p = test_fixture("arch/mixtral-q4_k_m.gguf");
-    if (!p) return;
-    model m;
-    if (!open_spec(p, &m)) return;
-    for (uint64_t fail_at = 1; fail_at <= 40; fail_at += 13) {
-        fault_ctx fc = {.fail_at = fail_at};
-        engine_params sp = {.n_ctx = 64, .n_threads = 2};
-        sp.store = (store_config){.expert_slots = 2, .fault = fault_hook, .fault_ctx = &fc};
-        size_t n;
-        strata_error e;
-        float *got = run_logits(&m, &sp, &n, &e);
-        CHECK(!got && strstr(e.message, "read failed at offset") && strstr(e.message, "Input/output error"),
-              " read %llu: %s", (unsigned long long)fail_at, got ? "no error" : e.message);
-        free(got);
-    }
-    close_spec(&m);
+    check_read_errors("arch/mixtral-q4_k_m.gguf", (store_config){.expert_slots = 2}, 40, 13);
 }
 
 /* Cache policies on a cyclic sweep over more experts than the cache holds

@@ -185,10 +185,12 @@ static const uint32_t mm_types[] = {
 
 static void check_matmul_all(vkb *v)
 {
-    const uint32_t toks[] = {1, 5, 9}; /* 9: two groups of the shader's 8 tokens */
+    /* 9: two groups of the batch path's 8 tokens; 70: the tiled path, a
+     * partial second tile of tokens (and of rows: 37) */
+    const uint32_t toks[] = {1, 5, 9, 70};
     for (size_t i = 0; i < sizeof mm_types / sizeof *mm_types; i++) {
         CHECK(vkb_matmul_supported(mm_types[i]), "%s", ggml_type_name(mm_types[i]));
-        for (size_t k = 0; k < 3; k++) {
+        for (size_t k = 0; k < sizeof toks / sizeof *toks; k++) {
             double e = matmul_err(v, mm_types[i], toks[k], 1000 + i);
             CHECK(e <= 1e-4, "%s n_tok %u: max relative error %.3g", ggml_type_name(mm_types[i]), toks[k], e);
             if (verbose())
@@ -444,18 +446,20 @@ static void attention_ref(const attn_case *c, const float *q, const uint16_t *k,
         for (uint32_t h = 0; h < c->n_heads; h++) {
             uint32_t pos = c->pos0 + t, first = c->n_swa && pos + 1 > c->n_swa ? pos + 1 - c->n_swa : 0;
             const float *qh = q + ((size_t)t * c->n_heads + h) * hd;
-            size_t base = (size_t)(h / group) * c->kv_len;
+            size_t base = (size_t)(h / group) * c->kv_len; /* position j at slot (j - slot_base) mod kv_len */
             double m = -INFINITY, sum = 0;
             for (uint32_t j = first; j <= pos; j++) {
                 double s = 0;
-                for (uint32_t d = 0; d < hd; d++) s += (double)qh[d] * fp16_to_f32(k[(base + j - c->slot_base) * hd + d]);
+                for (uint32_t d = 0; d < hd; d++)
+                    s += (double)qh[d] * fp16_to_f32(k[(base + (j - c->slot_base) % c->kv_len) * hd + d]);
                 p[j] = s / sqrt((double)hd);
                 m = fmax(m, p[j]);
             }
             for (uint32_t j = first; j <= pos; j++) sum += p[j] = exp(p[j] - m);
             for (uint32_t d = 0; d < hd; d++) {
                 double o = 0;
-                for (uint32_t j = first; j <= pos; j++) o += p[j] * fp16_to_f32(vc[(base + j - c->slot_base) * hd + d]);
+                for (uint32_t j = first; j <= pos; j++)
+                    o += p[j] * fp16_to_f32(vc[(base + (j - c->slot_base) % c->kv_len) * hd + d]);
                 out[((size_t)t * c->n_heads + h) * hd + d] = o / sum;
             }
         }
@@ -498,12 +502,222 @@ TEST(vkb_attention_gqa_window_slots)
         {5, 4, 2, 64, 200, 200, 150, 40}, /* window of 150, cache slot = position - 40 */
         {1, 4, 2, 160, 8, 3, 0, 0},      /* decode; head_dim > 128: two dims per invocation */
         {3, 4, 4, 32, 16, 0, 2, 0},      /* window of 2 from position 0 */
+        {2, 4, 2, 36, 16, 3, 0, 0},      /* head_dim not a multiple of 8: the narrow loads */
+        {1, 8, 2, 128, 140, 700, 130, 0}, /* decode, a ring: positions 571..700 at slots p mod 140 */
+        {4, 2, 1, 256, 40, 97, 32, 0},   /* a batch over the ring's wrap, head_dim 256 (Gemma 3) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         double e = attention_err(v, &cases[i], 100 + i);
         CHECK(e <= 1e-4, "attention case %zu: max error %.3g", i, e);
         if (verbose()) printf("    attention case %zu: max abs err %.3g\n", i, e);
     }
+    vkb_close(v);
+}
+
+/* ---- fused ops ---- */
+
+/* vkb_matvec against its definition: the norm (and the normed x written),
+ * the residual add with aux, and the GLU pairing, for a fast and a generic
+ * format of each block size. */
+static void check_matvec(vkb *v, uint32_t type, uint64_t seed)
+{
+    const uint32_t n_in = 512, n_out = 37;
+    const float eps = 1e-5f;
+    size_t nw_ = (size_t)n_in * n_out;
+    float *wf = malloc(nw_ * sizeof *wf), *uf = malloc(nw_ * sizeof *uf), x[512], nw[512], y0[37], got[512];
+    double xn[512], g[37], u[37], ss = 0;
+    uint8_t *w = make_weights(type, n_in, n_out, wf, &seed), *up = make_weights(type, n_in, n_out, uf, &seed);
+    fill_normal(x, n_in, &seed, 2.0f), fill_normal(nw, n_in, &seed, 1.0f), fill_normal(y0, n_out, &seed, 1.0f);
+    for (uint32_t i = 0; i < n_in; i++) ss += (double)x[i] * x[i];
+    for (uint32_t i = 0; i < n_in; i++) xn[i] = x[i] / sqrt(ss / n_in + eps) * nw[i];
+    for (uint32_t r = 0; r < n_out; r++) {
+        g[r] = u[r] = 0;
+        for (uint32_t i = 0; i < n_in; i++) g[r] += wf[(size_t)r * n_in + i] * xn[i], u[r] += uf[(size_t)r * n_in + i] * xn[i];
+    }
+    uint64_t rb = ggml_row_bytes(type, n_in) * n_out;
+    op_bufs o = {{dev_buf(v, w, rb), dev_buf(v, up, rb), dev_buf(v, x, sizeof x), dev_buf(v, nw, sizeof nw)}};
+    vkb_buf *y = dev_buf(v, y0, sizeof y0), *aux = dev_buf(v, NULL, sizeof y0), *xo = dev_buf(v, NULL, sizeof x);
+    REQUIRE(o.b[0] && o.b[1] && o.b[2] && o.b[3] && y && aux && xo);
+    const char *name = ggml_type_name(type);
+    double ref[512];
+    /* 1. y = W . norm(x), xn written */
+    vkb_begin(v);
+    vkb_matvec(v, &(vkb_mv){.type = type, .w = vkb_addr(o.b[0]), .x = vkb_addr(o.b[2]), .y = vkb_addr(aux),
+                            .norm_w = vkb_addr(o.b[3]), .xn = vkb_addr(xo), .n_in = n_in, .n_out = n_out, .eps = eps});
+    if (run(v)) {
+        download(v, aux, got, sizeof y0);
+        double e = max_rel_err(got, g, n_out);
+        CHECK(e <= 1e-4, "%s: matvec with the norm: max relative error %.3g", name, e);
+        download(v, xo, got, sizeof x);
+        double e2 = max_rel_err(got, xn, n_in);
+        CHECK(e2 <= 1e-5, "%s: the normed x: max relative error %.3g", name, e2);
+    }
+    /* 2. y += W . x, aux = W . x (no norm) */
+    for (uint32_t r = 0; r < n_out; r++) {
+        ref[r] = 0;
+        for (uint32_t i = 0; i < n_in; i++) ref[r] += wf[(size_t)r * n_in + i] * (double)x[i];
+    }
+    vkb_begin(v);
+    vkb_matvec(v, &(vkb_mv){.type = type, .w = vkb_addr(o.b[0]), .x = vkb_addr(o.b[2]), .y = vkb_addr(y),
+                            .aux = vkb_addr(aux), .n_in = n_in, .n_out = n_out, .acc = true});
+    if (run(v)) {
+        download(v, aux, got, sizeof y0);
+        double e = max_rel_err(got, ref, n_out);
+        for (uint32_t r = 0; r < n_out; r++) ref[r] += y0[r];
+        download(v, y, got, sizeof y0);
+        double e2 = max_rel_err(got, ref, n_out);
+        CHECK(e <= 1e-4 && e2 <= 1e-4, "%s: matvec add: aux %.3g, sum %.3g", name, e, e2);
+    }
+    /* 3. y = silu(W . norm(x)) * (Up . norm(x)), aux = Up . norm(x); then gelu */
+    for (int gelu = 0; gelu < 2; gelu++) {
+        vkb_begin(v);
+        vkb_matvec(v, &(vkb_mv){.type = type, .w = vkb_addr(o.b[0]), .up = vkb_addr(o.b[1]), .x = vkb_addr(o.b[2]),
+                                .y = vkb_addr(y), .aux = vkb_addr(aux), .norm_w = vkb_addr(o.b[3]), .n_in = n_in,
+                                .n_out = n_out, .eps = eps, .gelu = gelu});
+        if (!run(v)) continue;
+        download(v, aux, got, sizeof y0);
+        double eu = max_rel_err(got, u, n_out);
+        for (uint32_t r = 0; r < n_out; r++) {
+            if (gelu) { /* the GELU table of f16(x): compare through the CPU's geglu_f16 of the exact gate */
+                float gg = (float)g[r], uu = (float)u[r];
+                geglu_f16(&gg, &uu, 1);
+                ref[r] = gg;
+            } else {
+                ref[r] = g[r] / (1 + exp(-g[r])) * u[r];
+            }
+        }
+        download(v, y, got, sizeof y0);
+        double e = max_rel_err(got, ref, n_out);
+        /* gelu: an f16 rounding of the gate may land on the other side (2^-11 relative) */
+        CHECK(eu <= 1e-4 && e <= (gelu ? 3e-3 : 1e-4), "%s: matvec glu (%s): up %.3g, out %.3g", name,
+              gelu ? "gelu" : "silu", eu, e);
+        if (verbose()) printf("    %-5s glu %s: up %.3g, out %.3g\n", name, gelu ? "gelu" : "silu", eu, e);
+    }
+    free_bufs(v, &o);
+    vkb_free(v, y), vkb_free(v, aux), vkb_free(v, xo);
+    free(w), free(up), free(wf), free(uf);
+}
+
+TEST(vkb_matvec_fused)
+{
+    vkb *v = open_dev();
+    if (!v) return;
+    const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q5_K, GGML_TYPE_Q8_0, GGML_TYPE_F16};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) check_matvec(v, types[i], 300 + i);
+    /* the unaligned x is refused, naming the op */
+    strata_error err = {0};
+    vkb_begin(v);
+    vkb_matvec(v, &(vkb_mv){.type = GGML_TYPE_Q4_K, .x = 4, .n_in = 256, .n_out = 1});
+    CHECK(vkb_run(v, &err) != STRATA_OK && strstr(err.message, "vkb_matvec"), "%s", err.message);
+    vkb_close(v);
+}
+
+TEST(vkb_rmsnorm_add_fused)
+{
+    vkb *v = open_dev();
+    if (!v) return;
+    enum { N = 300, ROWS = 2 };
+    uint64_t seed = 29;
+    float x[N * ROWS], w[N], a0[N * ROWS], got[N * ROWS];
+    double ref[N * ROWS];
+    fill_normal(x, N * ROWS, &seed, 2), fill_normal(w, N, &seed, 1), fill_normal(a0, N * ROWS, &seed, 1);
+    rmsnorm_ref(x, w, ref, N, ROWS, 1e-6f);
+    op_bufs o = {{dev_buf(v, x, sizeof x), dev_buf(v, w, sizeof w), dev_buf(v, a0, sizeof a0), NULL}};
+    REQUIRE(o.b[0] && o.b[1] && o.b[2]);
+    vkb_begin(v);
+    vkb_rmsnorm_add(v, vkb_addr(o.b[0]), vkb_addr(o.b[1]), vkb_addr(o.b[0]), vkb_addr(o.b[2]), N, ROWS, 1e-6f);
+    if (run(v)) {
+        download(v, o.b[0], got, sizeof got);
+        double e = max_rel_err(got, ref, N * ROWS);
+        for (int i = 0; i < N * ROWS; i++) ref[i] += a0[i];
+        download(v, o.b[2], got, sizeof got);
+        double e2 = max_rel_err(got, ref, N * ROWS);
+        CHECK(e <= 1e-5 && e2 <= 1e-5, "rmsnorm_add: norm %.3g, sum %.3g", e, e2);
+    }
+    free_bufs(v, &o);
+    vkb_close(v);
+}
+
+/* vkb_rope_kv_store writes exactly what vkb_rope twice and vkb_kv_store
+ * twice write, here into a ring that wraps. */
+TEST(vkb_rope_kv_store_matches_separate_ops)
+{
+    vkb *v = open_dev();
+    if (!v) return;
+    enum { T = 3, H = 4, G = 2, HD = 64, RD = 48, LEN = 4, SLOT0 = 6 };
+    uint64_t seed = 31;
+    float q[T * H * HD], k[T * G * HD], vv[T * G * HD], cs[T * RD];
+    fill_normal(q, T * H * HD, &seed, 1), fill_normal(k, T * G * HD, &seed, 1), fill_normal(vv, T * G * HD, &seed, 3);
+    for (int i = 0; i < T * RD; i++) cs[i] = (float)cos(0.1 * i + (i % 2) * 1.5);
+    for (int neox = 0; neox < 2; neox++) {
+        vkb_buf *b[2][5]; /* q, k, v, K cache, V cache: separate ops, fused */
+        uint16_t junk[G * LEN * HD];
+        for (int i = 0; i < G * LEN * HD; i++) junk[i] = 0x1234;
+        for (int f = 0; f < 2; f++) {
+            b[f][0] = dev_buf(v, q, sizeof q), b[f][1] = dev_buf(v, k, sizeof k), b[f][2] = dev_buf(v, vv, sizeof vv);
+            b[f][3] = dev_buf(v, junk, sizeof junk), b[f][4] = dev_buf(v, junk, sizeof junk);
+        }
+        vkb_buf *bcs = dev_buf(v, cs, sizeof cs);
+        vkb_begin(v);
+        vkb_rope(v, vkb_addr(b[0][0]), vkb_addr(bcs), T, H, HD, RD, H * HD, neox);
+        vkb_rope(v, vkb_addr(b[0][1]), vkb_addr(bcs), T, G, HD, RD, G * HD, neox);
+        vkb_barrier(v);
+        vkb_kv_store(v, vkb_addr(b[0][1]), vkb_addr(b[0][3]), T, G, HD, LEN, SLOT0);
+        vkb_kv_store(v, vkb_addr(b[0][2]), vkb_addr(b[0][4]), T, G, HD, LEN, SLOT0);
+        vkb_rope_kv r = {vkb_addr(b[1][0]), vkb_addr(b[1][1]), vkb_addr(b[1][2]), vkb_addr(bcs), vkb_addr(b[1][3]),
+                         vkb_addr(b[1][4]), T, H, G, HD, RD, H * HD, LEN, SLOT0, neox};
+        vkb_rope_kv_store(v, &r);
+        if (run(v)) {
+            static const size_t bytes[5] = {sizeof q, sizeof k, sizeof vv, sizeof junk, sizeof junk};
+            static const char *const what[5] = {"q", "k", "v", "K cache", "V cache"};
+            for (int i = 0; i < 5; i++) {
+                uint8_t *x0 = malloc(bytes[i]), *x1 = malloc(bytes[i]);
+                download(v, b[0][i], x0, bytes[i]);
+                download(v, b[1][i], x1, bytes[i]);
+                CHECK(memcmp(x0, x1, bytes[i]) == 0, "neox %d: %s differs from the separate ops'", neox, what[i]);
+                free(x0), free(x1);
+            }
+        }
+        for (int f = 0; f < 2; f++)
+            for (int i = 0; i < 5; i++) vkb_free(v, b[f][i]);
+        vkb_free(v, bcs);
+    }
+    vkb_close(v);
+}
+
+/* Staged copies run inside the command buffer: one submission and one
+ * wait for upload, op and download; the counters say so. */
+TEST(vkb_staged_copies_and_counters)
+{
+    vkb *v = open_dev();
+    if (!v) return;
+    float x[1000], got[1000];
+    uint64_t seed = 37;
+    fill_normal(x, 1000, &seed, 1);
+    vkb_buf *b = dev_buf(v, NULL, sizeof x);
+    REQUIRE(b);
+    vkb_stats s0, s1;
+    vkb_get_stats(v, &s0);
+    CHECK(!vkb_stage_upload(v, b, 0, x, sizeof x), "staged upload outside a recording");
+    vkb_begin(v);
+    CHECK(vkb_stage_upload(v, b, 0, x, sizeof x));
+    vkb_scale(v, vkb_addr(b), 2.0f, 1000);
+    CHECK(vkb_stage_download(v, b, 0, got, sizeof got));
+    CHECK(!vkb_stage_download(v, b, 4, got, sizeof got), "a download past the buffer");
+    CHECK(!vkb_stage_upload(v, b, 0, x, 9u << 20), "an upload larger than the staging");
+    memset(got, 0, sizeof got);
+    if (run(v)) {
+        int bad = 0;
+        for (int i = 0; i < 1000; i++) bad += got[i] != x[i] * 2.0f;
+        CHECK(bad == 0, "%d of 1000 values differ", bad);
+    }
+    vkb_get_stats(v, &s1);
+    CHECK(s1.dispatches - s0.dispatches == 1 && s1.staged - s0.staged == 2 && s1.submits - s0.submits == 1 &&
+              s1.waits - s0.waits == 1 && s1.runs - s0.runs == 1 && s1.push_consts - s0.push_consts == 1,
+          "dispatches %llu, staged %llu, submits %llu, waits %llu", (unsigned long long)(s1.dispatches - s0.dispatches),
+          (unsigned long long)(s1.staged - s0.staged), (unsigned long long)(s1.submits - s0.submits),
+          (unsigned long long)(s1.waits - s0.waits));
+    vkb_free(v, b);
     vkb_close(v);
 }
 
@@ -554,6 +768,15 @@ TEST(vkb_memory_accounting_and_budget)
     CHECK(vkb_alloc(v, 0, false, &big, &err) == STRATA_E_INVALID && !big, "%s", err.message);
     vkb_free(v, a), vkb_free(v, b), vkb_free(v, h);
     CHECK(vkb_device_bytes(v) == 0, "%llu bytes left", (unsigned long long)vkb_device_bytes(v));
+    /* the simulated driver failure (auto mode's fallback tests) */
+    vkb_fail_above(v, 1u << 20);
+    CHECK(vkb_alloc(v, 512u << 10, false, &a, &err) == STRATA_OK, "%s", err.message);
+    CHECK(vkb_alloc(v, 768u << 10, false, &b, &err) == STRATA_E_NOMEM && !b &&
+              strstr(err.message, "VK_ERROR_OUT_OF_DEVICE_MEMORY"),
+          "%s", err.message);
+    CHECK(vkb_alloc(v, 2u << 20, true, &h, &err) == STRATA_OK, "host-visible memory is not limited: %s", err.message);
+    vkb_free(v, a), vkb_free(v, h);
+    vkb_fail_above(v, UINT64_MAX);
     CHECK(vkb_alloc(v, 64, false, &a, &err) == STRATA_OK); /* left for vkb_close to free */
     vkb_close(v);
 }

@@ -13,16 +13,18 @@ struct engine;
  * e->site[]): layers from the first on while they fit in the device's
  * budget (capped by p->mem_cap), the shaders run their types and there are
  * fewer than p->max_layers, then the output when every layer is there.
- * *n_placed: groups placed (0: none). */
+ * Their device memory is allocated here: when the driver refuses an
+ * allocation the placement ends before that layer (its message in
+ * e->gpu_note). *n_placed: groups placed (0: none). */
 strata_status backend_vulkan_open(struct engine *e, const engine_gpu *p, uint32_t *n_placed, strata_error *err);
-/* Uploads the placed groups (through the store's reads) and allocates the
- * device's activations and KV caches. */
+/* Uploads the placed groups' weights (through the store's reads). */
 strata_status backend_vulkan_load(struct engine *e, strata_error *err);
 void backend_vulkan_free(backend *b);
 
 /* Device bytes of group g (weights as uploaded, plus K and V caches of
- * n_ctx positions for a layer), and of the activations for n_batch. */
-uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx);
+ * n_ctx positions for a layer, or of the window and two batches for a
+ * window layer), and of the activations for n_batch. */
+uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch);
 uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch);
 
 const char *backend_vulkan_device_name(const backend *b);

@@ -231,7 +231,8 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
         return st;
     }
     if (st || n == 0) {
-        snprintf(e->gpu_note, sizeof e->gpu_note, "%s", st ? gerr.message : "no layer fits in the GPU's memory");
+        if (st || !e->gpu_note[0]) /* else the back end said why (a refused allocation) */
+            snprintf(e->gpu_note, sizeof e->gpu_note, "%s", st ? gerr.message : "no layer fits in the GPU's memory");
         for (uint32_t g = 0; g < groups; g++) e->site[g] = &e->cpu;
         backend_vulkan_free(e->gpu);
         e->gpu = NULL;
@@ -239,9 +240,13 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
     }
     for (uint32_t g = 0; g < groups; g++)
         if (e->site[g] == e->gpu) e->w.groups[g].n = 0;
-    if (n < groups)
-        snprintf(e->gpu_note, sizeof e->gpu_note, "%u of %u layers fit in the GPU's memory%s", n < groups - 1 ? n : groups - 1,
-                 groups - 1, n == groups - 1 ? " (the output stays on the CPU)" : "");
+    if (n < groups) { /* the count, then the back end's reason if it gave one */
+        char why[sizeof e->gpu_note];
+        snprintf(why, sizeof why, "%s", e->gpu_note);
+        snprintf(e->gpu_note, sizeof e->gpu_note, "%u of %u layers fit in the GPU's memory%s%s%.300s",
+                 n < groups - 1 ? n : groups - 1, groups - 1, n == groups - 1 ? " (the output stays on the CPU)" : "",
+                 why[0] ? ": " : "", why);
+    }
     return STRATA_OK;
 }
 

@@ -465,6 +465,20 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
 
 static double score(const plan *p, bool prefill) { return prefill ? p->prefill_tps : p->decode_tps; }
 
+/* Of candidates tried in turn: *best the fastest feasible one (*have once
+ * there is one), *last the latest infeasible one (its reason); t is taken. */
+static void keep_faster(plan *best, plan *last, bool *have, plan *t, bool prefill)
+{
+    if (t->feasible && (!*have || score(t, prefill) > score(best, prefill))) {
+        plan_free(best);
+        *best = *t;
+        *have = true;
+    } else {
+        plan_free(last);
+        *last = *t;
+    }
+}
+
 /* A layer split: every number of leading groups on the GPUs that fits is
  * tried (so more VRAM never predicts slower: with a slow GPU, filling it
  * is not always best), and the fastest kept. */
@@ -489,22 +503,10 @@ static void evaluate_split(const plan_model *m, const plan_machine *hw, const pl
             }
             break;
         }
-        if (t.feasible && (!have || score(&t, prefill) > score(&best, prefill))) {
-            plan_free(&best);
-            best = t;
-            have = true;
-        } else {
-            plan_free(&last);
-            last = t;
-        }
+        keep_faster(&best, &last, &have, &t, prefill);
     }
-    if (have) {
-        plan_free(&last);
-        *out = best;
-    } else {
-        plan_free(&best);
-        *out = last;
-    }
+    *out = have ? best : last;
+    plan_free(have ? &last : &best);
 }
 
 /* llama.cpp's static split: everything on the GPUs but the experts of the
@@ -521,22 +523,10 @@ static void evaluate_moe_split(const plan_model *m, const plan_machine *hw, cons
         c.n_cpu_moe = n;
         plan t;
         evaluate(m, hw, req, &c, m->n_groups, &t);
-        if (t.feasible && (!have || score(&t, prefill) > score(&best, prefill))) {
-            plan_free(&best);
-            best = t;
-            have = true;
-        } else {
-            plan_free(&last);
-            last = t;
-        }
+        keep_faster(&best, &last, &have, &t, prefill);
     }
-    if (have) {
-        plan_free(&last);
-        *out = best;
-    } else {
-        plan_free(&best);
-        *out = last;
-    }
+    *out = have ? best : last;
+    plan_free(have ? &last : &best);
 }
 
 static void evaluate_candidate(const plan_model *m, const plan_machine *hw, const plan_request *req,

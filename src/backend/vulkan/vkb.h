@@ -4,6 +4,13 @@
  * (VK_NO_PROTOTYPES). Shaders are GLSL compiled to SPIR-V at build time by
  * glslc and embedded in the binary.
  *
+ * Environment, read at vkb_open (for measurements and tests):
+ *   STRATA_VK_SUBGROUP=0      shared-memory reductions instead of subgroup ones
+ *   STRATA_VK_MV_ROWS, _WG, _UNROLL   the one-token product's shape
+ *   STRATA_VK_TILED=0         no tiled path for batches
+ *   STRATA_VK_PROFILE=1       device time per shader on stderr at vkb_close
+ *   STRATA_VK_FAIL_ABOVE=N    device allocations fail above N bytes (vkb_fail_above)
+ *
  * Buffers are addressed by their device address (buffer device address):
  * every op takes 64-bit addresses (vkb_addr(buf) + byte offset) and sizes
  * in push constants, so there are no descriptor sets to manage.
@@ -42,6 +49,18 @@ typedef struct vkb_info {
                                  heap minus max(10 %, 256 MiB), at most half */
 } vkb_info;
 
+/* What the vkb has done since it was opened: the counts a decoded token
+ * costs are differences of two of these. */
+typedef struct vkb_stats {
+    uint64_t dispatches;   /* compute dispatches recorded */
+    uint64_t barriers;     /* pipeline barriers recorded (vkb_barrier and the layer's own) */
+    uint64_t push_consts;  /* push-constant updates (one per dispatch) */
+    uint64_t staged;       /* copies recorded by vkb_stage_upload / vkb_stage_download */
+    uint64_t submits;      /* queue submissions: vkb_run and each vkb_upload / vkb_download chunk */
+    uint64_t waits;        /* host waits on a fence */
+    uint64_t runs;         /* vkb_run calls that submitted */
+} vkb_stats;
+
 /* Opens device `index` of the loader's list, or with index < 0 the first
  * discrete, then integrated (then virtual, other) GPU; a software device
  * (lavapipe) only when allow_cpu, also when asked for by index. Fails with
@@ -69,6 +88,12 @@ void *vkb_map(vkb_buf *b);            /* host-visible buffers only, else NULL */
 /* Device-local bytes of the caller's buffers now (the layer's own 128 KiB
  * GELU table and 16 MiB host-visible staging are not counted). */
 uint64_t vkb_device_bytes(const vkb *v);
+/* Tests: device-local allocations of the caller (vkb_alloc) fail as the
+ * driver's out-of-memory would once they would take vkb_device_bytes over
+ * `bytes` (UINT64_MAX: never, the default). STRATA_VK_FAIL_ABOVE=BYTES in
+ * the environment at vkb_open sets the same. */
+void vkb_fail_above(vkb *v, uint64_t bytes);
+void vkb_get_stats(const vkb *v, vkb_stats *out);
 
 /* Host <-> device copies through an internal staging buffer (two 8 MiB
  * halves: large copies go in chunks, the host filling or draining one half
@@ -85,8 +110,25 @@ void vkb_begin(vkb *v);
 void vkb_barrier(vkb *v);
 /* Submits what was recorded and waits; device loss or a timeout (120 s) is
  * an error, after which the vkb can only be closed. Host-visible buffers
- * written by the ops can be read through vkb_map when it returns. */
+ * written by the ops can be read through vkb_map when it returns, and the
+ * staged downloads are in their destinations.
+ *
+ * With STRATA_VK_PROFILE=1 in the environment at vkb_open, a timestamp is
+ * written after every dispatch and vkb_close prints the device time per
+ * shader to stderr (this serializes the dispatches: a diagnosis, not a
+ * speed). */
 strata_status vkb_run(vkb *v, strata_error *err);
+
+/* Copies recorded in the command buffer, so a token's input and output need
+ * no submission of their own: vkb_stage_upload copies n bytes of src now
+ * into host-visible staging, and the device copies them into dst + off when
+ * the recording runs, ordered with the ops before and after it;
+ * vkb_stage_download copies src + off to host memory dst when the recording
+ * runs (dst is written by vkb_run). False, recording nothing, when not
+ * recording or the staging (8 MiB each way per recording) is full: then
+ * use vkb_upload / vkb_download around vkb_run. */
+bool vkb_stage_upload(vkb *v, vkb_buf *dst, uint64_t off, const void *src, uint64_t n);
+bool vkb_stage_download(vkb *v, const vkb_buf *src, uint64_t off, void *dst, uint64_t n);
 
 /* ---- ops (addresses are device addresses; f32 unless stated) ---- */
 
@@ -97,14 +139,48 @@ bool vkb_matmul_supported_rows(uint32_t ggml_type, uint32_t n_in);
 /* y[t][r] = sum_i W[r][i] * x[t][i] for r < n_out, t < n_tok: W is n_out
  * rows of n_in elements of `type` packed as in GGUF (row r at w + r *
  * row_bytes); x is [n_tok][n_in], y [n_tok][n_out]. Types: F32, F16, BF16,
- * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, dequantized to exactly
- * the CPU's values (dequant_row), dot products in f32. n_in must be a
- * multiple of the block (32, 256; 8 for the float types). */
+ * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, dot products in f32 over
+ * the CPU's dequantized values (dequant_row); Q4_K and Q6_K for one token
+ * factor the block scales out of the sums (sc * sum(q x) - m * sum(x)), as
+ * GPU kernels do, which rounds differently in the last bits. n_in must be
+ * a multiple of the block (32, 256; 8 for the float types). */
 void vkb_matmul(vkb *v, uint32_t type, uint64_t w, uint64_t x, uint64_t y, uint32_t n_in, uint32_t n_out,
                 uint32_t n_tok);
+
+/* The matrix-vector product of one token with the neighbouring ops fused
+ * in, one dispatch (decode):
+ *   input   x, or with norm_w its RMS norm x * (1/sqrt(mean(x^2) + eps)) *
+ *           norm_w (the norm's scale applied to the sums); with xn also
+ *           written to xn (n_in floats);
+ *   rows    y[r] = W[r] . in; with acc y[r] += W[r] . in (the residual
+ *           add), and aux[r] = W[r] . in when aux;
+ *   glu     with up (rows of the same type and shape): y[r] =
+ *           act(W[r] . in) * (Up[r] . in), aux[r] = Up[r] . in when aux;
+ *           act SiLU, or with gelu vkb_glu's GELU.
+ * y, aux and xn must not overlap x or each other. Types as vkb_matmul. */
+typedef struct vkb_mv {
+    uint32_t type;
+    uint64_t w, up, x, y, aux, norm_w, xn; /* up, aux, norm_w, xn: 0 when unused */
+    uint32_t n_in, n_out;
+    float eps;
+    bool acc, gelu;
+} vkb_mv;
+void vkb_matvec(vkb *v, const vkb_mv *m);
+/* True when vkb_matvec runs this type fused in one dispatch. */
+bool vkb_matvec_supported(uint32_t ggml_type, uint32_t n_in);
+/* Builds now the pipelines the ops would build on first use: those of
+ * every op and, for each of the n weight types, of every matmul path (a
+ * GPU driver compiles for tens of milliseconds each; done at load, the
+ * first tokens do not wait for it). Not between vkb_begin and vkb_run. */
+strata_status vkb_prepare(vkb *v, const uint32_t *types, int n, strata_error *err);
+
 /* y[r] = x[r] * (1 / sqrt(mean(x[r]^2) + eps)) * w for n_rows rows of n
  * (y may be x). */
 void vkb_rmsnorm(vkb *v, uint64_t x, uint64_t w, uint64_t y, uint32_t n, uint32_t n_rows, float eps);
+/* The same, then acc[r] += y[r] (Gemma's post-norms before the residual
+ * add; acc must not overlap x or y). */
+void vkb_rmsnorm_add(vkb *v, uint64_t x, uint64_t w, uint64_t y, uint64_t acc, uint32_t n, uint32_t n_rows,
+                     float eps);
 /* y += x over n floats. */
 void vkb_add(vkb *v, uint64_t y, uint64_t x, uint32_t n);
 /* y[r] += b for n_rows rows of n. */
@@ -125,16 +201,29 @@ void vkb_rope(vkb *v, uint64_t x, uint64_t cs, uint32_t n_tok, uint32_t n_heads,
 void vkb_glu(vkb *v, uint64_t gate, uint64_t up, uint32_t n, bool gelu);
 /* Stores K or V rows of n_tok tokens into an f16 cache laid out
  * [n_kv_heads][kv_len][head_dim]: token t's head g (src + t * n_kv_heads *
- * head_dim + g * head_dim floats) goes to slot slot0 + t (< kv_len),
- * rounded to nearest even in integer arithmetic: the CPU's f32_to_fp16. */
+ * head_dim + g * head_dim floats) goes to slot (slot0 + t) mod kv_len (a
+ * ring: a window layer's cache holds its last kv_len positions), rounded
+ * to nearest even in integer arithmetic: the CPU's f32_to_fp16. n_tok <=
+ * kv_len. */
 void vkb_kv_store(vkb *v, uint64_t src, uint64_t cache, uint32_t n_tok, uint32_t n_kv_heads, uint32_t head_dim,
                   uint32_t kv_len, uint32_t slot0);
+/* vkb_rope of q (n_heads heads, rows of q_stride floats) and k (n_kv_heads,
+ * rows of kv_stride = n_kv_heads * head_dim floats) in place, then
+ * vkb_kv_store of k and v (rows of kv_stride) into k_cache and v_cache:
+ * the same values, one dispatch. */
+typedef struct vkb_rope_kv {
+    uint64_t q, k, v, cs, k_cache, v_cache;
+    uint32_t n_tok, n_heads, n_kv_heads, head_dim, rope_dim, q_stride, kv_len, slot0;
+    bool neox;
+} vkb_rope_kv;
+void vkb_rope_kv_store(vkb *v, const vkb_rope_kv *r);
 /* Causal grouped-query attention of n_tok tokens at positions pos0 + t:
  * q [n_tok][n_heads * head_dim], caches as in vkb_kv_store (f16), out like q.
  * Query head h reads KV head h / (n_heads / n_kv_heads). Token t sees
  * positions first..pos with pos = pos0 + t and first = 0, or with a window
- * (n_swa > 0) max(0, pos + 1 - n_swa); position p is at slot p - slot_base
- * (so first >= slot_base and pos0 + n_tok <= slot_base + kv_len).
+ * (n_swa > 0) max(0, pos + 1 - n_swa); position p is at slot
+ * (p - slot_base) mod kv_len (so first >= slot_base, and the positions the
+ * batch sees, token 0's first to pos0 + n_tok - 1, are at most kv_len).
  * Scores are scaled by `scale`, softmax in f32 (streaming: one workgroup
  * per token and query head, no scratch memory). head_dim <= 512; n_heads a
  * multiple of n_kv_heads. */

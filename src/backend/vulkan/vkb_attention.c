@@ -15,15 +15,15 @@ void vkb_attention(vkb *v, const vkb_attn *a)
         vkb_record_error(v, "Vulkan: vkb_attention: %u query heads over %u KV heads", a->n_heads, a->n_kv_heads);
         return;
     }
-    if ((uint64_t)a->pos0 + a->n_tok > (uint64_t)a->slot_base + a->kv_len) {
-        vkb_record_error(v, "Vulkan: vkb_attention: positions up to %llu beyond the cache (slot_base %u, %u slots)",
-                         (unsigned long long)a->pos0 + a->n_tok - 1, a->slot_base, a->kv_len);
-        return;
-    }
     uint32_t first = a->n_swa && a->pos0 + 1 > a->n_swa ? a->pos0 + 1 - a->n_swa : 0; /* token 0's */
     if (first < a->slot_base) {
         vkb_record_error(v, "Vulkan: vkb_attention: position %u is not in the cache (its first slot holds %u)",
                          first, a->slot_base);
+        return;
+    }
+    if ((uint64_t)a->pos0 + a->n_tok - first > a->kv_len) { /* the positions the batch sees, at once */
+        vkb_record_error(v, "Vulkan: vkb_attention: positions %u..%llu do not fit in %u cache slots", first,
+                         (unsigned long long)a->pos0 + a->n_tok - 1, a->kv_len);
         return;
     }
     struct {

@@ -126,6 +126,35 @@ static strata_status upload_gelu_table(vkb *v, strata_error *err)
     return st;
 }
 
+/* An unsigned number from the environment, or def when unset or not one of
+ * the allowed values (0-terminated). */
+static uint32_t env_choice(const char *name, uint32_t def, const uint32_t *allowed)
+{
+    const char *s = getenv(name);
+    if (!s || !*s) return def;
+    char *end;
+    unsigned long n = strtoul(s, &end, 10);
+    for (; *allowed; allowed++)
+        if (!*end && n == *allowed) return (uint32_t)n;
+    fprintf(stderr, "strata: %s=%s ignored (not one of the allowed values)\n", name, s);
+    return def;
+}
+
+/* The decode matmul's shape (tunable for measurements) and the test hooks
+ * from the environment. */
+static void read_settings(vkb *v)
+{
+    static const uint32_t rows[] = {1, 2, 4, 8, 0}, wg[] = {32, 64, 128, 256, 0}, unroll[] = {1, 2, 4, 0};
+    v->mv_rows = env_choice("STRATA_VK_MV_ROWS", VKB_MM_DECODE_ROWS, rows);
+    v->mv_wg = env_choice("STRATA_VK_MV_WG", VKB_MM_DECODE_WG, wg);
+    v->mv_unroll = env_choice("STRATA_VK_MV_UNROLL", VKB_MM_DECODE_UNROLL, unroll);
+    const char *t = getenv("STRATA_VK_TILED");
+    v->tiled = !(t && t[0] == '0');
+    v->fail_above = UINT64_MAX;
+    const char *f = getenv("STRATA_VK_FAIL_ABOVE");
+    if (f && *f) v->fail_above = strtoull(f, NULL, 10);
+}
+
 static strata_status open_steps(vkb *v, int index, bool allow_cpu, strata_error *err)
 {
     strata_status st = vkb_load_instance(v, err);
@@ -133,11 +162,13 @@ static strata_status open_steps(vkb *v, int index, bool allow_cpu, strata_error 
     if (st == STRATA_OK) st = create_device(v, err);
     if (st != STRATA_OK) return st;
     fill_info(v);
+    read_settings(v);
     vkb_memory_init(v);
     st = create_commands(v, err);
     if (st == STRATA_OK) st = create_layout(v, err);
     if (st == STRATA_OK) st = vkb_transfer_init(v, err);
     if (st == STRATA_OK) st = upload_gelu_table(v, err);
+    if (st == STRATA_OK) vkb_prof_init(v);
     return st;
 }
 
@@ -160,6 +191,7 @@ void vkb_close(vkb *v)
     if (!v) return;
     if (v->dev) {
         v->f.DeviceWaitIdle(v->dev);
+        vkb_prof_close(v);
         vkb_destroy_pipelines(v);
         vkb_free_all(v);
         if (v->layout) v->f.DestroyPipelineLayout(v->dev, v->layout, NULL);
@@ -173,3 +205,4 @@ void vkb_close(vkb *v)
 }
 
 const vkb_info *vkb_get_info(const vkb *v) { return &v->info; }
+void vkb_get_stats(const vkb *v, vkb_stats *out) { *out = v->stats; }

@@ -27,7 +27,9 @@
     X(AllocateCommandBuffers) X(BeginCommandBuffer) X(EndCommandBuffer)        \
     X(ResetCommandBuffer) X(CmdBindPipeline) X(CmdPushConstants)               \
     X(CmdDispatch) X(CmdPipelineBarrier) X(CmdCopyBuffer) X(CreateFence)       \
-    X(DestroyFence) X(ResetFences) X(WaitForFences) X(QueueSubmit)
+    X(DestroyFence) X(ResetFences) X(WaitForFences) X(QueueSubmit)             \
+    X(CreateQueryPool) X(DestroyQueryPool) X(CmdResetQueryPool)                \
+    X(CmdWriteTimestamp) X(GetQueryPoolResults)
 
 typedef struct vkb_fns {
     PFN_vkGetInstanceProcAddr GetInstanceProcAddr;
@@ -43,17 +45,50 @@ typedef enum vkb_shader_id {
     VKS_MM_F32, VKS_MM_F16, VKS_MM_BF16, VKS_MM_Q8_0, VKS_MM_Q4_0, VKS_MM_Q4_1,
     VKS_MM_Q5_0, VKS_MM_Q5_1, VKS_MM_Q4_K, VKS_MM_Q5_K, VKS_MM_Q6_K,
     VKS_RMSNORM, VKS_ATTENTION, VKS_ADD, VKS_ADD_ROWS, VKS_SCALE, VKS_ROPE,
-    VKS_GLU_SILU, VKS_GLU_GELU, VKS_KV_STORE,
+    VKS_GLU_SILU, VKS_GLU_GELU, VKS_KV_STORE, VKS_ROPE_KV,
     VKS_COUNT
 } vkb_shader_id;
 
 /* Pipeline variants of a shader: its defaults, or the matmul shaders
- * specialized for one token (constant_id 0 = rows, 1 = tokens per
- * workgroup; other shaders have no specialization constants). */
-typedef enum vkb_variant { VKB_DEFAULT, VKB_MM_DECODE, VKB_VARIANTS } vkb_variant;
+ * specialized for one token (mm_main.glsl's decode path: constant_id 0 =
+ * rows per workgroup, 1 = tokens (1), 2 = the workgroup size, 3 = the
+ * mode, 4 = gate and up rows together, 5 = units in flight), without or
+ * with the GLU pairing, or for tiles of many tokens (mode 2, 6 = the tile);
+ * other shaders have no specialization constants. */
+typedef enum vkb_variant { VKB_DEFAULT, VKB_MM_DECODE, VKB_MM_DECODE_GLU, VKB_MM_TILED, VKB_VARIANTS } vkb_variant;
 #define VKB_MM_ROWS 4u          /* mm_main.glsl's defaults: rows ... */
-#define VKB_MM_TOKENS 8u        /* ... and tokens per workgroup */
-#define VKB_MM_DECODE_ROWS 4u   /* the decode variant's (1 token; 4 beat 1 and 2 on an H200) */
+#define VKB_MM_TOKENS 8u        /* ... and tokens per workgroup (batches) */
+/* The decode path's rows per workgroup (STRATA_VK_MV_ROWS: 1, 2, 4, 8) ...
+ * On an H200, 7B Q4_K_M decode: 4 x 64 174 tok/s, 4 x 128 175, 2 x 64 169,
+ * 4 x 32 141, 8 x 128 147, 8 x 64 128, 1 x 64 137; unroll 2 -16 %. */
+#define VKB_MM_DECODE_ROWS 4u
+#define VKB_MM_DECODE_WG 64u    /* ... invocations (STRATA_VK_MV_WG: 32, 64, 128 or 256) ... */
+#define VKB_MM_DECODE_UNROLL 1u /* ... and units in flight per invocation (STRATA_VK_MV_UNROLL: 1, 2, 4) */
+#define VKB_MM_TILE 64u         /* the tiled path's rows and tokens per workgroup ... */
+#define VKB_MM_TILED_MIN 32u    /* ... taken from this many tokens on (STRATA_VK_TILED=0: never) */
+
+/* Timestamps of one recording at most, with STRATA_VK_PROFILE. */
+#define VKB_PROF_MAX 4096u
+#define VKB_PROF_COPY (VKS_COUNT * VKB_VARIANTS) /* the label of staged copies */
+
+typedef struct vkb_prof {
+    VkQueryPool pool;          /* VK_NULL_HANDLE: not profiling */
+    double period_ns;
+    uint32_t n;                /* timestamps written in this recording */
+    uint16_t label[VKB_PROF_MAX]; /* what ended at timestamp i (shader * VKB_VARIANTS + variant) */
+    uint64_t ts[VKB_PROF_MAX];    /* the timestamps read back */
+    double ns[VKB_PROF_COPY + 1];
+    uint64_t count[VKB_PROF_COPY + 1];
+    double gpu_ns, wall_ns;    /* first to last timestamp, and vkb_run's wall time, summed */
+    uint64_t runs;
+} vkb_prof;
+
+/* A staged download: where vkb_run copies it. */
+#define VKB_MAX_STAGED 16u
+typedef struct vkb_staged {
+    void *dst;
+    uint64_t off, n; /* in the download staging half */
+} vkb_staged;
 
 /* Upload/download staging: two host-visible halves so that filling one
  * overlaps the device's copy out of the other. */
@@ -95,6 +130,19 @@ struct vkb {
     vkb_buf *gelu_table;           /* [65536] f16: GELU of every f16 input */
     vkb_buf *buffers;              /* list head */
     uint64_t device_bytes;
+    uint64_t fail_above;           /* vkb_fail_above */
+    /* staged copies of the recording: uploads from staging[0], downloads
+     * into staging[1] (both idle while recording) */
+    uint64_t up_used, down_used;
+    bool ops_since_begin;          /* a dispatch or copy was recorded since vkb_begin */
+    bool upload_barrier;           /* a staged upload awaits its barrier before the next dispatch */
+    const vkb_buf *last_upload;    /* the destination of the last staged upload */
+    vkb_staged staged[VKB_MAX_STAGED];
+    uint32_t n_staged;
+    uint32_t mv_rows, mv_wg, mv_unroll; /* the decode matmul's shape */
+    bool tiled;                    /* the tiled path for batches of VKB_MM_TILED_MIN tokens or more */
+    vkb_stats stats;
+    vkb_prof prof;
     vkb_info info;
 };
 
@@ -114,6 +162,7 @@ void vkb_free_all(vkb *v);
 
 /* vkb_pipeline.c */
 VkPipeline vkb_pipeline(vkb *v, vkb_shader_id id, vkb_variant var); /* NULL (rec_err set) on failure */
+const char *vkb_shader_name(vkb_shader_id id);
 void vkb_destroy_pipelines(vkb *v);
 
 /* vkb_record.c: records one dispatch of `groups` workgroups (folded into x
@@ -131,6 +180,20 @@ strata_status vkb_wait_fence(vkb *v, VkFence fence, const char *what, strata_err
 
 /* vkb_transfer.c */
 strata_status vkb_transfer_init(vkb *v, strata_error *err);
+/* Copies the staged downloads of the recording that just ran to their
+ * destinations. */
+void vkb_staged_finish(vkb *v);
+
+/* vkb_profile.c (STRATA_VK_PROFILE) */
+void vkb_prof_init(vkb *v);
+void vkb_prof_begin(vkb *v);             /* at vkb_begin */
+void vkb_prof_mark(vkb *v, uint32_t label); /* after a dispatch or copy */
+void vkb_prof_collect(vkb *v, double wall_ns); /* after vkb_run's wait */
+void vkb_prof_close(vkb *v);             /* prints the table, frees the pool */
+
+/* A memory barrier in the ops' command buffer (counted). */
+void vkb_cmd_barrier(vkb *v, VkPipelineStageFlags src, VkAccessFlags src_access, VkPipelineStageFlags dst,
+                     VkAccessFlags dst_access);
 
 /* A VkResult's name for messages. */
 const char *vkb_result_name(VkResult r);

@@ -96,6 +96,10 @@ static strata_status check_limits(vkb *v, uint64_t bytes, bool host_visible, boo
         return err_set(err, STRATA_E_NOMEM, "Vulkan: %s of device memory would exceed the budget (%s, %s in use)",
                        fmt_bytes(bytes, a, sizeof a), fmt_bytes(v->info.budget_bytes, b, sizeof b),
                        fmt_bytes(v->device_bytes, c, sizeof c));
+    if (counted && (bytes > v->fail_above || v->device_bytes > v->fail_above - bytes))
+        return err_set(err, STRATA_E_NOMEM, "Vulkan: allocating a device buffer of %s failed (%s, simulated above %s)",
+                       fmt_bytes(bytes, a, sizeof a), vkb_result_name(VK_ERROR_OUT_OF_DEVICE_MEMORY),
+                       fmt_bytes(v->fail_above, b, sizeof b));
     if (bytes > v->max_alloc)
         return err_set(err, STRATA_E_NOMEM, "Vulkan: a buffer of %s exceeds the device's largest allocation (%s)",
                        fmt_bytes(bytes, a, sizeof a), fmt_bytes(v->max_alloc, b, sizeof b));
@@ -199,3 +203,4 @@ uint64_t vkb_addr(const vkb_buf *b) { return b->addr; }
 uint64_t vkb_size(const vkb_buf *b) { return b->size; }
 void *vkb_map(vkb_buf *b) { return b->map; }
 uint64_t vkb_device_bytes(const vkb *v) { return v->device_bytes; }
+void vkb_fail_above(vkb *v, uint64_t bytes) { v->fail_above = bytes; }

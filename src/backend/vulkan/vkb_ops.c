@@ -37,10 +37,17 @@ void vkb_scale(vkb *v, uint64_t x, float s, uint32_t n)
     if (vkb_record_check(v, "vkb_scale")) vkb_dispatch(v, VKS_SCALE, &pc, sizeof pc, elt_groups(n), 1);
 }
 
+void vkb_rmsnorm_add(vkb *v, uint64_t x, uint64_t w, uint64_t y, uint64_t acc, uint32_t n, uint32_t n_rows,
+                     float eps)
+{
+    struct { uint64_t x, w, y, acc; uint32_t n, n_rows; float eps; } pc = {x, w, y, acc, n, n_rows, eps};
+    if (vkb_record_check(v, acc ? "vkb_rmsnorm_add" : "vkb_rmsnorm"))
+        vkb_dispatch(v, VKS_RMSNORM, &pc, sizeof pc, n_rows, 1);
+}
+
 void vkb_rmsnorm(vkb *v, uint64_t x, uint64_t w, uint64_t y, uint32_t n, uint32_t n_rows, float eps)
 {
-    struct { uint64_t x, w, y; uint32_t n, n_rows; float eps; } pc = {x, w, y, n, n_rows, eps};
-    if (vkb_record_check(v, "vkb_rmsnorm")) vkb_dispatch(v, VKS_RMSNORM, &pc, sizeof pc, n_rows, 1);
+    vkb_rmsnorm_add(v, x, w, y, 0, n, n_rows, eps);
 }
 
 void vkb_rope(vkb *v, uint64_t x, uint64_t cs, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim,
@@ -80,11 +87,31 @@ void vkb_kv_store(vkb *v, uint64_t src, uint64_t cache, uint32_t n_tok, uint32_t
         uint32_t n_tok, n_kv_heads, head_dim, kv_len, slot0;
     } pc = {src, cache, n_tok, n_kv_heads, head_dim, kv_len, slot0};
     if (!vkb_record_check(v, "vkb_kv_store")) return;
-    if ((uint64_t)slot0 + n_tok > kv_len) {
-        vkb_record_error(v, "Vulkan: vkb_kv_store: slots %u..%llu beyond the cache's %u", slot0,
-                         (unsigned long long)slot0 + n_tok - 1, kv_len);
+    if (n_tok > kv_len) {
+        vkb_record_error(v, "Vulkan: vkb_kv_store: %u tokens into a cache of %u slots", n_tok, kv_len);
         return;
     }
     uint64_t n = (uint64_t)n_tok * n_kv_heads * head_dim;
     if (fits32(v, "vkb_kv_store", n)) vkb_dispatch(v, VKS_KV_STORE, &pc, sizeof pc, elt_groups(n), 1);
+}
+
+void vkb_rope_kv_store(vkb *v, const vkb_rope_kv *r)
+{
+    if (!vkb_record_check(v, "vkb_rope_kv_store")) return;
+    if (r->rope_dim % 2 || r->rope_dim > r->head_dim || r->n_tok > r->kv_len) {
+        vkb_record_error(v, "Vulkan: vkb_rope_kv_store: rope_dim %u (even, <= head_dim %u), %u tokens into %u slots",
+                         r->rope_dim, r->head_dim, r->n_tok, r->kv_len);
+        return;
+    }
+    /* work items: q pairs, k pairs, k dims past rope_dim, v elements (rope_kv.comp) */
+    uint64_t half_ = r->rope_dim / 2, kvd = (uint64_t)r->n_kv_heads * r->head_dim;
+    uint64_t total = (uint64_t)r->n_tok * (r->n_heads * half_ + r->n_kv_heads * half_ +
+                                           r->n_kv_heads * (r->head_dim - r->rope_dim) + kvd);
+    struct {
+        uint64_t q, k, v, cs, kc, vc;
+        uint32_t n_tok, n_heads, n_kv_heads, head_dim, rope_dim, q_stride, kv_len, slot0, neox;
+    } pc = {r->q, r->k, r->v, r->cs, r->k_cache, r->v_cache, r->n_tok, r->n_heads, r->n_kv_heads, r->head_dim,
+            r->rope_dim, r->q_stride, r->kv_len, r->slot0, r->neox};
+    _Static_assert(sizeof pc <= 128, "push constants over the guaranteed 128 bytes");
+    if (fits32(v, "vkb_rope_kv_store", total)) vkb_dispatch(v, VKS_ROPE_KV, &pc, sizeof pc, elt_groups(total), 1);
 }

@@ -15,8 +15,10 @@ static const char *const shader_names[VKS_COUNT] = {
     [VKS_MM_Q5_K] = "mm_q5_k",     [VKS_MM_Q6_K] = "mm_q6_k",     [VKS_RMSNORM] = "rmsnorm",
     [VKS_ATTENTION] = "attention", [VKS_ADD] = "add",             [VKS_ADD_ROWS] = "add_rows",
     [VKS_SCALE] = "scale",         [VKS_ROPE] = "rope",           [VKS_GLU_SILU] = "glu_silu",
-    [VKS_GLU_GELU] = "glu_gelu",   [VKS_KV_STORE] = "kv_store",
+    [VKS_GLU_GELU] = "glu_gelu",   [VKS_KV_STORE] = "kv_store",   [VKS_ROPE_KV] = "rope_kv",
 };
+
+const char *vkb_shader_name(vkb_shader_id id) { return shader_names[id]; }
 
 static const vkb_spirv *find_spirv(const char *name)
 {
@@ -37,9 +39,12 @@ static const vkb_spirv *module_for(const vkb *v, vkb_shader_id id)
 
 static VkResult build(vkb *v, const vkb_spirv *m, vkb_variant var, VkPipeline *out)
 {
-    uint32_t spec_data[2] = {VKB_MM_DECODE_ROWS, 1};
-    VkSpecializationMapEntry entries[2] = {{0, 0, 4}, {1, 4, 4}};
-    VkSpecializationInfo spec = {2, entries, sizeof spec_data, spec_data};
+    /* mm_main.glsl's constants: rows, tokens, workgroup size, mode, glu, unroll, tile */
+    uint32_t decode[7] = {v->mv_rows, 1, v->mv_wg, 1, var == VKB_MM_DECODE_GLU, v->mv_unroll, 1};
+    uint32_t tiled[7] = {1, 1, 256, 2, 0, 1, VKB_MM_TILE};
+    VkSpecializationMapEntry entries[7] = {{0, 0, 4},  {1, 4, 4},  {2, 8, 4}, {3, 12, 4},
+                                           {4, 16, 4}, {5, 20, 4}, {6, 24, 4}};
+    VkSpecializationInfo spec = {7, entries, sizeof decode, var == VKB_MM_TILED ? tiled : decode};
     VkShaderModuleCreateInfo mci = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
         .codeSize = m->bytes,
@@ -54,7 +59,7 @@ static VkResult build(vkb *v, const vkb_spirv *m, vkb_variant var, VkPipeline *o
                   .stage = VK_SHADER_STAGE_COMPUTE_BIT,
                   .module = mod,
                   .pName = "main",
-                  .pSpecializationInfo = var == VKB_MM_DECODE ? &spec : NULL},
+                  .pSpecializationInfo = var != VKB_DEFAULT ? &spec : NULL},
         .layout = v->layout,
     };
     r = v->f.CreateComputePipelines(v->dev, VK_NULL_HANDLE, 1, &ci, NULL, out);

@@ -15,4 +15,10 @@ void dq_unit(uvec2 blk, uint u, out float a[S], out float b[S], out uint oa, out
     oa = 0u;
     ob = 4u;
 }
+/* The elements unit u covers (as dq_unit's oa, ob). */
+void unit_spans(uint u, out uint oa, out uint ob)
+{
+    oa = 0u;
+    ob = 4u;
+}
 #include "mm_main.glsl"

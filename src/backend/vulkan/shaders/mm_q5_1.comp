@@ -23,4 +23,10 @@ void dq_unit(uvec2 blk, uint u, out float a[S], out float b[S], out uint oa, out
         b[i] = vb;
     }
 }
+/* The elements unit u covers (as dq_unit's oa, ob). */
+void unit_spans(uint u, out uint oa, out uint ob)
+{
+    oa = 4u * u;
+    ob = 16u + 4u * u;
+}
 #include "mm_main.glsl"

@@ -33,4 +33,10 @@ void dq_unit(uvec2 blk, uint u, out float a[S], out float b[S], out uint oa, out
     oa = 64u * c + 8u * g;
     ob = oa + 32u;
 }
+/* The elements unit u covers (as dq_unit's oa, ob). */
+void unit_spans(uint u, out uint oa, out uint ob)
+{
+    oa = 64u * (u >> 2) + 8u * (u & 3u);
+    ob = oa + 32u;
+}
 #include "mm_main.glsl"

@@ -18,4 +18,10 @@ void dq_unit(uvec2 blk, uint u, out float a[S], out float b[S], out uint oa, out
     oa = 8u * u;
     ob = 8u * u + 4u;
 }
+/* The elements unit u covers (as dq_unit's oa, ob). */
+void unit_spans(uint u, out uint oa, out uint ob)
+{
+    oa = 8u * u;
+    ob = 8u * u + 4u;
+}
 #include "mm_main.glsl"
