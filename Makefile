@@ -139,7 +139,12 @@ test: $(TESTBIN) $(ASAN_STRATA) $(ASAN_SYNTH) $(STRATA)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    $(TESTBIN) $(TESTS)
 
-FUZZ_BIN  := $(BUILD)/fuzz/fuzz_gguf
+# Fuzz targets (tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus-NAME, the
+# GGUF reader's in tests/fuzz/corpus): the GGUF header path, the BPE
+# pre-tokenizers, the profile and saved-plan JSON. `make fuzz` runs each for
+# FUZZ_SECONDS.
+FUZZ_NAMES := gguf pretok json
+FUZZ_BIN  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJ  := $(LIB_SRC:%.c=$(BUILD)/fuzz/%.o)
 FUZZ_OBJ  += $(BUILD)/fuzz/gen/vk_shaders.o
@@ -147,13 +152,16 @@ $(BUILD)/fuzz/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(BASEFLAGS) $(FUZZFLAGS) $(simd_flags) -c $< -o $@
 
-$(FUZZ_BIN): tests/fuzz/fuzz_gguf.c $(FUZZ_OBJ)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
 	clang $(CPPFLAGS) $(BASEFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
+	@for t in $(FUZZ_NAMES); do \
+	    seeds=tests/fuzz/corpus-$$t; [ $$t = gguf ] && seeds=tests/fuzz/corpus; \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$t; echo "== fuzz $$t"; \
+	    $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+	        $(BUILD)/fuzz/corpus-$$t $$seeds || exit 1; \
+	done
 
 # The Debian packages that building, the tests (lavapipe for the GPU tests)
 # and the demo need, installed with apt-get through sudo only when not root;
