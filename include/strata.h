@@ -102,11 +102,24 @@ typedef enum strata_moe_prefetch {
     STRATA_MOE_PREFETCH_ROUTER, /* the next layer's router applied to the current state */
 } strata_moe_prefetch;
 
+/* Element type of the KV cache, for K and V independently (llama.cpp's
+ * -ctk / -ctv). q8_0 and q4_0 are ggml's 32-value blocks with an f16 scale
+ * (34 and 18 bytes per 32 values, against 64 for f16); they need a head
+ * dimension that is a multiple of 32. Layers on a GPU keep an f16 cache. */
+typedef enum strata_kv_type {
+    STRATA_KV_DEFAULT = 0, /* f16 (f32 with kv_f32) */
+    STRATA_KV_F16,
+    STRATA_KV_F32,
+    STRATA_KV_Q8_0,
+    STRATA_KV_Q4_0,
+} strata_kv_type;
+
 typedef struct strata_model_params {
     uint32_t n_ctx;          /* context length; 0: the model's */
     uint32_t n_batch;        /* tokens per forward pass; 0: 256 */
     int n_threads;           /* 0: online CPUs (strata run passes physical cores) */
-    bool kv_f32;             /* F32 KV cache instead of F16 */
+    bool kv_f32;             /* F32 KV cache instead of F16 (where kv_type_k / _v are DEFAULT) */
+    strata_kv_type kv_type_k, kv_type_v; /* K and V cache types (DEFAULT: f16, or f32 with kv_f32) */
     bool reference_kernels;  /* scalar reference kernels (the truth; slow) */
     uint64_t mem_budget;     /* bytes for weights + KV cache + buffers; 0: no limit.
                                 Weights that do not fit are streamed from disk. */
@@ -159,7 +172,8 @@ typedef struct strata_model_stats {
     bool gpu_output;             /* the output projection too */
     uint64_t gpu_bytes;          /* device memory held */
     const char *gpu_name;        /* "" without a GPU */
-    const char *gpu_note;        /* why the GPU is not used, or not for every layer ("" otherwise) */
+    const char *gpu_note;        /* why the GPU is not used, or not for every layer, and that GPU layers
+                                    keep an f16 KV cache when another type was asked for ("" otherwise) */
     /* mixture of experts: the expert cache (zero for dense models); an
      * expert is one layer's expert (its gate, up and down matrices) */
     uint32_t experts;            /* in the model */

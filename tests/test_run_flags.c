@@ -294,3 +294,76 @@ TEST(test_run_flags_help_is_true)
     check_help_true("run", "-m /nonexistent.gguf -p x");
     check_help_true("chat", "-m /nonexistent.gguf");
 }
+
+/* `run ARGS --logits-out FILE` on the model: the prompt's logits, NULL on failure. */
+static uint8_t *kv_logits_out(const char *model, const char *args, size_t *n)
+{
+    static int seq;
+    char path[1024], full[2048], *out = NULL;
+    snprintf(path, sizeof path, "%s/kv%d.f32", test_tmpdir(), seq++);
+    snprintf(full, sizeof full, "-p 'Once upon a time there was' %s --logits-out %s", args, path);
+    int rc = run_model(model, full, &out, true);
+    CHECK(rc == 0, " %s: %s", args, out);
+    free(out);
+    return rc == 0 ? read_whole_file(path, n) : NULL;
+}
+
+/* -ctk / --cache-type-k, -ctv / --cache-type-v and --kv-type (llama.cpp's
+ * names and types): each changes the logits, K and V independently, the
+ * last flag wins, --kv-f32 is --kv-type f32; a bad value is a one-line
+ * error naming the flag; a quantized cache on heads of 8 values (stories260K)
+ * says why it cannot run. */
+TEST(test_run_flags_kv_types)
+{
+    const char *p = stories();
+    if (!p) return;
+    char *out = NULL;
+    static const char *const bad[] = {"-ctk q9", "--cache-type-k bf16", "-ctv Q8_0", "--cache-type-v q4_1",
+                                      "--kv-type ''"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[256], flag[64], want[160];
+        snprintf(args, sizeof args, "-p Hi %s", bad[i]);
+        sscanf(bad[i], "%63s", flag);
+        snprintf(want, sizeof want, "strata run: %s '", flag);
+        CHECK(run_model(p, args, &out, true) == 2 && out && strstr(out, want) &&
+                  strstr(out, "': expected f16, f32, q8_0 or q4_0\n") && !strchr(strstr(out, want), '\n')[1],
+              " %s: %s", bad[i], out);
+        free(out);
+    }
+    CHECK(run_model(p, "-p Hi -n 2 --kv-type q8_0", &out, true) == 1 && out && strstr(out, "q8_0 K cache") &&
+              strstr(out, "multiple of 32") && strstr(out, "is 8"),
+          " %s", out);
+    free(out);
+    CHECK(run_model(p, "-p Hi -n 2 -ctv q4_0", &out, true) == 1 && out && strstr(out, "q4_0 V cache"), " %s", out);
+    free(out);
+    CHECK(run_model(p, "-p Hi -n 2 --kv-type f32 -ctv f16 --temp 0", &out, true) == 0, " %s", out);
+    free(out);
+
+    const char *synth = test_fixture("synth-q8_0.gguf"); /* head dim 64 */
+    if (!synth) return;
+    static const char *const sets[] = {"",                       "--kv-type q8_0",          "-ctk q8_0 -ctv q8_0",
+                                       "--cache-type-k q8_0",    "-ctv q8_0",               "--kv-type q4_0",
+                                       "--kv-type q4_0 -ctv f16", "-ctk q4_0",               "--kv-f32",
+                                       "--kv-type f32",          "--kv-type q8_0 --kv-type f16"};
+    enum { N = sizeof sets / sizeof sets[0] };
+    uint8_t *l[N];
+    size_t n[N];
+    for (int i = 0; i < N; i++) l[i] = kv_logits_out(synth, sets[i], &n[i]);
+    for (int i = 0; i < N; i++)
+        if (!l[i]) return;
+    for (int i = 1; i < N; i++) REQUIRE(n[i] == n[0] && n[0] > 0);
+    const int same[][2] = {{1, 2}, {6, 7}, {8, 9}, {10, 0}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        CHECK(!memcmp(l[same[i][0]], l[same[i][1]], n[0]), " '%s' and '%s' differ", sets[same[i][0]],
+              sets[same[i][1]]);
+    const int differ[][2] = {{1, 0}, {3, 0}, {4, 0}, {3, 4}, {3, 1}, {5, 0}, {5, 1}, {7, 0}, {8, 0}};
+    for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++)
+        CHECK(memcmp(l[differ[i][0]], l[differ[i][1]], n[0]), " '%s' and '%s' are the same", sets[differ[i][0]],
+              sets[differ[i][1]]);
+    for (int i = 0; i < N; i++) free(l[i]);
+    /* generation runs on a quantized cache (the decode steps read it) */
+    CHECK(run_model(synth, "-p 'Once upon a time' -n 12 --temp 0 -ctk q4_0 -ctv q8_0", &out, true) == 0 && out &&
+              generated(out) == 12,
+          " %s", out);
+    free(out);
+}

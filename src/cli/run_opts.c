@@ -58,7 +58,12 @@ const char gen_opts_usage[] =
     "                       to the GPU from the first on, as many as fit\n"
     "  --gpu-mem SIZE       device memory the GPU may use, e.g. 4G (default: its budget)\n"
     "  -ngl, --n-gpu-layers N  at most N layers on the GPU (0: none; default: as many as fit)\n"
-    "  --kv-f32             F32 KV cache (default F16)\n"
+    "  -ctk, --cache-type-k TYPE  K cache type: f16 (default), f32, q8_0 or q4_0 (q8_0: 34\n"
+    "                       bytes per 32 values, q4_0: 18, f16: 64; a quantized cache needs a\n"
+    "                       head dimension that is a multiple of 32; GPU layers keep f16)\n"
+    "  -ctv, --cache-type-v TYPE  V cache type, the same choices\n"
+    "  --kv-type TYPE       both K and V cache types\n"
+    "  --kv-f32             F32 KV cache (--kv-type f32)\n"
     "  --reference          scalar reference kernels (exact, slow)\n"
     "  -h, --help           show this help\n";
 
@@ -73,8 +78,11 @@ void gen_opts_init(gen_opts *o, const char *cmd, uint64_t n_predict, uint64_t n_
 
 bool gen_opts_flag(gen_opts *o, const char *f)
 {
-    bool *b = !strcmp(f, "--kv-f32")      ? &o->mp.kv_f32
-              : !strcmp(f, "--reference")  ? &o->mp.reference_kernels
+    if (!strcmp(f, "--kv-f32")) {
+        o->mp.kv_type_k = o->mp.kv_type_v = STRATA_KV_F32;
+        return true;
+    }
+    bool *b = !strcmp(f, "--reference")    ? &o->mp.reference_kernels
               : !strcmp(f, "--stats")      ? &o->stats
               : !strcmp(f, "--ignore-eos") ? &o->ignore_eos
               : !strcmp(f, "--strict-mem") ? &o->strict_mem
@@ -113,6 +121,26 @@ static int moe_opt(gen_opts *o, const char *f, const char *v)
             return 1;
         }
     fprintf(stderr, "strata %s: %s '%s': expected %s\n", o->cmd, f, v, is_cache ? "lru or lfu" : "none, prev or router");
+    return -1;
+}
+
+/* -ctk / --cache-type-k, -ctv / --cache-type-v, --kv-type: f32, f16, q8_0 or q4_0. */
+static int kv_opt(gen_opts *o, const char *f, const char *v)
+{
+    bool k = !strcmp(f, "-ctk") || !strcmp(f, "--cache-type-k"), vv = !strcmp(f, "-ctv") || !strcmp(f, "--cache-type-v");
+    bool both = !strcmp(f, "--kv-type");
+    if (!k && !vv && !both) return 0;
+    static const struct {
+        const char *name;
+        strata_kv_type type;
+    } types[] = {{"f16", STRATA_KV_F16}, {"f32", STRATA_KV_F32}, {"q8_0", STRATA_KV_Q8_0}, {"q4_0", STRATA_KV_Q4_0}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(v, types[i].name)) {
+            if (k || both) o->mp.kv_type_k = types[i].type;
+            if (vv || both) o->mp.kv_type_v = types[i].type;
+            return 1;
+        }
+    fprintf(stderr, "strata %s: %s '%s': expected f16, f32, q8_0 or q4_0\n", o->cmd, f, v);
     return -1;
 }
 
@@ -184,6 +212,7 @@ int gen_opts_value(gen_opts *o, const char *f, const char *v)
     int r = engine_opt(o, f, v);
     if (!r) r = sampling_opt(o, f, v);
     if (!r) r = moe_opt(o, f, v);
+    if (!r) r = kv_opt(o, f, v);
     if (r) return r;
     const char **s = !strcmp(f, "-m") || !strcmp(f, "--model")                ? &o->model
                      : !strcmp(f, "--plan")                                    ? &o->mp.plan_file

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
-#include "util/fp16.h"
 
 uint32_t engine_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, uint32_t n_batch)
 {
@@ -21,34 +20,28 @@ uint32_t engine_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, uint3
 /* First slot of layer l that holds an absolute position. */
 static uint32_t slot_base(const engine *e, uint64_t l) { return e->w.swa[l] ? e->swa_base : 0; }
 
-/* Head g at slot `slot` of layer l's cache. */
-static uint8_t *kv_at(const engine *e, uint8_t *cache, uint64_t l, uint64_t g, uint64_t slot)
+/* Head g at slot `slot` of layer l's cache of rows of row_bytes. */
+static uint8_t *kv_at(const engine *e, uint8_t *cache, uint64_t row_bytes, uint64_t l, uint64_t g, uint64_t slot)
 {
-    return cache + e->kv_off[l] + (g * e->kv_len[l] + slot) * e->kv_head_bytes;
+    return cache + (e->kv_off[l] + g * e->kv_len[l] + slot) * row_bytes;
 }
 
-static void store_head(uint8_t *dst, const float *src, uint64_t n, bool f32)
-{
-    if (f32) {
-        memcpy(dst, src, n * 4);
-        return;
-    }
-    for (uint64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = f32_to_fp16(src[i]);
-}
-
+/* New rows are converted (F16) or quantized (Q8_0, Q4_0) as they are stored. */
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok)
 {
     const model_dims *d = &e->w.d;
-    bool f32 = e->kv_type == GGML_TYPE_F32;
     uint64_t slot0 = e->n_past - slot_base(e, l);
     for (uint32_t t = 0; t < n_tok; t++)
         for (uint64_t g = 0; g < d->n_kv_heads; g++) {
             uint64_t off = t * d->kv_dim + g * d->head_dim;
-            store_head(kv_at(e, e->k_cache, l, g, slot0 + t), e->act[ACT_K] + off, d->head_dim, f32);
-            store_head(kv_at(e, e->v_cache, l, g, slot0 + t), e->act[ACT_V] + off, d->head_dim, f32);
+            kv_store_row(e->kv_type_k, kv_at(e, e->k_cache, e->k_head_bytes, l, g, slot0 + t), e->act[ACT_K] + off,
+                         d->head_dim);
+            kv_store_row(e->kv_type_v, kv_at(e, e->v_cache, e->v_head_bytes, l, g, slot0 + t), e->act[ACT_V] + off,
+                         d->head_dim);
         }
 }
 
+/* Rows move whole (a block type's row is whole blocks). */
 void engine_slide_window(engine *e, uint32_t n_tok)
 {
     const model_dims *d = &e->w.d;
@@ -60,11 +53,12 @@ void engine_slide_window(engine *e, uint32_t n_tok)
     uint32_t keep_from = e->n_past >= d->n_swa ? e->n_past - (uint32_t)d->n_swa + 1 : 0;
     if (keep_from < e->swa_base) keep_from = e->swa_base;
     uint64_t shift = keep_from - e->swa_base, n_keep = e->n_past - keep_from;
+    uint64_t kb = e->k_head_bytes, vb = e->v_head_bytes;
     for (uint64_t l = 0; l < d->n_layers; l++) {
         if (!e->w.swa[l] || e->kv_len[l] != len) continue;
         for (uint64_t g = 0; g < d->n_kv_heads; g++) {
-            memmove(kv_at(e, e->k_cache, l, g, 0), kv_at(e, e->k_cache, l, g, shift), n_keep * e->kv_head_bytes);
-            memmove(kv_at(e, e->v_cache, l, g, 0), kv_at(e, e->v_cache, l, g, shift), n_keep * e->kv_head_bytes);
+            memmove(kv_at(e, e->k_cache, kb, l, g, 0), kv_at(e, e->k_cache, kb, l, g, shift), n_keep * kb);
+            memmove(kv_at(e, e->v_cache, vb, l, g, 0), kv_at(e, e->v_cache, vb, l, g, shift), n_keep * vb);
         }
     }
     e->swa_base = keep_from;
@@ -96,11 +90,11 @@ static void attend_unit(const attn_job *j, long unit, float *scores)
     if (e->w.swa[j->l] && pos + 1 > d->n_swa) first = pos + 1 - d->n_swa;
     uint64_t n_keys = pos - first + 1, slot = first - slot_base(e, j->l);
     const float *q = e->act[ACT_Q] + t * d->q_dim + h0 * hd;
-    e->kv.scores(q, n_q, kv_at(e, e->k_cache, j->l, g, slot), e->kv_head_bytes, n_keys, hd,
+    e->kv.scores(q, n_q, kv_at(e, e->k_cache, e->k_head_bytes, j->l, g, slot), e->k_head_bytes, n_keys, hd,
                  1.0f / sqrtf((float)hd), scores);
     for (uint64_t i = 0; i < n_q; i++) e->kv.softmax(scores + i * n_keys, n_keys);
-    e->kv.mix(e->act[ACT_ATT] + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, j->l, g, slot), e->kv_head_bytes,
-              n_keys, hd);
+    e->kv.mix(e->act[ACT_ATT] + t * d->q_dim + h0 * hd, n_q, scores, kv_at(e, e->v_cache, e->v_head_bytes, j->l, g, slot),
+              e->v_head_bytes, n_keys, hd);
 }
 
 static void attn_worker(void *ctx, int ith, int nth)

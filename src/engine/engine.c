@@ -64,7 +64,7 @@ static uint64_t max_vec_len(const model_dims *d)
  * and so does engine_describe (the planner asks the engine, it does not
  * duplicate the formulas). */
 typedef struct buffer_sizes {
-    uint64_t cache; /* K (and again V) */
+    uint64_t cache_k, cache_v; /* the K and V caches */
     uint64_t act[ACT_COUNT];
     uint64_t vec, rope_cs, rope_factors, scores, act_scratch;
     uint64_t moe; /* moe_state's buffers */
@@ -73,11 +73,13 @@ typedef struct buffer_sizes {
 /* Width of the FFN's gate and up rows: dense, or one expert's. */
 static uint64_t ffn_width(const model_dims *d) { return d->n_ff > d->n_ff_exp ? d->n_ff : d->n_ff_exp; }
 
+/* One cache (K or V) of every layer: rows of head_dim values in the type's
+ * bytes (f32 4, f16 2, q8_0 34/32, q4_0 18/32 per value). */
 static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_ctx, uint32_t n_batch, uint32_t kv_type)
 {
     uint64_t slots = 0;
     for (uint64_t l = 0; l < w->d.n_layers; l++) slots += engine_kv_len(w, l, n_ctx, n_batch);
-    return slots * w->d.kv_dim * (kv_type == GGML_TYPE_F32 ? 4 : 2);
+    return slots * w->d.n_kv_heads * kv_row_bytes(kv_type, w->d.head_dim);
 }
 
 /* moe_state's buffers, in its order (engine_internal.h). */
@@ -97,11 +99,12 @@ static uint64_t moe_bytes(const model_dims *d, uint64_t B)
     return sum;
 }
 
-static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B, uint32_t kv_type, int n_threads)
+static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B, uint32_t k_type, uint32_t v_type,
+                              int n_threads)
 {
     const model_dims *d = &w->d;
     return (buffer_sizes){
-        .cache = kv_cache_bytes(w, n_ctx, B, kv_type),
+        .cache_k = kv_cache_bytes(w, n_ctx, B, k_type), .cache_v = kv_cache_bytes(w, n_ctx, B, v_type),
         .act = {[ACT_X] = B * d->n_embd * 4, [ACT_XN] = B * d->n_embd * 4, [ACT_Q] = B * d->q_dim * 4,
                 [ACT_K] = B * d->kv_dim * 4, [ACT_V] = B * d->kv_dim * 4, [ACT_ATT] = B * d->q_dim * 4,
                 [ACT_GATE] = B * ffn_width(d) * 4, [ACT_UP] = B * ffn_width(d) * 4,
@@ -114,13 +117,14 @@ static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B
 
 static uint64_t sizes_total(const buffer_sizes *z)
 {
-    uint64_t sum = 2 * z->cache + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch + z->moe;
+    uint64_t sum = z->cache_k + z->cache_v + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch + z->moe;
     for (int a = 0; a < ACT_COUNT; a++) sum += z->act[a];
     return sum;
 }
 
-/* The CPU's KV cache: layers that run elsewhere keep theirs there. */
-static strata_status kv_layout(engine *e, uint64_t *bytes, strata_error *err)
+/* The CPU's KV cache: layers that run elsewhere keep theirs there.
+ * *rows: cached rows (KV heads x slots) of all layers, in K and again in V. */
+static strata_status kv_layout(engine *e, uint64_t *rows, strata_error *err)
 {
     const model_dims *d = &e->w.d;
     e->kv_off = calloc(d->n_layers, sizeof *e->kv_off);
@@ -130,9 +134,9 @@ static strata_status kv_layout(engine *e, uint64_t *bytes, strata_error *err)
     for (uint64_t l = 0; l < d->n_layers; l++) {
         e->kv_len[l] = e->site[l] == &e->cpu ? engine_kv_len(&e->w, l, e->n_ctx, e->n_batch) : 0;
         e->kv_off[l] = off;
-        off += d->n_kv_heads * e->kv_len[l] * e->kv_head_bytes;
+        off += d->n_kv_heads * e->kv_len[l];
     }
-    *bytes = off;
+    *rows = off;
     return STRATA_OK;
 }
 
@@ -152,16 +156,18 @@ static bool alloc_moe(engine *e)
 static strata_status alloc_buffers(engine *e, strata_error *err)
 {
     const model_dims *d = &e->w.d;
-    buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type, pool_size(e->pool));
-    e->kv_head_bytes = d->head_dim * (e->kv_type == GGML_TYPE_F32 ? 4 : 2);
-    e->kv = kv_ops_get(e->kv_type == GGML_TYPE_F32, e->kernels == KERNEL_FAST);
+    buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type_k, e->kv_type_v, pool_size(e->pool));
+    e->k_head_bytes = kv_row_bytes(e->kv_type_k, d->head_dim);
+    e->v_head_bytes = kv_row_bytes(e->kv_type_v, d->head_dim);
+    e->kv = kv_ops_for(e->kv_type_k, e->kv_type_v, e->kernels == KERNEL_FAST);
     e->glu = e->w.arch->act == ACT_GELU ? geglu_f16 : swiglu_get(e->kernels == KERNEL_FAST);
-    uint64_t cache = 0;
-    strata_status st = kv_layout(e, &cache, err);
+    uint64_t rows = 0;
+    strata_status st = kv_layout(e, &rows, err);
     if (st) return st;
-    z.cache = cache;
-    e->k_cache = scratch(e, z.cache);
-    e->v_cache = scratch(e, z.cache);
+    z.cache_k = rows * e->k_head_bytes;
+    z.cache_v = rows * e->v_head_bytes;
+    e->k_cache = scratch(e, z.cache_k);
+    e->v_cache = scratch(e, z.cache_v);
     bool ok = true;
     for (int a = 0; a < ACT_COUNT; a++) ok = (e->act[a] = scratch(e, z.act[a])) && ok;
     e->vec = scratch(e, z.vec);
@@ -173,14 +179,40 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     if (!ok || !e->k_cache || !e->v_cache || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores ||
         !e->act_scratch)
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
-                       " bytes)", e->n_ctx, 2 * z.cache);
+                       " bytes)", e->n_ctx, z.cache_k + z.cache_v);
     e->rope_cs_swa = e->rope_cs + (uint64_t)e->n_batch * d->rope_dim;
     return STRATA_OK;
 }
 
-/* Context, batch and KV type after defaults, validated. */
-static strata_status resolve(const model_spec *spec, const engine_params *p, uint32_t *n_ctx, uint32_t *n_batch,
-                             uint32_t *kv_type, strata_error *err)
+/* A KV cache type as a ggml type id; UINT32_MAX for an unknown value. */
+static uint32_t kv_ggml_type(strata_kv_type t, bool f32)
+{
+    switch (t) {
+    case STRATA_KV_DEFAULT: return f32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    case STRATA_KV_F16: return GGML_TYPE_F16;
+    case STRATA_KV_F32: return GGML_TYPE_F32;
+    case STRATA_KV_Q8_0: return GGML_TYPE_Q8_0;
+    case STRATA_KV_Q4_0: return GGML_TYPE_Q4_0;
+    }
+    return UINT32_MAX;
+}
+
+/* The K (which = "K") or V cache type, checked against the head size. */
+static strata_status kv_type_of(strata_kv_type t, bool f32, const char *which, const model_dims *d, uint32_t *out,
+                                strata_error *err)
+{
+    *out = kv_ggml_type(t, f32);
+    if (*out == UINT32_MAX || !kv_type_supported(*out))
+        return err_set(err, STRATA_E_INVALID, "%s cache type %d: expected f32, f16, q8_0 or q4_0", which, (int)t);
+    if (kv_type_blocked(*out) && d->head_dim % 32)
+        return err_set(err, STRATA_E_UNSUPPORTED, "a %s %s cache needs a head dimension that is a multiple of 32; "
+                       "this model's is %" PRIu64 " (use f16 or f32)", kv_type_name(*out), which, d->head_dim);
+    return STRATA_OK;
+}
+
+/* Context, batch and KV types after defaults, validated. */
+static strata_status resolve(const model_spec *spec, const model_dims *d, const engine_params *p, uint32_t *n_ctx,
+                             uint32_t *n_batch, uint32_t *k_type, uint32_t *v_type, strata_error *err)
 {
     uint64_t ctx = p->n_ctx ? p->n_ctx : spec->hp.context_length;
     if (ctx == 0) ctx = 2048;
@@ -188,8 +220,8 @@ static strata_status resolve(const model_spec *spec, const engine_params *p, uin
     *n_ctx = (uint32_t)ctx;
     *n_batch = p->n_batch ? p->n_batch : 256;
     if (*n_batch > *n_ctx) *n_batch = *n_ctx;
-    *kv_type = p->kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-    return STRATA_OK;
+    strata_status st = kv_type_of(p->kv_type_k, p->kv_f32, "K", d, k_type, err);
+    return st ? st : kv_type_of(p->kv_type_v, p->kv_f32, "V", d, v_type, err);
 }
 
 /* The prefetch predictor, and the routing trace when STRATA_MOE_TRACE
@@ -207,7 +239,7 @@ static strata_status moe_settings(engine *e, const engine_params *p, strata_erro
 static strata_status configure(engine *e, const model_spec *spec, const engine_params *p, strata_error *err)
 {
     e->kernels = p->kernels;
-    strata_status st = resolve(spec, p, &e->n_ctx, &e->n_batch, &e->kv_type, err);
+    strata_status st = resolve(spec, &e->w.d, p, &e->n_ctx, &e->n_batch, &e->kv_type_k, &e->kv_type_v, err);
     if (st) return st;
     if (!(e->pool = pool_new(p->n_threads > 0 ? p->n_threads : 1)))
         return err_set(err, STRATA_E_NOMEM, "cannot start %d threads", p->n_threads);
@@ -215,6 +247,20 @@ static strata_status configure(engine *e, const model_spec *spec, const engine_p
     if (!(e->site = calloc(e->w.d.n_layers + 1, sizeof *e->site))) return err_set(err, STRATA_E_NOMEM, "out of memory");
     for (uint64_t g = 0; g <= e->w.d.n_layers; g++) e->site[g] = &e->cpu;
     return STRATA_OK;
+}
+
+/* The Vulkan back end keeps its layers' KV caches in f16 (its shaders read
+ * no other type): another requested type applies to the CPU's layers only,
+ * and the placement note says so (`run` prints it once on stderr). */
+static void gpu_kv_note(engine *e)
+{
+    if (e->kv_type_k == GGML_TYPE_F16 && e->kv_type_v == GGML_TYPE_F16) return;
+    size_t len = strlen(e->gpu_note);
+    char types[48];
+    if (e->kv_type_k == e->kv_type_v) snprintf(types, sizeof types, "%s", kv_type_name(e->kv_type_k));
+    else snprintf(types, sizeof types, "K %s, V %s", kv_type_name(e->kv_type_k), kv_type_name(e->kv_type_v));
+    snprintf(e->gpu_note + len, sizeof e->gpu_note - len, "%sthe GPU layers' KV cache is f16 (the GPU runs f16 KV "
+             "caches only; %s applies to the CPU's layers)", len ? "; " : "", types);
 }
 
 /* Layers on the GPU (when one is asked for and usable); their store groups
@@ -247,6 +293,7 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
                  n < groups - 1 ? n : groups - 1, groups - 1, n == groups - 1 ? " (the output stays on the CPU)" : "",
                  why[0] ? ": " : "", why);
     }
+    gpu_kv_note(e);
     return STRATA_OK;
 }
 
@@ -263,10 +310,11 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
     out->weights = w;
     strata_status st = weights_bind(f, spec, f->splits[0].path, w, err);
     if (!st) st = backend_cpu_select_kernels(w, p->kernels, err);
-    if (!st) st = resolve(spec, p, &out->n_ctx, &out->n_batch, &out->kv_type, err);
+    if (!st) st = resolve(spec, &w->d, p, &out->n_ctx, &out->n_batch, &out->kv_type_k, &out->kv_type_v, err);
     if (st) return st;
-    buffer_sizes z = sizes_for(w, out->n_ctx, out->n_batch, out->kv_type, p->n_threads > 0 ? p->n_threads : 1);
-    out->kv_bytes = 2 * z.cache;
+    buffer_sizes z = sizes_for(w, out->n_ctx, out->n_batch, out->kv_type_k, out->kv_type_v,
+                               p->n_threads > 0 ? p->n_threads : 1);
+    out->kv_bytes = z.cache_k + z.cache_v;
     out->buffer_bytes = sizes_total(&z);
     out->n_groups = (uint32_t)w->d.n_layers + 1;
     out->groups = w->groups;

@@ -39,7 +39,9 @@ typedef struct engine_params {
     uint32_t n_ctx;      /* 0: the model's context length */
     uint32_t n_batch;    /* tokens per forward pass (0: 256) */
     int n_threads;       /* >= 1 */
-    bool kv_f32;         /* F32 KV cache instead of the default F16 */
+    bool kv_f32;         /* F32 KV cache instead of the default F16 (for a DEFAULT type below) */
+    strata_kv_type kv_type_k, kv_type_v; /* K and V cache types (q8_0 / q4_0: head_dim % 32 == 0);
+                                            layers on a GPU keep f16 */
     kernel_mode kernels; /* fast (default) or reference */
     uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit */
     uint64_t mem_reserved; /* part of mem_budget the caller needs for itself */
@@ -54,7 +56,8 @@ typedef struct engine engine;
 /* What the engine would allocate and read for a model and parameters,
  * without allocating it: the planner's view of the engine. */
 typedef struct engine_desc {
-    uint32_t n_ctx, n_batch, kv_type; /* after defaults */
+    uint32_t n_ctx, n_batch;          /* after defaults */
+    uint32_t kv_type_k, kv_type_v;    /* ggml type ids of the K and V caches */
     uint64_t kv_bytes;                /* K and V caches */
     uint64_t buffer_bytes;            /* KV caches and every scratch buffer */
     uint32_t n_groups;                /* store groups: one per layer, then the output group */

@@ -33,17 +33,21 @@ struct engine {
     model_weights w;
     store *store;
     pool *pool;
-    uint32_t n_ctx, n_batch, n_past, kv_type;
-    /* KV cache, per layer [KV head][position slot][head_dim] of kv_type:
-     * one head's positions are contiguous, so attention streams them.
-     * Global layers hold every position (slot = position); sliding-window
-     * layers hold kv_len[l] slots, slot 0 being position swa_base. */
+    uint32_t n_ctx, n_batch, n_past;
+    /* KV cache, per layer [KV head][position slot][head_dim]: K rows of
+     * kv_type_k, V rows of kv_type_v (ggml ids: F32, F16, Q8_0, Q4_0; a
+     * block type's row is head_dim / 32 whole blocks). One head's positions
+     * are contiguous, so attention streams them. Global layers hold every
+     * position (slot = position); sliding-window layers hold kv_len[l]
+     * slots, slot 0 being position swa_base. Layers on a GPU keep their
+     * cache there (kv_len 0 here). */
+    uint32_t kv_type_k, kv_type_v;
     uint8_t *k_cache, *v_cache;
-    uint64_t *kv_off;           /* n_layers: byte offset of layer l in each cache */
+    uint64_t *kv_off;           /* n_layers: first row (head and slot) of layer l in each cache */
     uint32_t *kv_len;           /* n_layers: position slots of layer l */
     uint32_t swa_base;
-    uint64_t kv_head_bytes;     /* bytes of one head's K (or V) at one position */
-    kv_ops kv;                  /* attention loops for this cache type */
+    uint64_t k_head_bytes, v_head_bytes; /* bytes of one row: a head's K (V) at one position */
+    kv_ops kv;                  /* attention loops for these cache types */
     swiglu_fn glu;              /* the FFN gate: SwiGLU or GeGLU */
     kernel_mode kernels;
     rope_cfg rope, rope_swa;    /* global and sliding-window layers */

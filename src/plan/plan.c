@@ -458,7 +458,7 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
     }
     p->feasible = (!c->over_link || reserve_link(m, hw, p)) &&
                   place_cpu(m, hw, req, c, on_gpu, ram_fixed(m, c, p->ram.kv), p);
-    p->runnable = !c->use_gpu && c->kv == PLAN_KV_F16;
+    p->runnable = !c->use_gpu; /* the engine runs every plan_kv type (f16, q8_0, q4_0) */
     if (p->feasible) cost(m, hw, req, c, p);
     return on_gpu;
 }
@@ -644,11 +644,10 @@ static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv r
             snprintf(a->rejected, PLAN_TEXT, "does not fit: %.180s", why);
         }
         else if (a->n_ctx != ctx) snprintf(a->rejected, PLAN_TEXT, "shorter context than requested (%u)", ctx);
-        else if (a->kv != req_kv) snprintf(a->rejected, PLAN_TEXT, "KV cache type other than requested; the engine "
-                                                                       "runs f16 KV caches only (for now)");
-        else if (cpu_only && !a->runnable)
-            snprintf(a->rejected, PLAN_TEXT, "%s", a->kv != PLAN_KV_F16 ? "the engine runs f16 KV caches only (for now)"
-                                                                         : "GPU execution is not implemented yet");
+        else if (a->kv != req_kv)
+            snprintf(a->rejected, PLAN_TEXT, "KV cache type other than requested (--kv-type %s asks for it)",
+                     plan_kv_name(a->kv));
+        else if (cpu_only && !a->runnable) snprintf(a->rejected, PLAN_TEXT, "GPU execution is not implemented yet");
         else if (best >= 0)
             snprintf(a->rejected, PLAN_TEXT, "slower: %.1f vs %.1f tok/s", score(a, prefill),
                      score(&r->alts[best], prefill));

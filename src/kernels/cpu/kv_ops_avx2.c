@@ -1,11 +1,13 @@
 /* AVX2 attention loops. Cached rows are taken eight positions at a time:
- * an f16 block is converted once into a small float tile (in L1) that all
- * the group's queries then read; an f32 block is read in place. Scores come
- * out eight at a time: eight per-key accumulators reduced together. */
+ * an f16 or block-quantized (Q8_0, Q4_0) block of rows is converted once
+ * into a small float tile (in L1) that all the group's queries then read;
+ * an f32 block is read in place. Scores come out eight at a time: eight
+ * per-key accumulators reduced together. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
+#include "gguf/ggml_types.h"
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/kv_ops.h"
 
@@ -22,21 +24,63 @@ INLINE const uint8_t *cached_row(const void *base, uint64_t stride, uint64_t j)
     return (const uint8_t *)base + j * stride;
 }
 
-/* Positions j0.. (up to KEYS) of the cache into b: f16 rows converted
- * into the tile, f32 rows pointed at in place. */
-static void block_load(kv_block *b, bool f16, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys,
+/* One cached row of hd values into floats. */
+static void row_f16(float *t, const uint8_t *row, uint64_t hd)
+{
+    for (uint64_t d = 0; d < hd; d += 8)
+        _mm256_storeu_ps(t + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * d))));
+}
+
+/* Q8_0: per block of 32, d (f16) then 32 int8. */
+static void row_q8_0(float *t, const uint8_t *row, uint64_t hd)
+{
+    for (uint64_t b = 0; b < hd / 32; b++, row += 34, t += 32) {
+        __m256 d = _mm256_set1_ps(ld_f16(row));
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 2 + 8 * c)));
+            _mm256_storeu_ps(t + 8 * c, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+        }
+    }
+}
+
+/* Q4_0: per block of 32, d (f16) then 16 bytes: values 0..15 in the low
+ * nibbles, 16..31 in the high ones; x = d q - 8 d (exact: as d (q - 8),
+ * both products and the difference are exact in float). */
+static void row_q4_0(float *t, const uint8_t *row, uint64_t hd)
+{
+    const __m128i lo4 = _mm_set1_epi8(0xF);
+    for (uint64_t b = 0; b < hd / 32; b++, row += 18, t += 32) {
+        float df = ld_f16(row);
+        __m256 d = _mm256_set1_ps(df), m = _mm256_set1_ps(-8.0f * df);
+        __m128i qs = _mm_loadu_si128((const __m128i *)(row + 2));
+        __m128i half[2] = {_mm_and_si128(qs, lo4), _mm_and_si128(_mm_srli_epi16(qs, 4), lo4)};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i a = _mm256_cvtepu8_epi32(half[h]), c = _mm256_cvtepu8_epi32(_mm_srli_si128(half[h], 8));
+            _mm256_storeu_ps(t + 16 * h, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(a), m));
+            _mm256_storeu_ps(t + 16 * h + 8, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(c), m));
+        }
+    }
+}
+
+/* Positions j0.. (up to KEYS) of the cache into b: f16 and block rows
+ * converted into the tile, f32 rows pointed at in place. */
+static void block_load(kv_block *b, uint32_t type, const void *base, uint64_t stride, uint64_t j0, uint64_t n_keys,
                        uint64_t hd)
 {
     b->n = n_keys - j0 < KEYS ? n_keys - j0 : KEYS;
     for (uint64_t k = 0; k < KEYS; k++) {
         const uint8_t *row = cached_row(base, stride, j0 + (k < b->n ? k : 0));
-        if (!f16) {
+        if (type == GGML_TYPE_F32) {
             b->row[k] = (const float *)row;
             continue;
         }
-        if (k < b->n)
-            for (uint64_t d = 0; d < hd; d += 8)
-                _mm256_storeu_ps(b->tile[k] + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * d))));
+        if (k < b->n) {
+            if (type == GGML_TYPE_Q8_0) row_q8_0(b->tile[k], row, hd);
+            else if (type == GGML_TYPE_Q4_0) row_q4_0(b->tile[k], row, hd);
+            else row_f16(b->tile[k], row, hd);
+        }
         b->row[k] = b->tile[k < b->n ? k : 0];
     }
 }
@@ -106,58 +150,54 @@ static void block_mix(const kv_block *b, float *out, uint64_t n_q, const float *
     }
 }
 
-/* The vector path: head sizes in whole vectors (and, for f16, that fit the
- * tile); others go to the scalar loops. */
-static bool fast_shape(bool f16, uint64_t hd) { return hd % 8 == 0 && (!f16 || hd <= KV_FAST_MAX_HD); }
+/* The vector path: head sizes in whole vectors (whole blocks for the block
+ * types) that fit the tile (f32 rows are read in place: any size); others
+ * go to the scalar loops. */
+static bool fast_shape(uint32_t type, uint64_t hd)
+{
+    if (type == GGML_TYPE_F32) return hd % 8 == 0;
+    return hd % (type == GGML_TYPE_F16 ? 8 : 32) == 0 && hd <= KV_FAST_MAX_HD;
+}
 
-static void scores_blocks(bool f16, const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys,
-                          uint64_t hd, float scale, float *s)
+static void scores_blocks(uint32_t type, const float *q, uint64_t n_q, const void *k, uint64_t stride,
+                          uint64_t n_keys, uint64_t hd, float scale, float *s)
 {
     kv_block b;
     for (uint64_t j = 0; j < n_keys; j += KEYS) {
-        block_load(&b, f16, k, stride, j, n_keys, hd);
+        block_load(&b, type, k, stride, j, n_keys, hd);
         block_scores(&b, q, n_q, hd, scale, s + j, n_keys);
     }
 }
 
-static void mix_blocks(bool f16, float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride,
+static void mix_blocks(uint32_t type, float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride,
                        uint64_t n_keys, uint64_t hd)
 {
     memset(out, 0, n_q * hd * sizeof *out);
     kv_block b;
     for (uint64_t j = 0; j < n_keys; j += KEYS) {
-        block_load(&b, f16, v, stride, j, n_keys, hd);
+        block_load(&b, type, v, stride, j, n_keys, hd);
         block_mix(&b, out, n_q, p + j, n_keys, hd);
     }
 }
 
-void kv_scores_f16_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys, uint64_t hd,
-                        float scale, float *s)
-{
-    if (fast_shape(true, hd)) scores_blocks(true, q, n_q, k, stride, n_keys, hd, scale, s);
-    else kv_scores_f16_ref(q, n_q, k, stride, n_keys, hd, scale, s);
-}
+#define KV_AVX2(NAME, TYPE)                                                                                         \
+    void kv_scores_##NAME##_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys,    \
+                                 uint64_t hd, float scale, float *s)                                                \
+    {                                                                                                               \
+        if (fast_shape(TYPE, hd)) scores_blocks(TYPE, q, n_q, k, stride, n_keys, hd, scale, s);                     \
+        else kv_scores_##NAME##_ref(q, n_q, k, stride, n_keys, hd, scale, s);                                       \
+    }                                                                                                               \
+    void kv_mix_##NAME##_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride,            \
+                              uint64_t n_keys, uint64_t hd)                                                         \
+    {                                                                                                               \
+        if (fast_shape(TYPE, hd)) mix_blocks(TYPE, out, n_q, p, v, stride, n_keys, hd);                             \
+        else kv_mix_##NAME##_ref(out, n_q, p, v, stride, n_keys, hd);                                               \
+    }
 
-void kv_scores_f32_avx2(const float *q, uint64_t n_q, const void *k, uint64_t stride, uint64_t n_keys, uint64_t hd,
-                        float scale, float *s)
-{
-    if (fast_shape(false, hd)) scores_blocks(false, q, n_q, k, stride, n_keys, hd, scale, s);
-    else kv_scores_f32_ref(q, n_q, k, stride, n_keys, hd, scale, s);
-}
-
-void kv_mix_f16_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
-                     uint64_t hd)
-{
-    if (fast_shape(true, hd)) mix_blocks(true, out, n_q, p, v, stride, n_keys, hd);
-    else kv_mix_f16_ref(out, n_q, p, v, stride, n_keys, hd);
-}
-
-void kv_mix_f32_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
-                     uint64_t hd)
-{
-    if (fast_shape(false, hd)) mix_blocks(false, out, n_q, p, v, stride, n_keys, hd);
-    else kv_mix_f32_ref(out, n_q, p, v, stride, n_keys, hd);
-}
+KV_AVX2(f16, GGML_TYPE_F16)
+KV_AVX2(f32, GGML_TYPE_F32)
+KV_AVX2(q8_0, GGML_TYPE_Q8_0)
+KV_AVX2(q4_0, GGML_TYPE_Q4_0)
 
 static float max_of(const float *x, uint64_t n)
 {
