@@ -78,6 +78,14 @@ typedef struct strata_machine {
  * `model_path` is a model file or its directory (NULL: current directory). */
 strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err);
 
+/* Records that a run streamed `bytes` of weights from the storage holding
+ * model_path in `seconds` of decoding while the disk was its bottleneck:
+ * later plans on this machine for models on that device use the rate
+ * (bytes per second, averaged over runs) as the disk bandwidth. Kept in
+ * stream-rates.json next to the saved profile (docs/profile-json.md). */
+strata_status strata_machine_record_stream_rate(const char *model_path, uint64_t bytes, double seconds,
+                                                strata_error *err);
+
 /* ---- Running a model ---- */
 
 typedef struct strata_model strata_model;

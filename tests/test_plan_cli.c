@@ -446,6 +446,21 @@ TEST(test_plan_cli_run_saved_plan)
               " rc %d: %s", rc, out);
         free(out);
     }
+    /* a plan saved with a q8_0 KV cache runs with one: less memory accounted than the f16 plan's run */
+    double acc[2] = {0, 0};
+    for (int q = 0; q < 2; q++) {
+        snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --kv-type %s --json > '%s'", m, hw, mem,
+                 q ? "q8_0" : "f16", saved);
+        REQUIRE(strata(args, &out, false) == 0, " %s", out);
+        free(out);
+        snprintf(args, sizeof args, "run -m '%s' --plan '%s' -p 'a b c' -n 2 --temp 0 -t 2", m, saved);
+        const char *a = NULL;
+        CHECK(strata(args, &out, true) == 0 && out && (a = strstr(out, "(accounted ")) &&
+                  sscanf(a, "(accounted %lf", &acc[q]) == 1,
+              " %s", out);
+        free(out);
+    }
+    CHECK(acc[1] > 0 && acc[1] < acc[0], " accounted %.2f MiB with q8_0, %.2f MiB with f16", acc[1], acc[0]);
 }
 
 /* ---- mixture of experts ---- */

@@ -16,7 +16,7 @@ static uint64_t default_budget(const char *path)
     hw_profile *hw = calloc(1, sizeof *hw);
     plan_machine mach = {0};
     strata_error err;
-    if (hw && !plan_machine_profile(NULL, path, false, true, hw, &err)) plan_machine_from_profile(hw, 0, &mach);
+    if (hw && !plan_machine_profile(NULL, path, false, true, hw, NULL, &err)) plan_machine_from_profile(hw, 0, &mach);
     free(hw);
     return mach.ram_budget;
 }
@@ -50,20 +50,41 @@ static strata_status load_saved_plan(strata_model *m, const char *path, const st
     return st;
 }
 
+/* What the plan line adds about the machine: the disk figure when the plan
+ * reads weights from disk, and what happened to the saved profile. */
+static void machine_note(const plan_machine_notes *n, const plan_machine *mach, const plan *chosen, char *buf,
+                         size_t len)
+{
+    char disk[240] = "";
+    if (chosen->feasible && plan_can_run(chosen) == 1)
+        snprintf(disk, sizeof disk, "; disk %.2f GB/s (%.160s)", mach->disk_bw / 1e9, n->disk);
+    snprintf(buf, len, "%s%s%.480s", disk, n->profile[0] ? "; " : "", n->profile);
+}
+
+/* The plan's KV type for the cache the run asks for (the planner models
+ * one type for K and V; f32 and mixed types plan as f16). */
+static plan_kv plan_kv_of(const strata_model_params *p)
+{
+    if (p->kv_type_k != p->kv_type_v) return PLAN_KV_F16;
+    return p->kv_type_k == STRATA_KV_Q8_0 ? PLAN_KV_Q8_0 : p->kv_type_k == STRATA_KV_Q4_0 ? PLAN_KV_Q4_0 : PLAN_KV_F16;
+}
+
 static strata_status compute_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
-                                  const plan_model *pm, plan *out, strata_error *err)
+                                  const plan_model *pm, plan *out, char *note, size_t note_len, strata_error *err)
 {
     hw_profile *hw = calloc(1, sizeof *hw);
     if (!hw) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    strata_status st = plan_machine_profile(NULL, path, false, true, hw, err);
+    plan_machine_notes notes;
+    strata_status st = plan_machine_profile(NULL, path, false, true, hw, &notes, err);
     if (!st) {
         plan_machine mach;
         plan_machine_from_profile(hw, p->mem_budget, &mach);
         plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true,
-                            .moe_lru = p->moe_cache == STRATA_MOE_LRU};
+                            .kv = plan_kv_of(p), .moe_lru = p->moe_cache == STRATA_MOE_LRU};
         plan_result r;
-        plan_compute_live(m->file, m->spec, pm, &mach, &req, &r);
+        plan_compute(pm, &mach, &req, &r);
         if (!r.chosen.feasible) st = err_set(err, STRATA_E_NOMEM, "%s: %s", path, r.chosen.reason);
+        machine_note(&notes, &mach, &r.chosen, note, note_len);
         *out = r.chosen;
         r.chosen.tier = NULL; /* moved to out */
         m->predicted_disk_bw = mach.disk_bw;
@@ -76,17 +97,17 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
     return st;
 }
 
-/* "plan[ FILE]: LABEL, context N: WHERE; predicted X tok/s (B-bound)" (the
- * prediction when known: a saved plan may lack it). */
-static void summarize(strata_model *m, const char *file, const plan_model *pm, const plan *chosen)
+/* "plan[ FILE]: LABEL, context N: WHERE; predicted X tok/s (B-bound)[NOTE]"
+ * (the prediction when known: a saved plan may lack it; NOTE: machine_note). */
+static void summarize(strata_model *m, const char *file, const plan_model *pm, const plan *chosen, const char *note)
 {
     char where[640], pred[96] = "";
     plan_placement_summary(pm, chosen, where, sizeof where);
     if (chosen->decode_tps > 0)
         snprintf(pred, sizeof pred, "; predicted %.2f tok/s (%s-bound)", chosen->decode_tps,
                  chosen->bottleneck ? chosen->bottleneck : "?");
-    snprintf(m->summary, sizeof m->summary, "plan%s%.200s: %s, context %u: %s%s", file ? " " : "", file ? file : "",
-             chosen->label, chosen->n_ctx, where, pred);
+    snprintf(m->summary, sizeof m->summary, "plan%s%.200s: %s, context %u: %.400s%s%.300s", file ? " " : "",
+             file ? file : "", chosen->label, chosen->n_ctx, where, pred, note);
 }
 
 uint64_t strata_model_budget(const strata_model *m) { return m->planned_budget; }
@@ -96,9 +117,10 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
 {
     plan_model pm;
     plan chosen = {0};
+    char note[800] = "";
     strata_status st = plan_model_from_engine(m->file, m->spec, threads, &pm, err);
     if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)
-                               : compute_plan(m, path, p, threads, &pm, &chosen, err);
+                               : compute_plan(m, path, p, threads, &pm, &chosen, note, sizeof note, err);
     if (!st) {
         m->resident = malloc(pm.n_groups);
         if (!m->resident) st = err_set(err, STRATA_E_NOMEM, "out of memory");
@@ -107,8 +129,11 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
         for (uint32_t g = 0; g < pm.n_groups; g++) m->resident[g] = chosen.tier[g] == TIER_RAM;
         ep->store.resident = m->resident;
         ep->n_ctx = chosen.n_ctx;
+        if (p->kv_type_k == STRATA_KV_DEFAULT && p->kv_type_v == STRATA_KV_DEFAULT && !p->kv_f32 &&
+            chosen.kv != PLAN_KV_F16) /* a saved plan's quantized cache */
+            ep->kv_type_k = ep->kv_type_v = chosen.kv == PLAN_KV_Q8_0 ? STRATA_KV_Q8_0 : STRATA_KV_Q4_0;
         m->predicted_tps = chosen.decode_tps;
-        summarize(m, p->plan_file, &pm, &chosen);
+        summarize(m, p->plan_file, &pm, &chosen, note);
     }
     plan_free(&chosen);
     plan_model_free(&pm);

@@ -25,7 +25,7 @@ static const char plan_usage[] =
     "  -c, --ctx-size N     context length (default: the model's, reduced to fit)\n"
     "  --batch, --batch-size B  tokens per step for the prefill prediction (default 256;\n"
     "                       32 or more optimizes prefill speed instead of decode)\n"
-    "  --kv-type T          f16 (default), q8_0 or q4_0 (the engine runs f16 today)\n"
+    "  --kv-type T          KV cache type: f16 (default), q8_0 or q4_0\n"
     "  --moe-hit-rate X     mixture of experts: the expert cache's hit rate, 0 to 1\n"
     "                       (default: estimated for uniform routing and an LRU cache)\n"
     "  --mem SIZE           RAM budget (default: usable memory minus 10%, at least\n"
@@ -173,7 +173,7 @@ static void print_experts(const plan *p)
            fmt_bytes(p->expert_disk_bytes_per_token, b, 32));
 }
 
-static void print_plan(const plan_model *m, const plan_machine *hw, const plan *p)
+static void print_plan(const plan_model *m, const plan_machine *hw, const plan_machine_notes *notes, const plan *p)
 {
     char a[32], b[32], c[32], rate[48], s[1024];
     if (!p->feasible) {
@@ -201,6 +201,7 @@ static void print_plan(const plan_model *m, const plan_machine *hw, const plan *
            1e3 * p->t_compute, fmt_rate(hw->cpu_rate, "weights/s", rate, sizeof rate),
            fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram, hw->ram_bw / 1e9,
            fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
+    if (notes->disk[0]) printf(" (%s)", notes->disk);
     if (p->vram_bytes_per_token) printf(" | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
     printf("\n");
 }
@@ -235,9 +236,15 @@ static void print_export(const plan_model *m, const plan *p)
 
 /* --json: the plan as one object, with the export under "export" (null when
  * the plan is infeasible); with --can-run the exit status is the verdict. */
-static int report_json(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_result *r)
+static int report_json(const plan_args *a, const plan_model *m, const plan_machine *hw,
+                       const plan_machine_notes *notes, const plan_result *r)
 {
     json_t *j = plan_result_to_json(m, hw, r);
+    json_t *mach = json_object_get(j, "machine");
+    if (json_is_object(mach)) {
+        json_object_set_new(mach, "disk_source", notes->disk[0] ? json_string(notes->disk) : json_null());
+        json_object_set_new(mach, "profile_note", notes->profile[0] ? json_string(notes->profile) : json_null());
+    }
     if (j && a->export_to)
         json_object_set_new(j, "export", r->chosen.feasible ? export_json(m, &r->chosen) : json_null());
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -259,12 +266,14 @@ static int report_can_run(const plan_args *a, const plan_model *m, const plan_re
     return rc;
 }
 
-static int report(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_result *r)
+static int report(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_machine_notes *notes,
+                  const plan_result *r)
 {
-    if (a->json) return report_json(a, m, hw, r);
+    if (a->json) return report_json(a, m, hw, notes, r);
     if (a->can_run) return report_can_run(a, m, r);
     printf("model       %s\n", a->model);
-    print_plan(m, hw, &r->chosen);
+    if (notes->profile[0]) printf("machine     %s\n", notes->profile);
+    print_plan(m, hw, notes, &r->chosen);
     for (int i = 0; i < r->n_warnings; i++) printf("warning     %s\n", r->warnings[i]);
     if (a->compare) print_compare(r);
     if (a->export_to && r->chosen.feasible) {
@@ -295,8 +304,10 @@ int cmd_plan(int argc, char **argv)
     model_spec *spec = NULL;
     hw_profile *hw = calloc(1, sizeof *hw);
     plan_model m = {0};
+    plan_machine_notes notes;
+    memset(&notes, 0, sizeof notes);
     if (!hw || gguf_open(a.model, &f, &err) || model_spec_from_gguf(f, a.model, &spec, &err) ||
-        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &err) ||
+        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &notes, &err) ||
         plan_model_from_engine(f, spec, plan_threads(hw), &m, &err)) {
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
         rc = PLAN_EXIT_ERROR;
@@ -311,9 +322,8 @@ int cmd_plan(int argc, char **argv)
             plan_machine pm;
             plan_machine_from_profile(hw, a.mem, &pm);
             plan_result r;
-            if (a.hw_file) plan_compute(&m, &pm, &a.req, &r);
-            else plan_compute_live(f, spec, &m, &pm, &a.req, &r);
-            rc = report(&a, &m, &pm, &r);
+            plan_compute(&m, &pm, &a.req, &r);
+            rc = report(&a, &m, &pm, &notes, &r);
             plan_result_free(&r);
         }
     }

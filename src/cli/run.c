@@ -255,6 +255,40 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
     return rc;
 }
 
+/* Streaming that a later plan can learn from: at least 16 MiB read per
+ * token (large reads: the disk's bandwidth, not its latency), 64 MiB in all
+ * over 4 tokens and a quarter of a second (not the ring's first fill alone),
+ * O_DIRECT (not the page cache), dense weights (expert misses are small
+ * reads), and the disk the bottleneck: compute waited for reads at least a
+ * fifth of the decode time (with the disk faster than compute, prefetching
+ * hides the reads and the decode rate says nothing about the disk). Then
+ * decode ran at the disk's pace, and bytes / decode time is the rate a plan
+ * should count on: it is recorded for later plans on this machine. */
+#define RECORD_MIN_PER_TOKEN (16ull << 20)
+#define RECORD_MIN_BYTES (64ull << 20)
+#define RECORD_MIN_WAIT 0.2
+#define RECORD_MIN_PASSES 4
+#define RECORD_MIN_SECONDS 0.25
+
+static void record_stream_rate(const run_report *r, const strata_model *m, const char *model, bool verbose)
+{
+    strata_model_stats s;
+    strata_model_get_stats(m, &s);
+    double wait = s.io_wait_s - r->at_start.io_wait_s;
+    uint64_t passes = r->n_gen > 1 ? r->n_gen - 1 : 1;
+    if (!s.direct_io || !s.streamed_layers || s.expert_slots < s.experts || passes < RECORD_MIN_PASSES ||
+        r->gen_s < RECORD_MIN_SECONDS || r->gen_bytes < RECORD_MIN_BYTES ||
+        r->gen_bytes / passes < RECORD_MIN_PER_TOKEN || wait < RECORD_MIN_WAIT * r->gen_s)
+        return;
+    strata_error err;
+    if (strata_machine_record_stream_rate(model, r->gen_bytes, r->gen_s, &err) != STRATA_OK) {
+        if (verbose) fprintf(stderr, "strata: streaming rate not recorded: %s\n", err.message);
+    } else if (verbose) {
+        fprintf(stderr, "strata: streaming rate %.2f GB/s recorded for later plans\n",
+                (double)r->gen_bytes / r->gen_s / 1e9);
+    }
+}
+
 int cmd_run(int argc, char **argv)
 {
     run_opts o = {0};
@@ -276,7 +310,10 @@ int cmd_run(int argc, char **argv)
     rep.moe_cache = o.g.mp.moe_cache;
     rep.moe_prefetch = o.g.mp.moe_prefetch;
     rc = run_model(m, &o, file_prompt ? file_prompt : o.prompt, len, &rep);
-    if ((!rc || rc == EXIT_INTERRUPTED) && !o.logits_out) report_summary(&rep, m);
+    if ((!rc || rc == EXIT_INTERRUPTED) && !o.logits_out) {
+        report_summary(&rep, m);
+        record_stream_rate(&rep, m, o.g.model, o.g.stats);
+    }
     strata_model_free(m);
     free(file_prompt);
     return rc;

@@ -175,6 +175,14 @@ typedef struct hw_measured {
     char disk_path[HW_PATH_MAX];   /* file or directory measured */
 } hw_measured;
 
+/* A GPU as the PCI bus lists it in sysfs (/sys/bus/pci/devices: a display
+ * controller of AMD, NVIDIA or Intel): what every probe sees, whether it
+ * opens the GPU libraries or not, so it is the fingerprint's GPU part. */
+typedef struct hw_pci_gpu {
+    uint32_t vendor_id, device_id;
+    char pci_address[16];          /* "0000:65:00.0" */
+} hw_pci_gpu;
+
 typedef struct hw_profile {
     int version;                   /* HW_PROFILE_VERSION */
     int64_t created;               /* unix seconds of the probe */
@@ -187,6 +195,8 @@ typedef struct hw_profile {
     hw_gpu_stack stack;
     int n_gpus;
     hw_gpu gpus[HW_MAX_GPUS];
+    int n_pci_gpus;                /* GPUs on the PCI bus, sorted by address */
+    hw_pci_gpu pci_gpus[HW_MAX_GPUS];
     hw_measured measured;
     int n_warnings;
     char warnings[HW_MAX_WARNINGS][HW_WARNING_MAX];
@@ -270,9 +280,22 @@ bool hw_profile_equal(const hw_profile *a, const hw_profile *b, char *why, size_
 strata_status hw_profile_default_path(char *buf, size_t len, strata_error *err);
 strata_status hw_profile_save(const hw_profile *p, const char *path, strata_error *err);
 strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *err);
-/* Identity of the machine: CPU, core count, features, RAM size and GPUs
- * (not free memory, not storage). Writes 16 hex digits. */
+/* Identity of the machine, from facts every probe of it sees alike
+ * (whichever command probed it, with or without the GPU libraries): CPU
+ * architecture, model, logical and physical cores, SIMD features; RAM size
+ * in steps of a factor sqrt(2) (hw_fingerprint_ram_step); the PCI ids and
+ * addresses of pci_gpus. Not free memory, storage, VRAM sizes (NVML,
+ * amdgpu and Vulkan report them differently) nor Vulkan- or NVML-only
+ * devices. Writes 16 hex digits. */
 void hw_fingerprint(const hw_profile *p, char out[24]);
+/* The RAM step the fingerprint uses: round(2 log2(total / 1 GiB)); a
+ * machine growing or shrinking by a few percent stays in its step (16 GiB
+ * covers 13.5-19 GiB). */
+int hw_fingerprint_ram_step(uint64_t total);
+/* What differs between the machine a saved profile describes and the live
+ * one, as a phrase for people ("CPU differs: AMD EPYC 7B13 (2 cores) there,
+ * Intel Xeon (16 cores) here"); "" when the machines are the same. */
+void hw_fingerprint_diff(const hw_profile *saved, const hw_profile *live, char *why, size_t len);
 
 typedef enum hw_cache_state {
     HW_CACHE_MISSING = 0,  /* no saved profile */
@@ -287,6 +310,43 @@ const char *hw_cache_state_name(hw_cache_state s);
  * profile p when the fingerprints match; returns what was found. When the
  * state is HW_CACHE_BAD, err names the problem. */
 hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata_error *err);
+/* The same, saying why a profile is not reused in why (for HW_CACHE_STALE:
+ * "the saved profile is from another machine (CPU differs: ...)", or "... has
+ * no measurements"; for HW_CACHE_BAD: the problem; "" otherwise). */
+hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size_t why_len, strata_error *err);
+
+/* The storage device ("vda", "nvme0n1p2", else the mount source) holding
+ * path on this machine; false when it cannot be told. */
+bool hw_storage_device_of(const char *path, char *dev, size_t len);
+
+/* ---- streaming rates runs reached (src/hw/profile_runs.c) ----
+ *
+ * `strata run` records the rate at which it streamed weights from disk while
+ * the disk was its bottleneck, per machine (fingerprint) and storage device,
+ * in stream-rates.json next to the saved profile (docs/profile-json.md);
+ * later plans use it for the disk. */
+
+typedef struct hw_stream_rate {
+    double bytes_per_s;            /* the figure plans use; 0 = none recorded */
+    double last_bytes_per_s;       /* the last run's own rate */
+    double seconds;                /* decode time the figure rests on (its weight, capped) */
+    uint32_t runs;                 /* runs that contributed */
+    int64_t time;                  /* unix seconds of the last one */
+} hw_stream_rate;
+
+/* stream-rates.json in the directory of the profile at profile_path. */
+strata_status hw_stream_rates_path(const char *profile_path, char *buf, size_t len, strata_error *err);
+/* The rate recorded for (fingerprint, device) in the file at path; false
+ * (and *out zeroed) when there is none or the file is unreadable. */
+bool hw_stream_rate_get(const char *path, const char *fingerprint, const char *device, hw_stream_rate *out);
+/* Adds one run's `bytes` streamed in `seconds` for (fingerprint, device):
+ * the figure becomes the mean of the runs' rates weighted by their time,
+ * the past counting at most twice as much as the new run (so the figure
+ * follows a changed disk within a few runs). Written atomically (a
+ * temporary file renamed over it); entries of other machines and devices
+ * are kept (the 64 most recent). */
+strata_status hw_stream_rate_record(const char *path, const char *fingerprint, const char *device, uint64_t bytes,
+                                    double seconds, strata_error *err);
 
 /* ---- doctor (src/hw/doctor.c) ---- */
 

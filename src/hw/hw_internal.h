@@ -103,6 +103,9 @@ bool hw_pcie_from_sysfs(const char *root, const char *addr, hw_pcie *out);
 
 /* gpu_sysfs.c: DRM cards of known GPU vendors */
 void hw_gpu_sysfs_probe(const char *root, hw_profile *p);
+/* The display controllers of AMD, NVIDIA and Intel in root/sys/bus/pci/devices
+ * into p->pci_gpus (sorted by address). */
+void hw_pci_gpus_probe(const char *root, hw_profile *p);
 /* gpu_nvml.c */
 void hw_gpu_nvml_probe(hw_profile *p);
 /* gpu_vulkan.c */
@@ -111,6 +114,9 @@ int hw_vulkan_count_icds(const char *root);
 /* gpu_vulkan_copy.c: host->device copy bandwidth of Vulkan device `index`
  * (bytes/s), 0 with why set when it cannot be measured. */
 double hw_vulkan_measure_h2d(int index, uint64_t bytes, char *why, size_t why_len);
+
+/* profile_cache.c: mkdir -p of the directory part of path (mode 0700). */
+strata_status hw_make_parent(const char *path, strata_error *err);
 
 /* probe.c */
 double hw_now(void); /* monotonic seconds */

@@ -88,6 +88,7 @@ strata_status hw_probe(const hw_probe_opts *opts, hw_profile *out, strata_error 
     hw_memory_probe(root, &out->mem, out);
     hw_storage_probe(root, path, live, live && !opts->no_odirect_test, &out->storage, out);
     hw_gpu_sysfs_probe(root, out);
+    hw_pci_gpus_probe(root, out); /* the fingerprint's GPUs: the same with or without the libraries */
     if (live && !opts->no_gpu_libs) {
         gpu_libs(root, out);
     } else {

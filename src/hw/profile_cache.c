@@ -1,5 +1,5 @@
-/* The saved profile: where it lives, saving and loading it, and the
- * fingerprint that tells whether it still describes this machine. */
+/* The saved profile: where it lives, saving and loading it, and reusing
+ * its measurements while the fingerprint (profile_identity.c) matches. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -38,7 +38,7 @@ strata_status hw_profile_default_path(char *buf, size_t len, strata_error *err)
 }
 
 /* mkdir -p of the directory part of path. */
-static strata_status make_parent(const char *path, strata_error *err)
+strata_status hw_make_parent(const char *path, strata_error *err)
 {
     char dir[HW_PATH_MAX];
     if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
@@ -62,7 +62,7 @@ static strata_status make_parent(const char *path, strata_error *err)
 
 strata_status hw_profile_save(const hw_profile *p, const char *path, strata_error *err)
 {
-    strata_status st = make_parent(path, err);
+    strata_status st = hw_make_parent(path, err);
     if (st != STRATA_OK) return st;
     char *text = hw_profile_to_json(p);
     if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the profile", path);
@@ -92,40 +92,6 @@ strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *e
     return st;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *b = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-static uint64_t fnv_str(uint64_t h, const char *s) { return fnv1a(h, s, strlen(s) + 1); }
-static uint64_t fnv_u64(uint64_t h, uint64_t v) { return fnv1a(h, &v, sizeof v); }
-
-void hw_fingerprint(const hw_profile *p, char out[24])
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    h = fnv_str(h, p->cpu.arch);
-    h = fnv_str(h, p->cpu.model);
-    h = fnv_u64(h, p->cpu.logical_cores);
-    h = fnv_u64(h, p->cpu.physical_cores);
-    h = fnv_u64(h, p->cpu.features);
-    /* RAM size to the nearest 256 MiB: kernels differ in what they reserve. */
-    h = fnv_u64(h, (p->mem.total + (128ull << 20)) >> 28);
-    for (int i = 0; i < p->n_gpus && i < HW_MAX_GPUS; i++) {
-        const hw_gpu *g = &p->gpus[i];
-        if (g->type == HW_GPU_CPU) continue; /* software rasterisers come and go */
-        h = fnv_u64(h, g->vendor_id);
-        h = fnv_u64(h, g->device_id);
-        h = fnv_str(h, g->pci_address);
-        h = fnv_u64(h, (g->vram_total + (32ull << 20)) >> 26);
-    }
-    snprintf(out, 24, "%016llx", (unsigned long long)h);
-}
-
 const char *hw_cache_state_name(hw_cache_state s)
 {
     switch (s) {
@@ -137,8 +103,9 @@ const char *hw_cache_state_name(hw_cache_state s)
     return "unknown";
 }
 
-hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata_error *err)
+hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size_t why_len, strata_error *err)
 {
+    if (why && why_len) why[0] = '\0';
     if (access(path, F_OK) != 0) return HW_CACHE_MISSING;
     hw_profile *saved = malloc(sizeof *saved);
     if (!saved) {
@@ -146,10 +113,19 @@ hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata
         return HW_CACHE_BAD;
     }
     hw_cache_state st;
+    char diff[400];
     if (hw_profile_load(path, saved, err) != STRATA_OK) {
         st = HW_CACHE_BAD;
-    } else if (!saved->measured.done || strcmp(saved->fingerprint, p->fingerprint)) {
+        if (why && why_len) snprintf(why, why_len, "the saved profile is unreadable (%s)", err ? err->message : "?");
+    } else if (!saved->measured.done) {
         st = HW_CACHE_STALE;
+        if (why && why_len) snprintf(why, why_len, "the saved profile has no measurements");
+    } else if (strcmp(saved->fingerprint, p->fingerprint)) {
+        st = HW_CACHE_STALE;
+        hw_fingerprint_diff(saved, p, diff, sizeof diff);
+        if (why && why_len)
+            snprintf(why, why_len, "the saved profile is from another machine (%s)",
+                     diff[0] ? diff : "its fingerprint is of an older strata");
     } else {
         st = HW_CACHE_FRESH;
         p->measured = saved->measured;
@@ -161,4 +137,21 @@ hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata
     }
     free(saved);
     return st;
+}
+
+hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata_error *err)
+{
+    return hw_profile_reuse(p, path, NULL, 0, err);
+}
+
+bool hw_storage_device_of(const char *path, char *dev, size_t len)
+{
+    if (len) dev[0] = '\0';
+    if (!path || !*path || access(path, F_OK) != 0) return false;
+    hw_profile *tmp = calloc(1, sizeof *tmp); /* for the probe's warnings */
+    if (!tmp) return false;
+    hw_storage_probe("", path, true, false, &tmp->storage, tmp);
+    bool ok = tmp->storage.device[0] && hw_copy_str(dev, len, tmp->storage.device);
+    free(tmp);
+    return ok;
 }

@@ -132,6 +132,12 @@ bool hw_profile_equal(const hw_profile *a, const hw_profile *b, char *why, size_
             snprintf(why, why_len, "%s", field);
         }
     }
+    EQ_INT(&c, a, b, n_pci_gpus);
+    for (int i = 0; !c.differ && i < a->n_pci_gpus && i < HW_MAX_GPUS; i++) {
+        EQ_INT(&c, a, b, pci_gpus[i].vendor_id);
+        EQ_INT(&c, a, b, pci_gpus[i].device_id);
+        EQ_STR(&c, a, b, pci_gpus[i].pci_address);
+    }
     measured_eq(&c, &a->measured, &b->measured);
     EQ_INT(&c, a, b, n_warnings);
     for (int i = 0; !c.differ && i < a->n_warnings && i < HW_MAX_WARNINGS; i++)

@@ -347,6 +347,40 @@ static void read_gpus(rd *r, json_t *root, hw_profile *p)
     }
 }
 
+static void read_pci_gpus(rd *r, json_t *root, hw_profile *p)
+{
+    json_t *a = member(root, "pci_gpus");
+    if (!a) return;
+    if (!json_is_array(a)) {
+        bad(r, "pci_gpus", "expected an array");
+        return;
+    }
+    if (json_array_size(a) > HW_MAX_GPUS) {
+        bad(r, "pci_gpus", "more than 16 GPUs");
+        return;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) {
+        char path[32], addr[16];
+        snprintf(path, sizeof path, "pci_gpus[%zu]", i);
+        if (!json_is_object(v)) {
+            bad(r, path, "expected an object");
+            return;
+        }
+        hw_pci_gpu *g = &p->pci_gpus[p->n_pci_gpus++];
+        uint64_t id;
+        if (get_u64(r, v, path, "vendor_id", 0xffff, &id)) g->vendor_id = (uint32_t)id;
+        if (get_u64(r, v, path, "device_id", 0xffff, &id)) g->device_id = (uint32_t)id;
+        get_str(r, v, path, "pci_address", addr, sizeof addr);
+        if (r->failed) return;
+        if (!hw_pci_normalize(addr, g->pci_address, sizeof g->pci_address)) {
+            bad(r, path, "pci_address: expected \"DDDD:BB:DD.F\"");
+            return;
+        }
+    }
+}
+
 static void read_measured(rd *r, json_t *root, hw_profile *p)
 {
     json_t *o = get_obj(r, root, "", "measured");
@@ -430,6 +464,7 @@ strata_status hw_profile_from_json(const char *text, const char *origin, hw_prof
         read_storage(&r, root, &out->storage);
         read_stack(&r, root, &out->stack);
         read_gpus(&r, root, out);
+        read_pci_gpus(&r, root, out);
         read_measured(&r, root, out);
         read_warnings(&r, root, out);
     }

@@ -125,6 +125,18 @@ static json_t *gpu_json(const hw_gpu *g)
     return o;
 }
 
+/* "pci_gpus": [{"vendor_id", "device_id", "pci_address"}] (the fingerprint's GPUs). */
+static json_t *pci_gpus_json(const hw_profile *p)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < p->n_pci_gpus && i < HW_MAX_GPUS; i++) {
+        const hw_pci_gpu *g = &p->pci_gpus[i];
+        json_array_append_new(a, json_pack("{s:I, s:I, s:o}", "vendor_id", (json_int_t)g->vendor_id, "device_id",
+                                           (json_int_t)g->device_id, "pci_address", jstr(g->pci_address)));
+    }
+    return a;
+}
+
 static json_t *measured_json(const hw_measured *m)
 {
     if (!m->done) return json_null();
@@ -146,13 +158,17 @@ char *hw_profile_to_json(const hw_profile *p)
     for (int i = 0; i < p->n_warnings && i < HW_MAX_WARNINGS; i++)
         json_array_append_new(warnings, jstr(p->warnings[i]));
     json_t *root = json_pack(
-        "{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "schema",
-        HW_PROFILE_SCHEMA, "version", HW_PROFILE_VERSION, "created", jtime(p->created),
-        "fingerprint", jstr(p->fingerprint), "hostname", jstr(p->hostname), "kernel",
-        jstr(p->kernel), "cpu", cpu_json(&p->cpu), "memory", memory_json(&p->mem), "storage",
-        storage_json(&p->storage), "gpu_stack", stack_json(&p->stack), "gpus", gpus, "measured",
-        measured_json(&p->measured), "warnings", warnings);
-    if (!root) return NULL;
+        "{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "schema", HW_PROFILE_SCHEMA, "version",
+        HW_PROFILE_VERSION, "created", jtime(p->created), "fingerprint", jstr(p->fingerprint), "hostname",
+        jstr(p->hostname), "kernel", jstr(p->kernel), "cpu", cpu_json(&p->cpu), "memory", memory_json(&p->mem),
+        "storage", storage_json(&p->storage), "gpu_stack", stack_json(&p->stack), "gpus", gpus);
+    if (!root) {
+        json_decref(warnings);
+        return NULL;
+    }
+    json_object_set_new(root, "pci_gpus", pci_gpus_json(p));
+    json_object_set_new(root, "measured", measured_json(&p->measured));
+    json_object_set_new(root, "warnings", warnings);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(root);
     return text;

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine/engine.h"
 #include "plan/calibrate.h"
@@ -15,7 +16,7 @@
 #define GUESS_RAM_BW 10e9
 #define GUESS_DISK_BW 0.5e9
 #define GUESS_CPU_RATE 4e9
-#define STREAM_PROBE_SECONDS 1.0
+#define MEASURE_DISK_BYTES (256ull << 20) /* as `strata detect --measure` */
 
 _Static_assert(PLAN_EXPERT_MIN_SLOTS == STORE_EXPERT_MIN_SLOTS, "the planner replicates the store's least expert cache");
 
@@ -149,50 +150,98 @@ void plan_calibrate_into(hw_profile *p)
     if (p->measured.engine_bw <= 0) hw_warn(p, "engine calibration failed: %s", ignored.message);
 }
 
-strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
-                                   hw_profile *out, strata_error *err)
+/* The model's directory: where the measurement's temporary file goes (the
+ * model file itself is never read to plan). */
+static void model_dir(const char *model_path, char *dir, size_t len)
 {
-    if (hw_file) return hw_profile_load(hw_file, out, err);
+    struct stat sb;
+    const char *slash = model_path ? strrchr(model_path, '/') : NULL;
+    if (!model_path || !*model_path) snprintf(dir, len, ".");
+    else if (stat(model_path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(dir, len, "%s", model_path);
+    else if (!slash) snprintf(dir, len, ".");
+    else if (slash == model_path) snprintf(dir, len, "/");
+    else snprintf(dir, len, "%.*s", (int)(slash - model_path), model_path);
+}
+
+/* This machine's bandwidths now (RAM, CPU, engine, disk: a temporary file
+ * in the model's directory), saved to `path` when there is one; false when
+ * nothing could be measured. */
+static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, const char *path)
+{
+    hw_measure_opts mo = {.min_seconds = 0.3, .no_gpu = !probe_gpus, .no_disk = true};
+    strata_error ignored;
+    if (hw_measure(p, &mo, &ignored) != STRATA_OK) return false;
+    char dir[HW_PATH_MAX];
+    model_dir(model_path, dir, sizeof dir);
+    hw_measured *m = &p->measured;
+    strata_error e = {0};
+    m->disk_bw = hw_measure_dir_read_bw(dir, MEASURE_DISK_BYTES, &e);
+    if (m->disk_bw > 0) {
+        m->disk_bytes = MEASURE_DISK_BYTES;
+        snprintf(m->disk_path, sizeof m->disk_path, "%s", dir);
+    } else {
+        m->disk_bw = 0;
+        hw_warn(p, "disk bandwidth not measured: %s", e.message);
+    }
+    plan_calibrate_into(p);
+    if (path) hw_profile_save(p, path, &ignored);
+    return true;
+}
+
+/* The disk figure: what runs reached streaming from this device on this
+ * machine, else the saved (or just made) O_DIRECT measurement, else none
+ * (plan_machine_from_profile guesses). */
+static void choose_disk(hw_profile *p, const char *profile_path, plan_machine_notes *n)
+{
+    const char *dev = p->storage.device;
+    char rates[HW_PATH_MAX + 32];
+    strata_error ignored;
+    hw_stream_rate r;
+    if (profile_path && hw_stream_rates_path(profile_path, rates, sizeof rates, &ignored) == STRATA_OK &&
+        hw_stream_rate_get(rates, p->fingerprint, dev, &r)) {
+        p->measured.disk_bw = r.bytes_per_s;
+        if (r.runs > 1) snprintf(n->disk, sizeof n->disk, "measured by %u runs on %.64s", r.runs, dev);
+        else snprintf(n->disk, sizeof n->disk, "measured by a run on %.64s", dev);
+        return;
+    }
+    if (!p->measured.done || p->measured.disk_bw <= 0) {
+        snprintf(n->disk, sizeof n->disk, "guess: run `strata detect --measure`");
+        return;
+    }
+    char mdev[64] = "";
+    if (n->measured_now) snprintf(mdev, sizeof mdev, "%s", dev);
+    else hw_storage_device_of(p->measured.disk_path, mdev, sizeof mdev);
+    const char *how = n->measured_now ? "measured now" : "detect --measure";
+    if (!mdev[0]) snprintf(n->disk, sizeof n->disk, "%s", how);
+    else if (!dev[0] || !strcmp(mdev, dev)) snprintf(n->disk, sizeof n->disk, "%s on %.64s", how, mdev);
+    else snprintf(n->disk, sizeof n->disk, "%s on %.40s; the model is on %.40s", how, mdev, dev);
+}
+
+strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
+                                   hw_profile *out, plan_machine_notes *notes, strata_error *err)
+{
+    plan_machine_notes own;
+    plan_machine_notes *n = notes ? notes : &own;
+    memset(n, 0, sizeof *n);
+    if (hw_file) {
+        strata_status st = hw_profile_load(hw_file, out, err);
+        n->cache = HW_CACHE_FRESH;
+        snprintf(n->disk, sizeof n->disk, "%s", out->measured.disk_bw > 0 ? "the profile" : "guess");
+        return st;
+    }
     hw_probe_opts po = {.path = model_path, .no_gpu_libs = !probe_gpus, .no_odirect_test = true};
     strata_status st = hw_probe(&po, out, err);
     if (st) return st;
-    char path[1024];
+    char path[1024], why[400] = "";
     strata_error ignored;
-    if (hw_profile_default_path(path, sizeof path, &ignored) != STRATA_OK) return STRATA_OK;
-    hw_cache_state cache = hw_profile_reuse_measured(out, path, &ignored);
-    if (cache == HW_CACHE_FRESH || !measure) return STRATA_OK;
-    hw_measure_opts mo = {.min_seconds = 0.3, .no_gpu = !probe_gpus};
-    if (hw_measure(out, &mo, err) != STRATA_OK) return STRATA_OK; /* plan with guesses, and say so */
-    plan_calibrate_into(out);
-    hw_profile_save(out, path, &ignored);
+    bool have_path = hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK;
+    n->cache = have_path ? hw_profile_reuse(out, path, why, sizeof why, &ignored) : HW_CACHE_MISSING;
+    if (n->cache != HW_CACHE_FRESH) {
+        const char *what = n->cache == HW_CACHE_MISSING ? "no saved profile (`strata detect --measure`)" : why;
+        n->measured_now = measure && measure_now(out, model_path, probe_gpus, have_path ? path : NULL);
+        snprintf(n->profile, sizeof n->profile, "%.400s: %s", what,
+                 !n->measured_now ? "bandwidths are guesses" : have_path ? "measured now and saved" : "measured now");
+    }
+    choose_disk(out, have_path ? path : NULL, n);
     return STRATA_OK;
-}
-
-double plan_measure_stream(const gguf_file *f, const model_spec *spec, double seconds, strata_error *err)
-{
-    engine_params p = {.n_ctx = CTX_A};
-    engine_desc d;
-    double bw = 0;
-    if (engine_describe(f, spec, &p, &d, err) == STRATA_OK)
-        bw = store_measure_stream_bw(f, d.n_groups, d.groups, seconds, err);
-    engine_desc_free(&d);
-    return bw;
-}
-
-bool plan_streams(const plan *p)
-{
-    return p->feasible && plan_can_run(p) == 1;
-}
-
-void plan_compute_live(const gguf_file *f, const model_spec *spec, const plan_model *m, plan_machine *mach,
-                       const plan_request *req, plan_result *r)
-{
-    plan_compute(m, mach, req, r);
-    if (!plan_streams(&r->chosen)) return;
-    strata_error ignored;
-    double bw = plan_measure_stream(f, spec, STREAM_PROBE_SECONDS, &ignored);
-    if (bw <= 0) return;
-    mach->disk_bw = bw;
-    plan_result_free(r);
-    plan_compute(m, mach, req, r);
 }

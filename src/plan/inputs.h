@@ -18,17 +18,16 @@ void plan_model_free(plan_model *m);
  * not measured get conservative guesses and measured = false. */
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machine *out);
 
-/* Streams the model's groups through the store for `seconds` and returns
- * the bytes/s reached: the disk rate a streaming plan of this file can
- * count on (replaces the profile's raw O_DIRECT figure for it). */
-double plan_measure_stream(const gguf_file *f, const model_spec *spec, double seconds, strata_error *err);
-bool plan_streams(const plan *p);
-
-/* plan_compute for this machine: when the chosen plan streams, the disk
- * rate is measured on the model through the store (about a second) and
- * the plan made again with it. mach->disk_bw is updated. */
-void plan_compute_live(const gguf_file *f, const model_spec *spec, const plan_model *m, plan_machine *mach,
-                       const plan_request *req, plan_result *r);
+/* Where the machine's figures came from, for the plan's text. */
+typedef struct plan_machine_notes {
+    hw_cache_state cache;      /* the saved profile's state (FRESH for a --hw file) */
+    bool measured_now;         /* measured during this command (and saved) */
+    char profile[480];         /* "" when the saved measurements were used as they are; else what
+                                  happened: "the saved profile is from another machine (CPU differs:
+                                  ...): measured now and saved" */
+    char disk[160];            /* where the disk figure comes from: "measured by 3 runs on vda",
+                                  "detect --measure on vda", "guess: run `strata detect --measure`" */
+} plan_machine_notes;
 
 /* Decodes a small synthetic resident model with p's physical cores and
  * stores the rate in p->measured.engine_bw (detect --measure calls it). */
@@ -36,9 +35,14 @@ void plan_calibrate_into(hw_profile *p);
 
 /* The machine to plan for: the profile file `hw_file` (a hypothetical
  * machine), or this machine probed live with the saved measurements; when
- * none are saved for it and `measure` is set, measures now (a few seconds)
- * and saves them. `model_path` says where models live. */
+ * none are saved for it (or they are stale) and `measure` is set, measures
+ * now (a few seconds; the disk with a temporary file next to the model,
+ * never the model itself) and saves them. `model_path` says where models
+ * live. The disk figure: the rate runs reached streaming from the model's
+ * storage device on this machine (stream-rates.json), else the saved
+ * O_DIRECT measurement, else a guess; notes (may be NULL) says which, and
+ * what happened to the saved profile. Reads no tensor data. */
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
-                                   hw_profile *out, strata_error *err);
+                                   hw_profile *out, plan_machine_notes *notes, strata_error *err);
 
 #endif

@@ -137,7 +137,10 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
     json_int_t ctx = json_integer_value(json_object_get(p, "n_ctx"));
     const char *kv = json_string_value(json_object_get(p, "kv_type"));
     if (ctx < 1 || ctx > (1 << 24)) return err_set(err, STRATA_E_FORMAT, "plan: \"plan.n_ctx\" is missing or out of range");
-    if (!kv || strcmp(kv, "f16")) return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan.kv_type\" must be f16 to run");
+    out->kv = PLAN_KV_F16;
+    while (kv && strcmp(kv, plan_kv_name(out->kv)) && out->kv < PLAN_KV_Q4_0) out->kv++;
+    if (!kv || strcmp(kv, plan_kv_name(out->kv)))
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.kv_type\" must be f16, q8_0 or q4_0");
     if (json_is_false(json_object_get(p, "runnable")))
         return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan\" is a plan for GPU execution (\"%.60s\"), which the "
                        "engine does not run yet", json_string_value(json_object_get(p, "label")) ?

@@ -1,7 +1,6 @@
 /* The expert cache (see expert_cache.h). A unit's slices lie in three
  * places of the file (one per stacked tensor); each is read with its own
  * aligned request(s) into the unit's slot, at a fixed offset per tensor. */
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +33,7 @@ struct expert_cache {
     uint32_t n_sets, max_experts;
     set_info *sets;
     int32_t *where;    /* [n_sets * max_experts]: the slot of each unit, -1 */
-    uint32_t *freq;    /* [n_sets * max_experts]: pins, halved every `units` pins */
+    uint32_t *freq;    /* [n_sets * max_experts]: pins, halved every AGING_PERIOD x units pins */
     cache_slot *slots; /* [n_slots] */
     uint8_t *mem;      /* [n_slots][slot_bytes] */
     uint32_t n_slots, units;

@@ -447,23 +447,3 @@ const void *const *store_resident_data(store *s, uint32_t group)
 {
     return group < s->n_groups && s->groups[group].resident ? s->groups[group].ptrs : NULL;
 }
-
-double store_measure_stream_bw(const gguf_file *f, uint32_t n_groups, const store_group *groups, double seconds,
-                               strata_error *err)
-{
-    store_config cfg = {.stream_all = true};
-    store *s;
-    if (store_open(f, n_groups, groups, &cfg, &s, NULL, err)) return 0;
-    double t0 = clock_seconds(), elapsed = 0;
-    strata_status st = STRATA_OK;
-    do { /* whole passes in execution order, as the engine reads them */
-        for (uint32_t g = 0; g < n_groups && !st; g++) {
-            const void *const *data;
-            if (!(st = store_acquire(s, g, &data, err))) store_release(s, g);
-        }
-        elapsed = clock_seconds() - t0;
-    } while (!st && elapsed < seconds);
-    double bw = !st && elapsed > 0 ? (double)store_get_stats(s).bytes_read / elapsed : 0;
-    store_close(s);
-    return bw;
-}

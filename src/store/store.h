@@ -151,10 +151,4 @@ uint64_t store_row_buffer_bytes(const gguf_file *f);
  * widened to the direct-I/O alignment (an upper bound over the experts). */
 strata_status store_expert_unit_bytes(const store_expert_set *set, uint64_t *bytes, strata_error *err);
 
-/* The rate at which this store streams these groups from disk, reading
- * whole passes in execution order for at least `seconds` (no compute):
- * what a plan that streams can expect of this disk, for this file. */
-double store_measure_stream_bw(const gguf_file *f, uint32_t n_groups, const store_group *groups, double seconds,
-                               strata_error *err);
-
 #endif
