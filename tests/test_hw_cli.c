@@ -10,6 +10,7 @@
 #include "hw/hw.h"
 #include "hw/hw_internal.h"
 #include "cgroup_helpers.h"
+#include "hw_helpers.h"
 #include "test.h"
 
 #define MiB (1ull << 20)
@@ -177,18 +178,8 @@ TEST(test_hw_cli_degraded_root)
 /* NVML path with a stand-in library (built here with the C compiler). */
 TEST(test_hw_cli_fake_nvml)
 {
-    char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "cc -shared -fPIC -o '%s/libnvidia-ml.so.1' tests/data/hw/fake-nvml/fake_nvml.c 2>&1",
-             test_tmpdir());
-    if (test_run(cmd, &out, false) != 0) {
-        test_skip("cannot build the stand-in NVML library: %s", out ? out : "no cc");
-        free(out);
-        return;
-    }
-    free(out);
-    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s' XDG_CACHE_HOME='%s/cache' %s detect --json", test_tmpdir(),
-             test_tmpdir(), test_strata_bin());
-    CHECK(test_run(cmd, &out, false) == 0);
+    char *out = test_detect_json_with_fake_nvml();
+    if (!out) return;
     hw_profile *p = parse(out);
     free(out);
     REQUIRE(p);

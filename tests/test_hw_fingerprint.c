@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hw/hw.h"
+#include "hw_helpers.h"
 #include "test.h"
 
 #define MiB (1024ull * 1024)
@@ -260,19 +261,8 @@ TEST(test_hw_fingerprint_stale_reason)
  * this machine are the same. */
 TEST(test_hw_fingerprint_live_nvml)
 {
-    char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "cc -shared -fPIC -o '%s/libnvidia-ml.so.1' tests/data/hw/fake-nvml/fake_nvml.c 2>&1",
-             test_tmpdir());
-    if (test_run(cmd, &out, false) != 0) {
-        test_skip("cannot build the stand-in NVML library: %s", out ? out : "no cc");
-        free(out);
-        return;
-    }
-    free(out);
-    out = NULL;
-    snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s' XDG_CACHE_HOME='%s/cache' %s detect --json", test_tmpdir(),
-             test_tmpdir(), test_strata_bin());
-    CHECK(test_run(cmd, &out, false) == 0);
+    char *out = test_detect_json_with_fake_nvml();
+    if (!out) return;
     hw_profile *with = calloc(1, sizeof *with), *without = calloc(1, sizeof *without);
     REQUIRE(with && without);
     strata_error err = {0};
