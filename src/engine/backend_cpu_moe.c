@@ -19,6 +19,7 @@
 #include "engine/engine_internal.h"
 #include "engine/matmul.h"
 #include "kernels/cpu/dequant.h"
+#include "util/error.h"
 
 static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
 
@@ -154,6 +155,10 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
     for (uint32_t done = 0; done < n && !st;) {
         uint32_t taken = 0;
         if ((st = store_experts_pin(e->store, (uint32_t)l, m->ids + done, n - done, &taken, err))) break;
+        if (!taken) { /* cannot happen with nothing pinned; never loop on it */
+            st = err_set(err, STRATA_E_NOMEM, "the expert cache has no slot free for layer %" PRIu64, l);
+            break;
+        }
         if (!done) prefetch_next(b, l, n_tok);
         for (uint32_t i = done; i < done + taken && !st; i++)
             if (store_expert_ready(e->store, (uint32_t)l, m->ids[i])) {
