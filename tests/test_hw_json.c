@@ -144,6 +144,8 @@ TEST(test_hw_json_errors)
     expect_error(HEAD "\"memory\": {\"total_bytes\": \"24 GB of RAM\"}}", "memory.total_bytes");
     expect_error(HEAD "\"memory\": {\"total_bytes\": 1.5}}", "memory.total_bytes");
     expect_error(HEAD "\"memory\": {\"cgroup\": {\"version\": 3}}}", "memory.cgroup.version");
+    expect_error(HEAD "\"memory\": {\"cgroup\": {\"version\": 2, \"limit_bytes\": 100, \"usage_bytes\": 50, "
+                 "\"reclaimable_bytes\": 60}}}", "memory.cgroup.reclaimable_bytes");
     expect_error(HEAD "\"storage\": {\"o_direct\": \"yes\"}}", "storage.o_direct");
     expect_error(HEAD "\"gpus\": {}}", "gpus");
     expect_error(HEAD "\"gpus\": [{\"type\": \"quantum\"}]}", "gpus[0]");
@@ -159,6 +161,11 @@ TEST(test_hw_json_errors)
     CHECK(hw_profile_from_json(HEAD "\"cpu\": null, \"gpus\": null, \"measured\": null}", "t", p, NULL) ==
               STRATA_OK, "null means unknown");
     CHECK(p->cpu.logical_cores == 1 && p->n_gpus == 0 && !p->measured.done);
+    /* headroom computed when absent: the page cache counts as free */
+    CHECK(hw_profile_from_json(HEAD "\"memory\": {\"cgroup\": {\"version\": 2, \"limit_bytes\": 100, "
+                               "\"usage_bytes\": 50, \"reclaimable_bytes\": 20}}}", "t", p, NULL) == STRATA_OK &&
+              p->mem.cgroup.reclaimable == 20 && p->mem.cgroup.headroom == 70,
+          "headroom %llu", (unsigned long long)p->mem.cgroup.headroom);
     free(p);
 }
 

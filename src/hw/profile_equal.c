@@ -50,6 +50,7 @@ static void mem_eq(cmp *c, const hw_memory *a, const hw_memory *b)
     EQ_STR(c, a, b, cgroup.path);
     EQ_INT(c, a, b, cgroup.limit);
     EQ_INT(c, a, b, cgroup.usage);
+    EQ_INT(c, a, b, cgroup.reclaimable);
     EQ_INT(c, a, b, cgroup.headroom);
 }
 

@@ -210,9 +210,14 @@ static void read_cgroup(rd *r, json_t *mem, hw_cgroup *cg)
     get_str(r, o, "memory.cgroup", "path", cg->path, sizeof cg->path);
     get_u64(r, o, "memory.cgroup", "limit_bytes", UINT64_MAX - 1, &cg->limit);
     get_u64(r, o, "memory.cgroup", "usage_bytes", UINT64_MAX - 1, &cg->usage);
+    if (get_u64(r, o, "memory.cgroup", "reclaimable_bytes", UINT64_MAX - 1, &cg->reclaimable) &&
+        cg->reclaimable > cg->usage) {
+        bad(r, "memory.cgroup.reclaimable_bytes", "above usage_bytes");
+        cg->reclaimable = 0;
+    }
     if (!get_u64(r, o, "memory.cgroup", "headroom_bytes", UINT64_MAX - 1, &cg->headroom) &&
         cg->limit != HW_NO_LIMIT)
-        cg->headroom = cg->usage < cg->limit ? cg->limit - cg->usage : 0;
+        cg->headroom = cg->usage - cg->reclaimable < cg->limit ? cg->limit - (cg->usage - cg->reclaimable) : 0;
     if (cg->limit != HW_NO_LIMIT && cg->headroom != HW_NO_LIMIT && cg->headroom > cg->limit)
         bad(r, "memory.cgroup.headroom_bytes", "above limit_bytes");
 }

@@ -57,9 +57,9 @@ static json_t *cpu_json(const hw_cpu *c)
 static json_t *cgroup_json(const hw_cgroup *cg)
 {
     if (!cg->version) return json_null();
-    return json_pack("{s:i, s:o, s:o, s:o, s:o}", "version", cg->version, "path", jstr(cg->path),
+    return json_pack("{s:i, s:o, s:o, s:o, s:o, s:o}", "version", cg->version, "path", jstr(cg->path),
                      "limit_bytes", cg->limit == HW_NO_LIMIT ? json_null() : jsize(cg->limit),
-                     "usage_bytes", jsize(cg->usage), "headroom_bytes",
+                     "usage_bytes", jsize(cg->usage), "reclaimable_bytes", jsize(cg->reclaimable), "headroom_bytes",
                      cg->headroom == HW_NO_LIMIT ? json_null() : jsize(cg->headroom));
 }
 
