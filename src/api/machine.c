@@ -25,9 +25,7 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
             out->cgroup_limit = p->mem.cgroup.limit;
             out->cgroup_held = p->mem.cgroup.usage - p->mem.cgroup.reclaimable;
         }
-        uint32_t cores = p->cpu.physical_cores;
-        if (p->cpu.usable_cores && (cores == 0 || p->cpu.usable_cores < cores)) cores = p->cpu.usable_cores;
-        out->physical_cores = cores ? (int)cores : 1;
+        out->physical_cores = hw_default_threads(&p->cpu);
         out->disk_bw = p->measured.done ? p->measured.disk_bw : 0;
         out->ram_bw = p->measured.done ? p->measured.ram_bw_all : 0;
     }

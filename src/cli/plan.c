@@ -283,14 +283,6 @@ static int report(const plan_args *a, const plan_model *m, const plan_machine *h
     return r->chosen.feasible ? 0 : 2;
 }
 
-/* The threads `run` would use (its scratch buffers grow with them). */
-static int plan_threads(const hw_profile *hw)
-{
-    uint32_t n = hw->cpu.physical_cores;
-    if (hw->cpu.usable_cores && (n == 0 || hw->cpu.usable_cores < n)) n = hw->cpu.usable_cores;
-    return n ? (int)n : 1;
-}
-
 int cmd_plan(int argc, char **argv)
 {
     plan_args a = {0};
@@ -306,9 +298,10 @@ int cmd_plan(int argc, char **argv)
     plan_model m = {0};
     plan_machine_notes notes;
     memset(&notes, 0, sizeof notes);
+    /* the model as run would open it, with its threads (scratch grows with them) */
     if (!hw || gguf_open(a.model, &f, &err) || model_spec_from_gguf(f, a.model, &spec, &err) ||
         plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &notes, &err) ||
-        plan_model_from_engine(f, spec, plan_threads(hw), &m, &err)) {
+        plan_model_from_engine(f, spec, hw_default_threads(&hw->cpu), &m, &err)) {
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
         rc = PLAN_EXIT_ERROR;
     } else {

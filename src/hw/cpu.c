@@ -247,3 +247,10 @@ void hw_cpu_probe(const char *root, bool live, hw_cpu *cpu, hw_profile *p)
 #endif
     if (!cpu->model[0]) snprintf(cpu->model, sizeof cpu->model, "unknown");
 }
+
+int hw_default_threads(const hw_cpu *c)
+{
+    uint32_t n = c->physical_cores;
+    if (c->usable_cores && (n == 0 || c->usable_cores < n)) n = c->usable_cores;
+    return n ? (int)n : 1;
+}

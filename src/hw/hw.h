@@ -225,6 +225,10 @@ void hw_warn(hw_profile *p, const char *fmt, ...) __attribute__((format(printf, 
 /* The memory budget when none is given: `usable` less a margin for the
  * rest of the system (the one rule; plan and run use it). */
 uint64_t hw_default_budget(uint64_t usable);
+/* The threads a run uses by default: one per physical core this process
+ * may run on (the smaller of physical and usable cores), at least 1. The
+ * one rule; run, plan and calibration use it. */
+int hw_default_threads(const hw_cpu *c);
 /* Whether a cgroup's limit, not the machine's available memory, bounds usable. */
 bool hw_memory_cgroup_binds(const hw_memory *m);
 /* Recomputes mem.usable from available and the cgroup headroom. */

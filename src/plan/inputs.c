@@ -143,10 +143,9 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
 
 void plan_calibrate_into(hw_profile *p)
 {
-    uint32_t n = p->cpu.physical_cores;
-    if (p->cpu.usable_cores && (n == 0 || p->cpu.usable_cores < n)) n = p->cpu.usable_cores;
     strata_error ignored;
-    p->measured.engine_bw = plan_calibrate_engine(n ? (int)n : 1, NULL, &p->measured.engine_layer_s, &ignored);
+    p->measured.engine_bw = plan_calibrate_engine(hw_default_threads(&p->cpu), NULL, &p->measured.engine_layer_s,
+                                                  &ignored);
     if (p->measured.engine_bw <= 0) hw_warn(p, "engine calibration failed: %s", ignored.message);
 }
 
