@@ -73,17 +73,32 @@ static float *run_logits(model *m, const engine_params *p, size_t *count, strata
     return out;
 }
 
-static void check_streaming_identical(const char *fixture)
+/* The all-resident configuration every placement is compared with. */
+static const engine_params REF_PARAMS = {.n_ctx = 64, .n_threads = 2, .kernels = KERNEL_FAST};
+
+/* Opens a fixture and returns its logits under REF_PARAMS; NULL (the model
+ * closed, the skip or failure reported) when either cannot be done. */
+static float *open_with_reference(const char *fixture, model *m, size_t *n_ref)
 {
     const char *p = test_fixture(fixture);
-    if (!p) return;
+    if (!p || !open_spec(p, m)) return NULL;
+    strata_error e;
+    float *ref = run_logits(m, &REF_PARAMS, n_ref, &e);
+    if (!ref) {
+        test_fail(__FILE__, __LINE__, "reference", " %s: %s", fixture, e.message);
+        close_spec(m);
+    }
+    return ref;
+}
+
+static void check_streaming_identical(const char *fixture)
+{
     model m;
-    if (!open_spec(p, &m)) return;
-    engine_params base = {.n_ctx = 64, .n_threads = 2, .kernels = KERNEL_FAST};
     size_t n_ref, n;
     strata_error e;
-    float *ref = run_logits(&m, &base, &n_ref, &e);
-    REQUIRE(ref, " %s", e.message);
+    float *ref = open_with_reference(fixture, &m, &n_ref);
+    if (!ref) return;
+    engine_params base = REF_PARAMS;
     const int depths[3] = {1, 2, 4}, io_threads[2] = {1, 3};
     for (int d = 0; d < 3; d++)
         for (int t = 0; t < 2; t++) {
@@ -116,15 +131,12 @@ TEST(test_store_stream_bit_identical_synth_types)
 /* A budget between all-resident and all-streamed: some layers resident. */
 TEST(test_store_partial_residency_within_budget)
 {
-    const char *p = test_fixture("synth-q8_0.gguf");
-    if (!p) return;
     model m;
-    if (!open_spec(p, &m)) return;
-    engine_params base = {.n_ctx = 64, .n_threads = 2, .kernels = KERNEL_FAST};
     size_t n_ref, n;
     strata_error e;
-    float *ref = run_logits(&m, &base, &n_ref, &e);
-    REQUIRE(ref, " %s", e.message);
+    float *ref = open_with_reference("synth-q8_0.gguf", &m, &n_ref);
+    if (!ref) return;
+    engine_params base = REF_PARAMS;
     engine_params sp = base;
     sp.mem_budget = 32u << 17; /* 4 MiB: weights 3.35 MiB + 1 MiB of buffers do not all fit */
     engine *eng;
@@ -334,15 +346,12 @@ TEST(test_store_short_read_and_changed_file)
  * the all-resident run bit for bit, also with reads delayed at random. */
 static void check_experts_identical(const char *fixture)
 {
-    const char *p = test_fixture(fixture);
-    if (!p) return;
     model m;
-    if (!open_spec(p, &m)) return;
-    engine_params base = {.n_ctx = 64, .n_threads = 2, .kernels = KERNEL_FAST};
     size_t n_ref, n;
     strata_error e;
-    float *ref = run_logits(&m, &base, &n_ref, &e);
-    REQUIRE(ref, " %s", e.message);
+    float *ref = open_with_reference(fixture, &m, &n_ref);
+    if (!ref) return;
+    engine_params base = REF_PARAMS;
     engine *eng;
     REQUIRE(engine_open(m.f, m.s, &base, &eng, &e) == STRATA_OK, " %s", e.message);
     store_stats all = engine_store_stats(eng);

@@ -296,8 +296,7 @@ static double set_hit_rate(const plan_expert_set *e, const plan *p, const plan_r
     if (p->expert_slots >= p->expert_units) return 1;
     if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
     double lru = 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
-    uint32_t transient = p->expert_slots >= 4 ? (p->expert_slots / 8 > 1 ? p->expert_slots / 8 : 1) : 0;
-    double kept = (double)(p->expert_slots - transient) / p->expert_units;
+    double kept = (double)(p->expert_slots - placement_lfu_transient(p->expert_slots)) / p->expert_units;
     return req->moe_lru || kept < lru ? lru : kept;
 }
 

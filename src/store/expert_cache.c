@@ -6,6 +6,7 @@
 
 #include "store/expert_cache.h"
 #include "store/layout.h"
+#include "store/placement.h"
 #include "util/error.h"
 
 #define MAX_SET_TENSORS 4
@@ -224,7 +225,7 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     if (!c) return err_set(err, STRATA_E_NOMEM, "out of memory");
     *c = (expert_cache){.io = io, .chunk = 4u << 20, .n_sets = n_sets, .mem = mem, .slot_bytes = slot_bytes,
                         .n_slots = n_slots, .policy = policy};
-    if (policy == STORE_EXPERT_LFU && n_slots >= 4) c->n_transient = n_slots / 8 > 1 ? n_slots / 8 : 1;
+    if (policy == STORE_EXPERT_LFU) c->n_transient = placement_lfu_transient(n_slots);
     for (uint32_t i = 0; i < n_sets; i++) c->max_experts = sets[i].n_experts > c->max_experts ? sets[i].n_experts : c->max_experts;
     uint64_t keys = (uint64_t)n_sets * c->max_experts;
     c->sets = calloc(n_sets ? n_sets : 1, sizeof *c->sets);

@@ -105,3 +105,9 @@ bool placement_given(uint32_t n, const uint64_t *bytes, const bool *resident, ui
     p->min_bytes = p->resident_bytes + p->n_slots * p->slot_bytes;
     return budget == 0 || p->min_bytes <= budget;
 }
+
+uint32_t placement_lfu_transient(uint32_t n_slots)
+{
+    if (n_slots < 4) return 0;
+    return n_slots / 8 > 1 ? n_slots / 8 : 1;
+}

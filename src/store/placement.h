@@ -27,4 +27,9 @@ bool placement_choose(uint32_t n_groups, const uint64_t *group_bytes, uint64_t b
 bool placement_given(uint32_t n_groups, const uint64_t *group_bytes, const bool *resident, uint64_t budget,
                      int depth, placement *p);
 
+/* Of an LFU expert cache of n_slots, the transient slots (the last ones):
+ * an eighth, at least one, none below 4 slots; the others keep the most
+ * frequently used experts (expert_cache.c; the planner's hit estimate). */
+uint32_t placement_lfu_transient(uint32_t n_slots);
+
 #endif
