@@ -144,6 +144,9 @@ typedef struct strata_model_params {
     strata_moe_cache moe_cache;
     strata_moe_prefetch moe_prefetch;
     uint32_t moe_cache_experts; /* experts (of any layer) the cache holds; 0: what the budget leaves */
+    uint32_t n_parallel;     /* sequences whose KV caches the model reserves room for, n_ctx tokens
+                                each (llama.cpp's -np); 0: 1. Contexts take what they need from
+                                this reserve (strata_context_new). */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -238,6 +241,57 @@ strata_status strata_eval(strata_model *m, const int32_t *tokens, size_t n, floa
                           strata_error *err);
 /* Empties the context. */
 void strata_model_reset(strata_model *m);
+
+/* ---- Many sequences ----
+ * A model holds what is shared and read-only (weights, store, tokenizer,
+ * threads); a context holds one sequence's state (its KV cache and
+ * position). Many contexts share one model: a context costs its KV cache
+ * only, taken from the model's KV reserve (n_parallel x n_ctx tokens).
+ * strata_eval runs the model's own context, created on first use.
+ * Contexts on a GPU: one at a time (the GPU keeps one KV cache). Calls on
+ * one model and its contexts must not run concurrently; free the contexts
+ * before the model. */
+
+typedef struct strata_context strata_context;
+
+/* A context of up to n_ctx tokens (0: the model's n_ctx; at most that).
+ * STRATA_E_NOMEM when the reserve has no room for it now (free a context
+ * and retry). */
+strata_status strata_context_new(strata_model *m, uint32_t n_ctx, strata_context **out, strata_error *err);
+void strata_context_free(strata_context *c);
+uint32_t strata_context_n_ctx(const strata_context *c);
+uint32_t strata_context_n_past(const strata_context *c);
+/* Empties the context. */
+void strata_context_reset(strata_context *c);
+/* Evaluates tokens at the context's next positions, as strata_eval. */
+strata_status strata_context_eval(strata_context *c, const int32_t *tokens, size_t n, float *logits,
+                                  bool all_logits, strata_error *err);
+
+/* Bytes of KV cache a context of n_ctx tokens takes from the reserve, and
+ * what the reserve has left. */
+uint64_t strata_context_bytes(const strata_model *m, uint32_t n_ctx);
+uint64_t strata_model_kv_free(const strata_model *m);
+/* Tokens one forward pass evaluates at most (the model's n_batch). */
+uint32_t strata_model_n_batch(const strata_model *m);
+
+/* One token of a batch: the context (sequence) it belongs to, the token,
+ * its position (the context's n_past, plus one for each earlier entry of
+ * the same context in the batch), and whether its logits are wanted. */
+typedef struct strata_batch_entry {
+    strata_context *ctx;
+    int32_t token;
+    uint32_t pos;
+    bool logits;
+} strata_batch_entry;
+
+/* One forward pass over entries[0..n) (n <= strata_model_n_batch): every
+ * weight is read once for all of them (streamed layers included). Entries
+ * may mix contexts: the next token of many sequences, prompt chunks of
+ * others. Writes the logits of the entries that ask for them, in entry
+ * order, to logits ([k][n_vocab]; may be NULL when none asks). Each
+ * context advances by its entries. On error no context advances. */
+strata_status strata_decode(strata_model *m, const strata_batch_entry *entries, size_t n, float *logits,
+                            strata_error *err);
 
 /* ---- Sampling ---- */
 

@@ -38,7 +38,7 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
     if (tokenizer_n_vocab(m->tok) != m->spec->hp.vocab_size)
         return err_set(err, STRATA_E_FORMAT, "%s: the tokenizer has %u tokens but the model %llu", path,
                        tokenizer_n_vocab(m->tok), (unsigned long long)m->spec->hp.vocab_size);
-    engine_params ep = {.n_ctx = p->n_ctx, .n_batch = p->n_batch,
+    engine_params ep = {.n_ctx = p->n_ctx, .n_seq = p->n_parallel, .n_batch = p->n_batch,
                         .n_threads = p->n_threads > 0 ? p->n_threads : default_threads(),
                         .kv_f32 = p->kv_f32, .kv_type_k = p->kv_type_k, .kv_type_v = p->kv_type_v,
                         .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST,

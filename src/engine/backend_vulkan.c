@@ -585,21 +585,21 @@ static void gpu_attention(backend *b, uint64_t l, uint32_t n_tok)
                          .cs = vkb_addr(swa ? g->cs_swa : g->cs), .k_cache = kc, .v_cache = vc, .n_tok = n_tok,
                          .n_heads = (uint32_t)d->n_heads, .n_kv_heads = (uint32_t)d->n_kv_heads,
                          .head_dim = (uint32_t)d->head_dim, .rope_dim = (uint32_t)d->rope_dim,
-                         .q_stride = (uint32_t)d->q_dim, .kv_len = gg->kv_len, .slot0 = e->n_past,
+                         .q_stride = (uint32_t)d->q_dim, .kv_len = gg->kv_len, .slot0 = e->pos0,
                          .neox = e->w.arch->rope == ROPE_NEOX};
         vkb_rope_kv_store(g->v, &r);
     } else {
         flush_pending(b);
         hazard(g, RES(ACT_K) | RES(ACT_V), RES_KV);
         vkb_kv_store(g->v, addr(b, ACT_K), kc, n_tok, (uint32_t)d->n_kv_heads, (uint32_t)d->head_dim, gg->kv_len,
-                     e->n_past);
+                     e->pos0);
         vkb_kv_store(g->v, addr(b, ACT_V), vc, n_tok, (uint32_t)d->n_kv_heads, (uint32_t)d->head_dim, gg->kv_len,
-                     e->n_past);
+                     e->pos0);
     }
     hazard(g, RES(ACT_Q) | RES_KV, RES(ACT_ATT));
     vkb_attn a = {.q = addr(b, ACT_Q), .k_cache = kc, .v_cache = vc, .out = addr(b, ACT_ATT), .n_tok = n_tok,
                   .n_heads = (uint32_t)d->n_heads, .n_kv_heads = (uint32_t)d->n_kv_heads,
-                  .head_dim = (uint32_t)d->head_dim, .kv_len = gg->kv_len, .pos0 = e->n_past,
+                  .head_dim = (uint32_t)d->head_dim, .kv_len = gg->kv_len, .pos0 = e->pos0,
                   .n_swa = swa ? (uint32_t)d->n_swa : 0, .slot_base = 0,
                   .scale = 1.0f / sqrtf((float)d->head_dim)};
     vkb_attention(g->v, &a);

@@ -27,13 +27,18 @@
 /* Buffers are faulted in at once: a budget the machine cannot honour then
  * fails at load rather than mid-generation, and the process's real memory
  * is what the accounting says from the first token on. */
-static void *scratch(engine *e, uint64_t bytes)
+static void *alloc_zeroed(uint64_t bytes)
 {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
     memset(p, 0, bytes);
-    e->scratch_bytes += bytes;
     return p;
+}
+
+static void *scratch(engine *e, uint64_t bytes)
+{
+    e->scratch_bytes += bytes;
+    return alloc_zeroed(bytes);
 }
 
 static uint64_t max_act_bytes(const model_weights *w, uint64_t n_batch)
@@ -64,22 +69,25 @@ static uint64_t max_vec_len(const model_dims *d)
  * and so does engine_describe (the planner asks the engine, it does not
  * duplicate the formulas). */
 typedef struct buffer_sizes {
-    uint64_t cache_k, cache_v; /* the K and V caches */
+    uint64_t cache_k, cache_v; /* the K and V caches (the reserve of every sequence) */
     uint64_t act[ACT_COUNT];
     uint64_t vec, rope_cs, rope_factors, scores, act_scratch;
     uint64_t moe; /* moe_state's buffers */
+    uint64_t batch; /* the batch's tokens, sequences, positions, entries, output rows */
 } buffer_sizes;
 
 /* Width of the FFN's gate and up rows: dense, or one expert's. */
 static uint64_t ffn_width(const model_dims *d) { return d->n_ff > d->n_ff_exp ? d->n_ff : d->n_ff_exp; }
 
-/* One cache (K or V) of every layer: rows of head_dim values in the type's
- * bytes (f32 4, f16 2, q8_0 34/32, q4_0 18/32 per value). */
-static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_ctx, uint32_t n_batch, uint32_t kv_type)
+/* One cache (K or V) of n_seq sequences of n_ctx, every layer on the CPU:
+ * rows of head_dim values in the type's bytes (f32 4, f16 2, q8_0 34/32,
+ * q4_0 18/32 per value). */
+static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_seq, uint32_t n_ctx, uint32_t n_batch,
+                               uint32_t kv_type)
 {
     uint64_t slots = 0;
     for (uint64_t l = 0; l < w->d.n_layers; l++) slots += engine_kv_len(w, l, n_ctx, n_batch);
-    return slots * w->d.n_kv_heads * kv_row_bytes(kv_type, w->d.head_dim);
+    return n_seq * slots * w->d.n_kv_heads * kv_row_bytes(kv_type, w->d.head_dim);
 }
 
 /* moe_state's buffers, in its order (engine_internal.h). */
@@ -99,17 +107,19 @@ static uint64_t moe_bytes(const model_dims *d, uint64_t B)
     return sum;
 }
 
-static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B, uint32_t k_type, uint32_t v_type,
-                              int n_threads)
+static buffer_sizes sizes_for(const model_weights *w, uint32_t n_seq, uint32_t n_ctx, uint32_t B, uint32_t k_type,
+                              uint32_t v_type, int n_threads)
 {
     const model_dims *d = &w->d;
     return (buffer_sizes){
-        .cache_k = kv_cache_bytes(w, n_ctx, B, k_type), .cache_v = kv_cache_bytes(w, n_ctx, B, v_type),
+        .cache_k = kv_cache_bytes(w, n_seq, n_ctx, B, k_type), .cache_v = kv_cache_bytes(w, n_seq, n_ctx, B, v_type),
         .act = {[ACT_X] = B * d->n_embd * 4, [ACT_XN] = B * d->n_embd * 4, [ACT_Q] = B * d->q_dim * 4,
                 [ACT_K] = B * d->kv_dim * 4, [ACT_V] = B * d->kv_dim * 4, [ACT_ATT] = B * d->q_dim * 4,
                 [ACT_GATE] = B * ffn_width(d) * 4, [ACT_UP] = B * ffn_width(d) * 4,
                 [ACT_ROUTER] = B * d->n_expert * 4, [ACT_XE] = w->moe ? B * d->n_embd * 4 : 0},
         .moe = w->moe ? moe_bytes(d, B) : 0,
+        .batch = B * (sizeof(int32_t) + sizeof(engine_seq *) + sizeof(uint32_t) + sizeof(engine_entry) +
+                      sizeof(uint32_t)),
         .vec = max_vec_len(d) * 4, .rope_cs = 2 * B * d->rope_dim * 4, .rope_factors = d->rope_dim / 2 * 4,
         .scores = (uint64_t)n_threads * engine_scores_per_thread(d, n_ctx) * 4, .act_scratch = max_act_bytes(w, B),
     };
@@ -117,28 +127,101 @@ static buffer_sizes sizes_for(const model_weights *w, uint32_t n_ctx, uint32_t B
 
 static uint64_t sizes_total(const buffer_sizes *z)
 {
-    uint64_t sum = z->cache_k + z->cache_v + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch + z->moe;
+    uint64_t sum = z->cache_k + z->cache_v + z->vec + z->rope_cs + z->rope_factors + z->scores + z->act_scratch + z->moe +
+                   z->batch;
     for (int a = 0; a < ACT_COUNT; a++) sum += z->act[a];
     return sum;
 }
 
-/* The CPU's KV cache: layers that run elsewhere keep theirs there.
- * *rows: cached rows (KV heads x slots) of all layers, in K and again in V. */
-static strata_status kv_layout(engine *e, uint64_t *rows, strata_error *err)
+/* A sequence's CPU KV cache: layers that run elsewhere keep theirs there.
+ * Returns the cached rows (KV heads x slots) of all layers, in K and again
+ * in V. */
+static uint64_t seq_layout(const engine *e, uint32_t n_ctx, uint64_t *kv_off, uint32_t *kv_len)
 {
     const model_dims *d = &e->w.d;
-    e->kv_off = calloc(d->n_layers, sizeof *e->kv_off);
-    e->kv_len = calloc(d->n_layers, sizeof *e->kv_len);
-    if (!e->kv_off || !e->kv_len) return err_set(err, STRATA_E_NOMEM, "out of memory");
     uint64_t off = 0;
     for (uint64_t l = 0; l < d->n_layers; l++) {
-        e->kv_len[l] = e->site[l] == &e->cpu ? engine_kv_len(&e->w, l, e->n_ctx, e->n_batch) : 0;
-        e->kv_off[l] = off;
-        off += d->n_kv_heads * e->kv_len[l];
+        uint32_t len = e->site[l] == &e->cpu ? engine_kv_len(&e->w, l, n_ctx, e->n_batch) : 0;
+        if (kv_len) kv_len[l] = len;
+        if (kv_off) kv_off[l] = off;
+        off += d->n_kv_heads * len;
     }
-    *rows = off;
+    return off;
+}
+
+uint64_t engine_seq_bytes(const engine *e, uint32_t n_ctx)
+{
+    return seq_layout(e, n_ctx ? n_ctx : e->n_ctx, NULL, NULL) * (e->k_head_bytes + e->v_head_bytes);
+}
+
+uint64_t engine_kv_free(const engine *e) { return e->kv_reserve - e->kv_used; }
+
+static strata_status seq_check(const engine *e, uint32_t n_ctx, uint64_t bytes, strata_error *err)
+{
+    char a[32], b[32], c[32];
+    if (n_ctx > e->n_ctx)
+        return err_set(err, STRATA_E_INVALID, "a context of %" PRIu32 " tokens exceeds the model's %" PRIu32 " (-c)",
+                       n_ctx, e->n_ctx);
+    if (e->gpu && e->n_seqs)
+        return err_set(err, STRATA_E_UNSUPPORTED, "with layers on a GPU, one context at a time (the GPU holds one "
+                       "KV cache; use --gpu off for many)");
+    if (bytes > e->kv_reserve - e->kv_used)
+        return err_set(err, STRATA_E_NOMEM, "a context of %" PRIu32 " tokens needs %s of KV cache; the reserve (%s) "
+                       "has %s free (raise -np, or free a context)", n_ctx, fmt_bytes(bytes, a, 32),
+                       fmt_bytes(e->kv_reserve, b, 32), fmt_bytes(e->kv_reserve - e->kv_used, c, 32));
     return STRATA_OK;
 }
+
+strata_status engine_seq_new(engine *e, uint32_t n_ctx, engine_seq **out, strata_error *err)
+{
+    *out = NULL;
+    if (!n_ctx) n_ctx = e->n_ctx;
+    uint64_t bytes = engine_seq_bytes(e, n_ctx), n_layers = e->w.d.n_layers;
+    strata_status st = seq_check(e, n_ctx, bytes, err);
+    if (st) return st;
+    engine_seq *s = calloc(1, sizeof *s);
+    if (s) *s = (engine_seq){.e = e, .n_ctx = n_ctx, .kv_off = calloc(n_layers, sizeof *s->kv_off),
+                             .kv_len = calloc(n_layers, sizeof *s->kv_len)};
+    if (s && s->kv_off && s->kv_len) {
+        uint64_t rows = seq_layout(e, n_ctx, s->kv_off, s->kv_len);
+        s->k_cache = alloc_zeroed(rows * e->k_head_bytes);
+        s->v_cache = alloc_zeroed(rows * e->v_head_bytes);
+    }
+    if (!s || !s->kv_off || !s->kv_len || !s->k_cache || !s->v_cache) {
+        if (s) s->e = NULL; /* nothing taken from the reserve yet */
+        engine_seq_free(s);
+        return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context", n_ctx);
+    }
+    s->bytes = bytes;
+    e->kv_used += bytes;
+    e->n_seqs++;
+    *out = s;
+    return STRATA_OK;
+}
+
+void engine_seq_free(engine_seq *s)
+{
+    if (!s) return;
+    if (s->e) {
+        s->e->kv_used -= s->bytes;
+        s->e->n_seqs--;
+        if (s->e->own == s) s->e->own = NULL;
+    }
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->kv_off);
+    free(s->kv_len);
+    free(s);
+}
+
+void engine_seq_reset(engine_seq *s)
+{
+    s->n_past = 0;
+    s->swa_base = 0;
+}
+
+uint32_t engine_seq_n_past(const engine_seq *s) { return s->n_past; }
+uint32_t engine_seq_n_ctx(const engine_seq *s) { return s->n_ctx; }
 
 static bool alloc_moe(engine *e)
 {
@@ -153,21 +236,17 @@ static bool alloc_moe(engine *e)
     return ok;
 }
 
-static strata_status alloc_buffers(engine *e, strata_error *err)
+/* Scratch buffers, and the KV reserve of n_seq sequences of n_ctx (the
+ * sequences allocate their caches when they open). */
+static strata_status alloc_buffers(engine *e, uint32_t n_seq, strata_error *err)
 {
     const model_dims *d = &e->w.d;
-    buffer_sizes z = sizes_for(&e->w, e->n_ctx, e->n_batch, e->kv_type_k, e->kv_type_v, pool_size(e->pool));
+    buffer_sizes z = sizes_for(&e->w, n_seq, e->n_ctx, e->n_batch, e->kv_type_k, e->kv_type_v, pool_size(e->pool));
     e->k_head_bytes = kv_row_bytes(e->kv_type_k, d->head_dim);
     e->v_head_bytes = kv_row_bytes(e->kv_type_v, d->head_dim);
     e->kv = kv_ops_for(e->kv_type_k, e->kv_type_v, e->kernels == KERNEL_FAST);
     e->glu = e->w.arch->act == ACT_GELU ? geglu_f16 : swiglu_get(e->kernels == KERNEL_FAST);
-    uint64_t rows = 0;
-    strata_status st = kv_layout(e, &rows, err);
-    if (st) return st;
-    z.cache_k = rows * e->k_head_bytes;
-    z.cache_v = rows * e->v_head_bytes;
-    e->k_cache = scratch(e, z.cache_k);
-    e->v_cache = scratch(e, z.cache_v);
+    e->kv_reserve = n_seq * engine_seq_bytes(e, e->n_ctx);
     bool ok = true;
     for (int a = 0; a < ACT_COUNT; a++) ok = (e->act[a] = scratch(e, z.act[a])) && ok;
     e->vec = scratch(e, z.vec);
@@ -175,11 +254,15 @@ static strata_status alloc_buffers(engine *e, strata_error *err)
     e->rope_factors = scratch(e, z.rope_factors);
     e->scores = scratch(e, z.scores);
     e->act_scratch = scratch(e, z.act_scratch);
+    e->tok_id = scratch(e, e->n_batch * sizeof *e->tok_id);
+    e->tok_seq = scratch(e, e->n_batch * sizeof *e->tok_seq);
+    e->tok_pos = scratch(e, e->n_batch * sizeof *e->tok_pos);
+    e->entries = scratch(e, e->n_batch * sizeof *e->entries);
+    e->out_rows = scratch(e, e->n_batch * sizeof *e->out_rows);
     if (e->w.moe) ok = alloc_moe(e) && ok;
-    if (!ok || !e->k_cache || !e->v_cache || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores ||
-        !e->act_scratch)
-        return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context (KV cache %" PRIu64
-                       " bytes)", e->n_ctx, z.cache_k + z.cache_v);
+    if (!ok || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores || !e->act_scratch || !e->tok_id ||
+        !e->tok_seq || !e->tok_pos || !e->entries || !e->out_rows)
+        return err_set(err, STRATA_E_NOMEM, "out of memory for the buffers of a %" PRIu32 "-token batch", e->n_batch);
     e->rope_cs_swa = e->rope_cs + (uint64_t)e->n_batch * d->rope_dim;
     return STRATA_OK;
 }
@@ -312,7 +395,7 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
     if (!st) st = backend_cpu_select_kernels(w, p->kernels, err);
     if (!st) st = resolve(spec, &w->d, p, &out->n_ctx, &out->n_batch, &out->kv_type_k, &out->kv_type_v, err);
     if (st) return st;
-    buffer_sizes z = sizes_for(w, out->n_ctx, out->n_batch, out->kv_type_k, out->kv_type_v,
+    buffer_sizes z = sizes_for(w, p->n_seq ? p->n_seq : 1, out->n_ctx, out->n_batch, out->kv_type_k, out->kv_type_v,
                                p->n_threads > 0 ? p->n_threads : 1);
     out->kv_bytes = z.cache_k + z.cache_v;
     out->buffer_bytes = sizes_total(&z);
@@ -334,11 +417,11 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
 {
     store_config sc = p->store;
     char a[32], b[32], c[32], d[32], r[32];
-    uint64_t fixed = e->scratch_bytes + p->mem_reserved; /* everything but the weights */
+    uint64_t fixed = e->scratch_bytes + e->kv_reserve + p->mem_reserved; /* everything but the weights */
     if (p->mem_budget && p->mem_budget <= fixed)
         return err_set(err, STRATA_E_NOMEM, "a budget of %s cannot hold the process (%s) and the KV cache and buffers "
                        "(%s) of a %" PRIu32 "-token context", fmt_bytes(p->mem_budget, a, 32),
-                       fmt_bytes(p->mem_reserved, r, 32), fmt_bytes(e->scratch_bytes, b, 32), e->n_ctx);
+                       fmt_bytes(p->mem_reserved, r, 32), fmt_bytes(e->scratch_bytes + e->kv_reserve, b, 32), e->n_ctx);
     sc.budget = p->mem_budget ? p->mem_budget - fixed : 0;
     sc.n_expert_sets = e->w.moe ? (uint32_t)e->w.d.n_layers : 0;
     sc.expert_sets = e->w.expert_sets;
@@ -348,7 +431,7 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
         err_set(err, st, "a budget of %s is below the minimum working set of %s: process %s, KV cache and buffers %s, "
                 "weights streamed through %d+1 slots %s", fmt_bytes(p->mem_budget, a, 32),
                 fmt_bytes(fixed + min_weights, b, 32), fmt_bytes(p->mem_reserved, r, 32),
-                fmt_bytes(e->scratch_bytes, c, 32), sc.prefetch_depth ? sc.prefetch_depth : 2,
+                fmt_bytes(e->scratch_bytes + e->kv_reserve, c, 32), sc.prefetch_depth ? sc.prefetch_depth : 2,
                 fmt_bytes(min_weights, d, 32));
     return st;
 }
@@ -397,7 +480,7 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     if (!st) st = configure(e, spec, p, err);
     if (!st && e->w.moe) st = moe_settings(e, p, err);
     if (!st) st = open_gpu(e, p, err);
-    if (!st) st = alloc_buffers(e, err);
+    if (!st) st = alloc_buffers(e, p->n_seq ? p->n_seq : 1, err);
     if (!st) st = open_store(e, p, err);
     if (!st) st = load_rope(e, err);
     if (!st && e->gpu) st = backend_vulkan_load(e, err);
@@ -412,11 +495,12 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
 void engine_free(engine *e)
 {
     if (!e) return;
+    engine_seq_free(e->own);
     backend_vulkan_free(e->gpu);
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
-    void *bufs[] = {e->k_cache, e->v_cache, e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch,
-                    e->kv_off, e->kv_len, e->site, e->moe.sel, e->moe.wt, e->moe.rows, e->moe.out,
+    void *bufs[] = {e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch, e->tok_id, e->tok_seq,
+                    e->tok_pos, e->entries, e->out_rows, e->site, e->moe.sel, e->moe.wt, e->moe.rows, e->moe.out,
                     e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x};
     if (e->moe.trace) fclose(e->moe.trace);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);

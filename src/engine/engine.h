@@ -36,7 +36,8 @@ typedef enum engine_moe_prefetch {
 } engine_moe_prefetch;
 
 typedef struct engine_params {
-    uint32_t n_ctx;      /* 0: the model's context length */
+    uint32_t n_ctx;      /* a sequence's context at most (0: the model's context length) */
+    uint32_t n_seq;      /* sequences the KV reserve holds at n_ctx each (0: 1) */
     uint32_t n_batch;    /* tokens per forward pass (0: 256) */
     int n_threads;       /* >= 1 */
     bool kv_f32;         /* F32 KV cache instead of the default F16 (for a DEFAULT type below) */
@@ -52,13 +53,15 @@ typedef struct engine_params {
 } engine_params;
 
 typedef struct engine engine;
+/* One sequence (a conversation): its KV cache and position. */
+typedef struct engine_seq engine_seq;
 
 /* What the engine would allocate and read for a model and parameters,
  * without allocating it: the planner's view of the engine. */
 typedef struct engine_desc {
     uint32_t n_ctx, n_batch;          /* after defaults */
     uint32_t kv_type_k, kv_type_v;    /* ggml type ids of the K and V caches */
-    uint64_t kv_bytes;                /* K and V caches */
+    uint64_t kv_bytes;                /* K and V caches of n_seq sequences of n_ctx */
     uint64_t buffer_bytes;            /* KV caches and every scratch buffer */
     uint32_t n_groups;                /* store groups: one per layer, then the output group */
     const struct store_group *groups; /* their tensors, in execution order (a layer's
@@ -82,20 +85,49 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
                           strata_error *err);
 void engine_free(engine *e);
 
-/* Evaluates tokens[0..n) at the next positions of the context. Writes the
- * logits of every position (all_logits: n x n_vocab floats) or of the last
- * one (n_vocab floats) to `logits` (may be NULL). */
+/* A sequence of up to n_ctx tokens (0: the engine's n_ctx), its KV cache
+ * taken from the reserve (STRATA_E_NOMEM when it has no room now). With a
+ * GPU, one sequence at a time (the GPU holds one KV cache). */
+strata_status engine_seq_new(engine *e, uint32_t n_ctx, engine_seq **out, strata_error *err);
+void engine_seq_free(engine_seq *s);
+void engine_seq_reset(engine_seq *s);
+uint32_t engine_seq_n_past(const engine_seq *s);
+uint32_t engine_seq_n_ctx(const engine_seq *s);
+/* KV bytes a sequence of n_ctx tokens takes; what the reserve has left. */
+uint64_t engine_seq_bytes(const engine *e, uint32_t n_ctx);
+uint64_t engine_kv_free(const engine *e);
+
+/* One token of a batch (strata_batch_entry). */
+typedef struct engine_entry {
+    engine_seq *seq;
+    int32_t token;
+    uint32_t pos;
+    bool logits;
+} engine_entry;
+
+/* One forward pass over b[0..n) (n <= n_batch), tokens of any sequences;
+ * logits of the entries that ask, in order ([k][n_vocab]). */
+strata_status engine_decode(engine *e, const engine_entry *b, uint32_t n, float *logits, strata_error *err);
+
+/* Evaluates tokens[0..n) at the next positions of the engine's own
+ * sequence (created on first use). Writes the logits of every position
+ * (all_logits: n x n_vocab floats) or of the last one (n_vocab floats) to
+ * `logits` (may be NULL). */
 strata_status engine_eval(engine *e, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
                           strata_error *err);
+/* engine_eval on sequence s. */
+strata_status engine_seq_eval(engine_seq *s, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
+                              strata_error *err);
 
-void engine_reset(engine *e);     /* forget the context */
+void engine_reset(engine *e);     /* forget the own sequence's context */
 uint32_t engine_n_past(const engine *e);
 uint32_t engine_n_ctx(const engine *e);
 uint32_t engine_n_vocab(const engine *e);
 uint32_t engine_n_layers(const engine *e);
 /* Bytes of KV cache, scratch and weights the engine holds (its accounting). */
 uint64_t engine_memory_bytes(const engine *e);
-/* Bytes of KV cache and scratch buffers alone. */
+uint32_t engine_n_batch(const engine *e);
+/* Bytes of KV cache (the reserve) and scratch buffers alone. */
 uint64_t engine_buffer_bytes(const engine *e);
 store_stats engine_store_stats(const engine *e);
 store_expert_stats engine_expert_stats(const engine *e, uint32_t layer);

@@ -28,25 +28,42 @@ typedef struct moe_state {
     FILE *trace;    /* STRATA_MOE_TRACE: one line per token and layer, "layer expert..." */
 } moe_state;
 
+/* One sequence's state on the CPU: its position and KV cache, per layer
+ * [KV head][position slot][head_dim]: K rows of the engine's kv_type_k, V
+ * rows of kv_type_v (ggml ids: F32, F16, Q8_0, Q4_0; a block type's row is
+ * head_dim / 32 whole blocks). One head's positions are contiguous, so
+ * attention streams them. Global layers hold every position (slot =
+ * position); sliding-window layers hold kv_len[l] slots, slot 0 being
+ * position swa_base. Layers on a GPU keep their cache there (kv_len 0
+ * here). */
+struct engine_seq {
+    engine *e;
+    uint32_t n_ctx, n_past, swa_base;
+    uint8_t *k_cache, *v_cache;
+    uint64_t *kv_off;           /* n_layers: first row (head and slot) of layer l in each cache */
+    uint32_t *kv_len;           /* n_layers: position slots of layer l */
+    uint64_t bytes;             /* taken from the engine's KV reserve */
+};
+
 struct engine {
     const gguf_file *file;
     model_weights w;
     store *store;
     pool *pool;
-    uint32_t n_ctx, n_batch, n_past;
-    /* KV cache, per layer [KV head][position slot][head_dim]: K rows of
-     * kv_type_k, V rows of kv_type_v (ggml ids: F32, F16, Q8_0, Q4_0; a
-     * block type's row is head_dim / 32 whole blocks). One head's positions
-     * are contiguous, so attention streams them. Global layers hold every
-     * position (slot = position); sliding-window layers hold kv_len[l]
-     * slots, slot 0 being position swa_base. Layers on a GPU keep their
-     * cache there (kv_len 0 here). */
+    uint32_t n_ctx, n_batch;    /* a sequence's context at most; tokens per pass */
     uint32_t kv_type_k, kv_type_v;
-    uint8_t *k_cache, *v_cache;
-    uint64_t *kv_off;           /* n_layers: first row (head and slot) of layer l in each cache */
-    uint32_t *kv_len;           /* n_layers: position slots of layer l */
-    uint32_t swa_base;
     uint64_t k_head_bytes, v_head_bytes; /* bytes of one row: a head's K (V) at one position */
+    uint64_t kv_reserve, kv_used; /* bytes of KV cache the sequences may take, and take now */
+    uint32_t n_seqs;            /* sequences open */
+    engine_seq *own;            /* engine_eval's sequence (created on first use), or NULL */
+    /* the batch being evaluated: token tok_id[t] belongs to tok_seq[t] at position
+     * tok_pos[t]; pos0 is token 0's (a GPU runs one sequence's batches) */
+    int32_t *tok_id;            /* [n_batch] */
+    engine_seq **tok_seq;       /* [n_batch] */
+    uint32_t *tok_pos;          /* [n_batch] */
+    uint32_t pos0;
+    engine_entry *entries;      /* [n_batch] engine_eval's batch */
+    uint32_t *out_rows;         /* [n_batch] the batch rows whose logits are wanted */
     kv_ops kv;                  /* attention loops for these cache types */
     swiglu_fn glu;              /* the FFN gate: SwiGLU or GeGLU */
     kernel_mode kernels;
@@ -74,8 +91,8 @@ void engine_attention(engine *e, uint64_t l, uint32_t n_tok);
 uint64_t engine_scores_per_thread(const model_dims *d, uint64_t n_ctx);
 /* Stores the batch's K and V rows (ACT_K, ACT_V) at their positions. */
 void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok);
-/* Makes room for n_tok more positions in the window layers' caches. */
-void engine_slide_window(engine *e, uint32_t n_tok);
+/* Makes room for n_tok more positions of s in the window layers' caches. */
+void engine_slide_window(engine_seq *s, uint32_t n_tok);
 /* Position slots a layer's cache needs for a context and batch. */
 uint32_t engine_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, uint32_t n_batch);
 

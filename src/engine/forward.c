@@ -124,86 +124,176 @@ static strata_status check_logits(const float *logits, uint64_t n_rows, uint64_t
     return STRATA_OK;
 }
 
-/* Final norm and output projection of rows [first, n_tok) into logits. */
-static strata_status output(engine *e, backend **cur, uint32_t first, uint32_t n_tok, float *logits,
-                            strata_error *err)
+/* Rows whose logits are wanted, at the front of the CPU's ACT_X (the
+ * output on the CPU); a GPU's output takes a suffix [first, n_tok) only. */
+static strata_status gather_out_rows(engine *e, backend **cur, uint32_t n_out, uint32_t n_tok, uint32_t *first,
+                                     strata_error *err)
 {
-    uint32_t g = (uint32_t)e->w.d.n_layers;
-    backend *b = e->site[g];
-    be_weight w[LS_COUNT];
+    *first = n_tok - n_out;
+    bool suffix = true;
+    for (uint32_t i = 0; i < n_out; i++) suffix = suffix && e->out_rows[i] == *first + i;
+    if (suffix) return STRATA_OK;
+    backend *b = e->site[e->w.d.n_layers];
+    if (b != &e->cpu)
+        return err_set(err, STRATA_E_INVALID, "with the output on a GPU, logits can be asked for the last entries "
+                       "of a batch only");
     strata_status st = move_x(e, cur, b, n_tok, err);
-    if (!st) st = b->ops->acquire(b, g, w, err);
-    if (st) return st;
-    st = b->ops->logits(b, &w[OS_NORM], &w[OS_PROJ], first, n_tok, logits, err);
-    b->ops->release(b, g);
-    return st ? st : check_logits(logits, n_tok - first, e->w.d.n_vocab, err);
+    uint64_t n_embd = e->w.d.n_embd;
+    float *x = e->act[ACT_X];
+    for (uint32_t i = 0; i < n_out && !st; i++)
+        memmove(x + i * n_embd, x + (uint64_t)e->out_rows[i] * n_embd, n_embd * sizeof(float));
+    *first = 0;
+    return st;
 }
 
-/* The back ends this chunk runs on learn its positions (RoPE tables). */
-static strata_status begin_chunk(engine *e, uint32_t n, strata_error *err)
+/* Final norm and output projection of the rows asking for logits. */
+static strata_status output(engine *e, backend **cur, uint32_t n_out, uint32_t n_tok, float *logits,
+                            strata_error *err)
+{
+    uint32_t g = (uint32_t)e->w.d.n_layers, first = 0;
+    backend *b = e->site[g];
+    be_weight w[LS_COUNT];
+    strata_status st = gather_out_rows(e, cur, n_out, n_tok, &first, err);
+    uint32_t rows = first + n_out; /* the batch's, or the gathered ones */
+    if (!st) st = move_x(e, cur, b, rows, err);
+    if (!st) st = b->ops->acquire(b, g, w, err);
+    if (st) return st;
+    st = b->ops->logits(b, &w[OS_NORM], &w[OS_PROJ], first, rows, logits, err);
+    b->ops->release(b, g);
+    return st ? st : check_logits(logits, n_out, e->w.d.n_vocab, err);
+}
+
+/* Tokens of sequence s in the batch from entry i on (its first). */
+static uint32_t seq_count(const engine_entry *b, uint32_t n, uint32_t i)
+{
+    uint32_t c = 0;
+    for (uint32_t k = i; k < n; k++) c += b[k].seq == b[i].seq;
+    return c;
+}
+
+/* The back ends this batch runs on learn its positions (RoPE tables);
+ * window caches make room. */
+static strata_status begin_chunk(engine *e, const engine_entry *b, uint32_t n, strata_error *err)
 {
     const model_dims *d = &e->w.d;
     for (uint32_t t = 0; t < n; t++) {
-        op_rope_table(e->rope_cs + t * d->rope_dim, &e->rope, e->n_past + t);
-        if (d->n_swa) op_rope_table(e->rope_cs_swa + t * d->rope_dim, &e->rope_swa, e->n_past + t);
+        e->tok_seq[t] = b[t].seq;
+        e->tok_pos[t] = b[t].pos;
+        op_rope_table(e->rope_cs + t * d->rope_dim, &e->rope, b[t].pos);
+        if (d->n_swa) op_rope_table(e->rope_cs_swa + t * d->rope_dim, &e->rope_swa, b[t].pos);
+        if (b[t].pos == b[t].seq->n_past) engine_slide_window(b[t].seq, seq_count(b, n, t));
     }
-    engine_slide_window(e, n);
+    e->pos0 = b[0].pos;
     strata_status st = e->cpu.ops->begin_chunk(&e->cpu, n, err);
     if (!st && e->gpu) st = e->gpu->ops->begin_chunk(e->gpu, n, err);
     return st;
 }
 
-static strata_status eval_chunk(engine *e, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
-                                strata_error *err)
+static strata_status forward(engine *e, const engine_entry *b, uint32_t n, uint32_t n_out, float *logits,
+                             strata_error *err)
 {
     const model_dims *d = &e->w.d;
     backend *cur = &e->cpu; /* embeddings are gathered into host memory */
-    strata_status st = store_gather_rows(e->store, e->w.global[GS_EMBD], tokens, n, e->act[ACT_X], err);
+    for (uint32_t t = 0; t < n; t++) e->tok_id[t] = b[t].token;
+    strata_status st = store_gather_rows(e->store, e->w.global[GS_EMBD], e->tok_id, n, e->act[ACT_X], err);
     if (!st && e->w.arch->embd_scale) op_scale(e->act[ACT_X], sqrtf((float)d->n_embd), (uint64_t)n * d->n_embd);
-    if (!st) st = begin_chunk(e, n, err);
+    if (!st) st = begin_chunk(e, b, n, err);
     for (uint64_t l = 0; l < d->n_layers && !st; l++) st = run_layer(e, &cur, l, n, err);
-    if (!st && logits) st = output(e, &cur, all_logits ? 0 : n - 1, n, logits, err);
+    if (!st && n_out) st = output(e, &cur, n_out, n, logits, err);
     else if (!st) st = move_x(e, &cur, &e->cpu, n, err); /* finish the GPU's work */
-    if (!st) e->n_past += n;
     return st;
 }
 
-strata_status engine_eval(engine *e, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
-                          strata_error *err)
+/* Each entry's sequence belongs to e, its token to the vocabulary, its
+ * position follows the sequence's and fits its context; a GPU runs one
+ * sequence's tokens per pass. */
+static strata_status check_entry(engine *e, const engine_entry *b, uint32_t i, strata_error *err)
+{
+    const engine_entry *x = &b[i];
+    if (!x->seq || x->seq->e != e) return err_set(err, STRATA_E_INVALID, "batch entry %u: no context of this model", i);
+    if (x->token < 0 || (uint64_t)x->token >= e->w.d.n_vocab)
+        return err_set(err, STRATA_E_INVALID, "token id %d is outside the vocabulary (%" PRIu64 ")", x->token,
+                       e->w.d.n_vocab);
+    uint32_t want = x->seq->n_past;
+    for (uint32_t k = 0; k < i; k++) want += b[k].seq == x->seq;
+    if (x->pos != want)
+        return err_set(err, STRATA_E_INVALID, "batch entry %u: position %" PRIu32 ", expected %" PRIu32
+                       " (the context's next)", i, x->pos, want);
+    if (x->pos >= x->seq->n_ctx)
+        return err_set(err, STRATA_E_INVALID, "the tokens do not fit in the context: all %" PRIu32
+                       " positions are used (raise -c)", x->seq->n_ctx);
+    if (e->gpu && x->seq != b[0].seq)
+        return err_set(err, STRATA_E_UNSUPPORTED, "a batch of several sequences needs the CPU (--gpu off)");
+    return STRATA_OK;
+}
+
+strata_status engine_decode(engine *e, const engine_entry *b, uint32_t n, float *logits, strata_error *err)
 {
     if (n == 0) return err_set(err, STRATA_E_INVALID, "no tokens to evaluate");
-    if ((uint64_t)e->n_past + n > e->n_ctx)
+    if (n > e->n_batch)
+        return err_set(err, STRATA_E_INVALID, "a batch of %" PRIu32 " tokens exceeds the model's %" PRIu32, n,
+                       e->n_batch);
+    uint32_t n_out = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        strata_status st = check_entry(e, b, i, err);
+        if (st) return st;
+        if (b[i].logits) e->out_rows[n_out++] = i;
+    }
+    if (n_out && !logits) return err_set(err, STRATA_E_INVALID, "logits asked for but no buffer given");
+    strata_status st = forward(e, b, n, n_out, logits, err);
+    for (uint32_t i = 0; i < n && !st; i++) b[i].seq->n_past = b[i].pos + 1;
+    return st;
+}
+
+strata_status engine_seq_eval(engine_seq *s, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
+                              strata_error *err)
+{
+    engine *e = s->e;
+    if (n == 0) return err_set(err, STRATA_E_INVALID, "no tokens to evaluate");
+    if ((uint64_t)s->n_past + n > s->n_ctx)
         return err_set(err, STRATA_E_INVALID, "%" PRIu32 " tokens do not fit in the context: %" PRIu32 " of %" PRIu32
-                       " positions are used (raise -c)", n, e->n_past, e->n_ctx);
-    for (uint32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || (uint64_t)tokens[i] >= e->w.d.n_vocab)
-            return err_set(err, STRATA_E_INVALID, "token id %d is outside the vocabulary (%" PRIu64 ")", tokens[i],
-                           e->w.d.n_vocab);
+                       " positions are used (raise -c)", n, s->n_past, s->n_ctx);
     for (uint32_t done = 0; done < n;) {
         uint32_t m = n - done < e->n_batch ? n - done : e->n_batch;
         bool last = done + m == n;
-        float *out = NULL;
-        if (logits && all_logits) out = logits + (uint64_t)done * e->w.d.n_vocab;
-        else if (logits && last) out = logits;
-        strata_status st = eval_chunk(e, tokens + done, m, out, all_logits, err);
+        for (uint32_t t = 0; t < m; t++)
+            e->entries[t] = (engine_entry){s, tokens[done + t], s->n_past + t, logits && (all_logits || (last && t == m - 1))};
+        float *out = logits && all_logits ? logits + (uint64_t)done * e->w.d.n_vocab : logits;
+        strata_status st = engine_decode(e, e->entries, m, out, err);
         if (st) return st;
         done += m;
     }
     return STRATA_OK;
 }
 
-void engine_reset(engine *e)
+/* The own sequence, at the engine's whole context. */
+static strata_status own_seq(engine *e, strata_error *err)
 {
-    e->n_past = 0;
-    e->swa_base = 0;
+    return e->own ? STRATA_OK : engine_seq_new(e, 0, &e->own, err);
 }
 
-uint32_t engine_n_past(const engine *e) { return e->n_past; }
+strata_status engine_eval(engine *e, const int32_t *tokens, uint32_t n, float *logits, bool all_logits,
+                          strata_error *err)
+{
+    strata_status st = own_seq(e, err);
+    return st ? st : engine_seq_eval(e->own, tokens, n, logits, all_logits, err);
+}
+
+void engine_reset(engine *e)
+{
+    if (e->own) engine_seq_reset(e->own);
+}
+
+uint32_t engine_n_past(const engine *e) { return e->own ? e->own->n_past : 0; }
+uint32_t engine_n_batch(const engine *e) { return e->n_batch; }
 uint32_t engine_n_ctx(const engine *e) { return e->n_ctx; }
 uint32_t engine_n_vocab(const engine *e) { return (uint32_t)e->w.d.n_vocab; }
 uint32_t engine_n_layers(const engine *e) { return (uint32_t)e->w.d.n_layers; }
-uint64_t engine_memory_bytes(const engine *e) { return e->scratch_bytes + store_get_stats(e->store).accounted_bytes; }
-uint64_t engine_buffer_bytes(const engine *e) { return e->scratch_bytes; }
+uint64_t engine_memory_bytes(const engine *e)
+{
+    return e->scratch_bytes + e->kv_reserve + store_get_stats(e->store).accounted_bytes;
+}
+uint64_t engine_buffer_bytes(const engine *e) { return e->scratch_bytes + e->kv_reserve; }
 store_stats engine_store_stats(const engine *e) { return store_get_stats(e->store); }
 store_expert_stats engine_expert_stats(const engine *e, uint32_t layer) { return store_get_expert_stats(e->store, layer); }
 

@@ -1,0 +1,31 @@
+/* Internal to src/sched: one request's state. The step thread runs it
+ * (context, sampler, detokenizer: under the scheduler's lock); its output
+ * (text, end) is guarded by the request's own lock, which waiters hold. */
+#ifndef STRATA_SCHED_SCHED_REQ_H
+#define STRATA_SCHED_SCHED_REQ_H
+
+#include "sched/sched.h"
+
+/* A request with one reference for the caller and one for the scheduler;
+ * n_ctx is the model's (a context takes what the request needs of it). */
+sched_req *req_new(const sched_request_params *p, uint32_t n_ctx);
+void req_unref(sched_req *q);
+void req_cancel(sched_req *q);
+bool req_cancelled(sched_req *q);
+
+/* Its context, sampler and detokenizer; STRATA_E_NOMEM when the KV
+ * reserve has no room for the context now. */
+strata_status req_start(sched_req *q, strata_model *m, strata_error *err);
+/* True once the prompt is in and a sampled token waits to be evaluated. */
+bool req_decoding(const sched_req *q);
+/* Writes its next entries (the sampled token, or up to `room` prompt
+ * tokens, the last asking for logits) to b; returns how many. They count
+ * as done: a failing step ends the request. */
+uint32_t req_fill(sched_req *q, strata_batch_entry *b, uint32_t room);
+/* Samples from its logits row, keeps the token's text: SCHED_RUNNING to go
+ * on, or why it ends. */
+sched_finish req_take_logits(sched_req *q, strata_model *m, float *logits, const int32_t *eog, uint32_t n_eog);
+/* Ends it: releases its context and wakes its waiters. */
+void req_finish(sched_req *q, sched_finish f, const char *error);
+
+#endif
