@@ -13,6 +13,7 @@
 #include "../tools/synth/synth.h"
 #include "backend/vulkan/vkb.h"
 #include "conformance.h"
+#include "sched/sched.h"
 #include "strata.h"
 #include "test.h"
 
@@ -297,4 +298,77 @@ TEST(test_gpu_fused_ops_match_unfused)
         }
         free(lg[0]), free(lg[1]);
     }
+}
+
+/* Greedy text of `prompt` on a context of its own (the truth for the
+ * scheduler's answer). */
+static char *greedy_alone(strata_model *m, const int32_t *prompt, size_t n, int n_gen)
+{
+    uint32_t V = strata_model_n_vocab(m);
+    float *logits = malloc(V * sizeof(float));
+    strata_detok *dt = strata_detok_new(m);
+    char *text = calloc(1, 1024);
+    size_t len = 0, k;
+    strata_error err = {0};
+    strata_context *c = NULL;
+    bool ok = strata_context_new(m, 32, &c, &err) == STRATA_OK &&
+              strata_context_eval(c, prompt, n, logits, false, &err) == STRATA_OK;
+    for (size_t i = 0; i < n; i++) strata_detok_push(dt, prompt[i], &k);
+    for (int i = 0; ok && i < n_gen; i++) {
+        int32_t best = 0;
+        for (uint32_t v = 1; v < V; v++) best = logits[v] > logits[best] ? (int32_t)v : best;
+        const char *t = strata_detok_push(dt, best, &k);
+        if (t && len + k < 1000) memcpy(text + len, t, k), len += k;
+        if (i + 1 < n_gen) ok = strata_context_eval(c, &best, 1, logits, false, &err) == STRATA_OK;
+    }
+    const char *rest = strata_detok_finish(dt, &k);
+    if (rest && len + k < 1000) memcpy(text + len, rest, k);
+    CHECK(ok, " %s", err.message);
+    strata_context_free(c);
+    strata_detok_free(dt);
+    free(logits);
+    return text;
+}
+
+/* With layers on the GPU, contexts run one at a time (the GPU holds one KV
+ * cache): a second is refused while the first lives, and the scheduler
+ * runs two requests one after the other (the second waits rather than
+ * failing), each with the answer it gets on a context alone. */
+TEST(test_gpu_contexts_one_at_a_time)
+{
+    if (!have_device()) return;
+    strata_model *m = open_gpu("synth-q8_0.gguf", 0, 0);
+    if (!m) return;
+    strata_error err = {0};
+    strata_context *a = NULL, *b = NULL;
+    REQUIRE(strata_context_new(m, 32, &a, &err) == STRATA_OK, " %s", err.message);
+    CHECK(strata_context_new(m, 32, &b, &err) == STRATA_E_UNSUPPORTED && !b && strstr(err.message, "one context"),
+          " %s", err.message);
+    strata_context_free(a);
+    int32_t prompt[2][4] = {{1, 7, 30, 2}, {1, 99, 5, 64}};
+    char *alone[2] = {greedy_alone(m, prompt[0], 4, 6), greedy_alone(m, prompt[1], 4, 6)};
+    sched *s = NULL;
+    sched_params sp = {.n_slots = 2};
+    REQUIRE(sched_new(m, &sp, &s, &err) == STRATA_OK, " %s", err.message);
+    sched_req *q[2];
+    for (int r = 0; r < 2; r++) {
+        sched_request_params rp = {.prompt = prompt[r], .n_prompt = 4, .max_tokens = 6, .ignore_eog = true,
+                                   .sampling = strata_sampler_default_params()};
+        rp.sampling.temp = 0;
+        CHECK(sched_submit(s, &rp, &q[r], NULL, 0) == SCHED_OK);
+    }
+    while (sched_step(s)) {
+    }
+    for (int r = 0; r < 2; r++) {
+        sched_progress p;
+        sched_req_wait(q[r], 0, 0, &p);
+        CHECK(p.finish == SCHED_LENGTH && p.n_gen == 6 && p.text && !strcmp(p.text, alone[r]),
+              " request %d: finish %d, %u tokens, '%s' alone '%s' %s", r, (int)p.finish, p.n_gen, p.text, alone[r],
+              p.error);
+        free(p.text);
+        free(alone[r]);
+        sched_req_release(q[r]);
+    }
+    sched_free(s);
+    strata_model_free(m);
 }
