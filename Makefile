@@ -91,7 +91,7 @@ TESTBIN  := $(BUILD)/asan/strata-tests
 ASAN_STRATA := $(BUILD)/asan/strata
 ASAN_SYNTH  := $(BUILD)/asan/strata-synth
 
-.PHONY: all test fuzz bench bench-gpu bench-moe demo deps install clean FORCE
+.PHONY: all test fuzz bench bench-gpu bench-moe bench-batch demo deps install clean FORCE
 all: $(STRATA) $(SYNTH) $(LIBA) $(LIBSO) $(PCFILE)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -188,6 +188,12 @@ bench-gpu: all
 # active bytes; `make bench` runs it too unless MOE=0.
 bench-moe: all
 	@BUILD=$(BUILD) sh bench/moe.sh
+
+# Many sequences (issue 13): aggregate decode tok/s of `strata batch` at
+# -np 1, 4, 16, the 1B model resident and the 7B model streamed at --mem
+# 25 %; `make bench` runs it too unless BATCH=0. QUICK=1: a smoke test.
+bench-batch: all
+	@BUILD=$(BUILD) sh bench/batch.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include

@@ -7,6 +7,7 @@
 
 #include "api/model_internal.h"
 #include "plan/inputs.h"
+#include "plan/plan_batch.h"
 #include "plan/plan_text.h"
 #include "util/error.h"
 
@@ -119,8 +120,10 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
     plan chosen = {0};
     char note[800] = "";
     strata_status st = plan_model_from_engine(m->file, m->spec, threads, &pm, err);
+    /* n_parallel sequences: the weights are placed next to their KV reserve */
+    plan_model seqs = !st && p->n_parallel > 1 ? plan_batch_model(&pm, p->n_parallel) : pm;
     if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)
-                               : compute_plan(m, path, p, threads, &pm, &chosen, note, sizeof note, err);
+                               : compute_plan(m, path, p, threads, &seqs, &chosen, note, sizeof note, err);
     if (!st) {
         m->resident = malloc(pm.n_groups);
         if (!m->resident) st = err_set(err, STRATA_E_NOMEM, "out of memory");

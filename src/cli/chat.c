@@ -226,7 +226,7 @@ static int chat_loop(chat *c)
     return rc;
 }
 
-static const char *const chat_help[] = {chat_usage, gen_opts_usage, NULL};
+static const char *const chat_help[] = {chat_usage, gen_opts_ctx_usage, gen_opts_usage, NULL};
 
 static int parse_chat_args(int argc, char **argv, gen_opts *o)
 {
@@ -234,6 +234,7 @@ static int parse_chat_args(int argc, char **argv, gen_opts *o)
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(chat_usage, stdout);
+            fputs(gen_opts_ctx_usage, stdout);
             fputs(gen_opts_usage, stdout);
             exit(0);
         }

@@ -1,7 +1,10 @@
 #include "cli/cli_util.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "hw/hw.h"
 #include "util/fmt.h"
@@ -72,4 +75,40 @@ bool cli_clamp_budget(const char *cmd, const cli_memory *mem, bool strict, uint6
             "(--strict-mem refuses instead)\n", cmd, want, got, why, got);
     *budget = mem->usable;
     return true;
+}
+
+/* A regular file (or a pipe) of at most max bytes. */
+static const char *text_file_problem(FILE *fp, size_t max)
+{
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0) return strerror(errno);
+    if (S_ISDIR(st.st_mode)) return "is a directory";
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) return "too large";
+    return NULL;
+}
+
+char *cli_read_text_file(const char *cmd, const char *flag, const char *path, size_t max, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, "strata %s: %s %s: %s\n", cmd, flag, path, strerror(errno));
+        return NULL;
+    }
+    const char *problem = text_file_problem(fp, max);
+    char *buf = problem ? NULL : malloc(max + 1); /* [max + 1]: one byte more tells a pipe is too long */
+    size_t n = buf ? fread(buf, 1, max + 1, fp) : 0;
+    if (!problem && !buf) problem = "out of memory";
+    else if (!problem && ferror(fp)) problem = "read error";
+    else if (!problem && n > max) problem = "too large"; /* a pipe */
+    fclose(fp);
+    if (problem) {
+        char big[48];
+        if (!strcmp(problem, "too large")) snprintf(big, sizeof big, "larger than %zu MiB", max >> 20);
+        fprintf(stderr, "strata %s: %s %s: %s\n", cmd, flag, path, strcmp(problem, "too large") ? problem : big);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }

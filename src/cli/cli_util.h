@@ -19,6 +19,11 @@ bool cli_profile_path(const char *cmd, const char *flag, char *buf, size_t cap);
  * error and sets *bad when the value is missing. */
 const char *cli_opt_value(const char *cmd, int argc, char **argv, int *i, const char *name, bool *bad);
 
+/* A text file (or a pipe) of at most `max` bytes, NUL-terminated (*len
+ * without it; malloc'd). Prints "strata CMD: FLAG PATH: problem" and returns
+ * NULL when it cannot be read, is a directory or is larger. */
+char *cli_read_text_file(const char *cmd, const char *flag, const char *path, size_t max, size_t *len);
+
 /* What a process may use and why: usable memory, and the cgroup limit that
  * binds it with what the cgroup holds (limit 0: none binds). */
 typedef struct cli_memory {

@@ -11,6 +11,7 @@
 #include "gguf/gguf.h"
 #include "model/model_spec.h"
 #include "plan/inputs.h"
+#include "plan/plan_batch.h"
 #include "plan/plan_text.h"
 #include "util/fmt.h"
 
@@ -25,6 +26,11 @@ static const char plan_usage[] =
     "  -c, --ctx-size N     context length (default: the model's, reduced to fit)\n"
     "  --batch, --batch-size B  tokens per step for the prefill prediction (default 256;\n"
     "                       32 or more optimizes prefill speed instead of decode)\n"
+    "  -np, --parallel N|auto  N sequences decoding together (strata batch / serve -np N):\n"
+    "                       the placement holds N sequences' KV caches next to the weights\n"
+    "                       (-c tokens each; default 512, or the model's context if smaller)\n"
+    "                       and the speed is the aggregate decode tok/s of a step of N tokens;\n"
+    "                       auto: the largest N whose KV caches fit (at most 256 per step)\n"
     "  --kv-type T          KV cache type: f16 (default), q8_0 or q4_0\n"
     "  --moe-hit-rate X     mixture of experts: the expert cache's hit rate, 0 to 1\n"
     "                       (default: estimated for uniform routing and an LRU cache)\n"
@@ -55,6 +61,8 @@ typedef struct plan_args {
     const char *model, *hw_file, *export_to;
     uint64_t mem;
     plan_request req;
+    uint32_t n_parallel; /* -np N; 0: not asked */
+    bool parallel_auto;  /* -np auto */
     bool compare, json, can_run, strict_mem;
 } plan_args;
 
@@ -81,6 +89,24 @@ static bool kv_type_opt(plan_args *a, const char *v)
     return true;
 }
 
+/* -np N (1 to 256) or auto. */
+static bool parallel_opt(plan_args *a, const char *f, const char *v)
+{
+    uint64_t u = 0;
+    if (!strcmp(v, "auto")) {
+        a->parallel_auto = true;
+        return true;
+    }
+    if ((v[0] < '0' || v[0] > '9') && v[0]) {
+        fprintf(stderr, "strata plan: %s '%s': expected a number of sequences or auto\n", f, v);
+        return false;
+    }
+    if (!arg_u64("plan", f, v, 1, PLAN_BATCH_MAX, &u)) return false;
+    a->n_parallel = (uint32_t)u;
+    a->parallel_auto = false;
+    return true;
+}
+
 /* An option with a value: false on a bad value or an unknown option (reported). */
 static bool value_opt(plan_args *a, const char *f, const char *v)
 {
@@ -95,6 +121,8 @@ static bool value_opt(plan_args *a, const char *f, const char *v)
         a->req.n_batch = (uint32_t)u;
     } else if (!strcmp(f, "--mem")) {
         ok = arg_size("plan", f, v, &a->mem);
+    } else if (!strcmp(f, "-np") || !strcmp(f, "--parallel")) {
+        ok = parallel_opt(a, f, v);
     } else if (!strcmp(f, "--kv-type")) {
         ok = kv_type_opt(a, v);
     } else if (!strcmp(f, "--moe-hit-rate")) {
@@ -173,13 +201,11 @@ static void print_experts(const plan *p)
            fmt_bytes(p->expert_disk_bytes_per_token, b, 32));
 }
 
-static void print_plan(const plan_model *m, const plan_machine *hw, const plan_machine_notes *notes, const plan *p)
+/* Where everything lives and what memory it takes (the disk line: what a
+ * forward pass reads). */
+static void print_placement(const plan_model *m, const plan_machine *hw, const plan *p)
 {
-    char a[32], b[32], c[32], rate[48], s[1024];
-    if (!p->feasible) {
-        printf("cannot run: %s\n", p->reason);
-        return;
-    }
+    char a[32], s[1024];
     plan_placement_summary(m, p, s, sizeof s);
     printf("plan        %s, context %u, KV cache %s\n", p->label, p->n_ctx, plan_kv_name(p->kv));
     printf("placement   %s\n", s);
@@ -195,6 +221,12 @@ static void print_plan(const plan_model *m, const plan_machine *hw, const plan_m
                            fmt_bytes(p->slot_bytes, a, 32));
     printf("  %-10s %s read per token\n", "disk", fmt_bytes(p->disk_bytes_per_token, a, 32));
     print_experts(p);
+}
+
+/* One sequence: decode and prefill speed, and the per-token terms. */
+static void print_speed(const plan_machine *hw, const plan_machine_notes *notes, const plan *p)
+{
+    char b[32], c[32], rate[48];
     printf("speed       decode %.2f tok/s, prefill %.1f tok/s; bottleneck: %s\n", p->decode_tps, p->prefill_tps,
            p->bottleneck);
     printf("per token   compute %.1f ms (%s) | RAM %s, %.1f ms at %.1f GB/s | disk %s, %.1f ms at %.2f GB/s",
@@ -204,6 +236,42 @@ static void print_plan(const plan_model *m, const plan_machine *hw, const plan_m
     if (notes->disk[0]) printf(" (%s)", notes->disk);
     if (p->vram_bytes_per_token) printf(" | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
     printf("\n");
+}
+
+/* N sequences: the aggregate decode speed of a step of N tokens, its
+ * terms, and for -np auto why N (and what smaller N would give). */
+static void print_batch(const plan_model *m, const plan_machine *hw, const plan_machine_notes *notes,
+                        const plan_args *a, const plan_batch *b)
+{
+    const plan *p = &b->r.chosen;
+    char kv[32];
+    uint64_t per_seq = p->ram.kv;
+    for (int d = 0; d < PLAN_MAX_GPUS; d++) per_seq += p->gpu[d].kv;
+    per_seq /= b->n_seq;
+    if (a->parallel_auto)
+        printf("batch       -np %u: the most sequences whose KV caches fit next to the weights%s\n", b->n_seq,
+               b->n_seq == PLAN_BATCH_MAX || b->n_seq == m->batch ? " (the most one forward pass holds)" : "");
+    printf("sequences   %u of context %u, KV cache %s each\n", b->n_seq, b->n_ctx, fmt_bytes(per_seq, kv, 32));
+    printf("speed       decode %.2f tok/s aggregate (%.3f per sequence), a step %.1f ms; bottleneck: %s\n",
+           b->decode_tps, b->seq_tps, 1e3 * b->step_s, b->bottleneck);
+    printf("per step    compute %.1f ms | RAM %.1f ms at %.1f GB/s | disk %.1f ms at %.2f GB/s", 1e3 * p->tb_compute,
+           1e3 * p->tb_ram, hw->ram_bw / 1e9, 1e3 * p->tb_disk, hw->disk_bw / 1e9);
+    if (notes->disk[0]) printf(" (%s)", notes->disk);
+    if (p->vram_bytes_per_token) printf(" | VRAM %.1f ms | link %.1f ms", 1e3 * p->tb_vram, 1e3 * p->tb_link);
+    printf("\n");
+}
+
+/* -np auto: the aggregate at powers of two below the chosen N. */
+static void print_scaling(const plan_model *m, const plan_machine *hw, const plan_request *req, const plan_batch *b)
+{
+    printf("scaling    ");
+    for (uint32_t n = 1; n < b->n_seq; n *= 2) {
+        plan_batch x;
+        plan_batch_compute(m, hw, req, n, &x);
+        printf(" -np %u: %.2f,", n, x.decode_tps);
+        plan_batch_free(&x);
+    }
+    printf(" -np %u: %.2f tok/s\n", b->n_seq, b->decode_tps);
 }
 
 static void print_compare(const plan_result *r)
@@ -236,10 +304,22 @@ static void print_export(const plan_model *m, const plan *p)
 
 /* --json: the plan as one object, with the export under "export" (null when
  * the plan is infeasible); with --can-run the exit status is the verdict. */
+/* -np: {"n_parallel", "auto", "ctx_per_sequence", "aggregate_decode_tokens_per_s",
+ * "per_sequence_tokens_per_s", "step_seconds", "bottleneck"}; null when infeasible. */
+static json_t *batch_json(const plan_args *a, const plan_batch *b)
+{
+    if (!b->feasible) return json_null();
+    return json_pack("{s:I, s:b, s:I, s:f, s:f, s:f, s:s}", "n_parallel", (json_int_t)b->n_seq, "auto",
+                     a->parallel_auto, "ctx_per_sequence", (json_int_t)b->n_ctx, "aggregate_decode_tokens_per_s",
+                     b->decode_tps, "per_sequence_tokens_per_s", b->seq_tps, "step_seconds", b->step_s, "bottleneck",
+                     b->bottleneck);
+}
+
 static int report_json(const plan_args *a, const plan_model *m, const plan_machine *hw,
-                       const plan_machine_notes *notes, const plan_result *r)
+                       const plan_machine_notes *notes, const plan_result *r, const plan_batch *b)
 {
     json_t *j = plan_result_to_json(m, hw, r);
+    if (j && b) json_object_set_new(j, "batch", batch_json(a, b));
     json_t *mach = json_object_get(j, "machine");
     if (json_is_object(mach)) {
         json_object_set_new(mach, "disk_source", notes->disk[0] ? json_string(notes->disk) : json_null());
@@ -266,14 +346,24 @@ static int report_can_run(const plan_args *a, const plan_model *m, const plan_re
     return rc;
 }
 
-static int report(const plan_args *a, const plan_model *m, const plan_machine *hw, const plan_machine_notes *notes,
-                  const plan_result *r)
+/* b: the plan of -np N sequences (r is b->r), or NULL. */
+static int report(const plan_args *a, const plan_model *m1, const plan_machine *hw, const plan_machine_notes *notes,
+                  const plan_result *r, const plan_batch *b)
 {
-    if (a->json) return report_json(a, m, hw, notes, r);
+    plan_model bm = b ? plan_batch_model(m1, b->n_seq) : *m1; /* with the KV of every sequence */
+    const plan_model *m = &bm;
+    if (a->json) return report_json(a, m, hw, notes, r, b);
     if (a->can_run) return report_can_run(a, m, r);
     printf("model       %s\n", a->model);
     if (notes->profile[0]) printf("machine     %s\n", notes->profile);
-    print_plan(m, hw, notes, &r->chosen);
+    if (!r->chosen.feasible) {
+        printf("cannot run: %s\n", r->chosen.reason);
+    } else {
+        print_placement(m, hw, &r->chosen);
+        if (!b) print_speed(hw, notes, &r->chosen);
+        else print_batch(m1, hw, notes, a, b);
+        if (b && a->parallel_auto) print_scaling(m1, hw, &a->req, b);
+    }
     for (int i = 0; i < r->n_warnings; i++) printf("warning     %s\n", r->warnings[i]);
     if (a->compare) print_compare(r);
     if (a->export_to && r->chosen.feasible) {
@@ -281,6 +371,27 @@ static int report(const plan_args *a, const plan_model *m, const plan_machine *h
         print_export(m, &r->chosen);
     }
     return r->chosen.feasible ? 0 : 2;
+}
+
+/* One sequence (plan_compute), or -np N / auto (plan_batch.h). */
+static int plan_and_report(const plan_args *a, const plan_model *m, const plan_machine *hw,
+                           const plan_machine_notes *notes)
+{
+    int rc;
+    if (a->n_parallel || a->parallel_auto) {
+        plan_batch b;
+        uint32_t most = m->batch && m->batch < PLAN_BATCH_MAX ? m->batch : PLAN_BATCH_MAX;
+        if (a->parallel_auto) plan_batch_recommend(m, hw, &a->req, most, &b);
+        else plan_batch_compute(m, hw, &a->req, a->n_parallel, &b);
+        rc = report(a, m, hw, notes, &b.r, &b);
+        plan_batch_free(&b);
+    } else {
+        plan_result r;
+        plan_compute(m, hw, &a->req, &r);
+        rc = report(a, m, hw, notes, &r, NULL);
+        plan_result_free(&r);
+    }
+    return rc;
 }
 
 int cmd_plan(int argc, char **argv)
@@ -314,10 +425,7 @@ int cmd_plan(int argc, char **argv)
         } else {
             plan_machine pm;
             plan_machine_from_profile(hw, a.mem, &pm);
-            plan_result r;
-            plan_compute(&m, &pm, &a.req, &r);
-            rc = report(&a, &m, &pm, &notes, &r);
-            plan_result_free(&r);
+            rc = plan_and_report(&a, &m, &pm, &notes);
         }
     }
     plan_model_free(&m);

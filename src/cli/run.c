@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/run_gen.h"
 #include "cli/run_opts.h"
@@ -47,7 +47,7 @@ static const char run_usage[] =
     "  --logits-out FILE    write the logits after every prompt position (float32 LE,\n"
     "                       [prompt tokens][vocab]) and exit without generating\n";
 
-static const char *const run_help[] = {run_usage, gen_opts_usage, NULL};
+static const char *const run_help[] = {run_usage, gen_opts_ctx_usage, gen_opts_usage, NULL};
 
 typedef struct run_opts {
     gen_opts g;
@@ -78,6 +78,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(run_usage, stdout);
+            fputs(gen_opts_ctx_usage, stdout);
             fputs(gen_opts_usage, stdout);
             exit(0);
         }
@@ -100,40 +101,6 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
     }
     if (o->g.system_prompt || o->g.chat_template) o->chat = true;
     return 0;
-}
-
-/* A regular file (or a pipe) of at most MAX_PROMPT_FILE bytes. */
-static const char *prompt_file_problem(FILE *fp)
-{
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0) return strerror(errno);
-    if (S_ISDIR(st.st_mode)) return "is a directory";
-    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > MAX_PROMPT_FILE) return "larger than 64 MiB";
-    return NULL;
-}
-
-static char *read_prompt_file(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        fprintf(stderr, "strata run: -f %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    const char *problem = prompt_file_problem(fp);
-    char *buf = problem ? NULL : malloc(MAX_PROMPT_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_PROMPT_FILE + 1, fp) : 0;
-    if (!problem && !buf) problem = "out of memory";
-    else if (!problem && ferror(fp)) problem = "read error";
-    else if (!problem && n > MAX_PROMPT_FILE) problem = "larger than 64 MiB"; /* a pipe */
-    fclose(fp);
-    if (problem) {
-        fprintf(stderr, "strata run: -f %s: %s\n", path, problem);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
 }
 
 /* Writes all prompt logits through a temporary file renamed when complete
@@ -296,7 +263,7 @@ int cmd_run(int argc, char **argv)
     int rc = parse_run_args(argc, argv, &o);
     if (rc) return rc;
     size_t len = o.prompt ? strlen(o.prompt) : 0;
-    char *file_prompt = o.prompt_file ? read_prompt_file(o.prompt_file, &len) : NULL;
+    char *file_prompt = o.prompt_file ? cli_read_text_file("run", "-f", o.prompt_file, MAX_PROMPT_FILE, &len) : NULL;
     if (o.prompt_file && !file_prompt) return 1;
     run_report rep = {0};
     strata_model *m = gen_open_model(&o.g, &rep.load_s);

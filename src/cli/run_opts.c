@@ -14,10 +14,12 @@
 #include "cli/run_opts.h"
 #include "cli/run_report.h"
 
+const char gen_opts_ctx_usage[] =
+    "  -c, --ctx-size N     context length (default and 0: the model's trained context;\n"
+    "                       more than that warns)\n";
+
 const char gen_opts_usage[] =
     "  -m, --model FILE     GGUF model (llama, qwen2, qwen3, phi3, gemma3)\n"
-    "  -c, --ctx-size N     context length (default and 0: the model's trained context;\n"
-    "                       more than that warns)\n"
     "  -t, --threads N      threads (default: one per usable core; more than those warns)\n"
     "  -b, --batch, --batch-size N  prompt tokens per forward pass (default 256)\n"
     "  --temp X             temperature (default 0.8; 0: greedy)\n"
@@ -237,8 +239,7 @@ static void machine_defaults(gen_opts *o)
     if (!o->mem_given && !o->mp.plan_file) o->mp.mem_budget = o->machine.default_budget;
 }
 
-/* The model's trained context (from its header), 0 when unknown. */
-static uint64_t trained_ctx(const char *path)
+uint64_t gen_trained_ctx(const char *path)
 {
     strata_error err;
     strata_model_info *info;
@@ -254,7 +255,7 @@ static uint64_t trained_ctx(const char *path)
 
 static void check_ctx(const gen_opts *o)
 {
-    uint64_t trained = o->mp.n_ctx ? trained_ctx(o->model) : 0;
+    uint64_t trained = o->mp.n_ctx ? gen_trained_ctx(o->model) : 0;
     if (trained && o->mp.n_ctx > trained)
         fprintf(stderr, "strata %s: warning: -c %u is more than the model's trained context (%" PRIu64 " tokens); "
                         "quality may drop beyond it\n", o->cmd, o->mp.n_ctx, trained);

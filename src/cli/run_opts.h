@@ -35,11 +35,16 @@ bool gen_opts_flag(gen_opts *o, const char *flag);
 int gen_opts_value(gen_opts *o, const char *flag, const char *value);
 /* The shared options' lines for --help. */
 extern const char gen_opts_usage[];
+/* -c as run and chat take it (batch sizes contexts its own way). */
+extern const char gen_opts_ctx_usage[];
 
 /* Completes the defaults (seed from the clock, threads and budget from this
  * machine) and opens the model; prints a one-line error and returns NULL on
  * failure. *load_s: seconds spent opening. */
 strata_model *gen_open_model(gen_opts *o, double *load_s);
+
+/* The model's trained context (from its header), 0 when unknown or unreadable. */
+uint64_t gen_trained_ctx(const char *path);
 
 /* The chat template for m (--chat-template, else the model's); prints a
  * one-line error naming the known templates and returns NULL when there is

@@ -418,8 +418,19 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw + x_raw / hw->ram_bw : 0);
     double disk_b = (double)p->disk_bytes_per_token + x_disk;
     double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
-    double tb = fmax(B * p->t_compute, fmax(tb_ram, fmax(tb_disk, fmax(p->t_link + x_link / link_bw,
-                                                                        p->t_vram + x_vram))));
+    p->tb_compute = B * p->t_compute;
+    p->tb_ram = tb_ram;
+    p->tb_disk = tb_disk;
+    p->tb_link = p->t_link + x_link / link_bw;
+    p->tb_vram = p->t_vram + x_vram;
+    const struct { double t; const char *name; } step[] = {
+        {p->tb_compute, "compute"}, {p->tb_ram, "RAM bandwidth"}, {p->tb_disk, "disk"},
+        {p->tb_link, "GPU link"}, {p->tb_vram, "VRAM bandwidth"},
+    };
+    double tb = 0;
+    p->step_bottleneck = "compute";
+    for (size_t i = 0; i < sizeof step / sizeof step[0]; i++)
+        if (step[i].t > tb) tb = step[i].t, p->step_bottleneck = step[i].name;
     p->prefill_tps = tb > 0 ? B / tb : 0;
 }
 

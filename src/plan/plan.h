@@ -119,6 +119,10 @@ typedef struct plan {
     double t_compute, t_ram, t_disk, t_link, t_vram; /* seconds per decoded token */
     double decode_tps, prefill_tps;
     const char *bottleneck;     /* "disk", "RAM bandwidth", "GPU link", "VRAM bandwidth", "compute" */
+    /* a step of n_batch tokens (prefill, or n_batch sequences decoding: plan_batch.h):
+     * seconds per step of each resource, and the largest */
+    double tb_compute, tb_ram, tb_disk, tb_link, tb_vram;
+    const char *step_bottleneck;
     bool runnable;              /* the engine can execute it today */
     bool over_link;             /* weights live in RAM / on disk and cross the link to GPU 0 every token */
     /* experts (all 0 without): the expert cache in RAM holds expert_slots of

@@ -252,7 +252,9 @@ bool sched_step(sched *s)
     s->st.steps++;
     s->st.prompt_tokens += n_prompt;
     s->st.gen_tokens += n - n_prompt;
-    *(n_prompt ? &s->st.prompt_seconds : &s->st.gen_seconds) += dt;
+    /* a step holding both shares its time by tokens */
+    s->st.prompt_seconds += dt * n_prompt / n;
+    s->st.gen_seconds += dt * (n - n_prompt) / n;
     if (st) {
         for (uint32_t t = 0; t < n; t++) end_req(s, s->batch_req[t], SCHED_ERROR, err.message);
     } else {

@@ -100,8 +100,8 @@ void sched_cancel(sched_req *r);
 void sched_req_release(sched_req *r);
 
 typedef struct sched_stats {
-    uint64_t prompt_tokens, gen_tokens;   /* totals, requests finished or not */
-    double prompt_seconds, gen_seconds;   /* time in steps that held prompt / only decode tokens */
+    uint64_t prompt_tokens, gen_tokens;   /* tokens evaluated: prompt, and sampled ones (decode) */
+    double prompt_seconds, gen_seconds;   /* step time, a step holding both shared by token counts */
     uint64_t steps;
     uint32_t running, queued;             /* requests now */
     uint64_t requests_done;
