@@ -9,9 +9,12 @@ FUZZ_SECONDS ?= 60
 
 JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JANSSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+# HTTP for `strata serve` (libmicrohttpd-dev): its header at build time; the
+# library is loaded when the server starts (src/serve/mhd.h says why)
+MHD_CFLAGS := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(JANSSON_CFLAGS)
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(JANSSON_CFLAGS) $(MHD_CFLAGS)
 CFLAGS   ?= -O2 -g
 BASEFLAGS := -std=c17 $(WARN) -fPIC -pthread
 LDLIBS   := $(JANSSON_LIBS) -lm -pthread -ldl
@@ -141,9 +144,10 @@ test: $(TESTBIN) $(ASAN_STRATA) $(ASAN_SYNTH) $(STRATA)
 
 # Fuzz targets (tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus-NAME, the
 # GGUF reader's in tests/fuzz/corpus): the GGUF header path, the BPE
-# pre-tokenizers, the profile and saved-plan JSON. `make fuzz` runs each for
+# pre-tokenizers, the profile and saved-plan JSON, the server's request
+# bodies. `make fuzz` runs each for
 # FUZZ_SECONDS.
-FUZZ_NAMES := gguf pretok json
+FUZZ_NAMES := gguf pretok json openai
 FUZZ_BIN  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJ  := $(LIB_SRC:%.c=$(BUILD)/fuzz/%.o)

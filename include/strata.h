@@ -249,8 +249,11 @@ void strata_model_reset(strata_model *m);
  * only, taken from the model's KV reserve (n_parallel x n_ctx tokens).
  * strata_eval runs the model's own context, created on first use.
  * Contexts on a GPU: one at a time (the GPU keeps one KV cache). Calls on
- * one model and its contexts must not run concurrently; free the contexts
- * before the model. */
+ * one model and its contexts must not run concurrently, except those that
+ * read only the vocabulary (tokenizing, detokenizing with a strata_detok
+ * of one's own, chat formatting and tokenizing, strata_token_is_eog):
+ * they may run while another thread decodes. Free the contexts before the
+ * model. */
 
 typedef struct strata_context strata_context;
 

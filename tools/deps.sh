@@ -6,8 +6,11 @@
 #   pkg-config libjansson-dev   JSON (inspect --json, plans, hardware profiles)
 #   glslc libvulkan-dev   the GPU back end's shaders (compiled at build time) and Vulkan headers
 #   mesa-vulkan-drivers   lavapipe, a Vulkan device on the CPU, for the GPU tests
+#   libmicrohttpd-dev     HTTP for `strata serve`
+#   curl                  the server tests talk to `strata serve` with it
+#   nodejs npm            the server tests run the official OpenAI client (npm package openai)
 set -e
-PACKAGES="build-essential pkg-config libjansson-dev glslc libvulkan-dev mesa-vulkan-drivers"
+PACKAGES="build-essential pkg-config libjansson-dev glslc libvulkan-dev mesa-vulkan-drivers libmicrohttpd-dev curl nodejs npm"
 if [ "$(id -u)" -eq 0 ]; then as_root=; else as_root=sudo; fi
 $as_root apt-get update
 # shellcheck disable=SC2086 # the list is meant to split

@@ -18,6 +18,7 @@ int cmd_detect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* The table of subcommands, NULL-name terminated (src/cli/main.c). */
 extern const cli_command cli_commands[];

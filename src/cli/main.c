@@ -11,6 +11,7 @@ const cli_command cli_commands[] = {
     {"run", "generate text with a model (CPU)", cmd_run},
     {"chat", "talk with a chat model on the terminal", cmd_chat},
     {"batch", "generate for many prompts at once, N sequences in flight (JSONL out)", cmd_batch},
+    {"serve", "serve a model over HTTP (OpenAI-compatible API)", cmd_serve},
     {"detect", "measure this machine: CPU, memory, cgroup, storage, GPUs, bandwidths", cmd_detect},
     {"doctor", "check the environment for what makes big-model runs fail or crawl", cmd_doctor},
     {"tokenize", "print the tokens of a text (needs only the vocabulary)", cmd_tokenize},

@@ -62,6 +62,7 @@ strata_status sched_new(strata_model *m, const sched_params *p, sched **out, str
     s->n_vocab = strata_model_n_vocab(m);
     s->n_batch = strata_model_n_batch(m);
     s->st.kv_total = strata_model_kv_free(m);
+    strata_model_get_stats(m, &s->st.model);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     s->queue = calloc(s->max_queue, sizeof *s->queue);
@@ -260,6 +261,7 @@ bool sched_step(sched *s)
     } else {
         after_decode(s, n);
     }
+    strata_model_get_stats(s->m, &s->st.model);
     pthread_mutex_unlock(&s->mu);
     return true;
 }

@@ -106,6 +106,8 @@ typedef struct sched_stats {
     uint32_t running, queued;             /* requests now */
     uint64_t requests_done;
     uint64_t kv_used, kv_total;           /* bytes of the model's KV reserve */
+    strata_model_stats model;             /* the model's, as of the last step (safe to read
+                                             while another thread runs a step) */
 } sched_stats;
 
 void sched_get_stats(sched *s, sched_stats *out);

@@ -1,0 +1,292 @@
+/* POST /v1/chat/completions and /v1/completions: parse, tokenize, queue on
+ * the scheduler, and answer as one object or as server-sent events. A
+ * client that goes away cancels its request at once: the non-streaming
+ * wait polls the connection's socket, a stream ends when a write fails or
+ * the socket hangs up, and the response's free callback releases the
+ * request (sched_req_release cancels what still runs). */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/openai_response.h"
+#include "serve/server_internal.h"
+
+#define WAIT_SLICE_MS 100 /* waits for text this long, then checks the client and the server */
+
+/* What an answer shares, owned by it. */
+typedef struct answer {
+    char id[48];
+    oai_meta meta;
+    int fd; /* the connection's socket: polled for a hang-up */
+} answer;
+
+static void answer_init(server *s, struct MHD_Connection *c, oai_kind kind, answer *a)
+{
+    uint64_t n = atomic_fetch_add(&s->n_ids, 1);
+    snprintf(a->id, sizeof a->id, "%s-%llx%05llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)time(NULL), (unsigned long long)(n & 0xFFFFF));
+    a->meta = (oai_meta){kind, a->id, s->cfg.model_id, (int64_t)time(NULL)};
+    const union MHD_ConnectionInfo *ci = mhd.get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    a->fd = ci ? ci->connect_fd : -1;
+}
+
+/* The client closed its end (or the socket failed). */
+static bool peer_gone(int fd)
+{
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* ---- from the request to the scheduler ---- */
+
+static strata_status prompt_tokens(server *s, const oai_request *r, int32_t **toks, size_t *n, strata_error *err)
+{
+    if (r->kind == OAI_COMPLETION) return strata_tokenize(s->model, r->prompt, r->prompt_len, true, toks, n, err);
+    strata_chat_message *msgs = malloc(r->n_messages * sizeof *msgs); /* [n_messages] */
+    if (!msgs) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return STRATA_E_NOMEM;
+    }
+    for (size_t i = 0; i < r->n_messages; i++) msgs[i] = (strata_chat_message){r->messages[i].role, r->messages[i].content};
+    strata_status st = strata_chat_tokenize(s->model, s->tmpl, msgs, r->n_messages, 0, true, toks, n, err);
+    free(msgs);
+    return st;
+}
+
+static int submit_status(sched_submit_result r) { return r == SCHED_TOO_LONG || r == SCHED_INVALID ? 400 : 503; }
+
+/* Tokenizes and queues the request; on failure replies with the error
+ * and returns NULL (*res: the reply's result). */
+static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, enum MHD_Result *res)
+{
+    strata_error err = {0};
+    int32_t *toks = NULL;
+    size_t n = 0;
+    if (prompt_tokens(s, r, &toks, &n, &err)) {
+        *res = http_reply_error(s, c, err.status == STRATA_E_NOMEM ? 500 : 400, err.message,
+                                r->kind == OAI_CHAT ? "messages" : "prompt");
+        return NULL;
+    }
+    if (!r->seed_given && !s->cfg.seed_given) r->sampling.seed = (uint64_t)time(NULL) ^ (atomic_load(&s->n_ids) << 32);
+    uint32_t max = r->max_tokens ? r->max_tokens : r->unlimited ? 0 : s->cfg.max_tokens;
+    sched_request_params p = {.prompt = toks, .n_prompt = n, .max_tokens = max, .sampling = r->sampling,
+                              .stop = (const char *const *)r->stop, .n_stop = r->n_stop, .ignore_eog = r->ignore_eos || s->cfg.ignore_eos};
+    sched_req *q = NULL;
+    char msg[STRATA_ERROR_MAX] = "";
+    sched_submit_result sr = n ? sched_submit(s->sched, &p, &q, msg, sizeof msg) : SCHED_INVALID;
+    free(toks);
+    if (sr == SCHED_OK) return q;
+    if (sr == SCHED_FULL) atomic_fetch_add(&s->n_rejected, 1);
+    if (!msg[0]) snprintf(msg, sizeof msg, "the prompt is empty");
+    *res = http_reply_error(s, c, submit_status(sr), msg, sr == SCHED_TOO_LONG ? "messages" : NULL);
+    return NULL;
+}
+
+/* ---- one object ---- */
+
+/* Generated text gathered until the end. */
+typedef struct text_acc {
+    char *buf; /* [cap], buf[0..len) */
+    size_t len, cap;
+} text_acc;
+
+static bool acc_add(text_acc *a, const char *s, size_t n)
+{
+    if (a->len + n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 1024;
+        while (cap < a->len + n + 1) cap *= 2;
+        char *b = realloc(a->buf, cap);
+        if (!b) return false;
+        a->buf = b;
+        a->cap = cap;
+    }
+    if (n) memcpy(a->buf + a->len, s, n);
+    a->len += n;
+    a->buf[a->len] = '\0';
+    return true;
+}
+
+static enum MHD_Result finish_reply(server *s, struct MHD_Connection *c, const answer *a, const text_acc *t,
+                                    const sched_progress *p)
+{
+    if (p->finish == SCHED_ERROR) return http_reply_error(s, c, 500, p->error, NULL);
+    if (p->finish == SCHED_CANCELLED) return http_reply_error(s, c, 503, "the server is shutting down", NULL);
+    oai_usage u = {p->n_prompt, p->n_gen};
+    return http_reply_json(s, c, 200, oai_completion_json(&a->meta, t->buf ? t->buf : "", t->len,
+                                                          sched_finish_reason(p->finish), &u));
+}
+
+static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const answer *a, sched_req *q)
+{
+    text_acc t = {0};
+    sched_progress p;
+    enum MHD_Result res;
+    for (;;) {
+        sched_req_wait(q, t.len, WAIT_SLICE_MS, &p);
+        bool ok = acc_add(&t, p.text, p.len);
+        free(p.text);
+        if (!ok) {
+            res = http_reply(s, c, 500, "application/json", NULL);
+            break;
+        }
+        if (p.finish != SCHED_RUNNING) {
+            res = finish_reply(s, c, a, &t, &p);
+            break;
+        }
+        if (peer_gone(a->fd)) { /* nobody to answer: free the sequence now */
+            sched_cancel(q);
+            res = MHD_NO;
+            break;
+        }
+    }
+    sched_req_release(q);
+    free(t.buf);
+    return res;
+}
+
+/* ---- server-sent events ---- */
+
+typedef struct stream {
+    answer a;
+    sched_req *q;
+    bool include_usage;
+    size_t from;      /* bytes of generated text taken from the request */
+    char *out;        /* [out_len] events not yet handed to libmicrohttpd, from out_off on */
+    size_t out_len, out_off;
+    char hold[4];     /* [hold_len] an incomplete UTF-8 sequence waiting for its end */
+    size_t hold_len;
+    bool done;        /* the last event is in out */
+} stream;
+
+/* Appends an event (taken) to the pending output. */
+static bool put(stream *st, char *ev)
+{
+    if (!ev) return false;
+    size_t n = strlen(ev), left = st->out_len - st->out_off;
+    char *b = malloc(left + n); /* [what is pending + the event] */
+    if (!b) {
+        free(ev);
+        return false;
+    }
+    if (left) memcpy(b, st->out + st->out_off, left);
+    memcpy(b + left, ev, n);
+    free(ev);
+    free(st->out);
+    st->out = b;
+    st->out_len = left + n;
+    st->out_off = 0;
+    return true;
+}
+
+/* A content event for the new text, with any held UTF-8 bytes in front;
+ * an incomplete sequence at its end waits (unless `last`). */
+static bool put_text(stream *st, const char *text, size_t len, bool last)
+{
+    char *joined = malloc(st->hold_len + len + 1); /* [held bytes + new text + NUL] */
+    if (!joined) return false;
+    memcpy(joined, st->hold, st->hold_len);
+    if (len) memcpy(joined + st->hold_len, text, len);
+    size_t n = st->hold_len + len, keep = last ? n : oai_utf8_complete(joined, n);
+    st->hold_len = n - keep;
+    memcpy(st->hold, joined + keep, st->hold_len);
+    bool ok = !keep || put(st, oai_chunk_event(&st->a.meta, false, joined, keep, NULL));
+    free(joined);
+    return ok;
+}
+
+static bool put_end(stream *st, const sched_progress *p)
+{
+    st->done = true;
+    if (p->finish == SCHED_ERROR || p->finish == SCHED_CANCELLED) {
+        const char *why = p->finish == SCHED_ERROR ? p->error : "the server is shutting down";
+        return put(st, oai_error_event(p->finish == SCHED_ERROR ? 500 : 503, why));
+    }
+    oai_usage u = {p->n_prompt, p->n_gen};
+    bool ok = put_text(st, "", 0, true) &&
+              put(st, oai_chunk_event(&st->a.meta, false, NULL, 0, sched_finish_reason(p->finish)));
+    if (ok && st->include_usage) ok = put(st, oai_usage_event(&st->a.meta, &u));
+    return ok && put(st, strdup(OAI_SSE_DONE));
+}
+
+/* Waits for the next text or the end; false when the client went away or
+ * memory ran out (the stream ends). */
+static bool stream_next(stream *st)
+{
+    while (st->out_off == st->out_len && !st->done) {
+        if (peer_gone(st->a.fd)) return false;
+        sched_progress p;
+        sched_req_wait(st->q, st->from, WAIT_SLICE_MS, &p);
+        st->from += p.len;
+        bool ok = !p.len || put_text(st, p.text, p.len, false);
+        free(p.text);
+        if (ok && p.finish != SCHED_RUNNING) ok = put_end(st, &p);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream *st = cls;
+    if (!stream_next(st)) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (st->out_off == st->out_len) return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = st->out_len - st->out_off < max ? st->out_len - st->out_off : max;
+    memcpy(buf, st->out + st->out_off, n);
+    st->out_off += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream *st = cls;
+    sched_req_release(st->q); /* cancels a request still running: its sequence frees at the next step */
+    free(st->out);
+    free(st);
+}
+
+static enum MHD_Result start_stream(server *s, struct MHD_Connection *c, const answer *a, sched_req *q,
+                                    bool include_usage)
+{
+    stream *st = calloc(1, sizeof *st);
+    if (!st || !put(st, oai_chunk_event(&a->meta, true, a->meta.kind == OAI_CHAT ? "" : NULL, 0, NULL))) {
+        free(st);
+        sched_req_release(q);
+        return http_reply(s, c, 500, "application/json", NULL);
+    }
+    st->a = *a;
+    st->a.meta.id = st->a.id; /* the copy's own */
+    st->q = q;
+    st->include_usage = include_usage;
+    struct MHD_Response *resp = mhd.create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+    if (!resp) {
+        stream_free(st);
+        return MHD_NO;
+    }
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    atomic_fetch_add(&s->n_http, 1);
+    enum MHD_Result res = mhd.queue_response(c, MHD_HTTP_OK, resp);
+    mhd.destroy_response(resp);
+    return res;
+}
+
+enum MHD_Result serve_completion(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len)
+{
+    oai_request r;
+    char msg[STRATA_ERROR_MAX];
+    const char *param;
+    if (!oai_request_parse(body, len, kind, &s->cfg.sampling, &r, msg, sizeof msg, &param))
+        return http_reply_error(s, c, 400, msg, param);
+    enum MHD_Result res = MHD_NO;
+    sched_req *q = submit(s, c, &r, &res);
+    if (q) {
+        answer a;
+        answer_init(s, c, kind, &a);
+        res = r.stream ? start_stream(s, c, &a, q, r.include_usage) : wait_whole(s, c, &a, q);
+    }
+    oai_request_free(&r);
+    return res;
+}

@@ -1,0 +1,52 @@
+/* The body of an OpenAI-style generation request (POST /v1/chat/completions
+ * or /v1/completions), parsed and validated into a plain struct. Fields
+ * strata does not use are ignored; a field of the wrong type or out of
+ * range is an error naming it. No model is needed (the fuzzer runs this). */
+#ifndef STRATA_SERVE_OPENAI_REQUEST_H
+#define STRATA_SERVE_OPENAI_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strata.h"
+
+#define OAI_MAX_STOP 4         /* stop strings at most (the OpenAI API's limit) */
+#define OAI_MAX_MESSAGES 4096  /* messages of a chat at most */
+
+typedef enum oai_kind {
+    OAI_CHAT,       /* /v1/chat/completions: messages */
+    OAI_COMPLETION, /* /v1/completions: prompt */
+} oai_kind;
+
+typedef struct oai_message {
+    const char *role;  /* "system", "user" or "assistant" ("developer" reads as "system") */
+    char *content;     /* malloc'd UTF-8 text (parts of an array joined) */
+} oai_message;
+
+typedef struct oai_request {
+    oai_kind kind;
+    oai_message *messages;      /* [n_messages], OAI_CHAT */
+    size_t n_messages;
+    char *prompt;               /* malloc'd, OAI_COMPLETION */
+    size_t prompt_len;
+    uint32_t max_tokens;        /* 0: not given (the server's default) */
+    bool unlimited;             /* max_tokens -1: until the context is full */
+    strata_sampler_params sampling; /* the server's defaults, overridden by the request */
+    bool seed_given;
+    char *stop[OAI_MAX_STOP];   /* malloc'd, [n_stop] */
+    size_t n_stop;
+    bool stream;
+    bool include_usage;         /* stream_options.include_usage: a last chunk with usage */
+    bool ignore_eos;            /* llama-server's extension: generate past end-of-generation */
+} oai_request;
+
+/* Parses body[0..len) as a request of `kind`, starting from the sampling
+ * defaults `defaults`. On failure returns false, *out is empty (nothing to
+ * free), msg (cap bytes) says why in one line, and *param (may be NULL)
+ * names the offending field (static string, or NULL when it is the body). */
+bool oai_request_parse(const char *body, size_t len, oai_kind kind, const strata_sampler_params *defaults,
+                       oai_request *out, char *msg, size_t cap, const char **param);
+void oai_request_free(oai_request *r);
+
+#endif

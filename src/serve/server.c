@@ -1,0 +1,68 @@
+/* The server object: binding, the model and its scheduler's worker, and
+ * the orderly stop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "serve/server_internal.h"
+#include "util/error.h"
+
+double server_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+strata_status server_start(const server_config *c, server **out, strata_error *err)
+{
+    server *s = calloc(1, sizeof *s);
+    if (!s) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    s->cfg = *c;
+    if (!s->cfg.host) s->cfg.host = "127.0.0.1";
+    if (!s->cfg.body_limit) s->cfg.body_limit = SERVER_BODY_LIMIT;
+    strata_status st = http_start(s, err);
+    if (st) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return STRATA_OK;
+}
+
+uint16_t server_port(const server *s) { return s->port; }
+
+static void *worker_main(void *arg)
+{
+    server *s = arg;
+    while (sched_wait_work(s->sched)) sched_step(s->sched);
+    return NULL;
+}
+
+strata_status server_set_model(server *s, strata_model *m, const char *tmpl, strata_error *err)
+{
+    s->model = m;
+    s->tmpl = tmpl;
+    strata_status st = sched_new(m, &s->cfg.sched, &s->sched, err);
+    if (st) return st;
+    if (pthread_create(&s->worker, NULL, worker_main, s) != 0)
+        return err_set(err, STRATA_E_NOMEM, "cannot start the scheduler's thread");
+    s->worker_started = true;
+    s->t_ready = server_now();
+    atomic_store(&s->ready, true);
+    return STRATA_OK;
+}
+
+void server_stop(server *s)
+{
+    if (!s) return;
+    http_quiesce(s);
+    if (s->sched) sched_shutdown(s->sched);
+    if (s->worker_started) pthread_join(s->worker, NULL);
+    /* connections see their requests cancelled, answer and end */
+    if (s->daemon) mhd.stop_daemon(s->daemon);
+    atomic_store(&s->ready, false);
+    sched_free(s->sched);
+    strata_model_free(s->model);
+    free(s);
+}

@@ -1,0 +1,48 @@
+/* What the server's files share: the server object and the reply helpers. */
+#ifndef STRATA_SERVE_SERVER_INTERNAL_H
+#define STRATA_SERVE_SERVER_INTERNAL_H
+
+#include "serve/mhd.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "serve/openai_request.h"
+#include "serve/server.h"
+
+struct server {
+    server_config cfg;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    atomic_bool ready;          /* model and scheduler set */
+    strata_model *model;
+    sched *sched;
+    const char *tmpl;           /* chat template name */
+    pthread_t worker;
+    bool worker_started;
+    double t_ready;             /* clock seconds when ready */
+    atomic_uint_fast64_t n_http, n_errors, n_rejected, n_ids;
+};
+
+double server_now(void);
+
+/* The HTTP daemon (http.c): binds cfg.host:cfg.port, sets s->daemon and
+ * s->port; http_quiesce stops accepting connections. */
+strata_status http_start(server *s, strata_error *err);
+void http_quiesce(server *s);
+
+/* Replies (each counts the request; status >= 400 counts an error). The
+ * body is taken (free()d); NULL (out of memory) sends a 500. */
+enum MHD_Result http_reply(server *s, struct MHD_Connection *c, int status, const char *type, char *body);
+enum MHD_Result http_reply_json(server *s, struct MHD_Connection *c, int status, char *json);
+/* An OpenAI-style error object. */
+enum MHD_Result http_reply_error(server *s, struct MHD_Connection *c, int status, const char *message,
+                                 const char *param);
+
+/* GET /health, /v1/models, /metrics. */
+enum MHD_Result serve_health(server *s, struct MHD_Connection *c);
+enum MHD_Result serve_models(server *s, struct MHD_Connection *c);
+enum MHD_Result serve_metrics(server *s, struct MHD_Connection *c);
+/* POST /v1/chat/completions and /v1/completions with body[0..len). */
+enum MHD_Result serve_completion(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len);
+
+#endif
