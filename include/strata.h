@@ -147,6 +147,10 @@ typedef struct strata_model_params {
     uint32_t n_parallel;     /* sequences whose KV caches the model reserves room for, n_ctx tokens
                                 each (llama.cpp's -np); 0: 1. Contexts take what they need from
                                 this reserve (strata_context_new). */
+    bool watchdog;           /* under a budget, a thread watches memory pressure (cgroup, PSI,
+                                MemAvailable) and moves resident layers to streaming when memory
+                                runs short, back when it returns (on in strata_model_default_params;
+                                the environment variable STRATA_WATCHDOG=0 turns it off) */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -192,6 +196,14 @@ typedef struct strata_model_stats {
     uint64_t expert_cache_bytes;
     uint64_t expert_hits, expert_misses;           /* uses found in the cache, read */
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted;
+    /* the memory-pressure watchdog (strata_model_params.watchdog) */
+    bool watchdog;               /* running */
+    uint32_t pressure_shrinks;   /* times resident layers were moved to streaming */
+    uint32_t pressure_grows;     /* times they were moved back */
+    uint64_t pressure_demoted_bytes, pressure_promoted_bytes; /* layer bytes moved, summed */
+    uint64_t pressure_freed_bytes;  /* memory given back to the system (net of streaming slots) */
+    uint32_t pressure_streamed_layers; /* layers resident at load that are streamed now */
+    double pressure_reaction_s;  /* longest time from pressure seen to memory given back */
 } strata_model_stats;
 
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out);

@@ -18,7 +18,8 @@
  * guesses were 91-95 % right and raised decode by a tenth). */
 strata_model_params strata_model_default_params(void)
 {
-    return (strata_model_params){.moe_cache = STRATA_MOE_LFU, .moe_prefetch = STRATA_MOE_PREFETCH_ROUTER};
+    return (strata_model_params){.moe_cache = STRATA_MOE_LFU, .moe_prefetch = STRATA_MOE_PREFETCH_ROUTER,
+                                 .watchdog = true};
 }
 
 static int default_threads(void)
@@ -57,6 +58,8 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
     if (p->plan || p->plan_file) st = model_plan(m, path, p, ep.n_threads, &ep, err);
     if (st) return st;
     if (!ep.mem_budget) ep.mem_budget = m->planned_budget;
+    const char *wd = getenv("STRATA_WATCHDOG"); /* "0": off, for comparisons and debugging */
+    ep.store.watchdog = p->watchdog && ep.mem_budget && !(wd && !strcmp(wd, "0"));
     m->overhead = ep.mem_budget ? engine_process_reserve(m->file) : 0;
     ep.mem_reserved = m->overhead;
     st = engine_open(m->file, m->spec, &ep, &m->eng, err);
@@ -122,6 +125,14 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     out->prefetch_issued = s.prefetch_issued;
     out->prefetch_used = s.prefetch_used;
     out->prefetch_wasted = s.prefetch_wasted;
+    out->watchdog = s.watchdog;
+    out->pressure_shrinks = s.shrinks;
+    out->pressure_grows = s.grows;
+    out->pressure_demoted_bytes = s.bytes_demoted;
+    out->pressure_promoted_bytes = s.bytes_promoted;
+    out->pressure_freed_bytes = s.bytes_freed;
+    out->pressure_streamed_layers = s.demoted_groups;
+    out->pressure_reaction_s = s.reaction_max_s;
 }
 
 bool strata_model_layer_expert_stats(const strata_model *m, uint32_t layer, strata_layer_expert_stats *out)

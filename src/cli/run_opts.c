@@ -43,6 +43,9 @@ const char gen_opts_usage[] =
     "                       use (its cgroup's limit, the available memory) is clamped\n"
     "                       with a warning\n"
     "  --strict-mem         refuse a --mem above what this process can use\n"
+    "  --no-watchdog        keep the placement fixed: under a budget a watchdog moves\n"
+    "                       resident layers to streaming when memory runs short (another\n"
+    "                       process takes it) and back when it returns (the output is the same)\n"
     "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
     "  --io-threads N       streaming reader threads (default 4)\n"
     "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait;\n"
@@ -82,6 +85,10 @@ bool gen_opts_flag(gen_opts *o, const char *f)
 {
     if (!strcmp(f, "--kv-f32")) {
         o->mp.kv_type_k = o->mp.kv_type_v = STRATA_KV_F32;
+        return true;
+    }
+    if (!strcmp(f, "--no-watchdog")) {
+        o->mp.watchdog = false;
         return true;
     }
     bool *b = !strcmp(f, "--reference")    ? &o->mp.reference_kernels

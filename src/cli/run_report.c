@@ -89,6 +89,19 @@ static void report_experts(const run_report *r, const strata_model *m, const str
                 (unsigned long long)x.prefetch_used);
 }
 
+/* The memory-pressure watchdog: what it moved (always with --stats). */
+static void report_pressure(const run_report *r, const strata_model_stats *s)
+{
+    if (!s->watchdog || (!s->pressure_shrinks && !s->pressure_grows && !r->per_layer)) return;
+    char a[32], b[32], c[32];
+    fprintf(stderr, "strata: memory pressure: %u shrink%s (%s of layers to streaming, %s given back, longest "
+            "%.0f ms from pressure seen), %u grow%s (%s back in memory); %u layer%s streamed now\n",
+            s->pressure_shrinks, s->pressure_shrinks == 1 ? "" : "s", fmt_bytes(s->pressure_demoted_bytes, a, 32),
+            fmt_bytes(s->pressure_freed_bytes, b, 32), 1e3 * s->pressure_reaction_s, s->pressure_grows,
+            s->pressure_grows == 1 ? "" : "s", fmt_bytes(s->pressure_promoted_bytes, c, 32),
+            s->pressure_streamed_layers, s->pressure_streamed_layers == 1 ? " is" : "s are");
+}
+
 void report_summary(const run_report *r, const strata_model *m)
 {
     struct rusage ru;
@@ -107,6 +120,7 @@ void report_summary(const run_report *r, const strata_model *m)
                 s.predicted_decode_tps, 100 * tps / s.predicted_decode_tps,
                 s.predicted_measured ? "" : " [bandwidths not measured]");
     if (s.experts) report_experts(r, m, &s);
+    report_pressure(r, &s);
     if ((!s.streamed_layers && s.expert_slots == s.experts) || !r->n_gen || r->gen_s <= 0) return;
     double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;
     double per_token = (double)r->gen_bytes / passes, rate = (double)r->gen_bytes / r->gen_s;

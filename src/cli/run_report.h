@@ -17,7 +17,7 @@ typedef struct run_report {
     strata_model_stats last;     /* at the previous token (--stats) */
     double phase_t0;
     unsigned long long gen_bytes;
-    bool per_layer;              /* --stats: the expert cache per layer at the end */
+    bool per_layer;              /* --stats: the expert cache per layer and the watchdog line at the end */
     strata_moe_cache moe_cache;
     strata_moe_prefetch moe_prefetch;
 } run_report;

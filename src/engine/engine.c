@@ -423,6 +423,7 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
                        "(%s) of a %" PRIu32 "-token context", fmt_bytes(p->mem_budget, a, 32),
                        fmt_bytes(p->mem_reserved, r, 32), fmt_bytes(e->scratch_bytes + e->kv_reserve, b, 32), e->n_ctx);
     sc.budget = p->mem_budget ? p->mem_budget - fixed : 0;
+    sc.later_bytes = e->kv_reserve - e->kv_used; /* contexts take their KV cache at first use */
     sc.n_expert_sets = e->w.moe ? (uint32_t)e->w.d.n_layers : 0;
     sc.expert_sets = e->w.expert_sets;
     uint64_t min_weights = 0;

@@ -201,36 +201,57 @@ static void own_usage(const char *root, int version, const char *dir, hw_cgroup 
     if (hw_read_u64(root, path, &v)) cg->usage = v;
 }
 
-void hw_cgroup_probe(const char *root, hw_cgroup *cg, hw_profile *p)
+int hw_cgroup_locate(const char *root, hw_cgroup_loc *loc)
 {
-    memset(cg, 0, sizeof *cg);
-    cg->limit = cg->headroom = HW_NO_LIMIT;
+    memset(loc, 0, sizeof *loc);
     char *text = hw_read_file(root, "/proc/self/cgroup", 1u << 20, NULL);
-    if (!text) {
-        hw_warn(p, "cannot read /proc/self/cgroup: cgroup memory limit unknown");
-        return;
-    }
+    if (!text) return HW_CG_NO_FILE;
     cg_find f = {0};
     bool ok = parse_proc_cgroup(text, &f);
     free(text);
-    if (!ok) {
-        hw_warn(p, "/proc/self/cgroup: no memory controller: cgroup memory limit unknown");
-        return;
-    }
+    if (!ok) return HW_CG_NO_CONTROLLER;
+    loc->version = f.version;
+    snprintf(loc->path, sizeof loc->path, "%s", f.path);
     text = hw_read_file(root, "/proc/self/mountinfo", HW_FILE_MAX, NULL);
     mount_find mf = {.version = f.version};
     if (text) hw_mountinfo_parse(text, mount_cb, &mf, NULL);
     free(text);
-    char dir[HW_PATH_MAX];
-    if (!mf.found || !cgroup_dir(&mf.m, f.path, dir, sizeof dir)) {
-        hw_warn(p, "cgroup v%d memory hierarchy not mounted: cgroup memory limit unknown",
-                f.version);
-        return;
-    }
-    cg->version = f.version;
-    snprintf(cg->path, sizeof cg->path, "%s", f.path);
-    own_usage(root, f.version, dir, cg);
+    if (!mf.found || !cgroup_dir(&mf.m, f.path, loc->dir, sizeof loc->dir)) return HW_CG_NOT_MOUNTED;
+    snprintf(loc->mount_point, sizeof loc->mount_point, "%s", mf.m.mount_point);
+    return HW_CG_FOUND;
+}
+
+bool hw_cgroup_measure(const char *root, const hw_cgroup_loc *loc, hw_cgroup *cg)
+{
+    memset(cg, 0, sizeof *cg);
+    cg->limit = cg->headroom = HW_NO_LIMIT;
+    cg->version = loc->version;
+    snprintf(cg->path, sizeof cg->path, "%s", loc->path);
+    char dir[HW_PATH_MAX]; /* walk_up cuts it level by level */
+    snprintf(dir, sizeof dir, "%s", loc->dir);
+    own_usage(root, loc->version, dir, cg);
     bool bad = false;
-    walk_up(root, f.version, mf.m.mount_point, dir, cg, &bad);
-    if (bad) hw_warn(p, "cgroup v%d %s: malformed memory file(s) ignored", f.version, f.path);
+    walk_up(root, loc->version, loc->mount_point, dir, cg, &bad);
+    return !bad;
+}
+
+void hw_cgroup_probe(const char *root, hw_cgroup *cg, hw_profile *p)
+{
+    memset(cg, 0, sizeof *cg);
+    cg->limit = cg->headroom = HW_NO_LIMIT;
+    hw_cgroup_loc loc;
+    switch (hw_cgroup_locate(root, &loc)) {
+    case HW_CG_NO_FILE:
+        hw_warn(p, "cannot read /proc/self/cgroup: cgroup memory limit unknown");
+        return;
+    case HW_CG_NO_CONTROLLER:
+        hw_warn(p, "/proc/self/cgroup: no memory controller: cgroup memory limit unknown");
+        return;
+    case HW_CG_NOT_MOUNTED:
+        hw_warn(p, "cgroup v%d memory hierarchy not mounted: cgroup memory limit unknown", loc.version);
+        return;
+    default: break;
+    }
+    if (!hw_cgroup_measure(root, &loc, cg))
+        hw_warn(p, "cgroup v%d %s: malformed memory file(s) ignored", loc.version, loc.path);
 }

@@ -352,6 +352,75 @@ bool hw_stream_rate_get(const char *path, const char *fingerprint, const char *d
 strata_status hw_stream_rate_record(const char *path, const char *fingerprint, const char *device, uint64_t bytes,
                                     double seconds, strata_error *err);
 
+/* ---- memory pressure while running (src/hw/pressure.c) ----
+ * What the watchdog polls: the headroom left in this process's memory
+ * cgroup (the walk of hw_cgroup: limit - usage + reclaimable page cache of
+ * the level that binds) and in the machine (MemAvailable), stall time from
+ * PSI (cgroup v2 memory.pressure, else /proc/pressure/memory), and the
+ * cgroup's limit events (v2 memory.events; v1 memory.failcnt and
+ * memory.oom_control). */
+
+/* Where this process's memory cgroup lives (hw_cgroup_locate). */
+typedef struct hw_cgroup_loc {
+    int version;                   /* 1 or 2 */
+    char path[HW_PATH_MAX];        /* as in /proc/self/cgroup */
+    char dir[HW_PATH_MAX];         /* its directory (below the probe root) */
+    char mount_point[HW_PATH_MAX]; /* the hierarchy's mount: the walk stops there */
+} hw_cgroup_loc;
+
+enum { HW_CG_FOUND = 0, HW_CG_NO_FILE, HW_CG_NO_CONTROLLER, HW_CG_NOT_MOUNTED };
+/* HW_CG_FOUND, or why there is no memory cgroup to read (loc->version is
+ * set from HW_CG_NOT_MOUNTED on). */
+int hw_cgroup_locate(const char *root, hw_cgroup_loc *loc);
+/* The walk of hw_cgroup_probe from loc's directory up; false when a file
+ * was malformed (ignored). */
+bool hw_cgroup_measure(const char *root, const hw_cgroup_loc *loc, hw_cgroup *cg);
+
+/* One PSI file ("some avg10=0.12 avg60=... avg300=... total=US", and a
+ * "full" line). */
+typedef struct hw_psi {
+    double some_avg10, full_avg10;  /* percent of the last 10 s */
+    uint64_t some_total, full_total; /* stall time in microseconds since boot */
+    bool has_full;
+} hw_psi;
+
+/* Limit events of a memory cgroup (counts since its creation). */
+typedef struct hw_mem_events {
+    uint64_t high, max, oom, oom_kill; /* v1: max = failcnt, oom = under_oom (0/1) */
+} hw_mem_events;
+
+typedef struct hw_pressure {
+    bool has_cgroup;               /* cgroup values below were read */
+    hw_cgroup cgroup;              /* the binding level's limit, usage, reclaimable, headroom */
+    bool has_events;
+    hw_mem_events events;          /* of this process's own cgroup */
+    bool has_cgroup_psi;           /* v2 memory.pressure of this process's cgroup */
+    hw_psi cgroup_psi;
+    bool has_system_psi;           /* /proc/pressure/memory */
+    hw_psi system_psi;
+    uint64_t mem_total, mem_available; /* /proc/meminfo (0: unknown) */
+    uint64_t headroom;             /* min(cgroup headroom, MemAvailable); HW_NO_LIMIT: unknown */
+    uint64_t limit;                /* the memory it is out of: the cgroup's limit where it binds, else MemTotal */
+} hw_pressure;
+
+/* The sources of one process, located once (hw_pressure_open) and read
+ * many times. */
+typedef struct hw_pressure_src {
+    char root[HW_PATH_MAX];        /* probe root ("" for the live system) */
+    bool has_cgroup;
+    hw_cgroup_loc loc;
+} hw_pressure_src;
+
+/* Text parsers (strict: false on anything malformed, out unspecified). */
+bool hw_psi_parse(const char *text, hw_psi *out);
+bool hw_mem_events_parse(const char *text, hw_mem_events *out);
+/* v1: memory.oom_control ("oom_kill_disable 0\nunder_oom 0\noom_kill 0"). */
+bool hw_oom_control_parse(const char *text, hw_mem_events *out);
+
+void hw_pressure_open(const char *root, hw_pressure_src *src);
+/* One sample; false when neither the cgroup nor /proc/meminfo could be read. */
+bool hw_pressure_read(const hw_pressure_src *src, hw_pressure *out);
+
 /* ---- doctor (src/hw/doctor.c) ---- */
 
 typedef enum hw_check_level { HW_PASS = 0, HW_WARN = 1, HW_FAIL = 2 } hw_check_level;

@@ -12,6 +12,7 @@
 #include "store/layout.h"
 #include "store/placement.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fmt.h"
@@ -19,41 +20,6 @@
 #define DEFAULT_DEPTH 2
 #define DEFAULT_IO_THREADS 4 /* four 4 MiB reads in flight saturate NVMe and virtio disks alike */
 #define DEFAULT_CHUNK (4u << 20)
-
-typedef struct group_state {
-    group_layout layout;
-    bool resident;
-    uint8_t *buf;        /* resident: its buffer; streamed: the slot's while assigned */
-    const void **ptrs;
-    int slot;            /* streamed: slot holding it, or -1 */
-} group_state;
-
-typedef struct slot {
-    uint8_t *buf;
-    int group;           /* -1: free */
-    io_ticket ticket;
-} slot;
-
-struct store {
-    const gguf_file *f;
-    store_config cfg;
-    io_engine *io;
-    uint32_t n_groups;
-    group_state *groups;
-    uint32_t *order;     /* streamed groups in execution order */
-    uint32_t n_order, fetch_next;
-    slot *slots;
-    uint32_t n_slots, head; /* head: the slot holding the next group expected */
-    uint64_t slot_bytes, resident_bytes, accounted, pass_bytes;
-    uint8_t *row_buf;
-    uint64_t row_buf_bytes;
-    double wait_s;
-    expert_cache *experts;   /* NULL without experts */
-    uint8_t *expert_mem;     /* [expert_slots][expert_slot_bytes] */
-    uint32_t expert_units, expert_slots;
-    uint64_t expert_slot_bytes;
-    io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
-};
 
 static void *alloc_aligned(store *s, uint64_t bytes)
 {
@@ -70,7 +36,7 @@ static void *alloc_aligned(store *s, uint64_t bytes)
 }
 
 /* Queues the reads of group g into buf, in chunks of cfg.io_chunk. */
-static void submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
+void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
 {
     const group_layout *l = &s->groups[g].layout;
     uint32_t n = 0;
@@ -90,7 +56,7 @@ static void submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
     if (k) io_submit(s->io, rq, k);
 }
 
-static void set_ptrs(store *s, uint32_t g, uint8_t *buf)
+void store_set_ptrs(store *s, uint32_t g, uint8_t *buf)
 {
     group_state *gs = &s->groups[g];
     gs->buf = buf;
@@ -110,18 +76,61 @@ static void show_progress(uint64_t done, uint64_t total, double t0, bool last)
             last ? "\n" : "");
 }
 
+/* Memory ran short while loading (another process took it: two runs
+ * started together plan the same headroom): groups from g on are left to
+ * streaming, the ring made for them. They stay "home": the watchdog
+ * brings them back when memory returns. */
+static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headroom, strata_error *err)
+{
+    char a[32], b[32];
+    uint64_t freed = 0, left = 0;
+    /* The slots need room: groups loaded last give theirs back first. */
+    uint64_t later = s->cfg.later_bytes;
+    while (from > 0 && headroom + freed < store_ring_growth_from(s, from) + later)
+        if (s->groups[--from].resident) freed += s->groups[from].layout.bytes;
+    uint64_t ring = store_ring_growth_from(s, from) + later, need = ring > freed ? ring - freed : 0;
+    /* Two runs started together: the other one's watchdog gives memory
+     * back once it runs; wait for the slots rather than be OOM-killed. */
+    if (need && !store_watchdog_wait_room(s, need, 10.0, &headroom))
+        return err_set(err, STRATA_E_NOMEM, "memory pressure: %s for streaming slots and the KV cache did not become free in 10 s "
+                       "(headroom %s): another process holds the memory", fmt_bytes(need, a, sizeof a),
+                       fmt_bytes(headroom, b, sizeof b));
+    uint32_t n = 0;
+    for (uint32_t g = from; g < s->n_groups; g++)
+        if (s->groups[g].resident) {
+            store_unmap(s, s->groups[g].buf, s->groups[g].layout.bytes); /* NULL: not loaded yet */
+            s->groups[g].buf = NULL;
+            s->groups[g].resident = false;
+            left += s->groups[g].layout.bytes;
+            n++;
+        }
+    s->resident_bytes -= left;
+    store_reshape_ring(s);
+    if (s->rs.log)
+        fprintf(stderr, "strata: memory pressure while loading: %" PRIu32 " layer%s (%s) left to streaming; "
+                "headroom %s\n", n, n == 1 ? "" : "s", fmt_bytes(left, a, sizeof a), fmt_bytes(headroom, b, sizeof b));
+    return s->rs.broken ? err_set(err, s->rs.broken, "out of memory for streaming slots") : STRATA_OK;
+}
+
 static strata_status load_resident(store *s, strata_error *err)
 {
     double t0 = clock_seconds();
-    uint64_t done = 0;
+    uint64_t done = 0, headroom;
     for (uint32_t g = 0; g < s->n_groups; g++) {
         group_state *gs = &s->groups[g];
         if (!gs->resident) continue;
-        uint8_t *buf = alloc_aligned(s, gs->layout.bytes);
+        /* room for this group, the caller's later memory and, should
+         * loading stop after it, the ring */
+        uint64_t need = gs->layout.bytes + s->cfg.later_bytes + store_ring_growth_from(s, g + 1);
+        if (!store_watchdog_room(s, need, &headroom)) {
+            if (s->cfg.progress && done) fputc('\n', stderr);
+            return leave_to_streaming(s, g, headroom, err);
+        }
+        uint8_t *buf = store_map(s, gs->layout.bytes);
         if (!buf) return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", gs->layout.bytes);
-        set_ptrs(s, g, buf);
+        store_set_ptrs(s, g, buf);
         io_ticket t;
-        submit_group(s, g, buf, &t);
+        store_submit_group(s, g, buf, &t);
         io_wait(s->io, &t);
         strata_status st = io_ticket_error(s->io, &t, err);
         if (st) return st;
@@ -140,8 +149,8 @@ static void refill(store *s, uint32_t i)
     s->fetch_next = (s->fetch_next + 1) % s->n_order;
     s->slots[i].group = (int)g;
     s->groups[g].slot = (int)i;
-    set_ptrs(s, g, s->slots[i].buf);
-    submit_group(s, g, s->slots[i].buf, &s->slots[i].ticket);
+    store_set_ptrs(s, g, s->slots[i].buf);
+    store_submit_group(s, g, s->slots[i].buf, &s->slots[i].ticket);
 }
 
 /* Waits for slot i's reads and frees it. */
@@ -166,7 +175,7 @@ static void resync(store *s, uint32_t g)
 static strata_status open_ring(store *s, const placement *p, strata_error *err)
 {
     s->order = calloc(s->n_groups, sizeof *s->order);
-    s->slots = calloc(p->n_slots ? p->n_slots : 1, sizeof *s->slots);
+    s->slots = calloc((size_t)s->cfg.prefetch_depth + 1, sizeof *s->slots);
     if (!s->order || !s->slots) return err_set(err, STRATA_E_NOMEM, "out of memory");
     for (uint32_t g = 0; g < s->n_groups; g++)
         if (!s->groups[g].resident) {
@@ -177,12 +186,25 @@ static strata_status open_ring(store *s, const placement *p, strata_error *err)
     s->slot_bytes = p->slot_bytes;
     for (uint32_t i = 0; i < s->n_slots; i++) {
         s->slots[i].group = -1;
-        if (!(s->slots[i].buf = alloc_aligned(s, s->slot_bytes)))
+        if (!(s->slots[i].buf = store_map(s, s->slot_bytes)))
             return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu32 " slots of %" PRIu64 " bytes",
                            s->n_slots, s->slot_bytes);
     }
     if (s->n_slots) resync(s, s->order[0]);
     return STRATA_OK;
+}
+
+void store_ring_rebuild(store *s)
+{
+    for (uint32_t i = 0; i < s->n_slots; i++) drain(s, i);
+    s->n_order = 0;
+    s->pass_bytes = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        if (!s->groups[g].resident) {
+            s->order[s->n_order++] = g;
+            s->pass_bytes += s->groups[g].layout.bytes;
+        }
+    s->fetch_next = s->head = 0;
 }
 
 /* ---- open / close ---- */
@@ -257,7 +279,8 @@ static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min
         st = err_set(err, STRATA_E_NOMEM, "weights need at least %s with prefetch depth %d; %s is available for them",
                      fmt_bytes(min_total, a, sizeof a), s->cfg.prefetch_depth, fmt_bytes(s->cfg.budget, b, sizeof b));
     } else {
-        for (uint32_t g = 0; g < s->n_groups; g++) s->groups[g].resident = p.resident && p.resident[g];
+        for (uint32_t g = 0; g < s->n_groups; g++)
+            s->groups[g].resident = s->groups[g].home = p.resident && p.resident[g];
         s->resident_bytes = p.resident_bytes;
         st = open_ring(s, &p, err);
         if (!st) st = open_experts(s, &p, weight_budget, err);
@@ -286,6 +309,7 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
         return err_set(err, STRATA_E_NOMEM, "out of memory");
     }
     s->f = f;
+    pthread_mutex_init(&s->lock, NULL);
     s->cfg = cfg ? *cfg : (store_config){0};
     apply_defaults(&s->cfg);
     s->n_groups = n_groups;
@@ -298,8 +322,10 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
     if (!st) st = io_open(f, s->cfg.io_threads, s->cfg.fault, s->cfg.fault_ctx, &s->io, err);
     if (!st && !(s->row_buf = alloc_aligned(s, s->row_buf_bytes))) st = err_set(err, STRATA_E_NOMEM, "out of memory");
     if (!st) st = place_groups(s, bytes, min_bytes, err);
+    if (!st && s->cfg.watchdog) st = store_watchdog_create(s, err);
     if (!st) st = load_resident(s, err);
     if (!st) s->io_base = io_get_stats(s->io);
+    if (!st) st = store_watchdog_start(s, err);
     free(bytes);
     if (st) {
         store_close(s);
@@ -312,13 +338,15 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
 void store_close(store *s)
 {
     if (!s) return;
+    store_watchdog_stop(s); /* first: it may be reading promoted groups */
     for (uint32_t i = 0; s->slots && i < s->n_slots; i++) drain(s, i); /* no read may land in freed memory */
     expert_cache_close(s->experts);
     io_close(s->io);
     free(s->expert_mem);
-    for (uint32_t i = 0; s->slots && i < s->n_slots; i++) free(s->slots[i].buf);
+    for (uint32_t i = 0; s->slots && i < s->n_slots; i++) store_unmap(s, s->slots[i].buf, s->slot_bytes);
+    if (s->groups) store_reshape_discard(s);
     for (uint32_t g = 0; s->groups && g < s->n_groups; g++) {
-        if (s->groups[g].resident) free(s->groups[g].buf);
+        if (s->groups[g].resident) store_unmap(s, s->groups[g].buf, s->groups[g].layout.bytes);
         free(s->groups[g].ptrs);
         layout_free(&s->groups[g].layout);
     }
@@ -326,6 +354,7 @@ void store_close(store *s)
     free(s->slots);
     free(s->order);
     free(s->row_buf);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -340,6 +369,20 @@ strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64
 
 /* ---- acquire / release ---- */
 
+/* The ring part of acquire: waits for streamed group g's slot. */
+static strata_status acquire_streamed(store *s, uint32_t g, strata_error *err)
+{
+    if (s->groups[g].slot < 0) resync(s, g);
+    while (s->slots[s->head].group != (int)g) { /* groups the engine skipped */
+        drain(s, s->head);
+        refill(s, s->head);
+        s->head = (s->head + 1) % s->n_slots;
+    }
+    slot *sl = &s->slots[s->head];
+    s->wait_s += io_wait(s->io, &sl->ticket);
+    return io_ticket_error(s->io, &sl->ticket, err);
+}
+
 strata_status store_acquire(store *s, uint32_t g, const void *const **data, strata_error *err)
 {
     if (g >= s->n_groups) return err_set(err, STRATA_E_INVALID, "store: no group %" PRIu32, g);
@@ -348,28 +391,31 @@ strata_status store_acquire(store *s, uint32_t g, const void *const **data, stra
         strata_status st = io_check_unchanged(s->io, err); /* once per pass */
         if (st) return st;
     }
-    if (!gs->resident) {
-        if (gs->slot < 0) resync(s, g);
-        while (s->slots[s->head].group != (int)g) { /* groups the engine skipped */
-            drain(s, s->head);
-            refill(s, s->head);
-            s->head = (s->head + 1) % s->n_slots;
-        }
-        slot *sl = &s->slots[s->head];
-        s->wait_s += io_wait(s->io, &sl->ticket);
-        strata_status st = io_ticket_error(s->io, &sl->ticket, err);
-        if (st) return st;
+    pthread_mutex_lock(&s->lock);
+    if (!s->held) store_reshape_apply(s); /* a safe point: no group's data is in use */
+    strata_status st = s->rs.broken ? err_set(err, s->rs.broken, "store: out of memory for streaming slots after "
+                                              "a memory-pressure shrink")
+                       : gs->resident ? STRATA_OK
+                                      : acquire_streamed(s, g, err);
+    if (!st) {
+        s->held++;
+        *data = gs->ptrs;
     }
-    *data = gs->ptrs;
-    return STRATA_OK;
+    pthread_mutex_unlock(&s->lock);
+    return st;
 }
 
 void store_release(store *s, uint32_t g)
 {
-    if (g >= s->n_groups || s->groups[g].resident || s->groups[g].slot != (int)s->head) return;
-    drain(s, s->head);
-    refill(s, s->head);
-    s->head = (s->head + 1) % s->n_slots;
+    if (g >= s->n_groups) return;
+    pthread_mutex_lock(&s->lock);
+    if (s->held) s->held--;
+    if (!s->groups[g].resident && s->groups[g].slot == (int)s->head) {
+        drain(s, s->head);
+        refill(s, s->head);
+        s->head = (s->head + 1) % s->n_slots;
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 strata_status store_gather_rows(store *s, const gguf_tensor *t, const int32_t *rows, uint32_t n, float *out,
@@ -400,14 +446,24 @@ store_stats store_get_stats(store *s)
 {
     io_stats io = io_get_stats(s->io);
     store_expert_stats x = s->experts ? expert_cache_totals(s->experts) : (store_expert_stats){0};
-    return (store_stats){.resident_bytes = s->resident_bytes, .slot_bytes = s->slot_bytes * s->n_slots,
-                         .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
-                         .accounted_bytes = s->accounted, .bytes_read = io.bytes - s->io_base.bytes,
-                         .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
-                         .expert_units = s->expert_units, .expert_slots = s->expert_slots,
-                         .expert_cache_bytes = (uint64_t)s->expert_slots * s->expert_slot_bytes,
-                         .expert_hits = x.hits, .expert_misses = x.misses, .prefetch_issued = x.prefetch_issued,
-                         .prefetch_used = x.prefetch_used, .prefetch_wasted = x.prefetch_wasted};
+    pthread_mutex_lock(&s->lock);
+    const reshape_state *r = &s->rs;
+    store_stats out = {.resident_bytes = s->resident_bytes, .slot_bytes = s->slot_bytes * s->n_slots,
+                       .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
+                       .accounted_bytes = s->accounted,
+                       .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
+                       .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
+                       .expert_units = s->expert_units, .expert_slots = s->expert_slots,
+                       .expert_cache_bytes = (uint64_t)s->expert_slots * s->expert_slot_bytes,
+                       .expert_hits = x.hits, .expert_misses = x.misses, .prefetch_issued = x.prefetch_issued,
+                       .prefetch_used = x.prefetch_used, .prefetch_wasted = x.prefetch_wasted,
+                       .watchdog = s->wd != NULL, .shrinks = r->shrinks, .grows = r->grows,
+                       .bytes_demoted = r->bytes_demoted, .bytes_promoted = r->bytes_promoted,
+                       .bytes_freed = r->freed, .reaction_last_s = r->reaction_last_s,
+                       .reaction_max_s = r->reaction_max_s};
+    for (uint32_t g = 0; g < s->n_groups; g++) out.demoted_groups += s->groups[g].home && !s->groups[g].resident;
+    pthread_mutex_unlock(&s->lock);
+    return out;
 }
 
 store_expert_stats store_get_expert_stats(store *s, uint32_t set)
@@ -445,5 +501,9 @@ void store_experts_prefetch(store *s, uint32_t set, const int32_t *ids, uint32_t
 
 const void *const *store_resident_data(store *s, uint32_t group)
 {
-    return group < s->n_groups && s->groups[group].resident ? s->groups[group].ptrs : NULL;
+    if (group >= s->n_groups) return NULL;
+    pthread_mutex_lock(&s->lock);
+    const void *const *p = s->groups[group].resident ? s->groups[group].ptrs : NULL;
+    pthread_mutex_unlock(&s->lock);
+    return p;
 }

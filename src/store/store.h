@@ -45,6 +45,30 @@ typedef enum store_expert_policy {
  * the next is read), unless the model has fewer. */
 #define STORE_EXPERT_MIN_SLOTS 2u
 
+/* What the memory-pressure watchdog reads each period (watchdog.c). */
+typedef struct store_pressure {
+    uint64_t headroom;  /* bytes the process (its cgroup, the machine) can still take */
+    uint64_t cache;     /* of them, page cache the kernel would have to evict first: shrinking
+                           counts it as free, growing does not (taking it can end in an OOM
+                           kill of a neighbour still allocating) */
+    uint64_t limit;     /* the memory that headroom is out of (cgroup limit or MemTotal) */
+    double stall;       /* fraction of the last period some task stalled on memory (PSI), 0..1 */
+    bool events;        /* the cgroup hit its high/max limit since the last sample */
+} store_pressure;
+
+/* One sample; false when there is nothing to read (the period is skipped). */
+typedef bool (*store_pressure_fn)(void *ctx, store_pressure *out);
+
+typedef struct store_watchdog_config {
+    int period_ms;        /* between samples (0: 100) */
+    uint64_t low_water;   /* shrink when headroom falls below (0: limit / 16, 16..256 MiB) */
+    uint64_t high_water;  /* grow when headroom stays above, plus what growing takes (0: 2 x low) */
+    int grow_after_ms;    /* calm (no shrink, no stall, above high water) before growing (0: 2000) */
+    store_pressure_fn source; /* NULL: this process's cgroup and the machine (hw_pressure_read) */
+    void *source_ctx;
+    bool quiet;           /* no line on stderr at each change */
+} store_watchdog_config;
+
 typedef struct store_config {
     uint64_t budget;       /* bytes for resident groups + slots + row buffer; 0 = no limit */
     int prefetch_depth;    /* groups read ahead of the one computing (default 2) */
@@ -66,6 +90,13 @@ typedef struct store_config {
     uint32_t expert_slots; /* tests: exactly this many cache units (0: from the budget) */
     store_fault_fn fault;  /* test hook, see io.h */
     void *fault_ctx;
+    /* Memory-pressure watchdog: a thread that moves resident groups to
+     * streaming when the process's memory runs short and back when it
+     * returns (never beyond the placement made at open). */
+    bool watchdog;
+    const store_watchdog_config *watchdog_cfg; /* NULL: defaults */
+    uint64_t later_bytes;  /* memory the caller touches after open (the KV cache of contexts not yet
+                              made): with the watchdog, loading keeps room for it */
 } store_config;
 
 typedef struct store_stats {
@@ -84,6 +115,13 @@ typedef struct store_stats {
     uint64_t expert_cache_bytes;
     uint64_t expert_hits, expert_misses;   /* units pinned that were cached (or in flight), read */
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted; /* wasted: evicted unused */
+    /* memory pressure (store_shrink / store_grow, the watchdog) */
+    bool watchdog;              /* running */
+    uint32_t shrinks, grows;    /* changes applied */
+    uint64_t bytes_demoted, bytes_promoted; /* group bytes moved to streaming / back, summed */
+    uint64_t bytes_freed;       /* net bytes returned to the system by shrinks (demoted less new slots) */
+    uint32_t demoted_groups;    /* groups resident at open that are streamed now */
+    double reaction_last_s, reaction_max_s; /* pressure seen -> memory unmapped, for the watchdog's shrinks */
 } store_stats;
 
 /* Counts of one expert set (layer): hits, misses, prefetches. */
@@ -137,6 +175,24 @@ void store_experts_unpin(store *s, uint32_t set, const int32_t *ids, uint32_t n)
 /* A hint: units likely needed soon are read into slots free of pins (the
  * policy's victims); never waits, never evicts a pinned unit. */
 void store_experts_prefetch(store *s, uint32_t set, const int32_t *ids, uint32_t n);
+
+/* ---- memory pressure (reshape.c) ----
+ * Placement changes only at a safe point: when no group is acquired. Done
+ * at once when the caller finds one, else at the next store_acquire. Call
+ * these from one thread at a time (the watchdog's), any thread but that. */
+
+/* Moves resident groups to streaming until at least `bytes` are returned
+ * to the system (net of the ring's slots, allocated on the first demotion
+ * of a fully resident store), or as much as streaming everything frees.
+ * The last layers go first, the output group last. headroom and seen_at
+ * (clock_seconds of the sample) are for the log line and the reaction
+ * time (0: none). Returns the net bytes planned (0: nothing to do). */
+uint64_t store_shrink(store *s, uint64_t bytes, uint64_t headroom, double seen_at);
+/* Reads streamed groups that were resident at open back into memory,
+ * first ones first, while the memory that takes (net of slots freed) is at
+ * most `bytes`; the reads run in the caller, the switch at a safe point.
+ * Returns the net bytes it takes (0: nothing to do). */
+uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom);
 
 /* The data of a resident group without acquiring it (NULL if streamed). */
 const void *const *store_resident_data(store *s, uint32_t group);

@@ -1,0 +1,60 @@
+/* Group buffers and ring slots as anonymous mappings: a demoted group's
+ * memory goes back to the system at munmap (free() would keep it in the
+ * heap below glibc's dynamic mmap threshold, and ASan quarantines it). */
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "store/store_internal.h"
+
+#define HUGE_PAGE (2u << 20)
+#define PAGE 4096u
+
+static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* A mapping of len bytes starting on an `align` boundary (the slack around
+ * it unmapped). */
+static void *map_aligned(uint64_t len, uint64_t align)
+{
+    uint64_t span = len + (align > PAGE ? align : 0);
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    uint8_t *a = (uint8_t *)round_up((uintptr_t)p, align);
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (p + span > a + len) munmap(a + len, (size_t)(p + span - (a + len)));
+    return a;
+}
+
+uint64_t mem_len(uint64_t bytes) { return round_up(bytes ? bytes : PAGE, PAGE); }
+
+void *mem_map(uint64_t bytes)
+{
+    uint64_t len = mem_len(bytes);
+    bool huge = len >= HUGE_PAGE;
+    void *p = map_aligned(len, huge ? HUGE_PAGE : PAGE);
+    if (!p) return NULL;
+    /* Huge pages spare TLB misses when compute scans the weights, and halve
+     * the scatter-gather segments of each direct read into them. */
+    if (huge) madvise(p, len, MADV_HUGEPAGE);
+    memset(p, 0, len); /* faulted in now: see engine.c scratch() */
+    return p;
+}
+
+void mem_unmap(void *p, uint64_t bytes)
+{
+    if (p) munmap(p, mem_len(bytes));
+}
+
+void *store_map(store *s, uint64_t bytes)
+{
+    void *p = mem_map(bytes);
+    if (p) s->accounted += mem_len(bytes);
+    return p;
+}
+
+void store_unmap(store *s, void *p, uint64_t bytes)
+{
+    if (!p) return;
+    mem_unmap(p, bytes);
+    s->accounted -= mem_len(bytes);
+}

@@ -1,0 +1,326 @@
+/* Shrinking and growing the resident set under memory pressure: resident
+ * groups are demoted to streaming (their buffers unmapped) and promoted
+ * back (read into new buffers, then switched in). Placement never changes
+ * the math, so the output is the same whatever moves when.
+ *
+ * A change happens under the store's lock with no group acquired (a safe
+ * point: no group's data is in use), either at once in the caller or at
+ * the next store_acquire. The ring is rebuilt for the new streamed set:
+ * min(depth + 1, streamed) slots of the largest streamed group. Expert
+ * caches (mixture of experts) are left as they are. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/store_internal.h"
+#include "util/clock.h"
+#include "util/fmt.h"
+
+/* The ring a streamed set needs: its slot count and slot size. */
+typedef struct ring_shape {
+    uint32_t n_slots;
+    uint64_t slot_bytes;
+} ring_shape;
+
+static uint64_t ring_bytes(ring_shape r) { return (uint64_t)r.n_slots * r.slot_bytes; }
+
+static uint32_t slots_for(const store *s, uint32_t streamed)
+{
+    uint32_t depth1 = (uint32_t)s->cfg.prefetch_depth + 1;
+    return streamed < depth1 ? streamed : depth1;
+}
+
+/* The streamed groups now, as a shape and a count. */
+static ring_shape current_streamed(const store *s, uint32_t *count)
+{
+    ring_shape r = {0, 0};
+    *count = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        if (!s->groups[g].resident) {
+            ++*count;
+            if (s->groups[g].layout.bytes > r.slot_bytes) r.slot_bytes = s->groups[g].layout.bytes;
+        }
+    r.n_slots = slots_for(s, *count);
+    return r;
+}
+
+/* Resident groups in the order shrink takes them: the layers from the
+ * last back (the first ones keep the early passes fast; any order is
+ * correct), the last group (the output) at the end. */
+static uint32_t demote_order(const store *s, uint32_t *out /* [n_groups] */)
+{
+    uint32_t n = 0, last = s->n_groups - 1;
+    for (uint32_t g = last; g-- > 0;)
+        if (s->groups[g].resident && s->groups[g].layout.bytes) out[n++] = g;
+    if (s->groups[last].resident && s->groups[last].layout.bytes) out[n++] = last;
+    return n;
+}
+
+/* How many of cand[0..n) to demote to free `want` bytes net of the ring:
+ * the fewest that do, else those that free the most (0 when none frees
+ * anything: demoting one group into a new ring of one slot frees nothing). */
+static uint32_t plan_demotion(const store *s, const uint32_t *cand, uint32_t n, uint64_t want, uint64_t *freed)
+{
+    uint32_t streamed;
+    ring_shape now = current_streamed(s, &streamed), r = now;
+    uint64_t moved = 0;
+    int64_t best = 0;
+    uint32_t best_k = 0;
+    for (uint32_t k = 1; k <= n; k++) {
+        uint64_t b = s->groups[cand[k - 1]].layout.bytes;
+        moved += b;
+        if (b > r.slot_bytes) r.slot_bytes = b;
+        r.n_slots = slots_for(s, streamed + k);
+        int64_t net = (int64_t)(moved + ring_bytes(now)) - (int64_t)ring_bytes(r);
+        if (net > best) best = net, best_k = k;
+        if (net > 0 && (uint64_t)net >= want) break;
+    }
+    *freed = (uint64_t)best;
+    return best_k;
+}
+
+/* Makes the ring `want`: slots of another size are remapped, extra ones
+ * unmapped, missing ones mapped. All slots are drained. */
+static void resize_slots(store *s, ring_shape want)
+{
+    if (want.slot_bytes != s->slot_bytes || !want.n_slots) {
+        for (uint32_t i = 0; i < s->n_slots; i++) store_unmap(s, s->slots[i].buf, s->slot_bytes);
+        s->n_slots = 0;
+        s->slot_bytes = want.slot_bytes;
+    }
+    while (s->n_slots > want.n_slots) {
+        s->n_slots--;
+        store_unmap(s, s->slots[s->n_slots].buf, s->slot_bytes);
+    }
+    while (s->n_slots < want.n_slots) {
+        slot *sl = &s->slots[s->n_slots];
+        *sl = (slot){.group = -1};
+        if (!(sl->buf = store_map(s, s->slot_bytes))) {
+            s->rs.broken = STRATA_E_NOMEM; /* no ring: acquire reports it */
+            return;
+        }
+        s->n_slots++;
+    }
+    for (uint32_t i = 0; i < s->n_slots; i++) s->slots[i].group = -1;
+    s->head = 0;
+}
+
+uint64_t store_ring_growth_from(const store *s, uint32_t from)
+{
+    uint32_t streamed;
+    ring_shape now = current_streamed(s, &streamed), r = now;
+    for (uint32_t g = from; g < s->n_groups; g++)
+        if (s->groups[g].resident) {
+            streamed++;
+            if (s->groups[g].layout.bytes > r.slot_bytes) r.slot_bytes = s->groups[g].layout.bytes;
+        }
+    r.n_slots = slots_for(s, streamed);
+    return ring_bytes(r) > ring_bytes(now) ? ring_bytes(r) - ring_bytes(now) : 0;
+}
+
+void store_reshape_ring(store *s)
+{
+    store_ring_rebuild(s);
+    uint32_t streamed;
+    resize_slots(s, current_streamed(s, &streamed));
+}
+
+static void log_change(const store *s, const char *what, uint32_t n, uint64_t moved, const char *extra,
+                       uint64_t headroom)
+{
+    if (!s->rs.log) return;
+    char a[32], b[32];
+    fprintf(stderr, "strata: memory pressure: moved %" PRIu32 " layer%s (%s) %s%s; headroom %s\n", n,
+            n == 1 ? "" : "s", fmt_bytes(moved, a, sizeof a), what, extra, fmt_bytes(headroom, b, sizeof b));
+}
+
+static void demote(store *s, uint64_t want)
+{
+    uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
+    if (!cand) return;
+    uint64_t planned, moved = 0, before = s->accounted;
+    uint32_t k = plan_demotion(s, cand, demote_order(s, cand), want, &planned);
+    for (uint32_t i = 0; i < k; i++) {
+        group_state *gs = &s->groups[cand[i]];
+        store_unmap(s, gs->buf, gs->layout.bytes);
+        gs->buf = NULL;
+        gs->resident = false;
+        gs->slot = -1;
+        moved += gs->layout.bytes;
+    }
+    free(cand);
+    if (!k) return;
+    s->resident_bytes -= moved;
+    store_ring_rebuild(s);
+    uint32_t streamed;
+    resize_slots(s, current_streamed(s, &streamed));
+    reshape_state *r = &s->rs;
+    uint64_t freed = before > s->accounted ? before - s->accounted : 0;
+    r->shrinks++;
+    r->bytes_demoted += moved;
+    r->freed += freed;
+    char extra[96] = "";
+    if (r->want_t > 0) {
+        r->reaction_last_s = clock_seconds() - r->want_t;
+        if (r->reaction_last_s > r->reaction_max_s) r->reaction_max_s = r->reaction_last_s;
+        char f[32];
+        snprintf(extra, sizeof extra, ", %s freed %.0f ms after the pressure was seen", fmt_bytes(freed, f, sizeof f),
+                 1e3 * r->reaction_last_s);
+    }
+    log_change(s, "to streaming", k, moved, extra, r->want_headroom + freed);
+}
+
+static void promote(store *s)
+{
+    uint64_t moved = 0;
+    uint32_t n = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        group_state *gs = &s->groups[g];
+        if (!gs->incoming) continue;
+        gs->resident = true;
+        store_set_ptrs(s, g, gs->incoming);
+        gs->incoming = NULL;
+        moved += gs->layout.bytes;
+        n++;
+    }
+    if (!n) return;
+    s->resident_bytes += moved;
+    store_ring_rebuild(s);
+    uint32_t streamed;
+    resize_slots(s, current_streamed(s, &streamed));
+    s->rs.grows++;
+    s->rs.bytes_promoted += moved;
+    log_change(s, "back to memory", n, moved, "", s->rs.want_headroom);
+}
+
+void store_reshape_apply(store *s)
+{
+    reshape_state *r = &s->rs;
+    if (r->want_grow) promote(s);
+    if (r->want_free) demote(s, r->want_free);
+    r->want_grow = false;
+    r->want_free = 0;
+}
+
+void store_reshape_discard(store *s)
+{
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        store_unmap(s, s->groups[g].incoming, s->groups[g].layout.bytes);
+        s->groups[g].incoming = NULL;
+    }
+    s->rs.want_grow = false;
+}
+
+/* Applies at once when no group is in use, else leaves it to acquire. */
+static void apply_if_safe(store *s)
+{
+    if (!s->held) store_reshape_apply(s);
+}
+
+uint64_t store_shrink(store *s, uint64_t bytes, uint64_t headroom, double seen_at)
+{
+    uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
+    if (!cand || !bytes) {
+        free(cand);
+        return 0;
+    }
+    pthread_mutex_lock(&s->lock);
+    store_reshape_discard(s); /* promotions not switched in yet: memory is short again */
+    uint64_t planned;
+    uint32_t k = plan_demotion(s, cand, demote_order(s, cand), bytes, &planned);
+    if (k) {
+        reshape_state *r = &s->rs;
+        if (!r->want_free) r->want_t = seen_at; /* the first pressure seen waits longest */
+        r->want_free = bytes > r->want_free ? bytes : r->want_free;
+        r->want_headroom = headroom;
+        apply_if_safe(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(cand);
+    return k ? planned : 0;
+}
+
+/* How many of the streamed home groups cand[0..n) (first ones first) to
+ * promote within `budget` bytes net of the ring they leave; *cost set. */
+static uint32_t plan_promotion(const store *s, const uint32_t *cand, uint32_t n, uint64_t budget, uint64_t *cost)
+{
+    uint32_t streamed;
+    ring_shape now = current_streamed(s, &streamed);
+    uint64_t *tail = calloc((size_t)n + 1, sizeof *tail); /* [n + 1]: largest of cand[k..n) */
+    if (!tail) return 0;
+    for (uint32_t k = n; k-- > 0;) {
+        uint64_t b = s->groups[cand[k]].layout.bytes;
+        tail[k] = b > tail[k + 1] ? b : tail[k + 1];
+    }
+    uint64_t others = 0; /* the largest streamed group that is no candidate */
+    for (uint32_t g = 0, i = 0; g < s->n_groups; g++) {
+        if (i < n && cand[i] == g) i++;
+        else if (!s->groups[g].resident && s->groups[g].layout.bytes > others) others = s->groups[g].layout.bytes;
+    }
+    uint32_t best = 0;
+    uint64_t moved = 0;
+    *cost = 0;
+    for (uint32_t k = 1; k <= n; k++) {
+        moved += s->groups[cand[k - 1]].layout.bytes;
+        ring_shape r = {slots_for(s, streamed - k), tail[k] > others ? tail[k] : others};
+        int64_t net = (int64_t)(moved + ring_bytes(r)) - (int64_t)ring_bytes(now);
+        if (net <= 0 || (uint64_t)net <= budget) best = k, *cost = net > 0 ? (uint64_t)net : 0;
+    }
+    free(tail);
+    return best;
+}
+
+/* Reads group g into a new mapping; NULL on failure (nothing kept). */
+static uint8_t *read_group(store *s, uint32_t g)
+{
+    uint64_t bytes = s->groups[g].layout.bytes;
+    uint8_t *buf = mem_map(bytes);
+    if (!buf) return NULL;
+    io_ticket t;
+    store_submit_group(s, g, buf, &t);
+    io_wait(s->io, &t);
+    if (atomic_load(&t.error)) {
+        mem_unmap(buf, bytes);
+        return NULL;
+    }
+    return buf;
+}
+
+uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom)
+{
+    uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
+    uint8_t **bufs = calloc(s->n_groups, sizeof *bufs);   /* [n_groups] */
+    uint32_t n = 0, k = 0;
+    uint64_t cost = 0, read = 0;
+    if (cand && bufs) {
+        pthread_mutex_lock(&s->lock);
+        if (!s->rs.want_free && !s->rs.want_grow)
+            for (uint32_t g = 0; g < s->n_groups; g++)
+                if (s->groups[g].home && !s->groups[g].resident && s->groups[g].layout.bytes) cand[n++] = g;
+        k = plan_promotion(s, cand, n, bytes, &cost);
+        pthread_mutex_unlock(&s->lock);
+    }
+    /* The reads run here, outside the lock: these groups' layouts never
+     * change and only this thread promotes. */
+    bool ok = true;
+    for (uint32_t i = 0; i < k && ok; i++) ok = (bufs[i] = read_group(s, cand[i])) != NULL;
+    if (k) {
+        pthread_mutex_lock(&s->lock);
+        for (uint32_t i = 0; i < k; i++) {
+            uint64_t b = s->groups[cand[i]].layout.bytes;
+            read += bufs[i] ? b : 0;
+            if (ok) s->groups[cand[i]].incoming = bufs[i], s->accounted += mem_len(b);
+            else mem_unmap(bufs[i], b);
+        }
+        s->rs.promote_read += read;
+        if (ok) {
+            s->rs.want_grow = true;
+            s->rs.want_headroom = headroom > cost ? headroom - cost : 0;
+            apply_if_safe(s);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    free(cand);
+    free(bufs);
+    return ok ? cost : 0;
+}

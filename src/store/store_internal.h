@@ -1,0 +1,118 @@
+/* The store's state, shared by store.c (open, the ring, acquire/release),
+ * reshape.c (moving groups between resident and streamed under memory
+ * pressure) and watchdog.c (the thread that asks for it). */
+#ifndef STRATA_STORE_STORE_INTERNAL_H
+#define STRATA_STORE_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/expert_cache.h"
+#include "store/io.h"
+#include "store/layout.h"
+#include "store/store.h"
+
+typedef struct group_state {
+    group_layout layout;
+    bool resident;
+    bool home;           /* resident at open: the budget allows it (grow goes no further) */
+    uint8_t *buf;        /* resident: its buffer (store_map); streamed: the slot's while assigned */
+    uint8_t *incoming;   /* promoted, read and waiting for a safe point (reshape.c) */
+    const void **ptrs;
+    int slot;            /* streamed: slot holding it, or -1 */
+} group_state;
+
+typedef struct slot {
+    uint8_t *buf;        /* [slot_bytes], store_map */
+    int group;           /* -1: free */
+    io_ticket ticket;
+} slot;
+
+/* Requests of the watchdog and what reshaping did (reshape.c). */
+typedef struct reshape_state {
+    uint64_t want_free;      /* a shrink waiting for a safe point: bytes to free (0: none) */
+    uint64_t want_headroom;  /* the headroom that asked for it (log line) */
+    double want_t;           /* when that headroom was seen (clock_seconds) */
+    bool want_grow;          /* promoted groups' buffers wait in group_state.incoming */
+    bool log;                /* a line on stderr at each change */
+    uint32_t shrinks, grows;
+    uint64_t bytes_demoted, bytes_promoted; /* group bytes moved, summed */
+    uint64_t freed;          /* net bytes returned to the system, summed over shrinks */
+    double reaction_last_s, reaction_max_s; /* pressure seen -> memory unmapped */
+    uint64_t promote_read;   /* bytes read by promotions (not streaming) */
+    strata_status broken;    /* the ring could not be rebuilt: acquire fails with this */
+} reshape_state;
+
+struct store_watchdog;
+
+struct store {
+    const gguf_file *f;
+    store_config cfg;
+    io_engine *io;
+    uint32_t n_groups;
+    group_state *groups;
+    uint32_t *order;     /* streamed groups in execution order [n_groups] */
+    uint32_t n_order, fetch_next;
+    slot *slots;         /* [depth + 1]: room for the most slots a ring has */
+    uint32_t n_slots, head; /* head: the slot holding the next group expected */
+    uint64_t slot_bytes, resident_bytes, accounted, pass_bytes;
+    uint8_t *row_buf;
+    uint64_t row_buf_bytes;
+    double wait_s;
+    expert_cache *experts;   /* NULL without experts */
+    uint8_t *expert_mem;     /* [expert_slots][expert_slot_bytes] */
+    uint32_t expert_units, expert_slots;
+    uint64_t expert_slot_bytes;
+    io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
+    /* Placement and ring change only under `lock` with no group held, so a
+     * group's data never moves while the forward pass uses it. */
+    pthread_mutex_t lock;
+    uint32_t held;           /* groups acquired and not yet released */
+    reshape_state rs;
+    struct store_watchdog *wd; /* NULL: none running */
+};
+
+/* Anonymous mappings for group buffers and slots (mem.c): unmapping
+ * returns the memory to the system at once, which free() may not (glibc
+ * keeps freed chunks below its dynamic mmap threshold). Faulted in. */
+void *store_map(store *s, uint64_t bytes);
+void store_unmap(store *s, void *p, uint64_t bytes);
+/* The same without the store's count (a thread other than the owner of
+ * the lock maps; it adds mem_len to the count under the lock). */
+void *mem_map(uint64_t bytes);
+void mem_unmap(void *p, uint64_t bytes);
+uint64_t mem_len(uint64_t bytes);
+
+/* store.c: the ring, emptied (reads waited for) and rebuilt for the
+ * groups streamed now; slots are refilled at the next acquire. */
+void store_ring_rebuild(store *s);
+/* Queues group g's reads into buf (its layout). */
+void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t);
+/* Points group g's tensors into buf. */
+void store_set_ptrs(store *s, uint32_t g, uint8_t *buf);
+
+/* reshape.c: applies waiting requests; lock held, no group held. */
+void store_reshape_apply(store *s);
+/* Frees every promoted buffer not applied (close). */
+void store_reshape_discard(store *s);
+
+/* reshape.c: the ring made for the groups streamed now (after load
+ * left some groups to streaming). */
+void store_reshape_ring(store *s);
+/* The ring bytes streaming the resident groups from `from` on would add. */
+uint64_t store_ring_growth_from(const store *s, uint32_t from);
+
+/* watchdog.c: created before the resident groups load (the load asks it
+ * for room), its thread started after; stop joins and frees it. */
+strata_status store_watchdog_create(store *s, strata_error *err);
+/* Whether `bytes` more keep the headroom above the low-water mark (true
+ * without a watchdog or a sample); *headroom as sampled. */
+bool store_watchdog_room(store *s, uint64_t bytes, uint64_t *headroom);
+/* Waits (up to timeout_s) until the headroom holds `bytes`; false when it
+ * never did. True at once without a watchdog or a sample. */
+bool store_watchdog_wait_room(store *s, uint64_t bytes, double timeout_s, uint64_t *headroom);
+strata_status store_watchdog_start(store *s, strata_error *err);
+void store_watchdog_stop(store *s);
+
+#endif

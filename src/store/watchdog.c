@@ -1,0 +1,219 @@
+/* The memory-pressure watchdog: a thread that samples this process's
+ * memory pressure every period (cgroup headroom, MemAvailable, PSI stalls,
+ * limit events: hw_pressure_read), decides (wd_decide) and asks the store
+ * to shrink or grow its resident set (reshape.c), which happens at the
+ * next safe point. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "hw/hw.h"
+#include "store/store_internal.h"
+#include "store/watchdog.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/fmt.h"
+
+#define MiB (1ull << 20)
+
+struct store_watchdog {
+    store *s;
+    store_watchdog_config cfg;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;     /* CLOCK_MONOTONIC: stop wakes the thread */
+    bool stop, started;
+    wd_state st;
+    bool warned;           /* "nothing left to move" said once */
+    /* the default source */
+    hw_pressure_src src;
+    bool has_prev;
+    uint64_t prev_stall_us, prev_events;
+    double prev_t;
+};
+
+wd_policy wd_policy_for(const store_watchdog_config *c, uint64_t limit)
+{
+    uint64_t low = limit == UINT64_MAX ? 64 * MiB : limit / 16;
+    low = low < 16 * MiB ? 16 * MiB : low > 256 * MiB ? 256 * MiB : low;
+    if (c->low_water) low = c->low_water;
+    uint64_t high = c->high_water > low ? c->high_water : 2 * low;
+    return (wd_policy){low, high, (c->grow_after_ms > 0 ? c->grow_after_ms : 2000) / 1e3};
+}
+
+void wd_state_init(wd_state *st) { *st = (wd_state){-1, -1}; }
+
+wd_action wd_decide(const wd_policy *p, wd_state *st, const store_pressure *x, double now, uint64_t *bytes)
+{
+    bool stall = x->stall >= WD_STALL;
+    uint64_t target = p->low + (p->high - p->low) / 2;
+    *bytes = 0;
+    if (x->headroom < p->low || (stall && x->headroom < p->high)) {
+        *bytes = x->headroom < target ? target - x->headroom : 0;
+        if (stall && *bytes < p->low / 2) *bytes = p->low / 2;
+        st->calm_since = -1;
+        st->last_shrink = now;
+        return WD_SHRINK;
+    }
+    uint64_t firm = x->headroom - x->cache; /* growing takes no page cache */
+    if (firm <= p->high || stall || x->events) {
+        st->calm_since = -1;
+        return WD_NONE;
+    }
+    if (st->calm_since < 0) st->calm_since = now;
+    bool calm = now - st->calm_since >= p->grow_after_s;
+    bool settled = st->last_shrink < 0 || now - st->last_shrink >= p->grow_after_s;
+    if (!calm || !settled) return WD_NONE;
+    st->calm_since = now; /* one step per stretch: the next sample sees its effect */
+    *bytes = firm - p->high;
+    return WD_GROW;
+}
+
+/* ---- the default source: hw_pressure_read ---- */
+
+static bool hw_source(void *ctx, store_pressure *out)
+{
+    struct store_watchdog *w = ctx;
+    hw_pressure p;
+    if (!hw_pressure_read(&w->src, &p) || p.headroom == HW_NO_LIMIT) return false;
+    double now = clock_seconds();
+    const hw_psi *psi = p.has_cgroup_psi ? &p.cgroup_psi : p.has_system_psi ? &p.system_psi : NULL;
+    uint64_t stall_us = psi ? psi->some_total : 0;
+    uint64_t events = p.has_events ? p.events.high + p.events.max + p.events.oom : 0;
+    *out = (store_pressure){.headroom = p.headroom, .limit = p.limit};
+    if (p.has_cgroup && p.headroom == p.cgroup.headroom) /* the cgroup binds: its page cache is in it */
+        out->cache = p.cgroup.reclaimable < p.headroom ? p.cgroup.reclaimable : p.headroom;
+    if (w->has_prev && now > w->prev_t && stall_us >= w->prev_stall_us) {
+        double f = (double)(stall_us - w->prev_stall_us) / 1e6 / (now - w->prev_t);
+        out->stall = f > 1 ? 1 : f;
+    }
+    out->events = w->has_prev && events > w->prev_events;
+    w->has_prev = true;
+    w->prev_t = now;
+    w->prev_stall_us = stall_us;
+    w->prev_events = events;
+    return true;
+}
+
+/* ---- the thread ---- */
+
+static void step(struct store_watchdog *w)
+{
+    store_pressure x;
+    store_pressure_fn source = w->cfg.source ? w->cfg.source : hw_source;
+    double now = clock_seconds();
+    if (!source(w->cfg.source ? w->cfg.source_ctx : w, &x)) return;
+    wd_policy p = wd_policy_for(&w->cfg, x.limit);
+    uint64_t bytes;
+    wd_action a = wd_decide(&p, &w->st, &x, now, &bytes);
+    if (a == WD_SHRINK && !store_shrink(w->s, bytes, x.headroom, now) && !w->warned && !w->cfg.quiet) {
+        char b[32];
+        fprintf(stderr, "strata: memory pressure: headroom %s and every layer is streamed already; "
+                "nothing left to give back\n", fmt_bytes(x.headroom, b, sizeof b));
+        w->warned = true;
+    }
+    if (a == WD_GROW) store_grow(w->s, bytes, x.headroom);
+}
+
+static void *run(void *arg)
+{
+    struct store_watchdog *w = arg;
+    int period = w->cfg.period_ms > 0 ? w->cfg.period_ms : 100;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_nsec += (long)(period % 1000) * 1000000L;
+        t.tv_sec += period / 1000 + t.tv_nsec / 1000000000L;
+        t.tv_nsec %= 1000000000L;
+        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &t) == 0) {}
+        if (w->stop) break;
+        pthread_mutex_unlock(&w->mu);
+        step(w);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+strata_status store_watchdog_create(store *s, strata_error *err)
+{
+    struct store_watchdog *w = calloc(1, sizeof *w);
+    if (!w) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    w->s = s;
+    if (s->cfg.watchdog_cfg) w->cfg = *s->cfg.watchdog_cfg;
+    wd_state_init(&w->st);
+    if (!w->cfg.source) hw_pressure_open("", &w->src);
+    s->rs.log = !w->cfg.quiet;
+    s->wd = w; /* no thread yet: nobody else reads it */
+    return STRATA_OK;
+}
+
+bool store_watchdog_room(store *s, uint64_t bytes, uint64_t *headroom)
+{
+    struct store_watchdog *w = s->wd;
+    store_pressure x;
+    *headroom = UINT64_MAX;
+    if (!w || !(w->cfg.source ? w->cfg.source(w->cfg.source_ctx, &x) : hw_source(w, &x))) return true;
+    wd_policy p = wd_policy_for(&w->cfg, x.limit);
+    *headroom = x.headroom;
+    return x.headroom >= p.low && x.headroom - p.low >= bytes;
+}
+
+bool store_watchdog_wait_room(store *s, uint64_t bytes, double timeout_s, uint64_t *headroom)
+{
+    struct store_watchdog *w = s->wd;
+    store_pressure x;
+    bool said = false;
+    for (double t0 = clock_seconds();;) {
+        *headroom = UINT64_MAX;
+        if (!w || !(w->cfg.source ? w->cfg.source(w->cfg.source_ctx, &x) : hw_source(w, &x))) return true;
+        *headroom = x.headroom;
+        if (x.headroom >= bytes) return true;
+        if (clock_seconds() - t0 >= timeout_s) return false;
+        if (!said && s->rs.log) {
+            char a[32], b[32];
+            fprintf(stderr, "strata: memory pressure: waiting for %s for streaming slots (headroom %s)\n",
+                    fmt_bytes(bytes, a, sizeof a), fmt_bytes(x.headroom, b, sizeof b));
+            said = true;
+        }
+        struct timespec ts = {0, 50 * 1000000L}; /* others' watchdogs give memory back meanwhile */
+        nanosleep(&ts, NULL);
+    }
+}
+
+strata_status store_watchdog_start(store *s, strata_error *err)
+{
+    struct store_watchdog *w = s->wd;
+    if (!w) return STRATA_OK;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->mu, NULL);
+    w->started = pthread_create(&w->thread, NULL, run, w) == 0;
+    if (!w->started) return err_set(err, STRATA_E_NOMEM, "cannot start the memory-pressure watchdog thread");
+    return STRATA_OK;
+}
+
+void store_watchdog_stop(store *s)
+{
+    struct store_watchdog *w = s->wd;
+    if (!w) return;
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->wd = NULL;
+    pthread_mutex_unlock(&s->lock);
+    free(w);
+}
