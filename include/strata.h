@@ -259,8 +259,9 @@ void strata_model_reset(strata_model *m);
  * threads); a context holds one sequence's state (its KV cache and
  * position). Many contexts share one model: a context costs its KV cache
  * only, taken from the model's KV reserve (n_parallel x n_ctx tokens).
- * strata_eval runs the model's own context, created on first use.
- * Contexts on a GPU: one at a time (the GPU keeps one KV cache). Calls on
+ * strata_eval runs the model's own context, created on first use. With
+ * layers on a GPU, the device holds n_parallel sets of KV caches for them
+ * (each of n_ctx): at most n_parallel contexts are open at once. Calls on
  * one model and its contexts must not run concurrently, except those that
  * read only the vocabulary (tokenizing, detokenizing with a strata_detok
  * of one's own, chat formatting and tokenizing, strata_token_is_eog):
@@ -270,8 +271,8 @@ void strata_model_reset(strata_model *m);
 typedef struct strata_context strata_context;
 
 /* A context of up to n_ctx tokens (0: the model's n_ctx; at most that).
- * STRATA_E_NOMEM when the reserve has no room for it now (free a context
- * and retry). */
+ * STRATA_E_NOMEM when the reserve (or the GPU's sets of caches) has no
+ * room for it now (free a context and retry). */
 strata_status strata_context_new(strata_model *m, uint32_t n_ctx, strata_context **out, strata_error *err);
 void strata_context_free(strata_context *c);
 uint32_t strata_context_n_ctx(const strata_context *c);

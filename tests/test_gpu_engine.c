@@ -300,8 +300,8 @@ TEST(test_gpu_fused_ops_match_unfused)
     }
 }
 
-/* Greedy text of `prompt` on a context of its own (the truth for the
- * scheduler's answer). */
+/* Greedy text of `prompt` on a context of its own, up to an
+ * end-of-generation token (the truth for the scheduler's answer). */
 static char *greedy_alone(strata_model *m, const int32_t *prompt, size_t n, int n_gen)
 {
     uint32_t V = strata_model_n_vocab(m);
@@ -317,6 +317,7 @@ static char *greedy_alone(strata_model *m, const int32_t *prompt, size_t n, int 
     for (int i = 0; ok && i < n_gen; i++) {
         int32_t best = 0;
         for (uint32_t v = 1; v < V; v++) best = logits[v] > logits[best] ? (int32_t)v : best;
+        if (strata_token_is_eog(m, best)) break;
         const char *t = strata_detok_push(dt, best, &k);
         if (t && len + k < 1000) memcpy(text + len, t, k), len += k;
         if (i + 1 < n_gen) ok = strata_context_eval(c, &best, 1, logits, false, &err) == STRATA_OK;
@@ -330,45 +331,95 @@ static char *greedy_alone(strata_model *m, const int32_t *prompt, size_t n, int 
     return text;
 }
 
-/* With layers on the GPU, contexts run one at a time (the GPU holds one KV
- * cache): a second is refused while the first lives, and the scheduler
- * runs two requests one after the other (the second waits rather than
- * failing), each with the answer it gets on a context alone. */
-TEST(test_gpu_contexts_one_at_a_time)
+/* Logits of two prompts evaluated alone on their own contexts, then in one
+ * batch on two others (one's prompt and the other's next token): the
+ * device keeps a KV cache per context. */
+static void batch_vs_alone(strata_model *m, float tol)
+{
+    uint32_t V = strata_model_n_vocab(m);
+    int32_t pa[5] = {1, 7, 30, 2, 9}, pb[4] = {1, 99, 5, 64};
+    float *alone = malloc(2 * (size_t)V * sizeof(float)), *got = malloc(2 * (size_t)V * sizeof(float));
+    strata_error err = {0};
+    strata_context *x = NULL, *y = NULL;
+    REQUIRE(strata_context_new(m, 32, &x, &err) == STRATA_OK && strata_context_new(m, 32, &y, &err) == STRATA_OK,
+            " %s", err.message);
+    CHECK(strata_context_eval(x, pa, 5, alone, false, &err) == STRATA_OK, " %s", err.message);
+    CHECK(strata_context_eval(y, pb, 4, NULL, false, &err) == STRATA_OK, " %s", err.message);
+    CHECK(strata_context_eval(y, &pa[1], 1, alone + V, false, &err) == STRATA_OK, " %s", err.message);
+    strata_context_reset(x);
+    strata_context_reset(y);
+    CHECK(strata_context_eval(y, pb, 4, NULL, false, &err) == STRATA_OK, " %s", err.message);
+    strata_batch_entry b[6] = {{y, pa[1], 4, true}};
+    for (int i = 0; i < 5; i++) b[1 + i] = (strata_batch_entry){x, pa[i], (uint32_t)i, i == 4};
+    CHECK(strata_decode(m, b, 6, got, &err) == STRATA_OK, " %s", err.message);
+    float d0 = 0, d1 = 0;
+    for (uint32_t v = 0; v < V; v++) {
+        d0 = fmaxf(d0, fabsf(got[v] - alone[V + v]));
+        d1 = fmaxf(d1, fabsf(got[V + v] - alone[v]));
+    }
+    CHECK(d0 <= tol && d1 <= tol, " the batch's logits differ from alone by %g and %g", d0, d1);
+    strata_context_free(x);
+    strata_context_free(y);
+    free(alone);
+    free(got);
+}
+
+/* With layers on the GPU, every context has its KV caches on the device (a
+ * set per context the model reserves: -np): a batch of several sequences
+ * gives each the logits it gets alone (the same shaders; batched products
+ * may round differently), a context beyond the sets waits, and the
+ * scheduler's greedy answers equal those alone. All layers on the GPU, and
+ * a split with the last layers on the CPU. */
+TEST(test_gpu_contexts_batched)
 {
     if (!have_device()) return;
-    strata_model *m = open_gpu("synth-q8_0.gguf", 0, 0);
-    if (!m) return;
-    strata_error err = {0};
-    strata_context *a = NULL, *b = NULL;
-    REQUIRE(strata_context_new(m, 32, &a, &err) == STRATA_OK, " %s", err.message);
-    CHECK(strata_context_new(m, 32, &b, &err) == STRATA_E_UNSUPPORTED && !b && strstr(err.message, "one context"),
-          " %s", err.message);
-    strata_context_free(a);
-    int32_t prompt[2][4] = {{1, 7, 30, 2}, {1, 99, 5, 64}};
-    char *alone[2] = {greedy_alone(m, prompt[0], 4, 6), greedy_alone(m, prompt[1], 4, 6)};
-    sched *s = NULL;
-    sched_params sp = {.n_slots = 2};
-    REQUIRE(sched_new(m, &sp, &s, &err) == STRATA_OK, " %s", err.message);
-    sched_req *q[2];
-    for (int r = 0; r < 2; r++) {
-        sched_request_params rp = {.prompt = prompt[r], .n_prompt = 4, .max_tokens = 6, .ignore_eog = true,
-                                   .sampling = strata_sampler_default_params()};
-        rp.sampling.temp = 0;
-        CHECK(sched_submit(s, &rp, &q[r], NULL, 0) == SCHED_OK);
+    for (int split = 0; split < 2; split++) {
+        const char *path = test_fixture("synth-q8_0.gguf");
+        if (!path) return;
+        strata_model_params mp = strata_model_default_params();
+        mp.gpu = STRATA_GPU_DEVICE;
+        mp.gpu_layers_max = split ? 2 : 0;
+        mp.n_ctx = 32;
+        mp.n_threads = 2;
+        mp.n_parallel = 3;
+        strata_model *m = NULL;
+        strata_error err = {0};
+        REQUIRE(strata_model_open(path, &mp, &m, &err) == STRATA_OK, " %s", err.message);
+        strata_model_stats st;
+        strata_model_get_stats(m, &st);
+        CHECK(split ? st.gpu_layers == 2 : st.gpu_output, " %u layers on the GPU", st.gpu_layers);
+        batch_vs_alone(m, 1e-3f);
+        strata_context *c[4] = {0};
+        for (int i = 0; i < 3; i++)
+            CHECK(strata_context_new(m, 32, &c[i], &err) == STRATA_OK, " %s", err.message);
+        CHECK(strata_context_new(m, 8, &c[3], &err) == STRATA_E_NOMEM && !c[3], " %s", err.message);
+        for (int i = 0; i < 4; i++) strata_context_free(c[i]);
+        int32_t prompt[4][4] = {{1, 7, 30, 2}, {1, 99, 5, 64}, {1, 3, 3, 3}, {1, 200, 17, 45}};
+        char *alone[4];
+        for (int r = 0; r < 4; r++) alone[r] = greedy_alone(m, prompt[r], 4, 6);
+        sched *s = NULL;
+        sched_params sp = {.n_slots = 3};
+        REQUIRE(sched_new(m, &sp, &s, &err) == STRATA_OK, " %s", err.message);
+        sched_req *q[4];
+        for (int r = 0; r < 4; r++) {
+            sched_request_params rp = {.prompt = prompt[r], .n_prompt = 4, .max_tokens = 6,
+                                       .sampling = strata_sampler_default_params()};
+            rp.sampling.temp = 0;
+            CHECK(sched_submit(s, &rp, &q[r], NULL, 0) == SCHED_OK);
+        }
+        while (sched_step(s)) {
+        }
+        for (int r = 0; r < 4; r++) {
+            sched_progress p;
+            sched_req_wait(q[r], 0, 0, &p);
+            CHECK((p.finish == SCHED_LENGTH || p.finish == SCHED_STOP) && p.text && !strcmp(p.text, alone[r]),
+                  " split %d request %d: finish %d, '%s' alone '%s' %s", split, r, (int)p.finish, p.text, alone[r],
+                  p.error);
+            free(p.text);
+            free(alone[r]);
+            sched_req_release(q[r]);
+        }
+        sched_free(s);
+        strata_model_free(m);
     }
-    while (sched_step(s)) {
-    }
-    for (int r = 0; r < 2; r++) {
-        sched_progress p;
-        sched_req_wait(q[r], 0, 0, &p);
-        CHECK(p.finish == SCHED_LENGTH && p.n_gen == 6 && p.text && !strcmp(p.text, alone[r]),
-              " request %d: finish %d, %u tokens, '%s' alone '%s' %s", r, (int)p.finish, p.n_gen, p.text, alone[r],
-              p.error);
-        free(p.text);
-        free(alone[r]);
-        sched_req_release(q[r]);
-    }
-    sched_free(s);
-    strata_model_free(m);
 }

@@ -332,3 +332,54 @@ TEST(test_sched_refusals_and_cancel)
     sched_free(s);
     strata_model_free(m);
 }
+
+/* Sliding-window layers (gemma3, window 4) with a small batch, so each
+ * context's window cache slides many times: two contexts fed in shared
+ * batches of 4 tokens each, one 6 tokens ahead of the other, end with the
+ * logits each gets alone. */
+TEST(test_sched_decode_sliding_windows)
+{
+    const char *path = test_fixture("arch/gemma3-q4_k_m.gguf");
+    if (!path) return;
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = 64;
+    p.n_batch = 8;
+    p.n_parallel = 3;
+    p.kv_f32 = true;
+    p.n_threads = 2;
+    strata_model *m = NULL;
+    strata_error err = {0};
+    REQUIRE(strata_model_open(path, &p, &m, &err) == STRATA_OK, " %s", err.message);
+    uint32_t V = strata_model_n_vocab(m);
+    int32_t tok[46];
+    for (int i = 0; i < 46; i++) tok[i] = 1 + (i * 37) % 200;
+    float *alone = malloc(2 * (size_t)V * sizeof(float)), *got = malloc(2 * (size_t)V * sizeof(float));
+    strata_context *a = NULL, *x = NULL, *y = NULL;
+    REQUIRE(strata_context_new(m, 0, &a, &err) == STRATA_OK && strata_context_new(m, 0, &x, &err) == STRATA_OK &&
+            strata_context_new(m, 0, &y, &err) == STRATA_OK, " %s", err.message);
+    CHECK(strata_context_eval(a, tok, 46, alone, false, &err) == STRATA_OK, " %s", err.message);
+    strata_context_reset(a);
+    CHECK(strata_context_eval(a, tok, 40, alone + V, false, &err) == STRATA_OK, " %s", err.message);
+    CHECK(strata_context_eval(x, tok, 6, NULL, false, &err) == STRATA_OK, " %s", err.message);
+    for (uint32_t step = 0; step < 10; step++) { /* x: 6..46, y: 0..40, 4 each per batch */
+        strata_batch_entry b[8];
+        for (uint32_t i = 0; i < 4; i++) {
+            uint32_t px = 6 + step * 4 + i, py = step * 4 + i;
+            b[i] = (strata_batch_entry){x, tok[px], px, step == 9 && i == 3};
+            b[4 + i] = (strata_batch_entry){y, tok[py], py, step == 9 && i == 3};
+        }
+        CHECK(strata_decode(m, b, 8, got, &err) == STRATA_OK, " step %u: %s", step, err.message);
+    }
+    float dx = 0, dy = 0;
+    for (uint32_t v = 0; v < V; v++) {
+        dx = fmaxf(dx, fabsf(got[v] - alone[v]));
+        dy = fmaxf(dy, fabsf(got[V + v] - alone[V + v]));
+    }
+    CHECK(dx <= 1e-5f && dy <= 1e-5f, " %g %g", dx, dy);
+    strata_context_free(a);
+    strata_context_free(x);
+    strata_context_free(y);
+    free(alone);
+    free(got);
+    strata_model_free(m);
+}

@@ -25,9 +25,11 @@
  * and counted against the GPU budget:
  *   weights   per GPU group, one buffer: matrices as in the file, vectors
  *             (norms, biases) converted to f32
- *   KV cache  per GPU layer, K and V: [n_kv_heads][kv_len][head_dim] f16,
- *             kv_len = n_ctx, or for window layers the CPU's window length
- *             (engine_kv_len) used as a ring: position p at slot p mod kv_len
+ *   KV cache  per GPU layer and sequence (n_seq sets, one per context that
+ *             can be open: a context takes a set), K and V:
+ *             [n_kv_heads][kv_len][head_dim] f16, kv_len = n_ctx, or for
+ *             window layers the CPU's window length (engine_kv_len) used as
+ *             a ring: position p at slot p mod kv_len
  *   act[]     [n_batch][width] f32 as in backend.h, logits [n_batch][n_vocab],
  *             RoPE tables [n_batch][rope_dim] (global and window)
  *
@@ -58,8 +60,7 @@
 typedef struct gpu_group {
     vkb_buf *buf;                 /* the group's tensors; NULL: the group is not on the GPU */
     uint64_t off[LS_COUNT];       /* byte offset of each slot's data (NO_OFFSET: absent) */
-    vkb_buf *k_cache, *v_cache;   /* layers only */
-    uint32_t kv_len;              /* their slots */
+    uint32_t kv_len;              /* slots of a layer's K and V caches (layers only) */
 } gpu_group;
 
 /* A matmul job kept for fusion: the weight (type, shape, device address
@@ -91,6 +92,12 @@ typedef struct pending {
     pend_rope rope[2];
 } pending;
 
+/* One sequence's K and V caches on the device. */
+typedef struct gpu_kv_set {
+    vkb_buf **k, **v;             /* [n_layers + 1]: a GPU layer's caches (NULL elsewhere) */
+    bool used;                    /* taken by a context */
+} gpu_kv_set;
+
 typedef struct chunk_stats {
     uint64_t chunks, tokens;
     vkb_stats sum;
@@ -101,6 +108,8 @@ typedef struct gpu_state {
     vkb_buf *act[ACT_COUNT];
     vkb_buf *logits, *cs, *cs_swa;
     gpu_group *groups;            /* n_layers + 1 */
+    gpu_kv_set *kv;               /* [n_kv] */
+    uint32_t n_kv;
     bool recording;
     uint32_t written, read;       /* resources touched since the last barrier */
     pending p;
@@ -191,10 +200,11 @@ static uint32_t gpu_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, u
     return engine_kv_len(w, l, n_ctx, n_batch);
 }
 
-uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch)
+uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
+                                    uint32_t n_seq)
 {
     uint64_t off[LS_COUNT], bytes = layout(w, g, off);
-    if (g < w->d.n_layers) bytes += 2 * (uint64_t)gpu_kv_len(w, g, n_ctx, n_batch) * w->d.kv_dim * 2;
+    if (g < w->d.n_layers) bytes += (uint64_t)n_seq * 2 * gpu_kv_len(w, g, n_ctx, n_batch) * w->d.kv_dim * 2;
     return bytes;
 }
 
@@ -216,13 +226,18 @@ static strata_status alloc_group(engine *e, uint32_t g, strata_error *err)
     if (!st && g < e->w.d.n_layers) {
         gg->kv_len = gpu_kv_len(&e->w, g, e->n_ctx, e->n_batch);
         uint64_t cache = (uint64_t)gg->kv_len * e->w.d.kv_dim * 2;
-        st = vkb_alloc(gs->v, cache, false, &gg->k_cache, err);
-        if (!st) st = vkb_alloc(gs->v, cache, false, &gg->v_cache, err);
+        for (uint32_t i = 0; i < gs->n_kv && !st; i++) {
+            st = vkb_alloc(gs->v, cache, false, &gs->kv[i].k[g], err);
+            if (!st) st = vkb_alloc(gs->v, cache, false, &gs->kv[i].v[g], err);
+        }
     }
     if (st) { /* all or nothing */
         vkb_free(gs->v, gg->buf);
-        vkb_free(gs->v, gg->k_cache);
-        vkb_free(gs->v, gg->v_cache);
+        for (uint32_t i = 0; i < gs->n_kv; i++) {
+            vkb_free(gs->v, gs->kv[i].k[g]);
+            vkb_free(gs->v, gs->kv[i].v[g]);
+            gs->kv[i].k[g] = gs->kv[i].v[g] = NULL;
+        }
         *gg = (gpu_group){0};
     }
     return st;
@@ -563,13 +578,68 @@ static void gpu_rope(backend *b, act_buf x, uint64_t n_heads, uint64_t row_strid
     p->rope[p->n_rope++] = r;
 }
 
+/* The batch's tokens from t0 on that belong to its sequence (the scheduler
+ * puts a sequence's tokens together). */
+static uint32_t run_len(const engine *e, uint32_t t0, uint32_t n_tok)
+{
+    uint32_t n = 1;
+    while (t0 + n < n_tok && e->tok_seq[t0 + n] == e->tok_seq[t0]) n++;
+    return n;
+}
+
+/* Per run of one sequence's tokens: RoPE of its q and k rows and their K
+ * and V stored in its caches (fused), or (unfused: RoPE done) the stores. */
+static void store_runs(backend *b, uint64_t l, uint32_t n_tok, bool fused)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    gpu_state *g = st_of(b);
+    uint32_t kv_len = g->groups[l].kv_len, hd = (uint32_t)d->head_dim, nkv = (uint32_t)d->n_kv_heads;
+    for (uint32_t t0 = 0, n; t0 < n_tok; t0 += n) {
+        n = run_len(e, t0, n_tok);
+        const gpu_kv_set *kv = &g->kv[e->tok_seq[t0]->gpu_kv];
+        uint64_t kc = vkb_addr(kv->k[l]), vc = vkb_addr(kv->v[l]);
+        uint64_t k = addr(b, ACT_K) + (uint64_t)t0 * d->kv_dim * 4, v = addr(b, ACT_V) + (uint64_t)t0 * d->kv_dim * 4;
+        if (!fused) {
+            vkb_kv_store(g->v, k, kc, n, nkv, hd, kv_len, e->tok_pos[t0]);
+            vkb_kv_store(g->v, v, vc, n, nkv, hd, kv_len, e->tok_pos[t0]);
+            continue;
+        }
+        vkb_rope_kv r = {.q = addr(b, ACT_Q) + (uint64_t)t0 * d->q_dim * 4, .k = k, .v = v,
+                         .cs = vkb_addr(e->w.swa[l] ? g->cs_swa : g->cs) + (uint64_t)t0 * d->rope_dim * 4,
+                         .k_cache = kc, .v_cache = vc, .n_tok = n, .n_heads = (uint32_t)d->n_heads,
+                         .n_kv_heads = nkv, .head_dim = hd, .rope_dim = (uint32_t)d->rope_dim,
+                         .q_stride = (uint32_t)d->q_dim, .kv_len = kv_len, .slot0 = e->tok_pos[t0],
+                         .neox = e->w.arch->rope == ROPE_NEOX};
+        vkb_rope_kv_store(g->v, &r);
+    }
+}
+
+/* Attention of each run over its sequence's caches. Runs touch their own
+ * rows and caches: no barrier between them. */
+static void attend_runs(backend *b, uint64_t l, uint32_t n_tok)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    gpu_state *g = st_of(b);
+    for (uint32_t t0 = 0, n; t0 < n_tok; t0 += n) {
+        n = run_len(e, t0, n_tok);
+        const gpu_kv_set *kv = &g->kv[e->tok_seq[t0]->gpu_kv];
+        vkb_attn a = {.q = addr(b, ACT_Q) + (uint64_t)t0 * d->q_dim * 4, .k_cache = vkb_addr(kv->k[l]),
+                      .v_cache = vkb_addr(kv->v[l]), .out = addr(b, ACT_ATT) + (uint64_t)t0 * d->q_dim * 4,
+                      .n_tok = n, .n_heads = (uint32_t)d->n_heads, .n_kv_heads = (uint32_t)d->n_kv_heads,
+                      .head_dim = (uint32_t)d->head_dim, .kv_len = g->groups[l].kv_len, .pos0 = e->tok_pos[t0],
+                      .n_swa = e->w.swa[l] ? (uint32_t)d->n_swa : 0, .slot_base = 0,
+                      .scale = 1.0f / sqrtf((float)d->head_dim)};
+        vkb_attention(g->v, &a);
+    }
+}
+
 static void gpu_attention(backend *b, uint64_t l, uint32_t n_tok)
 {
     engine *e = b->e;
     const model_dims *d = &e->w.d;
     gpu_state *g = st_of(b);
-    const gpu_group *gg = &g->groups[l];
-    uint64_t kc = vkb_addr(gg->k_cache), vc = vkb_addr(gg->v_cache);
     record(b);
     pending *p = &g->p;
     bool swa = e->w.swa[l];
@@ -581,28 +651,13 @@ static void gpu_attention(backend *b, uint64_t l, uint32_t n_tok)
     if (fused) {
         *p = (pending){0};
         hazard(g, RES(ACT_Q) | RES(ACT_K) | RES(ACT_V), RES(ACT_Q) | RES(ACT_K) | RES_KV);
-        vkb_rope_kv r = {.q = addr(b, ACT_Q), .k = addr(b, ACT_K), .v = addr(b, ACT_V),
-                         .cs = vkb_addr(swa ? g->cs_swa : g->cs), .k_cache = kc, .v_cache = vc, .n_tok = n_tok,
-                         .n_heads = (uint32_t)d->n_heads, .n_kv_heads = (uint32_t)d->n_kv_heads,
-                         .head_dim = (uint32_t)d->head_dim, .rope_dim = (uint32_t)d->rope_dim,
-                         .q_stride = (uint32_t)d->q_dim, .kv_len = gg->kv_len, .slot0 = e->pos0,
-                         .neox = e->w.arch->rope == ROPE_NEOX};
-        vkb_rope_kv_store(g->v, &r);
     } else {
         flush_pending(b);
         hazard(g, RES(ACT_K) | RES(ACT_V), RES_KV);
-        vkb_kv_store(g->v, addr(b, ACT_K), kc, n_tok, (uint32_t)d->n_kv_heads, (uint32_t)d->head_dim, gg->kv_len,
-                     e->pos0);
-        vkb_kv_store(g->v, addr(b, ACT_V), vc, n_tok, (uint32_t)d->n_kv_heads, (uint32_t)d->head_dim, gg->kv_len,
-                     e->pos0);
     }
+    store_runs(b, l, n_tok, fused);
     hazard(g, RES(ACT_Q) | RES_KV, RES(ACT_ATT));
-    vkb_attn a = {.q = addr(b, ACT_Q), .k_cache = kc, .v_cache = vc, .out = addr(b, ACT_ATT), .n_tok = n_tok,
-                  .n_heads = (uint32_t)d->n_heads, .n_kv_heads = (uint32_t)d->n_kv_heads,
-                  .head_dim = (uint32_t)d->head_dim, .kv_len = gg->kv_len, .pos0 = e->pos0,
-                  .n_swa = swa ? (uint32_t)d->n_swa : 0, .slot_base = 0,
-                  .scale = 1.0f / sqrtf((float)d->head_dim)};
-    vkb_attention(g->v, &a);
+    attend_runs(b, l, n_tok);
 }
 
 static void gpu_glu(backend *b, uint64_t n)
@@ -706,7 +761,7 @@ static uint32_t place(engine *e, uint64_t budget, uint32_t max_layers)
         return 0;
     }
     for (uint32_t g = 0; g <= w->d.n_layers; g++) {
-        uint64_t b = backend_vulkan_group_bytes(w, g, e->n_ctx, e->n_batch);
+        uint64_t b = backend_vulkan_group_bytes(w, g, e->n_ctx, e->n_batch, gs->n_kv);
         bool allowed = max_layers == 0 || g < max_layers || (g == w->d.n_layers && max_layers >= g);
         if (!allowed || !group_supported(w, g) || used + b > budget) break;
         if (alloc_group(e, g, &err)) {
@@ -718,6 +773,35 @@ static uint32_t place(engine *e, uint64_t budget, uint32_t max_layers)
         n++;
     }
     return n;
+}
+
+/* The sets' tables (their buffers come with each layer placed). */
+static strata_status alloc_kv_sets(gpu_state *g, uint32_t n, uint32_t n_groups, strata_error *err)
+{
+    if (!(g->kv = calloc(n, sizeof *g->kv))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    g->n_kv = n;
+    for (uint32_t i = 0; i < n; i++) {
+        g->kv[i].k = calloc(n_groups, sizeof *g->kv[i].k);
+        g->kv[i].v = calloc(n_groups, sizeof *g->kv[i].v);
+        if (!g->kv[i].k || !g->kv[i].v) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    }
+    return STRATA_OK;
+}
+
+int backend_vulkan_kv_take(backend *b)
+{
+    gpu_state *g = st_of(b);
+    for (uint32_t i = 0; i < g->n_kv; i++)
+        if (!g->kv[i].used) {
+            g->kv[i].used = true;
+            return (int)i;
+        }
+    return -1;
+}
+
+void backend_vulkan_kv_give(backend *b, int set)
+{
+    if (set >= 0) st_of(b)->kv[set].used = false;
 }
 
 strata_status backend_vulkan_open(engine *e, const engine_gpu *p, uint32_t *n_placed, strata_error *err)
@@ -736,7 +820,8 @@ strata_status backend_vulkan_open(engine *e, const engine_gpu *p, uint32_t *n_pl
     e->gpu = b;
     const char *fuse = getenv("STRATA_VK_FUSE");
     g->fuse = !(fuse && fuse[0] == '0');
-    strata_status st = vkb_open(p->index, p->index >= 0, &g->v, err);
+    strata_status st = alloc_kv_sets(g, e->n_seq, (uint32_t)e->w.d.n_layers + 1, err);
+    if (!st) st = vkb_open(p->index, p->index >= 0, &g->v, err);
     if (st) return st;
     uint64_t budget = vkb_get_info(g->v)->budget_bytes;
     if (p->mem_cap && p->mem_cap < budget) budget = p->mem_cap;
@@ -768,9 +853,16 @@ void backend_vulkan_free(backend *b)
     }
     for (uint32_t i = 0; g->v && i <= b->e->w.d.n_layers; i++) {
         vkb_free(g->v, g->groups[i].buf);
-        vkb_free(g->v, g->groups[i].k_cache);
-        vkb_free(g->v, g->groups[i].v_cache);
+        for (uint32_t k = 0; k < g->n_kv; k++) {
+            vkb_free(g->v, g->kv[k].k[i]);
+            vkb_free(g->v, g->kv[k].v[i]);
+        }
     }
+    for (uint32_t k = 0; k < g->n_kv; k++) {
+        free(g->kv[k].k);
+        free(g->kv[k].v);
+    }
+    free(g->kv);
     for (int a = 0; g->v && a < ACT_COUNT; a++)
         if (g->act[a]) vkb_free(g->v, g->act[a]);
     if (g->v) {

@@ -21,11 +21,17 @@ strata_status backend_vulkan_open(struct engine *e, const engine_gpu *p, uint32_
 strata_status backend_vulkan_load(struct engine *e, strata_error *err);
 void backend_vulkan_free(backend *b);
 
-/* Device bytes of group g (weights as uploaded, plus K and V caches of
- * n_ctx positions for a layer, or of the window and two batches for a
- * window layer), and of the activations for n_batch. */
-uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch);
+/* Device bytes of group g (weights as uploaded, plus n_seq sequences' K
+ * and V caches of n_ctx positions for a layer, or of the window and two
+ * batches for a window layer), and of the activations for n_batch. */
+uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
+                                    uint32_t n_seq);
 uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch);
+
+/* The device holds e->n_seq sets of KV caches, one per open context: a
+ * free set's index (taken), or -1 when all are in use; giving one back. */
+int backend_vulkan_kv_take(backend *b);
+void backend_vulkan_kv_give(backend *b, int set);
 
 const char *backend_vulkan_device_name(const backend *b);
 uint64_t backend_vulkan_device_bytes(const backend *b);

@@ -162,9 +162,6 @@ static strata_status seq_check(const engine *e, uint32_t n_ctx, uint64_t bytes, 
     if (n_ctx > e->n_ctx)
         return err_set(err, STRATA_E_INVALID, "a context of %" PRIu32 " tokens exceeds the model's %" PRIu32 " (-c)",
                        n_ctx, e->n_ctx);
-    if (e->gpu && e->n_seqs)
-        return err_set(err, STRATA_E_UNSUPPORTED, "with layers on a GPU, one context at a time (the GPU holds one "
-                       "KV cache; use --gpu off for many)");
     if (bytes > e->kv_reserve - e->kv_used)
         return err_set(err, STRATA_E_NOMEM, "a context of %" PRIu32 " tokens needs %s of KV cache; the reserve (%s) "
                        "has %s free (raise -np, or free a context)", n_ctx, fmt_bytes(bytes, a, 32),
@@ -179,15 +176,21 @@ strata_status engine_seq_new(engine *e, uint32_t n_ctx, engine_seq **out, strata
     uint64_t bytes = engine_seq_bytes(e, n_ctx), n_layers = e->w.d.n_layers;
     strata_status st = seq_check(e, n_ctx, bytes, err);
     if (st) return st;
+    int gpu_kv = e->gpu ? backend_vulkan_kv_take(e->gpu) : -1;
+    if (e->gpu && gpu_kv < 0)
+        return err_set(err, STRATA_E_NOMEM, "the GPU holds the KV caches of %" PRIu32 " contexts, all in use "
+                       "(raise -np, or free a context)", e->n_seq);
     engine_seq *s = calloc(1, sizeof *s);
     if (s) *s = (engine_seq){.e = e, .n_ctx = n_ctx, .kv_off = calloc(n_layers, sizeof *s->kv_off),
-                             .kv_len = calloc(n_layers, sizeof *s->kv_len)};
+                             .kv_len = calloc(n_layers, sizeof *s->kv_len), .gpu_kv = gpu_kv};
+    else if (e->gpu) backend_vulkan_kv_give(e->gpu, gpu_kv);
     if (s && s->kv_off && s->kv_len) {
         uint64_t rows = seq_layout(e, n_ctx, s->kv_off, s->kv_len);
         s->k_cache = alloc_zeroed(rows * e->k_head_bytes);
         s->v_cache = alloc_zeroed(rows * e->v_head_bytes);
     }
     if (!s || !s->kv_off || !s->kv_len || !s->k_cache || !s->v_cache) {
+        if (s && e->gpu) backend_vulkan_kv_give(e->gpu, gpu_kv);
         if (s) s->e = NULL; /* nothing taken from the reserve yet */
         engine_seq_free(s);
         return err_set(err, STRATA_E_NOMEM, "out of memory for a %" PRIu32 "-token context", n_ctx);
@@ -206,6 +209,7 @@ void engine_seq_free(engine_seq *s)
         s->e->kv_used -= s->bytes;
         s->e->n_seqs--;
         if (s->e->own == s) s->e->own = NULL;
+        if (s->e->gpu) backend_vulkan_kv_give(s->e->gpu, s->gpu_kv);
     }
     free(s->k_cache);
     free(s->v_cache);
@@ -324,6 +328,7 @@ static strata_status configure(engine *e, const model_spec *spec, const engine_p
     e->kernels = p->kernels;
     strata_status st = resolve(spec, &e->w.d, p, &e->n_ctx, &e->n_batch, &e->kv_type_k, &e->kv_type_v, err);
     if (st) return st;
+    e->n_seq = p->n_seq ? p->n_seq : 1;
     if (!(e->pool = pool_new(p->n_threads > 0 ? p->n_threads : 1)))
         return err_set(err, STRATA_E_NOMEM, "cannot start %d threads", p->n_threads);
     backend_cpu_init(&e->cpu, e);
@@ -481,7 +486,7 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     if (!st) st = configure(e, spec, p, err);
     if (!st && e->w.moe) st = moe_settings(e, p, err);
     if (!st) st = open_gpu(e, p, err);
-    if (!st) st = alloc_buffers(e, p->n_seq ? p->n_seq : 1, err);
+    if (!st) st = alloc_buffers(e, e->n_seq, err);
     if (!st) st = open_store(e, p, err);
     if (!st) st = load_rope(e, err);
     if (!st && e->gpu) st = backend_vulkan_load(e, err);

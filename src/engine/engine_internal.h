@@ -43,6 +43,7 @@ struct engine_seq {
     uint64_t *kv_off;           /* n_layers: first row (head and slot) of layer l in each cache */
     uint32_t *kv_len;           /* n_layers: position slots of layer l */
     uint64_t bytes;             /* taken from the engine's KV reserve */
+    int gpu_kv;                 /* the GPU's KV caches it holds (-1: no GPU) */
 };
 
 struct engine {
@@ -54,14 +55,13 @@ struct engine {
     uint32_t kv_type_k, kv_type_v;
     uint64_t k_head_bytes, v_head_bytes; /* bytes of one row: a head's K (V) at one position */
     uint64_t kv_reserve, kv_used; /* bytes of KV cache the sequences may take, and take now */
-    uint32_t n_seqs;            /* sequences open */
+    uint32_t n_seq, n_seqs;     /* sequences the KV reserve is for; open now */
     engine_seq *own;            /* engine_eval's sequence (created on first use), or NULL */
-    /* the batch being evaluated: token tok_id[t] belongs to tok_seq[t] at position
-     * tok_pos[t]; pos0 is token 0's (a GPU runs one sequence's batches) */
+    /* the batch being evaluated: token tok_id[t] belongs to tok_seq[t] at
+     * position tok_pos[t] */
     int32_t *tok_id;            /* [n_batch] */
     engine_seq **tok_seq;       /* [n_batch] */
     uint32_t *tok_pos;          /* [n_batch] */
-    uint32_t pos0;
     engine_entry *entries;      /* [n_batch] engine_eval's batch */
     uint32_t *out_rows;         /* [n_batch] the batch rows whose logits are wanted */
     kv_ops kv;                  /* attention loops for these cache types */

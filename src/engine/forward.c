@@ -124,8 +124,9 @@ static strata_status check_logits(const float *logits, uint64_t n_rows, uint64_t
     return STRATA_OK;
 }
 
-/* Rows whose logits are wanted, at the front of the CPU's ACT_X (the
- * output on the CPU); a GPU's output takes a suffix [first, n_tok) only. */
+/* Rows whose logits are wanted: a suffix [first, n_tok) of the batch as
+ * they are, else gathered at the front of ACT_X on the host (from where a
+ * GPU output takes them back). */
 static strata_status gather_out_rows(engine *e, backend **cur, uint32_t n_out, uint32_t n_tok, uint32_t *first,
                                      strata_error *err)
 {
@@ -133,11 +134,7 @@ static strata_status gather_out_rows(engine *e, backend **cur, uint32_t n_out, u
     bool suffix = true;
     for (uint32_t i = 0; i < n_out; i++) suffix = suffix && e->out_rows[i] == *first + i;
     if (suffix) return STRATA_OK;
-    backend *b = e->site[e->w.d.n_layers];
-    if (b != &e->cpu)
-        return err_set(err, STRATA_E_INVALID, "with the output on a GPU, logits can be asked for the last entries "
-                       "of a batch only");
-    strata_status st = move_x(e, cur, b, n_tok, err);
+    strata_status st = move_x(e, cur, &e->cpu, n_tok, err);
     uint64_t n_embd = e->w.d.n_embd;
     float *x = e->act[ACT_X];
     for (uint32_t i = 0; i < n_out && !st; i++)
@@ -183,7 +180,6 @@ static strata_status begin_chunk(engine *e, const engine_entry *b, uint32_t n, s
         if (d->n_swa) op_rope_table(e->rope_cs_swa + t * d->rope_dim, &e->rope_swa, b[t].pos);
         if (b[t].pos == b[t].seq->n_past) engine_slide_window(b[t].seq, seq_count(b, n, t));
     }
-    e->pos0 = b[0].pos;
     strata_status st = e->cpu.ops->begin_chunk(&e->cpu, n, err);
     if (!st && e->gpu) st = e->gpu->ops->begin_chunk(e->gpu, n, err);
     return st;
@@ -205,8 +201,7 @@ static strata_status forward(engine *e, const engine_entry *b, uint32_t n, uint3
 }
 
 /* Each entry's sequence belongs to e, its token to the vocabulary, its
- * position follows the sequence's and fits its context; a GPU runs one
- * sequence's tokens per pass. */
+ * position follows the sequence's and fits its context. */
 static strata_status check_entry(engine *e, const engine_entry *b, uint32_t i, strata_error *err)
 {
     const engine_entry *x = &b[i];
@@ -222,8 +217,6 @@ static strata_status check_entry(engine *e, const engine_entry *b, uint32_t i, s
     if (x->pos >= x->seq->n_ctx)
         return err_set(err, STRATA_E_INVALID, "the tokens do not fit in the context: all %" PRIu32
                        " positions are used (raise -c)", x->seq->n_ctx);
-    if (e->gpu && x->seq != b[0].seq)
-        return err_set(err, STRATA_E_UNSUPPORTED, "a batch of several sequences needs the CPU (--gpu off)");
     return STRATA_OK;
 }
 

@@ -178,8 +178,8 @@ static void admit(sched *s)
         strata_error err = {0};
         sched_req *q = s->queue[s->q_head];
         strata_status st = req_start(q, s->m, &err);
-        /* no KV room now, or a GPU that runs one context at a time: wait */
-        if ((st == STRATA_E_NOMEM || st == STRATA_E_UNSUPPORTED) && s->n_running) return;
+        /* no KV room now (the reserve, or the GPU's sets of caches): wait */
+        if (st == STRATA_E_NOMEM && s->n_running) return;
         queue_pop(s);
         s->slot[i] = q;
         s->n_running++;
