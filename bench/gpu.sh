@@ -9,6 +9,8 @@
 #     CPU, against the CPU alone (--gpu none);
 #   - CPU decode of the 7B model at 8 threads and at every core (issue 14's
 #     scaling), and the machine's RAM bandwidth;
+#   - `strata batch` of 1 and 16 sequences on the 7B model in VRAM
+#     (aggregate decode tok/s: issue 13 on the GPU);
 # then what one decoded token costs the GPU path: dispatches, pipeline
 # barriers, push-constant updates, copies recorded in the command buffer,
 # queue submissions and host waits (STRATA_VK_STATS=1), so a GPU number can
@@ -63,6 +65,15 @@ row "7B CPU, 8 threads" "$m7" --gpu none -t 8
 row "7B CPU, $cores threads" "$m7" --gpu none -t "$cores"
 measure "$m7"
 echo "(RAM $(awk -v b="$RAM_BW" 'BEGIN{printf "%.1f", b/1e9}') GB/s measured; GB/s = weight bytes per token x decode tok/s)"
+# Many sequences in VRAM (issue 13): aggregate decode of `strata batch` at
+# -np 1 and 16 (one prompt per sequence, N_GEN_GPU tokens each)
+for np in 1 16; do
+    i=0
+    while [ "$i" -lt "$np" ]; do echo "$(prompt_words 8) story $i"; i=$((i + 1)); done > "$BENCH_DIR/gpu-prompts$np"
+    agg=$("$STRATA" batch -m "$m7" -f "$BENCH_DIR/gpu-prompts$np" -np "$np" -n "$N_GEN_GPU" --temp 0 --ignore-eos \
+        --gpu "$GPU" -o /dev/null 2>&1 | sed -n 's/.*decode \([0-9.]*\) tok\/s aggregate.*/\1/p' | head -n 1)
+    printf '%-26s %-28s %10s\n' "7B in VRAM, batch -np $np" "aggregate decode/s" "${agg:-failed}"
+done
 if [ -n "$COUNTS" ]; then
     echo "GPU work per decoded token (all layers in one command buffer per token):"
     printf '%s' "$COUNTS"
