@@ -13,6 +13,7 @@
 #include "../tools/synth/synth.h"
 #include "backend/vulkan/vkb.h"
 #include "conformance.h"
+#include "greedy_helpers.h"
 #include "sched/sched.h"
 #include "strata.h"
 #include "test.h"
@@ -300,37 +301,6 @@ TEST(test_gpu_fused_ops_match_unfused)
     }
 }
 
-/* Greedy text of `prompt` on a context of its own, up to an
- * end-of-generation token (the truth for the scheduler's answer). */
-static char *greedy_alone(strata_model *m, const int32_t *prompt, size_t n, int n_gen)
-{
-    uint32_t V = strata_model_n_vocab(m);
-    float *logits = malloc(V * sizeof(float));
-    strata_detok *dt = strata_detok_new(m);
-    char *text = calloc(1, 1024);
-    size_t len = 0, k;
-    strata_error err = {0};
-    strata_context *c = NULL;
-    bool ok = strata_context_new(m, 32, &c, &err) == STRATA_OK &&
-              strata_context_eval(c, prompt, n, logits, false, &err) == STRATA_OK;
-    for (size_t i = 0; i < n; i++) strata_detok_push(dt, prompt[i], &k);
-    for (int i = 0; ok && i < n_gen; i++) {
-        int32_t best = 0;
-        for (uint32_t v = 1; v < V; v++) best = logits[v] > logits[best] ? (int32_t)v : best;
-        if (strata_token_is_eog(m, best)) break;
-        const char *t = strata_detok_push(dt, best, &k);
-        if (t && len + k < 1000) memcpy(text + len, t, k), len += k;
-        if (i + 1 < n_gen) ok = strata_context_eval(c, &best, 1, logits, false, &err) == STRATA_OK;
-    }
-    const char *rest = strata_detok_finish(dt, &k);
-    if (rest && len + k < 1000) memcpy(text + len, rest, k);
-    CHECK(ok, " %s", err.message);
-    strata_context_free(c);
-    strata_detok_free(dt);
-    free(logits);
-    return text;
-}
-
 /* Logits of two prompts evaluated alone on their own contexts, then in one
  * batch on two others (one's prompt and the other's next token): the
  * device keeps a KV cache per context. */
@@ -396,7 +366,7 @@ TEST(test_gpu_contexts_batched)
         for (int i = 0; i < 4; i++) strata_context_free(c[i]);
         int32_t prompt[4][4] = {{1, 7, 30, 2}, {1, 99, 5, 64}, {1, 3, 3, 3}, {1, 200, 17, 45}};
         char *alone[4];
-        for (int r = 0; r < 4; r++) alone[r] = greedy_alone(m, prompt[r], 4, 6);
+        for (int r = 0; r < 4; r++) alone[r] = greedy_text(m, prompt[r], 4, 6);
         sched *s = NULL;
         sched_params sp = {.n_slots = 3};
         REQUIRE(sched_new(m, &sp, &s, &err) == STRATA_OK, " %s", err.message);

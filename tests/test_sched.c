@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greedy_helpers.h"
 #include "sched/sched.h"
 #include "strata.h"
 #include "test.h"
@@ -153,35 +154,6 @@ TEST(test_sched_decode_matches_alone)
     strata_model_free(m);
 }
 
-/* Greedy text of one prompt on the model's own context (the truth). */
-static char *generate_alone(strata_model *m, const int32_t *prompt, size_t n, uint32_t max_tokens)
-{
-    uint32_t V = strata_model_n_vocab(m);
-    float *logits = malloc(V * sizeof(float));
-    strata_detok *dt = strata_detok_new(m);
-    char *text = calloc(1, 4096);
-    size_t len = 0, k;
-    strata_error err = {0};
-    strata_model_reset(m);
-    for (size_t i = 0; i < n; i++) strata_detok_push(dt, prompt[i], &k);
-    bool ok = strata_eval(m, prompt, n, logits, false, &err) == STRATA_OK;
-    for (uint32_t i = 0; ok && i < max_tokens; i++) {
-        int32_t best = 0;
-        for (uint32_t v = 1; v < V; v++)
-            if (logits[v] > logits[best]) best = (int32_t)v;
-        if (strata_token_is_eog(m, best)) break;
-        const char *t = strata_detok_push(dt, best, &k);
-        if (len + k < 4000) memcpy(text + len, t, k), len += k;
-        if (i + 1 < max_tokens) ok = strata_eval(m, &best, 1, logits, false, &err) == STRATA_OK;
-    }
-    const char *rest = strata_detok_finish(dt, &k);
-    if (len + k < 4000 && rest) memcpy(text + len, rest, k), len += k;
-    CHECK(ok, " %s", err.message);
-    strata_detok_free(dt);
-    free(logits);
-    return text;
-}
-
 static sched_request_params greedy(const int32_t *prompt, size_t n, uint32_t max_tokens)
 {
     strata_sampler_params sp = strata_sampler_default_params();
@@ -201,7 +173,7 @@ static char *result_text(sched_req *r, sched_finish *f)
  * leave mid-step; each answer equals its greedy answer alone. */
 TEST(test_sched_greedy_matches_alone)
 {
-    strata_model *m = open_model("stories260K.gguf", 96, 4); /* the model's own context, and 3 */
+    strata_model *m = open_model("stories260K.gguf", 96, 3);
     if (!m) return;
     static const char *prompts[5] = {"Once upon a time", "The cat sat on the", "Lily and Ben went to the park",
                                      "One day, a little bird", "Tom"};
@@ -211,7 +183,7 @@ TEST(test_sched_greedy_matches_alone)
     char *alone[5];
     for (int i = 0; i < 5; i++) {
         tok[i] = tokens_of(m, prompts[i], &n[i]);
-        alone[i] = generate_alone(m, tok[i], n[i], max_tokens[i]);
+        alone[i] = greedy_text(m, tok[i], n[i], max_tokens[i]);
     }
     sched *s = NULL;
     strata_error err = {0};
@@ -245,11 +217,11 @@ TEST(test_sched_greedy_matches_alone)
 /* Stop strings cut the text before them; max_tokens ends with "length". */
 TEST(test_sched_stop_strings)
 {
-    strata_model *m = open_model("stories260K.gguf", 96, 2); /* the model's own context, and one */
+    strata_model *m = open_model("stories260K.gguf", 96, 1);
     if (!m) return;
     size_t n;
     int32_t *tok = tokens_of(m, "Once upon a time", &n);
-    char *alone = generate_alone(m, tok, n, 40);
+    char *alone = greedy_text(m, tok, n, 40);
     REQUIRE(strlen(alone) > 20, " '%s'", alone);
     char stop[8] = {0};
     memcpy(stop, alone + 12, 5); /* five bytes from the middle of the answer */
