@@ -169,7 +169,7 @@ TEST(test_serve_response_json)
 
 TEST(test_serve_metrics_text)
 {
-    sched_stats s = {.prompt_tokens = 100, .gen_tokens = 50, .prompt_seconds = 2, .gen_seconds = 5, .steps = 60,
+    sched_stats s = {.prompt_tokens = 100, .decode_tokens = 50, .gen_tokens = 54, .prompt_seconds = 2, .gen_seconds = 5, .steps = 60,
                      .running = 3, .queued = 2, .requests_done = 7, .kv_used = 25, .kv_total = 100};
     strata_model_stats m = {.bytes_read = 1500, .io_busy_s = 1, .gpu_name = "", .gpu_note = ""};
     metrics_server srv = {.uptime_s = 4, .n_slots = 4, .http_requests = 9};
@@ -177,7 +177,7 @@ TEST(test_serve_metrics_text)
     REQUIRE(t);
     static const char *const want[] = {
         "# TYPE strata:prompt_tokens_total counter\nstrata:prompt_tokens_total 100\n",
-        "strata:tokens_predicted_total 50\n", "strata:prompt_tokens_seconds 50\n",
+        "strata:tokens_predicted_total 54\n", "strata:tokens_decoded_total 50\n", "strata:prompt_tokens_seconds 50\n",
         "strata:predicted_tokens_seconds 10\n", "strata:requests_processing 3\n", "strata:requests_deferred 2\n",
         "strata:kv_cache_usage_ratio 0.25\n", "strata:streamed_bytes_per_token 10\n", "strata:disk_busy_ratio 0.25\n",
         "strata:n_decode_total 60\n", "# HELP strata:http_requests_total ",

@@ -188,7 +188,7 @@ static int schedule(const batch_job *j, strata_model *m, int32_t **toks, const s
     sched_get_stats(s, &st);
     /* decode entries (a sampled token fed back) per second of decode-only steps */
     *t = (batch_totals){.wall_s = t->wall_s, .prompt_s = st.prompt_seconds, .gen_s = st.gen_seconds,
-                        .prompt_tokens = st.prompt_tokens, .decode_tokens = st.gen_tokens, .steps = st.steps,
+                        .prompt_tokens = st.prompt_tokens, .decode_tokens = st.decode_tokens, .steps = st.steps,
                         .bytes_read = after.bytes_read - before.bytes_read, .kv_total = st.kv_total};
     for (size_t i = 0; !rc && i < j->in->n; i++) t->gen_tokens += res[i].n_gen;
     for (size_t i = 0; reqs && i < j->in->n; i++)

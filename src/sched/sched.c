@@ -225,7 +225,9 @@ static void after_decode(sched *s, uint32_t n)
     for (uint32_t t = 0; t < n; t++) {
         sched_req *q = s->batch_req[t];
         if (!s->batch[t].logits) continue;
-        sched_finish f = req_take_logits(q, s->m, s->logits + (size_t)row++ * s->n_vocab, s->eog, s->n_eog);
+        bool kept = false;
+        sched_finish f = req_take_logits(q, s->m, s->logits + (size_t)row++ * s->n_vocab, s->eog, s->n_eog, &kept);
+        s->st.gen_tokens += kept;
         if (f != SCHED_RUNNING) end_req(s, q, f, NULL);
     }
 }
@@ -252,7 +254,7 @@ bool sched_step(sched *s)
     pthread_mutex_lock(&s->mu);
     s->st.steps++;
     s->st.prompt_tokens += n_prompt;
-    s->st.gen_tokens += n - n_prompt;
+    s->st.decode_tokens += n - n_prompt;
     /* a step holding both shares its time by tokens */
     s->st.prompt_seconds += dt * n_prompt / n;
     s->st.gen_seconds += dt * (n - n_prompt) / n;

@@ -100,8 +100,10 @@ void sched_cancel(sched_req *r);
 void sched_req_release(sched_req *r);
 
 typedef struct sched_stats {
-    uint64_t prompt_tokens, gen_tokens;   /* tokens evaluated: prompt, and sampled ones (decode) */
-    double prompt_seconds, gen_seconds;   /* step time, a step holding both shared by token counts */
+    uint64_t prompt_tokens, decode_tokens; /* tokens evaluated: prompts', and sampled ones fed back */
+    uint64_t gen_tokens;                  /* tokens generated (sampled and kept in an answer) */
+    double prompt_seconds, gen_seconds;   /* step time on prompt and decode tokens (a step holding
+                                             both shared by token counts) */
     uint64_t steps;
     uint32_t running, queued;             /* requests now */
     uint64_t requests_done;

@@ -223,13 +223,15 @@ static sched_finish keep_token_text(sched_req *q, const char *t, size_t n)
     return f;
 }
 
-sched_finish req_take_logits(sched_req *q, strata_model *m, float *logits, const int32_t *eog, uint32_t n_eog)
+sched_finish req_take_logits(sched_req *q, strata_model *m, float *logits, const int32_t *eog, uint32_t n_eog,
+                             bool *kept)
 {
     if (q->ignore_eog)
         for (uint32_t i = 0; i < n_eog; i++) logits[eog[i]] = -INFINITY;
     int32_t tok = strata_sample(q->smp, logits, q->hist, q->n_hist);
     if (!q->ignore_eog && strata_token_is_eog(m, tok)) return SCHED_STOP;
     q->hist[q->n_hist++] = tok;
+    *kept = true;
     size_t k = 0;
     const char *t = strata_detok_push(q->dt, tok, &k);
     sched_finish f = keep_token_text(q, t, k);

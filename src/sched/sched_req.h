@@ -22,9 +22,10 @@ bool req_decoding(const sched_req *q);
  * tokens, the last asking for logits) to b; returns how many. They count
  * as done: a failing step ends the request. */
 uint32_t req_fill(sched_req *q, strata_batch_entry *b, uint32_t room);
-/* Samples from its logits row, keeps the token's text: SCHED_RUNNING to go
- * on, or why it ends. */
-sched_finish req_take_logits(sched_req *q, strata_model *m, float *logits, const int32_t *eog, uint32_t n_eog);
+/* Samples from its logits row, keeps the token's text (*kept: a token was
+ * added to the answer): SCHED_RUNNING to go on, or why it ends. */
+sched_finish req_take_logits(sched_req *q, strata_model *m, float *logits, const int32_t *eog, uint32_t n_eog,
+                             bool *kept);
 /* Ends it: releases its context and wakes its waiters. */
 void req_finish(sched_req *q, sched_finish f, const char *error);
 

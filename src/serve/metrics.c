@@ -31,11 +31,13 @@ static void token_metrics(text_buf *t, const sched_stats *s)
     metric(t, "counter", "tokens_predicted_total", "Tokens generated.", (double)s->gen_tokens);
     metric(t, "counter", "tokens_predicted_seconds_total", "Seconds of forward passes spent on generated tokens (a pass shared by token counts).",
            s->gen_seconds);
+    metric(t, "counter", "tokens_decoded_total", "Generated tokens evaluated to continue their sequence.",
+           (double)s->decode_tokens);
     metric(t, "counter", "n_decode_total", "Forward passes (scheduler steps).", (double)s->steps);
     metric(t, "gauge", "prompt_tokens_seconds", "Prompt throughput: prompt tokens per second of their share of passes.",
            ratio((double)s->prompt_tokens, s->prompt_seconds));
-    metric(t, "gauge", "predicted_tokens_seconds", "Generation throughput: generated tokens per second, all sequences.",
-           ratio((double)s->gen_tokens, s->gen_seconds));
+    metric(t, "gauge", "predicted_tokens_seconds", "Generation throughput: tokens decoded per second, all sequences.",
+           ratio((double)s->decode_tokens, s->gen_seconds));
     metric(t, "counter", "requests_total", "Generation requests finished (any way).", (double)s->requests_done);
     metric(t, "gauge", "requests_processing", "Requests holding a sequence now.", s->running);
     metric(t, "gauge", "requests_deferred", "Requests waiting in the queue for a sequence.", s->queued);
@@ -61,7 +63,7 @@ static void stream_metrics(text_buf *t, const sched_stats *s, const strata_model
            (double)m->pass_bytes);
     metric(t, "counter", "streamed_bytes_total", "Weight bytes read from disk.", (double)m->bytes_read);
     metric(t, "gauge", "streamed_bytes_per_token", "Weight bytes read from disk per token evaluated (prompt and generated).",
-           ratio((double)m->bytes_read, (double)(s->prompt_tokens + s->gen_tokens)));
+           ratio((double)m->bytes_read, (double)(s->prompt_tokens + s->decode_tokens)));
     metric(t, "counter", "io_busy_seconds_total", "Seconds reader threads spent reading (summed over readers).",
            m->io_busy_s);
     metric(t, "counter", "io_wait_seconds_total", "Seconds compute waited for reads.", m->io_wait_s);
