@@ -60,6 +60,8 @@ static void fill_everything(hw_profile *p)
         g->vram_budget = 3 * GiB + (uint64_t)i;
         g->vram_process_usage = 12345;
         g->h2d_bw = 12.345678901234e9 + i;
+        g->vram_bw = 3.35e12 - i;
+        g->mv_q4_k_bw = 2.5e12 + i;
         g->vulkan_index = i;
         g->sources |= HW_SRC_VULKAN;
         snprintf(g->driver_info, sizeof g->driver_info, "Mesa 24.0 \"quoted\" \\ back");

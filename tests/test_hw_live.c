@@ -110,6 +110,10 @@ TEST(test_hw_live_measure_quick)
     for (int i = 0; i < p->n_gpus; i++) {
         if (p->gpus[i].vulkan_index < 0) continue;
         CHECK(p->gpus[i].h2d_bw > 1e6 && p->gpus[i].h2d_bw < 1e12, "GPU %d h2d %.3g B/s", i, p->gpus[i].h2d_bw);
+        /* the shaders' reads of F16 and Q4_K weights (a software device too) */
+        CHECK(p->gpus[i].vram_bw > 1e6 && p->gpus[i].vram_bw < 1e14 && p->gpus[i].mv_q4_k_bw > 1e6 &&
+                  p->gpus[i].mv_q4_k_bw < 1e14,
+              "GPU %d reads %.3g and %.3g B/s", i, p->gpus[i].vram_bw, p->gpus[i].mv_q4_k_bw);
         measured_gpus++;
     }
     printf("    measured: RAM %.2f GB/s (1 thread), %.2f GB/s (%d threads); O_DIRECT read %.2f GB/s; "

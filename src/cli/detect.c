@@ -189,9 +189,13 @@ static void print_measured(const hw_profile *p, hw_cache_state cache, bool fresh
                fmt_bytes(m->disk_bytes, b, sizeof b), m->disk_path);
     else
         printf("          storage read not measured\n");
-    for (int i = 0; i < p->n_gpus; i++)
-        if (p->gpus[i].h2d_bw > 0)
-            printf("          GPU %d host->device copy %s\n", i, cli_fmt_rate(p->gpus[i].h2d_bw, a, sizeof a));
+    for (int i = 0; i < p->n_gpus; i++) {
+        const hw_gpu *g = &p->gpus[i];
+        if (g->h2d_bw > 0) printf("          GPU %d host->device copy %s\n", i, cli_fmt_rate(g->h2d_bw, a, sizeof a));
+        if (g->mv_q4_k_bw > 0)
+            printf("          GPU %d memory read %s (F16 weights), %s of Q4_K weights (one-token product)\n", i,
+                   cli_fmt_rate(g->vram_bw, a, sizeof a), cli_fmt_rate(g->mv_q4_k_bw, b, sizeof b));
+    }
 }
 
 static void print_human(const hw_profile *p, hw_cache_state cache, bool fresh_run)

@@ -141,8 +141,11 @@ typedef struct hw_gpu {
     uint64_t vram_process_usage;   /* what this process uses now */
     hw_pcie pcie;
     double h2d_bw;                 /* measured host->device copy, bytes/s; 0 = not measured */
-    double vram_bw;                /* device memory bandwidth, bytes/s; 0 = unknown (not
-                                      measured: hypothetical profiles may give it) */
+    double vram_bw;                /* device memory read bandwidth, bytes/s (measured: F16
+                                      weights through the one-token product shader); 0 =
+                                      unknown (hypothetical profiles may give it) */
+    double mv_q4_k_bw;             /* measured: Q4_K weight bytes/s through that shader; 0 = not
+                                      measured */
 } hw_gpu;
 
 typedef struct hw_gpu_stack {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backend/vulkan/vkb.h"
 #include "hw/hw_internal.h"
 #include "util/error.h"
 
@@ -82,8 +83,8 @@ typedef struct h2d_job {
 } h2d_job;
 
 typedef struct h2d_result {
-    double bw;
-    char why[160];
+    double bw, read_bw, q4_k_bw; /* bytes/s: host->device copy, F16 and Q4_K weights read by the shaders */
+    char why[160], read_why[160];
 } h2d_result;
 
 static void h2d_child(void *ctx, void *out)
@@ -91,18 +92,28 @@ static void h2d_child(void *ctx, void *out)
     const h2d_job *job = ctx;
     h2d_result *r = out;
     r->bw = hw_vulkan_measure_h2d(job->index, job->bytes, r->why, sizeof r->why);
+    strata_error err = {0};
+    if (vkb_measure_reads(job->index, job->bytes, &r->read_bw, &r->q4_k_bw, &err))
+        snprintf(r->read_why, sizeof r->read_why, "%.150s", err.message);
 }
 
-/* Vulkan runs in a child process (see isolate.c). */
-static double h2d_isolated(int index, uint64_t bytes, char *why, size_t why_len)
+static double sane_rate(double bw) { return isfinite(bw) && bw > 0 && bw < 1e14 ? bw : 0; }
+
+/* Vulkan runs in a child process (see isolate.c): the copy, then what the
+ * shaders read per second (r: its bandwidths, sane or 0). */
+static void gpu_isolated(int index, uint64_t bytes, h2d_result *r, char *why, size_t why_len)
 {
     h2d_job job = {index, bytes};
-    h2d_result r;
-    memset(&r, 0, sizeof r);
-    if (!hw_run_isolated(h2d_child, &job, &r, sizeof r, 60000, why, why_len)) return 0;
-    r.why[sizeof r.why - 1] = '\0';
-    snprintf(why, why_len, "%s", r.why);
-    return isfinite(r.bw) && r.bw > 0 && r.bw < 1e13 ? r.bw : 0;
+    memset(r, 0, sizeof *r);
+    if (!hw_run_isolated(h2d_child, &job, r, sizeof *r, 60000, why, why_len)) {
+        memset(r, 0, sizeof *r);
+        return;
+    }
+    r->why[sizeof r->why - 1] = r->read_why[sizeof r->read_why - 1] = '\0';
+    snprintf(why, why_len, "%s", r->why);
+    r->bw = sane_rate(r->bw);
+    r->read_bw = sane_rate(r->read_bw);
+    r->q4_k_bw = sane_rate(r->q4_k_bw);
 }
 
 static void measure_gpus(hw_profile *p, const hw_measure_opts *o)
@@ -115,8 +126,16 @@ static void measure_gpus(hw_profile *p, const hw_measure_opts *o)
         char stage[64], why[160] = "";
         snprintf(stage, sizeof stage, "host->device copy, GPU %d", i);
         progress(o, stage, 0.75 + 0.25 * i / p->n_gpus);
-        g->h2d_bw = h2d_isolated(g->vulkan_index, bytes, why, sizeof why);
+        h2d_result r;
+        gpu_isolated(g->vulkan_index, bytes, &r, why, sizeof why);
+        g->h2d_bw = r.bw;
         if (g->h2d_bw <= 0) hw_warn(p, "GPU %d host->device copy not measured: %s", i, why);
+        if (r.read_bw > 0 && r.q4_k_bw > 0) {
+            g->vram_bw = r.read_bw;
+            g->mv_q4_k_bw = r.q4_k_bw;
+        } else {
+            hw_warn(p, "GPU %d memory read not measured: %s", i, r.read_why[0] ? r.read_why : why);
+        }
     }
 }
 
@@ -125,7 +144,7 @@ strata_status hw_measure(hw_profile *p, const hw_measure_opts *opts, strata_erro
     hw_measure_opts def = {0};
     const hw_measure_opts *o = opts ? opts : &def;
     memset(&p->measured, 0, sizeof p->measured);
-    for (int i = 0; i < p->n_gpus; i++) p->gpus[i].h2d_bw = 0;
+    for (int i = 0; i < p->n_gpus; i++) p->gpus[i].h2d_bw = p->gpus[i].mv_q4_k_bw = 0;
     measure_ram(p, o);
     if (!o->no_disk) {
         strata_status st = measure_disk(p, o, err);

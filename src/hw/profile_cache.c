@@ -133,7 +133,11 @@ hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size
             for (int j = 0; j < saved->n_gpus; j++)
                 if (p->gpus[i].vulkan_index >= 0 && p->gpus[i].vulkan_index == saved->gpus[j].vulkan_index &&
                     !strcmp(p->gpus[i].name, saved->gpus[j].name))
+                {
                     p->gpus[i].h2d_bw = saved->gpus[j].h2d_bw;
+                    p->gpus[i].vram_bw = saved->gpus[j].vram_bw;
+                    p->gpus[i].mv_q4_k_bw = saved->gpus[j].mv_q4_k_bw;
+                }
     }
     free(saved);
     return st;

@@ -89,6 +89,7 @@ static void gpu_eq(cmp *c, const hw_gpu *a, const hw_gpu *b)
     EQ_INT(c, a, b, pcie.max_width);
     EQ_DBL(c, a, b, h2d_bw);
     EQ_DBL(c, a, b, vram_bw);
+    EQ_DBL(c, a, b, mv_q4_k_bw);
 }
 
 static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)

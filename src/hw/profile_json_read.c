@@ -322,6 +322,7 @@ static void read_gpu(rd *r, json_t *o, const char *path, hw_gpu *g)
     read_pcie(r, o, path, &g->pcie);
     g->h2d_bw = get_rate(r, o, path, "h2d_bytes_per_s");
     if (member(o, "vram_bytes_per_s")) g->vram_bw = get_rate(r, o, path, "vram_bytes_per_s");
+    if (member(o, "matvec_q4_k_bytes_per_s")) g->mv_q4_k_bw = get_rate(r, o, path, "matvec_q4_k_bytes_per_s");
     if (g->vram_total && (g->vram_used > g->vram_total || g->vram_free > g->vram_total))
         bad(r, path, "vram_used_bytes/vram_free_bytes above vram_total_bytes");
 }

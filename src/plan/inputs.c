@@ -136,7 +136,9 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
         plan_gpu *o = &out->gpus[out->n_gpus++];
         snprintf(o->name, sizeof o->name, "%s", g->name);
         o->vram = g->has_budget ? g->vram_budget : g->vram_free ? g->vram_free : g->vram_total;
-        o->vram_bw = g->vram_bw;
+        /* a layer's weights are read by the product shaders: their measured
+         * rate on Q4_K (most of a Q4_K_M model) when there is one */
+        o->vram_bw = g->mv_q4_k_bw > 0 ? g->mv_q4_k_bw : g->vram_bw;
         o->link_bw = g->h2d_bw;
     }
 }

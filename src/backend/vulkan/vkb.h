@@ -235,4 +235,13 @@ typedef struct vkb_attn {
 } vkb_attn;
 void vkb_attention(vkb *v, const vkb_attn *a);
 
+/* ---- measuring ---- */
+
+/* Opens device `index` (software devices too) and times the one-token
+ * product over `bytes` of weights (capped at a quarter of the budget, at
+ * 16 MiB on a software device):
+ * *read_bw the F16 weight bytes read per second (the device memory's read
+ * bandwidth as shaders see it), *q4_k_bw the same for Q4_K weights. */
+strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, strata_error *err);
+
 #endif
