@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "hw/hw_internal.h"
-#include "hw/vk_defs.h"
+#include "hw/hw_vk.h"
 
 #define VK_FN(vk, field, name) \
     ((vk)->field = (__typeof__((vk)->field))(vk)->GetInstanceProcAddr((vk)->instance, name))
@@ -23,7 +23,7 @@ static bool load_instance_fns(hw_vk *vk)
     VK_FN(vk, GetPhysicalDeviceQueueFamilyProperties, "vkGetPhysicalDeviceQueueFamilyProperties");
     VK_FN(vk, CreateDevice, "vkCreateDevice");
     VK_FN(vk, GetDeviceProcAddr, "vkGetDeviceProcAddr");
-    if (vk->instance_version >= VK_MAKE_API_VERSION(1, 1, 0)) {
+    if (vk->instance_version >= VK_MAKE_API_VERSION(0, 1, 1, 0)) {
         VK_FN(vk, GetPhysicalDeviceProperties2, "vkGetPhysicalDeviceProperties2");
         VK_FN(vk, GetPhysicalDeviceMemoryProperties2, "vkGetPhysicalDeviceMemoryProperties2");
     }
@@ -40,17 +40,17 @@ static VkResult create_instance(hw_vk *vk)
     VkResult (*enum_version)(uint32_t *) =
         (VkResult(*)(uint32_t *))vk->GetInstanceProcAddr(NULL, "vkEnumerateInstanceVersion");
     create_instance_fn create = (create_instance_fn)vk->GetInstanceProcAddr(NULL, "vkCreateInstance");
-    vk->instance_version = VK_MAKE_API_VERSION(1, 0, 0);
+    vk->instance_version = VK_MAKE_API_VERSION(0, 1, 0, 0);
     if (enum_version && enum_version(&vk->instance_version) != VK_SUCCESS)
-        vk->instance_version = VK_MAKE_API_VERSION(1, 0, 0);
-    bool v11 = vk->instance_version >= VK_MAKE_API_VERSION(1, 1, 0);
+        vk->instance_version = VK_MAKE_API_VERSION(0, 1, 0, 0);
+    bool v11 = vk->instance_version >= VK_MAKE_API_VERSION(0, 1, 1, 0);
     VkApplicationInfo app = {
-        .sType = VK_ST_APPLICATION_INFO,
+        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
         .pApplicationName = "strata",
         .pEngineName = "strata",
-        .apiVersion = v11 ? VK_MAKE_API_VERSION(1, 2, 0) : VK_MAKE_API_VERSION(1, 0, 0),
+        .apiVersion = v11 ? VK_MAKE_API_VERSION(0, 1, 2, 0) : VK_MAKE_API_VERSION(0, 1, 0, 0),
     };
-    VkInstanceCreateInfo ci = {.sType = VK_ST_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
+    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
     if (!create) return -1;
     VkResult r = create(&ci, NULL, &vk->instance);
     if (r != VK_SUCCESS) vk->instance = NULL;
@@ -130,10 +130,10 @@ static vk_exts device_extensions(hw_vk *vk, VkPhysicalDevice dev)
 static hw_gpu_type map_type(int32_t t)
 {
     switch (t) {
-    case VK_PDT_INTEGRATED: return HW_GPU_INTEGRATED;
-    case VK_PDT_DISCRETE: return HW_GPU_DISCRETE;
-    case VK_PDT_VIRTUAL: return HW_GPU_VIRTUAL;
-    case VK_PDT_CPU: return HW_GPU_CPU;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return HW_GPU_INTEGRATED;
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return HW_GPU_DISCRETE;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return HW_GPU_VIRTUAL;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return HW_GPU_CPU;
     default: return HW_GPU_OTHER;
     }
 }
@@ -156,10 +156,10 @@ static void heaps(hw_vk *vk, VkPhysicalDevice dev, bool budget, hw_gpu *g)
 {
     VkPhysicalDeviceMemoryBudgetPropertiesEXT b;
     memset(&b, 0, sizeof b);
-    b.sType = VK_ST_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT;
+    b.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT;
     VkPhysicalDeviceMemoryProperties2 m2;
     memset(&m2, 0, sizeof m2);
-    m2.sType = VK_ST_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2;
+    m2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2;
     bool use2 = budget && vk->GetPhysicalDeviceMemoryProperties2;
     if (use2) {
         m2.pNext = &b;
@@ -171,7 +171,7 @@ static void heaps(hw_vk *vk, VkPhysicalDevice dev, bool budget, hw_gpu *g)
     uint32_t nh = mp->memoryHeapCount > VK_MAX_MEMORY_HEAPS ? VK_MAX_MEMORY_HEAPS : mp->memoryHeapCount;
     uint64_t total = 0, bud = 0, use = 0;
     for (uint32_t i = 0; i < nh; i++) {
-        if (!(mp->memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL)) continue;
+        if (!(mp->memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)) continue;
         total += mp->memoryHeaps[i].size;
         bud += b.heapBudget[i];
         use += b.heapUsage[i];
@@ -195,13 +195,13 @@ typedef struct vk_props {
 static void query_props(hw_vk *vk, VkPhysicalDevice dev, const vk_exts *ext, vk_props *q)
 {
     memset(q, 0, sizeof *q);
-    q->props.sType = VK_ST_PHYSICAL_DEVICE_PROPERTIES_2;
-    q->drv.sType = VK_ST_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
-    q->pci.sType = VK_ST_PHYSICAL_DEVICE_PCI_BUS_INFO_PROPERTIES_EXT;
+    q->props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    q->drv.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
+    q->pci.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PCI_BUS_INFO_PROPERTIES_EXT;
     vk->GetPhysicalDeviceProperties(dev, &q->props.properties);
     uint32_t api = q->props.properties.apiVersion;
-    bool v11 = vk->GetPhysicalDeviceProperties2 && api >= VK_MAKE_API_VERSION(1, 1, 0);
-    q->have_drv = v11 && (ext->driver_props || api >= VK_MAKE_API_VERSION(1, 2, 0));
+    bool v11 = vk->GetPhysicalDeviceProperties2 && api >= VK_MAKE_API_VERSION(0, 1, 1, 0);
+    q->have_drv = v11 && (ext->driver_props || api >= VK_MAKE_API_VERSION(0, 1, 2, 0));
     q->have_pci = v11 && ext->pci;
     if (!v11) return;
     void **next = &q->props.pNext;
@@ -232,7 +232,7 @@ static void fill_gpu(const vk_props *q, int index, const char *addr, hw_gpu *g)
     uint32_t api = pr->apiVersion;
     if (!g->driver_info[0])
         snprintf(g->driver_info, sizeof g->driver_info, "driver version 0x%08x, Vulkan %u.%u.%u",
-                 pr->driverVersion, VK_API_MAJOR(api), VK_API_MINOR(api), VK_API_PATCH(api));
+                 pr->driverVersion, VK_API_VERSION_MAJOR(api), VK_API_VERSION_MINOR(api), VK_API_VERSION_PATCH(api));
 }
 
 static void probe_device(const char *root, hw_vk *vk, VkPhysicalDevice dev, int index, hw_profile *p)

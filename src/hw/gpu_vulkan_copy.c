@@ -5,36 +5,34 @@
 #include <string.h>
 
 #include "hw/hw_internal.h"
-#include "hw/vk_defs.h"
+#include "hw/hw_vk.h"
 
 #define FENCE_TIMEOUT_NS 20000000000ull
 #define MIN_SECONDS 0.3
 #define MAX_ROUNDS 32
 
 typedef struct vk_dev_fns {
-    void (*DestroyDevice)(VkDevice, const void *);
-    void (*GetDeviceQueue)(VkDevice, uint32_t, uint32_t, VkQueue *);
-    VkResult (*CreateBuffer)(VkDevice, const VkBufferCreateInfo *, const void *, VkBuffer *);
-    void (*DestroyBuffer)(VkDevice, VkBuffer, const void *);
-    void (*GetBufferMemoryRequirements)(VkDevice, VkBuffer, VkMemoryRequirements *);
-    VkResult (*AllocateMemory)(VkDevice, const VkMemoryAllocateInfo *, const void *, VkDeviceMemory *);
-    void (*FreeMemory)(VkDevice, VkDeviceMemory, const void *);
-    VkResult (*BindBufferMemory)(VkDevice, VkBuffer, VkDeviceMemory, VkDeviceSize);
-    VkResult (*MapMemory)(VkDevice, VkDeviceMemory, VkDeviceSize, VkDeviceSize, uint32_t, void **);
-    void (*UnmapMemory)(VkDevice, VkDeviceMemory);
-    VkResult (*CreateCommandPool)(VkDevice, const VkCommandPoolCreateInfo *, const void *,
-                                  VkCommandPool *);
-    void (*DestroyCommandPool)(VkDevice, VkCommandPool, const void *);
-    VkResult (*AllocateCommandBuffers)(VkDevice, const VkCommandBufferAllocateInfo *,
-                                       VkCommandBuffer *);
-    VkResult (*BeginCommandBuffer)(VkCommandBuffer, const VkCommandBufferBeginInfo *);
-    VkResult (*EndCommandBuffer)(VkCommandBuffer);
-    void (*CmdCopyBuffer)(VkCommandBuffer, VkBuffer, VkBuffer, uint32_t, const VkBufferCopy *);
-    VkResult (*CreateFence)(VkDevice, const VkFenceCreateInfo *, const void *, VkFence *);
-    void (*DestroyFence)(VkDevice, VkFence, const void *);
-    VkResult (*ResetFences)(VkDevice, uint32_t, const VkFence *);
-    VkResult (*QueueSubmit)(VkQueue, uint32_t, const VkSubmitInfo *, VkFence);
-    VkResult (*WaitForFences)(VkDevice, uint32_t, const VkFence *, VkBool32, uint64_t);
+    PFN_vkDestroyDevice DestroyDevice;
+    PFN_vkGetDeviceQueue GetDeviceQueue;
+    PFN_vkCreateBuffer CreateBuffer;
+    PFN_vkDestroyBuffer DestroyBuffer;
+    PFN_vkGetBufferMemoryRequirements GetBufferMemoryRequirements;
+    PFN_vkAllocateMemory AllocateMemory;
+    PFN_vkFreeMemory FreeMemory;
+    PFN_vkBindBufferMemory BindBufferMemory;
+    PFN_vkMapMemory MapMemory;
+    PFN_vkUnmapMemory UnmapMemory;
+    PFN_vkCreateCommandPool CreateCommandPool;
+    PFN_vkDestroyCommandPool DestroyCommandPool;
+    PFN_vkAllocateCommandBuffers AllocateCommandBuffers;
+    PFN_vkBeginCommandBuffer BeginCommandBuffer;
+    PFN_vkEndCommandBuffer EndCommandBuffer;
+    PFN_vkCmdCopyBuffer CmdCopyBuffer;
+    PFN_vkCreateFence CreateFence;
+    PFN_vkDestroyFence DestroyFence;
+    PFN_vkResetFences ResetFences;
+    PFN_vkQueueSubmit QueueSubmit;
+    PFN_vkWaitForFences WaitForFences;
 } vk_dev_fns;
 
 typedef struct copy_ctx {
@@ -78,9 +76,9 @@ static bool pick_family(copy_ctx *c)
     for (uint32_t i = 0; i < n; i++) {
         uint32_t fl = fam[i].queueFlags;
         if (!fam[i].queueCount) continue;
-        if (fl & (VK_QUEUE_TRANSFER | VK_QUEUE_GRAPHICS | VK_QUEUE_COMPUTE))
+        if (fl & (VK_QUEUE_TRANSFER_BIT | VK_QUEUE_GRAPHICS_BIT | VK_QUEUE_COMPUTE_BIT))
             if (any < 0) any = (int)i;
-        if ((fl & VK_QUEUE_TRANSFER) && !(fl & (VK_QUEUE_GRAPHICS | VK_QUEUE_COMPUTE)) && dedicated < 0)
+        if ((fl & VK_QUEUE_TRANSFER_BIT) && !(fl & (VK_QUEUE_GRAPHICS_BIT | VK_QUEUE_COMPUTE_BIT)) && dedicated < 0)
             dedicated = (int)i;
     }
     if (any < 0) return false;
@@ -91,11 +89,11 @@ static bool pick_family(copy_ctx *c)
 static bool create_device(copy_ctx *c)
 {
     float prio = 1.0f;
-    VkDeviceQueueCreateInfo q = {.sType = VK_ST_DEVICE_QUEUE_CREATE_INFO,
+    VkDeviceQueueCreateInfo q = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                  .queueFamilyIndex = c->family,
                                  .queueCount = 1,
                                  .pQueuePriorities = &prio};
-    VkDeviceCreateInfo ci = {.sType = VK_ST_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
+    VkDeviceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
                              .pQueueCreateInfos = &q};
     if (!c->vk->CreateDevice || !c->vk->GetDeviceProcAddr) return false;
     if (c->vk->CreateDevice(c->phys, &ci, NULL, &c->dev) != VK_SUCCESS) {
@@ -126,7 +124,7 @@ static int memory_type(copy_ctx *c, uint32_t bits, uint32_t want, uint32_t avoid
 static bool make_buffer(copy_ctx *c, uint64_t bytes, uint32_t usage, uint32_t want, uint32_t avoid,
                         VkBuffer *buf, VkDeviceMemory *mem)
 {
-    VkBufferCreateInfo bi = {.sType = VK_ST_BUFFER_CREATE_INFO, .size = bytes, .usage = usage};
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = bytes, .usage = usage};
     if (c->f.CreateBuffer(c->dev, &bi, NULL, buf) != VK_SUCCESS) {
         *buf = 0;
         return false;
@@ -136,7 +134,7 @@ static bool make_buffer(copy_ctx *c, uint64_t bytes, uint32_t usage, uint32_t wa
     c->f.GetBufferMemoryRequirements(c->dev, *buf, &req);
     int type = memory_type(c, req.memoryTypeBits, want, avoid);
     if (type < 0) return false;
-    VkMemoryAllocateInfo ai = {.sType = VK_ST_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
+    VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
                                .memoryTypeIndex = (uint32_t)type};
     if (c->f.AllocateMemory(c->dev, &ai, NULL, mem) != VK_SUCCESS) {
         *mem = 0;
@@ -156,20 +154,20 @@ static bool fill_staging(copy_ctx *c, uint64_t bytes)
 
 static bool record(copy_ctx *c, uint64_t bytes)
 {
-    VkCommandPoolCreateInfo pi = {.sType = VK_ST_COMMAND_POOL_CREATE_INFO, .queueFamilyIndex = c->family};
+    VkCommandPoolCreateInfo pi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, .queueFamilyIndex = c->family};
     if (c->f.CreateCommandPool(c->dev, &pi, NULL, &c->pool) != VK_SUCCESS) {
         c->pool = 0;
         return false;
     }
-    VkCommandBufferAllocateInfo ai = {.sType = VK_ST_COMMAND_BUFFER_ALLOCATE_INFO,
+    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                       .commandPool = c->pool, .level = 0, .commandBufferCount = 1};
     if (c->f.AllocateCommandBuffers(c->dev, &ai, &c->cmd) != VK_SUCCESS) return false;
-    VkCommandBufferBeginInfo bi = {.sType = VK_ST_COMMAND_BUFFER_BEGIN_INFO};
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     if (c->f.BeginCommandBuffer(c->cmd, &bi) != VK_SUCCESS) return false;
     VkBufferCopy region = {0, 0, bytes};
     c->f.CmdCopyBuffer(c->cmd, c->src, c->dst, 1, &region);
     if (c->f.EndCommandBuffer(c->cmd) != VK_SUCCESS) return false;
-    VkFenceCreateInfo fi = {.sType = VK_ST_FENCE_CREATE_INFO};
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     if (c->f.CreateFence(c->dev, &fi, NULL, &c->fence) != VK_SUCCESS) {
         c->fence = 0;
         return false;
@@ -179,7 +177,7 @@ static bool record(copy_ctx *c, uint64_t bytes)
 
 static bool submit_wait(copy_ctx *c)
 {
-    VkSubmitInfo si = {.sType = VK_ST_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cmd};
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cmd};
     if (c->f.ResetFences(c->dev, 1, &c->fence) != VK_SUCCESS) return false;
     if (c->f.QueueSubmit(c->queue, 1, &si, c->fence) != VK_SUCCESS) return false;
     return c->f.WaitForFences(c->dev, 1, &c->fence, 1, FENCE_TIMEOUT_NS) == VK_SUCCESS;
@@ -221,10 +219,10 @@ static double measure(copy_ctx *c, uint64_t bytes, char *why, size_t why_len)
 {
     if (!pick_family(c)) return fail(why, why_len, "no queue family can copy");
     if (!create_device(c)) return fail(why, why_len, "vkCreateDevice failed");
-    uint32_t host = VK_MEMORY_PROPERTY_HOST_VISIBLE | VK_MEMORY_PROPERTY_HOST_COHERENT;
-    if (!make_buffer(c, bytes, VK_BUFFER_USAGE_TRANSFER_SRC, host, 0, &c->src, &c->src_mem) ||
-        !make_buffer(c, bytes, VK_BUFFER_USAGE_TRANSFER_DST, VK_MEMORY_PROPERTY_DEVICE_LOCAL,
-                     VK_MEMORY_PROPERTY_HOST_VISIBLE, &c->dst, &c->dst_mem))
+    uint32_t host = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    if (!make_buffer(c, bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT, host, 0, &c->src, &c->src_mem) ||
+        !make_buffer(c, bytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT,
+                     VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, &c->dst, &c->dst_mem))
         return fail(why, why_len, "cannot allocate the staging and device buffers");
     if (!fill_staging(c, bytes)) return fail(why, why_len, "vkMapMemory failed");
     if (!record(c, bytes)) return fail(why, why_len, "cannot record the copy");

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/vulkan/vkb_internal.h"
 #include "util/error.h"
@@ -27,7 +28,7 @@ const char *vkb_result_name(VkResult r)
 }
 
 /* One loader and one instance for the whole process, made on the first
- * vkb_open and never destroyed: drivers keep process-wide state that
+ * vkb_open (again in a forked child) and never destroyed: drivers keep process-wide state that
  * unloading them leaks (Mesa's lavapipe allocates a one-time table that
  * becomes unreachable when the loader unloads it at vkDestroyInstance), and
  * an instance per open would cost milliseconds. */
@@ -36,8 +37,11 @@ static struct {
     VkInstance instance;
     strata_status status;
     strata_error err;
+    pid_t pid; /* the process that made it (0: not yet): a forked child (detect's
+                  isolated measurements) makes its own, the inherited one is
+                  not usable there */
 } proc;
-static pthread_once_t proc_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t proc_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static strata_status create_instance(strata_error *err)
 {
@@ -84,11 +88,15 @@ static strata_status load_process(strata_error *err)
     return STRATA_OK;
 }
 
-static void init_process(void) { proc.status = load_process(&proc.err); }
-
 strata_status vkb_load_instance(vkb *v, strata_error *err)
 {
-    pthread_once(&proc_once, init_process);
+    pthread_mutex_lock(&proc_lock);
+    if (proc.pid != getpid()) {
+        memset(&proc, 0, sizeof proc);
+        proc.status = load_process(&proc.err);
+        proc.pid = getpid();
+    }
+    pthread_mutex_unlock(&proc_lock);
     if (proc.status != STRATA_OK) return err_set(err, proc.status, "%s", proc.err.message);
     v->f = proc.f;
     v->instance = proc.instance;
