@@ -23,7 +23,7 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-san
 # Files named *_avx2.c / *_avx512.c hold SIMD kernels chosen at run time;
 # only they are compiled with those instruction sets enabled.
 SIMD_avx2   := -mavx2 -mfma -mf16c
-SIMD_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+SIMD_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
 simd_flags = $(if $(findstring _avx512.c,$<),$(SIMD_avx512),$(if $(findstring _avx2.c,$<),$(SIMD_avx2),))
 
 LIB_SRC   := $(sort $(shell find src -name '*.c' -not -path 'src/cli/*'))

@@ -25,7 +25,10 @@
  * The read loop uses 32-byte AVX2 loads when the CPU has them, as the
  * kernels do (8-byte loads measure about 10% less here).
  * Also: activation preparation (Q8_0, Q8_K) per 4096 values, portable vs
- * AVX2.
+ * AVX2; and the tile kernels of prompt batches (kernel_dot_tile: 16 rows,
+ * as the engine's row blocks, x 64 tokens, in cache), AVX2 against
+ * AVX-512 where the CPU has it, runs alternated: G weight-token products/s
+ * per thread and the speed-up (median of the per-run ratios).
  * Usage: bench_kernels [--mb N] [--ref-mb N] [--runs N] [--types q4_k,q8_0,...] */
 #include <immintrin.h>
 #include <inttypes.h>
@@ -285,6 +288,64 @@ static void bench_type(uint32_t type, uint8_t *buf, uint64_t bytes, uint64_t ref
     fflush(stdout);
 }
 
+/* ---- tile kernels (prompt batches) ---- */
+
+/* kernels_fast.c internals, as in tests/test_kernels.c */
+typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1, KERNEL_ISA_AVX512 = 2 } kernel_isa;
+const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa);
+
+#define TILE_ROWS 16
+#define TILE_TOKS 64
+
+/* Seconds per kernel_dot_tile call of TILE_ROWS x TILE_TOKS (best of 3
+ * repetitions of a batch of calls). */
+static double tile_seconds(const kernel_desc *k, const uint8_t *w, uint64_t row_bytes, const uint8_t *act,
+                           uint64_t act_row, float *out)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        for (int i = 0; i < 20; i++)
+            kernel_dot_tile(k, w, row_bytes, TILE_ROWS, act, act_row, TILE_TOKS, N_IN, out, TILE_ROWS);
+        double dt = (now() - t0) / 20;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+static void bench_tile(uint32_t type, int runs)
+{
+    const kernel_desc *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
+    const kernel_desc *k5 = kernel_cpu_features_get()->avx512_vnni ? kernel_fast_lookup(type, KERNEL_ISA_AVX512)
+                                                                    : NULL;
+    if (k5 == k2) k5 = NULL;
+    /* types with a tile kernel in either set (without one, AVX2 runs
+     * dot_rows token by token) */
+    if (!k2 || (!k2->dot_tile && !(k5 && k5->dot_tile))) return;
+    uint64_t row_bytes = ggml_row_bytes(type, N_IN), act_row = kernel_act_bytes(k2->act_type, N_IN);
+    uint8_t *w = malloc(64 * row_bytes), *act = malloc(act_row * TILE_TOKS);
+    float *out = malloc(sizeof(float) * TILE_ROWS * TILE_TOKS), x[N_IN];
+    fill_matrix(type, w, 64 * row_bytes);
+    for (int t = 0; t < TILE_TOKS; t++) {
+        for (int i = 0; i < N_IN; i++) x[i] = rng_float();
+        kernel_prepare_act(k2->act_type, x, act + t * act_row, N_IN);
+    }
+    double g2[MAX_RUNS], g5[MAX_RUNS], sp[MAX_RUNS], work = (double)TILE_ROWS * TILE_TOKS * N_IN / 1e9;
+    for (int r = 0; r < runs; r++) {
+        g2[r] = work / tile_seconds(k2, w, row_bytes, act, act_row, out);
+        g5[r] = k5 ? work / tile_seconds(k5, w, row_bytes, act, act_row, out) : 0;
+        sp[r] = g5[r] / g2[r];
+    }
+    if (k5)
+        printf("%-7s | %8.2f %8.2f %6.2fx\n", ggml_type_name(type), median(g2, runs), median(g5, runs),
+               median(sp, runs));
+    else
+        printf("%-7s | %8.2f %8s %7s\n", ggml_type_name(type), median(g2, runs), "-", "-");
+    free(w);
+    free(act);
+    free(out);
+}
+
 /* ---- main ---- */
 
 static bool wanted(const char *list, uint32_t type)
@@ -338,6 +399,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
         if (wanted(types, all_types[i])) bench_type(all_types[i], buf, bytes, ref_mb, y, x, runs);
     bench_prep();
+    printf("\ntile kernels (%d rows x %d tokens x %d, in cache, 1 thread): G products/s\n", TILE_ROWS, TILE_TOKS,
+           N_IN);
+    printf("%-7s | %8s %8s %7s\n", "type", "avx2", "avx512", "speedup");
+    for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
+        if (wanted(types, all_types[i])) bench_tile(all_types[i], runs);
     free(buf);
     free(y);
     return 0;

@@ -37,7 +37,7 @@
 #include "util/fp16.h"
 
 /* kernels_fast.c internals (no header: only kernels.c and this test use them) */
-typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1 } kernel_isa;
+typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1, KERNEL_ISA_AVX512 = 2 } kernel_isa;
 kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, const char **warning);
 const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa);
 
@@ -179,6 +179,17 @@ TEST(test_kernel_env_override)
     CHECK(kernel_fast_isa("Scalar", &avx2, &warn) == KERNEL_ISA_SCALAR && warn);
     CHECK(kernel_fast_isa("avx512", &avx2, &warn) == KERNEL_ISA_SCALAR && warn);
     CHECK(kernel_fast_isa("fast", &avx2, &warn) == KERNEL_ISA_SCALAR && warn);
+    /* AVX-512 needs F/BW/VL/DQ and VNNI; "avx2" caps it for A/B runs */
+    const kernel_cpu_features a512 = {.avx2_fma_f16c = true, .avx512 = true},
+                              vnni = {.avx2_fma_f16c = true, .avx512 = true, .avx512_vnni = true};
+    CHECK(kernel_fast_isa(NULL, &a512, &warn) == KERNEL_ISA_AVX2 && !warn);
+    CHECK(kernel_fast_isa("avx512", &a512, &warn) == KERNEL_ISA_SCALAR && warn);
+    CHECK(kernel_fast_isa(NULL, &vnni, &warn) == KERNEL_ISA_AVX512 && !warn);
+    CHECK(kernel_fast_isa("auto", &vnni, &warn) == KERNEL_ISA_AVX512 && !warn);
+    CHECK(kernel_fast_isa("avx512", &vnni, &warn) == KERNEL_ISA_AVX512 && !warn);
+    CHECK(kernel_fast_isa("avx2", &vnni, &warn) == KERNEL_ISA_AVX2 && !warn);
+    CHECK(kernel_fast_isa("scalar", &vnni, &warn) == KERNEL_ISA_SCALAR && !warn);
+    CHECK(kernel_fast_isa("AVX512", &vnni, &warn) == KERNEL_ISA_SCALAR && warn);
     for (size_t i = 0; i < N_TYPES; i++) {
         CHECK(kernel_fast_lookup(all_types[i], KERNEL_ISA_SCALAR) == NULL, "%s", ggml_type_name(all_types[i]));
         const kernel_desc *k = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX2);
@@ -189,6 +200,13 @@ TEST(test_kernel_env_override)
         /* a Q8 activation block must divide the weight block */
         if (at != GGML_TYPE_F32)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
+        /* every type has an AVX-512 choice: its own kernel, else AVX2's,
+         * with the same activations and the AVX2 dot / dot_rows */
+        const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
+        REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
+        CHECK(k5->weight_type == all_types[i] && k5->act_type == at && k5->dot == k->dot &&
+                  k5->dot_rows == k->dot_rows && (k5 == k || !strcmp(k5->isa, "avx512")),
+              "%s", ggml_type_name(all_types[i]));
     }
     /* the live choice follows the same rule for this process's environment */
     kernel_isa isa = kernel_fast_isa(getenv("STRATA_KERNELS"), kernel_cpu_features_get(), &warn);
@@ -509,7 +527,7 @@ TEST(test_kernel_dot_rows_fallback)
 
 /* ---- tile kernels ---- */
 
-#define MAX_TOK 9
+#define MAX_TOK 17 /* past two groups of the widest tile kernel (8 tokens) */
 #define SENTINEL -1234.5f
 
 /* MAX_ROWS rows at `stride` bytes against MAX_TOK activation rows at
@@ -599,6 +617,36 @@ TEST(test_kernel_dot_tile_vs_reference)
         for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++) {
             check_tile_case(fast, type, lens_blocks[li] * be, 0, &rng, &st);
             check_tile_case(fast, type, lens_blocks[li] * be, 37, &rng, &st);
+        }
+    }
+}
+
+/* The AVX-512 tile kernels: the same checks, and the tile kernels of the
+ * benchmark models' types must exist. Their `dot` is AVX2's, so passing
+ * means bit-identical results to the AVX2 kernels. */
+TEST(test_kernel_dot_tile_avx512)
+{
+    if (!kernel_cpu_features_get()->avx512_vnni) {
+        test_skip("this CPU has no AVX-512 F/BW/VL/DQ + VNNI: the AVX-512 tile kernels are NOT tested here");
+        return;
+    }
+    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0,
+                                        GGML_TYPE_Q4_0};
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        CHECK(!strcmp(kernel_fast_lookup(expected[i], KERNEL_ISA_AVX512)->isa, "avx512"), "%s",
+              ggml_type_name(expected[i]));
+    /* the Q8_0 tile works in ranges of 32 blocks, groups of four: 37 and
+     * 70 blocks cross ranges and leave a partial group */
+    static const uint64_t lens_blocks[] = {1, 3, 5, 9, 12, 37, 70};
+    for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
+        uint32_t type = all_types[i];
+        const kernel_desc *k = kernel_fast_lookup(type, KERNEL_ISA_AVX512);
+        if (strcmp(k->isa, "avx512") || !k->dot_tile) continue;
+        uint64_t be = ggml_type_get(type)->block_elems, rng = 5000 + type;
+        case_stats st = {0};
+        for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++) {
+            check_tile_case(k, type, lens_blocks[li] * be, 0, &rng, &st);
+            check_tile_case(k, type, lens_blocks[li] * be, 37, &rng, &st);
         }
     }
 }

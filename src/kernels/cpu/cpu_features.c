@@ -34,6 +34,7 @@ static void detect(kernel_cpu_features *f)
     bool avx512 = (b >> 16 & 1) && (b >> 17 & 1) && (b >> 30 & 1) && (b >> 31 & 1); /* F DQ BW VL */
     f->avx2_fma_f16c = avx2 && fma && f16c;
     f->avx512 = f->avx2_fma_f16c && avx512 && (xcr0 & XCR0_AVX512) == XCR0_AVX512;
+    f->avx512_vnni = f->avx512 && (c >> 11 & 1); /* leaf 7 ECX bit 11: AVX512_VNNI */
 }
 #else
 static void detect(kernel_cpu_features *f) { (void)f; }

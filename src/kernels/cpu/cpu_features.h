@@ -10,7 +10,8 @@
 
 typedef struct kernel_cpu_features {
     bool avx2_fma_f16c; /* AVX2 + FMA + F16C, YMM state enabled: the *_avx2.c files */
-    bool avx512;        /* AVX-512 F/BW/VL/DQ, ZMM state enabled: the *_avx512.c files */
+    bool avx512;        /* AVX-512 F/BW/VL/DQ, ZMM state enabled */
+    bool avx512_vnni;   /* avx512 plus AVX512-VNNI: what the *_avx512.c files need */
 } kernel_cpu_features;
 
 /* The features of the running CPU (detected at the first call, cached;

@@ -4,7 +4,8 @@
  * concurrent first calls are safe): the CPU's features (cpu_features.c)
  * limit the instruction sets, and the environment variable STRATA_KERNELS
  * may narrow them — "scalar" forces the reference kernels, "avx2" caps the
- * choice at AVX2, "auto" (or unset / empty) takes the best. Any other value,
+ * choice at AVX2, "avx512" at AVX-512 (the A/B of the two on one machine),
+ * "auto" (or unset / empty) takes the best. Any other value,
  * or an instruction set this CPU lacks, prints one warning on stderr and
  * uses the reference kernels: a typo must not silently benchmark the wrong
  * path. */
@@ -19,14 +20,11 @@
 #include "kernels/cpu/kernels.h"
 
 /* Internal interface (kernels.c, tests/test_kernels.c). */
-typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1 } kernel_isa;
+typedef enum kernel_isa { KERNEL_ISA_SCALAR = 0, KERNEL_ISA_AVX2 = 1, KERNEL_ISA_AVX512 = 2 } kernel_isa;
 const kernel_desc *kernel_fast(uint32_t weight_type);
 kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, const char **warning);
 const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa);
 
-/* No AVX-512 kernels are registered: decoding is memory-bound, AVX2 already
- * streams weights near the machine's bandwidth, and AVX-512 code that cannot
- * be run and tested here does not ship. */
 static const kernel_desc avx2_kernels[] = {
     {GGML_TYPE_F32, GGML_TYPE_F32, kernel_dot_f32_avx2, NULL, NULL, "avx2"},
     {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx2, NULL, NULL, "avx2"},
@@ -49,12 +47,32 @@ static const kernel_desc avx2_kernels[] = {
     {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K, kernel_dot_iq4_xs_avx2, NULL, NULL, "avx2"},
 };
 
+/* AVX-512 (F/BW/VL/DQ + VNNI): tile kernels for prompt batches, which are
+ * compute-bound. Each desc keeps the AVX2 dot / dot_rows (decode streams
+ * weights from RAM, where AVX2 is already near the bandwidth) and its tile
+ * kernel gives the AVX2 dot's results bit for bit (avx512_util.h). Types
+ * not listed use their AVX2 kernel. */
+static const kernel_desc avx512_kernels[] = {
+    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
+     kernel_dot_tile_q8_0_avx512, "avx512"},
+    {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2,
+     kernel_dot_tile_q4_0_avx512, "avx512"},
+    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx2,
+     kernel_dot_tile_q4_k_avx512, "avx512"},
+    {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx2,
+     kernel_dot_tile_q5_k_avx512, "avx512"},
+    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx2,
+     kernel_dot_tile_q6_k_avx512, "avx512"},
+};
+
 /* The instruction set to use for an STRATA_KERNELS value on a CPU; sets
  * *warning (else NULL) to a message when the value is not honoured. */
 kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, const char **warning)
 {
     *warning = NULL;
-    kernel_isa best = cpu->avx2_fma_f16c ? KERNEL_ISA_AVX2 : KERNEL_ISA_SCALAR;
+    kernel_isa best = cpu->avx512_vnni     ? KERNEL_ISA_AVX512
+                      : cpu->avx2_fma_f16c ? KERNEL_ISA_AVX2
+                                           : KERNEL_ISA_SCALAR;
     if (!env || !*env || !strcmp(env, "auto")) return best;
     if (!strcmp(env, "scalar")) return KERNEL_ISA_SCALAR;
     if (!strcmp(env, "avx2")) {
@@ -62,7 +80,12 @@ kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, cons
         *warning = "this CPU lacks AVX2/FMA/F16C; using the scalar reference kernels";
         return KERNEL_ISA_SCALAR;
     }
-    *warning = "unknown value (expected auto, scalar or avx2); using the scalar reference kernels";
+    if (!strcmp(env, "avx512")) {
+        if (best >= KERNEL_ISA_AVX512) return KERNEL_ISA_AVX512;
+        *warning = "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI; using the scalar reference kernels";
+        return KERNEL_ISA_SCALAR;
+    }
+    *warning = "unknown value (expected auto, scalar, avx2 or avx512); using the scalar reference kernels";
     return KERNEL_ISA_SCALAR;
 }
 
@@ -71,6 +94,9 @@ kernel_isa kernel_fast_isa(const char *env, const kernel_cpu_features *cpu, cons
 const kernel_desc *kernel_fast_lookup(uint32_t weight_type, kernel_isa isa)
 {
     if (isa < KERNEL_ISA_AVX2) return NULL;
+    if (isa >= KERNEL_ISA_AVX512)
+        for (size_t i = 0; i < sizeof avx512_kernels / sizeof avx512_kernels[0]; i++)
+            if (avx512_kernels[i].weight_type == weight_type) return &avx512_kernels[i];
     for (size_t i = 0; i < sizeof avx2_kernels / sizeof avx2_kernels[0]; i++)
         if (avx2_kernels[i].weight_type == weight_type) return &avx2_kernels[i];
     return NULL;
