@@ -49,7 +49,7 @@ measure() {
 per_token_bytes() {
     j=$("$STRATA" inspect --json --tensors "$1")
     total=$(echo "$j" | json_num tensor_bytes)
-    embd=$(echo "$j" | grep -A6 '"token_embd.weight"' | json_num bytes)
+    embd=$(echo "$j" | grep -A12 '"token_embd.weight"' | json_num bytes)
     echo $((total - embd))
 }
 

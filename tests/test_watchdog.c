@@ -147,9 +147,15 @@ TEST(test_watchdog_decide)
     CHECK(wd_decide(&p, &st, &x, 2.5, &b) == WD_GROW && b == 36 * MiB);
     CHECK(wd_decide(&p, &st, &x, 2.6, &b) == WD_NONE); /* one step per calm stretch */
     x.headroom = 10 * MiB;
-    CHECK(wd_decide(&p, &st, &x, 3.0, &b) == WD_SHRINK && b == 38 * MiB); /* back to (32 + 64) / 2 */
+    /* 90 MiB went in one period: as much may go before the next, so the
+     * shrink aims at (32 + 64) / 2 from where the headroom is heading (0) */
+    CHECK(wd_decide(&p, &st, &x, 3.0, &b) == WD_SHRINK && b == 48 * MiB, " %llu", (unsigned long long)b);
     x.headroom = 50 * MiB;
     CHECK(wd_decide(&p, &st, &x, 3.1, &b) == WD_NONE); /* between the marks: hysteresis */
+    x.headroom = 45 * MiB;
+    CHECK(wd_decide(&p, &st, &x, 3.15, &b) == WD_NONE); /* falling slowly: 40 MiB ahead is above low water */
+    x.headroom = 50 * MiB;
+    CHECK(wd_decide(&p, &st, &x, 3.16, &b) == WD_NONE);
     x.stall = 0.3;
     CHECK(wd_decide(&p, &st, &x, 3.2, &b) == WD_SHRINK && b == 16 * MiB); /* stalls below high water */
     x = (store_pressure){.headroom = 200 * MiB, .stall = 0.5};

@@ -411,7 +411,7 @@ int cmd_plan(int argc, char **argv)
     memset(&notes, 0, sizeof notes);
     /* the model as run would open it, with its threads (scratch grows with them) */
     if (!hw || gguf_open(a.model, &f, &err) || model_spec_from_gguf(f, a.model, &spec, &err) ||
-        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, hw, &notes, &err) ||
+        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, a.mem, hw, &notes, &err) ||
         plan_model_from_engine(f, spec, hw_default_threads(&hw->cpu), &m, &err)) {
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
         rc = PLAN_EXIT_ERROR;

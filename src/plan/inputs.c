@@ -218,8 +218,14 @@ static void choose_disk(hw_profile *p, const char *profile_path, plan_machine_no
     else snprintf(n->disk, sizeof n->disk, "%s on %.40s; the model is on %.40s", how, mdev, dev);
 }
 
+/* Measuring takes a 256 MiB RAM buffer, a calibration that writes and runs
+ * models of 60 and 115 MB and a disk read: a run whose budget (or whose
+ * machine or cgroup) gives it less than this plans with estimates rather
+ * than overrun its memory, and says so. */
+#define MEASURE_MIN_MEMORY (768ull << 20)
+
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
-                                   hw_profile *out, plan_machine_notes *notes, strata_error *err)
+                                   uint64_t mem_cap, hw_profile *out, plan_machine_notes *notes, strata_error *err)
 {
     plan_machine_notes own;
     plan_machine_notes *n = notes ? notes : &own;
@@ -239,9 +245,14 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
     n->cache = have_path ? hw_profile_reuse(out, path, why, sizeof why, &ignored) : HW_CACHE_MISSING;
     if (n->cache != HW_CACHE_FRESH) {
         const char *what = n->cache == HW_CACHE_MISSING ? "no saved profile (`strata detect --measure`)" : why;
-        n->measured_now = measure && measure_now(out, model_path, probe_gpus, have_path ? path : NULL);
+        uint64_t room = mem_cap && (!out->mem.usable || mem_cap < out->mem.usable) ? mem_cap : out->mem.usable;
+        bool fits = !room || room >= MEASURE_MIN_MEMORY;
+        n->measured_now = measure && fits && measure_now(out, model_path, probe_gpus, have_path ? path : NULL);
         snprintf(n->profile, sizeof n->profile, "%.400s: %s", what,
-                 !n->measured_now ? "bandwidths are guesses" : have_path ? "measured now and saved" : "measured now");
+                 !fits                ? "bandwidths are guesses (too little memory to measure them in)"
+                 : !n->measured_now  ? "bandwidths are guesses"
+                 : have_path         ? "measured now and saved"
+                                     : "measured now");
     }
     choose_disk(out, have_path ? path : NULL, n);
     return STRATA_OK;

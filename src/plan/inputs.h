@@ -37,12 +37,14 @@ void plan_calibrate_into(hw_profile *p);
  * machine), or this machine probed live with the saved measurements; when
  * none are saved for it (or they are stale) and `measure` is set, measures
  * now (a few seconds; the disk with a temporary file next to the model,
- * never the model itself) and saves them. `model_path` says where models
+ * never the model itself) and saves them, unless mem_cap (the run's
+ * budget; 0: none) or the usable memory is below what measuring takes
+ * (then estimates, and the note says why). `model_path` says where models
  * live. The disk figure: the rate runs reached streaming from the model's
  * storage device on this machine (stream-rates.json), else the saved
  * O_DIRECT measurement, else a guess; notes (may be NULL) says which, and
  * what happened to the saved profile. Reads no tensor data. */
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
-                                   hw_profile *out, plan_machine_notes *notes, strata_error *err);
+                                   uint64_t mem_cap, hw_profile *out, plan_machine_notes *notes, strata_error *err);
 
 #endif

@@ -43,15 +43,20 @@ wd_policy wd_policy_for(const store_watchdog_config *c, uint64_t limit)
     return (wd_policy){low, high, (c->grow_after_ms > 0 ? c->grow_after_ms : 2000) / 1e3};
 }
 
-void wd_state_init(wd_state *st) { *st = (wd_state){-1, -1}; }
+void wd_state_init(wd_state *st) { *st = (wd_state){-1, -1, 0}; }
 
 wd_action wd_decide(const wd_policy *p, wd_state *st, const store_pressure *x, double now, uint64_t *bytes)
 {
     bool stall = x->stall >= WD_STALL;
     uint64_t target = p->low + (p->high - p->low) / 2;
+    /* someone allocating fast takes as much again before the next sample:
+     * shrink for where the headroom will be, not where it is */
+    uint64_t drop = st->prev_headroom > x->headroom ? st->prev_headroom - x->headroom : 0;
+    uint64_t ahead = x->headroom > drop ? x->headroom - drop : 0;
+    st->prev_headroom = x->headroom;
     *bytes = 0;
-    if (x->headroom < p->low || (stall && x->headroom < p->high)) {
-        *bytes = x->headroom < target ? target - x->headroom : 0;
+    if (ahead < p->low || (stall && x->headroom < p->high)) {
+        *bytes = ahead < target ? target - ahead : 0;
         if (stall && *bytes < p->low / 2) *bytes = p->low / 2;
         st->calm_since = -1;
         st->last_shrink = now;

@@ -18,6 +18,7 @@ typedef struct wd_policy {
 typedef struct wd_state {
     double calm_since;   /* start of the calm stretch; < 0: not calm */
     double last_shrink;  /* < 0: never */
+    uint64_t prev_headroom; /* the last sample's (0: none yet) */
 } wd_state;
 
 typedef enum wd_action { WD_NONE = 0, WD_SHRINK, WD_GROW } wd_action;
