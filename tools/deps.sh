@@ -8,9 +8,12 @@
 #   mesa-vulkan-drivers   lavapipe, a Vulkan device on the CPU, for the GPU tests
 #   libmicrohttpd-dev     HTTP for `strata serve`
 #   curl                  the server tests talk to `strata serve` with it
-#   nodejs npm            the server tests run the official OpenAI client (npm package openai)
+#   nodejs npm            the server tests run the official OpenAI client (npm package openai);
+#                         only when npm is missing (another Node.js, e.g. NodeSource's, bundles it
+#                         and cannot take Debian's npm beside it)
 set -e
-PACKAGES="build-essential pkg-config libjansson-dev glslc libvulkan-dev mesa-vulkan-drivers libmicrohttpd-dev curl nodejs npm"
+PACKAGES="build-essential pkg-config libjansson-dev glslc libvulkan-dev mesa-vulkan-drivers libmicrohttpd-dev curl"
+command -v npm >/dev/null || PACKAGES="$PACKAGES nodejs npm"
 if [ "$(id -u)" -eq 0 ]; then as_root=; else as_root=sudo; fi
 $as_root apt-get update
 # shellcheck disable=SC2086 # the list is meant to split
