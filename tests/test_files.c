@@ -151,6 +151,7 @@ TEST(test_files_signal_removes_registered_temp)
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+        signal(SIGINT, SIG_DFL); /* a background run of the tests inherits it ignored */
         int s = tempfile_register(path);
         tempfile_unregister(s);
         struct sigaction sa;
@@ -170,6 +171,7 @@ static pid_t spawn(const char *cmd)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGINT, SIG_DFL); /* as from a terminal, even when the tests run in the background */
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
