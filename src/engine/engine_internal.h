@@ -39,6 +39,7 @@ typedef struct moe_state {
 struct engine_seq {
     engine *e;
     uint32_t n_ctx, n_past, swa_base;
+    uint32_t batch_end;         /* in engine_decode: the position after its entries so far */
     uint8_t *k_cache, *v_cache;
     uint64_t *kv_off;           /* n_layers: first row (head and slot) of layer l in each cache */
     uint32_t *kv_len;           /* n_layers: position slots of layer l */

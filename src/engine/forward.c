@@ -160,14 +160,6 @@ static strata_status output(engine *e, backend **cur, uint32_t n_out, uint32_t n
     return st ? st : check_logits(logits, n_out, e->w.d.n_vocab, err);
 }
 
-/* Tokens of sequence s in the batch from entry i on (its first). */
-static uint32_t seq_count(const engine_entry *b, uint32_t n, uint32_t i)
-{
-    uint32_t c = 0;
-    for (uint32_t k = i; k < n; k++) c += b[k].seq == b[i].seq;
-    return c;
-}
-
 /* The back ends this batch runs on learn its positions (RoPE tables);
  * window caches make room. */
 static strata_status begin_chunk(engine *e, const engine_entry *b, uint32_t n, strata_error *err)
@@ -178,7 +170,8 @@ static strata_status begin_chunk(engine *e, const engine_entry *b, uint32_t n, s
         e->tok_pos[t] = b[t].pos;
         op_rope_table(e->rope_cs + t * d->rope_dim, &e->rope, b[t].pos);
         if (d->n_swa) op_rope_table(e->rope_cs_swa + t * d->rope_dim, &e->rope_swa, b[t].pos);
-        if (b[t].pos == b[t].seq->n_past) engine_slide_window(b[t].seq, seq_count(b, n, t));
+        engine_seq *s = b[t].seq;
+        if (b[t].pos == s->n_past) engine_slide_window(s, s->batch_end - s->n_past); /* its tokens in the batch */
     }
     strata_status st = e->cpu.ops->begin_chunk(&e->cpu, n, err);
     if (!st && e->gpu) st = e->gpu->ops->begin_chunk(e->gpu, n, err);
@@ -205,12 +198,10 @@ static strata_status forward(engine *e, const engine_entry *b, uint32_t n, uint3
 static strata_status check_entry(engine *e, const engine_entry *b, uint32_t i, strata_error *err)
 {
     const engine_entry *x = &b[i];
-    if (!x->seq || x->seq->e != e) return err_set(err, STRATA_E_INVALID, "batch entry %u: no context of this model", i);
     if (x->token < 0 || (uint64_t)x->token >= e->w.d.n_vocab)
         return err_set(err, STRATA_E_INVALID, "token id %d is outside the vocabulary (%" PRIu64 ")", x->token,
                        e->w.d.n_vocab);
-    uint32_t want = x->seq->n_past;
-    for (uint32_t k = 0; k < i; k++) want += b[k].seq == x->seq;
+    uint32_t want = x->seq->batch_end++;
     if (x->pos != want)
         return err_set(err, STRATA_E_INVALID, "batch entry %u: position %" PRIu32 ", expected %" PRIu32
                        " (the context's next)", i, x->pos, want);
@@ -226,6 +217,11 @@ strata_status engine_decode(engine *e, const engine_entry *b, uint32_t n, float 
     if (n > e->n_batch)
         return err_set(err, STRATA_E_INVALID, "a batch of %" PRIu32 " tokens exceeds the model's %" PRIu32, n,
                        e->n_batch);
+    for (uint32_t i = 0; i < n; i++) { /* each context's next position, counted on by check_entry */
+        if (!b[i].seq || b[i].seq->e != e)
+            return err_set(err, STRATA_E_INVALID, "batch entry %u: no context of this model", i);
+        b[i].seq->batch_end = b[i].seq->n_past;
+    }
     uint32_t n_out = 0;
     for (uint32_t i = 0; i < n; i++) {
         strata_status st = check_entry(e, b, i, err);
@@ -234,7 +230,7 @@ strata_status engine_decode(engine *e, const engine_entry *b, uint32_t n, float 
     }
     if (n_out && !logits) return err_set(err, STRATA_E_INVALID, "logits asked for but no buffer given");
     strata_status st = forward(e, b, n, n_out, logits, err);
-    for (uint32_t i = 0; i < n && !st; i++) b[i].seq->n_past = b[i].pos + 1;
+    for (uint32_t i = 0; i < n && !st; i++) b[i].seq->n_past = b[i].seq->batch_end;
     return st;
 }
 

@@ -86,8 +86,8 @@ void kernel_dot_rows_q6_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_row
                                float *out);
 
 
-/* Fast tile kernels (kernel_dot_tile_fn). */
-/* AVX-512 tile kernels (files *_avx512.c; they need AVX512-VNNI too). */
+/* Fast tile kernels (kernel_dot_tile_fn): AVX-512 (files *_avx512.c; they
+ * need AVX512-VNNI too), then AVX2. */
 void kernel_dot_tile_q8_0_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
                                  uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
 void kernel_dot_tile_q4_0_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
