@@ -1232,7 +1232,7 @@ static bool load_24g(plan_machine *pm)
     strata_error e;
     bool ok = hp && hw_profile_load("tests/data/hw/profiles/hypothetical-24g.json", hp, &e) == STRATA_OK;
     if (!ok) test_fail(__FILE__, __LINE__, "load", " %s", hp ? e.message : "out of memory");
-    else plan_machine_from_profile(hp, 0, pm);
+    else plan_machine_from_profile(hp, 0, 0, pm);
     free(hp);
     return ok;
 }

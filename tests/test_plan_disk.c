@@ -123,10 +123,10 @@ static int plan_here(const char *model, uint64_t budget, plan_machine *mach, pla
     plan_model m = {0};
     strata_error err = {0};
     int rc = -1;
-    if (hw && plan_machine_profile(NULL, model, false, measure, 0, hw, notes, &err) == STRATA_OK &&
+    if (hw && plan_machine_profile(NULL, model, false, measure, 0, 0, hw, notes, &err) == STRATA_OK &&
         gguf_open(model, &f, &err) == STRATA_OK && model_spec_from_gguf(f, model, &spec, &err) == STRATA_OK &&
         plan_model_from_engine(f, spec, 2, &m, &err) == STRATA_OK) {
-        plan_machine_from_profile(hw, budget, mach);
+        plan_machine_from_profile(hw, budget, 0, mach);
         plan_request req = {.cpu_only = true, .n_ctx = 256};
         plan_result r;
         plan_compute(&m, mach, &req, &r);

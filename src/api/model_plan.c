@@ -17,7 +17,8 @@ static uint64_t default_budget(const char *path)
     hw_profile *hw = calloc(1, sizeof *hw);
     plan_machine mach = {0};
     strata_error err;
-    if (hw && !plan_machine_profile(NULL, path, false, true, 0, hw, NULL, &err)) plan_machine_from_profile(hw, 0, &mach);
+    if (hw && !plan_machine_profile(NULL, path, false, true, 0, 0, hw, NULL, &err))
+        plan_machine_from_profile(hw, 0, 0, &mach);
     free(hw);
     return mach.ram_budget;
 }
@@ -76,10 +77,10 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
     hw_profile *hw = calloc(1, sizeof *hw);
     if (!hw) return err_set(err, STRATA_E_NOMEM, "out of memory");
     plan_machine_notes notes;
-    strata_status st = plan_machine_profile(NULL, path, false, true, p->mem_budget, hw, &notes, err);
+    strata_status st = plan_machine_profile(NULL, path, false, true, p->mem_budget, threads, hw, &notes, err);
     if (!st) {
         plan_machine mach;
-        plan_machine_from_profile(hw, p->mem_budget, &mach);
+        plan_machine_from_profile(hw, p->mem_budget, threads, &mach);
         plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true,
                             .kv = plan_kv_of(p), .moe_lru = p->moe_cache == STRATA_MOE_LRU};
         plan_result r;
@@ -94,7 +95,6 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
         plan_result_free(&r);
     }
     free(hw);
-    (void)threads;
     return st;
 }
 

@@ -181,9 +181,13 @@ static void print_measured(const hw_profile *p, hw_cache_state cache, bool fresh
     if (m->cpu_rate > 0)
         printf("          CPU kernels %.1f G weights/s in cache, %.1f GB/s of weights from RAM (Q4_K, %d threads)\n",
                m->cpu_rate / 1e9, m->kernel_ram_bw / 1e9, m->ram_threads);
-    if (m->engine_bw > 0)
-        printf("          engine decodes resident weights at %.1f GB/s, plus %.0f us per layer\n", m->engine_bw / 1e9,
-               m->engine_layer_s * 1e6);
+    for (int i = 0; i < m->n_engine && i < HW_MAX_ENGINE_CALIB; i++) {
+        const hw_engine_calib *c = &m->engine[i];
+        printf("          engine, %d thread%s: resident weights at", c->threads, c->threads == 1 ? "" : "s");
+        for (int k = 0; k < HW_ENGINE_TYPES; k++)
+            if (c->type_bw[k] > 0) printf(" %.1f GB/s (%s)", c->type_bw[k] / 1e9, hw_engine_type_name((hw_engine_type)k));
+        printf(", plus %.0f us per layer and %.0f us per token\n", c->layer_s * 1e6, c->token_s * 1e6);
+    }
     if (m->disk_bw > 0)
         printf("          storage O_DIRECT read %s (%s of %s)\n", cli_fmt_rate(m->disk_bw, a, sizeof a),
                fmt_bytes(m->disk_bytes, b, sizeof b), m->disk_path);
@@ -232,7 +236,7 @@ static int measure_and_save(hw_profile *p, const detect_args *a, const char *pro
         return 1;
     }
     if (mo.progress) mo.progress("engine decode rate", 0.95, NULL);
-    plan_calibrate_into(p);
+    plan_calibrate_into(p, 0);
     if (mo.progress) mo.progress("done", 1.0, NULL);
     if (hw_profile_save(p, profile_path, &err) != STRATA_OK) {
         fprintf(stderr, "strata detect: --profile %s\n", err.message);

@@ -31,6 +31,8 @@ static const char plan_usage[] =
     "                       (-c tokens each; default 512, or the model's context if smaller)\n"
     "                       and the speed is the aggregate decode tok/s of a step of N tokens;\n"
     "                       auto: the largest N whose KV caches fit (at most 256 per step)\n"
+    "  -t, --threads N      threads the prediction is for (default: one per usable core,\n"
+    "                       as run); the engine is calibrated at N once (a few seconds)\n"
     "  --kv-type T          KV cache type: f16 (default), q8_0 or q4_0\n"
     "  --moe-hit-rate X     mixture of experts: the expert cache's hit rate, 0 to 1\n"
     "                       (default: estimated for uniform routing and an LRU cache)\n"
@@ -60,6 +62,7 @@ static const char *const plan_help[] = {plan_usage, NULL};
 typedef struct plan_args {
     const char *model, *hw_file, *export_to;
     uint64_t mem;
+    int threads;         /* -t N; 0: the default (one per usable physical core) */
     plan_request req;
     uint32_t n_parallel; /* -np N; 0: not asked */
     bool parallel_auto;  /* -np auto */
@@ -121,6 +124,9 @@ static bool value_opt(plan_args *a, const char *f, const char *v)
         a->req.n_batch = (uint32_t)u;
     } else if (!strcmp(f, "--mem")) {
         ok = arg_size("plan", f, v, &a->mem);
+    } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+        ok = arg_u64("plan", f, v, 1, 1024, &u);
+        a->threads = (int)u;
     } else if (!strcmp(f, "-np") || !strcmp(f, "--parallel")) {
         ok = parallel_opt(a, f, v);
     } else if (!strcmp(f, "--kv-type")) {
@@ -236,6 +242,11 @@ static void print_speed(const plan_machine *hw, const plan_machine_notes *notes,
     if (notes->disk[0]) printf(" (%s)", notes->disk);
     if (p->vram_bytes_per_token) printf(" | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
     printf("\n");
+    if (hw->engine_bw > 0)
+        printf("threads     %d (engine %s)\n", hw->threads,
+               hw->threads_scaled ? "rates scaled from a calibration at another thread count"
+               : notes->calibrated_now ? "calibrated at this thread count now"
+                                       : "calibrated at this thread count");
 }
 
 /* N sequences: the aggregate decode speed of a step of N tokens, its
@@ -411,8 +422,8 @@ int cmd_plan(int argc, char **argv)
     memset(&notes, 0, sizeof notes);
     /* the model as run would open it, with its threads (scratch grows with them) */
     if (!hw || gguf_open(a.model, &f, &err) || model_spec_from_gguf(f, a.model, &spec, &err) ||
-        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, a.mem, hw, &notes, &err) ||
-        plan_model_from_engine(f, spec, hw_default_threads(&hw->cpu), &m, &err)) {
+        plan_machine_profile(a.hw_file, a.model, !a.json && !a.can_run, true, a.mem, a.threads, hw, &notes, &err) ||
+        plan_model_from_engine(f, spec, a.threads ? a.threads : hw_default_threads(&hw->cpu), &m, &err)) {
         fprintf(stderr, "strata plan: %s\n", hw ? err.message : "out of memory");
         rc = PLAN_EXIT_ERROR;
     } else {
@@ -424,7 +435,7 @@ int cmd_plan(int argc, char **argv)
             rc = PLAN_EXIT_ERROR;
         } else {
             plan_machine pm;
-            plan_machine_from_profile(hw, a.mem, &pm);
+            plan_machine_from_profile(hw, a.mem, a.threads, &pm);
             rc = plan_and_report(&a, &m, &pm, &notes);
         }
     }

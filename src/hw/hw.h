@@ -156,7 +156,34 @@ typedef struct hw_gpu_stack {
     char nvidia_driver[64];        /* NVML's driver version, or "" */
 } hw_gpu_stack;
 
-typedef struct hw_measured {
+typedef struct hw_measured hw_measured;
+/* The weight types the engine calibration prices (src/plan/calibrate.c),
+ * in this order; other types are priced as Q4_K. */
+typedef enum hw_engine_type {
+    HW_ENGINE_Q4_K = 0, HW_ENGINE_Q6_K, HW_ENGINE_Q8_0, HW_ENGINE_F16, HW_ENGINE_F32, HW_ENGINE_TYPES
+} hw_engine_type;
+#define HW_MAX_ENGINE_CALIB 8
+
+/* What the engine achieves on this machine with `threads` threads, timed
+ * on small synthetic resident models (src/plan/calibrate.c): time per
+ * token = sum over types of weight bytes / type_bw + groups x layer_s +
+ * token_s. The planner's CPU cost model. */
+typedef struct hw_engine_calib {
+    int threads;
+    double type_bw[HW_ENGINE_TYPES]; /* weight bytes/s per type (0: not measured; [Q4_K] always is) */
+    double layer_s;                  /* per group (layer or output) and token beyond its weights:
+                                        dispatches, norms, attention at a short context */
+    double token_s;                  /* per token beyond groups and weights: embedding, sampling-side work */
+} hw_engine_calib;
+
+/* "q4_k", "q6_k", "q8_0", "f16", "f32" */
+const char *hw_engine_type_name(hw_engine_type t);
+/* The calibration at `threads`, or NULL. */
+const hw_engine_calib *hw_engine_calib_at(const hw_measured *m, int threads);
+/* Adds c, replacing one at the same thread count (the oldest goes when full). */
+void hw_engine_calib_put(hw_measured *m, const hw_engine_calib *c);
+
+struct hw_measured {
     bool done;                     /* the fields below were measured */
     int64_t time;                  /* unix seconds of the measurement */
     double ram_bw_1t;              /* RAM read bandwidth, one thread, bytes/s */
@@ -168,15 +195,11 @@ typedef struct hw_measured {
                                       threads, data in cache (the planner's compute rate) */
     double kernel_ram_bw;          /* weight bytes/s the same kernels process streaming from
                                       RAM */
-    double engine_bw;              /* weight bytes/s the engine decodes a resident model at
-                                      (src/plan/calibrate.c): the planner's rate for
-                                      resident weights; 0 = not measured */
-    double engine_layer_s;         /* seconds per layer and token the engine spends beyond
-                                      reading weights at engine_bw (dispatches, norms);
-                                      0 = not measured */
+    int n_engine;                  /* engine calibrations below, one per thread count */
+    hw_engine_calib engine[HW_MAX_ENGINE_CALIB];
     uint64_t disk_bytes;           /* bytes read */
     char disk_path[HW_PATH_MAX];   /* file or directory measured */
-} hw_measured;
+};
 
 /* A GPU as the PCI bus lists it in sysfs (/sys/bus/pci/devices: a display
  * controller of AMD, NVIDIA or Intel): what every probe sees, whether it

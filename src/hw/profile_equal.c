@@ -103,8 +103,13 @@ static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)
     EQ_DBL(c, a, b, disk_bw);
     EQ_DBL(c, a, b, cpu_rate);
     EQ_DBL(c, a, b, kernel_ram_bw);
-    EQ_DBL(c, a, b, engine_bw);
-    EQ_DBL(c, a, b, engine_layer_s);
+    EQ_INT(c, a, b, n_engine);
+    for (int i = 0; i < a->n_engine && i < HW_MAX_ENGINE_CALIB; i++) {
+        EQ_INT(c, a, b, engine[i].threads);
+        for (int t = 0; t < HW_ENGINE_TYPES; t++) EQ_DBL(c, a, b, engine[i].type_bw[t]);
+        EQ_DBL(c, a, b, engine[i].layer_s);
+        EQ_DBL(c, a, b, engine[i].token_s);
+    }
     EQ_INT(c, a, b, disk_bytes);
     EQ_STR(c, a, b, disk_path);
 }

@@ -387,6 +387,56 @@ static void read_pci_gpus(rd *r, json_t *root, hw_profile *p)
     }
 }
 
+static void read_engine_calib(rd *r, json_t *v, const char *path, hw_engine_calib *c)
+{
+    uint64_t t;
+    if (!json_is_object(v)) {
+        bad(r, path, "expected an object");
+        return;
+    }
+    if (!get_u64(r, v, path, "threads", 4096, &t) || t == 0) {
+        if (!r->failed) bad(r, path, "threads: expected a count of 1 or more");
+        return;
+    }
+    c->threads = (int)t;
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s.bytes_per_s", path);
+    json_t *bw = get_obj(r, v, path, "bytes_per_s");
+    for (int k = 0; bw && k < HW_ENGINE_TYPES; k++)
+        c->type_bw[k] = get_rate(r, bw, sub, hw_engine_type_name((hw_engine_type)k));
+    c->layer_s = get_rate(r, v, path, "layer_seconds");
+    c->token_s = get_rate(r, v, path, "token_seconds");
+    if (!r->failed && c->type_bw[HW_ENGINE_Q4_K] <= 0) bad(r, sub, "q4_k: expected bytes per second");
+}
+
+/* "engine": one calibration per thread count; profiles before it had one,
+ * at ram_threads, as engine_resident_bytes_per_s and engine_layer_seconds. */
+static void read_engine(rd *r, json_t *o, hw_measured *m)
+{
+    if (member(o, "engine_resident_bytes_per_s")) {
+        hw_engine_calib c = {.threads = m->ram_threads > 0 ? m->ram_threads : 1};
+        c.type_bw[HW_ENGINE_Q4_K] = get_rate(r, o, "measured", "engine_resident_bytes_per_s");
+        c.layer_s = get_rate(r, o, "measured", "engine_layer_seconds");
+        if (c.type_bw[HW_ENGINE_Q4_K] > 0) hw_engine_calib_put(m, &c);
+    }
+    json_t *a = member(o, "engine");
+    if (!a) return;
+    if (!json_is_array(a)) {
+        bad(r, "measured.engine", "expected an array of calibrations");
+        return;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) {
+        char path[64];
+        snprintf(path, sizeof path, "measured.engine[%zu]", i);
+        hw_engine_calib c = {0};
+        read_engine_calib(r, v, path, &c);
+        if (r->failed) return;
+        hw_engine_calib_put(m, &c);
+    }
+}
+
 static void read_measured(rd *r, json_t *root, hw_profile *p)
 {
     json_t *o = get_obj(r, root, "", "measured");
@@ -401,9 +451,7 @@ static void read_measured(rd *r, json_t *root, hw_profile *p)
     get_u64(r, o, "measured", "ram_buffer_bytes", UINT64_MAX, &m->ram_bytes);
     m->disk_bw = get_rate(r, o, "measured", "disk_read_bytes_per_s");
     if (member(o, "cpu_q4_k_weights_per_s")) m->cpu_rate = get_rate(r, o, "measured", "cpu_q4_k_weights_per_s");
-    if (member(o, "engine_resident_bytes_per_s"))
-        m->engine_bw = get_rate(r, o, "measured", "engine_resident_bytes_per_s");
-    if (member(o, "engine_layer_seconds")) m->engine_layer_s = get_rate(r, o, "measured", "engine_layer_seconds");
+    read_engine(r, o, m);
     if (member(o, "cpu_q4_k_from_ram_bytes_per_s"))
         m->kernel_ram_bw = get_rate(r, o, "measured", "cpu_q4_k_from_ram_bytes_per_s");
     get_u64(r, o, "measured", "disk_bytes_read", UINT64_MAX, &m->disk_bytes);

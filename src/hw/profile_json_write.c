@@ -138,17 +138,34 @@ static json_t *pci_gpus_json(const hw_profile *p)
     return a;
 }
 
+/* [{"threads": T, "bytes_per_s": {"q4_k": ...}, "layer_seconds": ..., "token_seconds": ...}] */
+static json_t *engine_json(const hw_measured *m)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < m->n_engine && i < HW_MAX_ENGINE_CALIB; i++) {
+        const hw_engine_calib *c = &m->engine[i];
+        json_t *bw = json_object();
+        for (int t = 0; bw && t < HW_ENGINE_TYPES; t++)
+            json_object_set_new(bw, hw_engine_type_name((hw_engine_type)t), jrate(c->type_bw[t]));
+        json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o}", "threads", c->threads, "bytes_per_s",
+                                           bw ? bw : json_null(), "layer_seconds", json_real(c->layer_s),
+                                           "token_seconds", json_real(c->token_s)));
+    }
+    return a ? a : json_null();
+}
+
 static json_t *measured_json(const hw_measured *m)
 {
     if (!m->done) return json_null();
-    return json_pack("{s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "time", jtime(m->time),
-                     "ram_read_1t_bytes_per_s", jrate(m->ram_bw_1t), "ram_read_all_bytes_per_s",
-                     jrate(m->ram_bw_all), "ram_threads", m->ram_threads, "ram_buffer_bytes",
-                     jsize_known(m->ram_bytes), "disk_read_bytes_per_s", jrate(m->disk_bw),
-                     "disk_bytes_read", jsize_known(m->disk_bytes), "disk_path",
-                     jstr(m->disk_path), "cpu_q4_k_weights_per_s", jrate(m->cpu_rate),
-                     "cpu_q4_k_from_ram_bytes_per_s", jrate(m->kernel_ram_bw), "engine_resident_bytes_per_s",
-                     jrate(m->engine_bw), "engine_layer_seconds", jrate(m->engine_layer_s));
+    json_t *o = json_pack("{s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "time", jtime(m->time),
+                          "ram_read_1t_bytes_per_s", jrate(m->ram_bw_1t), "ram_read_all_bytes_per_s",
+                          jrate(m->ram_bw_all), "ram_threads", m->ram_threads, "ram_buffer_bytes",
+                          jsize_known(m->ram_bytes), "disk_read_bytes_per_s", jrate(m->disk_bw),
+                          "disk_bytes_read", jsize_known(m->disk_bytes), "disk_path", jstr(m->disk_path),
+                          "cpu_q4_k_weights_per_s", jrate(m->cpu_rate), "cpu_q4_k_from_ram_bytes_per_s",
+                          jrate(m->kernel_ram_bw));
+    if (o) json_object_set_new(o, "engine", engine_json(m));
+    return o ? o : json_null();
 }
 
 char *hw_profile_to_json(const hw_profile *p)

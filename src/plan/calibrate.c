@@ -14,19 +14,34 @@
 #include "util/clock.h"
 #include "util/outfile.h"
 
-/* Two layer shapes: time per token = weight bytes / bw + layers x the
- * per-layer cost that does not grow with the layer (thread dispatches,
- * norms, rope). One shape alone cannot tell them apart: a 1024-wide
- * calibration under-predicted 2048-wide models by 25-40 %, a 2048-wide one
- * over-predicted 1024-wide models by 20 %. */
+/* Time per token = sum over types of weight bytes / rate + groups x the
+ * per-group cost that does not grow with the layer (thread dispatches and
+ * barriers, norms, rope) + a per-token cost (embedding row, the engine's
+ * bookkeeping). Two tiny F32 models (64 wide, 1 and 8 layers: their
+ * weights are a few microseconds of compute) give the per-group and the
+ * per-token cost, which are nearly all of a model such as stories260K's
+ * time. Two Q4_K shapes (1024 and 2048 wide, larger than the L3 cache:
+ * their bytes stream from RAM as a real model's do) then give the Q4_K
+ * rate, and one model of 60-100 MB per other type its own rate: a Q8_0
+ * model decodes at nearly twice Q4_K's bytes/s. */
 typedef struct calib_shape {
     uint64_t embd, ff, layers;
+    uint32_t type;          /* ggml type of the layer matrices */
+    hw_engine_type priced;  /* the rate it measures (the tiny shapes: none) */
 } calib_shape;
 
-static const calib_shape SHAPES[2] = {{1024, 2816, 8}, {2048, 5632, 4}};
+enum { SHAPE_Q4_A, SHAPE_Q4_B, SHAPE_TINY_1, SHAPE_TINY_8, N_BASE_SHAPES };
+static const calib_shape SHAPES[] = {
+    {1024, 2816, 8, GGML_TYPE_Q4_K, HW_ENGINE_Q4_K}, {2048, 5632, 4, GGML_TYPE_Q4_K, HW_ENGINE_Q4_K},
+    {64, 192, 1, GGML_TYPE_F32, HW_ENGINE_TYPES},    {64, 192, 8, GGML_TYPE_F32, HW_ENGINE_TYPES},
+    {1024, 2816, 6, GGML_TYPE_Q6_K, HW_ENGINE_Q6_K}, {1024, 2816, 5, GGML_TYPE_Q8_0, HW_ENGINE_Q8_0},
+    {1024, 2816, 3, GGML_TYPE_F16, HW_ENGINE_F16},   {1024, 2816, 2, GGML_TYPE_F32, HW_ENGINE_F32},
+};
+#define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 #define MAX_FF 5632
 #define VOCAB 256
 #define TOKENS 24
+#define CTX (2 * TOKENS + 16) /* a tiny model decodes two tokens per round */
 
 
 static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1,
@@ -40,10 +55,13 @@ static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64
  * architecture table requires, with the shapes it gives. */
 static model_dims calib_dims(const calib_shape *c)
 {
-    uint64_t heads = c->embd / 128;
+    uint64_t head_dim = c->embd >= 256 ? 128 : 32, heads = c->embd / head_dim;
     return (model_dims){.n_embd = c->embd, .n_layers = c->layers, .n_heads = heads, .n_kv_heads = heads,
-                        .head_dim = 128, .n_ff = c->ff, .n_vocab = VOCAB, .q_dim = c->embd, .kv_dim = c->embd};
+                        .head_dim = head_dim, .n_ff = c->ff, .n_vocab = VOCAB, .q_dim = c->embd, .kv_dim = c->embd};
 }
+
+/* The embedding's type: Q4_K, or F32 where rows are narrower than a Q4_K block. */
+static uint32_t embd_type(const calib_shape *c) { return c->embd % 256 ? GGML_TYPE_F32 : GGML_TYPE_Q4_K; }
 
 static bool calib_slot(layer_slot s) { return arch_layer_need(arch_find("llama"), false, s) == NEED_REQUIRED; }
 
@@ -51,7 +69,7 @@ static strata_status add_tensors(gguf_writer *w, const calib_shape *c, strata_er
 {
     model_dims d = calib_dims(c);
     const arch_desc *llama = arch_find("llama");
-    strata_status st = add(w, arch_global_tensor_name(GS_EMBD), GGML_TYPE_Q4_K, c->embd, VOCAB, err);
+    strata_status st = add(w, arch_global_tensor_name(GS_EMBD), embd_type(c), c->embd, VOCAB, err);
     if (!st) st = add(w, arch_global_tensor_name(GS_OUTPUT_NORM), GGML_TYPE_F32, c->embd, 1, err);
     for (uint64_t l = 0; l < c->layers && !st; l++)
         for (int s = 0; s < LS_COUNT && !st; s++) {
@@ -60,8 +78,7 @@ static strata_status add_tensors(gguf_writer *w, const calib_shape *c, strata_er
             uint64_t ne[3];
             arch_layer_tensor_name((layer_slot)s, l, name, sizeof name);
             arch_layer_shape(&d, llama, (layer_slot)s, ne);
-            st = add(w, name, arch_layer_slot_is_vector((layer_slot)s) ? GGML_TYPE_F32 : GGML_TYPE_Q4_K, ne[0], ne[1],
-                     err);
+            st = add(w, name, arch_layer_slot_is_vector((layer_slot)s) ? GGML_TYPE_F32 : c->type, ne[0], ne[1], err);
         }
     return st;
 }
@@ -70,12 +87,12 @@ static strata_status set_hparams(gguf_writer *w, const calib_shape *c, strata_er
 {
     strata_status st;
     if ((st = gguf_writer_set_str(w, "general.architecture", "llama", err)) ||
-        (st = gguf_writer_set_u32(w, "llama.context_length", 64, err)) ||
+        (st = gguf_writer_set_u32(w, "llama.context_length", CTX, err)) ||
         (st = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->embd, err)) ||
         (st = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->layers, err)) ||
         (st = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->ff, err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)(c->embd / 128), err)) ||
-        (st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)(c->embd / 128), err)))
+        (st = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)calib_dims(c).n_heads, err)) ||
+        (st = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)calib_dims(c).n_heads, err)))
         return st;
     return STRATA_OK;
 }
@@ -85,15 +102,15 @@ static strata_status set_hparams(gguf_writer *w, const calib_shape *c, strata_er
 static strata_status write_data(gguf_writer *w, const calib_shape *c, strata_error *err)
 {
     float row[MAX_FF], ones[MAX_FF];
-    uint8_t q[MAX_FF];
+    uint8_t q[MAX_FF * 4]; /* a row in any type, F32 included */
     uint32_t x = 12345;
     for (int i = 0; i < MAX_FF; i++) {
         row[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f * 0.1f - 0.05f;
         ones[i] = 1.0f;
     }
     strata_status st = STRATA_OK;
-    uint64_t embd_row = ggml_row_bytes(GGML_TYPE_Q4_K, c->embd);
-    if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, c->embd, err)))
+    uint64_t embd_row = ggml_row_bytes(embd_type(c), c->embd);
+    if (!(st = quantize_row(embd_type(c), row, q, c->embd, err)))
         for (int r = 0; r < VOCAB && !st; r++) st = gguf_writer_write(w, q, embd_row, err);
     if (!st) st = gguf_writer_write(w, ones, c->embd * 4, err);
     model_dims d = calib_dims(c);
@@ -106,8 +123,8 @@ static strata_status write_data(gguf_writer *w, const calib_shape *c, strata_err
                 st = gguf_writer_write(w, ones, ne[0] * 4, err);
                 continue;
             }
-            uint64_t rb = ggml_row_bytes(GGML_TYPE_Q4_K, ne[0]);
-            if (!(st = quantize_row(GGML_TYPE_Q4_K, row, q, ne[0], err)))
+            uint64_t rb = ggml_row_bytes(c->type, ne[0]);
+            if (!(st = quantize_row(c->type, row, q, ne[0], err)))
                 for (uint64_t r = 0; r < ne[1] && !st; r++) st = gguf_writer_write(w, q, rb, err);
         }
     return st;
@@ -133,8 +150,11 @@ typedef struct calib_model {
     gguf_file *f;
     model_spec *spec;
     engine *e;
-    uint64_t bytes; /* weights read per token */
+    uint64_t bytes;       /* weights read per token */
+    uint64_t typed_bytes; /* of them, the shape's own type (all of them for Q4_K) */
+    double groups;        /* layers + the output group */
     double t[TOKENS];
+    double median;
 } calib_model;
 
 static strata_status calib_open(calib_model *m, int i, int threads, const char *dir, strata_error *err)
@@ -142,12 +162,16 @@ static strata_status calib_open(calib_model *m, int i, int threads, const char *
     const char *tmp = dir ? dir : getenv("TMPDIR");
     snprintf(m->path, sizeof m->path, "%s/strata-calibrate-%d-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid(), i);
     m->slot = tempfile_register(m->path); /* Ctrl-C removes it while it exists */
-    engine_params p = {.n_ctx = 64, .n_threads = threads > 0 ? threads : 1};
+    engine_params p = {.n_ctx = CTX, .n_threads = threads > 0 ? threads : 1};
     strata_status st = write_model(m->path, &SHAPES[i], err);
     if (!st) st = gguf_open(m->path, &m->f, err);
     if (!st) st = model_spec_from_gguf(m->f, m->path, &m->spec, err);
     if (!st) st = engine_open(m->f, m->spec, &p, &m->e, err);
-    if (!st) m->bytes = m->spec->tensor_bytes - m->spec->non_layer.by_group[GROUP_EMBD];
+    if (!st) {
+        m->bytes = m->spec->tensor_bytes - m->spec->non_layer.by_group[GROUP_EMBD];
+        m->typed_bytes = SHAPES[i].type == GGML_TYPE_Q4_K ? m->bytes : m->spec->bytes_by_type[SHAPES[i].type];
+        m->groups = (double)SHAPES[i].layers + 1;
+    }
     return st;
 }
 
@@ -172,41 +196,72 @@ static double median_of(double *t, int n)
     return t[n / 2];
 }
 
-/* Tokens of the two models alternate, so that this machine's bandwidth,
- * which moves between seconds, moves both medians alike. */
-static strata_status time_both(calib_model m[2], strata_error *err)
+static bool is_tiny(size_t i) { return i == SHAPE_TINY_1 || i == SHAPE_TINY_8; }
+
+/* Tokens of the models alternate, so that this machine's bandwidth, which
+ * moves between seconds, moves every median alike. A tiny model is timed
+ * on its second token in a row: its weights and buffers fit in the cache
+ * and stay there in a real run, but the other models evict them (timed
+ * cold, the per-group cost came out at 18 us here, against 5 us in a run of
+ * stories260K). */
+static strata_status time_all(calib_model *m, strata_error *err)
 {
     float logits[VOCAB];
     int32_t tok = 1;
     strata_status st = STRATA_OK;
-    for (int i = 0; i < 2 && !st; i++) st = engine_eval(m[i].e, &tok, 1, logits, false, err); /* warm up */
+    for (size_t i = 0; i < N_SHAPES && !st; i++) st = engine_eval(m[i].e, &tok, 1, logits, false, err); /* warm up */
     for (int n = 0; n < TOKENS && !st; n++)
-        for (int i = 0; i < 2 && !st; i++) {
+        for (size_t i = 0; i < N_SHAPES && !st; i++) {
+            if (is_tiny(i)) st = engine_eval(m[i].e, &tok, 1, logits, false, err);
             double t0 = clock_seconds();
-            st = engine_eval(m[i].e, &tok, 1, logits, false, err);
+            if (!st) st = engine_eval(m[i].e, &tok, 1, logits, false, err);
             m[i].t[n] = clock_seconds() - t0;
         }
+    for (size_t i = 0; i < N_SHAPES && !st; i++) m[i].median = median_of(m[i].t, TOKENS);
     return st;
 }
 
-double plan_calibrate_engine(int threads, const char *dir, double *layer_seconds, strata_error *err)
+/* The per-group and per-token costs from the tiny shapes (t = g o + k,
+ * their weights' time neglected), then the Q4_K rate from the two wide
+ * shapes, pooled: x = sum (t - g o - k) / sum bytes. Noise that makes a
+ * cost come out negative makes it 0. */
+static void solve_base(const calib_model *m, hw_engine_calib *c)
 {
-    calib_model m[2] = {0};
-    double t[2] = {0, 0};
-    *layer_seconds = 0;
-    strata_status st = calib_open(&m[0], 0, threads, dir, err);
-    if (!st) st = calib_open(&m[1], 1, threads, dir, err);
-    if (!st) st = time_both(m, err);
-    for (int i = 0; i < 2 && !st; i++) t[i] = median_of(m[i].t, TOKENS);
-    double b0 = (double)m[0].bytes, b1 = (double)m[1].bytes;
-    calib_close(&m[0]);
-    calib_close(&m[1]);
-    if (st || t[0] <= 0 || t[1] <= 0) return 0;
-    /* t_i = b_i / bw + L_i * o, solved for 1 / bw and o; when noise makes o
-     * come out negative, the wide shape's rate alone is used */
-    double L0 = (double)SHAPES[0].layers, L1 = (double)SHAPES[1].layers, det = b0 * L1 - b1 * L0;
-    double inv_bw = (t[0] * L1 - t[1] * L0) / det, o = (b0 * t[1] - b1 * t[0]) / det;
-    if (o <= 0 || inv_bw <= 0) return b1 / t[1];
-    *layer_seconds = o;
-    return 1.0 / inv_bw;
+    const calib_model *t1 = &m[SHAPE_TINY_1], *t8 = &m[SHAPE_TINY_8], *a = &m[SHAPE_Q4_A], *b = &m[SHAPE_Q4_B];
+    double o = (t8->median - t1->median) / (t8->groups - t1->groups);
+    c->layer_s = o > 0 ? o : 0;
+    double k = t1->median - t1->groups * c->layer_s;
+    c->token_s = k > 0 ? k : 0;
+    double rest = (a->groups + b->groups) * c->layer_s + 2 * c->token_s, sum_t = a->median + b->median;
+    if (sum_t - rest < 0.25 * sum_t) rest = 0; /* noise larger than the fixed part: the plain rate */
+    c->type_bw[HW_ENGINE_Q4_K] = (double)(a->bytes + b->bytes) / (sum_t - rest);
+}
+
+/* Another type's rate: its model's time less what the Q4_K figures say the
+ * rest costs (the other tensors, the groups, the token). */
+static double type_rate(const calib_model *m, const hw_engine_calib *c)
+{
+    double rest = (double)(m->bytes - m->typed_bytes) / c->type_bw[HW_ENGINE_Q4_K] + m->groups * c->layer_s + c->token_s;
+    double t = m->median - rest;
+    if (t < 0.25 * m->median) t = m->median; /* noise larger than the fixed part: the plain rate */
+    return (double)m->typed_bytes / t;
+}
+
+strata_status plan_calibrate_engine(int threads, const char *dir, hw_engine_calib *out, strata_error *err)
+{
+    calib_model m[N_SHAPES];
+    memset(m, 0, sizeof m);
+    memset(out, 0, sizeof *out);
+    out->threads = threads > 0 ? threads : 1;
+    strata_status st = STRATA_OK;
+    for (size_t i = 0; i < N_SHAPES && !st; i++) st = calib_open(&m[i], (int)i, out->threads, dir, err);
+    if (!st) st = time_all(m, err);
+    for (size_t i = 0; i < N_SHAPES && !st; i++)
+        if (m[i].median <= 0) st = err_set(err, STRATA_E_IO, "calibration: a decode step took no measurable time");
+    if (!st) {
+        solve_base(m, out);
+        for (size_t i = N_BASE_SHAPES; i < N_SHAPES; i++) out->type_bw[SHAPES[i].priced] = type_rate(&m[i], out);
+    }
+    for (size_t i = 0; i < N_SHAPES; i++) calib_close(&m[i]);
+    return st;
 }

@@ -1,17 +1,18 @@
-/* Calibrating the planner on the engine itself: two small resident Q4_K
- * models (1024- and 2048-wide layers) are written to a temporary file in
- * turn and decoded for a few tokens; their times per token give the rate
- * the engine really reaches for resident weights and the per-layer cost
- * that does not grow with the layer (kernels, synchronization, attention
- * and the rest of a layer included). */
+/* Calibrating the planner on the engine itself: small resident models
+ * (three Q4_K shapes, and one model per other priced type) are written to
+ * temporary files and decoded for a few tokens, alternating; their times
+ * per token give the rate the engine really reaches per weight type, the
+ * per-group cost that does not grow with the layer (kernels,
+ * synchronization, attention and the rest of a layer included) and the
+ * per-token cost, at one thread count. */
 #ifndef STRATA_PLAN_CALIBRATE_H
 #define STRATA_PLAN_CALIBRATE_H
 
+#include "hw/hw.h"
 #include "strata.h"
 
-/* Bytes/s; 0 with err set when it could not be measured. *layer_seconds:
- * the per-layer cost (0 when the two shapes do not separate it). dir: where
- * to put the temporary model (NULL: $TMPDIR or /tmp). */
-double plan_calibrate_engine(int threads, const char *dir, double *layer_seconds, strata_error *err);
+/* Fills *out for `threads` threads. dir: where to put the temporary models
+ * (NULL: $TMPDIR or /tmp). */
+strata_status plan_calibrate_engine(int threads, const char *dir, hw_engine_calib *out, strata_error *err);
 
 #endif

@@ -19,6 +19,22 @@
 #define MEASURE_DISK_BYTES (256ull << 20) /* as `strata detect --measure` */
 
 _Static_assert(PLAN_EXPERT_MIN_SLOTS == STORE_EXPERT_MIN_SLOTS, "the planner replicates the store's least expert cache");
+_Static_assert((int)PLAN_WT_COUNT == (int)HW_ENGINE_TYPES && (int)PLAN_WT_F32 == (int)HW_ENGINE_F32,
+               "the planner prices the types the calibration measures, in its order");
+
+/* The type whose calibrated rate prices a tensor's bytes; -1: Q4_K's rate
+ * (the other block types, close to it per byte). */
+static int priced_type(uint32_t ggml_type)
+{
+    switch (ggml_type) {
+    case GGML_TYPE_Q6_K: return PLAN_WT_Q6_K;
+    case GGML_TYPE_Q8_0: return PLAN_WT_Q8_0;
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: return PLAN_WT_F16;
+    case GGML_TYPE_F32: return PLAN_WT_F32;
+    default: return -1;
+    }
+}
 
 
 /* The engine's groups (a layer's stacked experts excluded: they are its
@@ -40,6 +56,7 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
             if (!t) continue;
             pg->weight_bytes += t->n_bytes;
             pg->elems += t->n_elems;
+            if (priced_type(t->type) >= 0) pg->type_bytes[priced_type(t->type)] += t->n_bytes;
         }
     }
     uint32_t n_sets = d->n_expert_sets < d->n_groups ? d->n_expert_sets : d->n_groups;
@@ -113,20 +130,65 @@ void plan_model_free(plan_model *m)
     m->n_groups = m->n_expert_sets = 0;
 }
 
-void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machine *out)
+/* Cores a thread count really uses: threads beyond the physical cores add
+ * no throughput. */
+static double effective_threads(const hw_profile *p, int threads)
+{
+    int cores = hw_default_threads(&p->cpu);
+    return threads < 1 ? 1 : threads > cores && cores > 0 ? cores : threads;
+}
+
+/* The calibration nearest `threads` (the exact one when there is one). */
+static const hw_engine_calib *nearest_calib(const hw_measured *m, int threads)
+{
+    const hw_engine_calib *best = NULL;
+    for (int i = 0; i < m->n_engine && i < HW_MAX_ENGINE_CALIB; i++) {
+        const hw_engine_calib *c = &m->engine[i];
+        if (c->type_bw[HW_ENGINE_Q4_K] > 0 && (!best || abs(c->threads - threads) < abs(best->threads - threads)))
+            best = c;
+    }
+    return best;
+}
+
+/* The engine's rates at `threads`: the calibration made there, else the
+ * nearest one scaled by the cores each uses (rates proportional to the
+ * threads that run, never above the RAM's read bandwidth; the fixed costs
+ * kept as they are). */
+static void engine_rates(const hw_profile *p, int threads, plan_machine *out)
+{
+    const hw_engine_calib *c = nearest_calib(&p->measured, threads);
+    if (!c) return;
+    double scale = effective_threads(p, threads) / effective_threads(p, c->threads);
+    double cap = p->measured.ram_bw_all > 0 ? p->measured.ram_bw_all : 1e15;
+    out->threads_scaled = c->threads != threads && scale != 1;
+    for (int k = 0; k < PLAN_WT_COUNT; k++) {
+        double r = c->type_bw[k] * scale;
+        out->engine_type_bw[k] = r > cap ? cap : r;
+    }
+    out->engine_bw = out->engine_type_bw[PLAN_WT_Q4_K];
+    out->engine_layer_s = c->layer_s;
+    out->engine_token_s = c->token_s;
+}
+
+void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads, plan_machine *out)
 {
     memset(out, 0, sizeof *out);
     const hw_measured *ms = &p->measured;
+    out->threads = threads > 0 ? threads : hw_default_threads(&p->cpu);
     out->ram_budget = budget ? budget : hw_default_budget(p->mem.usable);
     out->measured = ms->done && ms->ram_bw_all > 0 && ms->disk_bw > 0 && ms->cpu_rate > 0 && ms->kernel_ram_bw > 0;
     out->ram_bw = ms->ram_bw_all > 0 ? ms->ram_bw_all : GUESS_RAM_BW;
     out->disk_bw = ms->disk_bw > 0 ? ms->disk_bw : GUESS_DISK_BW;
-    out->cpu_rate = ms->cpu_rate > 0 ? ms->cpu_rate : GUESS_CPU_RATE;
+    /* the kernels' rates were measured with ram_threads threads */
+    double kernel_scale = ms->ram_threads > 0 ? effective_threads(p, out->threads) / effective_threads(p, ms->ram_threads)
+                                              : 1;
+    out->cpu_rate = ms->cpu_rate > 0 ? ms->cpu_rate * kernel_scale : GUESS_CPU_RATE;
     /* kernels reach a fraction of the raw read bandwidth; 0.6 when not measured */
-    out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw : 0.6 * out->ram_bw;
-    out->engine_bw = ms->engine_bw;
-    out->engine_layer_s = ms->engine_layer_s;
+    out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw * kernel_scale : 0.6 * out->ram_bw;
+    if (out->kernel_ram_bw > out->ram_bw) out->kernel_ram_bw = out->ram_bw;
+    engine_rates(p, out->threads, out);
     out->disk_free = p->storage.free_bytes;
+    out->cache_bytes = p->cpu.cache_l3;
     out->swap_on = p->mem.swap_total > 0;
     out->no_odirect = p->storage.o_direct == HW_NO;
     out->cgroup_limited = p->mem.cgroup.limit != HW_NO_LIMIT && p->mem.cgroup.version > 0;
@@ -143,12 +205,17 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machin
     }
 }
 
-void plan_calibrate_into(hw_profile *p)
+bool plan_calibrate_into(hw_profile *p, int threads)
 {
-    strata_error ignored;
-    p->measured.engine_bw = plan_calibrate_engine(hw_default_threads(&p->cpu), NULL, &p->measured.engine_layer_s,
-                                                  &ignored);
-    if (p->measured.engine_bw <= 0) hw_warn(p, "engine calibration failed: %s", ignored.message);
+    strata_error e;
+    hw_engine_calib c;
+    if (threads <= 0) threads = hw_default_threads(&p->cpu);
+    if (plan_calibrate_engine(threads, NULL, &c, &e) != STRATA_OK) {
+        hw_warn(p, "engine calibration at %d thread%s failed: %s", threads, threads == 1 ? "" : "s", e.message);
+        return false;
+    }
+    hw_engine_calib_put(&p->measured, &c);
+    return true;
 }
 
 /* The model's directory: where the measurement's temporary file goes (the
@@ -167,7 +234,7 @@ static void model_dir(const char *model_path, char *dir, size_t len)
 /* This machine's bandwidths now (RAM, CPU, engine, disk: a temporary file
  * in the model's directory), saved to `path` when there is one; false when
  * nothing could be measured. */
-static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, const char *path)
+static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, int threads, const char *path)
 {
     hw_measure_opts mo = {.min_seconds = 0.3, .no_gpu = !probe_gpus, .no_disk = true};
     strata_error ignored;
@@ -184,7 +251,8 @@ static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, 
         m->disk_bw = 0;
         hw_warn(p, "disk bandwidth not measured: %s", e.message);
     }
-    plan_calibrate_into(p);
+    plan_calibrate_into(p, 0);
+    if (threads > 0 && threads != hw_default_threads(&p->cpu)) plan_calibrate_into(p, threads);
     if (path) hw_profile_save(p, path, &ignored);
     return true;
 }
@@ -225,7 +293,8 @@ static void choose_disk(hw_profile *p, const char *profile_path, plan_machine_no
 #define MEASURE_MIN_MEMORY (768ull << 20)
 
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
-                                   uint64_t mem_cap, hw_profile *out, plan_machine_notes *notes, strata_error *err)
+                                   uint64_t mem_cap, int threads, hw_profile *out, plan_machine_notes *notes,
+                                   strata_error *err)
 {
     plan_machine_notes own;
     plan_machine_notes *n = notes ? notes : &own;
@@ -247,12 +316,17 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
         const char *what = n->cache == HW_CACHE_MISSING ? "no saved profile (`strata detect --measure`)" : why;
         uint64_t room = mem_cap && (!out->mem.usable || mem_cap < out->mem.usable) ? mem_cap : out->mem.usable;
         bool fits = !room || room >= MEASURE_MIN_MEMORY;
-        n->measured_now = measure && fits && measure_now(out, model_path, probe_gpus, have_path ? path : NULL);
+        n->measured_now = measure && fits && measure_now(out, model_path, probe_gpus, threads, have_path ? path : NULL);
         snprintf(n->profile, sizeof n->profile, "%.400s: %s", what,
                  !fits                ? "bandwidths are guesses (too little memory to measure them in)"
                  : !n->measured_now  ? "bandwidths are guesses"
                  : have_path         ? "measured now and saved"
                                      : "measured now");
+    } else if (measure && threads > 0 && !hw_engine_calib_at(&out->measured, threads) &&
+               (!mem_cap || mem_cap >= MEASURE_MIN_MEMORY) && plan_calibrate_into(out, threads)) {
+        /* the saved profile has no calibration at this thread count: made now, kept */
+        n->calibrated_now = true;
+        if (have_path) hw_profile_save(out, path, &ignored);
     }
     choose_disk(out, have_path ? path : NULL, n);
     return STRATA_OK;

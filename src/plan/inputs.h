@@ -15,13 +15,17 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
 void plan_model_free(plan_model *m);
 
 /* budget 0: hw_default_budget of the profile's usable memory. Bandwidths
- * not measured get conservative guesses and measured = false. */
-void plan_machine_from_profile(const hw_profile *p, uint64_t budget, plan_machine *out);
+ * not measured get conservative guesses and measured = false. threads: the
+ * engine's thread count (0: hw_default_threads); the CPU rates are the
+ * profile's calibration at that count, else the nearest one scaled by the
+ * cores each count uses (threads_scaled). */
+void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads, plan_machine *out);
 
 /* Where the machine's figures came from, for the plan's text. */
 typedef struct plan_machine_notes {
     hw_cache_state cache;      /* the saved profile's state (FRESH for a --hw file) */
     bool measured_now;         /* measured during this command (and saved) */
+    bool calibrated_now;       /* the engine calibrated at the requested thread count now (and saved) */
     char profile[480];         /* "" when the saved measurements were used as they are; else what
                                   happened: "the saved profile is from another machine (CPU differs:
                                   ...): measured now and saved" */
@@ -29,9 +33,10 @@ typedef struct plan_machine_notes {
                                   "detect --measure on vda", "guess: run `strata detect --measure`" */
 } plan_machine_notes;
 
-/* Decodes a small synthetic resident model with p's physical cores and
- * stores the rate in p->measured.engine_bw (detect --measure calls it). */
-void plan_calibrate_into(hw_profile *p);
+/* Calibrates the engine at `threads` (0: p's physical cores) into
+ * p->measured.engine (detect --measure calls it); false (and a warning in
+ * p) when it failed. */
+bool plan_calibrate_into(hw_profile *p, int threads);
 
 /* The machine to plan for: the profile file `hw_file` (a hypothetical
  * machine), or this machine probed live with the saved measurements; when
@@ -40,11 +45,14 @@ void plan_calibrate_into(hw_profile *p);
  * never the model itself) and saves them, unless mem_cap (the run's
  * budget; 0: none) or the usable memory is below what measuring takes
  * (then estimates, and the note says why). `model_path` says where models
- * live. The disk figure: the rate runs reached streaming from the model's
+ * live. threads (0: the default): when the saved profile has no engine
+ * calibration at that count and `measure` is set, calibrates there now (a
+ * few seconds) and saves it. The disk figure: the rate runs reached streaming from the model's
  * storage device on this machine (stream-rates.json), else the saved
  * O_DIRECT measurement, else a guess; notes (may be NULL) says which, and
  * what happened to the saved profile. Reads no tensor data. */
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
-                                   uint64_t mem_cap, hw_profile *out, plan_machine_notes *notes, strata_error *err);
+                                   uint64_t mem_cap, int threads, hw_profile *out, plan_machine_notes *notes,
+                                   strata_error *err);
 
 #endif

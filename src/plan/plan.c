@@ -308,10 +308,39 @@ static double batch_experts(const plan_expert_set *e, double B)
     return d > k ? d : k;
 }
 
+/* Seconds the CPU takes over `bytes` of resident weights per token: each
+ * type the calibration priced at its own rate, the rest (and every type
+ * without a rate of its own) at `bw`. */
+static double cpu_weights_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
+                                  double bw)
+{
+    double t = 0;
+    uint64_t priced = 0;
+    for (int k = 0; k < PLAN_WT_COUNT && hw->engine_bw > 0; k++) {
+        if (!type_bytes[k] || priced + type_bytes[k] > bytes) continue;
+        double r = hw->engine_type_bw[k] > 0 ? hw->engine_type_bw[k] : bw;
+        t += (double)type_bytes[k] / r;
+        priced += type_bytes[k];
+    }
+    return t + (double)(bytes - priced) / bw;
+}
+
+/* Whether the weights the CPU computes on stay in its last-level cache
+ * between tokens (a model of a few MB such as stories260K): all of them
+ * resident, and with the KV cache a token reads at most half the cache. */
+static bool weights_in_cache(const plan_machine *hw, const plan *p, uint64_t cpu_weight_bytes, uint64_t kv_read)
+{
+    if (!hw->cache_bytes || !cpu_weight_bytes || cpu_weight_bytes + kv_read > hw->cache_bytes / 2) return false;
+    for (uint32_t g = 0; g < p->n_groups; g++)
+        if (p->tier[g] == TIER_DISK || (p->tier[g] >= 0 && p->over_link)) return false;
+    return !p->expert_units || p->expert_slots >= p->expert_units;
+}
+
 /* Bytes each tier moves per decoded token, and the times they take. */
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
     uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0, cpu_groups = 0;
+    uint64_t cpu_type_bytes[PLAN_WT_COUNT] = {0};
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
@@ -330,6 +359,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         } else {
             cpu_elems += gr->elems;
             cpu_weight_bytes += gr->weight_bytes;
+            for (int k = 0; k < PLAN_WT_COUNT; k++) cpu_type_bytes[k] += gr->type_bytes[k];
             cpu_groups++;
             p->ram_bytes_per_token += gr->weight_bytes;
         }
@@ -384,10 +414,16 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
      * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
      * raw read bandwidth */
     double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
-    double layers_s = hw->engine_bw > 0 ? (double)cpu_groups * hw->engine_layer_s : 0;
-    p->t_ram = hw->ram_bw > 0 ? (double)cpu_weight_bytes / kernel_bw + layers_s +
-                                    (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw
-                              : 0;
+    double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s : 0;
+    if (weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv))) {
+        /* nothing comes from RAM but the KV cache: the CPU's work is the time */
+        p->t_compute += fixed_s;
+        p->t_ram = hw->ram_bw > 0 ? (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw : 0;
+    } else {
+        p->t_ram = hw->ram_bw > 0 ? cpu_weights_seconds(hw, cpu_weight_bytes, cpu_type_bytes, kernel_bw) + fixed_s +
+                                        (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw
+                                  : 0;
+    }
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
                     ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
     p->t_link = (double)p->link_bytes_per_token / link_bw;

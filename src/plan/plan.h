@@ -16,12 +16,18 @@
 #define PLAN_TEXT 200
 #define PLAN_DECODE_POS 128 /* decode speed is predicted at this context position */
 
+/* The weight types the CPU cost model prices apart (hw_engine_type's
+ * order); every other type is priced as Q4_K. */
+typedef enum plan_wtype { PLAN_WT_Q4_K = 0, PLAN_WT_Q6_K, PLAN_WT_Q8_0, PLAN_WT_F16, PLAN_WT_F32, PLAN_WT_COUNT } plan_wtype;
+
 /* One group of tensors as the engine runs and the store moves them: a
  * layer, or the output group (final norm + output projection). */
 typedef struct plan_group {
     char name[24];          /* "blk.7", "output" */
     uint64_t bytes;         /* memory it occupies (read layout, aligned for direct I/O) */
     uint64_t weight_bytes;  /* tensor data compute reads per decoded token */
+    uint64_t type_bytes[PLAN_WT_COUNT]; /* weight_bytes by the type that prices them; what they do not
+                                           cover is priced as Q4_K */
     uint64_t elems;         /* weights (compute cost) */
 } plan_group;
 
@@ -71,9 +77,17 @@ typedef struct plan_machine {
     double disk_bw;             /* O_DIRECT sequential bytes/s */
     double cpu_rate;            /* weights/s the CPU kernels process, all threads, data in cache */
     double kernel_ram_bw;       /* weight bytes/s the CPU kernels process streaming from RAM */
-    double engine_bw;           /* weight bytes/s the engine decodes resident weights at (0: unknown) */
-    double engine_layer_s;      /* with engine_bw: seconds per layer beyond reading its weights */
+    /* the engine's calibration at the thread count the plan runs with
+     * (plan_machine_from_profile: measured there, or scaled from another) */
+    double engine_bw;           /* Q4_K weight bytes/s the engine decodes resident weights at (0: unknown) */
+    double engine_type_bw[PLAN_WT_COUNT]; /* with engine_bw: per type (0: engine_bw) */
+    double engine_layer_s;      /* with engine_bw: seconds per group beyond reading its weights */
+    double engine_token_s;      /* with engine_bw: seconds per token beyond its groups */
+    int threads;                /* the thread count these rates are for (0: unknown) */
+    bool threads_scaled;        /* the rates are scaled from a calibration at another thread count */
     uint64_t disk_free;         /* bytes free where models live (0: unknown) */
+    uint64_t cache_bytes;       /* the CPU's last-level cache (0: unknown): a model whose weights fit
+                                   in half of it is priced at the in-cache compute rate */
     int n_gpus;
     plan_gpu gpus[PLAN_MAX_GPUS];
     bool swap_on, no_odirect, cgroup_limited, measured;
