@@ -389,6 +389,27 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
  * vocabulary; the header term covers larger vocabularies. */
 uint64_t engine_process_reserve(const gguf_file *f) { return (5ull << 20) + 2 * f->bytes_read; }
 
+/* Scratch bytes (KV caches excluded) at n_ctx and batch B. */
+static uint64_t scratch_at(const model_weights *w, uint32_t n_ctx, uint32_t B, int n_threads)
+{
+    buffer_sizes z = sizes_for(w, 1, n_ctx, B, GGML_TYPE_F16, GGML_TYPE_F16, n_threads);
+    return sizes_total(&z) - z.cache_k - z.cache_v;
+}
+
+/* The coefficients of the memory model: every term of sizes_for is linear
+ * in n_ctx and in the batch (the KV cache too, at one token: every layer
+ * full length), so three points give them exactly. */
+static void memory_model(const model_weights *w, int n_threads, engine_desc *out)
+{
+    uint64_t s11 = scratch_at(w, 1, 1, n_threads), s21 = scratch_at(w, 2, 1, n_threads);
+    uint64_t s12 = scratch_at(w, 1, 2, n_threads);
+    out->per_ctx = s21 - s11;
+    out->per_batch = s12 - s11;
+    out->fixed = s11 - out->per_ctx - out->per_batch;
+    static const uint32_t kv_types[ENGINE_KV_KINDS] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    for (int k = 0; k < ENGINE_KV_KINDS; k++) out->kv_per_token[k] = 2 * kv_cache_bytes(w, 1, 1, 1, kv_types[k]);
+}
+
 strata_status engine_describe(const gguf_file *f, const model_spec *spec, const engine_params *p, engine_desc *out,
                               strata_error *err)
 {
@@ -400,10 +421,12 @@ strata_status engine_describe(const gguf_file *f, const model_spec *spec, const 
     if (!st) st = backend_cpu_select_kernels(w, p->kernels, err);
     if (!st) st = resolve(spec, &w->d, p, &out->n_ctx, &out->n_batch, &out->kv_type_k, &out->kv_type_v, err);
     if (st) return st;
+    int threads = p->n_threads > 0 ? p->n_threads : 1;
     buffer_sizes z = sizes_for(w, p->n_seq ? p->n_seq : 1, out->n_ctx, out->n_batch, out->kv_type_k, out->kv_type_v,
-                               p->n_threads > 0 ? p->n_threads : 1);
+                               threads);
     out->kv_bytes = z.cache_k + z.cache_v;
     out->buffer_bytes = sizes_total(&z);
+    memory_model(w, threads, out);
     out->n_groups = (uint32_t)w->d.n_layers + 1;
     out->groups = w->groups;
     out->n_expert_sets = w->moe ? (uint32_t)w->d.n_layers : 0;

@@ -56,13 +56,26 @@ typedef struct engine engine;
 /* One sequence (a conversation): its KV cache and position. */
 typedef struct engine_seq engine_seq;
 
-/* What the engine would allocate and read for a model and parameters,
- * without allocating it: the planner's view of the engine. */
+/* The KV cache types of the memory model, in this order. */
+typedef enum engine_kv_kind { ENGINE_KV_F32 = 0, ENGINE_KV_F16, ENGINE_KV_Q8_0, ENGINE_KV_Q4_0, ENGINE_KV_KINDS } engine_kv_kind;
+
+/* The engine's memory model as data, and what it reads: the planner's view
+ * of the engine, made from the architecture description applied to the
+ * file's tensor index (no tensor data is read, nothing is allocated but
+ * the description). One device today, the CPU:
+ *   scratch bytes = fixed + per_ctx x n_ctx + per_batch x min(n_batch, n_ctx)
+ *   KV bytes      = kv_per_token[type] x n_ctx per sequence (K and V, every
+ *                   layer at full length: a window layer holds at most
+ *                   window + 2 batches, so this bounds it from above)
+ * and the same evaluated at the parameters given (kv_bytes, buffer_bytes:
+ * exact, windows included). */
 typedef struct engine_desc {
     uint32_t n_ctx, n_batch;          /* after defaults */
     uint32_t kv_type_k, kv_type_v;    /* ggml type ids of the K and V caches */
     uint64_t kv_bytes;                /* K and V caches of n_seq sequences of n_ctx */
     uint64_t buffer_bytes;            /* KV caches and every scratch buffer */
+    uint64_t fixed, per_ctx, per_batch; /* scratch coefficients (per_ctx grows with the threads) */
+    uint64_t kv_per_token[ENGINE_KV_KINDS];
     uint32_t n_groups;                /* store groups: one per layer, then the output group */
     const struct store_group *groups; /* their tensors, in execution order (a layer's
                                          stacked experts are not in its group: see expert_sets) */
@@ -77,6 +90,8 @@ typedef struct engine_desc {
  * budget so the real peak RSS stays within it. */
 uint64_t engine_process_reserve(const gguf_file *f);
 
+/* The memory model of the engine run with p (p->n_threads: the scratch
+ * per context token; p->kernels: the activation scratch). */
 strata_status engine_describe(const gguf_file *f, const model_spec *spec, const engine_params *p, engine_desc *out,
                               strata_error *err);
 void engine_desc_free(engine_desc *d);

@@ -9,9 +9,6 @@
 #include "store/store.h"
 #include "util/error.h"
 
-#define CTX_A 512u
-#define CTX_B 1024u
-#define BATCH 256u /* the engine's default batch */
 /* Guesses used when nothing was measured (and the plan says so). */
 #define GUESS_RAM_BW 10e9
 #define GUESS_DISK_BW 0.5e9
@@ -85,38 +82,26 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
                                      strata_error *err)
 {
     memset(m, 0, sizeof *m);
-    /* three points separate the parts growing with the context and the batch */
-    /* the engine's default F16 KV cache */
-    engine_params pa = {.n_ctx = CTX_A, .n_batch = BATCH, .n_threads = n_threads};
-    engine_params pb = pa, pc = pa;
-    pb.n_ctx = CTX_B;
-    pc.n_batch = BATCH / 2;
-    engine_desc a, b, c;
-    memset(&b, 0, sizeof b);
-    memset(&c, 0, sizeof c);
-    strata_status st = engine_describe(f, spec, &pa, &a, err);
-    if (!st) st = engine_describe(f, spec, &pb, &b, err);
-    if (!st) st = engine_describe(f, spec, &pc, &c, err);
+    engine_params ep = {.n_threads = n_threads}; /* the model's context, the default batch and F16 KV cache */
+    engine_desc d;
+    strata_status st = engine_describe(f, spec, &ep, &d, err);
     if (!st) {
         snprintf(m->name, sizeof m->name, "%s", spec->hp.name[0] ? spec->hp.name : spec->hp.arch);
         m->context_length = (uint32_t)spec->hp.context_length;
-        m->kv_bytes_per_token = a.kv_bytes / a.n_ctx;
-        m->kv_bytes_per_token_q8 = model_kv_bytes_per_token(spec, GGML_TYPE_Q8_0);
-        m->kv_bytes_per_token_q4 = model_kv_bytes_per_token(spec, GGML_TYPE_Q4_0);
-        uint64_t sa = a.buffer_bytes - a.kv_bytes, sb = b.buffer_bytes - b.kv_bytes, sc = c.buffer_bytes - c.kv_bytes;
-        m->batch = BATCH;
-        m->buffer_per_ctx = (sb - sa) / (CTX_B - CTX_A);
-        m->buffer_per_batch = (sa - sc) / (BATCH - BATCH / 2);
-        m->buffer_fixed = sa - m->buffer_per_ctx * CTX_A - m->buffer_per_batch * BATCH;
+        m->kv_bytes_per_token = d.kv_per_token[ENGINE_KV_F16]; /* the engine's default cache */
+        m->kv_bytes_per_token_q8 = d.kv_per_token[ENGINE_KV_Q8_0];
+        m->kv_bytes_per_token_q4 = d.kv_per_token[ENGINE_KV_Q4_0];
+        m->batch = d.n_batch;
+        m->buffer_fixed = d.fixed;
+        m->buffer_per_ctx = d.per_ctx;
+        m->buffer_per_batch = d.per_batch;
         m->store_fixed = store_row_buffer_bytes(f);
         m->process_reserve = engine_process_reserve(f);
         const gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
         m->embd_row_bytes = embd ? ggml_row_bytes(embd->type, embd->ne[0]) : 0;
-        st = describe_groups(f, &spec->hp, &a, m, err);
+        st = describe_groups(f, &spec->hp, &d, m, err);
     }
-    engine_desc_free(&a);
-    engine_desc_free(&b);
-    engine_desc_free(&c);
+    engine_desc_free(&d);
     if (st) plan_model_free(m);
     return st;
 }
