@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,6 +86,67 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
  * stream-rates.json next to the saved profile (docs/profile-json.md). */
 strata_status strata_machine_record_stream_rate(const char *model_path, uint64_t bytes, double seconds,
                                                 strata_error *err);
+
+/* ---- Machine profiles (`strata detect`, `strata doctor`) ----
+ *
+ * A profile is what strata knows of a machine: its hardware, probed now
+ * (CPU, memory and cgroup, the storage where models live, GPUs), and the
+ * bandwidths measured on it (RAM, CPU kernels, the engine per weight type
+ * and thread count, disk, GPU), kept in a saved profile that is reused
+ * while the machine stays the same. JSON schema: docs/profile-json.md. */
+
+typedef struct strata_profile strata_profile;
+
+typedef struct strata_profile_params {
+    const char *path;     /* where models live: a directory or a model file (NULL: .) */
+    const char *file;     /* the saved profile to reuse or write (NULL: strata_profile_default_path) */
+    const char *root;     /* read /proc and /sys below this directory (a captured tree, for tests):
+                             no GPU library is opened and no saved profile is reused; NULL: / */
+} strata_profile_params;
+
+/* What happened to the saved profile when a probe looked for it. */
+typedef enum strata_profile_saved {
+    STRATA_PROFILE_MISSING = 0, /* none saved (or not looked for: root set) */
+    STRATA_PROFILE_FRESH,       /* saved for this machine: its measurements are in the profile */
+    STRATA_PROFILE_STALE,       /* saved for another machine, or without measurements: ignored */
+    STRATA_PROFILE_BAD,         /* unreadable or malformed: ignored (strata_profile_probe's err says why) */
+} strata_profile_saved;
+
+/* $XDG_CACHE_HOME/strata/profile.json, else ~/.cache/strata/profile.json. */
+strata_status strata_profile_default_path(char *buf, size_t cap, strata_error *err);
+
+/* Probes this machine and takes the saved profile's measurements when it is
+ * of this machine. A bad saved profile is not an error: the state says so
+ * and err (when given) holds the reason. */
+strata_status strata_profile_probe(const strata_profile_params *p, strata_profile **out, strata_error *err);
+void strata_profile_free(strata_profile *p);
+strata_profile_saved strata_profile_saved_state(const strata_profile *p);
+
+/* Measures the bandwidths now (a few seconds; quick: small buffers and
+ * short runs) and saves the profile to its file. progress (may be NULL)
+ * is called with each stage's name and the fraction done (1.0: done). */
+strata_status strata_profile_measure(strata_profile *p, bool quick,
+                                     void (*progress)(const char *stage, double fraction, void *ctx), void *ctx,
+                                     strata_error *err);
+
+/* The profile as JSON (docs/profile-json.md), or NULL when out of memory;
+ * free() it. */
+char *strata_profile_json(const strata_profile *p);
+/* The human report of `strata detect`: CPU, memory, storage, GPUs and the
+ * measurements, one section a line or two. */
+void strata_profile_print(const strata_profile *p, FILE *out);
+
+/* `strata doctor`'s checks of what makes big-model runs fail or crawl. */
+typedef enum strata_check_level { STRATA_CHECK_PASS = 0, STRATA_CHECK_WARN, STRATA_CHECK_FAIL } strata_check_level;
+typedef struct strata_check {
+    strata_check_level level;
+    char name[32];     /* "o_direct", "cgroup", ... */
+    char message[320];
+    char fix[320];     /* one line; "" when nothing is to be done */
+} strata_check;
+#define STRATA_MAX_CHECKS 32
+/* Writes at most max checks to out; returns how many. */
+int strata_profile_check(const strata_profile *p, strata_check *out, int max);
 
 /* ---- Running a model ---- */
 
@@ -308,6 +370,60 @@ typedef struct strata_batch_entry {
  * context advances by its entries. On error no context advances. */
 strata_status strata_decode(strata_model *m, const strata_batch_entry *entries, size_t n, float *logits,
                             strata_error *err);
+
+/* ---- Plans (`strata plan`) ----
+ *
+ * The planner decides where a model's weights and KV cache live (GPU, RAM,
+ * or streamed from disk) under a memory budget and predicts prefill and
+ * decode speed from the machine's profile (docs/cost-model.md). Planning
+ * reads the model's header and tensor table, never its tensor data. */
+
+typedef struct strata_plan strata_plan;
+
+#define STRATA_PLAN_MAX_PARALLEL 256 /* sequences one forward pass holds */
+
+typedef struct strata_plan_params {
+    const char *profile_file; /* plan for this machine profile (`strata detect --json` format, e.g.
+                                 a hypothetical machine) instead of this machine: every placement,
+                                 GPU tiers included; NULL: this machine, plans the engine runs */
+    uint64_t mem_budget;      /* RAM budget in bytes; 0: the machine's default */
+    uint32_t n_ctx;           /* context; 0: the model's, reduced to fit */
+    uint32_t n_batch;         /* tokens per step of the prefill prediction (0: 256; 32 or more
+                                 chooses the placement by prefill speed instead of decode) */
+    uint32_t n_parallel;      /* sequences decoding together (0, 1: one; at most STRATA_PLAN_MAX_PARALLEL) */
+    bool parallel_auto;       /* instead: the most sequences whose KV caches fit */
+    strata_kv_type kv_type;   /* DEFAULT or F16, Q8_0, Q4_0 (F32 is planned as f16) */
+    int n_threads;            /* the engine's threads; 0: one per usable physical core. A thread count
+                                 this machine's profile has no engine calibration for is calibrated
+                                 (a few seconds, then saved) */
+    bool moe_hit_rate_set;    /* mixture of experts: moe_hit_rate (0..1) is the expert cache's hit rate */
+    double moe_hit_rate;
+    bool probe_gpus;          /* this machine: open the GPU libraries to list its GPUs */
+} strata_plan_params;
+
+/* Plans; a placement that does not fit is a plan too (verdict 2, with the
+ * reason). Errors: an unreadable model or profile. With no saved profile
+ * of this machine, measures it first (a few seconds) and saves it. */
+strata_status strata_plan_make(const char *model_path, const strata_plan_params *p, strata_plan **out,
+                               strata_error *err);
+void strata_plan_free(strata_plan *p);
+
+/* 0: runs entirely in memory; 1: runs with weights (or expert misses)
+ * streamed from disk; 2: cannot run (strata_plan_reason says why). */
+int strata_plan_verdict(const strata_plan *p);
+const char *strata_plan_reason(const strata_plan *p);
+double strata_plan_decode_tps(const strata_plan *p); /* predicted; 0 when it cannot run */
+
+#define STRATA_PLAN_COMPARE 1u /* print: the alternatives considered and why each lost */
+#define STRATA_PLAN_EXPORT 2u  /* print and JSON: the equivalent llama.cpp flags */
+/* The human report of `strata plan`: placement, memory per tier, speed and
+ * its terms (or the batch of n_parallel sequences), warnings. */
+void strata_plan_print(const strata_plan *p, FILE *out, unsigned flags);
+/* The llama.cpp flags, two lines (for a plan that can run). */
+void strata_plan_print_export(const strata_plan *p, FILE *out);
+/* The plan as one JSON object (read by `run --plan`); NULL when out of
+ * memory; free() it. */
+char *strata_plan_json(const strata_plan *p, unsigned flags);
 
 /* ---- Sampling ---- */
 

@@ -6,16 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "hw/hw.h"
+#include "strata.h"
 #include "util/fmt.h"
-
-const char *cli_fmt_rate(double bps, char *buf, size_t cap)
-{
-    if (bps >= 1e9) snprintf(buf, cap, "%.2f GB/s", bps / 1e9);
-    else if (bps >= 1e6) snprintf(buf, cap, "%.1f MB/s", bps / 1e6);
-    else snprintf(buf, cap, "%.0f KB/s", bps / 1e3);
-    return buf;
-}
 
 bool cli_profile_path(const char *cmd, const char *flag, char *buf, size_t cap)
 {
@@ -27,7 +19,7 @@ bool cli_profile_path(const char *cmd, const char *flag, char *buf, size_t cap)
         return true;
     }
     strata_error err = {0};
-    if (hw_profile_default_path(buf, cap, &err) != STRATA_OK) {
+    if (strata_profile_default_path(buf, cap, &err) != STRATA_OK) {
         fprintf(stderr, "strata %s: %s\n", cmd, err.message);
         return false;
     }

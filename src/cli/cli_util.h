@@ -6,9 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* "12.3 GB/s" (decimal units, as bandwidths are quoted). Returns buf. */
-const char *cli_fmt_rate(double bytes_per_s, char *buf, size_t cap);
-
 /* The saved profile's path: `flag` (the --profile value) when non-NULL,
  * else the default cache path. Prints a one-line error and returns false
  * when there is none. */

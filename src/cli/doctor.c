@@ -8,7 +8,7 @@
 #include "cli/args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "hw/hw.h"
+#include "strata.h"
 
 static const char doctor_usage[] =
     "usage: strata doctor [--path PATH] [--profile FILE]\n"
@@ -51,18 +51,18 @@ static int parse_args(int argc, char **argv, doctor_args *a)
     return 0;
 }
 
-static int report(const hw_check *checks, int n)
+static int report(const strata_check *checks, int n)
 {
     static const char *const level[] = {"PASS", "WARN", "FAIL"};
     int count[3] = {0, 0, 0};
     for (int i = 0; i < n; i++) {
-        const hw_check *c = &checks[i];
+        const strata_check *c = &checks[i];
         count[c->level]++;
         printf("%s  %-11s %s\n", level[c->level], c->name, c->message);
-        if (c->level != HW_PASS && c->fix[0]) printf("      %-11s fix: %s\n", "", c->fix);
+        if (c->level != STRATA_CHECK_PASS && c->fix[0]) printf("      %-11s fix: %s\n", "", c->fix);
     }
-    printf("%d pass, %d warn, %d fail\n", count[HW_PASS], count[HW_WARN], count[HW_FAIL]);
-    return count[HW_FAIL] ? 1 : 0;
+    printf("%d pass, %d warn, %d fail\n", count[STRATA_CHECK_PASS], count[STRATA_CHECK_WARN], count[STRATA_CHECK_FAIL]);
+    return count[STRATA_CHECK_FAIL] ? 1 : 0;
 }
 
 int cmd_doctor(int argc, char **argv)
@@ -72,22 +72,22 @@ int cmd_doctor(int argc, char **argv)
     if (r) return r == 1 ? 0 : 2;
     char profile_path[1024];
     if (!cli_profile_path("doctor", a.profile, profile_path, sizeof profile_path)) return 2;
-    hw_profile *p = malloc(sizeof *p);
-    hw_check *checks = calloc(HW_MAX_CHECKS, sizeof *checks);
-    int rc = 1;
+    /* the saved profile is checked with a captured tree too */
+    strata_profile_params pp = {.path = a.path, .root = a.root, .file = profile_path};
+    strata_profile *p = NULL;
+    strata_check *checks = calloc(STRATA_MAX_CHECKS, sizeof *checks);
     strata_error err = {0};
-    hw_probe_opts opts = {.root = a.root, .path = a.path};
-    if (!p || !checks) {
+    int rc = 1;
+    if (!checks) {
         fprintf(stderr, "strata doctor: out of memory\n");
-    } else if (hw_probe(&opts, p, &err) != STRATA_OK) {
+    } else if (strata_profile_probe(&pp, &p, &err) != STRATA_OK) {
         fprintf(stderr, "strata doctor: %s\n", err.message);
         rc = 2;
     } else {
-        hw_cache_state cache = hw_profile_reuse_measured(p, profile_path, &err);
-        if (cache == HW_CACHE_BAD) fprintf(stderr, "strata doctor: warning: %s\n", err.message);
-        rc = report(checks, hw_doctor(p, cache, checks, HW_MAX_CHECKS));
+        if (strata_profile_saved_state(p) == STRATA_PROFILE_BAD) fprintf(stderr, "strata doctor: warning: %s\n", err.message);
+        rc = report(checks, strata_profile_check(p, checks, STRATA_MAX_CHECKS));
     }
-    free(p);
+    strata_profile_free(p);
     free(checks);
     return rc;
 }

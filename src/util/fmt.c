@@ -34,3 +34,11 @@ const char *fmt_rate(double per_s, const char *unit, char *buf, size_t cap)
     snprintf(buf, cap, "%s %s", scaled(per_s > 0 ? per_s : 0, 1000.0, units, 7, n, sizeof n), unit);
     return buf;
 }
+
+const char *fmt_bandwidth(double bps, char *buf, size_t cap)
+{
+    if (bps >= 1e9) snprintf(buf, cap, "%.2f GB/s", bps / 1e9);
+    else if (bps >= 1e6) snprintf(buf, cap, "%.1f MB/s", bps / 1e6);
+    else snprintf(buf, cap, "%.0f KB/s", bps / 1e3);
+    return buf;
+}
