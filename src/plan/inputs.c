@@ -164,13 +164,14 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads
     out->measured = ms->done && ms->ram_bw_all > 0 && ms->disk_bw > 0 && ms->cpu_rate > 0 && ms->kernel_ram_bw > 0;
     out->ram_bw = ms->ram_bw_all > 0 ? ms->ram_bw_all : GUESS_RAM_BW;
     out->disk_bw = ms->disk_bw > 0 ? ms->disk_bw : GUESS_DISK_BW;
-    /* the kernels' rates were measured with ram_threads threads */
-    double kernel_scale = ms->ram_threads > 0 ? effective_threads(p, out->threads) / effective_threads(p, ms->ram_threads)
-                                              : 1;
-    out->cpu_rate = ms->cpu_rate > 0 ? ms->cpu_rate * kernel_scale : GUESS_CPU_RATE;
+    /* the kernels' rates, measured with all ram_threads threads, are not
+     * scaled: without an engine calibration (its rates are) they are only a
+     * rough bound, and halving them for -t 1 made a small model's
+     * prediction 20x too slow on a busy machine where one thread ran as
+     * fast as two */
+    out->cpu_rate = ms->cpu_rate > 0 ? ms->cpu_rate : GUESS_CPU_RATE;
     /* kernels reach a fraction of the raw read bandwidth; 0.6 when not measured */
-    out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw * kernel_scale : 0.6 * out->ram_bw;
-    if (out->kernel_ram_bw > out->ram_bw) out->kernel_ram_bw = out->ram_bw;
+    out->kernel_ram_bw = ms->kernel_ram_bw > 0 ? ms->kernel_ram_bw : 0.6 * out->ram_bw;
     engine_rates(p, out->threads, out);
     out->disk_free = p->storage.free_bytes;
     out->cache_bytes = p->cpu.cache_l3;
