@@ -188,6 +188,7 @@ static void profile_with_calibrations(hw_profile *p, const int *threads, int n)
     strata_error e;
     REQUIRE(hw_profile_load("tests/data/hw/profiles/hypothetical-24g.json", p, &e) == STRATA_OK, " %s", e.message);
     p->measured.n_engine = 0;
+    p->measured.cpu_rate = 1e13; /* in-cache compute out of the way: the engine's rates decide */
     for (int i = 0; i < n; i++) {
         hw_engine_calib c = {.threads = threads[i], .layer_s = 1e-5, .token_s = 2e-5};
         c.type_bw[HW_ENGINE_Q4_K] = 4e9 * threads[i];
