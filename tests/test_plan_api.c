@@ -81,16 +81,17 @@ static bool plan_inputs(char *model, char *profile, size_t cap)
     if (synth_write(&o, &e) != STRATA_OK) return test_fail(__FILE__, __LINE__, "synth", " %s", e.message), false;
     FILE *f = fopen(profile, "w");
     if (!f) return test_fail(__FILE__, __LINE__, "fopen", " %s", profile), false;
-    fputs("{\"schema\": \"strata-hw-profile\", \"version\": 1,\n"
-          " \"cpu\": {\"arch\": \"x86_64\", \"logical_cores\": 2, \"physical_cores\": 2},\n"
-          " \"memory\": {\"total_bytes\": \"8 GiB\", \"available_bytes\": \"8 GiB\", \"swap_total_bytes\": 0},\n"
-          " \"storage\": {\"path\": \"/models\", \"o_direct\": true},\n"
-          " \"gpus\": [],\n"
-          " \"measured\": {\"ram_read_all_bytes_per_s\": 2e10, \"ram_threads\": 2, \"disk_read_bytes_per_s\": 1e9,\n"
-          "   \"cpu_q4_k_weights_per_s\": 5e9, \"cpu_q4_k_from_ram_bytes_per_s\": 6e9,\n"
-          "   \"engine\": [{\"threads\": 2, \"bytes_per_s\": {\"q4_k\": 1e10, \"q8_0\": 2e10}, \"layer_seconds\": 1e-5,\n"
-          "                \"token_seconds\": 2e-5}]}}\n",
-          f);
+    fputs(
+        "{\"schema\": \"strata-hw-profile\", \"version\": 1,\n"
+        " \"cpu\": {\"arch\": \"x86_64\", \"logical_cores\": 2, \"physical_cores\": 2},\n"
+        " \"memory\": {\"total_bytes\": \"8 GiB\", \"available_bytes\": \"8 GiB\", \"swap_total_bytes\": 0},\n"
+        " \"storage\": {\"path\": \"/models\", \"o_direct\": true},\n"
+        " \"gpus\": [],\n"
+        " \"measured\": {\"ram_read_all_bytes_per_s\": 2e10, \"ram_threads\": 2, \"disk_read_bytes_per_s\": 1e9,\n"
+        "   \"cpu_q4_k_weights_per_s\": 5e9, \"cpu_q4_k_from_ram_bytes_per_s\": 6e9,\n"
+        "   \"engine\": [{\"threads\": 2, \"bytes_per_s\": {\"q4_k\": 1e10, \"q8_0\": 2e10}, \"layer_seconds\": 1e-5,\n"
+        "                \"token_seconds\": 2e-5}]}}\n",
+        f);
     fclose(f);
     return true;
 }
@@ -119,7 +120,8 @@ TEST(test_plan_api_plans)
     CHECK(json_number_value(json_object_get(plan, "decode_tokens_per_s")) == strata_plan_decode_tps(p));
     CHECK(json_integer_value(json_object_get(plan, "n_ctx")) == 256);
     /* the budget: the profile's available memory less 10 % */
-    CHECK(json_integer_value(json_object_get(mach, "ram_budget_bytes")) == (json_int_t)((8ull << 30) - (8ull << 30) / 10),
+    CHECK(json_integer_value(json_object_get(mach, "ram_budget_bytes")) ==
+              (json_int_t)((8ull << 30) - (8ull << 30) / 10),
           " %lld", (long long)json_integer_value(json_object_get(mach, "ram_budget_bytes")));
     CHECK(json_integer_value(json_object_get(mach, "threads")) == 2);
     CHECK(json_is_string(json_object_get(json_object_get(doc, "export"), "flags")));

@@ -9,8 +9,9 @@
 static void print_tier_line(FILE *out, const char *name, const plan_tier_bytes *t)
 {
     char w[32], k[32], b[32], o[32];
-    fprintf(out, "  %-10s weights %10s   KV cache %10s   buffers %10s   overhead %10s\n", name, fmt_bytes(t->weights, w, 32),
-           fmt_bytes(t->kv, k, 32), fmt_bytes(t->buffers, b, 32), fmt_bytes(t->overhead, o, 32));
+    fprintf(out, "  %-10s weights %10s   KV cache %10s   buffers %10s   overhead %10s\n", name,
+            fmt_bytes(t->weights, w, 32), fmt_bytes(t->kv, k, 32), fmt_bytes(t->buffers, b, 32),
+            fmt_bytes(t->overhead, o, 32));
 }
 
 /* The experts' part: where they live, the hit rate assumed and whence, and
@@ -20,21 +21,22 @@ static void print_experts(FILE *out, const plan *p)
     char a[32], b[32];
     if (p->moe_split) {
         fprintf(out, "  %-10s of the first %u layers resident in RAM (llama.cpp --n-cpu-moe %u), the rest on the GPU\n",
-               "experts", p->n_cpu_moe, p->n_cpu_moe);
+                "experts", p->n_cpu_moe, p->n_cpu_moe);
         return;
     }
     if (!p->expert_units) return;
     if (p->expert_slots >= p->expert_units) {
         fprintf(out, "  %-10s all %u units resident (%s each, included in RAM weights)\n", "experts", p->expert_units,
-               fmt_bytes(p->expert_slot_bytes, a, 32));
+                fmt_bytes(p->expert_slot_bytes, a, 32));
         return;
     }
     bool stated = p->expert_hit_source && !strcmp(p->expert_hit_source, "stated");
-    fprintf(out, "  %-10s cache of %u of %u units, %s each (included in RAM weights); hit rate %.1f%% (%s); "
-           "misses read %s per token\n", "experts", p->expert_slots, p->expert_units,
-           fmt_bytes(p->expert_slot_bytes, a, 32), 100 * p->expert_hit_rate,
-           stated ? "stated with --moe-hit-rate" : p->expert_hit_source,
-           fmt_bytes(p->expert_disk_bytes_per_token, b, 32));
+    fprintf(out,
+            "  %-10s cache of %u of %u units, %s each (included in RAM weights); hit rate %.1f%% (%s); "
+            "misses read %s per token\n",
+            "experts", p->expert_slots, p->expert_units, fmt_bytes(p->expert_slot_bytes, a, 32),
+            100 * p->expert_hit_rate, stated ? "stated with --moe-hit-rate" : p->expert_hit_source,
+            fmt_bytes(p->expert_disk_bytes_per_token, b, 32));
 }
 
 /* Where everything lives and what memory it takes (the disk line: what a
@@ -53,8 +55,9 @@ static void print_placement(FILE *out, const plan_model *m, const plan_machine *
             print_tier_line(out, name, &p->gpu[d]);
         }
     print_tier_line(out, "RAM", &p->ram);
-    if (p->n_slots) fprintf(out, "  %-10s %u slots of %s (included in RAM weights)\n", "streaming", p->n_slots,
-                           fmt_bytes(p->slot_bytes, a, 32));
+    if (p->n_slots)
+        fprintf(out, "  %-10s %u slots of %s (included in RAM weights)\n", "streaming", p->n_slots,
+                fmt_bytes(p->slot_bytes, a, 32));
     fprintf(out, "  %-10s %s read per token\n", "disk", fmt_bytes(p->disk_bytes_per_token, a, 32));
     print_experts(out, p);
 }
@@ -64,19 +67,19 @@ static void print_speed(FILE *out, const plan_machine *hw, const plan_machine_no
 {
     char b[32], c[32], rate[48];
     fprintf(out, "speed       decode %.2f tok/s, prefill %.1f tok/s; bottleneck: %s\n", p->decode_tps, p->prefill_tps,
-           p->bottleneck);
+            p->bottleneck);
     fprintf(out, "per token   compute %.1f ms (%s) | RAM %s, %.1f ms at %.1f GB/s | disk %s, %.1f ms at %.2f GB/s",
-           1e3 * p->t_compute, fmt_rate(hw->cpu_rate, "weights/s", rate, sizeof rate),
-           fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram, hw->ram_bw / 1e9,
-           fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
+            1e3 * p->t_compute, fmt_rate(hw->cpu_rate, "weights/s", rate, sizeof rate),
+            fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram, hw->ram_bw / 1e9,
+            fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
     if (notes->disk[0]) fprintf(out, " (%s)", notes->disk);
     if (p->vram_bytes_per_token) fprintf(out, " | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
     fprintf(out, "\n");
     if (hw->engine_bw > 0)
         fprintf(out, "threads     %d (engine %s)\n", hw->threads,
-               hw->threads_scaled ? "rates scaled from a calibration at another thread count"
-               : notes->calibrated_now ? "calibrated at this thread count now"
-                                       : "calibrated at this thread count");
+                hw->threads_scaled      ? "rates scaled from a calibration at another thread count"
+                : notes->calibrated_now ? "calibrated at this thread count now"
+                                        : "calibrated at this thread count");
 }
 
 /* N sequences: the aggregate decode speed of a step of N tokens, its
@@ -91,19 +94,20 @@ static void print_batch(FILE *out, const plan_model *m, const plan_machine *hw, 
     per_seq /= b->n_seq;
     if (parallel_auto)
         fprintf(out, "batch       -np %u: the most sequences whose KV caches fit next to the weights%s\n", b->n_seq,
-               b->n_seq == PLAN_BATCH_MAX || b->n_seq == m->batch ? " (the most one forward pass holds)" : "");
+                b->n_seq == PLAN_BATCH_MAX || b->n_seq == m->batch ? " (the most one forward pass holds)" : "");
     fprintf(out, "sequences   %u of context %u, KV cache %s each\n", b->n_seq, b->n_ctx, fmt_bytes(per_seq, kv, 32));
     fprintf(out, "speed       decode %.2f tok/s aggregate (%.3f per sequence), a step %.1f ms; bottleneck: %s\n",
-           b->decode_tps, b->seq_tps, 1e3 * b->step_s, b->bottleneck);
-    fprintf(out, "per step    compute %.1f ms | RAM %.1f ms at %.1f GB/s | disk %.1f ms at %.2f GB/s", 1e3 * p->tb_compute,
-           1e3 * p->tb_ram, hw->ram_bw / 1e9, 1e3 * p->tb_disk, hw->disk_bw / 1e9);
+            b->decode_tps, b->seq_tps, 1e3 * b->step_s, b->bottleneck);
+    fprintf(out, "per step    compute %.1f ms | RAM %.1f ms at %.1f GB/s | disk %.1f ms at %.2f GB/s",
+            1e3 * p->tb_compute, 1e3 * p->tb_ram, hw->ram_bw / 1e9, 1e3 * p->tb_disk, hw->disk_bw / 1e9);
     if (notes->disk[0]) fprintf(out, " (%s)", notes->disk);
     if (p->vram_bytes_per_token) fprintf(out, " | VRAM %.1f ms | link %.1f ms", 1e3 * p->tb_vram, 1e3 * p->tb_link);
     fprintf(out, "\n");
 }
 
 /* -np auto: the aggregate at powers of two below the chosen N. */
-static void print_scaling(FILE *out, const plan_model *m, const plan_machine *hw, const plan_request *req, const plan_batch *b)
+static void print_scaling(FILE *out, const plan_model *m, const plan_machine *hw, const plan_request *req,
+                          const plan_batch *b)
 {
     fprintf(out, "scaling    ");
     for (uint32_t n = 1; n < b->n_seq; n *= 2) {
@@ -121,10 +125,9 @@ static void print_compare(FILE *out, const plan_result *r)
     for (int i = 0; i < r->n_alts; i++) {
         const plan *a = &r->alts[i];
         if (a->feasible)
-            fprintf(out, "  %-45s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", a->label, a->n_ctx, a->decode_tps,
-                   a->prefill_tps, a->rejected);
-        else
-            fprintf(out, "  %-45s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
+            fprintf(out, "  %-45s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", a->label, a->n_ctx,
+                    a->decode_tps, a->prefill_tps, a->rejected);
+        else fprintf(out, "  %-45s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
     }
 }
 

@@ -84,7 +84,8 @@ int cmd_doctor(int argc, char **argv)
         fprintf(stderr, "strata doctor: %s\n", err.message);
         rc = 2;
     } else {
-        if (strata_profile_saved_state(p) == STRATA_PROFILE_BAD) fprintf(stderr, "strata doctor: warning: %s\n", err.message);
+        if (strata_profile_saved_state(p) == STRATA_PROFILE_BAD)
+            fprintf(stderr, "strata doctor: warning: %s\n", err.message);
         rc = report(checks, strata_profile_check(p, checks, STRATA_MAX_CHECKS));
     }
     strata_profile_free(p);

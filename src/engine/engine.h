@@ -57,7 +57,13 @@ typedef struct engine engine;
 typedef struct engine_seq engine_seq;
 
 /* The KV cache types of the memory model, in this order. */
-typedef enum engine_kv_kind { ENGINE_KV_F32 = 0, ENGINE_KV_F16, ENGINE_KV_Q8_0, ENGINE_KV_Q4_0, ENGINE_KV_KINDS } engine_kv_kind;
+typedef enum engine_kv_kind {
+    ENGINE_KV_F32 = 0,
+    ENGINE_KV_F16,
+    ENGINE_KV_Q8_0,
+    ENGINE_KV_Q4_0,
+    ENGINE_KV_KINDS
+} engine_kv_kind;
 
 /* The engine's memory model as data, and what it reads: the planner's view
  * of the engine, made from the architecture description applied to the

@@ -252,7 +252,8 @@ static void solve_base(const calib_model *m, hw_engine_calib *c)
  * rest costs (the other tensors, the groups, the token). */
 static double type_rate(const calib_model *m, const hw_engine_calib *c)
 {
-    double rest = (double)(m->bytes - m->typed_bytes) / c->type_bw[HW_ENGINE_Q4_K] + m->groups * c->layer_s + c->token_s;
+    double rest =
+        (double)(m->bytes - m->typed_bytes) / c->type_bw[HW_ENGINE_Q4_K] + m->groups * c->layer_s + c->token_s;
     double t = m->median - rest;
     if (t < 0.25 * m->median) t = m->median; /* noise larger than the fixed part: the plain rate */
     return (double)m->typed_bytes / t;

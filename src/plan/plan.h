@@ -18,7 +18,14 @@
 
 /* The weight types the CPU cost model prices apart (hw_engine_type's
  * order); every other type is priced as Q4_K. */
-typedef enum plan_wtype { PLAN_WT_Q4_K = 0, PLAN_WT_Q6_K, PLAN_WT_Q8_0, PLAN_WT_F16, PLAN_WT_F32, PLAN_WT_COUNT } plan_wtype;
+typedef enum plan_wtype {
+    PLAN_WT_Q4_K = 0,
+    PLAN_WT_Q6_K,
+    PLAN_WT_Q8_0,
+    PLAN_WT_F16,
+    PLAN_WT_F32,
+    PLAN_WT_COUNT
+} plan_wtype;
 
 /* One group of tensors as the engine runs and the store moves them: a
  * layer, or the output group (final norm + output projection). */
