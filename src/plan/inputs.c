@@ -273,9 +273,11 @@ static void choose_disk(hw_profile *p, const char *profile_path, plan_machine_no
 }
 
 /* Measuring takes a 256 MiB RAM buffer, a calibration that writes and runs
- * models of 60 and 115 MB and a disk read: a run whose budget (or whose
- * machine or cgroup) gives it less than this plans with estimates rather
- * than overrun its memory, and says so. */
+ * models of about 480 MB together (src/plan/calibrate.c), one after the
+ * buffer is freed, and a disk read: a run whose budget (or whose machine or
+ * cgroup) gives it less than this plans with estimates rather than overrun
+ * its memory, and says so; a missing calibration at a thread count is not
+ * made then either. */
 #define MEASURE_MIN_MEMORY (768ull << 20)
 
 strata_status plan_machine_profile(const char *hw_file, const char *model_path, bool probe_gpus, bool measure,
@@ -298,18 +300,19 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
     strata_error ignored;
     bool have_path = hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK;
     n->cache = have_path ? hw_profile_reuse(out, path, why, sizeof why, &ignored) : HW_CACHE_MISSING;
+    /* measuring and calibrating need room: the budget's, the machine's or the cgroup's */
+    uint64_t room = mem_cap && (!out->mem.usable || mem_cap < out->mem.usable) ? mem_cap : out->mem.usable;
+    bool fits = !room || room >= MEASURE_MIN_MEMORY;
     if (n->cache != HW_CACHE_FRESH) {
         const char *what = n->cache == HW_CACHE_MISSING ? "no saved profile (`strata detect --measure`)" : why;
-        uint64_t room = mem_cap && (!out->mem.usable || mem_cap < out->mem.usable) ? mem_cap : out->mem.usable;
-        bool fits = !room || room >= MEASURE_MIN_MEMORY;
         n->measured_now = measure && fits && measure_now(out, model_path, probe_gpus, threads, have_path ? path : NULL);
         snprintf(n->profile, sizeof n->profile, "%.400s: %s", what,
                  !fits                ? "bandwidths are guesses (too little memory to measure them in)"
                  : !n->measured_now  ? "bandwidths are guesses"
                  : have_path         ? "measured now and saved"
                                      : "measured now");
-    } else if (measure && threads > 0 && !hw_engine_calib_at(&out->measured, threads) &&
-               (!mem_cap || mem_cap >= MEASURE_MIN_MEMORY) && plan_calibrate_into(out, threads)) {
+    } else if (measure && fits && threads > 0 && !hw_engine_calib_at(&out->measured, threads) &&
+               plan_calibrate_into(out, threads)) {
         /* the saved profile has no calibration at this thread count: made now, kept */
         n->calibrated_now = true;
         if (have_path) hw_profile_save(out, path, &ignored);
