@@ -155,7 +155,7 @@ typedef struct calib_model {
     uint64_t typed_bytes; /* of them, the shape's own type (all of them for Q4_K) */
     double groups;        /* layers + the output group */
     double t[TOKENS];
-    double median;        /* of t (the tiny models: its lower quartile) */
+    double step;          /* seconds per token: the lower quartile of t */
 } calib_model;
 
 static strata_status calib_open(calib_model *m, int i, int threads, const char *dir, strata_error *err)
@@ -201,7 +201,7 @@ static double quantile_of(double *t, int n, double q)
 static bool is_tiny(size_t i) { return i == SHAPE_TINY_1 || i == SHAPE_TINY_8; }
 
 /* Tokens of the models alternate, so that this machine's bandwidth, which
- * moves between seconds, moves every median alike. A tiny model decodes
+ * moves between seconds, moves every quartile alike. A tiny model decodes
  * TINY_RUN tokens in a row and keeps the fastest: its weights and buffers
  * fit in the cache and stay there in a real run, but the other models
  * evict them (timed cold, the per-group cost came out at 18 us here,
@@ -225,10 +225,11 @@ static strata_status time_all(calib_model *m, strata_error *err)
                 if (t < m[i].t[n]) m[i].t[n] = t;
             }
         }
-    /* the tiny models: the lower quartile, what a step costs when no other
-     * process holds a core (a real run of a small model also mostly decodes
-     * token after token without waiting) */
-    for (size_t i = 0; i < N_SHAPES && !st; i++) m[i].median = quantile_of(m[i].t, TOKENS, is_tiny(i) ? 0.25 : 0.5);
+    /* the lower quartile: what a step costs when no other process holds a
+     * core. The profile describes the machine, and is kept: the median of a
+     * calibration made while other programs competed for the two cores here
+     * predicted a run 3-14x slower than it went later */
+    for (size_t i = 0; i < N_SHAPES && !st; i++) m[i].step = quantile_of(m[i].t, TOKENS, 0.25);
     return st;
 }
 
@@ -239,11 +240,18 @@ static strata_status time_all(calib_model *m, strata_error *err)
 static void solve_base(const calib_model *m, hw_engine_calib *c)
 {
     const calib_model *t1 = &m[SHAPE_TINY_1], *t8 = &m[SHAPE_TINY_8], *a = &m[SHAPE_Q4_A], *b = &m[SHAPE_Q4_B];
-    double o = (t8->median - t1->median) / (t8->groups - t1->groups);
+    double o = (t8->step - t1->step) / (t8->groups - t1->groups);
     c->layer_s = o > 0 ? o : 0;
-    double k = t1->median - t1->groups * c->layer_s;
+    double k = t1->step - t1->groups * c->layer_s;
     c->token_s = k > 0 ? k : 0;
-    double rest = (a->groups + b->groups) * c->layer_s + 2 * c->token_s, sum_t = a->median + b->median;
+    /* the fixed costs cannot be most of a wide model's step: when the tiny
+     * models say so, they waited for a core; scaled down to half of it */
+    double fixed_a = a->groups * c->layer_s + c->token_s;
+    if (fixed_a > 0.5 * a->step) {
+        c->layer_s *= 0.5 * a->step / fixed_a;
+        c->token_s *= 0.5 * a->step / fixed_a;
+    }
+    double rest = (a->groups + b->groups) * c->layer_s + 2 * c->token_s, sum_t = a->step + b->step;
     if (sum_t - rest < 0.25 * sum_t) rest = 0; /* noise larger than the fixed part: the plain rate */
     c->type_bw[HW_ENGINE_Q4_K] = (double)(a->bytes + b->bytes) / (sum_t - rest);
 }
@@ -254,8 +262,8 @@ static double type_rate(const calib_model *m, const hw_engine_calib *c)
 {
     double rest =
         (double)(m->bytes - m->typed_bytes) / c->type_bw[HW_ENGINE_Q4_K] + m->groups * c->layer_s + c->token_s;
-    double t = m->median - rest;
-    if (t < 0.25 * m->median) t = m->median; /* noise larger than the fixed part: the plain rate */
+    double t = m->step - rest;
+    if (t < 0.25 * m->step) t = m->step; /* noise larger than the fixed part: the plain rate */
     return (double)m->typed_bytes / t;
 }
 
@@ -269,7 +277,7 @@ strata_status plan_calibrate_engine(int threads, const char *dir, hw_engine_cali
     for (size_t i = 0; i < N_SHAPES && !st; i++) st = calib_open(&m[i], (int)i, out->threads, dir, err);
     if (!st) st = time_all(m, err);
     for (size_t i = 0; i < N_SHAPES && !st; i++)
-        if (m[i].median <= 0) st = err_set(err, STRATA_E_IO, "calibration: a decode step took no measurable time");
+        if (m[i].step <= 0) st = err_set(err, STRATA_E_IO, "calibration: a decode step took no measurable time");
     if (!st) {
         solve_base(m, out);
         for (size_t i = N_BASE_SHAPES; i < N_SHAPES; i++) out->type_bw[SHAPES[i].priced] = type_rate(&m[i], out);
