@@ -9,8 +9,9 @@
 #   - the 7B-shaped Q4_K_M model, streamed at --mem = 25 % of its file.
 # Targets: measured / predicted within 0.85-1.15 for the 1B and 7B cases,
 # within 0.5-2 for stories260K. The prediction is `strata plan --json`'s
-# decode_tokens_per_s; the measurement is the "generated N tokens, X tok/s"
-# of `strata run` with the same context and budget. Runs alternate between
+# decode_tokens_per_s; the measurement is the decode tok/s of `strata run`
+# with the same context and budget (its closing line, "decode X tok/s vs
+# Y predicted", which gives two decimals). Runs alternate between
 # the cases; each figure is the median of RUNS.
 #
 # Part 2, memory: a 32 x 1024 Q4_K_M model under three budgets (all
@@ -65,7 +66,7 @@ for i in $(seq "$RUNS"); do
         model=$1; shift
         # shellcheck disable=SC2086
         "$STRATA" run -m "$model" "$@" $t_opt -p "Once upon a time" --temp 0 --ignore-eos 2>&1 >/dev/null |
-            gen_tps >> "$work/$c.tps"
+            decode_tps >> "$work/$c.tps"
     done
 done
 machine="$(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //') ($(nproc) CPUs)"

@@ -28,6 +28,8 @@ peak_rss() { sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p'; }
 accounted() { sed -n 's/.*(accounted \([0-9.]*\) MiB).*/\1/p'; }
 streamed_gb() { sed -n 's/.*streamed \([0-9.]*\) GB\/token.*/\1/p'; }
 predicted_tps() { sed -n 's/.*vs \([0-9.]*\) predicted.*/\1/p'; }
+# the closing line's decode tok/s, to two decimals ("strata: decode 0.93 tok/s vs 0.97 predicted ...")
+decode_tps() { sed -n 's/.*strata: decode \([0-9.]*\) tok\/s vs.*/\1/p'; }
 
 # json_num KEY: the first numeric value of "KEY": in JSON on stdin
 json_num() { grep -o "\"$1\": [0-9.e+-]*" | head -n 1 | sed 's/.*: //'; }
