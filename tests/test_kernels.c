@@ -202,10 +202,10 @@ TEST(test_kernel_env_override)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
         /* every type has an AVX-512 choice: its own kernel, else AVX2's,
          * with the same activations; the AVX2 dot / dot_rows except for
-         * Q4_K and Q6_K (their own, in the order of their tile kernels) */
+         * Q4_K, Q6_K and Q8_0 (their own, in the order of their tile kernels) */
         const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
-        bool own_dot = all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q6_K;
+        bool own_dot = all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q6_K || all_types[i] == GGML_TYPE_Q8_0;
         CHECK(k5->weight_type == all_types[i] && k5->act_type == at && (k5->dot == k->dot) != own_dot &&
                   (k5->dot_rows == k->dot_rows) != own_dot && (k5 == k || !strcmp(k5->isa, "avx512")),
               "%s", ggml_type_name(all_types[i]));
@@ -640,7 +640,7 @@ TEST(test_kernel_dot_tile_vs_reference)
 
 /* The AVX-512 tile kernels: the same checks, and the tile kernels of the
  * benchmark models' types must exist. Their `dot` is AVX2's, so passing
- * means bit-identical results to the AVX2 kernels; the Q4_K and Q6_K
+ * means bit-identical results to the AVX2 kernels; the Q4_K, Q6_K and Q8_0
  * kernels (weight rows in the vector lanes) have their own dot and sum in
  * their own order: the same bits in every tile, and within the
  * reference's bounds. */
@@ -670,7 +670,7 @@ TEST(test_kernel_dot_tile_avx512)
         }
         /* kernels with rows in the vector lanes (16 at a time): one group
          * and a partial one, over block counts crossing their chunks */
-        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K)
+        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q8_0)
             for (size_t li = 0; li < 4; li++) {
                 check_tile_rows(k, type, lens_blocks[li] * be, 5, 33, &rng, &st);
                 check_rows_upto(k, type, lens_blocks[li] * be, 5, true, 33, &rng, &st);

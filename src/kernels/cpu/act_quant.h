@@ -103,6 +103,10 @@ void kernel_dot_tile_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
  * above (lanes_avx512.h), not of the AVX2 kernels. */
 void kernel_dot_q4_k_avx512(const void *w, const void *act, uint64_t n, float *out);
 void kernel_dot_q6_k_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_q8_0_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_rows_q8_0_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+
 void kernel_dot_rows_q4_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                  float *out);
 void kernel_dot_rows_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,

@@ -48,14 +48,14 @@ static const kernel_desc avx2_kernels[] = {
 };
 
 /* AVX-512 (F/BW/VL/DQ + VNNI): tile kernels for prompt batches, which are
- * compute-bound. The Q8_0, Q4_0 and Q5_K descs keep the AVX2 dot / dot_rows
+ * compute-bound. The Q4_0 and Q5_K descs keep the AVX2 dot / dot_rows
  * (decode streams weights from RAM, where AVX2 is already near the
  * bandwidth) and their tile kernels give the AVX2 dot's results bit for bit
- * (avx512_util.h). Q4_K and Q6_K (most of a Q4_K_M model) put weight rows
- * in the vector lanes for all three, with their own order of float sums
- * (tile_lanes_avx512.c). Types not listed use their AVX2 kernel. */
+ * (avx512_util.h). Q4_K, Q6_K (most of a Q4_K_M model) and Q8_0 put weight
+ * rows in the vector lanes for all three, with their own order of float
+ * sums (lanes_avx512.h). Types not listed use their AVX2 kernel. */
 static const kernel_desc avx512_kernels[] = {
-    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
+    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx512, kernel_dot_rows_q8_0_avx512,
      kernel_dot_tile_q8_0_avx512, "avx512"},
     {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2,
      kernel_dot_tile_q4_0_avx512, "avx512"},

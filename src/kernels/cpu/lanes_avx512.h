@@ -11,6 +11,7 @@
  *         acc += da * (d*float(is) - dmin*float(ms))
  *   Q6_K: is = Σ_j sc_j Σ u*a (u = q + 32), ms = Σ_j sc_j Σ a  (16 of 16)
  *         acc += (d*da) * float(is - 32*ms)
+ *   Q8_0: is = Σ (q + 128) a,  acc += (d*da) * float(is - 128 Σ a)
  * The order of these float steps differs from the AVX2 kernels' (eight
  * lanes per row, one horizontal sum at the end): results agree with them
  * within float rounding, not bit for bit. */
@@ -152,18 +153,37 @@ INLINE __m512 q6k_lane_step(const q6k_lane_scales *p, __m512i is, __m512i ms, co
     return _mm512_fmadd_ps(_mm512_mul_ps(p->d, _mm512_set1_ps(ldf32_512(a))), f, acc);
 }
 
+/* ---- Q8_0: 34-byte blocks (f16 d, i8 q[32]); Q8_0 activations alike ----
+ * vpdpbusd wants one unsigned operand: the weights plus 128 (q ^ 0x80),
+ *   is = Σ (q + 128) a,  acc += (d*da) * float(is - 128 Σ a)
+ * (|Σ q a| <= 32*128*127 < 2^24: the conversion is exact). */
+
+/* Σ a of the Q8_0 activation block at a. */
+INLINE int32_t q80_act_sum(const uint8_t *a)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(a + 2));
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+    return _mm_cvtsi128_si32(h);
+}
+
+INLINE __m512 q80_lane_step(__m512 d, __m512i is, const uint8_t *a, __m512 acc)
+{
+    __m512i dot = _mm512_sub_epi32(is, _mm512_set1_epi32(q80_act_sum(a) * 128));
+    return _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(ld_f16_512(a))), _mm512_cvtepi32_ps(dot), acc);
+}
+
 /* ---- one token: per-row integer sums into lanes ---- */
 
-/* Lane r: the sum of the 16 int32 lanes of s[r] (exact, any order). Four
+/* Lane r: the sum of the 8 int32 lanes of row r in u[r/2] (rows 2i and
+ * 2i+1 in the low and high halves of u[i]; exact, any order). Three
  * rounds halve the lanes per row while doubling the rows per vector; the
  * last leaves row k + 4i in lane 4k + i, and a permute puts it in lane r. */
-INLINE __m512i lane_sums16(const __m512i s[LANES])
+INLINE __m512i lane_sums_halves(const __m512i u[LANES / 2])
 {
-    __m512i u[8], v[4], x[2];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) /* [row 2i: 8 | row 2i+1: 8] */
-        u[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], 0x44),
-                                _mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], 0xEE));
+    __m512i v[4], x[2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) /* 128-bit block k: row 4i + k, 4 lanes */
         v[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(u[2 * i], u[2 * i + 1], 0x88),
@@ -179,6 +199,17 @@ INLINE __m512i lane_sums16(const __m512i s[LANES])
         _mm512_shuffle_ps(_mm512_castsi512_ps(y0), _mm512_castsi512_ps(y1), _MM_SHUFFLE(2, 0, 2, 0)));
     const __m512i to_row = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     return _mm512_permutexvar_epi32(to_row, z);
+}
+
+/* Lane r: the sum of the 16 int32 lanes of s[r]. */
+INLINE __m512i lane_sums16(const __m512i s[LANES])
+{
+    __m512i u[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) /* [row 2i: 8 | row 2i+1: 8] */
+        u[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], 0x44),
+                                _mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], 0xEE));
+    return lane_sums_halves(u);
 }
 
 #endif

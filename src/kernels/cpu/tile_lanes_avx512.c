@@ -1,5 +1,6 @@
 /* AVX-512 VNNI tile kernels with weight rows in the vector lanes (prompt
- * batches and batched decode of Q4_K and Q6_K weights, Q8_K activations).
+ * batches and batched decode of Q4_K and Q6_K weights with Q8_K
+ * activations, Q8_0 weights with Q8_0 activations).
  *
  * Why a second scheme: the kernels of dot_q4_k_avx512.c keep the AVX2
  * kernels' lanes (one row, eight lanes of a block), so every 64 products
@@ -13,7 +14,7 @@
  * per block for 16 rows. About 90 instructions per block, token and 16
  * rows, so ~4x fewer.
  *
- * Repacking: a chunk of CHUNK blocks of 16 rows is gathered into that
+ * Repacking: a chunk of blocks (CHUNK_K, CHUNK_32) of 16 rows is gathered into that
  * layout (on the stack, in L1) once and then used by every token of the
  * call, so its cost shrinks with the number of tokens.
  *
@@ -21,7 +22,8 @@
  * dot_rows for every row and token, within float rounding of AVX2's). */
 #include "kernels/cpu/lanes_avx512.h"
 
-#define CHUNK 4   /* blocks repacked at a time: 4 x 5-6 KiB, in L1 */
+#define CHUNK_K 4   /* K-quant blocks repacked at a time: 4 x 5-6 KiB, in L1 */
+#define CHUNK_32 16 /* Q8_0 blocks at a time: 16 x 576 B */
 #define GROUP 8   /* tokens sharing each weight vector load */
 
 /* ---- gathering 16 rows ---- */
@@ -184,8 +186,39 @@ INLINE void prefetch_rows(const uint8_t *const rp[LANES], uint64_t nr, uint64_t 
     for (uint64_t r = 0; r < nr; r++) lane_prefetch(rp[r] + off, len);
 }
 
+/* ---- Q8_0: 34-byte blocks (f16 d, i8 q[32]), Q8_0 activations ---- */
+
+typedef struct q80_lanes {
+    __m512i q[8]; /* [k]: q ^ 0x80 (q + 128, unsigned) of values 4k..4k+3 */
+    __m512 d;
+} q80_lanes;
+
+INLINE void q80_pack(const uint8_t *const rp[LANES], uint64_t off, __m512i offs, q80_lanes *p)
+{
+    __m512i v[8];
+    transpose_16x8(rp, off + 2, v);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) p->q[k] = _mm512_xor_si512(v[k], _mm512_set1_epi8((char)0x80));
+    p->d = half_to_float(gather4(offs, rp[0] + off), 0); /* d and the first two quants */
+}
+
+INLINE void q80_block(const q80_lanes *p, const uint8_t *a, uint64_t as, int G, __m512 *acc)
+{
+    __m512i s[GROUP];
+#pragma GCC unroll 8
+    for (int t = 0; t < G; t++) s[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        __m512i q = p->q[k];
+#pragma GCC unroll 8
+        for (int t = 0; t < G; t++) s[t] = _mm512_dpbusd_epi32(s[t], q, act4(a + t * as + 2 + 4 * k));
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < G; t++) acc[t] = q80_lane_step(p->d, s[t], a + t * as, acc[t]);
+}
+
 /* ---- the driver ----
- * For each group of 16 rows, for each chunk of CHUNK blocks: repack the
+ * For each group of 16 rows, for each chunk of NCHUNK blocks: repack the
  * chunk, then run every token over it in groups of GROUP (then 4, 2, 1),
  * carrying each token's 16 sums in out between chunks (a float store and
  * reload is exact, so the chunking does not change the result). */
@@ -195,16 +228,16 @@ INLINE void prefetch_rows(const uint8_t *const rp[LANES], uint64_t nr, uint64_t 
         for (int t = 0; t < (G); t++)                                                                            \
             acc[t] = b0 ? _mm512_maskz_loadu_ps(valid, out + (t_ + t) * os) : _mm512_setzero_ps();               \
         for (uint64_t c = 0; c < cb; c++)                                                                        \
-            BLOCK(&pk[c], a_ + t_ * as + (b0 + c) * Q8K_BYTES, as, (G), acc);                                    \
+            BLOCK(&pk[c], a_ + t_ * as + (b0 + c) * act_bytes, as, (G), acc);                                    \
         for (int t = 0; t < (G); t++) _mm512_mask_storeu_ps(out + (t_ + t) * os, valid, acc[t]);                 \
     }
 
-#define LANES_KERNEL(NAME, LANES_T, PACK, BLOCK, BLOCK_BYTES)                                                    \
+#define LANES_KERNEL(NAME, LANES_T, PACK, BLOCK, BLOCK_BYTES, BLOCK_ELEMS, ACT_BYTES, NCHUNK)                     \
     void NAME(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t as, uint64_t n_tok,  \
               uint64_t n, float *out_, uint64_t os)                                                              \
     {                                                                                                            \
         const uint8_t *a_ = act;                                                                                 \
-        uint64_t nb = n / Q8K_BLOCK;                                                                             \
+        const uint64_t nb = n / (BLOCK_ELEMS), act_bytes = (ACT_BYTES);                                          \
         if (!n_tok) return; /* nothing to read or write */                                                      \
         for (uint64_t r0 = 0; r0 < n_rows; r0 += LANES) {                                                        \
             uint64_t nr = n_rows - r0 < LANES ? n_rows - r0 : LANES;                                             \
@@ -213,11 +246,11 @@ INLINE void prefetch_rows(const uint8_t *const rp[LANES], uint64_t nr, uint64_t 
             const uint8_t *rp[LANES]; /* row r, or row 0 past n_rows */                                          \
             lane_rows((const uint8_t *)w + r0 * row_bytes, row_bytes, nr, rp);                                   \
             float *out = out_ + r0;                                                                              \
-            for (uint64_t b0 = 0; b0 < nb; b0 += CHUNK) {                                                        \
-                uint64_t cb = nb - b0 < CHUNK ? nb - b0 : CHUNK;                                                 \
-                LANES_T pk[CHUNK];                                                                               \
+            for (uint64_t b0 = 0; b0 < nb; b0 += NCHUNK) {                                                        \
+                uint64_t cb = nb - b0 < NCHUNK ? nb - b0 : NCHUNK;                                                 \
+                LANES_T pk[NCHUNK];                                                                               \
                 for (uint64_t c = 0; c < cb; c++) PACK(rp, (b0 + c) * (BLOCK_BYTES), offs, &pk[c]);              \
-                if (b0 + CHUNK < nb) prefetch_rows(rp, nr, (b0 + CHUNK) * (BLOCK_BYTES), CHUNK * (BLOCK_BYTES));      \
+                if (b0 + (NCHUNK) < nb) prefetch_rows(rp, nr, (b0 + (NCHUNK)) * (BLOCK_BYTES), (NCHUNK) * (BLOCK_BYTES)); \
                 uint64_t t_ = 0;                                                                                 \
                 LANES_TOKENS(t_, BLOCK, GROUP)                                                                   \
                 LANES_TOKENS(t_, BLOCK, 4)                                                                       \
@@ -227,5 +260,6 @@ INLINE void prefetch_rows(const uint8_t *const rp[LANES], uint64_t nr, uint64_t 
         }                                                                                                        \
     }
 
-LANES_KERNEL(kernel_dot_tile_q4_k_avx512, q4k_lanes, q4k_pack, q4k_block, 144)
-LANES_KERNEL(kernel_dot_tile_q6_k_avx512, q6k_lanes, q6k_pack, q6k_block, 210)
+LANES_KERNEL(kernel_dot_tile_q4_k_avx512, q4k_lanes, q4k_pack, q4k_block, 144, Q8K_BLOCK, Q8K_BYTES, CHUNK_K)
+LANES_KERNEL(kernel_dot_tile_q6_k_avx512, q6k_lanes, q6k_pack, q6k_block, 210, Q8K_BLOCK, Q8K_BYTES, CHUNK_K)
+LANES_KERNEL(kernel_dot_tile_q8_0_avx512, q80_lanes, q80_pack, q80_block, 34, 32, 34, CHUNK_32)
