@@ -177,7 +177,23 @@ void kernel_dot_rows_q4_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
     }
 }
 
+/* One row: its integers as above, the float steps on scalars. */
 void kernel_dot_q4_k_avx512(const void *w, const void *act, uint64_t n, float *out)
 {
-    kernel_dot_rows_q4_k_avx512(w, 0, 1, act, n, out);
+    const __m512i zero = _mm512_setzero_si512();
+    float acc = 0;
+    for (uint64_t blk = 0; blk < n / Q8K_BLOCK; blk++) {
+        const uint8_t *a = (const uint8_t *)act + blk * Q8K_BYTES;
+        kq_block512 b;
+        q4_k_unpack((const uint8_t *)w + 144 * blk, &b);
+        __m512i s = zero;
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i qa = _mm512_loadu_si512((const void *)(a + Q8K_OFF_QS + 64 * c));
+            s = _mm512_dpwssd_epi32(s, _mm512_dpbusd_epi32(zero, b.q[c], qa), b.sc[c]);
+        }
+        __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_OFF_BSUMS)), b.m16);
+        acc = q4k_row_step(b.d, b.dmin, _mm512_reduce_add_epi32(s), hsum_i32x8(mins), ldf32_512(a), acc);
+    }
+    *out = acc;
 }

@@ -77,7 +77,24 @@ void kernel_dot_rows_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
     }
 }
 
+/* One row: its integers as above, the float steps on scalars. */
 void kernel_dot_q6_k_avx512(const void *w, const void *act, uint64_t n, float *out)
 {
-    kernel_dot_rows_q6_k_avx512(w, 0, 1, act, n, out);
+    const __m512i zero = _mm512_setzero_si512();
+    float acc = 0;
+    for (uint64_t blk = 0; blk < n / Q8K_BLOCK; blk++) {
+        const uint8_t *a = (const uint8_t *)act + blk * Q8K_BYTES, *wb = (const uint8_t *)w + 210 * blk;
+        q6_block512 b;
+        q6_unpack(wb, &b);
+        __m512i s = zero;
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m512i qa = _mm512_loadu_si512((const void *)(a + Q8K_OFF_QS + 64 * p));
+            s = _mm512_dpwssd_epi32(s, _mm512_dpbusd_epi32(zero, b.u[p], qa), b.sc[p]);
+        }
+        __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb + 192)));
+        int32_t ms = hsum_i32x8(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_OFF_BSUMS)), s16));
+        acc = scaled_row_step(ld_f16_512(wb + 208), ldf32_512(a), _mm512_reduce_add_epi32(s) - 32 * ms, acc);
+    }
+    *out = acc;
 }

@@ -43,7 +43,16 @@ void kernel_dot_rows_q8_0_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
     }
 }
 
+/* One row: the same integers on one 256-bit vector per block, the float
+ * steps on scalars. */
 void kernel_dot_q8_0_avx512(const void *w, const void *act, uint64_t n, float *out)
 {
-    kernel_dot_rows_q8_0_avx512(w, 0, 1, act, n, out);
+    float acc = 0;
+    for (uint64_t blk = 0; blk < n / 32; blk++) {
+        const uint8_t *a = (const uint8_t *)act + blk * Q8_0_BYTES, *wb = (const uint8_t *)w + blk * Q8_0_BYTES;
+        __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + 2)), _mm256_set1_epi8((char)0x80));
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(a + 2)));
+        acc = scaled_row_step(ld_f16_512(wb), ld_f16_512(a), hsum_i32x8(s) - 128 * q80_act_sum(a), acc);
+    }
+    *out = acc;
 }

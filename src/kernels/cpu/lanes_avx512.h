@@ -12,9 +12,12 @@
  *   Q6_K: is = Σ_j sc_j Σ u*a (u = q + 32), ms = Σ_j sc_j Σ a  (16 of 16)
  *         acc += (d*da) * float(is - 32*ms)
  *   Q8_0: is = Σ (q + 128) a,  acc += (d*da) * float(is - 128 Σ a)
- * The order of these float steps differs from the AVX2 kernels' (eight
- * lanes per row, one horizontal sum at the end): results agree with them
- * within float rounding, not bit for bit. */
+ * A single row (`dot`) makes the same integers and runs the same steps on
+ * scalars (*_row_step), so `dot`, `dot_rows` and the tile agree bit for
+ * bit, and the tests check each against the others. The order of these
+ * float steps differs from the AVX2 kernels' (eight lanes per row, one
+ * horizontal sum at the end): results agree with them within float
+ * rounding, not bit for bit. */
 #ifndef STRATA_KERNELS_CPU_LANES_AVX512_H
 #define STRATA_KERNELS_CPU_LANES_AVX512_H
 
@@ -153,6 +156,15 @@ INLINE __m512 q6k_lane_step(const q6k_lane_scales *p, __m512i is, __m512i ms, co
     return _mm512_fmadd_ps(_mm512_mul_ps(p->d, _mm512_set1_ps(ldf32_512(a))), f, acc);
 }
 
+/* The sum of the 8 int32 of v (exact). */
+INLINE int32_t hsum_i32x8(__m256i v)
+{
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+    return _mm_cvtsi128_si32(h);
+}
+
 /* ---- Q8_0: 34-byte blocks (f16 d, i8 q[32]); Q8_0 activations alike ----
  * vpdpbusd wants one unsigned operand: the weights plus 128 (q ^ 0x80),
  *   is = Σ (q + 128) a,  acc += (d*da) * float(is - 128 Σ a)
@@ -162,17 +174,33 @@ INLINE __m512 q6k_lane_step(const q6k_lane_scales *p, __m512i is, __m512i ms, co
 INLINE int32_t q80_act_sum(const uint8_t *a)
 {
     __m256i v = _mm256_loadu_si256((const __m256i *)(a + 2));
-    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-    return _mm_cvtsi128_si32(h);
+    return hsum_i32x8(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1)));
 }
 
 INLINE __m512 q80_lane_step(__m512 d, __m512i is, const uint8_t *a, __m512 acc)
 {
     __m512i dot = _mm512_sub_epi32(is, _mm512_set1_epi32(q80_act_sum(a) * 128));
     return _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(ld_f16_512(a))), _mm512_cvtepi32_ps(dot), acc);
+}
+
+/* ---- one row and one token (`dot`): the same steps on scalars ----
+ * Each *_lane_step above for a single lane: the same operations, so the
+ * same roundings and bits. */
+INLINE float cvt_i32(int32_t v) { return _mm_cvtss_f32(_mm_cvtsi32_ss(_mm_setzero_ps(), v)); }
+
+
+INLINE float q4k_row_step(float d, float dmin, int32_t is, int32_t ms, float da, float acc)
+{
+    __m128 f = _mm_fmsub_ss(_mm_set_ss(d), _mm_set_ss(cvt_i32(is)), _mm_mul_ss(_mm_set_ss(dmin), _mm_set_ss(cvt_i32(ms))));
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(da), _mm_set_ss(acc)));
+}
+
+/* Q6_K: tot = is - 32*ms; Q8_0: tot = is - 128*Σa (d: the row's d times
+ * nothing; da: the activation block's). */
+INLINE float scaled_row_step(float d, float da, int32_t tot, float acc)
+{
+    __m128 dd = _mm_mul_ss(_mm_set_ss(d), _mm_set_ss(da));
+    return _mm_cvtss_f32(_mm_fmadd_ss(dd, _mm_set_ss(cvt_i32(tot)), _mm_set_ss(acc)));
 }
 
 /* ---- one token: per-row integer sums into lanes ---- */
