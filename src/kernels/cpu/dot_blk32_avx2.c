@@ -238,9 +238,9 @@ DOT32_DRIVER(iq4_nl, 18, iq4_nl_sum, false)
 ROWS_KERNELS(kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2, q8_0_rows)
 ROWS_KERNELS(kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2, q4_0_rows)
 ROWS_KERNELS(kernel_dot_q4_1_avx2, kernel_dot_rows_q4_1_avx2, q4_1_rows)
-ROW_KERNEL(kernel_dot_q5_0_avx2, q5_0_rows)
-ROW_KERNEL(kernel_dot_q5_1_avx2, q5_1_rows)
-ROW_KERNEL(kernel_dot_iq4_nl_avx2, iq4_nl_rows)
+ROWS_KERNELS(kernel_dot_q5_0_avx2, kernel_dot_rows_q5_0_avx2, q5_0_rows)
+ROWS_KERNELS(kernel_dot_q5_1_avx2, kernel_dot_rows_q5_1_avx2, q5_1_rows)
+ROWS_KERNELS(kernel_dot_iq4_nl_avx2, kernel_dot_rows_iq4_nl_avx2, iq4_nl_rows)
 
 /* ---- the Q8_0 tile ----
  * One row against T tokens (see avx2_util.h), four blocks at a time as in
