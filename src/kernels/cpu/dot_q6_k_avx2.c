@@ -40,6 +40,19 @@ INLINE __m256i pair_scale(__m256i s_half, int k)
     return _mm256_shuffle_epi8(s_half, _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)));
 }
 
+/* Σ_j s_j Σ u*a over one half: u[k] the 32 quants of group k, qa the half's
+ * 128 activations, s16 all sixteen int16 scales. */
+INLINE __m256i half_sum(const __m256i u[4], const uint8_t *qa, __m256i s16, int h)
+{
+    __m256i s_half = half_scales(s16, h), sum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m256i p = _mm256_maddubs_epi16(u[k], ld256(qa + 32 * k));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, pair_scale(s_half, k)));
+    }
+    return sum;
+}
+
 /* Σ_j c_j * bsums[j] for sixteen int16 c_j, as 8 int32 */
 INLINE __m256i bsum_dot(__m256i c16, const uint8_t *a)
 {
@@ -178,62 +191,43 @@ INLINE __m256i bit_to_2(__m256i hm, int b)
     return _mm256_and_si256(v, _mm256_set1_epi8(4));
 }
 
-/* ---- the Q3_K and Q2_K drivers ----
- * Both run R (1 or 2) rows (a rows_driver_fn, see avx2_util.h) block by
- * block, the rows side by side: each 32 activations are loaded once for the
- * R maddubs. The integer sums are exact, so their order does not matter;
- * each row's float sums run in the same order whatever R. */
+/* The Q3_K and Q2_K drivers run up to K16_ROWS rows. */
 #define K16_ROWS 2
 
-/* Block b of the R Q3_K rows at w[r] against activation block a. */
-INLINE void q3_k_block(const uint8_t *const w[], int R, const uint8_t *a, __m256 acc[])
+/* Block b of one Q3_K row at w against activation block a, into acc. */
+INLINE __m256 q3_k_block(const uint8_t *w, const uint8_t *a, __m256 acc)
 {
-    __m256i s16[K16_ROWS], hm[K16_ROWS], sum[K16_ROWS];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        s16[r] = q3_k_scales(w[r] + 96);
-        hm[r] = ld256(w[r]);
-        sum[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsum_dot(s16[r], a), 2)); /* off = 4 */
-    }
+    __m256i s16 = q3_k_scales(w + 96);
+    __m256i hm = ld256(w), sum = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
-        __m256i qs[K16_ROWS], s_half[K16_ROWS];
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            qs[r] = ld256(w[r] + 32 + 32 * h);
-            s_half[r] = half_scales(s16[r], h);
-        }
+        __m256i qs = ld256(w + 32 + 32 * h), u[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            __m256i qa = ld256(a + Q8K_OFF_QS + 128 * h + 32 * k);
-#pragma GCC unroll 2
-            for (int r = 0; r < R; r++) {
-                __m256i u = _mm256_or_si256(crumbs(qs[r], k), bit_to_2(hm[r], 4 * h + k));
-                __m256i p = _mm256_maddubs_epi16(u, qa);
-                sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(p, pair_scale(s_half[r], k)));
-            }
-        }
+        for (int k = 0; k < 4; k++) u[k] = _mm256_or_si256(crumbs(qs, k), bit_to_2(hm, 4 * h + k));
+        sum = _mm256_add_epi32(sum, half_sum(u, a + Q8K_OFF_QS + 128 * h, s16, h));
     }
-    float da = da_of(a);
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++)
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w[r] + 108) * da), _mm256_cvtepi32_ps(sum[r]), acc[r]);
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(bsum_dot(s16, a), 2)); /* off = 4 */
+    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 108) * da_of(a)), _mm256_cvtepi32_ps(sum), acc);
 }
 
-/* *out[r] for the R Q3_K rows starting at w[r], n elements each. */
+/* *out[r] for the R (1 or 2) Q3_K rows starting at w[r], n elements each
+ * (a rows driver, see avx2_util.h). As in q6_k_rows, block b of the rows
+ * goes one row after the other: rows side by side sharing each activation
+ * load measured 1-10% slower than this (more live registers; the loads are
+ * L1 hits either way). Each row keeps its own accumulator: its result does
+ * not depend on R. */
 INLINE void q3_k_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)
 {
     __m256 acc[K16_ROWS];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (uint64_t b = 0; b < n / 256; b++) {
-        const uint8_t *wr[K16_ROWS];
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            wr[r] = w[r] + 110 * b;
-            kernel_prefetch(wr[r], 110);
+            const uint8_t *wr = w[r] + 110 * b;
+            kernel_prefetch(wr, 110);
+            acc[r] = q3_k_block(wr, a + Q8K_BYTES * b, acc[r]);
         }
-        q3_k_block(wr, R, a + Q8K_BYTES * b, acc);
     }
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) *out[r] = hsum_ps(acc[r]);
@@ -243,59 +237,41 @@ ROWS_KERNELS(kernel_dot_q3_k_avx2, kernel_dot_rows_q3_k_avx2, q3_k_rows)
 
 /* ---- Q2_K (84 bytes: scales[16], qs[64], f16 d, f16 dmin) ----
  * Group (h, k) is crumb k of qs[32h + l]; byte j of scales holds sub-block
- * j's scale (low nibble) and min (high nibble). */
-INLINE void q2_k_block(const uint8_t *const w[], int R, const uint8_t *a, __m256 acc[], __m256 acc_m[])
+ * j's scale (low nibble) and min (high nibble). q2_k_block adds block b of
+ * one row at w against activation block a into acc (scales) and acc_m
+ * (mins). */
+INLINE void q2_k_block(const uint8_t *w, const uint8_t *a, __m256 *acc, __m256 *acc_m)
 {
+    __m128i sc = _mm_loadu_si128((const __m128i *)w);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    __m256i s16[K16_ROWS], m16[K16_ROWS], sum[K16_ROWS];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        __m128i sc = _mm_loadu_si128((const __m128i *)w[r]);
-        s16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(sc, low4));
-        m16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low4));
-        sum[r] = _mm256_setzero_si256();
-    }
+    __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, low4));
+    __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low4));
+    __m256i sum = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
-        __m256i qs[K16_ROWS], s_half[K16_ROWS];
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            qs[r] = ld256(w[r] + 16 + 32 * h);
-            s_half[r] = half_scales(s16[r], h);
-        }
+        __m256i qs = ld256(w + 16 + 32 * h), u[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            __m256i qa = ld256(a + Q8K_OFF_QS + 128 * h + 32 * k);
-#pragma GCC unroll 2
-            for (int r = 0; r < R; r++) {
-                __m256i p = _mm256_maddubs_epi16(crumbs(qs[r], k), qa);
-                sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(p, pair_scale(s_half[r], k)));
-            }
-        }
+        for (int k = 0; k < 4; k++) u[k] = crumbs(qs, k);
+        sum = _mm256_add_epi32(sum, half_sum(u, a + Q8K_OFF_QS + 128 * h, s16, h));
     }
     float da = da_of(a);
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w[r] + 80) * da), _mm256_cvtepi32_ps(sum[r]), acc[r]);
-        acc_m[r] = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w[r] + 82) * da), _mm256_cvtepi32_ps(bsum_dot(m16[r], a)),
-                                   acc_m[r]);
-    }
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 80) * da), _mm256_cvtepi32_ps(sum), *acc);
+    *acc_m = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 82) * da), _mm256_cvtepi32_ps(bsum_dot(m16, a)), *acc_m);
 }
 
-/* *out[r] for the R Q2_K rows starting at w[r], n elements each. */
+/* *out[r] for the R (1 or 2) Q2_K rows starting at w[r], as q3_k_rows. */
 INLINE void q2_k_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)
 {
     __m256 acc[K16_ROWS], acc_m[K16_ROWS];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) acc[r] = acc_m[r] = _mm256_setzero_ps();
     for (uint64_t b = 0; b < n / 256; b++) {
-        const uint8_t *wr[K16_ROWS];
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            wr[r] = w[r] + 84 * b;
-            kernel_prefetch(wr[r], 84);
+            const uint8_t *wr = w[r] + 84 * b;
+            kernel_prefetch(wr, 84);
+            q2_k_block(wr, a + Q8K_BYTES * b, &acc[r], &acc_m[r]);
         }
-        q2_k_block(wr, R, a + Q8K_BYTES * b, acc, acc_m);
     }
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) *out[r] = hsum_ps(_mm256_sub_ps(acc[r], acc_m[r]));
