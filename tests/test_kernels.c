@@ -467,8 +467,12 @@ TEST(test_kernel_dot_rows_vs_reference)
         test_skip("this CPU has no AVX2/FMA/F16C: no fast kernel can run");
         return;
     }
-    /* the types of the benchmark models must have one */
-    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0};
+    /* the types of the benchmark models must have one, and so must the
+     * other 32-value block types and Q2_K .. Q5_K (issue 14: two weight
+     * streams at once from RAM) */
+    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                        GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_IQ4_NL,
+                                        GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         CHECK(kernel_fast_lookup(expected[i], KERNEL_ISA_AVX2)->dot_rows != NULL, "%s",
               ggml_type_name(expected[i]));

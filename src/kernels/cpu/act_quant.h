@@ -78,6 +78,16 @@ void kernel_dot_rows_q4_0_avx2(const void *w, uint64_t row_bytes, uint64_t n_row
                                float *out);
 void kernel_dot_rows_q4_1_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                float *out);
+void kernel_dot_rows_q5_0_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q5_1_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_iq4_nl_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_q2_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
+void kernel_dot_rows_q3_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                               float *out);
 void kernel_dot_rows_q4_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                float *out);
 void kernel_dot_rows_q5_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
