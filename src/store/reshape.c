@@ -84,18 +84,18 @@ static uint32_t plan_demotion(const store *s, const uint32_t *cand, uint32_t n, 
 static void resize_slots(store *s, ring_shape want)
 {
     if (want.slot_bytes != s->slot_bytes || !want.n_slots) {
-        for (uint32_t i = 0; i < s->n_slots; i++) store_unmap(s, s->slots[i].buf, s->slot_bytes);
+        for (uint32_t i = 0; i < s->n_slots; i++) store_unmap_as(s, ACCT_SLOTS, s->slots[i].buf, s->slot_bytes);
         s->n_slots = 0;
         s->slot_bytes = want.slot_bytes;
     }
     while (s->n_slots > want.n_slots) {
         s->n_slots--;
-        store_unmap(s, s->slots[s->n_slots].buf, s->slot_bytes);
+        store_unmap_as(s, ACCT_SLOTS, s->slots[s->n_slots].buf, s->slot_bytes);
     }
     while (s->n_slots < want.n_slots) {
         slot *sl = &s->slots[s->n_slots];
         *sl = (slot){.group = -1};
-        if (!(sl->buf = store_map(s, s->slot_bytes))) {
+        if (!(sl->buf = store_map_as(s, ACCT_SLOTS, s->slot_bytes))) {
             s->rs.broken = STRATA_E_NOMEM; /* no ring: acquire reports it */
             return;
         }
@@ -138,7 +138,7 @@ static void demote(store *s, uint64_t want)
 {
     uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
     if (!cand) return;
-    uint64_t planned, moved = 0, before = s->accounted;
+    uint64_t planned, moved = 0, before = store_accounted(s);
     uint32_t k = plan_demotion(s, cand, demote_order(s, cand), want, &planned);
     for (uint32_t i = 0; i < k; i++) {
         group_state *gs = &s->groups[cand[i]];
@@ -155,7 +155,7 @@ static void demote(store *s, uint64_t want)
     uint32_t streamed;
     resize_slots(s, current_streamed(s, &streamed));
     reshape_state *r = &s->rs;
-    uint64_t freed = before > s->accounted ? before - s->accounted : 0;
+    uint64_t after = store_accounted(s), freed = before > after ? before - after : 0;
     r->shrinks++;
     r->bytes_demoted += moved;
     r->freed += freed;
@@ -270,24 +270,41 @@ static uint32_t plan_promotion(const store *s, const uint32_t *cand, uint32_t n,
     return best;
 }
 
-/* Reads group g into a new mapping; NULL on failure (nothing kept). */
+/* Reads group g into a new mapping, taken from the account first; NULL on
+ * failure (nothing kept). */
 static uint8_t *read_group(store *s, uint32_t g)
 {
     uint64_t bytes = s->groups[g].layout.bytes;
-    uint8_t *buf = mem_map(bytes);
+    uint8_t *buf = store_map(s, bytes);
     if (!buf) return NULL;
     io_ticket t;
     store_submit_group(s, g, buf, &t);
     io_wait(s->io, &t);
     if (atomic_load(&t.error)) {
-        mem_unmap(buf, bytes);
+        store_unmap(s, buf, bytes);
         return NULL;
     }
     return buf;
 }
 
+uint64_t store_reclaim(void *ctx, uint64_t bytes)
+{
+    store *s = ctx;
+    uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
+    uint64_t can = 0;
+    if (!cand) return 0;
+    pthread_mutex_lock(&s->lock);
+    plan_demotion(s, cand, demote_order(s, cand), bytes, &can);
+    pthread_mutex_unlock(&s->lock);
+    free(cand);
+    if (can < bytes) return 0; /* streaming all it can would not make the room: keep the weights */
+    return store_shrink(s, bytes, acct_room(s->acct, ACCT_RAM), 0);
+}
+
 uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom)
 {
+    uint64_t room = acct_room(s->acct, ACCT_RAM); /* the budget binds too: others hold part of it now */
+    if (bytes > room) bytes = room;
     uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
     uint8_t **bufs = calloc(s->n_groups, sizeof *bufs);   /* [n_groups] */
     uint32_t n = 0, k = 0;
@@ -309,8 +326,8 @@ uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom)
         for (uint32_t i = 0; i < k; i++) {
             uint64_t b = s->groups[cand[i]].layout.bytes;
             read += bufs[i] ? b : 0;
-            if (ok) s->groups[cand[i]].incoming = bufs[i], s->accounted += mem_len(b);
-            else mem_unmap(bufs[i], b);
+            if (ok) s->groups[cand[i]].incoming = bufs[i];
+            else store_unmap(s, bufs[i], b);
         }
         s->rs.promote_read += read;
         if (ok) {
