@@ -304,3 +304,50 @@ TEST(test_account_logits_out_refused_before_touch)
     CHECK(peak < 64 * MiB, " peak RSS %llu", (unsigned long long)peak);
     CHECK(access(out, F_OK) != 0, " a logits file was written");
 }
+
+/* Audit item 2: a prompt no context can hold is refused before it is
+ * tokenized (8 MiB of text took 358 MiB at --mem 66M): the message says
+ * how many tokens it has at least, and the peak RSS stays in the budget. */
+TEST(test_account_huge_prompt_refused_before_tokenizing)
+{
+    char path[1024], errpath[1100], prompt[1100];
+    if (!synth_model("acct5.gguf", path, sizeof path)) return;
+    snprintf(errpath, sizeof errpath, "%s/err.txt", test_tmpdir());
+    snprintf(prompt, sizeof prompt, "%s/prompt8m.txt", test_tmpdir());
+    FILE *f = fopen(prompt, "w");
+    REQUIRE(f);
+    for (int i = 0; i < (8 << 20) / 8; i++) fputs("1234567 ", f);
+    fclose(f);
+    char *argv[] = {(char *)release_bin(), "run", "-m", path, "-f", prompt, "-t", "1", "-c", "256", "--mem",
+                    "66M", "-n", "1", NULL};
+    uint64_t peak = 0;
+    int rc = run_measured(argv, errpath, &peak);
+    f = fopen(errpath, "r");
+    char log[4096] = "";
+    if (f) log[fread(log, 1, sizeof log - 1, f)] = '\0';
+    if (f) fclose(f);
+    CHECK(rc == 1 && strstr(log, "the prompt is at least") && strstr(log, "raise -c"), " rc %d: %s", rc, log);
+    CHECK(peak < 66 * MiB, " peak RSS %llu", (unsigned long long)peak);
+}
+
+/* Audit item 2: a context of 2^24 tokens under a 64 MiB budget is refused
+ * before its KV cache or any buffer is allocated (it was OOM-killed in a
+ * 512 MiB cgroup). */
+TEST(test_account_huge_context_refused_before_allocating)
+{
+    char path[1024];
+    if (!synth_model("acct6.gguf", path, sizeof path)) return;
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = 1u << 24;
+    p.n_threads = 1;
+    p.mem_budget = 64 * MiB;
+    strata_model *m = NULL;
+    strata_error e;
+    uint64_t before = rss_now();
+    CHECK(strata_model_open(path, &p, &m, &e) == STRATA_E_NOMEM && strstr(e.message, "cannot hold") &&
+              strstr(e.message, "16777216-token context"),
+          " %s", e.message);
+    CHECK(rss_now() < before + 64 * MiB, " RSS rose from %llu to %llu", (unsigned long long)before,
+          (unsigned long long)rss_now());
+    strata_model_free(m);
+}

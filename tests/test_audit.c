@@ -345,3 +345,32 @@ TEST(test_audit_gguf_alignments_and_header_lengths)
         }
     }
 }
+
+/* Item 3: a command whose stdout cannot be written fails and says so
+ * (plan --json > /dev/full exited 0 with an empty file). */
+TEST(test_audit_output_to_full_device_fails)
+{
+    const char *m = test_fixture("stories260K.gguf");
+    if (!m) return;
+    struct stat st;
+    if (stat("/dev/full", &st) != 0 || !S_ISCHR(st.st_mode)) {
+        test_skip("no /dev/full character device");
+        return;
+    }
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s plan '%s' --json 2>&1 >/dev/full", test_strata_bin(), m);
+    int rc = test_run(cmd, &out, false);
+    CHECK(rc == 1 && out && strstr(out, "strata plan: writing the output failed"), " rc %d: %s", rc, out);
+    free(out);
+}
+
+/* Item 6: detect --root naming nothing is an error, not an empty report. */
+TEST(test_audit_detect_root_missing_fails)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s detect --root /nonexistent/strata-root 2>&1", test_strata_bin());
+    int rc = test_run(cmd, &out, false);
+    CHECK(rc == 2 && out && strstr(out, "--root /nonexistent/strata-root") && strstr(out, "No such file"),
+          " rc %d: %s", rc, out);
+    free(out);
+}
