@@ -197,18 +197,21 @@ TEST(test_account_reclaims_from_resident_weights)
     strata_model_free(m);
 }
 
-/* The high-water RSS of process pid (VmHWM in /proc/PID/status), bytes;
- * 0 once it has exited. */
-static uint64_t vm_hwm(pid_t pid)
+/* The high-water RSS of process pid (VmHWM in /proc/PID/status), bytes,
+ * once it runs `name` (before its exec, the child's memory is a copy of
+ * this process's); 0 before that or once it has exited. */
+static uint64_t vm_hwm(pid_t pid, const char *name)
 {
-    char path[64], line[256];
+    char path[64], line[256], comm[64] = "";
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
     unsigned long long kb = 0;
-    while (f && fgets(line, sizeof line, f))
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "Name: %63s", comm) == 1) continue;
         if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) break;
+    }
     if (f) fclose(f);
-    return (uint64_t)kb * 1024;
+    return strncmp(comm, name, 15) ? 0 : (uint64_t)kb * 1024; /* Name is cut at 15 characters */
 }
 
 /* Runs argv with stdout to /dev/null and stderr to errpath; the exit
@@ -230,7 +233,8 @@ static int run_measured(char *const argv[], const char *errpath, uint64_t *peak)
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid) break;
         if (r < 0) return -1;
-        uint64_t h = vm_hwm(pid);
+        const char *base = strrchr(argv[0], '/');
+        uint64_t h = vm_hwm(pid, base ? base + 1 : argv[0]);
         if (h > *peak) *peak = h;
         usleep(2000);
     }

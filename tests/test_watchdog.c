@@ -322,6 +322,82 @@ TEST(test_watchdog_store_waits_for_safe_point)
     close_model(&m);
 }
 
+/* ---- the expert cache under pressure (mixture of experts) ---- */
+
+typedef struct expert_plan {
+    uint32_t slots_at_open, after_shrink, after_grow, after_small;
+    uint64_t rss_before, rss_after, freed;
+} expert_plan;
+
+/* Step 4: shrink everything (the expert cache to its minimum, applied at
+ * the next acquire); step 10: grow everything back; step 16: ask for
+ * three expert slots' worth (the expert cache alone gives them). */
+static void expert_between(void *ctx, int step, engine *eng)
+{
+    expert_plan *x = ctx;
+    store *s = eng->store;
+    store_stats st = store_get_stats(s);
+    uint64_t sb = st.expert_slots ? st.expert_cache_bytes / st.expert_slots : 0;
+    if (step == 0) x->slots_at_open = st.expert_slots;
+    if (step == 4) {
+        x->rss_before = rss_bytes();
+        x->freed = store_shrink(s, UINT64_MAX, 0, 0);
+    }
+    if (step == 5) {
+        x->after_shrink = st.expert_slots;
+        x->rss_after = rss_bytes();
+    }
+    if (step == 10) CHECK(store_grow(s, UINT64_MAX, 0) > 0, " step %d", step);
+    if (step == 11) x->after_grow = st.expert_slots;
+    if (step == 16) CHECK(store_shrink(s, 3 * sb, 0, 0) >= 3 * sb);
+    if (step == 17) x->after_small = st.expert_slots;
+}
+
+/* Shrinking the expert cache and growing it back never changes the
+ * logits (mixtral and qwen3moe fixtures, every unit cached at open), and
+ * the memory given back leaves the process. */
+static void expert_cache_case(const char *fixture)
+{
+    const char *path = test_fixture(fixture);
+    if (!path) return;
+    model m;
+    strata_error e;
+    REQUIRE(!gguf_open(path, &m.f, &e) && !model_spec_from_gguf(m.f, path, &m.s, &e), " %s", e.message);
+    engine_params p = PARAMS;
+    p.n_threads = 1;
+    float *ref = run_steps(&m, &p, NULL, NULL, NULL);
+    expert_plan x = {0};
+    engine *eng = NULL;
+    float *got = ref ? run_steps(&m, &p, expert_between, &x, &eng) : NULL;
+    if (got) {
+        size_t V = engine_n_vocab(eng);
+        store_stats st = store_get_stats(eng->store);
+        CHECK(!memcmp(got, ref, STEPS * V * sizeof(float)), " %s: logits changed by resizing the expert cache",
+              fixture);
+        CHECK(x.slots_at_open == st.expert_units && x.after_shrink == STORE_EXPERT_MIN_SLOTS &&
+                  x.after_grow == x.slots_at_open && x.after_small == x.slots_at_open - 3,
+              " %s: slots %u at open, %u after the shrink, %u grown, %u after the small shrink", fixture,
+              x.slots_at_open, x.after_shrink, x.after_grow, x.after_small);
+        CHECK(st.expert_shrinks == 2 && st.expert_grows == 1, " %u shrinks, %u grows", st.expert_shrinks,
+              st.expert_grows);
+        CHECK(x.rss_before > x.rss_after && x.rss_before - x.rss_after >= x.freed / 2,
+              " RSS %llu -> %llu KiB, %llu KiB asked", (unsigned long long)(x.rss_before >> 10),
+              (unsigned long long)(x.rss_after >> 10), (unsigned long long)(x.freed >> 10));
+        printf("    %s: experts %u -> %u -> %u -> %u; RSS %.1f -> %.1f MiB\n", fixture, x.slots_at_open,
+               x.after_shrink, x.after_grow, x.after_small, (double)x.rss_before / MiB, (double)x.rss_after / MiB);
+        engine_free(eng);
+    }
+    free(ref);
+    free(got);
+    close_model(&m);
+}
+
+TEST(test_watchdog_expert_cache_shrink_grow_same_logits)
+{
+    expert_cache_case("arch/mixtral-q4_k_m.gguf");
+    expert_cache_case("arch/qwen3moe-q4_k_m.gguf");
+}
+
 /* ---- the watchdog thread, with a scripted source ---- */
 
 typedef struct fake_source {

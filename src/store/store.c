@@ -234,7 +234,7 @@ static uint32_t expert_slots_for(const store *s, uint64_t weight_budget, const p
 static strata_status open_experts(store *s, const placement *p, uint64_t weight_budget, strata_error *err)
 {
     if (!s->expert_units) return STRATA_OK;
-    s->expert_slots = expert_slots_for(s, weight_budget, p);
+    s->expert_slots = s->rs.expert_home = s->rs.expert_acct_slots = expert_slots_for(s, weight_budget, p);
     if (!(s->expert_mem = store_map_as(s, ACCT_EXPERTS, (uint64_t)s->expert_slots * s->expert_slot_bytes)))
         return err_set(err, STRATA_E_NOMEM, "%s", s->refused[0] ? s->refused : "out of memory for the expert cache");
     return expert_cache_open(s->io, s->cfg.n_expert_sets, s->cfg.expert_sets, s->expert_mem, s->expert_slot_bytes,
@@ -306,8 +306,8 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
                                         &s->expert_units, err);
     if (!st) st = io_open(f, s->cfg.io_threads, s->cfg.fault, s->cfg.fault_ctx, &s->io, err);
     if (!st) st = store_account_open(s, err);
-    if (!st && !(s->row_buf = store_map_as(s, ACCT_SLOTS, s->row_buf_bytes)))
-        st = err_set(err, STRATA_E_NOMEM, "%s", s->refused[0] ? s->refused : "out of memory");
+    if (!st && !(s->row_buf = acct_alloc_aligned(s->acct, ACCT_SLOTS, s->row_buf_bytes, STORE_ALIGN, err)))
+        st = STRATA_E_NOMEM;
     if (!st) st = place_groups(s, bytes, min_bytes, err);
     if (!st && s->cfg.watchdog) st = store_watchdog_create(s, err);
     if (!st) st = load_resident(s, err);
@@ -342,7 +342,7 @@ void store_close(store *s)
     free(s->groups);
     free(s->slots);
     free(s->order);
-    if (s->acct) store_unmap_as(s, ACCT_SLOTS, s->row_buf, s->row_buf_bytes);
+    if (s->acct) acct_release(s->acct, ACCT_SLOTS, s->row_buf, s->row_buf_bytes);
     if (s->own_acct) acct_free(s->acct);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -383,6 +383,7 @@ strata_status store_acquire(store *s, uint32_t g, const void *const **data, stra
     }
     pthread_mutex_lock(&s->lock);
     if (!s->held) store_reshape_apply(s); /* a safe point: no group's data is in use */
+    if (!s->held) store_reshape_apply_experts(s);
     strata_status st = s->rs.broken ? err_set(err, s->rs.broken, "store: out of memory for streaming slots after "
                                               "a memory-pressure shrink")
                        : gs->resident ? STRATA_OK
@@ -451,6 +452,7 @@ store_stats store_get_stats(store *s)
                        .bytes_demoted = r->bytes_demoted, .bytes_promoted = r->bytes_promoted,
                        .bytes_freed = r->freed, .reaction_last_s = r->reaction_last_s,
                        .reaction_max_s = r->reaction_max_s, .psi_trigger = r->psi_trigger,
+                       .expert_shrinks = r->expert_shrinks, .expert_grows = r->expert_grows,
                        .psi_wakeups = r->psi_wakeups};
     for (uint32_t g = 0; g < s->n_groups; g++) out.demoted_groups += s->groups[g].home && !s->groups[g].resident;
     pthread_mutex_unlock(&s->lock);

@@ -125,6 +125,7 @@ typedef struct store_stats {
     uint64_t bytes_freed;       /* net bytes returned to the system by shrinks (demoted less new slots) */
     uint32_t demoted_groups;    /* groups resident at open that are streamed now */
     double reaction_last_s, reaction_max_s; /* pressure seen -> memory unmapped, for the watchdog's shrinks */
+    uint32_t expert_shrinks, expert_grows; /* expert cache resizes (expert_slots is the size now) */
     bool psi_trigger;           /* the watchdog is woken by a PSI trigger (else it samples alone) */
     uint64_t psi_wakeups;       /* PSI events that woke it */
 } store_stats;

@@ -43,6 +43,10 @@ typedef struct reshape_state {
     double reaction_last_s, reaction_max_s; /* pressure seen -> memory unmapped */
     uint64_t promote_read;   /* bytes read by promotions (not streaming) */
     strata_status broken;    /* the ring could not be rebuilt: acquire fails with this */
+    uint32_t want_expert_slots; /* the expert cache's size asked for (0: no change); applied by acquire */
+    uint32_t expert_acct_slots; /* expert slots the account counts (>= the cache's while a grow waits) */
+    uint32_t expert_home;    /* expert slots at open: growing goes no further */
+    uint32_t expert_shrinks, expert_grows;
     bool psi_trigger;        /* the watchdog sleeps on a PSI trigger (else it samples alone) */
     uint64_t psi_wakeups;    /* times a PSI event woke it */
 } reshape_state;
@@ -115,6 +119,10 @@ void store_set_ptrs(store *s, uint32_t g, uint8_t *buf);
 uint64_t store_reclaim(void *ctx, uint64_t bytes);
 /* reshape.c: applies waiting requests; lock held, no group held. */
 void store_reshape_apply(store *s);
+/* reshape.c: resizes the expert cache as asked; lock held, no group held,
+ * and in the thread that computes (store_acquire): the expert cache is
+ * that thread's alone. */
+void store_reshape_apply_experts(store *s);
 /* Frees every promoted buffer not applied (close). */
 void store_reshape_discard(store *s);
 

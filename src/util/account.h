@@ -10,6 +10,7 @@
 #define STRATA_UTIL_ACCOUNT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "strata.h"
@@ -82,5 +83,7 @@ const char *acct_tier_name(acct_tier t); /* "RAM", "VRAM" */
  * with err set when refused or out of memory. (Weight memory is mapped by
  * the store, store/mem.c, through acct_take.) */
 void *acct_alloc(mem_account *a, acct_cat c, uint64_t bytes, strata_error *err);
+/* The same aligned to `align` (a power of two, at least sizeof(void *)). */
+void *acct_alloc_aligned(mem_account *a, acct_cat c, uint64_t bytes, size_t align, strata_error *err);
 void acct_release(mem_account *a, acct_cat c, void *p, uint64_t bytes);
 #endif
