@@ -11,16 +11,12 @@
 
 #include "../tools/synth/synth.h"
 #include "strata.h"
+#include "run_helpers.h"
 #include "test.h"
 #include "util/account.h"
 
 #define MiB (1ull << 20)
 
-static const char *release_bin(void)
-{
-    const char *b = getenv("STRATA_RELEASE_BIN");
-    return b && *b ? b : "build/strata";
-}
 
 /* This process's resident memory now (/proc/self/statm), bytes. */
 static uint64_t rss_now(void)
@@ -101,24 +97,36 @@ static bool synth_shaped(const char *name, bool big_vocab, char *path, size_t ca
 
 static bool synth_model(const char *name, char *path, size_t cap) { return synth_shaped(name, false, path, cap); }
 
+/* The synthesized dense model opened with n_ctx, one thread, a budget and
+ * no watchdog (nothing moves but what the test asks), and its account;
+ * NULL on failure. */
+static strata_model *open_budgeted(const char *name, uint32_t n_ctx, uint64_t budget, strata_mem_account *a)
+{
+    char path[1024];
+    if (!synth_model(name, path, sizeof path)) return NULL;
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = n_ctx;
+    p.n_threads = 1;
+    p.mem_budget = budget;
+    p.watchdog = false;
+    strata_model *m = NULL;
+    strata_error e;
+    if (strata_model_open(path, &p, &m, &e)) test_fail(__FILE__, __LINE__, "strata_model_open", " %s", e.message);
+    else strata_model_mem_account(m, STRATA_MEM_RAM, a);
+    return m;
+}
+
 /* Every category a run allocates shows up: the process, resident weights,
  * stream slots (a partly streamed placement), the KV reserve and then the
  * KV cache of the context, scratch, prompt tokenizing, and logits; the
  * categories add up to the total, which the stats report. */
 TEST(test_account_every_category)
 {
-    char path[1024];
-    if (!synth_model("acct.gguf", path, sizeof path)) return;
-    strata_model_params p = strata_model_default_params();
-    p.n_ctx = 256;
-    p.n_threads = 1;
-    p.mem_budget = 40 * MiB; /* the weights (~52 MiB) do not all fit: some resident, some streamed */
-    p.watchdog = false;
-    strata_model *m;
-    strata_error e;
-    REQUIRE(!strata_model_open(path, &p, &m, &e), " %s", e.message);
+    /* the weights (~52 MiB) do not all fit in 40 MiB: some resident, some streamed */
     strata_mem_account a;
-    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    strata_model *m = open_budgeted("acct.gguf", 256, 40 * MiB, &a);
+    if (!m) return;
+    strata_error e;
     CHECK(a.budget == 40 * MiB && a.total <= a.budget, " total %llu", (unsigned long long)a.total);
     CHECK(a.used[STRATA_MEM_PROCESS] > 0 && a.used[STRATA_MEM_WEIGHTS] > 0 && a.used[STRATA_MEM_SLOTS] > 0 &&
               a.used[STRATA_MEM_KV_RESERVE] > 0 && a.used[STRATA_MEM_SCRATCH] > 0 && a.used[STRATA_MEM_KV] == 0,
@@ -172,18 +180,10 @@ TEST(test_account_every_category)
  * fits, and the output is unchanged. */
 TEST(test_account_reclaims_from_resident_weights)
 {
-    char path[1024];
-    if (!synth_model("acct2.gguf", path, sizeof path)) return;
-    strata_model_params p = strata_model_default_params();
-    p.n_ctx = 64;
-    p.n_threads = 1;
-    p.mem_budget = 48 * MiB;
-    p.watchdog = false;
-    strata_model *m;
-    strata_error e;
-    REQUIRE(!strata_model_open(path, &p, &m, &e), " %s", e.message);
     strata_mem_account a;
-    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    strata_model *m = open_budgeted("acct2.gguf", 64, 48 * MiB, &a);
+    if (!m) return;
+    strata_error e;
     uint64_t room = a.budget - a.total, weights = a.used[STRATA_MEM_WEIGHTS];
     REQUIRE(weights > 16 * MiB, " weights %llu", (unsigned long long)weights);
     uint64_t want = room + 8 * MiB; /* more than the room: 8 MiB must come from the weights */
@@ -214,12 +214,15 @@ static uint64_t vm_hwm(pid_t pid, const char *name)
     return strncmp(comm, name, 15) ? 0 : (uint64_t)kb * 1024; /* Name is cut at 15 characters */
 }
 
-/* Runs argv with stdout to /dev/null and stderr to errpath; the exit
- * status and the child's peak RSS (bytes). The peak is VmHWM sampled every
+/* Runs argv with stdout to /dev/null and stderr into log[0..cap) (through
+ * a file in the test's tmpdir); the exit status and the child's peak RSS
+ * (bytes). The peak is VmHWM sampled every
  * 2 ms while it runs: getrusage's ru_maxrss would include this (sanitized,
  * much larger) process's memory, which the child has until its exec. */
-static int run_measured(char *const argv[], const char *errpath, uint64_t *peak)
+static int run_measured(char *const argv[], char *log, size_t cap, uint64_t *peak)
 {
+    char errpath[1100];
+    snprintf(errpath, sizeof errpath, "%s/stderr.txt", test_tmpdir());
     pid_t pid = fork();
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stdout) || !freopen(errpath, "w", stderr)) _exit(126);
@@ -238,6 +241,10 @@ static int run_measured(char *const argv[], const char *errpath, uint64_t *peak)
         if (h > *peak) *peak = h;
         usleep(2000);
     }
+    FILE *f = fopen(errpath, "r");
+    log[0] = '\0';
+    if (f) log[fread(log, 1, cap - 1, f)] = '\0';
+    if (f) fclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -255,24 +262,21 @@ static double field_mib(const char *text, const char *key)
  * per-tier, per-category line. */
 TEST(test_account_matches_rss)
 {
-    char path[1024], errpath[1100];
+    char path[1024];
     if (!synth_model("acct3.gguf", path, sizeof path)) return;
-    snprintf(errpath, sizeof errpath, "%s/err.txt", test_tmpdir());
-    char *argv[] = {(char *)release_bin(), "run", "-m", path, "-p", "a b c d", "-n", "64", "--temp", "0",
+    char *argv[] = {(char *)test_release_bin(), "run", "-m", path, "-p", "a b c d", "-n", "64", "--temp", "0",
                     "-t", "1", "-c", "512", "--mem", "512M", "--stats", NULL};
     uint64_t peak = 0;
-    int rc = run_measured(argv, errpath, &peak);
-    FILE *f = fopen(errpath, "r");
     char *log = calloc(1, 1 << 20);
-    if (f && log) log[fread(log, 1, (1 << 20) - 1, f)] = '\0';
-    if (f) fclose(f);
+    REQUIRE(log);
+    int rc = run_measured(argv, log, 1 << 20, &peak);
     REQUIRE(rc == 0, " rc %d: %s", rc, log);
     double rss = (double)peak / MiB, acc = field_mib(log, "(accounted ");
     CHECK(rss > 40 && acc > 40, " rss %.1f accounted %.1f", rss, acc);
     double diff = rss > acc ? rss - acc : acc - rss;
     CHECK(diff <= 8 + 0.05 * rss, " peak RSS %.1f MiB vs accounted %.1f MiB", rss, acc);
     printf("    peak RSS (VmHWM) %.1f MiB, accounted %.1f MiB\n", rss, acc);
-    const char *line = log ? strstr(log, "strata: memory RAM: ") : NULL;
+    const char *line = strstr(log, "strata: memory RAM: ");
     CHECK(line && strstr(line, "budget") && strstr(line, "weights") && strstr(line, "KV cache") &&
               strstr(line, "scratch") && strstr(line, "process") && strstr(line, "logits"),
           " no account line: %s", log);
@@ -286,23 +290,18 @@ TEST(test_account_matches_rss)
  * under the budget. */
 TEST(test_account_logits_out_refused_before_touch)
 {
-    char path[1024], errpath[1100], prompt[1100], out[1100];
+    char path[1024], prompt[1100], out[1100], log[4096];
     if (!synth_shaped("acct4.gguf", true, path, sizeof path)) return;
-    snprintf(errpath, sizeof errpath, "%s/err.txt", test_tmpdir());
     snprintf(prompt, sizeof prompt, "%s/prompt.txt", test_tmpdir());
     snprintf(out, sizeof out, "%s/logits.f32", test_tmpdir());
     FILE *f = fopen(prompt, "w");
     REQUIRE(f);
     for (int i = 0; i < 1500; i++) fputs("a b ", f); /* >= 1000 tokens x 32000 x 4 B: > 120 MiB of logits */
     fclose(f);
-    char *argv[] = {(char *)release_bin(), "run", "-m", path, "-f", prompt, "-t", "1", "-c", "4096", "--mem",
+    char *argv[] = {(char *)test_release_bin(), "run", "-m", path, "-f", prompt, "-t", "1", "-c", "4096", "--mem",
                     "64M", "--logits-out", out, NULL};
     uint64_t peak = 0;
-    int rc = run_measured(argv, errpath, &peak);
-    f = fopen(errpath, "r");
-    char log[4096] = "";
-    if (f) log[fread(log, 1, sizeof log - 1, f)] = '\0';
-    if (f) fclose(f);
+    int rc = run_measured(argv, log, sizeof log, &peak);
     CHECK(rc == 1 && strstr(log, "--logits-out") && strstr(log, "memory budget") && strstr(log, "logits"),
           " rc %d: %s", rc, log);
     CHECK(peak < 64 * MiB, " peak RSS %llu", (unsigned long long)peak);
@@ -314,22 +313,17 @@ TEST(test_account_logits_out_refused_before_touch)
  * how many tokens it has at least, and the peak RSS stays in the budget. */
 TEST(test_account_huge_prompt_refused_before_tokenizing)
 {
-    char path[1024], errpath[1100], prompt[1100];
+    char path[1024], prompt[1100], log[4096];
     if (!synth_model("acct5.gguf", path, sizeof path)) return;
-    snprintf(errpath, sizeof errpath, "%s/err.txt", test_tmpdir());
     snprintf(prompt, sizeof prompt, "%s/prompt8m.txt", test_tmpdir());
     FILE *f = fopen(prompt, "w");
     REQUIRE(f);
     for (int i = 0; i < (8 << 20) / 8; i++) fputs("1234567 ", f);
     fclose(f);
-    char *argv[] = {(char *)release_bin(), "run", "-m", path, "-f", prompt, "-t", "1", "-c", "256", "--mem",
+    char *argv[] = {(char *)test_release_bin(), "run", "-m", path, "-f", prompt, "-t", "1", "-c", "256", "--mem",
                     "66M", "-n", "1", NULL};
     uint64_t peak = 0;
-    int rc = run_measured(argv, errpath, &peak);
-    f = fopen(errpath, "r");
-    char log[4096] = "";
-    if (f) log[fread(log, 1, sizeof log - 1, f)] = '\0';
-    if (f) fclose(f);
+    int rc = run_measured(argv, log, sizeof log, &peak);
     CHECK(rc == 1 && strstr(log, "the prompt is at least") && strstr(log, "raise -c"), " rc %d: %s", rc, log);
     CHECK(peak < 66 * MiB, " peak RSS %llu", (unsigned long long)peak);
 }

@@ -23,6 +23,7 @@
 #include "hw/hw.h"
 #include "hw/hw_internal.h"
 #include "model/model_spec.h"
+#include "run_helpers.h"
 #include "store/watchdog.h"
 #include "test.h"
 
@@ -465,11 +466,6 @@ TEST(test_watchdog_thread_shrinks_and_grows_during_passes)
 
 /* ---- end to end: another process takes 60 % of the cgroup mid-run ---- */
 
-static const char *release_bin(void)
-{
-    const char *b = getenv("STRATA_RELEASE_BIN");
-    return b && *b ? b : "build/strata";
-}
 
 /* The hog: joins the cgroup, waits until strata has loaded (the cgroup
  * uses `loaded` bytes), then takes `take` bytes in 4 MiB steps every 20 ms
@@ -505,16 +501,11 @@ TEST(test_watchdog_cgroup_neighbour_takes_60_percent)
     char mpath[1024], errpath[1100], cg[2048], name[64], why[512] = "", enter[2200], cmd[8192], *ref = NULL,
          *out = NULL;
     int version;
-    snprintf(mpath, sizeof mpath, "%s/wd16.gguf", test_tmpdir());
-    synth_options o = {.shape = {512, 1408, 16, 8, 4, 512, 1024}, .type = GGML_TYPE_Q8_0, .seed = 11,
-                       .threads = 2, .output = mpath};
-    strata_error e;
-    REQUIRE(!synth_write(&o, &e), " %s", e.message);
     char args[2048];
-    snprintf(args, sizeof args, "run -m %s -p \"a b c d\" -n 300 --temp 0 --ignore-eos -t 1", mpath);
-    snprintf(cmd, sizeof cmd, "%s %s", release_bin(), args);
-    int rc = test_run(cmd, &ref, false);
-    REQUIRE(rc == 0 && ref && strlen(ref) > 20, " reference run: rc %d", rc);
+    if (!test_reference_run("wd16.gguf", 11, "-p \"a b c d\" -n 300 --temp 0 --ignore-eos -t 1", mpath,
+                            sizeof mpath, args, sizeof args, &ref))
+        return;
+    int rc;
     if (!test_cgroup_create(limit, &version, cg, sizeof cg, name, sizeof name, why, sizeof why)) {
         test_skip("%s", why);
         free(ref);
@@ -524,14 +515,9 @@ TEST(test_watchdog_cgroup_neighbour_takes_60_percent)
     if (h == 0) hog(cg, version, 40 * MiB, limit * 6 / 10);
     test_cgroup_enter_cmd(cg, enter, sizeof enter);
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "sh -c '%s exec %s %s 2>%s'", enter, release_bin(), args, errpath);
-    rc = test_run(cmd, &out, false);
-    int hs = 0;
-    bool hog_alive = h > 0 && waitpid(h, &hs, WNOHANG) == 0;
-    if (h > 0) {
-        kill(h, SIGKILL);
-        waitpid(h, &hs, 0);
-    }
+    snprintf(cmd, sizeof cmd, "sh -c '%s exec %s %s 2>%s'", enter, test_release_bin(), args, errpath);
+    bool hog_alive;
+    rc = test_run_beside(cmd, h, &out, &hog_alive);
     bool oom = test_cgroup_oom_killed(cg, version);
     char *log = hw_read_file("", errpath, 1u << 20, NULL);
     CHECK(rc == 0 && !oom && hog_alive, " rc %d, OOM kill %d, hog alive %d: %s", rc, oom, hog_alive, log);
@@ -556,15 +542,9 @@ TEST(test_watchdog_cgroup_two_runs_start_together)
     char mpath[1024], cg[2048], name[64], why[512] = "", enter[2200], cmd[8192], args[2048], *ref = NULL;
     int version;
     const char *dir = test_tmpdir();
-    snprintf(mpath, sizeof mpath, "%s/wd16b.gguf", dir);
-    synth_options o = {.shape = {512, 1408, 16, 8, 4, 512, 1024}, .type = GGML_TYPE_Q8_0, .seed = 13,
-                       .threads = 2, .output = mpath};
-    strata_error e;
-    REQUIRE(!synth_write(&o, &e), " %s", e.message);
-    snprintf(args, sizeof args, "run -m %s -p \"a b\" -n 40 --temp 0 --ignore-eos -t 1", mpath);
-    snprintf(cmd, sizeof cmd, "%s %s", release_bin(), args);
-    int rc = test_run(cmd, &ref, false);
-    REQUIRE(rc == 0 && ref && strlen(ref) > 10, " reference run: rc %d", rc);
+    if (!test_reference_run("wd16b.gguf", 13, "-p \"a b\" -n 40 --temp 0 --ignore-eos -t 1", mpath, sizeof mpath,
+                            args, sizeof args, &ref))
+        return;
     if (!test_cgroup_create(limit, &version, cg, sizeof cg, name, sizeof name, why, sizeof why)) {
         test_skip("%s", why);
         free(ref);
@@ -577,7 +557,8 @@ TEST(test_watchdog_cgroup_two_runs_start_together)
     test_cgroup_enter_cmd(cg, enter, sizeof enter);
     fprintf(f, "%s true\n", enter);
     for (int i = 0; i < 2; i++)
-        fprintf(f, "(%s %s >%s/out%d 2>%s/err%d; echo $? >%s/rc%d) &\n", release_bin(), args, dir, i, dir, i, dir, i);
+        fprintf(f, "(%s %s >%s/out%d 2>%s/err%d; echo $? >%s/rc%d) &\n", test_release_bin(), args, dir, i, dir, i, dir,
+                i);
     fprintf(f, "wait\n");
     fclose(f);
     snprintf(cmd, sizeof cmd, "sh %s", script);

@@ -12,18 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../tools/synth/synth.h"
 #include "hw/hw.h"
 #include "hw/hw_internal.h"
+#include "run_helpers.h"
 #include "test.h"
 
 #define MiB (1ull << 20)
 
-static const char *release_bin(void)
-{
-    const char *b = getenv("STRATA_RELEASE_BIN");
-    return b && *b ? b : "build/strata";
-}
 
 /* The live system's trigger: registered where /proc/pressure/memory (or
  * the cgroup v2 memory.pressure) takes one, and then poll() on it works;
@@ -112,15 +107,10 @@ TEST(test_watchdog_system_wide_hog)
 {
     char mpath[1024], root[1100], sub[1200], errpath[1200], cmd[8192], args[2048], *ref = NULL, *out = NULL;
     const char *dir = test_tmpdir();
-    snprintf(mpath, sizeof mpath, "%s/sys16.gguf", dir);
-    synth_options o = {.shape = {512, 1408, 16, 8, 4, 512, 1024}, .type = GGML_TYPE_Q8_0, .seed = 17,
-                       .threads = 2, .output = mpath};
-    strata_error e;
-    REQUIRE(!synth_write(&o, &e), " %s", e.message);
-    snprintf(args, sizeof args, "run -m %s -p \"a b c d\" -n 1000 --temp 0 --ignore-eos -t 1 --mem 256M", mpath);
-    snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", release_bin(), args);
-    int rc = test_run(cmd, &ref, false);
-    REQUIRE(rc == 0 && ref && strlen(ref) > 20, " reference run: rc %d", rc);
+    if (!test_reference_run("sys16.gguf", 17, "-p \"a b c d\" -n 1000 --temp 0 --ignore-eos -t 1 --mem 256M", mpath,
+                            sizeof mpath, args, sizeof args, &ref))
+        return;
+    int rc;
 
     uint64_t avail = mem_available(), real = avail / 16 < 128 * MiB ? avail / 16 : 128 * MiB;
     snprintf(root, sizeof root, "%s/root", dir);
@@ -139,16 +129,11 @@ TEST(test_watchdog_system_wide_hog)
     pid_t h = fork();
     if (h == 0) hog(root, total, high, low, real, 0.5);
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "STRATA_PRESSURE_ROOT=%s %s %s 2>%s", root, release_bin(), args, errpath);
-    rc = test_run(cmd, &out, false);
-    int hs = 0;
-    bool hog_alive = h > 0 && waitpid(h, &hs, WNOHANG) == 0;
-    if (h > 0) {
-        kill(h, SIGKILL);
-        waitpid(h, &hs, 0);
-    }
+    snprintf(cmd, sizeof cmd, "STRATA_PRESSURE_ROOT=%s %s %s 2>%s", root, test_release_bin(), args, errpath);
+    bool hog_alive;
+    rc = test_run_beside(cmd, h, &out, &hog_alive);
     char *log = hw_read_file("", errpath, 1u << 20, NULL);
-    CHECK(rc == 0 && hog_alive, " rc %d, hog alive %d (status %d): %s", rc, hog_alive, hs, log);
+    CHECK(rc == 0 && hog_alive, " rc %d, hog alive %d: %s", rc, hog_alive, log);
     CHECK(out && !strcmp(out, ref), " text differs:\n--- unpressured\n%s\n--- pressured\n%s", ref, out);
     const char *line = log ? strstr(log, "strata: memory pressure: moved") : NULL;
     CHECK(line, " no shrink happened: %s", log);
