@@ -374,3 +374,25 @@ TEST(test_audit_detect_root_missing_fails)
           " rc %d: %s", rc, out);
     free(out);
 }
+
+/* Item 5: --plan FILE does not silently override -c: a different context
+ * is refused naming both, the plan's own context runs. */
+TEST(test_audit_plan_file_and_other_context_refused)
+{
+    const char *m = test_fixture("stories260K.gguf");
+    if (!m) return;
+    char cmd[4096], plan[1100], *out = NULL;
+    snprintf(plan, sizeof plan, "%s/plan.json", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s plan '%s' -c 256 --json > '%s'", test_strata_bin(), m, plan);
+    REQUIRE(test_run(cmd, NULL, false) == 0);
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' --plan '%s' -c 64 -p Hi -n 2 2>&1", test_strata_bin(), m, plan);
+    int rc = test_run(cmd, &out, false);
+    CHECK(rc == 1 && out && strstr(out, "the plan is for a context of 256 tokens, -c asks for 64"), " rc %d: %s", rc,
+          out);
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' --plan '%s' -c 256 -p Hi -n 2 2>&1", test_strata_bin(), m, plan);
+    rc = test_run(cmd, &out, false);
+    CHECK(rc == 0, " rc %d: %s", rc, out);
+    free(out);
+}
