@@ -221,7 +221,29 @@ TEST(test_audit_bad_hyperparameters_are_refused)
     }
     /* the valid neighbour gets as far as the (absent) tensors */
     spec_error(write_hparams("llama.rope.freq_base", 5e5f, 64), msg, sizeof msg);
-    CHECK(strstr(msg, "no tensor 'token_embd.weight'") || strstr(msg, "no tensor"), " %s", msg);
+    CHECK(strstr(msg, "model has no tensor '") && strstr(msg, "hp.gguf"), " %s", msg); /* item 6: the path */
+}
+
+/* Item 6: a model without one of its sizes names the missing key. */
+TEST(test_audit_missing_size_names_the_key)
+{
+    static const char *const keys[] = {"llama.embedding_length", "llama.attention.head_count",
+                                       "llama.feed_forward_length", "llama.block_count"};
+    char path[1024], msg[STRATA_ERROR_MAX];
+    snprintf(path, sizeof path, "%s/nokey.gguf", test_tmpdir());
+    for (int skip = 0; skip < 4; skip++) {
+        gguf_writer *w = gguf_writer_new();
+        strata_error e;
+        strata_status st = gguf_writer_set_str(w, "general.architecture", "llama", &e);
+        for (int k = 0; k < 4 && !st; k++)
+            if (k != skip) st = gguf_writer_set_u32(w, keys[k], k == 0 ? 64 : k == 1 ? 4 : k == 2 ? 128 : 2, &e);
+        if (!st) st = gguf_writer_open(w, path, &e);
+        if (!st) st = gguf_writer_close(w, &e);
+        gguf_writer_free(w);
+        REQUIRE(st == STRATA_OK, " %s", e.message);
+        spec_error(path, msg, sizeof msg);
+        CHECK(strstr(msg, keys[skip]) && strstr(msg, "nokey.gguf"), " without %s: '%s'", keys[skip], msg);
+    }
 }
 
 /* A small F32 llama model whose output_norm.weight holds one NaN. */
