@@ -454,7 +454,7 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
     sc.expert_sets = e->w.expert_sets;
     uint64_t min_weights = 0;
     strata_status st = store_open(e->file, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &sc, &e->store, &min_weights, err);
-    if (st == STRATA_E_NOMEM && budget && min_weights)
+    if (st == STRATA_E_NOMEM && budget && min_weights && fixed + min_weights > budget) /* else the store's reason */
         err_set(err, st, "a budget of %s is below the minimum working set of %s: process %s, KV cache and buffers %s, "
                 "weights streamed through %d+1 slots %s", fmt_bytes(budget, a, 32),
                 fmt_bytes(fixed + min_weights, b, 32), fmt_bytes(process, r, 32),
