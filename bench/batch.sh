@@ -14,8 +14,8 @@
 # (streamed 7B >= 10x, resident 1B >= 3x).
 # Models are those of bench_engine.sh / bench_stream.sh (synthesized once
 # into $BENCH_DIR). Environment: N_RUNS (3), N_GEN (16), THREADS (2),
-# QUICK=1 (a tiny model for both cases: a smoke test of this script, not
-# numbers).
+# CASES ("small big": the 1B and the 7B case; either alone), QUICK=1 (a
+# tiny model for both cases: a smoke test of this script, not numbers).
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -23,6 +23,7 @@ N_RUNS=${N_RUNS:-3}
 N_GEN=${N_GEN:-16}
 THREADS=${THREADS:-2}
 QUICK=${QUICK:-0}
+CASES=${CASES:-small big}
 SIZES="1 4 16"
 
 if [ "$QUICK" = 1 ]; then
@@ -32,8 +33,11 @@ if [ "$QUICK" = 1 ]; then
     big_mem=$(($(stat -c %s "$big") / 4 + (24 << 20))) # a quarter of a small file is less than the fixed part
 else
     small=$(synth 1b-q4_k_m --preset 1b --type q4_k_m --seed 1)
-    big=$(synth 7b-q4_k_m --preset 7b --type q4_k_m --seed 1)
-    big_mem=$(($(stat -c %s "$big") / 4))
+    big=""; big_mem=0
+    case " $CASES " in *" big "*)
+        big=$(synth 7b-q4_k_m --preset 7b --type q4_k_m --seed 1)
+        big_mem=$(($(stat -c %s "$big") / 4)) ;;
+    esac
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/strata-batch.XXXXXX")
@@ -77,14 +81,14 @@ med() {
     awk -v c="$2" '$1 != "failed" { print $c }' "$work/$1" | grep . | median
 }
 
-for c in small big; do
+for c in $CASES; do
     for r in $(seq "$N_RUNS"); do
         for n in $SIZES; do one "$c" "$n"; done
     done
 done
 
 printf '%-32s %4s %12s %12s %10s\n' case "-np" "tok/s" predicted "GB/step"
-for c in small big; do
+for c in $CASES; do
     if [ "$c" = small ]; then label="1B resident"; else label="7B streamed, --mem 25 %"; fi
     [ "$QUICK" = 1 ] && label="$label (QUICK)"
     for n in $SIZES; do

@@ -266,9 +266,43 @@ typedef struct strata_model_stats {
     uint64_t pressure_freed_bytes;  /* memory given back to the system (net of streaming slots) */
     uint32_t pressure_streamed_layers; /* layers resident at load that are streamed now */
     double pressure_reaction_s;  /* longest time from pressure seen to memory given back */
+    bool pressure_psi_trigger;   /* the watchdog is woken by a PSI trigger, not only its samples */
+    uint64_t pressure_psi_wakeups; /* PSI events that woke it */
 } strata_model_stats;
 
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out);
+
+/* ---- the memory account ----
+ * Every byte a model allocates is counted in one account, per tier and per
+ * category, and checked against the budget before it is touched. */
+typedef enum strata_mem_tier { STRATA_MEM_RAM = 0, STRATA_MEM_VRAM, STRATA_MEM_N_TIERS } strata_mem_tier;
+typedef enum strata_mem_category {
+    STRATA_MEM_PROCESS = 0, /* code, stacks, header, tokenizer (an estimate) */
+    STRATA_MEM_WEIGHTS,     /* resident weights */
+    STRATA_MEM_SLOTS,       /* streaming slots */
+    STRATA_MEM_EXPERTS,     /* the expert cache */
+    STRATA_MEM_KV,          /* KV caches of open contexts */
+    STRATA_MEM_KV_RESERVE,  /* KV room for contexts not opened yet */
+    STRATA_MEM_SCRATCH,     /* activations, per-batch buffers */
+    STRATA_MEM_PROMPT,      /* prompt tokens and tokenizing them */
+    STRATA_MEM_LOGITS,      /* logits handed to the caller */
+    STRATA_MEM_OTHER,
+    STRATA_MEM_N_CATEGORIES
+} strata_mem_category;
+typedef struct strata_mem_account {
+    uint64_t used[STRATA_MEM_N_CATEGORIES];
+    uint64_t total, budget, peak; /* budget 0: none */
+} strata_mem_account;
+void strata_model_mem_account(const strata_model *m, strata_mem_tier tier, strata_mem_account *out);
+const char *strata_mem_category_name(strata_mem_category c);
+/* A zeroed buffer of `bytes` counted in category c (RAM), refused with
+ * STRATA_E_NOMEM before anything is allocated when the budget cannot hold
+ * it (resident weights are moved to streaming first to make room). */
+void *strata_mem_alloc(strata_model *m, strata_mem_category c, size_t bytes, strata_error *err);
+void strata_mem_free(strata_model *m, strata_mem_category c, void *p, size_t bytes);
+/* Counts (or stops counting) memory the caller holds elsewhere. */
+strata_status strata_mem_take(strata_model *m, strata_mem_category c, size_t bytes, strata_error *err);
+void strata_mem_give(strata_model *m, strata_mem_category c, size_t bytes);
 
 /* Expert-cache counts of one layer (zero for dense models); false past the
  * last layer. */
@@ -291,6 +325,9 @@ strata_status strata_tokenize(const strata_model *m, const char *text, size_t le
 /* strata_tokenize with a choice: parse_special matches control tokens
  * written literally in the text ("<|im_start|>" becomes that one token);
  * strata_tokenize never does, so user text cannot forge them. */
+/* The longest token's text in bytes: a text of len bytes is at least
+ * len / this many tokens (checks before tokenizing a huge text). */
+size_t strata_max_token_bytes(const strata_model *m);
 strata_status strata_tokenize_ex(const strata_model *m, const char *text, size_t len, bool add_bos,
                                  bool parse_special, int32_t **tokens, size_t *n, strata_error *err);
 /* True for tokens that end generation: EOS, EOT, and the turn-ending tokens

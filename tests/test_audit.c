@@ -221,7 +221,29 @@ TEST(test_audit_bad_hyperparameters_are_refused)
     }
     /* the valid neighbour gets as far as the (absent) tensors */
     spec_error(write_hparams("llama.rope.freq_base", 5e5f, 64), msg, sizeof msg);
-    CHECK(strstr(msg, "no tensor 'token_embd.weight'") || strstr(msg, "no tensor"), " %s", msg);
+    CHECK(strstr(msg, "model has no tensor '") && strstr(msg, "hp.gguf"), " %s", msg); /* item 6: the path */
+}
+
+/* Item 6: a model without one of its sizes names the missing key. */
+TEST(test_audit_missing_size_names_the_key)
+{
+    static const char *const keys[] = {"llama.embedding_length", "llama.attention.head_count",
+                                       "llama.feed_forward_length", "llama.block_count"};
+    char path[1024], msg[STRATA_ERROR_MAX];
+    snprintf(path, sizeof path, "%s/nokey.gguf", test_tmpdir());
+    for (int skip = 0; skip < 4; skip++) {
+        gguf_writer *w = gguf_writer_new();
+        strata_error e;
+        strata_status st = gguf_writer_set_str(w, "general.architecture", "llama", &e);
+        for (int k = 0; k < 4 && !st; k++)
+            if (k != skip) st = gguf_writer_set_u32(w, keys[k], k == 0 ? 64 : k == 1 ? 4 : k == 2 ? 128 : 2, &e);
+        if (!st) st = gguf_writer_open(w, path, &e);
+        if (!st) st = gguf_writer_close(w, &e);
+        gguf_writer_free(w);
+        REQUIRE(st == STRATA_OK, " %s", e.message);
+        spec_error(path, msg, sizeof msg);
+        CHECK(strstr(msg, keys[skip]) && strstr(msg, "nokey.gguf"), " without %s: '%s'", keys[skip], msg);
+    }
 }
 
 /* A small F32 llama model whose output_norm.weight holds one NaN. */
@@ -344,4 +366,55 @@ TEST(test_audit_gguf_alignments_and_header_lengths)
             if (k == 0) CHECK(header % al == 0, " header %" PRIu64 " not on the %u boundary", header, al);
         }
     }
+}
+
+/* Item 3: a command whose stdout cannot be written fails and says so
+ * (plan --json > /dev/full exited 0 with an empty file). */
+TEST(test_audit_output_to_full_device_fails)
+{
+    const char *m = test_fixture("stories260K.gguf");
+    if (!m) return;
+    struct stat st;
+    if (stat("/dev/full", &st) != 0 || !S_ISCHR(st.st_mode)) {
+        test_skip("no /dev/full character device");
+        return;
+    }
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s plan '%s' --json 2>&1 >/dev/full", test_strata_bin(), m);
+    int rc = test_run(cmd, &out, false);
+    CHECK(rc == 1 && out && strstr(out, "strata plan: writing the output failed"), " rc %d: %s", rc, out);
+    free(out);
+}
+
+/* Item 6: detect --root naming nothing is an error, not an empty report. */
+TEST(test_audit_detect_root_missing_fails)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s detect --root /nonexistent/strata-root 2>&1", test_strata_bin());
+    int rc = test_run(cmd, &out, false);
+    CHECK(rc == 2 && out && strstr(out, "--root /nonexistent/strata-root") && strstr(out, "No such file"),
+          " rc %d: %s", rc, out);
+    free(out);
+}
+
+/* Item 5: --plan FILE does not silently override -c: a different context
+ * is refused naming both, the plan's own context runs. */
+TEST(test_audit_plan_file_and_other_context_refused)
+{
+    const char *m = test_fixture("stories260K.gguf");
+    if (!m) return;
+    char cmd[4096], plan[1100], *out = NULL;
+    snprintf(plan, sizeof plan, "%s/plan.json", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s plan '%s' -c 256 --json > '%s'", test_strata_bin(), m, plan);
+    REQUIRE(test_run(cmd, NULL, false) == 0);
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' --plan '%s' -c 64 -p Hi -n 2 2>&1", test_strata_bin(), m, plan);
+    int rc = test_run(cmd, &out, false);
+    CHECK(rc == 1 && out && strstr(out, "the plan is for a context of 256 tokens, -c asks for 64"), " rc %d: %s", rc,
+          out);
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' --plan '%s' -c 256 -p Hi -n 2 2>&1", test_strata_bin(), m, plan);
+    rc = test_run(cmd, &out, false);
+    CHECK(rc == 0, " rc %d: %s", rc, out);
+    free(out);
 }

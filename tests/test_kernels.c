@@ -201,11 +201,13 @@ TEST(test_kernel_env_override)
         if (at != GGML_TYPE_F32)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
         /* every type has an AVX-512 choice: its own kernel, else AVX2's,
-         * with the same activations and the AVX2 dot / dot_rows */
+         * with the same activations; the AVX2 dot / dot_rows except for
+         * Q4_K, Q6_K and Q8_0 (their own, in the order of their tile kernels) */
         const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
-        CHECK(k5->weight_type == all_types[i] && k5->act_type == at && k5->dot == k->dot &&
-                  k5->dot_rows == k->dot_rows && (k5 == k || !strcmp(k5->isa, "avx512")),
+        bool own_dot = all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q6_K || all_types[i] == GGML_TYPE_Q8_0;
+        CHECK(k5->weight_type == all_types[i] && k5->act_type == at && (k5->dot == k->dot) != own_dot &&
+                  (k5->dot_rows == k->dot_rows) != own_dot && (k5 == k || !strcmp(k5->isa, "avx512")),
               "%s", ggml_type_name(all_types[i]));
     }
     /* the live choice follows the same rule for this process's environment */
@@ -410,15 +412,15 @@ TEST(test_kernel_fast_vs_reference)
  * the single-row checks and is the kernel's own dot bit for bit (the
  * multi-row kernels keep each row's float sums in the single-row order),
  * and nothing past out[n_rows - 1] is written. */
-static void check_rows_case(const kernel_desc *fast, uint32_t type, uint64_t n, uint64_t pad, bool quantized,
-                            uint64_t *rng, case_stats *st)
+static void check_rows_upto(const kernel_desc *fast, uint32_t type, uint64_t n, uint64_t pad, bool quantized,
+                            uint64_t max_rows, uint64_t *rng, case_stats *st)
 {
     const kernel_desc *ref = kernel_reference(type);
     uint64_t stride = ggml_row_bytes(type, n) + pad, act_bytes = kernel_act_bytes(fast->act_type, n);
-    uint8_t *w = malloc(stride * MAX_ROWS), *act_buf = malloc(act_bytes + 1), *act = act_buf + 1;
+    uint8_t *w = malloc(stride * max_rows), *act_buf = malloc(act_bytes + 1), *act = act_buf + 1;
     float *x = malloc(n * sizeof(float)), *xh = malloc(n * sizeof(float));
-    float *wd = malloc(n * MAX_ROWS * sizeof(float));
-    for (int r = 0; r < MAX_ROWS; r++) {
+    float *wd = malloc(n * max_rows * sizeof(float)), *out = malloc((max_rows + 1) * sizeof(float));
+    for (uint64_t r = 0; r < max_rows; r++) {
         make_rows(type, quantized, w + r * stride, n, 1, rng);
         dequant_row(type, w + r * stride, wd + r * n, n, NULL);
     }
@@ -426,9 +428,8 @@ static void check_rows_case(const kernel_desc *fast, uint32_t type, uint64_t n, 
         make_act((act_kind)kind, x, n, rng);
         kernel_prepare_act(fast->act_type, x, act, n);
         dequant_act(fast->act_type, act, x, xh, n);
-        for (uint64_t n_rows = 1; n_rows <= MAX_ROWS; n_rows++) {
-            float out[MAX_ROWS + 1];
-            for (int r = 0; r <= MAX_ROWS; r++) out[r] = -1234.5f;
+        for (uint64_t n_rows = 1; n_rows <= max_rows; n_rows++) {
+            for (uint64_t r = 0; r <= max_rows; r++) out[r] = -1234.5f;
             kernel_dot_rows(fast, w, stride, n_rows, act, n, out);
             CHECK(out[n_rows] == -1234.5f, "%s n=%llu: out[%llu] written", ggml_type_name(type),
                   (unsigned long long)n, (unsigned long long)n_rows);
@@ -451,6 +452,13 @@ static void check_rows_case(const kernel_desc *fast, uint32_t type, uint64_t n, 
     free(x);
     free(xh);
     free(wd);
+    free(out);
+}
+
+static void check_rows_case(const kernel_desc *fast, uint32_t type, uint64_t n, uint64_t pad, bool quantized,
+                            uint64_t *rng, case_stats *st)
+{
+    check_rows_upto(fast, type, n, pad, quantized, MAX_ROWS, rng, st);
 }
 
 TEST(test_kernel_dot_rows_vs_reference)
@@ -459,8 +467,12 @@ TEST(test_kernel_dot_rows_vs_reference)
         test_skip("this CPU has no AVX2/FMA/F16C: no fast kernel can run");
         return;
     }
-    /* the types of the benchmark models must have one */
-    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0};
+    /* the types of the benchmark models must have one, and so must the
+     * other 32-value block types and Q2_K .. Q5_K (issue 14: two weight
+     * streams at once from RAM) */
+    static const uint32_t expected[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                        GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_IQ4_NL,
+                                        GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         CHECK(kernel_fast_lookup(expected[i], KERNEL_ISA_AVX2)->dot_rows != NULL, "%s",
               ggml_type_name(expected[i]));
@@ -536,20 +548,21 @@ TEST(test_kernel_dot_rows_fallback)
  * out stride: each is the kernel's single-row dot bit for bit, nothing
  * outside the tile is written, and the full tile passes the single-row
  * checks against the reference. */
-static void check_tile_case(const kernel_desc *k, uint32_t type, uint64_t n, uint64_t pad, uint64_t *rng,
-                            case_stats *st)
+static void check_tile_rows(const kernel_desc *k, uint32_t type, uint64_t n, uint64_t pad, uint64_t max_rows,
+                            uint64_t *rng, case_stats *st)
 {
     const kernel_desc *ref = kernel_reference(type);
     /* float activations (reference kernels) must stay aligned */
     bool f32 = k->act_type == GGML_TYPE_F32;
     uint64_t stride = ggml_row_bytes(type, n) + pad;
     uint64_t act_stride = kernel_act_bytes(k->act_type, n) + (f32 ? 8 : pad + 3);
-    const uint64_t os = MAX_ROWS + 2;
-    uint8_t *w = malloc(stride * MAX_ROWS), *act_buf = malloc(act_stride * MAX_TOK + 1), *act = act_buf + !f32;
+    const uint64_t os = max_rows + 2;
+    uint8_t *w = malloc(stride * max_rows), *act_buf = malloc(act_stride * MAX_TOK + 1), *act = act_buf + !f32;
     float *x = malloc(n * MAX_TOK * sizeof(float)), *xh = malloc(n * MAX_TOK * sizeof(float));
-    float *wd = malloc(n * MAX_ROWS * sizeof(float)), out[MAX_TOK * (MAX_ROWS + 2)], one[MAX_TOK][MAX_ROWS];
+    float *wd = malloc(n * max_rows * sizeof(float)), *out = malloc(MAX_TOK * os * sizeof(float));
+    float *one = malloc(MAX_TOK * max_rows * sizeof(float)); /* [token][row] */
     bool quantized = quantize_supported(type);
-    for (int r = 0; r < MAX_ROWS; r++) {
+    for (uint64_t r = 0; r < max_rows; r++) {
         make_rows(type, quantized, w + r * stride, n, 1, rng);
         dequant_row(type, w + r * stride, wd + r * n, n, NULL);
     }
@@ -557,27 +570,27 @@ static void check_tile_case(const kernel_desc *k, uint32_t type, uint64_t n, uin
         make_act((act_kind)(t % 3), x + t * n, n, rng);
         kernel_prepare_act(k->act_type, x + t * n, act + t * act_stride, n);
         dequant_act(k->act_type, act + t * act_stride, x + t * n, xh + t * n, n);
-        for (int r = 0; r < MAX_ROWS; r++) k->dot(w + r * stride, act + t * act_stride, n, &one[t][r]);
+        for (uint64_t r = 0; r < max_rows; r++) k->dot(w + r * stride, act + t * act_stride, n, &one[t * max_rows + r]);
     }
-    for (uint64_t n_rows = 1; n_rows <= MAX_ROWS; n_rows++)
+    for (uint64_t n_rows = 1; n_rows <= max_rows; n_rows++)
         for (uint64_t n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
-            for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) out[i] = SENTINEL;
+            for (uint64_t i = 0; i < MAX_TOK * os; i++) out[i] = SENTINEL;
             kernel_dot_tile(k, w, stride, n_rows, act, act_stride, n_tok, n, out, os);
             for (uint64_t t = 0; t < MAX_TOK; t++)
                 for (uint64_t r = 0; r < os; r++) {
                     float got = out[t * os + r];
                     if (t < n_tok && r < n_rows)
-                        CHECK(!memcmp(&got, &one[t][r], sizeof got),
+                        CHECK(!memcmp(&got, &one[t * max_rows + r], sizeof got),
                               "%s tile n=%llu pad %llu %llux%llu: row %llu token %llu %.9g, single-row dot %.9g",
                               ggml_type_name(type), (unsigned long long)n, (unsigned long long)pad,
                               (unsigned long long)n_rows, (unsigned long long)n_tok, (unsigned long long)r,
-                              (unsigned long long)t, got, one[t][r]);
+                              (unsigned long long)t, got, one[t * max_rows + r]);
                     else
                         CHECK(got == SENTINEL, "%s tile n=%llu %llux%llu wrote out[%llu]", ggml_type_name(type),
                               (unsigned long long)n, (unsigned long long)n_rows, (unsigned long long)n_tok,
                               (unsigned long long)(t * os + r));
                 }
-            if (n_rows < MAX_ROWS || n_tok < MAX_TOK) continue;
+            if (n_rows < max_rows || n_tok < MAX_TOK) continue;
             for (uint64_t t = 0; t < n_tok; t++)
                 for (uint64_t r = 0; r < n_rows; r++) {
                     char what[160];
@@ -592,6 +605,14 @@ static void check_tile_case(const kernel_desc *k, uint32_t type, uint64_t n, uin
     free(x);
     free(xh);
     free(wd);
+    free(out);
+    free(one);
+}
+
+static void check_tile_case(const kernel_desc *k, uint32_t type, uint64_t n, uint64_t pad, uint64_t *rng,
+                            case_stats *st)
+{
+    check_tile_rows(k, type, n, pad, MAX_ROWS, rng, st);
 }
 
 TEST(test_kernel_dot_tile_vs_reference)
@@ -623,7 +644,10 @@ TEST(test_kernel_dot_tile_vs_reference)
 
 /* The AVX-512 tile kernels: the same checks, and the tile kernels of the
  * benchmark models' types must exist. Their `dot` is AVX2's, so passing
- * means bit-identical results to the AVX2 kernels. */
+ * means bit-identical results to the AVX2 kernels; the Q4_K, Q6_K and Q8_0
+ * kernels (weight rows in the vector lanes) have their own dot and sum in
+ * their own order: the same bits in every tile, and within the
+ * reference's bounds. */
 TEST(test_kernel_dot_tile_avx512)
 {
     if (!kernel_cpu_features_get()->avx512_vnni) {
@@ -648,6 +672,13 @@ TEST(test_kernel_dot_tile_avx512)
             check_tile_case(k, type, lens_blocks[li] * be, 0, &rng, &st);
             check_tile_case(k, type, lens_blocks[li] * be, 37, &rng, &st);
         }
+        /* kernels with rows in the vector lanes (16 at a time): one group
+         * and a partial one, over block counts crossing their chunks */
+        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q8_0)
+            for (size_t li = 0; li < 4; li++) {
+                check_tile_rows(k, type, lens_blocks[li] * be, 5, 33, &rng, &st);
+                check_rows_upto(k, type, lens_blocks[li] * be, 5, true, 33, &rng, &st);
+            }
     }
 }
 

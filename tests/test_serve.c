@@ -18,6 +18,7 @@
 #include "serve/metrics.h"
 #include "serve/openai_request.h"
 #include "serve/openai_response.h"
+#include "serve/server.h"
 #include "test.h"
 
 /* ---- the parser ---- */
@@ -50,6 +51,15 @@ TEST(test_serve_request_parse_valid)
     CHECK(!strcmp(r.prompt, "hello") && r.unlimited && r.n_stop == 1 && !strcmp(r.stop[0], "\n") && !r.stream);
     CHECK(r.sampling.temp == strata_sampler_default_params().temp); /* the server's default */
     oai_request_free(&r);
+    /* token ids, bare or as a one-prompt batch */
+    for (int wrap = 0; wrap < 2; wrap++) {
+        REQUIRE(parse(wrap ? "{\"prompt\":[[5,0,2147483647]]}" : "{\"prompt\":[5,0,2147483647]}", OAI_COMPLETION, &r,
+                      msg, &param),
+                " %s", msg);
+        CHECK(!r.prompt && r.n_prompt_tokens == 3 && r.prompt_tokens[0] == 5 && r.prompt_tokens[1] == 0 &&
+              r.prompt_tokens[2] == INT32_MAX);
+        oai_request_free(&r);
+    }
     REQUIRE(parse("{\"messages\":[{\"role\":\"developer\",\"content\":\"d\"},{\"role\":\"user\",\"content\":\"u\"},"
                   "{\"role\":\"assistant\",\"content\":null}]}",
                   OAI_CHAT, &r, msg, &param),
@@ -73,7 +83,9 @@ TEST(test_serve_request_parse_errors_name_the_field)
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages",
          "only text"},
         {OAI_COMPLETION, "{}", "prompt", "'prompt'"},
-        {OAI_COMPLETION, "{\"prompt\":[1,2]}", "prompt", "'prompt'"},
+        {OAI_COMPLETION, "{\"prompt\":[1,2.5]}", "prompt", "'prompt[1]'"},
+        {OAI_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", "prompt", "'prompt'"},
+        {OAI_COMPLETION, "{\"prompt\":[[1],[2]]}", "prompt", "'prompt'"},
         {OAI_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":\"8\"}", "max_tokens", "'max_tokens'"},
         {OAI_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":0}", "max_tokens", "'max_tokens'"},
         {OAI_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":1.5}", "max_tokens", "integer"},
@@ -316,6 +328,11 @@ static void check_errors(const served *s, const char *model)
     expect_error(s, "POST", cmpl, "{\"prompt\":\"x\",\"max_tokens\":\"8\"}", NULL, 400, "invalid_request_error",
                  "max_tokens");
     expect_error(s, "POST", cmpl, "{\"prompt\":\"x\",\"n\":3}", NULL, 400, "invalid_request_error", "'n'");
+    expect_error(s, "POST", cmpl, "{\"prompt\":[1,99999999]}", NULL, 400, "invalid_request_error",
+                 "'prompt[1]' = 99999999 is not a token id");
+    expect_error(s, "POST", cmpl, "{\"prompt\":[1,-2]}", NULL, 400, "invalid_request_error", "'prompt[1]'");
+    expect_error(s, "POST", cmpl, "{\"prompt\":[1,\"a\"]}", NULL, 400, "invalid_request_error", "'prompt[1]'");
+    expect_error(s, "POST", cmpl, "{\"prompt\":[]}", NULL, 400, "invalid_request_error", "'prompt'");
     expect_error(s, "POST", chat, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]}", NULL, 400,
                  "invalid_request_error", NULL); /* the template wants a user first */
     expect_error(s, "GET", "/v1/nothing", NULL, NULL, 404, "not_found_error", "/v1/nothing");
@@ -362,6 +379,28 @@ static char *run_greedy(const char *model, const char *prompt, int n)
     return out;
 }
 
+/* The token ids of text (with BOS) as a JSON array, malloc'd; NULL on
+ * failure. */
+static char *prompt_ids(const char *model, const char *text)
+{
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = 64;
+    strata_model *m = NULL;
+    strata_error err;
+    int32_t *toks = NULL;
+    size_t n = 0;
+    char *json = NULL;
+    if (strata_model_open(model, &p, &m, &err) == STRATA_OK &&
+        strata_tokenize(m, text, strlen(text), true, &toks, &n, &err) == STRATA_OK && (json = malloc(12 * n + 3))) {
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) at += (size_t)sprintf(json + at, "%c%d", i ? ',' : '[', (int)toks[i]);
+        strcpy(json + at, "]");
+    }
+    free(toks);
+    strata_model_free(m);
+    return json;
+}
+
 static void check_completions(const served *s, const char *model)
 {
     char *out = NULL;
@@ -375,9 +414,23 @@ static void check_completions(const served *s, const char *model)
     const char *text = d ? jstr(d, "choices.0.text") : NULL;
     CHECK(ref && text && !strcmp(text, ref), " server '%s', strata run '%s'", text ? text : "", ref ? ref : "");
     printf("    /v1/completions greedy: '%s'\n", text ? text : "");
-    free(ref);
     json_decref(d);
     free(out);
+    /* the same prompt as token ids (bare, and as the API's one-prompt batch) */
+    char *ids = prompt_ids(model, "Once upon a time"), body[4096];
+    for (int wrap = 0; wrap < 2 && ids; wrap++) {
+        snprintf(body, sizeof body, "{\"prompt\":%s%s%s,\"max_tokens\":16,\"temperature\":0}", wrap ? "[" : "", ids,
+                 wrap ? "]" : "");
+        code = http(s, "POST", "/v1/completions", body, NULL, &out);
+        d = code == 200 ? json_loads(out, 0, NULL) : NULL;
+        text = d ? jstr(d, "choices.0.text") : NULL;
+        CHECK(ref && text && !strcmp(text, ref), " %s: '%s', as text '%s'", body, text ? text : out, ref ? ref : "");
+        json_decref(d);
+        free(out);
+    }
+    CHECK(ids != NULL, " tokenizing the prompt");
+    free(ids);
+    free(ref);
     /* a stop string ends the text before it */
     code = http(s, "POST", "/v1/completions",
                 "{\"prompt\":\"Once upon a time\",\"max_tokens\":16,\"temperature\":0,\"stop\":\"Lily\"}", NULL, &out);
@@ -446,6 +499,36 @@ TEST(test_serve_cli_usage)
     snprintf(cmd, sizeof cmd, "%s serve -m x -sys hi", test_strata_bin());
     CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "-sys"), " %s", out);
     free(out);
+}
+
+/* While the model loads, the server already answers: /health and the
+ * generation endpoints say 503 "loading model"; once the model is set,
+ * 200. In process, in the CLI's order (server_start, then server_set_model
+ * when loading is done), since a test model loads too fast to catch. */
+TEST(test_serve_loading_answers_503)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model || !have_curl()) return;
+    server_config cfg = {.model_id = "stories", .sampling = strata_sampler_default_params(), .sched = {.n_slots = 1}};
+    server *srv = NULL;
+    strata_error err;
+    REQUIRE(server_start(&cfg, &srv, &err) == STRATA_OK, " %s", err.message);
+    served s = {.port = server_port(srv)};
+    char *out = NULL;
+    int code = http(&s, "GET", "/health", NULL, NULL, &out);
+    CHECK(code == 503 && out && strstr(out, "loading"), " /health while loading: %d %s", code, out);
+    free(out);
+    expect_error(&s, "POST", "/v1/completions", "{\"prompt\":\"x\"}", NULL, 503, "unavailable_error", "loading model");
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = 64;
+    strata_model *m = NULL;
+    REQUIRE(strata_model_open(model, &p, &m, &err) == STRATA_OK, " %s", err.message);
+    CHECK(server_set_model(srv, m, "chatml", &err) == STRATA_OK, " %s", err.message);
+    CHECK(http(&s, "GET", "/health", NULL, NULL, NULL) == 200);
+    code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":4,\"temperature\":0}", NULL, &out);
+    CHECK(code == 200 && out && strstr(out, "text_completion"), " after loading: %d %s", code, out);
+    free(out);
+    server_stop(srv);
 }
 
 TEST(test_serve_endpoints_and_errors)

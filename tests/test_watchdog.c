@@ -23,6 +23,7 @@
 #include "hw/hw.h"
 #include "hw/hw_internal.h"
 #include "model/model_spec.h"
+#include "run_helpers.h"
 #include "store/watchdog.h"
 #include "test.h"
 
@@ -322,6 +323,82 @@ TEST(test_watchdog_store_waits_for_safe_point)
     close_model(&m);
 }
 
+/* ---- the expert cache under pressure (mixture of experts) ---- */
+
+typedef struct expert_plan {
+    uint32_t slots_at_open, after_shrink, after_grow, after_small;
+    uint64_t rss_before, rss_after, freed;
+} expert_plan;
+
+/* Step 4: shrink everything (the expert cache to its minimum, applied at
+ * the next acquire); step 10: grow everything back; step 16: ask for
+ * three expert slots' worth (the expert cache alone gives them). */
+static void expert_between(void *ctx, int step, engine *eng)
+{
+    expert_plan *x = ctx;
+    store *s = eng->store;
+    store_stats st = store_get_stats(s);
+    uint64_t sb = st.expert_slots ? st.expert_cache_bytes / st.expert_slots : 0;
+    if (step == 0) x->slots_at_open = st.expert_slots;
+    if (step == 4) {
+        x->rss_before = rss_bytes();
+        x->freed = store_shrink(s, UINT64_MAX, 0, 0);
+    }
+    if (step == 5) {
+        x->after_shrink = st.expert_slots;
+        x->rss_after = rss_bytes();
+    }
+    if (step == 10) CHECK(store_grow(s, UINT64_MAX, 0) > 0, " step %d", step);
+    if (step == 11) x->after_grow = st.expert_slots;
+    if (step == 16) CHECK(store_shrink(s, 3 * sb, 0, 0) >= 3 * sb);
+    if (step == 17) x->after_small = st.expert_slots;
+}
+
+/* Shrinking the expert cache and growing it back never changes the
+ * logits (mixtral and qwen3moe fixtures, every unit cached at open), and
+ * the memory given back leaves the process. */
+static void expert_cache_case(const char *fixture)
+{
+    const char *path = test_fixture(fixture);
+    if (!path) return;
+    model m;
+    strata_error e;
+    REQUIRE(!gguf_open(path, &m.f, &e) && !model_spec_from_gguf(m.f, path, &m.s, &e), " %s", e.message);
+    engine_params p = PARAMS;
+    p.n_threads = 1;
+    float *ref = run_steps(&m, &p, NULL, NULL, NULL);
+    expert_plan x = {0};
+    engine *eng = NULL;
+    float *got = ref ? run_steps(&m, &p, expert_between, &x, &eng) : NULL;
+    if (got) {
+        size_t V = engine_n_vocab(eng);
+        store_stats st = store_get_stats(eng->store);
+        CHECK(!memcmp(got, ref, STEPS * V * sizeof(float)), " %s: logits changed by resizing the expert cache",
+              fixture);
+        CHECK(x.slots_at_open == st.expert_units && x.after_shrink == STORE_EXPERT_MIN_SLOTS &&
+                  x.after_grow == x.slots_at_open && x.after_small == x.slots_at_open - 3,
+              " %s: slots %u at open, %u after the shrink, %u grown, %u after the small shrink", fixture,
+              x.slots_at_open, x.after_shrink, x.after_grow, x.after_small);
+        CHECK(st.expert_shrinks == 2 && st.expert_grows == 1, " %u shrinks, %u grows", st.expert_shrinks,
+              st.expert_grows);
+        CHECK(x.rss_before > x.rss_after && x.rss_before - x.rss_after >= x.freed / 2,
+              " RSS %llu -> %llu KiB, %llu KiB asked", (unsigned long long)(x.rss_before >> 10),
+              (unsigned long long)(x.rss_after >> 10), (unsigned long long)(x.freed >> 10));
+        printf("    %s: experts %u -> %u -> %u -> %u; RSS %.1f -> %.1f MiB\n", fixture, x.slots_at_open,
+               x.after_shrink, x.after_grow, x.after_small, (double)x.rss_before / MiB, (double)x.rss_after / MiB);
+        engine_free(eng);
+    }
+    free(ref);
+    free(got);
+    close_model(&m);
+}
+
+TEST(test_watchdog_expert_cache_shrink_grow_same_logits)
+{
+    expert_cache_case("arch/mixtral-q4_k_m.gguf");
+    expert_cache_case("arch/qwen3moe-q4_k_m.gguf");
+}
+
 /* ---- the watchdog thread, with a scripted source ---- */
 
 typedef struct fake_source {
@@ -389,11 +466,6 @@ TEST(test_watchdog_thread_shrinks_and_grows_during_passes)
 
 /* ---- end to end: another process takes 60 % of the cgroup mid-run ---- */
 
-static const char *release_bin(void)
-{
-    const char *b = getenv("STRATA_RELEASE_BIN");
-    return b && *b ? b : "build/strata";
-}
 
 /* The hog: joins the cgroup, waits until strata has loaded (the cgroup
  * uses `loaded` bytes), then takes `take` bytes in 4 MiB steps every 20 ms
@@ -429,16 +501,11 @@ TEST(test_watchdog_cgroup_neighbour_takes_60_percent)
     char mpath[1024], errpath[1100], cg[2048], name[64], why[512] = "", enter[2200], cmd[8192], *ref = NULL,
          *out = NULL;
     int version;
-    snprintf(mpath, sizeof mpath, "%s/wd16.gguf", test_tmpdir());
-    synth_options o = {.shape = {512, 1408, 16, 8, 4, 512, 1024}, .type = GGML_TYPE_Q8_0, .seed = 11,
-                       .threads = 2, .output = mpath};
-    strata_error e;
-    REQUIRE(!synth_write(&o, &e), " %s", e.message);
     char args[2048];
-    snprintf(args, sizeof args, "run -m %s -p \"a b c d\" -n 300 --temp 0 --ignore-eos -t 1", mpath);
-    snprintf(cmd, sizeof cmd, "%s %s", release_bin(), args);
-    int rc = test_run(cmd, &ref, false);
-    REQUIRE(rc == 0 && ref && strlen(ref) > 20, " reference run: rc %d", rc);
+    if (!test_reference_run("wd16.gguf", 11, "-p \"a b c d\" -n 300 --temp 0 --ignore-eos -t 1", mpath,
+                            sizeof mpath, args, sizeof args, &ref))
+        return;
+    int rc;
     if (!test_cgroup_create(limit, &version, cg, sizeof cg, name, sizeof name, why, sizeof why)) {
         test_skip("%s", why);
         free(ref);
@@ -448,14 +515,9 @@ TEST(test_watchdog_cgroup_neighbour_takes_60_percent)
     if (h == 0) hog(cg, version, 40 * MiB, limit * 6 / 10);
     test_cgroup_enter_cmd(cg, enter, sizeof enter);
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "sh -c '%s exec %s %s 2>%s'", enter, release_bin(), args, errpath);
-    rc = test_run(cmd, &out, false);
-    int hs = 0;
-    bool hog_alive = h > 0 && waitpid(h, &hs, WNOHANG) == 0;
-    if (h > 0) {
-        kill(h, SIGKILL);
-        waitpid(h, &hs, 0);
-    }
+    snprintf(cmd, sizeof cmd, "sh -c '%s exec %s %s 2>%s'", enter, test_release_bin(), args, errpath);
+    bool hog_alive;
+    rc = test_run_beside(cmd, h, &out, &hog_alive);
     bool oom = test_cgroup_oom_killed(cg, version);
     char *log = hw_read_file("", errpath, 1u << 20, NULL);
     CHECK(rc == 0 && !oom && hog_alive, " rc %d, OOM kill %d, hog alive %d: %s", rc, oom, hog_alive, log);
@@ -480,15 +542,9 @@ TEST(test_watchdog_cgroup_two_runs_start_together)
     char mpath[1024], cg[2048], name[64], why[512] = "", enter[2200], cmd[8192], args[2048], *ref = NULL;
     int version;
     const char *dir = test_tmpdir();
-    snprintf(mpath, sizeof mpath, "%s/wd16b.gguf", dir);
-    synth_options o = {.shape = {512, 1408, 16, 8, 4, 512, 1024}, .type = GGML_TYPE_Q8_0, .seed = 13,
-                       .threads = 2, .output = mpath};
-    strata_error e;
-    REQUIRE(!synth_write(&o, &e), " %s", e.message);
-    snprintf(args, sizeof args, "run -m %s -p \"a b\" -n 40 --temp 0 --ignore-eos -t 1", mpath);
-    snprintf(cmd, sizeof cmd, "%s %s", release_bin(), args);
-    int rc = test_run(cmd, &ref, false);
-    REQUIRE(rc == 0 && ref && strlen(ref) > 10, " reference run: rc %d", rc);
+    if (!test_reference_run("wd16b.gguf", 13, "-p \"a b\" -n 40 --temp 0 --ignore-eos -t 1", mpath, sizeof mpath,
+                            args, sizeof args, &ref))
+        return;
     if (!test_cgroup_create(limit, &version, cg, sizeof cg, name, sizeof name, why, sizeof why)) {
         test_skip("%s", why);
         free(ref);
@@ -501,7 +557,8 @@ TEST(test_watchdog_cgroup_two_runs_start_together)
     test_cgroup_enter_cmd(cg, enter, sizeof enter);
     fprintf(f, "%s true\n", enter);
     for (int i = 0; i < 2; i++)
-        fprintf(f, "(%s %s >%s/out%d 2>%s/err%d; echo $? >%s/rc%d) &\n", release_bin(), args, dir, i, dir, i, dir, i);
+        fprintf(f, "(%s %s >%s/out%d 2>%s/err%d; echo $? >%s/rc%d) &\n", test_release_bin(), args, dir, i, dir, i, dir,
+                i);
     fprintf(f, "wait\n");
     fclose(f);
     snprintf(cmd, sizeof cmd, "sh %s", script);

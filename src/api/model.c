@@ -11,6 +11,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "api/model_internal.h"
+#include "util/account.h"
 
 
 /* Experts: LFU and the router predictor, chosen by `make bench-moe` (both
@@ -60,8 +61,11 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
     if (!ep.mem_budget) ep.mem_budget = m->planned_budget;
     const char *wd = getenv("STRATA_WATCHDOG"); /* "0": off, for comparisons and debugging */
     ep.store.watchdog = p->watchdog && ep.mem_budget && !(wd && !strcmp(wd, "0"));
-    m->overhead = ep.mem_budget ? engine_process_reserve(m->file) : 0;
-    ep.mem_reserved = m->overhead;
+    /* one account for the model: the process first, then the engine's KV
+     * reserve and buffers, then the weights in what is left */
+    if (!(m->acct = acct_new(ep.mem_budget))) return err_set(err, STRATA_E_NOMEM, "%s: out of memory", path);
+    if ((st = acct_take(m->acct, ACCT_RAM, ACCT_PROCESS, engine_process_reserve(m->file), err))) return st;
+    ep.account = m->acct;
     st = engine_open(m->file, m->spec, &ep, &m->eng, err);
     if (st && err && !strstr(err->message, path)) err_prefix_path(err, path);
     return st;
@@ -88,6 +92,7 @@ void strata_model_free(strata_model *m)
 {
     if (!m) return;
     engine_free(m->eng);
+    acct_free(m->acct);
     free(m->resident);
     tokenizer_free(m->tok);
     model_spec_free(m->spec);
@@ -104,7 +109,7 @@ void strata_model_reset(strata_model *m) { engine_reset(m->eng); }
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
 {
     store_stats s = engine_store_stats(m->eng);
-    *out = (strata_model_stats){.accounted_bytes = engine_memory_bytes(m->eng) + m->overhead, .resident_bytes = s.resident_bytes,
+    *out = (strata_model_stats){.accounted_bytes = acct_used(m->acct, ACCT_RAM), .resident_bytes = s.resident_bytes,
                                 .slot_bytes = s.slot_bytes, .buffer_bytes = engine_buffer_bytes(m->eng),
                                 .pass_bytes = s.pass_bytes, .streamed_layers = s.n_streamed_groups,
                                 .bytes_read = s.bytes_read, .io_busy_s = s.io_busy_s, .io_wait_s = s.wait_s,
@@ -133,6 +138,8 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     out->pressure_freed_bytes = s.bytes_freed;
     out->pressure_streamed_layers = s.demoted_groups;
     out->pressure_reaction_s = s.reaction_max_s;
+    out->pressure_psi_trigger = s.psi_trigger;
+    out->pressure_psi_wakeups = s.psi_wakeups;
 }
 
 bool strata_model_layer_expert_stats(const strata_model *m, uint32_t layer, strata_layer_expert_stats *out)
@@ -145,10 +152,26 @@ bool strata_model_layer_expert_stats(const strata_model *m, uint32_t layer, stra
 const char *strata_model_plan_summary(const strata_model *m) { return m->summary; }
 bool strata_token_is_eog(const strata_model *m, int32_t token) { return tokenizer_is_eog(m->tok, token); }
 
+/* Peak memory of tokenizing `len` bytes of text, an upper bound measured
+ * on 8 MiB prompts (pieces, pre-token spans and ids of each byte). */
+#define TOKENIZE_BYTES_PER_BYTE 48u
+static uint64_t tokenize_work_bytes(size_t len) { return (uint64_t)len * TOKENIZE_BYTES_PER_BYTE; }
+
 strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,
                               size_t *n, strata_error *err)
 {
     return strata_tokenize_ex(m, text, len, add_bos, false, tokens, n, err);
+}
+
+size_t strata_max_token_bytes(const strata_model *m)
+{
+    size_t longest = 0;
+    for (uint32_t id = 0; id < tokenizer_n_vocab(m->tok); id++) {
+        size_t len = 0;
+        tokenizer_token_text(m->tok, (int32_t)id, &len);
+        if (len > longest) longest = len;
+    }
+    return longest;
 }
 
 strata_status strata_tokenize_ex(const strata_model *m, const char *text, size_t len, bool add_bos,
@@ -158,7 +181,13 @@ strata_status strata_tokenize_ex(const strata_model *m, const char *text, size_t
     o.add_bos = add_bos && tokenizer_bos(m->tok) != TOK_NONE;
     o.parse_special = parse_special;
     tok_ids ids = {0};
-    strata_status st = tokenizer_encode(m->tok, text, len, &o, &ids, err);
+    /* the work of tokenizing, taken before it is done (the returned
+     * tokens are the caller's: strata_mem_take counts them) */
+    uint64_t work = tokenize_work_bytes(len);
+    strata_status st = acct_take(m->acct, ACCT_RAM, ACCT_PROMPT, work, err);
+    if (st) return st;
+    st = tokenizer_encode(m->tok, text, len, &o, &ids, err);
+    acct_give(m->acct, ACCT_RAM, ACCT_PROMPT, work);
     if (st) {
         tok_ids_free(&ids);
         return st;

@@ -7,13 +7,14 @@
 #include "model/model_spec.h"
 #include "strata.h"
 #include "tokenizer/tokenizer.h"
+#include "util/account.h"
 
 struct strata_model {
     gguf_file *file;
     model_spec *spec;
     tokenizer *tok;
     engine *eng;
-    uint64_t overhead; /* reserved for the process itself under a budget */
+    mem_account *acct; /* every byte the model allocates (util/account.h) */
     bool *resident;    /* the plan's choice per store group, or NULL */
     double predicted_tps, predicted_disk_bw;
     bool predicted_measured;

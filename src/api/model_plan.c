@@ -42,6 +42,9 @@ static strata_status load_saved_plan(strata_model *m, const char *path, const st
     json_t *doc = json_load_file(file, 0, &je);
     if (!doc) return err_set(err, STRATA_E_FORMAT, "%s: line %d: %s", file, je.line, je.text);
     strata_status st = plan_from_json(doc, pm, out, err);
+    if (!st && p->n_ctx && p->n_ctx != out->n_ctx) /* never overridden silently (-c) */
+        st = err_set(err, STRATA_E_INVALID, "the plan is for a context of %u tokens, -c asks for %u (plan again "
+                     "with -c %u, or drop -c)", (unsigned)out->n_ctx, (unsigned)p->n_ctx, (unsigned)p->n_ctx);
     if (!st) saved_machine(m, path, p, doc);
     json_decref(doc);
     if (st && err) {

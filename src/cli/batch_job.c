@@ -84,10 +84,11 @@ static uint64_t context_needed(const batch_job *j)
     return need;
 }
 
-/* -c, else the need rounded up to 32, at most the model's trained context. */
+/* -c, else the need rounded up to 32, at most the model's trained context
+ * (a saved plan's context is the plan's: --plan FILE). */
 static void size_context(batch_job *j)
 {
-    if (j->g->mp.n_ctx) return;
+    if (j->g->mp.n_ctx || j->g->mp.plan_file) return;
     uint64_t need = context_needed(j), trained = gen_trained_ctx(j->g->model);
     if (!need) return; /* the model's */
     need = (need + CTX_ROUND - 1) / CTX_ROUND * CTX_ROUND;

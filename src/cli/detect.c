@@ -1,9 +1,11 @@
 /* strata detect [--json] [--measure [--quick]] [--path PATH] [--profile FILE]:
  * what this machine has, and with --measure how fast it moves bytes; the
  * measured profile is saved and reused until the machine changes. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/args.h"
@@ -71,6 +73,11 @@ static int parse_args(int argc, char **argv, detect_args *a)
     }
     if (a->root && a->measure) {
         fprintf(stderr, "strata detect: --measure cannot be used with --root (a captured tree)\n");
+        return 2;
+    }
+    struct stat st;
+    if (a->root && (stat(a->root, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "strata detect: --root %s: %s\n", a->root, errno ? strerror(errno) : "not a directory");
         return 2;
     }
     return 0;

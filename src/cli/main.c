@@ -1,4 +1,5 @@
 /* strata: the command-line front end. Dispatches to one subcommand. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,18 @@ static void usage(FILE *out)
             "  --version  print the version\n");
 }
 
+/* Output is never lost silently: a command that succeeded but whose
+ * stdout could not be written (a full disk, /dev/full) fails, saying so
+ * (a command that failed has said why already). */
+static int output_checked(const char *cmd, int rc)
+{
+    errno = 0;
+    if ((fflush(stdout) == 0 && !ferror(stdout)) || rc) return rc;
+    fprintf(stderr, "strata %s: writing the output failed%s%s\n", cmd, errno ? ": " : " (a full disk or device?)",
+            errno ? strerror(errno) : "");
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -50,7 +63,7 @@ int main(int argc, char **argv)
         return 0;
     }
     for (const cli_command *c = cli_commands; c->name; c++)
-        if (!strcmp(name, c->name)) return c->run(argc - 1, argv + 1);
+        if (!strcmp(name, c->name)) return output_checked(name, c->run(argc - 1, argv + 1));
     fprintf(stderr, "strata: unknown command '%s' (see strata --help)\n", name);
     return 2;
 }

@@ -150,15 +150,17 @@ static int logits_only(strata_model *m, const run_opts *o, const int32_t *toks, 
         return 1;
     }
     size_t count = n * (size_t)strata_model_n_vocab(m);
-    float *logits = malloc(count * sizeof *logits);
+    /* through the account: refused before it is touched when the budget
+     * cannot hold every position's logits */
+    float *logits = strata_mem_alloc(m, STRATA_MEM_LOGITS, count * sizeof *logits, &err);
     if (!logits) {
-        fprintf(stderr, "strata run: out of memory for %zu logits\n", count);
+        fprintf(stderr, "strata run: --logits-out: %zu positions' logits: %s\n", n, err.message);
         return 1;
     }
     int rc = strata_eval(m, toks, n, logits, true, &err) != STRATA_OK;
     if (rc) fprintf(stderr, "strata run: %s\n", err.message);
     else rc = write_logits(o->logits_out, logits, count);
-    free(logits);
+    strata_mem_free(m, STRATA_MEM_LOGITS, logits, count * sizeof *logits);
     return rc;
 }
 
@@ -207,8 +209,20 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
 {
     int32_t *toks = NULL;
     size_t n = 0;
-    if (prompt_tokens(m, o, prompt, len, &toks, &n)) return 1;
     uint32_t ctx = strata_model_n_ctx(m);
+    size_t longest = strata_max_token_bytes(m); /* the text no context holds, refused before tokenizing */
+    if (longest && len / longest > (size_t)ctx + 1) {
+        fprintf(stderr, "strata run: the prompt is at least %zu tokens (%zu bytes, tokens of %zu bytes at most); "
+                "the context holds %u (raise -c)\n", len / longest, len, longest, ctx);
+        return 1;
+    }
+    if (prompt_tokens(m, o, prompt, len, &toks, &n)) return 1;
+    strata_error err;
+    if (strata_mem_take(m, STRATA_MEM_PROMPT, n * sizeof *toks, &err)) {
+        fprintf(stderr, "strata run: the prompt's %zu tokens: %s\n", n, err.message);
+        free(toks);
+        return 1;
+    }
     int rc = 1;
     if (n == 0 || n > ctx)
         fprintf(stderr, "strata run: the prompt is %zu tokens; the context holds %u (raise -c)\n", n, ctx);
@@ -218,6 +232,7 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
         catch_sigint();
         rc = generate(m, o, prompt, len, toks, n, rep);
     }
+    strata_mem_give(m, STRATA_MEM_PROMPT, n * sizeof *toks);
     free(toks);
     return rc;
 }

@@ -100,6 +100,33 @@ static void report_pressure(const run_report *r, const strata_model_stats *s)
             fmt_bytes(s->pressure_freed_bytes, b, 32), 1e3 * s->pressure_reaction_s, s->pressure_grows,
             s->pressure_grows == 1 ? "" : "s", fmt_bytes(s->pressure_promoted_bytes, c, 32),
             s->pressure_streamed_layers, s->pressure_streamed_layers == 1 ? " is" : "s are");
+    if (r->per_layer)
+        fprintf(stderr, "strata: memory pressure: %s\n", s->pressure_psi_trigger ? "woken by a PSI trigger and sampled "
+                "every 100 ms" : "sampled every 100 ms (no PSI trigger)");
+    if (r->per_layer && s->pressure_psi_wakeups)
+        fprintf(stderr, "strata: memory pressure: %llu PSI wakeup%s\n", (unsigned long long)s->pressure_psi_wakeups,
+                s->pressure_psi_wakeups == 1 ? "" : "s");
+}
+
+/* --stats: the memory account, per tier and category, e.g. "strata:
+ * memory RAM: 300.1 MiB of a 512.0 MiB budget (peak 301.0 MiB): process
+ * 5.3 MiB, weights 270.0 MiB, ...". A tier holding nothing is left out. */
+static void report_memory(const strata_model *m)
+{
+    static const char *const tiers[STRATA_MEM_N_TIERS] = {"RAM", "VRAM"};
+    for (int t = 0; t < STRATA_MEM_N_TIERS; t++) {
+        strata_mem_account a;
+        strata_model_mem_account(m, (strata_mem_tier)t, &a);
+        if (!a.total && !a.peak && t != STRATA_MEM_RAM) continue;
+        char x[32], y[32], z[32];
+        fprintf(stderr, "strata: memory %s: %s", tiers[t], fmt_bytes(a.total, x, 32));
+        if (a.budget) fprintf(stderr, " of a %s budget", fmt_bytes(a.budget, y, 32));
+        fprintf(stderr, " (peak %s):", fmt_bytes(a.peak, z, 32));
+        for (int c = 0; c < STRATA_MEM_N_CATEGORIES; c++)
+            fprintf(stderr, "%s %s %s", c ? "," : "", strata_mem_category_name((strata_mem_category)c),
+                    fmt_bytes(a.used[c], x, 32));
+        fputc('\n', stderr);
+    }
 }
 
 void report_summary(const run_report *r, const strata_model *m)
@@ -121,6 +148,7 @@ void report_summary(const run_report *r, const strata_model *m)
                 s.predicted_measured ? "" : " [bandwidths not measured]");
     if (s.experts) report_experts(r, m, &s);
     report_pressure(r, &s);
+    if (r->per_layer) report_memory(m);
     if ((!s.streamed_layers && s.expert_slots == s.experts) || !r->n_gen || r->gen_s <= 0) return;
     double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;
     double per_token = (double)r->gen_bytes / passes, rate = (double)r->gen_bytes / r->gen_s;

@@ -35,10 +35,12 @@ static void *alloc_zeroed(uint64_t bytes)
     return p;
 }
 
+/* A scratch buffer through the account (taken before it is touched). */
 static void *scratch(engine *e, uint64_t bytes)
 {
-    e->scratch_bytes += bytes;
-    return alloc_zeroed(bytes);
+    void *p = acct_alloc(e->acct, ACCT_SCRATCH, bytes, NULL);
+    if (p) e->scratch_bytes += bytes;
+    return p;
 }
 
 static uint64_t max_act_bytes(const model_weights *w, uint64_t n_batch)
@@ -197,6 +199,7 @@ strata_status engine_seq_new(engine *e, uint32_t n_ctx, engine_seq **out, strata
     }
     s->bytes = bytes;
     e->kv_used += bytes;
+    acct_move(e->acct, ACCT_RAM, ACCT_KV_RESERVE, ACCT_KV, bytes); /* seq_check: the reserve holds them */
     e->n_seqs++;
     *out = s;
     return STRATA_OK;
@@ -207,6 +210,7 @@ void engine_seq_free(engine_seq *s)
     if (!s) return;
     if (s->e) {
         s->e->kv_used -= s->bytes;
+        acct_move(s->e->acct, ACCT_RAM, ACCT_KV, ACCT_KV_RESERVE, s->bytes);
         s->e->n_seqs--;
         if (s->e->own == s) s->e->own = NULL;
         if (s->e->gpu) backend_vulkan_kv_give(s->e->gpu, s->gpu_kv);
@@ -240,6 +244,18 @@ static bool alloc_moe(engine *e)
     return ok;
 }
 
+/* Before anything is allocated: the account's room must hold the KV
+ * reserve and every buffer (`need`), else the message says what holds it. */
+static strata_status budget_check(engine *e, uint64_t need, strata_error *err)
+{
+    uint64_t room = acct_room(e->acct, ACCT_RAM), budget = acct_budget(e->acct, ACCT_RAM);
+    if (room == UINT64_MAX || need < room) return STRATA_OK;
+    char a[32], b[32], r[32];
+    return err_set(err, STRATA_E_NOMEM, "a budget of %s cannot hold the process (%s) and the KV cache and buffers "
+                   "(%s) of a %" PRIu32 "-token context", fmt_bytes(budget, a, 32),
+                   fmt_bytes(budget - room, r, 32), fmt_bytes(need, b, 32), e->n_ctx);
+}
+
 /* Scratch buffers, and the KV reserve of n_seq sequences of n_ctx (the
  * sequences allocate their caches when they open). */
 static strata_status alloc_buffers(engine *e, uint32_t n_seq, strata_error *err)
@@ -251,6 +267,11 @@ static strata_status alloc_buffers(engine *e, uint32_t n_seq, strata_error *err)
     e->kv = kv_ops_for(e->kv_type_k, e->kv_type_v, e->kernels == KERNEL_FAST);
     e->glu = e->w.arch->act == ACT_GELU ? geglu_f16 : swiglu_get(e->kernels == KERNEL_FAST);
     e->kv_reserve = n_seq * engine_seq_bytes(e, e->n_ctx);
+    strata_status st = budget_check(e, sizes_total(&z), err);
+    if (st) return st;
+    /* the contexts' KV caches are taken from the reserve as they open */
+    if ((st = acct_take(e->acct, ACCT_RAM, ACCT_KV_RESERVE, e->kv_reserve, err))) return st;
+    e->kv_reserve_taken = true;
     bool ok = true;
     for (int a = 0; a < ACT_COUNT; a++) ok = (e->act[a] = scratch(e, z.act[a])) && ok;
     e->vec = scratch(e, z.vec);
@@ -266,7 +287,8 @@ static strata_status alloc_buffers(engine *e, uint32_t n_seq, strata_error *err)
     if (e->w.moe) ok = alloc_moe(e) && ok;
     if (!ok || !e->vec || !e->rope_cs || !e->rope_factors || !e->scores || !e->act_scratch || !e->tok_id ||
         !e->tok_seq || !e->tok_pos || !e->entries || !e->out_rows)
-        return err_set(err, STRATA_E_NOMEM, "out of memory for the buffers of a %" PRIu32 "-token batch", e->n_batch);
+        return err_set(err, STRATA_E_NOMEM, "%s: the buffers of a %" PRIu32 "-token batch",
+                       acct_refusals(e->acct) ? "over the memory budget" : "out of memory", e->n_batch);
     e->rope_cs_swa = e->rope_cs + (uint64_t)e->n_batch * d->rope_dim;
     return STRATA_OK;
 }
@@ -441,28 +463,36 @@ void engine_desc_free(engine_desc *d)
     memset(d, 0, sizeof *d);
 }
 
+/* The store places the weights in what the account has left after the
+ * process, the KV reserve and the buffers. */
 static strata_status open_store(engine *e, const engine_params *p, strata_error *err)
 {
     store_config sc = p->store;
     char a[32], b[32], c[32], d[32], r[32];
-    uint64_t fixed = e->scratch_bytes + e->kv_reserve + p->mem_reserved; /* everything but the weights */
-    if (p->mem_budget && p->mem_budget <= fixed)
-        return err_set(err, STRATA_E_NOMEM, "a budget of %s cannot hold the process (%s) and the KV cache and buffers "
-                       "(%s) of a %" PRIu32 "-token context", fmt_bytes(p->mem_budget, a, 32),
-                       fmt_bytes(p->mem_reserved, r, 32), fmt_bytes(e->scratch_bytes + e->kv_reserve, b, 32), e->n_ctx);
-    sc.budget = p->mem_budget ? p->mem_budget - fixed : 0;
+    uint64_t fixed = acct_used(e->acct, ACCT_RAM), budget = acct_budget(e->acct, ACCT_RAM);
+    uint64_t process = fixed - e->scratch_bytes - e->kv_reserve; /* the caller's part: process, prompt */
+    sc.account = e->acct;
     sc.later_bytes = e->kv_reserve - e->kv_used; /* contexts take their KV cache at first use */
     sc.n_expert_sets = e->w.moe ? (uint32_t)e->w.d.n_layers : 0;
     sc.expert_sets = e->w.expert_sets;
     uint64_t min_weights = 0;
     strata_status st = store_open(e->file, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &sc, &e->store, &min_weights, err);
-    if (st == STRATA_E_NOMEM && p->mem_budget)
+    if (st == STRATA_E_NOMEM && budget && min_weights && fixed + min_weights > budget) /* else the store's reason */
         err_set(err, st, "a budget of %s is below the minimum working set of %s: process %s, KV cache and buffers %s, "
-                "weights streamed through %d+1 slots %s", fmt_bytes(p->mem_budget, a, 32),
-                fmt_bytes(fixed + min_weights, b, 32), fmt_bytes(p->mem_reserved, r, 32),
+                "weights streamed through %d+1 slots %s", fmt_bytes(budget, a, 32),
+                fmt_bytes(fixed + min_weights, b, 32), fmt_bytes(process, r, 32),
                 fmt_bytes(e->scratch_bytes + e->kv_reserve, c, 32), sc.prefetch_depth ? sc.prefetch_depth : 2,
                 fmt_bytes(min_weights, d, 32));
     return st;
+}
+
+/* The caller's account, or one of the engine's own with mem_budget. */
+static strata_status open_account(engine *e, const engine_params *p, strata_error *err)
+{
+    if ((e->acct = p->account)) return STRATA_OK;
+    if (!(e->acct = acct_new(p->mem_budget))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    e->own_acct = true;
+    return STRATA_OK;
 }
 
 /* RoPE of global and window layers; frequency factors read once (Phi-3:
@@ -506,6 +536,7 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     if (!st && e->w.moe && e->w.layer[0][LS_GATE_SHEXP])
         st = err_set(err, STRATA_E_UNSUPPORTED, "%s: shared experts (ffn_*_shexp) are not supported yet",
                      f->splits[0].path);
+    if (!st) st = open_account(e, p, err);
     if (!st) st = configure(e, spec, p, err);
     if (!st && e->w.moe) st = moe_settings(e, p, err);
     if (!st) st = open_gpu(e, p, err);
@@ -534,6 +565,11 @@ void engine_free(engine *e)
     if (e->moe.trace) fclose(e->moe.trace);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);
+    if (e->acct) { /* the scratch buffers (freed above) and the reserve go back */
+        acct_give(e->acct, ACCT_RAM, ACCT_SCRATCH, e->scratch_bytes);
+        if (e->kv_reserve_taken) acct_give(e->acct, ACCT_RAM, ACCT_KV_RESERVE, e->kv_reserve);
+        if (e->own_acct) acct_free(e->acct);
+    }
     weights_free(&e->w);
     free(e);
 }

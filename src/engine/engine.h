@@ -44,10 +44,12 @@ typedef struct engine_params {
     strata_kv_type kv_type_k, kv_type_v; /* K and V cache types (q8_0 / q4_0: head_dim % 32 == 0);
                                             layers on a GPU keep f16 */
     kernel_mode kernels; /* fast (default) or reference */
-    uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit */
-    uint64_t mem_reserved; /* part of mem_budget the caller needs for itself */
-    store_config store;  /* streaming settings; its budget is derived from mem_budget,
-                            its expert sets from the model */
+    uint64_t mem_budget; /* bytes for everything (weights, KV cache, buffers); 0 = no limit;
+                            the budget of the engine's own account (unused with `account`) */
+    mem_account *account; /* the caller's memory account (util/account.h): the KV reserve, every
+                             buffer and the store's weights are taken from it; NULL: the engine's own */
+    store_config store;  /* streaming settings; the store places weights in the account's room,
+                            its expert sets come from the model */
     engine_moe_prefetch moe_prefetch;
     engine_gpu gpu;
 } engine_params;

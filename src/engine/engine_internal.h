@@ -12,6 +12,7 @@
 #include "kernels/cpu/kv_ops.h"
 #include "kernels/cpu/swiglu.h"
 #include "store/store.h"
+#include "util/account.h"
 
 /* Mixture-of-experts scratch and settings; k = n_expert_used. */
 typedef struct moe_state {
@@ -56,6 +57,8 @@ struct engine {
     uint32_t kv_type_k, kv_type_v;
     uint64_t k_head_bytes, v_head_bytes; /* bytes of one row: a head's K (V) at one position */
     uint64_t kv_reserve, kv_used; /* bytes of KV cache the sequences may take, and take now */
+    mem_account *acct;          /* every buffer, KV cache and weight byte (params.account, or its own) */
+    bool own_acct, kv_reserve_taken;
     uint32_t n_seq, n_seqs;     /* sequences the KV reserve is for; open now */
     engine_seq *own;            /* engine_eval's sequence (created on first use), or NULL */
     /* the batch being evaluated: token tok_id[t] belongs to tok_seq[t] at

@@ -447,6 +447,22 @@ void hw_pressure_open(const char *root, hw_pressure_src *src);
 /* One sample; false when neither the cgroup nor /proc/meminfo could be read. */
 bool hw_pressure_read(const hw_pressure_src *src, hw_pressure *out);
 
+/* ---- PSI triggers (src/hw/psi_trigger.c) ----
+ * A file descriptor that poll() reports readable for POLLPRI when tasks
+ * stalled on memory for stall_us within window_us (the kernel's PSI
+ * trigger, Linux 5.2): on the cgroup's memory.pressure (v2), else
+ * /proc/pressure/memory. The window is rounded up to whole 2 s (the
+ * kernel's rule for processes without CAP_SYS_RESOURCE). -1 when no trigger
+ * can be registered (no PSI, an old kernel, read-only, a probe root that is
+ * not the live system), with the reason in why. */
+typedef struct hw_psi_trigger {
+    int fd;                        /* -1: none */
+    char path[HW_PATH_MAX + 32];   /* the file it is registered on */
+} hw_psi_trigger;
+bool hw_psi_trigger_open(const hw_pressure_src *src, uint32_t stall_us, uint32_t window_us, hw_psi_trigger *out,
+                         char *why, size_t cap);
+void hw_psi_trigger_close(hw_psi_trigger *t);
+
 /* ---- doctor (src/hw/doctor.c) ---- */
 
 typedef enum hw_check_level { HW_PASS = 0, HW_WARN = 1, HW_FAIL = 2 } hw_check_level;

@@ -42,8 +42,30 @@ static bool peer_gone(int fd)
 
 /* ---- from the request to the scheduler ---- */
 
+/* A prompt given as token ids, copied after checking them against the
+ * vocabulary. */
+static strata_status given_tokens(server *s, const oai_request *r, int32_t **toks, size_t *n, strata_error *err)
+{
+    uint32_t n_vocab = strata_model_n_vocab(s->model);
+    for (size_t i = 0; i < r->n_prompt_tokens; i++)
+        if ((uint32_t)r->prompt_tokens[i] >= n_vocab) {
+            snprintf(err->message, sizeof err->message, "'prompt[%zu]' = %d is not a token id of this model (%u tokens)",
+                     i, (int)r->prompt_tokens[i], n_vocab);
+            return err->status = STRATA_E_INVALID;
+        }
+    *toks = malloc(r->n_prompt_tokens * sizeof **toks);
+    if (!*toks) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return err->status = STRATA_E_NOMEM;
+    }
+    memcpy(*toks, r->prompt_tokens, r->n_prompt_tokens * sizeof **toks);
+    *n = r->n_prompt_tokens;
+    return STRATA_OK;
+}
+
 static strata_status prompt_tokens(server *s, const oai_request *r, int32_t **toks, size_t *n, strata_error *err)
 {
+    if (r->kind == OAI_COMPLETION && r->prompt_tokens) return given_tokens(s, r, toks, n, err);
     if (r->kind == OAI_COMPLETION) return strata_tokenize(s->model, r->prompt, r->prompt_len, true, toks, n, err);
     strata_chat_message *msgs = malloc(r->n_messages * sizeof *msgs); /* [n_messages] */
     if (!msgs) {

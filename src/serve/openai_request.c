@@ -228,12 +228,35 @@ static bool messages_field(parse_ctx *c, json_t *obj)
     return true;
 }
 
-/* prompt: a string, or an array holding one string. */
+/* A non-empty array of integers (token ids, 0 .. INT32_MAX: the vocabulary
+ * is checked where the model is known) into r->prompt_tokens. */
+static bool prompt_token_ids(parse_ctx *c, json_t *p)
+{
+    size_t n = json_array_size(p);
+    if (n == 0 || n > OAI_MAX_PROMPT_TOKENS)
+        return fail(c, "prompt", "'prompt' as token ids must hold 1 to %u of them", OAI_MAX_PROMPT_TOKENS);
+    c->r->prompt_tokens = malloc(n * sizeof *c->r->prompt_tokens);
+    if (!c->r->prompt_tokens) return fail(c, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(p, i);
+        json_int_t v = json_is_integer(t) ? json_integer_value(t) : -1;
+        if (v < 0 || v > INT32_MAX) return fail(c, "prompt", "'prompt[%zu]' must be a token id (an integer >= 0)", i);
+        c->r->prompt_tokens[i] = (int32_t)v;
+    }
+    c->r->n_prompt_tokens = n;
+    return true;
+}
+
+/* prompt: a string, an array of token ids, or an array holding one of
+ * either (the API's batch form with one prompt). */
 static bool prompt_field(parse_ctx *c, json_t *obj)
 {
     json_t *p = json_object_get(obj, "prompt");
-    if (json_is_array(p) && json_array_size(p) == 1) p = json_array_get(p, 0);
-    if (!json_is_string(p)) return fail(c, "prompt", "'prompt' must be a string (or an array of one string)");
+    if (json_is_array(p) && json_array_size(p) == 1 && !json_is_integer(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    if (json_is_array(p) && json_is_integer(json_array_get(p, 0))) return prompt_token_ids(c, p);
+    if (!json_is_string(p))
+        return fail(c, "prompt", "'prompt' must be a string or an array of token ids (or an array of one of them)");
     c->r->prompt = dup_string(c, p, &c->r->prompt_len);
     return c->r->prompt != NULL;
 }
@@ -265,6 +288,7 @@ void oai_request_free(oai_request *r)
     for (size_t i = 0; i < r->n_messages; i++) free(r->messages[i].content);
     free(r->messages);
     free(r->prompt);
+    free(r->prompt_tokens);
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     *r = (oai_request){.kind = r->kind};
 }

@@ -13,6 +13,7 @@
 
 #define OAI_MAX_STOP 4         /* stop strings at most (the OpenAI API's limit) */
 #define OAI_MAX_MESSAGES 4096  /* messages of a chat at most */
+#define OAI_MAX_PROMPT_TOKENS (1u << 24) /* token ids in a prompt at most (any context is shorter) */
 
 typedef enum oai_kind {
     OAI_CHAT,       /* /v1/chat/completions: messages */
@@ -28,8 +29,10 @@ typedef struct oai_request {
     oai_kind kind;
     oai_message *messages;      /* [n_messages], OAI_CHAT */
     size_t n_messages;
-    char *prompt;               /* malloc'd, OAI_COMPLETION */
+    char *prompt;               /* malloc'd, OAI_COMPLETION: text, or NULL when given as tokens */
     size_t prompt_len;
+    int32_t *prompt_tokens;     /* malloc'd [n_prompt_tokens], OAI_COMPLETION given as token ids */
+    size_t n_prompt_tokens;
     uint32_t max_tokens;        /* 0: not given (the server's default) */
     bool unlimited;             /* max_tokens -1: until the context is full */
     strata_sampler_params sampling; /* the server's defaults, overridden by the request */

@@ -38,6 +38,7 @@ struct expert_cache {
     cache_slot *slots; /* [n_slots] */
     uint8_t *mem;      /* [n_slots][slot_bytes] */
     uint32_t n_slots, units;
+    uint32_t cap;         /* slots at open: the most a resize restores */
     uint32_t n_transient; /* LFU: the last slots, for units not frequent enough to keep */
     uint64_t slot_bytes, tick, since_aging;
     store_expert_policy policy;
@@ -224,7 +225,7 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     expert_cache *c = calloc(1, sizeof *c);
     if (!c) return err_set(err, STRATA_E_NOMEM, "out of memory");
     *c = (expert_cache){.io = io, .chunk = 4u << 20, .n_sets = n_sets, .mem = mem, .slot_bytes = slot_bytes,
-                        .n_slots = n_slots, .policy = policy};
+                        .n_slots = n_slots, .cap = n_slots, .policy = policy};
     if (policy == STORE_EXPERT_LFU) c->n_transient = placement_lfu_transient(n_slots);
     for (uint32_t i = 0; i < n_sets; i++) c->max_experts = sets[i].n_experts > c->max_experts ? sets[i].n_experts : c->max_experts;
     uint64_t keys = (uint64_t)n_sets * c->max_experts;
@@ -244,6 +245,18 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     }
     *out = c;
     return STRATA_OK;
+}
+
+bool expert_cache_resize(expert_cache *c, uint32_t n)
+{
+    if (n < 1 || n > c->cap) return false;
+    for (uint32_t i = 0; i < c->n_slots; i++)
+        if (c->slots[i].pins) return false;
+    for (uint32_t i = n; i < c->n_slots; i++) evict(c, i);
+    for (uint32_t i = c->n_slots; i < n; i++) c->slots[i] = (cache_slot){.key = -1};
+    c->n_slots = n;
+    c->n_transient = c->policy == STORE_EXPERT_LFU ? placement_lfu_transient(n) : 0;
+    return true;
 }
 
 void expert_cache_close(expert_cache *c)

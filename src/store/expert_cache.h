@@ -23,6 +23,12 @@ strata_status expert_cache_geometry(uint32_t n_sets, const store_expert_set *set
 strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expert_set *sets, uint8_t *mem,
                                 uint64_t slot_bytes, uint32_t n_slots, store_expert_policy policy,
                                 expert_cache **out, strata_error *err);
+/* Resizes the cache to n slots (1 <= n <= the slots at open), for memory
+ * pressure: units in the slots dropped are evicted (their reads waited
+ * for: the caller then releases that memory), slots added start empty and
+ * fill on demand. Only while no unit is pinned (false, nothing changed,
+ * otherwise). The units cached decide speed, never the results. */
+bool expert_cache_resize(expert_cache *c, uint32_t n);
 /* Waits for reads in flight (none may land in freed memory), frees. */
 void expert_cache_close(expert_cache *c);
 

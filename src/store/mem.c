@@ -2,10 +2,12 @@
  * memory goes back to the system at munmap (free() would keep it in the
  * heap below glibc's dynamic mmap threshold, and ASan quarantines it). */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "store/store_internal.h"
+#include "util/error.h"
 
 #define HUGE_PAGE (2u << 20)
 #define PAGE 4096u
@@ -45,16 +47,50 @@ void mem_unmap(void *p, uint64_t bytes)
     if (p) munmap(p, mem_len(bytes));
 }
 
-void *store_map(store *s, uint64_t bytes)
+/* The account takes the pages before they are touched: a mapping the
+ * budget cannot hold is refused before it exists. */
+void *store_map_as(store *s, acct_cat c, uint64_t bytes)
 {
+    strata_error err;
+    if (acct_take(s->acct, ACCT_RAM, c, mem_len(bytes), &err)) {
+        snprintf(s->refused, sizeof s->refused, "%s", err.message);
+        return NULL;
+    }
     void *p = mem_map(bytes);
-    if (p) s->accounted += mem_len(bytes);
+    if (!p) acct_give(s->acct, ACCT_RAM, c, mem_len(bytes));
     return p;
 }
 
-void store_unmap(store *s, void *p, uint64_t bytes)
+void store_unmap_as(store *s, acct_cat c, void *p, uint64_t bytes)
 {
     if (!p) return;
     mem_unmap(p, bytes);
-    s->accounted -= mem_len(bytes);
+    acct_give(s->acct, ACCT_RAM, c, mem_len(bytes));
+}
+
+void *store_map(store *s, uint64_t bytes) { return store_map_as(s, ACCT_WEIGHTS, bytes); }
+void store_unmap(store *s, void *p, uint64_t bytes) { store_unmap_as(s, ACCT_WEIGHTS, p, bytes); }
+
+uint64_t store_accounted(const store *s)
+{
+    acct_snapshot a;
+    acct_snapshot_get(s->acct, ACCT_RAM, &a);
+    return a.used[ACCT_WEIGHTS] + a.used[ACCT_SLOTS] + a.used[ACCT_EXPERTS];
+}
+
+strata_status store_account_open(store *s, strata_error *err)
+{
+    s->acct = s->cfg.account;
+    if (s->acct) return STRATA_OK;
+    if (!(s->acct = acct_new(s->cfg.budget))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    s->own_acct = true;
+    return STRATA_OK;
+}
+
+uint64_t store_weight_budget(const store *s)
+{
+    uint64_t room = acct_room(s->acct, ACCT_RAM);
+    if (room == UINT64_MAX) return 0;
+    uint64_t b = room + store_accounted(s);
+    return b ? b : 1; /* a full account: nothing fits (0 would mean no limit) */
 }

@@ -6,11 +6,19 @@
  * A change happens under the store's lock with no group acquired (a safe
  * point: no group's data is in use), either at once in the caller or at
  * the next store_acquire. The ring is rebuilt for the new streamed set:
- * min(depth + 1, streamed) slots of the largest streamed group. Expert
- * caches (mixture of experts) are left as they are. */
+ * min(depth + 1, streamed) slots of the largest streamed group.
+ *
+ * The expert cache (mixture of experts) gives its slots first when memory
+ * runs short (down to STORE_EXPERT_MIN_SLOTS; the planner fills it last,
+ * with what the dense groups leave), and gets them back last. Its memory
+ * is one mapping: dropped slots are given back with MADV_DONTNEED (the
+ * pages go, the addresses stay), and slots regained fault in as reads
+ * land in them. It is resized only in the thread that computes, at
+ * store_acquire with nothing pinned. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "store/store_internal.h"
 #include "util/clock.h"
@@ -84,18 +92,18 @@ static uint32_t plan_demotion(const store *s, const uint32_t *cand, uint32_t n, 
 static void resize_slots(store *s, ring_shape want)
 {
     if (want.slot_bytes != s->slot_bytes || !want.n_slots) {
-        for (uint32_t i = 0; i < s->n_slots; i++) store_unmap(s, s->slots[i].buf, s->slot_bytes);
+        for (uint32_t i = 0; i < s->n_slots; i++) store_unmap_as(s, ACCT_SLOTS, s->slots[i].buf, s->slot_bytes);
         s->n_slots = 0;
         s->slot_bytes = want.slot_bytes;
     }
     while (s->n_slots > want.n_slots) {
         s->n_slots--;
-        store_unmap(s, s->slots[s->n_slots].buf, s->slot_bytes);
+        store_unmap_as(s, ACCT_SLOTS, s->slots[s->n_slots].buf, s->slot_bytes);
     }
     while (s->n_slots < want.n_slots) {
         slot *sl = &s->slots[s->n_slots];
         *sl = (slot){.group = -1};
-        if (!(sl->buf = store_map(s, s->slot_bytes))) {
+        if (!(sl->buf = store_map_as(s, ACCT_SLOTS, s->slot_bytes))) {
             s->rs.broken = STRATA_E_NOMEM; /* no ring: acquire reports it */
             return;
         }
@@ -138,7 +146,7 @@ static void demote(store *s, uint64_t want)
 {
     uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
     if (!cand) return;
-    uint64_t planned, moved = 0, before = s->accounted;
+    uint64_t planned, moved = 0, before = store_accounted(s);
     uint32_t k = plan_demotion(s, cand, demote_order(s, cand), want, &planned);
     for (uint32_t i = 0; i < k; i++) {
         group_state *gs = &s->groups[cand[i]];
@@ -155,7 +163,7 @@ static void demote(store *s, uint64_t want)
     uint32_t streamed;
     resize_slots(s, current_streamed(s, &streamed));
     reshape_state *r = &s->rs;
-    uint64_t freed = before > s->accounted ? before - s->accounted : 0;
+    uint64_t after = store_accounted(s), freed = before > after ? before - after : 0;
     r->shrinks++;
     r->bytes_demoted += moved;
     r->freed += freed;
@@ -217,6 +225,79 @@ static void apply_if_safe(store *s)
     if (!s->held) store_reshape_apply(s);
 }
 
+/* ---- the expert cache ---- */
+
+static uint32_t expert_target(const store *s)
+{
+    return s->rs.want_expert_slots ? s->rs.want_expert_slots : s->expert_slots;
+}
+
+/* The expert cache's part of a shrink: slots down to the minimum, as many
+ * as `bytes` asks for. Returns the bytes asked of it; lock held. */
+static uint64_t plan_expert_shrink(store *s, uint64_t bytes)
+{
+    uint32_t cur = expert_target(s), min = STORE_EXPERT_MIN_SLOTS < s->expert_units ? STORE_EXPERT_MIN_SLOTS
+                                                                                   : s->expert_units;
+    uint64_t sb = s->expert_slot_bytes;
+    if (!s->experts || cur <= min || !sb || !bytes) return 0;
+    uint64_t k = bytes / sb + (bytes % sb != 0);
+    if (k > cur - min) k = cur - min;
+    s->rs.want_expert_slots = cur - (uint32_t)k;
+    return k * sb;
+}
+
+/* The expert cache's part of a grow, within `bytes`: slots back up to its
+ * size at open, taken from the account now (lock held). */
+static uint64_t plan_expert_grow(store *s, uint64_t bytes)
+{
+    reshape_state *r = &s->rs;
+    uint32_t cur = expert_target(s);
+    uint64_t sb = s->expert_slot_bytes;
+    if (!s->experts || cur >= r->expert_home || !sb) return 0;
+    uint64_t k = bytes / sb;
+    if (k > r->expert_home - cur) k = r->expert_home - cur;
+    uint32_t want = cur + (uint32_t)k;
+    uint64_t take = want > r->expert_acct_slots ? (uint64_t)(want - r->expert_acct_slots) * sb : 0;
+    if (!k || acct_take(s->acct, ACCT_RAM, ACCT_EXPERTS, take, NULL)) return 0;
+    if (want > r->expert_acct_slots) r->expert_acct_slots = want;
+    r->want_expert_slots = want;
+    return take;
+}
+
+void store_reshape_apply_experts(store *s)
+{
+    reshape_state *r = &s->rs;
+    uint32_t old = s->expert_slots, want = r->want_expert_slots;
+    if (!s->experts || !want) return;
+    if (want != old && !expert_cache_resize(s->experts, want)) return; /* a unit pinned: the next acquire */
+    uint64_t sb = s->expert_slot_bytes;
+    if (want < old) madvise(s->expert_mem + (uint64_t)want * sb, (uint64_t)(old - want) * sb, MADV_DONTNEED);
+    if (r->expert_acct_slots > want) {
+        acct_give(s->acct, ACCT_RAM, ACCT_EXPERTS, (uint64_t)(r->expert_acct_slots - want) * sb);
+        r->expert_acct_slots = want;
+    }
+    s->expert_slots = want;
+    r->want_expert_slots = 0;
+    if (want == old) return;
+    char a[32], extra[96] = "";
+    if (want < old) {
+        r->expert_shrinks++;
+        r->freed += (uint64_t)(old - want) * sb;
+        if (r->want_t > 0) {
+            r->reaction_last_s = clock_seconds() - r->want_t;
+            if (r->reaction_last_s > r->reaction_max_s) r->reaction_max_s = r->reaction_last_s;
+            snprintf(extra, sizeof extra, " %.0f ms after the pressure was seen", 1e3 * r->reaction_last_s);
+            r->want_t = 0;
+        }
+    } else {
+        r->expert_grows++;
+    }
+    if (s->rs.log)
+        fprintf(stderr, "strata: memory pressure: expert cache %" PRIu32 " -> %" PRIu32 " experts (%s %s)%s\n", old,
+                want, fmt_bytes((uint64_t)(old > want ? old - want : want - old) * sb, a, sizeof a),
+                want < old ? "freed" : "back", extra);
+}
+
 uint64_t store_shrink(store *s, uint64_t bytes, uint64_t headroom, double seen_at)
 {
     uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
@@ -226,18 +307,19 @@ uint64_t store_shrink(store *s, uint64_t bytes, uint64_t headroom, double seen_a
     }
     pthread_mutex_lock(&s->lock);
     store_reshape_discard(s); /* promotions not switched in yet: memory is short again */
-    uint64_t planned;
-    uint32_t k = plan_demotion(s, cand, demote_order(s, cand), bytes, &planned);
+    reshape_state *r = &s->rs;
+    bool waiting = r->want_free || r->want_expert_slots;
+    uint64_t experts = plan_expert_shrink(s, bytes), rest = bytes > experts ? bytes - experts : 0, planned = 0;
+    uint32_t k = rest ? plan_demotion(s, cand, demote_order(s, cand), rest, &planned) : 0;
+    if ((k || experts) && !waiting) r->want_t = seen_at; /* the first pressure seen waits longest */
     if (k) {
-        reshape_state *r = &s->rs;
-        if (!r->want_free) r->want_t = seen_at; /* the first pressure seen waits longest */
-        r->want_free = bytes > r->want_free ? bytes : r->want_free;
+        r->want_free = rest > r->want_free ? rest : r->want_free;
         r->want_headroom = headroom;
         apply_if_safe(s);
     }
     pthread_mutex_unlock(&s->lock);
     free(cand);
-    return k ? planned : 0;
+    return (k ? planned : 0) + experts;
 }
 
 /* How many of the streamed home groups cand[0..n) (first ones first) to
@@ -270,24 +352,41 @@ static uint32_t plan_promotion(const store *s, const uint32_t *cand, uint32_t n,
     return best;
 }
 
-/* Reads group g into a new mapping; NULL on failure (nothing kept). */
+/* Reads group g into a new mapping, taken from the account first; NULL on
+ * failure (nothing kept). */
 static uint8_t *read_group(store *s, uint32_t g)
 {
     uint64_t bytes = s->groups[g].layout.bytes;
-    uint8_t *buf = mem_map(bytes);
+    uint8_t *buf = store_map(s, bytes);
     if (!buf) return NULL;
     io_ticket t;
     store_submit_group(s, g, buf, &t);
     io_wait(s->io, &t);
     if (atomic_load(&t.error)) {
-        mem_unmap(buf, bytes);
+        store_unmap(s, buf, bytes);
         return NULL;
     }
     return buf;
 }
 
+uint64_t store_reclaim(void *ctx, uint64_t bytes)
+{
+    store *s = ctx;
+    uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
+    uint64_t can = 0;
+    if (!cand) return 0;
+    pthread_mutex_lock(&s->lock);
+    plan_demotion(s, cand, demote_order(s, cand), bytes, &can);
+    pthread_mutex_unlock(&s->lock);
+    free(cand);
+    if (can < bytes) return 0; /* streaming all it can would not make the room: keep the weights */
+    return store_shrink(s, bytes, acct_room(s->acct, ACCT_RAM), 0);
+}
+
 uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom)
 {
+    uint64_t room = acct_room(s->acct, ACCT_RAM); /* the budget binds too: others hold part of it now */
+    if (bytes > room) bytes = room;
     uint32_t *cand = malloc(s->n_groups * sizeof *cand); /* [n_groups] */
     uint8_t **bufs = calloc(s->n_groups, sizeof *bufs);   /* [n_groups] */
     uint32_t n = 0, k = 0;
@@ -309,8 +408,8 @@ uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom)
         for (uint32_t i = 0; i < k; i++) {
             uint64_t b = s->groups[cand[i]].layout.bytes;
             read += bufs[i] ? b : 0;
-            if (ok) s->groups[cand[i]].incoming = bufs[i], s->accounted += mem_len(b);
-            else mem_unmap(bufs[i], b);
+            if (ok) s->groups[cand[i]].incoming = bufs[i];
+            else store_unmap(s, bufs[i], b);
         }
         s->rs.promote_read += read;
         if (ok) {
@@ -322,5 +421,9 @@ uint64_t store_grow(store *s, uint64_t bytes, uint64_t headroom)
     }
     free(cand);
     free(bufs);
-    return ok ? cost : 0;
+    if (!ok) return 0;
+    pthread_mutex_lock(&s->lock); /* the expert cache last: the dense groups serve every token */
+    uint64_t experts = !s->rs.want_free && bytes > cost ? plan_expert_grow(s, bytes - cost) : 0;
+    pthread_mutex_unlock(&s->lock);
+    return cost + experts;
 }

@@ -21,20 +21,6 @@
 #define DEFAULT_IO_THREADS 4 /* four 4 MiB reads in flight saturate NVMe and virtio disks alike */
 #define DEFAULT_CHUNK (4u << 20)
 
-static void *alloc_aligned(store *s, uint64_t bytes)
-{
-    void *p = NULL;
-    bool huge = bytes >= (2u << 20);
-    if (posix_memalign(&p, huge ? (2u << 20) : STORE_ALIGN, bytes ? bytes : STORE_ALIGN) != 0) return NULL;
-    /* Huge pages spare TLB misses when compute scans the weights, and halve
-     * the scatter-gather segments of each direct read into them (O_DIRECT
-     * streaming ran twice as fast into huge pages under virtio here). */
-    if (huge) madvise(p, bytes, MADV_HUGEPAGE);
-    memset(p, 0, bytes); /* faulted in now: see engine.c scratch() */
-    s->accounted += bytes;
-    return p;
-}
-
 /* Queues the reads of group g into buf, in chunks of cfg.io_chunk. */
 void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
 {
@@ -186,9 +172,8 @@ static strata_status open_ring(store *s, const placement *p, strata_error *err)
     s->slot_bytes = p->slot_bytes;
     for (uint32_t i = 0; i < s->n_slots; i++) {
         s->slots[i].group = -1;
-        if (!(s->slots[i].buf = store_map(s, s->slot_bytes)))
-            return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu32 " slots of %" PRIu64 " bytes",
-                           s->n_slots, s->slot_bytes);
+        if (!(s->slots[i].buf = store_map_as(s, ACCT_SLOTS, s->slot_bytes)))
+            return err_set(err, STRATA_E_NOMEM, "%s", s->refused[0] ? s->refused : "out of memory for streaming slots");
     }
     if (s->n_slots) resync(s, s->order[0]);
     return STRATA_OK;
@@ -249,9 +234,9 @@ static uint32_t expert_slots_for(const store *s, uint64_t weight_budget, const p
 static strata_status open_experts(store *s, const placement *p, uint64_t weight_budget, strata_error *err)
 {
     if (!s->expert_units) return STRATA_OK;
-    s->expert_slots = expert_slots_for(s, weight_budget, p);
-    if (!(s->expert_mem = alloc_aligned(s, (uint64_t)s->expert_slots * s->expert_slot_bytes)))
-        return err_set(err, STRATA_E_NOMEM, "out of memory for an expert cache of %" PRIu32 " units", s->expert_slots);
+    s->expert_slots = s->rs.expert_home = s->rs.expert_acct_slots = expert_slots_for(s, weight_budget, p);
+    if (!(s->expert_mem = store_map_as(s, ACCT_EXPERTS, (uint64_t)s->expert_slots * s->expert_slot_bytes)))
+        return err_set(err, STRATA_E_NOMEM, "%s", s->refused[0] ? s->refused : "out of memory for the expert cache");
     return expert_cache_open(s->io, s->cfg.n_expert_sets, s->cfg.expert_sets, s->expert_mem, s->expert_slot_bytes,
                              s->expert_slots, s->cfg.expert_policy, &s->experts, err);
 }
@@ -259,7 +244,7 @@ static strata_status open_experts(store *s, const placement *p, uint64_t weight_
 static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min_bytes, strata_error *err)
 {
     placement p;
-    uint64_t budget = s->cfg.budget;
+    uint64_t avail = store_weight_budget(s), budget = avail;
     if (budget && budget <= s->row_buf_bytes) budget = 1; /* nothing fits */
     else if (budget) budget -= s->row_buf_bytes;
     uint64_t weight_budget = budget, min_experts = 0;
@@ -277,7 +262,7 @@ static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min
     if (!ok) {
         char a[32], b[32];
         st = err_set(err, STRATA_E_NOMEM, "weights need at least %s with prefetch depth %d; %s is available for them",
-                     fmt_bytes(min_total, a, sizeof a), s->cfg.prefetch_depth, fmt_bytes(s->cfg.budget, b, sizeof b));
+                     fmt_bytes(min_total, a, sizeof a), s->cfg.prefetch_depth, fmt_bytes(avail, b, sizeof b));
     } else {
         for (uint32_t g = 0; g < s->n_groups; g++)
             s->groups[g].resident = s->groups[g].home = p.resident && p.resident[g];
@@ -320,12 +305,15 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
     if (!st) st = expert_cache_geometry(s->cfg.n_expert_sets, s->cfg.expert_sets, &s->expert_slot_bytes,
                                         &s->expert_units, err);
     if (!st) st = io_open(f, s->cfg.io_threads, s->cfg.fault, s->cfg.fault_ctx, &s->io, err);
-    if (!st && !(s->row_buf = alloc_aligned(s, s->row_buf_bytes))) st = err_set(err, STRATA_E_NOMEM, "out of memory");
+    if (!st) st = store_account_open(s, err);
+    if (!st && !(s->row_buf = acct_alloc_aligned(s->acct, ACCT_SLOTS, s->row_buf_bytes, STORE_ALIGN, err)))
+        st = STRATA_E_NOMEM;
     if (!st) st = place_groups(s, bytes, min_bytes, err);
     if (!st && s->cfg.watchdog) st = store_watchdog_create(s, err);
     if (!st) st = load_resident(s, err);
     if (!st) s->io_base = io_get_stats(s->io);
     if (!st) st = store_watchdog_start(s, err);
+    if (!st && !s->own_acct) acct_set_reclaim(s->acct, store_reclaim, s); /* the caller's later takes */
     free(bytes);
     if (st) {
         store_close(s);
@@ -338,12 +326,13 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
 void store_close(store *s)
 {
     if (!s) return;
+    if (s->acct && !s->own_acct) acct_set_reclaim(s->acct, NULL, NULL);
     store_watchdog_stop(s); /* first: it may be reading promoted groups */
     for (uint32_t i = 0; s->slots && i < s->n_slots; i++) drain(s, i); /* no read may land in freed memory */
     expert_cache_close(s->experts);
     io_close(s->io);
-    free(s->expert_mem);
-    for (uint32_t i = 0; s->slots && i < s->n_slots; i++) store_unmap(s, s->slots[i].buf, s->slot_bytes);
+    if (s->acct) store_unmap_as(s, ACCT_EXPERTS, s->expert_mem, (uint64_t)s->expert_slots * s->expert_slot_bytes);
+    for (uint32_t i = 0; s->slots && i < s->n_slots; i++) store_unmap_as(s, ACCT_SLOTS, s->slots[i].buf, s->slot_bytes);
     if (s->groups) store_reshape_discard(s);
     for (uint32_t g = 0; s->groups && g < s->n_groups; g++) {
         if (s->groups[g].resident) store_unmap(s, s->groups[g].buf, s->groups[g].layout.bytes);
@@ -353,7 +342,8 @@ void store_close(store *s)
     free(s->groups);
     free(s->slots);
     free(s->order);
-    free(s->row_buf);
+    if (s->acct) acct_release(s->acct, ACCT_SLOTS, s->row_buf, s->row_buf_bytes);
+    if (s->own_acct) acct_free(s->acct);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -393,6 +383,7 @@ strata_status store_acquire(store *s, uint32_t g, const void *const **data, stra
     }
     pthread_mutex_lock(&s->lock);
     if (!s->held) store_reshape_apply(s); /* a safe point: no group's data is in use */
+    if (!s->held) store_reshape_apply_experts(s);
     strata_status st = s->rs.broken ? err_set(err, s->rs.broken, "store: out of memory for streaming slots after "
                                               "a memory-pressure shrink")
                        : gs->resident ? STRATA_OK
@@ -450,7 +441,7 @@ store_stats store_get_stats(store *s)
     const reshape_state *r = &s->rs;
     store_stats out = {.resident_bytes = s->resident_bytes, .slot_bytes = s->slot_bytes * s->n_slots,
                        .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
-                       .accounted_bytes = s->accounted,
+                       .accounted_bytes = store_accounted(s),
                        .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
                        .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
                        .expert_units = s->expert_units, .expert_slots = s->expert_slots,
@@ -460,7 +451,9 @@ store_stats store_get_stats(store *s)
                        .watchdog = s->wd != NULL, .shrinks = r->shrinks, .grows = r->grows,
                        .bytes_demoted = r->bytes_demoted, .bytes_promoted = r->bytes_promoted,
                        .bytes_freed = r->freed, .reaction_last_s = r->reaction_last_s,
-                       .reaction_max_s = r->reaction_max_s};
+                       .reaction_max_s = r->reaction_max_s, .psi_trigger = r->psi_trigger,
+                       .expert_shrinks = r->expert_shrinks, .expert_grows = r->expert_grows,
+                       .psi_wakeups = r->psi_wakeups};
     for (uint32_t g = 0; g < s->n_groups; g++) out.demoted_groups += s->groups[g].home && !s->groups[g].resident;
     pthread_mutex_unlock(&s->lock);
     return out;

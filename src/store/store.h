@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 #include "store/io.h"
 #include "strata.h"
+#include "util/account.h"
 
 typedef struct store store;
 
@@ -70,7 +71,9 @@ typedef struct store_watchdog_config {
 } store_watchdog_config;
 
 typedef struct store_config {
-    uint64_t budget;       /* bytes for resident groups + slots + row buffer; 0 = no limit */
+    uint64_t budget;       /* bytes for resident groups + slots + row buffer; 0 = no limit (without an account) */
+    mem_account *account;  /* the process's memory account: the store maps through it and places
+                              the weights in its room (budget unused); NULL: one of its own */
     int prefetch_depth;    /* groups read ahead of the one computing (default 2) */
     int io_threads;        /* default 4 */
     uint64_t io_chunk;     /* bytes per read request (default 4 MiB, >= 1 MiB) */
@@ -122,6 +125,9 @@ typedef struct store_stats {
     uint64_t bytes_freed;       /* net bytes returned to the system by shrinks (demoted less new slots) */
     uint32_t demoted_groups;    /* groups resident at open that are streamed now */
     double reaction_last_s, reaction_max_s; /* pressure seen -> memory unmapped, for the watchdog's shrinks */
+    uint32_t expert_shrinks, expert_grows; /* expert cache resizes (expert_slots is the size now) */
+    bool psi_trigger;           /* the watchdog is woken by a PSI trigger (else it samples alone) */
+    uint64_t psi_wakeups;       /* PSI events that woke it */
 } store_stats;
 
 /* Counts of one expert set (layer): hits, misses, prefetches. */

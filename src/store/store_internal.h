@@ -12,6 +12,7 @@
 #include "store/io.h"
 #include "store/layout.h"
 #include "store/store.h"
+#include "util/account.h"
 
 typedef struct group_state {
     group_layout layout;
@@ -42,6 +43,12 @@ typedef struct reshape_state {
     double reaction_last_s, reaction_max_s; /* pressure seen -> memory unmapped */
     uint64_t promote_read;   /* bytes read by promotions (not streaming) */
     strata_status broken;    /* the ring could not be rebuilt: acquire fails with this */
+    uint32_t want_expert_slots; /* the expert cache's size asked for (0: no change); applied by acquire */
+    uint32_t expert_acct_slots; /* expert slots the account counts (>= the cache's while a grow waits) */
+    uint32_t expert_home;    /* expert slots at open: growing goes no further */
+    uint32_t expert_shrinks, expert_grows;
+    bool psi_trigger;        /* the watchdog sleeps on a PSI trigger (else it samples alone) */
+    uint64_t psi_wakeups;    /* times a PSI event woke it */
 } reshape_state;
 
 struct store_watchdog;
@@ -56,7 +63,10 @@ struct store {
     uint32_t n_order, fetch_next;
     slot *slots;         /* [depth + 1]: room for the most slots a ring has */
     uint32_t n_slots, head; /* head: the slot holding the next group expected */
-    uint64_t slot_bytes, resident_bytes, accounted, pass_bytes;
+    uint64_t slot_bytes, resident_bytes, pass_bytes;
+    mem_account *acct;       /* every byte the store maps (cfg.account, or its own) */
+    bool own_acct;
+    char refused[512];       /* the account's message for the last refused mapping */
     uint8_t *row_buf;
     uint64_t row_buf_bytes;
     double wait_s;
@@ -75,11 +85,22 @@ struct store {
 
 /* Anonymous mappings for group buffers and slots (mem.c): unmapping
  * returns the memory to the system at once, which free() may not (glibc
- * keeps freed chunks below its dynamic mmap threshold). Faulted in. */
+ * keeps freed chunks below its dynamic mmap threshold). Taken from the
+ * account first (NULL, s->refused set, when it does not fit), then faulted
+ * in. store_map / store_unmap: resident weights (ACCT_WEIGHTS). */
+void *store_map_as(store *s, acct_cat c, uint64_t bytes);
+void store_unmap_as(store *s, acct_cat c, void *p, uint64_t bytes);
 void *store_map(store *s, uint64_t bytes);
 void store_unmap(store *s, void *p, uint64_t bytes);
-/* The same without the store's count (a thread other than the owner of
- * the lock maps; it adds mem_len to the count under the lock). */
+/* The store's part of the account: weights, slots, expert cache. */
+uint64_t store_accounted(const store *s);
+/* The account the store maps through: cfg.account, else one of its own
+ * with cfg.budget. */
+strata_status store_account_open(store *s, strata_error *err);
+/* The bytes the store may hold for weights, slots and experts: what it
+ * holds plus the account's room (0: no budget). */
+uint64_t store_weight_budget(const store *s);
+/* The same without the account (the caller takes mem_len first). */
 void *mem_map(uint64_t bytes);
 void mem_unmap(void *p, uint64_t bytes);
 uint64_t mem_len(uint64_t bytes);
@@ -92,8 +113,16 @@ void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t);
 /* Points group g's tensors into buf. */
 void store_set_ptrs(store *s, uint32_t g, uint8_t *buf);
 
+/* reshape.c: the account's reclaimer (a take beyond the budget by the
+ * caller): demotes resident groups for `bytes`, at once when no group is
+ * acquired. */
+uint64_t store_reclaim(void *ctx, uint64_t bytes);
 /* reshape.c: applies waiting requests; lock held, no group held. */
 void store_reshape_apply(store *s);
+/* reshape.c: resizes the expert cache as asked; lock held, no group held,
+ * and in the thread that computes (store_acquire): the expert cache is
+ * that thread's alone. */
+void store_reshape_apply_experts(store *s);
 /* Frees every promoted buffer not applied (close). */
 void store_reshape_discard(store *s);
 
@@ -113,6 +142,9 @@ bool store_watchdog_room(store *s, uint64_t bytes, uint64_t *headroom);
  * never did. True at once without a watchdog or a sample. */
 bool store_watchdog_wait_room(store *s, uint64_t bytes, double timeout_s, uint64_t *headroom);
 strata_status store_watchdog_start(store *s, strata_error *err);
+/* Records (under the store's lock) whether a PSI trigger is registered,
+ * and counts a wakeup by one. */
+void store_watchdog_note(store *s, bool trigger, bool wakeup);
 void store_watchdog_stop(store *s);
 
 #endif

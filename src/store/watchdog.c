@@ -2,12 +2,29 @@
  * memory pressure every period (cgroup headroom, MemAvailable, PSI stalls,
  * limit events: hw_pressure_read), decides (wd_decide) and asks the store
  * to shrink or grow its resident set (reshape.c), which happens at the
- * next safe point. */
+ * next safe point.
+ *
+ * Between samples it sleeps in poll() on a PSI trigger where the kernel
+ * registers one (hw_psi_trigger_open): a memory stall wakes it at once.
+ * Sampling goes on with the trigger too, because a falling headroom (a
+ * cgroup filling up, MemAvailable dropping) stalls nobody until reclaim
+ * starts, and the point is to give memory back before that. Without a
+ * trigger (no PSI, a fixture root) the samples alone drive it.
+ *
+ * STRATA_PRESSURE_ROOT=DIR (tests) reads the pressure files under DIR
+ * instead of the live system: DIR/proc/meminfo, DIR/proc/pressure/memory
+ * and the cgroup files there, so a test can stage pressure by rewriting a
+ * file rather than filling the machine's memory. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hw/hw.h"
 #include "store/store_internal.h"
@@ -22,9 +39,9 @@ struct store_watchdog {
     store *s;
     store_watchdog_config cfg;
     pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;     /* CLOCK_MONOTONIC: stop wakes the thread */
-    bool stop, started;
+    int wake[2];           /* a pipe: stop writes a byte, the thread's poll() returns */
+    hw_psi_trigger psi;    /* fd -1: sampling alone */
+    bool started;
     wd_state st;
     bool warned;           /* "nothing left to move" said once */
     /* the default source */
@@ -102,6 +119,14 @@ static bool hw_source(void *ctx, store_pressure *out)
     return true;
 }
 
+void store_watchdog_note(store *s, bool trigger, bool wakeup)
+{
+    pthread_mutex_lock(&s->lock);
+    s->rs.psi_trigger = trigger;
+    s->rs.psi_wakeups += wakeup;
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- the thread ---- */
 
 static void step(struct store_watchdog *w)
@@ -122,25 +147,44 @@ static void step(struct store_watchdog *w)
     if (a == WD_GROW) store_grow(w->s, bytes, x.headroom);
 }
 
+/* A PSI event wakes the thread at once; the samples come every period
+ * whatever happens. POLLERR on the trigger (its cgroup went away): back
+ * to sampling alone. */
 static void *run(void *arg)
 {
     struct store_watchdog *w = arg;
     int period = w->cfg.period_ms > 0 ? w->cfg.period_ms : 100;
-    pthread_mutex_lock(&w->mu);
-    while (!w->stop) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_nsec += (long)(period % 1000) * 1000000L;
-        t.tv_sec += period / 1000 + t.tv_nsec / 1000000000L;
-        t.tv_nsec %= 1000000000L;
-        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &t) == 0) {}
-        if (w->stop) break;
-        pthread_mutex_unlock(&w->mu);
+    double next = clock_seconds() + period / 1e3;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = w->wake[0], .events = POLLIN}, {.fd = w->psi.fd, .events = POLLPRI}};
+        double left = next - clock_seconds();
+        int r = poll(fds, w->psi.fd >= 0 ? 2 : 1, left > 0 ? (int)(left * 1e3) + 1 : 0);
+        if (r < 0 && errno != EINTR) break;
+        if (fds[0].revents) break; /* stop */
+        bool event = w->psi.fd >= 0 && (fds[1].revents & POLLPRI);
+        if (w->psi.fd >= 0 && (fds[1].revents & (POLLERR | POLLNVAL))) {
+            hw_psi_trigger_close(&w->psi);
+            store_watchdog_note(w->s, false, false);
+        }
+        if (!event && clock_seconds() < next) continue;
+        if (event) store_watchdog_note(w->s, true, true);
         step(w);
-        pthread_mutex_lock(&w->mu);
+        next = clock_seconds() + period / 1e3;
     }
-    pthread_mutex_unlock(&w->mu);
     return NULL;
+}
+
+/* The trigger: a stall of a tenth of a 2 s window (WD_STALL's share). */
+static void open_trigger(struct store_watchdog *w)
+{
+    char why[HW_PATH_MAX + 128];
+    w->psi.fd = -1;
+    if (w->cfg.source || !hw_psi_trigger_open(&w->src, (uint32_t)(WD_STALL * 2e6), 2000000, &w->psi, why, sizeof why)) {
+        if (!w->cfg.source && getenv("STRATA_WATCHDOG_DEBUG"))
+            fprintf(stderr, "strata: watchdog: no PSI trigger (%s); sampling every period\n", why);
+        return;
+    }
+    store_watchdog_note(w->s, true, false);
 }
 
 strata_status store_watchdog_create(store *s, strata_error *err)
@@ -150,7 +194,10 @@ strata_status store_watchdog_create(store *s, strata_error *err)
     w->s = s;
     if (s->cfg.watchdog_cfg) w->cfg = *s->cfg.watchdog_cfg;
     wd_state_init(&w->st);
-    if (!w->cfg.source) hw_pressure_open("", &w->src);
+    w->wake[0] = w->wake[1] = -1;
+    w->psi.fd = -1;
+    const char *root = getenv("STRATA_PRESSURE_ROOT"); /* tests: staged pressure files */
+    if (!w->cfg.source) hw_pressure_open(root ? root : "", &w->src);
     s->rs.log = !w->cfg.quiet;
     s->wd = w; /* no thread yet: nobody else reads it */
     return STRATA_OK;
@@ -193,12 +240,9 @@ strata_status store_watchdog_start(store *s, strata_error *err)
 {
     struct store_watchdog *w = s->wd;
     if (!w) return STRATA_OK;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&w->mu, NULL);
+    if (pipe2(w->wake, O_CLOEXEC) != 0)
+        return err_set(err, STRATA_E_NOMEM, "cannot start the memory-pressure watchdog: pipe: %s", strerror(errno));
+    open_trigger(w);
     w->started = pthread_create(&w->thread, NULL, run, w) == 0;
     if (!w->started) return err_set(err, STRATA_E_NOMEM, "cannot start the memory-pressure watchdog thread");
     return STRATA_OK;
@@ -209,14 +253,13 @@ void store_watchdog_stop(store *s)
     struct store_watchdog *w = s->wd;
     if (!w) return;
     if (w->started) {
-        pthread_mutex_lock(&w->mu);
-        w->stop = true;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu);
+        char b = 1;
+        while (write(w->wake[1], &b, 1) < 0 && errno == EINTR) {}
         pthread_join(w->thread, NULL);
-        pthread_cond_destroy(&w->cv);
-        pthread_mutex_destroy(&w->mu);
     }
+    for (int i = 0; i < 2; i++)
+        if (w->wake[i] >= 0) close(w->wake[i]);
+    hw_psi_trigger_close(&w->psi);
     pthread_mutex_lock(&s->lock);
     s->wd = NULL;
     pthread_mutex_unlock(&s->lock);

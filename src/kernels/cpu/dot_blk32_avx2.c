@@ -218,10 +218,11 @@ INLINE void dot32(const uint8_t *const w[], float *const out[], int R, const uin
     }
 }
 
-/* Each type's driver and kernels: multi-row kernels for the types they
- * make faster. Q5_0, Q5_1 and IQ4_NL keep one row at a time: compute-bound
- * even from RAM, their two-row loops measured 3-13% slower (registers
- * spill). */
+/* Each type's driver, single-row and two-row kernels. Q5_0, Q5_1 and
+ * IQ4_NL are compute-bound even from RAM and their two-row loops spill
+ * registers, yet they measured 3-26% (Q5_0), 10% (Q5_1) and 3-5% (IQ4_NL)
+ * faster than one row at a time (best of 20 runs, in L2 and from RAM, on a
+ * 2-vCPU EPYC; an earlier session measured them 3-13% slower). */
 #define DOT32_DRIVER(NAME, WB, SUM, WITH_MIN)                                                                      \
     INLINE void NAME##_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)  \
     {                                                                                                            \
@@ -238,9 +239,9 @@ DOT32_DRIVER(iq4_nl, 18, iq4_nl_sum, false)
 ROWS_KERNELS(kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2, q8_0_rows)
 ROWS_KERNELS(kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2, q4_0_rows)
 ROWS_KERNELS(kernel_dot_q4_1_avx2, kernel_dot_rows_q4_1_avx2, q4_1_rows)
-ROW_KERNEL(kernel_dot_q5_0_avx2, q5_0_rows)
-ROW_KERNEL(kernel_dot_q5_1_avx2, q5_1_rows)
-ROW_KERNEL(kernel_dot_iq4_nl_avx2, iq4_nl_rows)
+ROWS_KERNELS(kernel_dot_q5_0_avx2, kernel_dot_rows_q5_0_avx2, q5_0_rows)
+ROWS_KERNELS(kernel_dot_q5_1_avx2, kernel_dot_rows_q5_1_avx2, q5_1_rows)
+ROWS_KERNELS(kernel_dot_iq4_nl_avx2, kernel_dot_rows_iq4_nl_avx2, iq4_nl_rows)
 
 /* ---- the Q8_0 tile ----
  * One row against T tokens (see avx2_util.h), four blocks at a time as in

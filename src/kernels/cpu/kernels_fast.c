@@ -33,11 +33,11 @@ static const kernel_desc avx2_kernels[] = {
      kernel_dot_tile_q8_0_avx2, "avx2"},
     {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2, NULL, "avx2"},
     {GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, kernel_dot_q4_1_avx2, kernel_dot_rows_q4_1_avx2, NULL, "avx2"},
-    {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, kernel_dot_q5_0_avx2, NULL, NULL, "avx2"},
-    {GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, kernel_dot_q5_1_avx2, NULL, NULL, "avx2"},
-    {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0, kernel_dot_iq4_nl_avx2, NULL, NULL, "avx2"},
-    {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K, kernel_dot_q2_k_avx2, NULL, NULL, "avx2"},
-    {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K, kernel_dot_q3_k_avx2, NULL, NULL, "avx2"},
+    {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, kernel_dot_q5_0_avx2, kernel_dot_rows_q5_0_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, kernel_dot_q5_1_avx2, kernel_dot_rows_q5_1_avx2, NULL, "avx2"},
+    {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0, kernel_dot_iq4_nl_avx2, kernel_dot_rows_iq4_nl_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K, kernel_dot_q2_k_avx2, kernel_dot_rows_q2_k_avx2, NULL, "avx2"},
+    {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K, kernel_dot_q3_k_avx2, kernel_dot_rows_q3_k_avx2, NULL, "avx2"},
     {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx2,
      kernel_dot_tile_q4_k_avx2, "avx2"},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx2,
@@ -48,20 +48,22 @@ static const kernel_desc avx2_kernels[] = {
 };
 
 /* AVX-512 (F/BW/VL/DQ + VNNI): tile kernels for prompt batches, which are
- * compute-bound. Each desc keeps the AVX2 dot / dot_rows (decode streams
- * weights from RAM, where AVX2 is already near the bandwidth) and its tile
- * kernel gives the AVX2 dot's results bit for bit (avx512_util.h). Types
- * not listed use their AVX2 kernel. */
+ * compute-bound. The Q4_0 and Q5_K descs keep the AVX2 dot / dot_rows
+ * (decode streams weights from RAM, where AVX2 is already near the
+ * bandwidth) and their tile kernels give the AVX2 dot's results bit for bit
+ * (avx512_util.h). Q4_K, Q6_K (most of a Q4_K_M model) and Q8_0 put weight
+ * rows in the vector lanes for all three, with their own order of float
+ * sums (lanes_avx512.h). Types not listed use their AVX2 kernel. */
 static const kernel_desc avx512_kernels[] = {
-    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
+    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx512, kernel_dot_rows_q8_0_avx512,
      kernel_dot_tile_q8_0_avx512, "avx512"},
     {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2,
      kernel_dot_tile_q4_0_avx512, "avx512"},
-    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx2,
+    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx512, kernel_dot_rows_q4_k_avx512,
      kernel_dot_tile_q4_k_avx512, "avx512"},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx2,
      kernel_dot_tile_q5_k_avx512, "avx512"},
-    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx2,
+    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx512, kernel_dot_rows_q6_k_avx512,
      kernel_dot_tile_q6_k_avx512, "avx512"},
 };
 
