@@ -65,6 +65,8 @@ struct store {
     uint32_t expert_units, expert_slots;
     uint64_t expert_slot_bytes;
     io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
+    double load_s;    /* loading the resident groups (load.c): its time and bytes */
+    uint64_t load_bytes;
     /* Placement and ring change only under `lock` with no group held, so a
      * group's data never moves while the forward pass uses it. */
     pthread_mutex_t lock;
@@ -83,6 +85,11 @@ void store_unmap(store *s, void *p, uint64_t bytes);
 void *mem_map(uint64_t bytes);
 void mem_unmap(void *p, uint64_t bytes);
 uint64_t mem_len(uint64_t bytes);
+
+/* load.c: reads the resident groups (those marked resident by placement)
+ * into their buffers, several reads in flight; leaves the rest to streaming
+ * when the watchdog finds no room. */
+strata_status store_load_resident(store *s, strata_error *err);
 
 /* store.c: the ring, emptied (reads waited for) and rebuilt for the
  * groups streamed now; slots are refilled at the next acquire. */
