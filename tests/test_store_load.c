@@ -2,16 +2,20 @@
  * whether it comes from the page cache or with O_DIRECT, for tensors whose
  * offsets and sizes are not multiples of 4 KiB, groups of several runs cut
  * into many reads, split models; the watchdog's room checks with reads in
- * flight; a read error fails the open with one line naming the file. */
+ * flight; a read error fails the open with one line naming the file; the
+ * claims loaders of other processes leave for memory not faulted yet. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gguf/gguf.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "test.h"
 
 #define N_TENSORS 9
@@ -296,4 +300,58 @@ TEST(test_store_load_read_error_names_the_file)
         if (!rc) store_close(s);
     }
     gguf_close(f);
+}
+
+/* ---- claims between loaders of different processes (load_claim.c) ---- */
+
+/* A child that claims `bytes` in the file at path and then waits for
+ * SIGKILL (stay) or exits. held: the parent's locked descriptor (-1:
+ * none), closed in the child, else its copy would keep the lock. */
+static pid_t claimant(const char *path, uint64_t bytes, bool stay, int held)
+{
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    if (held >= 0) close(held);
+    load_claims c;
+    load_claims_lock(&c, path);
+    load_claims_set(&c, bytes);
+    load_claims_unlock(&c);
+    if (stay) pause();
+    _exit(0);
+}
+
+/* What others claimed counts while they live and for the hold; a dead
+ * process's and this process's own do not; the lock shuts out the others
+ * (a child cannot claim while it is held). */
+TEST(test_store_load_claims_of_other_processes)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/claims", test_tmpdir());
+    unlink(path);
+    load_claims c;
+    load_claims_lock(&c, path);
+    REQUIRE(c.fd >= 0, " cannot lock %s", path);
+    CHECK(load_claims_others(&c) == 0, " a new file holds claims");
+    load_claims_set(&c, 5 * KiB);
+    CHECK(load_claims_others(&c) == 0, " this process's own claim counts as another's");
+    pid_t live = claimant(path, 7 * KiB, true, c.fd);
+    usleep(200 * 1000);
+    CHECK(load_claims_others(&c) == 0, " a child claimed while the lock was held");
+    load_claims_unlock(&c);
+    pid_t dead = claimant(path, 11 * KiB, false, -1);
+    waitpid(dead, NULL, 0);
+    uint64_t others = 0;
+    for (int i = 0; i < 200 && others != 7 * KiB; i++) { /* the live child claims once it gets the lock */
+        usleep(10 * 1000);
+        load_claims_lock(&c, path);
+        others = load_claims_others(&c);
+        load_claims_unlock(&c);
+    }
+    CHECK(others == 7 * KiB, " others claim %llu bytes, want the live child's 7 KiB only", (unsigned long long)others);
+    kill(live, SIGKILL);
+    waitpid(live, NULL, 0);
+    load_claims_lock(&c, path);
+    CHECK(load_claims_others(&c) == 0, " a killed process's claim still counts");
+    load_claims_unlock(&c);
+    unlink(path);
 }

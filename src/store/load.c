@@ -5,7 +5,10 @@
  * next group's buffer faulted in and its reads queued while the current
  * one's are read, so the disk never waits between groups.
  * Each read comes from the page cache when all of it is cached there (a warm
- * file loads at memory speed), else with O_DIRECT. */
+ * file loads at memory speed), else with O_DIRECT.
+ * With the watchdog, loaders of other processes are kept out for the whole
+ * load and what they claimed but have not faulted yet counts as taken
+ * (load_claim.c): two runs started together do not plan the same room. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -28,6 +31,7 @@ typedef struct loader {
     uint32_t head, n;
     uint64_t chunk, done;
     bool progress;                  /* the progress bar (resident groups at open) */
+    uint64_t others;                /* memory other loaders claimed and have not faulted yet */
     double t0, shown;
 } loader;
 
@@ -109,10 +113,12 @@ static strata_status submit_layout(loader *L, const group_layout *l, uint8_t *bu
  * started together plan the same headroom): groups from g on are left to
  * streaming, the ring made for them. They stay "home": the watchdog
  * brings them back when memory returns. No read is in flight. */
-static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headroom, strata_error *err)
+static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headroom, uint64_t others,
+                                        strata_error *err)
 {
     char a[32], b[32];
     uint64_t freed = 0, left = 0;
+    headroom = headroom > others ? headroom - others : 0;
     /* The slots need room: groups loaded last give theirs back first. */
     uint64_t later = s->cfg.later_bytes;
     while (from > 0 && headroom + freed < store_ring_growth_from(s, from) + later)
@@ -120,7 +126,7 @@ static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headro
     uint64_t ring = store_ring_growth_from(s, from) + later, need = ring > freed ? ring - freed : 0;
     /* Two runs started together: the other one's watchdog gives memory
      * back once it runs; wait for the slots rather than be OOM-killed. */
-    if (need && !store_watchdog_wait_room(s, need, 10.0, &headroom))
+    if (need && !store_watchdog_wait_room(s, need + others, 10.0, &headroom))
         return err_set(err, STRATA_E_NOMEM, "memory pressure: %s for streaming slots and the KV cache did not become free in 10 s "
                        "(headroom %s): another process holds the memory", fmt_bytes(need, a, sizeof a),
                        fmt_bytes(headroom, b, sizeof b));
@@ -149,7 +155,7 @@ static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headro
 static strata_status room_for(loader *L, uint32_t g, bool *stop, uint64_t *headroom, strata_error *err)
 {
     store *s = L->s;
-    uint64_t need = s->groups[g].layout.bytes + s->cfg.later_bytes + store_ring_growth_from(s, g + 1);
+    uint64_t need = s->groups[g].layout.bytes + s->cfg.later_bytes + store_ring_growth_from(s, g + 1) + L->others;
     *stop = !store_watchdog_room(s, need, headroom);
     return *stop ? drain_all(L, err) : STRATA_OK;
 }
@@ -163,7 +169,7 @@ static strata_status load_group(loader *L, uint32_t g, bool *stop, strata_error 
     if (st) return st;
     if (*stop) {
         if (s->cfg.progress && L->done) fputc('\n', stderr);
-        return leave_to_streaming(s, g, headroom, err);
+        return leave_to_streaming(s, g, headroom, L->others, err);
     }
     uint8_t *buf = store_map(s, bytes);
     if (!buf) return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", bytes);
@@ -174,11 +180,18 @@ static strata_status load_group(loader *L, uint32_t g, bool *stop, strata_error 
 strata_status store_load_resident(store *s, strata_error *err)
 {
     loader L = loader_for(s, s->cfg.progress);
+    load_claims claims = {-1};
+    if (s->wd) load_claims_lock(&claims, s->cfg.watchdog_cfg ? s->cfg.watchdog_cfg->claims_path : NULL);
+    L.others = load_claims_others(&claims);
     strata_status st = STRATA_OK;
     bool stop = false;
     for (uint32_t g = 0; g < s->n_groups && !st && !stop; g++)
         if (s->groups[g].resident) st = load_group(&L, g, &stop, err);
     strata_status last = drain_all(&L, st ? NULL : err);
+    /* every byte loaded is faulted in (and counts in the headroom others
+     * see); what is not yet is the caller's later memory */
+    load_claims_set(&claims, st || last ? 0 : s->cfg.later_bytes);
+    load_claims_unlock(&claims);
     s->load_s = clock_seconds() - L.t0;
     s->load_bytes = L.done;
     return st ? st : last;

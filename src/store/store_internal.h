@@ -91,6 +91,16 @@ uint64_t mem_len(uint64_t bytes);
  * when the watchdog finds no room. */
 strata_status store_load_resident(store *s, strata_error *err);
 
+/* load_claim.c: memory claimed by loaders of other processes (see there).
+ * Lock, read others' claims, load, set this process's claim, unlock. */
+typedef struct load_claims {
+    int fd; /* the locked file; -1: none (no claims seen or made) */
+} load_claims;
+void load_claims_lock(load_claims *c, const char *path); /* path NULL: the per-user file in /dev/shm */
+uint64_t load_claims_others(const load_claims *c);       /* live, unexpired claims of other processes */
+void load_claims_set(const load_claims *c, uint64_t bytes); /* this process's, for a few seconds */
+void load_claims_unlock(load_claims *c);
+
 /* store.c: the ring, emptied (reads waited for) and rebuilt for the
  * groups streamed now; slots are refilled at the next acquire. */
 void store_ring_rebuild(store *s);
