@@ -313,9 +313,10 @@ static pid_t claimant(const char *path, uint64_t bytes, bool stay, int held)
     if (pid != 0) return pid;
     if (held >= 0) close(held);
     load_claims c;
-    load_claims_lock(&c, path);
-    load_claims_set(&c, bytes);
-    load_claims_unlock(&c);
+    load_claims_open(&c, path);
+    load_claims_lock(&c);
+    load_claims_set(&c, bytes, false);
+    load_claims_close(&c);
     if (stay) pause();
     _exit(0);
 }
@@ -329,29 +330,30 @@ TEST(test_store_load_claims_of_other_processes)
     snprintf(path, sizeof path, "%s/claims", test_tmpdir());
     unlink(path);
     load_claims c;
-    load_claims_lock(&c, path);
-    REQUIRE(c.fd >= 0, " cannot lock %s", path);
+    load_claims_open(&c, path);
+    load_claims_lock(&c);
+    REQUIRE(c.fd >= 0 && c.locked, " cannot lock %s", path);
     CHECK(load_claims_others(&c) == 0, " a new file holds claims");
-    load_claims_set(&c, 5 * KiB);
+    load_claims_set(&c, 5 * KiB, true);
     CHECK(load_claims_others(&c) == 0, " this process's own claim counts as another's");
     pid_t live = claimant(path, 7 * KiB, true, c.fd);
     usleep(200 * 1000);
     CHECK(load_claims_others(&c) == 0, " a child claimed while the lock was held");
-    load_claims_unlock(&c);
+    load_claims_close(&c);
     pid_t dead = claimant(path, 11 * KiB, false, -1);
     waitpid(dead, NULL, 0);
     uint64_t others = 0;
     for (int i = 0; i < 200 && others != 7 * KiB; i++) { /* the live child claims once it gets the lock */
         usleep(10 * 1000);
-        load_claims_lock(&c, path);
+        load_claims_open(&c, path);
         others = load_claims_others(&c);
-        load_claims_unlock(&c);
+        load_claims_close(&c);
     }
     CHECK(others == 7 * KiB, " others claim %llu bytes, want the live child's 7 KiB only", (unsigned long long)others);
     kill(live, SIGKILL);
     waitpid(live, NULL, 0);
-    load_claims_lock(&c, path);
+    load_claims_open(&c, path);
     CHECK(load_claims_others(&c) == 0, " a killed process's claim still counts");
-    load_claims_unlock(&c);
+    load_claims_close(&c);
     unlink(path);
 }

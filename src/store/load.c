@@ -6,9 +6,10 @@
  * one's are read, so the disk never waits between groups.
  * Each read comes from the page cache when all of it is cached there (a warm
  * file loads at memory speed), else with O_DIRECT.
- * With the watchdog, loaders of other processes are kept out for the whole
- * load and what they claimed but have not faulted yet counts as taken
- * (load_claim.c): two runs started together do not plan the same room. */
+ * With the watchdog, each group's room check and fault keep loaders of
+ * other processes out, and what they claimed but have not faulted yet
+ * counts as taken (load_claim.c): two runs started together do not plan
+ * the same room. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -31,13 +32,14 @@ typedef struct loader {
     uint32_t head, n;
     uint64_t chunk, done;
     bool progress;                  /* the progress bar (resident groups at open) */
+    load_claims claims;             /* with the watchdog: other loaders' claims, this one's */
     uint64_t others;                /* memory other loaders claimed and have not faulted yet */
     double t0, shown;
 } loader;
 
 static loader loader_for(store *s, bool progress)
 {
-    loader L = {.s = s, .progress = progress, .t0 = clock_seconds()};
+    loader L = {.s = s, .progress = progress, .t0 = clock_seconds(), .claims = {.fd = -1}};
     L.chunk = s->cfg.io_chunk > LOAD_CHUNK ? s->cfg.io_chunk : LOAD_CHUNK;
     if (s->cfg.load_chunk) L.chunk = (s->cfg.load_chunk + STORE_ALIGN - 1) / STORE_ALIGN * STORE_ALIGN;
     return L;
@@ -160,29 +162,41 @@ static strata_status room_for(loader *L, uint32_t g, bool *stop, uint64_t *headr
     return *stop ? drain_all(L, err) : STRATA_OK;
 }
 
-/* One resident group: room, its buffer, its reads queued. */
-static strata_status load_group(loader *L, uint32_t g, bool *stop, strata_error *err)
+/* Room for group g, then its buffer faulted in (or, without room, the
+ * rest left to streaming): no other loader checks in between. */
+static strata_status claim_group(loader *L, uint32_t g, bool *stop, uint8_t **buf, strata_error *err)
 {
     store *s = L->s;
     uint64_t headroom, bytes = s->groups[g].layout.bytes;
+    load_claims_lock(&L->claims);
+    L->others = load_claims_others(&L->claims);
     strata_status st = room_for(L, g, stop, &headroom, err);
-    if (st) return st;
-    if (*stop) {
+    if (!st && *stop) {
         if (s->cfg.progress && L->done) fputc('\n', stderr);
-        return leave_to_streaming(s, g, headroom, L->others, err);
-    }
-    uint8_t *buf = store_map(s, bytes);
-    if (!buf) return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", bytes);
-    store_set_ptrs(s, g, buf);
-    return submit_layout(L, &s->groups[g].layout, buf, err);
+        st = leave_to_streaming(s, g, headroom, L->others, err);
+    } else if (!st && !(*buf = store_map(s, bytes)))
+        st = err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", bytes);
+    load_claims_unlock(&L->claims);
+    return st;
+}
+
+/* One resident group: room, its buffer, its reads queued. */
+static strata_status load_group(loader *L, uint32_t g, bool *stop, strata_error *err)
+{
+    uint8_t *buf = NULL;
+    strata_status st = claim_group(L, g, stop, &buf, err);
+    if (st || *stop) return st;
+    store_set_ptrs(L->s, g, buf);
+    return submit_layout(L, &L->s->groups[g].layout, buf, err);
 }
 
 strata_status store_load_resident(store *s, strata_error *err)
 {
     loader L = loader_for(s, s->cfg.progress);
-    load_claims claims = {-1};
-    if (s->wd) load_claims_lock(&claims, s->cfg.watchdog_cfg ? s->cfg.watchdog_cfg->claims_path : NULL);
-    L.others = load_claims_others(&claims);
+    if (s->wd) load_claims_open(&L.claims, s->cfg.watchdog_cfg ? s->cfg.watchdog_cfg->claims_path : NULL);
+    load_claims_lock(&L.claims); /* this load's later memory, claimed for others to see */
+    load_claims_set(&L.claims, s->cfg.later_bytes, true);
+    load_claims_unlock(&L.claims);
     strata_status st = STRATA_OK;
     bool stop = false;
     for (uint32_t g = 0; g < s->n_groups && !st && !stop; g++)
@@ -190,8 +204,10 @@ strata_status store_load_resident(store *s, strata_error *err)
     strata_status last = drain_all(&L, st ? NULL : err);
     /* every byte loaded is faulted in (and counts in the headroom others
      * see); what is not yet is the caller's later memory */
-    load_claims_set(&claims, st || last ? 0 : s->cfg.later_bytes);
-    load_claims_unlock(&claims);
+    load_claims_lock(&L.claims);
+    load_claims_set(&L.claims, st || last ? 0 : s->cfg.later_bytes, false);
+    load_claims_unlock(&L.claims);
+    load_claims_close(&L.claims);
     s->load_s = clock_seconds() - L.t0;
     s->load_bytes = L.done;
     return st ? st : last;

@@ -5,14 +5,15 @@
  * keeps room for the memory the caller touches after open (later_bytes: KV
  * caches). Two runs started together in one cgroup would each see the
  * other's headroom before either has faulted anything, and both fill it.
- * So loaders take an exclusive lock on a small shared file for their whole
- * load (checks and faults), and leave in it, when done, a claim for the
- * memory they have promised themselves but not faulted yet. The next loader
- * subtracts the live claims of others from its headroom. A claim lapses
- * when its process exits or after LOAD_CLAIM_HOLD_S (by then its owner has
- * faulted the memory in, where it shows in the headroom itself; counting
- * both for a while only leaves more layers streamed, which the watchdog
- * undoes after calm).
+ * So a loader claims its later memory in a small shared file as it starts,
+ * and takes the file's exclusive lock around each group's check and fault
+ * (not its reads: loaders do not wait for each other's disk), subtracting
+ * the live claims of others from its headroom. Each check then sees every
+ * group faulted before it and every other loader's promised memory. When
+ * loading ends the claim stays LOAD_CLAIM_HOLD_S more (by then its owner
+ * has faulted the memory in, where it shows in the headroom itself;
+ * counting both for a while only leaves more layers streamed, which the
+ * watchdog undoes after calm); it lapses at once when its process exits.
  *
  * The file: [LOAD_CLAIM_SLOTS] records; one per process at most. A file
  * that cannot be opened (no /dev/shm or /tmp) means no claims: loading goes
@@ -29,7 +30,8 @@
 #include "store/store_internal.h"
 
 #define LOAD_CLAIM_SLOTS 64
-#define LOAD_CLAIM_HOLD_S 5.0
+#define LOAD_CLAIM_HOLD_S 5.0     /* after loading */
+#define LOAD_CLAIM_LOADING_S 600.0 /* while loading (a stopped loader's claim lapses at last) */
 #define LOAD_CLAIM_WAIT_S 120.0
 
 typedef struct claim_record {
@@ -53,23 +55,31 @@ static void default_path(char *out, size_t n)
     snprintf(out, n, "%s/strata-load-claims.%u", dir, (unsigned)getuid());
 }
 
-void load_claims_lock(load_claims *c, const char *path)
+void load_claims_open(load_claims *c, const char *path)
 {
     char buf[256];
     if (!path) default_path(buf, sizeof buf), path = buf;
     c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    c->locked = false;
+}
+
+void load_claims_lock(load_claims *c)
+{
     if (c->fd < 0) return;
-    /* Another loader holds it for its whole load: wait, but not forever (a
-     * stopped process keeps its lock): past LOAD_CLAIM_WAIT_S, go unclaimed. */
+    /* Others hold it for one check and fault: wait, but not forever (a
+     * stopped process keeps its lock): past LOAD_CLAIM_WAIT_S, go on unlocked. */
     for (int64_t t0 = mono_ns(); flock(c->fd, LOCK_EX | LOCK_NB) != 0;) {
-        if ((errno != EWOULDBLOCK && errno != EINTR) || mono_ns() - t0 > (int64_t)(LOAD_CLAIM_WAIT_S * 1e9)) {
-            close(c->fd);
-            c->fd = -1;
-            return;
-        }
-        struct timespec ts = {0, 10 * 1000000L};
+        if ((errno != EWOULDBLOCK && errno != EINTR) || mono_ns() - t0 > (int64_t)(LOAD_CLAIM_WAIT_S * 1e9)) return;
+        struct timespec ts = {0, 1000000L};
         nanosleep(&ts, NULL);
     }
+    c->locked = true;
+}
+
+void load_claims_unlock(load_claims *c)
+{
+    if (c->locked) flock(c->fd, LOCK_UN);
+    c->locked = false;
 }
 
 /* Reads the records; a short or absent file reads as free records. */
@@ -100,7 +110,7 @@ uint64_t load_claims_others(const load_claims *c)
     return sum;
 }
 
-void load_claims_set(const load_claims *c, uint64_t bytes)
+void load_claims_set(const load_claims *c, uint64_t bytes, bool loading)
 {
     if (c->fd < 0) return;
     claim_record r[LOAD_CLAIM_SLOTS];
@@ -113,13 +123,14 @@ void load_claims_set(const load_claims *c, uint64_t bytes)
         if (!live_other(&r[i], now)) idx = i;
     if (idx < 0) return; /* 64 live loaders: this one goes unclaimed */
     r[idx] = (claim_record){.pid = (int32_t)getpid(), .bytes = bytes,
-                             .until_ns = bytes ? now + (int64_t)(LOAD_CLAIM_HOLD_S * 1e9) : 0};
+                             .until_ns = now + (int64_t)((loading ? LOAD_CLAIM_LOADING_S : LOAD_CLAIM_HOLD_S) * 1e9)};
     if (pwrite(c->fd, &r[idx], sizeof r[idx], (off_t)idx * (off_t)sizeof r[idx]) != (ssize_t)sizeof r[idx])
         return; /* unwritable: others do not see the claim (as without a file) */
 }
 
-void load_claims_unlock(load_claims *c)
+void load_claims_close(load_claims *c)
 {
     if (c->fd >= 0) close(c->fd); /* closing drops the lock */
     c->fd = -1;
+    c->locked = false;
 }

@@ -92,14 +92,20 @@ uint64_t mem_len(uint64_t bytes);
 strata_status store_load_resident(store *s, strata_error *err);
 
 /* load_claim.c: memory claimed by loaders of other processes (see there).
- * Lock, read others' claims, load, set this process's claim, unlock. */
+ * Open, claim (loading), then per group: lock, read others' claims, check
+ * and fault, unlock; claim (done), close. */
 typedef struct load_claims {
-    int fd; /* the locked file; -1: none (no claims seen or made) */
+    int fd;      /* the shared file; -1: none (no claims seen or made) */
+    bool locked;
 } load_claims;
-void load_claims_lock(load_claims *c, const char *path); /* path NULL: the per-user file in /dev/shm */
-uint64_t load_claims_others(const load_claims *c);       /* live, unexpired claims of other processes */
-void load_claims_set(const load_claims *c, uint64_t bytes); /* this process's, for a few seconds */
+void load_claims_open(load_claims *c, const char *path); /* path NULL: the per-user file in /dev/shm */
+void load_claims_lock(load_claims *c);
 void load_claims_unlock(load_claims *c);
+uint64_t load_claims_others(const load_claims *c);       /* live, unexpired claims of other processes */
+/* This process's claim: while loading (kept until done), or done (kept a
+ * few seconds, for the caller to fault its later memory in). */
+void load_claims_set(const load_claims *c, uint64_t bytes, bool loading);
+void load_claims_close(load_claims *c);
 
 /* store.c: the ring, emptied (reads waited for) and rebuilt for the
  * groups streamed now; slots are refilled at the next acquire. */
