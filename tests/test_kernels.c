@@ -207,14 +207,16 @@ TEST(test_kernel_env_override)
         if (at != GGML_TYPE_F32)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
         /* every type has an AVX-512 choice: its own kernel, else AVX2's,
-         * with the same activations; the AVX2 dot / dot_rows but for the
-         * types with AVX-512 decode kernels (then with a dot_rows too) */
+         * with the same activations; the AVX2 dot but for the types with
+         * AVX-512 decode kernels; a dot_rows of its own where it has one
+         * of those or a tile kernel */
         const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
         bool own_decode = is_avx512_decode_type(all_types[i]);
-        CHECK(k5->weight_type == all_types[i] && k5->act_type == at &&
-                  (own_decode ? k5->dot != k->dot && k5->dot_rows != NULL
-                              : k5->dot == k->dot && k5->dot_rows == k->dot_rows) &&
+        bool own_rows = own_decode || all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q5_K ||
+                        all_types[i] == GGML_TYPE_Q6_K;
+        CHECK(k5->weight_type == all_types[i] && k5->act_type == at && (own_decode ? k5->dot != k->dot : k5->dot == k->dot) &&
+                  (own_rows ? k5->dot_rows && k5->dot_rows != k->dot_rows : k5->dot_rows == k->dot_rows) &&
                   (k5 == k || !strcmp(k5->isa, "avx512")),
               "%s", ggml_type_name(all_types[i]));
     }
@@ -661,11 +663,13 @@ TEST(test_kernel_dot_tile_avx512)
     }
 }
 
-/* The AVX-512 decode kernels (F16, BF16, IQ4_XS): one row and many rows
+/* The AVX-512 decode kernels (F16, BF16, IQ4_XS; the tile kernels with one
+ * token as dot_rows of Q4_K, Q5_K, Q6_K): one row and many rows
  * against the reference under the same bounds as the AVX2 kernels (the
  * float types sum 16 lanes, so their bits differ from AVX2's within the
- * float bound), dot_rows equal to their own dot bit for bit, and IQ4_XS's
- * results the AVX2 kernel's bit for bit (the same integer sums). */
+ * float bound), dot_rows equal to their own dot bit for bit (for the tile
+ * types, that dot is AVX2's), and IQ4_XS's results the AVX2 kernel's bit
+ * for bit (the same integer sums). */
 static void check_same_as_avx2(const kernel_desc *k5, uint32_t type, uint64_t *rng)
 {
     const kernel_desc *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
@@ -700,15 +704,15 @@ TEST(test_kernel_avx512_decode_vs_reference)
         test_skip("this CPU has no AVX-512 F/BW/VL/DQ + VNNI: the AVX-512 decode kernels are NOT tested here");
         return;
     }
-    static const uint64_t lens_blocks[] = {1, 2, 3, 5, 7, 16};
+    static const uint64_t lens_blocks[] = {1, 2, 3, 5, 7, 16, 37};
     for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
         uint32_t type = all_types[i];
-        if (!is_avx512_decode_type(type)) continue;
-        const kernel_desc *k = kernel_fast_lookup(type, KERNEL_ISA_AVX512);
+        const kernel_desc *k = kernel_fast_lookup(type, KERNEL_ISA_AVX512), *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
+        if (!is_avx512_decode_type(type) && k->dot_rows == k2->dot_rows) continue;
         REQUIRE(!strcmp(k->isa, "avx512") && k->dot_rows, "%s: no AVX-512 decode kernel", ggml_type_name(type));
         uint64_t be = ggml_type_get(type)->block_elems, rng = 7000 + type;
         case_stats st = {0};
-        check_type(k, type, &st);
+        if (is_avx512_decode_type(type)) check_type(k, type, &st);
         for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++)
             for (int src = 0; src < 2; src++) {
                 bool quantized = src == 0;

@@ -97,6 +97,14 @@ void kernel_dot_rows_bf16_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
                                  float *out);
 void kernel_dot_rows_iq4_xs_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                    float *out);
+/* The decode of the K-quants with AVX-512 tile kernels: the tile with one
+ * token (dot_rows_avx512.c; the AVX2 dot_rows's results bit for bit). */
+void kernel_dot_rows_q4_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_q5_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
 
 
 /* Fast tile kernels (kernel_dot_tile_fn): AVX-512 (files *_avx512.c; they

@@ -48,22 +48,23 @@ static const kernel_desc avx2_kernels[] = {
 };
 
 /* AVX-512 (F/BW/VL/DQ + VNNI): tile kernels for prompt batches, which are
- * compute-bound. Each of those descs keeps the AVX2 dot / dot_rows (decode
- * streams weights from RAM, where AVX2 is already near the bandwidth) and
- * its tile kernel gives the AVX2 dot's results bit for bit (avx512_util.h).
- * F16, BF16 and IQ4_XS have AVX-512 decode kernels instead (two rows at a
- * time, which their AVX2 kernels lack; IQ4_XS's give AVX2's bits, the
- * float types' sum 16 lanes). Types not listed use their AVX2 kernel. */
+ * compute-bound; each gives the AVX2 dot's results bit for bit
+ * (avx512_util.h), so those descs keep the AVX2 dot, and the K-quants'
+ * decode (dot_rows) runs the tile kernel with one token: AVX2's bits at
+ * fewer cycles per byte (dot_rows_avx512.c; Q8_0 and Q4_0 keep AVX2's). F16, BF16 and IQ4_XS have AVX-512 decode kernels of their own (two
+ * rows at a time, which their AVX2 kernels lack; IQ4_XS's give AVX2's
+ * bits, the float types' sum 16 lanes). Types not listed use their AVX2
+ * kernel. */
 static const kernel_desc avx512_kernels[] = {
     {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
      kernel_dot_tile_q8_0_avx512, "avx512"},
     {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2,
      kernel_dot_tile_q4_0_avx512, "avx512"},
-    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx2,
+    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx2, kernel_dot_rows_q4_k_avx512,
      kernel_dot_tile_q4_k_avx512, "avx512"},
-    {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx2,
+    {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx512,
      kernel_dot_tile_q5_k_avx512, "avx512"},
-    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx2,
+    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx512,
      kernel_dot_tile_q6_k_avx512, "avx512"},
     {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx512, kernel_dot_rows_f16_avx512, NULL, "avx512"},
     {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx512, kernel_dot_rows_bf16_avx512, NULL, "avx512"},
