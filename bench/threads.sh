@@ -55,7 +55,7 @@ for t in $counts; do
     d=$(median < "$tmp/d$t")
     [ -n "$d1" ] || d1=$d
     printf '%8s %10.1f %10.2f %8.2f %14.2f\n' "$t" "$p" "$d" \
-        "$(awk -v b="$per_token" -v d="$d" -v bw="$RAM_BW" 'BEGIN { print bw > 0 ? b * d / bw : 0 }')" \
-        "$(awk -v d="$d" -v o="$d1" 'BEGIN { print o > 0 ? d / o : 0 }')"
+        "$(awk -v b="$per_token" -v d="$d" -v bw="$RAM_BW" 'BEGIN { print (bw > 0 ? b * d / bw : 0) }')" \
+        "$(awk -v d="$d" -v o="$d1" 'BEGIN { print (o > 0 ? d / o : 0) }')"
 done
 echo "(medians of $RUNS round(s); targets: decode RAM use >= 0.7 at 2 threads, >= 0.6 at 16)"
