@@ -193,7 +193,10 @@ static strata_status load_group(loader *L, uint32_t g, bool *stop, strata_error 
 strata_status store_load_resident(store *s, strata_error *err)
 {
     loader L = loader_for(s, s->cfg.progress);
-    if (s->wd) load_claims_open(&L.claims, s->cfg.watchdog_cfg ? s->cfg.watchdog_cfg->claims_path : NULL);
+    /* claims count against the real headroom only (a test's own pressure
+     * source takes none, unless it names its own file) */
+    const store_watchdog_config *wc = s->cfg.watchdog_cfg;
+    if (s->wd && (!wc || !wc->source || wc->claims_path)) load_claims_open(&L.claims, wc ? wc->claims_path : NULL);
     load_claims_lock(&L.claims); /* this load's later memory, claimed for others to see */
     load_claims_set(&L.claims, s->cfg.later_bytes, true);
     load_claims_unlock(&L.claims);

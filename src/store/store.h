@@ -67,7 +67,8 @@ typedef struct store_watchdog_config {
     store_pressure_fn source; /* NULL: this process's cgroup and the machine (hw_pressure_read) */
     void *source_ctx;
     bool quiet;           /* no line on stderr at each change */
-    const char *claims_path; /* loaders' shared claims file (load_claim.c; NULL: per user in /dev/shm; tests) */
+    const char *claims_path; /* loaders' shared claims file (load_claim.c; NULL: per user in /dev/shm, and
+                                none with a `source` of the caller's) */
 } store_watchdog_config;
 
 typedef struct store_config {
