@@ -29,8 +29,8 @@
  * as the engine's row blocks, x 64 tokens, in cache), AVX2 against
  * AVX-512 where the CPU has it, runs alternated: G weight-token products/s
  * per thread and the speed-up (median of the per-run ratios); and the
- * AVX-512 decode kernels (F16, BF16, IQ4_XS) against AVX2's, both through
- * kernel_dot_rows, alternated: GB/s from RAM with two threads and in cache
+ * AVX-512 decode kernels (F16, BF16, IQ4_XS dot) against AVX2's, both
+ * through kernel_dot_rows, alternated: GB/s from RAM with two threads and in cache
  * with one, and the ratios (medians of the per-run ratios).
  * Usage: bench_kernels [--mb N] [--ref-mb N] [--runs N] [--types q4_k,q8_0,...] */
 #include <immintrin.h>

@@ -86,7 +86,7 @@ static bool is_float_type(uint32_t type)
     return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
 }
 
-/* The types with AVX-512 decode kernels (dot and dot_rows of their own). */
+/* The types with AVX-512 dot kernels of their own. */
 static bool is_avx512_decode_type(uint32_t type)
 {
     return type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 || type == GGML_TYPE_IQ4_XS;
@@ -208,13 +208,12 @@ TEST(test_kernel_env_override)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
         /* every type has an AVX-512 choice: its own kernel, else AVX2's,
          * with the same activations; the AVX2 dot but for the types with
-         * AVX-512 decode kernels; a dot_rows of its own where it has one
-         * of those or a tile kernel */
+         * AVX-512 dot kernels; a dot_rows of its own for the K-quants (the
+         * tile kernel with one token) */
         const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
         bool own_decode = is_avx512_decode_type(all_types[i]);
-        bool own_rows = own_decode || all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q5_K ||
-                        all_types[i] == GGML_TYPE_Q6_K;
+        bool own_rows = all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q5_K || all_types[i] == GGML_TYPE_Q6_K;
         CHECK(k5->weight_type == all_types[i] && k5->act_type == at && (own_decode ? k5->dot != k->dot : k5->dot == k->dot) &&
                   (own_rows ? k5->dot_rows && k5->dot_rows != k->dot_rows : k5->dot_rows == k->dot_rows) &&
                   (k5 == k || !strcmp(k5->isa, "avx512")),
@@ -667,8 +666,8 @@ TEST(test_kernel_dot_tile_avx512)
  * token as dot_rows of Q4_K, Q5_K, Q6_K): one row and many rows
  * against the reference under the same bounds as the AVX2 kernels (the
  * float types sum 16 lanes, so their bits differ from AVX2's within the
- * float bound), dot_rows equal to their own dot bit for bit (for the tile
- * types, that dot is AVX2's), and IQ4_XS's results the AVX2 kernel's bit
+ * float bound), kernel_dot_rows equal to their own dot bit for bit (for
+ * the tile types, that dot is AVX2's), and IQ4_XS's results the AVX2 kernel's bit
  * for bit (the same integer sums). */
 static void check_same_as_avx2(const kernel_desc *k5, uint32_t type, uint64_t *rng)
 {
@@ -709,7 +708,7 @@ TEST(test_kernel_avx512_decode_vs_reference)
         uint32_t type = all_types[i];
         const kernel_desc *k = kernel_fast_lookup(type, KERNEL_ISA_AVX512), *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
         if (!is_avx512_decode_type(type) && k->dot_rows == k2->dot_rows) continue;
-        REQUIRE(!strcmp(k->isa, "avx512") && k->dot_rows, "%s: no AVX-512 decode kernel", ggml_type_name(type));
+        REQUIRE(!strcmp(k->isa, "avx512"), "%s: no AVX-512 decode kernel", ggml_type_name(type));
         uint64_t be = ggml_type_get(type)->block_elems, rng = 7000 + type;
         case_stats st = {0};
         if (is_avx512_decode_type(type)) check_type(k, type, &st);

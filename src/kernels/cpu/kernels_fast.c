@@ -51,10 +51,10 @@ static const kernel_desc avx2_kernels[] = {
  * compute-bound; each gives the AVX2 dot's results bit for bit
  * (avx512_util.h), so those descs keep the AVX2 dot, and the K-quants'
  * decode (dot_rows) runs the tile kernel with one token: AVX2's bits at
- * fewer cycles per byte (dot_rows_avx512.c; Q8_0 and Q4_0 keep AVX2's). F16, BF16 and IQ4_XS have AVX-512 decode kernels of their own (two
- * rows at a time, which their AVX2 kernels lack; IQ4_XS's give AVX2's
- * bits, the float types' sum 16 lanes). Types not listed use their AVX2
- * kernel. */
+ * fewer cycles per byte (dot_rows_avx512.c; Q8_0 and Q4_0 keep AVX2's).
+ * F16, BF16 and IQ4_XS have AVX-512 dot kernels of their own (one row at
+ * a time; IQ4_XS's give AVX2's bits, the float types' sum 16 lanes).
+ * Types not listed use their AVX2 kernel. */
 static const kernel_desc avx512_kernels[] = {
     {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
      kernel_dot_tile_q8_0_avx512, "avx512"},
@@ -66,9 +66,9 @@ static const kernel_desc avx512_kernels[] = {
      kernel_dot_tile_q5_k_avx512, "avx512"},
     {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx2, kernel_dot_rows_q6_k_avx512,
      kernel_dot_tile_q6_k_avx512, "avx512"},
-    {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx512, kernel_dot_rows_f16_avx512, NULL, "avx512"},
-    {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx512, kernel_dot_rows_bf16_avx512, NULL, "avx512"},
-    {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K, kernel_dot_iq4_xs_avx512, kernel_dot_rows_iq4_xs_avx512, NULL, "avx512"},
+    {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx512, NULL, NULL, "avx512"},
+    {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx512, NULL, NULL, "avx512"},
+    {GGML_TYPE_IQ4_XS, GGML_TYPE_Q8_K, kernel_dot_iq4_xs_avx512, NULL, NULL, "avx512"},
 };
 
 /* The instruction set to use for an STRATA_KERNELS value on a CPU; sets
