@@ -354,6 +354,17 @@ TEST(test_store_load_claims_of_other_processes)
     waitpid(live, NULL, 0);
     load_claims_open(&c, path);
     CHECK(load_claims_others(&c) == 0, " a killed process's claim still counts");
+    /* a damaged record (the file's layout: int32 pid, 4 bytes, uint64
+     * bytes, int64 end in CLOCK_MONOTONIC ns) of a live process, claiming
+     * more than any machine has until the far future, counts for nothing */
+    struct {
+        int32_t pid;
+        uint32_t unused;
+        uint64_t bytes;
+        int64_t until_ns;
+    } bad = {(int32_t)getppid(), 0, 1ull << 60, INT64_MAX};
+    CHECK(pwrite(c.fd, &bad, sizeof bad, 5 * sizeof bad) == (ssize_t)sizeof bad);
+    CHECK(load_claims_others(&c) == 0, " a damaged record counts");
     load_claims_close(&c);
     unlink(path);
 }

@@ -91,10 +91,13 @@ static void read_records(const load_claims *c, claim_record *r)
     memset(r + n, 0, (LOAD_CLAIM_SLOTS - n) * sizeof *r);
 }
 
-/* Whether record r holds a claim of a live process other than self. */
+/* Whether record r holds a claim of a live process other than self. A
+ * record no loader writes (an end past the longest hold, or more bytes
+ * than an address space: a damaged file) counts as free. */
 static bool live_other(const claim_record *r, int64_t now)
 {
     if (r->pid <= 0 || r->pid == (int32_t)getpid() || r->until_ns <= now) return false;
+    if (r->until_ns - now > (int64_t)(LOAD_CLAIM_LOADING_S * 1e9) || r->bytes > (1ull << 48)) return false;
     return kill(r->pid, 0) == 0 || errno == EPERM;
 }
 
