@@ -199,6 +199,12 @@ bench-moe: all
 bench-batch: all
 	@BUILD=$(BUILD) sh bench/batch.sh
 
+# Thread scaling (issue 14): prompt and decode tok/s of the 1B model at 1,
+# 2, 4, 8 and 16 threads (up to the CPUs), decode's fraction of the RAM
+# bandwidth; 2-3 minutes. MODEL=, PRESET=, TYPE=, RUNS= (bench/threads.sh).
+bench-threads: all
+	@BUILD=$(BUILD) sh bench/threads.sh
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(STRATA) $(SYNTH) $(DESTDIR)$(PREFIX)/bin/

@@ -28,7 +28,10 @@
  * AVX2; and the tile kernels of prompt batches (kernel_dot_tile: 16 rows,
  * as the engine's row blocks, x 64 tokens, in cache), AVX2 against
  * AVX-512 where the CPU has it, runs alternated: G weight-token products/s
- * per thread and the speed-up (median of the per-run ratios).
+ * per thread and the speed-up (median of the per-run ratios); and the
+ * AVX-512 decode kernels (F16, BF16, IQ4_XS dot) against AVX2's, both
+ * through kernel_dot_rows, alternated: GB/s from RAM with two threads and in cache
+ * with one, and the ratios (medians of the per-run ratios).
  * Usage: bench_kernels [--mb N] [--ref-mb N] [--runs N] [--types q4_k,q8_0,...] */
 #include <immintrin.h>
 #include <inttypes.h>
@@ -346,6 +349,31 @@ static void bench_tile(uint32_t type, int runs)
     free(out);
 }
 
+/* ---- AVX-512 decode kernels against AVX2 ---- */
+
+static void bench_decode512(uint32_t type, uint8_t *buf, uint64_t bytes, float *y, const float *x, int runs)
+{
+    static uint8_t act[N_IN * sizeof(float)];
+    const kernel_desc *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2), *k5 = kernel_fast_lookup(type, KERNEL_ISA_AVX512);
+    if (!kernel_cpu_features_get()->avx512_vnni || !k2 || !k5 || k5->dot == k2->dot) return;
+    uint64_t row_bytes = ggml_row_bytes(type, N_IN), rows = bytes / row_bytes, cache_rows = (512u << 10) / row_bytes;
+    fill_matrix(type, buf, rows * row_bytes);
+    kernel_prepare_act(k2->act_type, x, act, N_IN);
+    double m2[MAX_RUNS], m5[MAX_RUNS], c2[MAX_RUNS], c5[MAX_RUNS], rm[MAX_RUNS], rc[MAX_RUNS];
+    gbps(k5, true, buf, act, rows, row_bytes, y, 2, 1); /* warm-up */
+    for (int r = 0; r < runs; r++) {
+        m2[r] = gbps(k2, true, buf, act, rows, row_bytes, y, 2, 1);
+        m5[r] = gbps(k5, true, buf, act, rows, row_bytes, y, 2, 1);
+        c2[r] = gbps(k2, true, buf, act, cache_rows, row_bytes, y, 1, 200);
+        c5[r] = gbps(k5, true, buf, act, cache_rows, row_bytes, y, 1, 200);
+        rm[r] = m5[r] / m2[r];
+        rc[r] = c5[r] / c2[r];
+    }
+    printf("%-7s | %8.2f %8.2f %6.2fx | %8.2f %8.2f %6.2fx\n", ggml_type_name(type), median(m2, runs),
+           median(m5, runs), median(rm, runs), median(c2, runs), median(c5, runs), median(rc, runs));
+    fflush(stdout);
+}
+
 /* ---- main ---- */
 
 static bool wanted(const char *list, uint32_t type)
@@ -404,6 +432,14 @@ int main(int argc, char **argv)
     printf("%-7s | %8s %8s %7s\n", "type", "avx2", "avx512", "speedup");
     for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
         if (wanted(types, all_types[i])) bench_tile(all_types[i], runs);
+    if (kernel_cpu_features_get()->avx512_vnni) {
+        printf("\nAVX-512 decode kernels against AVX2 (kernel_dot_rows), GB/s of weight bytes\n");
+        printf("%-7s | %8s %8s %7s | %8s %8s %7s\n", "type", "avx2 2T", "avx512", "ratio", "cache 1T", "avx512",
+               "ratio");
+        for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
+            if (wanted(types, all_types[i])) bench_decode512(all_types[i], buf, bytes, y, x, runs);
+    } else
+        printf("\nAVX-512 decode kernels: this CPU lacks AVX-512 + VNNI, not measured\n");
     free(buf);
     free(y);
     return 0;

@@ -86,6 +86,12 @@ static bool is_float_type(uint32_t type)
     return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
 }
 
+/* The types with AVX-512 dot kernels of their own. */
+static bool is_avx512_decode_type(uint32_t type)
+{
+    return type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 || type == GGML_TYPE_IQ4_XS;
+}
+
 /* Fills `rows` rows of n elements of `type` at w. Block types: random bytes
  * with f16 scales of random sign and magnitude 2^-8 .. 2^-4 written in.
  * Otherwise (and when `quantized`): Gaussian floats through quantize_row. */
@@ -201,13 +207,18 @@ TEST(test_kernel_env_override)
         if (at != GGML_TYPE_F32)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
         /* every type has an AVX-512 choice: its own kernel, else AVX2's,
-         * with the same activations; the AVX2 dot / dot_rows except for
-         * Q4_K, Q6_K and Q8_0 (their own, in the order of their tile kernels) */
+         * with the same activations; the AVX2 dot but for the types with
+         * AVX-512 dot kernels (F16, BF16, IQ4_XS, and Q4_K, Q6_K, Q8_0 in the
+         * order of their tile kernels); the AVX2 dot_rows but for those
+         * three and Q5_K (its tile kernel with one token) */
         const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
-        bool own_dot = all_types[i] == GGML_TYPE_Q4_K || all_types[i] == GGML_TYPE_Q6_K || all_types[i] == GGML_TYPE_Q8_0;
-        CHECK(k5->weight_type == all_types[i] && k5->act_type == at && (k5->dot == k->dot) != own_dot &&
-                  (k5->dot_rows == k->dot_rows) != own_dot && (k5 == k || !strcmp(k5->isa, "avx512")),
+        uint32_t ty = all_types[i];
+        bool lanes = ty == GGML_TYPE_Q4_K || ty == GGML_TYPE_Q6_K || ty == GGML_TYPE_Q8_0;
+        bool own_decode = is_avx512_decode_type(ty) || lanes, own_rows = lanes || ty == GGML_TYPE_Q5_K;
+        CHECK(k5->weight_type == ty && k5->act_type == at && (own_decode ? k5->dot != k->dot : k5->dot == k->dot) &&
+                  (own_rows ? k5->dot_rows && k5->dot_rows != k->dot_rows : k5->dot_rows == k->dot_rows) &&
+                  (k5 == k || !strcmp(k5->isa, "avx512")),
               "%s", ggml_type_name(all_types[i]));
     }
     /* the live choice follows the same rule for this process's environment */
@@ -338,9 +349,9 @@ static void check_row(const kernel_desc *fast, const kernel_desc *ref, const uin
 
 #define ROWS 3
 
-static void check_type(uint32_t type, case_stats *st)
+static void check_type(const kernel_desc *fast, uint32_t type, case_stats *st)
 {
-    const kernel_desc *fast = kernel_fast_lookup(type, KERNEL_ISA_AVX2), *ref = kernel_reference(type);
+    const kernel_desc *ref = kernel_reference(type);
     const ggml_type_info *t = ggml_type_get(type);
     uint64_t be = t->block_elems;
     uint64_t lens_blocks[] = {1, 3, 7, 4096 / be}, lens_float[] = {1, 7, 31, 32, 33, 100, 4096};
@@ -396,7 +407,7 @@ TEST(test_kernel_fast_vs_reference)
     const char *v = getenv("STRATA_TEST_VERBOSE");
     for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
         case_stats st = {0};
-        check_type(all_types[i], &st);
+        check_type(kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX2), all_types[i], &st);
         if (v && *v && strcmp(v, "0"))
             printf("    %-7s worst error / tolerance: exact %.3f, bound %.3f, relative %.3f\n",
                    ggml_type_name(all_types[i]), st.worst_exact, st.worst_bound, st.worst_rel);
@@ -679,6 +690,73 @@ TEST(test_kernel_dot_tile_avx512)
                 check_tile_rows(k, type, lens_blocks[li] * be, 5, 33, &rng, &st);
                 check_rows_upto(k, type, lens_blocks[li] * be, 5, true, 33, &rng, &st);
             }
+    }
+}
+
+/* The AVX-512 decode kernels (F16, BF16, IQ4_XS; the tile kernels with one
+ * token as dot_rows of Q4_K, Q5_K, Q6_K): one row and many rows
+ * against the reference under the same bounds as the AVX2 kernels (the
+ * float types sum 16 lanes, so their bits differ from AVX2's within the
+ * float bound), kernel_dot_rows equal to their own dot bit for bit (for
+ * the tile types, that dot is AVX2's), and IQ4_XS's results the AVX2 kernel's bit
+ * for bit (the same integer sums). */
+static void check_same_as_avx2(const kernel_desc *k5, uint32_t type, uint64_t *rng)
+{
+    const kernel_desc *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
+    static const uint64_t lens_blocks[] = {1, 2, 3, 16};
+    for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++) {
+        uint64_t n = lens_blocks[li] * 256, row_bytes = ggml_row_bytes(type, n);
+        uint8_t *w = malloc(row_bytes * ROWS), *act = malloc(kernel_act_bytes(k5->act_type, n));
+        float *x = malloc(n * sizeof(float));
+        for (int src = 0; src < 2; src++) {
+            make_rows(type, src == 0, w, n, ROWS, rng);
+            for (int kind = 0; kind < 3; kind++) {
+                make_act((act_kind)kind, x, n, rng);
+                kernel_prepare_act(k5->act_type, x, act, n);
+                for (int r = 0; r < ROWS; r++) {
+                    float a2, a5;
+                    k2->dot(w + r * row_bytes, act, n, &a2);
+                    k5->dot(w + r * row_bytes, act, n, &a5);
+                    CHECK(!memcmp(&a2, &a5, sizeof a2), "%s n=%llu row %d kind %d: AVX-512 %.9g, AVX2 %.9g",
+                          ggml_type_name(type), (unsigned long long)n, r, kind, a5, a2);
+                }
+            }
+        }
+        free(w);
+        free(act);
+        free(x);
+    }
+}
+
+TEST(test_kernel_avx512_decode_vs_reference)
+{
+    if (!kernel_cpu_features_get()->avx512_vnni) {
+        test_skip("this CPU has no AVX-512 F/BW/VL/DQ + VNNI: the AVX-512 decode kernels are NOT tested here");
+        return;
+    }
+    static const uint64_t lens_blocks[] = {1, 2, 3, 5, 7, 16, 37};
+    for (size_t i = 0; i < N_TYPES && test_failures() < 20; i++) {
+        uint32_t type = all_types[i];
+        const kernel_desc *k = kernel_fast_lookup(type, KERNEL_ISA_AVX512), *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
+        if (!is_avx512_decode_type(type) && k->dot_rows == k2->dot_rows) continue;
+        REQUIRE(!strcmp(k->isa, "avx512"), "%s: no AVX-512 decode kernel", ggml_type_name(type));
+        uint64_t be = ggml_type_get(type)->block_elems, rng = 7000 + type;
+        case_stats st = {0};
+        if (is_avx512_decode_type(type)) check_type(k, type, &st);
+        for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++)
+            for (int src = 0; src < 2; src++) {
+                bool quantized = src == 0;
+                if (quantized && !quantize_supported(type)) continue;
+                /* float types: lengths off the 64- and 16-element steps too */
+                uint64_t n = lens_blocks[li] * be * (be == 1 ? 37 : 1);
+                check_rows_case(k, type, n, 0, quantized, &rng, &st);
+                check_rows_case(k, type, n, 37, quantized, &rng, &st);
+            }
+        if (type == GGML_TYPE_IQ4_XS) check_same_as_avx2(k, type, &rng);
+        const char *v = getenv("STRATA_TEST_VERBOSE");
+        if (v && *v && strcmp(v, "0"))
+            printf("    %-7s avx512 worst error / tolerance: exact %.3f, bound %.3f, relative %.3f\n",
+                   ggml_type_name(type), st.worst_exact, st.worst_bound, st.worst_rel);
     }
 }
 

@@ -129,7 +129,7 @@ static void read_unit(expert_cache *c, uint32_t i, uint32_t set, int32_t id)
         const gguf_tensor *t = si->set.tensors[j];
         for (uint64_t o = 0; t && o < len[j]; o += c->chunk) {
             io_request rq = {buf + si->sub_off[j] + o, t->split, start[j] + o,
-                             len[j] - o < c->chunk ? len[j] - o : c->chunk, &s->ticket};
+                             len[j] - o < c->chunk ? len[j] - o : c->chunk, &s->ticket, false};
             io_submit(c->io, &rq, 1);
         }
     }

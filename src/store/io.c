@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,10 +13,13 @@
 #include "util/error.h"
 
 #define QUEUE_CAP 4096
+#define PAGE 4096u
+#define MINCORE_PAGES 1024u /* pages asked about per mincore call */
 
 typedef struct io_file {
     int direct_fd, buffered_fd;
     uint64_t size;
+    const uint8_t *map;    /* [size] the whole file, never touched: mincore asks which pages are cached (NULL: none) */
     struct timespec mtime;
     const char *path;
 } io_file;
@@ -33,7 +37,7 @@ struct io_engine {
     bool quit;
     int n_threads;
     pthread_t *threads;
-    atomic_uint_fast64_t bytes, requests, busy_ns;
+    atomic_uint_fast64_t bytes, requests, busy_ns, cached;
 };
 
 static uint64_t now_ns(void)
@@ -43,14 +47,31 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* Whether every page of [offset, offset+length) is in the page cache (the
+ * kernel says so only to the file's owner or writers: others read direct). */
+static bool range_cached(const io_file *f, uint64_t offset, uint64_t length)
+{
+    unsigned char vec[MINCORE_PAGES];
+    uint64_t end = offset + length < f->size ? offset + length : f->size;
+    if (!f->map || offset >= end) return false;
+    for (uint64_t o = offset / PAGE * PAGE; o < end; o += (uint64_t)MINCORE_PAGES * PAGE) {
+        uint64_t n = end - o < (uint64_t)MINCORE_PAGES * PAGE ? end - o : (uint64_t)MINCORE_PAGES * PAGE;
+        if (mincore((void *)(f->map + o), n, vec) != 0) return false;
+        for (uint64_t i = 0; i < (n + PAGE - 1) / PAGE; i++)
+            if (!(vec[i] & 1)) return false;
+    }
+    return true;
+}
+
 /* Reads [offset, offset+length) into dst; a read may stop early only at the
  * end of the file (the last run is rounded up past it), the rest is zeroed.
- * Returns 0 or an errno (-1 for a short read inside the file). */
-static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length)
+ * cached: from the page cache (buffered, pages kept). Returns 0 or an errno
+ * (-1 for a short read inside the file). */
+static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length, bool cached)
 {
     uint64_t done = 0;
     while (done < length) {
-        bool direct = atomic_load(&io->direct);
+        bool direct = !cached && atomic_load(&io->direct);
         int fd = direct ? f->direct_fd : f->buffered_fd;
         ssize_t r = pread(fd, dst + done, length - done, (off_t)(offset + done));
         if (r < 0 && errno == EINTR) continue;
@@ -66,7 +87,7 @@ static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, 
         }
         done += (uint64_t)r;
     }
-    if (!atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
+    if (!cached && !atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
     return 0;
 }
 
@@ -89,8 +110,10 @@ static void serve(io_engine *io, const io_request *rq)
 {
     uint64_t t0 = now_ns();
     int error = io->fault ? io->fault(io->fault_ctx, rq->split, rq->offset, rq->length) : 0;
-    if (!error && !atomic_load(&rq->ticket->error))
-        error = read_range(io, &io->files[rq->split], rq->dst, rq->offset, rq->length);
+    io_file *f = &io->files[rq->split];
+    bool cached = rq->cached && range_cached(f, rq->offset, rq->length);
+    if (!error && !atomic_load(&rq->ticket->error)) error = read_range(io, f, rq->dst, rq->offset, rq->length, cached);
+    if (cached && !error) atomic_fetch_add(&io->cached, rq->length);
     atomic_fetch_add(&io->busy_ns, now_ns() - t0);
     atomic_fetch_add(&io->bytes, rq->length);
     atomic_fetch_add(&io->requests, 1);
@@ -131,6 +154,8 @@ static strata_status open_file(io_engine *io, const gguf_split *s, io_file *f, s
         f->direct_fd = f->buffered_fd;
     }
     f->mtime = sb.st_mtim;
+    void *m = f->size ? mmap(NULL, f->size, PROT_READ, MAP_SHARED, f->buffered_fd, 0) : MAP_FAILED;
+    f->map = m == MAP_FAILED ? NULL : m;
     return STRATA_OK;
 }
 
@@ -180,6 +205,7 @@ void io_close(io_engine *io)
         if (io->files[i].direct_fd >= 0 && io->files[i].direct_fd != io->files[i].buffered_fd)
             close(io->files[i].direct_fd);
         if (io->files[i].buffered_fd >= 0) close(io->files[i].buffered_fd);
+        if (io->files[i].map) munmap((void *)io->files[i].map, io->files[i].size);
     }
     pthread_mutex_destroy(&io->mu);
     pthread_cond_destroy(&io->have_work);
@@ -256,6 +282,7 @@ strata_status io_check_unchanged(io_engine *io, strata_error *err)
 
 io_stats io_get_stats(io_engine *io)
 {
-    return (io_stats){atomic_load(&io->bytes), atomic_load(&io->requests), (double)atomic_load(&io->busy_ns) * 1e-9,
-                      atomic_load(&io->direct)};
+    return (io_stats){.bytes = atomic_load(&io->bytes), .requests = atomic_load(&io->requests),
+                      .cached = atomic_load(&io->cached), .busy_s = (double)atomic_load(&io->busy_ns) * 1e-9,
+                      .direct = atomic_load(&io->direct)};
 }

@@ -1,7 +1,9 @@
 /* Asynchronous reads of the model files for the store: worker threads take
  * requests from a FIFO queue and read them with O_DIRECT (large aligned
  * reads that bypass the page cache), or, where the filesystem refuses
- * O_DIRECT, with buffered reads whose pages are dropped after use. */
+ * O_DIRECT, with buffered reads whose pages are dropped after use. Requests
+ * marked `cached` (loading resident weights) are copied from the page cache
+ * instead when mincore() finds all of them there (a warm file). */
 #ifndef STRATA_STORE_IO_H
 #define STRATA_STORE_IO_H
 
@@ -29,12 +31,15 @@ typedef struct io_request {
     uint32_t split;
     uint64_t offset, length; /* aligned */
     io_ticket *ticket;
+    bool cached;             /* copied from the page cache when all of it is there (kept there), else read
+                                as usual; for one-time loads (streaming reads bypass the cache) */
 } io_request;
 
 typedef struct io_engine io_engine;
 
 typedef struct io_stats {
     uint64_t bytes, requests;
+    uint64_t cached;         /* of bytes, copied from the page cache (requests marked cached) */
     double busy_s;           /* summed over workers */
     bool direct;             /* O_DIRECT in use */
 } io_stats;

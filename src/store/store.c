@@ -35,7 +35,7 @@ void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
         const store_run *run = &l->runs[r];
         for (uint64_t o = 0; o < run->length; o += s->cfg.io_chunk) {
             uint64_t len = run->length - o < s->cfg.io_chunk ? run->length - o : s->cfg.io_chunk;
-            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t};
+            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false};
             if (k == 64) io_submit(s->io, rq, k), k = 0;
         }
     }
@@ -48,82 +48,6 @@ void store_set_ptrs(store *s, uint32_t g, uint8_t *buf)
     gs->buf = buf;
     for (uint32_t i = 0; i < gs->layout.n_tensors; i++)
         gs->ptrs[i] = gs->layout.tensor_offset[i] == UINT64_MAX ? NULL : buf + gs->layout.tensor_offset[i];
-}
-
-/* ---- resident groups ---- */
-
-static void show_progress(uint64_t done, uint64_t total, double t0, bool last)
-{
-    double dt = clock_seconds() - t0;
-    double rate = dt > 0 ? (double)done / dt : 0;
-    char a[32], b[32];
-    fprintf(stderr, "\rloading weights: %s / %s  %.2f GB/s  ETA %.0f s   %s", fmt_bytes(done, a, sizeof a),
-            fmt_bytes(total, b, sizeof b), rate / 1e9, rate > 0 ? (double)(total - done) / rate : 0.0,
-            last ? "\n" : "");
-}
-
-/* Memory ran short while loading (another process took it: two runs
- * started together plan the same headroom): groups from g on are left to
- * streaming, the ring made for them. They stay "home": the watchdog
- * brings them back when memory returns. */
-static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headroom, strata_error *err)
-{
-    char a[32], b[32];
-    uint64_t freed = 0, left = 0;
-    /* The slots need room: groups loaded last give theirs back first. */
-    uint64_t later = s->cfg.later_bytes;
-    while (from > 0 && headroom + freed < store_ring_growth_from(s, from) + later)
-        if (s->groups[--from].resident) freed += s->groups[from].layout.bytes;
-    uint64_t ring = store_ring_growth_from(s, from) + later, need = ring > freed ? ring - freed : 0;
-    /* Two runs started together: the other one's watchdog gives memory
-     * back once it runs; wait for the slots rather than be OOM-killed. */
-    if (need && !store_watchdog_wait_room(s, need, 10.0, &headroom))
-        return err_set(err, STRATA_E_NOMEM, "memory pressure: %s for streaming slots and the KV cache did not become free in 10 s "
-                       "(headroom %s): another process holds the memory", fmt_bytes(need, a, sizeof a),
-                       fmt_bytes(headroom, b, sizeof b));
-    uint32_t n = 0;
-    for (uint32_t g = from; g < s->n_groups; g++)
-        if (s->groups[g].resident) {
-            store_unmap(s, s->groups[g].buf, s->groups[g].layout.bytes); /* NULL: not loaded yet */
-            s->groups[g].buf = NULL;
-            s->groups[g].resident = false;
-            left += s->groups[g].layout.bytes;
-            n++;
-        }
-    s->resident_bytes -= left;
-    store_reshape_ring(s);
-    if (s->rs.log)
-        fprintf(stderr, "strata: memory pressure while loading: %" PRIu32 " layer%s (%s) left to streaming; "
-                "headroom %s\n", n, n == 1 ? "" : "s", fmt_bytes(left, a, sizeof a), fmt_bytes(headroom, b, sizeof b));
-    return s->rs.broken ? err_set(err, s->rs.broken, "out of memory for streaming slots") : STRATA_OK;
-}
-
-static strata_status load_resident(store *s, strata_error *err)
-{
-    double t0 = clock_seconds();
-    uint64_t done = 0, headroom;
-    for (uint32_t g = 0; g < s->n_groups; g++) {
-        group_state *gs = &s->groups[g];
-        if (!gs->resident) continue;
-        /* room for this group, the caller's later memory and, should
-         * loading stop after it, the ring */
-        uint64_t need = gs->layout.bytes + s->cfg.later_bytes + store_ring_growth_from(s, g + 1);
-        if (!store_watchdog_room(s, need, &headroom)) {
-            if (s->cfg.progress && done) fputc('\n', stderr);
-            return leave_to_streaming(s, g, headroom, err);
-        }
-        uint8_t *buf = store_map(s, gs->layout.bytes);
-        if (!buf) return err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", gs->layout.bytes);
-        store_set_ptrs(s, g, buf);
-        io_ticket t;
-        store_submit_group(s, g, buf, &t);
-        io_wait(s->io, &t);
-        strata_status st = io_ticket_error(s->io, &t, err);
-        if (st) return st;
-        done += gs->layout.bytes;
-        if (s->cfg.progress) show_progress(done, s->resident_bytes, t0, done == s->resident_bytes);
-    }
-    return STRATA_OK;
 }
 
 /* ---- the ring ---- */
@@ -310,7 +234,7 @@ strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_grou
         st = STRATA_E_NOMEM;
     if (!st) st = place_groups(s, bytes, min_bytes, err);
     if (!st && s->cfg.watchdog) st = store_watchdog_create(s, err);
-    if (!st) st = load_resident(s, err);
+    if (!st) st = store_load_resident(s, err);
     if (!st) s->io_base = io_get_stats(s->io);
     if (!st) st = store_watchdog_start(s, err);
     if (!st && !s->own_acct) acct_set_reclaim(s->acct, store_reclaim, s); /* the caller's later takes */
@@ -444,6 +368,7 @@ store_stats store_get_stats(store *s)
                        .accounted_bytes = store_accounted(s),
                        .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
                        .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
+                       .load_bytes = s->load_bytes, .load_cached_bytes = s->io_base.cached, .load_s = s->load_s,
                        .expert_units = s->expert_units, .expert_slots = s->expert_slots,
                        .expert_cache_bytes = (uint64_t)s->expert_slots * s->expert_slot_bytes,
                        .expert_hits = x.hits, .expert_misses = x.misses, .prefetch_issued = x.prefetch_issued,

@@ -68,6 +68,8 @@ typedef struct store_watchdog_config {
     store_pressure_fn source; /* NULL: this process's cgroup and the machine (hw_pressure_read) */
     void *source_ctx;
     bool quiet;           /* no line on stderr at each change */
+    const char *claims_path; /* loaders' shared claims file (load_claim.c; NULL: per user in /dev/shm, and
+                                none with a `source` of the caller's) */
 } store_watchdog_config;
 
 typedef struct store_config {
@@ -77,6 +79,8 @@ typedef struct store_config {
     int prefetch_depth;    /* groups read ahead of the one computing (default 2) */
     int io_threads;        /* default 4 */
     uint64_t io_chunk;     /* bytes per read request (default 4 MiB, >= 1 MiB) */
+    uint64_t load_chunk;   /* bytes per read while loading resident groups (0: 8 MiB or io_chunk if larger;
+                              tests: less, rounded to 4 KiB) */
     bool stream_all;       /* stream every group (tests) */
     const bool *resident;  /* per group: the planner's choice (NULL: the store's own rule) */
     bool progress;         /* progress bar on stderr while loading resident groups */
@@ -112,6 +116,10 @@ typedef struct store_stats {
     double io_busy_s;         /* time the I/O threads spent reading, summed */
     double wait_s;            /* time acquire waited for reads */
     bool direct_io;
+    /* loading the resident groups at open */
+    uint64_t load_bytes;        /* read into resident buffers */
+    uint64_t load_cached_bytes; /* of them, copied from the page cache (the rest read with O_DIRECT) */
+    double load_s;              /* wall time, watchdog checks included */
     /* the expert cache (zero without experts) */
     uint32_t expert_units;      /* units in the model */
     uint32_t expert_slots;      /* units the cache holds */
@@ -157,6 +165,16 @@ strata_status store_gather_rows(store *s, const gguf_tensor *t, const int32_t *r
  * elsewhere, e.g. uploaded to a GPU, are read through here). */
 strata_status store_read_tensor(store *s, const gguf_tensor *t, uint64_t off, void *dst, uint64_t n,
                                 strata_error *err);
+
+/* Reads a set of tensors (of no group: weights held elsewhere, e.g.
+ * uploaded to a GPU) the way resident groups load: large reads, several
+ * in flight on the I/O threads, from the page cache when all of a read is
+ * there, else O_DIRECT. buf: 4 KiB-aligned, at least store_group_bytes(g)
+ * (the tensors' file ranges widened to 4 KiB); data[i]: tensor i in buf
+ * (NULL for NULL entries). Blocks until done; one line naming the file on
+ * a read error. */
+strata_status store_read_tensors(store *s, const store_group *g, void *buf, uint64_t buf_bytes, const void **data,
+                                 strata_error *err);
 
 store_stats store_get_stats(store *s);
 store_expert_stats store_get_expert_stats(store *s, uint32_t set);

@@ -75,6 +75,8 @@ struct store {
     uint32_t expert_units, expert_slots;
     uint64_t expert_slot_bytes;
     io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
+    double load_s;    /* loading the resident groups (load.c): its time and bytes */
+    uint64_t load_bytes;
     /* Placement and ring change only under `lock` with no group held, so a
      * group's data never moves while the forward pass uses it. */
     pthread_mutex_t lock;
@@ -104,6 +106,27 @@ uint64_t store_weight_budget(const store *s);
 void *mem_map(uint64_t bytes);
 void mem_unmap(void *p, uint64_t bytes);
 uint64_t mem_len(uint64_t bytes);
+
+/* load.c: reads the resident groups (those marked resident by placement)
+ * into their buffers, several reads in flight; leaves the rest to streaming
+ * when the watchdog finds no room. */
+strata_status store_load_resident(store *s, strata_error *err);
+
+/* load_claim.c: memory claimed by loaders of other processes (see there).
+ * Open, claim (loading), then per group: lock, read others' claims, check
+ * and fault, unlock; claim (done), close. */
+typedef struct load_claims {
+    int fd;      /* the shared file; -1: none (no claims seen or made) */
+    bool locked;
+} load_claims;
+void load_claims_open(load_claims *c, const char *path); /* path NULL: the per-user file in /dev/shm */
+void load_claims_lock(load_claims *c);
+void load_claims_unlock(load_claims *c);
+uint64_t load_claims_others(const load_claims *c);       /* live, unexpired claims of other processes */
+/* This process's claim: while loading (kept until done), or done (kept a
+ * few seconds, for the caller to fault its later memory in). */
+void load_claims_set(const load_claims *c, uint64_t bytes, bool loading);
+void load_claims_close(load_claims *c);
 
 /* store.c: the ring, emptied (reads waited for) and rebuilt for the
  * groups streamed now; slots are refilled at the next acquire. */

@@ -95,6 +95,16 @@ void kernel_dot_rows_q5_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_row
 void kernel_dot_rows_q6_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                float *out);
 
+/* AVX-512 decode kernels of F16 and BF16 (F32 activations) and IQ4_XS
+ * (Q8_K; the AVX2 kernel's results bit for bit). */
+void kernel_dot_f16_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_bf16_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_iq4_xs_avx512(const void *w, const void *act, uint64_t n, float *out);
+/* The decode of Q5_K: its AVX-512 tile with one token (dot_rows_avx512.c;
+ * the AVX2 dot_rows's results bit for bit). */
+void kernel_dot_rows_q5_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+
 
 /* Fast tile kernels (kernel_dot_tile_fn): AVX-512 (files *_avx512.c; they
  * need AVX512-VNNI too), then AVX2. */

@@ -1,0 +1,61 @@
+#!/bin/sh
+# Issue 14 (thread scaling): prompt and decode tok/s of one model at 1, 2,
+# 4, 8 and 16 threads (those above the machine's usable CPUs are left out),
+# and decode's fraction of the RAM bandwidth (weight bytes per token x
+# tok/s / `detect --measure`'s all-core read rate, measured once first).
+# Meant for a machine larger than the 2-core one the suite runs on; about
+# 2-3 minutes with the defaults on 2 cores (a 1B Q4_K_M model, a prompt of
+# about 256 tokens, 32 decoded tokens, one run per thread count), less on
+# more cores. Not part of `make bench`; run it as `make bench-threads` or
+#   sh bench/threads.sh                 (MODEL=path.gguf: another model;
+#                                        TYPE=q8_0, PRESET=7b: another synth;
+#                                        RUNS=3: medians of 3 rounds, each
+#                                        round over every thread count)
+# Runs alternate between thread counts within a round, so drift of a busy
+# machine spreads over all of them.
+set -eu
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+RUNS=${RUNS:-1}
+PROMPT_WORDS=${PROMPT_WORDS:-160}
+GEN=${GEN:-32}
+PRESET=${PRESET:-1b}
+TYPE=${TYPE:-q4_k_m}
+MODEL=${MODEL:-$(synth "$PRESET-$TYPE" --preset "$PRESET" --type "$TYPE" --seed 1)}
+
+cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
+counts=""
+for t in 1 2 4 8 16; do
+    if [ "$t" -le "$cpus" ]; then counts="$counts $t"; fi
+done
+
+measure "$MODEL"
+per_token=$(per_token_bytes "$MODEL")
+prompt=$(prompt_words "$PROMPT_WORDS")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+for r in $(seq "$RUNS"); do
+    for t in $counts; do
+        out=$("$STRATA" run -m "$MODEL" -p "$prompt" -n "$GEN" --temp 0 --ignore-eos -c 1024 -t "$t" --gpu none \
+            2>&1 >/dev/null)
+        echo "$out" | prompt_tps >> "$tmp/p$t"
+        echo "$out" | gen_tps >> "$tmp/d$t"
+        echo "$out" | sed -n 's/.*prompt \([0-9]*\) tokens.*/\1/p' > "$tmp/n"
+    done
+done
+
+printf '%s: %s CPUs, RAM %.1f GB/s (all cores), %.3f GB of weights per token, prompt %s tokens\n' \
+    "$(basename "$MODEL")" "$cpus" "$(awk -v b="$RAM_BW" 'BEGIN{print b/1e9}')" \
+    "$(awk -v b="$per_token" 'BEGIN{print b/1e9}')" "$(cat "$tmp/n")"
+printf '%8s %10s %10s %8s %14s\n' threads prompt/s decode/s "RAM use" "decode vs 1t"
+d1=""
+for t in $counts; do
+    p=$(median < "$tmp/p$t")
+    d=$(median < "$tmp/d$t")
+    [ -n "$d1" ] || d1=$d
+    printf '%8s %10.1f %10.2f %8.2f %14.2f\n' "$t" "$p" "$d" \
+        "$(awk -v b="$per_token" -v d="$d" -v bw="$RAM_BW" 'BEGIN { print (bw > 0 ? b * d / bw : 0) }')" \
+        "$(awk -v d="$d" -v o="$d1" 'BEGIN { print (o > 0 ? d / o : 0) }')"
+done
+echo "(medians of $RUNS round(s); targets: decode RAM use >= 0.7 at 2 threads, >= 0.6 at 16)"
