@@ -208,16 +208,17 @@ TEST(test_kernel_env_override)
             CHECK(ggml_type_get(all_types[i])->block_elems % ggml_type_get(at)->block_elems == 0);
         /* every type has an AVX-512 choice: its own kernel, else AVX2's,
          * with the same activations; the AVX2 dot but for the types with
-         * AVX-512 dot kernels (F16, BF16, IQ4_XS, and Q4_K, Q6_K, Q8_0 in the
-         * order of their tile kernels); the AVX2 dot_rows but for those
-         * three and Q5_K (its tile kernel with one token) */
+         * AVX-512 dot kernels (F16, BF16, IQ4_XS, and Q4_K, Q6_K in the
+         * order of their tile kernels); the AVX2 dot_rows but for Q5_K (its
+         * own) and Q4_K, Q6_K (none: their dot row by row) */
         const kernel_desc *k5 = kernel_fast_lookup(all_types[i], KERNEL_ISA_AVX512);
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
         uint32_t ty = all_types[i];
-        bool lanes = ty == GGML_TYPE_Q4_K || ty == GGML_TYPE_Q6_K || ty == GGML_TYPE_Q8_0;
-        bool own_decode = is_avx512_decode_type(ty) || lanes, own_rows = lanes || ty == GGML_TYPE_Q5_K;
+        bool by_row = ty == GGML_TYPE_Q4_K || ty == GGML_TYPE_Q6_K;
+        bool own_decode = is_avx512_decode_type(ty) || by_row, own_rows = ty == GGML_TYPE_Q5_K;
         CHECK(k5->weight_type == ty && k5->act_type == at && (own_decode ? k5->dot != k->dot : k5->dot == k->dot) &&
-                  (own_rows ? k5->dot_rows && k5->dot_rows != k->dot_rows : k5->dot_rows == k->dot_rows) &&
+                  (by_row ? !k5->dot_rows
+                          : own_rows ? k5->dot_rows && k5->dot_rows != k->dot_rows : k5->dot_rows == k->dot_rows) &&
                   (k5 == k || !strcmp(k5->isa, "avx512")),
               "%s", ggml_type_name(all_types[i]));
     }
@@ -655,7 +656,7 @@ TEST(test_kernel_dot_tile_vs_reference)
 
 /* The AVX-512 tile kernels: the same checks, and the tile kernels of the
  * benchmark models' types must exist. Their `dot` is AVX2's, so passing
- * means bit-identical results to the AVX2 kernels; the Q4_K, Q6_K and Q8_0
+ * means bit-identical results to the AVX2 kernels; the Q4_K and Q6_K
  * kernels (weight rows in the vector lanes) have their own dot and sum in
  * their own order: the same bits in every tile, and within the
  * reference's bounds. */
@@ -685,7 +686,7 @@ TEST(test_kernel_dot_tile_avx512)
         }
         /* kernels with rows in the vector lanes (16 at a time): one group
          * and a partial one, over block counts crossing their chunks */
-        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q8_0)
+        if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K)
             for (size_t li = 0; li < 4; li++) {
                 check_tile_rows(k, type, lens_blocks[li] * be, 5, 33, &rng, &st);
                 check_rows_upto(k, type, lens_blocks[li] * be, 5, true, 33, &rng, &st);

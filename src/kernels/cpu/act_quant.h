@@ -118,19 +118,12 @@ void kernel_dot_tile_q5_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
                                  uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
 void kernel_dot_tile_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
                                  uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
-/* AVX-512 dot and dot_rows of Q4_K and Q6_K (dot_q4_k_avx512.c,
- * dot_q6_k_avx512.c): their float sums in the order of the tile kernels
- * above (lanes_avx512.h), not of the AVX2 kernels. */
+/* AVX-512 dot of Q4_K and Q6_K (dot_q4_k_avx512.c, dot_q6_k_avx512.c):
+ * their float sums in the order of the tile kernels above
+ * (lanes_avx512.h), not of the AVX2 kernels. */
 void kernel_dot_q4_k_avx512(const void *w, const void *act, uint64_t n, float *out);
 void kernel_dot_q6_k_avx512(const void *w, const void *act, uint64_t n, float *out);
-void kernel_dot_q8_0_avx512(const void *w, const void *act, uint64_t n, float *out);
-void kernel_dot_rows_q8_0_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
-                                 float *out);
 
-void kernel_dot_rows_q4_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
-                                 float *out);
-void kernel_dot_rows_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
-                                 float *out);
 void kernel_dot_tile_q8_0_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,
                                uint64_t act_row_bytes, uint64_t n_tok, uint64_t n, float *out, uint64_t out_stride);
 void kernel_dot_tile_q4_k_avx2(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act,

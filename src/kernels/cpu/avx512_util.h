@@ -2,14 +2,14 @@
  * *_avx512.c (compiled with AVX-512 F/BW/VL/DQ + VNNI, FMA and F16C; the
  * dispatch in kernels_fast.c runs them only on CPUs with all of those).
  *
- * The Q4_0 and Q5_K AVX-512 kernels are tile kernels (prompt
+ * The Q8_0, Q4_0 and Q5_K AVX-512 kernels are tile kernels (prompt
  * batches) that compute the same exact integer sums as the AVX2 ones and
  * then run the AVX2 kernels' float steps (per block: convert 8 int32
  * lanes, fused multiply-add into 8-lane accumulators; the same final
  * horizontal sum): their results are the AVX2 kernels' bit for bit, so a
- * kernel_desc can pair them with the AVX2 dot / dot_rows. Q4_K, Q6_K and
- * Q8_0 have their own dot, dot_rows and tile with weight rows in the
- * vector lanes (lanes_avx512.h). */
+ * kernel_desc can pair them with the AVX2 dot / dot_rows. Q4_K and Q6_K
+ * have their own dot and tile with weight rows in the vector lanes
+ * (lanes_avx512.h). */
 #ifndef STRATA_KERNELS_CPU_AVX512_UTIL_H
 #define STRATA_KERNELS_CPU_AVX512_UTIL_H
 

@@ -1,13 +1,12 @@
-/* AVX-512 VNNI one-token dot_rows of Q6_K weights with Q8_K activations
- * (decode; the tile kernel is tile_lanes_avx512.c's).
+/* AVX-512 VNNI one-token dot of Q6_K weights with Q8_K activations
+ * (decode, row by row; the tile kernel is tile_lanes_avx512.c's).
  *
  * Each row's block is unpacked into vectors that hold the products of
  * four 16-value groups of one half (u = q + 32 unsigned): vpdpbusd sums
  * u*a in fours (|sum| <= 4*63*127, within int16) and vpdpwssd multiplies
- * each by (s_j, 0) as an int16 pair and accumulates. The row's lanes are
- * then summed into lane r of one vector for 16 rows (the exact integer is
- * of lanes_avx512.h) and the float steps run once per 16 rows: the tile
- * kernel's bits for every row and token. */
+ * each by (s_j, 0) as an int16 pair and accumulates. The lanes are summed
+ * to the tile's exact integers and the tile's float steps run on scalars
+ * (lanes_avx512.h): the tile kernel's bits for every row and token. */
 #include "kernels/cpu/lanes_avx512.h"
 
 /* Q6_K (210 bytes: ql[128], qh[64], i8 scales[16], f16 d). Group k of half
@@ -42,42 +41,6 @@ INLINE void q6_unpack(const uint8_t *w, q6_block512 *b)
     }
 }
 
-void kernel_dot_rows_q6_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
-                                 float *out)
-{
-    const __m512i zero = _mm512_setzero_si512();
-    for (uint64_t r0 = 0; r0 < n_rows; r0 += LANES) {
-        uint64_t nr = n_rows - r0 < LANES ? n_rows - r0 : LANES;
-        __mmask16 valid = (__mmask16)((1u << nr) - 1);
-        __m512i offs = lane_offsets(row_bytes, valid);
-        const uint8_t *rp[LANES];
-        lane_rows((const uint8_t *)w + r0 * row_bytes, row_bytes, nr, rp);
-        uint64_t next = r0 + LANES < n_rows ? LANES * row_bytes : 0; /* the next group, to prefetch */
-        __m512 acc = _mm512_setzero_ps();
-        for (uint64_t blk = 0; blk < n / Q8K_BLOCK; blk++) {
-            const uint8_t *a = (const uint8_t *)act + blk * Q8K_BYTES;
-            __m512i qa[4], s[LANES];
-#pragma GCC unroll 4
-            for (int p = 0; p < 4; p++) qa[p] = _mm512_loadu_si512((const void *)(a + Q8K_OFF_QS + 64 * p));
-#pragma GCC unroll 16
-            for (int r = 0; r < LANES; r++) {
-                const uint8_t *wb = rp[r] + 210 * blk;
-                if (next) lane_prefetch(wb + next, 210);
-                q6_block512 b;
-                q6_unpack(wb, &b);
-                s[r] = zero;
-#pragma GCC unroll 4
-                for (int p = 0; p < 4; p++) s[r] = _mm512_dpwssd_epi32(s[r], _mm512_dpbusd_epi32(zero, b.u[p], qa[p]), b.sc[p]);
-            }
-            q6k_lane_scales ls;
-            q6k_lane_scales_get(rp[0] + 210 * blk, offs, &ls);
-            acc = q6k_lane_step(&ls, lane_sums16(s), q6k_lane_mins(&ls, a), a, acc);
-        }
-        _mm512_mask_storeu_ps(out + r0, valid, acc);
-    }
-}
-
-/* One row: its integers as above, the float steps on scalars. */
 void kernel_dot_q6_k_avx512(const void *w, const void *act, uint64_t n, float *out)
 {
     const __m512i zero = _mm512_setzero_si512();

@@ -48,25 +48,25 @@ static const kernel_desc avx2_kernels[] = {
 };
 
 /* AVX-512 (F/BW/VL/DQ + VNNI): tile kernels for prompt batches, which are
- * compute-bound. The Q4_0 and Q5_K descs keep the AVX2 dot and their tile
- * kernels give the AVX2 dot's results bit for bit (avx512_util.h); Q5_K's
- * decode (dot_rows) runs its tile kernel with one token, AVX2's bits at
- * fewer cycles per byte (dot_rows_avx512.c); Q4_0 keeps AVX2's dot_rows.
- * Q4_K, Q6_K (most of a Q4_K_M model) and Q8_0 put weight rows in the
- * vector lanes for dot, dot_rows and tile, with their own order of float
- * sums (lanes_avx512.h). F16, BF16 and IQ4_XS have AVX-512 dot kernels of
+ * compute-bound. The Q8_0, Q4_0 and Q5_K descs keep the AVX2 dot and their
+ * tile kernels give the AVX2 dot's results bit for bit (avx512_util.h);
+ * Q5_K's decode (dot_rows) runs its tile kernel with one token, AVX2's bits
+ * at fewer cycles per byte (dot_rows_avx512.c); Q8_0 and Q4_0 keep AVX2's
+ * dot_rows. Q4_K and Q6_K (most of a Q4_K_M model) have tile kernels with
+ * weight rows in the vector lanes and a dot in the same order of float
+ * sums (lanes_avx512.h), which decode runs row by row. F16, BF16 and IQ4_XS have AVX-512 dot kernels of
  * their own (one row at a time; IQ4_XS's give AVX2's bits, the float
  * types' sum 16 lanes). Types not listed use their AVX2 kernel. */
 static const kernel_desc avx512_kernels[] = {
-    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx512, kernel_dot_rows_q8_0_avx512,
+    {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
      kernel_dot_tile_q8_0_avx512, "avx512"},
     {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, kernel_dot_q4_0_avx2, kernel_dot_rows_q4_0_avx2,
      kernel_dot_tile_q4_0_avx512, "avx512"},
-    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx512, kernel_dot_rows_q4_k_avx512,
+    {GGML_TYPE_Q4_K, GGML_TYPE_Q8_K, kernel_dot_q4_k_avx512, NULL,
      kernel_dot_tile_q4_k_avx512, "avx512"},
     {GGML_TYPE_Q5_K, GGML_TYPE_Q8_K, kernel_dot_q5_k_avx2, kernel_dot_rows_q5_k_avx512,
      kernel_dot_tile_q5_k_avx512, "avx512"},
-    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx512, kernel_dot_rows_q6_k_avx512,
+    {GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, kernel_dot_q6_k_avx512, NULL,
      kernel_dot_tile_q6_k_avx512, "avx512"},
     {GGML_TYPE_F16, GGML_TYPE_F32, kernel_dot_f16_avx512, NULL, NULL, "avx512"},
     {GGML_TYPE_BF16, GGML_TYPE_F32, kernel_dot_bf16_avx512, NULL, NULL, "avx512"},

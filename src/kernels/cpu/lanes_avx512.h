@@ -11,7 +11,6 @@
  *         acc += da * (d*float(is) - dmin*float(ms))
  *   Q6_K: is = Σ_j sc_j Σ u*a (u = q + 32), ms = Σ_j sc_j Σ a  (16 of 16)
  *         acc += (d*da) * float(is - 32*ms)
- *   Q8_0: is = Σ (q + 128) a,  acc += (d*da) * float(is - 128 Σ a)
  * A single row (`dot`) makes the same integers and runs the same steps on
  * scalars (*_row_step), so `dot`, `dot_rows` and the tile agree bit for
  * bit, and the tests check each against the others. The order of these
@@ -40,14 +39,13 @@ INLINE void lane_rows(const void *w, uint64_t row_bytes, uint64_t nr, const uint
     for (uint64_t r = 0; r < LANES; r++) rp[r] = (const uint8_t *)w + (r < nr ? r : 0) * row_bytes;
 }
 
-/* Prefetches the lines of [p, p + len). The one-token kernels read 16
- * rows a block at a time: sixteen strided streams that the hardware
- * prefetchers do not follow far enough. They ask for the same bytes of the
- * next 16 rows instead, one group ahead (a group is read in microseconds;
- * its successor is then in cache). */
+/* Prefetches the lines of [p, p + len) into L2. The tile kernels read 16
+ * rows a chunk at a time: sixteen strided streams that the hardware
+ * prefetchers do not follow far enough, so they ask for the next chunk
+ * while using this one. */
 INLINE void lane_prefetch(const uint8_t *p, uint64_t len)
 {
-    for (uint64_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+    for (uint64_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
 }
 
 /* The 4 bytes at p + offset of each lane's row. */
@@ -165,24 +163,6 @@ INLINE int32_t hsum_i32x8(__m256i v)
     return _mm_cvtsi128_si32(h);
 }
 
-/* ---- Q8_0: 34-byte blocks (f16 d, i8 q[32]); Q8_0 activations alike ----
- * vpdpbusd wants one unsigned operand: the weights plus 128 (q ^ 0x80),
- *   is = Σ (q + 128) a,  acc += (d*da) * float(is - 128 Σ a)
- * (|Σ q a| <= 32*128*127 < 2^24: the conversion is exact). */
-
-/* Σ a of the Q8_0 activation block at a. */
-INLINE int32_t q80_act_sum(const uint8_t *a)
-{
-    __m256i v = _mm256_loadu_si256((const __m256i *)(a + 2));
-    return hsum_i32x8(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1)));
-}
-
-INLINE __m512 q80_lane_step(__m512 d, __m512i is, const uint8_t *a, __m512 acc)
-{
-    __m512i dot = _mm512_sub_epi32(is, _mm512_set1_epi32(q80_act_sum(a) * 128));
-    return _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(ld_f16_512(a))), _mm512_cvtepi32_ps(dot), acc);
-}
-
 /* ---- one row and one token (`dot`): the same steps on scalars ----
  * Each *_lane_step above for a single lane: the same operations, so the
  * same roundings and bits. */
@@ -195,49 +175,11 @@ INLINE float q4k_row_step(float d, float dmin, int32_t is, int32_t ms, float da,
     return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(da), _mm_set_ss(acc)));
 }
 
-/* Q6_K: tot = is - 32*ms; Q8_0: tot = is - 128*Σa (d: the row's d times
- * nothing; da: the activation block's). */
+/* Q6_K: tot = is - 32*ms (d: the row's, da: the activation block's). */
 INLINE float scaled_row_step(float d, float da, int32_t tot, float acc)
 {
     __m128 dd = _mm_mul_ss(_mm_set_ss(d), _mm_set_ss(da));
     return _mm_cvtss_f32(_mm_fmadd_ss(dd, _mm_set_ss(cvt_i32(tot)), _mm_set_ss(acc)));
-}
-
-/* ---- one token: per-row integer sums into lanes ---- */
-
-/* Lane r: the sum of the 8 int32 lanes of row r in u[r/2] (rows 2i and
- * 2i+1 in the low and high halves of u[i]; exact, any order). Three
- * rounds halve the lanes per row while doubling the rows per vector; the
- * last leaves row k + 4i in lane 4k + i, and a permute puts it in lane r. */
-INLINE __m512i lane_sums_halves(const __m512i u[LANES / 2])
-{
-    __m512i v[4], x[2];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) /* 128-bit block k: row 4i + k, 4 lanes */
-        v[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(u[2 * i], u[2 * i + 1], 0x88),
-                                _mm512_shuffle_i64x2(u[2 * i], u[2 * i + 1], 0xDD));
-#pragma GCC unroll 2
-    for (int i = 0; i < 2; i++) /* block k: rows 8i + k, 8i + k + 4, 2 lanes each */
-        x[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(v[2 * i], v[2 * i + 1]),
-                                _mm512_unpackhi_epi64(v[2 * i], v[2 * i + 1]));
-    /* lanes 0 and 2 of each block: whole rows */
-    __m512i y0 = _mm512_add_epi32(x[0], _mm512_shuffle_epi32(x[0], _MM_PERM_CDAB));
-    __m512i y1 = _mm512_add_epi32(x[1], _mm512_shuffle_epi32(x[1], _MM_PERM_CDAB));
-    __m512i z = _mm512_castps_si512(
-        _mm512_shuffle_ps(_mm512_castsi512_ps(y0), _mm512_castsi512_ps(y1), _MM_SHUFFLE(2, 0, 2, 0)));
-    const __m512i to_row = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_epi32(to_row, z);
-}
-
-/* Lane r: the sum of the 16 int32 lanes of s[r]. */
-INLINE __m512i lane_sums16(const __m512i s[LANES])
-{
-    __m512i u[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) /* [row 2i: 8 | row 2i+1: 8] */
-        u[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], 0x44),
-                                _mm512_shuffle_i64x2(s[2 * i], s[2 * i + 1], 0xEE));
-    return lane_sums_halves(u);
 }
 
 #endif

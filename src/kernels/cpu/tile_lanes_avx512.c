@@ -1,6 +1,5 @@
 /* AVX-512 VNNI tile kernels with weight rows in the vector lanes (prompt
- * batches and batched decode of Q4_K and Q6_K weights with Q8_K
- * activations, Q8_0 weights with Q8_0 activations).
+ * batches and batched decode of Q4_K and Q6_K weights, Q8_K activations).
  *
  * Why a second scheme: the kernels of dot_q4_k_avx512.c keep the AVX2
  * kernels' lanes (one row, eight lanes of a block), so every 64 products
@@ -14,7 +13,7 @@
  * per block for 16 rows. About 90 instructions per block, token and 16
  * rows, so ~4x fewer.
  *
- * Repacking: a chunk of blocks (CHUNK_K, CHUNK_32) of 16 rows is gathered into that
+ * Repacking: a chunk of CHUNK_K blocks of 16 rows is gathered into that
  * layout (on the stack, in L1) once and then used by every token of the
  * call, so its cost shrinks with the number of tokens.
  *
@@ -23,7 +22,6 @@
 #include "kernels/cpu/lanes_avx512.h"
 
 #define CHUNK_K 4   /* K-quant blocks repacked at a time: 4 x 5-6 KiB, in L1 */
-#define CHUNK_32 16 /* Q8_0 blocks at a time: 16 x 576 B */
 #define GROUP 8   /* tokens sharing each weight vector load */
 
 /* ---- gathering 16 rows ---- */
@@ -186,37 +184,6 @@ INLINE void prefetch_rows(const uint8_t *const rp[LANES], uint64_t nr, uint64_t 
     for (uint64_t r = 0; r < nr; r++) lane_prefetch(rp[r] + off, len);
 }
 
-/* ---- Q8_0: 34-byte blocks (f16 d, i8 q[32]), Q8_0 activations ---- */
-
-typedef struct q80_lanes {
-    __m512i q[8]; /* [k]: q ^ 0x80 (q + 128, unsigned) of values 4k..4k+3 */
-    __m512 d;
-} q80_lanes;
-
-INLINE void q80_pack(const uint8_t *const rp[LANES], uint64_t off, __m512i offs, q80_lanes *p)
-{
-    __m512i v[8];
-    transpose_16x8(rp, off + 2, v);
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) p->q[k] = _mm512_xor_si512(v[k], _mm512_set1_epi8((char)0x80));
-    p->d = half_to_float(gather4(offs, rp[0] + off), 0); /* d and the first two quants */
-}
-
-INLINE void q80_block(const q80_lanes *p, const uint8_t *a, uint64_t as, int G, __m512 *acc)
-{
-    __m512i s[GROUP];
-#pragma GCC unroll 8
-    for (int t = 0; t < G; t++) s[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-        __m512i q = p->q[k];
-#pragma GCC unroll 8
-        for (int t = 0; t < G; t++) s[t] = _mm512_dpbusd_epi32(s[t], q, act4(a + t * as + 2 + 4 * k));
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < G; t++) acc[t] = q80_lane_step(p->d, s[t], a + t * as, acc[t]);
-}
-
 /* ---- the driver ----
  * For each group of 16 rows, for each chunk of NCHUNK blocks: repack the
  * chunk, then run every token over it in groups of GROUP (then 4, 2, 1),
@@ -262,4 +229,3 @@ INLINE void q80_block(const q80_lanes *p, const uint8_t *a, uint64_t as, int G, 
 
 LANES_KERNEL(kernel_dot_tile_q4_k_avx512, q4k_lanes, q4k_pack, q4k_block, 144, Q8K_BLOCK, Q8K_BYTES, CHUNK_K)
 LANES_KERNEL(kernel_dot_tile_q6_k_avx512, q6k_lanes, q6k_pack, q6k_block, 210, Q8K_BLOCK, Q8K_BYTES, CHUNK_K)
-LANES_KERNEL(kernel_dot_tile_q8_0_avx512, q80_lanes, q80_pack, q80_block, 34, 32, 34, CHUNK_32)
