@@ -117,6 +117,33 @@ static bool one_line(const char *s)
     return nl && nl > s && !nl[1];
 }
 
+/* The buffers of the all-resident plan of m at -c 1024 with --batch B. */
+static long long plan_buffers(const char *m, const char *hw, int batch)
+{
+    char args[4096];
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 1024 --batch %d --json", m, hw, batch);
+    json_t *doc = plan_json(args);
+    long long b = doc ? (long long)json_integer_value(json_object_get(
+                            json_object_get(json_object_get(doc, "plan"), "ram"), "buffers"))
+                      : -1;
+    json_decref(doc);
+    return b;
+}
+
+/* --batch sizes the plan's buffers as run's -b sizes the engine's (audit
+ * item 5: a plan called feasible failed at run with -b 512): linear in the
+ * batch, up to the context. */
+TEST(test_plan_cli_batch_sizes_buffers)
+{
+    const char *m = test_fixture("synth-q4_k_m.gguf");
+    if (!m) return;
+    const char *hw = cpu_profile();
+    long long b8 = plan_buffers(m, hw, 8), b16 = plan_buffers(m, hw, 16), b512 = plan_buffers(m, hw, 512);
+    long long b1024 = plan_buffers(m, hw, 1024), b4096 = plan_buffers(m, hw, 4096);
+    CHECK(b8 > 0 && b16 > b8 && b512 - b8 == (b16 - b8) / 8 * 504 && b1024 > b512 && b4096 == b1024,
+          " buffers at batch 8, 16, 512, 1024, 4096: %lld %lld %lld %lld %lld", b8, b16, b512, b1024, b4096);
+}
+
 TEST(test_plan_cli_json)
 {
     const char *m = model(0), *hw = cpu_profile();

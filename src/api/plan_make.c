@@ -51,6 +51,7 @@ strata_status strata_plan_make(const char *model_path, const strata_plan_params 
         strata_plan_free(s);
         return st;
     }
+    if (p->n_batch) s->model.batch = p->n_batch; /* --batch sizes the buffers as run's -b does */
     /* this machine: plans the CPU engine runs; a profile: the best plan, GPU tiers included */
     s->req = (plan_request){.n_ctx = p->n_ctx, .n_batch = p->n_batch, .kv = kv_of(p->kv_type),
                             .cpu_only = p->profile_file == NULL, .moe_hit_rate_set = p->moe_hit_rate_set,
