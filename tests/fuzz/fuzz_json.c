@@ -32,8 +32,10 @@ static void saved_plan(const char *text, size_t size)
 {
     json_t *doc = json_loadb(text, size, 0, NULL);
     if (!doc) return;
-    plan_group groups[4] = {{"blk.0", 1 << 20, 1 << 20, 1 << 20}, {"blk.1", 1 << 20, 1 << 20, 1 << 20},
-                            {"blk.2", 1 << 20, 1 << 20, 1 << 20}, {"output", 1 << 21, 1 << 21, 1 << 21}};
+    plan_group groups[4] = {{.name = "blk.0", .bytes = 1 << 20, .weight_bytes = 1 << 20, .elems = 1 << 20},
+                            {.name = "blk.1", .bytes = 1 << 20, .weight_bytes = 1 << 20, .elems = 1 << 20},
+                            {.name = "blk.2", .bytes = 1 << 20, .weight_bytes = 1 << 20, .elems = 1 << 20},
+                            {.name = "output", .bytes = 1 << 21, .weight_bytes = 1 << 21, .elems = 1 << 21}};
     plan_model m = {.name = "fuzz", .n_groups = 4, .groups = groups, .context_length = 4096,
                     .kv_bytes_per_token = 4096, .batch = 256};
     plan p;

@@ -26,7 +26,7 @@ static void answer_back(const oai_request *r)
 {
     oai_meta m = {r->kind, "cmpl-fuzz", "fuzz.gguf", 1};
     oai_usage u = {1, 2};
-    const char *text = r->kind == OAI_CHAT ? r->messages[0].content : r->prompt;
+    const char *text = r->kind == OAI_CHAT ? r->messages[0].content : r->prompt ? r->prompt : ""; /* "": token ids */
     size_t len = strlen(text);
     must_parse(oai_completion_json(&m, text, len, "stop", &u));
     must_parse(oai_error_json(400, text, r->n_stop ? r->stop[0] : NULL));
