@@ -72,7 +72,9 @@ one() {
 predicted() {
     if [ "$1" = small ]; then model=$small; flags=""; else model=$big; flags="--mem $big_mem --kv-type q8_0"; fi
     # shellcheck disable=SC2086
-    "$STRATA" plan "$model" -np "$2" -c 32 $flags --json 2>/dev/null | json_num aggregate_decode_tokens_per_s |
+    # (-np 1 is a plain plan: its decode speed is the aggregate)
+    if [ "$2" = 1 ]; then key=decode_tokens_per_s; else key=aggregate_decode_tokens_per_s; fi
+    "$STRATA" plan "$model" -np "$2" -c 32 $flags --json 2>/dev/null | json_num "$key" |
         awk '{ printf "%.2f", $1 }' || true
 }
 
