@@ -62,7 +62,7 @@ INLINE void transpose_16x8(const uint8_t *const rp[LANES], uint64_t off, __m512i
 
 /* One block of 16 rows, row r in lane r. */
 typedef struct q4k_lanes {
-    __m512i q[8][8]; /* [sub-block j][k]: quants 4k..4k+3 of sub-block j, bytes 0..15 */
+    __m512i q[64]; /* [g]: quants of values 4g..4g+3 (sub-block g/8), bytes 0..15 */
     q4k_lane_scales s;
 } q4k_lanes;
 
@@ -79,9 +79,34 @@ INLINE void q4k_pack(const uint8_t *const rp[LANES], uint64_t off, __m512i offs,
         transpose_16x8(rp, off + 16 + 32 * c, v);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) {
-            p->q[2 * c][k] = _mm512_and_si512(v[k], low4);
-            p->q[2 * c + 1][k] = _mm512_and_si512(_mm512_srli_epi32(v[k], 4), low4);
+            p->q[8 * (2 * c) + k] = _mm512_and_si512(v[k], low4);
+            p->q[8 * (2 * c + 1) + k] = _mm512_and_si512(_mm512_srli_epi32(v[k], 4), low4);
         }
+    }
+}
+
+/* is[t] = Σ_j sc[j] Σ_{g of sub-block j} q[g] . (values 4g..4g+3 of token
+ * t's activations, at a + t*as) for n_sub sub-blocks of `per` groups of
+ * four: the exact integer of lanes_avx512.h's float steps, for G tokens. */
+INLINE void lane_scaled_sums(const __m512i *q, const __m512i *sc, int n_sub, int per, const uint8_t *a, uint64_t as,
+                             int G, __m512i *is)
+{
+    const __m512i zero = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int t = 0; t < G; t++) is[t] = zero;
+#pragma GCC unroll 1
+    for (int j = 0; j < n_sub; j++) {
+        __m512i s[GROUP];
+#pragma GCC unroll 8
+        for (int t = 0; t < G; t++) s[t] = zero;
+#pragma GCC unroll 8
+        for (int k = 0; k < per; k++) {
+            int g = per * j + k;
+#pragma GCC unroll 8
+            for (int t = 0; t < G; t++) s[t] = _mm512_dpbusd_epi32(s[t], q[g], act4(a + t * as + Q8K_OFF_QS + 4 * g));
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < G; t++) is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(s[t], sc[j]));
     }
 }
 
@@ -90,25 +115,8 @@ INLINE void q4k_pack(const uint8_t *const rp[LANES], uint64_t off, __m512i offs,
  * them: the int32 sums cannot overflow. */
 INLINE void q4k_block(const q4k_lanes *p, const uint8_t *a, uint64_t as, int G, __m512 *acc)
 {
-    const __m512i zero = _mm512_setzero_si512();
     __m512i is[GROUP];
-#pragma GCC unroll 8
-    for (int t = 0; t < G; t++) is[t] = zero;
-#pragma GCC unroll 1
-    for (int j = 0; j < 8; j++) {
-        __m512i s[GROUP];
-#pragma GCC unroll 8
-        for (int t = 0; t < G; t++) s[t] = zero;
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) {
-            __m512i q = p->q[j][k];
-#pragma GCC unroll 8
-            for (int t = 0; t < G; t++)
-                s[t] = _mm512_dpbusd_epi32(s[t], q, act4(a + t * as + Q8K_OFF_QS + 32 * j + 4 * k));
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < G; t++) is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(s[t], p->s.sc[j]));
-    }
+    lane_scaled_sums(p->q, p->s.sc, 8, 8, a, as, G, is);
 #pragma GCC unroll 8
     for (int t = 0; t < G; t++) {
         const uint8_t *at = a + t * as;
@@ -148,28 +156,11 @@ INLINE void q6k_pack(const uint8_t *const rp[LANES], uint64_t off, __m512i offs,
     }
 }
 
-/* One block of 16 rows against G tokens. */
+/* One block of 16 rows against G tokens (overflow: q6k_lane_step). */
 INLINE void q6k_block(const q6k_lanes *p, const uint8_t *a, uint64_t as, int G, __m512 *acc)
 {
-    const __m512i zero = _mm512_setzero_si512();
     __m512i is[GROUP];
-#pragma GCC unroll 8
-    for (int t = 0; t < G; t++) is[t] = zero;
-#pragma GCC unroll 1
-    for (int j = 0; j < 16; j++) {
-        __m512i s[GROUP];
-#pragma GCC unroll 8
-        for (int t = 0; t < G; t++) s[t] = zero;
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            __m512i q = p->q[4 * j + k];
-#pragma GCC unroll 8
-            for (int t = 0; t < G; t++)
-                s[t] = _mm512_dpbusd_epi32(s[t], q, act4(a + t * as + Q8K_OFF_QS + 16 * j + 4 * k));
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < G; t++) is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(s[t], p->s.sc[j]));
-    }
+    lane_scaled_sums(p->q, p->s.sc, 16, 4, a, as, G, is);
 #pragma GCC unroll 8
     for (int t = 0; t < G; t++) {
         const uint8_t *at = a + t * as;
