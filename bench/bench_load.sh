@@ -2,7 +2,9 @@
 # Issue 14 (fast load): how fast the resident weights of the 1B- and
 # 7B-shaped Q4_K_M models load, cold (page cache dropped; needs root, else
 # skipped) and warm (the file in the page cache), against the O_DIRECT
-# bandwidth of the disk measured on the same file just before each cold run.
+# bandwidth of the disk measured on the same file just before each cold run;
+# as copies (the default: O_DIRECT reads into strata's own memory) and as
+# views of the page cache (--mmap: no copy).
 # GB/s = resident weight bytes / the `load` time of `strata run` (which also
 # parses the file, plans and makes the context: ~0.05 s, so small models
 # read a little under their store's rate). Target: cold >= 0.8 of the disk.
@@ -19,9 +21,10 @@ can_drop=0
 if [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/drop_caches ]; then can_drop=1; fi
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
-# load_s MODEL: seconds `strata run` took to load it (all resident, CPU)
+# load_s MODEL MODE: seconds `strata run` took to load it (all resident,
+# CPU), MODE --no-mmap or --mmap
 load_s() {
-    "$STRATA" run -m "$1" -p Hi -n 1 -c 256 --gpu none 2>&1 >/dev/null | sed -n 's/.*load \([0-9.]*\) s |.*/\1/p'
+    "$STRATA" run -m "$1" -p Hi -n 1 -c 256 --gpu none "$2" 2>&1 >/dev/null | sed -n 's/.*load \([0-9.]*\) s |.*/\1/p'
 }
 
 # weight_bytes MODEL: the bytes loaded resident: every tensor but the token
@@ -38,25 +41,30 @@ gbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1e9;
 for name in $MODELS; do
     model=$(synth "$name-q4_k_m" --preset "$name" --type q4_k_m --seed 1)
     bytes=$(weight_bytes "$model")
-    disk=""; cold=""; warm=""
+    disk=""; cold_copy=""; cold_view=""; warm_copy=""; warm_view=""
     for r in $(seq "$RUNS"); do
         if [ "$can_drop" = 1 ]; then
             drop
             measure "$model"
             disk="$disk $DISK_BW"
             drop
-            cold="$cold $(gbps "$bytes" "$(load_s "$model")")"
+            cold_copy="$cold_copy $(gbps "$bytes" "$(load_s "$model" --no-mmap)")"
+            drop
+            cold_view="$cold_view $(gbps "$bytes" "$(load_s "$model" --mmap)")"
         fi
         cat "$model" > /dev/null
-        warm="$warm $(gbps "$bytes" "$(load_s "$model")")"
+        warm_copy="$warm_copy $(gbps "$bytes" "$(load_s "$model" --no-mmap)")"
+        warm_view="$warm_view $(gbps "$bytes" "$(load_s "$model" --mmap)")"
     done
-    w=$(echo "$warm" | tr ' ' '\n' | grep . | median)
-    printf '%s Q4_K_M, %.2f GB resident: warm %.2f GB/s' "$name" "$(awk -v b="$bytes" 'BEGIN{print b/1e9}')" "$w"
+    med() { echo "$1" | tr ' ' '\n' | grep . | median; }
+    printf '%s Q4_K_M, %.2f GB resident: warm %.2f GB/s copies, %.2f GB/s --mmap' "$name" \
+        "$(awk -v b="$bytes" 'BEGIN{print b/1e9}')" "$(med "$warm_copy")" "$(med "$warm_view")"
     if [ "$can_drop" = 1 ]; then
-        c=$(echo "$cold" | tr ' ' '\n' | grep . | median)
-        d=$(echo "$disk" | tr ' ' '\n' | grep . | median)
-        printf ' | cold %.2f GB/s | disk (O_DIRECT, this file) %.2f GB/s | cold / disk %.2f\n' "$c" \
-            "$(awk -v d="$d" 'BEGIN{print d/1e9}')" "$(awk -v c="$c" -v d="$d" 'BEGIN{ if (d > 0) print c*1e9/d; else print 0 }')"
+        d=$(med "$disk")
+        ratio() { awk -v c="$1" -v d="$d" 'BEGIN{ if (d > 0) printf "%.2f", c*1e9/d; else print 0 }'; }
+        printf ' | cold %.2f GB/s copies (%s of the disk), %.2f GB/s --mmap (%s) | disk (O_DIRECT, this file) %.2f GB/s\n' \
+            "$(med "$cold_copy")" "$(ratio "$(med "$cold_copy")")" "$(med "$cold_view")" "$(ratio "$(med "$cold_view")")" \
+            "$(awk -v d="$d" 'BEGIN{print d/1e9}')"
     else
         printf ' | cold: skipped (dropping the page cache needs root)\n'
     fi

@@ -196,6 +196,10 @@ typedef struct strata_model_params {
     int prefetch_depth;      /* streamed layers read ahead (0: 2) */
     int io_threads;          /* streaming reader threads (0: 4) */
     bool progress;           /* progress bar on stderr while loading weights */
+    bool mmap;               /* resident weights are the file's pages in the page cache, mapped
+                                (no copy: a cached file is resident at once) instead of copies in
+                                the process's own memory (read with O_DIRECT); the budget counts
+                                them the same (llama.cpp's --mmap / --no-mmap) */
     bool plan;               /* place the weights with the planner (budget and measured
                                 bandwidths of this machine) instead of the store's rule */
     const char *plan_file;   /* execute this saved plan (`strata plan --json`) */

@@ -1,7 +1,8 @@
 /* `strata run`'s flags, each with a test that fails when the flag is
  * ignored: end of generation and --ignore-eos, errors in the middle of
  * generation, -f and its limits, --stats, -b, the sampling flags, a full
- * context, the echoed prompt, --chat and -sys, and that --help is true. */
+ * context, the echoed prompt, --chat and -sys, --mmap, and that --help is
+ * true. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,23 @@ TEST(test_run_flags_sampling)
     CHECK(same(t[GREEDY], t[TOP_P]), " --top-p 0.01 is greedy: '%s'", t[TOP_P]);
     CHECK(same(t[GREEDY], t[MIN_P1]), " --min-p 1 is greedy: '%s'", t[MIN_P1]);
     CHECK(t[PENALTY] && !same(t[GREEDY], t[PENALTY]), " --repeat-penalty 3 changes the text: '%s'", t[PENALTY]);
+    for (int i = 0; i < N; i++) free(t[i]);
+}
+
+/* --mmap (resident weights as views of the page cache) and --no-mmap
+ * (copies) give the same greedy text, all resident and with some layers
+ * resident and some streamed (6500K: blocks 1 and 3 resident). */
+TEST(test_run_flags_mmap)
+{
+    const char *p = stories();
+    if (!p) return;
+    enum { COPIES, VIEWS, VIEWS_SOME, COPIES_SOME, N };
+    static const char *const flags[N] = {"--temp 0 --no-mmap", "--temp 0 --mmap", "--temp 0 --mmap -c 64 --mem 6500K",
+                                         "--temp 0 --no-mmap -c 64 --mem 6500K"};
+    char *t[N];
+    for (int i = 0; i < N; i++) t[i] = text_of(p, flags[i]);
+    CHECK(t[COPIES] && strlen(t[COPIES]) > 40, " greedy text: '%s'", t[COPIES]);
+    for (int i = 1; i < N; i++) CHECK(same(t[COPIES], t[i]), " %s: '%s' vs '%s'", flags[i], t[i], t[COPIES]);
     for (int i = 0; i < N; i++) free(t[i]);
 }
 

@@ -169,17 +169,21 @@ static void check_loads(int parts)
     const int threads[2] = {1, 3};
     for (int c = 0; c < 3; c++)
         for (int t = 0; t < 2; t++)
-            for (int cached = 0; cached < 2; cached++) {
-                char what[96];
-                snprintf(what, sizeof what, "%d part(s), chunk %llu, %d threads, %s", parts,
-                         (unsigned long long)chunks[c], threads[t], cached ? "cached" : "cache dropped");
-                set_cached(f, cached);
-                store_config cfg = {.io_threads = threads[t], .load_chunk = chunks[c]};
-                store_stats st = load_and_check(f, &cfg, what);
-                /* a warm file is copied from the page cache, not read again */
-                if (cached) CHECK(st.load_cached_bytes == st.load_bytes, " %s: %llu of %llu bytes from the cache", what,
-                                  (unsigned long long)st.load_cached_bytes, (unsigned long long)st.load_bytes);
-            }
+            for (int cached = 0; cached < 2; cached++)
+                for (int views = 0; views < 2; views++) {
+                    char what[128];
+                    snprintf(what, sizeof what, "%d part(s), chunk %llu, %d threads, %s, %s", parts,
+                             (unsigned long long)chunks[c], threads[t], cached ? "cached" : "cache dropped",
+                             views ? "views" : "copies");
+                    set_cached(f, cached);
+                    store_config cfg = {.io_threads = threads[t], .load_chunk = chunks[c], .map_resident = views};
+                    store_stats st = load_and_check(f, &cfg, what);
+                    CHECK(st.load_views == views, " %s: views %d", what, st.load_views);
+                    /* a warm file is copied from the page cache, not read again */
+                    if (cached && !views)
+                        CHECK(st.load_cached_bytes == st.load_bytes, " %s: %llu of %llu bytes from the cache", what,
+                              (unsigned long long)st.load_cached_bytes, (unsigned long long)st.load_bytes);
+                }
     gguf_close(f);
 }
 

@@ -273,14 +273,20 @@ static void reshape_between(void *ctx, int step, engine *eng)
     if (step == 20) CHECK(store_shrink(s, UINT64_MAX, 0, 0) > 0);
 }
 
-TEST(test_watchdog_store_shrink_grow_same_logits)
+/* views: resident groups as views of the page cache (--mmap): demoting
+ * one unmaps its pages and drops them from the cache, and a promoted one
+ * comes back as a copy; the logits do not change either way. */
+static void check_shrink_grow(bool views)
 {
     model m;
     if (!make_model(&m, "wd8.gguf", 8)) return;
+    engine_params p = PARAMS;
+    p.store.map_resident = views;
     float *ref = run_steps(&m, &PARAMS, NULL, NULL, NULL);
     reshape_plan r = {0};
     engine *eng = NULL;
-    float *got = ref ? run_steps(&m, &PARAMS, reshape_between, &r, &eng) : NULL;
+    float *got = ref ? run_steps(&m, &p, reshape_between, &r, &eng) : NULL;
+    if (got) CHECK(store_get_stats(eng->store).load_views == views);
     if (got) {
         size_t V = engine_n_vocab(eng);
         CHECK(!memcmp(got, ref, STEPS * V * sizeof(float)), " logits changed by reshaping");
@@ -300,6 +306,10 @@ TEST(test_watchdog_store_shrink_grow_same_logits)
     free(got);
     close_model(&m);
 }
+
+TEST(test_watchdog_store_shrink_grow_same_logits) { check_shrink_grow(false); }
+
+TEST(test_watchdog_store_shrink_grow_views_same_logits) { check_shrink_grow(true); }
 
 /* A shrink asked while a group is acquired waits for the next acquire. */
 TEST(test_watchdog_store_waits_for_safe_point)

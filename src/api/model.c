@@ -46,7 +46,7 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
                         .kernels = p->reference_kernels ? KERNEL_REFERENCE : KERNEL_FAST,
                         .mem_budget = p->mem_budget,
                         .store = {.prefetch_depth = p->prefetch_depth, .io_threads = p->io_threads,
-                                  .progress = p->progress, .expert_slots = p->moe_cache_experts,
+                                  .progress = p->progress, .map_resident = p->mmap, .expert_slots = p->moe_cache_experts,
                                   .expert_policy = p->moe_cache == STRATA_MOE_LFU ? STORE_EXPERT_LFU
                                                                                    : STORE_EXPERT_LRU},
                         .moe_prefetch = p->moe_prefetch == STRATA_MOE_PREFETCH_PREV     ? ENGINE_MOE_PREFETCH_PREV

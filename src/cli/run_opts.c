@@ -46,6 +46,10 @@ const char gen_opts_usage[] =
     "  --no-watchdog        keep the placement fixed: under a budget a watchdog moves\n"
     "                       resident layers to streaming when memory runs short (another\n"
     "                       process takes it) and back when it returns (the output is the same)\n"
+    "  --mmap, --no-mmap    resident weights as the file's pages in the page cache, mapped\n"
+    "                       (no copy: a file already cached loads at once), or copies in\n"
+    "                       strata's own memory read with O_DIRECT (default); the budget\n"
+    "                       counts them the same\n"
     "  --prefetch N         streamed layers read ahead of compute (default 2)\n"
     "  --io-threads N       streaming reader threads (default 4)\n"
     "  --stats              a line per forward pass on stderr: bytes read, I/O, compute, wait;\n"
@@ -90,6 +94,10 @@ bool gen_opts_flag(gen_opts *o, const char *f)
     }
     if (!strcmp(f, "--no-watchdog")) {
         o->mp.watchdog = false;
+        return true;
+    }
+    if (!strcmp(f, "--mmap") || !strcmp(f, "--no-mmap")) {
+        o->mp.mmap = f[2] == 'm';
         return true;
     }
     bool *b = !strcmp(f, "--reference")    ? &o->mp.reference_kernels

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -12,14 +13,22 @@
 #include "store/io.h"
 #include "util/error.h"
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
 #define QUEUE_CAP 4096
 #define PAGE 4096u
+#define HUGE_ALIGN (2u << 20)
 #define MINCORE_PAGES 1024u /* pages asked about per mincore call */
 
 typedef struct io_file {
     int direct_fd, buffered_fd;
     uint64_t size;
-    const uint8_t *map;    /* [size] the whole file, never touched: mincore asks which pages are cached (NULL: none) */
+    /* [size] the whole file, read-only and shared, on a 2 MiB boundary (the page cache's
+     * huge folios map whole): mincore asks it which pages are cached, and resident groups
+     * may be views of it (--mmap); NULL: no mapping */
+    const uint8_t *map;
     struct timespec mtime;
     const char *path;
 } io_file;
@@ -91,6 +100,24 @@ static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, 
     return 0;
 }
 
+/* Faults [offset, offset+length) of the file's mapping in, reading what is
+ * not cached (with readahead) into the page cache; no copy. Returns 0 or
+ * an errno (EFAULT: the file is shorter than the range). */
+static int populate_range(const io_file *f, uint64_t offset, uint64_t length)
+{
+    if (!f->map) return EINVAL;
+    uint64_t end = offset + length < f->size ? offset + length : f->size;
+    if (offset >= end) return 0;
+    uint64_t start = offset / PAGE * PAGE;
+    if (madvise((void *)(f->map + start), end - start, MADV_POPULATE_READ) == 0) return 0;
+    if (errno != EINVAL) return errno;
+    /* before Linux 5.14: one read per page does the same */
+    volatile uint8_t sink = 0;
+    for (uint64_t o = start; o < end; o += PAGE) sink ^= f->map[o];
+    (void)sink;
+    return 0;
+}
+
 static void complete(io_engine *io, const io_request *rq, int error)
 {
     io_ticket *t = rq->ticket;
@@ -111,8 +138,10 @@ static void serve(io_engine *io, const io_request *rq)
     uint64_t t0 = now_ns();
     int error = io->fault ? io->fault(io->fault_ctx, rq->split, rq->offset, rq->length) : 0;
     io_file *f = &io->files[rq->split];
-    bool cached = rq->cached && range_cached(f, rq->offset, rq->length);
-    if (!error && !atomic_load(&rq->ticket->error)) error = read_range(io, f, rq->dst, rq->offset, rq->length, cached);
+    bool cached = rq->dst && rq->cached && range_cached(f, rq->offset, rq->length);
+    if (!error && !atomic_load(&rq->ticket->error))
+        error = !rq->dst ? populate_range(f, rq->offset, rq->length)
+                             : read_range(io, f, rq->dst, rq->offset, rq->length, cached);
     if (cached && !error) atomic_fetch_add(&io->cached, rq->length);
     atomic_fetch_add(&io->busy_ns, now_ns() - t0);
     atomic_fetch_add(&io->bytes, rq->length);
@@ -138,6 +167,26 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* The whole file, read-only and shared, starting on a 2 MiB boundary so
+ * that the page cache's 2 MiB folios can be mapped whole (file offsets and
+ * addresses congruent); NULL when it cannot be mapped. */
+static const uint8_t *map_file(int fd, uint64_t size)
+{
+    if (!size || size > SIZE_MAX - HUGE_ALIGN) return NULL;
+    uint8_t *span = mmap(NULL, size + HUGE_ALIGN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (span == MAP_FAILED) return NULL;
+    uint8_t *at = (uint8_t *)(((uintptr_t)span + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN);
+    void *m = mmap(at, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+    uint64_t len = (size + PAGE - 1) / PAGE * PAGE;
+    if (at > span) munmap(span, (size_t)(at - span));
+    if (span + size + HUGE_ALIGN > at + len) munmap(at + len, (size_t)(span + size + HUGE_ALIGN - (at + len)));
+    if (m == MAP_FAILED) {
+        munmap(at, len);
+        return NULL;
+    }
+    return m;
+}
+
 static strata_status open_file(io_engine *io, const gguf_split *s, io_file *f, strata_error *err)
 {
     f->path = s->path;
@@ -154,8 +203,7 @@ static strata_status open_file(io_engine *io, const gguf_split *s, io_file *f, s
         f->direct_fd = f->buffered_fd;
     }
     f->mtime = sb.st_mtim;
-    void *m = f->size ? mmap(NULL, f->size, PROT_READ, MAP_SHARED, f->buffered_fd, 0) : MAP_FAILED;
-    f->map = m == MAP_FAILED ? NULL : m;
+    f->map = map_file(f->buffered_fd, f->size);
     return STRATA_OK;
 }
 
@@ -266,6 +314,18 @@ strata_status io_pread(io_engine *io, uint32_t split, uint64_t offset, void *dst
     if (!e) return STRATA_OK;
     if (e == -1) return err_set(err, STRATA_E_IO, "%s: short read at offset %" PRIu64, f->path, offset);
     return err_set(err, STRATA_E_IO, "%s: read failed at offset %" PRIu64 ": %s", f->path, offset, strerror(e));
+}
+
+const uint8_t *io_view(const io_engine *io, uint32_t split) { return io->files[split].map; }
+
+void io_drop_view(io_engine *io, uint32_t split, uint64_t offset, uint64_t length)
+{
+    io_file *f = &io->files[split];
+    uint64_t end = offset + length < f->size ? offset + length : f->size;
+    if (!f->map || offset >= end) return;
+    uint64_t start = offset / PAGE * PAGE, len = (end - start + PAGE - 1) / PAGE * PAGE;
+    madvise((void *)(f->map + start), len, MADV_DONTNEED);
+    posix_fadvise(f->buffered_fd, (off_t)start, (off_t)len, POSIX_FADV_DONTNEED);
 }
 
 strata_status io_check_unchanged(io_engine *io, strata_error *err)

@@ -27,7 +27,8 @@ typedef struct io_ticket {
 } io_ticket;
 
 typedef struct io_request {
-    uint8_t *dst;
+    uint8_t *dst;            /* NULL: no copy: the range of the file's view (io_view) is faulted in,
+                                read into the page cache where it is not there */
     uint32_t split;
     uint64_t offset, length; /* aligned */
     io_ticket *ticket;
@@ -57,6 +58,13 @@ strata_status io_ticket_error(const io_engine *io, const io_ticket *t, strata_er
 
 /* Synchronous buffered read (small reads: embedding rows). */
 strata_status io_pread(io_engine *io, uint32_t split, uint64_t offset, void *dst, uint64_t n, strata_error *err);
+
+/* The whole file split as a read-only shared mapping (NULL: none): views
+ * of resident groups point into it (--mmap). */
+const uint8_t *io_view(const io_engine *io, uint32_t split);
+/* Gives a range of the view back: its pages unmapped from this process and
+ * dropped from the page cache (where no other process maps them). */
+void io_drop_view(io_engine *io, uint32_t split, uint64_t offset, uint64_t length);
 
 /* Checks that no model file changed (size, mtime) since it was opened. */
 strata_status io_check_unchanged(io_engine *io, strata_error *err);

@@ -32,6 +32,7 @@ typedef struct loader {
     uint32_t head, n;
     uint64_t chunk, done;
     bool progress;                  /* the progress bar (resident groups at open) */
+    bool views;                     /* resident groups as views of the page cache (view.c), not copies */
     load_claims claims;             /* with the watchdog: other loaders' claims, this one's */
     uint64_t others;                /* memory other loaders claimed and have not faulted yet */
     double t0, shown;
@@ -42,6 +43,7 @@ static loader loader_for(store *s, bool progress)
     loader L = {.s = s, .progress = progress, .t0 = clock_seconds(), .claims = {.fd = -1}};
     L.chunk = s->cfg.io_chunk > LOAD_CHUNK ? s->cfg.io_chunk : LOAD_CHUNK;
     if (s->cfg.load_chunk) L.chunk = (s->cfg.load_chunk + STORE_ALIGN - 1) / STORE_ALIGN * STORE_ALIGN;
+    L.views = s->cfg.map_resident && store_views_possible(s);
     return L;
 }
 
@@ -81,7 +83,8 @@ static strata_status drain_all(loader *L, strata_error *err)
     return first;
 }
 
-/* Queues one read of buf's group: [offset, offset+length) of split. */
+/* Queues one read of a group: [offset, offset+length) of split into dst,
+ * or (dst NULL) into the page cache under the file's view. */
 static strata_status submit(loader *L, uint8_t *dst, uint32_t split, uint64_t offset, uint64_t length,
                             strata_error *err)
 {
@@ -97,7 +100,7 @@ static strata_status submit(loader *L, uint8_t *dst, uint32_t split, uint64_t of
     return STRATA_OK;
 }
 
-/* Queues all the reads of a layout into buf. */
+/* Queues all the reads of a layout into buf (NULL: the view's pages). */
 static strata_status submit_layout(loader *L, const group_layout *l, uint8_t *buf, strata_error *err)
 {
     strata_status st = STRATA_OK;
@@ -105,7 +108,7 @@ static strata_status submit_layout(loader *L, const group_layout *l, uint8_t *bu
         const store_run *run = &l->runs[r];
         for (uint64_t o = 0; o < run->length && !st; o += L->chunk) {
             uint64_t len = run->length - o < L->chunk ? run->length - o : L->chunk;
-            st = submit(L, buf + run->buf_offset + o, run->split, run->file_offset + o, len, err);
+            st = submit(L, buf ? buf + run->buf_offset + o : NULL, run->split, run->file_offset + o, len, err);
         }
     }
     return st;
@@ -135,8 +138,7 @@ static strata_status leave_to_streaming(store *s, uint32_t from, uint64_t headro
     uint32_t n = 0;
     for (uint32_t g = from; g < s->n_groups; g++)
         if (s->groups[g].resident) {
-            store_unmap(s, s->groups[g].buf, s->groups[g].layout.bytes); /* NULL: not loaded yet */
-            s->groups[g].buf = NULL;
+            store_group_release(s, g, true);
             s->groups[g].resident = false;
             left += s->groups[g].layout.bytes;
             n++;
@@ -162,8 +164,16 @@ static strata_status room_for(loader *L, uint32_t g, bool *stop, uint64_t *headr
     return *stop ? drain_all(L, err) : STRATA_OK;
 }
 
-/* Room for group g, then its buffer faulted in (or, without room, the
- * rest left to streaming): no other loader checks in between. */
+/* Group g's memory: a buffer faulted in (*buf), or for a view the
+ * account's charge (its pages come as its reads land). */
+static bool take_memory(loader *L, uint32_t g, uint8_t **buf)
+{
+    if (L->views) return store_view_take(L->s, g);
+    return (*buf = store_map(L->s, L->s->groups[g].layout.bytes)) != NULL;
+}
+
+/* Room for group g, then its memory taken (or, without room, the rest
+ * left to streaming): no other loader checks in between. */
 static strata_status claim_group(loader *L, uint32_t g, bool *stop, uint8_t **buf, strata_error *err)
 {
     store *s = L->s;
@@ -174,7 +184,7 @@ static strata_status claim_group(loader *L, uint32_t g, bool *stop, uint8_t **bu
     if (!st && *stop) {
         if (s->cfg.progress && L->done) fputc('\n', stderr);
         st = leave_to_streaming(s, g, headroom, L->others, err);
-    } else if (!st && !(*buf = store_map(s, bytes)))
+    } else if (!st && !take_memory(L, g, buf))
         st = err_set(err, STRATA_E_NOMEM, "out of memory for %" PRIu64 " resident bytes", bytes);
     load_claims_unlock(&L->claims);
     return st;
@@ -186,7 +196,8 @@ static strata_status load_group(loader *L, uint32_t g, bool *stop, strata_error 
     uint8_t *buf = NULL;
     strata_status st = claim_group(L, g, stop, &buf, err);
     if (st || *stop) return st;
-    store_set_ptrs(L->s, g, buf);
+    if (L->views) store_view_set_ptrs(L->s, g);
+    else store_set_ptrs(L->s, g, buf);
     return submit_layout(L, &L->s->groups[g].layout, buf, err);
 }
 
@@ -213,6 +224,7 @@ strata_status store_load_resident(store *s, strata_error *err)
     load_claims_close(&L.claims);
     s->load_s = clock_seconds() - L.t0;
     s->load_bytes = L.done;
+    s->load_views = L.views;
     return st ? st : last;
 }
 

@@ -150,8 +150,7 @@ static void demote(store *s, uint64_t want)
     uint32_t k = plan_demotion(s, cand, demote_order(s, cand), want, &planned);
     for (uint32_t i = 0; i < k; i++) {
         group_state *gs = &s->groups[cand[i]];
-        store_unmap(s, gs->buf, gs->layout.bytes);
-        gs->buf = NULL;
+        store_group_release(s, cand[i], true);
         gs->resident = false;
         gs->slot = -1;
         moved += gs->layout.bytes;

@@ -254,12 +254,15 @@ void store_close(store *s)
     store_watchdog_stop(s); /* first: it may be reading promoted groups */
     for (uint32_t i = 0; s->slots && i < s->n_slots; i++) drain(s, i); /* no read may land in freed memory */
     expert_cache_close(s->experts);
+    /* views first: their memory is the file's mapping, which io_close unmaps (their
+     * pages stay in the page cache for the next run) */
+    for (uint32_t g = 0; s->groups && g < s->n_groups; g++)
+        if (s->groups[g].resident) store_group_release(s, g, false);
     io_close(s->io);
     if (s->acct) store_unmap_as(s, ACCT_EXPERTS, s->expert_mem, (uint64_t)s->expert_slots * s->expert_slot_bytes);
     for (uint32_t i = 0; s->slots && i < s->n_slots; i++) store_unmap_as(s, ACCT_SLOTS, s->slots[i].buf, s->slot_bytes);
     if (s->groups) store_reshape_discard(s);
     for (uint32_t g = 0; s->groups && g < s->n_groups; g++) {
-        if (s->groups[g].resident) store_unmap(s, s->groups[g].buf, s->groups[g].layout.bytes);
         free(s->groups[g].ptrs);
         layout_free(&s->groups[g].layout);
     }
@@ -368,7 +371,8 @@ store_stats store_get_stats(store *s)
                        .accounted_bytes = store_accounted(s),
                        .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
                        .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
-                       .load_bytes = s->load_bytes, .load_cached_bytes = s->io_base.cached, .load_s = s->load_s,
+                       .load_bytes = s->load_bytes, .load_cached_bytes = s->io_base.cached,
+                       .load_views = s->load_views, .load_s = s->load_s,
                        .expert_units = s->expert_units, .expert_slots = s->expert_slots,
                        .expert_cache_bytes = (uint64_t)s->expert_slots * s->expert_slot_bytes,
                        .expert_hits = x.hits, .expert_misses = x.misses, .prefetch_issued = x.prefetch_issued,

@@ -84,6 +84,8 @@ typedef struct store_config {
     bool stream_all;       /* stream every group (tests) */
     const bool *resident;  /* per group: the planner's choice (NULL: the store's own rule) */
     bool progress;         /* progress bar on stderr while loading resident groups */
+    bool map_resident;     /* resident groups as views of the file's pages in the page cache (--mmap,
+                              view.c) instead of copies; ignored where the file cannot be mapped */
     /* Experts, indexed like the groups (set l belongs to layer group l);
      * n_expert_sets = 0: none. Placement: the dense groups are placed (as
      * without experts) under the weight budget less STORE_EXPERT_MIN_SLOTS
@@ -119,6 +121,7 @@ typedef struct store_stats {
     /* loading the resident groups at open */
     uint64_t load_bytes;        /* read into resident buffers */
     uint64_t load_cached_bytes; /* of them, copied from the page cache (the rest read with O_DIRECT) */
+    bool load_views;            /* loaded as views of the page cache (--mmap): nothing copied */
     double load_s;              /* wall time, watchdog checks included */
     /* the expert cache (zero without experts) */
     uint32_t expert_units;      /* units in the model */

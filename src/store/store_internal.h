@@ -18,7 +18,8 @@ typedef struct group_state {
     group_layout layout;
     bool resident;
     bool home;           /* resident at open: the budget allows it (grow goes no further) */
-    uint8_t *buf;        /* resident: its buffer (store_map); streamed: the slot's while assigned */
+    uint8_t *buf;        /* resident: its buffer (store_map), NULL for a view; streamed: the slot's while assigned */
+    bool view;           /* resident as a view of the file's pages in the page cache (view.c), not a copy */
     uint8_t *incoming;   /* promoted, read and waiting for a safe point (reshape.c) */
     const void **ptrs;
     int slot;            /* streamed: slot holding it, or -1 */
@@ -77,6 +78,7 @@ struct store {
     io_stats io_base; /* I/O done while loading resident groups, excluded from streaming stats */
     double load_s;    /* loading the resident groups (load.c): its time and bytes */
     uint64_t load_bytes;
+    bool load_views;  /* the resident groups loaded as views of the page cache */
     /* Placement and ring change only under `lock` with no group held, so a
      * group's data never moves while the forward pass uses it. */
     pthread_mutex_t lock;
@@ -106,6 +108,16 @@ uint64_t store_weight_budget(const store *s);
 void *mem_map(uint64_t bytes);
 void mem_unmap(void *p, uint64_t bytes);
 uint64_t mem_len(uint64_t bytes);
+
+/* view.c: resident groups as views of the page cache (--mmap). Possible
+ * when every file split is mapped; take: the account's charge (false,
+ * s->refused set, when it does not fit); set_ptrs: the tensors point into
+ * the file's mapping. release: any resident group's memory given back (a
+ * view's pages dropped from the cache too when drop_cache). */
+bool store_views_possible(const store *s);
+bool store_view_take(store *s, uint32_t g);
+void store_view_set_ptrs(store *s, uint32_t g);
+void store_group_release(store *s, uint32_t g, bool drop_cache);
 
 /* load.c: reads the resident groups (those marked resident by placement)
  * into their buffers, several reads in flight; leaves the rest to streaming
