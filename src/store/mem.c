@@ -1,10 +1,13 @@
 /* Group buffers and ring slots as anonymous mappings: a demoted group's
  * memory goes back to the system at munmap (free() would keep it in the
  * heap below glibc's dynamic mmap threshold, and ASan quarantines it). */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "store/store_internal.h"
 #include "util/error.h"
@@ -42,6 +45,44 @@ static void populate(void *p, uint64_t len)
     if (madvise(p, len, MADV_POPULATE_WRITE) != 0) memset(p, 0, len);
 }
 
+/* Faulting in is the kernel zeroing pages and, in a virtual machine, the
+ * host backing them: on this workplace's VM (free page reporting) fresh
+ * memory faults in at 0.45 GB/s per vCPU, 1.0 with two. So a large buffer
+ * is faulted in by several threads at once, a part each on 2 MiB bounds. */
+#define PARALLEL_MIN (64u << 20) /* smaller buffers: one thread */
+#define PARALLEL_MAX 8
+
+typedef struct fault_part {
+    uint8_t *p;
+    uint64_t len;
+} fault_part;
+
+static void *populate_part(void *arg)
+{
+    fault_part *f = arg;
+    populate(f->p, f->len);
+    return NULL;
+}
+
+static void populate_parallel(uint8_t *p, uint64_t len)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = len < PARALLEL_MIN || cpus < 2 ? 1 : cpus < PARALLEL_MAX ? (int)cpus : PARALLEL_MAX;
+    fault_part parts[PARALLEL_MAX];   /* [n] */
+    pthread_t threads[PARALLEL_MAX]; /* [n]: part 0 is this thread's */
+    bool started[PARALLEL_MAX] = {false};
+    uint64_t step = (len / (uint64_t)n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE, at = 0;
+    int k = 0;
+    for (; k < n && at < len; k++, at += step)
+        parts[k] = (fault_part){p + at, len - at < step ? len - at : step};
+    for (int i = 1; i < k; i++) started[i] = pthread_create(&threads[i], NULL, populate_part, &parts[i]) == 0;
+    populate(parts[0].p, parts[0].len);
+    for (int i = 1; i < k; i++) {
+        if (started[i]) pthread_join(threads[i], NULL);
+        else populate(parts[i].p, parts[i].len); /* no thread to be had: here */
+    }
+}
+
 void *mem_map(uint64_t bytes)
 {
     uint64_t len = mem_len(bytes);
@@ -52,7 +93,7 @@ void *mem_map(uint64_t bytes)
      * the scatter-gather segments of each direct read into them; asked
      * before the first touch, so the faults take huge pages at once. */
     if (huge) madvise(p, len, MADV_HUGEPAGE);
-    populate(p, len); /* faulted in now: see engine.c scratch() */
+    populate_parallel(p, len); /* faulted in now: see engine.c scratch() */
     return p;
 }
 
