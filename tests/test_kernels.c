@@ -87,9 +87,15 @@ static bool is_float_type(uint32_t type)
 }
 
 /* The types with AVX-512 dot kernels of their own. */
+/* The 32-value block types with AVX-512 dot and dot_rows of their own, AVX2's bits. */
+static bool is_avx512_pairs_type(uint32_t type)
+{
+    return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_IQ4_NL;
+}
+
 static bool is_avx512_decode_type(uint32_t type)
 {
-    return type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 || type == GGML_TYPE_IQ4_XS;
+    return type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 || type == GGML_TYPE_IQ4_XS || is_avx512_pairs_type(type);
 }
 
 /* Fills `rows` rows of n elements of `type` at w. Block types: random bytes
@@ -215,7 +221,8 @@ TEST(test_kernel_env_override)
         REQUIRE(k5 != NULL, "no AVX-512 choice for %s", ggml_type_name(all_types[i]));
         uint32_t ty = all_types[i];
         bool by_row = ty == GGML_TYPE_Q4_K || ty == GGML_TYPE_Q6_K;
-        bool own_decode = is_avx512_decode_type(ty) || by_row, own_rows = ty == GGML_TYPE_Q5_K;
+        bool own_decode = is_avx512_decode_type(ty) || by_row,
+             own_rows = ty == GGML_TYPE_Q5_K || is_avx512_pairs_type(ty);
         CHECK(k5->weight_type == ty && k5->act_type == at && (own_decode ? k5->dot != k->dot : k5->dot == k->dot) &&
                   (by_row ? !k5->dot_rows
                           : own_rows ? k5->dot_rows && k5->dot_rows != k->dot_rows : k5->dot_rows == k->dot_rows) &&
@@ -694,19 +701,21 @@ TEST(test_kernel_dot_tile_avx512)
     }
 }
 
-/* The AVX-512 decode kernels (F16, BF16, IQ4_XS; the tile kernels with one
- * token as dot_rows of Q4_K, Q5_K, Q6_K): one row and many rows
- * against the reference under the same bounds as the AVX2 kernels (the
- * float types sum 16 lanes, so their bits differ from AVX2's within the
- * float bound), kernel_dot_rows equal to their own dot bit for bit (for
- * the tile types, that dot is AVX2's), and IQ4_XS's results the AVX2 kernel's bit
- * for bit (the same integer sums). */
+/* The AVX-512 decode kernels (F16, BF16, IQ4_XS, Q4_1, Q5_0, Q5_1,
+ * IQ4_NL; the tile kernels with one token as dot_rows of Q4_K, Q5_K,
+ * Q6_K): one row and many rows against the reference under the same
+ * bounds as the AVX2 kernels (the float types sum 16 lanes, so their bits
+ * differ from AVX2's within the float bound), kernel_dot_rows equal to
+ * their own dot bit for bit (for the tile types, that dot is AVX2's), and
+ * the results of IQ4_XS and the 32-value block types the AVX2 kernel's bit
+ * for bit (the same integer sums), at lengths with and without a partial
+ * group of four blocks. */
 static void check_same_as_avx2(const kernel_desc *k5, uint32_t type, uint64_t *rng)
 {
     const kernel_desc *k2 = kernel_fast_lookup(type, KERNEL_ISA_AVX2);
-    static const uint64_t lens_blocks[] = {1, 2, 3, 16};
+    static const uint64_t lens_blocks[] = {1, 2, 3, 5, 7, 16, 37};
     for (size_t li = 0; li < sizeof lens_blocks / sizeof lens_blocks[0]; li++) {
-        uint64_t n = lens_blocks[li] * 256, row_bytes = ggml_row_bytes(type, n);
+        uint64_t n = lens_blocks[li] * ggml_type_get(type)->block_elems, row_bytes = ggml_row_bytes(type, n);
         uint8_t *w = malloc(row_bytes * ROWS), *act = malloc(kernel_act_bytes(k5->act_type, n));
         float *x = malloc(n * sizeof(float));
         for (int src = 0; src < 2; src++) {
@@ -753,7 +762,7 @@ TEST(test_kernel_avx512_decode_vs_reference)
                 check_rows_case(k, type, n, 0, quantized, &rng, &st);
                 check_rows_case(k, type, n, 37, quantized, &rng, &st);
             }
-        if (type == GGML_TYPE_IQ4_XS) check_same_as_avx2(k, type, &rng);
+        if (type == GGML_TYPE_IQ4_XS || is_avx512_pairs_type(type)) check_same_as_avx2(k, type, &rng);
         const char *v = getenv("STRATA_TEST_VERBOSE");
         if (v && *v && strcmp(v, "0"))
             printf("    %-7s avx512 worst error / tolerance: exact %.3f, bound %.3f, relative %.3f\n",

@@ -104,6 +104,20 @@ void kernel_dot_iq4_xs_avx512(const void *w, const void *act, uint64_t n, float 
  * the AVX2 dot_rows's results bit for bit). */
 void kernel_dot_rows_q5_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                  float *out);
+/* AVX-512 decode of Q4_1, Q5_0, Q5_1 and IQ4_NL (dot_blk32_pairs_avx512.c:
+ * two blocks per vector; the AVX2 kernels' results bit for bit). */
+void kernel_dot_q4_1_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_q5_0_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_q5_1_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_iq4_nl_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_rows_q4_1_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_q5_0_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_q5_1_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_iq4_nl_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                   float *out);
 
 
 /* Fast tile kernels (kernel_dot_tile_fn): AVX-512 (files *_avx512.c; they
