@@ -87,10 +87,12 @@ static bool is_float_type(uint32_t type)
 }
 
 /* The types with AVX-512 dot kernels of their own. */
-/* The 32-value block types with AVX-512 dot and dot_rows of their own, AVX2's bits. */
+/* The types with AVX-512 dot and dot_rows of their own that give AVX2's
+ * bits: 32-value blocks two per vector, Q2_K and Q3_K two groups per vector. */
 static bool is_avx512_pairs_type(uint32_t type)
 {
-    return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_IQ4_NL;
+    return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1 || type == GGML_TYPE_IQ4_NL ||
+           type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K;
 }
 
 static bool is_avx512_decode_type(uint32_t type)
@@ -702,7 +704,7 @@ TEST(test_kernel_dot_tile_avx512)
 }
 
 /* The AVX-512 decode kernels (F16, BF16, IQ4_XS, Q4_1, Q5_0, Q5_1,
- * IQ4_NL; the tile kernels with one token as dot_rows of Q4_K, Q5_K,
+ * IQ4_NL, Q2_K, Q3_K; the tile kernels with one token as dot_rows of Q4_K, Q5_K,
  * Q6_K): one row and many rows against the reference under the same
  * bounds as the AVX2 kernels (the float types sum 16 lanes, so their bits
  * differ from AVX2's within the float bound), kernel_dot_rows equal to

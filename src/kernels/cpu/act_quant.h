@@ -118,6 +118,14 @@ void kernel_dot_rows_q5_1_avx512(const void *w, uint64_t row_bytes, uint64_t n_r
                                  float *out);
 void kernel_dot_rows_iq4_nl_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
                                    float *out);
+/* AVX-512 decode of Q2_K and Q3_K (dot_k16_avx512.c: two groups of 32
+ * quants per vector; the AVX2 kernels' results bit for bit). */
+void kernel_dot_q2_k_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_q3_k_avx512(const void *w, const void *act, uint64_t n, float *out);
+void kernel_dot_rows_q2_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
+void kernel_dot_rows_q3_k_avx512(const void *w, uint64_t row_bytes, uint64_t n_rows, const void *act, uint64_t n,
+                                 float *out);
 
 
 /* Fast tile kernels (kernel_dot_tile_fn): AVX-512 (files *_avx512.c; they

@@ -57,8 +57,9 @@ static const kernel_desc avx2_kernels[] = {
  * sums (lanes_avx512.h), which decode runs row by row. F16, BF16 and IQ4_XS have AVX-512 dot kernels of
  * their own (one row at a time; IQ4_XS's give AVX2's bits, the float
  * types' sum 16 lanes). Q4_1, Q5_0, Q5_1 and IQ4_NL have dot and dot_rows
- * with two blocks per vector and AVX2's bits. Types not listed use their
- * AVX2 kernel. */
+ * with two blocks per vector, Q2_K and Q3_K with two groups of 32 quants
+ * per vector, all with AVX2's bits. Types not listed use their AVX2
+ * kernel. */
 static const kernel_desc avx512_kernels[] = {
     {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, kernel_dot_q8_0_avx2, kernel_dot_rows_q8_0_avx2,
      kernel_dot_tile_q8_0_avx512, "avx512"},
@@ -77,6 +78,8 @@ static const kernel_desc avx512_kernels[] = {
     {GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, kernel_dot_q5_0_avx512, kernel_dot_rows_q5_0_avx512, NULL, "avx512"},
     {GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, kernel_dot_q5_1_avx512, kernel_dot_rows_q5_1_avx512, NULL, "avx512"},
     {GGML_TYPE_IQ4_NL, GGML_TYPE_Q8_0, kernel_dot_iq4_nl_avx512, kernel_dot_rows_iq4_nl_avx512, NULL, "avx512"},
+    {GGML_TYPE_Q2_K, GGML_TYPE_Q8_K, kernel_dot_q2_k_avx512, kernel_dot_rows_q2_k_avx512, NULL, "avx512"},
+    {GGML_TYPE_Q3_K, GGML_TYPE_Q8_K, kernel_dot_q3_k_avx512, kernel_dot_rows_q3_k_avx512, NULL, "avx512"},
 };
 
 /* The instruction set to use for an STRATA_KERNELS value on a CPU; sets

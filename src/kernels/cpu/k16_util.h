@@ -1,0 +1,54 @@
+/* Helpers of the K-quants with sixteen sub-blocks of 16 (Q6_K, Q3_K,
+ * Q2_K) shared by their AVX2 kernels (dot_q6_k_avx2.c) and AVX-512 ones
+ * (dot_k16_avx512.c); include after avx2_util.h, from files compiled with
+ * AVX2 at least. */
+#ifndef STRATA_KERNELS_CPU_K16_UTIL_H
+#define STRATA_KERNELS_CPU_K16_UTIL_H
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/act_quant.h"
+
+/* The f32 scale of a Q8_K activation block. */
+INLINE float da_of(const uint8_t *a)
+{
+    float d;
+    memcpy(&d, a, 4);
+    return d;
+}
+
+INLINE __m256i ld256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* int16 scales of sub-blocks 8h .. 8h+7, the same in both lanes */
+INLINE __m256i half_scales(__m256i s16, int h)
+{
+    return h ? _mm256_permute2x128_si256(s16, s16, 0x11) : _mm256_permute2x128_si256(s16, s16, 0x00);
+}
+
+/* Σ_j c_j * bsums[j] for sixteen int16 c_j, as 8 int32 */
+INLINE __m256i bsum_dot(__m256i c16, const uint8_t *a)
+{
+    return _mm256_madd_epi16(ld256(a + Q8K_OFF_BSUMS), c16);
+}
+
+/* Q3_K's sixteen scales (at p, 12 bytes) as int16 s - 32. Scale i (6
+ * bits, stored + 32): low four bits in the low (i < 8) or high nibble of
+ * byte i % 8, top two at bits 2*(i/4) of byte 8 + i % 4; word arithmetic
+ * decodes four at a time. */
+INLINE __m256i q3_k_scales(const uint8_t *p)
+{
+    uint32_t a0, a1, a2;
+    memcpy(&a0, p, 4);
+    memcpy(&a1, p + 4, 4);
+    memcpy(&a2, p + 8, 4);
+    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    uint64_t s0 = (a0 & m4) | (a2 & m2) << 4, s1 = (a1 & m4) | ((a2 >> 2) & m2) << 4;
+    uint64_t s2 = ((a0 >> 4) & m4) | ((a2 >> 4) & m2) << 4, s3 = ((a1 >> 4) & m4) | ((a2 >> 6) & m2) << 4;
+    /* built in general registers: a vector load of four separate stores
+     * would stall on store forwarding */
+    __m128i v = _mm_set_epi64x((long long)(s3 << 32 | s2), (long long)(s1 << 32 | s0));
+    return _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
+}
+
+#endif
