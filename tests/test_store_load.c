@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -371,4 +372,24 @@ TEST(test_store_load_claims_of_other_processes)
     CHECK(load_claims_others(&c) == 0, " a damaged record counts");
     load_claims_close(&c);
     unlink(path);
+}
+
+/* mem_map hands back memory already faulted in (the account and the
+ * watchdog count it as taken at once), whether one thread faults it or
+ * several share it (64 MiB and more): mincore finds every page resident. */
+TEST(test_store_mem_map_faults_in_every_page)
+{
+    static const uint64_t sizes[] = {4 * KiB, 1024 * KiB, 64 * 1024 * KiB + 4 * KiB, 97 * 1024 * KiB + 12 * KiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t len = mem_len(sizes[i]), pages = len / 4096, missing = 0;
+        uint8_t *p = mem_map(sizes[i]);
+        REQUIRE(p != NULL, " mem_map(%llu)", (unsigned long long)sizes[i]);
+        unsigned char *vec = malloc(pages);
+        REQUIRE(vec && mincore(p, len, vec) == 0, " mincore");
+        for (uint64_t k = 0; k < pages; k++) missing += !(vec[k] & 1);
+        CHECK(missing == 0, " %llu bytes: %llu of %llu pages not faulted in", (unsigned long long)sizes[i],
+              (unsigned long long)missing, (unsigned long long)pages);
+        free(vec);
+        mem_unmap(p, sizes[i]);
+    }
 }
