@@ -25,8 +25,8 @@ static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
 
 /* The k largest of n logits into sel (ties to the lower id), most
  * probable first; wt (if not NULL): their softmax probabilities over all
- * n, renormalized over the k. */
-static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt)
+ * n, renormalized over the k when `renorm`. */
+static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm)
 {
     for (uint64_t i = 0; i < k; i++) {
         int32_t best = -1;
@@ -42,7 +42,7 @@ static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, flo
     double sum = 0, picked = 0;
     for (uint64_t x = 0; x < n; x++) sum += exp((double)logits[x] - max);
     for (uint64_t i = 0; i < k; i++) picked += wt[i] = (float)(exp((double)logits[sel[i]] - max) / sum);
-    for (uint64_t i = 0; i < k; i++) wt[i] = (float)(wt[i] / picked);
+    for (uint64_t i = 0; renorm && i < k; i++) wt[i] = (float)(wt[i] / picked);
 }
 
 static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor *t, const void *w, uint64_t n_out,
@@ -66,6 +66,35 @@ static void run_expert(backend *b, const be_weight *w, const void *const *data, 
     b->e->glu(gate, up, (uint64_t)n * d->n_ff_exp);
     matmul_args down = rows_args(b, dn->k, dn->t, data[2], d->n_embd, gate, xe, n);
     matmul(b->e->pool, &down);
+}
+
+/* The shared expert (dense, every token) over ACT_XN into m->shared, each
+ * token's row scaled by sigmoid(gate . x) where the architecture gates it
+ * (qwen2moe). Its weights are in the layer's dense group. */
+static void shared_expert(backend *b, const be_weight *w, uint32_t n_tok)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    const be_weight *g = &w[LS_GATE_SHEXP], *u = &w[LS_UP_SHEXP], *dn = &w[LS_DOWN_SHEXP];
+    const float *xn = buf(b, ACT_XN);
+    float *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP), *out = e->moe.shared;
+    matmul_args gu[2] = {rows_args(b, g->k, g->t, g->host, d->n_ff_shexp, xn, gate, n_tok),
+                         rows_args(b, u->k, u->t, u->host, d->n_ff_shexp, xn, up, n_tok)};
+    if (matmul_can_share(gu, 2)) matmul_multi(e->pool, gu, 2);
+    else for (int i = 0; i < 2; i++) matmul(e->pool, &gu[i]);
+    e->glu(gate, up, (uint64_t)n_tok * d->n_ff_shexp);
+    matmul_args down = rows_args(b, dn->k, dn->t, dn->host, d->n_embd, gate, out, n_tok);
+    matmul(e->pool, &down);
+    const be_weight *gi = &w[LS_GATE_INP_SHEXP];
+    if (!gi->t) return;
+    dequant_row(gi->t->type, gi->host, e->vec, d->n_embd, NULL); /* [n_embd] */
+    for (uint32_t t = 0; t < n_tok; t++) {
+        const float *x = xn + (uint64_t)t * d->n_embd;
+        float dot = 0;
+        for (uint64_t j = 0; j < d->n_embd; j++) dot += e->vec[j] * x[j];
+        float s = 1.0f / (1.0f + expf(-dot));
+        for (uint64_t j = 0; j < d->n_embd; j++) out[(uint64_t)t * d->n_embd + j] *= s;
+    }
 }
 
 /* Expert x over the selections routed to it: rows gathered, run, each
@@ -125,7 +154,7 @@ static void predict_by_router(backend *b, uint64_t t)
     matmul(e->pool, &a);
     int32_t guess[64];
     uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
-    top_k(m->pred, d->n_expert, k, guess, NULL);
+    top_k(m->pred, d->n_expert, k, guess, NULL, false);
     store_experts_prefetch(e->store, (uint32_t)t, guess, (uint32_t)k);
 }
 
@@ -145,8 +174,11 @@ static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
 
 /* Runs the chosen experts in waves of what the cache can pin: in each, the
  * experts in memory first, then the others as their reads complete. The
- * next layer's prefetch is queued after this layer's first reads. */
-static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
+ * next layer's prefetch is queued after this layer's first reads; the
+ * shared expert (if any) runs in the first wave, while those reads are in
+ * flight. */
+static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, bool shared,
+                                 strata_error *err)
 {
     engine *e = b->e;
     moe_state *m = &e->moe;
@@ -165,6 +197,7 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
                 m->done[m->ids[i]] = 1;
                 st = expert_step(b, l, w, m->ids[i], n_tok, err);
             }
+        if (!done && shared) shared_expert(b, w, n_tok);
         for (uint32_t i = done; i < done + taken && !st; i++)
             if (!m->done[m->ids[i]]) st = expert_step(b, l, w, m->ids[i], n_tok, err);
         store_experts_unpin(e->store, (uint32_t)l, m->ids + done, taken);
@@ -175,8 +208,8 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
 }
 
 /* ACT_XN = sum over each token's selections, in expert-id order, of the
- * weight times the expert's output. */
-static void weighted_sum(backend *b, uint32_t n_tok)
+ * weight times the expert's output, plus the shared expert's output. */
+static void weighted_sum(backend *b, uint32_t n_tok, bool shared)
 {
     const moe_state *m = &b->e->moe;
     uint64_t k = b->e->w.d.n_expert_used, E = b->e->w.d.n_embd;
@@ -195,6 +228,7 @@ static void weighted_sum(backend *b, uint32_t n_tok)
             const float *y = m->out + s * E;
             for (uint64_t j = 0; j < E; j++) o[j] += m->wt[s] * y[j];
         }
+        for (uint64_t j = 0; shared && j < E; j++) o[j] += m->shared[(uint64_t)t * E + j];
     }
 }
 
@@ -217,10 +251,12 @@ strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32
     matmul_args r = rows_args(b, w[LS_ROUTER].k, w[LS_ROUTER].t, w[LS_ROUTER].host, d->n_expert, buf(b, ACT_XN),
                               buf(b, ACT_ROUTER), n_tok);
     matmul(e->pool, &r);
+    bool renorm = e->w.arch->gating == GATING_SOFTMAX_TOPK_NORM;
     for (uint32_t t = 0; t < n_tok; t++)
-        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k);
+        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, renorm);
     if (m->trace) trace(e, l, n_tok);
-    strata_status st = run_experts(b, l, w, n_tok, err);
-    if (!st) weighted_sum(b, n_tok);
+    bool shared = m->shared && w[LS_GATE_SHEXP].t; /* bound in every layer or none (weights.c) */
+    strata_status st = run_experts(b, l, w, n_tok, shared, err);
+    if (!st) weighted_sum(b, n_tok, shared);
     return st;
 }
