@@ -1,13 +1,17 @@
 /* The store's I/O queue serves demand reads before speculative ones
  * (prefetches), and a promoted prefetch goes ahead of the others. One
  * I/O thread and a delay injected into every read make the order visible:
- * what is still pending on one ticket when another completes. */
+ * what is still pending on one ticket when another completes. And decode
+ * steps read the first expert layer ahead too (predicted from the
+ * embedding), not only the layers after it. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../tools/synth/synth.h"
+#include "engine/engine.h"
 #include "gguf/gguf.h"
+#include "model/model_spec.h"
 #include "store/io.h"
 #include "test.h"
 
@@ -96,4 +100,29 @@ TEST(test_io_promoted_prefetch_goes_first)
           N_SPEC);
     io_wait(s.io, &first);
     close_io(&s);
+}
+
+/* With the router predictor and a cache of half the experts, decoding one
+ * token at a time prefetches layer 0's experts as well, and uses them. */
+TEST(test_io_first_expert_layer_is_prefetched)
+{
+    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!p) return;
+    gguf_file *f = NULL;
+    model_spec *s = NULL;
+    engine *eng = NULL;
+    strata_error e;
+    REQUIRE(gguf_open(p, &f, &e) == STRATA_OK && model_spec_from_gguf(f, p, &s, &e) == STRATA_OK, " %s", e.message);
+    uint32_t units = (uint32_t)(s->hp.n_layers * s->hp.n_expert);
+    engine_params ep = {.n_ctx = 64, .n_threads = 1, .n_batch = 1, .moe_prefetch = ENGINE_MOE_PREFETCH_ROUTER,
+                        .store = {.expert_slots = units / 2}};
+    REQUIRE(engine_open(f, s, &ep, &eng, &e) == STRATA_OK, " %s", e.message);
+    static const int32_t toks[6] = {1, 403, 407, 261, 378, 383};
+    for (int i = 0; i < 6; i++) CHECK(engine_eval(eng, &toks[i], 1, NULL, false, &e) == STRATA_OK, " %s", e.message);
+    store_expert_stats l0 = engine_expert_stats(eng, 0);
+    CHECK(l0.prefetch_issued > 0 && l0.prefetch_used > 0, " layer 0: %llu prefetched, %llu used",
+          (unsigned long long)l0.prefetch_issued, (unsigned long long)l0.prefetch_used);
+    engine_free(eng);
+    model_spec_free(s);
+    gguf_close(f);
 }

@@ -159,6 +159,17 @@ static void predict_by_router(backend *b, uint64_t t)
 }
 
 
+/* Layer t's experts read ahead by the predictor in use. */
+static void prefetch_layer(backend *b, uint64_t t)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint64_t k = e->w.d.n_expert_used;
+    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, t);
+    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[t * k] >= 0)
+        store_experts_prefetch(e->store, (uint32_t)t, m->prev + t * k, (uint32_t)k);
+}
+
 static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
 {
     engine *e = b->e;
@@ -166,11 +177,15 @@ static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
     uint64_t k = e->w.d.n_expert_used;
     if (n_tok != 1) return;
     memcpy(m->prev + l * k, m->sel, k * sizeof *m->prev);
-    if (l + 1 >= e->w.d.n_layers) return;
-    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l + 1);
-    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[(l + 1) * k] >= 0)
-        store_experts_prefetch(e->store, (uint32_t)l + 1, m->prev + (l + 1) * k, (uint32_t)k);
+    if (l + 1 < e->w.d.n_layers) prefetch_layer(b, l + 1);
 }
+
+/* Layer 0 has no layer before it to predict it: its prediction comes from
+ * the token's embedding, the residual entering it. Without it the disk
+ * would idle from the last layer's reads of the previous token (through
+ * the output projection, sampling and layer 0's attention) until layer 0's
+ * router asks. */
+void backend_cpu_moe_prefetch_first(backend *b) { prefetch_layer(b, 0); }
 
 /* Runs the chosen experts in waves of what the cache can pin: in each, the
  * experts in memory first, then the others as their reads complete. The
