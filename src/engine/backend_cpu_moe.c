@@ -270,7 +270,7 @@ strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32
     for (uint32_t t = 0; t < n_tok; t++)
         top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, renorm);
     if (m->trace) trace(e, l, n_tok);
-    bool shared = m->shared && w[LS_GATE_SHEXP].t; /* bound in every layer or none (weights.c) */
+    bool shared = m->shared && w[LS_GATE_SHEXP].t; /* this layer has one */
     strata_status st = run_experts(b, l, w, n_tok, shared, err);
     if (!st) weighted_sum(b, n_tok, shared);
     return st;

@@ -285,6 +285,7 @@ void io_submit(io_engine *io, const io_request *reqs, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         io_queue *q = &io->queue[reqs[i].speculative ? Q_SPECULATIVE : Q_DEMAND];
         while (q->count == QUEUE_CAP) { /* full: let the workers drain it */
+            pthread_cond_broadcast(&io->have_work);
             pthread_mutex_unlock(&io->mu);
             sched_yield();
             pthread_mutex_lock(&io->mu);
