@@ -52,20 +52,27 @@ static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor
                          .act = b->e->act_scratch};
 }
 
-/* The expert's SwiGLU FFN over the n rows gathered in ACT_XE, output there;
+/* A SwiGLU FFN `width` wide over n rows of x into y (y may be x); g, u, dn:
+ * its gate, up and down slots, data[0..2] their weights. */
+static void swiglu_rows(backend *b, const be_weight *g, const be_weight *u, const be_weight *dn,
+                        const void *const *data, uint64_t width, const float *x, float *y, uint32_t n)
+{
+    float *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP);
+    matmul_args gu[2] = {rows_args(b, g->k, g->t, data[0], width, x, gate, n),
+                         rows_args(b, u->k, u->t, data[1], width, x, up, n)};
+    if (matmul_can_share(gu, 2)) matmul_multi(b->e->pool, gu, 2);
+    else for (int i = 0; i < 2; i++) matmul(b->e->pool, &gu[i]);
+    b->e->glu(gate, up, (uint64_t)n * width);
+    matmul_args down = rows_args(b, dn->k, dn->t, data[2], b->e->w.d.n_embd, gate, y, n);
+    matmul(b->e->pool, &down);
+}
+
+/* The expert's FFN over the n rows gathered in ACT_XE, output there;
  * data[j]: its gate, up and down slices. */
 static void run_expert(backend *b, const be_weight *w, const void *const *data, uint32_t n)
 {
-    const model_dims *d = &b->e->w.d;
-    const be_weight *g = &w[LS_GATE_EXPS], *u = &w[LS_UP_EXPS], *dn = &w[LS_DOWN_EXPS];
-    float *xe = buf(b, ACT_XE), *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP);
-    matmul_args gu[2] = {rows_args(b, g->k, g->t, data[0], d->n_ff_exp, xe, gate, n),
-                         rows_args(b, u->k, u->t, data[1], d->n_ff_exp, xe, up, n)};
-    if (matmul_can_share(gu, 2)) matmul_multi(b->e->pool, gu, 2);
-    else for (int i = 0; i < 2; i++) matmul(b->e->pool, &gu[i]);
-    b->e->glu(gate, up, (uint64_t)n * d->n_ff_exp);
-    matmul_args down = rows_args(b, dn->k, dn->t, data[2], d->n_embd, gate, xe, n);
-    matmul(b->e->pool, &down);
+    float *xe = buf(b, ACT_XE);
+    swiglu_rows(b, &w[LS_GATE_EXPS], &w[LS_UP_EXPS], &w[LS_DOWN_EXPS], data, b->e->w.d.n_ff_exp, xe, xe, n);
 }
 
 /* The shared expert (dense, every token) over ACT_XN into m->shared, each
@@ -75,16 +82,10 @@ static void shared_expert(backend *b, const be_weight *w, uint32_t n_tok)
 {
     engine *e = b->e;
     const model_dims *d = &e->w.d;
-    const be_weight *g = &w[LS_GATE_SHEXP], *u = &w[LS_UP_SHEXP], *dn = &w[LS_DOWN_SHEXP];
     const float *xn = buf(b, ACT_XN);
-    float *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP), *out = e->moe.shared;
-    matmul_args gu[2] = {rows_args(b, g->k, g->t, g->host, d->n_ff_shexp, xn, gate, n_tok),
-                         rows_args(b, u->k, u->t, u->host, d->n_ff_shexp, xn, up, n_tok)};
-    if (matmul_can_share(gu, 2)) matmul_multi(e->pool, gu, 2);
-    else for (int i = 0; i < 2; i++) matmul(e->pool, &gu[i]);
-    e->glu(gate, up, (uint64_t)n_tok * d->n_ff_shexp);
-    matmul_args down = rows_args(b, dn->k, dn->t, dn->host, d->n_embd, gate, out, n_tok);
-    matmul(e->pool, &down);
+    float *out = e->moe.shared;
+    const void *data[3] = {w[LS_GATE_SHEXP].host, w[LS_UP_SHEXP].host, w[LS_DOWN_SHEXP].host};
+    swiglu_rows(b, &w[LS_GATE_SHEXP], &w[LS_UP_SHEXP], &w[LS_DOWN_SHEXP], data, d->n_ff_shexp, xn, out, n_tok);
     const be_weight *gi = &w[LS_GATE_INP_SHEXP];
     if (!gi->t) return;
     dequant_row(gi->t->type, gi->host, e->vec, d->n_embd, NULL); /* [n_embd] */
