@@ -279,3 +279,20 @@ TEST(test_moe_shared_declared_but_absent_is_refused)
     model_spec_free(s);
     gguf_close(f);
 }
+
+/* inspect reports the shared expert's width, in JSON and in text. */
+TEST(test_moe_shared_inspect_shows_width)
+{
+    shared_model m;
+    if (!make_model("qwen2moe", 12, &m)) return;
+    char cmd[2400], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s inspect --json '%s'", test_strata_bin(), m.path);
+    CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, "\"n_ff_shexp\": 96"), " %s", out ? out : "");
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "%s inspect '%s'", test_strata_bin(), m.path);
+    CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, "a shared expert, FFN 96 wide"), " %s",
+          out ? out : "");
+    free(out);
+    close_model(&m);
+}
