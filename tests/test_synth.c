@@ -309,10 +309,13 @@ TEST(test_synth_cli_arch_errors)
     static const struct {
         const char *args, *want;
     } cases[] = {
-        {"--arch mamba", "--arch 'mamba': unknown architecture (known: llama, qwen2, qwen3, qwen3moe, phi3, gemma3)"},
+        {"--arch mamba", "--arch 'mamba': unknown architecture (known: llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, "
+                         "gemma3)"},
         {"--arch qwen2 --n-expert 4", "--n-expert: qwen2 has no experts"},
         {"--n-expert 4 --expert-ff 128", "--expert-ff: llama experts are --n-ff wide"},
         {"--n-expert-used 2", "--n-expert-used needs --n-expert"},
+        {"--shared-ff 64", "--shared-ff needs --n-expert"},
+        {"--arch qwen3 --shared-ff 64", "--shared-ff: qwen3 has no experts"},
         {"--arch qwen3moe --n-expert-used 9", "--n-expert-used 9 exceeds the 8 experts"},
         {"--n-expert 1", "--n-expert '1': must be at least 2"},
         {"--head-dim 0", "--head-dim '0': must be at least 2"},
@@ -334,7 +337,8 @@ TEST(test_synth_cli_arch_errors)
     snprintf(cmd, sizeof cmd, "%s --help", test_synth_bin());
     CHECK(test_run(cmd, &out, true) == 0 && strstr(out, "--arch NAME") && strstr(out, "--head-dim N") &&
               strstr(out, "--sliding-window N") && strstr(out, "--n-expert N") && strstr(out, "--n-expert-used K") &&
-              strstr(out, "--expert-ff N") && strstr(out, "llama, qwen2, qwen3, qwen3moe, phi3, gemma3"),
+              strstr(out, "--expert-ff N") && strstr(out, "--shared-ff N") &&
+              strstr(out, "llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3"),
           " %s", out);
     free(out);
 }

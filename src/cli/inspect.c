@@ -53,6 +53,9 @@ static void print_experts(const json_t *r)
            (unsigned long long)num(r, "n_ff_exp"), fmt_bytes(lo, a, 32), lo != hi ? " to " : "",
            lo != hi ? fmt_bytes(hi, b, 32) : "", (unsigned long long)(n * with), (unsigned long long)with,
            fmt_bytes(num(r, "expert_bytes"), c, 32));
+    if (num(r, "n_ff_shexp"))
+        printf("            and a shared expert, FFN %llu wide, that every token runs (dense)\n",
+               (unsigned long long)num(r, "n_ff_shexp"));
     printf("            dense (everything but the experts) %s; a token computes with %s\n",
            fmt_bytes(num(r, "dense_bytes"), d, 32), fmt_bytes(num(r, "active_bytes_per_token"), e, 32));
 }

@@ -9,6 +9,9 @@ struct engine;
 void backend_cpu_init(backend *b, struct engine *e);
 /* The mixture-of-experts op (backend_cpu_moe.c). */
 strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err);
+/* A decode step's first expert layer, read ahead from the embedding (ACT_X)
+ * by the predictor in use, before its attention runs. */
+void backend_cpu_moe_prefetch_first(backend *b);
 
 /* Chooses the CPU kernel of every matrix (w->kern, w->kern_output): the
  * fast kernel for this CPU or the reference. Errors name a tensor whose

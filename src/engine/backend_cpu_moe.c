@@ -25,8 +25,8 @@ static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
 
 /* The k largest of n logits into sel (ties to the lower id), most
  * probable first; wt (if not NULL): their softmax probabilities over all
- * n, renormalized over the k. */
-static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt)
+ * n, renormalized over the k when `renorm`. */
+static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm)
 {
     for (uint64_t i = 0; i < k; i++) {
         int32_t best = -1;
@@ -42,7 +42,7 @@ static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, flo
     double sum = 0, picked = 0;
     for (uint64_t x = 0; x < n; x++) sum += exp((double)logits[x] - max);
     for (uint64_t i = 0; i < k; i++) picked += wt[i] = (float)(exp((double)logits[sel[i]] - max) / sum);
-    for (uint64_t i = 0; i < k; i++) wt[i] = (float)(wt[i] / picked);
+    for (uint64_t i = 0; renorm && i < k; i++) wt[i] = (float)(wt[i] / picked);
 }
 
 static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor *t, const void *w, uint64_t n_out,
@@ -52,20 +52,50 @@ static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor
                          .act = b->e->act_scratch};
 }
 
-/* The expert's SwiGLU FFN over the n rows gathered in ACT_XE, output there;
+/* A SwiGLU FFN `width` wide over n rows of x into y (y may be x); g, u, dn:
+ * its gate, up and down slots, data[0..2] their weights. */
+static void swiglu_rows(backend *b, const be_weight *g, const be_weight *u, const be_weight *dn,
+                        const void *const *data, uint64_t width, const float *x, float *y, uint32_t n)
+{
+    float *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP);
+    matmul_args gu[2] = {rows_args(b, g->k, g->t, data[0], width, x, gate, n),
+                         rows_args(b, u->k, u->t, data[1], width, x, up, n)};
+    if (matmul_can_share(gu, 2)) matmul_multi(b->e->pool, gu, 2);
+    else for (int i = 0; i < 2; i++) matmul(b->e->pool, &gu[i]);
+    b->e->glu(gate, up, (uint64_t)n * width);
+    matmul_args down = rows_args(b, dn->k, dn->t, data[2], b->e->w.d.n_embd, gate, y, n);
+    matmul(b->e->pool, &down);
+}
+
+/* The expert's FFN over the n rows gathered in ACT_XE, output there;
  * data[j]: its gate, up and down slices. */
 static void run_expert(backend *b, const be_weight *w, const void *const *data, uint32_t n)
 {
-    const model_dims *d = &b->e->w.d;
-    const be_weight *g = &w[LS_GATE_EXPS], *u = &w[LS_UP_EXPS], *dn = &w[LS_DOWN_EXPS];
-    float *xe = buf(b, ACT_XE), *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP);
-    matmul_args gu[2] = {rows_args(b, g->k, g->t, data[0], d->n_ff_exp, xe, gate, n),
-                         rows_args(b, u->k, u->t, data[1], d->n_ff_exp, xe, up, n)};
-    if (matmul_can_share(gu, 2)) matmul_multi(b->e->pool, gu, 2);
-    else for (int i = 0; i < 2; i++) matmul(b->e->pool, &gu[i]);
-    b->e->glu(gate, up, (uint64_t)n * d->n_ff_exp);
-    matmul_args down = rows_args(b, dn->k, dn->t, data[2], d->n_embd, gate, xe, n);
-    matmul(b->e->pool, &down);
+    float *xe = buf(b, ACT_XE);
+    swiglu_rows(b, &w[LS_GATE_EXPS], &w[LS_UP_EXPS], &w[LS_DOWN_EXPS], data, b->e->w.d.n_ff_exp, xe, xe, n);
+}
+
+/* The shared expert (dense, every token) over ACT_XN into m->shared, each
+ * token's row scaled by sigmoid(gate . x) where the architecture gates it
+ * (qwen2moe). Its weights are in the layer's dense group. */
+static void shared_expert(backend *b, const be_weight *w, uint32_t n_tok)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    const float *xn = buf(b, ACT_XN);
+    float *out = e->moe.shared;
+    const void *data[3] = {w[LS_GATE_SHEXP].host, w[LS_UP_SHEXP].host, w[LS_DOWN_SHEXP].host};
+    swiglu_rows(b, &w[LS_GATE_SHEXP], &w[LS_UP_SHEXP], &w[LS_DOWN_SHEXP], data, d->n_ff_shexp, xn, out, n_tok);
+    const be_weight *gi = &w[LS_GATE_INP_SHEXP];
+    if (!gi->t) return;
+    dequant_row(gi->t->type, gi->host, e->vec, d->n_embd, NULL); /* [n_embd] */
+    for (uint32_t t = 0; t < n_tok; t++) {
+        const float *x = xn + (uint64_t)t * d->n_embd;
+        float dot = 0;
+        for (uint64_t j = 0; j < d->n_embd; j++) dot += e->vec[j] * x[j];
+        float s = 1.0f / (1.0f + expf(-dot));
+        for (uint64_t j = 0; j < d->n_embd; j++) out[(uint64_t)t * d->n_embd + j] *= s;
+    }
 }
 
 /* Expert x over the selections routed to it: rows gathered, run, each
@@ -125,10 +155,21 @@ static void predict_by_router(backend *b, uint64_t t)
     matmul(e->pool, &a);
     int32_t guess[64];
     uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
-    top_k(m->pred, d->n_expert, k, guess, NULL);
+    top_k(m->pred, d->n_expert, k, guess, NULL, false);
     store_experts_prefetch(e->store, (uint32_t)t, guess, (uint32_t)k);
 }
 
+
+/* Layer t's experts read ahead by the predictor in use. */
+static void prefetch_layer(backend *b, uint64_t t)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint64_t k = e->w.d.n_expert_used;
+    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, t);
+    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[t * k] >= 0)
+        store_experts_prefetch(e->store, (uint32_t)t, m->prev + t * k, (uint32_t)k);
+}
 
 static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
 {
@@ -137,16 +178,23 @@ static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
     uint64_t k = e->w.d.n_expert_used;
     if (n_tok != 1) return;
     memcpy(m->prev + l * k, m->sel, k * sizeof *m->prev);
-    if (l + 1 >= e->w.d.n_layers) return;
-    if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, l + 1);
-    else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[(l + 1) * k] >= 0)
-        store_experts_prefetch(e->store, (uint32_t)l + 1, m->prev + (l + 1) * k, (uint32_t)k);
+    if (l + 1 < e->w.d.n_layers) prefetch_layer(b, l + 1);
 }
+
+/* Layer 0 has no layer before it to predict it: its prediction comes from
+ * the token's embedding, the residual entering it. Without it the disk
+ * would idle from the last layer's reads of the previous token (through
+ * the output projection, sampling and layer 0's attention) until layer 0's
+ * router asks. */
+void backend_cpu_moe_prefetch_first(backend *b) { prefetch_layer(b, 0); }
 
 /* Runs the chosen experts in waves of what the cache can pin: in each, the
  * experts in memory first, then the others as their reads complete. The
- * next layer's prefetch is queued after this layer's first reads. */
-static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
+ * next layer's prefetch is queued after this layer's first reads; the
+ * shared expert (if any) runs in the first wave, while those reads are in
+ * flight. */
+static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, bool shared,
+                                 strata_error *err)
 {
     engine *e = b->e;
     moe_state *m = &e->moe;
@@ -165,6 +213,7 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
                 m->done[m->ids[i]] = 1;
                 st = expert_step(b, l, w, m->ids[i], n_tok, err);
             }
+        if (!done && shared) shared_expert(b, w, n_tok);
         for (uint32_t i = done; i < done + taken && !st; i++)
             if (!m->done[m->ids[i]]) st = expert_step(b, l, w, m->ids[i], n_tok, err);
         store_experts_unpin(e->store, (uint32_t)l, m->ids + done, taken);
@@ -175,8 +224,8 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
 }
 
 /* ACT_XN = sum over each token's selections, in expert-id order, of the
- * weight times the expert's output. */
-static void weighted_sum(backend *b, uint32_t n_tok)
+ * weight times the expert's output, plus the shared expert's output. */
+static void weighted_sum(backend *b, uint32_t n_tok, bool shared)
 {
     const moe_state *m = &b->e->moe;
     uint64_t k = b->e->w.d.n_expert_used, E = b->e->w.d.n_embd;
@@ -195,6 +244,7 @@ static void weighted_sum(backend *b, uint32_t n_tok)
             const float *y = m->out + s * E;
             for (uint64_t j = 0; j < E; j++) o[j] += m->wt[s] * y[j];
         }
+        for (uint64_t j = 0; shared && j < E; j++) o[j] += m->shared[(uint64_t)t * E + j];
     }
 }
 
@@ -217,10 +267,12 @@ strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32
     matmul_args r = rows_args(b, w[LS_ROUTER].k, w[LS_ROUTER].t, w[LS_ROUTER].host, d->n_expert, buf(b, ACT_XN),
                               buf(b, ACT_ROUTER), n_tok);
     matmul(e->pool, &r);
+    bool renorm = e->w.arch->gating == GATING_SOFTMAX_TOPK_NORM;
     for (uint32_t t = 0; t < n_tok; t++)
-        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k);
+        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, renorm);
     if (m->trace) trace(e, l, n_tok);
-    strata_status st = run_experts(b, l, w, n_tok, err);
-    if (!st) weighted_sum(b, n_tok);
+    bool shared = m->shared && w[LS_GATE_SHEXP].t; /* this layer has one */
+    strata_status st = run_experts(b, l, w, n_tok, shared, err);
+    if (!st) weighted_sum(b, n_tok, shared);
     return st;
 }

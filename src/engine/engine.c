@@ -78,8 +78,12 @@ typedef struct buffer_sizes {
     uint64_t batch; /* the batch's tokens, sequences, positions, entries, output rows */
 } buffer_sizes;
 
-/* Width of the FFN's gate and up rows: dense, or one expert's. */
-static uint64_t ffn_width(const model_dims *d) { return d->n_ff > d->n_ff_exp ? d->n_ff : d->n_ff_exp; }
+/* Width of the FFN's gate and up rows: dense, one expert's or the shared expert's. */
+static uint64_t ffn_width(const model_dims *d)
+{
+    uint64_t w = d->n_ff > d->n_ff_exp ? d->n_ff : d->n_ff_exp;
+    return w > d->n_ff_shexp ? w : d->n_ff_shexp;
+}
 
 /* One cache (K or V) of n_seq sequences of n_ctx, every layer on the CPU:
  * rows of head_dim values in the type's bytes (f32 4, f16 2, q8_0 34/32,
@@ -93,19 +97,21 @@ static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_seq, uint32_t 
 }
 
 /* moe_state's buffers, in its order (engine_internal.h). */
-static void moe_sizes(const model_dims *d, uint64_t B, uint64_t z[9])
+#define MOE_BUFS 10
+static void moe_sizes(const model_dims *d, uint64_t B, uint64_t z[MOE_BUFS])
 {
     uint64_t k = d->n_expert_used;
-    uint64_t s[9] = {B * k * 4, B * k * 4, B * 4, B * k * d->n_embd * 4, d->n_expert * 4, d->n_expert,
-                     d->n_layers * k * 4, d->n_expert * 4, d->n_embd * 4};
+    uint64_t s[MOE_BUFS] = {B * k * 4, B * k * 4, B * 4, B * k * d->n_embd * 4, d->n_expert * 4, d->n_expert,
+                            d->n_layers * k * 4, d->n_expert * 4, d->n_embd * 4,
+                            d->n_ff_shexp ? B * d->n_embd * 4 : 0};
     memcpy(z, s, sizeof s);
 }
 
 static uint64_t moe_bytes(const model_dims *d, uint64_t B)
 {
-    uint64_t z[9], sum = 0;
+    uint64_t z[MOE_BUFS], sum = 0;
     moe_sizes(d, B, z);
-    for (int i = 0; i < 9; i++) sum += z[i];
+    for (int i = 0; i < MOE_BUFS; i++) sum += z[i];
     return sum;
 }
 
@@ -234,12 +240,13 @@ uint32_t engine_seq_n_ctx(const engine_seq *s) { return s->n_ctx; }
 static bool alloc_moe(engine *e)
 {
     moe_state *m = &e->moe;
-    uint64_t z[9];
+    uint64_t z[MOE_BUFS];
     moe_sizes(&e->w.d, e->n_batch, z);
-    void **p[9] = {(void **)&m->sel, (void **)&m->wt, (void **)&m->rows, (void **)&m->out, (void **)&m->ids,
-                   (void **)&m->done, (void **)&m->prev, (void **)&m->pred, (void **)&m->pred_x};
+    void **p[MOE_BUFS] = {(void **)&m->sel, (void **)&m->wt, (void **)&m->rows, (void **)&m->out,
+                          (void **)&m->ids, (void **)&m->done, (void **)&m->prev, (void **)&m->pred,
+                          (void **)&m->pred_x, (void **)&m->shared};
     bool ok = true;
-    for (int i = 0; i < 9; i++) ok = (*p[i] = scratch(e, z[i])) && ok;
+    for (int i = 0; i < MOE_BUFS; i++) ok = (!z[i] || (*p[i] = scratch(e, z[i]))) && ok;
     for (uint64_t i = 0; ok && i < e->w.d.n_layers * e->w.d.n_expert_used; i++) m->prev[i] = -1;
     return ok;
 }
@@ -533,9 +540,6 @@ strata_status engine_open(const gguf_file *f, const model_spec *spec, const engi
     e->file = f;
     strata_status st = weights_bind(f, spec, f->splits[0].path, &e->w, err);
     if (!st) st = backend_cpu_select_kernels(&e->w, p->kernels, err);
-    if (!st && e->w.moe && e->w.layer[0][LS_GATE_SHEXP])
-        st = err_set(err, STRATA_E_UNSUPPORTED, "%s: shared experts (ffn_*_shexp) are not supported yet",
-                     f->splits[0].path);
     if (!st) st = open_account(e, p, err);
     if (!st) st = configure(e, spec, p, err);
     if (!st && e->w.moe) st = moe_settings(e, p, err);
@@ -561,7 +565,7 @@ void engine_free(engine *e)
     if (e->pool) pool_free(e->pool);
     void *bufs[] = {e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch, e->tok_id, e->tok_seq,
                     e->tok_pos, e->entries, e->out_rows, e->site, e->moe.sel, e->moe.wt, e->moe.rows, e->moe.out,
-                    e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x};
+                    e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x, e->moe.shared};
     if (e->moe.trace) fclose(e->moe.trace);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);

@@ -25,6 +25,7 @@ typedef struct moe_state {
     int32_t *prev;  /* [n_layers][k] the experts the last decoded token chose (-1: none yet) */
     float *pred;    /* [n_expert] predicted router logits of the next layer */
     float *pred_x;  /* [n_embd] the residual normed for that prediction */
+    float *shared;  /* [n_batch][n_embd] the shared expert's output, gated (NULL: the model has none) */
     engine_moe_prefetch prefetch;
     FILE *trace;    /* STRATA_MOE_TRACE: one line per token and layer, "layer expert..." */
 } moe_state;

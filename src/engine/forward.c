@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine/backend_cpu.h"
 #include "engine/backend_vulkan.h"
 #include "engine/engine_internal.h"
 #include "util/error.h"
@@ -187,6 +188,7 @@ static strata_status forward(engine *e, const engine_entry *b, uint32_t n, uint3
     strata_status st = store_gather_rows(e->store, e->w.global[GS_EMBD], e->tok_id, n, e->act[ACT_X], err);
     if (!st && e->w.arch->embd_scale) op_scale(e->act[ACT_X], sqrtf((float)d->n_embd), (uint64_t)n * d->n_embd);
     if (!st) st = begin_chunk(e, b, n, err);
+    if (!st && e->w.moe && n == 1) backend_cpu_moe_prefetch_first(&e->cpu);
     for (uint64_t l = 0; l < d->n_layers && !st; l++) st = run_layer(e, &cur, l, n, err);
     if (!st && n_out) st = output(e, &cur, n_out, n, logits, err);
     else if (!st) st = move_x(e, &cur, &e->cpu, n, err); /* finish the GPU's work */

@@ -29,6 +29,28 @@ static strata_status vector_type(const gguf_tensor *t, const char *path, strata_
                    ggml_type_name(t->type));
 }
 
+/* The shared expert's gate, up and down come together (placed with the
+ * dense weights: they run for every token). Files without
+ * expert_shared_feed_forward_length give its width by their shapes: the
+ * first layer's sets it for the others. */
+static strata_status bind_shared_expert(const char *path, model_weights *w, uint64_t l, strata_error *err)
+{
+    const gguf_tensor *const *t = w->layer[l];
+    int n = !!t[LS_GATE_SHEXP] + !!t[LS_UP_SHEXP] + !!t[LS_DOWN_SHEXP];
+    if (n != 0 && n != 3)
+        return err_set(err, STRATA_E_FORMAT, "%s: layer %" PRIu64 " has only some of ffn_gate_shexp, ffn_up_shexp "
+                       "and ffn_down_shexp (a shared expert needs all three)", path, l);
+    if (!n && w->n_expert_shared)
+        return err_set(err, STRATA_E_FORMAT, "%s: layer %" PRIu64 " has no shared expert (ffn_*_shexp) but the "
+                       "metadata declares one", path, l);
+    if (!n || w->d.n_ff_shexp) return STRATA_OK;
+    w->d.n_ff_shexp = t[LS_GATE_SHEXP]->ne[1];
+    if (t[LS_UP_SHEXP]->ne[1] != w->d.n_ff_shexp || t[LS_DOWN_SHEXP]->ne[0] != w->d.n_ff_shexp)
+        return err_set(err, STRATA_E_FORMAT, "%s: layer %" PRIu64 ": the shared expert's gate, up and down "
+                       "tensors disagree on its width", path, l);
+    return STRATA_OK;
+}
+
 static strata_status bind_layer(const gguf_file *f, const char *path, model_weights *w, uint64_t l,
                                 strata_error *err)
 {
@@ -46,6 +68,8 @@ static strata_status bind_layer(const gguf_file *f, const char *path, model_weig
         if (st) return st;
         w->layer[l][s] = t;
     }
+    strata_status st = w->moe ? bind_shared_expert(path, w, l, err) : STRATA_OK;
+    if (st) return st;
     memcpy(w->dense[l], w->layer[l], sizeof w->dense[l]);
     if (w->moe) {
         const layer_slot exps[3] = {LS_GATE_EXPS, LS_UP_EXPS, LS_DOWN_EXPS};
@@ -91,6 +115,7 @@ strata_status weights_bind(const gguf_file *f, const model_spec *spec, const cha
     strata_status st = arch_dims(w->arch, spec, path, &w->d, err);
     if (st) return st;
     w->moe = arch_is_moe(w->arch, &w->d);
+    w->n_expert_shared = spec->hp.n_expert_shared;
     uint64_t nl = w->d.n_layers;
     w->layer = calloc(nl, sizeof *w->layer);
     w->kern = calloc(nl, sizeof *w->kern);

@@ -21,6 +21,7 @@ typedef struct model_weights {
     const arch_desc *arch;
     model_dims d;
     bool moe;
+    uint64_t n_expert_shared;               /* expert_shared_count (0: not declared) */
     const gguf_tensor *(*layer)[LS_COUNT];  /* n_layers entries; NULL where absent */
     const kernel_desc *(*kern)[LS_COUNT];   /* CPU matrix kernels; NULL for vectors */
     bool *swa;                              /* n_layers: layer uses the sliding window */

@@ -12,6 +12,10 @@ static const arch_desc ARCHS[] = {
     {.name = "llama", .rope = ROPE_ADJACENT, .act = ACT_SILU},
     {.name = "qwen2", .rope = ROPE_NEOX, .act = ACT_SILU, .qkv_bias = true},
     {.name = "qwen3", .rope = ROPE_NEOX, .act = ACT_SILU, .qk_norm = true},
+    /* Qwen1.5/Qwen2-MoE: qwen2 attention, a sigmoid-gated shared expert
+     * beside the routed ones, whose probabilities are not renormalized */
+    {.name = "qwen2moe", .rope = ROPE_NEOX, .act = ACT_SILU, .qkv_bias = true, .always_moe = true,
+     .shared_experts = true, .shared_gate = true, .gating = GATING_SOFTMAX_TOPK},
     {.name = "qwen3moe", .rope = ROPE_NEOX, .act = ACT_SILU, .qk_norm = true, .always_moe = true},
     {.name = "phi3", .rope = ROPE_NEOX, .act = ACT_SILU, .fused_qkv = true, .fused_gate_up = true},
     {.name = "gemma3", .rope = ROPE_NEOX, .act = ACT_GELU, .qk_norm = true, .post_norms = true, .embd_scale = true,
@@ -26,7 +30,7 @@ const arch_desc *arch_find(const char *name)
     return NULL;
 }
 
-const char *arch_names(void) { return "llama, qwen2, qwen3, qwen3moe, phi3, gemma3"; }
+const char *arch_names(void) { return "llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3"; }
 
 /* ---- slots ---- */
 
@@ -65,6 +69,7 @@ static const slot_info LAYER_SLOTS[LS_COUNT] = {
     [LS_GATE_SHEXP] = {"ffn_gate_shexp.weight", {D_EMBD, D_FF_SH, D_1}, false},
     [LS_UP_SHEXP] = {"ffn_up_shexp.weight", {D_EMBD, D_FF_SH, D_1}, false},
     [LS_DOWN_SHEXP] = {"ffn_down_shexp.weight", {D_FF_SH, D_EMBD, D_1}, false},
+    [LS_GATE_INP_SHEXP] = {"ffn_gate_inp_shexp.weight", {D_EMBD, D_1, D_1}, true},
 };
 
 static const slot_info GLOBAL_SLOTS[GS_COUNT] = {
@@ -104,7 +109,8 @@ slot_need arch_layer_need(const arch_desc *a, bool moe, layer_slot s)
     case LS_DOWN_EXPS: return need_if(moe);
     case LS_GATE_SHEXP:
     case LS_UP_SHEXP:
-    case LS_DOWN_SHEXP: return moe ? NEED_OPTIONAL : NEED_NONE;
+    case LS_DOWN_SHEXP: return !moe ? NEED_NONE : a->shared_experts ? NEED_REQUIRED : NEED_OPTIONAL;
+    case LS_GATE_INP_SHEXP: return need_if(moe && a->shared_gate);
     default: return NEED_NONE;
     }
 }

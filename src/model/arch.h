@@ -30,6 +30,7 @@ typedef enum arch_act {
 
 typedef enum arch_gating {
     GATING_SOFTMAX_TOPK_NORM, /* softmax over all experts, top k, renormalize the k weights */
+    GATING_SOFTMAX_TOPK,      /* softmax over all experts, top k, their probabilities as they are (qwen2moe) */
 } arch_gating;
 
 typedef struct arch_desc {
@@ -43,6 +44,8 @@ typedef struct arch_desc {
     bool post_norms;        /* norms on the attention and FFN outputs before each residual add */
     bool embd_scale;        /* embeddings multiplied by sqrt(n_embd) */
     bool always_moe;        /* experts always (qwen3moe); others: when expert_count > 0 */
+    bool shared_experts;    /* a shared expert (ffn_*_shexp) is required; others: optional with experts */
+    bool shared_gate;       /* the shared expert's output is scaled by sigmoid(ffn_gate_inp_shexp . x) */
     float swa_rope_base;    /* default RoPE base of sliding-window layers (0: the global base) */
     arch_gating gating;
 } arch_desc;
@@ -79,6 +82,7 @@ typedef enum layer_slot {
     LS_GATE_SHEXP,     /* [n_ff_shexp][n_embd] */
     LS_UP_SHEXP,       /* [n_ff_shexp][n_embd] */
     LS_DOWN_SHEXP,     /* [n_embd][n_ff_shexp] */
+    LS_GATE_INP_SHEXP, /* [n_embd] the shared expert's gate (one row) */
     LS_COUNT,
 } layer_slot;
 
@@ -111,7 +115,8 @@ bool arch_layer_slot_is_vector(layer_slot s);
 typedef struct model_dims {
     uint64_t n_embd, n_layers, n_heads, n_kv_heads, head_dim, n_ff, n_vocab;
     uint64_t q_dim, kv_dim;             /* n_heads * head_dim, n_kv_heads * head_dim */
-    uint64_t n_expert, n_expert_used, n_ff_exp, n_ff_shexp;
+    uint64_t n_expert, n_expert_used, n_ff_exp;
+    uint64_t n_ff_shexp;                /* the shared expert's width (0: none, or not yet bound) */
     uint64_t rope_dim;                  /* rotated dims of each head */
     float rope_base, rope_base_swa, rope_freq_scale;
     /* YaRN (rope.scaling.type = yarn): 0 ext_factor means off */

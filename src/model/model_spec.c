@@ -86,6 +86,7 @@ static strata_status read_hparams(const spec_ctx *c, model_hparams *hp)
         (st = arch_u64(c, "expert_used_count", U32MAX, &hp->n_expert_used)) ||
         (st = arch_u64(c, "expert_feed_forward_length", U32MAX, &hp->n_ff_exp)) ||
         (st = arch_u64(c, "expert_shared_feed_forward_length", U32MAX, &hp->n_ff_shexp)) ||
+        (st = arch_u64(c, "expert_shared_count", U32MAX, &hp->n_expert_shared)) ||
         (st = arch_u64(c, "rope.scaling.original_context_length", UINT64_MAX >> 20, &hp->rope_orig_ctx)) ||
         (st = arch_u64(c, "rope.dimension_count", U32MAX, &hp->rope_dim)) ||
         (st = arch_u64(c, "attention.sliding_window", U32MAX, &hp->sliding_window)) ||

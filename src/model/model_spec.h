@@ -45,6 +45,7 @@ typedef struct model_hparams {
     uint64_t head_dim_k, head_dim_v;
     uint64_t n_expert, n_expert_used;
     uint64_t n_ff_exp, n_ff_shexp; /* expert and shared-expert FFN widths (0: absent) */
+    uint64_t n_expert_shared;      /* expert_shared_count: shared experts, fused in ffn_*_shexp (0: absent) */
     uint64_t vocab_size;
     uint64_t rope_dim;
     double rope_freq_base;

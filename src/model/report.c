@@ -130,6 +130,7 @@ json_t *model_report_json(const model_spec *s, bool with_tensors)
                                         (json_int_t)hp->n_expert_used, "sliding_window",
                                         (json_int_t)hp->sliding_window));
     json_object_set_new(o, "n_ff_exp", json_integer((json_int_t)(hp->n_ff_exp ? hp->n_ff_exp : hp->n_expert ? hp->n_ff : 0)));
+    json_object_set_new(o, "n_ff_shexp", json_integer((json_int_t)hp->n_ff_shexp));
     json_object_update_new(o, json_pack("{s:o, s:f, s:I, s:o}", "rope", rope_json(hp), "rms_eps", hp->rms_eps,
                                         "vocab_size", (json_int_t)hp->vocab_size, "tokenizer_model",
                                         json_str_lossy(hp->tokenizer_model)));

@@ -105,8 +105,9 @@ static int32_t key_of(const expert_cache *c, uint32_t set, int32_t id) { return 
 static bool in_flight(cache_slot *s) { return atomic_load(&s->ticket.pending) > 0; }
 
 /* Queues the reads of unit (set, id) into slot i: each slice widened to
- * the alignment, in chunks read in parallel. */
-static void read_unit(expert_cache *c, uint32_t i, uint32_t set, int32_t id)
+ * the alignment, in chunks read in parallel; a prefetch's are speculative
+ * (behind every read a step waits for). */
+static void read_unit(expert_cache *c, uint32_t i, uint32_t set, int32_t id, bool prefetch)
 {
     const set_info *si = &c->sets[set];
     cache_slot *s = &c->slots[i];
@@ -129,7 +130,7 @@ static void read_unit(expert_cache *c, uint32_t i, uint32_t set, int32_t id)
         const gguf_tensor *t = si->set.tensors[j];
         for (uint64_t o = 0; t && o < len[j]; o += c->chunk) {
             io_request rq = {buf + si->sub_off[j] + o, t->split, start[j] + o,
-                             len[j] - o < c->chunk ? len[j] - o : c->chunk, &s->ticket, false};
+                             len[j] - o < c->chunk ? len[j] - o : c->chunk, &s->ticket, false, prefetch};
             io_submit(c->io, &rq, 1);
         }
     }
@@ -142,7 +143,7 @@ static void assign(expert_cache *c, uint32_t i, uint32_t set, int32_t id, bool p
     s->prefetched = prefetch;
     s->last_use = ++c->tick;
     c->where[s->key] = (int32_t)i;
-    read_unit(c, i, set, id);
+    read_unit(c, i, set, id, prefetch);
 }
 
 static void evict(expert_cache *c, uint32_t i)
@@ -287,6 +288,7 @@ strata_status expert_cache_pin(expert_cache *c, uint32_t set, const int32_t *ids
             cache_slot *s = &c->slots[slot];
             si->stats.hits++;
             si->stats.prefetch_used += s->prefetched;
+            if (s->prefetched) io_promote(c->io, &s->ticket); /* its reads still queued are needed now */
             s->prefetched = false;
             s->last_use = ++c->tick;
         } else {

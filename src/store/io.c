@@ -17,10 +17,18 @@
 #define MADV_POPULATE_READ 22 /* Linux 5.14 */
 #endif
 
-#define QUEUE_CAP 4096
+#define QUEUE_CAP 4096 /* requests per queue */
 #define PAGE 4096u
 #define HUGE_ALIGN (2u << 20)
 #define MINCORE_PAGES 1024u /* pages asked about per mincore call */
+
+/* A FIFO ring of requests. */
+typedef struct io_queue {
+    io_request rq[QUEUE_CAP];
+    uint32_t head, count;
+} io_queue;
+
+enum { Q_DEMAND, Q_SPECULATIVE, Q_COUNT };
 
 typedef struct io_file {
     int direct_fd, buffered_fd;
@@ -41,8 +49,7 @@ struct io_engine {
     void *fault_ctx;
     pthread_mutex_t mu;
     pthread_cond_t have_work, done;
-    io_request queue[QUEUE_CAP];
-    uint32_t head, count;
+    io_queue queue[Q_COUNT]; /* demand reads are served first */
     bool quit;
     int n_threads;
     pthread_t *threads;
@@ -149,16 +156,25 @@ static void serve(io_engine *io, const io_request *rq)
     complete(io, rq, error);
 }
 
+static io_request pop(io_queue *q)
+{
+    io_request rq = q->rq[q->head];
+    q->head = (q->head + 1) % QUEUE_CAP;
+    q->count--;
+    return rq;
+}
+
+static void push(io_queue *q, const io_request *rq) { q->rq[(q->head + q->count++) % QUEUE_CAP] = *rq; }
+
 static void *worker(void *arg)
 {
     io_engine *io = arg;
     pthread_mutex_lock(&io->mu);
     for (;;) {
-        while (!io->count && !io->quit) pthread_cond_wait(&io->have_work, &io->mu);
+        while (!io->queue[Q_DEMAND].count && !io->queue[Q_SPECULATIVE].count && !io->quit)
+            pthread_cond_wait(&io->have_work, &io->mu);
         if (io->quit) break;
-        io_request rq = io->queue[io->head];
-        io->head = (io->head + 1) % QUEUE_CAP;
-        io->count--;
+        io_request rq = pop(&io->queue[io->queue[Q_DEMAND].count ? Q_DEMAND : Q_SPECULATIVE]);
         pthread_mutex_unlock(&io->mu);
         serve(io, &rq);
         pthread_mutex_lock(&io->mu);
@@ -267,15 +283,31 @@ void io_submit(io_engine *io, const io_request *reqs, uint32_t n)
 {
     pthread_mutex_lock(&io->mu);
     for (uint32_t i = 0; i < n; i++) {
-        while (io->count == QUEUE_CAP) { /* full: let the workers drain it */
+        io_queue *q = &io->queue[reqs[i].speculative ? Q_SPECULATIVE : Q_DEMAND];
+        while (q->count == QUEUE_CAP) { /* full: let the workers drain it */
+            pthread_cond_broadcast(&io->have_work);
             pthread_mutex_unlock(&io->mu);
             sched_yield();
             pthread_mutex_lock(&io->mu);
         }
-        io->queue[(io->head + io->count) % QUEUE_CAP] = reqs[i];
-        io->count++;
+        push(q, &reqs[i]);
     }
     pthread_cond_broadcast(&io->have_work);
+    pthread_mutex_unlock(&io->mu);
+}
+
+void io_promote(io_engine *io, const io_ticket *t)
+{
+    if (atomic_load(&t->pending) == 0) return;
+    pthread_mutex_lock(&io->mu);
+    io_queue *s = &io->queue[Q_SPECULATIVE], *d = &io->queue[Q_DEMAND];
+    uint32_t kept = 0, n = s->count;
+    for (uint32_t i = 0; i < n; i++) { /* one pass: the ticket's move, the others close up in order */
+        io_request rq = s->rq[(s->head + i) % QUEUE_CAP];
+        if (rq.ticket == t && d->count < QUEUE_CAP) push(d, &rq);
+        else s->rq[(s->head + kept++) % QUEUE_CAP] = rq;
+    }
+    s->count = kept;
     pthread_mutex_unlock(&io->mu);
 }
 

@@ -1,5 +1,6 @@
 /* Asynchronous reads of the model files for the store: worker threads take
- * requests from a FIFO queue and read them with O_DIRECT (large aligned
+ * requests from two FIFO queues, demand reads first, speculative ones
+ * (prefetches) only when no demand read waits, and read them with O_DIRECT (large aligned
  * reads that bypass the page cache), or, where the filesystem refuses
  * O_DIRECT, with buffered reads whose pages are dropped after use. Requests
  * marked `cached` (loading resident weights) are copied from the page cache
@@ -34,6 +35,8 @@ typedef struct io_request {
     io_ticket *ticket;
     bool cached;             /* copied from the page cache when all of it is there (kept there), else read
                                 as usual; for one-time loads (streaming reads bypass the cache) */
+    bool speculative;        /* a prefetch nobody waits for yet: served after every demand read queued
+                                (io_promote makes it a demand read) */
 } io_request;
 
 typedef struct io_engine io_engine;
@@ -51,6 +54,9 @@ void io_close(io_engine *io);
 
 /* Queues n requests; the ticket's pending count must already include them. */
 void io_submit(io_engine *io, const io_request *reqs, uint32_t n);
+/* Someone now needs the ticket's data: its speculative requests still
+ * queued move to the demand queue (behind the demand reads there). */
+void io_promote(io_engine *io, const io_ticket *t);
 /* Blocks until the ticket's requests are done; returns the wait in seconds. */
 double io_wait(io_engine *io, io_ticket *t);
 /* A one-line description of a failed ticket. */

@@ -35,7 +35,7 @@ void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
         const store_run *run = &l->runs[r];
         for (uint64_t o = 0; o < run->length; o += s->cfg.io_chunk) {
             uint64_t len = run->length - o < s->cfg.io_chunk ? run->length - o : s->cfg.io_chunk;
-            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false};
+            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false, false};
             if (k == 64) io_submit(s->io, rq, k), k = 0;
         }
     }

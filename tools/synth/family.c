@@ -30,6 +30,7 @@ static const family FAMILIES[] = {
     {.name = "llama", .rope_base = 10000.0f, .rms_eps = 1e-5f, .experts = true},
     {.name = "qwen2", .rope_base = 1e6f, .rms_eps = 1e-6f},
     {.name = "qwen3", .rope_base = 1e6f, .rms_eps = 1e-6f},
+    {.name = "qwen2moe", .rope_base = 1e6f, .rms_eps = 1e-6f, .experts = true, .expert_ff_key = true},
     {.name = "qwen3moe", .rope_base = 1e6f, .rms_eps = 1e-6f, .experts = true, .expert_ff_key = true},
     {.name = "phi3", .rope_base = 10000.0f, .rms_eps = 1e-5f},
     {.name = "gemma3", .rope_base = 1e6f, .rms_eps = 1e-6f, .head_dim = 256, .swa = 512, .no_rope_dim = true,
@@ -48,7 +49,7 @@ static const family *find(const char *name)
 }
 
 bool synth_arch_known(const char *name) { return find(name) && arch_find(name); }
-const char *synth_arch_names(void) { return "llama, qwen2, qwen3, qwen3moe, phi3, gemma3"; }
+const char *synth_arch_names(void) { return "llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3"; }
 
 static const char *arch_of(const synth_options *o) { return o->arch ? o->arch : "llama"; }
 
@@ -99,15 +100,18 @@ static uint64_t default_expert_ff(uint64_t n_ff)
 static strata_status resolve_experts(const family *f, synth_options *o, strata_error *err)
 {
     const char *arch = f->name;
-    if (!f->experts && (o->n_expert || o->n_expert_used || o->n_ff_exp))
-        return err_set(err, STRATA_E_INVALID, "strata-synth: --%s: %s has no experts (llama and qwen3moe do)",
-                       o->n_expert ? "n-expert" : o->n_expert_used ? "n-expert-used" : "expert-ff", arch);
+    if (!f->experts && (o->n_expert || o->n_expert_used || o->n_ff_exp || o->n_ff_shexp))
+        return err_set(err, STRATA_E_INVALID, "strata-synth: --%s: %s has no experts (llama, qwen2moe and "
+                       "qwen3moe do)", o->n_expert ? "n-expert" : o->n_expert_used ? "n-expert-used"
+                       : o->n_ff_exp ? "expert-ff" : "shared-ff", arch);
     if (o->n_ff_exp && !f->expert_ff_key)
         return err_set(err, STRATA_E_INVALID, "strata-synth: --expert-ff: %s experts are --n-ff wide (its files "
                        "have no expert_feed_forward_length)", arch);
     if (!o->n_expert && f->expert_ff_key) o->n_expert = QWEN3MOE_EXPERTS;
     if (!o->n_expert) {
-        if (o->n_expert_used) return err_set(err, STRATA_E_INVALID, "strata-synth: --n-expert-used needs --n-expert");
+        if (o->n_expert_used || o->n_ff_shexp)
+            return err_set(err, STRATA_E_INVALID, "strata-synth: --%s needs --n-expert",
+                           o->n_expert_used ? "n-expert-used" : "shared-ff");
         if (o->routing)
             return err_set(err, STRATA_E_INVALID, "strata-synth: --routing-skew needs experts (qwen3moe, or llama "
                            "with --n-expert)");
@@ -121,8 +125,11 @@ static strata_status resolve_experts(const family *f, synth_options *o, strata_e
                        " experts", o->n_expert_used, o->n_expert);
     /* llama's experts stay n_ff_exp 0: as wide as the dense FFN */
     if (f->expert_ff_key && !o->n_ff_exp) o->n_ff_exp = default_expert_ff(o->shape.n_ff);
-    if (o->n_ff_exp > (1u << 22))
-        return err_set(err, STRATA_E_INVALID, "strata-synth: --expert-ff is beyond the generator's limit (2^22)");
+    /* qwen2moe always has its shared expert (Qwen1.5-MoE: 4 experts wide) */
+    if (arch_find(arch)->shared_experts && !o->n_ff_shexp) o->n_ff_shexp = o->shape.n_ff;
+    if (o->n_ff_exp > (1u << 22) || o->n_ff_shexp > (1u << 22))
+        return err_set(err, STRATA_E_INVALID, "strata-synth: --%s is beyond the generator's limit (2^22)",
+                       o->n_ff_exp > (1u << 22) ? "expert-ff" : "shared-ff");
     if (o->routing && !(o->routing_skew >= 0 && o->routing_skew <= 16)) /* also NaN */
         return err_set(err, STRATA_E_INVALID, "strata-synth: --routing-skew %g must be 0..16", o->routing_skew);
     uint64_t carriers = synth_routing_dims(o->n_expert);
@@ -200,7 +207,11 @@ static strata_status expert_keys(gguf_writer *w, const family *f, const synth_op
     if ((st = put_u32(w, f->name, "expert_count", o->n_expert, err)) ||
         (st = put_u32(w, f->name, "expert_used_count", o->n_expert_used, err)))
         return st;
-    return f->expert_ff_key ? put_u32(w, f->name, "expert_feed_forward_length", o->n_ff_exp, err) : STRATA_OK;
+    if (f->expert_ff_key && (st = put_u32(w, f->name, "expert_feed_forward_length", o->n_ff_exp, err))) return st;
+    if (!o->n_ff_shexp) return STRATA_OK;
+    /* qwen2moe's converter writes the width only; DeepSeek-style files the count too */
+    if (!arch_find(f->name)->shared_experts && (st = put_u32(w, f->name, "expert_shared_count", 1, err))) return st;
+    return put_u32(w, f->name, "expert_shared_feed_forward_length", o->n_ff_shexp, err);
 }
 
 strata_status synth_hparams(gguf_writer *w, const synth_options *o, strata_error *err)

@@ -25,7 +25,7 @@ static void usage(FILE *out)
             "                       directory, renamed when complete and removed on failure or\n"
             "                       Ctrl-C; a directory is refused before any work)\n"
             "  --arch NAME          architecture: %s\n"
-            "                       (default llama). qwen2, qwen3 and qwen3moe use RoPE base\n"
+            "                       (default llama). The qwen families use RoPE base\n"
             "                       1e6; gemma3 ties the output to the embedding (no\n"
             "                       output.weight) and uses RoPE base 10000 on window layers\n"
             "  --preset NAME        shape preset: %s (default tiny)\n"
@@ -45,7 +45,12 @@ static void usage(FILE *out)
             "  --n-expert N         experts per layer, 2 or more (llama: Mixtral-style\n"
             "                       experts as wide as --n-ff; qwen3moe: default 8)\n"
             "  --n-expert-used K    experts used per token (default 2)\n"
-            "  --expert-ff N        qwen3moe expert width (default n-ff / 3, in whole blocks)\n"
+            "  --expert-ff N        qwen2moe / qwen3moe expert width (default n-ff / 3, in whole\n"
+            "                       blocks)\n"
+            "  --shared-ff N        a shared expert N wide (ffn_*_shexp) run for every token beside\n"
+            "                       the routed ones (qwen2moe: always, default --n-ff, gated by\n"
+            "                       ffn_gate_inp_shexp; llama and qwen3moe with experts: none by\n"
+            "                       default, ungated as in DeepSeek / Llama 4)\n"
             "  --routing-skew ALPHA give the experts a known popularity (default: none, the\n"
             "                       router is random like the other weights, and which experts\n"
             "                       are popular is an accident of the seed). Each layer ranks\n"
@@ -115,6 +120,7 @@ static int parse_dim(const char *flag, const char *val, synth_options *o)
         {"--n-expert", offsetof(synth_options, n_expert), 2},
         {"--n-expert-used", offsetof(synth_options, n_expert_used), 1},
         {"--expert-ff", offsetof(synth_options, n_ff_exp), 1},
+        {"--shared-ff", offsetof(synth_options, n_ff_shexp), 1},
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
         if (strcmp(flag, dims[i].flag)) continue;

@@ -57,7 +57,7 @@ static bool use_more_bits(int layer, uint64_t n_layers)
  * expert router, kept in F32 whatever the requested type. */
 static bool stays_f32(const char *role)
 {
-    return strstr(role, "norm") || strstr(role, ".bias") || !strcmp(role, "ffn_gate_inp");
+    return strstr(role, "norm") || strstr(role, ".bias") || !strncmp(role, "ffn_gate_inp", 12);
 }
 
 /* llama.cpp's Q4_K_M recipe. The output, and the embedding when it doubles

@@ -64,7 +64,8 @@ static model_dims dims_of(const synth_options *o)
     model_dims d = {.n_embd = s->n_embd, .n_layers = s->n_layers, .n_heads = s->n_heads,
                     .n_kv_heads = s->n_kv_heads, .head_dim = o->head_dim, .n_ff = s->n_ff, .n_vocab = s->vocab,
                     .n_expert = o->n_expert, .n_expert_used = o->n_expert_used,
-                    .n_ff_exp = o->n_ff_exp ? o->n_ff_exp : s->n_ff, .rope_dim = o->head_dim};
+                    .n_ff_exp = o->n_ff_exp ? o->n_ff_exp : s->n_ff, .n_ff_shexp = o->n_ff_shexp,
+                    .rope_dim = o->head_dim};
     d.q_dim = d.n_heads * d.head_dim;
     d.kv_dim = d.n_kv_heads * d.head_dim;
     return d;
@@ -74,7 +75,7 @@ static model_dims dims_of(const synth_options *o)
  * llama.cpp's converter writes them: the globals, then each layer's in
  * slot order (for llama: the order this generator has always used). The
  * output is written unless tied; optional slots (llama's biases, rope
- * factors, shared experts) are left out. */
+ * factors) are left out, and shared experts unless asked for. */
 static tensor_list family_tensors(const synth_options *o, const arch_desc *a)
 {
     const synth_shape *s = &o->shape;
@@ -91,7 +92,9 @@ static tensor_list family_tensors(const synth_options *o, const arch_desc *a)
     }
     for (int i = 0; i < (int)s->n_layers; i++)
         for (int sl = 0; sl < LS_COUNT; sl++) {
-            if (arch_layer_need(a, moe, (layer_slot)sl) != NEED_REQUIRED) continue;
+            slot_need need = arch_layer_need(a, moe, (layer_slot)sl);
+            bool shared = sl == LS_GATE_SHEXP || sl == LS_UP_SHEXP || sl == LS_DOWN_SHEXP;
+            if (need != NEED_REQUIRED && !(need == NEED_OPTIONAL && shared && o->n_ff_shexp)) continue;
             char name[GGUF_MAX_NAME];
             arch_layer_tensor_name((layer_slot)sl, (uint64_t)i, name, sizeof name);
             arch_layer_shape(&d, a, (layer_slot)sl, ne);

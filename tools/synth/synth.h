@@ -1,5 +1,5 @@
 /* strata-synth: writes a random-weight, runnable GGUF of any family the
- * architecture table knows (llama, qwen2, qwen3, qwen3moe, phi3, gemma3),
+ * architecture table knows (llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3),
  * any shape and tensor type, deterministically from a seed, streaming so a
  * 7B-shaped file needs little memory. Mixture-of-experts files can carry a
  * known, Zipf-like expert popularity (--routing-skew, routing.c), so expert
@@ -33,7 +33,8 @@ typedef struct synth_options {
     /* 0: the family's default, filled in by synth_resolve */
     uint64_t head_dim;      /* per-head dimension */
     uint64_t n_expert, n_expert_used;
-    uint64_t n_ff_exp;      /* expert width (qwen3moe; llama's experts are n_ff wide) */
+    uint64_t n_ff_exp;      /* expert width (qwen2moe, qwen3moe; llama's experts are n_ff wide) */
+    uint64_t n_ff_shexp;    /* shared-expert width (ffn_*_shexp); 0: none (qwen2moe: n_ff) */
     uint64_t n_swa;         /* sliding window in tokens; SYNTH_SWA_NONE: none */
     uint32_t type;          /* ggml type for MIX_PURE */
     synth_mix mix;
