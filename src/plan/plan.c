@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "plan/plan.h"
-#include "store/placement.h"
+#include "plan/placement.h"
+#include "store/store.h"
 #include "util/fmt.h"
 
 #define DEFAULT_DEPTH 2
@@ -182,13 +183,13 @@ static void cpu_experts(const plan_model *m, const plan *p, uint32_t *units, uin
 }
 
 /* The CPU's share of the weights: groups [first, n) resident in RAM or
- * streamed through the ring, by the store's rule (placement_choose), and
- * the experts of the layers the CPU computes in the expert cache. As the
- * store does: the dense groups are placed under the weight budget W less
- * the units the candidate reserves (the least cache: STORE_EXPERT_MIN_SLOTS
- * units; all of them for MOE_ALL_RESIDENT); the ring's slots are as large
- * as the largest streamed group (placement_given, what the store does with
- * the planner's choice); the cache gets min(units, what remains / slot). */
+ * streamed through the ring, by the placement rule (placement.h), and the
+ * experts of the layers the CPU computes in the expert cache: the dense
+ * groups are placed under the weight budget W less the units the candidate
+ * reserves (the least cache: PLAN_EXPERT_MIN_SLOTS units; all of them for
+ * MOE_ALL_RESIDENT); the ring's slots are as large as the largest streamed
+ * group (as the store builds its ring); the cache gets min(units, what
+ * remains / slot) (placement_expert_slots, as an engine without a plan). */
 static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
                       uint32_t first, uint64_t fixed, plan *p)
 {
@@ -232,8 +233,7 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
         uint32_t slots = units;
         if (mode == MOE_ALL_STREAMED) slots = min_units;
         else if (mode == MOE_STORE || mode == MOE_DENSE_RESIDENT) {
-            uint64_t fit = W > used && U ? (W - used) / U : 0;
-            slots = fit < min_units ? min_units : fit > units ? units : (uint32_t)fit;
+            slots = W ? placement_expert_slots(W, used, U, units, min_units) : min_units;
         }
         p->expert_units = units;
         p->expert_slots = slots;
@@ -296,7 +296,7 @@ static double set_hit_rate(const plan_expert_set *e, const plan *p, const plan_r
     if (p->expert_slots >= p->expert_units) return 1;
     if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
     double lru = 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
-    double kept = (double)(p->expert_slots - placement_lfu_transient(p->expert_slots)) / p->expert_units;
+    double kept = (double)(p->expert_slots - store_expert_lfu_transient(p->expert_slots)) / p->expert_units;
     return req->moe_lru || kept < lru ? lru : kept;
 }
 
