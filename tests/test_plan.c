@@ -1080,7 +1080,7 @@ TEST(test_plan_moe_fixture_inputs)
     plan_model m;
     strata_error e;
     REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
-                plan_model_from_engine(f, spec, 1, &m, &e) == STRATA_OK,
+                plan_model_from_engine(f, spec, 1, 0, 0, &m, &e) == STRATA_OK,
             " %s", e.message);
     REQUIRE(m.n_expert_sets == 3 && m.n_groups == 4, " %u sets, %u groups", m.n_expert_sets, m.n_groups);
     for (uint32_t l = 0; l < 3; l++) {
@@ -1128,7 +1128,7 @@ TEST(test_plan_moe_matches_store)
     model_spec *spec = NULL;
     plan_model pm;
     REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
-                plan_model_from_engine(f, spec, 1, &pm, &e) == STRATA_OK,
+                plan_model_from_engine(f, spec, 1, 0, 0, &pm, &e) == STRATA_OK,
             " %s", e.message);
     engine_params ep = {.n_ctx = 256, .n_threads = 1};
     engine_desc d;

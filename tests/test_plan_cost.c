@@ -55,10 +55,12 @@ static void check_memory_model(const char *path)
     static const struct { uint32_t ctx, batch; int threads; strata_kv_type kv; plan_kv pkv; } cases[] = {
         {96, 32, 1, STRATA_KV_F16, PLAN_KV_F16}, {300, 7, 3, STRATA_KV_Q8_0, PLAN_KV_Q8_0},
         {512, 512, 2, STRATA_KV_Q4_0, PLAN_KV_Q4_0}, {40, 256, 4, STRATA_KV_F16, PLAN_KV_F16},
+        {2048, 2048, 2, STRATA_KV_F16, PLAN_KV_F16}, /* beyond the models' 1024-token context, as `run -c -b` */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         plan_model m;
-        REQUIRE(plan_model_from_engine(f, spec, cases[i].threads, &m, &e) == STRATA_OK, " %s", e.message);
+        REQUIRE(plan_model_from_engine(f, spec, cases[i].threads, cases[i].ctx, cases[i].batch, &m, &e) == STRATA_OK,
+                " %s", e.message);
         engine_params ep = {.n_ctx = cases[i].ctx, .n_batch = cases[i].batch, .n_threads = cases[i].threads,
                             .kv_type_k = cases[i].kv, .kv_type_v = cases[i].kv};
         engine *en = NULL;
@@ -66,6 +68,7 @@ static void check_memory_model(const char *path)
         CHECK(st == STRATA_OK, " %s", e.message);
         if (st == STRATA_OK) {
             uint32_t B = cases[i].batch < cases[i].ctx ? cases[i].batch : cases[i].ctx;
+            CHECK(m.batch == B, " case %zu: the plan's batch %u, the engine's %u", i, m.batch, B);
             uint64_t kv = cases[i].pkv == PLAN_KV_Q8_0   ? m.kv_bytes_per_token_q8
                           : cases[i].pkv == PLAN_KV_Q4_0 ? m.kv_bytes_per_token_q4
                                                          : m.kv_bytes_per_token;

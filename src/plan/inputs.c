@@ -78,11 +78,11 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
     return STRATA_OK;
 }
 
-strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, plan_model *m,
-                                     strata_error *err)
+strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, uint32_t n_ctx,
+                                     uint32_t n_batch, plan_model *m, strata_error *err)
 {
     memset(m, 0, sizeof *m);
-    engine_params ep = {.n_threads = n_threads}; /* the model's context, the default batch and F16 KV cache */
+    engine_params ep = {.n_threads = n_threads, .n_ctx = n_ctx, .n_batch = n_batch}; /* and the F16 KV cache */
     engine_desc d;
     strata_status st = engine_describe(f, spec, &ep, &d, err);
     if (!st) {
