@@ -154,6 +154,38 @@ TEST(test_plan_cost_per_type_rates)
     free(m.groups);
 }
 
+/* A step of B tokens (prefill, B sequences decoding) with the tile kernels
+ * calibrated: the decode step's pass over the weights plus B x each type's
+ * bytes at its tile rate (types without one at Q4_K's); without the tile
+ * calibration, B x the compute term, as before. */
+TEST(test_plan_cost_tile_rates_price_many_token_steps)
+{
+    plan_model m;
+    cost_model(&m, 4, 64 * MiB, 32 * MiB);
+    REQUIRE(m.groups);
+    for (uint32_t g = 0; g < 4; g++) m.groups[g].type_bytes[PLAN_WT_Q8_0] = 16 * MiB;
+    m.groups[4].type_bytes[PLAN_WT_F16] = 32 * MiB; /* no tile rate of its own: Q4_K's */
+    plan_machine hw = calibrated();
+    plan_request q = {.cpu_only = true, .n_ctx = 256, .n_batch = 64};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    double untiled = 64 / fmax(64 * r.chosen.t_compute, r.chosen.tb_ram);
+    CHECK(close_to(r.chosen.prefill_tps, untiled), " %.6g vs %.6g", r.chosen.prefill_tps, untiled);
+    plan_result_free(&r);
+    hw.engine_tile_bw[PLAN_WT_Q4_K] = 100e9;
+    hw.engine_tile_bw[PLAN_WT_Q8_0] = 50e9;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    double per_token = 4 * (48.0 * MiB / 100e9 + 16.0 * MiB / 50e9) + 32.0 * MiB / 100e9;
+    double step = p->t_ram + 64 * per_token;
+    CHECK(close_to(p->tb_compute, step) && close_to(p->prefill_tps, 64 / step), " step %.9g vs %.9g, %.4g tok/s",
+          p->tb_compute, step, p->prefill_tps);
+    plan_result_free(&r);
+    free(m.groups);
+}
+
 /* A model whose weights fit in half the last-level cache is priced at the
  * in-cache compute rate plus the fixed costs (stories260K's case), not at
  * the rate of weights streaming from RAM; one that does not fit is not. */

@@ -23,7 +23,13 @@
  * time. Two Q4_K shapes (1024 and 2048 wide, larger than the L3 cache:
  * their bytes stream from RAM as a real model's do) then give the Q4_K
  * rate, and one model of 60-100 MB per other type its own rate: a Q8_0
- * model decodes at nearly twice Q4_K's bytes/s. */
+ * model decodes at nearly twice Q4_K's bytes/s.
+ *
+ * Steps of many tokens (prompts, and many sequences decoding together) run
+ * the tile (matrix-matrix) kernels, several times faster per token than
+ * the dot products: the same wide models evaluate prompts of SHORT_PROMPT
+ * and LONG_PROMPT tokens, and what the longer adds per token gives each
+ * type's tile rate (the step's one pass over the weights cancels out). */
 typedef struct calib_shape {
     uint64_t embd, ff, layers;
     uint32_t type;          /* ggml type of the layer matrices */
@@ -43,6 +49,9 @@ static const calib_shape SHAPES[] = {
 #define TOKENS 24
 #define TINY_RUN 3
 #define CTX ((TINY_RUN + 1) * TOKENS + 16) /* a tiny model decodes TINY_RUN + 1 tokens per round */
+#define SHORT_PROMPT 8
+#define LONG_PROMPT 32 /* <= CTX: one step; short steps: a busy machine stretches long ones most */
+#define PROMPT_RUNS 7
 
 
 static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1,
@@ -156,6 +165,7 @@ typedef struct calib_model {
     double groups;        /* layers + the output group */
     double t[TOKENS];
     double step;          /* seconds per token: the lower quartile of t */
+    double prompt[2];     /* seconds of a SHORT_PROMPT and a LONG_PROMPT step: the fastest of PROMPT_RUNS */
 } calib_model;
 
 static strata_status calib_open(calib_model *m, int i, int threads, const char *dir, strata_error *err)
@@ -233,6 +243,49 @@ static strata_status time_all(calib_model *m, strata_error *err)
     return st;
 }
 
+/* The wide models' prompt steps, alternating between the models and the
+ * two lengths; each from an empty context. */
+static strata_status time_prompts(calib_model *m, strata_error *err)
+{
+    static const uint32_t len[2] = {SHORT_PROMPT, LONG_PROMPT};
+    int32_t tok[LONG_PROMPT];
+    float logits[VOCAB];
+    for (int i = 0; i < LONG_PROMPT; i++) tok[i] = 1 + i % (VOCAB - 1);
+    strata_status st = STRATA_OK;
+    for (size_t i = 0; i < N_SHAPES; i++) m[i].prompt[0] = m[i].prompt[1] = 1e9;
+    for (int r = 0; r < PROMPT_RUNS && !st; r++)
+        for (size_t i = 0; i < N_SHAPES && !st; i++)
+            for (int k = 0; k < 2 && !st && !is_tiny(i); k++) {
+                engine_reset(m[i].e);
+                double t0 = clock_seconds();
+                st = engine_eval(m[i].e, tok, len[k], logits, false, err);
+                double t = clock_seconds() - t0;
+                if (t < m[i].prompt[k]) m[i].prompt[k] = t;
+            }
+    return st;
+}
+
+/* Seconds one more token adds to a many-token step of model m (the plain
+ * per-token time of the long step when noise makes the difference small). */
+static double tile_token_s(const calib_model *m)
+{
+    double d = (m->prompt[1] - m->prompt[0]) / (LONG_PROMPT - SHORT_PROMPT);
+    return d > 0.25 * m->prompt[1] / LONG_PROMPT ? d : m->prompt[1] / LONG_PROMPT;
+}
+
+/* The tile rates: Q4_K's from the two Q4_K shapes pooled, then each other
+ * type's from its model less what its other tensors cost at Q4_K's. */
+static void solve_tiles(const calib_model *m, hw_engine_calib *c)
+{
+    const calib_model *a = &m[SHAPE_Q4_A], *b = &m[SHAPE_Q4_B];
+    c->tile_bw[HW_ENGINE_Q4_K] = (double)(a->bytes + b->bytes) / (tile_token_s(a) + tile_token_s(b));
+    for (size_t i = N_BASE_SHAPES; i < N_SHAPES; i++) {
+        double t = tile_token_s(&m[i]), rest = (double)(m[i].bytes - m[i].typed_bytes) / c->tile_bw[HW_ENGINE_Q4_K];
+        if (t - rest < 0.25 * t) rest = 0;
+        c->tile_bw[SHAPES[i].priced] = (double)m[i].typed_bytes / (t - rest);
+    }
+}
+
 /* The per-group and per-token costs from the tiny shapes (t = g o + k,
  * their weights' time neglected), then the Q4_K rate from the two wide
  * shapes, pooled: x = sum (t - g o - k) / sum bytes. Noise that makes a
@@ -276,11 +329,13 @@ strata_status plan_calibrate_engine(int threads, const char *dir, hw_engine_cali
     strata_status st = STRATA_OK;
     for (size_t i = 0; i < N_SHAPES && !st; i++) st = calib_open(&m[i], (int)i, out->threads, dir, err);
     if (!st) st = time_all(m, err);
+    if (!st) st = time_prompts(m, err);
     for (size_t i = 0; i < N_SHAPES && !st; i++)
         if (m[i].step <= 0) st = err_set(err, STRATA_E_IO, "calibration: a decode step took no measurable time");
     if (!st) {
         solve_base(m, out);
         for (size_t i = N_BASE_SHAPES; i < N_SHAPES; i++) out->type_bw[SHAPES[i].priced] = type_rate(&m[i], out);
+        solve_tiles(m, out);
     }
     for (size_t i = 0; i < N_SHAPES; i++) calib_close(&m[i]);
     return st;

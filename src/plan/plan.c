@@ -308,21 +308,36 @@ static double batch_experts(const plan_expert_set *e, double B)
     return d > k ? d : k;
 }
 
-/* Seconds the CPU takes over `bytes` of resident weights per token: each
- * type the calibration priced at its own rate, the rest (and every type
- * without a rate of its own) at `bw`. */
-static double cpu_weights_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
-                                  double bw)
+/* Seconds over `bytes` of weights, each type at its rate[type], the rest
+ * (and every type without a rate of its own) at `bw`. */
+static double typed_seconds(const double rate[PLAN_WT_COUNT], uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
+                            double bw)
 {
     double t = 0;
     uint64_t priced = 0;
-    for (int k = 0; k < PLAN_WT_COUNT && hw->engine_bw > 0; k++) {
+    for (int k = 0; k < PLAN_WT_COUNT; k++) {
         if (!type_bytes[k] || priced + type_bytes[k] > bytes) continue;
-        double r = hw->engine_type_bw[k] > 0 ? hw->engine_type_bw[k] : bw;
-        t += (double)type_bytes[k] / r;
+        t += (double)type_bytes[k] / (rate[k] > 0 ? rate[k] : bw);
         priced += type_bytes[k];
     }
     return t + (double)(bytes - priced) / bw;
+}
+
+/* Seconds the CPU takes over `bytes` of resident weights per token: each
+ * type the calibration priced at its own rate, the rest at `bw`. */
+static double cpu_weights_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
+                                  double bw)
+{
+    return hw->engine_bw > 0 ? typed_seconds(hw->engine_type_bw, bytes, type_bytes, bw) : (double)bytes / bw;
+}
+
+/* Seconds one more token adds to a many-token step over `bytes` of the
+ * CPU's weights (the tile kernels' calibrated rates; types without one at
+ * Q4_K's); 0 without that calibration. */
+static double cpu_tile_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT])
+{
+    double q4 = hw->engine_tile_bw[PLAN_WT_Q4_K];
+    return q4 > 0 ? typed_seconds(hw->engine_tile_bw, bytes, type_bytes, q4) : 0;
 }
 
 /* Whether the weights the CPU computes on stay in its last-level cache
@@ -415,7 +430,8 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
      * raw read bandwidth */
     double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
     double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s : 0;
-    if (weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv))) {
+    bool in_cache = weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv));
+    if (in_cache) {
         /* nothing comes from RAM but the KV cache: the CPU's work is the time */
         p->t_compute += fixed_s;
         p->t_ram = hw->ram_bw > 0 ? (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw : 0;
@@ -436,7 +452,9 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
         if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
     p->decode_tps = t > 0 ? 1.0 / t : 0;
-    /* Prefill: B tokens share each pass over the weights; compute scales with B.
+    /* Prefill: B tokens share each pass over the weights. With the tile
+     * kernels calibrated, a step costs the decode step's pass over the
+     * weights plus B x their time per token; without, compute scales with B.
      * Experts: the batch is routed to more of them than one token, each read once */
     double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_ram = 0, x_raw = 0, x_link = 0, x_vram = 0;
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
@@ -454,7 +472,8 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw + x_raw / hw->ram_bw : 0);
     double disk_b = (double)p->disk_bytes_per_token + x_disk;
     double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
-    p->tb_compute = B * p->t_compute;
+    double tile = cpu_tile_seconds(hw, cpu_weight_bytes, cpu_type_bytes);
+    p->tb_compute = tile > 0 ? (in_cache ? p->t_compute : tb_ram) + B * tile : B * p->t_compute;
     p->tb_ram = tb_ram;
     p->tb_disk = tb_disk;
     p->tb_link = p->t_link + x_link / link_bw;
