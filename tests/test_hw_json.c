@@ -76,7 +76,7 @@ static void fill_everything(hw_profile *p)
     m->disk_bw = 3.2e9;
     m->disk_bytes = 256u << 20;
     snprintf(m->disk_path, sizeof m->disk_path, "/models/\xc3\xa9t\xc3\xa9");
-    hw_engine_calib c = {.threads = 3, .layer_s = 4.5e-6, .token_s = 3.25e-5}; /* tile rates included */
+    hw_engine_calib c = {.threads = 3, .layer_s = 4.5e-6, .token_s = 3.25e-5, .width_s = 2.125e-8}; /* and tiles */
     for (int t = 0; t < HW_ENGINE_TYPES; t++) {
         c.type_bw[t] = 2.0e10 / 3 + t;
         c.tile_bw[t] = 1.25e11 / 7 - t;

@@ -149,6 +149,12 @@ TEST(test_plan_cost_per_type_rates)
     plan_compute(&q4, &hw, &q, &r4);
     CHECK(r4.chosen.decode_tps < p->decode_tps, " %.3f vs %.3f", r4.chosen.decode_tps, p->decode_tps);
     plan_result_free(&r4);
+    /* the width cost: per layer (not the output group), sqrt of its weights' elements */
+    hw.engine_width_s = 2e-8;
+    plan_compute(&m, &hw, &q, &r4);
+    double wide = t + 4 * sqrt(2.0 * 64 * MiB) * 2e-8;
+    CHECK(r4.chosen.feasible && close_to(r4.chosen.t_ram, wide), " %.9g vs %.9g", r4.chosen.t_ram, wide);
+    plan_result_free(&r4);
     plan_result_free(&r);
     free(q4.groups);
     free(m.groups);
@@ -225,7 +231,7 @@ static void profile_with_calibrations(hw_profile *p, const int *threads, int n)
     p->measured.n_engine = 0;
     p->measured.cpu_rate = 1e13; /* in-cache compute out of the way: the engine's rates decide */
     for (int i = 0; i < n; i++) {
-        hw_engine_calib c = {.threads = threads[i], .layer_s = 1e-5, .token_s = 2e-5};
+        hw_engine_calib c = {.threads = threads[i], .layer_s = 1e-5, .token_s = 2e-5, .width_s = 3e-8};
         c.type_bw[HW_ENGINE_Q4_K] = 4e9 * threads[i];
         c.type_bw[HW_ENGINE_Q8_0] = 8e9 * threads[i];
         hw_engine_calib_put(&p->measured, &c);
@@ -244,7 +250,7 @@ TEST(test_plan_threads_scale_rates)
     plan_machine m;
     plan_machine_from_profile(p, 0, 4, &m);
     CHECK(m.threads == 4 && !m.threads_scaled && m.engine_bw == 16e9 && m.engine_type_bw[PLAN_WT_Q8_0] == 32e9);
-    CHECK(m.engine_layer_s == 1e-5 && m.engine_token_s == 2e-5);
+    CHECK(m.engine_layer_s == 1e-5 && m.engine_token_s == 2e-5 && m.engine_width_s == 3e-8);
     plan_machine_from_profile(p, 0, 2, &m);
     CHECK(m.threads_scaled && close_to(m.engine_bw, 8e9) && close_to(m.engine_type_bw[PLAN_WT_Q8_0], 16e9),
           " %.4g", m.engine_bw);

@@ -406,6 +406,7 @@ static void read_engine_calib(rd *r, json_t *v, const char *path, hw_engine_cali
         c->type_bw[k] = get_rate(r, bw, sub, hw_engine_type_name((hw_engine_type)k));
     c->layer_s = get_rate(r, v, path, "layer_seconds");
     c->token_s = get_rate(r, v, path, "token_seconds");
+    c->width_s = get_rate(r, v, path, "width_seconds"); /* 0 when absent (older profiles) */
     if (member(v, "tile_bytes_per_s")) { /* profiles before the tile kernels' calibration have none */
         snprintf(sub, sizeof sub, "%s.tile_bytes_per_s", path);
         json_t *tile = get_obj(r, v, path, "tile_bytes_per_s");

@@ -139,7 +139,7 @@ static json_t *pci_gpus_json(const hw_profile *p)
 }
 
 /* [{"threads": T, "bytes_per_s": {"q4_k": ...}, "layer_seconds": ..., "token_seconds": ...,
- *   "tile_bytes_per_s": {"q4_k": ...}}] */
+ *   "width_seconds": ..., "tile_bytes_per_s": {"q4_k": ...}}] */
 static json_t *engine_json(const hw_measured *m)
 {
     json_t *a = json_array();
@@ -150,10 +150,10 @@ static json_t *engine_json(const hw_measured *m)
             json_object_set_new(bw, hw_engine_type_name((hw_engine_type)t), jrate(c->type_bw[t]));
         for (int t = 0; tile && t < HW_ENGINE_TYPES; t++)
             json_object_set_new(tile, hw_engine_type_name((hw_engine_type)t), jrate(c->tile_bw[t]));
-        json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o, s:o}", "threads", c->threads, "bytes_per_s",
+        json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o, s:o, s:o}", "threads", c->threads, "bytes_per_s",
                                            bw ? bw : json_null(), "layer_seconds", json_real(c->layer_s),
-                                           "token_seconds", json_real(c->token_s), "tile_bytes_per_s",
-                                           tile ? tile : json_null()));
+                                           "token_seconds", json_real(c->token_s), "width_seconds",
+                                           json_real(c->width_s), "tile_bytes_per_s", tile ? tile : json_null()));
     }
     return a ? a : json_null();
 }

@@ -154,6 +154,7 @@ static void engine_rates(const hw_profile *p, int threads, plan_machine *out)
     out->engine_bw = out->engine_type_bw[PLAN_WT_Q4_K];
     out->engine_layer_s = c->layer_s;
     out->engine_token_s = c->token_s;
+    out->engine_width_s = c->width_s;
 }
 
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads, plan_machine *out)

@@ -356,6 +356,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
 {
     uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0, cpu_groups = 0;
     uint64_t cpu_type_bytes[PLAN_WT_COUNT] = {0};
+    double cpu_width = 0; /* sum over the CPU's layers of sqrt(elems): their width (engine_width_s) */
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
@@ -373,6 +374,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
             p->ram_bytes_per_token += gr->bytes;
         } else {
             cpu_elems += gr->elems;
+            if (g + 1 < m->n_groups) cpu_width += sqrt((double)gr->elems); /* a layer (the last group: output) */
             cpu_weight_bytes += gr->weight_bytes;
             for (int k = 0; k < PLAN_WT_COUNT; k++) cpu_type_bytes[k] += gr->type_bytes[k];
             cpu_groups++;
@@ -429,7 +431,9 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
      * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
      * raw read bandwidth */
     double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
-    double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s : 0;
+    double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s +
+                                                          cpu_width * hw->engine_width_s
+                                                    : 0;
     bool in_cache = weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv));
     if (in_cache) {
         /* nothing comes from RAM but the KV cache: the CPU's work is the time */
