@@ -308,7 +308,7 @@ TEST(test_arch_moe_plan_reads_used_experts)
         else dense += t->n_bytes;
     }
     plan_model m;
-    REQUIRE(plan_model_from_engine(f, spec, 1, &m, &err) == STRATA_OK, " %s", err.message);
+    REQUIRE(plan_model_from_engine(f, spec, 1, 0, 0, &m, &err) == STRATA_OK, " %s", err.message);
     CHECK(experts > 0 && m.groups[0].weight_bytes == dense && m.n_expert_sets == 3 &&
               m.experts[0].n_used * m.experts[0].unit_weight_bytes == experts / 8 * 2,
           " blk.0 reads %llu dense + %u x %llu of experts, want %llu + %llu / 4",

@@ -76,6 +76,12 @@ static void fill_everything(hw_profile *p)
     m->disk_bw = 3.2e9;
     m->disk_bytes = 256u << 20;
     snprintf(m->disk_path, sizeof m->disk_path, "/models/\xc3\xa9t\xc3\xa9");
+    hw_engine_calib c = {.threads = 3, .layer_s = 4.5e-6, .token_s = 3.25e-5, .width_s = 2.125e-8}; /* and tiles */
+    for (int t = 0; t < HW_ENGINE_TYPES; t++) {
+        c.type_bw[t] = 2.0e10 / 3 + t;
+        c.tile_bw[t] = 1.25e11 / 7 - t;
+    }
+    hw_engine_calib_put(m, &c);
 }
 
 TEST(test_hw_json_round_trip)
@@ -110,7 +116,8 @@ TEST(test_hw_json_hypothetical)
         CHECK(p->measured.done && p->measured.ram_bw_all == 60e9 && p->measured.disk_bw == 6.5e9);
         /* the profile's older keys read as one calibration at ram_threads */
         CHECK(p->measured.n_engine == 1 && p->measured.engine[0].threads == p->measured.ram_threads &&
-              p->measured.engine[0].type_bw[HW_ENGINE_Q4_K] == 40e9 && p->measured.engine[0].layer_s == 4e-5);
+              p->measured.engine[0].type_bw[HW_ENGINE_Q4_K] == 40e9 && p->measured.engine[0].layer_s == 4e-5 &&
+              p->measured.engine[0].tile_bw[HW_ENGINE_Q4_K] == 0); /* no tile calibration: priced as before */
         CHECK(p->fingerprint[0] == '\0', "a hand-written profile has no fingerprint");
         round_trip(p, "hypothetical");
     }

@@ -1080,7 +1080,7 @@ TEST(test_plan_moe_fixture_inputs)
     plan_model m;
     strata_error e;
     REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
-                plan_model_from_engine(f, spec, 1, &m, &e) == STRATA_OK,
+                plan_model_from_engine(f, spec, 1, 0, 0, &m, &e) == STRATA_OK,
             " %s", e.message);
     REQUIRE(m.n_expert_sets == 3 && m.n_groups == 4, " %u sets, %u groups", m.n_expert_sets, m.n_groups);
     for (uint32_t l = 0; l < 3; l++) {
@@ -1128,7 +1128,7 @@ TEST(test_plan_moe_matches_store)
     model_spec *spec = NULL;
     plan_model pm;
     REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
-                plan_model_from_engine(f, spec, 1, &pm, &e) == STRATA_OK,
+                plan_model_from_engine(f, spec, 1, 0, 0, &pm, &e) == STRATA_OK,
             " %s", e.message);
     engine_params ep = {.n_ctx = 256, .n_threads = 1};
     engine_desc d;
@@ -1154,9 +1154,11 @@ TEST(test_plan_moe_matches_store)
         const plan *p = &r.chosen;
         bool *resident = calloc(pm.n_groups, sizeof *resident);
         for (uint32_t g = 0; p->feasible && g < pm.n_groups; g++) resident[g] = p->tier[g] == TIER_RAM;
-        /* what `run` gives the store: the budget less the process reserve, the KV cache and the buffers */
+        /* the plan's placement under what `run` gives the store: the budget less the process reserve, the
+         * KV cache and the buffers (an infeasible plan: everything resident, which does not fit) */
         store_config sc = {.budget = hw.ram_budget - engine_process_reserve(f) - d.buffer_bytes, .prefetch_depth = 2,
                            .io_threads = 1, .resident = p->feasible ? resident : NULL,
+                           .expert_slots = p->feasible ? p->expert_slots : 0,
                            .n_expert_sets = d.n_expert_sets, .expert_sets = d.expert_sets};
         store *st = NULL;
         strata_status rc = store_open(f, d.n_groups, d.groups, &sc, &st, NULL, &e);

@@ -189,7 +189,7 @@ TEST(test_plan_batch_synth_model)
     model_spec *spec = NULL;
     plan_model pm;
     REQUIRE(gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
-                plan_model_from_engine(f, spec, 1, &pm, &e) == STRATA_OK,
+                plan_model_from_engine(f, spec, 1, 0, 0, &pm, &e) == STRATA_OK,
             " %s", e.message);
     uint64_t weights = 0;
     for (uint32_t g = 0; g < pm.n_groups; g++) weights += pm.groups[g].bytes;

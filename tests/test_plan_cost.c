@@ -55,10 +55,12 @@ static void check_memory_model(const char *path)
     static const struct { uint32_t ctx, batch; int threads; strata_kv_type kv; plan_kv pkv; } cases[] = {
         {96, 32, 1, STRATA_KV_F16, PLAN_KV_F16}, {300, 7, 3, STRATA_KV_Q8_0, PLAN_KV_Q8_0},
         {512, 512, 2, STRATA_KV_Q4_0, PLAN_KV_Q4_0}, {40, 256, 4, STRATA_KV_F16, PLAN_KV_F16},
+        {2048, 2048, 2, STRATA_KV_F16, PLAN_KV_F16}, /* beyond the models' 1024-token context, as `run -c -b` */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         plan_model m;
-        REQUIRE(plan_model_from_engine(f, spec, cases[i].threads, &m, &e) == STRATA_OK, " %s", e.message);
+        REQUIRE(plan_model_from_engine(f, spec, cases[i].threads, cases[i].ctx, cases[i].batch, &m, &e) == STRATA_OK,
+                " %s", e.message);
         engine_params ep = {.n_ctx = cases[i].ctx, .n_batch = cases[i].batch, .n_threads = cases[i].threads,
                             .kv_type_k = cases[i].kv, .kv_type_v = cases[i].kv};
         engine *en = NULL;
@@ -66,6 +68,7 @@ static void check_memory_model(const char *path)
         CHECK(st == STRATA_OK, " %s", e.message);
         if (st == STRATA_OK) {
             uint32_t B = cases[i].batch < cases[i].ctx ? cases[i].batch : cases[i].ctx;
+            CHECK(m.batch == B, " case %zu: the plan's batch %u, the engine's %u", i, m.batch, B);
             uint64_t kv = cases[i].pkv == PLAN_KV_Q8_0   ? m.kv_bytes_per_token_q8
                           : cases[i].pkv == PLAN_KV_Q4_0 ? m.kv_bytes_per_token_q4
                                                          : m.kv_bytes_per_token;
@@ -146,8 +149,46 @@ TEST(test_plan_cost_per_type_rates)
     plan_compute(&q4, &hw, &q, &r4);
     CHECK(r4.chosen.decode_tps < p->decode_tps, " %.3f vs %.3f", r4.chosen.decode_tps, p->decode_tps);
     plan_result_free(&r4);
+    /* the width cost: per layer (not the output group), sqrt of its weights' elements */
+    hw.engine_width_s = 2e-8;
+    plan_compute(&m, &hw, &q, &r4);
+    double wide = t + 4 * sqrt(2.0 * 64 * MiB) * 2e-8;
+    CHECK(r4.chosen.feasible && close_to(r4.chosen.t_ram, wide), " %.9g vs %.9g", r4.chosen.t_ram, wide);
+    plan_result_free(&r4);
     plan_result_free(&r);
     free(q4.groups);
+    free(m.groups);
+}
+
+/* A step of B tokens (prefill, B sequences decoding) with the tile kernels
+ * calibrated: the decode step's pass over the weights plus B x each type's
+ * bytes at its tile rate (types without one at Q4_K's); without the tile
+ * calibration, B x the compute term, as before. */
+TEST(test_plan_cost_tile_rates_price_many_token_steps)
+{
+    plan_model m;
+    cost_model(&m, 4, 64 * MiB, 32 * MiB);
+    REQUIRE(m.groups);
+    for (uint32_t g = 0; g < 4; g++) m.groups[g].type_bytes[PLAN_WT_Q8_0] = 16 * MiB;
+    m.groups[4].type_bytes[PLAN_WT_F16] = 32 * MiB; /* no tile rate of its own: Q4_K's */
+    plan_machine hw = calibrated();
+    plan_request q = {.cpu_only = true, .n_ctx = 256, .n_batch = 64};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    double untiled = 64 / fmax(64 * r.chosen.t_compute, r.chosen.tb_ram);
+    CHECK(close_to(r.chosen.prefill_tps, untiled), " %.6g vs %.6g", r.chosen.prefill_tps, untiled);
+    plan_result_free(&r);
+    hw.engine_tile_bw[PLAN_WT_Q4_K] = 100e9;
+    hw.engine_tile_bw[PLAN_WT_Q8_0] = 50e9;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    double per_token = 4 * (48.0 * MiB / 100e9 + 16.0 * MiB / 50e9) + 32.0 * MiB / 100e9;
+    double step = p->t_ram + 64 * per_token;
+    CHECK(close_to(p->tb_compute, step) && close_to(p->prefill_tps, 64 / step), " step %.9g vs %.9g, %.4g tok/s",
+          p->tb_compute, step, p->prefill_tps);
+    plan_result_free(&r);
     free(m.groups);
 }
 
@@ -190,7 +231,7 @@ static void profile_with_calibrations(hw_profile *p, const int *threads, int n)
     p->measured.n_engine = 0;
     p->measured.cpu_rate = 1e13; /* in-cache compute out of the way: the engine's rates decide */
     for (int i = 0; i < n; i++) {
-        hw_engine_calib c = {.threads = threads[i], .layer_s = 1e-5, .token_s = 2e-5};
+        hw_engine_calib c = {.threads = threads[i], .layer_s = 1e-5, .token_s = 2e-5, .width_s = 3e-8};
         c.type_bw[HW_ENGINE_Q4_K] = 4e9 * threads[i];
         c.type_bw[HW_ENGINE_Q8_0] = 8e9 * threads[i];
         hw_engine_calib_put(&p->measured, &c);
@@ -209,7 +250,7 @@ TEST(test_plan_threads_scale_rates)
     plan_machine m;
     plan_machine_from_profile(p, 0, 4, &m);
     CHECK(m.threads == 4 && !m.threads_scaled && m.engine_bw == 16e9 && m.engine_type_bw[PLAN_WT_Q8_0] == 32e9);
-    CHECK(m.engine_layer_s == 1e-5 && m.engine_token_s == 2e-5);
+    CHECK(m.engine_layer_s == 1e-5 && m.engine_token_s == 2e-5 && m.engine_width_s == 3e-8);
     plan_machine_from_profile(p, 0, 2, &m);
     CHECK(m.threads_scaled && close_to(m.engine_bw, 8e9) && close_to(m.engine_type_bw[PLAN_WT_Q8_0], 16e9),
           " %.4g", m.engine_bw);

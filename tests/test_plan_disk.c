@@ -125,7 +125,7 @@ static int plan_here(const char *model, uint64_t budget, plan_machine *mach, pla
     int rc = -1;
     if (hw && plan_machine_profile(NULL, model, false, measure, 0, 0, hw, notes, &err) == STRATA_OK &&
         gguf_open(model, &f, &err) == STRATA_OK && model_spec_from_gguf(f, model, &spec, &err) == STRATA_OK &&
-        plan_model_from_engine(f, spec, 2, &m, &err) == STRATA_OK) {
+        plan_model_from_engine(f, spec, 2, 0, 0, &m, &err) == STRATA_OK) {
         plan_machine_from_profile(hw, budget, 0, mach);
         plan_request req = {.cpu_only = true, .n_ctx = 256};
         plan_result r;

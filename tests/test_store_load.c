@@ -234,6 +234,63 @@ TEST(test_store_load_read_tensors)
     gguf_close(f);
 }
 
+/* ---- the store executes the placement it is given ---- */
+
+/* Opens the store with groups resident as `resident` says (prefetch depth
+ * 1, cfg.budget `budget`); *min: the budget it reports it needs. */
+static store *open_placed(const gguf_file *f, groups *gr, const bool *resident, uint64_t budget, uint64_t *min,
+                          strata_status *rc)
+{
+    store_config cfg = {.io_threads = 2, .prefetch_depth = 1, .resident = resident, .budget = budget};
+    store *s = NULL;
+    strata_error e;
+    *rc = store_open(f, N_GROUPS, gr->g, &cfg, &s, min, &e);
+    return s;
+}
+
+/* Group 1 alone resident (no budget: everything would fit), groups 0 and
+ * 2 resident under exactly the budget that takes, and group 1 alone again
+ * under a budget that holds every group resident but not that placement:
+ * the store keeps each given residency, builds a ring of min(depth + 1,
+ * streamed) slots of the largest streamed group, and refuses rather than
+ * place the weights another way. */
+TEST(test_store_executes_the_given_placement)
+{
+    gguf_file *f = make_model(1);
+    if (!f) return;
+    groups gr;
+    make_groups(f, &gr);
+    uint64_t b[N_GROUPS], min = 0;
+    strata_error e;
+    for (int g = 0; g < N_GROUPS; g++) REQUIRE(!store_group_bytes(f, &gr.g[g], &b[g], &e), " %s", e.message);
+    strata_status rc;
+    const bool middle[N_GROUPS] = {false, true, false}, ends[N_GROUPS] = {true, false, true};
+    store *s = open_placed(f, &gr, middle, 0, &min, &rc);
+    REQUIRE(rc == STRATA_OK);
+    store_stats st = store_get_stats(s);
+    uint64_t largest = b[0] > b[2] ? b[0] : b[2];
+    CHECK(st.resident_bytes == b[1] && st.n_streamed_groups == 2 && st.n_slots == 2 && st.slot_bytes == 2 * largest,
+          " resident %llu of %llu, %u streamed, %u slots of %llu", (unsigned long long)st.resident_bytes,
+          (unsigned long long)b[1], st.n_streamed_groups, st.n_slots, (unsigned long long)st.slot_bytes);
+    CHECK(!store_resident_data(s, 0) && store_resident_data(s, 1) && !store_resident_data(s, 2));
+    CHECK(bytes_match(s), " the placed groups' bytes differ from the file");
+    store_close(s);
+    uint64_t row = store_row_buffer_bytes(f), all = row + b[0] + b[1] + b[2]; /* ends: one slot of group 1 */
+    s = open_placed(f, &gr, ends, all, &min, &rc);
+    REQUIRE(rc == STRATA_OK && min == all, " rc %d, needs %llu of %llu", rc, (unsigned long long)min,
+            (unsigned long long)all);
+    st = store_get_stats(s);
+    CHECK(st.resident_bytes == b[0] + b[2] && st.n_slots == 1 && st.slot_bytes == b[1] && bytes_match(s));
+    store_close(s);
+    uint64_t need = row + b[1] + 2 * largest;
+    REQUIRE(need > all, " the groups' sizes no longer make the middle placement the larger");
+    s = open_placed(f, &gr, middle, all, &min, &rc);
+    CHECK(rc == STRATA_E_NOMEM && !s && min == need, " rc %d, needs %llu of %llu", rc, (unsigned long long)min,
+          (unsigned long long)need);
+    store_close(s);
+    gguf_close(f);
+}
+
 /* ---- the watchdog's room checks while reads are in flight ---- */
 
 /* The third sample (group 2's check) finds no room: loading waits for the

@@ -122,8 +122,7 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
     plan_model pm;
     plan chosen = {0};
     char note[800] = "";
-    strata_status st = plan_model_from_engine(m->file, m->spec, threads, &pm, err);
-    if (!st && p->n_batch) pm.batch = p->n_batch; /* the run's -b sizes its buffers */
+    strata_status st = plan_model_from_engine(m->file, m->spec, threads, p->n_ctx, p->n_batch, &pm, err);
     /* n_parallel sequences: the weights are placed next to their KV reserve */
     plan_model seqs = !st && p->n_parallel > 1 ? plan_batch_model(&pm, p->n_parallel) : pm;
     if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)

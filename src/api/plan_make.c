@@ -31,7 +31,7 @@ static strata_status inputs(strata_plan *s, const char *path, const strata_plan_
                                   &s->notes, err);
     /* scratch grows with the threads: the model as run would open it */
     if (!st) st = plan_model_from_engine(f, spec, p->n_threads ? p->n_threads : hw_default_threads(&hw->cpu),
-                                         &s->model, err);
+                                         p->n_ctx, p->n_batch, &s->model, err); /* buffers as `run -c -b` has them */
     if (!st) plan_machine_from_profile(hw, p->mem_budget, p->n_threads, &s->machine);
     model_spec_free(spec);
     gguf_close(f);
@@ -51,7 +51,6 @@ strata_status strata_plan_make(const char *model_path, const strata_plan_params 
         strata_plan_free(s);
         return st;
     }
-    if (p->n_batch) s->model.batch = p->n_batch; /* --batch sizes the buffers as run's -b does */
     /* this machine: plans the CPU engine runs; a profile: the best plan, GPU tiers included */
     s->req = (plan_request){.n_ctx = p->n_ctx, .n_batch = p->n_batch, .kv = kv_of(p->kv_type),
                             .cpu_only = p->profile_file == NULL, .moe_hit_rate_set = p->moe_hit_rate_set,

@@ -470,8 +470,9 @@ void engine_desc_free(engine_desc *d)
     memset(d, 0, sizeof *d);
 }
 
-/* The store places the weights in what the account has left after the
- * process, the KV reserve and the buffers. */
+/* The weights go in what the account has left after the process, the KV
+ * reserve and the buffers: placed by the caller's plan or here
+ * (engine_place_weights), executed by the store. */
 static strata_status open_store(engine *e, const engine_params *p, strata_error *err)
 {
     store_config sc = p->store;
@@ -483,7 +484,10 @@ static strata_status open_store(engine *e, const engine_params *p, strata_error 
     sc.n_expert_sets = e->w.moe ? (uint32_t)e->w.d.n_layers : 0;
     sc.expert_sets = e->w.expert_sets;
     uint64_t min_weights = 0;
-    strata_status st = store_open(e->file, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &sc, &e->store, &min_weights, err);
+    bool *resident; /* the placement made here, when the caller gave none */
+    strata_status st = engine_place_weights(e, &sc, &resident, &min_weights, err);
+    if (!st) st = store_open(e->file, (uint32_t)e->w.d.n_layers + 1, e->w.groups, &sc, &e->store, &min_weights, err);
+    free(resident);
     if (st == STRATA_E_NOMEM && budget && min_weights && fixed + min_weights > budget) /* else the store's reason */
         err_set(err, st, "a budget of %s is below the minimum working set of %s: process %s, KV cache and buffers %s, "
                 "weights streamed through %d+1 slots %s", fmt_bytes(budget, a, 32),

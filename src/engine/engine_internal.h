@@ -100,5 +100,12 @@ void engine_store_kv(engine *e, uint64_t l, uint32_t n_tok);
 void engine_slide_window(engine_seq *s, uint32_t n_tok);
 /* Position slots a layer's cache needs for a context and batch. */
 uint32_t engine_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, uint32_t n_batch);
+/* place.c: completes sc's placement (residency per group, expert cache
+ * units) by the planner's rule under the account's room, where the caller
+ * gave none; *resident: the residency made here (free it after store_open,
+ * NULL when none was made). On a budget too small, STRATA_E_NOMEM with
+ * *min_weights the weights' least working set. */
+strata_status engine_place_weights(engine *e, store_config *sc, bool **resident, uint64_t *min_weights,
+                                   strata_error *err);
 
 #endif

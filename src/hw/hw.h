@@ -167,13 +167,20 @@ typedef enum hw_engine_type {
 /* What the engine achieves on this machine with `threads` threads, timed
  * on small synthetic resident models (src/plan/calibrate.c): time per
  * token = sum over types of weight bytes / type_bw + groups x layer_s +
- * token_s. The planner's CPU cost model. */
+ * layers x width_s x sqrt(the layer's weights) + token_s; a step of B tokens (a prompt, or B sequences decoding) costs
+ * one pass over the weights plus B x sum over types of bytes / tile_bw
+ * (the matrix-matrix kernels). The planner's CPU cost model. */
 typedef struct hw_engine_calib {
     int threads;
     double type_bw[HW_ENGINE_TYPES]; /* weight bytes/s per type (0: not measured; [Q4_K] always is) */
     double layer_s;                  /* per group (layer or output) and token beyond its weights:
                                         dispatches, norms, attention at a short context */
     double token_s;                  /* per token beyond groups and weights: embedding, sampling-side work */
+    double width_s;                  /* per layer and sqrt(weights of the layer) (its width): the work on
+                                        activations (norms, quantizing them, attention) that grows with the
+                                        width while the weights grow with its square (0: not measured) */
+    double tile_bw[HW_ENGINE_TYPES]; /* weight bytes/s per token of a many-token step: B x bytes over the time
+                                        B more tokens add to a step (0: not measured; older profiles) */
 } hw_engine_calib;
 
 /* "q4_k", "q6_k", "q8_0", "f16", "f32" */

@@ -109,6 +109,8 @@ static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)
         for (int t = 0; t < HW_ENGINE_TYPES; t++) EQ_DBL(c, a, b, engine[i].type_bw[t]);
         EQ_DBL(c, a, b, engine[i].layer_s);
         EQ_DBL(c, a, b, engine[i].token_s);
+        EQ_DBL(c, a, b, engine[i].width_s);
+        for (int t = 0; t < HW_ENGINE_TYPES; t++) EQ_DBL(c, a, b, engine[i].tile_bw[t]);
     }
     EQ_INT(c, a, b, disk_bytes);
     EQ_STR(c, a, b, disk_path);

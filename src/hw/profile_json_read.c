@@ -406,6 +406,14 @@ static void read_engine_calib(rd *r, json_t *v, const char *path, hw_engine_cali
         c->type_bw[k] = get_rate(r, bw, sub, hw_engine_type_name((hw_engine_type)k));
     c->layer_s = get_rate(r, v, path, "layer_seconds");
     c->token_s = get_rate(r, v, path, "token_seconds");
+    c->width_s = get_rate(r, v, path, "width_seconds"); /* 0 when absent (older profiles) */
+    if (member(v, "tile_bytes_per_s")) { /* profiles before the tile kernels' calibration have none */
+        snprintf(sub, sizeof sub, "%s.tile_bytes_per_s", path);
+        json_t *tile = get_obj(r, v, path, "tile_bytes_per_s");
+        for (int k = 0; tile && k < HW_ENGINE_TYPES; k++)
+            c->tile_bw[k] = get_rate(r, tile, sub, hw_engine_type_name((hw_engine_type)k));
+        snprintf(sub, sizeof sub, "%s.bytes_per_s", path);
+    }
     if (!r->failed && c->type_bw[HW_ENGINE_Q4_K] <= 0) bad(r, sub, "q4_k: expected bytes per second");
 }
 

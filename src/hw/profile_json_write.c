@@ -138,18 +138,22 @@ static json_t *pci_gpus_json(const hw_profile *p)
     return a;
 }
 
-/* [{"threads": T, "bytes_per_s": {"q4_k": ...}, "layer_seconds": ..., "token_seconds": ...}] */
+/* [{"threads": T, "bytes_per_s": {"q4_k": ...}, "layer_seconds": ..., "token_seconds": ...,
+ *   "width_seconds": ..., "tile_bytes_per_s": {"q4_k": ...}}] */
 static json_t *engine_json(const hw_measured *m)
 {
     json_t *a = json_array();
     for (int i = 0; a && i < m->n_engine && i < HW_MAX_ENGINE_CALIB; i++) {
         const hw_engine_calib *c = &m->engine[i];
-        json_t *bw = json_object();
+        json_t *bw = json_object(), *tile = json_object();
         for (int t = 0; bw && t < HW_ENGINE_TYPES; t++)
             json_object_set_new(bw, hw_engine_type_name((hw_engine_type)t), jrate(c->type_bw[t]));
-        json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o}", "threads", c->threads, "bytes_per_s",
+        for (int t = 0; tile && t < HW_ENGINE_TYPES; t++)
+            json_object_set_new(tile, hw_engine_type_name((hw_engine_type)t), jrate(c->tile_bw[t]));
+        json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o, s:o, s:o}", "threads", c->threads, "bytes_per_s",
                                            bw ? bw : json_null(), "layer_seconds", json_real(c->layer_s),
-                                           "token_seconds", json_real(c->token_s)));
+                                           "token_seconds", json_real(c->token_s), "width_seconds",
+                                           json_real(c->width_s), "tile_bytes_per_s", tile ? tile : json_null()));
     }
     return a ? a : json_null();
 }

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,14 @@
  * per-token cost, which are nearly all of a model such as stories260K's
  * time. Two Q4_K shapes (1024 and 2048 wide, larger than the L3 cache:
  * their bytes stream from RAM as a real model's do) then give the Q4_K
- * rate, and one model of 60-100 MB per other type its own rate: a Q8_0
- * model decodes at nearly twice Q4_K's bytes/s. */
+ * rate and the per-layer cost that grows with the width (solve_width), and one model of 60-100 MB per other type its own rate: a Q8_0
+ * model decodes at nearly twice Q4_K's bytes/s.
+ *
+ * Steps of many tokens (prompts, and many sequences decoding together) run
+ * the tile (matrix-matrix) kernels, several times faster per token than
+ * the dot products: the same wide models evaluate prompts of SHORT_PROMPT
+ * and LONG_PROMPT tokens, and what the longer adds per token gives each
+ * type's tile rate (the step's one pass over the weights cancels out). */
 typedef struct calib_shape {
     uint64_t embd, ff, layers;
     uint32_t type;          /* ggml type of the layer matrices */
@@ -43,6 +50,9 @@ static const calib_shape SHAPES[] = {
 #define TOKENS 24
 #define TINY_RUN 3
 #define CTX ((TINY_RUN + 1) * TOKENS + 16) /* a tiny model decodes TINY_RUN + 1 tokens per round */
+#define SHORT_PROMPT 4
+#define LONG_PROMPT 12 /* <= CTX: one step; short steps: a busy machine stretches long ones most */
+#define PROMPT_RUNS 2  /* each the fastest of: the first `run` on a machine waits for the calibration */
 
 
 static strata_status add(gguf_writer *w, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1,
@@ -144,6 +154,10 @@ static strata_status write_model(const char *path, const calib_shape *c, strata_
     return st;
 }
 
+/* The weights of one layer: Q, K, V and O (as wide as the model here), the
+ * three feed-forward matrices and the two norms. */
+static uint64_t layer_elems(const calib_shape *c) { return 4 * c->embd * c->embd + 3 * c->embd * c->ff + 2 * c->embd; }
+
 /* One calibration model, open. */
 typedef struct calib_model {
     char path[1024];
@@ -154,8 +168,10 @@ typedef struct calib_model {
     uint64_t bytes;       /* weights read per token */
     uint64_t typed_bytes; /* of them, the shape's own type (all of them for Q4_K) */
     double groups;        /* layers + the output group */
+    double width;         /* layers x sqrt(a layer's weights): what width_s multiplies */
     double t[TOKENS];
     double step;          /* seconds per token: the lower quartile of t */
+    double prompt[2];     /* seconds of a SHORT_PROMPT and a LONG_PROMPT step: the fastest of PROMPT_RUNS */
 } calib_model;
 
 static strata_status calib_open(calib_model *m, int i, int threads, const char *dir, strata_error *err)
@@ -172,6 +188,7 @@ static strata_status calib_open(calib_model *m, int i, int threads, const char *
         m->bytes = m->spec->tensor_bytes - m->spec->non_layer.by_group[GROUP_EMBD];
         m->typed_bytes = SHAPES[i].type == GGML_TYPE_Q4_K ? m->bytes : m->spec->bytes_by_type[SHAPES[i].type];
         m->groups = (double)SHAPES[i].layers + 1;
+        m->width = (double)SHAPES[i].layers * sqrt((double)layer_elems(&SHAPES[i]));
     }
     return st;
 }
@@ -233,6 +250,67 @@ static strata_status time_all(calib_model *m, strata_error *err)
     return st;
 }
 
+/* The wide models' prompt steps, alternating between the models and the
+ * two lengths; each from an empty context. */
+static strata_status time_prompts(calib_model *m, strata_error *err)
+{
+    static const uint32_t len[2] = {SHORT_PROMPT, LONG_PROMPT};
+    int32_t tok[LONG_PROMPT];
+    float logits[VOCAB];
+    for (int i = 0; i < LONG_PROMPT; i++) tok[i] = 1 + i % (VOCAB - 1);
+    strata_status st = STRATA_OK;
+    for (size_t i = 0; i < N_SHAPES; i++) m[i].prompt[0] = m[i].prompt[1] = 1e9;
+    for (int r = 0; r < PROMPT_RUNS && !st; r++)
+        for (size_t i = 0; i < N_SHAPES && !st; i++)
+            for (int k = 0; k < 2 && !st && !is_tiny(i); k++) {
+                engine_reset(m[i].e);
+                double t0 = clock_seconds();
+                st = engine_eval(m[i].e, tok, len[k], logits, false, err);
+                double t = clock_seconds() - t0;
+                if (t < m[i].prompt[k]) m[i].prompt[k] = t;
+            }
+    return st;
+}
+
+/* Seconds one more token adds to a many-token step of model m (the plain
+ * per-token time of the long step when noise makes the difference small). */
+static double tile_token_s(const calib_model *m)
+{
+    double d = (m->prompt[1] - m->prompt[0]) / (LONG_PROMPT - SHORT_PROMPT);
+    return d > 0.25 * m->prompt[1] / LONG_PROMPT ? d : m->prompt[1] / LONG_PROMPT;
+}
+
+/* The tile rates: Q4_K's from the two Q4_K shapes pooled, then each other
+ * type's from its model less what its other tensors cost at Q4_K's. */
+static void solve_tiles(const calib_model *m, hw_engine_calib *c)
+{
+    const calib_model *a = &m[SHAPE_Q4_A], *b = &m[SHAPE_Q4_B];
+    c->tile_bw[HW_ENGINE_Q4_K] = (double)(a->bytes + b->bytes) / (tile_token_s(a) + tile_token_s(b));
+    for (size_t i = N_BASE_SHAPES; i < N_SHAPES; i++) {
+        double t = tile_token_s(&m[i]), rest = (double)(m[i].bytes - m[i].typed_bytes) / c->tile_bw[HW_ENGINE_Q4_K];
+        if (t - rest < 0.25 * t) rest = 0;
+        c->tile_bw[SHAPES[i].priced] = (double)m[i].typed_bytes / (t - rest);
+    }
+}
+
+/* The two Q4_K shapes hold their bytes in layers of two widths: their
+ * times less the fixed costs, y = bytes / rate + width x width_s, give both
+ * unknowns. Narrow layers cost more per byte (1024 wide ran 10-15 % slower
+ * per byte than 2048 wide here: a 219 MB model of the narrow shape was
+ * predicted 18 % fast with one pooled rate). Noise that makes either come
+ * out negative, or the width cost more than half the narrow shape's time,
+ * keeps the pooled rate and no width cost. */
+static void solve_width(const calib_model *a, const calib_model *b, hw_engine_calib *c)
+{
+    double ya = a->step - a->groups * c->layer_s - c->token_s, yb = b->step - b->groups * c->layer_s - c->token_s;
+    double det = (double)a->bytes * b->width - (double)b->bytes * a->width;
+    if (det == 0) return;
+    double w = ((double)a->bytes * yb - (double)b->bytes * ya) / det, x = (ya * b->width - yb * a->width) / det;
+    if (w <= 0 || x <= 0 || a->width * w > 0.5 * ya) return;
+    c->width_s = w;
+    c->type_bw[HW_ENGINE_Q4_K] = 1 / x;
+}
+
 /* The per-group and per-token costs from the tiny shapes (t = g o + k,
  * their weights' time neglected), then the Q4_K rate from the two wide
  * shapes, pooled: x = sum (t - g o - k) / sum bytes. Noise that makes a
@@ -254,14 +332,15 @@ static void solve_base(const calib_model *m, hw_engine_calib *c)
     double rest = (a->groups + b->groups) * c->layer_s + 2 * c->token_s, sum_t = a->step + b->step;
     if (sum_t - rest < 0.25 * sum_t) rest = 0; /* noise larger than the fixed part: the plain rate */
     c->type_bw[HW_ENGINE_Q4_K] = (double)(a->bytes + b->bytes) / (sum_t - rest);
+    if (rest > 0) solve_width(a, b, c);
 }
 
 /* Another type's rate: its model's time less what the Q4_K figures say the
  * rest costs (the other tensors, the groups, the token). */
 static double type_rate(const calib_model *m, const hw_engine_calib *c)
 {
-    double rest =
-        (double)(m->bytes - m->typed_bytes) / c->type_bw[HW_ENGINE_Q4_K] + m->groups * c->layer_s + c->token_s;
+    double rest = (double)(m->bytes - m->typed_bytes) / c->type_bw[HW_ENGINE_Q4_K] + m->groups * c->layer_s +
+                  m->width * c->width_s + c->token_s;
     double t = m->step - rest;
     if (t < 0.25 * m->step) t = m->step; /* noise larger than the fixed part: the plain rate */
     return (double)m->typed_bytes / t;
@@ -276,11 +355,13 @@ strata_status plan_calibrate_engine(int threads, const char *dir, hw_engine_cali
     strata_status st = STRATA_OK;
     for (size_t i = 0; i < N_SHAPES && !st; i++) st = calib_open(&m[i], (int)i, out->threads, dir, err);
     if (!st) st = time_all(m, err);
+    if (!st) st = time_prompts(m, err);
     for (size_t i = 0; i < N_SHAPES && !st; i++)
         if (m[i].step <= 0) st = err_set(err, STRATA_E_IO, "calibration: a decode step took no measurable time");
     if (!st) {
         solve_base(m, out);
         for (size_t i = N_BASE_SHAPES; i < N_SHAPES; i++) out->type_bw[SHAPES[i].priced] = type_rate(&m[i], out);
+        solve_tiles(m, out);
     }
     for (size_t i = 0; i < N_SHAPES; i++) calib_close(&m[i]);
     return st;

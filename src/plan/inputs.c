@@ -78,11 +78,11 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
     return STRATA_OK;
 }
 
-strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, plan_model *m,
-                                     strata_error *err)
+strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, uint32_t n_ctx,
+                                     uint32_t n_batch, plan_model *m, strata_error *err)
 {
     memset(m, 0, sizeof *m);
-    engine_params ep = {.n_threads = n_threads}; /* the model's context, the default batch and F16 KV cache */
+    engine_params ep = {.n_threads = n_threads, .n_ctx = n_ctx, .n_batch = n_batch}; /* and the F16 KV cache */
     engine_desc d;
     strata_status st = engine_describe(f, spec, &ep, &d, err);
     if (!st) {
@@ -149,10 +149,12 @@ static void engine_rates(const hw_profile *p, int threads, plan_machine *out)
     for (int k = 0; k < PLAN_WT_COUNT; k++) {
         double r = c->type_bw[k] * scale;
         out->engine_type_bw[k] = r > cap ? cap : r;
+        out->engine_tile_bw[k] = c->tile_bw[k] * scale; /* compute: no RAM cap (a byte serves many tokens) */
     }
     out->engine_bw = out->engine_type_bw[PLAN_WT_Q4_K];
     out->engine_layer_s = c->layer_s;
     out->engine_token_s = c->token_s;
+    out->engine_width_s = c->width_s;
 }
 
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads, plan_machine *out)
@@ -202,6 +204,14 @@ bool plan_calibrate_into(hw_profile *p, int threads)
     }
     hw_engine_calib_put(&p->measured, &c);
     return true;
+}
+
+/* Whether the profile has a calibration at `threads` with the tile rates
+ * (one saved before them would price prompts and batches as before). */
+static bool calibrated_at(const hw_measured *m, int threads)
+{
+    const hw_engine_calib *c = hw_engine_calib_at(m, threads);
+    return c && c->tile_bw[HW_ENGINE_Q4_K] > 0;
 }
 
 /* The model's directory: where the measurement's temporary file goes (the
@@ -311,9 +321,10 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
                  : !n->measured_now  ? "bandwidths are guesses"
                  : have_path         ? "measured now and saved"
                                      : "measured now");
-    } else if (measure && fits && threads > 0 && !hw_engine_calib_at(&out->measured, threads) &&
+    } else if (measure && fits && threads > 0 && !calibrated_at(&out->measured, threads) &&
                plan_calibrate_into(out, threads)) {
-        /* the saved profile has no calibration at this thread count: made now, kept */
+        /* the saved profile has no calibration at this thread count (or one
+         * from before the tile rates): made now, kept */
         n->calibrated_now = true;
         if (have_path) hw_profile_save(out, path, &ignored);
     }

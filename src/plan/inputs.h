@@ -8,10 +8,12 @@
 #include "model/model_spec.h"
 #include "plan/plan.h"
 
-/* Asks the engine (at two context lengths, to separate the parts of its
- * buffers that grow with the context) and the store (group read layouts). */
-strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, plan_model *out,
-                                     strata_error *err);
+/* The engine's memory model (engine_describe) at the context and batch the
+ * plan is asked for (0: the model's context, the engine's default batch;
+ * the batch is capped by that context, as the engine caps -b by -c), and
+ * the store's group read layouts. */
+strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec, int n_threads, uint32_t n_ctx,
+                                     uint32_t n_batch, plan_model *out, strata_error *err);
 void plan_model_free(plan_model *m);
 
 /* budget 0: hw_default_budget of the profile's usable memory. Bandwidths

@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "plan/plan.h"
-#include "store/placement.h"
+#include "plan/placement.h"
+#include "store/store.h"
 #include "util/fmt.h"
 
 #define DEFAULT_DEPTH 2
@@ -182,13 +183,13 @@ static void cpu_experts(const plan_model *m, const plan *p, uint32_t *units, uin
 }
 
 /* The CPU's share of the weights: groups [first, n) resident in RAM or
- * streamed through the ring, by the store's rule (placement_choose), and
- * the experts of the layers the CPU computes in the expert cache. As the
- * store does: the dense groups are placed under the weight budget W less
- * the units the candidate reserves (the least cache: STORE_EXPERT_MIN_SLOTS
- * units; all of them for MOE_ALL_RESIDENT); the ring's slots are as large
- * as the largest streamed group (placement_given, what the store does with
- * the planner's choice); the cache gets min(units, what remains / slot). */
+ * streamed through the ring, by the placement rule (placement.h), and the
+ * experts of the layers the CPU computes in the expert cache: the dense
+ * groups are placed under the weight budget W less the units the candidate
+ * reserves (the least cache: PLAN_EXPERT_MIN_SLOTS units; all of them for
+ * MOE_ALL_RESIDENT); the ring's slots are as large as the largest streamed
+ * group (as the store builds its ring); the cache gets min(units, what
+ * remains / slot) (placement_expert_slots, as an engine without a plan). */
 static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
                       uint32_t first, uint64_t fixed, plan *p)
 {
@@ -232,8 +233,7 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
         uint32_t slots = units;
         if (mode == MOE_ALL_STREAMED) slots = min_units;
         else if (mode == MOE_STORE || mode == MOE_DENSE_RESIDENT) {
-            uint64_t fit = W > used && U ? (W - used) / U : 0;
-            slots = fit < min_units ? min_units : fit > units ? units : (uint32_t)fit;
+            slots = W ? placement_expert_slots(W, used, U, units, min_units) : min_units;
         }
         p->expert_units = units;
         p->expert_slots = slots;
@@ -296,7 +296,7 @@ static double set_hit_rate(const plan_expert_set *e, const plan *p, const plan_r
     if (p->expert_slots >= p->expert_units) return 1;
     if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
     double lru = 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
-    double kept = (double)(p->expert_slots - placement_lfu_transient(p->expert_slots)) / p->expert_units;
+    double kept = (double)(p->expert_slots - store_expert_lfu_transient(p->expert_slots)) / p->expert_units;
     return req->moe_lru || kept < lru ? lru : kept;
 }
 
@@ -308,21 +308,36 @@ static double batch_experts(const plan_expert_set *e, double B)
     return d > k ? d : k;
 }
 
-/* Seconds the CPU takes over `bytes` of resident weights per token: each
- * type the calibration priced at its own rate, the rest (and every type
- * without a rate of its own) at `bw`. */
-static double cpu_weights_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
-                                  double bw)
+/* Seconds over `bytes` of weights, each type at its rate[type], the rest
+ * (and every type without a rate of its own) at `bw`. */
+static double typed_seconds(const double rate[PLAN_WT_COUNT], uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
+                            double bw)
 {
     double t = 0;
     uint64_t priced = 0;
-    for (int k = 0; k < PLAN_WT_COUNT && hw->engine_bw > 0; k++) {
+    for (int k = 0; k < PLAN_WT_COUNT; k++) {
         if (!type_bytes[k] || priced + type_bytes[k] > bytes) continue;
-        double r = hw->engine_type_bw[k] > 0 ? hw->engine_type_bw[k] : bw;
-        t += (double)type_bytes[k] / r;
+        t += (double)type_bytes[k] / (rate[k] > 0 ? rate[k] : bw);
         priced += type_bytes[k];
     }
     return t + (double)(bytes - priced) / bw;
+}
+
+/* Seconds the CPU takes over `bytes` of resident weights per token: each
+ * type the calibration priced at its own rate, the rest at `bw`. */
+static double cpu_weights_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT],
+                                  double bw)
+{
+    return hw->engine_bw > 0 ? typed_seconds(hw->engine_type_bw, bytes, type_bytes, bw) : (double)bytes / bw;
+}
+
+/* Seconds one more token adds to a many-token step over `bytes` of the
+ * CPU's weights (the tile kernels' calibrated rates; types without one at
+ * Q4_K's); 0 without that calibration. */
+static double cpu_tile_seconds(const plan_machine *hw, uint64_t bytes, const uint64_t type_bytes[PLAN_WT_COUNT])
+{
+    double q4 = hw->engine_tile_bw[PLAN_WT_Q4_K];
+    return q4 > 0 ? typed_seconds(hw->engine_tile_bw, bytes, type_bytes, q4) : 0;
 }
 
 /* Whether the weights the CPU computes on stay in its last-level cache
@@ -341,6 +356,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
 {
     uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0, cpu_groups = 0;
     uint64_t cpu_type_bytes[PLAN_WT_COUNT] = {0};
+    double cpu_width = 0; /* sum over the CPU's layers of sqrt(elems): their width (engine_width_s) */
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
@@ -358,6 +374,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
             p->ram_bytes_per_token += gr->bytes;
         } else {
             cpu_elems += gr->elems;
+            if (g + 1 < m->n_groups) cpu_width += sqrt((double)gr->elems); /* a layer (the last group: output) */
             cpu_weight_bytes += gr->weight_bytes;
             for (int k = 0; k < PLAN_WT_COUNT; k++) cpu_type_bytes[k] += gr->type_bytes[k];
             cpu_groups++;
@@ -414,8 +431,11 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
      * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
      * raw read bandwidth */
     double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
-    double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s : 0;
-    if (weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv))) {
+    double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s +
+                                                          cpu_width * hw->engine_width_s
+                                                    : 0;
+    bool in_cache = weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv));
+    if (in_cache) {
         /* nothing comes from RAM but the KV cache: the CPU's work is the time */
         p->t_compute += fixed_s;
         p->t_ram = hw->ram_bw > 0 ? (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw : 0;
@@ -436,7 +456,9 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
         if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
     p->decode_tps = t > 0 ? 1.0 / t : 0;
-    /* Prefill: B tokens share each pass over the weights; compute scales with B.
+    /* Prefill: B tokens share each pass over the weights. With the tile
+     * kernels calibrated, a step costs the decode step's pass over the
+     * weights plus B x their time per token; without, compute scales with B.
      * Experts: the batch is routed to more of them than one token, each read once */
     double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_ram = 0, x_raw = 0, x_link = 0, x_vram = 0;
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
@@ -454,7 +476,8 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw + x_raw / hw->ram_bw : 0);
     double disk_b = (double)p->disk_bytes_per_token + x_disk;
     double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
-    p->tb_compute = B * p->t_compute;
+    double tile = cpu_tile_seconds(hw, cpu_weight_bytes, cpu_type_bytes);
+    p->tb_compute = tile > 0 ? (in_cache ? p->t_compute : tb_ram) + B * tile : B * p->t_compute;
     p->tb_ram = tb_ram;
     p->tb_disk = tb_disk;
     p->tb_link = p->t_link + x_link / link_bw;

@@ -90,6 +90,9 @@ typedef struct plan_machine {
     double engine_type_bw[PLAN_WT_COUNT]; /* with engine_bw: per type (0: engine_bw) */
     double engine_layer_s;      /* with engine_bw: seconds per group beyond reading its weights */
     double engine_token_s;      /* with engine_bw: seconds per token beyond its groups */
+    double engine_width_s;      /* with engine_bw: seconds per layer group and sqrt(its elems) */
+    double engine_tile_bw[PLAN_WT_COUNT]; /* weight bytes/s per token of a many-token step, per type
+                                             (the tile kernels; 0: not calibrated, priced as before) */
     int threads;                /* the thread count these rates are for (0: unknown) */
     bool threads_scaled;        /* the rates are scaled from a calibration at another thread count */
     uint64_t disk_free;         /* bytes free where models live (0: unknown) */

@@ -6,7 +6,6 @@
 
 #include "store/expert_cache.h"
 #include "store/layout.h"
-#include "store/placement.h"
 #include "util/error.h"
 
 #define MAX_SET_TENSORS 4
@@ -227,7 +226,7 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     if (!c) return err_set(err, STRATA_E_NOMEM, "out of memory");
     *c = (expert_cache){.io = io, .chunk = 4u << 20, .n_sets = n_sets, .mem = mem, .slot_bytes = slot_bytes,
                         .n_slots = n_slots, .cap = n_slots, .policy = policy};
-    if (policy == STORE_EXPERT_LFU) c->n_transient = placement_lfu_transient(n_slots);
+    if (policy == STORE_EXPERT_LFU) c->n_transient = store_expert_lfu_transient(n_slots);
     for (uint32_t i = 0; i < n_sets; i++) c->max_experts = sets[i].n_experts > c->max_experts ? sets[i].n_experts : c->max_experts;
     uint64_t keys = (uint64_t)n_sets * c->max_experts;
     c->sets = calloc(n_sets ? n_sets : 1, sizeof *c->sets);
@@ -248,6 +247,12 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     return STRATA_OK;
 }
 
+uint32_t store_expert_lfu_transient(uint32_t n_slots)
+{
+    if (n_slots < 4) return 0;
+    return n_slots / 8 > 1 ? n_slots / 8 : 1;
+}
+
 bool expert_cache_resize(expert_cache *c, uint32_t n)
 {
     if (n < 1 || n > c->cap) return false;
@@ -256,7 +261,7 @@ bool expert_cache_resize(expert_cache *c, uint32_t n)
     for (uint32_t i = n; i < c->n_slots; i++) evict(c, i);
     for (uint32_t i = c->n_slots; i < n; i++) c->slots[i] = (cache_slot){.key = -1};
     c->n_slots = n;
-    c->n_transient = c->policy == STORE_EXPERT_LFU ? placement_lfu_transient(n) : 0;
+    c->n_transient = c->policy == STORE_EXPERT_LFU ? store_expert_lfu_transient(n) : 0;
     return true;
 }
 

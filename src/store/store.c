@@ -10,14 +10,12 @@
 #include "kernels/cpu/dequant.h"
 #include "store/expert_cache.h"
 #include "store/layout.h"
-#include "store/placement.h"
 #include "store/store.h"
 #include "store/store_internal.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fmt.h"
 
-#define DEFAULT_DEPTH 2
 #define DEFAULT_IO_THREADS 4 /* four 4 MiB reads in flight saturate NVMe and virtio disks alike */
 #define DEFAULT_CHUNK (4u << 20)
 
@@ -82,7 +80,7 @@ static void resync(store *s, uint32_t g)
     for (uint32_t i = 0; i < s->n_slots; i++) refill(s, i);
 }
 
-static strata_status open_ring(store *s, const placement *p, strata_error *err)
+static strata_status open_ring(store *s, uint32_t n_slots, uint64_t slot_bytes, strata_error *err)
 {
     s->order = calloc(s->n_groups, sizeof *s->order);
     s->slots = calloc((size_t)s->cfg.prefetch_depth + 1, sizeof *s->slots);
@@ -92,8 +90,8 @@ static strata_status open_ring(store *s, const placement *p, strata_error *err)
             s->order[s->n_order++] = g;
             s->pass_bytes += s->groups[g].layout.bytes;
         }
-    s->n_slots = p->n_slots;
-    s->slot_bytes = p->slot_bytes;
+    s->n_slots = n_slots;
+    s->slot_bytes = slot_bytes;
     for (uint32_t i = 0; i < s->n_slots; i++) {
         s->slots[i].group = -1;
         if (!(s->slots[i].buf = store_map_as(s, ACCT_SLOTS, s->slot_bytes)))
@@ -142,65 +140,67 @@ uint64_t store_row_buffer_bytes(const gguf_file *f)
     return m;
 }
 
-/* The expert cache's units: what the weight budget leaves after the dense
- * placement (all units without a budget, or when they all fit). */
-static uint32_t expert_slots_for(const store *s, uint64_t weight_budget, const placement *p)
+/* The ring the given placement needs: a slot as large as the largest
+ * streamed group, min(depth + 1, streamed groups) of them. */
+typedef struct ring_shape {
+    uint64_t resident_bytes, slot_bytes;
+    uint32_t n_slots;
+} ring_shape;
+
+static ring_shape ring_for(const store *s, const uint64_t *bytes)
 {
-    if (s->cfg.expert_slots) return s->cfg.expert_slots < s->expert_units ? s->cfg.expert_slots : s->expert_units;
-    uint32_t min = STORE_EXPERT_MIN_SLOTS < s->expert_units ? STORE_EXPERT_MIN_SLOTS : s->expert_units;
-    if (!weight_budget && !s->cfg.stream_all) return s->expert_units;
-    if (!weight_budget) return min;
-    uint64_t used = p->resident_bytes + p->slot_bytes * p->n_slots;
-    uint64_t fit = weight_budget > used ? (weight_budget - used) / s->expert_slot_bytes : 0;
-    return fit < min ? min : fit > s->expert_units ? s->expert_units : (uint32_t)fit;
+    ring_shape r = {0};
+    uint32_t streamed = 0;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        if (s->groups[g].resident) r.resident_bytes += bytes[g];
+        else if (++streamed, bytes[g] > r.slot_bytes) r.slot_bytes = bytes[g];
+    }
+    uint32_t most = (uint32_t)s->cfg.prefetch_depth + 1;
+    r.n_slots = streamed < most ? streamed : most;
+    return r;
 }
 
-static strata_status open_experts(store *s, const placement *p, uint64_t weight_budget, strata_error *err)
+/* The expert cache's units given (0: every unit). */
+static uint32_t expert_slots_given(const store *s)
+{
+    uint32_t n = s->cfg.expert_slots;
+    return n && n < s->expert_units ? n : s->expert_units;
+}
+
+static strata_status open_experts(store *s, strata_error *err)
 {
     if (!s->expert_units) return STRATA_OK;
-    s->expert_slots = s->rs.expert_home = s->rs.expert_acct_slots = expert_slots_for(s, weight_budget, p);
+    s->expert_slots = s->rs.expert_home = s->rs.expert_acct_slots = expert_slots_given(s);
     if (!(s->expert_mem = store_map_as(s, ACCT_EXPERTS, (uint64_t)s->expert_slots * s->expert_slot_bytes)))
         return err_set(err, STRATA_E_NOMEM, "%s", s->refused[0] ? s->refused : "out of memory for the expert cache");
     return expert_cache_open(s->io, s->cfg.n_expert_sets, s->cfg.expert_sets, s->expert_mem, s->expert_slot_bytes,
                              s->expert_slots, s->cfg.expert_policy, &s->experts, err);
 }
 
+/* Executes the placement given (cfg.resident, cfg.stream_all,
+ * cfg.expert_slots) when it fits the budget; plan/placement.c decides it. */
 static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min_bytes, strata_error *err)
 {
-    placement p;
-    uint64_t avail = store_weight_budget(s), budget = avail;
-    if (budget && budget <= s->row_buf_bytes) budget = 1; /* nothing fits */
-    else if (budget) budget -= s->row_buf_bytes;
-    uint64_t weight_budget = budget, min_experts = 0;
-    if (s->expert_units) { /* the dense groups first, next to the smallest expert cache */
-        uint32_t n = s->cfg.expert_slots ? s->cfg.expert_slots : STORE_EXPERT_MIN_SLOTS;
-        min_experts = (uint64_t)(n < s->expert_units ? n : s->expert_units) * s->expert_slot_bytes;
-        if (budget) budget = budget > min_experts ? budget - min_experts : 1;
-    }
-    bool ok = s->cfg.resident
-                  ? placement_given(s->n_groups, bytes, s->cfg.resident, budget, s->cfg.prefetch_depth, &p)
-                  : placement_choose(s->n_groups, bytes, budget, s->cfg.prefetch_depth, s->cfg.stream_all, &p);
-    uint64_t min_total = p.min_bytes + min_experts + s->row_buf_bytes;
-    if (min_bytes) *min_bytes = min_total;
-    strata_status st = STRATA_OK;
-    if (!ok) {
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        s->groups[g].resident = s->groups[g].home = s->cfg.resident ? s->cfg.resident[g] : !s->cfg.stream_all;
+    ring_shape r = ring_for(s, bytes);
+    uint64_t need = s->row_buf_bytes + r.resident_bytes + r.n_slots * r.slot_bytes +
+                    (uint64_t)expert_slots_given(s) * s->expert_slot_bytes;
+    uint64_t avail = store_weight_budget(s);
+    if (min_bytes) *min_bytes = need;
+    if (avail && need > avail) {
         char a[32], b[32];
-        st = err_set(err, STRATA_E_NOMEM, "weights need at least %s with prefetch depth %d; %s is available for them",
-                     fmt_bytes(min_total, a, sizeof a), s->cfg.prefetch_depth, fmt_bytes(avail, b, sizeof b));
-    } else {
-        for (uint32_t g = 0; g < s->n_groups; g++)
-            s->groups[g].resident = s->groups[g].home = p.resident && p.resident[g];
-        s->resident_bytes = p.resident_bytes;
-        st = open_ring(s, &p, err);
-        if (!st) st = open_experts(s, &p, weight_budget, err);
+        return err_set(err, STRATA_E_NOMEM, "weights need at least %s with prefetch depth %d; %s is available for them",
+                       fmt_bytes(need, a, sizeof a), s->cfg.prefetch_depth, fmt_bytes(avail, b, sizeof b));
     }
-    free(p.resident);
-    return st;
+    s->resident_bytes = r.resident_bytes;
+    strata_status st = open_ring(s, r.n_slots, r.slot_bytes, err);
+    return st ? st : open_experts(s, err);
 }
 
 static void apply_defaults(store_config *c)
 {
-    if (c->prefetch_depth <= 0) c->prefetch_depth = DEFAULT_DEPTH;
+    if (c->prefetch_depth <= 0) c->prefetch_depth = STORE_DEFAULT_DEPTH;
     if (c->io_threads <= 0) c->io_threads = DEFAULT_IO_THREADS;
     if (c->io_chunk < (1u << 20)) c->io_chunk = DEFAULT_CHUNK;
     c->io_chunk = c->io_chunk / STORE_ALIGN * STORE_ALIGN;
@@ -273,6 +273,12 @@ void store_close(store *s)
     if (s->own_acct) acct_free(s->acct);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+strata_status store_expert_geometry(uint32_t n_sets, const store_expert_set *sets, uint64_t *slot_bytes,
+                                    uint32_t *units, strata_error *err)
+{
+    return expert_cache_geometry(n_sets, sets, slot_bytes, units, err);
 }
 
 strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64_t *bytes, strata_error *err)

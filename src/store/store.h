@@ -4,8 +4,8 @@
  * the tensors outside the layers); the engine acquires a group before it
  * runs it and releases it after, and gathers embedding rows by token.
  *
- * Under a byte budget, some groups stay resident (read once at open) and
- * the others are streamed: read again for every pass into a ring of slot
+ * Placed as it is told (store_config), some groups stay resident (read
+ * once at open) and the others are streamed: read again for every pass into a ring of slot
  * buffers by I/O threads, prefetching the next groups in execution order
  * (0, 1, ..., n-1, 0, ...) so reading overlaps compute. */
 #ifndef STRATA_STORE_STORE_H
@@ -29,8 +29,7 @@ typedef struct store_group {
 /* A layer's stacked experts (mixture of experts): tensors whose outermost
  * dimension (ne[2]) is the expert. Unit x, the x-th slice of each tensor
  * (its gate, up and down matrices), is what the store caches and reads:
- * the expert cache holds units of any layer, as many as the budget leaves
- * after the dense groups are placed. */
+ * the expert cache holds units of any layer, as many as it is given. */
 typedef struct store_expert_set {
     uint32_t n;                        /* tensors; NULL entries allowed; n = 0: the layer has no experts */
     const gguf_tensor *const *tensors; /* each ne[2] == n_experts */
@@ -45,6 +44,14 @@ typedef enum store_expert_policy {
 /* The expert cache never has fewer units than this (one computing while
  * the next is read), unless the model has fewer. */
 #define STORE_EXPERT_MIN_SLOTS 2u
+
+/* Groups read ahead of the one computing when the config says 0. */
+#define STORE_DEFAULT_DEPTH 2
+
+/* Of an LFU expert cache of n_slots, the transient slots (the last ones):
+ * an eighth, at least one, none below 4 slots; the others keep the most
+ * frequently used experts (expert_cache.c; the planner's hit estimate). */
+uint32_t store_expert_lfu_transient(uint32_t n_slots);
 
 /* What the memory-pressure watchdog reads each period (watchdog.c). */
 typedef struct store_pressure {
@@ -81,22 +88,23 @@ typedef struct store_config {
     uint64_t io_chunk;     /* bytes per read request (default 4 MiB, >= 1 MiB) */
     uint64_t load_chunk;   /* bytes per read while loading resident groups (0: 8 MiB or io_chunk if larger;
                               tests: less, rounded to 4 KiB) */
-    bool stream_all;       /* stream every group (tests) */
-    const bool *resident;  /* per group: the planner's choice (NULL: the store's own rule) */
+    /* The placement the store executes; it decides none (plan/placement.h
+     * does, in the planner or in an engine opened without a plan). Opening
+     * fails when it does not fit the budget. */
+    bool stream_all;       /* stream every group (tests; resident is then ignored) */
+    const bool *resident;  /* per group: resident, else streamed (NULL: every group resident) */
     bool progress;         /* progress bar on stderr while loading resident groups */
     bool map_resident;     /* resident groups as views of the file's pages in the page cache (--mmap,
                               view.c) instead of copies; ignored where the file cannot be mapped */
     /* Experts, indexed like the groups (set l belongs to layer group l);
-     * n_expert_sets = 0: none. Placement: the dense groups are placed (as
-     * without experts) under the weight budget less STORE_EXPERT_MIN_SLOTS
-     * units; what remains of the weight budget holds the expert cache:
-     * min(all units, remaining / unit slot) units, the unit slot being the
-     * largest store_expert_unit_bytes of the sets. A cache that holds every
-     * unit is filled at open (all experts resident); no budget: the same. */
+     * n_expert_sets = 0: none. The cache holds expert_slots units, each
+     * slot as large as the largest store_expert_unit_bytes of the sets
+     * (store_expert_geometry). A cache that holds every unit is filled at
+     * open (all experts resident). */
     uint32_t n_expert_sets;
     const store_expert_set *expert_sets;
     store_expert_policy expert_policy;
-    uint32_t expert_slots; /* tests: exactly this many cache units (0: from the budget) */
+    uint32_t expert_slots; /* units the expert cache holds (0 or more than the model has: every unit) */
     store_fault_fn fault;  /* test hook, see io.h */
     void *fault_ctx;
     /* Memory-pressure watchdog: a thread that moves resident groups to
@@ -146,9 +154,8 @@ typedef struct store_expert_stats {
     uint64_t hits, misses, prefetch_issued, prefetch_used, prefetch_wasted;
 } store_expert_stats;
 
-/* On a budget that cannot hold even the streaming minimum, fails with
- * STRATA_E_NOMEM and sets *min_bytes (if non-NULL) to the smallest budget
- * that works. */
+/* On a budget that cannot hold the placement given, fails with
+ * STRATA_E_NOMEM; *min_bytes (if non-NULL) is the budget it needs. */
 strata_status store_open(const gguf_file *f, uint32_t n_groups, const store_group *groups, const store_config *cfg,
                          store **out, uint64_t *min_bytes, strata_error *err);
 void store_close(store *s);
@@ -233,5 +240,9 @@ uint64_t store_row_buffer_bytes(const gguf_file *f);
 /* Bytes of one cache slot for a unit of this set: each tensor's slice
  * widened to the direct-I/O alignment (an upper bound over the experts). */
 strata_status store_expert_unit_bytes(const store_expert_set *set, uint64_t *bytes, strata_error *err);
+/* The expert cache's slot (the largest unit of the sets, 0 without
+ * experts) and the units of all the sets. */
+strata_status store_expert_geometry(uint32_t n_sets, const store_expert_set *sets, uint64_t *slot_bytes,
+                                    uint32_t *units, strata_error *err);
 
 #endif

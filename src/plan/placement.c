@@ -1,7 +1,8 @@
+/* The placement rule (placement.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/placement.h"
+#include "plan/placement.h"
 
 /* The best placement whose largest streamed group is at most `cap` bytes:
  * groups above cap must be resident; then more groups are made resident,
@@ -90,24 +91,10 @@ bool placement_choose(uint32_t n, const uint64_t *bytes, uint64_t budget, int de
     return ok;
 }
 
-bool placement_given(uint32_t n, const uint64_t *bytes, const bool *resident, uint64_t budget, int depth,
-                     placement *p)
+uint32_t placement_expert_slots(uint64_t weight_budget, uint64_t used, uint64_t unit_bytes, uint32_t units,
+                                uint32_t min_units)
 {
-    memset(p, 0, sizeof *p);
-    if (!(p->resident = calloc(n ? n : 1, sizeof *p->resident))) return false;
-    uint32_t streamed = 0;
-    for (uint32_t g = 0; g < n; g++) {
-        p->resident[g] = resident[g];
-        if (resident[g]) p->resident_bytes += bytes[g];
-        else if (++streamed, bytes[g] > p->slot_bytes) p->slot_bytes = bytes[g];
-    }
-    p->n_slots = streamed < (uint32_t)depth + 1 ? streamed : (uint32_t)depth + 1;
-    p->min_bytes = p->resident_bytes + p->n_slots * p->slot_bytes;
-    return budget == 0 || p->min_bytes <= budget;
-}
-
-uint32_t placement_lfu_transient(uint32_t n_slots)
-{
-    if (n_slots < 4) return 0;
-    return n_slots / 8 > 1 ? n_slots / 8 : 1;
+    if (!weight_budget) return units;
+    uint64_t fit = weight_budget > used && unit_bytes ? (weight_budget - used) / unit_bytes : 0;
+    return fit < min_units ? min_units : fit > units ? units : (uint32_t)fit;
 }
