@@ -46,6 +46,7 @@
 
 #include "backend/vulkan/vkb.h"
 #include "engine/backend_vulkan.h"
+#include "engine/backend_vulkan_mem.h"
 #include "engine/backend_vulkan_stream.h"
 #include "engine/engine_internal.h"
 #include "kernels/cpu/dequant.h"
@@ -252,20 +253,21 @@ static strata_status alloc_group(engine *e, uint32_t g, bool streamed, strata_er
     gpu_group *gg = &gs->groups[g];
     gg->bytes = layout(&e->w, g, gg->off);
     gg->streamed = streamed;
-    strata_status st = streamed ? STRATA_OK : vkb_alloc(gs->v, gg->bytes, false, &gg->buf, err);
+    mem_account *a = e->acct;
+    strata_status st = streamed ? STRATA_OK : gpu_mem_alloc(gs->v, a, ACCT_WEIGHTS, gg->bytes, false, &gg->buf, err);
     if (!st && g < e->w.d.n_layers) {
         gg->kv_len = gpu_kv_len(&e->w, g, e->n_ctx, e->n_batch);
         uint64_t cache = (uint64_t)gg->kv_len * e->w.d.kv_dim * 2;
         for (uint32_t i = 0; i < gs->n_kv && !st; i++) {
-            st = vkb_alloc(gs->v, cache, false, &gs->kv[i].k[g], err);
-            if (!st) st = vkb_alloc(gs->v, cache, false, &gs->kv[i].v[g], err);
+            st = gpu_mem_alloc(gs->v, a, ACCT_KV, cache, false, &gs->kv[i].k[g], err);
+            if (!st) st = gpu_mem_alloc(gs->v, a, ACCT_KV, cache, false, &gs->kv[i].v[g], err);
         }
     }
     if (st) { /* all or nothing */
-        vkb_free(gs->v, gg->buf);
+        gpu_mem_free(gs->v, a, ACCT_WEIGHTS, gg->buf);
         for (uint32_t i = 0; i < gs->n_kv; i++) {
-            vkb_free(gs->v, gs->kv[i].k[g]);
-            vkb_free(gs->v, gs->kv[i].v[g]);
+            gpu_mem_free(gs->v, a, ACCT_KV, gs->kv[i].k[g]);
+            gpu_mem_free(gs->v, a, ACCT_KV, gs->kv[i].v[g]);
             gs->kv[i].k[g] = gs->kv[i].v[g] = NULL;
         }
         *gg = (gpu_group){0};
@@ -282,10 +284,10 @@ static strata_status alloc_activations(engine *e, strata_error *err)
                                        [ACT_GATE] = d->n_ff, [ACT_UP] = d->n_ff};
     strata_status st = STRATA_OK;
     for (int a = 0; a < ACT_COUNT && !st; a++) /* the experts' buffers stay empty: experts run on the CPU */
-        if (width[a]) st = vkb_alloc(gs->v, width[a] * e->n_batch * 4, false, &gs->act[a], err);
-    if (!st) st = vkb_alloc(gs->v, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
-    if (!st) st = vkb_alloc(gs->v, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
-    if (!st) st = vkb_alloc(gs->v, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
+        if (width[a]) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, width[a] * e->n_batch * 4, false, &gs->act[a], err);
+    if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
+    if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
+    if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
     return st;
 }
 
@@ -929,7 +931,7 @@ static strata_status allocate_sites(engine *e, const uint8_t *site, uint32_t dep
     for (uint32_t g = 0; g <= w->d.n_layers; g++) any = any || site[g] != ENGINE_SITE_CPU;
     if (!any) return STRATA_OK; /* nothing fits: no device memory at all */
     strata_status st = alloc_activations(e, &aerr);
-    if (!st && slot) st = gpu_stream_open(gs->v, depth, slot, &gs->stream, &aerr);
+    if (!st && slot) st = gpu_stream_open(gs->v, e->acct, depth, slot, &gs->stream, &aerr);
     for (uint32_t g = 0; g <= w->d.n_layers && !st; g++) {
         if (site[g] == ENGINE_SITE_CPU) continue;
         st = alloc_group(e, g, site[g] == ENGINE_SITE_STREAMED, &aerr);
@@ -1064,6 +1066,7 @@ void backend_vulkan_free(backend *b)
 {
     if (!b) return;
     gpu_state *g = b->state;
+    mem_account *a = b->e->acct;
     const char *stats = getenv("STRATA_VK_STATS");
     if (g->v && stats && stats[0] && stats[0] != '0') {
         end_chunk(g);
@@ -1071,10 +1074,10 @@ void backend_vulkan_free(backend *b)
         if (g->prompt.chunks) print_counts("prompt", &g->prompt, g->prompt.chunks);
     }
     for (uint32_t i = 0; g->v && i <= b->e->w.d.n_layers; i++) {
-        vkb_free(g->v, g->groups[i].buf);
+        gpu_mem_free(g->v, a, ACCT_WEIGHTS, g->groups[i].buf);
         for (uint32_t k = 0; k < g->n_kv; k++) {
-            vkb_free(g->v, g->kv[k].k[i]);
-            vkb_free(g->v, g->kv[k].v[i]);
+            gpu_mem_free(g->v, a, ACCT_KV, g->kv[k].k[i]);
+            gpu_mem_free(g->v, a, ACCT_KV, g->kv[k].v[i]);
         }
     }
     for (uint32_t k = 0; k < g->n_kv; k++) {
@@ -1083,12 +1086,11 @@ void backend_vulkan_free(backend *b)
     }
     free(g->kv);
     gpu_stream_free(g->stream);
-    for (int a = 0; g->v && a < ACT_COUNT; a++)
-        if (g->act[a]) vkb_free(g->v, g->act[a]);
+    for (int i = 0; g->v && i < ACT_COUNT; i++) gpu_mem_free(g->v, a, ACCT_SCRATCH, g->act[i]);
     if (g->v) {
-        vkb_free(g->v, g->logits);
-        vkb_free(g->v, g->cs);
-        vkb_free(g->v, g->cs_swa);
+        gpu_mem_free(g->v, a, ACCT_SCRATCH, g->logits);
+        gpu_mem_free(g->v, a, ACCT_SCRATCH, g->cs);
+        gpu_mem_free(g->v, a, ACCT_SCRATCH, g->cs_swa);
         vkb_close(g->v);
     }
     free(g->groups);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "engine/backend_vulkan_mem.h"
 #include "engine/backend_vulkan_stream.h"
 #include "util/error.h"
 
@@ -17,6 +18,7 @@ typedef struct stream_entry {
 
 struct gpu_stream {
     vkb *v;
+    mem_account *acct;  /* the staging is charged to RAM, the slots to VRAM (ACCT_SLOTS) */
     uint32_t depth;
     uint64_t slot_bytes;
     stream_entry e[GPU_STREAM_MAX_DEPTH];
@@ -27,21 +29,22 @@ struct gpu_stream {
 uint64_t gpu_stream_device_bytes(uint32_t depth, uint64_t slot_bytes) { return (uint64_t)depth * slot_bytes; }
 uint32_t gpu_stream_depth(const gpu_stream *s) { return s->depth; }
 
-strata_status gpu_stream_open(vkb *v, uint32_t depth, uint64_t slot_bytes, gpu_stream **out, strata_error *err)
+strata_status gpu_stream_open(vkb *v, mem_account *a, uint32_t depth, uint64_t slot_bytes, gpu_stream **out,
+                              strata_error *err)
 {
     *out = NULL;
     if (depth < 1 || depth > GPU_STREAM_MAX_DEPTH)
         return err_set(err, STRATA_E_INVALID, "GPU stream depth %u: expected 1 to %u", depth, GPU_STREAM_MAX_DEPTH);
     gpu_stream *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    *s = (gpu_stream){.v = v, .depth = depth, .slot_bytes = slot_bytes, .seed = 12345};
+    *s = (gpu_stream){.v = v, .acct = a, .depth = depth, .slot_bytes = slot_bytes, .seed = 12345};
     const char *d = getenv("STRATA_VK_STREAM_DELAY_US");
     if (d && d[0]) s->delay_us = (unsigned)strtoul(d, NULL, 10);
     strata_status st = STRATA_OK;
     for (uint32_t i = 0; i < depth && !st; i++) {
         s->e[i].group = NO_GROUP;
-        st = vkb_alloc(v, slot_bytes, true, &s->e[i].staging, err);
-        if (!st) st = vkb_alloc(v, slot_bytes, false, &s->e[i].slot, err);
+        st = gpu_mem_alloc(v, a, ACCT_SLOTS, slot_bytes, true, &s->e[i].staging, err);
+        if (!st) st = gpu_mem_alloc(v, a, ACCT_SLOTS, slot_bytes, false, &s->e[i].slot, err);
     }
     if (st) {
         gpu_stream_free(s);
@@ -55,8 +58,8 @@ void gpu_stream_free(gpu_stream *s)
 {
     if (!s) return;
     for (uint32_t i = 0; i < s->depth; i++) {
-        vkb_free(s->v, s->e[i].staging);
-        vkb_free(s->v, s->e[i].slot);
+        gpu_mem_free(s->v, s->acct, ACCT_SLOTS, s->e[i].staging);
+        gpu_mem_free(s->v, s->acct, ACCT_SLOTS, s->e[i].slot);
     }
     free(s);
 }

@@ -22,14 +22,17 @@
 #include <stdint.h>
 
 #include "backend/vulkan/vkb.h"
+#include "util/account.h"
 #include "strata.h"
 
 typedef struct gpu_stream gpu_stream;
 
 /* depth entries (1..GPU_STREAM_MAX_DEPTH) of slot_bytes; the device slots
- * are counted against the device's budget like any vkb_alloc. */
+ * are counted against the device's budget like any vkb_alloc, and charged
+ * to the account's VRAM tier, the staging to its RAM (ACCT_SLOTS). */
 #define GPU_STREAM_MAX_DEPTH 8u
-strata_status gpu_stream_open(vkb *v, uint32_t depth, uint64_t slot_bytes, gpu_stream **out, strata_error *err);
+strata_status gpu_stream_open(vkb *v, mem_account *a, uint32_t depth, uint64_t slot_bytes, gpu_stream **out,
+                              strata_error *err);
 void gpu_stream_free(gpu_stream *s);
 /* Device bytes the ring takes (its slots). */
 uint64_t gpu_stream_device_bytes(uint32_t depth, uint64_t slot_bytes);
