@@ -6,7 +6,9 @@
 #     the tiled matrix-matrix path) and the weight bytes read per second in
 #     decode;
 #   - 13B with --gpu-mem 4G: the layers that fit in VRAM, the rest on the
-#     CPU, against the CPU alone (--gpu none);
+#     CPU; the same with the rest streamed from RAM to the GPU every token
+#     (--gpu-stream 2: two staging buffers, a layer's copy overlapping the
+#     previous layer's compute); against the CPU alone (--gpu none);
 #   - CPU decode of the 7B model at 8 threads and at every core (issue 14's
 #     scaling), and the machine's RAM bandwidth;
 #   - `strata batch` of 1 and 16 sequences on the 7B model in VRAM
@@ -32,7 +34,7 @@ row() {
     case "$*" in *"--gpu none"*) ;; *) n=$N_GEN_GPU ;; esac
     out=$(STRATA_VK_STATS=1 "$STRATA" run -m "$m" -p "Once upon a time" -n "$n" --temp 0 -c 1024 "$@" 2>&1 >/dev/null) ||
         { echo "$name: failed: $out" | tail -n 3; return 0; }
-    gpu=$(echo "$out" | sed -n 's/^strata: GPU \(.*\) in VRAM.*/\1/p' | sed 's/^[^:]*: //' | head -n 1)
+    gpu=$(echo "$out" | sed -n 's/^strata: GPU [^:]*: \(.*\) (.*/\1/p' | sed 's/ in VRAM$//; s/ on the GPU, \([0-9]*\) of the groups streamed.*/, \1 streamed/' | head -n 1)
     d=$(echo "$out" | gen_tps)
     c=$(echo "$out" | sed -n 's/^strata: Vulkan decode: [0-9]* tokens; per token: //p' | head -n 1)
     [ -n "$c" ] && COUNTS="$COUNTS$(printf '  %-26s %s' "$name" "$c")
@@ -45,7 +47,7 @@ row() {
 
 if [ "$QUICK" = 1 ]; then
     m7=$(synth tiny-q4_k_m --preset tiny --type q4_k_m --seed 1); m13=$m7
-    N_GEN=8; N_GEN_GPU=8; PROMPT=$(prompt_words 40); MIX_MEM=1M
+    N_GEN=8; N_GEN_GPU=8; PROMPT=$(prompt_words 40); MIX_MEM=7M
 else
     m7=$(synth 7b-q4_k_m --preset 7b --type q4_k_m --seed 1)
     m13=$(synth 13b-q4_k_m --preset 13b --type q4_k_m --seed 1)
@@ -59,6 +61,7 @@ row "7B all in VRAM" "$m7" --gpu "$GPU"
 row "7B all in VRAM, batch 512" "$m7" --gpu "$GPU" -b 512
 row "13B all in VRAM" "$m13" --gpu "$GPU"
 row "13B --gpu-mem $MIX_MEM" "$m13" --gpu "$GPU" --gpu-mem "$MIX_MEM"
+row "13B --gpu-mem $MIX_MEM, streamed" "$m13" --gpu "$GPU" --gpu-mem "$MIX_MEM" --gpu-stream 2
 row "13B CPU only" "$m13" --gpu none
 cores=$(nproc)
 row "7B CPU, 8 threads" "$m7" --gpu none -t 8
@@ -75,6 +78,6 @@ for np in 1 16; do
     printf '%-26s %-28s %10s\n' "7B in VRAM, batch -np $np" "aggregate decode/s" "${agg:-failed}"
 done
 if [ -n "$COUNTS" ]; then
-    echo "GPU work per decoded token (all layers in one command buffer per token):"
+    echo "GPU work per decoded token (resident layers in one command buffer per token; a streamed layer adds a submission):"
     printf '%s' "$COUNTS"
 fi

@@ -207,6 +207,9 @@ typedef struct strata_model_params {
     int gpu_index;           /* with STRATA_GPU_DEVICE */
     uint64_t gpu_mem;        /* device bytes at most; 0: the device's budget */
     uint32_t gpu_layers_max; /* layers on the GPU at most (llama.cpp's -ngl); 0: as many as fit */
+    uint32_t gpu_stream;     /* layers that do not fit in VRAM are streamed from RAM to the GPU every
+                                token through a ring of this many staging buffers (1..8); 0: they
+                                run on the CPU */
     strata_moe_cache moe_cache;
     strata_moe_prefetch moe_prefetch;
     uint32_t moe_cache_experts; /* experts (of any layer) the cache holds; 0: what the budget leaves */
@@ -251,7 +254,9 @@ typedef struct strata_model_stats {
     bool predicted_measured;     /* the plan used measured bandwidths */
     uint32_t gpu_layers;         /* layers running on the GPU */
     bool gpu_output;             /* the output projection too */
+    uint32_t gpu_streamed;       /* of those groups (layers, output), streamed from RAM every token */
     uint64_t gpu_bytes;          /* device memory held */
+    uint64_t gpu_peak_bytes;     /* the most device memory held since the model opened */
     const char *gpu_name;        /* "" without a GPU */
     const char *gpu_note;        /* why the GPU is not used, or not for every layer, and that GPU layers
                                     keep an f16 KV cache when another type was asked for ("" otherwise) */

@@ -11,47 +11,21 @@
 #include <string.h>
 
 #include "../tools/synth/synth.h"
-#include "backend/vulkan/vkb.h"
 #include "conformance.h"
 #include "greedy_helpers.h"
 #include "sched/sched.h"
+#include "gpu_helpers.h"
 #include "strata.h"
 #include "test.h"
 
 #define CONF_GPU(n) \
     ((conf_mode){.kernels = CONF_KERNELS_FAST, .kv = CONF_KV_F16, .n_threads = 2, .gpu = true, .gpu_layers = (n)})
 
-/* True when Vulkan device 0 opens; else the test is skipped, saying why. */
-static bool have_device(void)
-{
-    vkb *v = NULL;
-    strata_error err = {0};
-    if (vkb_open(0, true, &v, &err) != STRATA_OK) {
-        test_skip("no Vulkan device (install mesa-vulkan-drivers for lavapipe): %s", err.message);
-        return false;
-    }
-    vkb_close(v);
-    return true;
-}
-
 /* Opens a fixture model with up to max_layers layers on device 0. */
 static strata_model *open_gpu(const char *name, uint32_t max_layers, uint64_t gpu_mem)
 {
     const char *path = test_fixture(name);
-    if (!path) return NULL;
-    strata_model_params p = strata_model_default_params();
-    p.gpu = STRATA_GPU_DEVICE;
-    p.gpu_layers_max = max_layers;
-    p.gpu_mem = gpu_mem;
-    p.n_ctx = 64;
-    p.n_threads = 2;
-    strata_model *m = NULL;
-    strata_error err;
-    if (strata_model_open(path, &p, &m, &err) != STRATA_OK) {
-        CHECK(false, " %s: %s", name, err.message);
-        return NULL;
-    }
-    return m;
+    return path ? gpu_test_open(path, max_layers, gpu_mem, 0) : NULL;
 }
 
 /* Types the shaders run: every layer and the output go to the GPU. */
@@ -60,7 +34,7 @@ static const char *const gpu_types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_1", "
 
 TEST(test_gpu_synth_conformance)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     static const conf_bounds b = CONF_BOUNDS_DEFAULT;
     for (size_t i = 0; i < N_GPU_TYPES; i++) {
         char base[64], file[80];
@@ -80,7 +54,7 @@ TEST(test_gpu_synth_conformance)
 /* Types without shaders keep their layers on the CPU, and still run. */
 TEST(test_gpu_unsupported_type_stays_on_cpu)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     strata_model *m = open_gpu("synth-iq4_xs.gguf", 0, 0);
     if (!m) return;
     strata_model_stats s;
@@ -93,7 +67,7 @@ TEST(test_gpu_unsupported_type_stays_on_cpu)
 
 TEST(test_gpu_arch_conformance)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     static const conf_bounds def = CONF_BOUNDS_DEFAULT;
     static const conf_bounds gemma = {.ref_max = 1e-3, .fast = {0.03, 0.15}, .fast_vs = CONF_VS_GOLDEN,
                                       .greedy = CONF_GREEDY_NEAR, .greedy_gap = 0.3};
@@ -105,7 +79,7 @@ TEST(test_gpu_arch_conformance)
 /* A trained model: greedy decoding on the GPU reproduces llama.cpp's text. */
 TEST(test_gpu_stories_greedy)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     static const conf_bounds b = {.ref_max = 1e-3, .fast = {0.03, 0.03}, .fast_vs = CONF_VS_GOLDEN,
                                   .greedy = CONF_GREEDY_EXACT};
     conf_check("stories260K", CONF_GPU(0), &b);
@@ -115,7 +89,7 @@ TEST(test_gpu_stories_greedy)
  * all layers, the output) on the CPU. */
 TEST(test_gpu_split_points)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     static const conf_bounds b = {.ref_max = 1e-3, .fast = {0.02, 0.1}, .fast_vs = CONF_VS_EITHER,
                                   .greedy = CONF_GREEDY_NEAR, .greedy_gap = 0.2};
     for (uint32_t n = 1; n <= 4; n++) {
@@ -134,7 +108,7 @@ TEST(test_gpu_split_points)
  * run on the CPU, saying so. */
 TEST(test_gpu_memory_cap)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     const uint64_t cap = 3u << 20; /* activations ~0.9 MiB + about two of synth-q8_0's 0.9 MiB layers */
     strata_model *m = open_gpu("synth-q8_0.gguf", 0, cap);
     if (!m) return;
@@ -188,7 +162,7 @@ static void diff(const float *a, const float *b, size_t n, double *max, double *
  * the CPU's sliding cache (reference kernels: f32 products, as the GPU). */
 TEST(test_gpu_sliding_window_past_the_window)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     char path[512];
     snprintf(path, sizeof path, "%s/gpu-gemma3-swa.gguf", test_tmpdir());
     synth_options o = {.arch = "gemma3", .shape = {256, 512, 6, 4, 2, 512, 256}, .n_swa = 16,
@@ -238,7 +212,7 @@ TEST(test_gpu_sliding_window_past_the_window)
  * itself is unchanged. */
 TEST(test_gpu_allocation_failure_falls_back)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     static const conf_bounds b = CONF_BOUNDS_DEFAULT;
     setenv("STRATA_VK_FAIL_ABOVE", "2500000", 1); /* the activations and a layer or two of synth-q8_0 */
     strata_model *m = open_gpu("synth-q8_0.gguf", 0, 0);
@@ -270,7 +244,7 @@ TEST(test_gpu_allocation_failure_falls_back)
  * decode. */
 TEST(test_gpu_fused_ops_match_unfused)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     const char *models[] = {"synth-q4_k_m.gguf", "synth-q8_0.gguf", "arch/qwen2-q4_k_m.gguf"};
     for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
         const char *path = test_fixture(models[k]);
@@ -342,7 +316,7 @@ static void batch_vs_alone(strata_model *m, float tol)
  * a split with the last layers on the CPU. */
 TEST(test_gpu_contexts_batched)
 {
-    if (!have_device()) return;
+    if (!gpu_test_device()) return;
     for (int split = 0; split < 2; split++) {
         const char *path = test_fixture("synth-q8_0.gguf");
         if (!path) return;

@@ -188,6 +188,14 @@ static uint64_t min_placement(const plan_model *m, uint32_t first, int depth)
 /* Recomputes each tier's bytes from the plan's tiers and the model's groups
  * (not from plan.ram / plan.gpu alone) and checks every budget. Returns
  * false after reporting the first problem. */
+/* Whether a plan computes anything on a GPU (groups there, or weights over the link). */
+static bool uses_gpu(const plan *p)
+{
+    bool gpu = p->over_link;
+    for (uint32_t g = 0; p->tier && g < p->n_groups; g++) gpu = gpu || p->tier[g] >= 0;
+    return gpu;
+}
+
 static bool check_budgets(const plan_model *m, const plan_machine *hw, const plan_request *q, const plan *p,
                           const char *what, int n)
 {
@@ -462,14 +470,14 @@ TEST(test_plan_impossible_never_planned)
                         (units < 2 ? units : 2) * unit;
         plan_result res;
         plan_compute(&m, &hw, &q, &res);
-        if (need > hw.ram_budget) {
+        if (need > hw.ram_budget && !uses_gpu(&res.chosen)) {
             impossible++;
             CHECK(!res.chosen.feasible && res.chosen.reason[0] && plan_can_run(&res.chosen) == 2,
                   " case %d: needs %llu, budget %llu, yet planned (%s)", n, (unsigned long long)need,
                   (unsigned long long)hw.ram_budget, res.chosen.label);
             for (int i = 0; i < res.n_alts; i++) /* only GPU plans can do better */
                 CHECK(!res.alts[i].feasible || res.alts[i].kv != q.kv || res.alts[i].n_ctx != q.n_ctx ||
-                          !res.alts[i].runnable,
+                          uses_gpu(&res.alts[i]),
                       " case %d: alternative '%s' planned", n, res.alts[i].label);
         } else {
             possible++;
@@ -520,11 +528,13 @@ TEST(test_plan_deterministic)
 }
 
 /* A CPU-only request (what `run` asks) gets a plan the engine can execute:
- * f16 KV cache, no group on a GPU, nothing in VRAM, the requested context. */
+ * f16 KV cache, the requested context, and either nothing on a GPU or a
+ * GPU plan the engine runs (GPU 0 only, no experts; a layer split with the
+ * KV cache on the GPU, or the weights over the link). */
 TEST(test_plan_cpu_only_runnable)
 {
     rng r = {7};
-    int feasible = 0;
+    int feasible = 0, gpu_plans = 0;
     for (int n = 0; n < N_CASES && !test_failures(); n++) {
         plan_model m;
         plan_machine hw;
@@ -539,15 +549,21 @@ TEST(test_plan_cpu_only_runnable)
         const plan *p = &res.chosen;
         if (p->feasible) {
             feasible++;
-            bool gpu = false;
-            for (uint32_t g = 0; g < m.n_groups; g++) gpu |= p->tier[g] >= 0;
-            for (int d = 0; d < PLAN_MAX_GPUS; d++) gpu |= p->gpu[d].weights || p->gpu[d].kv;
-            CHECK(p->runnable && p->kv == PLAN_KV_F16 && !gpu && p->link_bytes_per_token == 0 &&
-                      p->vram_bytes_per_token == 0,
-                  " case %d: '%s' kv %s", n, p->label, plan_kv_name(p->kv));
+            bool other_gpu = false;
+            for (uint32_t g = 0; g < m.n_groups; g++) other_gpu |= p->tier[g] > 0;
+            for (int d = 1; d < PLAN_MAX_GPUS; d++) other_gpu |= p->gpu[d].weights || p->gpu[d].kv;
+            CHECK(p->runnable && p->kv == PLAN_KV_F16 && !other_gpu, " case %d: '%s' kv %s", n, p->label,
+                  plan_kv_name(p->kv));
+            CHECK(uses_gpu(p) || (p->link_bytes_per_token == 0 && p->vram_bytes_per_token == 0 && !p->gpu[0].weights),
+                  " case %d: '%s' reads VRAM", n, p->label);
+            CHECK(!uses_gpu(p) || (!m.n_expert_sets && (p->over_link || p->gpu[0].kv > 0 || p->ram.kv == 0)),
+                  " case %d: '%s' is not a GPU plan the engine runs", n, p->label);
+            gpu_plans += uses_gpu(p);
             CHECK(!q.n_ctx || p->n_ctx == q.n_ctx, " case %d: context %u, asked %u", n, p->n_ctx, q.n_ctx);
             CHECK(!strncmp(p->label, "all resident", 12) || !strncmp(p->label, "partial residency", 17) ||
-                      !strcmp(p->label, "dense resident + expert cache"),
+                      !strcmp(p->label, "dense resident + expert cache") ||
+                      !strcmp(p->label, "GPU/CPU layer split, KV on GPU") ||
+                      !strcmp(p->label, "weights streamed over the GPU link"),
                   " case %d: '%s'", n, p->label);
         } else {
             CHECK(p->reason[0] && plan_can_run(p) == 2, " case %d", n);
@@ -556,6 +572,7 @@ TEST(test_plan_cpu_only_runnable)
         free_model(&m);
     }
     CHECK(feasible > 20, " only %d feasible", feasible);
+    printf("    %d feasible, %d of them on the GPU\n", feasible, gpu_plans);
 }
 
 /* Plans survive `plan --json` -> `run --plan`: the same tiers and context. */
@@ -1269,18 +1286,19 @@ TEST(test_plan_24g_gpu_13b_q4)
     const plan *p = &r.chosen;
     REQUIRE(p->feasible, " %s", p->reason);
     REQUIRE(check_budgets(&m, &hw, &q, p, "chosen", 0));
-    CHECK(p->n_ctx == 4096 && strstr(p->label, "GPU") && !p->runnable, " '%s' ctx %u", p->label, p->n_ctx);
+    CHECK(p->n_ctx == 4096 && !strcmp(p->label, "GPU/CPU layer split, KV on GPU") && p->runnable, " '%s' ctx %u",
+          p->label, p->n_ctx);
     CHECK(sum_bytes(&m, p, 0, false) == model_bytes(&m), " not every group is on the GPU");
     uint64_t w = sum_bytes(&m, p, 0, true), kv = m.kv_bytes_per_token * PLAN_DECODE_POS;
-    /* the max() cost model: KV in RAM (attention on the CPU, overlapped) beats
-     * KV on GPU (both read from VRAM) when VRAM bandwidth is the bottleneck */
-    double kv_gpu = 300e9 / (double)(w + kv), kv_ram = 1 / fmax((double)w / 300e9, (double)kv / 60e9);
-    CHECK(near(p->decode_tps, fmax(kv_gpu, kv_ram)) && !strcmp(p->bottleneck, "VRAM bandwidth"), " %.6g tok/s (%s)",
-          p->decode_tps, p->bottleneck);
-    const plan *a = find_alt(&r, "GPU/CPU layer split, KV on GPU");
-    CHECK(a && a->feasible && a->gpu[0].kv == m.kv_bytes_per_token * 4096 && a->ram.kv == 0 &&
-              near(a->decode_tps, kv_gpu),
-          " KV on GPU: %s", a ? a->reason : "missing");
+    /* the sites' times add up: KV on the GPU reads it from VRAM; KV in RAM
+     * adds the CPU's attention (its RAM reads) after the GPU's layers */
+    double kv_gpu = 300e9 / (double)(w + kv), kv_ram = 1 / ((double)w / 300e9 + (double)kv / 60e9);
+    CHECK(near(p->decode_tps, kv_gpu) && p->gpu[0].kv == m.kv_bytes_per_token * 4096 && p->ram.kv == 0 &&
+              !strcmp(p->bottleneck, "VRAM bandwidth"),
+          " %.6g tok/s (%s)", p->decode_tps, p->bottleneck);
+    const plan *a = find_alt(&r, "GPU/CPU layer split, KV in RAM");
+    CHECK(a && a->feasible && near(a->decode_tps, kv_ram) && !a->runnable, " KV in RAM: %s %.6g tok/s",
+          a ? a->reason : "missing", a ? a->decode_tps : 0);
     a = find_alt(&r, "weights streamed over the GPU link");
     CHECK(a && a->feasible && a->decode_tps < p->decode_tps, " over the link: %s", a ? a->reason : "missing");
     /* the profile gives neither VRAM bandwidth nor a CPU rate: guesses, said so */
@@ -1292,12 +1310,14 @@ TEST(test_plan_24g_gpu_13b_q4)
     CHECK(vram_warned && measure_warned && !hw.measured, " no warning about the guesses");
     char flags[256], note[256];
     plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
-    CHECK(strstr(flags, "-ngl 41 -nkvo") && strstr(flags, "-c 4096"), " '%s'", flags); /* KV in RAM */
-    /* the CPU-only plan on the same machine: all resident in 54 GiB, bound by
-     * compute at the guessed 4e9 weights/s */
+    CHECK(strstr(flags, "-ngl 41 ") && !strstr(flags, "-nkvo") && strstr(flags, "-c 4096"), " '%s'", flags);
+    /* the same machine with the GPU off (`run --gpu none`): all resident in
+     * 54 GiB, bound by compute at the guessed 4e9 weights/s */
     plan_result c;
+    plan_machine cpu = hw;
+    cpu.n_gpus = 0;
     q.cpu_only = true;
-    plan_compute(&m, &hw, &q, &c);
+    plan_compute(&m, &cpu, &q, &c);
     CHECK(c.chosen.feasible && !strcmp(c.chosen.label, "all resident") && !strcmp(c.chosen.bottleneck, "compute") &&
               near(c.chosen.decode_tps, 4e9 / (40.0 * (double)m.groups[0].elems + (double)m.groups[40].elems)) &&
               c.chosen.decode_tps < p->decode_tps / 3,
@@ -1379,7 +1399,7 @@ TEST(test_plan_24g_70b_over_link)
     const plan *p = &r.chosen;
     REQUIRE(p->feasible, " %s", p->reason);
     REQUIRE(check_budgets(&m, &hw, &q, p, "chosen", 0));
-    CHECK(p->over_link && !strcmp(p->label, "weights streamed over the GPU link") && !p->runnable, " '%s'", p->label);
+    CHECK(p->over_link && !strcmp(p->label, "weights streamed over the GPU link") && p->runnable, " '%s'", p->label);
     uint64_t bytes = model_bytes(&m), w = 0;
     for (uint32_t g = 0; g < 81; g++) {
         w += m.groups[g].weight_bytes;
@@ -1391,7 +1411,10 @@ TEST(test_plan_24g_70b_over_link)
     CHECK(p->link_bytes_per_token == bytes && near(p->t_link, t_link) && near(p->t_vram, t_vram) &&
               near(p->t_ram, t_ram) && p->t_compute == 0,
           " link %.4g vram %.4g ram %.4g compute %.4g", p->t_link, p->t_vram, p->t_ram, p->t_compute);
-    CHECK(!strcmp(p->bottleneck, "GPU link") && near(p->decode_tps, 1 / t_link), " %s %.4g", p->bottleneck,
+    /* the streamed layers take the link's time (their VRAM and RAM reads overlap it), then the CPU's
+     * share of the token, reading the KV cache from RAM, adds to it */
+    double t_kv = (double)(m.kv_bytes_per_token * PLAN_DECODE_POS) / 60e9;
+    CHECK(!strcmp(p->bottleneck, "GPU link") && near(p->decode_tps, 1 / (t_link + t_kv)), " %s %.4g", p->bottleneck,
           p->decode_tps);
     /* the layer split keeps the GPU full and computes the rest on the CPU */
     const plan *split = find_alt(&r, "GPU/CPU layer split, KV in RAM");
@@ -1405,14 +1428,15 @@ TEST(test_plan_24g_70b_over_link)
     plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
     CHECK(!strcmp(flags, "-c 4096 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock") && strstr(note, "GPU link"), " '%s' (%s)",
           flags, note);
-    /* in JSON, and refused by `run --plan`: the engine does not run GPU plans */
+    /* in JSON, and read back by `run --plan`, which streams every group over the link */
     json_t *doc = plan_result_to_json(&m, &hw, &r);
     REQUIRE(doc);
     CHECK(json_is_true(json_object_get(json_object_get(doc, "plan"), "weights_over_link")));
     plan back;
     strata_error e = {0};
-    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_UNSUPPORTED && strstr(e.message, "GPU execution"), " %s",
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_OK && back.over_link && back.tier[0] == TIER_RAM, " %s",
           e.message);
+    plan_free(&back);
     json_decref(doc);
     plan_result_free(&r);
     free_model(&m);

@@ -55,7 +55,8 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
                         .gpu = {.mode = p->gpu == STRATA_GPU_AUTO && hw_gpu_device_node_present() ? ENGINE_GPU_AUTO
                                         : p->gpu == STRATA_GPU_DEVICE ? ENGINE_GPU_INDEX
                                                                       : ENGINE_GPU_OFF,
-                                .index = p->gpu_index, .mem_cap = p->gpu_mem, .max_layers = p->gpu_layers_max}};
+                                .index = p->gpu_index, .mem_cap = p->gpu_mem, .max_layers = p->gpu_layers_max,
+                                .stream_depth = p->gpu_stream}};
     if (p->plan || p->plan_file) st = model_plan(m, path, p, ep.n_threads, &ep, err);
     if (st) return st;
     if (!ep.mem_budget) ep.mem_budget = m->planned_budget;
@@ -94,6 +95,7 @@ void strata_model_free(strata_model *m)
     engine_free(m->eng);
     acct_free(m->acct);
     free(m->resident);
+    free(m->sites);
     tokenizer_free(m->tok);
     model_spec_free(m->spec);
     gguf_close(m->file);
@@ -120,6 +122,8 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     out->gpu_layers = g.layers;
     out->gpu_output = g.output;
     out->gpu_bytes = g.device_bytes;
+    out->gpu_peak_bytes = g.device_peak;
+    out->gpu_streamed = g.streamed;
     out->gpu_name = g.name;
     out->gpu_note = g.note;
     out->experts = s.expert_units;

@@ -74,8 +74,17 @@ static plan_kv plan_kv_of(const strata_model_params *p)
     return p->kv_type_k == STRATA_KV_Q8_0 ? PLAN_KV_Q8_0 : p->kv_type_k == STRATA_KV_Q4_0 ? PLAN_KV_Q4_0 : PLAN_KV_F16;
 }
 
+/* The GPU as the run will use it: none when it stays off, GPU 0's memory
+ * capped by --gpu-mem. */
+static void gpu_as_run(plan_machine *mach, const strata_model_params *p, bool gpu_on)
+{
+    if (!gpu_on) mach->n_gpus = 0;
+    if (mach->n_gpus && p->gpu_mem && p->gpu_mem < mach->gpus[0].vram) mach->gpus[0].vram = p->gpu_mem;
+}
+
 static strata_status compute_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
-                                  const plan_model *pm, plan *out, char *note, size_t note_len, strata_error *err)
+                                  bool gpu_on, const plan_model *pm, plan *out, char *note, size_t note_len,
+                                  strata_error *err)
 {
     hw_profile *hw = calloc(1, sizeof *hw);
     if (!hw) return err_set(err, STRATA_E_NOMEM, "out of memory");
@@ -84,6 +93,7 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
     if (!st) {
         plan_machine mach;
         plan_machine_from_profile(hw, p->mem_budget, threads, &mach);
+        gpu_as_run(&mach, p, gpu_on);
         plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true,
                             .kv = plan_kv_of(p), .moe_lru = p->moe_cache == STRATA_MOE_LRU};
         plan_result r;
@@ -116,6 +126,21 @@ static void summarize(strata_model *m, const char *file, const plan_model *pm, c
 
 uint64_t strata_model_budget(const strata_model *m) { return m->planned_budget; }
 
+/* The engine's site per group when the plan uses the GPU (resident there,
+ * or streamed over the link when the plan sends the weights across it);
+ * *out stays NULL for a CPU plan. */
+static strata_status plan_sites(const plan *chosen, uint8_t **out, strata_error *err)
+{
+    bool gpu = chosen->over_link;
+    for (uint32_t g = 0; g < chosen->n_groups; g++) gpu = gpu || chosen->tier[g] >= 0;
+    if (!gpu) return STRATA_OK;
+    if (!(*out = malloc(chosen->n_groups))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint32_t g = 0; g < chosen->n_groups; g++)
+        (*out)[g] = chosen->tier[g] >= 0 ? ENGINE_SITE_VRAM : chosen->over_link ? ENGINE_SITE_STREAMED
+                                                                               : ENGINE_SITE_CPU;
+    return STRATA_OK;
+}
+
 strata_status model_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
                          engine_params *ep, strata_error *err)
 {
@@ -125,8 +150,14 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
     strata_status st = plan_model_from_engine(m->file, m->spec, threads, p->n_ctx, p->n_batch, &pm, err);
     /* n_parallel sequences: the weights are placed next to their KV reserve */
     plan_model seqs = !st && p->n_parallel > 1 ? plan_batch_model(&pm, p->n_parallel) : pm;
+    bool gpu_on = ep->gpu.mode != ENGINE_GPU_OFF;
     if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)
-                               : compute_plan(m, path, p, threads, &seqs, &chosen, note, sizeof note, err);
+                               : compute_plan(m, path, p, threads, gpu_on, &seqs, &chosen, note, sizeof note, err);
+    if (!st) st = plan_sites(&chosen, &m->sites, err);
+    if (!st && m->sites && !gpu_on)
+        st = err_set(err, STRATA_E_INVALID, "%s: the plan runs layers on the GPU, but the GPU is off (--gpu none, "
+                     "or no GPU device)", p->plan_file ? p->plan_file : path);
+    ep->gpu.sites = m->sites; /* the engine executes the plan's placement exactly */
     if (!st) {
         m->resident = malloc(pm.n_groups);
         if (!m->resident) st = err_set(err, STRATA_E_NOMEM, "out of memory");

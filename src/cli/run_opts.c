@@ -68,6 +68,9 @@ const char gen_opts_usage[] =
     "                       to the GPU from the first on, as many as fit\n"
     "  --gpu-mem SIZE       device memory the GPU may use, e.g. 4G (default: its budget)\n"
     "  -ngl, --n-gpu-layers N  at most N layers on the GPU (0: none; default: as many as fit)\n"
+    "  --gpu-stream N       layers that do not fit in VRAM are streamed from RAM to the GPU\n"
+    "                       every token through N staging buffers (1-8; 2 overlaps a layer's\n"
+    "                       copy with the previous one's compute) instead of running on the CPU\n"
     "  -ctk, --cache-type-k TYPE  K cache type: f16 (default), f32, q8_0 or q4_0 (q8_0: 34\n"
     "                       bytes per 32 values, q4_0: 18, f16: 64; a quantized cache needs a\n"
     "                       head dimension that is a multiple of 32; GPU layers keep f16)\n"
@@ -190,6 +193,9 @@ static int engine_opt(gen_opts *o, const char *f, const char *v)
         if (u == 0) o->mp.gpu = STRATA_GPU_OFF;
     } else if (!strcmp(f, "--gpu")) {
         return gpu_opt(o, v) ? 1 : -1;
+    } else if (!strcmp(f, "--gpu-stream")) {
+        if (!arg_u64(c, f, v, 0, 8, &u)) return -1;
+        o->mp.gpu_stream = (uint32_t)u;
     } else if (!strcmp(f, "--prefetch") || !strcmp(f, "--io-threads")) {
         if (!arg_u64(c, f, v, 1, 64, &u)) return -1;
         *(f[2] == 'p' ? &o->mp.prefetch_depth : &o->mp.io_threads) = (int)u;

@@ -8,18 +8,26 @@
 
 double report_now(void) { return clock_seconds(); }
 
+/* "in VRAM", or with streaming how many groups come from RAM each token. */
+static const char *gpu_where(const strata_model_stats *s, char *buf, size_t n)
+{
+    if (!s->gpu_streamed) return "in VRAM";
+    snprintf(buf, n, "on the GPU, %u of the groups streamed from RAM each token", s->gpu_streamed);
+    return buf;
+}
+
 void report_placement(const strata_model *m, const char *path, unsigned long long budget)
 {
     strata_model_stats s;
     strata_model_get_stats(m, &s);
-    char a[32];
+    char a[32], where[96];
     const char *summary = strata_model_plan_summary(m);
     if (strata_model_budget(m)) budget = strata_model_budget(m);
     if (summary[0]) fprintf(stderr, "strata: %s; budget %s\n", summary, fmt_bytes(budget, a, 32));
     if (s.gpu_name[0])
-        fprintf(stderr, "strata: GPU %s: %u layers%s in VRAM (%s)%s%s\n", s.gpu_name, s.gpu_layers,
-                s.gpu_output ? " and the output" : "", fmt_bytes(s.gpu_bytes, a, 32), s.gpu_note[0] ? "; " : "",
-                s.gpu_note);
+        fprintf(stderr, "strata: GPU %s: %u layers%s %s (%s)%s%s\n", s.gpu_name, s.gpu_layers,
+                s.gpu_output ? " and the output" : "", gpu_where(&s, where, sizeof where),
+                fmt_bytes(s.gpu_bytes, a, 32), s.gpu_note[0] ? "; " : "", s.gpu_note);
     else if (s.gpu_note[0])
         fprintf(stderr, "strata: running on the CPU: %s\n", s.gpu_note);
     if (s.streamed_layers && !s.direct_io)

@@ -1,9 +1,11 @@
-/* The Vulkan back end: layers resident in VRAM, run by the shaders of
+/* The Vulkan back end: layers resident in VRAM, or streamed from RAM each
+ * pass (backend_vulkan_stream.h), run by the shaders of
  * src/backend/vulkan. Ops are recorded into one command buffer and run
  * when the host needs a result (the residual stream back, or logits); the
  * token's inputs (RoPE tables, the residual stream from the CPU) and its
- * logits are copied inside that command buffer, so a decoded token costs
- * one submission and one host wait.
+ * logits are copied inside that command buffer, so a decoded token on
+ * resident layers costs one submission and one host wait (a streamed
+ * layer's ops are submitted at its release, without a wait).
  *
  * Recording is lazy by one op, so neighbouring ops can run as one
  * dispatch (a peephole over the calls forward.c makes; the fused ops write
@@ -23,8 +25,9 @@
  * Device memory, all of it allocated when the layers are placed (so a
  * driver that runs out of memory means fewer layers, not a failed load)
  * and counted against the GPU budget:
- *   weights   per GPU group, one buffer: matrices as in the file, vectors
- *             (norms, biases) converted to f32
+ *   weights   per resident group, one buffer: matrices as in the file,
+ *             vectors (norms, biases) converted to f32; streamed groups
+ *             share the ring's slots (the same layout)
  *   KV cache  per GPU layer and sequence (n_seq sets, one per context that
  *             can be open: a context takes a set), K and V:
  *             [n_kv_heads][kv_len][head_dim] f16, kv_len = n_ctx, or for
@@ -43,6 +46,8 @@
 
 #include "backend/vulkan/vkb.h"
 #include "engine/backend_vulkan.h"
+#include "engine/backend_vulkan_mem.h"
+#include "engine/backend_vulkan_stream.h"
 #include "engine/engine_internal.h"
 #include "kernels/cpu/dequant.h"
 #include "util/error.h"
@@ -58,7 +63,10 @@
 #define RES(a) (1u << (a))
 
 typedef struct gpu_group {
-    vkb_buf *buf;                 /* the group's tensors; NULL: the group is not on the GPU */
+    vkb_buf *buf;                 /* the group's tensors, resident; NULL: not resident */
+    bool streamed;                /* its tensors come through the stream ring, entry stream_k */
+    uint32_t stream_k;            /* its place among the streamed groups of a pass */
+    uint64_t bytes;               /* its tensors as laid out on the device */
     uint64_t off[LS_COUNT];       /* byte offset of each slot's data (NO_OFFSET: absent) */
     uint32_t kv_len;              /* slots of a layer's K and V caches (layers only) */
 } gpu_group;
@@ -105,6 +113,9 @@ typedef struct chunk_stats {
 
 typedef struct gpu_state {
     vkb *v;
+    gpu_stream *stream;           /* the RAM->VRAM ring; NULL: nothing streamed */
+    uint32_t n_streamed;
+    strata_error async_err;       /* a submission's failure at a release, for the next flush */
     vkb_buf *act[ACT_COUNT];
     vkb_buf *logits, *cs, *cs_swa;
     gpu_group *groups;            /* n_layers + 1 */
@@ -200,12 +211,29 @@ static uint32_t gpu_kv_len(const model_weights *w, uint64_t l, uint32_t n_ctx, u
     return engine_kv_len(w, l, n_ctx, n_batch);
 }
 
+/* Device bytes of a layer's K and V caches for n_seq sequences (0 for the output). */
+static uint64_t kv_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch, uint32_t n_seq)
+{
+    return g < w->d.n_layers ? (uint64_t)n_seq * 2 * gpu_kv_len(w, g, n_ctx, n_batch) * w->d.kv_dim * 2 : 0;
+}
+
+/* A group's tensors as laid out on the device. */
+static uint64_t tensor_bytes(const model_weights *w, uint32_t g)
+{
+    uint64_t off[LS_COUNT];
+    return layout(w, g, off);
+}
+
 uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
                                     uint32_t n_seq)
 {
-    uint64_t off[LS_COUNT], bytes = layout(w, g, off);
-    if (g < w->d.n_layers) bytes += (uint64_t)n_seq * 2 * gpu_kv_len(w, g, n_ctx, n_batch) * w->d.kv_dim * 2;
-    return bytes;
+    return tensor_bytes(w, g) + kv_bytes(w, g, n_ctx, n_batch, n_seq);
+}
+
+uint64_t backend_vulkan_streamed_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
+                                       uint32_t n_seq)
+{
+    return kv_bytes(w, g, n_ctx, n_batch, n_seq);
 }
 
 uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch)
@@ -217,25 +245,29 @@ uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch)
 
 /* ---- allocation (at placement) and loading ---- */
 
-static strata_status alloc_group(engine *e, uint32_t g, strata_error *err)
+/* A group's device memory: its tensors (unless streamed) and its K and V
+ * caches (a streamed layer's stay on the device). */
+static strata_status alloc_group(engine *e, uint32_t g, bool streamed, strata_error *err)
 {
     gpu_state *gs = st_of(e->gpu);
     gpu_group *gg = &gs->groups[g];
-    uint64_t bytes = layout(&e->w, g, gg->off);
-    strata_status st = vkb_alloc(gs->v, bytes, false, &gg->buf, err);
+    gg->bytes = layout(&e->w, g, gg->off);
+    gg->streamed = streamed;
+    mem_account *a = e->acct;
+    strata_status st = streamed ? STRATA_OK : gpu_mem_alloc(gs->v, a, ACCT_WEIGHTS, gg->bytes, false, &gg->buf, err);
     if (!st && g < e->w.d.n_layers) {
         gg->kv_len = gpu_kv_len(&e->w, g, e->n_ctx, e->n_batch);
         uint64_t cache = (uint64_t)gg->kv_len * e->w.d.kv_dim * 2;
         for (uint32_t i = 0; i < gs->n_kv && !st; i++) {
-            st = vkb_alloc(gs->v, cache, false, &gs->kv[i].k[g], err);
-            if (!st) st = vkb_alloc(gs->v, cache, false, &gs->kv[i].v[g], err);
+            st = gpu_mem_alloc(gs->v, a, ACCT_KV, cache, false, &gs->kv[i].k[g], err);
+            if (!st) st = gpu_mem_alloc(gs->v, a, ACCT_KV, cache, false, &gs->kv[i].v[g], err);
         }
     }
     if (st) { /* all or nothing */
-        vkb_free(gs->v, gg->buf);
+        gpu_mem_free(gs->v, a, ACCT_WEIGHTS, gg->buf);
         for (uint32_t i = 0; i < gs->n_kv; i++) {
-            vkb_free(gs->v, gs->kv[i].k[g]);
-            vkb_free(gs->v, gs->kv[i].v[g]);
+            gpu_mem_free(gs->v, a, ACCT_KV, gs->kv[i].k[g]);
+            gpu_mem_free(gs->v, a, ACCT_KV, gs->kv[i].v[g]);
             gs->kv[i].k[g] = gs->kv[i].v[g] = NULL;
         }
         *gg = (gpu_group){0};
@@ -252,10 +284,10 @@ static strata_status alloc_activations(engine *e, strata_error *err)
                                        [ACT_GATE] = d->n_ff, [ACT_UP] = d->n_ff};
     strata_status st = STRATA_OK;
     for (int a = 0; a < ACT_COUNT && !st; a++) /* the experts' buffers stay empty: experts run on the CPU */
-        if (width[a]) st = vkb_alloc(gs->v, width[a] * e->n_batch * 4, false, &gs->act[a], err);
-    if (!st) st = vkb_alloc(gs->v, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
-    if (!st) st = vkb_alloc(gs->v, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
-    if (!st) st = vkb_alloc(gs->v, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
+        if (width[a]) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, width[a] * e->n_batch * 4, false, &gs->act[a], err);
+    if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
+    if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
+    if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
     return st;
 }
 
@@ -307,7 +339,7 @@ strata_status backend_vulkan_load(engine *e, strata_error *err)
     if (!tmp) return err_set(err, STRATA_E_NOMEM, "out of memory for the GPU upload buffer");
     strata_status st = STRATA_OK;
     for (uint32_t g = 0; g <= e->w.d.n_layers && !st; g++)
-        if (e->site[g] == e->gpu) st = load_group(e, g, tmp, err);
+        if (e->site[g] == e->gpu && !st_of(e->gpu)->groups[g].streamed) st = load_group(e, g, tmp, err);
     free(tmp);
     gpu_state *gs = st_of(e->gpu);
     if (!st && !vkb_get_info(gs->v)->is_cpu) { /* a GPU driver's pipeline compiles at load, not in the first tokens */
@@ -413,25 +445,103 @@ static void flush_pending(backend *b)
 static strata_status flush(backend *b, strata_error *err)
 {
     gpu_state *g = st_of(b);
+    if (g->async_err.status) { /* a streamed group's submission failed */
+        *err = g->async_err;
+        return err->status;
+    }
     if (!g->recording) return STRATA_OK;
     flush_pending(b);
     g->recording = false;
-    return vkb_run(g->v, err);
+    strata_status st = vkb_run(g->v, err);
+    if (!st && g->stream) gpu_stream_submitted(g->stream, 0); /* everything finished */
+    return st;
 }
 
 /* ---- ops ---- */
 
-static strata_status gpu_acquire(backend *b, uint32_t g, be_weight *w, strata_error *err)
+/* Streamed group g into its ring entry's staging from the store (matrices
+ * as in the file, vectors as f32), and the copy into the entry's slot
+ * recorded; nothing when the slot holds it already. */
+static strata_status fetch(backend *b, uint32_t g, strata_error *err)
 {
-    const gpu_group *gg = &st_of(b)->groups[g];
+    engine *e = b->e;
+    gpu_state *gs = st_of(b);
+    const gpu_group *gg = &gs->groups[g];
+    if (gpu_stream_holds(gs->stream, gg->stream_k, g)) return STRATA_OK;
+    void *staging;
+    strata_status st = gpu_stream_claim(gs->stream, gg->stream_k, &staging, err);
+    if (st == STRATA_E_INVALID) { /* its last copy is in this recording: run it first */
+        st = flush(b, err);
+        if (!st) st = gpu_stream_claim(gs->stream, gg->stream_k, &staging, err);
+    }
+    const void *const *data;
+    if (!st) st = store_acquire(e->store, g, &data, err);
+    if (st) return st;
     uint32_t n;
-    const gguf_tensor *const *t = group_tensors(&b->e->w, g, &n);
-    for (uint32_t s = 0; s < n; s++)
-        w[s] = (be_weight){.t = t[s], .dev = t[s] ? vkb_addr(gg->buf) + gg->off[s] : 0};
+    const gguf_tensor *const *t = group_tensors(&e->w, g, &n);
+    for (uint32_t s = 0; s < n && !st; s++) {
+        if (!t[s]) continue;
+        gpu_stream_delay(gs->stream);
+        uint8_t *dst = (uint8_t *)staging + gg->off[s];
+        if (is_vector(&e->w, g, s)) st = dequant_row(t[s]->type, data[s], (float *)dst, t[s]->ne[0], err);
+        else memcpy(dst, data[s], t[s]->n_bytes);
+    }
+    store_release(e->store, g);
+    if (st) return st;
+    record(b);
+    gpu_stream_send(gs->stream, gg->stream_k, g, gg->bytes);
     return STRATA_OK;
 }
 
-static void gpu_release(backend *b, uint32_t g) {}
+/* A streamed group's weights in its slot before its ops, and the next
+ * group's copy (when it is streamed too and the ring has room) recorded
+ * now, so that it runs while this group computes. */
+static strata_status stream_in(backend *b, uint32_t g, strata_error *err)
+{
+    gpu_state *gs = st_of(b);
+    record(b);
+    flush_pending(b); /* the ops before the copies, which may overwrite what they read */
+    strata_status st = fetch(b, g, err);
+    if (st) return st;
+    record(b);
+    vkb_copy_barrier(gs->v);
+    uint32_t next = g + 1;
+    if (next <= b->e->w.d.n_layers && gs->groups[next].streamed && gpu_stream_depth(gs->stream) > 1)
+        st = fetch(b, next, err);
+    return st;
+}
+
+static strata_status gpu_acquire(backend *b, uint32_t g, be_weight *w, strata_error *err)
+{
+    gpu_state *gs = st_of(b);
+    const gpu_group *gg = &gs->groups[g];
+    if (gs->async_err.status) {
+        *err = gs->async_err;
+        return err->status;
+    }
+    strata_status st = gg->streamed ? stream_in(b, g, err) : STRATA_OK;
+    if (st) return st;
+    uint64_t base = gg->streamed ? gpu_stream_addr(gs->stream, gg->stream_k) : vkb_addr(gg->buf);
+    uint32_t n;
+    const gguf_tensor *const *t = group_tensors(&b->e->w, g, &n);
+    for (uint32_t s = 0; s < n; s++) w[s] = (be_weight){.t = t[s], .dev = t[s] ? base + gg->off[s] : 0};
+    return STRATA_OK;
+}
+
+/* A streamed group's ops go to the device now, without waiting: the host
+ * fills the next entries meanwhile. */
+static void gpu_release(backend *b, uint32_t g)
+{
+    gpu_state *gs = st_of(b);
+    if (!gs->groups[g].streamed || !gs->recording) return;
+    flush_pending(b);
+    gs->recording = false;
+    uint64_t ticket = 0;
+    strata_error err = {0};
+    if (vkb_run_async(gs->v, &ticket, &err) && !gs->async_err.status) gs->async_err = err;
+    gpu_stream_submitted(gs->stream, ticket);
+    gpu_stream_delay(gs->stream);
+}
 
 /* The counts of the chunk that just ended, into its class. */
 static void end_chunk(gpu_state *g)
@@ -744,35 +854,121 @@ static const backend_ops VULKAN_OPS = {
 
 /* ---- placement and lifetime ---- */
 
-/* Layers from the first on, while they fit in the budget, the shaders run
- * their types and the driver gives their memory (allocated here: a failure
- * ends the placement there, with the reason in the note); the output too
- * when every layer is on the GPU. */
-static uint32_t place(engine *e, uint64_t budget, uint32_t max_layers)
+/* Whether -ngl lets group g on the GPU: the first max_layers layers, the
+ * output when every layer is allowed (0: all). */
+static bool allowed(const model_weights *w, uint32_t g, uint32_t max_layers)
+{
+    return max_layers == 0 || g < max_layers || (g == w->d.n_layers && max_layers >= g);
+}
+
+/* The stream ring's slot: the largest group streamed (0: none). */
+static uint64_t slot_bytes(const model_weights *w, const uint8_t *site)
+{
+    uint64_t slot = 0;
+    for (uint32_t g = 0; g <= w->d.n_layers; g++)
+        if (site[g] == ENGINE_SITE_STREAMED && tensor_bytes(w, g) > slot) slot = tensor_bytes(w, g);
+    return slot;
+}
+
+/* Device bytes a placement takes: activations, resident groups with their
+ * KV caches, streamed layers' KV caches and the ring. */
+static uint64_t placement_bytes(const engine *e, const uint8_t *site, uint32_t depth, uint32_t n_kv)
+{
+    const model_weights *w = &e->w;
+    uint64_t bytes = backend_vulkan_fixed_bytes(w, e->n_batch);
+    for (uint32_t g = 0; g <= w->d.n_layers; g++)
+        if (site[g] == ENGINE_SITE_VRAM) bytes += backend_vulkan_group_bytes(w, g, e->n_ctx, e->n_batch, n_kv);
+        else if (site[g] == ENGINE_SITE_STREAMED) bytes += kv_bytes(w, g, e->n_ctx, e->n_batch, n_kv);
+    return bytes + gpu_stream_device_bytes(depth, slot_bytes(w, site));
+}
+
+/* The default placement: groups resident from the first on while they fit
+ * (the shaders running their types, -ngl allowing); with streaming, the
+ * longest resident prefix that leaves room for the rest streamed (their KV
+ * caches and the ring). */
+static void choose_sites(const engine *e, uint64_t budget, const engine_gpu *p, uint32_t n_kv, uint8_t *site)
+{
+    const model_weights *w = &e->w;
+    uint32_t groups = (uint32_t)w->d.n_layers + 1, resident = 0;
+    memset(site, ENGINE_SITE_CPU, groups);
+    for (uint32_t g = 0; g < groups; g++) {
+        if (!allowed(w, g, p->max_layers) || !group_supported(w, g)) break;
+        site[g] = ENGINE_SITE_VRAM;
+        if (placement_bytes(e, site, 0, n_kv) > budget) {
+            site[g] = ENGINE_SITE_CPU;
+            break;
+        }
+        resident++;
+    }
+    if (!p->stream_depth || resident == groups) return;
+    uint8_t *t = calloc(groups, 1);
+    if (!t) return; /* the resident prefix alone */
+    for (uint32_t k = resident + 1; k-- > 0;) {
+        memcpy(t, site, groups); /* groups before k resident, the GPU's from k on streamed */
+        for (uint32_t g = k; g < groups; g++)
+            t[g] = allowed(w, g, p->max_layers) && group_supported(w, g) ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
+        if (placement_bytes(e, t, p->stream_depth, n_kv) <= budget) {
+            memcpy(site, t, groups);
+            break;
+        }
+    }
+    free(t);
+}
+
+/* Allocates what the placement needs, the ring first. With `exact` (a
+ * plan's placement) any failure is the error; else a refused allocation
+ * ends the placement there (that group and the ones after it run on the
+ * CPU, the reason in the note). Sets e->site[] and the groups' stream
+ * order; *n_placed counts the groups on the GPU. */
+static strata_status allocate_sites(engine *e, const uint8_t *site, uint32_t depth, bool exact, uint32_t *n_placed,
+                                    strata_error *err)
 {
     const model_weights *w = &e->w;
     gpu_state *gs = st_of(e->gpu);
-    uint64_t fixed = backend_vulkan_fixed_bytes(w, e->n_batch), used = fixed;
-    uint32_t n = 0;
-    strata_error err = {0};
-    if (fixed >= budget) return 0;
-    if (alloc_activations(e, &err)) {
-        snprintf(gs->note, sizeof gs->note, "%s", err.message);
-        return 0;
-    }
-    for (uint32_t g = 0; g <= w->d.n_layers; g++) {
-        uint64_t b = backend_vulkan_group_bytes(w, g, e->n_ctx, e->n_batch, gs->n_kv);
-        bool allowed = max_layers == 0 || g < max_layers || (g == w->d.n_layers && max_layers >= g);
-        if (!allowed || !group_supported(w, g) || used + b > budget) break;
-        if (alloc_group(e, g, &err)) {
-            snprintf(gs->note, sizeof gs->note, "%s", err.message);
-            break;
-        }
-        used += b;
+    strata_error aerr = {0};
+    uint64_t slot = slot_bytes(w, site);
+    bool any = false;
+    for (uint32_t g = 0; g <= w->d.n_layers; g++) any = any || site[g] != ENGINE_SITE_CPU;
+    if (!any) return STRATA_OK; /* nothing fits: no device memory at all */
+    strata_status st = alloc_activations(e, &aerr);
+    if (!st && slot) st = gpu_stream_open(gs->v, e->acct, depth, slot, &gs->stream, &aerr);
+    for (uint32_t g = 0; g <= w->d.n_layers && !st; g++) {
+        if (site[g] == ENGINE_SITE_CPU) continue;
+        st = alloc_group(e, g, site[g] == ENGINE_SITE_STREAMED, &aerr);
+        if (st) break;
+        if (site[g] == ENGINE_SITE_STREAMED) gs->groups[g].stream_k = gs->n_streamed++;
         e->site[g] = e->gpu;
-        n++;
+        (*n_placed)++;
     }
-    return n;
+    if (!st) return STRATA_OK;
+    if (exact) {
+        *err = aerr;
+        return st;
+    }
+    snprintf(gs->note, sizeof gs->note, "%s", aerr.message);
+    return STRATA_OK;
+}
+
+/* A plan's placement: every GPU group must be one the shaders run, and
+ * the whole must fit in the budget. */
+static strata_status check_sites(const engine *e, const uint8_t *site, uint32_t depth, uint32_t n_kv, uint64_t budget,
+                                  strata_error *err)
+{
+    const model_weights *w = &e->w;
+    for (uint32_t g = 0; g <= w->d.n_layers; g++) {
+        if (site[g] > ENGINE_SITE_STREAMED)
+            return err_set(err, STRATA_E_INVALID, "GPU placement: group %u has no site %u", g, site[g]);
+        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g))
+            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types "
+                           "or experts)", g < w->d.n_layers ? "layer" : "the output group", g);
+    }
+    uint64_t need = placement_bytes(e, site, depth, n_kv);
+    if (need > budget) {
+        char a[32], b[32];
+        return err_set(err, STRATA_E_NOMEM, "GPU placement: it needs %s of device memory, more than the %s "
+                       "available", fmt_bytes(need, a, sizeof a), fmt_bytes(budget, b, sizeof b));
+    }
+    return STRATA_OK;
 }
 
 /* The sets' tables (their buffers come with each layer placed). */
@@ -825,9 +1021,34 @@ strata_status backend_vulkan_open(engine *e, const engine_gpu *p, uint32_t *n_pl
     if (st) return st;
     uint64_t budget = vkb_get_info(g->v)->budget_bytes;
     if (p->mem_cap && p->mem_cap < budget) budget = p->mem_cap;
-    *n_placed = place(e, budget, p->max_layers);
+    vkb_set_cap(g->v, budget); /* what the placement computes, the device layer enforces */
+    uint32_t depth = p->stream_depth ? p->stream_depth : p->sites ? 2 : 0;
+    if (depth > GPU_STREAM_MAX_DEPTH)
+        return err_set(err, STRATA_E_INVALID, "GPU stream depth %u: expected 1 to %u", depth, GPU_STREAM_MAX_DEPTH);
+    uint8_t *site = calloc(e->w.d.n_layers + 1, 1);
+    if (!site) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    bool exact = p->sites != NULL;
+    if (exact) {
+        memcpy(site, p->sites, e->w.d.n_layers + 1);
+        strata_error cerr = {0};
+        st = check_sites(e, site, depth, g->n_kv, budget, &cerr);
+        if (st && p->mode == ENGINE_GPU_AUTO) { /* the device found is not the one planned for */
+            snprintf(g->note, sizeof g->note, "%.400s; placed from the first layer instead", cerr.message);
+            exact = false;
+            st = STRATA_OK;
+        } else if (st) {
+            *err = cerr;
+        }
+    }
+    if (!exact) {
+        engine_gpu q = *p;
+        q.stream_depth = p->stream_depth;
+        choose_sites(e, budget, &q, g->n_kv, site);
+    }
+    if (!st) st = allocate_sites(e, site, depth, exact, n_placed, err);
+    free(site);
     if (g->note[0]) snprintf(e->gpu_note, sizeof e->gpu_note, "%s", g->note);
-    return STRATA_OK;
+    return st;
 }
 
 static void print_counts(const char *what, const chunk_stats *c, uint64_t per)
@@ -845,6 +1066,7 @@ void backend_vulkan_free(backend *b)
 {
     if (!b) return;
     gpu_state *g = b->state;
+    mem_account *a = b->e->acct;
     const char *stats = getenv("STRATA_VK_STATS");
     if (g->v && stats && stats[0] && stats[0] != '0') {
         end_chunk(g);
@@ -852,10 +1074,10 @@ void backend_vulkan_free(backend *b)
         if (g->prompt.chunks) print_counts("prompt", &g->prompt, g->prompt.chunks);
     }
     for (uint32_t i = 0; g->v && i <= b->e->w.d.n_layers; i++) {
-        vkb_free(g->v, g->groups[i].buf);
+        gpu_mem_free(g->v, a, ACCT_WEIGHTS, g->groups[i].buf);
         for (uint32_t k = 0; k < g->n_kv; k++) {
-            vkb_free(g->v, g->kv[k].k[i]);
-            vkb_free(g->v, g->kv[k].v[i]);
+            gpu_mem_free(g->v, a, ACCT_KV, g->kv[k].k[i]);
+            gpu_mem_free(g->v, a, ACCT_KV, g->kv[k].v[i]);
         }
     }
     for (uint32_t k = 0; k < g->n_kv; k++) {
@@ -863,12 +1085,12 @@ void backend_vulkan_free(backend *b)
         free(g->kv[k].v);
     }
     free(g->kv);
-    for (int a = 0; g->v && a < ACT_COUNT; a++)
-        if (g->act[a]) vkb_free(g->v, g->act[a]);
+    gpu_stream_free(g->stream);
+    for (int i = 0; g->v && i < ACT_COUNT; i++) gpu_mem_free(g->v, a, ACCT_SCRATCH, g->act[i]);
     if (g->v) {
-        vkb_free(g->v, g->logits);
-        vkb_free(g->v, g->cs);
-        vkb_free(g->v, g->cs_swa);
+        gpu_mem_free(g->v, a, ACCT_SCRATCH, g->logits);
+        gpu_mem_free(g->v, a, ACCT_SCRATCH, g->cs);
+        gpu_mem_free(g->v, a, ACCT_SCRATCH, g->cs_swa);
         vkb_close(g->v);
     }
     free(g->groups);
@@ -878,3 +1100,13 @@ void backend_vulkan_free(backend *b)
 
 const char *backend_vulkan_device_name(const backend *b) { return vkb_get_info(((gpu_state *)b->state)->v)->name; }
 uint64_t backend_vulkan_device_bytes(const backend *b) { return vkb_device_bytes(((gpu_state *)b->state)->v); }
+uint64_t backend_vulkan_device_peak(const backend *b) { return vkb_device_peak(((gpu_state *)b->state)->v); }
+
+uint32_t backend_vulkan_n_streamed(const backend *b, uint32_t *depth)
+{
+    const gpu_state *g = b->state;
+    *depth = g->stream ? gpu_stream_depth(g->stream) : 0;
+    return g->n_streamed;
+}
+
+bool backend_vulkan_streamed(const backend *b, uint32_t g) { return ((const gpu_state *)b->state)->groups[g].streamed; }

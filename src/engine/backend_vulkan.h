@@ -9,13 +9,18 @@
 
 struct engine;
 
-/* Opens the device p asks for and places layers on it (sets e->gpu and
- * e->site[]): layers from the first on while they fit in the device's
- * budget (capped by p->mem_cap), the shaders run their types and there are
- * fewer than p->max_layers, then the output when every layer is there.
- * Their device memory is allocated here: when the driver refuses an
- * allocation the placement ends before that layer (its message in
- * e->gpu_note). *n_placed: groups placed (0: none). */
+/* Opens the device p asks for and places groups on it (sets e->gpu and
+ * e->site[]): p->sites exactly when given (an error when the GPU cannot
+ * run a group there or the whole exceeds the budget), else layers
+ * resident from the first on while they fit in the device's budget
+ * (capped by p->mem_cap), the shaders run their types and there are fewer
+ * than p->max_layers, then the output when every layer is there; with
+ * p->stream_depth, the groups after the resident ones are streamed from
+ * RAM when the ring and their KV caches fit (backend_vulkan_stream.h).
+ * Device memory is allocated here, and vkb refuses any allocation beyond
+ * the budget: when the driver refuses one the default placement ends
+ * before that group (its message in e->gpu_note). *n_placed: groups on
+ * the GPU, streamed ones included (0: none). */
 strata_status backend_vulkan_open(struct engine *e, const engine_gpu *p, uint32_t *n_placed, strata_error *err);
 /* Uploads the placed groups' weights (through the store's reads). */
 strata_status backend_vulkan_load(struct engine *e, strata_error *err);
@@ -27,6 +32,12 @@ void backend_vulkan_free(backend *b);
 uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
                                     uint32_t n_seq);
 uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch);
+/* Device bytes of group g when streamed: its KV caches (the ring apart). */
+uint64_t backend_vulkan_streamed_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
+                                       uint32_t n_seq);
+/* Whether group g (on the GPU) is streamed; how many are, and the ring's depth. */
+bool backend_vulkan_streamed(const backend *b, uint32_t g);
+uint32_t backend_vulkan_n_streamed(const backend *b, uint32_t *depth);
 
 /* The device holds e->n_seq sets of KV caches, one per open context: a
  * free set's index (taken), or -1 when all are in use; giving one back. */
@@ -35,5 +46,6 @@ void backend_vulkan_kv_give(backend *b, int set);
 
 const char *backend_vulkan_device_name(const backend *b);
 uint64_t backend_vulkan_device_bytes(const backend *b);
+uint64_t backend_vulkan_device_peak(const backend *b); /* the most since open */
 
 #endif

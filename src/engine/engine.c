@@ -401,9 +401,9 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
         e->gpu = NULL;
         return STRATA_OK;
     }
-    for (uint32_t g = 0; g < groups; g++)
-        if (e->site[g] == e->gpu) e->w.groups[g].n = 0;
-    if (n < groups) { /* the count, then the back end's reason if it gave one */
+    for (uint32_t g = 0; g < groups; g++) /* a streamed group stays in the store, which feeds the ring */
+        if (e->site[g] == e->gpu && !backend_vulkan_streamed(e->gpu, g)) e->w.groups[g].n = 0;
+    if (n < groups && !p->gpu.sites) { /* the count, then the back end's reason if it gave one */
         char why[sizeof e->gpu_note];
         snprintf(why, sizeof why, "%s", e->gpu_note);
         snprintf(e->gpu_note, sizeof e->gpu_note, "%u of %u layers fit in the GPU's memory%s%s%.300s",

@@ -20,11 +20,25 @@ typedef enum engine_gpu_mode {
     ENGINE_GPU_INDEX,   /* device `index` of the Vulkan loader's list (software devices too); an error if unusable */
 } engine_gpu_mode;
 
+/* Where a group (a layer, the output) runs. */
+typedef enum engine_site {
+    ENGINE_SITE_CPU = 0,  /* on the CPU, its weights from the store */
+    ENGINE_SITE_VRAM,     /* on the GPU, its weights resident in device memory */
+    ENGINE_SITE_STREAMED, /* on the GPU, its weights in host memory (the store's) and copied to the
+                             device every pass through the staging ring */
+} engine_site;
+
 typedef struct engine_gpu {
     engine_gpu_mode mode;
     int index;
     uint64_t mem_cap;   /* device bytes at most (0: the device's budget) */
     uint32_t max_layers; /* layers on the GPU at most (0: as many as fit) */
+    uint32_t stream_depth; /* entries of the RAM->VRAM staging ring (1..8); 0: groups that do not fit
+                              in VRAM run on the CPU (with `sites`: 2) */
+    const uint8_t *sites; /* n_layers + 1 engine_site's to run exactly (a plan's placement); a group
+                             the GPU cannot run, or a placement over the budget, is an error. NULL:
+                             resident from the first layer while they fit, then streamed (with
+                             stream_depth) or on the CPU */
 } engine_gpu;
 
 /* What a mixture-of-experts decode step reads ahead for the next layer,
@@ -158,7 +172,10 @@ store_expert_stats engine_expert_stats(const engine *e, uint32_t layer);
 typedef struct engine_gpu_stats {
     uint32_t layers;
     bool output;
+    uint32_t streamed;      /* of those groups (layers and output), streamed from RAM each pass */
+    uint32_t stream_depth;  /* the staging ring's entries (0: nothing streamed) */
     uint64_t device_bytes;
+    uint64_t device_peak;   /* the most device memory held since the engine opened */
     const char *name; /* "" without a GPU */
     const char *note; /* why the GPU is not used, or not for every layer ("" otherwise) */
 } engine_gpu_stats;

@@ -295,6 +295,8 @@ engine_gpu_stats engine_get_gpu_stats(const engine *e)
     for (uint64_t l = 0; l < e->w.d.n_layers; l++) s.layers += e->site[l] == e->gpu;
     s.output = e->site[e->w.d.n_layers] == e->gpu;
     s.device_bytes = backend_vulkan_device_bytes(e->gpu);
+    s.device_peak = backend_vulkan_device_peak(e->gpu);
+    s.streamed = backend_vulkan_n_streamed(e->gpu, &s.stream_depth);
     s.name = backend_vulkan_device_name(e->gpu);
     return s;
 }

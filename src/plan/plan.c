@@ -351,10 +351,33 @@ static bool weights_in_cache(const plan_machine *hw, const plan *p, uint64_t cpu
     return !p->expert_units || p->expert_slots >= p->expert_units;
 }
 
+/* A token's time on a plan that uses a GPU: the layers run one after the
+ * other, so each site's time adds up: the CPU's layers (their compute, RAM
+ * and disk reads overlapping as on a CPU plan), the GPU's resident layers
+ * (their VRAM reads), and the layers streamed over the link, each copy
+ * overlapping the previous layer's compute (so per streamed layer the
+ * slowest of its read from RAM, its copy and its VRAM reads: summed, the
+ * largest of the three totals). t_vram_link, t_ram_link: the VRAM and RAM
+ * reads of the streamed weights (in t_vram, t_ram). Sets the bottleneck to
+ * the site that takes longest. */
+static double gpu_token_seconds(plan *p, double t_vram_link, double t_ram_link)
+{
+    double cpu = p->t_compute, resident = p->t_vram - t_vram_link, ram = p->t_ram - t_ram_link;
+    const char *cpu_name = "compute";
+    if (ram > cpu) cpu = ram, cpu_name = "RAM bandwidth";
+    if (p->t_disk > cpu) cpu = p->t_disk, cpu_name = "disk";
+    double stream = p->t_link > t_vram_link ? p->t_link : t_vram_link;
+    const char *stream_name = p->t_link > t_vram_link ? "GPU link" : "VRAM bandwidth";
+    if (t_ram_link > stream) stream = t_ram_link, stream_name = "RAM bandwidth";
+    p->bottleneck = cpu >= resident && cpu >= stream ? cpu_name : resident >= stream ? "VRAM bandwidth" : stream_name;
+    return cpu + (resident > 0 ? resident : 0) + stream;
+}
+
 /* Bytes each tier moves per decoded token, and the times they take. */
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
     uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0, cpu_groups = 0;
+    uint64_t link_vram = 0; /* of gpu_read[0]: weights streamed over the link */
     uint64_t cpu_type_bytes[PLAN_WT_COUNT] = {0};
     double cpu_width = 0; /* sum over the CPU's layers of sqrt(elems): their width (engine_width_s) */
     /* attention reads the KV cache up to the position the prediction is made at */
@@ -370,6 +393,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         }
         if (c->over_link) { /* from RAM across the link, computed on GPU 0 */
             gpu_read[0] += gr->weight_bytes;
+            link_vram += gr->weight_bytes;
             p->link_bytes_per_token += gr->bytes;
             p->ram_bytes_per_token += gr->bytes;
         } else {
@@ -405,6 +429,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         expert_disk += (1 - hit) * (double)(used * e->unit_bytes);
         if (c->over_link) {
             gpu_read[0] += w;
+            link_vram += w;
             p->link_bytes_per_token += used * e->unit_bytes;
             p->ram_bytes_per_token += used * e->unit_bytes;
         } else {
@@ -453,8 +478,13 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     };
     double t = 0;
     p->bottleneck = "compute";
-    for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
-        if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
+    if (c->use_gpu) {
+        t = gpu_token_seconds(p, hw->n_gpus ? (double)link_vram / vram_bw(&hw->gpus[0]) : 0,
+                              hw->ram_bw > 0 ? (double)p->link_bytes_per_token / hw->ram_bw : 0);
+    } else {
+        for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
+            if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
+    }
     p->decode_tps = t > 0 ? 1.0 / t : 0;
     /* Prefill: B tokens share each pass over the weights. With the tile
      * kernels calibrated, a step costs the decode step's pass over the
@@ -493,6 +523,22 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->prefill_tps = tb > 0 ? B / tb : 0;
 }
 
+/* Whether the engine executes a GPU plan as planned: one GPU (GPU 0), no
+ * experts (the GPU runs dense layers), and either a layer split with the
+ * GPU layers' KV caches on the GPU (the engine keeps them there), or every
+ * group streamed over the link with the KV caches fitting on GPU 0 next
+ * to the two groups in flight (the engine keeps a streamed layer's KV
+ * cache in VRAM). */
+static bool gpu_runnable(const plan_model *m, const plan_machine *hw, const candidate *c, const plan *p)
+{
+    if (m->n_expert_sets || !hw->n_gpus) return false;
+    for (uint32_t g = 0; g < p->n_groups; g++)
+        if (p->tier[g] > 0) return false;
+    if (!c->over_link) return c->kv_on_gpu;
+    uint64_t vram = hw->gpus[0].vram, used = p->gpu[0].weights + p->gpu[0].buffers;
+    return vram >= used && vram - used >= kv_per_token(m, c->kv) * c->n_ctx;
+}
+
 /* One placement: the first `gpu_limit` groups on the GPUs as far as they
  * fit (layer splits), the rest in RAM or streamed. Returns the number of
  * groups placed on GPUs. */
@@ -527,7 +573,8 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
     }
     p->feasible = (!c->over_link || reserve_link(m, hw, p)) &&
                   place_cpu(m, hw, req, c, on_gpu, ram_fixed(m, c, p->ram.kv), p);
-    p->runnable = !c->use_gpu; /* the engine runs every plan_kv type (f16, q8_0, q4_0) */
+    /* the engine runs every plan_kv type (f16, q8_0, q4_0) on the CPU; GPU plans as gpu_runnable says */
+    p->runnable = !c->use_gpu || gpu_runnable(m, hw, c, p);
     if (p->feasible) cost(m, hw, req, c, p);
     return on_gpu;
 }
@@ -716,7 +763,8 @@ static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv r
         else if (a->kv != req_kv)
             snprintf(a->rejected, PLAN_TEXT, "KV cache type other than requested (--kv-type %s asks for it)",
                      plan_kv_name(a->kv));
-        else if (cpu_only && !a->runnable) snprintf(a->rejected, PLAN_TEXT, "GPU execution is not implemented yet");
+        else if (cpu_only && !a->runnable) snprintf(a->rejected, PLAN_TEXT, "the engine does not run this GPU plan (one GPU, dense layers, "
+                                                    "KV on the GPU)");
         else if (best >= 0)
             snprintf(a->rejected, PLAN_TEXT, "slower: %.1f vs %.1f tok/s", score(a, prefill),
                      score(&r->alts[best], prefill));

@@ -156,10 +156,22 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
         const json_t *e = json_array_get(groups, g);
         const char *name = json_string_value(json_object_get(e, "name"));
         const char *tier = json_string_value(json_object_get(e, "tier"));
-        if (!name || strcmp(name, m->groups[g].name) || !tier || (strcmp(tier, "ram") && strcmp(tier, "disk"))) {
+        if (!name || strcmp(name, m->groups[g].name) || !tier ||
+            (strcmp(tier, "ram") && strcmp(tier, "disk") && strcmp(tier, "gpu"))) {
             plan_free(out);
             return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u]\" must be {\"name\": \"%s\", \"tier\": "
-                           "\"ram\" or \"disk\"}", g, m->groups[g].name);
+                           "\"ram\", \"disk\" or \"gpu\"}", g, m->groups[g].name);
+        }
+        const json_t *gpu = json_object_get(e, "gpu");
+        if (!strcmp(tier, "gpu") && (!json_is_integer(gpu) || json_integer_value(gpu) < 0)) {
+            plan_free(out);
+            return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u]\" is on the GPU without a \"gpu\" index",
+                           g);
+        }
+        if (!strcmp(tier, "gpu") && json_integer_value(gpu) != 0) {
+            plan_free(out);
+            return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan.groups[%u]\" is on GPU %lld: the engine runs "
+                           "one GPU (\"gpu\": 0)", g, (long long)json_integer_value(gpu));
         }
         /* the same layer names and count, but not the same tensors: a plan for another model */
         const json_t *bytes = json_object_get(e, "bytes");
@@ -170,8 +182,9 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
                            (long long)json_integer_value(bytes), m->groups[g].name,
                            (unsigned long long)m->groups[g].bytes);
         }
-        out->tier[g] = strcmp(tier, "ram") ? TIER_DISK : TIER_RAM;
+        out->tier[g] = !strcmp(tier, "gpu") ? 0 : strcmp(tier, "ram") ? TIER_DISK : TIER_RAM;
     }
+    out->over_link = json_is_true(json_object_get(p, "weights_over_link"));
     return STRATA_OK;
 }
 

@@ -19,7 +19,8 @@ json_t *plan_to_json(const plan_model *m, const plan *p);
 json_t *plan_result_to_json(const plan_model *m, const plan_machine *hw, const plan_result *r);
 
 /* Reads the chosen plan of a `plan --json` document for this model: the
- * per-group tiers, context and KV type. Errors name the field. */
+ * per-group tiers ("gpu" on GPU 0 only: the engine runs one), whether the
+ * weights cross the link, context and KV type. Errors name the field. */
 strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, strata_error *err);
 
 /* llama.cpp flags for the plan, and a note where llama.cpp cannot express it. */

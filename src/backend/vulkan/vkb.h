@@ -55,10 +55,10 @@ typedef struct vkb_stats {
     uint64_t dispatches;   /* compute dispatches recorded */
     uint64_t barriers;     /* pipeline barriers recorded (vkb_barrier and the layer's own) */
     uint64_t push_consts;  /* push-constant updates (one per dispatch) */
-    uint64_t staged;       /* copies recorded by vkb_stage_upload / vkb_stage_download */
-    uint64_t submits;      /* queue submissions: vkb_run and each vkb_upload / vkb_download chunk */
+    uint64_t staged;       /* copies recorded by vkb_stage_upload / vkb_stage_download / vkb_copy */
+    uint64_t submits;      /* queue submissions: vkb_run, vkb_run_async and each vkb_upload / vkb_download chunk */
     uint64_t waits;        /* host waits on a fence */
-    uint64_t runs;         /* vkb_run calls that submitted */
+    uint64_t runs;         /* vkb_run / vkb_run_async calls that submitted */
 } vkb_stats;
 
 /* Opens device `index` of the loader's list, or with index < 0 the first
@@ -88,6 +88,12 @@ void *vkb_map(vkb_buf *b);            /* host-visible buffers only, else NULL */
 /* Device-local bytes of the caller's buffers now (the layer's own 128 KiB
  * GELU table and 16 MiB host-visible staging are not counted). */
 uint64_t vkb_device_bytes(const vkb *v);
+/* The most vkb_device_bytes has been since vkb_open. */
+uint64_t vkb_device_peak(const vkb *v);
+/* Device-local allocations (vkb_alloc) fail with STRATA_E_NOMEM, before
+ * asking the driver, once they would take vkb_device_bytes over `bytes`
+ * when that is below budget_bytes (--gpu-mem; 0: no cap). */
+void vkb_set_cap(vkb *v, uint64_t bytes);
 /* Tests: device-local allocations of the caller (vkb_alloc) fail as the
  * driver's out-of-memory would once they would take vkb_device_bytes over
  * `bytes` (UINT64_MAX: never, the default). STRATA_VK_FAIL_ABOVE=BYTES in
@@ -118,6 +124,26 @@ void vkb_barrier(vkb *v);
  * shader to stderr (this serializes the dispatches: a diagnosis, not a
  * speed). */
 strata_status vkb_run(vkb *v, strata_error *err);
+/* Submits what was recorded without waiting: *ticket names the submission
+ * (the queue finishes submissions in order). The next vkb_begin records
+ * into another command buffer (up to 8 submissions in flight; it waits
+ * for the oldest beyond that). Staged uploads of a recording in flight
+ * stay valid; staged downloads land once every submission has finished
+ * (vkb_run, or vkb_wait of the last ticket). With STRATA_VK_PROFILE=1 it
+ * waits (timestamps are per recording). vkb_wait: the host waits until
+ * submission `ticket` (and those before it) finished; same errors as
+ * vkb_run. */
+strata_status vkb_run_async(vkb *v, uint64_t *ticket, strata_error *err);
+strata_status vkb_wait(vkb *v, uint64_t ticket, strata_error *err);
+
+/* A device-side copy of n bytes from src + src_off to dst + dst_off (a
+ * host-visible staging buffer into device memory, say: the host writes the
+ * staging before the submission), ordered after the ops recorded before
+ * it. The ops recorded after it do not wait for it until vkb_copy_barrier,
+ * so a copy overlaps the dispatches between the two (the next layer's
+ * weights arriving while this layer computes). */
+void vkb_copy(vkb *v, const vkb_buf *src, uint64_t src_off, vkb_buf *dst, uint64_t dst_off, uint64_t n);
+void vkb_copy_barrier(vkb *v);
 
 /* Copies recorded in the command buffer, so a token's input and output need
  * no submission of their own: vkb_stage_upload copies n bytes of src now

@@ -79,24 +79,19 @@ static strata_status create_commands(vkb *v, strata_error *err)
         .queueFamilyIndex = v->queue_family,
     };
     VkResult r = v->f.CreateCommandPool(v->dev, &pci, NULL, &v->pool);
-    VkCommandBuffer cmds[3];
     VkCommandBufferAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
         .commandPool = v->pool,
         .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 3,
+        .commandBufferCount = 2,
     };
-    if (r == VK_SUCCESS) r = v->f.AllocateCommandBuffers(v->dev, &ai, cmds);
+    if (r == VK_SUCCESS) r = v->f.AllocateCommandBuffers(v->dev, &ai, v->xfer_cmd);
     if (r != VK_SUCCESS)
         return err_set(err, STRATA_E_UNSUPPORTED, "Vulkan: command buffers: %s", vkb_result_name(r));
-    v->cmd = cmds[0];
-    v->xfer_cmd[0] = cmds[1];
-    v->xfer_cmd[1] = cmds[2];
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    VkFence *fences[3] = {&v->fence, &v->xfer_fence[0], &v->xfer_fence[1]};
-    for (int i = 0; i < 3 && r == VK_SUCCESS; i++) r = v->f.CreateFence(v->dev, &fci, NULL, fences[i]);
+    for (int i = 0; i < 2 && r == VK_SUCCESS; i++) r = v->f.CreateFence(v->dev, &fci, NULL, &v->xfer_fence[i]);
     if (r != VK_SUCCESS) return err_set(err, STRATA_E_UNSUPPORTED, "Vulkan: fences: %s", vkb_result_name(r));
-    return STRATA_OK;
+    return vkb_ops_init(v, err);
 }
 
 static strata_status create_layout(vkb *v, strata_error *err)
@@ -195,9 +190,9 @@ void vkb_close(vkb *v)
         vkb_destroy_pipelines(v);
         vkb_free_all(v);
         if (v->layout) v->f.DestroyPipelineLayout(v->dev, v->layout, NULL);
-        VkFence fences[3] = {v->fence, v->xfer_fence[0], v->xfer_fence[1]};
-        for (int i = 0; i < 3; i++)
-            if (fences[i]) v->f.DestroyFence(v->dev, fences[i], NULL);
+        vkb_ops_close(v);
+        for (int i = 0; i < 2; i++)
+            if (v->xfer_fence[i]) v->f.DestroyFence(v->dev, v->xfer_fence[i], NULL);
         if (v->pool) v->f.DestroyCommandPool(v->dev, v->pool, NULL);
         v->f.DestroyDevice(v->dev, NULL);
     }

@@ -94,6 +94,9 @@ typedef struct vkb_staged {
  * overlaps the device's copy out of the other. */
 #define VKB_STAGING_BYTES (8u << 20) /* per half */
 
+/* Recordings submitted by vkb_submit that may be in flight at once. */
+#define VKB_RING 8u
+
 /* Wait for one submission at most this long (a wedged device is an error,
  * not a hang). */
 #define VKB_TIMEOUT_NS (120ull * 1000000000ull)
@@ -117,7 +120,14 @@ struct vkb {
     uint32_t mem_device, mem_host; /* memory type indices */
     uint64_t max_alloc;            /* maxMemoryAllocationSize */
     VkCommandPool pool;
-    VkCommandBuffer cmd;           /* the ops' command buffer */
+    /* The ops' command buffers, a ring: recording n (from vkb_begin) goes
+     * into ops_cmd[n % VKB_RING] and its submission is ticket n + 1, so
+     * vkb_submit can leave a recording running while the next one records. */
+    VkCommandBuffer ops_cmd[VKB_RING];
+    VkFence ops_fence[VKB_RING];
+    uint64_t ops_ticket[VKB_RING]; /* the submission in flight in that slot (0: none) */
+    uint64_t submitted, completed; /* tickets: the last submitted, the last known finished */
+    VkCommandBuffer cmd;           /* the slot being recorded */
     VkFence fence;
     VkCommandBuffer xfer_cmd[2];   /* staging copies, one per half */
     VkFence xfer_fence[2];
@@ -129,7 +139,8 @@ struct vkb {
     strata_error rec_err;          /* first error of the recording, for vkb_run */
     vkb_buf *gelu_table;           /* [65536] f16: GELU of every f16 input */
     vkb_buf *buffers;              /* list head */
-    uint64_t device_bytes;
+    uint64_t device_bytes, device_peak; /* now, and the most since vkb_open */
+    uint64_t cap_bytes;            /* vkb_set_cap (0: none) */
     uint64_t fail_above;           /* vkb_fail_above */
     /* staged copies of the recording: uploads from staging[0], downloads
      * into staging[1] (both idle while recording) */
@@ -177,6 +188,11 @@ void vkb_record_error(vkb *v, const char *fmt, ...) __attribute__((format(printf
 strata_status vkb_submit(vkb *v, VkCommandBuffer cmd, VkFence fence, const char *what, strata_error *err);
 strata_status vkb_submit_wait(vkb *v, VkCommandBuffer cmd, VkFence fence, const char *what, strata_error *err);
 strata_status vkb_wait_fence(vkb *v, VkFence fence, const char *what, strata_error *err);
+strata_status vkb_ops_init(vkb *v, strata_error *err); /* the ops' command buffers and fences */
+void vkb_ops_close(vkb *v);
+/* At vkb_begin: the ring slot of the next submission (waiting for the one
+ * in flight there) becomes v->cmd and v->fence. */
+strata_status vkb_ops_slot(vkb *v, strata_error *err);
 
 /* vkb_transfer.c */
 strata_status vkb_transfer_init(vkb *v, strata_error *err);

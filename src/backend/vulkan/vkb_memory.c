@@ -91,11 +91,11 @@ static strata_status check_limits(vkb *v, uint64_t bytes, bool host_visible, boo
 {
     char a[32], b[32], c[32];
     if (bytes == 0) return err_set(err, STRATA_E_INVALID, "Vulkan: a buffer of 0 bytes");
-    uint64_t budget = v->info.budget_bytes;
+    uint64_t budget = v->cap_bytes && v->cap_bytes < v->info.budget_bytes ? v->cap_bytes : v->info.budget_bytes;
     if (counted && (bytes > budget || v->device_bytes > budget - bytes)) /* no overflow */
-        return err_set(err, STRATA_E_NOMEM, "Vulkan: %s of device memory would exceed the budget (%s, %s in use)",
-                       fmt_bytes(bytes, a, sizeof a), fmt_bytes(v->info.budget_bytes, b, sizeof b),
-                       fmt_bytes(v->device_bytes, c, sizeof c));
+        return err_set(err, STRATA_E_NOMEM, "Vulkan: %s of device memory would exceed the %s (%s, %s in use)",
+                       fmt_bytes(bytes, a, sizeof a), budget < v->info.budget_bytes ? "cap" : "budget",
+                       fmt_bytes(budget, b, sizeof b), fmt_bytes(v->device_bytes, c, sizeof c));
     if (counted && (bytes > v->fail_above || v->device_bytes > v->fail_above - bytes))
         return err_set(err, STRATA_E_NOMEM, "Vulkan: allocating a device buffer of %s failed (%s, simulated above %s)",
                        fmt_bytes(bytes, a, sizeof a), vkb_result_name(VK_ERROR_OUT_OF_DEVICE_MEMORY),
@@ -173,6 +173,7 @@ strata_status vkb_alloc_internal(vkb *v, uint64_t bytes, bool host_visible, bool
     if (v->buffers) v->buffers->prev = b;
     v->buffers = b;
     if (counted) v->device_bytes += bytes;
+    if (v->device_bytes > v->device_peak) v->device_peak = v->device_bytes;
     *out = b;
     return STRATA_OK;
 }
@@ -203,4 +204,6 @@ uint64_t vkb_addr(const vkb_buf *b) { return b->addr; }
 uint64_t vkb_size(const vkb_buf *b) { return b->size; }
 void *vkb_map(vkb_buf *b) { return b->map; }
 uint64_t vkb_device_bytes(const vkb *v) { return v->device_bytes; }
+uint64_t vkb_device_peak(const vkb *v) { return v->device_peak; }
+void vkb_set_cap(vkb *v, uint64_t bytes) { v->cap_bytes = bytes; }
 void vkb_fail_above(vkb *v, uint64_t bytes) { v->fail_above = bytes; }

@@ -1,4 +1,4 @@
-/* Recording ops into the one command buffer, barriers, submission. An op
+/* Recording ops into the current command buffer, barriers, copies. An op
  * with bad arguments (or a pipeline that fails to build) records nothing
  * and leaves its error for the next vkb_run, which then submits nothing. */
 #include <stdarg.h>
@@ -45,6 +45,12 @@ void vkb_begin(vkb *v)
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
         .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
     };
+    v->recording = false;
+    strata_error err;
+    if (vkb_ops_slot(v, &err) != STRATA_OK) {
+        vkb_record_error(v, "%s", err.message);
+        return;
+    }
     v->f.ResetCommandBuffer(v->cmd, 0);
     VkResult r = v->f.BeginCommandBuffer(v->cmd, &bi);
     if (r != VK_SUCCESS) {
@@ -52,8 +58,10 @@ void vkb_begin(vkb *v)
         return;
     }
     v->recording = true;
-    v->up_used = v->down_used = 0;
-    v->n_staged = 0;
+    if (v->completed == v->submitted) { /* else recordings in flight still copy from (to) the staging */
+        v->up_used = v->down_used = 0;
+        v->n_staged = 0;
+    }
     v->ops_since_begin = v->upload_barrier = false;
     vkb_prof_begin(v);
     /* earlier submissions' copies (uploads) before this one's shaders and copies */
@@ -138,6 +146,32 @@ bool vkb_stage_download(vkb *v, const vkb_buf *src, uint64_t off, void *dst, uin
     return true;
 }
 
+void vkb_copy(vkb *v, const vkb_buf *src, uint64_t src_off, vkb_buf *dst, uint64_t dst_off, uint64_t n)
+{
+    if (!vkb_record_check(v, "vkb_copy")) return;
+    if (n == 0 || src_off > src->size || n > src->size - src_off || dst_off > dst->size || n > dst->size - dst_off) {
+        vkb_record_error(v, "Vulkan: a copy of %llu bytes overruns its buffers", (unsigned long long)n);
+        return;
+    }
+    /* after the ops before it (which may read what it overwrites) */
+    vkb_cmd_barrier(v, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
+    VkBufferCopy region = {.srcOffset = src_off, .dstOffset = dst_off, .size = n};
+    v->f.CmdCopyBuffer(v->cmd, src->buf, dst->buf, 1, &region);
+    v->ops_since_begin = true;
+    v->stats.staged++;
+    vkb_prof_mark(v, VKB_PROF_COPY);
+}
+
+void vkb_copy_barrier(vkb *v)
+{
+    if (!vkb_record_check(v, "vkb_copy_barrier")) return;
+    vkb_cmd_barrier(v, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT);
+}
+
 void vkb_staged_finish(vkb *v)
 {
     for (uint32_t i = 0; i < v->n_staged; i++)
@@ -171,74 +205,4 @@ void vkb_dispatch_variant(vkb *v, vkb_shader_id id, vkb_variant var, const void 
     v->stats.dispatches++;
     v->stats.push_consts++;
     vkb_prof_mark(v, (uint32_t)id * VKB_VARIANTS + (uint32_t)var);
-}
-
-strata_status vkb_wait_fence(vkb *v, VkFence fence, const char *what, strata_error *err)
-{
-    VkResult r = v->f.WaitForFences(v->dev, 1, &fence, VK_TRUE, VKB_TIMEOUT_NS);
-    v->stats.waits++;
-    if (r == VK_TIMEOUT) {
-        v->lost = true; /* the work may still be running: nothing can be reused */
-        return err_set(err, STRATA_E_IO, "Vulkan: %s did not finish in %llu s", what,
-                       (unsigned long long)(VKB_TIMEOUT_NS / 1000000000ull));
-    }
-    if (r != VK_SUCCESS) {
-        v->lost = true;
-        return err_set(err, STRATA_E_IO, "Vulkan: %s failed (%s)", what, vkb_result_name(r));
-    }
-    v->f.ResetFences(v->dev, 1, &fence);
-    return STRATA_OK;
-}
-
-strata_status vkb_submit(vkb *v, VkCommandBuffer cmd, VkFence fence, const char *what, strata_error *err)
-{
-    if (v->lost) return err_set(err, STRATA_E_IO, "Vulkan: %s: the device was lost earlier", what);
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
-    VkResult r = v->f.QueueSubmit(v->queue, 1, &si, fence);
-    v->stats.submits++;
-    if (r != VK_SUCCESS) {
-        if (r == VK_ERROR_DEVICE_LOST) v->lost = true;
-        return err_set(err, STRATA_E_IO, "Vulkan: submitting %s failed (%s)", what, vkb_result_name(r));
-    }
-    return STRATA_OK;
-}
-
-strata_status vkb_submit_wait(vkb *v, VkCommandBuffer cmd, VkFence fence, const char *what, strata_error *err)
-{
-    strata_status st = vkb_submit(v, cmd, fence, what, err);
-    return st == STRATA_OK ? vkb_wait_fence(v, fence, what, err) : st;
-}
-
-strata_status vkb_run(vkb *v, strata_error *err)
-{
-    if (!v->recording && v->rec_err.status == STRATA_OK)
-        return err_set(err, STRATA_E_INVALID, "Vulkan: vkb_run without vkb_begin");
-    if (v->recording) {
-        /* results readable by the host (mapped buffers) and later copies */
-        vkb_cmd_barrier(v, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                        VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                        VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT);
-        VkResult r = v->f.EndCommandBuffer(v->cmd);
-        v->recording = false;
-        if (r != VK_SUCCESS) vkb_record_error(v, "Vulkan: vkEndCommandBuffer failed (%s)", vkb_result_name(r));
-    }
-    if (v->rec_err.status != STRATA_OK) {
-        strata_status st = err_set(err, v->rec_err.status, "%s", v->rec_err.message);
-        v->rec_err.status = STRATA_OK;
-        v->rec_err.message[0] = '\0';
-        v->n_staged = 0;
-        return st;
-    }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    strata_status st = vkb_submit_wait(v, v->cmd, v->fence, "the recorded ops", err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    v->stats.runs++;
-    if (st != STRATA_OK) {
-        v->n_staged = 0;
-        return st;
-    }
-    vkb_staged_finish(v);
-    vkb_prof_collect(v, (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec));
-    return STRATA_OK;
 }
