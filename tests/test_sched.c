@@ -166,7 +166,9 @@ static char *result_text(sched_req *r, sched_finish *f)
     sched_progress p;
     sched_req_wait(r, 0, 0, &p);
     *f = p.finish;
-    return p.text;
+    char *text = p.text ? strdup(p.text) : NULL;
+    sched_progress_free(&p); /* gives its bytes back to the model's account */
+    return text;
 }
 
 /* Five requests of different lengths through three slots: they join and
@@ -252,7 +254,7 @@ TEST(test_sched_stop_strings)
     sched_progress p;
     sched_req_wait(r, 0, 0, &p);
     CHECK(p.finish == SCHED_LENGTH && p.n_gen == 5 && !strcmp(sched_finish_reason(p.finish), "length"));
-    free(p.text);
+    sched_progress_free(&p);
     sched_req_release(r);
     sched_free(s);
     free(alone);
@@ -292,7 +294,7 @@ TEST(test_sched_refusals_and_cancel)
     sched_progress p;
     sched_req_wait(q[0], 0, 0, &p);
     CHECK(p.finish == SCHED_CANCELLED);
-    free(p.text);
+    sched_progress_free(&p);
     sched_stats st;
     sched_get_stats(s, &st);
     CHECK(st.running == 0 && st.queued == 0 && st.kv_used == 0 && st.requests_done == 2);

@@ -198,6 +198,83 @@ TEST(test_serve_metrics_text)
     free(t);
 }
 
+/* What jansson holds while it parses, counted by allocation functions of
+ * our own: each block as glibc's chunk for it (size + 8, rounded up to 16,
+ * at least 32 bytes), the measure the bound was chosen with (mallinfo2). */
+typedef struct counted_block {
+    size_t size;
+    size_t pad; /* keeps the user pointer 16-byte aligned */
+} counted_block;
+
+static size_t tree_now, tree_peak;
+
+static size_t chunk_of(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+static void *counted_malloc(size_t n)
+{
+    counted_block *b = malloc(sizeof *b + n);
+    if (!b) return NULL;
+    b->size = n;
+    tree_now += chunk_of(n);
+    if (tree_now > tree_peak) tree_peak = tree_now;
+    return b + 1;
+}
+
+static void counted_free(void *p)
+{
+    if (!p) return;
+    counted_block *b = (counted_block *)p - 1;
+    tree_now -= chunk_of(b->size);
+    free(b);
+}
+
+/* The memory the server takes before parsing a body covers what the parse
+ * holds at its peak (jansson's tree, counted as above) plus the request's
+ * copies (oai_request_bytes), for bodies of every shape near the body
+ * limit: integers, objects, arrays, strings, keys, one long text; a small
+ * body stays small (under 8 KiB). */
+TEST(test_serve_request_parse_bound)
+{
+    enum { N = 1000000 };
+    static const char *const shapes[][3] = {
+        {"{\"prompt\":[", "1,", "1]}"},          {"{\"messages\":[", "{},", "{}]}"},
+        {"{\"messages\":[", "[],", "[]]}"},      {"{\"stop\":[", "\"\",", "\"\"]}"},
+        {"{\"x\":[", "{\"a\":0,\"b\":1},", "{}]}"}, {"{\"prompt\":\"", "ab", "\"}"},
+    };
+    char *body = malloc(N + 64);
+    REQUIRE(body);
+    json_set_alloc_funcs(counted_malloc, counted_free);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        size_t len = (size_t)snprintf(body, 64, "%s", shapes[k][0]), step = strlen(shapes[k][1]);
+        while (len + step < N) {
+            memcpy(body + len, shapes[k][1], step);
+            len += step;
+        }
+        len += (size_t)snprintf(body + len, 64, "%s", shapes[k][2]);
+        oai_request r;
+        char msg[256];
+        const char *param;
+        strata_sampler_params d = strata_sampler_default_params();
+        tree_now = tree_peak = 0;
+        bool ok = oai_request_parse(body, len, k == 1 || k == 2 ? OAI_CHAT : OAI_COMPLETION, &d, &r, msg, sizeof msg,
+                                    &param);
+        uint64_t held = tree_peak + (ok ? oai_request_bytes(&r) : 0), bound = oai_parse_bound(body, len);
+        CHECK(bound >= held, " shape %zu: bound %llu < %llu held (tree %zu)", k, (unsigned long long)bound,
+              (unsigned long long)held, tree_peak);
+        printf("    %-14s %zu bytes: tree %5.1f MiB at its peak, bound %5.1f MiB\n", shapes[k][1], len,
+               tree_peak / 1048576.0, bound / 1048576.0);
+        if (ok) oai_request_free(&r);
+    }
+    json_set_alloc_funcs(malloc, free);
+    const char *small = "{\"prompt\":\"Once upon a time\",\"max_tokens\":16}";
+    CHECK(oai_parse_bound(small, strlen(small)) < 8192);
+    free(body);
+}
+
 /* ---- the server, end to end ---- */
 
 typedef struct served {
@@ -714,6 +791,46 @@ TEST(test_serve_load_bounded)
            "peak RSS %.1f MiB (--mem %d MiB)\n",
            LOAD_CLIENTS * LOAD_EACH, LOAD_CLIENTS, took, ok, full, gen, gen / took, rss / 1024.0, LOAD_MEM_MIB);
     free(out);
+    CHECK(serve_stop(&s, 10) == 0);
+}
+
+/* A request whose buffers the budget cannot hold is refused before they
+ * exist: a 1 MiB body of 340,000 empty objects would be a ~90 MiB parse
+ * tree (test_serve_request_parse_bound) under --mem 64M. The answer is 413
+ * with the account's message naming the category (text) and the budget;
+ * the server's peak RSS rises by the body at most (2 MiB with slack), and
+ * it answers the next request. */
+TEST(test_serve_request_over_budget_refused)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model || !have_curl()) return;
+    served s = {0};
+    char args[2048];
+    snprintf(args, sizeof args, "-m '%s' -c 256 -t 1 --mem 64M", model);
+    if (!serve_start(&s, release_bin(), args, "budget")) return;
+    double t0 = now_s();
+    while (now_s() - t0 < 30 && http(&s, "GET", "/health", NULL, NULL, NULL) != 200) sleep_ms(50);
+    enum { OBJECTS = 340000 };
+    char *body = malloc(16 + 3 * OBJECTS);
+    REQUIRE(body);
+    size_t len = (size_t)sprintf(body, "{\"prompt\":[");
+    for (int i = 0; i < OBJECTS; i++) len += (size_t)sprintf(body + len, i ? ",{}" : "{}");
+    sprintf(body + len, "]}");
+    long before = peak_rss_kib(s.pid);
+    char *out = NULL;
+    int code = http(&s, "POST", "/v1/completions", body, NULL, &out);
+    long after = peak_rss_kib(s.pid);
+    CHECK(code == 413 && is_error(out, "request_too_large_error") && strstr(out, "memory budget") &&
+              strstr(out, "of text") && strstr(out, "64.0 MiB"),
+          " %d %s", code, out);
+    CHECK(before > 0 && after - before < 2048 + 1024, " peak RSS %ld -> %ld KiB", before, after);
+    printf("    %zu-byte body: %d; peak RSS %.1f -> %.1f MiB\n", len + 2, code, before / 1024.0, after / 1024.0);
+    free(out);
+    out = NULL;
+    code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":4}", NULL, &out);
+    CHECK(code == 200, " after the refusal: %d %s", code, out);
+    free(out);
+    free(body);
     CHECK(serve_stop(&s, 10) == 0);
 }
 

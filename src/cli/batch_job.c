@@ -115,6 +115,12 @@ static int tokenize_all(const batch_job *j, strata_model *m, int32_t **toks, siz
         } else {
             st = strata_tokenize(m, it->text, it->len, true, &toks[i], &n[i], &err);
         }
+        /* the tokens are ours from here: counted until free_tokens */
+        if (!st && (st = strata_mem_take(m, STRATA_MEM_PROMPT, n[i] * sizeof *toks[i], &err))) {
+            free(toks[i]);
+            toks[i] = NULL;
+            n[i] = 0;
+        }
         if (st) {
             fprintf(stderr, "strata batch: %s:%u: %s\n", j->prompt_file, it->line, err.message);
             return 1;
@@ -134,7 +140,7 @@ static int submit_all(const batch_job *j, sched *s, int32_t **toks, const size_t
         const batch_item *it = &j->in->items[i];
         sched_request_params p = {.prompt = toks[i], .n_prompt = n[i], .max_tokens = item_max_tokens(j, it),
                                   .sampling = j->g->sp, .ignore_eog = j->g->ignore_eos};
-        char msg[256] = "";
+        char msg[STRATA_ERROR_MAX] = "";
         sched_submit_result r = sched_submit(s, &p, &reqs[i], msg, sizeof msg);
         if (r != SCHED_OK) {
             fprintf(stderr, "strata batch: %s:%u: %s\n", j->prompt_file, it->line, msg[0] ? msg : "not accepted");
@@ -151,8 +157,8 @@ static int collect(const batch_job *j, sched_req **reqs, batch_result *res)
     for (size_t i = 0; i < j->in->n; i++) {
         sched_progress p;
         sched_req_wait(reqs[i], 0, -1, &p);
-        res[i] = (batch_result){.text = p.text, .len = p.len, .n_prompt = p.n_prompt, .n_gen = p.n_gen,
-                                .finish = sched_finish_reason(p.finish)};
+        res[i] = (batch_result){.progress = p, .text = p.text, .len = p.len, .n_prompt = p.n_prompt,
+                                .n_gen = p.n_gen, .finish = sched_finish_reason(p.finish)};
         if (p.finish == SCHED_ERROR || p.finish == SCHED_CANCELLED) {
             if (!rc)
                 fprintf(stderr, "strata batch: %s:%u: %s\n", j->prompt_file, j->in->items[i].line,
@@ -170,7 +176,7 @@ static int schedule(const batch_job *j, strata_model *m, int32_t **toks, const s
     sched_params sp = {.n_slots = j->n_parallel, .max_queue = (uint32_t)j->in->n};
     sched *s;
     strata_error err;
-    if (sched_new(m, &sp, &s, &err)) {
+    if (sched_new(m, &sp, &s, &err)) { /* its logits rows refused by the budget, ... */
         fprintf(stderr, "strata batch: %s\n", err.message);
         return 1;
     }
@@ -199,10 +205,23 @@ static int schedule(const batch_job *j, strata_model *m, int32_t **toks, const s
     return rc;
 }
 
+/* The prompts read before the model was open, counted in its account now. */
+static uint64_t input_bytes(const batch_input *in)
+{
+    uint64_t b = in->n * sizeof *in->items;
+    for (size_t i = 0; i < in->n; i++) b += in->items[i].len + 1;
+    return b;
+}
+
 /* Tokenizes, schedules and writes; the model is open. */
 static int run_model(const batch_job *j, strata_model *m)
 {
     size_t np = j->in->n;
+    strata_error err;
+    if (strata_mem_take(m, STRATA_MEM_TEXT, input_bytes(j->in), &err)) {
+        fprintf(stderr, "strata batch: -f %s: %zu prompts: %s\n", j->prompt_file, np, err.message);
+        return 1;
+    }
     int32_t **toks = calloc(np, sizeof *toks); /* [prompts][n[i]] token ids */
     size_t *n = calloc(np, sizeof *n);         /* [prompts] */
     batch_result *res = calloc(np, sizeof *res); /* [prompts] in input order */
@@ -212,13 +231,18 @@ static int run_model(const batch_job *j, strata_model *m)
     if (!rc) rc = schedule(j, m, toks, n, res, &t);
     if (!rc) rc = batch_write_results(j, res);
     if (!rc) batch_print_totals(j, &t);
+    if (!rc && j->g->stats) report_memory(m);
     for (size_t i = 0; i < np; i++) {
-        if (toks) free(toks[i]);
-        if (res) free(res[i].text);
+        if (toks && toks[i]) {
+            strata_mem_give(m, STRATA_MEM_PROMPT, n[i] * sizeof *toks[i]);
+            free(toks[i]);
+        }
+        if (res) sched_progress_free(&res[i].progress);
     }
     free(toks);
     free(n);
     free(res);
+    strata_mem_give(m, STRATA_MEM_TEXT, input_bytes(j->in));
     return rc;
 }
 

@@ -186,7 +186,7 @@ static int generate(strata_model *m, const run_opts *o, const char *prompt, size
     ok = ok && gen_eval(&g, toks, n);
     rep->prompt_s = report_now() - t0;
     rep->n_prompt = n;
-    gen_end e = ok ? gen_answer(&g, o->g.n_predict, NULL, NULL) : GEN_ERROR;
+    gen_end e = ok ? gen_answer(&g, o->g.n_predict, NULL) : GEN_ERROR;
     if (e == GEN_CTX_FULL)
         fprintf(stderr, "\nstrata run: the context of %u tokens is full; stopping\n", strata_model_n_ctx(m));
     if (interrupted && e != GEN_ERROR) fprintf(stderr, "\nstrata run: interrupted\n");
