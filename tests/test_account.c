@@ -462,3 +462,38 @@ TEST(test_account_batch_refused_by_budget)
     if (line) printf("    -np 2: %.*s\n", (int)strcspn(line, "\n"), line);
     free(log);
 }
+
+/* A chat conversation is tokenized like a prompt: its work (48 bytes per
+ * byte of text) is taken first, so a 4 MiB message under a 40 MiB budget
+ * is refused before any of it is done, naming the prompt, and RSS does not
+ * move; a short one is tokenized, and the work is given back after. */
+TEST(test_account_chat_tokenize_refused_before_work)
+{
+    strata_mem_account a;
+    strata_model *m = open_budgeted("acct9.gguf", 64, 40 * MiB, &a);
+    if (!m) return;
+    size_t big = 4 * MiB;
+    char *text = malloc(big + 1);
+    REQUIRE(text);
+    memset(text, 'a', big);
+    text[big] = '\0';
+    strata_chat_message msg = {"user", text};
+    int32_t *toks = NULL;
+    size_t n = 0;
+    strata_error e;
+    uint64_t before = rss_now(), total = a.total;
+    CHECK(strata_chat_tokenize(m, "chatml", &msg, 1, 0, true, &toks, &n, &e) == STRATA_E_NOMEM &&
+              strstr(e.message, "memory budget") && strstr(e.message, "prompt"),
+          " %s", e.message);
+    CHECK(!toks && rss_now() < before + 4 * MiB, " RSS rose from %llu to %llu", (unsigned long long)before,
+          (unsigned long long)rss_now());
+    msg.content = "Hello";
+    CHECK(!strata_chat_tokenize(m, "chatml", &msg, 1, 0, true, &toks, &n, &e) && n > 3, " %s", e.message);
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    CHECK(a.total == total && a.peak_used[STRATA_MEM_PROMPT] > 0, " total %llu (was %llu), prompt peak %llu",
+          (unsigned long long)a.total, (unsigned long long)total,
+          (unsigned long long)a.peak_used[STRATA_MEM_PROMPT]);
+    free(toks);
+    free(text);
+    strata_model_free(m);
+}
