@@ -309,6 +309,12 @@ void strata_mem_free(strata_model *m, strata_mem_category c, void *p, size_t byt
  * it, and p is then unchanged and still counted. Freed by strata_mem_free. */
 void *strata_mem_realloc(strata_model *m, strata_mem_category c, void *p, size_t old_bytes, size_t bytes,
                          strata_error *err);
+/* Returns buf (of *cap bytes, counted in category c; NULL and 0 at first),
+ * moved if need be, holding at least `need` bytes: its capacity doubles
+ * (from 256) through strata_mem_realloc. NULL on a refusal (buf and *cap
+ * unchanged, err says why). */
+void *strata_mem_grow(strata_model *m, strata_mem_category c, void *buf, size_t *cap, size_t need,
+                      strata_error *err);
 /* Counts (or stops counting) memory the caller holds elsewhere. */
 strata_status strata_mem_take(strata_model *m, strata_mem_category c, size_t bytes, strata_error *err);
 void strata_mem_give(strata_model *m, strata_mem_category c, size_t bytes);

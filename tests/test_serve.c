@@ -691,6 +691,12 @@ static double wait_idle(const served *s, double limit_s)
     return -1;
 }
 
+/* Waits up to 30 s for /health to answer 200 (the model is loaded). */
+static void wait_ready(const served *s)
+{
+    for (double t0 = now_s(); now_s() - t0 < 30 && http(s, "GET", "/health", NULL, NULL, NULL) != 200;) sleep_ms(50);
+}
+
 #define LONG_BODY(stream) "{\"prompt\":\"Once upon a time\",\"max_tokens\":-1,\"ignore_eos\":true,\"stream\":" stream "}"
 
 TEST(test_serve_disconnect_and_sigterm)
@@ -702,8 +708,7 @@ TEST(test_serve_disconnect_and_sigterm)
     /* 4096 tokens each, far more than a request lives here */
     snprintf(args, sizeof args, "-m '%s' -np 2 -c 4096 -t 2", model);
     if (!serve_start(&s, test_strata_bin(), args, "disc")) return;
-    double t0 = now_s();
-    while (now_s() - t0 < 30 && http(&s, "GET", "/health", NULL, NULL, NULL) != 200) sleep_ms(50);
+    wait_ready(&s);
     /* streaming: close after the first content */
     int fd = raw_request(s.port, LONG_BODY("true"), "\"text\":\"", 10000);
     CHECK(fd >= 0 && metric(&s, "strata:requests_processing") == 1);
@@ -723,7 +728,7 @@ TEST(test_serve_disconnect_and_sigterm)
     CHECK(http(&s, "POST", "/v1/completions", "{\"prompt\":\"Lily\",\"max_tokens\":4}", NULL, NULL) == 200);
     /* SIGTERM with a stream in flight: it ends, and the server exits 0 soon */
     fd = raw_request(s.port, LONG_BODY("true"), "\"text\":\"", 10000);
-    t0 = now_s();
+    double t0 = now_s();
     int rc = serve_stop(&s, 10);
     CHECK(rc == 0 && now_s() - t0 < 5, " exit %d after %.1f s", rc, now_s() - t0);
     if (fd >= 0) close(fd);
@@ -762,8 +767,7 @@ TEST(test_serve_load_bounded)
     char args[2048];
     snprintf(args, sizeof args, "-m '%s' -np 4 --max-queue 4 -c 256 -t 2 --mem %dM", model, LOAD_MEM_MIB);
     if (!serve_start(&s, release_bin(), args, "load")) return;
-    double t0 = now_s();
-    while (now_s() - t0 < 30 && http(&s, "GET", "/health", NULL, NULL, NULL) != 200) sleep_ms(50);
+    wait_ready(&s);
     char body[1024], cmd[4096], *out = NULL;
     snprintf(body, sizeof body, "%s/load.json", test_tmpdir());
     FILE *f = fopen(body, "w");
@@ -775,7 +779,7 @@ TEST(test_serve_load_bounded)
              "-H 'Content-Type: application/json' --data-binary @%s http://127.0.0.1:%d/v1/completions; done) & done; "
              "wait",
              LOAD_CLIENTS, LOAD_EACH, body, s.port);
-    t0 = now_s();
+    double t0 = now_s();
     test_run(cmd, &out, false);
     double took = now_s() - t0;
     int ok = 0, full = 0, other = 0;
@@ -808,8 +812,7 @@ TEST(test_serve_request_over_budget_refused)
     char args[2048];
     snprintf(args, sizeof args, "-m '%s' -c 256 -t 1 --mem 64M", model);
     if (!serve_start(&s, release_bin(), args, "budget")) return;
-    double t0 = now_s();
-    while (now_s() - t0 < 30 && http(&s, "GET", "/health", NULL, NULL, NULL) != 200) sleep_ms(50);
+    wait_ready(&s);
     enum { OBJECTS = 340000 };
     char *body = malloc(16 + 3 * OBJECTS);
     REQUIRE(body);

@@ -40,6 +40,17 @@ void *strata_mem_realloc(strata_model *m, strata_mem_category c, void *p, size_t
     return acct_realloc(m->acct, (acct_cat)c, p, old_bytes, bytes, err);
 }
 
+void *strata_mem_grow(strata_model *m, strata_mem_category c, void *buf, size_t *cap, size_t need,
+                      strata_error *err)
+{
+    if (need <= *cap) return buf;
+    size_t want = *cap ? *cap : 256;
+    while (want < need) want = want > SIZE_MAX / 2 ? need : want * 2;
+    void *p = strata_mem_realloc(m, c, buf, *cap, want, err);
+    if (p) *cap = want;
+    return p;
+}
+
 strata_status strata_mem_take(strata_model *m, strata_mem_category c, size_t bytes, strata_error *err)
 {
     return acct_take(m->acct, ACCT_RAM, (acct_cat)c, bytes, err);

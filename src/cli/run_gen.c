@@ -75,14 +75,9 @@ bool gen_eval(gen_ctx *g, const int32_t *toks, size_t n)
 bool gen_text_add(strata_model *m, gen_text *t, const char *text, size_t n, strata_error *err)
 {
     if (!t) return true;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *a = strata_mem_realloc(m, STRATA_MEM_TEXT, t->text, t->cap, cap, err);
-        if (!a) return false;
-        t->text = a;
-        t->cap = cap;
-    }
+    char *p = strata_mem_grow(m, STRATA_MEM_TEXT, t->text, &t->cap, t->len + n + 1, err);
+    if (!p) return false;
+    t->text = p;
     memcpy(t->text + t->len, text, n);
     t->len += n;
     t->text[t->len] = '\0';

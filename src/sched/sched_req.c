@@ -196,13 +196,9 @@ uint32_t req_fill(sched_req *q, strata_batch_entry *b, uint32_t room)
 static bool append_text(sched_req *q, const char *t, size_t n, strata_error *err)
 {
     if (!t || !n) return true;
-    if (q->len + n + 1 > q->cap) {
-        size_t cap = (q->len + n + 1) * 2;
-        char *p = strata_mem_realloc(q->m, STRATA_MEM_TEXT, q->text, q->cap, cap, err);
-        if (!p) return false;
-        q->text = p;
-        q->cap = cap;
-    }
+    char *p = strata_mem_grow(q->m, STRATA_MEM_TEXT, q->text, &q->cap, q->len + n + 1, err);
+    if (!p) return false;
+    q->text = p;
     memcpy(q->text + q->len, t, n);
     q->len += n;
     q->text[q->len] = '\0';

@@ -140,14 +140,9 @@ typedef struct text_acc {
 
 static bool acc_add(text_acc *a, const char *s, size_t n, strata_error *err)
 {
-    if (a->len + n + 1 > a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 1024;
-        while (cap < a->len + n + 1) cap *= 2;
-        char *b = strata_mem_realloc(a->m, STRATA_MEM_TEXT, a->buf, a->cap, cap, err);
-        if (!b) return false;
-        a->buf = b;
-        a->cap = cap;
-    }
+    char *b = strata_mem_grow(a->m, STRATA_MEM_TEXT, a->buf, &a->cap, a->len + n + 1, err);
+    if (!b) return false;
+    a->buf = b;
     if (n) memcpy(a->buf + a->len, s, n);
     a->len += n;
     a->buf[a->len] = '\0';
