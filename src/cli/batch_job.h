@@ -21,8 +21,7 @@ typedef struct batch_job {
 
 /* One prompt's result. */
 typedef struct batch_result {
-    sched_progress progress; /* owns text (sched_progress_free) */
-    char *text;        /* generated text */
+    char *text;        /* generated text (a sched_progress's: freed by batch_result_free) */
     size_t len;
     uint32_t n_prompt, n_gen;
     const char *finish; /* "stop", "length" */
