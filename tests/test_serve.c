@@ -820,6 +820,7 @@ TEST(test_serve_request_over_budget_refused)
     for (int i = 0; i < OBJECTS; i++) len += (size_t)sprintf(body + len, i ? ",{}" : "{}");
     sprintf(body + len, "]}");
     long before = peak_rss_kib(s.pid);
+    double accounted = metric(&s, "strata:memory_accounted_bytes");
     char *out = NULL;
     int code = http(&s, "POST", "/v1/completions", body, NULL, &out);
     long after = peak_rss_kib(s.pid);
@@ -833,6 +834,12 @@ TEST(test_serve_request_over_budget_refused)
     code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":4}", NULL, &out);
     CHECK(code == 200, " after the refusal: %d %s", code, out);
     free(out);
+    /* both requests gave back all they held (the connection's end comes
+     * just after the client has its answer) */
+    double now = -1;
+    for (double t0 = now_s(); now_s() - t0 < 5 && (now = metric(&s, "strata:memory_accounted_bytes")) != accounted;)
+        sleep_ms(20);
+    CHECK(accounted > 0 && now == accounted, " accounted %.0f bytes before, %.0f after", accounted, now);
     free(body);
     CHECK(serve_stop(&s, 10) == 0);
 }
