@@ -294,12 +294,15 @@ typedef enum strata_mem_category {
     STRATA_MEM_KV_RESERVE,  /* KV room for contexts not opened yet */
     STRATA_MEM_SCRATCH,     /* activations, per-batch buffers */
     STRATA_MEM_PROMPT,      /* prompt tokens and tokenizing them */
-    STRATA_MEM_LOGITS,      /* logits handed to the caller */
+    STRATA_MEM_LOGITS,      /* logits handed to the caller, generation loops' logits rows */
+    STRATA_MEM_SAMPLER,     /* samplers' candidates, token histories, end-of-generation lists */
+    STRATA_MEM_TEXT,        /* request bodies, chat messages, generated and response text */
     STRATA_MEM_OTHER,
     STRATA_MEM_N_CATEGORIES
 } strata_mem_category;
 typedef struct strata_mem_account {
     uint64_t used[STRATA_MEM_N_CATEGORIES];
+    uint64_t peak_used[STRATA_MEM_N_CATEGORIES]; /* the most each category held at once */
     uint64_t total, budget, peak; /* budget 0: none */
 } strata_mem_account;
 void strata_model_mem_account(const strata_model *m, strata_mem_tier tier, strata_mem_account *out);
@@ -309,6 +312,18 @@ const char *strata_mem_category_name(strata_mem_category c);
  * it (resident weights are moved to streaming first to make room). */
 void *strata_mem_alloc(strata_model *m, strata_mem_category c, size_t bytes, strata_error *err);
 void strata_mem_free(strata_model *m, strata_mem_category c, void *p, size_t bytes);
+/* Grows (or shrinks) a buffer of this account from old_bytes to bytes
+ * (p NULL, old_bytes 0: a new one): the growth is refused with
+ * STRATA_E_NOMEM before anything is touched when the budget cannot hold
+ * it, and p is then unchanged and still counted. Freed by strata_mem_free. */
+void *strata_mem_realloc(strata_model *m, strata_mem_category c, void *p, size_t old_bytes, size_t bytes,
+                         strata_error *err);
+/* Returns buf (of *cap bytes, counted in category c; NULL and 0 at first),
+ * moved if need be, holding at least `need` bytes: its capacity doubles
+ * (from 256) through strata_mem_realloc. NULL on a refusal (buf and *cap
+ * unchanged, err says why). */
+void *strata_mem_grow(strata_model *m, strata_mem_category c, void *buf, size_t *cap, size_t need,
+                      strata_error *err);
 /* Counts (or stops counting) memory the caller holds elsewhere. */
 strata_status strata_mem_take(strata_model *m, strata_mem_category c, size_t bytes, strata_error *err);
 void strata_mem_give(strata_model *m, strata_mem_category c, size_t bytes);
@@ -486,7 +501,11 @@ typedef struct strata_sampler_params {
 strata_sampler_params strata_sampler_default_params(void);
 
 typedef struct strata_sampler strata_sampler;
-strata_sampler *strata_sampler_new(const strata_sampler_params *params, const strata_model *m);
+/* A sampler for m's vocabulary; its candidate list (a few bytes per token)
+ * is counted in m's memory account (STRATA_MEM_SAMPLER), so it must be
+ * freed before m. NULL with err set (may be NULL) when the budget cannot
+ * hold it or memory runs out. */
+strata_sampler *strata_sampler_new(const strata_sampler_params *params, strata_model *m, strata_error *err);
 int32_t strata_sample(strata_sampler *s, const float *logits, const int32_t *history, size_t n_history);
 void strata_sampler_free(strata_sampler *s);
 

@@ -349,3 +349,151 @@ TEST(test_account_huge_context_refused_before_allocating)
           (unsigned long long)rss_now());
     strata_model_free(m);
 }
+
+/* ---- the generation loops' and the server's buffers ---- */
+
+/* A size as fmt_bytes prints it after `key` ("391 KiB", "7.81 MiB",
+ * "0 B"), in bytes; -1 when absent. */
+static double field_bytes(const char *text, const char *key)
+{
+    const char *p = text ? strstr(text, key) : NULL;
+    if (!p) return -1;
+    char *end;
+    double v = strtod(p + strlen(key), &end);
+    static const char *const units[] = {" B", " KiB", " MiB", " GiB"};
+    for (int i = 0; i < 4; i++)
+        if (!strncmp(end, units[i], strlen(units[i]))) return v * (double)(1ull << (10 * i));
+    return -1;
+}
+
+/* A buffer grown through the account: the growth is refused before
+ * realloc touches anything (the buffer and its count stay as they were,
+ * RSS does not move), a growth that fits is zeroed, a shrink gives back. */
+TEST(test_account_realloc_refuses_before_touching)
+{
+    mem_account *a = acct_new(64 * MiB);
+    REQUIRE(a);
+    strata_error e;
+    char *p = acct_realloc(a, ACCT_TEXT, NULL, 0, 1 * MiB, &e);
+    REQUIRE(p, " %s", e.message);
+    memset(p, 'x', 1 * MiB);
+    uint64_t before = rss_now();
+    CHECK(!acct_realloc(a, ACCT_TEXT, p, 1 * MiB, 1024 * MiB, &e) && strstr(e.message, "memory budget") &&
+              strstr(e.message, "text"),
+          " %s", e.message);
+    CHECK(rss_now() < before + 4 * MiB && acct_cat_used(a, ACCT_RAM, ACCT_TEXT) == 1 * MiB && p[MiB - 1] == 'x');
+    char *q = acct_realloc(a, ACCT_TEXT, p, 1 * MiB, 3 * MiB, &e);
+    REQUIRE(q, " %s", e.message);
+    CHECK(q[0] == 'x' && q[MiB - 1] == 'x' && q[MiB] == 0 && q[3 * MiB - 1] == 0, " the new tail is not zeroed");
+    CHECK(acct_cat_used(a, ACCT_RAM, ACCT_TEXT) == 3 * MiB);
+    q = acct_realloc(a, ACCT_TEXT, q, 3 * MiB, 2 * MiB, &e);
+    REQUIRE(q, " %s", e.message);
+    CHECK(acct_cat_used(a, ACCT_RAM, ACCT_TEXT) == 2 * MiB);
+    acct_release(a, ACCT_TEXT, q, 2 * MiB);
+    acct_snapshot s;
+    acct_snapshot_get(a, ACCT_RAM, &s);
+    CHECK(s.used[ACCT_TEXT] == 0 && s.cat_peak[ACCT_TEXT] == 3 * MiB && s.total == 0);
+    acct_free(a);
+}
+
+/* `strata run --stats`: the generation loop's sampler (its candidate list
+ * of 12 bytes per token, the token history of n_ctx + 1 ids), its logits
+ * row and the kept answer are in the account while it runs: their peaks
+ * show on the account line, at least the sizes computed from the model's
+ * vocabulary and the context. */
+TEST(test_account_run_loop_buffers_in_stats)
+{
+    char path[1024];
+    if (!synth_shaped("acct7.gguf", true, path, sizeof path)) return; /* 32000 tokens */
+    char *argv[] = {(char *)test_release_bin(), "run", "-m", path, "-p", "a b c d", "-n", "8", "--temp", "0", "-t",
+                    "1", "-c", "4096", "--mem", "512M", "--stats", NULL};
+    uint64_t peak = 0;
+    char *log = calloc(1, 1 << 20);
+    REQUIRE(log);
+    int rc = run_measured(argv, log, 1 << 20, &peak);
+    REQUIRE(rc == 0, " rc %d: %s", rc, log);
+    const char *line = strstr(log, "strata: memory RAM: ");
+    double sampler = field_bytes(line, "sampler 0 B (peak "), logits = field_bytes(line, "logits 0 B (peak ");
+    double want_sampler = 32000.0 * 12 + 4097 * 4, want_logits = 32000.0 * 4;
+    CHECK(line && sampler >= want_sampler * 0.99 && logits >= want_logits * 0.99 && logits <= want_logits * 1.01,
+          " sampler %.0f B (want >= %.0f), logits %.0f B (want %.0f): %s", sampler, want_sampler, logits, want_logits,
+          line ? line : log);
+    if (line) printf("    %.*s\n", (int)strcspn(line, "\n"), line);
+    free(log);
+}
+
+/* `strata batch` whose scheduler buffers do not fit the budget: 64 slots
+ * of a 32000-token vocabulary need 64 x 32000 x 4 B = 7.8 MiB of logits
+ * rows (and a sampler of 375 KiB for each request running). Under --mem
+ * 16M that is refused with the account's message naming the buffer, exit
+ * 1, and the peak RSS stays in the budget; the same job with 2 slots runs,
+ * and its --stats line shows the scheduler's buffers at their peak: the
+ * logits rows (2 x 32000 x 4 B), the samplers, the requests' text. */
+TEST(test_account_batch_refused_by_budget)
+{
+    char path[1024], prompts[1100], out[1100];
+    if (!synth_shaped("acct8.gguf", true, path, sizeof path)) return;
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", test_tmpdir());
+    snprintf(out, sizeof out, "%s/batch.jsonl", test_tmpdir());
+    FILE *f = fopen(prompts, "w");
+    REQUIRE(f);
+    for (int i = 0; i < 64; i++) fprintf(f, "a b c %d\n", i);
+    fclose(f);
+    char *argv[] = {(char *)test_release_bin(), "batch", "-m", path, "-f", prompts, "-o", out, "-n", "2", "--temp",
+                    "0", "-t", "1", "-c", "64", "-np", "64", "--mem", "16M", "--stats", NULL};
+    uint64_t peak = 0;
+    char *log = calloc(1, 1 << 20);
+    REQUIRE(log);
+    int rc = run_measured(argv, log, 1 << 20, &peak);
+    CHECK(rc == 1 && strstr(log, "memory budget") && (strstr(log, "logits") || strstr(log, "sampler")),
+          " rc %d: %s", rc, log);
+    CHECK(peak < 16 * MiB, " peak RSS %.1f MiB under --mem 16M", (double)peak / MiB);
+    const char *why = strstr(log, "strata batch: ");
+    if (why) printf("    -np 64: %.*s\n", (int)strcspn(why, "\n"), why);
+    argv[17] = "2";
+    rc = run_measured(argv, log, 1 << 20, &peak);
+    const char *line = strstr(log, "strata: memory RAM: ");
+    CHECK(rc == 0 && line, " -np 2: rc %d: %s", rc, log);
+    /* two requests run at once: two samplers of 32000 x 12 B */
+    double logits = field_bytes(line, "logits 0 B (peak "), want = 2 * 32000.0 * 4;
+    double sampler = field_bytes(line, "sampler 0 B (peak ");
+    CHECK(logits >= want * 0.99 && logits <= want * 1.01 && sampler >= 2 * 32000.0 * 12 && strstr(line, "text "),
+          " logits %.0f B (want %.0f), sampler %.0f B: %s", logits, want, sampler, line ? line : log);
+    if (line) printf("    -np 2: %.*s\n", (int)strcspn(line, "\n"), line);
+    free(log);
+}
+
+/* A chat conversation is tokenized like a prompt: its work (48 bytes per
+ * byte of text) is taken first, so a 4 MiB message under a 40 MiB budget
+ * is refused before any of it is done, naming the prompt, and RSS does not
+ * move; a short one is tokenized, and the work is given back after. */
+TEST(test_account_chat_tokenize_refused_before_work)
+{
+    strata_mem_account a;
+    strata_model *m = open_budgeted("acct9.gguf", 64, 40 * MiB, &a);
+    if (!m) return;
+    size_t big = 4 * MiB;
+    char *text = malloc(big + 1);
+    REQUIRE(text);
+    memset(text, 'a', big);
+    text[big] = '\0';
+    strata_chat_message msg = {"user", text};
+    int32_t *toks = NULL;
+    size_t n = 0;
+    strata_error e;
+    uint64_t before = rss_now(), total = a.total;
+    CHECK(strata_chat_tokenize(m, "chatml", &msg, 1, 0, true, &toks, &n, &e) == STRATA_E_NOMEM &&
+              strstr(e.message, "memory budget") && strstr(e.message, "prompt"),
+          " %s", e.message);
+    CHECK(!toks && rss_now() < before + 4 * MiB, " RSS rose from %llu to %llu", (unsigned long long)before,
+          (unsigned long long)rss_now());
+    msg.content = "Hello";
+    CHECK(!strata_chat_tokenize(m, "chatml", &msg, 1, 0, true, &toks, &n, &e) && n > 3, " %s", e.message);
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    CHECK(a.total == total && a.peak_used[STRATA_MEM_PROMPT] > 0, " total %llu (was %llu), prompt peak %llu",
+          (unsigned long long)a.total, (unsigned long long)total,
+          (unsigned long long)a.peak_used[STRATA_MEM_PROMPT]);
+    free(toks);
+    free(text);
+    strata_model_free(m);
+}

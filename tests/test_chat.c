@@ -492,6 +492,31 @@ TEST(test_chat_cli_context_full_drops_old_turns)
     free(out);
 }
 
+/* A line longer than the memory budget holds is refused as it is read
+ * (its buffer grows through the account, never past it): the message names
+ * the budget and the category (text), the line is skipped, and the chat
+ * answers the next one. */
+TEST(test_chat_cli_line_over_budget_skipped)
+{
+    if (!test_fixture("stories260K.gguf")) return;
+    enum { LONG = 3 << 20 };
+    char *in = malloc(LONG + 16), *out = NULL, *ans[4];
+    REQUIRE(in);
+    memset(in, 'x', LONG);
+    strcpy(in + LONG, "\nHello\n");
+    int rc = chat_cli("--chat-template llama2 --temp 0 -n 8 -c 64 --mem 9M", in, &out, true);
+    CHECK(rc == 0 && out && strstr(out, "the message (over ") && strstr(out, "memory budget") &&
+              strstr(out, "of text would exceed the RAM budget of 9.00 MiB") && strstr(out, "it was not sent"),
+          " exit %d: %.2000s", rc, out ? out : "");
+    free(out);
+    out = NULL;
+    REQUIRE(chat_cli("--chat-template llama2 --temp 0 -n 8 -c 64 --mem 9M", in, &out, false) == 0);
+    /* the refused line's prompt, Hello's answer, and the prompt at the end of input */
+    CHECK(out && answers(out, ans, 4) == 3 && strlen(ans[1]) > 3, " %.2000s", out ? out : "");
+    free(out);
+    free(in);
+}
+
 TEST(test_chat_cli_errors_and_exit)
 {
     if (!test_fixture("stories260K.gguf")) return;

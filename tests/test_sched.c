@@ -166,7 +166,9 @@ static char *result_text(sched_req *r, sched_finish *f)
     sched_progress p;
     sched_req_wait(r, 0, 0, &p);
     *f = p.finish;
-    return p.text;
+    char *text = p.text ? strdup(p.text) : NULL;
+    sched_progress_free(&p); /* gives its bytes back to the model's account */
+    return text;
 }
 
 /* Five requests of different lengths through three slots: they join and
@@ -252,7 +254,7 @@ TEST(test_sched_stop_strings)
     sched_progress p;
     sched_req_wait(r, 0, 0, &p);
     CHECK(p.finish == SCHED_LENGTH && p.n_gen == 5 && !strcmp(sched_finish_reason(p.finish), "length"));
-    free(p.text);
+    sched_progress_free(&p);
     sched_req_release(r);
     sched_free(s);
     free(alone);
@@ -292,7 +294,7 @@ TEST(test_sched_refusals_and_cancel)
     sched_progress p;
     sched_req_wait(q[0], 0, 0, &p);
     CHECK(p.finish == SCHED_CANCELLED);
-    free(p.text);
+    sched_progress_free(&p);
     sched_stats st;
     sched_get_stats(s, &st);
     CHECK(st.running == 0 && st.queued == 0 && st.kv_used == 0 && st.requests_done == 2);
@@ -353,5 +355,88 @@ TEST(test_sched_decode_sliding_windows)
     strata_context_free(y);
     free(alone);
     free(got);
+    strata_model_free(m);
+}
+
+/* The scheduler's buffers are in the model's memory account while they
+ * exist and leave it when freed (a server runs for weeks: a count that
+ * leaks would end in refusing everything): its logits rows (slots x
+ * vocabulary floats), a queued request's prompt copy, a running one's
+ * sampler (12 bytes per token) and its text; after the requests are
+ * released and the scheduler freed, the account is back where it was. A
+ * request whose prompt copy the budget cannot hold is refused with
+ * SCHED_NO_MEMORY and the account's message. */
+TEST(test_sched_buffers_in_the_account)
+{
+    const char *path = test_fixture("stories260K.gguf");
+    if (!path) return;
+    strata_model_params mp = strata_model_default_params();
+    mp.n_ctx = 64;
+    mp.n_parallel = 2;
+    mp.n_threads = 2;
+    mp.mem_budget = 256u << 20;
+    strata_model *m = NULL;
+    strata_error oe = {0};
+    REQUIRE(strata_model_open(path, &mp, &m, &oe) == STRATA_OK, " %s", oe.message);
+    const uint64_t V = strata_model_n_vocab(m);
+    strata_mem_account a0, a;
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a0);
+    sched *s = NULL;
+    strata_error err = {0};
+    sched_params sp = {.n_slots = 2};
+    REQUIRE(sched_new(m, &sp, &s, &err) == STRATA_OK, " %s", err.message);
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    CHECK(a.used[STRATA_MEM_LOGITS] - a0.used[STRATA_MEM_LOGITS] == 2 * V * sizeof(float),
+          " logits rows %llu", (unsigned long long)a.used[STRATA_MEM_LOGITS]);
+    uint64_t eog = a.used[STRATA_MEM_SAMPLER] - a0.used[STRATA_MEM_SAMPLER];
+    CHECK(eog >= sizeof(int32_t) && eog < 64, " end-of-generation list %llu bytes", (unsigned long long)eog);
+    size_t n = 0;
+    int32_t *tok = tokens_of(m, "Once upon a time", &n);
+    REQUIRE(tok);
+    sched_request_params rp = greedy(tok, n, 6);
+    sched_req *r = NULL;
+    REQUIRE(sched_submit(s, &rp, &r, NULL, 0) == SCHED_OK);
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    CHECK(a.used[STRATA_MEM_SAMPLER] - a0.used[STRATA_MEM_SAMPLER] == eog + n * sizeof(int32_t),
+          " queued: the prompt's copy alone");
+    CHECK(sched_step(s));
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    CHECK(a.used[STRATA_MEM_SAMPLER] - a0.used[STRATA_MEM_SAMPLER] >= eog + V * 12 + (n + 6 + 1) * sizeof(int32_t),
+          " running: sampler and history %llu", (unsigned long long)a.used[STRATA_MEM_SAMPLER]);
+    while (sched_step(s)) {
+    }
+    sched_progress p;
+    sched_req_wait(r, 0, 0, &p);
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    CHECK(p.text && p.len > 0 && a.used[STRATA_MEM_TEXT] >= 2 * (p.len + 1),
+          " the request's text and its copy: %llu bytes for %zu", (unsigned long long)a.used[STRATA_MEM_TEXT], p.len);
+    sched_progress_free(&p);
+    sched_req_release(r);
+    /* the budget full: a byte more than the room makes the account's
+     * reclaimer move resident layers to streaming, until it has nothing
+     * left to move; then the room left is taken, and the next request's
+     * prompt copy is refused */
+    uint64_t held = 0;
+    for (int k = 0; k < 64; k++) {
+        strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+        uint64_t want = a.budget - a.total + 1;
+        if (strata_mem_take(m, STRATA_MEM_OTHER, want, &err)) break;
+        held += want;
+    }
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    uint64_t room = a.budget - a.total;
+    REQUIRE(strata_mem_take(m, STRATA_MEM_OTHER, room, &err) == STRATA_OK, " %s", err.message);
+    held += room;
+    char msg[STRATA_ERROR_MAX] = "";
+    CHECK(sched_submit(s, &rp, &r, msg, sizeof msg) == SCHED_NO_MEMORY && !r && strstr(msg, "memory budget") &&
+              strstr(msg, "sampler"),
+          " %s", msg);
+    strata_mem_give(m, STRATA_MEM_OTHER, held);
+    sched_free(s);
+    strata_model_mem_account(m, STRATA_MEM_RAM, &a);
+    for (int c = STRATA_MEM_LOGITS; c <= STRATA_MEM_TEXT; c++)
+        CHECK(a.used[c] == a0.used[c], " %s: %llu after, %llu before", strata_mem_category_name((strata_mem_category)c),
+              (unsigned long long)a.used[c], (unsigned long long)a0.used[c]);
+    free(tok);
     strata_model_free(m);
 }

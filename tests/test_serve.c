@@ -198,6 +198,83 @@ TEST(test_serve_metrics_text)
     free(t);
 }
 
+/* What jansson holds while it parses, counted by allocation functions of
+ * our own: each block as glibc's chunk for it (size + 8, rounded up to 16,
+ * at least 32 bytes), the measure the bound was chosen with (mallinfo2). */
+typedef struct counted_block {
+    size_t size;
+    size_t pad; /* keeps the user pointer 16-byte aligned */
+} counted_block;
+
+static size_t tree_now, tree_peak;
+
+static size_t chunk_of(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+static void *counted_malloc(size_t n)
+{
+    counted_block *b = malloc(sizeof *b + n);
+    if (!b) return NULL;
+    b->size = n;
+    tree_now += chunk_of(n);
+    if (tree_now > tree_peak) tree_peak = tree_now;
+    return b + 1;
+}
+
+static void counted_free(void *p)
+{
+    if (!p) return;
+    counted_block *b = (counted_block *)p - 1;
+    tree_now -= chunk_of(b->size);
+    free(b);
+}
+
+/* The memory the server takes before parsing a body covers what the parse
+ * holds at its peak (jansson's tree, counted as above) plus the request's
+ * copies (oai_request_bytes), for bodies of every shape near the body
+ * limit: integers, objects, arrays, strings, keys, one long text; a small
+ * body stays small (under 8 KiB). */
+TEST(test_serve_request_parse_bound)
+{
+    enum { N = 1000000 };
+    static const char *const shapes[][3] = {
+        {"{\"prompt\":[", "1,", "1]}"},          {"{\"messages\":[", "{},", "{}]}"},
+        {"{\"messages\":[", "[],", "[]]}"},      {"{\"stop\":[", "\"\",", "\"\"]}"},
+        {"{\"x\":[", "{\"a\":0,\"b\":1},", "{}]}"}, {"{\"prompt\":\"", "ab", "\"}"},
+    };
+    char *body = malloc(N + 64);
+    REQUIRE(body);
+    json_set_alloc_funcs(counted_malloc, counted_free);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        size_t len = (size_t)snprintf(body, 64, "%s", shapes[k][0]), step = strlen(shapes[k][1]);
+        while (len + step < N) {
+            memcpy(body + len, shapes[k][1], step);
+            len += step;
+        }
+        len += (size_t)snprintf(body + len, 64, "%s", shapes[k][2]);
+        oai_request r;
+        char msg[256];
+        const char *param;
+        strata_sampler_params d = strata_sampler_default_params();
+        tree_now = tree_peak = 0;
+        bool ok = oai_request_parse(body, len, k == 1 || k == 2 ? OAI_CHAT : OAI_COMPLETION, &d, &r, msg, sizeof msg,
+                                    &param);
+        uint64_t held = tree_peak + (ok ? oai_request_bytes(&r) : 0), bound = oai_parse_bound(body, len);
+        CHECK(bound >= held, " shape %zu: bound %llu < %llu held (tree %zu)", k, (unsigned long long)bound,
+              (unsigned long long)held, tree_peak);
+        printf("    %-14s %zu bytes: tree %5.1f MiB at its peak, bound %5.1f MiB\n", shapes[k][1], len,
+               tree_peak / 1048576.0, bound / 1048576.0);
+        if (ok) oai_request_free(&r);
+    }
+    json_set_alloc_funcs(malloc, free);
+    const char *small = "{\"prompt\":\"Once upon a time\",\"max_tokens\":16}";
+    CHECK(oai_parse_bound(small, strlen(small)) < 8192);
+    free(body);
+}
+
 /* ---- the server, end to end ---- */
 
 typedef struct served {
@@ -614,6 +691,12 @@ static double wait_idle(const served *s, double limit_s)
     return -1;
 }
 
+/* Waits up to 30 s for /health to answer 200 (the model is loaded). */
+static void wait_ready(const served *s)
+{
+    for (double t0 = now_s(); now_s() - t0 < 30 && http(s, "GET", "/health", NULL, NULL, NULL) != 200;) sleep_ms(50);
+}
+
 #define LONG_BODY(stream) "{\"prompt\":\"Once upon a time\",\"max_tokens\":-1,\"ignore_eos\":true,\"stream\":" stream "}"
 
 TEST(test_serve_disconnect_and_sigterm)
@@ -625,8 +708,7 @@ TEST(test_serve_disconnect_and_sigterm)
     /* 4096 tokens each, far more than a request lives here */
     snprintf(args, sizeof args, "-m '%s' -np 2 -c 4096 -t 2", model);
     if (!serve_start(&s, test_strata_bin(), args, "disc")) return;
-    double t0 = now_s();
-    while (now_s() - t0 < 30 && http(&s, "GET", "/health", NULL, NULL, NULL) != 200) sleep_ms(50);
+    wait_ready(&s);
     /* streaming: close after the first content */
     int fd = raw_request(s.port, LONG_BODY("true"), "\"text\":\"", 10000);
     CHECK(fd >= 0 && metric(&s, "strata:requests_processing") == 1);
@@ -646,7 +728,7 @@ TEST(test_serve_disconnect_and_sigterm)
     CHECK(http(&s, "POST", "/v1/completions", "{\"prompt\":\"Lily\",\"max_tokens\":4}", NULL, NULL) == 200);
     /* SIGTERM with a stream in flight: it ends, and the server exits 0 soon */
     fd = raw_request(s.port, LONG_BODY("true"), "\"text\":\"", 10000);
-    t0 = now_s();
+    double t0 = now_s();
     int rc = serve_stop(&s, 10);
     CHECK(rc == 0 && now_s() - t0 < 5, " exit %d after %.1f s", rc, now_s() - t0);
     if (fd >= 0) close(fd);
@@ -685,8 +767,7 @@ TEST(test_serve_load_bounded)
     char args[2048];
     snprintf(args, sizeof args, "-m '%s' -np 4 --max-queue 4 -c 256 -t 2 --mem %dM", model, LOAD_MEM_MIB);
     if (!serve_start(&s, release_bin(), args, "load")) return;
-    double t0 = now_s();
-    while (now_s() - t0 < 30 && http(&s, "GET", "/health", NULL, NULL, NULL) != 200) sleep_ms(50);
+    wait_ready(&s);
     char body[1024], cmd[4096], *out = NULL;
     snprintf(body, sizeof body, "%s/load.json", test_tmpdir());
     FILE *f = fopen(body, "w");
@@ -698,7 +779,7 @@ TEST(test_serve_load_bounded)
              "-H 'Content-Type: application/json' --data-binary @%s http://127.0.0.1:%d/v1/completions; done) & done; "
              "wait",
              LOAD_CLIENTS, LOAD_EACH, body, s.port);
-    t0 = now_s();
+    double t0 = now_s();
     test_run(cmd, &out, false);
     double took = now_s() - t0;
     int ok = 0, full = 0, other = 0;
@@ -714,6 +795,52 @@ TEST(test_serve_load_bounded)
            "peak RSS %.1f MiB (--mem %d MiB)\n",
            LOAD_CLIENTS * LOAD_EACH, LOAD_CLIENTS, took, ok, full, gen, gen / took, rss / 1024.0, LOAD_MEM_MIB);
     free(out);
+    CHECK(serve_stop(&s, 10) == 0);
+}
+
+/* A request whose buffers the budget cannot hold is refused before they
+ * exist: a 1 MiB body of 340,000 empty objects would be a ~90 MiB parse
+ * tree (test_serve_request_parse_bound) under --mem 64M. The answer is 413
+ * with the account's message naming the category (text) and the budget;
+ * the server's peak RSS rises by the body at most (2 MiB with slack), and
+ * it answers the next request. */
+TEST(test_serve_request_over_budget_refused)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model || !have_curl()) return;
+    served s = {0};
+    char args[2048];
+    snprintf(args, sizeof args, "-m '%s' -c 256 -t 1 --mem 64M", model);
+    if (!serve_start(&s, release_bin(), args, "budget")) return;
+    wait_ready(&s);
+    enum { OBJECTS = 340000 };
+    char *body = malloc(16 + 3 * OBJECTS);
+    REQUIRE(body);
+    size_t len = (size_t)sprintf(body, "{\"prompt\":[");
+    for (int i = 0; i < OBJECTS; i++) len += (size_t)sprintf(body + len, i ? ",{}" : "{}");
+    sprintf(body + len, "]}");
+    long before = peak_rss_kib(s.pid);
+    double accounted = metric(&s, "strata:memory_accounted_bytes");
+    char *out = NULL;
+    int code = http(&s, "POST", "/v1/completions", body, NULL, &out);
+    long after = peak_rss_kib(s.pid);
+    CHECK(code == 413 && is_error(out, "request_too_large_error") && strstr(out, "memory budget") &&
+              strstr(out, "of text") && strstr(out, "64.0 MiB"),
+          " %d %s", code, out);
+    CHECK(before > 0 && after - before < 2048 + 1024, " peak RSS %ld -> %ld KiB", before, after);
+    printf("    %zu-byte body: %d; peak RSS %.1f -> %.1f MiB\n", len + 2, code, before / 1024.0, after / 1024.0);
+    free(out);
+    out = NULL;
+    code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":4}", NULL, &out);
+    CHECK(code == 200, " after the refusal: %d %s", code, out);
+    free(out);
+    /* both requests gave back all they held (the connection's end comes
+     * just after the client has its answer) */
+    double now = -1;
+    for (double t0 = now_s(); now_s() - t0 < 5 && (now = metric(&s, "strata:memory_accounted_bytes")) != accounted;)
+        sleep_ms(20);
+    CHECK(accounted > 0 && now == accounted, " accounted %.0f bytes before, %.0f after", accounted, now);
+    free(body);
     CHECK(serve_stop(&s, 10) == 0);
 }
 

@@ -1,10 +1,16 @@
 /* Public API: chat templates (src/chat) and the model's stored template. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/model_internal.h"
 #include "chat/chat_template.h"
 #include "strata.h"
+#include "util/account.h"
 #include "util/error.h"
+
+/* A template's markup around one message is under this (llama3's, the
+ * longest, is about 60 bytes: a header of special tokens and <|eot_id|>). */
+#define CHAT_MARKUP_MAX 128u
 
 const char *const *strata_chat_template_names(void) { return chat_template_names(); }
 
@@ -73,9 +79,16 @@ strata_status strata_chat_tokenize(const strata_model *m, const char *template_n
     const chat_template *t;
     strata_status st = find_template(template_name, &t, err);
     if (st) return st;
+    /* the work of tokenizing the conversation's text, taken before it is
+     * done, as strata_tokenize does (the tokens are the caller's) */
+    uint64_t len = (uint64_t)(n + 1) * CHAT_MARKUP_MAX;
+    for (size_t i = 0; i < n; i++) len += (msgs[i].content ? strlen(msgs[i].content) : 0);
+    uint64_t work = model_tokenize_work(len);
+    if ((st = acct_take(m->acct, ACCT_RAM, ACCT_PROMPT, work, err))) return st;
     tok_ids ids = {0};
     bool bos = tokenizer_add_bos(m->tok) && tokenizer_bos(m->tok) != TOK_NONE;
     st = chat_tokenize(m->tok, t, msgs, n, n_done, add_generation_prompt, bos, &ids, err);
+    acct_give(m->acct, ACCT_RAM, ACCT_PROMPT, work);
     if (st) {
         tok_ids_free(&ids);
         return st;

@@ -159,7 +159,7 @@ bool strata_token_is_eog(const strata_model *m, int32_t token) { return tokenize
 /* Peak memory of tokenizing `len` bytes of text, an upper bound measured
  * on 8 MiB prompts (pieces, pre-token spans and ids of each byte). */
 #define TOKENIZE_BYTES_PER_BYTE 48u
-static uint64_t tokenize_work_bytes(size_t len) { return (uint64_t)len * TOKENIZE_BYTES_PER_BYTE; }
+uint64_t model_tokenize_work(size_t len) { return (uint64_t)len * TOKENIZE_BYTES_PER_BYTE; }
 
 strata_status strata_tokenize(const strata_model *m, const char *text, size_t len, bool add_bos, int32_t **tokens,
                               size_t *n, strata_error *err)
@@ -187,7 +187,7 @@ strata_status strata_tokenize_ex(const strata_model *m, const char *text, size_t
     tok_ids ids = {0};
     /* the work of tokenizing, taken before it is done (the returned
      * tokens are the caller's: strata_mem_take counts them) */
-    uint64_t work = tokenize_work_bytes(len);
+    uint64_t work = model_tokenize_work(len);
     strata_status st = acct_take(m->acct, ACCT_RAM, ACCT_PROMPT, work, err);
     if (st) return st;
     st = tokenizer_encode(m->tok, text, len, &o, &ids, err);

@@ -28,4 +28,8 @@ struct strata_model {
 strata_status model_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
                          engine_params *ep, strata_error *err);
 
+/* Peak memory of tokenizing `len` bytes of text (taken from the account as
+ * the prompt's before the work). */
+uint64_t model_tokenize_work(size_t len);
+
 #endif

@@ -115,6 +115,12 @@ static int tokenize_all(const batch_job *j, strata_model *m, int32_t **toks, siz
         } else {
             st = strata_tokenize(m, it->text, it->len, true, &toks[i], &n[i], &err);
         }
+        /* the tokens are ours from here: counted until free_tokens */
+        if (!st && (st = strata_mem_take(m, STRATA_MEM_PROMPT, n[i] * sizeof *toks[i], &err))) {
+            free(toks[i]);
+            toks[i] = NULL;
+            n[i] = 0;
+        }
         if (st) {
             fprintf(stderr, "strata batch: %s:%u: %s\n", j->prompt_file, it->line, err.message);
             return 1;
@@ -134,7 +140,7 @@ static int submit_all(const batch_job *j, sched *s, int32_t **toks, const size_t
         const batch_item *it = &j->in->items[i];
         sched_request_params p = {.prompt = toks[i], .n_prompt = n[i], .max_tokens = item_max_tokens(j, it),
                                   .sampling = j->g->sp, .ignore_eog = j->g->ignore_eos};
-        char msg[256] = "";
+        char msg[STRATA_ERROR_MAX] = "";
         sched_submit_result r = sched_submit(s, &p, &reqs[i], msg, sizeof msg);
         if (r != SCHED_OK) {
             fprintf(stderr, "strata batch: %s:%u: %s\n", j->prompt_file, it->line, msg[0] ? msg : "not accepted");
@@ -170,16 +176,17 @@ static int schedule(const batch_job *j, strata_model *m, int32_t **toks, const s
     sched_params sp = {.n_slots = j->n_parallel, .max_queue = (uint32_t)j->in->n};
     sched *s;
     strata_error err;
-    if (sched_new(m, &sp, &s, &err)) {
+    if (sched_new(m, &sp, &s, &err)) { /* its logits rows refused by the budget, ... */
         fprintf(stderr, "strata batch: %s\n", err.message);
         return 1;
     }
-    sched_req **reqs = calloc(j->in->n, sizeof *reqs); /* [prompts] handles, input order */
+    size_t reqs_bytes = j->in->n * sizeof(sched_req *);
+    sched_req **reqs = strata_mem_alloc(m, STRATA_MEM_PROMPT, reqs_bytes, &err); /* [prompts] handles, input order */
     strata_model_stats before, after;
     strata_model_get_stats(m, &before);
     double t0 = report_now();
     int rc = reqs ? submit_all(j, s, toks, n, reqs) : 1;
-    if (!reqs) fprintf(stderr, "strata batch: out of memory\n");
+    if (!reqs) fprintf(stderr, "strata batch: %zu requests: %s\n", j->in->n, err.message);
     while (!rc && sched_step(s)) {
     }
     t->wall_s = report_now() - t0;
@@ -194,31 +201,68 @@ static int schedule(const batch_job *j, strata_model *m, int32_t **toks, const s
     for (size_t i = 0; !rc && i < j->in->n; i++) t->gen_tokens += res[i].n_gen;
     for (size_t i = 0; reqs && i < j->in->n; i++)
         if (reqs[i]) sched_req_release(reqs[i]);
-    free(reqs);
+    strata_mem_free(m, STRATA_MEM_PROMPT, reqs, reqs_bytes);
     sched_free(s);
     return rc;
+}
+
+/* The prompts read before the model was open, counted in its account now. */
+static uint64_t input_bytes(const batch_input *in)
+{
+    uint64_t b = in->n * sizeof *in->items;
+    for (size_t i = 0; i < in->n; i++) b += in->items[i].len + 1;
+    return b;
+}
+
+/* The per-prompt arrays, counted in the model's account. */
+typedef struct job_arrays {
+    int32_t **toks;      /* [prompts][n[i]] token ids (the prompt) */
+    size_t *n;           /* [prompts] (the prompt) */
+    batch_result *res;   /* [prompts] in input order (text) */
+} job_arrays;
+
+static bool arrays_new(strata_model *m, size_t np, job_arrays *a, strata_error *err)
+{
+    *a = (job_arrays){0};
+    return (a->toks = strata_mem_alloc(m, STRATA_MEM_PROMPT, np * sizeof *a->toks, err)) &&
+           (a->n = strata_mem_alloc(m, STRATA_MEM_PROMPT, np * sizeof *a->n, err)) &&
+           (a->res = strata_mem_alloc(m, STRATA_MEM_TEXT, np * sizeof *a->res, err));
+}
+
+static void arrays_free(strata_model *m, size_t np, job_arrays *a)
+{
+    for (size_t i = 0; i < np; i++) {
+        if (a->toks && a->toks[i]) {
+            strata_mem_give(m, STRATA_MEM_PROMPT, a->n[i] * sizeof *a->toks[i]);
+            free(a->toks[i]);
+        }
+        sched_progress p = {.text = a->res ? a->res[i].text : NULL, .len = a->res ? a->res[i].len : 0, .m = m};
+        sched_progress_free(&p);
+    }
+    strata_mem_free(m, STRATA_MEM_PROMPT, a->toks, np * sizeof *a->toks);
+    strata_mem_free(m, STRATA_MEM_PROMPT, a->n, np * sizeof *a->n);
+    strata_mem_free(m, STRATA_MEM_TEXT, a->res, np * sizeof *a->res);
 }
 
 /* Tokenizes, schedules and writes; the model is open. */
 static int run_model(const batch_job *j, strata_model *m)
 {
     size_t np = j->in->n;
-    int32_t **toks = calloc(np, sizeof *toks); /* [prompts][n[i]] token ids */
-    size_t *n = calloc(np, sizeof *n);         /* [prompts] */
-    batch_result *res = calloc(np, sizeof *res); /* [prompts] in input order */
-    batch_totals t = {0};
-    int rc = toks && n && res ? tokenize_all(j, m, toks, n) : 1;
-    if (!(toks && n && res)) fprintf(stderr, "strata batch: out of memory\n");
-    if (!rc) rc = schedule(j, m, toks, n, res, &t);
-    if (!rc) rc = batch_write_results(j, res);
-    if (!rc) batch_print_totals(j, &t);
-    for (size_t i = 0; i < np; i++) {
-        if (toks) free(toks[i]);
-        if (res) free(res[i].text);
+    strata_error err;
+    if (strata_mem_take(m, STRATA_MEM_TEXT, input_bytes(j->in), &err)) {
+        fprintf(stderr, "strata batch: -f %s: %zu prompts: %s\n", j->prompt_file, np, err.message);
+        return 1;
     }
-    free(toks);
-    free(n);
-    free(res);
+    job_arrays a;
+    batch_totals t = {0};
+    int rc = arrays_new(m, np, &a, &err) ? tokenize_all(j, m, a.toks, a.n) : 1;
+    if (!a.res) fprintf(stderr, "strata batch: %zu prompts: %s\n", np, err.message);
+    if (!rc) rc = schedule(j, m, a.toks, a.n, a.res, &t);
+    if (!rc) rc = batch_write_results(j, a.res);
+    if (!rc) batch_print_totals(j, &t);
+    if (!rc && j->g->stats) report_memory(m);
+    arrays_free(m, np, &a);
+    strata_mem_give(m, STRATA_MEM_TEXT, input_bytes(j->in));
     return rc;
 }
 

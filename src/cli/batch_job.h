@@ -8,6 +8,7 @@
 
 #include "cli/batch_input.h"
 #include "cli/run_opts.h"
+#include "sched/sched.h"
 #include "strata.h"
 
 typedef struct batch_job {
@@ -20,7 +21,7 @@ typedef struct batch_job {
 
 /* One prompt's result. */
 typedef struct batch_result {
-    char *text;        /* generated text (malloc'd) */
+    char *text;        /* generated text (a sched_progress's: freed by batch_result_free) */
     size_t len;
     uint32_t n_prompt, n_gen;
     const char *finish; /* "stop", "length" */

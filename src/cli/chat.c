@@ -47,34 +47,45 @@ typedef struct chat {
     const char *tmpl;
     gen_ctx g;
     run_report rep;
-    strata_chat_message *msgs; /* contents are owned (malloc'd) */
+    strata_chat_message *msgs; /* [cap] contents owned; both counted in the model's account (text) */
     size_t n_msgs, cap;
     size_t n_sys;  /* 1 with a system message */
     size_t n_done; /* messages whose text is in the context */
 } chat;
 
+/* Keeps a copy of the message; false (reported) when the budget or memory
+ * cannot hold it. */
 static bool push_msg(chat *c, const char *role, const char *text, size_t len)
 {
+    strata_error err;
     if (c->n_msgs == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 16;
-        strata_chat_message *v = realloc(c->msgs, cap * sizeof *v);
-        if (!v) return false;
+        strata_chat_message *v = strata_mem_realloc(c->m, STRATA_MEM_TEXT, c->msgs, c->cap * sizeof *v,
+                                                    cap * sizeof *v, &err);
+        if (!v) goto refused;
         c->msgs = v;
         c->cap = cap;
     }
-    char *s = malloc(len + 1);
-    if (!s) return false;
+    char *s = strata_mem_alloc(c->m, STRATA_MEM_TEXT, len + 1, &err); /* zeroed: NUL-terminated */
+    if (!s) goto refused;
     memcpy(s, text, len);
-    s[len] = '\0';
     c->msgs[c->n_msgs++] = (strata_chat_message){role, s};
     return true;
+refused:
+    fprintf(stderr, "strata chat: the %s message: %s\n", role, err.message);
+    return false;
+}
+
+static void free_content(chat *c, const strata_chat_message *msg)
+{
+    strata_mem_free(c->m, STRATA_MEM_TEXT, (char *)msg->content, strlen(msg->content) + 1);
 }
 
 /* Drops messages [from, to). */
 static void drop_msgs(chat *c, size_t from, size_t to)
 {
     if (from == to) return;
-    for (size_t i = from; i < to; i++) free((char *)c->msgs[i].content);
+    for (size_t i = from; i < to; i++) free_content(c, &c->msgs[i]);
     memmove(c->msgs + from, c->msgs + to, (c->n_msgs - to) * sizeof *c->msgs);
     c->n_msgs -= to - from;
 }
@@ -93,8 +104,16 @@ static bool chat_tokens(chat *c, size_t first, size_t n_done, int32_t **toks, si
         st = strata_chat_tokenize(c->m, c->tmpl, view, k, n_done, true, toks, n, &err);
     }
     free(view);
+    /* the tokens are ours from here: counted until free_tokens */
+    if (!st && (st = strata_mem_take(c->m, STRATA_MEM_PROMPT, *n * sizeof **toks, &err))) free(*toks);
     if (st) fprintf(stderr, "strata chat: %s\n", err.message);
     return st == STRATA_OK;
+}
+
+static void free_tokens(chat *c, int32_t *toks, size_t n)
+{
+    strata_mem_give(c->m, STRATA_MEM_PROMPT, n * sizeof *toks);
+    free(toks);
 }
 
 static void restart(chat *c)
@@ -131,7 +150,7 @@ static int refit(chat *c)
         if (!chat_tokens(c, first, 0, &toks, &n)) return 1;
         bool alone = first + 1 == c->n_msgs, fits = n + reserve <= ctx || (alone && n < ctx);
         bool ok = fits && start_over(c, first, toks, n);
-        free(toks);
+        free_tokens(c, toks, n);
         if (fits) return ok ? 0 : 1;
     }
     fprintf(stderr, "strata chat: the message does not fit in the context of %llu tokens (raise -c); "
@@ -147,7 +166,7 @@ static int feed(chat *c)
     if (!chat_tokens(c, c->n_sys, c->n_done, &toks, &n)) return 1;
     bool fits = (uint64_t)strata_model_n_past(c->m) + n < strata_model_n_ctx(c->m);
     bool ok = fits && gen_eval(&c->g, toks, n);
-    free(toks);
+    free_tokens(c, toks, n);
     if (fits) return ok ? 0 : 1;
     return refit(c);
 }
@@ -163,21 +182,17 @@ static void tell(gen_end e, uint32_t ctx)
 /* One user message and its answer. Returns 0 or 1 (fatal). */
 static int chat_turn(chat *c, const char *line)
 {
-    if (!push_msg(c, "user", line, strlen(line))) {
-        fprintf(stderr, "strata chat: out of memory\n");
-        return 1;
-    }
+    if (!push_msg(c, "user", line, strlen(line))) return 1;
     int r = feed(c);
     if (r) {
         drop_msgs(c, c->n_msgs - 1, c->n_msgs);
         return r == 1;
     }
-    char *answer = NULL;
-    size_t len = 0;
-    gen_end e = gen_answer(&c->g, c->o->n_predict, &answer, &len);
+    gen_text answer = {0};
+    gen_end e = gen_answer(&c->g, c->o->n_predict, &answer);
     c->g.n_hist = strata_model_n_past(c->m); /* a token sampled but not evaluated is not in the context */
-    bool ok = e != GEN_ERROR && push_msg(c, "assistant", answer ? answer : "", len);
-    free(answer);
+    bool ok = e != GEN_ERROR && push_msg(c, "assistant", answer.text ? answer.text : "", answer.len);
+    gen_text_free(c->m, &answer);
     if (!ok) return 1;
     c->n_done = c->n_msgs;
     tell(e, strata_model_n_ctx(c->m));
@@ -200,10 +215,33 @@ static int input_end(void)
     return 1;
 }
 
+/* One line of stdin into *line (its buffer through the account, so a line
+ * longer than the budget holds is refused as it grows, not after). Returns
+ * 1 with a line, 0 at the end of the input (or Ctrl-C), -1 when the line
+ * did not fit (reported; the rest of it is skipped). */
+static int read_line(chat *c, gen_text *line)
+{
+    char chunk[4096];
+    line->len = 0;
+    if (line->text) line->text[0] = '\0';
+    for (;;) {
+        if (interrupted || !fgets(chunk, sizeof chunk, stdin)) return line->len ? 1 : 0;
+        size_t k = strlen(chunk);
+        strata_error err;
+        if (!gen_text_add(c->m, line, chunk, k, &err)) {
+            fprintf(stderr, "strata chat: the message (over %zu bytes): %s; it was not sent\n", line->len + k,
+                    err.message);
+            while (!strchr(chunk, '\n') && fgets(chunk, sizeof chunk, stdin)) {
+            }
+            return -1;
+        }
+        if (k && chunk[k - 1] == '\n') return 1;
+    }
+}
+
 static int chat_loop(chat *c)
 {
-    char *line = NULL;
-    size_t cap = 0;
+    gen_text line = {0};
     int rc = 0;
     while (rc == 0) {
         if (!out_text(&c->g.out, "> ", 2)) {
@@ -211,18 +249,20 @@ static int chat_loop(chat *c)
             break;
         }
         errno = 0;
-        ssize_t k = interrupted ? -1 : getline(&line, &cap, stdin);
-        if (k < 0) {
+        int got = read_line(c, &line);
+        if (got < 0) continue;
+        if (got == 0) {
             rc = input_end();
             break;
         }
-        while (k > 0 && (line[k - 1] == '\n' || line[k - 1] == '\r')) line[--k] = '\0';
-        if (!strcmp(line, "/exit")) break;
-        if (!strcmp(line, "/reset")) chat_reset(c);
-        else if (line[0]) rc = chat_turn(c, line);
+        size_t k = line.len;
+        while (k > 0 && (line.text[k - 1] == '\n' || line.text[k - 1] == '\r')) line.text[--k] = '\0';
+        if (!strcmp(line.text, "/exit")) break;
+        if (!strcmp(line.text, "/reset")) chat_reset(c);
+        else if (line.text[0]) rc = chat_turn(c, line.text);
         interrupted = 0; /* a Ctrl-C during the answer stopped only the answer */
     }
-    free(line);
+    gen_text_free(c->m, &line);
     return rc;
 }
 
@@ -276,7 +316,7 @@ static int chat_session(chat *c)
     if (!rc) rc = chat_loop(c);
     if (!out_finish(&c->g.out) && rc == 0) rc = 1;
     drop_msgs(c, 0, c->n_msgs);
-    free(c->msgs);
+    strata_mem_free(c->m, STRATA_MEM_TEXT, c->msgs, c->cap * sizeof *c->msgs);
     gen_free(&c->g);
     return rc;
 }

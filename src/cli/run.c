@@ -186,7 +186,7 @@ static int generate(strata_model *m, const run_opts *o, const char *prompt, size
     ok = ok && gen_eval(&g, toks, n);
     rep->prompt_s = report_now() - t0;
     rep->n_prompt = n;
-    gen_end e = ok ? gen_answer(&g, o->g.n_predict, NULL, NULL) : GEN_ERROR;
+    gen_end e = ok ? gen_answer(&g, o->g.n_predict, NULL) : GEN_ERROR;
     if (e == GEN_CTX_FULL)
         fprintf(stderr, "\nstrata run: the context of %u tokens is full; stopping\n", strata_model_n_ctx(m));
     if (interrupted && e != GEN_ERROR) fprintf(stderr, "\nstrata run: interrupted\n");
@@ -216,10 +216,19 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
                 "the context holds %u (raise -c)\n", len / longest, len, longest, ctx);
         return 1;
     }
-    if (prompt_tokens(m, o, prompt, len, &toks, &n)) return 1;
     strata_error err;
+    /* the prompt's text, read before the model was open, is counted now */
+    if (strata_mem_take(m, STRATA_MEM_TEXT, len, &err)) {
+        fprintf(stderr, "strata run: the prompt's %zu bytes: %s\n", len, err.message);
+        return 1;
+    }
+    if (prompt_tokens(m, o, prompt, len, &toks, &n)) {
+        strata_mem_give(m, STRATA_MEM_TEXT, len);
+        return 1;
+    }
     if (strata_mem_take(m, STRATA_MEM_PROMPT, n * sizeof *toks, &err)) {
         fprintf(stderr, "strata run: the prompt's %zu tokens: %s\n", n, err.message);
+        strata_mem_give(m, STRATA_MEM_TEXT, len);
         free(toks);
         return 1;
     }
@@ -233,6 +242,7 @@ static int run_model(strata_model *m, const run_opts *o, const char *prompt, siz
         rc = generate(m, o, prompt, len, toks, n, rep);
     }
     strata_mem_give(m, STRATA_MEM_PROMPT, n * sizeof *toks);
+    strata_mem_give(m, STRATA_MEM_TEXT, len);
     free(toks);
     return rc;
 }

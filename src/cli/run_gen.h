@@ -17,11 +17,12 @@ typedef struct gen_ctx {
     strata_model *m;
     const gen_opts *o;
     strata_sampler *smp;
-    int32_t *eog;    /* end-of-generation ids (masked under --ignore-eos) */
+    /* the buffers below are counted in the model's memory account */
+    int32_t *eog;    /* [n_eog] end-of-generation ids (masked under --ignore-eos) */
     size_t n_eog;
-    int32_t *hist;   /* the tokens in the context, then at most one more sampled */
+    int32_t *hist;   /* [n_ctx + 1] the tokens in the context, then at most one more sampled */
     size_t n_hist;
-    float *logits;   /* after the last evaluated token */
+    float *logits;   /* [n_vocab] after the last evaluated token */
     strata_detok *dt; /* the text of the answer being generated */
     text_out out;
     run_report *rep;
@@ -37,7 +38,8 @@ typedef enum gen_end {
     GEN_ERROR,    /* reported on stderr */
 } gen_end;
 
-/* Prints a one-line error and returns false when out of memory. */
+/* Prints a one-line error and returns false when the memory budget (the
+ * message names the buffer) or memory cannot hold the loop's buffers. */
 bool gen_init(gen_ctx *g, strata_model *m, const gen_opts *o, run_report *rep);
 void gen_free(gen_ctx *g);
 
@@ -55,9 +57,18 @@ bool gen_eval(gen_ctx *g, const int32_t *toks, size_t n);
 bool gen_echo(gen_ctx *g, const int32_t *toks, size_t n, bool show);
 
 /* Generates up to n tokens after the evaluated ones, streaming their text
- * to stdout; appends it to *answer (malloc'd, NUL-terminated; NULL: not
- * kept) when answer is non-NULL. The token that ends the turn is not
- * evaluated. */
-gen_end gen_answer(gen_ctx *g, uint64_t n, char **answer, size_t *answer_len);
+ * to stdout; appends it to *answer when answer is non-NULL (its buffer is
+ * counted in the model's account as STRATA_MEM_TEXT: gen_text_free). The
+ * token that ends the turn is not evaluated. */
+typedef struct gen_text {
+    char *text; /* [cap] NUL-terminated, text[0..len) */
+    size_t len, cap;
+} gen_text;
+gen_end gen_answer(gen_ctx *g, uint64_t n, gen_text *answer);
+/* Appends text[0..n) (doubling the buffer through m's account); false with
+ * err set, t unchanged, when the budget or memory cannot hold it. t NULL:
+ * nothing kept. */
+bool gen_text_add(strata_model *m, gen_text *t, const char *text, size_t n, strata_error *err);
+void gen_text_free(strata_model *m, gen_text *t);
 
 #endif

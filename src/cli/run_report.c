@@ -118,8 +118,10 @@ static void report_pressure(const run_report *r, const strata_model_stats *s)
 
 /* --stats: the memory account, per tier and category, e.g. "strata:
  * memory RAM: 300.1 MiB of a 512.0 MiB budget (peak 301.0 MiB): process
- * 5.3 MiB, weights 270.0 MiB, ...". A tier holding nothing is left out. */
-static void report_memory(const strata_model *m)
+ * 5.3 MiB, weights 270.0 MiB, ..., sampler 0 B (peak 1.5 MiB), ...": a
+ * category's own peak when it held more than it holds now. A tier holding
+ * nothing is left out. */
+void report_memory(const strata_model *m)
 {
     static const char *const tiers[STRATA_MEM_N_TIERS] = {"RAM", "VRAM"};
     for (int t = 0; t < STRATA_MEM_N_TIERS; t++) {
@@ -130,9 +132,12 @@ static void report_memory(const strata_model *m)
         fprintf(stderr, "strata: memory %s: %s", tiers[t], fmt_bytes(a.total, x, 32));
         if (a.budget) fprintf(stderr, " of a %s budget", fmt_bytes(a.budget, y, 32));
         fprintf(stderr, " (peak %s):", fmt_bytes(a.peak, z, 32));
-        for (int c = 0; c < STRATA_MEM_N_CATEGORIES; c++)
+        for (int c = 0; c < STRATA_MEM_N_CATEGORIES; c++) {
             fprintf(stderr, "%s %s %s", c ? "," : "", strata_mem_category_name((strata_mem_category)c),
                     fmt_bytes(a.used[c], x, 32));
+            /* what the generation loop held and gave back shows here */
+            if (a.peak_used[c] > a.used[c]) fprintf(stderr, " (peak %s)", fmt_bytes(a.peak_used[c], y, 32));
+        }
         fputc('\n', stderr);
     }
 }

@@ -33,5 +33,8 @@ void report_phase_end(run_report *r, const strata_model *m);
 void report_pass(run_report *r, const strata_model *m, const char *what, size_t index, size_t n_tokens,
                  double eval_s);
 void report_summary(const run_report *r, const strata_model *m);
+/* --stats: the memory account's line per tier (each category now, and its
+ * peak where it held more). */
+void report_memory(const strata_model *m);
 
 #endif

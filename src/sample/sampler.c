@@ -31,6 +31,8 @@ sampler *sampler_new(const strata_sampler_params *p, uint32_t n_vocab)
     return s;
 }
 
+uint64_t sampler_bytes(uint32_t n_vocab) { return sizeof(sampler) + (uint64_t)(n_vocab ? n_vocab : 1) * sizeof(cand); }
+
 void sampler_free(sampler *s)
 {
     if (!s) return;

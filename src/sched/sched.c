@@ -23,8 +23,8 @@ struct sched {
     bool closed;
     strata_batch_entry *batch;  /* [n_batch] the step's entries */
     sched_req **batch_req;      /* [n_batch] the request of each entry */
-    float *logits;              /* [n_slots][n_vocab] rows of the entries that ask */
-    int32_t *eog;               /* [n_eog] the end-of-generation tokens */
+    float *logits;              /* [n_slots][n_vocab] rows of the entries that ask (the model's account) */
+    int32_t *eog;               /* [n_eog] the end-of-generation tokens (the model's account) */
     uint32_t n_eog;
     sched_stats st;
 };
@@ -42,14 +42,19 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static bool collect_eog(sched *s)
+/* Counted first, so the list is as long as it needs (a few tokens). */
+static bool collect_eog(sched *s, strata_error *err)
 {
-    s->eog = malloc(s->n_vocab * sizeof *s->eog);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_vocab; i++) n += strata_token_is_eog(s->m, (int32_t)i);
+    s->eog = strata_mem_alloc(s->m, STRATA_MEM_SAMPLER, (n ? n : 1) * sizeof *s->eog, err);
     if (!s->eog) return false;
     for (uint32_t i = 0; i < s->n_vocab; i++)
         if (strata_token_is_eog(s->m, (int32_t)i)) s->eog[s->n_eog++] = (int32_t)i;
     return true;
 }
+
+static size_t logits_bytes(const sched *s) { return (size_t)s->n_slots * s->n_vocab * sizeof *s->logits; }
 
 strata_status sched_new(strata_model *m, const sched_params *p, sched **out, strata_error *err)
 {
@@ -69,13 +74,16 @@ strata_status sched_new(strata_model *m, const sched_params *p, sched **out, str
     s->slot = calloc(s->n_slots, sizeof *s->slot);
     s->batch = calloc(s->n_batch, sizeof *s->batch);
     s->batch_req = calloc(s->n_batch, sizeof *s->batch_req);
-    s->logits = malloc((size_t)s->n_slots * s->n_vocab * sizeof *s->logits);
-    if (!s->queue || !s->slot || !s->batch || !s->batch_req || !s->logits || !collect_eog(s)) {
-        sched_free(s);
+    strata_error e = {.status = STRATA_E_NOMEM, .message = "out of memory"};
+    bool ok = s->queue && s->slot && s->batch && s->batch_req;
+    ok = ok && (s->logits = strata_mem_alloc(m, STRATA_MEM_LOGITS, logits_bytes(s), &e)) && collect_eog(s, &e);
+    if (!ok) {
         if (err) {
             err->status = STRATA_E_NOMEM;
-            snprintf(err->message, sizeof err->message, "out of memory for a scheduler of %u slots", p->n_slots);
+            snprintf(err->message, sizeof err->message, "a scheduler of %u slots (%u x %u logits): %.400s",
+                     s->n_slots, s->n_slots, s->n_vocab, e.message);
         }
+        sched_free(s);
         return STRATA_E_NOMEM;
     }
     *out = s;
@@ -110,10 +118,11 @@ sched_submit_result sched_submit(sched *s, const sched_request_params *p, sched_
     *out = NULL;
     sched_submit_result r = check_request(s, p, msg, cap);
     if (r) return r;
-    sched_req *q = req_new(p, strata_model_n_ctx(s->m));
-    if (!q) {
-        snprintf(msg, cap, "out of memory");
-        return SCHED_FULL;
+    strata_error err;
+    sched_req *q = req_new(p, s->m, strata_model_n_ctx(s->m), &err);
+    if (!q) { /* the budget (or memory) cannot hold its prompt's copy */
+        snprintf(msg, cap, "%s", err.message);
+        return SCHED_NO_MEMORY;
     }
     pthread_mutex_lock(&s->mu);
     if (s->closed || s->n_queued == s->max_queue) {
@@ -301,8 +310,8 @@ void sched_free(sched *s)
     free(s->slot);
     free(s->batch);
     free(s->batch_req);
-    free(s->logits);
-    free(s->eog);
+    strata_mem_free(s->m, STRATA_MEM_LOGITS, s->logits, s->logits ? logits_bytes(s) : 0);
+    strata_mem_free(s->m, STRATA_MEM_SAMPLER, s->eog, (s->n_eog ? s->n_eog : 1) * sizeof *s->eog);
     free(s);
 }
 

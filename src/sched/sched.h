@@ -53,6 +53,7 @@ typedef enum sched_submit_result {
     SCHED_TOO_LONG, /* prompt (+1) longer than the model's context (HTTP 400) */
     SCHED_INVALID,  /* bad parameters: a token outside the vocabulary, an empty prompt (HTTP 400) */
     SCHED_CLOSED,   /* shutting down (HTTP 503) */
+    SCHED_NO_MEMORY, /* the memory budget cannot hold the request's buffers (HTTP 413) */
 } sched_submit_result;
 
 strata_status sched_new(strata_model *m, const sched_params *p, sched **out, strata_error *err);
@@ -60,7 +61,10 @@ strata_status sched_new(strata_model *m, const sched_params *p, sched **out, str
  * released stay valid until sched_req_release. */
 void sched_free(sched *s);
 
-/* Queues a request; *out is the caller's handle (sched_req_release). On a
+/* Queues a request; *out is the caller's handle (sched_req_release). Its
+ * prompt's copy is counted in the model's memory account (STRATA_MEM_SAMPLER:
+ * it starts the token history, grown to the context the request needs when
+ * it starts), its text too (STRATA_MEM_TEXT). On a
  * result other than SCHED_OK, *out is NULL and msg (when non-NULL, cap
  * bytes) says why in one line. */
 sched_submit_result sched_submit(sched *s, const sched_request_params *p, sched_req **out, char *msg, size_t cap);
@@ -78,11 +82,14 @@ bool sched_wait_work(sched *s);
  * and wakes every waiter. */
 void sched_shutdown(sched *s);
 
-/* What a request has produced so far. text is a malloc'd copy (free()) of
- * the generated text from byte `from` on (text held back because it may
- * begin a stop string is not included until resolved). */
+/* What a request has produced so far. text is a copy, counted in the
+ * model's memory account (sched_progress_free), of the generated text from
+ * byte `from` on (text held back because it may begin a stop string is not
+ * included until resolved); NULL when the budget or memory could not hold
+ * it (finish is then SCHED_ERROR, error says why). */
 typedef struct sched_progress {
     char *text;
+    strata_model *m;         /* whose account holds text */
     size_t len;              /* of text */
     size_t total_len;        /* bytes of text produced so far, from 0 */
     uint32_t n_prompt, n_gen; /* tokens */
@@ -93,6 +100,8 @@ typedef struct sched_progress {
 /* Waits until the request has text past byte `from` or has finished, at
  * most timeout_ms (< 0: no limit; 0: just look), then fills *p. */
 void sched_req_wait(sched_req *r, size_t from, int timeout_ms, sched_progress *p);
+/* Frees p->text (and gives its memory back to the account). */
+void sched_progress_free(sched_progress *p);
 /* Ends a request early (a client that went away): its slot and context
  * free at the next step. */
 void sched_cancel(sched_req *r);

@@ -13,9 +13,11 @@ struct sched_req {
     pthread_mutex_t mu;
     pthread_cond_t changed;  /* text released, or the end */
     int refs;                /* the caller's handle and the scheduler's */
+    strata_model *m;         /* whose account holds hist and text */
     /* what was asked */
-    int32_t *hist;           /* [n_prompt + n_gen_max] the prompt, then the tokens sampled */
-    size_t n_prompt, n_hist;
+    int32_t *hist;           /* [hist_cap] the prompt, then the tokens sampled (the prompt alone
+                                until it starts: then the context it needs + 1) */
+    size_t n_prompt, n_hist, hist_cap;
     uint32_t n_ctx_model, max_tokens;
     strata_sampler_params sp;
     char **stop;             /* [n_stop] */
@@ -50,23 +52,36 @@ static bool copy_stops(sched_req *q, const sched_request_params *p)
     return true;
 }
 
-sched_req *req_new(const sched_request_params *p, uint32_t n_ctx)
+sched_req *req_new(const sched_request_params *p, strata_model *m, uint32_t n_ctx, strata_error *err)
 {
     sched_req *q = calloc(1, sizeof *q);
-    if (!q) return NULL;
+    if (!q) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        err->status = STRATA_E_NOMEM;
+        return NULL;
+    }
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->changed, NULL);
     q->refs = 2;
+    q->m = m;
     q->n_ctx_model = n_ctx;
     q->max_tokens = p->max_tokens;
     q->sp = p->sampling;
     q->ignore_eog = p->ignore_eog;
     q->n_prompt = q->n_hist = p->n_prompt;
     q->next = -1;
-    /* the context's tokens and one sampled that no longer fits */
-    q->hist = malloc(((size_t)n_ctx + 1) * sizeof *q->hist);
-    if (q->hist) memcpy(q->hist, p->prompt, p->n_prompt * sizeof *q->hist);
-    if (!q->hist || !copy_stops(q, p)) {
+    /* the prompt for now: a queued request holds no more (req_start grows it) */
+    q->hist = strata_mem_alloc(m, STRATA_MEM_SAMPLER, p->n_prompt * sizeof *q->hist, err);
+    if (q->hist) {
+        memcpy(q->hist, p->prompt, p->n_prompt * sizeof *q->hist);
+        q->hist_cap = p->n_prompt;
+    }
+    bool stops = q->hist && copy_stops(q, p);
+    if (q->hist && !stops) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        err->status = STRATA_E_NOMEM;
+    }
+    if (!stops) {
         q->refs = 1;
         req_unref(q);
         return NULL;
@@ -93,8 +108,8 @@ void req_unref(sched_req *q)
     release_run_state(q);
     for (size_t i = 0; i < q->n_stop; i++) free(q->stop[i]);
     free(q->stop);
-    free(q->hist);
-    free(q->text);
+    strata_mem_free(q->m, STRATA_MEM_SAMPLER, q->hist, q->hist_cap * sizeof *q->hist);
+    strata_mem_free(q->m, STRATA_MEM_TEXT, q->text, q->cap);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->changed);
     free(q);
@@ -122,17 +137,31 @@ static uint32_t ctx_need(const sched_req *q)
     return need < q->n_ctx_model ? (uint32_t)need : q->n_ctx_model;
 }
 
+/* The history's room for the context's tokens and one sampled that no
+ * longer fits. */
+static strata_status grow_hist(sched_req *q, strata_error *err)
+{
+    size_t cap = (size_t)ctx_need(q) + 1;
+    if (cap <= q->hist_cap) return STRATA_OK;
+    int32_t *h = strata_mem_realloc(q->m, STRATA_MEM_SAMPLER, q->hist, q->hist_cap * sizeof *h, cap * sizeof *h, err);
+    if (!h) return STRATA_E_NOMEM;
+    q->hist = h;
+    q->hist_cap = cap;
+    return STRATA_OK;
+}
+
 strata_status req_start(sched_req *q, strata_model *m, strata_error *err)
 {
     if (strata_context_bytes(m, ctx_need(q)) > strata_model_kv_free(m)) return STRATA_E_NOMEM;
-    strata_status st = strata_context_new(m, ctx_need(q), &q->ctx, err);
+    strata_status st = grow_hist(q, err);
+    if (!st) st = strata_context_new(m, ctx_need(q), &q->ctx, err);
     if (st) return st;
-    q->smp = strata_sampler_new(&q->sp, m);
-    q->dt = strata_detok_new(m);
+    q->smp = strata_sampler_new(&q->sp, m, err);
+    q->dt = q->smp ? strata_detok_new(m) : NULL;
     if (!q->smp || !q->dt) {
         release_run_state(q);
-        snprintf(err->message, sizeof err->message, "out of memory");
-        return STRATA_E_IO; /* not a wait for room */
+        if (q->smp) snprintf(err->message, sizeof err->message, "out of memory");
+        return q->smp ? STRATA_E_IO : STRATA_E_NOMEM; /* a budget refusal waits for room; the rest ends it */
     }
     /* the detokenizer sees the prompt first, so the answer's first token is
      * spelled as it is after it (a leading space kept) */
@@ -163,16 +192,13 @@ uint32_t req_fill(sched_req *q, strata_batch_entry *b, uint32_t room)
 
 /* ---- text and stop strings ---- */
 
-static bool append_text(sched_req *q, const char *t, size_t n)
+/* Under q->mu; on failure err says why (the budget, or out of memory). */
+static bool append_text(sched_req *q, const char *t, size_t n, strata_error *err)
 {
     if (!t || !n) return true;
-    if (q->len + n + 1 > q->cap) {
-        size_t cap = (q->len + n + 1) * 2;
-        char *p = realloc(q->text, cap);
-        if (!p) return false;
-        q->text = p;
-        q->cap = cap;
-    }
+    char *p = strata_mem_grow(q->m, STRATA_MEM_TEXT, q->text, &q->cap, q->len + n + 1, err);
+    if (!p) return false;
+    q->text = p;
     memcpy(q->text + q->len, t, n);
     q->len += n;
     q->text[q->len] = '\0';
@@ -211,9 +237,10 @@ static sched_finish keep_token_text(sched_req *q, const char *t, size_t n)
 {
     pthread_mutex_lock(&q->mu);
     sched_finish f = SCHED_RUNNING;
-    if (!append_text(q, t, n)) {
+    strata_error err;
+    if (!append_text(q, t, n, &err)) {
         f = SCHED_ERROR;
-        snprintf(q->error, sizeof q->error, "out of memory for the answer's text");
+        snprintf(q->error, sizeof q->error, "the answer's text: %.480s", err.message);
     } else if (apply_stops(q, false)) {
         f = SCHED_STOP;
     }
@@ -247,8 +274,12 @@ void req_finish(sched_req *q, sched_finish f, const char *error)
     size_t k = 0;
     const char *rest = q->dt && f != SCHED_ERROR ? strata_detok_finish(q->dt, &k) : NULL;
     pthread_mutex_lock(&q->mu);
+    strata_error err;
     if (!q->cut) { /* the detokenizer's held bytes, and the held tail released */
-        if (!append_text(q, rest, k)) f = SCHED_ERROR;
+        if (!append_text(q, rest, k, &err)) {
+            f = SCHED_ERROR;
+            error = err.message;
+        }
         if (apply_stops(q, true) && f != SCHED_ERROR) f = SCHED_STOP;
     }
     q->finish = f;
@@ -282,18 +313,25 @@ void sched_req_wait(sched_req *r, size_t from, int timeout_ms, sched_progress *p
     }
     memset(p, 0, sizeof *p);
     size_t n = r->released > from ? r->released - from : 0;
-    p->text = malloc(n + 1);
+    strata_error err;
+    p->m = r->m;
+    p->text = strata_mem_alloc(r->m, STRATA_MEM_TEXT, n + 1, &err); /* zeroed: NUL-terminated */
     if (p->text) {
         if (n) memcpy(p->text, r->text + from, n);
-        p->text[n] = '\0';
         p->len = n;
     }
     p->total_len = r->released;
     p->n_prompt = (uint32_t)r->n_prompt;
     p->n_gen = r->n_gen;
-    p->finish = r->finish;
-    snprintf(p->error, sizeof p->error, "%s", r->error);
+    p->finish = p->text ? r->finish : SCHED_ERROR;
+    snprintf(p->error, sizeof p->error, "%s", p->text ? r->error : err.message);
     pthread_mutex_unlock(&r->mu);
+}
+
+void sched_progress_free(sched_progress *p)
+{
+    if (p->text) strata_mem_free(p->m, STRATA_MEM_TEXT, p->text, p->len + 1);
+    p->text = NULL;
 }
 
 void sched_cancel(sched_req *r) { req_cancel(r); }

@@ -7,14 +7,17 @@
 #include "sched/sched.h"
 
 /* A request with one reference for the caller and one for the scheduler;
- * n_ctx is the model's (a context takes what the request needs of it). */
-sched_req *req_new(const sched_request_params *p, uint32_t n_ctx);
+ * n_ctx is the model's (a context takes what the request needs of it). Its
+ * buffers are counted in m's account; NULL with err set when refused
+ * (STRATA_E_NOMEM) or out of memory. */
+sched_req *req_new(const sched_request_params *p, strata_model *m, uint32_t n_ctx, strata_error *err);
 void req_unref(sched_req *q);
 void req_cancel(sched_req *q);
 bool req_cancelled(sched_req *q);
 
-/* Its context, sampler and detokenizer; STRATA_E_NOMEM when the KV
- * reserve has no room for the context now. */
+/* Its context, sampler and detokenizer, and its token history grown to
+ * the context; STRATA_E_NOMEM when the KV reserve or the memory budget has
+ * no room for them now (err says which, when it is the budget). */
 strata_status req_start(sched_req *q, strata_model *m, strata_error *err);
 /* True once the prompt is in and a sampled token waits to be evaluated. */
 bool req_decoding(const sched_req *q);

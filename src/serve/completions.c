@@ -42,9 +42,9 @@ static bool peer_gone(int fd)
 
 /* ---- from the request to the scheduler ---- */
 
-/* A prompt given as token ids, copied after checking them against the
- * vocabulary. */
-static strata_status given_tokens(server *s, const oai_request *r, int32_t **toks, size_t *n, strata_error *err)
+/* A prompt given as token ids, checked against the vocabulary; used as
+ * the request holds it (no copy: the scheduler copies it). */
+static strata_status given_tokens(server *s, const oai_request *r, strata_error *err)
 {
     uint32_t n_vocab = strata_model_n_vocab(s->model);
     for (size_t i = 0; i < r->n_prompt_tokens; i++)
@@ -53,21 +53,14 @@ static strata_status given_tokens(server *s, const oai_request *r, int32_t **tok
                      i, (int)r->prompt_tokens[i], n_vocab);
             return err->status = STRATA_E_INVALID;
         }
-    *toks = malloc(r->n_prompt_tokens * sizeof **toks);
-    if (!*toks) {
-        snprintf(err->message, sizeof err->message, "out of memory");
-        return err->status = STRATA_E_NOMEM;
-    }
-    memcpy(*toks, r->prompt_tokens, r->n_prompt_tokens * sizeof **toks);
-    *n = r->n_prompt_tokens;
     return STRATA_OK;
 }
 
-static strata_status prompt_tokens(server *s, const oai_request *r, int32_t **toks, size_t *n, strata_error *err)
+/* The tokens of a prompt given as text, or of the chat's messages. */
+static strata_status tokenize(server *s, const oai_request *r, int32_t **toks, size_t *n, strata_error *err)
 {
-    if (r->kind == OAI_COMPLETION && r->prompt_tokens) return given_tokens(s, r, toks, n, err);
     if (r->kind == OAI_COMPLETION) return strata_tokenize(s->model, r->prompt, r->prompt_len, true, toks, n, err);
-    strata_chat_message *msgs = malloc(r->n_messages * sizeof *msgs); /* [n_messages] */
+    strata_chat_message *msgs = malloc(r->n_messages * sizeof *msgs); /* [n_messages], at most OAI_MAX_MESSAGES */
     if (!msgs) {
         snprintf(err->message, sizeof err->message, "out of memory");
         return STRATA_E_NOMEM;
@@ -78,7 +71,35 @@ static strata_status prompt_tokens(server *s, const oai_request *r, int32_t **to
     return st;
 }
 
-static int submit_status(sched_submit_result r) { return r == SCHED_TOO_LONG || r == SCHED_INVALID ? 400 : 503; }
+/* The prompt's tokens: the request's own when given as ids, else
+ * tokenized (*owned: to free, counted in the account as the prompt). */
+static strata_status prompt_tokens(server *s, const oai_request *r, int32_t **toks, size_t *n, bool *owned,
+                                   strata_error *err)
+{
+    *owned = false;
+    if (r->kind == OAI_COMPLETION && r->prompt_tokens) {
+        *toks = r->prompt_tokens;
+        *n = r->n_prompt_tokens;
+        return given_tokens(s, r, err);
+    }
+    strata_status st = tokenize(s, r, toks, n, err);
+    /* the tokens are ours from here: counted until they are freed */
+    if (!st && (st = strata_mem_take(s->model, STRATA_MEM_PROMPT, *n * sizeof **toks, err))) free(*toks);
+    *owned = st == STRATA_OK;
+    return st;
+}
+
+static void free_tokens(server *s, int32_t *toks, size_t n, bool owned)
+{
+    if (!owned) return;
+    strata_mem_give(s->model, STRATA_MEM_PROMPT, n * sizeof *toks);
+    free(toks);
+}
+
+static int submit_status(sched_submit_result r)
+{
+    return r == SCHED_TOO_LONG || r == SCHED_INVALID ? 400 : r == SCHED_NO_MEMORY ? SERVE_NO_MEMORY : 503;
+}
 
 /* Tokenizes and queues the request; on failure replies with the error
  * and returns NULL (*res: the reply's result). */
@@ -87,8 +108,9 @@ static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, en
     strata_error err = {0};
     int32_t *toks = NULL;
     size_t n = 0;
-    if (prompt_tokens(s, r, &toks, &n, &err)) {
-        *res = http_reply_error(s, c, err.status == STRATA_E_NOMEM ? 500 : 400, err.message,
+    bool owned;
+    if (prompt_tokens(s, r, &toks, &n, &owned, &err)) {
+        *res = http_reply_error(s, c, err.status == STRATA_E_NOMEM ? SERVE_NO_MEMORY : 400, err.message,
                                 r->kind == OAI_CHAT ? "messages" : "prompt");
         return NULL;
     }
@@ -99,7 +121,7 @@ static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, en
     sched_req *q = NULL;
     char msg[STRATA_ERROR_MAX] = "";
     sched_submit_result sr = n ? sched_submit(s->sched, &p, &q, msg, sizeof msg) : SCHED_INVALID;
-    free(toks);
+    free_tokens(s, toks, n, owned);
     if (sr == SCHED_OK) return q;
     if (sr == SCHED_FULL) atomic_fetch_add(&s->n_rejected, 1);
     if (!msg[0]) snprintf(msg, sizeof msg, "the prompt is empty");
@@ -111,51 +133,56 @@ static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, en
 
 /* Generated text gathered until the end. */
 typedef struct text_acc {
-    char *buf; /* [cap], buf[0..len) */
+    strata_model *m; /* whose account holds buf (text) */
+    char *buf;       /* [cap], buf[0..len) */
     size_t len, cap;
 } text_acc;
 
-static bool acc_add(text_acc *a, const char *s, size_t n)
+static bool acc_add(text_acc *a, const char *s, size_t n, strata_error *err)
 {
-    if (a->len + n + 1 > a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 1024;
-        while (cap < a->len + n + 1) cap *= 2;
-        char *b = realloc(a->buf, cap);
-        if (!b) return false;
-        a->buf = b;
-        a->cap = cap;
-    }
+    char *b = strata_mem_grow(a->m, STRATA_MEM_TEXT, a->buf, &a->cap, a->len + n + 1, err);
+    if (!b) return false;
+    a->buf = b;
     if (n) memcpy(a->buf + a->len, s, n);
     a->len += n;
     a->buf[a->len] = '\0';
     return true;
 }
 
+/* The JSON of an answer of len bytes at most: each byte escaped (\u00XX)
+ * or replaced by U+FFFD, the cleaned copy, and the object around it. */
+static uint64_t reply_bound(size_t len) { return 10 * (uint64_t)len + 4096; }
+
 static enum MHD_Result finish_reply(server *s, struct MHD_Connection *c, const answer *a, const text_acc *t,
-                                    const sched_progress *p)
+                                    const sched_progress *p, uint64_t *held)
 {
     if (p->finish == SCHED_ERROR) return http_reply_error(s, c, 500, p->error, NULL);
     if (p->finish == SCHED_CANCELLED) return http_reply_error(s, c, 503, "the server is shutting down", NULL);
+    strata_error err;
+    if (serve_hold(s, held, reply_bound(t->len), &err)) /* until the request ends: the server sends it */
+        return http_reply_error(s, c, SERVE_NO_MEMORY, err.message, NULL);
     oai_usage u = {p->n_prompt, p->n_gen};
     return http_reply_json(s, c, 200, oai_completion_json(&a->meta, t->buf ? t->buf : "", t->len,
                                                           sched_finish_reason(p->finish), &u));
 }
 
-static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const answer *a, sched_req *q)
+static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const answer *a, sched_req *q,
+                                  uint64_t *held)
 {
-    text_acc t = {0};
+    text_acc t = {.m = s->model};
     sched_progress p;
     enum MHD_Result res;
     for (;;) {
+        strata_error err;
         sched_req_wait(q, t.len, WAIT_SLICE_MS, &p);
-        bool ok = acc_add(&t, p.text, p.len);
-        free(p.text);
+        bool ok = acc_add(&t, p.text, p.len, &err);
+        sched_progress_free(&p);
         if (!ok) {
-            res = http_reply(s, c, 500, "application/json", NULL);
+            res = http_reply_error(s, c, SERVE_NO_MEMORY, err.message, NULL);
             break;
         }
         if (p.finish != SCHED_RUNNING) {
-            res = finish_reply(s, c, a, &t, &p);
+            res = finish_reply(s, c, a, &t, &p, held);
             break;
         }
         if (peer_gone(a->fd)) { /* nobody to answer: free the sequence now */
@@ -165,7 +192,7 @@ static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const ans
         }
     }
     sched_req_release(q);
-    free(t.buf);
+    strata_mem_free(s->model, STRATA_MEM_TEXT, t.buf, t.cap);
     return res;
 }
 
@@ -173,14 +200,16 @@ static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const ans
 
 typedef struct stream {
     answer a;
+    strata_model *m;  /* whose account holds out and the events being built (text) */
     sched_req *q;
     bool include_usage;
     size_t from;      /* bytes of generated text taken from the request */
-    char *out;        /* [out_len] events not yet handed to libmicrohttpd, from out_off on */
+    char *out;        /* [out_len] events not yet handed to libmicrohttpd, from out_off on (the account's) */
     size_t out_len, out_off;
     char hold[4];     /* [hold_len] an incomplete UTF-8 sequence waiting for its end */
     size_t hold_len;
     bool done;        /* the last event is in out */
+    strata_error err; /* why the budget refused a buffer of the stream */
 } stream;
 
 /* Appends an event (taken) to the pending output. */
@@ -188,7 +217,7 @@ static bool put(stream *st, char *ev)
 {
     if (!ev) return false;
     size_t n = strlen(ev), left = st->out_len - st->out_off;
-    char *b = malloc(left + n); /* [what is pending + the event] */
+    char *b = strata_mem_alloc(st->m, STRATA_MEM_TEXT, left + n, &st->err); /* [what is pending + the event] */
     if (!b) {
         free(ev);
         return false;
@@ -196,7 +225,7 @@ static bool put(stream *st, char *ev)
     if (left) memcpy(b, st->out + st->out_off, left);
     memcpy(b + left, ev, n);
     free(ev);
-    free(st->out);
+    strata_mem_free(st->m, STRATA_MEM_TEXT, st->out, st->out_len);
     st->out = b;
     st->out_len = left + n;
     st->out_off = 0;
@@ -207,15 +236,21 @@ static bool put(stream *st, char *ev)
  * an incomplete sequence at its end waits (unless `last`). */
 static bool put_text(stream *st, const char *text, size_t len, bool last)
 {
-    char *joined = malloc(st->hold_len + len + 1); /* [held bytes + new text + NUL] */
-    if (!joined) return false;
-    memcpy(joined, st->hold, st->hold_len);
-    if (len) memcpy(joined + st->hold_len, text, len);
-    size_t n = st->hold_len + len, keep = last ? n : oai_utf8_complete(joined, n);
-    st->hold_len = n - keep;
-    memcpy(st->hold, joined + keep, st->hold_len);
-    bool ok = !keep || put(st, oai_chunk_event(&st->a.meta, false, joined, keep, NULL));
+    size_t n = st->hold_len + len;
+    /* the joined copy and the event's JSON, taken before they are built */
+    if (strata_mem_take(st->m, STRATA_MEM_TEXT, n + 1 + reply_bound(n), &st->err)) return false;
+    char *joined = malloc(n + 1); /* [held bytes + new text + NUL] */
+    bool ok = joined != NULL;
+    if (ok) {
+        memcpy(joined, st->hold, st->hold_len);
+        if (len) memcpy(joined + st->hold_len, text, len);
+        size_t keep = last ? n : oai_utf8_complete(joined, n);
+        st->hold_len = n - keep;
+        memcpy(st->hold, joined + keep, st->hold_len);
+        ok = !keep || put(st, oai_chunk_event(&st->a.meta, false, joined, keep, NULL));
+    }
     free(joined);
+    strata_mem_give(st->m, STRATA_MEM_TEXT, n + 1 + reply_bound(n));
     return ok;
 }
 
@@ -242,9 +277,14 @@ static bool stream_next(stream *st)
         sched_progress p;
         sched_req_wait(st->q, st->from, WAIT_SLICE_MS, &p);
         st->from += p.len;
+        st->err.message[0] = '\0';
         bool ok = !p.len || put_text(st, p.text, p.len, false);
-        free(p.text);
+        sched_progress_free(&p);
         if (ok && p.finish != SCHED_RUNNING) ok = put_end(st, &p);
+        if (!ok && st->err.message[0] && !st->done) { /* the budget: say so in the stream, and end it */
+            st->done = true;
+            ok = put(st, oai_error_event(SERVE_NO_MEMORY, st->err.message));
+        }
         if (!ok) return false;
     }
     return true;
@@ -265,7 +305,7 @@ static void stream_free(void *cls)
 {
     stream *st = cls;
     sched_req_release(st->q); /* cancels a request still running: its sequence frees at the next step */
-    free(st->out);
+    strata_mem_free(st->m, STRATA_MEM_TEXT, st->out, st->out_len);
     free(st);
 }
 
@@ -273,10 +313,15 @@ static enum MHD_Result start_stream(server *s, struct MHD_Connection *c, const a
                                     bool include_usage)
 {
     stream *st = calloc(1, sizeof *st);
+    if (st) st->m = s->model;
     if (!st || !put(st, oai_chunk_event(&a->meta, true, a->meta.kind == OAI_CHAT ? "" : NULL, 0, NULL))) {
+        bool budget = st && st->err.message[0];
+        enum MHD_Result r = budget ? http_reply_error(s, c, SERVE_NO_MEMORY, st->err.message, NULL)
+                                   : http_reply(s, c, 500, "application/json", NULL);
+        if (st) strata_mem_free(s->model, STRATA_MEM_TEXT, st->out, st->out_len);
         free(st);
         sched_req_release(q);
-        return http_reply(s, c, 500, "application/json", NULL);
+        return r;
     }
     st->a = *a;
     st->a.meta.id = st->a.id; /* the copy's own */
@@ -295,19 +340,37 @@ static enum MHD_Result start_stream(server *s, struct MHD_Connection *c, const a
     return res;
 }
 
-enum MHD_Result serve_completion(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len)
+/* Parses the body with its parse's memory taken first (the bound, of
+ * which the request's copies stay held until it ends). */
+static bool parse(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len, uint64_t *held,
+                  oai_request *r, enum MHD_Result *res)
 {
-    oai_request r;
+    strata_error err;
+    uint64_t bound = oai_parse_bound(body, len);
+    if (serve_hold(s, held, bound, &err)) {
+        *res = http_reply_error(s, c, SERVE_NO_MEMORY, err.message, NULL);
+        return false;
+    }
     char msg[STRATA_ERROR_MAX];
     const char *param;
-    if (!oai_request_parse(body, len, kind, &s->cfg.sampling, &r, msg, sizeof msg, &param))
-        return http_reply_error(s, c, 400, msg, param);
+    bool ok = oai_request_parse(body, len, kind, &s->cfg.sampling, r, msg, sizeof msg, &param);
+    uint64_t copies = ok ? oai_request_bytes(r) : 0;
+    serve_give(s, held, copies < bound ? bound - copies : 0);
+    if (!ok) *res = http_reply_error(s, c, 400, msg, param);
+    return ok;
+}
+
+enum MHD_Result serve_completion(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len,
+                                 uint64_t *held)
+{
+    oai_request r;
     enum MHD_Result res = MHD_NO;
+    if (!parse(s, c, kind, body, len, held, &r, &res)) return res;
     sched_req *q = submit(s, c, &r, &res);
     if (q) {
         answer a;
         answer_init(s, c, kind, &a);
-        res = r.stream ? start_stream(s, c, &a, q, r.include_usage) : wait_whole(s, c, &a, q);
+        res = r.stream ? start_stream(s, c, &a, q, r.include_usage) : wait_whole(s, c, &a, q, held);
     }
     oai_request_free(&r);
     return res;

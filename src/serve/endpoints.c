@@ -32,6 +32,9 @@ enum MHD_Result serve_metrics(server *s, struct MHD_Connection *c)
 {
     sched_stats st;
     sched_get_stats(s->sched, &st); /* the model's counters too: a step may be running */
+    strata_mem_account a; /* the account has its own lock: read now, not as of the last step */
+    strata_model_mem_account(s->model, STRATA_MEM_RAM, &a);
+    st.model.accounted_bytes = a.total;
     metrics_server srv = {.uptime_s = server_now() - s->t_ready,
                           .mem_budget = strata_model_budget(s->model),
                           .http_requests = atomic_load(&s->n_http),

@@ -14,11 +14,13 @@
 #define CONNECTION_IDLE_S 60u   /* an idle keep-alive connection closes after this */
 #define CONNECTION_LIMIT 256u   /* connections (threads) at once */
 
-/* A request in progress: its body so far. */
+/* A request in progress: its body so far, and the memory it holds. */
 typedef struct http_request {
     char *body;      /* [cap], body[0..len) received */
     size_t len, cap;
     bool too_large;  /* more than the limit came: refused with 413 */
+    uint64_t held;   /* bytes of the memory account this request holds (serve_hold) */
+    char *no_memory; /* why the budget refused its body (malloc'd), or NULL */
 } http_request;
 
 static void body_append(server *s, http_request *r, const char *data, size_t n)
@@ -30,6 +32,12 @@ static void body_append(server *s, http_request *r, const char *data, size_t n)
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;
         while (cap < r->len + n + 1) cap *= 2;
+        strata_error err;
+        if (serve_hold(s, &r->held, cap - r->cap, &err)) { /* before the buffer grows */
+            r->too_large = true;
+            r->no_memory = strdup(err.message);
+            return;
+        }
         char *b = realloc(r->body, cap);
         if (!b) {
             r->too_large = true; /* refused all the same */
@@ -143,13 +151,14 @@ static enum MHD_Result dispatch(server *s, struct MHD_Connection *c, const route
     if (!atomic_load(&s->ready)) return http_reply_error(s, c, 503, "loading model", NULL);
     if (r->kind == ROUTE_METRICS) return serve_metrics(s, c);
     if (r->kind == ROUTE_MODELS) return serve_models(s, c);
+    if (req->no_memory) return http_reply_error(s, c, SERVE_NO_MEMORY, req->no_memory, NULL);
     if (req->too_large) {
         char msg[96];
         snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->cfg.body_limit);
         return http_reply_error(s, c, 413, msg, NULL);
     }
     return serve_completion(s, c, r->kind == ROUTE_CHAT ? OAI_CHAT : OAI_COMPLETION, req->body ? req->body : "",
-                            req->len);
+                            req->len, &req->held);
 }
 
 static enum MHD_Result route_request(server *s, struct MHD_Connection *c, const char *url, const char *method,
@@ -201,8 +210,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+    server *s = cls;
     http_request *req = *con_cls;
-    if (req) free(req->body);
+    if (req) {
+        serve_give(s, &req->held, req->held); /* the body, the parse, the answer's text and JSON */
+        free(req->body);
+        free(req->no_memory);
+    }
     free(req);
     *con_cls = NULL;
 }

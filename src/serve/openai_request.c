@@ -292,3 +292,41 @@ void oai_request_free(oai_request *r)
     for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
     *r = (oai_request){.kind = r->kind};
 }
+
+/* What jansson 2.14 allocates, measured with mallinfo2 on 1 MiB bodies of
+ * one shape each (test_serve_request_parse_bound checks the bound the same
+ * way): an object ~236 bytes, an array ~140, a value (an integer, an empty
+ * string, a key and its value) ~32-92, rounded up; each byte of text is
+ * counted four times (the lexer's buffer, which doubles as it grows, the
+ * tree's string and the request's copy). */
+#define TREE_OBJECT 256u
+#define TREE_ARRAY 160u
+#define TREE_VALUE 96u
+
+uint64_t oai_parse_bound(const char *body, size_t len)
+{
+    uint64_t objects = 0, arrays = 0, values = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = body[i];
+        if (in_string) {
+            if (ch == '\\') i++;
+            else if (ch == '"') in_string = false;
+            continue;
+        }
+        in_string = ch == '"';
+        objects += ch == '{';
+        arrays += ch == '[';
+        values += ch == ',' || ch == ':';
+    }
+    return objects * TREE_OBJECT + arrays * TREE_ARRAY + values * TREE_VALUE + 4 * (uint64_t)len + 4096;
+}
+
+uint64_t oai_request_bytes(const oai_request *r)
+{
+    uint64_t b = r->n_messages * sizeof *r->messages + r->n_prompt_tokens * sizeof *r->prompt_tokens;
+    for (size_t i = 0; i < r->n_messages; i++) b += strlen(r->messages[i].content) + 1;
+    if (r->prompt) b += r->prompt_len + 1;
+    for (size_t i = 0; i < r->n_stop; i++) b += strlen(r->stop[i]) + 1;
+    return b;
+}

@@ -52,4 +52,12 @@ bool oai_request_parse(const char *body, size_t len, oai_kind kind, const strata
                        oai_request *out, char *msg, size_t cap, const char **param);
 void oai_request_free(oai_request *r);
 
+/* At most the bytes oai_request_parse allocates for body[0..len) at once:
+ * jansson's tree (per object, array and value: a linear scan counts them)
+ * and the request's copies. The server takes this from the memory account
+ * before parsing: a 1 MiB body of empty objects is an 80 MiB tree. */
+uint64_t oai_parse_bound(const char *body, size_t len);
+/* The bytes a parsed request holds (its copies). */
+uint64_t oai_request_bytes(const oai_request *r);
+
 #endif

@@ -32,6 +32,22 @@ strata_status server_start(const server_config *c, server **out, strata_error *e
 
 uint16_t server_port(const server *s) { return s->port; }
 
+strata_status serve_hold(server *s, uint64_t *held, uint64_t bytes, strata_error *err)
+{
+    if (!bytes || !atomic_load(&s->ready)) return STRATA_OK; /* no model, no account yet */
+    strata_status st = strata_mem_take(s->model, STRATA_MEM_TEXT, bytes, err);
+    if (!st) *held += bytes;
+    return st;
+}
+
+void serve_give(server *s, uint64_t *held, uint64_t bytes)
+{
+    if (bytes > *held) bytes = *held;
+    if (!bytes) return;
+    strata_mem_give(s->model, STRATA_MEM_TEXT, bytes);
+    *held -= bytes;
+}
+
 static void *worker_main(void *arg)
 {
     server *s = arg;

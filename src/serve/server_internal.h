@@ -25,6 +25,15 @@ struct server {
 
 double server_now(void);
 
+/* A request's buffers (body, parse, text, the response) are counted in the
+ * model's memory account (STRATA_MEM_TEXT) before they exist, and given
+ * back when the request ends; *held is what one request holds. A request
+ * the budget cannot hold is refused with SERVE_NO_MEMORY and the
+ * account's message. Nothing is counted before the model is ready. */
+#define SERVE_NO_MEMORY 413
+strata_status serve_hold(server *s, uint64_t *held, uint64_t bytes, strata_error *err);
+void serve_give(server *s, uint64_t *held, uint64_t bytes); /* bytes <= *held */
+
 /* The HTTP daemon (http.c): binds cfg.host:cfg.port, sets s->daemon and
  * s->port; http_quiesce stops accepting connections. */
 strata_status http_start(server *s, strata_error *err);
@@ -43,6 +52,7 @@ enum MHD_Result serve_health(server *s, struct MHD_Connection *c);
 enum MHD_Result serve_models(server *s, struct MHD_Connection *c);
 enum MHD_Result serve_metrics(server *s, struct MHD_Connection *c);
 /* POST /v1/chat/completions and /v1/completions with body[0..len). */
-enum MHD_Result serve_completion(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len);
+enum MHD_Result serve_completion(server *s, struct MHD_Connection *c, oai_kind kind, const char *body, size_t len,
+                                 uint64_t *held);
 
 #endif

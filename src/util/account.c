@@ -11,6 +11,7 @@
 struct mem_account {
     pthread_mutex_t mu;
     uint64_t used[ACCT_N_TIERS][ACCT_N_CATS];
+    uint64_t cat_peak[ACCT_N_TIERS][ACCT_N_CATS];
     uint64_t total[ACCT_N_TIERS], budget[ACCT_N_TIERS], peak[ACCT_N_TIERS];
     uint64_t refusals;
     acct_reclaim_fn reclaim;
@@ -21,7 +22,7 @@ static const char *const cat_names[ACCT_N_CATS] = {
     [ACCT_PROCESS] = "process",     [ACCT_WEIGHTS] = "weights",       [ACCT_SLOTS] = "stream slots",
     [ACCT_EXPERTS] = "expert cache", [ACCT_KV] = "KV cache",          [ACCT_KV_RESERVE] = "KV reserve",
     [ACCT_SCRATCH] = "scratch",     [ACCT_PROMPT] = "prompt",         [ACCT_LOGITS] = "logits",
-    [ACCT_OTHER] = "other",
+    [ACCT_SAMPLER] = "sampler",     [ACCT_TEXT] = "text",             [ACCT_OTHER] = "other",
 };
 
 const char *acct_cat_name(acct_cat c) { return c < ACCT_N_CATS ? cat_names[c] : "?"; }
@@ -111,6 +112,7 @@ strata_status acct_take(mem_account *a, acct_tier t, acct_cat c, uint64_t bytes,
     a->used[t][c] += bytes;
     a->total[t] += bytes;
     if (a->total[t] > a->peak[t]) a->peak[t] = a->total[t];
+    if (a->used[t][c] > a->cat_peak[t][c]) a->cat_peak[t][c] = a->used[t][c];
     pthread_mutex_unlock(&a->mu);
     return STRATA_OK;
 }
@@ -131,6 +133,7 @@ bool acct_move(mem_account *a, acct_tier t, acct_cat from, acct_cat to, uint64_t
     if (ok) {
         a->used[t][from] -= bytes;
         a->used[t][to] += bytes;
+        if (a->used[t][to] > a->cat_peak[t][to]) a->cat_peak[t][to] = a->used[t][to];
     }
     pthread_mutex_unlock(&a->mu);
     return ok;
@@ -180,6 +183,7 @@ void acct_snapshot_get(const mem_account *a, acct_tier t, acct_snapshot *out)
     pthread_mutex_t *mu = (pthread_mutex_t *)&a->mu; /* the counters are const to readers, not the lock */
     pthread_mutex_lock(mu);
     memcpy(out->used, a->used[t], sizeof out->used);
+    memcpy(out->cat_peak, a->cat_peak[t], sizeof out->cat_peak);
     out->total = a->total[t];
     out->budget = a->budget[t];
     out->peak = a->peak[t];

@@ -27,8 +27,10 @@ typedef enum acct_cat {
     ACCT_KV_RESERVE,  /* KV room held for contexts not opened yet (not touched) */
     ACCT_SCRATCH,     /* activations and per-batch buffers */
     ACCT_PROMPT,      /* prompt tokens and the work of tokenizing them */
-    ACCT_LOGITS,      /* logits handed to the caller */
-    ACCT_OTHER,       /* any other buffer (sampler history, ...) */
+    ACCT_LOGITS,      /* logits handed to the caller, and the generation loops' logits rows */
+    ACCT_SAMPLER,     /* samplers' candidates, token histories, end-of-generation lists */
+    ACCT_TEXT,        /* request bodies, chat messages, generated and response text */
+    ACCT_OTHER,       /* any other buffer */
     ACCT_N_CATS
 } acct_cat;
 
@@ -66,9 +68,11 @@ uint64_t acct_room(const mem_account *a, acct_tier t);
 /* Refusals so far (acct_take calls that did not fit). */
 uint64_t acct_refusals(const mem_account *a);
 
-/* A snapshot of one tier: per category, the total, budget and peak. */
+/* A snapshot of one tier: per category (now and at its peak), the total,
+ * budget and peak. */
 typedef struct acct_snapshot {
     uint64_t used[ACCT_N_CATS];
+    uint64_t cat_peak[ACCT_N_CATS]; /* the most each category held at once */
     uint64_t total, budget, peak;
 } acct_snapshot;
 void acct_snapshot_get(const mem_account *a, acct_tier t, acct_snapshot *out);
@@ -86,4 +90,11 @@ void *acct_alloc(mem_account *a, acct_cat c, uint64_t bytes, strata_error *err);
 /* The same aligned to `align` (a power of two, at least sizeof(void *)). */
 void *acct_alloc_aligned(mem_account *a, acct_cat c, uint64_t bytes, size_t align, strata_error *err);
 void acct_release(mem_account *a, acct_cat c, void *p, uint64_t bytes);
+/* A malloc-aligned buffer grown (or shrunk) from `old` bytes to `bytes`:
+ * the growth is taken from the account before realloc touches anything,
+ * and the new tail is faulted in (zeroed); a shrink gives the difference
+ * back. NULL with err set when refused or out of memory: p is then
+ * unchanged and still counted at `old`. p NULL (old 0): a new buffer.
+ * Such a buffer is released with acct_release. */
+void *acct_realloc(mem_account *a, acct_cat c, void *p, uint64_t old, uint64_t bytes, strata_error *err);
 #endif

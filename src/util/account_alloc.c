@@ -32,3 +32,18 @@ void acct_release(mem_account *a, acct_cat c, void *p, uint64_t bytes)
     free(p);
     if (a) acct_give(a, ACCT_RAM, c, bytes);
 }
+
+void *acct_realloc(mem_account *a, acct_cat c, void *p, uint64_t old, uint64_t bytes, strata_error *err)
+{
+    if (bytes > old && a && acct_take(a, ACCT_RAM, c, bytes - old, err)) return NULL; /* p untouched */
+    void *q = bytes > SIZE_MAX / 2 ? NULL : realloc(p, bytes ? (size_t)bytes : 1);
+    if (!q) {
+        if (bytes > old && a) acct_give(a, ACCT_RAM, c, bytes - old);
+        err_set(err, STRATA_E_NOMEM, "out of memory for %llu bytes of %s", (unsigned long long)bytes,
+                acct_cat_name(c));
+        return NULL;
+    }
+    if (bytes > old) memset((char *)q + old, 0, (size_t)(bytes - old)); /* faulted in, like acct_alloc */
+    else if (a) acct_give(a, ACCT_RAM, c, old - bytes);
+    return q;
+}
