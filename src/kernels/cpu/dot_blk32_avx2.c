@@ -24,20 +24,7 @@
 #include "kernels/cpu/act_quant.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/avx2_util.h"
-
-#define ACT_BYTES 34 /* Q8_0 block: f16 d, i8 q[32] */
-
-/* f16 values at p, p + stride, p + 2*stride, p + 3*stride as 4 floats
- * (word inserts take fewer instructions than assembling the four in a
- * general register) */
-INLINE __m128 f16x4(const uint8_t *p, uint64_t stride)
-{
-    __m128i v = _mm_cvtsi32_si128(rd16(p));
-    v = _mm_insert_epi16(v, rd16(p + stride), 1);
-    v = _mm_insert_epi16(v, rd16(p + 2 * stride), 2);
-    v = _mm_insert_epi16(v, rd16(p + 3 * stride), 3);
-    return _mm_cvtph_ps(v);
-}
+#include "kernels/cpu/blk32_util.h"
 
 /* 16 bytes at p: elements 0..15 in the low nibbles, 16..31 in the high
  * ones -> 32 values 0..15 in element order (upper lane shifted by 4). */
@@ -122,20 +109,6 @@ INLINE __m256i iq4_nl_sum(const uint8_t *w, __m256i qa)
 
 typedef __m256i (*quant_sum_fn)(const uint8_t *w, __m256i qa);
 
-/* Broadcast float i of both lanes of v (which hold the same four). */
-INLINE __m256 pick(__m256 v, int i) { return _mm256_permutevar_ps(v, _mm256_set1_epi32(i)); }
-
-/* dot32 runs R (1 or 2) rows side by side (a rows_driver_fn, see
- * avx2_util.h): the activation quant vectors and f16 scales of each group
- * of four blocks are loaded and converted once for both. */
-#define DOT32_ROWS 2
-
-/* Accumulators of one row: one per block of a group of four (their sum is
- * the row's result), and the min term. */
-typedef struct acc32 {
-    __m256 b[4], m;
-} acc32;
-
 /* Four blocks of the R rows at w[r] against the activation blocks at a. */
 INLINE void dot32_four(const uint8_t *const w[], int R, const uint8_t *a, uint64_t wb, quant_sum_fn sum,
                        bool with_min, acc32 acc[])
@@ -175,60 +148,13 @@ INLINE void dot32_one(const uint8_t *w, const uint8_t *a, quant_sum_fn sum, bool
                                  _mm256_cvtepi32_ps(sum_u8i8(_mm256_set1_epi8(1), qa)), acc->m);
 }
 
-/* A row's accumulators: zeroed, and summed into its result (the same
- * order for every driver). */
-INLINE void acc32_zero(acc32 *acc)
-{
-    for (int i = 0; i < 4; i++) acc->b[i] = _mm256_setzero_ps();
-    acc->m = _mm256_setzero_ps();
-}
-
-INLINE float acc32_result(const acc32 *acc)
-{
-    __m256 s = _mm256_add_ps(_mm256_add_ps(acc->b[0], acc->b[1]), _mm256_add_ps(acc->b[2], acc->b[3]));
-    return hsum_ps(_mm256_add_ps(s, acc->m));
-}
-
-/* *out[r] = Σ over nb blocks of d_w*d_a*Σ q*a (+ m*d_a*Σ a for types with
- * a min: their f16 m follows d, and Σ a comes from a maddubs with ones) for
- * the R rows starting at w[r]. Four blocks go together; each row's float
- * sums run in the same order whatever R. */
-INLINE void dot32(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t nb, uint64_t wb,
-                  quant_sum_fn sum, bool with_min)
-{
-    acc32 acc[DOT32_ROWS];
-    const uint8_t *wr[DOT32_ROWS];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        acc32_zero(&acc[r]);
-        wr[r] = w[r];
-    }
-    uint64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) kernel_prefetch(wr[r], 4 * wb);
-        dot32_four(wr, R, a + b * ACT_BYTES, wb, sum, with_min, acc);
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) wr[r] += 4 * wb;
-    }
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        for (uint64_t t = b; t < nb; t++, wr[r] += wb) dot32_one(wr[r], a + t * ACT_BYTES, sum, with_min, &acc[r]);
-        *out[r] = acc32_result(&acc[r]);
-    }
-}
+DOT32_DEFINE(dot32, quant_sum_fn, dot32_four, dot32_one)
 
 /* Each type's driver, single-row and two-row kernels. Q5_0, Q5_1 and
  * IQ4_NL are compute-bound even from RAM and their two-row loops spill
  * registers, yet they measured 3-26% (Q5_0), 10% (Q5_1) and 3-5% (IQ4_NL)
  * faster than one row at a time (best of 20 runs, in L2 and from RAM, on a
  * 2-vCPU EPYC; an earlier session measured them 3-13% slower). */
-#define DOT32_DRIVER(NAME, WB, SUM, WITH_MIN)                                                                      \
-    INLINE void NAME##_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)  \
-    {                                                                                                            \
-        dot32(w, out, R, a, n / 32, WB, SUM, WITH_MIN);                                                         \
-    }
-
 DOT32_DRIVER(q8_0, 34, q8_0_sum, false)
 DOT32_DRIVER(q4_0, 18, q4_0_sum, false)
 DOT32_DRIVER(q4_1, 20, q4_1_sum, true)

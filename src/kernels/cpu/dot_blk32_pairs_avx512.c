@@ -17,9 +17,8 @@
 
 #include "kernels/cpu/act_quant.h"
 #include "kernels/cpu/avx2_util.h"
+#include "kernels/cpu/blk32_util.h"
 #include "kernels/cpu/dequant.h"
-
-#define ACT_BYTES 34 /* Q8_0 block: f16 d, i8 q[32] */
 
 /* 16 bytes at p and at q, each as 32 values 0..15 in element order (low
  * nibbles first): p's in the low 256 bits, q's in the high ones. */
@@ -86,23 +85,9 @@ INLINE __m512i iq4_nl_sum2(const uint8_t *w0, const uint8_t *w1, __m512i qa)
     return sum_i8i8_2(_mm512_shuffle_epi8(tab, nibbles2(w0 + 2, w1 + 2)), qa);
 }
 
-/* ---- the driver: dot32 of dot_blk32_avx2.c, two blocks per sum ---- */
+/* ---- the driver: blk32_util.h's, two blocks per sum ---- */
 
 typedef __m512i (*quant_sum2_fn)(const uint8_t *w0, const uint8_t *w1, __m512i qa);
-
-#define DOT32_ROWS 2
-
-/* f16 values at p, p + stride, p + 2*stride, p + 3*stride as 4 floats */
-INLINE __m128 f16x4(const uint8_t *p, uint64_t stride)
-{
-    __m128i v = _mm_cvtsi32_si128(rd16(p));
-    v = _mm_insert_epi16(v, rd16(p + stride), 1);
-    v = _mm_insert_epi16(v, rd16(p + 2 * stride), 2);
-    v = _mm_insert_epi16(v, rd16(p + 3 * stride), 3);
-    return _mm_cvtph_ps(v);
-}
-
-INLINE __m256 pick(__m256 v, int i) { return _mm256_permutevar_ps(v, _mm256_set1_epi32(i)); }
 
 /* Activation quants of the blocks at a and b, side by side. */
 INLINE __m512i act2(const uint8_t *a, const uint8_t *b)
@@ -113,11 +98,6 @@ INLINE __m512i act2(const uint8_t *a, const uint8_t *b)
 
 INLINE __m256 lo_ps(__m512i s) { return _mm256_cvtepi32_ps(_mm512_castsi512_si256(s)); }
 INLINE __m256 hi_ps(__m512i s) { return _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(s, 1)); }
-
-/* A row's accumulators: one per block of a group of four, and the min term. */
-typedef struct acc32 {
-    __m256 b[4], m;
-} acc32;
 
 /* Four blocks of the R rows at w[r] against the activation blocks at a,
  * as two pairs. */
@@ -164,43 +144,7 @@ INLINE void dot32_one(const uint8_t *w, const uint8_t *a, quant_sum2_fn sum, boo
                                  lo_ps(sum_u8i8_2(_mm512_set1_epi8(1), qa)), acc->m);
 }
 
-INLINE float acc32_result(const acc32 *acc)
-{
-    __m256 s = _mm256_add_ps(_mm256_add_ps(acc->b[0], acc->b[1]), _mm256_add_ps(acc->b[2], acc->b[3]));
-    return hsum_ps(_mm256_add_ps(s, acc->m));
-}
-
-INLINE void dot32(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t nb, uint64_t wb,
-                  quant_sum2_fn sum, bool with_min)
-{
-    acc32 acc[DOT32_ROWS];
-    const uint8_t *wr[DOT32_ROWS];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        for (int i = 0; i < 4; i++) acc[r].b[i] = _mm256_setzero_ps();
-        acc[r].m = _mm256_setzero_ps();
-        wr[r] = w[r];
-    }
-    uint64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) kernel_prefetch(wr[r], 4 * wb);
-        dot32_four(wr, R, a + b * ACT_BYTES, wb, sum, with_min, acc);
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) wr[r] += 4 * wb;
-    }
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) {
-        for (uint64_t t = b; t < nb; t++, wr[r] += wb) dot32_one(wr[r], a + t * ACT_BYTES, sum, with_min, &acc[r]);
-        *out[r] = acc32_result(&acc[r]);
-    }
-}
-
-#define DOT32_DRIVER(NAME, WB, SUM, WITH_MIN)                                                                      \
-    INLINE void NAME##_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)  \
-    {                                                                                                            \
-        dot32(w, out, R, a, n / 32, WB, SUM, WITH_MIN);                                                         \
-    }
+DOT32_DEFINE(dot32, quant_sum2_fn, dot32_four, dot32_one)
 
 DOT32_DRIVER(q4_1, 20, q4_1_sum2, true)
 DOT32_DRIVER(q5_0, 22, q5_0_sum2, false)

@@ -73,9 +73,6 @@ INLINE __m512i half_sum2(const __m512i u2[2], const uint8_t *qa, __m256i s16, in
 
 INLINE __m256i fold(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
 
-/* The Q3_K and Q2_K drivers run up to K16_ROWS rows. */
-#define K16_ROWS 2
-
 /* ---- Q3_K (110 bytes: hmask[32], qs[64], scales[12], f16 d): see dot_q6_k_avx2.c ---- */
 
 INLINE __m256 q3_k_block(const uint8_t *w, const uint8_t *a, __m256 acc)
@@ -93,22 +90,7 @@ INLINE __m256 q3_k_block(const uint8_t *w, const uint8_t *a, __m256 acc)
     return _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 108) * da_of(a)), _mm256_cvtepi32_ps(total), acc);
 }
 
-INLINE void q3_k_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)
-{
-    __m256 acc[K16_ROWS];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-    for (uint64_t b = 0; b < n / 256; b++) {
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            const uint8_t *wr = w[r] + 110 * b;
-            kernel_prefetch(wr, 110);
-            acc[r] = q3_k_block(wr, a + Q8K_BYTES * b, acc[r]);
-        }
-    }
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) *out[r] = hsum_ps(acc[r]);
-}
+K16_ROWS_DRIVER(q3_k_rows, q3_k_block, 110)
 
 ROWS_KERNELS(kernel_dot_q3_k_avx512, kernel_dot_rows_q3_k_avx512, q3_k_rows)
 
@@ -133,21 +115,6 @@ INLINE void q2_k_block(const uint8_t *w, const uint8_t *a, __m256 *acc, __m256 *
     *acc_m = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 82) * da), _mm256_cvtepi32_ps(bsum_dot(m16, a)), *acc_m);
 }
 
-INLINE void q2_k_rows(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t n)
-{
-    __m256 acc[K16_ROWS], acc_m[K16_ROWS];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) acc[r] = acc_m[r] = _mm256_setzero_ps();
-    for (uint64_t b = 0; b < n / 256; b++) {
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            const uint8_t *wr = w[r] + 84 * b;
-            kernel_prefetch(wr, 84);
-            q2_k_block(wr, a + Q8K_BYTES * b, &acc[r], &acc_m[r]);
-        }
-    }
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) *out[r] = hsum_ps(_mm256_sub_ps(acc[r], acc_m[r]));
-}
+K16_ROWS_DRIVER_MINS(q2_k_rows, q2_k_block, 84)
 
 ROWS_KERNELS(kernel_dot_q2_k_avx512, kernel_dot_rows_q2_k_avx512, q2_k_rows)
