@@ -21,20 +21,6 @@ static uint64_t weight_budget(const engine *e)
     return room > row ? room - row : 1;
 }
 
-/* The resident bytes and ring of a residency given per group: slots as
- * large as the largest streamed group, min(depth + 1, streamed) of them. */
-static uint64_t given_bytes(uint32_t n, const uint64_t *bytes, const bool *resident, int depth)
-{
-    uint64_t used = 0, slot = 0;
-    uint32_t streamed = 0;
-    for (uint32_t g = 0; g < n; g++) {
-        if (resident[g]) used += bytes[g];
-        else if (++streamed, bytes[g] > slot) slot = bytes[g];
-    }
-    uint32_t slots = streamed < (uint32_t)depth + 1 ? streamed : (uint32_t)depth + 1;
-    return used + (uint64_t)slots * slot;
-}
-
 /* The dense groups under the weight budget W less the least expert cache,
  * then the expert cache in what is left. */
 static strata_status place(engine *e, store_config *sc, const uint64_t *bytes, placement *pl, uint64_t *min_weights,
@@ -50,7 +36,8 @@ static strata_status place(engine *e, store_config *sc, const uint64_t *bytes, p
     uint64_t dense_budget = !W ? 0 : W > min_experts ? W - min_experts : 1;
     uint64_t used;
     if (sc->resident && !sc->stream_all) {
-        used = given_bytes(n, bytes, sc->resident, depth);
+        store_ring r = store_ring_for(n, bytes, sc->resident, false, depth);
+        used = r.resident_bytes + (uint64_t)r.n_slots * r.slot_bytes;
     } else {
         if (!placement_choose(n, bytes, dense_budget, depth, sc->stream_all, pl)) {
             char a[32], b[32];

@@ -140,22 +140,15 @@ uint64_t store_row_buffer_bytes(const gguf_file *f)
     return m;
 }
 
-/* The ring the given placement needs: a slot as large as the largest
- * streamed group, min(depth + 1, streamed groups) of them. */
-typedef struct ring_shape {
-    uint64_t resident_bytes, slot_bytes;
-    uint32_t n_slots;
-} ring_shape;
-
-static ring_shape ring_for(const store *s, const uint64_t *bytes)
+store_ring store_ring_for(uint32_t n, const uint64_t *bytes, const bool *resident, bool stream_all, int depth)
 {
-    ring_shape r = {0};
+    store_ring r = {0};
     uint32_t streamed = 0;
-    for (uint32_t g = 0; g < s->n_groups; g++) {
-        if (s->groups[g].resident) r.resident_bytes += bytes[g];
+    for (uint32_t g = 0; g < n; g++) {
+        if (resident ? resident[g] : !stream_all) r.resident_bytes += bytes[g];
         else if (++streamed, bytes[g] > r.slot_bytes) r.slot_bytes = bytes[g];
     }
-    uint32_t most = (uint32_t)s->cfg.prefetch_depth + 1;
+    uint32_t most = (uint32_t)depth + 1;
     r.n_slots = streamed < most ? streamed : most;
     return r;
 }
@@ -183,7 +176,7 @@ static strata_status place_groups(store *s, const uint64_t *bytes, uint64_t *min
 {
     for (uint32_t g = 0; g < s->n_groups; g++)
         s->groups[g].resident = s->groups[g].home = s->cfg.resident ? s->cfg.resident[g] : !s->cfg.stream_all;
-    ring_shape r = ring_for(s, bytes);
+    store_ring r = store_ring_for(s->n_groups, bytes, s->cfg.resident, s->cfg.stream_all, s->cfg.prefetch_depth);
     uint64_t need = s->row_buf_bytes + r.resident_bytes + r.n_slots * r.slot_bytes +
                     (uint64_t)expert_slots_given(s) * s->expert_slot_bytes;
     uint64_t avail = store_weight_budget(s);

@@ -234,9 +234,18 @@ const void *const *store_resident_data(store *s, uint32_t group);
 /* For planning, without opening a store: the bytes a group occupies in
  * memory (its read layout, aligned for direct I/O), and the row buffer the
  * store keeps for embedding gathers. A ring slot is as large as the largest
- * streamed group; there are min(depth + 1, streamed groups) slots. */
+ * streamed group; there are min(depth + 1, streamed groups) slots
+ * (store_ring_for). */
 strata_status store_group_bytes(const gguf_file *f, const store_group *g, uint64_t *bytes, strata_error *err);
 uint64_t store_row_buffer_bytes(const gguf_file *f);
+/* What a placement of the n groups (bytes[g] each) takes: the resident
+ * groups and the ring of the streamed ones. resident and stream_all as in
+ * store_config (NULL: every group resident, or streamed with stream_all). */
+typedef struct store_ring {
+    uint64_t resident_bytes, slot_bytes;
+    uint32_t n_slots;
+} store_ring;
+store_ring store_ring_for(uint32_t n, const uint64_t *bytes, const bool *resident, bool stream_all, int depth);
 /* Bytes of one cache slot for a unit of this set: each tensor's slice
  * widened to the direct-I/O alignment (an upper bound over the experts). */
 strata_status store_expert_unit_bytes(const store_expert_set *set, uint64_t *bytes, strata_error *err);
