@@ -1,5 +1,8 @@
 #include "gpu_helpers.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "backend/vulkan/vkb.h"
 #include "strata.h"
 #include "test.h"
@@ -33,4 +36,19 @@ strata_model *gpu_test_open(const char *path, uint32_t max_layers, uint64_t gpu_
         return NULL;
     }
     return m;
+}
+
+float *gpu_test_eval(strata_model *m, int n_tok, int n_prompt, strata_error *err)
+{
+    uint32_t nv = strata_model_n_vocab(m);
+    int32_t *tok = malloc((size_t)n_tok * sizeof *tok);
+    float *out = malloc((size_t)n_tok * nv * sizeof(float));
+    for (int i = 0; tok && i < n_tok; i++) tok[i] = (int32_t)((i * 7919u + 13u) % nv);
+    bool ok = tok && out && strata_eval(m, tok, n_prompt, out, true, err) == STRATA_OK;
+    for (int i = n_prompt; ok && i < n_tok; i++)
+        ok = strata_eval(m, tok + i, 1, out + (size_t)i * nv, false, err) == STRATA_OK;
+    if (!tok || !out) snprintf(err->message, sizeof err->message, "out of memory");
+    free(tok);
+    if (!ok) free(out);
+    return ok ? out : NULL;
 }

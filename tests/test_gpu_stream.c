@@ -36,14 +36,9 @@ static float *run(const char *path, uint64_t cap, uint32_t depth, strata_model_s
 {
     strata_model *m = gpu_test_open(path, 0, cap, depth);
     if (!m) return NULL;
-    strata_error err;
-    uint32_t nv = strata_model_n_vocab(m);
-    int32_t tok[N_TOK];
-    for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)((i * 7919u + 13u) % nv);
-    float *out = malloc((size_t)N_TOK * nv * sizeof(float));
-    bool ok = out && strata_eval(m, tok, N_PROMPT, out, true, &err) == STRATA_OK;
-    for (int i = N_PROMPT; ok && i < N_TOK; i++)
-        ok = strata_eval(m, tok + i, 1, out + (size_t)i * nv, false, &err) == STRATA_OK;
+    strata_error err = {0};
+    float *out = gpu_test_eval(m, N_TOK, N_PROMPT, &err);
+    bool ok = out != NULL;
     CHECK(ok, " eval (cap %llu, depth %u): %s", (unsigned long long)cap, depth, err.message);
     strata_model_get_stats(m, s);
     /* the model's account holds what vkb counted on the device, by what it is; the ring's
@@ -60,7 +55,6 @@ static float *run(const char *path, uint64_t cap, uint32_t depth, strata_model_s
           (unsigned long long)vram.used[STRATA_MEM_SLOTS], (unsigned long long)vram.used[STRATA_MEM_KV],
           (unsigned long long)s->gpu_bytes, (unsigned long long)ram.used[STRATA_MEM_SLOTS]);
     strata_model_free(m);
-    if (!ok) free(out), out = NULL;
     return out;
 }
 

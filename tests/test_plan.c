@@ -529,8 +529,9 @@ TEST(test_plan_deterministic)
 
 /* A CPU-only request (what `run` asks) gets a plan the engine can execute:
  * f16 KV cache, the requested context, and either nothing on a GPU or a
- * GPU plan the engine runs (GPU 0 only, no experts; a layer split with the
- * KV cache on the GPU, or the weights over the link). */
+ * GPU plan the engine runs (GPU 0 only; a layer split with the KV cache on
+ * the GPU, a layer's experts with it, or the weights of a model without
+ * experts over the link). */
 TEST(test_plan_cpu_only_runnable)
 {
     rng r = {7};
@@ -556,7 +557,7 @@ TEST(test_plan_cpu_only_runnable)
                   plan_kv_name(p->kv));
             CHECK(uses_gpu(p) || (p->link_bytes_per_token == 0 && p->vram_bytes_per_token == 0 && !p->gpu[0].weights),
                   " case %d: '%s' reads VRAM", n, p->label);
-            CHECK(!uses_gpu(p) || (!m.n_expert_sets && (p->over_link || p->gpu[0].kv > 0 || p->ram.kv == 0)),
+            CHECK(!uses_gpu(p) || (p->over_link ? !m.n_expert_sets : !p->moe_split && (p->gpu[0].kv > 0 || p->ram.kv == 0)),
                   " case %d: '%s' is not a GPU plan the engine runs", n, p->label);
             gpu_plans += uses_gpu(p);
             CHECK(!q.n_ctx || p->n_ctx == q.n_ctx, " case %d: context %u, asked %u", n, p->n_ctx, q.n_ctx);
@@ -1030,6 +1031,40 @@ TEST(test_plan_moe_stated_hit_rate)
     json_decref(dj);
     plan_result_free(&r);
     free_model(&dense);
+}
+
+/* Experts on the GPU, run by the engine: with room for everything, a
+ * request `run` makes (cpu_only) gets the layer split with every layer, its
+ * experts and the KV cache in VRAM. A token reads the dense weights and the
+ * 2 experts it is routed to in each of 4 layers (7/8 of 1 MiB each); a
+ * batch of 256 is routed to all 8 of each layer, 6 more than one token
+ * reads. The link is not for experts: the plan sending the weights over it
+ * is not one the engine runs. */
+TEST(test_plan_moe_on_the_gpu_runnable)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    plan_machine hw = cpu_machine(1 * GiB);
+    hw.n_gpus = 1;
+    hw.gpus[0] = (plan_gpu){"test GPU", 1 * GiB, 1e12, 16e9};
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    const plan *p = &r.chosen;
+    REQUIRE(p->feasible, " %s", p->reason);
+    CHECK(!strcmp(p->label, "GPU/CPU layer split, KV on GPU") && p->runnable && !p->moe_split, " '%s'", p->label);
+    for (uint32_t g = 0; g < m.n_groups; g++) CHECK(p->tier[g] == 0, " group %u", g);
+    uint64_t dense = 0, unit_w = 1 * MiB / 8 * 7;
+    for (uint32_t g = 0; g < m.n_groups; g++) dense += m.groups[g].weight_bytes;
+    CHECK(p->expert_units == 0 && p->gpu[0].weights == 10 * MiB + 32 * MiB, " %u units, %llu on the GPU",
+          p->expert_units, (unsigned long long)p->gpu[0].weights);
+    CHECK(p->vram_bytes_per_token == dense + 4 * 2 * unit_w + PLAN_DECODE_POS * m.kv_bytes_per_token, " %llu",
+          (unsigned long long)p->vram_bytes_per_token);
+    CHECK(near(p->tb_vram - p->t_vram, 4 * 6 * (double)unit_w / 1e12), " %.9g", p->tb_vram - p->t_vram);
+    const plan *link = find_label(&r, "weights streamed over the GPU link");
+    CHECK(link && !link->runnable, " the link plan: %s", link ? "runnable" : "missing");
+    plan_result_free(&r);
+    free_model(&m);
 }
 
 /* llama.cpp's static split on a GPU: everything on the GPU but the experts

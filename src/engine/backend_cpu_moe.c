@@ -1,6 +1,5 @@
-/* Mixture of experts on the CPU back end. Gating as llama.cpp's (and the
- * fixtures' README): softmax of the router logits over all experts, the k
- * most probable, their probabilities renormalized to sum to 1.
+/* Mixture of experts on the CPU back end. Gating in moe_route.c (shared
+ * with the GPU back end).
  *
  * Experts come from the store's expert cache. A step pins the distinct
  * experts its tokens chose (reads of the missing ones start at once),
@@ -18,32 +17,11 @@
 #include "engine/backend_cpu.h"
 #include "engine/engine_internal.h"
 #include "engine/matmul.h"
+#include "engine/moe_route.h"
 #include "kernels/cpu/dequant.h"
 #include "util/error.h"
 
 static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
-
-/* The k largest of n logits into sel (ties to the lower id), most
- * probable first; wt (if not NULL): their softmax probabilities over all
- * n, renormalized over the k when `renorm`. */
-static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm)
-{
-    for (uint64_t i = 0; i < k; i++) {
-        int32_t best = -1;
-        for (uint64_t x = 0; x < n; x++) {
-            bool taken = false;
-            for (uint64_t j = 0; j < i; j++) taken = taken || sel[j] == (int32_t)x;
-            if (!taken && (best < 0 || logits[x] > logits[best])) best = (int32_t)x;
-        }
-        sel[i] = best;
-    }
-    if (!wt) return;
-    float max = logits[sel[0]];
-    double sum = 0, picked = 0;
-    for (uint64_t x = 0; x < n; x++) sum += exp((double)logits[x] - max);
-    for (uint64_t i = 0; i < k; i++) picked += wt[i] = (float)(exp((double)logits[sel[i]] - max) / sum);
-    for (uint64_t i = 0; renorm && i < k; i++) wt[i] = (float)(wt[i] / picked);
-}
 
 static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor *t, const void *w, uint64_t n_out,
                              const float *x, float *y, uint32_t n)
@@ -155,7 +133,7 @@ static void predict_by_router(backend *b, uint64_t t)
     matmul(e->pool, &a);
     int32_t guess[64];
     uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
-    top_k(m->pred, d->n_expert, k, guess, NULL, false);
+    moe_top_k(m->pred, d->n_expert, k, guess, NULL, false);
     store_experts_prefetch(e->store, (uint32_t)t, guess, (uint32_t)k);
 }
 
@@ -166,6 +144,7 @@ static void prefetch_layer(backend *b, uint64_t t)
     engine *e = b->e;
     moe_state *m = &e->moe;
     uint64_t k = e->w.d.n_expert_used;
+    if (e->site[t] != b) return; /* a GPU layer's experts are in VRAM */
     if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, t);
     else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[t * k] >= 0)
         store_experts_prefetch(e->store, (uint32_t)t, m->prev + t * k, (uint32_t)k);
@@ -248,29 +227,15 @@ static void weighted_sum(backend *b, uint32_t n_tok, bool shared)
     }
 }
 
-static void trace(const engine *e, uint64_t l, uint32_t n_tok)
-{
-    uint64_t k = e->w.d.n_expert_used;
-    for (uint32_t t = 0; t < n_tok; t++) {
-        fprintf(e->moe.trace, "%" PRIu64, l);
-        for (uint64_t i = 0; i < k; i++) fprintf(e->moe.trace, " %d", e->moe.sel[t * k + i]);
-        fputc('\n', e->moe.trace);
-    }
-}
-
 strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
 {
     engine *e = b->e;
     const model_dims *d = &e->w.d;
     moe_state *m = &e->moe;
-    uint64_t k = d->n_expert_used;
     matmul_args r = rows_args(b, w[LS_ROUTER].k, w[LS_ROUTER].t, w[LS_ROUTER].host, d->n_expert, buf(b, ACT_XN),
                               buf(b, ACT_ROUTER), n_tok);
     matmul(e->pool, &r);
-    bool renorm = e->w.arch->gating == GATING_SOFTMAX_TOPK_NORM;
-    for (uint32_t t = 0; t < n_tok; t++)
-        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, renorm);
-    if (m->trace) trace(e, l, n_tok);
+    moe_route(e, l, buf(b, ACT_ROUTER), n_tok);
     bool shared = m->shared && w[LS_GATE_SHEXP].t; /* this layer has one */
     strata_status st = run_experts(b, l, w, n_tok, shared, err);
     if (!st) weighted_sum(b, n_tok, shared);

@@ -47,6 +47,7 @@
 #include "backend/vulkan/vkb.h"
 #include "engine/backend_vulkan.h"
 #include "engine/backend_vulkan_mem.h"
+#include "engine/backend_vulkan_moe.h"
 #include "engine/backend_vulkan_stream.h"
 #include "engine/engine_internal.h"
 #include "kernels/cpu/dequant.h"
@@ -114,6 +115,7 @@ typedef struct chunk_stats {
 typedef struct gpu_state {
     vkb *v;
     gpu_stream *stream;           /* the RAM->VRAM ring; NULL: nothing streamed */
+    gpu_moe *moe;                 /* mixture-of-experts buffers (backend_vulkan_moe.c); NULL: none */
     uint32_t n_streamed;
     strata_error async_err;       /* a submission's failure at a release, for the next flush */
     vkb_buf *act[ACT_COUNT];
@@ -192,15 +194,18 @@ static uint64_t layout(const model_weights *w, uint32_t g, uint64_t off[LS_COUNT
     return total;
 }
 
-/* True when the shaders run every matrix of the group. */
-static bool group_supported(const model_weights *w, uint32_t g)
+/* True when the shaders run every matrix of the group, resident or (for
+ * `streamed`) through the ring: a layer's stacked experts go to the GPU
+ * resident only (the ring carries whole groups, and a token uses few of
+ * its experts), else the layer runs on the CPU. */
+static bool group_supported(const model_weights *w, uint32_t g, bool streamed)
 {
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(w, g, &n);
     for (uint32_t s = 0; s < n; s++)
         if (t[s] && !is_vector(w, g, s) &&
-            (t[s]->ne[2] > 1 || !vkb_matmul_supported_rows(t[s]->type, (uint32_t)t[s]->ne[0])))
-            return false; /* stacked experts run on the CPU (routing happens there) */
+            ((t[s]->ne[2] > 1 && streamed) || !vkb_matmul_supported_rows(t[s]->type, (uint32_t)t[s]->ne[0])))
+            return false;
     return true;
 }
 
@@ -236,11 +241,29 @@ uint64_t backend_vulkan_streamed_bytes(const model_weights *w, uint32_t g, uint3
     return kv_bytes(w, g, n_ctx, n_batch, n_seq);
 }
 
+/* Floats per batch token of each activation on the device (0: none). */
+static uint64_t act_width(const model_dims *d, bool moe, act_buf a)
+{
+    uint64_t k = d->n_expert_used, ff = d->n_ff;
+    if (moe && k * d->n_ff_exp > ff) ff = k * d->n_ff_exp; /* the chosen experts side by side */
+    if (moe && d->n_ff_shexp > ff) ff = d->n_ff_shexp;
+    switch (a) {
+    case ACT_X: case ACT_XN: return d->n_embd;
+    case ACT_Q: case ACT_ATT: return d->q_dim;
+    case ACT_K: case ACT_V: return d->kv_dim;
+    case ACT_GATE: case ACT_UP: return ff;
+    case ACT_ROUTER: return moe ? d->n_expert : 0;
+    case ACT_XE: return moe ? k * d->n_embd : 0;
+    default: return 0;
+    }
+}
+
 uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch)
 {
     const model_dims *d = &w->d;
-    uint64_t per_tok = 2 * d->n_embd + 2 * d->q_dim + 2 * d->kv_dim + 2 * d->n_ff + d->n_vocab + 2 * d->rope_dim;
-    return per_tok * n_batch * 4 + ACT_COUNT * ALIGN;
+    uint64_t per_tok = d->n_vocab + 2 * d->rope_dim;
+    for (int a = 0; a < ACT_COUNT; a++) per_tok += act_width(d, w->moe, (act_buf)a);
+    return per_tok * n_batch * 4 + ACT_COUNT * ALIGN + gpu_moe_device_bytes(w, n_batch);
 }
 
 /* ---- allocation (at placement) and loading ---- */
@@ -279,12 +302,12 @@ static strata_status alloc_activations(engine *e, strata_error *err)
 {
     gpu_state *gs = st_of(e->gpu);
     const model_dims *d = &e->w.d;
-    const uint64_t width[ACT_COUNT] = {[ACT_X] = d->n_embd, [ACT_XN] = d->n_embd, [ACT_Q] = d->q_dim,
-                                       [ACT_K] = d->kv_dim,  [ACT_V] = d->kv_dim,   [ACT_ATT] = d->q_dim,
-                                       [ACT_GATE] = d->n_ff, [ACT_UP] = d->n_ff};
     strata_status st = STRATA_OK;
-    for (int a = 0; a < ACT_COUNT && !st; a++) /* the experts' buffers stay empty: experts run on the CPU */
-        if (width[a]) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, width[a] * e->n_batch * 4, false, &gs->act[a], err);
+    for (int a = 0; a < ACT_COUNT && !st; a++) {
+        uint64_t width = act_width(d, e->w.moe, (act_buf)a);
+        if (width) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, width * e->n_batch * 4, false, &gs->act[a], err);
+    }
+    if (!st) st = gpu_moe_open(gs->v, e->acct, &e->w, e->n_batch, &gs->moe, err);
     if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
     if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
     if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
@@ -834,6 +857,29 @@ static strata_status gpu_logits(backend *b, const be_weight *norm, const be_weig
     return get(b, g->logits, dst, (uint64_t)rows * d->n_vocab * 4, err);
 }
 
+/* ---- for backend_vulkan_moe.c ---- */
+
+vkb *backend_vulkan_vkb(backend *b) { return st_of(b)->v; }
+gpu_moe *backend_vulkan_moe_state(backend *b) { return st_of(b)->moe; }
+uint64_t backend_vulkan_act(backend *b, act_buf a) { return addr(b, a); }
+
+void backend_vulkan_op(backend *b, uint32_t reads, uint32_t writes)
+{
+    record(b);
+    flush_pending(b);
+    hazard(st_of(b), reads, writes);
+}
+
+strata_status backend_vulkan_put(backend *b, vkb_buf *dst, const void *src, uint64_t n, strata_error *err)
+{
+    return put(b, dst, src, n, err);
+}
+
+strata_status backend_vulkan_get(backend *b, act_buf a, void *dst, uint64_t n, strata_error *err)
+{
+    return get(b, st_of(b)->act[a], dst, n, err);
+}
+
 static const backend_ops VULKAN_OPS = {
     .name = "vulkan",
     .acquire = gpu_acquire,
@@ -847,7 +893,7 @@ static const backend_ops VULKAN_OPS = {
     .rope = gpu_rope,
     .attention = gpu_attention,
     .glu = gpu_glu,
-    .moe = NULL, /* expert layers are never placed on the GPU (group_supported) */
+    .moe = backend_vulkan_moe,
     .add = gpu_add,
     .logits = gpu_logits,
 };
@@ -892,7 +938,7 @@ static void choose_sites(const engine *e, uint64_t budget, const engine_gpu *p, 
     uint32_t groups = (uint32_t)w->d.n_layers + 1, resident = 0;
     memset(site, ENGINE_SITE_CPU, groups);
     for (uint32_t g = 0; g < groups; g++) {
-        if (!allowed(w, g, p->max_layers) || !group_supported(w, g)) break;
+        if (!allowed(w, g, p->max_layers) || !group_supported(w, g, false)) break;
         site[g] = ENGINE_SITE_VRAM;
         if (placement_bytes(e, site, 0, n_kv) > budget) {
             site[g] = ENGINE_SITE_CPU;
@@ -906,7 +952,7 @@ static void choose_sites(const engine *e, uint64_t budget, const engine_gpu *p, 
     for (uint32_t k = resident + 1; k-- > 0;) {
         memcpy(t, site, groups); /* groups before k resident, the GPU's from k on streamed */
         for (uint32_t g = k; g < groups; g++)
-            t[g] = allowed(w, g, p->max_layers) && group_supported(w, g) ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
+            t[g] = allowed(w, g, p->max_layers) && group_supported(w, g, true) ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
         if (placement_bytes(e, t, p->stream_depth, n_kv) <= budget) {
             memcpy(site, t, groups);
             break;
@@ -958,9 +1004,10 @@ static strata_status check_sites(const engine *e, const uint8_t *site, uint32_t 
     for (uint32_t g = 0; g <= w->d.n_layers; g++) {
         if (site[g] > ENGINE_SITE_STREAMED)
             return err_set(err, STRATA_E_INVALID, "GPU placement: group %u has no site %u", g, site[g]);
-        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g))
-            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types "
-                           "or experts)", g < w->d.n_layers ? "layer" : "the output group", g);
+        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g, site[g] == ENGINE_SITE_STREAMED))
+            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u %s (its weight "
+                           "types, or experts streamed)", g < w->d.n_layers ? "layer" : "the output group", g,
+                           site[g] == ENGINE_SITE_STREAMED ? "streamed" : "resident");
     }
     uint64_t need = placement_bytes(e, site, depth, n_kv);
     if (need > budget) {
@@ -1086,6 +1133,7 @@ void backend_vulkan_free(backend *b)
     }
     free(g->kv);
     gpu_stream_free(g->stream);
+    if (g->v) gpu_moe_free(g->v, a, g->moe);
     for (int i = 0; g->v && i < ACT_COUNT; i++) gpu_mem_free(g->v, a, ACCT_SCRATCH, g->act[i]);
     if (g->v) {
         gpu_mem_free(g->v, a, ACCT_SCRATCH, g->logits);

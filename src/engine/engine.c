@@ -381,7 +381,7 @@ static void gpu_kv_note(engine *e)
 }
 
 /* Layers on the GPU (when one is asked for and usable); their store groups
- * are emptied, so the store neither holds nor streams them. Without a
+ * (and expert sets) are emptied, so the store neither holds nor streams them. Without a
  * usable device in auto mode the run stays on the CPU, and says why. */
 static strata_status open_gpu(engine *e, const engine_params *p, strata_error *err)
 {
@@ -402,13 +402,16 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
         return STRATA_OK;
     }
     for (uint32_t g = 0; g < groups; g++) /* a streamed group stays in the store, which feeds the ring */
-        if (e->site[g] == e->gpu && !backend_vulkan_streamed(e->gpu, g)) e->w.groups[g].n = 0;
+        if (e->site[g] == e->gpu && !backend_vulkan_streamed(e->gpu, g)) {
+            e->w.groups[g].n = 0;
+            if (e->w.moe && g < e->w.d.n_layers) e->w.expert_sets[g].n = 0; /* its experts are in VRAM too */
+        }
     if (n < groups && !p->gpu.sites) { /* the count, then the back end's reason if it gave one */
         char why[sizeof e->gpu_note];
         snprintf(why, sizeof why, "%s", e->gpu_note);
+        bool output = e->site[groups - 1] == e->gpu; /* placed (streamed when the layers before it are not) */
         snprintf(e->gpu_note, sizeof e->gpu_note, "%u of %u layers fit in the GPU's memory%s%s%.300s",
-                 n < groups - 1 ? n : groups - 1, groups - 1, n == groups - 1 ? " (the output stays on the CPU)" : "",
-                 why[0] ? ": " : "", why);
+                 n - output, groups - 1, output ? "" : " (the output stays on the CPU)", why[0] ? ": " : "", why);
     }
     gpu_kv_note(e);
     return STRATA_OK;

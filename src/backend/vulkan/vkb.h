@@ -261,6 +261,21 @@ typedef struct vkb_attn {
 } vkb_attn;
 void vkb_attention(vkb *v, const vkb_attn *a);
 
+/* Mixture of experts: the rows routed to the experts gathered in expert
+ * order, dst[p] = src[rows[p]] for n_rows rows of n floats (rows: uint32
+ * row indices of src). */
+void vkb_moe_gather(vkb *v, uint64_t dst, uint64_t src, uint64_t rows, uint32_t n, uint32_t n_rows);
+/* Each token's weighted sum of its experts' outputs, then its shared
+ * expert's output (scaled by sigmoid(gate[t]) when gate):
+ *   out[t][i] = sum_j wt[t k + j] * y[pos[t k + j]][i] (+ s_t shared[t][i])
+ * summed in the order of the token's k entries; rows of n floats; pos
+ * uint32; shared, gate 0 when absent; out must not overlap y or shared. */
+typedef struct vkb_moe_sum {
+    uint64_t out, y, pos, wt, shared, gate;
+    uint32_t n, k, n_tok;
+} vkb_moe_sum;
+void vkb_moe_combine(vkb *v, const vkb_moe_sum *m);
+
 /* ---- measuring ---- */
 
 /* Opens device `index` (software devices too) and times the one-token

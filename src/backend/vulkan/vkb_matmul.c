@@ -132,7 +132,8 @@ void vkb_matvec(vkb *v, const vkb_mv *m)
 strata_status vkb_prepare(vkb *v, const uint32_t *types, int n, strata_error *err)
 {
     static const vkb_shader_id ops[] = {VKS_RMSNORM, VKS_ATTENTION, VKS_ADD,      VKS_ADD_ROWS, VKS_SCALE,
-                                        VKS_ROPE,    VKS_GLU_SILU,  VKS_GLU_GELU, VKS_KV_STORE, VKS_ROPE_KV};
+                                        VKS_ROPE,    VKS_GLU_SILU,  VKS_GLU_GELU, VKS_KV_STORE, VKS_ROPE_KV,
+                                        VKS_MOE_GATHER, VKS_MOE_COMBINE};
     if (v->recording) return err_set(err, STRATA_E_INVALID, "Vulkan: vkb_prepare between vkb_begin and vkb_run");
     bool ok = true;
     for (size_t i = 0; i < sizeof ops / sizeof ops[0] && ok; i++) ok = vkb_pipeline(v, ops[i], VKB_DEFAULT) != VK_NULL_HANDLE;

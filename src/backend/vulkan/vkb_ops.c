@@ -115,3 +115,22 @@ void vkb_rope_kv_store(vkb *v, const vkb_rope_kv *r)
     _Static_assert(sizeof pc <= 128, "push constants over the guaranteed 128 bytes");
     if (fits32(v, "vkb_rope_kv_store", total)) vkb_dispatch(v, VKS_ROPE_KV, &pc, sizeof pc, elt_groups(total), 1);
 }
+
+void vkb_moe_gather(vkb *v, uint64_t dst, uint64_t src, uint64_t rows, uint32_t n, uint32_t n_rows)
+{
+    uint64_t total = (uint64_t)n * n_rows;
+    struct { uint64_t dst, src, rows; uint32_t n, total; } pc = {dst, src, rows, n, (uint32_t)total};
+    if (vkb_record_check(v, "vkb_moe_gather") && fits32(v, "vkb_moe_gather", total))
+        vkb_dispatch(v, VKS_MOE_GATHER, &pc, sizeof pc, elt_groups(total), 1);
+}
+
+void vkb_moe_combine(vkb *v, const vkb_moe_sum *m)
+{
+    uint64_t total = (uint64_t)m->n * m->n_tok;
+    struct {
+        uint64_t out, y, pos, wt, shared, gate;
+        uint32_t n, k, total;
+    } pc = {m->out, m->y, m->pos, m->wt, m->shared, m->gate, m->n, m->k, (uint32_t)total};
+    if (vkb_record_check(v, "vkb_moe_combine") && fits32(v, "vkb_moe_combine", total))
+        vkb_dispatch(v, VKS_MOE_COMBINE, &pc, sizeof pc, elt_groups(total), 1);
+}

@@ -16,6 +16,7 @@ static const char *const shader_names[VKS_COUNT] = {
     [VKS_ATTENTION] = "attention", [VKS_ADD] = "add",             [VKS_ADD_ROWS] = "add_rows",
     [VKS_SCALE] = "scale",         [VKS_ROPE] = "rope",           [VKS_GLU_SILU] = "glu_silu",
     [VKS_GLU_GELU] = "glu_gelu",   [VKS_KV_STORE] = "kv_store",   [VKS_ROPE_KV] = "rope_kv",
+    [VKS_MOE_GATHER] = "moe_gather", [VKS_MOE_COMBINE] = "moe_combine",
 };
 
 const char *vkb_shader_name(vkb_shader_id id) { return shader_names[id]; }

@@ -1,0 +1,245 @@
+/* Mixture of experts on the Vulkan back end, for a layer whose stacked
+ * experts are resident in VRAM with its group. Per layer:
+ *
+ *   1. the router's logits (and the shared expert, if any) on the device;
+ *   2. the logits read back ([n_tok][n_expert] floats: the one host wait
+ *      of the layer), the experts chosen on the host by moe_route, the
+ *      CPU's selection code;
+ *   3. the rows routed to each expert gathered in expert order (a batch;
+ *      one token reads ACT_XN directly), each chosen expert's gate, up
+ *      and down products over its rows with the weights at the expert's
+ *      offset in the stacked tensors: an expert's weights are read once
+ *      per batch, whatever the number of tokens routed to it;
+ *   4. each token's weighted sum of its experts' outputs, in expert-id
+ *      order as the CPU adds them, plus the shared expert's output,
+ *      into ACT_XN.
+ *
+ * Steps 3-4 are recorded after the readback and run with the next ops
+ * (the rest of the layer and the ones after it), in one submission.
+ * Buffers:
+ *   ACT_ROUTER [n_batch][n_expert]           router logits
+ *   ACT_XE     [n_batch * k][n_embd]         rows gathered, then the experts' outputs
+ *   ACT_GATE, ACT_UP [n_batch][max(n_ff, k n_ff_exp, n_ff_shexp)]
+ *   map        [3][n_batch * k] uint32       per selection in expert order: its token (gather),
+ *                                            then per token and entry (by expert id): the
+ *                                            selection's place, its weight (f32)
+ *   shared     [n_batch][n_embd]             the shared expert's output (NULL: none)
+ *   gate       [n_batch]                     its gate's logit per token (NULL: ungated) */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend_vulkan_mem.h"
+#include "engine/backend_vulkan_moe.h"
+#include "engine/engine_internal.h"
+#include "engine/moe_route.h"
+#include "util/error.h"
+
+struct gpu_moe {
+    vkb_buf *map, *shared, *gate;
+    uint32_t *host;       /* [3][cap] the map built on the host */
+    uint32_t *count;      /* [3][n_expert]: selections per expert, their first place, places taken */
+    uint64_t cap;         /* n_batch * k */
+    uint64_t host_bytes;  /* of host and count, charged as scratch */
+};
+
+static bool has_shared(const model_weights *w) { return w->d.n_ff_shexp > 0; }
+
+static bool has_shared_gate(const model_weights *w)
+{
+    for (uint64_t l = 0; l < w->d.n_layers; l++)
+        if (w->layer[l][LS_GATE_INP_SHEXP]) return true;
+    return false;
+}
+
+uint64_t gpu_moe_device_bytes(const model_weights *w, uint32_t n_batch)
+{
+    if (!w->moe) return 0;
+    uint64_t cap = (uint64_t)n_batch * w->d.n_expert_used;
+    return 3 * cap * 4 + (has_shared(w) ? (uint64_t)n_batch * w->d.n_embd * 4 : 0) +
+           (has_shared_gate(w) ? (uint64_t)n_batch * 4 : 0);
+}
+
+strata_status gpu_moe_open(vkb *v, mem_account *a, const model_weights *w, uint32_t n_batch, gpu_moe **out,
+                           strata_error *err)
+{
+    *out = NULL;
+    if (!w->moe) return STRATA_OK;
+    gpu_moe *m = calloc(1, sizeof *m);
+    if (!m) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    *out = m;
+    m->cap = (uint64_t)n_batch * w->d.n_expert_used;
+    m->host_bytes = (3 * m->cap + 3 * w->d.n_expert) * 4;
+    if (!(m->host = acct_alloc(a, ACCT_SCRATCH, m->host_bytes, err))) return err->status;
+    m->count = m->host + 3 * m->cap;
+    strata_status st = gpu_mem_alloc(v, a, ACCT_SCRATCH, 3 * m->cap * 4, false, &m->map, err);
+    if (!st && has_shared(w))
+        st = gpu_mem_alloc(v, a, ACCT_SCRATCH, (uint64_t)n_batch * w->d.n_embd * 4, false, &m->shared, err);
+    if (!st && has_shared_gate(w)) st = gpu_mem_alloc(v, a, ACCT_SCRATCH, (uint64_t)n_batch * 4, false, &m->gate, err);
+    return st;
+}
+
+void gpu_moe_free(vkb *v, mem_account *a, gpu_moe *m)
+{
+    if (!m) return;
+    gpu_mem_free(v, a, ACCT_SCRATCH, m->map);
+    gpu_mem_free(v, a, ACCT_SCRATCH, m->shared);
+    gpu_mem_free(v, a, ACCT_SCRATCH, m->gate);
+    if (m->host) acct_release(a, ACCT_SCRATCH, m->host, m->host_bytes);
+    free(m);
+}
+
+/* ---- the products ---- */
+
+/* One SwiGLU FFN over `rows` rows: its weights (tensors for type and shape,
+ * device addresses of the slices) and its rows' device addresses. */
+typedef struct ffn_job {
+    const gguf_tensor *gt, *ut, *dt;
+    uint64_t gate, up, down;
+    uint64_t x, g, u, y;  /* [rows][n_embd] in, [rows][width] gate and up, [rows][n_embd] out */
+    uint32_t rows;
+} ffn_job;
+
+/* One token, gate and up of one type, the decode shader's alignment: one
+ * dispatch for act(gate) * up. */
+static bool fused(const ffn_job *j, uint64_t n_in)
+{
+    return j->rows == 1 && j->gt->type == j->ut->type && vkb_matvec_supported(j->gt->type, (uint32_t)n_in) &&
+           (j->gate | j->up | j->x) % 16 == 0;
+}
+
+/* The jobs' FFNs, `width` wide, from rows of src_res into rows of
+ * dst_res: all gate and up products, then (unfused ones) the GLUs, then
+ * all down products, a barrier between the phases only. */
+static void run_ffns(backend *b, const ffn_job *j, uint32_t n, uint64_t width, uint32_t src_res, uint32_t dst_res)
+{
+    vkb *v = backend_vulkan_vkb(b);
+    uint32_t E = (uint32_t)b->e->w.d.n_embd, F = (uint32_t)width;
+    bool gelu = b->e->w.arch->act == ACT_GELU, any_unfused = false;
+    backend_vulkan_op(b, src_res, GPU_RES(ACT_GATE) | GPU_RES(ACT_UP));
+    for (uint32_t i = 0; i < n; i++) {
+        if (fused(&j[i], E)) {
+            vkb_mv mv = {.type = j[i].gt->type, .w = j[i].gate, .up = j[i].up, .x = j[i].x, .y = j[i].g,
+                         .n_in = E, .n_out = F, .gelu = gelu};
+            vkb_matvec(v, &mv);
+            continue;
+        }
+        any_unfused = true;
+        vkb_matmul(v, j[i].gt->type, j[i].gate, j[i].x, j[i].g, E, F, j[i].rows);
+        vkb_matmul(v, j[i].ut->type, j[i].up, j[i].x, j[i].u, E, F, j[i].rows);
+    }
+    if (any_unfused) {
+        backend_vulkan_op(b, GPU_RES(ACT_GATE) | GPU_RES(ACT_UP), GPU_RES(ACT_GATE));
+        for (uint32_t i = 0; i < n; i++)
+            if (!fused(&j[i], E)) vkb_glu(v, j[i].g, j[i].u, F * j[i].rows, gelu);
+    }
+    backend_vulkan_op(b, GPU_RES(ACT_GATE), dst_res);
+    for (uint32_t i = 0; i < n; i++) vkb_matmul(v, j[i].dt->type, j[i].down, j[i].g, j[i].y, F, E, j[i].rows);
+}
+
+/* The shared expert over ACT_XN into m->shared, and its gate's logit per
+ * token (qwen2moe); recorded before the router's readback, so it runs in
+ * the same submission. */
+static void shared_expert(backend *b, gpu_moe *m, const be_weight *w, uint32_t n_tok)
+{
+    const model_dims *d = &b->e->w.d;
+    ffn_job j = {.gt = w[LS_GATE_SHEXP].t, .ut = w[LS_UP_SHEXP].t, .dt = w[LS_DOWN_SHEXP].t,
+                 .gate = w[LS_GATE_SHEXP].dev, .up = w[LS_UP_SHEXP].dev, .down = w[LS_DOWN_SHEXP].dev,
+                 .x = backend_vulkan_act(b, ACT_XN), .g = backend_vulkan_act(b, ACT_GATE),
+                 .u = backend_vulkan_act(b, ACT_UP), .y = vkb_addr(m->shared), .rows = n_tok};
+    run_ffns(b, &j, 1, d->n_ff_shexp, GPU_RES(ACT_XN), GPU_RES_MOE);
+    if (!w[LS_GATE_INP_SHEXP].t) return;
+    backend_vulkan_op(b, GPU_RES(ACT_XN), GPU_RES_MOE); /* the gate, one f32 row (a vector on the device) */
+    vkb_matmul(backend_vulkan_vkb(b), GGML_TYPE_F32, w[LS_GATE_INP_SHEXP].dev, backend_vulkan_act(b, ACT_XN),
+               vkb_addr(m->gate), (uint32_t)d->n_embd, 1, n_tok);
+}
+
+/* ---- the host's map of the selections ---- */
+
+/* From e->moe.sel: selections per expert and their first places (experts
+ * in id order), each selection's token at its place (rows), and per token
+ * its entries in expert-id order: place and weight. */
+static void build_map(const engine *e, gpu_moe *m, uint32_t n_tok)
+{
+    const model_dims *d = &e->w.d;
+    uint64_t k = d->n_expert_used, X = d->n_expert;
+    uint32_t *rows = m->host, *pos = m->host + m->cap, *count = m->count, *first = count + X, *taken = first + X;
+    float *wt = (float *)(m->host + 2 * m->cap);
+    memset(count, 0, 3 * X * sizeof *count);
+    for (uint64_t s = 0; s < n_tok * k; s++) count[e->moe.sel[s]]++;
+    for (uint64_t x = 1; x < X; x++) first[x] = first[x - 1] + count[x - 1];
+    for (uint32_t t = 0; t < n_tok; t++) {
+        const int32_t *sel = e->moe.sel + t * k;
+        int32_t last = -1;
+        for (uint64_t r = 0; r < k; r++) { /* the next larger expert id among the token's k */
+            uint64_t i = k;
+            for (uint64_t c = 0; c < k; c++)
+                if (sel[c] > last && (i == k || sel[c] < sel[i])) i = c;
+            last = sel[i];
+            uint32_t p = first[last] + taken[last]++;
+            rows[p] = t;
+            pos[t * k + r] = p;
+            wt[t * k + r] = e->moe.wt[t * k + i];
+        }
+    }
+}
+
+/* The routed experts' FFNs over their rows (ACT_XN's token for one token,
+ * else the rows gathered into ACT_XE), outputs into ACT_XE at their places. */
+static void run_experts(backend *b, gpu_moe *m, const be_weight *w, uint32_t n_tok)
+{
+    const model_dims *d = &b->e->w.d;
+    vkb *v = backend_vulkan_vkb(b);
+    uint64_t X = d->n_expert, E = d->n_embd, F = d->n_ff_exp;
+    uint64_t xe = backend_vulkan_act(b, ACT_XE), xn = backend_vulkan_act(b, ACT_XN);
+    uint64_t ga = backend_vulkan_act(b, ACT_GATE), ua = backend_vulkan_act(b, ACT_UP);
+    if (n_tok > 1) {
+        backend_vulkan_op(b, GPU_RES(ACT_XN) | GPU_RES_MOE, GPU_RES(ACT_XE));
+        vkb_moe_gather(v, xe, xn, vkb_addr(m->map), (uint32_t)E, (uint32_t)(n_tok * d->n_expert_used));
+    }
+    const gguf_tensor *gt = w[LS_GATE_EXPS].t, *ut = w[LS_UP_EXPS].t, *dt = w[LS_DOWN_EXPS].t;
+    uint64_t gs = gt->n_bytes / X, us = ut->n_bytes / X, ds = dt->n_bytes / X; /* one expert's slice */
+    ffn_job jobs[256];
+    uint32_t n = 0;
+    const uint32_t *count = m->count, *first = count + X;
+    for (uint64_t x = 0; x < X; x++) {
+        if (!count[x]) continue;
+        uint64_t p = first[x];
+        jobs[n++] = (ffn_job){.gt = gt, .ut = ut, .dt = dt, .gate = w[LS_GATE_EXPS].dev + x * gs,
+                              .up = w[LS_UP_EXPS].dev + x * us, .down = w[LS_DOWN_EXPS].dev + x * ds,
+                              .x = n_tok > 1 ? xe + p * E * 4 : xn, .g = ga + p * F * 4, .u = ua + p * F * 4,
+                              .y = xe + p * E * 4, .rows = count[x]};
+        if (n == sizeof jobs / sizeof jobs[0]) { /* in runs of 256 experts */
+            run_ffns(b, jobs, n, F, GPU_RES(n_tok > 1 ? ACT_XE : ACT_XN), GPU_RES(ACT_XE));
+            n = 0;
+        }
+    }
+    if (n) run_ffns(b, jobs, n, F, GPU_RES(n_tok > 1 ? ACT_XE : ACT_XN), GPU_RES(ACT_XE));
+}
+
+strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
+{
+    engine *e = b->e;
+    const model_dims *d = &e->w.d;
+    gpu_moe *m = backend_vulkan_moe_state(b);
+    vkb *v = backend_vulkan_vkb(b);
+    uint64_t k = d->n_expert_used;
+    bool shared = m->shared && w[LS_GATE_SHEXP].t; /* this layer has one */
+    backend_vulkan_op(b, GPU_RES(ACT_XN), GPU_RES(ACT_ROUTER));
+    vkb_matmul(v, w[LS_ROUTER].t->type, w[LS_ROUTER].dev, backend_vulkan_act(b, ACT_XN),
+               backend_vulkan_act(b, ACT_ROUTER), (uint32_t)d->n_embd, (uint32_t)d->n_expert, n_tok);
+    if (shared) shared_expert(b, m, w, n_tok);
+    strata_status st = backend_vulkan_get(b, ACT_ROUTER, e->act[ACT_ROUTER], (uint64_t)n_tok * d->n_expert * 4, err);
+    if (st) return st;
+    moe_route(e, l, e->act[ACT_ROUTER], n_tok);
+    build_map(e, m, n_tok);
+    if ((st = backend_vulkan_put(b, m->map, m->host, 3 * m->cap * 4, err))) return st;
+    run_experts(b, m, w, n_tok);
+    backend_vulkan_op(b, GPU_RES(ACT_XE) | GPU_RES_MOE, GPU_RES(ACT_XN));
+    uint64_t map = vkb_addr(m->map);
+    vkb_moe_sum s = {.out = backend_vulkan_act(b, ACT_XN), .y = backend_vulkan_act(b, ACT_XE),
+                     .pos = map + m->cap * 4, .wt = map + 2 * m->cap * 4, .shared = shared ? vkb_addr(m->shared) : 0,
+                     .gate = shared && w[LS_GATE_INP_SHEXP].t ? vkb_addr(m->gate) : 0, .n = (uint32_t)d->n_embd,
+                     .k = (uint32_t)k, .n_tok = n_tok};
+    vkb_moe_combine(v, &s);
+    return STRATA_OK;
+}
