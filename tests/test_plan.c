@@ -530,8 +530,7 @@ TEST(test_plan_deterministic)
 /* A CPU-only request (what `run` asks) gets a plan the engine can execute:
  * f16 KV cache, the requested context, and either nothing on a GPU or a
  * GPU plan the engine runs (GPU 0 only; a layer split with the KV cache on
- * the GPU, a layer's experts with it, or the weights of a model without
- * experts over the link). */
+ * the GPU, a layer's experts with it, or the weights over the link). */
 TEST(test_plan_cpu_only_runnable)
 {
     rng r = {7};
@@ -557,7 +556,7 @@ TEST(test_plan_cpu_only_runnable)
                   plan_kv_name(p->kv));
             CHECK(uses_gpu(p) || (p->link_bytes_per_token == 0 && p->vram_bytes_per_token == 0 && !p->gpu[0].weights),
                   " case %d: '%s' reads VRAM", n, p->label);
-            CHECK(!uses_gpu(p) || (p->over_link ? !m.n_expert_sets : !p->moe_split && (p->gpu[0].kv > 0 || p->ram.kv == 0)),
+            CHECK(!uses_gpu(p) || (!p->moe_split && (p->over_link || p->gpu[0].kv > 0 || p->ram.kv == 0)),
                   " case %d: '%s' is not a GPU plan the engine runs", n, p->label);
             gpu_plans += uses_gpu(p);
             CHECK(!q.n_ctx || p->n_ctx == q.n_ctx, " case %d: context %u, asked %u", n, p->n_ctx, q.n_ctx);
@@ -1038,8 +1037,8 @@ TEST(test_plan_moe_stated_hit_rate)
  * experts and the KV cache in VRAM. A token reads the dense weights and the
  * 2 experts it is routed to in each of 4 layers (7/8 of 1 MiB each); a
  * batch of 256 is routed to all 8 of each layer, 6 more than one token
- * reads. The link is not for experts: the plan sending the weights over it
- * is not one the engine runs. */
+ * reads. Over the link, a token sends the dense groups and its 2 experts
+ * per layer (whole units), and that plan runs too. */
 TEST(test_plan_moe_on_the_gpu_runnable)
 {
     plan_model m;
@@ -1062,7 +1061,11 @@ TEST(test_plan_moe_on_the_gpu_runnable)
           (unsigned long long)p->vram_bytes_per_token);
     CHECK(near(p->tb_vram - p->t_vram, 4 * 6 * (double)unit_w / 1e12), " %.9g", p->tb_vram - p->t_vram);
     const plan *link = find_label(&r, "weights streamed over the GPU link");
-    CHECK(link && !link->runnable, " the link plan: %s", link ? "runnable" : "missing");
+    uint64_t dense_bytes = 0;
+    for (uint32_t g = 0; g < m.n_groups; g++) dense_bytes += m.groups[g].bytes;
+    CHECK(link && link->feasible && link->runnable && link->link_bytes_per_token == dense_bytes + 4 * 2 * MiB,
+          " the link plan: %s, %llu bytes a token", link ? link->reason : "missing",
+          link ? (unsigned long long)link->link_bytes_per_token : 0ull);
     plan_result_free(&r);
     free_model(&m);
 }

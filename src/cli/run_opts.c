@@ -72,7 +72,7 @@ const char gen_opts_usage[] =
     "  --gpu-stream N       layers that do not fit in VRAM are streamed from RAM to the GPU\n"
     "                       every token through N staging buffers (1-8; 2 overlaps a layer's\n"
     "                       copy with the previous one's compute) instead of running on the CPU\n"
-    "                       (a layer with experts is not streamed: it runs on the CPU)\n"
+    "                       (a layer with experts: its chosen experts only, after its router)\n"
     "  -ctk, --cache-type-k TYPE  K cache type: f16 (default), f32, q8_0 or q4_0 (q8_0: 34\n"
     "                       bytes per 32 values, q4_0: 18, f16: 64; a quantized cache needs a\n"
     "                       head dimension that is a multiple of 32; GPU layers keep f16)\n"

@@ -27,7 +27,9 @@
  * and counted against the GPU budget:
  *   weights   per resident group, one buffer: matrices as in the file,
  *             vectors (norms, biases) converted to f32; streamed groups
- *             share the ring's slots (the same layout)
+ *             share the ring's slots (the same layout, but a layer's
+ *             stacked experts: its chosen ones come apart,
+ *             backend_vulkan_moe.c)
  *   KV cache  per GPU layer and sequence (n_seq sets, one per context that
  *             can be open: a context takes a set), K and V:
  *             [n_kv_heads][kv_len][head_dim] f16, kv_len = n_ctx, or for
@@ -180,31 +182,36 @@ static uint64_t device_bytes(const gguf_tensor *t, bool vector)
     return (n + ALIGN - 1) / ALIGN * ALIGN;
 }
 
-static uint64_t layout(const model_weights *w, uint32_t g, uint64_t off[LS_COUNT])
+/* Stacked experts: a layer's tensors of all its experts. */
+static bool is_stacked(const model_weights *w, uint32_t g, uint32_t s)
+{
+    return g < w->d.n_layers && (s == LS_GATE_EXPS || s == LS_UP_EXPS || s == LS_DOWN_EXPS);
+}
+
+/* The group's tensors on the device, the stacked experts too unless
+ * `streamed` (a streamed layer's chosen experts come apart:
+ * backend_vulkan_moe.c). */
+static uint64_t layout(const model_weights *w, uint32_t g, bool streamed, uint64_t off[LS_COUNT])
 {
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(w, g, &n);
     uint64_t total = 0;
     for (uint32_t s = 0; s < LS_COUNT; s++) off[s] = NO_OFFSET;
     for (uint32_t s = 0; s < n; s++)
-        if (t[s]) {
+        if (t[s] && !(streamed && is_stacked(w, g, s))) {
             off[s] = total;
             total += device_bytes(t[s], is_vector(w, g, s));
         }
     return total;
 }
 
-/* True when the shaders run every matrix of the group, resident or (for
- * `streamed`) through the ring: a layer's stacked experts go to the GPU
- * resident only (the ring carries whole groups, and a token uses few of
- * its experts), else the layer runs on the CPU. */
-static bool group_supported(const model_weights *w, uint32_t g, bool streamed)
+/* True when the shaders run every matrix of the group. */
+static bool group_supported(const model_weights *w, uint32_t g)
 {
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(w, g, &n);
     for (uint32_t s = 0; s < n; s++)
-        if (t[s] && !is_vector(w, g, s) &&
-            ((t[s]->ne[2] > 1 && streamed) || !vkb_matmul_supported_rows(t[s]->type, (uint32_t)t[s]->ne[0])))
+        if (t[s] && !is_vector(w, g, s) && !vkb_matmul_supported_rows(t[s]->type, (uint32_t)t[s]->ne[0]))
             return false;
     return true;
 }
@@ -222,17 +229,17 @@ static uint64_t kv_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uin
     return g < w->d.n_layers ? (uint64_t)n_seq * 2 * gpu_kv_len(w, g, n_ctx, n_batch) * w->d.kv_dim * 2 : 0;
 }
 
-/* A group's tensors as laid out on the device. */
-static uint64_t tensor_bytes(const model_weights *w, uint32_t g)
+/* A group's tensors as laid out on the device, resident or streamed. */
+static uint64_t tensor_bytes(const model_weights *w, uint32_t g, bool streamed)
 {
     uint64_t off[LS_COUNT];
-    return layout(w, g, off);
+    return layout(w, g, streamed, off);
 }
 
 uint64_t backend_vulkan_group_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
                                     uint32_t n_seq)
 {
-    return tensor_bytes(w, g) + kv_bytes(w, g, n_ctx, n_batch, n_seq);
+    return tensor_bytes(w, g, false) + kv_bytes(w, g, n_ctx, n_batch, n_seq);
 }
 
 uint64_t backend_vulkan_streamed_bytes(const model_weights *w, uint32_t g, uint32_t n_ctx, uint32_t n_batch,
@@ -274,7 +281,7 @@ static strata_status alloc_group(engine *e, uint32_t g, bool streamed, strata_er
 {
     gpu_state *gs = st_of(e->gpu);
     gpu_group *gg = &gs->groups[g];
-    gg->bytes = layout(&e->w, g, gg->off);
+    gg->bytes = layout(&e->w, g, streamed, gg->off);
     gg->streamed = streamed;
     mem_account *a = e->acct;
     strata_status st = streamed ? STRATA_OK : gpu_mem_alloc(gs->v, a, ACCT_WEIGHTS, gg->bytes, false, &gg->buf, err);
@@ -298,7 +305,9 @@ static strata_status alloc_group(engine *e, uint32_t g, bool streamed, strata_er
     return st;
 }
 
-static strata_status alloc_activations(engine *e, strata_error *err)
+/* The activations and the MoE buffers (with those of streamed experts when
+ * stream_experts). */
+static strata_status alloc_activations(engine *e, bool stream_experts, strata_error *err)
 {
     gpu_state *gs = st_of(e->gpu);
     const model_dims *d = &e->w.d;
@@ -307,7 +316,7 @@ static strata_status alloc_activations(engine *e, strata_error *err)
         uint64_t width = act_width(d, e->w.moe, (act_buf)a);
         if (width) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, width * e->n_batch * 4, false, &gs->act[a], err);
     }
-    if (!st) st = gpu_moe_open(gs->v, e->acct, &e->w, e->n_batch, &gs->moe, err);
+    if (!st) st = gpu_moe_open(gs->v, e->acct, &e->w, e->n_batch, stream_experts, &gs->moe, err);
     if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->n_vocab * e->n_batch * 4, false, &gs->logits, err);
     if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs, err);
     if (!st) st = gpu_mem_alloc(gs->v, e->acct, ACCT_SCRATCH, d->rope_dim * e->n_batch * 4, false, &gs->cs_swa, err);
@@ -503,7 +512,7 @@ static strata_status fetch(backend *b, uint32_t g, strata_error *err)
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(&e->w, g, &n);
     for (uint32_t s = 0; s < n && !st; s++) {
-        if (!t[s]) continue;
+        if (!t[s] || gg->off[s] == NO_OFFSET) continue; /* a streamed layer's experts come apart */
         gpu_stream_delay(gs->stream);
         uint8_t *dst = (uint8_t *)staging + gg->off[s];
         if (is_vector(&e->w, g, s)) st = dequant_row(t[s]->type, data[s], (float *)dst, t[s]->ne[0], err);
@@ -547,7 +556,8 @@ static strata_status gpu_acquire(backend *b, uint32_t g, be_weight *w, strata_er
     uint64_t base = gg->streamed ? gpu_stream_addr(gs->stream, gg->stream_k) : vkb_addr(gg->buf);
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(&b->e->w, g, &n);
-    for (uint32_t s = 0; s < n; s++) w[s] = (be_weight){.t = t[s], .dev = t[s] ? base + gg->off[s] : 0};
+    for (uint32_t s = 0; s < n; s++)
+        w[s] = (be_weight){.t = t[s], .dev = t[s] && gg->off[s] != NO_OFFSET ? base + gg->off[s] : 0};
     return STRATA_OK;
 }
 
@@ -880,6 +890,8 @@ strata_status backend_vulkan_get(backend *b, act_buf a, void *dst, uint64_t n, s
     return get(b, st_of(b)->act[a], dst, n, err);
 }
 
+strata_status backend_vulkan_flush(backend *b, strata_error *err) { return flush(b, err); }
+
 static const backend_ops VULKAN_OPS = {
     .name = "vulkan",
     .acquire = gpu_acquire,
@@ -912,8 +924,16 @@ static uint64_t slot_bytes(const model_weights *w, const uint8_t *site)
 {
     uint64_t slot = 0;
     for (uint32_t g = 0; g <= w->d.n_layers; g++)
-        if (site[g] == ENGINE_SITE_STREAMED && tensor_bytes(w, g) > slot) slot = tensor_bytes(w, g);
+        if (site[g] == ENGINE_SITE_STREAMED && tensor_bytes(w, g, true) > slot) slot = tensor_bytes(w, g, true);
     return slot;
+}
+
+/* Whether a streamed layer has experts (they come through their own slots). */
+static bool streams_experts(const model_weights *w, const uint8_t *site)
+{
+    for (uint32_t g = 0; w->moe && g < w->d.n_layers; g++)
+        if (site[g] == ENGINE_SITE_STREAMED) return true;
+    return false;
 }
 
 /* Device bytes a placement takes: activations, resident groups with their
@@ -921,7 +941,7 @@ static uint64_t slot_bytes(const model_weights *w, const uint8_t *site)
 static uint64_t placement_bytes(const engine *e, const uint8_t *site, uint32_t depth, uint32_t n_kv)
 {
     const model_weights *w = &e->w;
-    uint64_t bytes = backend_vulkan_fixed_bytes(w, e->n_batch);
+    uint64_t bytes = backend_vulkan_fixed_bytes(w, e->n_batch) + (streams_experts(w, site) ? gpu_moe_stream_bytes(w) : 0);
     for (uint32_t g = 0; g <= w->d.n_layers; g++)
         if (site[g] == ENGINE_SITE_VRAM) bytes += backend_vulkan_group_bytes(w, g, e->n_ctx, e->n_batch, n_kv);
         else if (site[g] == ENGINE_SITE_STREAMED) bytes += kv_bytes(w, g, e->n_ctx, e->n_batch, n_kv);
@@ -938,7 +958,7 @@ static void choose_sites(const engine *e, uint64_t budget, const engine_gpu *p, 
     uint32_t groups = (uint32_t)w->d.n_layers + 1, resident = 0;
     memset(site, ENGINE_SITE_CPU, groups);
     for (uint32_t g = 0; g < groups; g++) {
-        if (!allowed(w, g, p->max_layers) || !group_supported(w, g, false)) break;
+        if (!allowed(w, g, p->max_layers) || !group_supported(w, g)) break;
         site[g] = ENGINE_SITE_VRAM;
         if (placement_bytes(e, site, 0, n_kv) > budget) {
             site[g] = ENGINE_SITE_CPU;
@@ -952,7 +972,7 @@ static void choose_sites(const engine *e, uint64_t budget, const engine_gpu *p, 
     for (uint32_t k = resident + 1; k-- > 0;) {
         memcpy(t, site, groups); /* groups before k resident, the GPU's from k on streamed */
         for (uint32_t g = k; g < groups; g++)
-            t[g] = allowed(w, g, p->max_layers) && group_supported(w, g, true) ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
+            t[g] = allowed(w, g, p->max_layers) && group_supported(w, g) ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
         if (placement_bytes(e, t, p->stream_depth, n_kv) <= budget) {
             memcpy(site, t, groups);
             break;
@@ -976,7 +996,7 @@ static strata_status allocate_sites(engine *e, const uint8_t *site, uint32_t dep
     bool any = false;
     for (uint32_t g = 0; g <= w->d.n_layers; g++) any = any || site[g] != ENGINE_SITE_CPU;
     if (!any) return STRATA_OK; /* nothing fits: no device memory at all */
-    strata_status st = alloc_activations(e, &aerr);
+    strata_status st = alloc_activations(e, streams_experts(w, site), &aerr);
     if (!st && slot) st = gpu_stream_open(gs->v, e->acct, depth, slot, &gs->stream, &aerr);
     for (uint32_t g = 0; g <= w->d.n_layers && !st; g++) {
         if (site[g] == ENGINE_SITE_CPU) continue;
@@ -1004,10 +1024,9 @@ static strata_status check_sites(const engine *e, const uint8_t *site, uint32_t 
     for (uint32_t g = 0; g <= w->d.n_layers; g++) {
         if (site[g] > ENGINE_SITE_STREAMED)
             return err_set(err, STRATA_E_INVALID, "GPU placement: group %u has no site %u", g, site[g]);
-        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g, site[g] == ENGINE_SITE_STREAMED))
-            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u %s (its weight "
-                           "types, or experts streamed)", g < w->d.n_layers ? "layer" : "the output group", g,
-                           site[g] == ENGINE_SITE_STREAMED ? "streamed" : "resident");
+        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g))
+            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types)",
+                           g < w->d.n_layers ? "layer" : "the output group", g);
     }
     uint64_t need = placement_bytes(e, site, depth, n_kv);
     if (need > budget) {

@@ -16,6 +16,15 @@
  *
  * Steps 3-4 are recorded after the readback and run with the next ops
  * (the rest of the layer and the ones after it), in one submission.
+ *
+ * A streamed layer (its dense tensors through the RAM->VRAM ring) brings
+ * only its chosen experts over the link: after the readback they are
+ * pinned in the store's expert cache (read from disk if missing), copied
+ * into host-visible staging and from there into device slots of one
+ * expert each (gate, up and down slices), in waves of as many as there are
+ * slots (a batch routed to more experts waits for each wave's products
+ * before the next copy). The products are the resident path's, on the same
+ * bytes: the logits equal a resident run's bit for bit.
  * Buffers:
  *   ACT_ROUTER [n_batch][n_expert]           router logits
  *   ACT_XE     [n_batch * k][n_embd]         rows gathered, then the experts' outputs
@@ -24,18 +33,27 @@
  *                                            then per token and entry (by expert id): the
  *                                            selection's place, its weight (f32)
  *   shared     [n_batch][n_embd]             the shared expert's output (NULL: none)
- *   gate       [n_batch]                     its gate's logit per token (NULL: ungated) */
+ *   gate       [n_batch]                     its gate's logit per token (NULL: ungated)
+ *   xs, stage  [units][unit]                 streamed experts' slots on the device, and their
+ *                                            host-visible staging (NULL: nothing streamed) */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backend_vulkan.h"
 #include "engine/backend_vulkan_mem.h"
 #include "engine/backend_vulkan_moe.h"
 #include "engine/engine_internal.h"
 #include "engine/moe_route.h"
 #include "util/error.h"
 
+#define SLICE_ALIGN 256 /* each slice in a slot: the decode shaders' 16-byte loads, and more */
+
 struct gpu_moe {
     vkb_buf *map, *shared, *gate;
+    vkb_buf *xs, *stage;  /* streamed experts' slots and staging */
+    uint64_t unit;        /* bytes of a slot: the largest layer's gate, up and down slices, aligned */
+    uint32_t units;       /* slots */
     uint32_t *host;       /* [3][cap] the map built on the host */
     uint32_t *count;      /* [3][n_expert]: selections per expert, their first place, places taken */
     uint64_t cap;         /* n_batch * k */
@@ -51,6 +69,33 @@ static bool has_shared_gate(const model_weights *w)
     return false;
 }
 
+static uint64_t aligned(uint64_t n) { return (n + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN; }
+
+/* One expert's slice of layer l's stacked tensor j (gate, up, down). */
+static uint64_t slice_bytes(const model_weights *w, uint64_t l, int j) { return w->exps[l][j]->n_bytes / w->d.n_expert; }
+
+/* A slot: the largest layer's three slices, each aligned. */
+static uint64_t unit_bytes(const model_weights *w)
+{
+    uint64_t unit = 0;
+    for (uint64_t l = 0; l < w->d.n_layers; l++) {
+        uint64_t u = aligned(slice_bytes(w, l, 0)) + aligned(slice_bytes(w, l, 1)) + aligned(slice_bytes(w, l, 2));
+        unit = u > unit ? u : unit;
+    }
+    return unit;
+}
+
+/* Slots for streamed experts: two tokens' worth (a token's in one wave),
+ * at most 256 (a run of jobs). */
+static uint32_t stream_units(const model_weights *w)
+{
+    uint64_t n = 2 * w->d.n_expert_used;
+    n = n < w->d.n_expert ? n : w->d.n_expert;
+    return (uint32_t)(n < 256 ? n : 256);
+}
+
+uint64_t gpu_moe_stream_bytes(const model_weights *w) { return w->moe ? stream_units(w) * unit_bytes(w) : 0; }
+
 uint64_t gpu_moe_device_bytes(const model_weights *w, uint32_t n_batch)
 {
     if (!w->moe) return 0;
@@ -59,8 +104,8 @@ uint64_t gpu_moe_device_bytes(const model_weights *w, uint32_t n_batch)
            (has_shared_gate(w) ? (uint64_t)n_batch * 4 : 0);
 }
 
-strata_status gpu_moe_open(vkb *v, mem_account *a, const model_weights *w, uint32_t n_batch, gpu_moe **out,
-                           strata_error *err)
+strata_status gpu_moe_open(vkb *v, mem_account *a, const model_weights *w, uint32_t n_batch, bool stream_experts,
+                           gpu_moe **out, strata_error *err)
 {
     *out = NULL;
     if (!w->moe) return STRATA_OK;
@@ -75,6 +120,11 @@ strata_status gpu_moe_open(vkb *v, mem_account *a, const model_weights *w, uint3
     if (!st && has_shared(w))
         st = gpu_mem_alloc(v, a, ACCT_SCRATCH, (uint64_t)n_batch * w->d.n_embd * 4, false, &m->shared, err);
     if (!st && has_shared_gate(w)) st = gpu_mem_alloc(v, a, ACCT_SCRATCH, (uint64_t)n_batch * 4, false, &m->gate, err);
+    if (st || !stream_experts) return st;
+    m->unit = unit_bytes(w);
+    m->units = stream_units(w);
+    st = gpu_mem_alloc(v, a, ACCT_SLOTS, m->units * m->unit, false, &m->xs, err);
+    if (!st) st = gpu_mem_alloc(v, a, ACCT_SLOTS, m->units * m->unit, true, &m->stage, err);
     return st;
 }
 
@@ -84,6 +134,8 @@ void gpu_moe_free(vkb *v, mem_account *a, gpu_moe *m)
     gpu_mem_free(v, a, ACCT_SCRATCH, m->map);
     gpu_mem_free(v, a, ACCT_SCRATCH, m->shared);
     gpu_mem_free(v, a, ACCT_SCRATCH, m->gate);
+    gpu_mem_free(v, a, ACCT_SLOTS, m->xs);
+    gpu_mem_free(v, a, ACCT_SLOTS, m->stage);
     if (m->host) acct_release(a, ACCT_SCRATCH, m->host, m->host_bytes);
     free(m);
 }
@@ -183,37 +235,109 @@ static void build_map(const engine *e, gpu_moe *m, uint32_t n_tok)
     }
 }
 
-/* The routed experts' FFNs over their rows (ACT_XN's token for one token,
- * else the rows gathered into ACT_XE), outputs into ACT_XE at their places. */
-static void run_experts(backend *b, gpu_moe *m, const be_weight *w, uint32_t n_tok)
+/* The rows of expert x's selections (at place p, count rows): from
+ * ACT_XN's token for one token, else gathered in ACT_XE; its gate, up and
+ * down rows at the same places; its output into ACT_XE there. Weights:
+ * gate, up and down device addresses of its slices. */
+static ffn_job expert_job(backend *b, const be_weight *w, const uint64_t wt[3], uint64_t p, uint32_t rows,
+                          uint32_t n_tok)
 {
     const model_dims *d = &b->e->w.d;
-    vkb *v = backend_vulkan_vkb(b);
-    uint64_t X = d->n_expert, E = d->n_embd, F = d->n_ff_exp;
-    uint64_t xe = backend_vulkan_act(b, ACT_XE), xn = backend_vulkan_act(b, ACT_XN);
-    uint64_t ga = backend_vulkan_act(b, ACT_GATE), ua = backend_vulkan_act(b, ACT_UP);
-    if (n_tok > 1) {
-        backend_vulkan_op(b, GPU_RES(ACT_XN) | GPU_RES_MOE, GPU_RES(ACT_XE));
-        vkb_moe_gather(v, xe, xn, vkb_addr(m->map), (uint32_t)E, (uint32_t)(n_tok * d->n_expert_used));
-    }
-    const gguf_tensor *gt = w[LS_GATE_EXPS].t, *ut = w[LS_UP_EXPS].t, *dt = w[LS_DOWN_EXPS].t;
-    uint64_t gs = gt->n_bytes / X, us = ut->n_bytes / X, ds = dt->n_bytes / X; /* one expert's slice */
+    uint64_t E = d->n_embd, F = d->n_ff_exp, xe = backend_vulkan_act(b, ACT_XE);
+    return (ffn_job){.gt = w[LS_GATE_EXPS].t, .ut = w[LS_UP_EXPS].t, .dt = w[LS_DOWN_EXPS].t, .gate = wt[0],
+                     .up = wt[1], .down = wt[2], .x = n_tok > 1 ? xe + p * E * 4 : backend_vulkan_act(b, ACT_XN),
+                     .g = backend_vulkan_act(b, ACT_GATE) + p * F * 4, .u = backend_vulkan_act(b, ACT_UP) + p * F * 4,
+                     .y = xe + p * E * 4, .rows = rows};
+}
+
+static void run_jobs(backend *b, const ffn_job *j, uint32_t n, uint32_t n_tok)
+{
+    run_ffns(b, j, n, b->e->w.d.n_ff_exp, GPU_RES(n_tok > 1 ? ACT_XE : ACT_XN), GPU_RES(ACT_XE));
+}
+
+/* A batch's rows gathered in expert order into ACT_XE (one token reads ACT_XN). */
+static void gather(backend *b, gpu_moe *m, uint32_t n_tok)
+{
+    const model_dims *d = &b->e->w.d;
+    if (n_tok == 1) return;
+    backend_vulkan_op(b, GPU_RES(ACT_XN) | GPU_RES_MOE, GPU_RES(ACT_XE));
+    vkb_moe_gather(backend_vulkan_vkb(b), backend_vulkan_act(b, ACT_XE), backend_vulkan_act(b, ACT_XN),
+                   vkb_addr(m->map), (uint32_t)d->n_embd, (uint32_t)(n_tok * d->n_expert_used));
+}
+
+/* The chosen experts' FFNs, their weights resident at their offsets in the
+ * stacked tensors, in runs of 256 experts. */
+static void run_resident_experts(backend *b, gpu_moe *m, const be_weight *w, uint32_t n_tok)
+{
+    uint64_t X = b->e->w.d.n_expert;
     ffn_job jobs[256];
     uint32_t n = 0;
     const uint32_t *count = m->count, *first = count + X;
     for (uint64_t x = 0; x < X; x++) {
         if (!count[x]) continue;
-        uint64_t p = first[x];
-        jobs[n++] = (ffn_job){.gt = gt, .ut = ut, .dt = dt, .gate = w[LS_GATE_EXPS].dev + x * gs,
-                              .up = w[LS_UP_EXPS].dev + x * us, .down = w[LS_DOWN_EXPS].dev + x * ds,
-                              .x = n_tok > 1 ? xe + p * E * 4 : xn, .g = ga + p * F * 4, .u = ua + p * F * 4,
-                              .y = xe + p * E * 4, .rows = count[x]};
-        if (n == sizeof jobs / sizeof jobs[0]) { /* in runs of 256 experts */
-            run_ffns(b, jobs, n, F, GPU_RES(n_tok > 1 ? ACT_XE : ACT_XN), GPU_RES(ACT_XE));
+        uint64_t wt[3];
+        for (int j = 0; j < 3; j++) wt[j] = w[LS_GATE_EXPS + j].dev + x * (w[LS_GATE_EXPS + j].t->n_bytes / X);
+        jobs[n++] = expert_job(b, w, wt, first[x], count[x], n_tok);
+        if (n == sizeof jobs / sizeof jobs[0]) {
+            run_jobs(b, jobs, n, n_tok);
             n = 0;
         }
     }
-    if (n) run_ffns(b, jobs, n, F, GPU_RES(n_tok > 1 ? ACT_XE : ACT_XN), GPU_RES(ACT_XE));
+    if (n) run_jobs(b, jobs, n, n_tok);
+}
+
+/* Experts ids[0..n) of layer l into slots 0..n through the staging (the
+ * store's cache pins them, reading the missing ones), the copy recorded. */
+static strata_status fill_slots(backend *b, gpu_moe *m, uint64_t l, const int32_t *ids, uint32_t n,
+                                strata_error *err)
+{
+    const model_weights *w = &b->e->w;
+    store *s = b->e->store;
+    uint8_t *stage = vkb_map(m->stage);
+    strata_status st = STRATA_OK;
+    for (uint32_t i = 0; i < n && !st; i++) {
+        const void *const *data;
+        st = store_expert_data(s, (uint32_t)l, ids[i], &data, err);
+        for (int j = 0, off = 0; j < 3 && !st; off += (int)aligned(slice_bytes(w, l, j)), j++)
+            memcpy(stage + i * m->unit + (uint64_t)off, data[j], slice_bytes(w, l, j));
+    }
+    store_experts_unpin(s, (uint32_t)l, ids, n);
+    if (st) return st;
+    backend_vulkan_op(b, 0, 0);
+    vkb_copy(backend_vulkan_vkb(b), m->stage, 0, m->xs, 0, n * m->unit);
+    vkb_copy_barrier(backend_vulkan_vkb(b));
+    return STRATA_OK;
+}
+
+/* A streamed layer's chosen experts (in id order) copied into the slots
+ * and run, in waves of what the slots (and the store's cache) hold. */
+static strata_status run_streamed_experts(backend *b, gpu_moe *m, uint64_t l, const be_weight *w, uint32_t n_tok,
+                                          strata_error *err)
+{
+    engine *e = b->e;
+    uint64_t X = e->w.d.n_expert;
+    const uint32_t *count = m->count, *first = count + X;
+    int32_t *ids = e->moe.ids; /* the CPU's scratch: the CPU runs no layer meanwhile */
+    uint32_t n = 0;
+    for (uint64_t x = 0; x < X; x++)
+        if (count[x]) ids[n++] = (int32_t)x;
+    strata_status st = STRATA_OK;
+    for (uint32_t done = 0, taken = 0; done < n && !st; done += taken) {
+        if (done && (st = backend_vulkan_flush(b, err))) break; /* the last wave's products read the slots */
+        uint32_t want = n - done < m->units ? n - done : m->units;
+        if ((st = store_experts_pin(e->store, (uint32_t)l, ids + done, want, &taken, err))) break;
+        if (!taken) /* cannot happen with nothing pinned; never loop on it */
+            return err_set(err, STRATA_E_NOMEM, "the expert cache has no slot free for layer %" PRIu64, l);
+        if ((st = fill_slots(b, m, l, ids + done, taken, err))) break;
+        ffn_job jobs[256];
+        for (uint32_t i = 0; i < taken; i++) {
+            uint64_t slot = vkb_addr(m->xs) + i * m->unit, wt[3] = {slot, slot + aligned(slice_bytes(&e->w, l, 0))};
+            wt[2] = wt[1] + aligned(slice_bytes(&e->w, l, 1));
+            jobs[i] = expert_job(b, w, wt, first[ids[done + i]], count[ids[done + i]], n_tok);
+        }
+        run_jobs(b, jobs, taken, n_tok);
+    }
+    return st;
 }
 
 strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err)
@@ -233,7 +357,10 @@ strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uin
     moe_route(e, l, e->act[ACT_ROUTER], n_tok);
     build_map(e, m, n_tok);
     if ((st = backend_vulkan_put(b, m->map, m->host, 3 * m->cap * 4, err))) return st;
-    run_experts(b, m, w, n_tok);
+    gather(b, m, n_tok);
+    if (backend_vulkan_streamed(b, (uint32_t)l)) st = run_streamed_experts(b, m, l, w, n_tok, err);
+    else run_resident_experts(b, m, w, n_tok);
+    if (st) return st;
     backend_vulkan_op(b, GPU_RES(ACT_XE) | GPU_RES_MOE, GPU_RES(ACT_XN));
     uint64_t map = vkb_addr(m->map);
     vkb_moe_sum s = {.out = backend_vulkan_act(b, ACT_XN), .y = backend_vulkan_act(b, ACT_XE),

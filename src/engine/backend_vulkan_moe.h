@@ -17,13 +17,19 @@ typedef struct gpu_moe gpu_moe;
 
 /* Device bytes of the MoE buffers for a batch of n_batch (0 without experts). */
 uint64_t gpu_moe_device_bytes(const model_weights *w, uint32_t n_batch);
-/* The MoE buffers of a model with experts (*out NULL without). */
-strata_status gpu_moe_open(vkb *v, mem_account *a, const model_weights *w, uint32_t n_batch, gpu_moe **out,
-                           strata_error *err);
+/* Device bytes of the slots that streamed layers' chosen experts are
+ * copied into (GPU_MOE_STREAM_UNITS experts; their host-visible staging
+ * as much again, in RAM). */
+uint64_t gpu_moe_stream_bytes(const model_weights *w);
+/* The MoE buffers of a model with experts (*out NULL without), with the
+ * streamed experts' slots and staging when stream_experts. */
+strata_status gpu_moe_open(vkb *v, mem_account *a, const model_weights *w, uint32_t n_batch, bool stream_experts,
+                           gpu_moe **out, strata_error *err);
 void gpu_moe_free(vkb *v, mem_account *a, gpu_moe *m);
 
 /* backend_ops.moe of the Vulkan back end: layer l's experts resident in
- * VRAM with its group (w: their device addresses). */
+ * VRAM with its group (w: their device addresses), or, for a streamed
+ * layer, the chosen ones copied from the store's expert cache. */
 strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err);
 
 /* ---- backend_vulkan.c, for the above ---- */
@@ -37,5 +43,7 @@ void backend_vulkan_op(backend *b, uint32_t reads, uint32_t writes);
 strata_status backend_vulkan_put(backend *b, vkb_buf *dst, const void *src, uint64_t n, strata_error *err);
 /* An activation's first n bytes to host memory: what was recorded runs, the host waits. */
 strata_status backend_vulkan_get(backend *b, act_buf a, void *dst, uint64_t n, strata_error *err);
+/* What was recorded runs; the host waits. */
+strata_status backend_vulkan_flush(backend *b, strata_error *err);
 
 #endif

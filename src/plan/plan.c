@@ -526,18 +526,16 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
 /* Whether the engine executes a GPU plan as planned: one GPU (GPU 0), and
  * either a layer split with the GPU layers' KV caches on the GPU (the
  * engine keeps them there; a layer with experts takes them all along, not
- * llama.cpp's --n-cpu-moe split), or, without experts (the engine streams
- * whole dense groups; a layer with experts not resident runs on the CPU),
- * every group streamed over the link with the KV caches fitting on GPU 0
- * next to the two groups in flight (the engine keeps a streamed layer's
- * KV cache in VRAM). */
+ * llama.cpp's --n-cpu-moe split), or every group streamed over the link
+ * (a layer's chosen experts only) with the KV caches fitting on GPU 0 next
+ * to the two groups in flight (the engine keeps a streamed layer's KV
+ * cache in VRAM). */
 static bool gpu_runnable(const plan_model *m, const plan_machine *hw, const candidate *c, const plan *p)
 {
     if (!hw->n_gpus) return false;
     for (uint32_t g = 0; g < p->n_groups; g++)
         if (p->tier[g] > 0) return false;
     if (!c->over_link) return c->kv_on_gpu && !p->moe_split;
-    if (m->n_expert_sets) return false;
     uint64_t vram = hw->gpus[0].vram, used = p->gpu[0].weights + p->gpu[0].buffers;
     return vram >= used && vram - used >= kv_per_token(m, c->kv) * c->n_ctx;
 }
@@ -767,7 +765,7 @@ static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv r
             snprintf(a->rejected, PLAN_TEXT, "KV cache type other than requested (--kv-type %s asks for it)",
                      plan_kv_name(a->kv));
         else if (cpu_only && !a->runnable) snprintf(a->rejected, PLAN_TEXT, "the engine does not run this GPU plan (one GPU, KV on the "
-                                                    "GPU, experts with their layer, dense layers over the link)");
+                                                    "GPU, experts with their layer)");
         else if (best >= 0)
             snprintf(a->rejected, PLAN_TEXT, "slower: %.1f vs %.1f tok/s", score(a, prefill),
                      score(&r->alts[best], prefill));
