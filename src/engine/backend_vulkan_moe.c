@@ -1,5 +1,5 @@
-/* Mixture of experts on the Vulkan back end, for a layer whose stacked
- * experts are resident in VRAM with its group. Per layer:
+/* Mixture of experts on the Vulkan back end. Per layer on the GPU (its
+ * stacked experts resident in VRAM with its group; streamed: below):
  *
  *   1. the router's logits (and the shared expert, if any) on the device;
  *   2. the logits read back ([n_tok][n_expert] floats: the one host wait
@@ -25,6 +25,7 @@
  * slots (a batch routed to more experts waits for each wave's products
  * before the next copy). The products are the resident path's, on the same
  * bytes: the logits equal a resident run's bit for bit.
+ *
  * Buffers:
  *   ACT_ROUTER [n_batch][n_expert]           router logits
  *   ACT_XE     [n_batch * k][n_embd]         rows gathered, then the experts' outputs
