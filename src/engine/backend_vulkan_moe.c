@@ -30,9 +30,10 @@
  *   ACT_ROUTER [n_batch][n_expert]           router logits
  *   ACT_XE     [n_batch * k][n_embd]         rows gathered, then the experts' outputs
  *   ACT_GATE, ACT_UP [n_batch][max(n_ff, k n_ff_exp, n_ff_shexp)]
- *   map        [3][n_batch * k] uint32       per selection in expert order: its token (gather),
+ *   map        [3][n_tok * k] uint32         per selection in expert order: its token (gather),
  *                                            then per token and entry (by expert id): the
- *                                            selection's place, its weight (f32)
+ *                                            selection's place, its weight (f32); room for
+ *                                            n_batch tokens, a step's n_tok packed
  *   shared     [n_batch][n_embd]             the shared expert's output (NULL: none)
  *   gate       [n_batch]                     its gate's logit per token (NULL: ungated)
  *   xs, stage  [units][unit]                 streamed experts' slots on the device, and their
@@ -55,7 +56,7 @@ struct gpu_moe {
     vkb_buf *xs, *stage;  /* streamed experts' slots and staging */
     uint64_t unit;        /* bytes of a slot: the largest layer's gate, up and down slices, aligned */
     uint32_t units;       /* slots */
-    uint32_t *host;       /* [3][cap] the map built on the host */
+    uint32_t *host;       /* [3][n_tok * k] the map built on the host (room for cap) */
     uint32_t *count;      /* [3][n_expert]: selections per expert, their first place, places taken */
     uint64_t cap;         /* n_batch * k */
     uint64_t host_bytes;  /* of host and count, charged as scratch */
@@ -215,8 +216,9 @@ static void build_map(const engine *e, gpu_moe *m, uint32_t n_tok)
 {
     const model_dims *d = &e->w.d;
     uint64_t k = d->n_expert_used, X = d->n_expert;
-    uint32_t *rows = m->host, *pos = m->host + m->cap, *count = m->count, *first = count + X, *taken = first + X;
-    float *wt = (float *)(m->host + 2 * m->cap);
+    uint64_t n_sel = n_tok * k; /* the parts packed for this step: only they are uploaded */
+    uint32_t *rows = m->host, *pos = m->host + n_sel, *count = m->count, *first = count + X, *taken = first + X;
+    float *wt = (float *)(m->host + 2 * n_sel);
     memset(count, 0, 3 * X * sizeof *count);
     for (uint64_t s = 0; s < n_tok * k; s++) count[e->moe.sel[s]]++;
     for (uint64_t x = 1; x < X; x++) first[x] = first[x - 1] + count[x - 1];
@@ -357,15 +359,15 @@ strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uin
     if (st) return st;
     moe_route(e, l, e->act[ACT_ROUTER], n_tok);
     build_map(e, m, n_tok);
-    if ((st = backend_vulkan_put(b, m->map, m->host, 3 * m->cap * 4, err))) return st;
+    uint64_t n_sel = (uint64_t)n_tok * k, map = vkb_addr(m->map);
+    if ((st = backend_vulkan_put(b, m->map, m->host, 3 * n_sel * 4, err))) return st;
     gather(b, m, n_tok);
     if (backend_vulkan_streamed(b, (uint32_t)l)) st = run_streamed_experts(b, m, l, w, n_tok, err);
     else run_resident_experts(b, m, w, n_tok);
     if (st) return st;
     backend_vulkan_op(b, GPU_RES(ACT_XE) | GPU_RES_MOE, GPU_RES(ACT_XN));
-    uint64_t map = vkb_addr(m->map);
     vkb_moe_sum s = {.out = backend_vulkan_act(b, ACT_XN), .y = backend_vulkan_act(b, ACT_XE),
-                     .pos = map + m->cap * 4, .wt = map + 2 * m->cap * 4, .shared = shared ? vkb_addr(m->shared) : 0,
+                     .pos = map + n_sel * 4, .wt = map + 2 * n_sel * 4, .shared = shared ? vkb_addr(m->shared) : 0,
                      .gate = shared && w[LS_GATE_INP_SHEXP].t ? vkb_addr(m->gate) : 0, .n = (uint32_t)d->n_embd,
                      .k = (uint32_t)k, .n_tok = n_tok};
     vkb_moe_combine(v, &s);
