@@ -148,9 +148,14 @@ store_ring store_ring_for(uint32_t n, const uint64_t *bytes, const bool *residen
         if (resident ? resident[g] : !stream_all) r.resident_bytes += bytes[g];
         else if (++streamed, bytes[g] > r.slot_bytes) r.slot_bytes = bytes[g];
     }
-    uint32_t most = (uint32_t)depth + 1;
-    r.n_slots = streamed < most ? streamed : most;
+    r.n_slots = store_ring_slots(streamed, depth);
     return r;
+}
+
+uint32_t store_ring_slots(uint32_t streamed, int depth)
+{
+    uint32_t most = (uint32_t)depth + 1;
+    return streamed < most ? streamed : most;
 }
 
 /* The expert cache's units given (0: every unit). */

@@ -246,6 +246,8 @@ typedef struct store_ring {
     uint32_t n_slots;
 } store_ring;
 store_ring store_ring_for(uint32_t n, const uint64_t *bytes, const bool *resident, bool stream_all, int depth);
+/* The slots of a ring for `streamed` groups: min(depth + 1, streamed). */
+uint32_t store_ring_slots(uint32_t streamed, int depth);
 /* Bytes of one cache slot for a unit of this set: each tensor's slice
  * widened to the direct-I/O alignment (an upper bound over the experts). */
 strata_status store_expert_unit_bytes(const store_expert_set *set, uint64_t *bytes, strata_error *err);
