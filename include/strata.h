@@ -246,6 +246,7 @@ typedef struct strata_model_stats {
     uint64_t pass_bytes;        /* weight bytes streamed per forward pass */
     uint32_t streamed_layers;   /* groups of tensors streamed (layers, output) */
     uint64_t bytes_read;        /* streamed from disk so far */
+    uint64_t read_requests;     /* the read requests that streamed them (adjacent reads merged count once) */
     double io_busy_s;           /* time reader threads spent reading (summed) */
     double io_wait_s;           /* time compute waited for reads */
     bool direct_io;             /* reads bypass the page cache (O_DIRECT) */

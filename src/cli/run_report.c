@@ -58,8 +58,9 @@ void report_pass(run_report *r, const strata_model *m, const char *what, size_t 
     double wait = s.io_wait_s - r->last.io_wait_s;
     char count[32] = "";
     if (n_tokens != 1) snprintf(count, sizeof count, " (%zu tokens)", n_tokens);
-    fprintf(stderr, "strata: %s %zu%s: read %.1f MiB, I/O busy %.1f ms, compute %.1f ms, waited for I/O %.1f ms\n",
-            what, index, count, (double)(s.bytes_read - r->last.bytes_read) / (1 << 20),
+    fprintf(stderr, "strata: %s %zu%s: read %.1f MiB in %llu requests, I/O busy %.1f ms, compute %.1f ms, waited for "
+            "I/O %.1f ms\n", what, index, count, (double)(s.bytes_read - r->last.bytes_read) / (1 << 20),
+            (unsigned long long)(s.read_requests - r->last.read_requests),
             1e3 * (s.io_busy_s - r->last.io_busy_s), 1e3 * (eval_s - wait), 1e3 * wait);
     r->last = s;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +108,62 @@ static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, 
     return 0;
 }
 
+/* iov[0..n) (n <= IO_MAX_PARTS) minus its first `skip` bytes into out;
+ * returns the entries written. */
+static int iov_from(const struct iovec *iov, int n, uint64_t skip, struct iovec *out)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        out[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
+        skip = 0;
+    }
+    return k;
+}
+
+/* Reads a coalesced request's range once, each byte into the first part
+ * that holds it (preadv), then copies every overlap into the part after.
+ * Errors as read_range. */
+static int read_parts(io_engine *io, io_file *f, const io_request *rq)
+{
+    struct iovec iov[IO_MAX_PARTS], rest[IO_MAX_PARTS];
+    int n = 0;
+    uint64_t end = rq->offset;
+    for (const io_part *p = rq->parts; p && n < IO_MAX_PARTS; p = p->next) {
+        uint64_t skip = end - p->offset; /* bytes the part before reads */
+        iov[n++] = (struct iovec){p->dst + skip, p->length - skip};
+        end = p->offset + p->length;
+    }
+    uint64_t done = 0, length = end - rq->offset;
+    while (done < length) {
+        bool direct = atomic_load(&io->direct);
+        int k = iov_from(iov, n, done, rest);
+        ssize_t r = preadv(direct ? f->direct_fd : f->buffered_fd, rest, k, (off_t)(rq->offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINVAL && direct) { /* the filesystem refuses O_DIRECT reads */
+            atomic_store(&io->direct, false);
+            continue;
+        }
+        if (r < 0) return errno;
+        if (r == 0) {
+            if (rq->offset + done < f->size) return -1;
+            int left = iov_from(iov, n, done, rest);
+            for (int i = 0; i < left; i++) memset(rest[i].iov_base, 0, rest[i].iov_len);
+            break;
+        }
+        done += (uint64_t)r;
+    }
+    if (!atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)rq->offset, (off_t)length, POSIX_FADV_DONTNEED);
+    for (const io_part *p = rq->parts; p && p->next; p = p->next) {
+        const io_part *q = p->next;
+        if (q->offset < p->offset + p->length) memcpy(q->dst, p->dst + (q->offset - p->offset), p->offset + p->length - q->offset);
+    }
+    return 0;
+}
+
 /* Faults [offset, offset+length) of the file's mapping in, reading what is
  * not cached (with readahead) into the page cache; no copy. Returns 0 or
  * an errno (EFAULT: the file is shorter than the range). */
@@ -125,9 +182,8 @@ static int populate_range(const io_file *f, uint64_t offset, uint64_t length)
     return 0;
 }
 
-static void complete(io_engine *io, const io_request *rq, int error)
+static void complete_ticket(io_engine *io, io_ticket *t, const io_request *rq, int error)
 {
-    io_ticket *t = rq->ticket;
     int none = 0;
     if (error && atomic_compare_exchange_strong(&t->error, &none, error)) {
         t->error_offset = rq->offset;
@@ -140,13 +196,35 @@ static void complete(io_engine *io, const io_request *rq, int error)
     }
 }
 
+static void complete(io_engine *io, const io_request *rq, int error)
+{
+    if (!rq->parts) {
+        complete_ticket(io, rq->ticket, rq, error);
+        return;
+    }
+    for (io_part *p = rq->parts, *next; p; p = next) {
+        next = p->next; /* a completed part may be reused at once */
+        complete_ticket(io, p->ticket, rq, error);
+    }
+}
+
+/* Whether a request fills ticket t (one of its parts does). */
+static bool fills(const io_request *rq, const io_ticket *t)
+{
+    if (!rq->parts) return rq->ticket == t;
+    for (const io_part *p = rq->parts; p; p = p->next)
+        if (p->ticket == t) return true;
+    return false;
+}
+
 static void serve(io_engine *io, const io_request *rq)
 {
     uint64_t t0 = now_ns();
     int error = io->fault ? io->fault(io->fault_ctx, rq->split, rq->offset, rq->length) : 0;
     io_file *f = &io->files[rq->split];
-    bool cached = rq->dst && rq->cached && range_cached(f, rq->offset, rq->length);
-    if (!error && !atomic_load(&rq->ticket->error))
+    bool cached = !rq->parts && rq->dst && rq->cached && range_cached(f, rq->offset, rq->length);
+    if (rq->parts && !error) error = read_parts(io, f, rq);
+    else if (!error && !atomic_load(&rq->ticket->error))
         error = !rq->dst ? populate_range(f, rq->offset, rq->length)
                              : read_range(io, f, rq->dst, rq->offset, rq->length, cached);
     if (cached && !error) atomic_fetch_add(&io->cached, rq->length);
@@ -304,7 +382,7 @@ void io_promote(io_engine *io, const io_ticket *t)
     uint32_t kept = 0, n = s->count;
     for (uint32_t i = 0; i < n; i++) { /* one pass: the ticket's move, the others close up in order */
         io_request rq = s->rq[(s->head + i) % QUEUE_CAP];
-        if (rq.ticket == t && d->count < QUEUE_CAP) push(d, &rq);
+        if (fills(&rq, t) && d->count < QUEUE_CAP) push(d, &rq);
         else s->rq[(s->head + kept++) % QUEUE_CAP] = rq;
     }
     s->count = kept;
