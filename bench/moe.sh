@@ -13,7 +13,7 @@
 #     none|prev|router): decode tok/s, GB read per token, expert hit rate,
 #     prefetches used, and the fraction of the disk bound (bytes read per
 #     token at the measured hit rate / the O_DIRECT bandwidth measured on the
-#     model file; target >= 0.85);
+#     model file at the start of each round; target >= 0.85);
 #   - both models resident (--mem unset) against the dense model (target:
 #     within 10 %);
 #   - llama.cpp (llama-bench on PATH) on the uniform file in a memory cgroup
@@ -109,6 +109,10 @@ run_row() {
 echo "== MoE: $(basename "$uni") and $(basename "$skw"), $(gib "$size") GiB each; --mem $(gib "$mem") GiB (25 %);" \
     "disk $(awk -v b="$DISK_BW" 'BEGIN { printf "%.2f", b / 1e9 }') GB/s (O_DIRECT, measured on the file)"
 for r in $(seq "$N_RUNS"); do
+    # A shared machine's disk speed drifts (1.4-4.4 GB/s seen): measured again
+    # each round, so that the round's end lines compare with what it gives now.
+    [ "$r" -gt 1 ] && measure "$uni"
+    echo "$DISK_BW" >> "$work/disk"
     while IFS='|' read -r id var label flags; do
         [ "$flags" = "-" ] && continue
         eval "m=\$$var"
@@ -117,6 +121,10 @@ for r in $(seq "$N_RUNS"); do
     done < "$rows"
     echo "   round $r of $N_RUNS done" >&2
 done
+
+DISK_BW=$(median < "$work/disk")
+echo "   disk (O_DIRECT, per round): $(awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / 1e9 }' "$work/disk") GB/s;" \
+    "median $(awk -v b="$DISK_BW" 'BEGIN { printf "%.2f", b / 1e9 }') GB/s"
 
 # med ID COLUMN: the median of a row's numeric values in COLUMN, or n/a
 med() {
@@ -190,4 +198,5 @@ else
     echo "llama.cpp: not installed (no llama-bench on PATH); the >= 10x comparison is not measured"
 fi
 echo "(medians of $N_RUNS runs, rows alternated; $N_GEN tokens, --temp $TEMP -s $SEED, -t $THREADS; hit % in decode;" \
-    "bound t/s = disk bandwidth / GB read per token; 'of bound' from strata's end line)"
+    "bound t/s = median disk bandwidth / GB read per token; 'of bound' from strata's end line, against its round's" \
+    "disk measurement)"
