@@ -563,6 +563,50 @@ TEST(test_store_expert_reads_coalesce)
     close_spec(&m);
 }
 
+static int slow_read(void *ctx, uint32_t split, uint64_t offset, uint64_t length)
+{
+    (void)ctx, (void)split, (void)offset, (void)length;
+    usleep(20000);
+    return 0;
+}
+
+/* The disk's busy time counts wall time with any read in progress, once:
+ * six reads of 20 ms on four I/O threads take two rounds, about 40 ms of
+ * it, well under the threads' summed reading time (120 ms or more); and a
+ * pause of 100 ms adds none. */
+TEST(test_store_io_active_time_is_the_union_of_reads)
+{
+    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!p) return;
+    model m;
+    if (!open_spec(p, &m)) return;
+    const gguf_tensor *t[8][3];
+    store_expert_set sets[8];
+    store *s = NULL;
+    strata_error e;
+    store_config cfg = {.n_expert_sets = (uint32_t)m.s->hp.n_layers, .expert_sets = sets, .expert_slots = 8,
+                        .io_threads = 4, .fault = slow_read};
+    if (fixture_expert_sets(&m, t, sets) && store_open(m.f, 0, NULL, &cfg, &s, NULL, &e) == STRATA_OK) {
+        static const int32_t ids[2] = {1, 5}; /* not adjacent: six requests */
+        uint32_t taken = 0;
+        const void *const *data;
+        CHECK(store_experts_pin(s, 0, ids, 2, &taken, &e) == STRATA_OK && taken == 2 &&
+              store_expert_data(s, 0, ids[0], &data, &e) == STRATA_OK &&
+              store_expert_data(s, 0, ids[1], &data, &e) == STRATA_OK, " %s", e.message);
+        store_stats a = store_get_stats(s);
+        usleep(100000);
+        store_stats b = store_get_stats(s);
+        CHECK(a.read_requests == 6 && a.io_busy_s >= 0.12 && a.io_active_s >= 0.04 &&
+                  a.io_active_s < 0.75 * a.io_busy_s && b.io_active_s == a.io_active_s,
+              " %llu requests, busy %.3f s summed, active %.3f s, %.3f s after idling",
+              (unsigned long long)a.read_requests, a.io_busy_s, a.io_active_s, b.io_active_s);
+        store_close(s);
+    } else if (!s) {
+        test_fail(__FILE__, __LINE__, "store", " %s", e.message);
+    }
+    close_spec(&m);
+}
+
 /* In the engine, a prompt batch's misses are read in fewer requests than
  * three a miss, and the logits stay those of the all-resident run. */
 TEST(test_store_expert_reads_coalesce_in_the_engine)

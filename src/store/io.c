@@ -52,9 +52,12 @@ struct io_engine {
     pthread_cond_t have_work, done;
     io_queue queue[Q_COUNT]; /* demand reads are served first */
     bool quit;
+    uint32_t serving;      /* requests being read now */
+    uint64_t active_since; /* when serving last rose from 0 */
     int n_threads;
     pthread_t *threads;
     atomic_uint_fast64_t bytes, requests, busy_ns, cached;
+    atomic_uint_fast64_t active_ns; /* wall time with a read in progress (under mu) */
 };
 
 static uint64_t now_ns(void)
@@ -253,9 +256,11 @@ static void *worker(void *arg)
             pthread_cond_wait(&io->have_work, &io->mu);
         if (io->quit) break;
         io_request rq = pop(&io->queue[io->queue[Q_DEMAND].count ? Q_DEMAND : Q_SPECULATIVE]);
+        if (io->serving++ == 0) io->active_since = now_ns();
         pthread_mutex_unlock(&io->mu);
         serve(io, &rq);
         pthread_mutex_lock(&io->mu);
+        if (--io->serving == 0) atomic_fetch_add(&io->active_ns, now_ns() - io->active_since);
     }
     pthread_mutex_unlock(&io->mu);
     return NULL;
@@ -452,7 +457,10 @@ strata_status io_check_unchanged(io_engine *io, strata_error *err)
 
 io_stats io_get_stats(io_engine *io)
 {
+    pthread_mutex_lock(&io->mu);
+    uint64_t active = atomic_load(&io->active_ns) + (io->serving ? now_ns() - io->active_since : 0);
+    pthread_mutex_unlock(&io->mu);
     return (io_stats){.bytes = atomic_load(&io->bytes), .requests = atomic_load(&io->requests),
                       .cached = atomic_load(&io->cached), .busy_s = (double)atomic_load(&io->busy_ns) * 1e-9,
-                      .direct = atomic_load(&io->direct)};
+                      .active_s = (double)active * 1e-9, .direct = atomic_load(&io->direct)};
 }

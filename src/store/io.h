@@ -63,6 +63,7 @@ typedef struct io_stats {
     uint64_t bytes, requests;
     uint64_t cached;         /* of bytes, copied from the page cache (requests marked cached) */
     double busy_s;           /* summed over workers */
+    double active_s;         /* wall time with at least one read in progress: the disk's busy time */
     bool direct;             /* O_DIRECT in use */
 } io_stats;
 

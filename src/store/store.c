@@ -371,7 +371,7 @@ store_stats store_get_stats(store *s)
                        .accounted_bytes = store_accounted(s),
                        .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
                        .read_requests = io.requests - s->io_base.requests,
-                       .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
+                       .io_busy_s = io.busy_s - s->io_base.busy_s, .io_active_s = io.active_s - s->io_base.active_s, .wait_s = s->wait_s, .direct_io = io.direct,
                        .load_bytes = s->load_bytes, .load_cached_bytes = s->io_base.cached,
                        .load_views = s->load_views, .load_s = s->load_s,
                        .expert_units = s->expert_units, .expert_slots = s->expert_slots,
