@@ -441,23 +441,28 @@ static bool fixture_expert_sets(const model *m, const gguf_tensor *t[8][3], stor
     return true;
 }
 
+/* The qwen3moe fixture opened with its expert sets: its path, or NULL (the
+ * skip or failure reported, nothing left open). */
+static const char *open_expert_fixture(model *m, const gguf_tensor *t[8][3], store_expert_set sets[8])
+{
+    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!p || !open_spec(p, m)) return NULL;
+    if (fixture_expert_sets(m, t, sets)) return p;
+    close_spec(m);
+    return NULL;
+}
+
 /* Cache policies on a cyclic sweep over more experts than the cache holds
  * (the classic case): LRU always evicts the unit needed next and never
  * hits; LFU keeps a stable set in its kept slots (all but n/8 transient)
  * and hits each of them once per sweep. */
 TEST(test_store_expert_policies_on_a_cyclic_sweep)
 {
-    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
-    if (!p) return;
     model m;
-    if (!open_spec(p, &m)) return;
-    uint32_t n_layers = (uint32_t)m.s->hp.n_layers, n_exp = (uint32_t)m.s->hp.n_expert;
     const gguf_tensor *t[8][3];
     store_expert_set sets[8];
-    if (!fixture_expert_sets(&m, t, sets)) {
-        close_spec(&m);
-        return;
-    }
+    if (!open_expert_fixture(&m, t, sets)) return;
+    uint32_t n_layers = (uint32_t)m.s->hp.n_layers, n_exp = (uint32_t)m.s->hp.n_expert;
     const uint32_t slots = 8, sweeps = 6, units = n_layers * n_exp;
     for (int lfu = 0; lfu < 2; lfu++) {
         store_config cfg = {.n_expert_sets = n_layers, .expert_sets = sets, .expert_slots = slots,
@@ -541,25 +546,22 @@ static int64_t requests_to_fetch(const model *m, const char *path, store_expert_
  * experts 7 and 0 take 5. The bytes are the file's either way. */
 TEST(test_store_expert_reads_coalesce)
 {
-    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
-    if (!p) return;
     model m;
-    if (!open_spec(p, &m)) return;
     const gguf_tensor *t[8][3];
     store_expert_set sets[8];
-    if (fixture_expert_sets(&m, t, sets)) {
-        const gguf_tensor *down = t[0][2], *gate = t[0][0];
-        CHECK(down->file_offset + down->n_bytes == gate->file_offset && down->file_offset % 4096,
-              " the fixture's layout changed: ffn_down_exps at %llu..%llu, ffn_gate_exps at %llu",
-              (unsigned long long)down->file_offset, (unsigned long long)(down->file_offset + down->n_bytes),
-              (unsigned long long)gate->file_offset);
-        static const int32_t pair[2] = {3, 4}, across[2] = {7, 0};
-        int64_t apart = requests_to_fetch(&m, p, sets, pair, 2, false),
-                together = requests_to_fetch(&m, p, sets, pair, 2, true),
-                wrap = requests_to_fetch(&m, p, sets, across, 2, true);
-        CHECK(apart == 6 && together == 3 && wrap == 5, " requests: 3 and 4 apart %lld, together %lld; 7 and 0 %lld",
-              (long long)apart, (long long)together, (long long)wrap);
-    }
+    const char *p = open_expert_fixture(&m, t, sets);
+    if (!p) return;
+    const gguf_tensor *down = t[0][2], *gate = t[0][0];
+    CHECK(down->file_offset + down->n_bytes == gate->file_offset && down->file_offset % 4096,
+          " the fixture's layout changed: ffn_down_exps at %llu..%llu, ffn_gate_exps at %llu",
+          (unsigned long long)down->file_offset, (unsigned long long)(down->file_offset + down->n_bytes),
+          (unsigned long long)gate->file_offset);
+    static const int32_t pair[2] = {3, 4}, across[2] = {7, 0};
+    int64_t apart = requests_to_fetch(&m, p, sets, pair, 2, false),
+            together = requests_to_fetch(&m, p, sets, pair, 2, true),
+            wrap = requests_to_fetch(&m, p, sets, across, 2, true);
+    CHECK(apart == 6 && together == 3 && wrap == 5, " requests: 3 and 4 apart %lld, together %lld; 7 and 0 %lld",
+          (long long)apart, (long long)together, (long long)wrap);
     close_spec(&m);
 }
 
@@ -576,17 +578,15 @@ static int slow_read(void *ctx, uint32_t split, uint64_t offset, uint64_t length
  * pause of 100 ms adds none. */
 TEST(test_store_io_active_time_is_the_union_of_reads)
 {
-    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
-    if (!p) return;
     model m;
-    if (!open_spec(p, &m)) return;
     const gguf_tensor *t[8][3];
     store_expert_set sets[8];
+    if (!open_expert_fixture(&m, t, sets)) return;
     store *s = NULL;
     strata_error e;
     store_config cfg = {.n_expert_sets = (uint32_t)m.s->hp.n_layers, .expert_sets = sets, .expert_slots = 8,
                         .io_threads = 4, .fault = slow_read};
-    if (fixture_expert_sets(&m, t, sets) && store_open(m.f, 0, NULL, &cfg, &s, NULL, &e) == STRATA_OK) {
+    if (store_open(m.f, 0, NULL, &cfg, &s, NULL, &e) == STRATA_OK) {
         static const int32_t ids[2] = {1, 5}; /* not adjacent: six requests */
         uint32_t taken = 0;
         const void *const *data;
@@ -601,7 +601,7 @@ TEST(test_store_io_active_time_is_the_union_of_reads)
               " %llu requests, busy %.3f s summed, active %.3f s, %.3f s after idling",
               (unsigned long long)a.read_requests, a.io_busy_s, a.io_active_s, b.io_active_s);
         store_close(s);
-    } else if (!s) {
+    } else {
         test_fail(__FILE__, __LINE__, "store", " %s", e.message);
     }
     close_spec(&m);

@@ -83,34 +83,6 @@ static bool range_cached(const io_file *f, uint64_t offset, uint64_t length)
     return true;
 }
 
-/* Reads [offset, offset+length) into dst; a read may stop early only at the
- * end of the file (the last run is rounded up past it), the rest is zeroed.
- * cached: from the page cache (buffered, pages kept). Returns 0 or an errno
- * (-1 for a short read inside the file). */
-static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length, bool cached)
-{
-    uint64_t done = 0;
-    while (done < length) {
-        bool direct = !cached && atomic_load(&io->direct);
-        int fd = direct ? f->direct_fd : f->buffered_fd;
-        ssize_t r = pread(fd, dst + done, length - done, (off_t)(offset + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno == EINVAL && direct) { /* the filesystem refuses O_DIRECT reads */
-            atomic_store(&io->direct, false);
-            continue;
-        }
-        if (r < 0) return errno;
-        if (r == 0) {
-            if (offset + done < f->size) return -1;
-            memset(dst + done, 0, length - done);
-            break;
-        }
-        done += (uint64_t)r;
-    }
-    if (!cached && !atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
-    return 0;
-}
-
 /* iov[0..n) (n <= IO_MAX_PARTS) minus its first `skip` bytes into out;
  * returns the entries written. */
 static int iov_from(const struct iovec *iov, int n, uint64_t skip, struct iovec *out)
@@ -127,24 +99,20 @@ static int iov_from(const struct iovec *iov, int n, uint64_t skip, struct iovec 
     return k;
 }
 
-/* Reads a coalesced request's range once, each byte into the first part
- * that holds it (preadv), then copies every overlap into the part after.
- * Errors as read_range. */
-static int read_parts(io_engine *io, io_file *f, const io_request *rq)
+/* Reads the file from offset on into the buffers iov[0..n) (n <=
+ * IO_MAX_PARTS) in turn; a read may stop early only at the end of the file
+ * (the last run is rounded up past it), the rest is zeroed. cached: from
+ * the page cache (buffered, pages kept). Returns 0 or an errno (-1 for a
+ * short read inside the file). */
+static int read_vec(io_engine *io, io_file *f, uint64_t offset, const struct iovec *iov, int n, bool cached)
 {
-    struct iovec iov[IO_MAX_PARTS], rest[IO_MAX_PARTS];
-    int n = 0;
-    uint64_t end = rq->offset;
-    for (const io_part *p = rq->parts; p && n < IO_MAX_PARTS; p = p->next) {
-        uint64_t skip = end - p->offset; /* bytes the part before reads */
-        iov[n++] = (struct iovec){p->dst + skip, p->length - skip};
-        end = p->offset + p->length;
-    }
-    uint64_t done = 0, length = end - rq->offset;
+    struct iovec rest[IO_MAX_PARTS];
+    uint64_t done = 0, length = 0;
+    for (int i = 0; i < n; i++) length += iov[i].iov_len;
     while (done < length) {
-        bool direct = atomic_load(&io->direct);
+        bool direct = !cached && atomic_load(&io->direct);
         int k = iov_from(iov, n, done, rest);
-        ssize_t r = preadv(direct ? f->direct_fd : f->buffered_fd, rest, k, (off_t)(rq->offset + done));
+        ssize_t r = preadv(direct ? f->direct_fd : f->buffered_fd, rest, k, (off_t)(offset + done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && errno == EINVAL && direct) { /* the filesystem refuses O_DIRECT reads */
             atomic_store(&io->direct, false);
@@ -152,19 +120,40 @@ static int read_parts(io_engine *io, io_file *f, const io_request *rq)
         }
         if (r < 0) return errno;
         if (r == 0) {
-            if (rq->offset + done < f->size) return -1;
-            int left = iov_from(iov, n, done, rest);
-            for (int i = 0; i < left; i++) memset(rest[i].iov_base, 0, rest[i].iov_len);
+            if (offset + done < f->size) return -1;
+            for (int i = 0; i < k; i++) memset(rest[i].iov_base, 0, rest[i].iov_len);
             break;
         }
         done += (uint64_t)r;
     }
-    if (!atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)rq->offset, (off_t)length, POSIX_FADV_DONTNEED);
-    for (const io_part *p = rq->parts; p && p->next; p = p->next) {
+    if (!cached && !atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
+    return 0;
+}
+
+static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length, bool cached)
+{
+    struct iovec one = {dst, length};
+    return read_vec(io, f, offset, &one, 1, cached);
+}
+
+/* Reads a coalesced request's range once, each byte into the first part
+ * that holds it, then copies every overlap into the part after. */
+static int read_parts(io_engine *io, io_file *f, const io_request *rq)
+{
+    struct iovec iov[IO_MAX_PARTS];
+    int n = 0;
+    uint64_t end = rq->offset;
+    for (const io_part *p = rq->parts; p && n < IO_MAX_PARTS; p = p->next) {
+        uint64_t skip = end - p->offset; /* bytes the part before reads */
+        iov[n++] = (struct iovec){p->dst + skip, p->length - skip};
+        end = p->offset + p->length;
+    }
+    int error = read_vec(io, f, rq->offset, iov, n, false);
+    for (const io_part *p = rq->parts; !error && p && p->next; p = p->next) {
         const io_part *q = p->next;
         if (q->offset < p->offset + p->length) memcpy(q->dst, p->dst + (q->offset - p->offset), p->offset + p->length - q->offset);
     }
-    return 0;
+    return error;
 }
 
 /* Faults [offset, offset+length) of the file's mapping in, reading what is
