@@ -1,6 +1,8 @@
 /* Mixture of experts on the CPU back end. Gating as llama.cpp's (and the
  * fixtures' README): softmax of the router logits over all experts, the k
- * most probable, their probabilities renormalized to sum to 1.
+ * most probable, their probabilities renormalized to sum to 1 (unless the
+ * family or the file's expert_weights_norm says not), then multiplied by
+ * the file's expert_weights_scale if it states one.
  *
  * Experts come from the store's expert cache. A step pins the distinct
  * experts its tokens chose (reads of the missing ones start at once),
@@ -25,8 +27,8 @@ static float *buf(backend *b, act_buf a) { return b->e->act[a]; }
 
 /* The k largest of n logits into sel (ties to the lower id), most
  * probable first; wt (if not NULL): their softmax probabilities over all
- * n, renormalized over the k when `renorm`. */
-static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm)
+ * n, renormalized over the k when `renorm`, times `scale`. */
+static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm, float scale)
 {
     for (uint64_t i = 0; i < k; i++) {
         int32_t best = -1;
@@ -43,6 +45,7 @@ static void top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, flo
     for (uint64_t x = 0; x < n; x++) sum += exp((double)logits[x] - max);
     for (uint64_t i = 0; i < k; i++) picked += wt[i] = (float)(exp((double)logits[sel[i]] - max) / sum);
     for (uint64_t i = 0; renorm && i < k; i++) wt[i] = (float)(wt[i] / picked);
+    for (uint64_t i = 0; scale != 1.0f && i < k; i++) wt[i] *= scale;
 }
 
 static matmul_args rows_args(backend *b, const kernel_desc *k, const gguf_tensor *t, const void *w, uint64_t n_out,
@@ -155,7 +158,7 @@ static void predict_by_router(backend *b, uint64_t t)
     matmul(e->pool, &a);
     int32_t guess[64];
     uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
-    top_k(m->pred, d->n_expert, k, guess, NULL, false);
+    top_k(m->pred, d->n_expert, k, guess, NULL, false, 1.0f);
     store_experts_prefetch(e->store, (uint32_t)t, guess, (uint32_t)k);
 }
 
@@ -267,9 +270,9 @@ strata_status backend_cpu_moe(backend *b, uint64_t l, const be_weight *w, uint32
     matmul_args r = rows_args(b, w[LS_ROUTER].k, w[LS_ROUTER].t, w[LS_ROUTER].host, d->n_expert, buf(b, ACT_XN),
                               buf(b, ACT_ROUTER), n_tok);
     matmul(e->pool, &r);
-    bool renorm = e->w.arch->gating == GATING_SOFTMAX_TOPK_NORM;
     for (uint32_t t = 0; t < n_tok; t++)
-        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, renorm);
+        top_k(buf(b, ACT_ROUTER) + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, d->expert_norm,
+              d->expert_scale);
     if (m->trace) trace(e, l, n_tok);
     bool shared = m->shared && w[LS_GATE_SHEXP].t; /* this layer has one */
     strata_status st = run_experts(b, l, w, n_tok, shared, err);

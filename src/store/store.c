@@ -33,7 +33,8 @@ void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
         const store_run *run = &l->runs[r];
         for (uint64_t o = 0; o < run->length; o += s->cfg.io_chunk) {
             uint64_t len = run->length - o < s->cfg.io_chunk ? run->length - o : s->cfg.io_chunk;
-            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false, false};
+            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false, false,
+                                       NULL};
             if (k == 64) io_submit(s->io, rq, k), k = 0;
         }
     }
@@ -374,7 +375,8 @@ store_stats store_get_stats(store *s)
                        .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
                        .accounted_bytes = store_accounted(s),
                        .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
-                       .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
+                       .read_requests = io.requests - s->io_base.requests,
+                       .io_busy_s = io.busy_s - s->io_base.busy_s, .io_active_s = io.active_s - s->io_base.active_s, .wait_s = s->wait_s, .direct_io = io.direct,
                        .load_bytes = s->load_bytes, .load_cached_bytes = s->io_base.cached,
                        .load_views = s->load_views, .load_s = s->load_s,
                        .expert_units = s->expert_units, .expert_slots = s->expert_slots,

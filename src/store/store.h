@@ -123,7 +123,9 @@ typedef struct store_stats {
     uint64_t pass_bytes;      /* bytes streamed per pass over all groups */
     uint64_t accounted_bytes; /* everything the store allocated */
     uint64_t bytes_read;      /* streamed so far (resident loading excluded) */
+    uint64_t read_requests;   /* the requests that read them (coalesced reads count once) */
     double io_busy_s;         /* time the I/O threads spent reading, summed */
+    double io_active_s;       /* wall time with at least one read in progress */
     double wait_s;            /* time acquire waited for reads */
     bool direct_io;
     /* loading the resident groups at open */
