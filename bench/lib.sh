@@ -63,6 +63,8 @@ expert_hit() { sed -n 's/.*experts: hit \([0-9.]*\) %.*/\1/p' | head -n 1; }
 expert_cache() { sed -n 's/.*experts: .*cache \([0-9]*\) of \([0-9]*\) experts.*/\1\/\2/p' | head -n 1; }
 prefetch_used() { sed -n 's/.*experts: .*prefetch [a-z]*: \([0-9.]*\) % .*/\1/p' | head -n 1; }
 bound_pct() { sed -n 's/.*GB\/token at [0-9.]* GB\/s, \([0-9.]*\) % of the disk bound.*/\1/p' | head -n 1; }
+# the share of decode time with a read in progress (the end line's "reads in progress 96 %")
+disk_busy() { sed -n 's/.*reads in progress \([0-9.]*\) % of the decode time.*/\1/p' | head -n 1; }
 
 # active_bytes MODEL: weight bytes one decoded token reads when every weight
 # is used as a mixture of experts uses it: all tensors but the embedding,

@@ -13,7 +13,7 @@
 #     none|prev|router): decode tok/s, GB read per token, expert hit rate,
 #     prefetches used, and the fraction of the disk bound (bytes read per
 #     token at the measured hit rate / the O_DIRECT bandwidth measured on the
-#     model file; target >= 0.85);
+#     model file at the start of each round; target >= 0.85);
 #   - both models resident (--mem unset) against the dense model (target:
 #     within 10 %);
 #   - llama.cpp (llama-bench on PATH) on the uniform file in a memory cgroup
@@ -93,13 +93,13 @@ add_row skw "skew $SKEW, resident" ""
 add_row dense "dense qwen3, resident" ""
 
 # One run of a row: its figures, space-separated, "-" where absent:
-#   tok/s GB/token hit% prefetch-used% bound% cache peak-RSS-MiB
+#   tok/s GB/token hit% prefetch-used% bound% cache peak-RSS-MiB disk-busy%
 run_row() {
     m=$1; shift
     # shellcheck disable=SC2086
     out=$("$STRATA" run -m "$m" -p "$PROMPT" -n "$N_GEN" --temp "$TEMP" -s "$SEED" -t "$THREADS" -c 512 "$@" \
         2>&1 >/dev/null) || { echo "$out" | tail -n 2 >&2; echo "failed"; return 0; }
-    for f in gen_tps streamed_gb expert_hit prefetch_used bound_pct expert_cache peak_rss; do
+    for f in gen_tps streamed_gb expert_hit prefetch_used bound_pct expert_cache peak_rss disk_busy; do
         v=$(echo "$out" | $f | head -n 1)
         printf '%s ' "${v:--}"
     done
@@ -109,6 +109,10 @@ run_row() {
 echo "== MoE: $(basename "$uni") and $(basename "$skw"), $(gib "$size") GiB each; --mem $(gib "$mem") GiB (25 %);" \
     "disk $(awk -v b="$DISK_BW" 'BEGIN { printf "%.2f", b / 1e9 }') GB/s (O_DIRECT, measured on the file)"
 for r in $(seq "$N_RUNS"); do
+    # A shared machine's disk speed drifts (1.4-4.4 GB/s seen): measured again
+    # each round, so that the round's end lines compare with what it gives now.
+    [ "$r" -gt 1 ] && measure "$uni"
+    echo "$DISK_BW" >> "$work/disk"
     while IFS='|' read -r id var label flags; do
         [ "$flags" = "-" ] && continue
         eval "m=\$$var"
@@ -117,6 +121,10 @@ for r in $(seq "$N_RUNS"); do
     done < "$rows"
     echo "   round $r of $N_RUNS done" >&2
 done
+
+DISK_BW=$(median < "$work/disk")
+echo "   disk (O_DIRECT, per round): $(awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / 1e9 }' "$work/disk") GB/s;" \
+    "median $(awk -v b="$DISK_BW" 'BEGIN { printf "%.2f", b / 1e9 }') GB/s"
 
 # med ID COLUMN: the median of a row's numeric values in COLUMN, or n/a
 med() {
@@ -127,13 +135,14 @@ med() {
 # the cache column is text ("412/1536"): the last run's
 last() { awk -v c="$2" '$1 != "failed" { v = $c } END { print (v == "" || v == "-") ? "n/a" : v }' "$work/row$1" 2>/dev/null; }
 
-printf '\n%-36s %9s %9s %7s %9s %9s %10s %9s %10s\n' configuration "tok/s" "GB/token" "hit %" "prefetch" \
-    "of bound" "bound t/s" "cache" "peak MiB"
+printf '\n%-36s %9s %9s %7s %9s %9s %10s %9s %10s %10s\n' configuration "tok/s" "GB/token" "hit %" "prefetch" \
+    "of bound" "bound t/s" "cache" "peak MiB" "disk busy"
 while IFS='|' read -r id var label flags; do
     if [ "$flags" = "-" ]; then printf '%-36s flag not available\n' "$label"; continue; fi
     if [ ! -s "$work/row$id" ] || ! grep -qv '^failed' "$work/row$id"; then printf '%-36s failed\n' "$label"; continue; fi
     tps=$(med "$id" 1); g=$(med "$id" 2); hit=$(med "$id" 3); pf=$(med "$id" 4); bp=$(med "$id" 5)
-    cache=$(last "$id" 6); rss=$(med "$id" 7)
+    cache=$(last "$id" 6); rss=$(med "$id" 7); busy=$(med "$id" 8)
+    [ "$busy" != n/a ] && busy="$busy %"
     # the disk bound at the bytes this run read per token, and the fraction reached
     bt=$(awk -v g="$g" -v bw="$DISK_BW" 'BEGIN { if (g ~ /^[0-9.]+$/ && g > 0) printf "%.2f", bw / (g * 1e9); else print "n/a" }')
     if [ "$bp" = n/a ] && [ "$bt" != n/a ]; then
@@ -141,7 +150,8 @@ while IFS='|' read -r id var label flags; do
     fi
     [ "$bp" != n/a ] && bp="$bp %"
     [ "$pf" != n/a ] && pf="$pf %"
-    printf '%-36s %9s %9s %7s %9s %9s %10s %9s %10s\n' "$label" "$tps" "$g" "$hit" "$pf" "$bp" "$bt" "$cache" "$rss"
+    printf '%-36s %9s %9s %7s %9s %9s %10s %9s %10s %10s\n' "$label" "$tps" "$g" "$hit" "$pf" "$bp" "$bt" "$cache" "$rss" \
+        "$busy"
     echo "$id $tps" >> "$work/tps"
 done < "$rows"
 # tps_of LABEL: the median tok/s of the row with that label, or empty
@@ -190,4 +200,5 @@ else
     echo "llama.cpp: not installed (no llama-bench on PATH); the >= 10x comparison is not measured"
 fi
 echo "(medians of $N_RUNS runs, rows alternated; $N_GEN tokens, --temp $TEMP -s $SEED, -t $THREADS; hit % in decode;" \
-    "bound t/s = disk bandwidth / GB read per token; 'of bound' from strata's end line)"
+    "bound t/s = median disk bandwidth / GB read per token; 'of bound' from strata's end line, against its round's" \
+    "disk measurement; disk busy: the share of decode time with a read in progress)"

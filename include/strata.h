@@ -246,7 +246,9 @@ typedef struct strata_model_stats {
     uint64_t pass_bytes;        /* weight bytes streamed per forward pass */
     uint32_t streamed_layers;   /* groups of tensors streamed (layers, output) */
     uint64_t bytes_read;        /* streamed from disk so far */
+    uint64_t read_requests;     /* the read requests that streamed them (adjacent reads merged count once) */
     double io_busy_s;           /* time reader threads spent reading (summed) */
+    double io_active_s;         /* wall time with at least one read in progress (the disk busy) */
     double io_wait_s;           /* time compute waited for reads */
     bool direct_io;             /* reads bypass the page cache (O_DIRECT) */
     double predicted_decode_tps; /* the plan's prediction; 0 without a plan */

@@ -61,7 +61,7 @@ static void submit(io_setup *s, io_ticket *t, uint32_t first, uint32_t n, bool s
     atomic_store(&t->pending, (int)n);
     for (uint32_t i = 0; i < n; i++) {
         io_request rq = {s->buf + (uint64_t)(first + i) * BLOCK, 0, (uint64_t)(first + i) * BLOCK, BLOCK, t, false,
-                         speculative};
+                         speculative, NULL};
         io_submit(s->io, &rq, 1);
     }
 }

@@ -6,7 +6,8 @@
  *
  *   xn = rmsnorm(emb[tok]) * ffn_norm
  *   p  = softmax(router xn); the top k by logit, weights p (qwen3moe:
- *        renormalized over the k, qwen2moe: as they are)
+ *        renormalized over the k, qwen2moe: as they are, unless the file's
+ *        expert_weights_norm says otherwise), times expert_weights_scale
  *   y  = sum over the k of weight * down_e(silu(gate_e xn) * up_e xn)
  *   s  = down_sh(silu(gate_sh xn) * up_sh xn)   (qwen2moe: * sigmoid(g . xn))
  *   logits = output (rmsnorm(emb[tok] + y + s) * output_norm)
@@ -43,13 +44,20 @@ typedef struct shared_model {
     char path[1024];
 } shared_model;
 
+/* The routing keys a model's file states (synth_options' conventions). */
+typedef struct routing_keys {
+    double scale; /* expert_weights_scale (0: absent) */
+    int norm;     /* expert_weights_norm: 0 absent, 1 true, -1 false */
+} routing_keys;
+
 /* Writes the model with its attention output zeroed (every value of an F32
  * tensor: zero bytes) and opens it. */
-static bool make_model(const char *arch, uint64_t seed, shared_model *m)
+static bool make_model(const char *arch, uint64_t seed, routing_keys keys, shared_model *m)
 {
-    snprintf(m->path, sizeof m->path, "%s/shexp-%s.gguf", test_tmpdir(), arch);
+    snprintf(m->path, sizeof m->path, "%s/shexp-%s-%llu.gguf", test_tmpdir(), arch, (unsigned long long)seed);
     synth_options o = {.arch = arch, .shape = {N_EMBD, 128, 1, 4, 2, N_VOCAB, 64}, .n_expert = N_EXPERT,
                        .n_expert_used = N_USED, .n_ff_exp = FF_EXP, .n_ff_shexp = FF_SH,
+                       .expert_weights_scale = keys.scale, .expert_weights_norm = keys.norm,
                        .type = GGML_TYPE_F32, .seed = seed, .threads = 1, .output = m->path};
     strata_error e;
     if (synth_write(&o, &e) || gguf_open(m->path, &m->f, &e)) {
@@ -150,7 +158,8 @@ static void free_weights(ref_weights *w)
 
 /* The float64 logits of one token (see the top of the file); with_shared:
  * whether the shared expert is added (without it: how far the logits move). */
-static void ref_logits(const ref_weights *w, int32_t tok, double eps, bool renorm, bool with_shared, double *logits)
+static void ref_logits(const ref_weights *w, int32_t tok, double eps, bool renorm, double scale, bool with_shared,
+                       double *logits)
 {
     double x[N_EMBD], xn[N_EMBD], r[N_EXPERT], p[N_EXPERT], xo[N_EMBD];
     memcpy(x, w->emb + (uint64_t)tok * N_EMBD, sizeof x);
@@ -172,7 +181,7 @@ static void ref_logits(const ref_weights *w, int32_t tok, double eps, bool renor
     double f[N_EMBD] = {0};
     for (int k = 0; k < N_USED; k++) {
         uint64_t e = (uint64_t)sel[k];
-        double wt = p[e] / sum / (renorm ? picked : 1.0);
+        double wt = p[e] / sum / (renorm ? picked : 1.0) * scale;
         swiglu_add(w->gate_e + e * FF_EXP * N_EMBD, w->up_e + e * FF_EXP * N_EMBD, w->down_e + e * N_EMBD * FF_EXP,
                    FF_EXP, xn, wt, f);
     }
@@ -207,12 +216,15 @@ static float *engine_logits(const shared_model *m, const engine_params *p)
     return NULL;
 }
 
-/* On the GPU (gpu): every layer there, the experts chosen from the
- * router's logits read back, within `tol` of the float64 computation. */
-static void check_against_reference(const char *arch, bool gated, bool renorm, bool gpu, double tol)
+/* The engine's logits against the float64 formula (renorm and scale: the
+ * routed weights' rule this file must get), and streamed against resident;
+ * with gpu, on a Vulkan device instead (every layer there, the experts
+ * chosen from the router's logits read back), within the same 1e-4. */
+static void check_against_reference(const char *arch, bool gated, routing_keys keys, bool renorm, double scale,
+                                    bool gpu)
 {
     shared_model m;
-    if (!make_model(arch, 11, &m)) return;
+    if (!make_model(arch, 11, keys, &m)) return;
     ref_weights w;
     CHECK(m.s->hp.n_ff_shexp == FF_SH, " %s: expert_shared_feed_forward_length %llu", arch,
           (unsigned long long)m.s->hp.n_ff_shexp);
@@ -227,15 +239,15 @@ static void check_against_reference(const char *arch, bool gated, bool renorm, b
     float *got = engine_logits(&m, &p);
     double ref[N_VOCAB], without[N_VOCAB], worst = 0, moved = 0;
     for (int t = 0; got && t < N_TOK; t++) {
-        ref_logits(&w, toks[t], m.s->hp.rms_eps, renorm, true, ref);
-        ref_logits(&w, toks[t], m.s->hp.rms_eps, renorm, false, without);
+        ref_logits(&w, toks[t], m.s->hp.rms_eps, renorm, scale, true, ref);
+        ref_logits(&w, toks[t], m.s->hp.rms_eps, renorm, scale, false, without);
         for (int v = 0; v < N_VOCAB; v++) {
             double d = fabs(got[t * N_VOCAB + v] - ref[v]), s = fabs(without[v] - ref[v]);
             worst = d > worst ? d : worst;
             moved = s > moved ? s : moved;
         }
     }
-    CHECK(got && worst < tol, " %s%s: logits differ from the float64 computation by %g", arch, gpu ? " on the GPU" : "",
+    CHECK(got && worst < 1e-4, " %s%s: logits differ from the float64 computation by %g", arch, gpu ? " on the GPU" : "",
           worst);
     /* the check can fail: the shared expert moves the logits far more than that */
     CHECK(moved > 0.05, " %s: the shared expert moves the logits by only %g", arch, moved);
@@ -262,18 +274,56 @@ static void check_against_reference(const char *arch, bool gated, bool renorm, b
 
 /* qwen2moe: the shared expert gated by sigmoid(ffn_gate_inp_shexp . x), the
  * routed weights not renormalized. */
-TEST(test_moe_shared_qwen2moe_matches_float64) { check_against_reference("qwen2moe", true, false, false, 1e-4); }
+TEST(test_moe_shared_qwen2moe_matches_float64)
+{
+    check_against_reference("qwen2moe", true, (routing_keys){0}, false, 1.0, false);
+}
 
 /* qwen3moe with an ungated shared expert (expert_shared_count 1, as
  * DeepSeek-style files), the routed weights renormalized. */
-TEST(test_moe_shared_ungated_matches_float64) { check_against_reference("qwen3moe", false, true, false, 1e-4); }
+TEST(test_moe_shared_ungated_matches_float64)
+{
+    check_against_reference("qwen3moe", false, (routing_keys){0}, true, 1.0, false);
+}
 
-/* Both on a Vulkan device (f32 products, in another order). */
+/* expert_weights_scale multiplies the routed weights after selection, and
+ * expert_weights_norm overrides the family's rule either way: qwen2moe
+ * renormalized and scaled by 2.5, qwen3moe neither renormalized nor
+ * scaled (a scale of 0, as llama.cpp reads it, is none). */
+TEST(test_moe_expert_weights_scale_and_norm_match_float64)
+{
+    check_against_reference("qwen2moe", true, (routing_keys){.scale = 2.5, .norm = 1}, true, 2.5, false);
+    check_against_reference("qwen3moe", false, (routing_keys){.norm = -1}, false, 1.0, false);
+    /* the formula tells the cases apart: each rule moves these logits */
+    shared_model m;
+    if (!make_model("qwen2moe", 11, (routing_keys){.scale = 2.5, .norm = 1}, &m)) return;
+    CHECK(m.s->hp.expert_weights_scale == 2.5 && m.s->hp.has_expert_weights_norm && m.s->hp.expert_weights_norm,
+          " the keys read back: scale %g, norm %d/%d", m.s->hp.expert_weights_scale,
+          m.s->hp.has_expert_weights_norm, m.s->hp.expert_weights_norm);
+    ref_weights w;
+    if (load_weights(&m, true, &w)) {
+        double a[N_VOCAB], b[N_VOCAB], c[N_VOCAB], ab = 0, ac = 0;
+        ref_logits(&w, toks[0], m.s->hp.rms_eps, true, 2.5, true, a);
+        ref_logits(&w, toks[0], m.s->hp.rms_eps, true, 1.0, true, b);
+        ref_logits(&w, toks[0], m.s->hp.rms_eps, false, 2.5, true, c);
+        for (int v = 0; v < N_VOCAB; v++) {
+            ab = fmax(ab, fabs(a[v] - b[v]));
+            ac = fmax(ac, fabs(a[v] - c[v]));
+        }
+        CHECK(ab > 0.05 && ac > 0.01, " scale moves the logits by %g, renormalizing by %g", ab, ac);
+    }
+    free_weights(&w);
+    close_model(&m);
+}
+
+/* On a Vulkan device: both shared experts, and expert_weights_scale with
+ * expert_weights_norm (the GPU path routes with moe_route, the CPU's). */
 TEST(test_moe_shared_gpu_matches_float64)
 {
     if (!gpu_test_device()) return;
-    check_against_reference("qwen2moe", true, false, true, 1e-4);
-    check_against_reference("qwen3moe", false, true, true, 1e-4);
+    check_against_reference("qwen2moe", true, (routing_keys){0}, false, 1.0, true);
+    check_against_reference("qwen3moe", false, (routing_keys){0}, true, 1.0, true);
+    check_against_reference("qwen2moe", true, (routing_keys){.scale = 2.5, .norm = 1}, true, 2.5, true);
 }
 
 /* A file declaring shared experts (expert_shared_count) without their
@@ -305,7 +355,7 @@ TEST(test_moe_shared_declared_but_absent_is_refused)
 TEST(test_moe_shared_inspect_shows_width)
 {
     shared_model m;
-    if (!make_model("qwen2moe", 12, &m)) return;
+    if (!make_model("qwen2moe", 12, (routing_keys){0}, &m)) return;
     char cmd[2400], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s inspect --json '%s'", test_strata_bin(), m.path);
     CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, "\"n_ff_shexp\": 96"), " %s", out ? out : "");

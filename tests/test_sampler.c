@@ -67,6 +67,38 @@ TEST(test_sampler_truncation_rules)
     sampler_free(s);
 }
 
+/* top-k over a large vocabulary (with ties at the cut) draws exactly what
+ * the untruncated sampler draws from the same logits with every token but
+ * those k set to -inf: the k kept, their order (ties to the lower id) and
+ * their probabilities are the same, so the same seed gives the same tokens. */
+TEST(test_sampler_top_k_keeps_the_k_best)
+{
+    enum { N = 5000, K = 40 };
+    static float logits[N], cut[N];
+    uint64_t x = 12345;
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        logits[i] = (float)((x >> 40) % 64) / 8.0f; /* 64 levels: many ties */
+    }
+    /* the K best by (logit descending, id ascending), found by counting */
+    for (int i = 0; i < N; i++) {
+        int ahead = 0;
+        for (int j = 0; j < N; j++) ahead += logits[j] > logits[i] || (logits[j] == logits[i] && j < i);
+        cut[i] = ahead < K ? logits[i] : -INFINITY;
+    }
+    strata_sampler_params p = plain(0.7f, 9);
+    p.top_k = K;
+    sampler *a = sampler_new(&p, N);
+    p.top_k = 0;
+    sampler *b = sampler_new(&p, N);
+    for (int i = 0; i < 300; i++) {
+        int32_t ta = sampler_sample(a, logits, NULL, 0), tb = sampler_sample(b, cut, NULL, 0);
+        CHECK(ta == tb && cut[ta] > -INFINITY, " draw %d: top-k %d, reference %d", i, ta, tb);
+    }
+    sampler_free(a);
+    sampler_free(b);
+}
+
 TEST(test_sampler_same_seed_same_sequence)
 {
     float logits[6] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f};

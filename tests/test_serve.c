@@ -844,6 +844,91 @@ TEST(test_serve_request_over_budget_refused)
     CHECK(serve_stop(&s, 10) == 0);
 }
 
+/* The body buffer the server grows to hold n bytes (and its NUL). */
+static size_t body_cap(size_t n)
+{
+    size_t cap = 4096;
+    while (cap < n + 1) cap *= 2;
+    return cap;
+}
+
+/* A refusal by the budget while another request holds memory is
+ * transient: 503 with Retry-After, and the same request answered once
+ * the other has ended. Request A's upload stalls with 1 MiB of its body
+ * held; B's body (a small prompt padded with spaces, whose parse bound
+ * the server counts before parsing) is sized to fit the room alone but
+ * not beside A. The room comes from a first run's accounted bytes: the
+ * second run's budget is that plus 3 MiB. */
+TEST(test_serve_refusal_beside_others_is_503)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model || !have_curl()) return;
+    enum { A_BYTES = (1 << 20) - 1 }; /* what A sends of its body: its buffer is 1 MiB */
+    const char *prompt = "{\"prompt\":\"Once upon a time\",\"max_tokens\":2}";
+    char *body = malloc(1 << 20);     /* [1 MiB]: the prompt, then spaces; B sends its first len bytes */
+    char *a_body = malloc(A_BYTES);   /* [A_BYTES] spaces */
+    REQUIRE(body && a_body);
+    memset(body, ' ', 1 << 20);
+    memcpy(body, prompt, strlen(prompt));
+    memset(a_body, ' ', A_BYTES);
+
+    served s = {0};
+    char args[2048];
+    snprintf(args, sizeof args, "-m '%s' -c 256 -t 1 --mem 64M", model);
+    if (!serve_start(&s, release_bin(), args, "transient0")) return;
+    wait_ready(&s);
+    double base = metric(&s, "strata:memory_accounted_bytes");
+    CHECK(serve_stop(&s, 10) == 0);
+    REQUIRE(base > 0);
+    uint64_t budget = ((uint64_t)base / 1024 + 3072) * 1024;
+    snprintf(args, sizeof args, "-m '%s' -c 256 -t 1 --mem %lluK", model, (unsigned long long)(budget / 1024));
+    if (!serve_start(&s, release_bin(), args, "transient")) return;
+    wait_ready(&s);
+    double idle = metric(&s, "strata:memory_accounted_bytes"), room = (double)budget - idle;
+    size_t len = strlen(prompt);
+    while (len + 4096 < (1 << 20) &&
+           (double)(oai_parse_bound(body, len + 4096) + body_cap(len + 4096)) < room - 512 * 1024)
+        len += 4096;
+    body[len] = '\0';
+    double need = (double)(oai_parse_bound(body, len) + body_cap(len));
+    CHECK(need < room && need + (1 << 20) > room, " B needs %.0f bytes; the room is %.0f", need, room);
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool connected = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    char head[256];
+    int hn = snprintf(head, sizeof head, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                         "Content-Length: %d\r\n\r\n", 1 << 20);
+    CHECK(connected && write(fd, head, (size_t)hn) == hn && write(fd, a_body, A_BYTES) == A_BYTES);
+    double held_a = 0;
+    for (double t0 = now_s(); now_s() - t0 < 10 && held_a < (1 << 20); sleep_ms(20))
+        held_a = metric(&s, "strata:memory_accounted_bytes") - idle;
+    CHECK(held_a >= (1 << 20), " A holds %.0f bytes", held_a);
+
+    char hdr[1024], extra[1100], *out = NULL;
+    snprintf(hdr, sizeof hdr, "%s/refusal-headers.txt", test_tmpdir());
+    snprintf(extra, sizeof extra, "-D '%s'", hdr);
+    int beside = http(&s, "POST", "/v1/completions", body, extra, &out), code = beside;
+    char *headers = read_file(hdr);
+    CHECK(code == 503 && is_error(out, "unavailable_error") && strstr(out, "memory budget") && headers &&
+              strcasestr(headers, "\nRetry-After: 1"),
+          " beside A: %d %s", code, out);
+    free(headers);
+    free(out);
+    out = NULL;
+    if (fd >= 0) close(fd); /* A goes away: its memory comes back */
+    for (double t0 = now_s(); now_s() - t0 < 10 && metric(&s, "strata:memory_accounted_bytes") > idle;) sleep_ms(20);
+    code = http(&s, "POST", "/v1/completions", body, NULL, &out);
+    CHECK(code == 200, " after A ended: %d %s", code, out);
+    printf("    room %.2f MiB; B needs %.2f MiB: beside A (1 MiB held) %d, alone %d\n", room / 1048576,
+           need / 1048576, beside, code);
+    free(out);
+    free(a_body);
+    free(body);
+    CHECK(serve_stop(&s, 10) == 0);
+}
+
 /* ---- the official OpenAI client (Node.js) ---- */
 
 TEST(test_serve_openai_client)

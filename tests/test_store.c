@@ -2,6 +2,7 @@
  * runs whatever the depth, I/O threads and read delays; budgets are kept;
  * failures end cleanly with one-line errors. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,29 +417,52 @@ TEST(test_store_expert_read_error)
     check_read_errors("arch/mixtral-q4_k_m.gguf", (store_config){.expert_slots = 2}, 40, 13);
 }
 
+/* The expert sets of a fixture's layers (gate, up, down), for a store of
+ * experts alone; false (reported) when the file lacks one. */
+static bool fixture_expert_sets(const model *m, const gguf_tensor *t[8][3], store_expert_set sets[8])
+{
+    static const char *const names[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    uint32_t n_layers = (uint32_t)m->s->hp.n_layers;
+    if (n_layers > 8) {
+        test_fail(__FILE__, __LINE__, "layers", " %u layers, at most 8 here", n_layers);
+        return false;
+    }
+    for (uint32_t l = 0; l < n_layers; l++) {
+        for (int j = 0; j < 3; j++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, names[j]);
+            if (!(t[l][j] = gguf_find_tensor(m->f, name))) {
+                test_fail(__FILE__, __LINE__, "tensor", " %s is missing", name);
+                return false;
+            }
+        }
+        sets[l] = (store_expert_set){3, t[l], (uint32_t)m->s->hp.n_expert};
+    }
+    return true;
+}
+
+/* The qwen3moe fixture opened with its expert sets: its path, or NULL (the
+ * skip or failure reported, nothing left open). */
+static const char *open_expert_fixture(model *m, const gguf_tensor *t[8][3], store_expert_set sets[8])
+{
+    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
+    if (!p || !open_spec(p, m)) return NULL;
+    if (fixture_expert_sets(m, t, sets)) return p;
+    close_spec(m);
+    return NULL;
+}
+
 /* Cache policies on a cyclic sweep over more experts than the cache holds
  * (the classic case): LRU always evicts the unit needed next and never
  * hits; LFU keeps a stable set in its kept slots (all but n/8 transient)
  * and hits each of them once per sweep. */
 TEST(test_store_expert_policies_on_a_cyclic_sweep)
 {
-    const char *p = test_fixture("arch/qwen3moe-q4_k_m.gguf");
-    if (!p) return;
     model m;
-    if (!open_spec(p, &m)) return;
-    uint32_t n_layers = (uint32_t)m.s->hp.n_layers, n_exp = (uint32_t)m.s->hp.n_expert;
     const gguf_tensor *t[8][3];
     store_expert_set sets[8];
-    REQUIRE(n_layers <= 8);
-    static const char *const names[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
-    for (uint32_t l = 0; l < n_layers; l++) {
-        for (int j = 0; j < 3; j++) {
-            char name[64];
-            snprintf(name, sizeof name, "blk.%u.%s.weight", l, names[j]);
-            REQUIRE(t[l][j] = gguf_find_tensor(m.f, name), " %s", name);
-        }
-        sets[l] = (store_expert_set){3, t[l], n_exp};
-    }
+    if (!open_expert_fixture(&m, t, sets)) return;
+    uint32_t n_layers = (uint32_t)m.s->hp.n_layers, n_exp = (uint32_t)m.s->hp.n_expert;
     const uint32_t slots = 8, sweeps = 6, units = n_layers * n_exp;
     for (int lfu = 0; lfu < 2; lfu++) {
         store_config cfg = {.n_expert_sets = n_layers, .expert_sets = sets, .expert_slots = slots,
@@ -465,5 +489,148 @@ TEST(test_store_expert_policies_on_a_cyclic_sweep)
               (unsigned long long)hits_last, units, (unsigned long long)want);
         store_close(s);
     }
+    close_spec(&m);
+}
+
+/* Whether the pinned experts' slices of layer 0 hold the file's bytes. */
+static bool slices_match_file(store *s, const char *path, const gguf_tensor *const t[3], const int32_t *ids,
+                              uint32_t n)
+{
+    int fd = open(path, O_RDONLY);
+    bool ok = fd >= 0;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        const void *const *data;
+        strata_error e;
+        ok = store_expert_data(s, 0, ids[i], &data, &e) == STRATA_OK;
+        for (int j = 0; ok && j < 3; j++) {
+            uint64_t slice = t[j]->n_bytes / t[j]->ne[2];
+            uint8_t *want = malloc(slice);
+            ok = want && pread(fd, want, slice, (off_t)(t[j]->file_offset + (uint64_t)ids[i] * slice)) == (ssize_t)slice &&
+                 !memcmp(want, data[j], slice);
+            free(want);
+        }
+    }
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+/* Read requests to fetch layer 0's experts ids[0..n) into an empty cache,
+ * pinned `together` in one call or one at a time; -1 when the data read is
+ * not the file's. */
+static int64_t requests_to_fetch(const model *m, const char *path, store_expert_set *sets, const int32_t *ids,
+                                 uint32_t n, bool together)
+{
+    store_config cfg = {.n_expert_sets = (uint32_t)m->s->hp.n_layers, .expert_sets = sets, .expert_slots = 8};
+    store *s;
+    strata_error e;
+    if (store_open(m->f, 0, NULL, &cfg, &s, NULL, &e)) {
+        test_fail(__FILE__, __LINE__, "store", " %s", e.message);
+        return -1;
+    }
+    bool ok = true;
+    for (uint32_t i = 0; i < n; i += together ? n : 1) {
+        uint32_t want = together ? n : 1, taken = 0;
+        ok = ok && store_experts_pin(s, 0, ids + i, want, &taken, &e) == STRATA_OK && taken == want;
+    }
+    ok = ok && slices_match_file(s, path, sets[0].tensors, ids, n);
+    int64_t requests = ok ? (int64_t)store_get_stats(s).read_requests : -1;
+    store_close(s);
+    return requests;
+}
+
+/* Experts missing together whose slices are adjacent in the file are read
+ * with one request per run of slices (the fixture's expert slices are 9
+ * pages, at offsets not page-aligned: neighbours share a page, read once
+ * and copied): experts 3 and 4 take 3 requests instead of 6; the last
+ * expert of ffn_down_exps lies just before the first of ffn_gate_exps, so
+ * experts 7 and 0 take 5. The bytes are the file's either way. */
+TEST(test_store_expert_reads_coalesce)
+{
+    model m;
+    const gguf_tensor *t[8][3];
+    store_expert_set sets[8];
+    const char *p = open_expert_fixture(&m, t, sets);
+    if (!p) return;
+    const gguf_tensor *down = t[0][2], *gate = t[0][0];
+    CHECK(down->file_offset + down->n_bytes == gate->file_offset && down->file_offset % 4096,
+          " the fixture's layout changed: ffn_down_exps at %llu..%llu, ffn_gate_exps at %llu",
+          (unsigned long long)down->file_offset, (unsigned long long)(down->file_offset + down->n_bytes),
+          (unsigned long long)gate->file_offset);
+    static const int32_t pair[2] = {3, 4}, across[2] = {7, 0};
+    int64_t apart = requests_to_fetch(&m, p, sets, pair, 2, false),
+            together = requests_to_fetch(&m, p, sets, pair, 2, true),
+            wrap = requests_to_fetch(&m, p, sets, across, 2, true);
+    CHECK(apart == 6 && together == 3 && wrap == 5, " requests: 3 and 4 apart %lld, together %lld; 7 and 0 %lld",
+          (long long)apart, (long long)together, (long long)wrap);
+    close_spec(&m);
+}
+
+static int slow_read(void *ctx, uint32_t split, uint64_t offset, uint64_t length)
+{
+    (void)ctx, (void)split, (void)offset, (void)length;
+    usleep(20000);
+    return 0;
+}
+
+/* The disk's busy time counts wall time with any read in progress, once:
+ * six reads of 20 ms on four I/O threads take two rounds, about 40 ms of
+ * it, well under the threads' summed reading time (120 ms or more); and a
+ * pause of 100 ms adds none. */
+TEST(test_store_io_active_time_is_the_union_of_reads)
+{
+    model m;
+    const gguf_tensor *t[8][3];
+    store_expert_set sets[8];
+    if (!open_expert_fixture(&m, t, sets)) return;
+    store *s = NULL;
+    strata_error e;
+    store_config cfg = {.n_expert_sets = (uint32_t)m.s->hp.n_layers, .expert_sets = sets, .expert_slots = 8,
+                        .io_threads = 4, .fault = slow_read};
+    if (store_open(m.f, 0, NULL, &cfg, &s, NULL, &e) == STRATA_OK) {
+        static const int32_t ids[2] = {1, 5}; /* not adjacent: six requests */
+        uint32_t taken = 0;
+        const void *const *data;
+        CHECK(store_experts_pin(s, 0, ids, 2, &taken, &e) == STRATA_OK && taken == 2 &&
+              store_expert_data(s, 0, ids[0], &data, &e) == STRATA_OK &&
+              store_expert_data(s, 0, ids[1], &data, &e) == STRATA_OK, " %s", e.message);
+        store_stats a = store_get_stats(s);
+        usleep(100000);
+        store_stats b = store_get_stats(s);
+        CHECK(a.read_requests == 6 && a.io_busy_s >= 0.12 && a.io_active_s >= 0.04 &&
+                  a.io_active_s < 0.75 * a.io_busy_s && b.io_active_s == a.io_active_s,
+              " %llu requests, busy %.3f s summed, active %.3f s, %.3f s after idling",
+              (unsigned long long)a.read_requests, a.io_busy_s, a.io_active_s, b.io_active_s);
+        store_close(s);
+    } else {
+        test_fail(__FILE__, __LINE__, "store", " %s", e.message);
+    }
+    close_spec(&m);
+}
+
+/* In the engine, a prompt batch's misses are read in fewer requests than
+ * three a miss, and the logits stay those of the all-resident run. */
+TEST(test_store_expert_reads_coalesce_in_the_engine)
+{
+    model m;
+    size_t n_ref, n;
+    strata_error e;
+    float *ref = open_with_reference("arch/qwen3moe-q4_k_m.gguf", &m, &n_ref);
+    if (!ref) return;
+    engine_params sp = REF_PARAMS;
+    sp.store = (store_config){.expert_slots = 8, .expert_policy = STORE_EXPERT_LRU};
+    engine *eng;
+    REQUIRE(engine_open(m.f, m.s, &sp, &eng, &e) == STRATA_OK, " %s", e.message);
+    float *got = malloc(n_ref * sizeof(float));
+    size_t V = engine_n_vocab(eng);
+    strata_status st = engine_eval(eng, prompt, 8, got, true, &e);
+    for (int i = 0; i < 3 && !st; i++) st = engine_eval(eng, &prompt[i + 1], 1, got + (8 + i) * V, false, &e);
+    store_stats s = engine_store_stats(eng);
+    engine_free(eng);
+    n = (8 + 3) * V;
+    CHECK(!st && n == n_ref && !memcmp(got, ref, n * sizeof(float)), " %s", st ? e.message : "logits differ");
+    CHECK(s.expert_misses > 0 && s.read_requests < 3 * s.expert_misses, " %llu requests for %llu misses",
+          (unsigned long long)s.read_requests, (unsigned long long)s.expert_misses);
+    free(got);
+    free(ref);
     close_spec(&m);
 }

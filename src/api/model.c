@@ -114,7 +114,8 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     *out = (strata_model_stats){.accounted_bytes = acct_used(m->acct, ACCT_RAM), .resident_bytes = s.resident_bytes,
                                 .slot_bytes = s.slot_bytes, .buffer_bytes = engine_buffer_bytes(m->eng),
                                 .pass_bytes = s.pass_bytes, .streamed_layers = s.n_streamed_groups,
-                                .bytes_read = s.bytes_read, .io_busy_s = s.io_busy_s, .io_wait_s = s.wait_s,
+                                .bytes_read = s.bytes_read, .read_requests = s.read_requests, .io_busy_s = s.io_busy_s,
+                                .io_active_s = s.io_active_s, .io_wait_s = s.wait_s,
                                 .direct_io = s.direct_io, .predicted_decode_tps = m->predicted_tps,
                                 .predicted_disk_bw = m->predicted_disk_bw,
                                 .predicted_measured = m->predicted_measured};

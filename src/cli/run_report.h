@@ -17,6 +17,7 @@ typedef struct run_report {
     strata_model_stats last;     /* at the previous token (--stats) */
     double phase_t0;
     unsigned long long gen_bytes;
+    double gen_active_s;          /* of gen_s, the time a read was in progress */
     bool per_layer;              /* --stats: the expert cache per layer and the watchdog line at the end */
     strata_moe_cache moe_cache;
     strata_moe_prefetch moe_prefetch;

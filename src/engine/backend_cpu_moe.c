@@ -1,5 +1,6 @@
-/* Mixture of experts on the CPU back end. Gating in moe_route.c (shared
- * with the GPU back end).
+/* Mixture of experts on the CPU back end. Gating (softmax, top k,
+ * renormalization, the file's expert_weights_scale) in moe_route.c, shared
+ * with the GPU back end.
  *
  * Experts come from the store's expert cache. A step pins the distinct
  * experts its tokens chose (reads of the missing ones start at once),
@@ -133,7 +134,7 @@ static void predict_by_router(backend *b, uint64_t t)
     matmul(e->pool, &a);
     int32_t guess[64];
     uint64_t k = d->n_expert_used < 64 ? d->n_expert_used : 64;
-    moe_top_k(m->pred, d->n_expert, k, guess, NULL, false);
+    moe_top_k(m->pred, d->n_expert, k, guess, NULL, false, 1.0f);
     store_experts_prefetch(e->store, (uint32_t)t, guess, (uint32_t)k);
 }
 
@@ -144,7 +145,7 @@ static void prefetch_layer(backend *b, uint64_t t)
     engine *e = b->e;
     moe_state *m = &e->moe;
     uint64_t k = e->w.d.n_expert_used;
-    if (e->site[t] != b) return; /* a GPU layer's experts are in VRAM */
+    if (e->site[t] != b) return; /* a GPU layer fetches its own experts (VRAM, or after its router) */
     if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, t);
     else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[t * k] >= 0)
         store_experts_prefetch(e->store, (uint32_t)t, m->prev + t * k, (uint32_t)k);

@@ -1,6 +1,8 @@
 /* Gating as llama.cpp's (and the fixtures' README): softmax of the router
  * logits over all experts, the k most probable, their probabilities
- * renormalized to sum to 1 (GATING_SOFTMAX_TOPK_NORM). */
+ * renormalized to sum to 1 (unless the family or the file's
+ * expert_weights_norm says not), then multiplied by the file's
+ * expert_weights_scale if it states one. */
 #include "engine/moe_route.h"
 
 #include <inttypes.h>
@@ -9,7 +11,7 @@
 
 #include "engine/engine_internal.h"
 
-void moe_top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm)
+void moe_top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm, float scale)
 {
     for (uint64_t i = 0; i < k; i++) {
         int32_t best = -1;
@@ -26,6 +28,7 @@ void moe_top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float 
     for (uint64_t x = 0; x < n; x++) sum += exp((double)logits[x] - max);
     for (uint64_t i = 0; i < k; i++) picked += wt[i] = (float)(exp((double)logits[sel[i]] - max) / sum);
     for (uint64_t i = 0; renorm && i < k; i++) wt[i] = (float)(wt[i] / picked);
+    for (uint64_t i = 0; scale != 1.0f && i < k; i++) wt[i] *= scale;
 }
 
 static void trace(const engine *e, uint64_t l, uint32_t n_tok)
@@ -43,8 +46,8 @@ void moe_route(engine *e, uint64_t l, const float *logits, uint32_t n_tok)
     const model_dims *d = &e->w.d;
     moe_state *m = &e->moe;
     uint64_t k = d->n_expert_used;
-    bool renorm = e->w.arch->gating == GATING_SOFTMAX_TOPK_NORM;
     for (uint32_t t = 0; t < n_tok; t++)
-        moe_top_k(logits + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, renorm);
+        moe_top_k(logits + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, d->expert_norm,
+                  d->expert_scale);
     if (m->trace) trace(e, l, n_tok);
 }

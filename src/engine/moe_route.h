@@ -12,12 +12,12 @@ struct engine;
 
 /* The k largest of n logits into sel (ties to the lower id), most
  * probable first; wt (if not NULL): their softmax probabilities over all
- * n, renormalized over the k when `renorm`. */
-void moe_top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm);
+ * n, renormalized over the k when `renorm`, times `scale`. */
+void moe_top_k(const float *logits, uint64_t n, uint64_t k, int32_t *sel, float *wt, bool renorm, float scale);
 
 /* Each of n_tok tokens' experts and weights into e->moe.sel / .wt
  * ([n_tok][n_expert_used]) from logits ([n_tok][n_expert]) by the
- * architecture's gating, and layer l's line per token into the trace
+ * model's gating (expert_norm, expert_scale), and layer l's line per token into the trace
  * (STRATA_MOE_TRACE) when one is open. */
 void moe_route(struct engine *e, uint64_t l, const float *logits, uint32_t n_tok);
 

@@ -264,6 +264,8 @@ strata_status arch_dims(const arch_desc *a, const model_spec *spec, const char *
                        : a->swa_rope_base > 0     ? a->swa_rope_base
                                                   : d->rope_base;
     d->rms_eps = hp->rms_eps > 0 ? (float)hp->rms_eps : 1e-5f;
+    d->expert_norm = hp->has_expert_weights_norm ? hp->expert_weights_norm : a->gating == GATING_SOFTMAX_TOPK_NORM;
+    d->expert_scale = hp->expert_weights_scale > 0 ? (float)hp->expert_weights_scale : 1.0f; /* 0: no scaling, as llama.cpp */
     if ((st = check_experts(d, path, hp->arch, err))) return st;
     if (a->always_moe && d->n_expert == 0) return missing(path, hp->arch, "expert_count", err);
     return rope_scaling(hp, path, d, err);

@@ -117,6 +117,9 @@ typedef struct model_dims {
     uint64_t q_dim, kv_dim;             /* n_heads * head_dim, n_kv_heads * head_dim */
     uint64_t n_expert, n_expert_used, n_ff_exp;
     uint64_t n_ff_shexp;                /* the shared expert's width (0: none, or not yet bound) */
+    bool expert_norm;                   /* the k routed weights renormalized to sum to 1 (the file's
+                                           expert_weights_norm, else the family's gating) */
+    float expert_scale;                 /* the routed weights times this after selection (expert_weights_scale; 1) */
     uint64_t rope_dim;                  /* rotated dims of each head */
     float rope_base, rope_base_swa, rope_freq_scale;
     /* YaRN (rope.scaling.type = yarn): 0 ext_factor means off */

@@ -47,6 +47,17 @@ static strata_status arch_f64(const spec_ctx *c, const char *suffix, double *out
     return STRATA_OK;
 }
 
+/* A boolean key: *present whether the file has it, *out its value. */
+static strata_status arch_bool(const spec_ctx *c, const char *suffix, bool *present, bool *out)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
+    *present = gguf_find(c->f, key) != NULL;
+    if (*present && !gguf_get_bool(c->f, key, out))
+        return err_set(c->err, STRATA_E_FORMAT, "%s: %s is not a boolean", c->path, key);
+    return STRATA_OK;
+}
+
 /* A key that, when present, must be a finite number above zero (a RoPE base
  * or an epsilon of 0 gives NaN logits). */
 static strata_status arch_positive(const spec_ctx *c, const char *suffix, double *out)
@@ -98,7 +109,9 @@ static strata_status read_hparams(const spec_ctx *c, model_hparams *hp)
         (st = arch_positive(c, "rope.freq_base_swa", &hp->rope_freq_base_swa)) ||
         (st = arch_positive(c, "attention.layer_norm_rms_epsilon", &hp->rms_eps)) ||
         (st = arch_f64(c, "rope.scaling.factor", &hp->rope_scaling_factor)) ||
-        (st = arch_f64(c, "rope.scaling.attn_factor", &hp->rope_attn_factor)))
+        (st = arch_f64(c, "rope.scaling.attn_factor", &hp->rope_attn_factor)) ||
+        (st = arch_f64(c, "expert_weights_scale", &hp->expert_weights_scale)) ||
+        (st = arch_bool(c, "expert_weights_norm", &hp->has_expert_weights_norm, &hp->expert_weights_norm)))
         return st;
     char key[256];
     snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch);

@@ -46,6 +46,9 @@ typedef struct model_hparams {
     uint64_t n_expert, n_expert_used;
     uint64_t n_ff_exp, n_ff_shexp; /* expert and shared-expert FFN widths (0: absent) */
     uint64_t n_expert_shared;      /* expert_shared_count: shared experts, fused in ffn_*_shexp (0: absent) */
+    double expert_weights_scale;   /* expert_weights_scale: the routed weights times it, after selection (0: absent) */
+    bool has_expert_weights_norm;  /* the file states expert_weights_norm: */
+    bool expert_weights_norm;      /*   whether the k routed weights are renormalized */
     uint64_t vocab_size;
     uint64_t rope_dim;
     double rope_freq_base;

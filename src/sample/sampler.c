@@ -75,6 +75,39 @@ static int by_logit_desc(const void *a, const void *b)
     return x->id - y->id; /* ties: lower id first, deterministic */
 }
 
+static bool better(const cand *a, const cand *b) { return by_logit_desc(a, b) < 0; }
+
+/* Restores the heap c[0..k) (the worst candidate at the root) below i. */
+static void sift_down(cand *c, size_t k, size_t i)
+{
+    for (;;) {
+        size_t worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < k && better(&c[worst], &c[l])) worst = l;
+        if (r < k && better(&c[worst], &c[r])) worst = r;
+        if (worst == i) return;
+        cand t = c[i];
+        c[i] = c[worst];
+        c[worst] = t;
+        i = worst;
+    }
+}
+
+/* The k best of n candidates into c[0..k), sorted best first: the same
+ * candidates in the same order as sorting all n (the order is total: ties
+ * go to the lower id), in O(n log k) instead of O(n log n): sorting a
+ * 150k vocabulary every token costs milliseconds the disk and the GPU would
+ * otherwise idle through. */
+static void best_first(cand *c, size_t n, size_t k)
+{
+    for (size_t i = k / 2; i-- > 0;) sift_down(c, k, i);
+    for (size_t i = k; i < n; i++)
+        if (better(&c[i], &c[0])) {
+            c[0] = c[i];
+            sift_down(c, k, 0);
+        }
+    qsort(c, k, sizeof *c, by_logit_desc);
+}
+
 /* Probabilities of the first n candidates at temperature t (sorted input). */
 static void softmax(cand *c, size_t n, float t)
 {
@@ -113,8 +146,14 @@ int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, 
             if (s->c[i].logit > s->c[best].logit) best = i;
         return (int32_t)best;
     }
-    qsort(s->c, s->n_vocab, sizeof *s->c, by_logit_desc);
-    size_t n = keep_candidates(s, s->c, s->n_vocab);
+    size_t n = s->n_vocab;
+    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
+        best_first(s->c, n, (size_t)s->p.top_k);
+        n = (size_t)s->p.top_k;
+    } else {
+        qsort(s->c, n, sizeof *s->c, by_logit_desc);
+    }
+    n = keep_candidates(s, s->c, n);
     softmax(s->c, n, s->p.temp);
     double r = next_unit(&s->rng), cum = 0;
     for (size_t i = 0; i < n; i++)

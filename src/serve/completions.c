@@ -96,9 +96,9 @@ static void free_tokens(server *s, int32_t *toks, size_t n, bool owned)
     free(toks);
 }
 
-static int submit_status(sched_submit_result r)
+static int submit_status(server *s, sched_submit_result r)
 {
-    return r == SCHED_TOO_LONG || r == SCHED_INVALID ? 400 : r == SCHED_NO_MEMORY ? SERVE_NO_MEMORY : 503;
+    return r == SCHED_TOO_LONG || r == SCHED_INVALID ? 400 : r == SCHED_NO_MEMORY ? serve_refusal_status(s, true) : 503;
 }
 
 /* Tokenizes and queues the request; on failure replies with the error
@@ -110,7 +110,7 @@ static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, en
     size_t n = 0;
     bool owned;
     if (prompt_tokens(s, r, &toks, &n, &owned, &err)) {
-        *res = http_reply_error(s, c, err.status == STRATA_E_NOMEM ? SERVE_NO_MEMORY : 400, err.message,
+        *res = http_reply_error(s, c, err.status == STRATA_E_NOMEM ? serve_refusal_status(s, true) : 400, err.message,
                                 r->kind == OAI_CHAT ? "messages" : "prompt");
         return NULL;
     }
@@ -125,7 +125,7 @@ static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, en
     if (sr == SCHED_OK) return q;
     if (sr == SCHED_FULL) atomic_fetch_add(&s->n_rejected, 1);
     if (!msg[0]) snprintf(msg, sizeof msg, "the prompt is empty");
-    *res = http_reply_error(s, c, submit_status(sr), msg, sr == SCHED_TOO_LONG ? "messages" : NULL);
+    *res = http_reply_error(s, c, submit_status(s, sr), msg, sr == SCHED_TOO_LONG ? "messages" : NULL);
     return NULL;
 }
 
@@ -160,7 +160,7 @@ static enum MHD_Result finish_reply(server *s, struct MHD_Connection *c, const a
     if (p->finish == SCHED_CANCELLED) return http_reply_error(s, c, 503, "the server is shutting down", NULL);
     strata_error err;
     if (serve_hold(s, held, reply_bound(t->len), &err)) /* until the request ends: the server sends it */
-        return http_reply_error(s, c, SERVE_NO_MEMORY, err.message, NULL);
+        return http_reply_error(s, c, serve_refusal_status(s, true), err.message, NULL);
     oai_usage u = {p->n_prompt, p->n_gen};
     return http_reply_json(s, c, 200, oai_completion_json(&a->meta, t->buf ? t->buf : "", t->len,
                                                           sched_finish_reason(p->finish), &u));
@@ -178,7 +178,7 @@ static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const ans
         bool ok = acc_add(&t, p.text, p.len, &err);
         sched_progress_free(&p);
         if (!ok) {
-            res = http_reply_error(s, c, SERVE_NO_MEMORY, err.message, NULL);
+            res = http_reply_error(s, c, serve_refusal_status(s, true), err.message, NULL);
             break;
         }
         if (p.finish != SCHED_RUNNING) {
@@ -200,6 +200,7 @@ static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const ans
 
 typedef struct stream {
     answer a;
+    server *s;        /* whose requests' memory decides a refusal's status */
     strata_model *m;  /* whose account holds out and the events being built (text) */
     sched_req *q;
     bool include_usage;
@@ -283,7 +284,7 @@ static bool stream_next(stream *st)
         if (ok && p.finish != SCHED_RUNNING) ok = put_end(st, &p);
         if (!ok && st->err.message[0] && !st->done) { /* the budget: say so in the stream, and end it */
             st->done = true;
-            ok = put(st, oai_error_event(SERVE_NO_MEMORY, st->err.message));
+            ok = put(st, oai_error_event(serve_refusal_status(st->s, true), st->err.message));
         }
         if (!ok) return false;
     }
@@ -313,10 +314,10 @@ static enum MHD_Result start_stream(server *s, struct MHD_Connection *c, const a
                                     bool include_usage)
 {
     stream *st = calloc(1, sizeof *st);
-    if (st) st->m = s->model;
+    if (st) st->s = s, st->m = s->model;
     if (!st || !put(st, oai_chunk_event(&a->meta, true, a->meta.kind == OAI_CHAT ? "" : NULL, 0, NULL))) {
         bool budget = st && st->err.message[0];
-        enum MHD_Result r = budget ? http_reply_error(s, c, SERVE_NO_MEMORY, st->err.message, NULL)
+        enum MHD_Result r = budget ? http_reply_error(s, c, serve_refusal_status(s, true), st->err.message, NULL)
                                    : http_reply(s, c, 500, "application/json", NULL);
         if (st) strata_mem_free(s->model, STRATA_MEM_TEXT, st->out, st->out_len);
         free(st);
@@ -348,7 +349,7 @@ static bool parse(server *s, struct MHD_Connection *c, oai_kind kind, const char
     strata_error err;
     uint64_t bound = oai_parse_bound(body, len);
     if (serve_hold(s, held, bound, &err)) {
-        *res = http_reply_error(s, c, SERVE_NO_MEMORY, err.message, NULL);
+        *res = http_reply_error(s, c, serve_refusal_status(s, true), err.message, NULL);
         return false;
     }
     char msg[STRATA_ERROR_MAX];

@@ -67,6 +67,7 @@ enum MHD_Result http_reply(server *s, struct MHD_Connection *c, int status, cons
         return MHD_NO;
     }
     mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (status == 503) mhd.add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1"); /* seconds */
     enum MHD_Result r = mhd.queue_response(c, (unsigned)status, resp);
     mhd.destroy_response(resp);
     return r;
@@ -151,7 +152,8 @@ static enum MHD_Result dispatch(server *s, struct MHD_Connection *c, const route
     if (!atomic_load(&s->ready)) return http_reply_error(s, c, 503, "loading model", NULL);
     if (r->kind == ROUTE_METRICS) return serve_metrics(s, c);
     if (r->kind == ROUTE_MODELS) return serve_models(s, c);
-    if (req->no_memory) return http_reply_error(s, c, SERVE_NO_MEMORY, req->no_memory, NULL);
+    if (req->no_memory)
+        return http_reply_error(s, c, serve_refusal_status(s, req->held > 0), req->no_memory, NULL);
     if (req->too_large) {
         char msg[96];
         snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->cfg.body_limit);

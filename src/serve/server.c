@@ -36,8 +36,10 @@ strata_status serve_hold(server *s, uint64_t *held, uint64_t bytes, strata_error
 {
     if (!bytes || !atomic_load(&s->ready)) return STRATA_OK; /* no model, no account yet */
     strata_status st = strata_mem_take(s->model, STRATA_MEM_TEXT, bytes, err);
-    if (!st) *held += bytes;
-    return st;
+    if (st) return st;
+    if (!*held) atomic_fetch_add(&s->n_holding, 1);
+    *held += bytes;
+    return STRATA_OK;
 }
 
 void serve_give(server *s, uint64_t *held, uint64_t bytes)
@@ -46,6 +48,13 @@ void serve_give(server *s, uint64_t *held, uint64_t bytes)
     if (!bytes) return;
     strata_mem_give(s->model, STRATA_MEM_TEXT, bytes);
     *held -= bytes;
+    if (!*held) atomic_fetch_sub(&s->n_holding, 1);
+}
+
+int serve_refusal_status(server *s, bool holding)
+{
+    uint64_t others = atomic_load(&s->n_holding) - (holding ? 1 : 0);
+    return others ? 503 : 413;
 }
 
 static void *worker_main(void *arg)

@@ -21,6 +21,7 @@ struct server {
     bool worker_started;
     double t_ready;             /* clock seconds when ready */
     atomic_uint_fast64_t n_http, n_errors, n_rejected, n_ids;
+    atomic_uint_fast64_t n_holding; /* requests holding memory in the account (held > 0) */
 };
 
 double server_now(void);
@@ -28,11 +29,15 @@ double server_now(void);
 /* A request's buffers (body, parse, text, the response) are counted in the
  * model's memory account (STRATA_MEM_TEXT) before they exist, and given
  * back when the request ends; *held is what one request holds. A request
- * the budget cannot hold is refused with SERVE_NO_MEMORY and the
+ * the budget cannot hold is refused with serve_refusal_status and the
  * account's message. Nothing is counted before the model is ready. */
-#define SERVE_NO_MEMORY 413
 strata_status serve_hold(server *s, uint64_t *held, uint64_t bytes, strata_error *err);
 void serve_give(server *s, uint64_t *held, uint64_t bytes); /* bytes <= *held */
+/* The HTTP status of a refusal by the budget, for a request that holds
+ * memory itself (`holding`) or not: 503 (retry later; the reply says
+ * Retry-After) while other requests hold memory they will give back, 413
+ * when nothing else does (the request alone is more than the budget). */
+int serve_refusal_status(server *s, bool holding);
 
 /* The HTTP daemon (http.c): binds cfg.host:cfg.port, sets s->daemon and
  * s->port; http_quiesce stops accepting connections. */

@@ -1,9 +1,12 @@
 /* The expert cache (see expert_cache.h). A unit's slices lie in three
- * places of the file (one per stacked tensor); each is read with its own
- * aligned request(s) into the unit's slot, at a fixed offset per tensor. */
+ * places of the file (one per stacked tensor); each is read aligned into
+ * the unit's slot, at a fixed offset per tensor. The reads a call starts
+ * are gathered and queued at its end, merged where slices are adjacent in
+ * the file (experts e and e+1 both missing: one request per tensor). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/coalesce.h"
 #include "store/expert_cache.h"
 #include "store/layout.h"
 #include "util/error.h"
@@ -18,6 +21,7 @@ typedef struct cache_slot {
     bool prefetched;  /* read by a prefetch and not pinned since */
     io_ticket ticket; /* its reads; checked when the data is first asked for */
     const void *ptrs[MAX_SET_TENSORS]; /* the unit's slices in the slot */
+    io_part parts[MAX_SET_TENSORS];    /* each slice's read, while it is in flight */
 } cache_slot;
 
 typedef struct set_info {
@@ -41,6 +45,7 @@ struct expert_cache {
     uint32_t n_transient; /* LFU: the last slots, for units not frequent enough to keep */
     uint64_t slot_bytes, tick, since_aging;
     store_expert_policy policy;
+    read_batch batch; /* reads of the call in progress, queued at its end */
 };
 
 static uint64_t align_up(uint64_t x) { return (x + STORE_ALIGN - 1) / STORE_ALIGN * STORE_ALIGN; }
@@ -103,9 +108,10 @@ static int32_t key_of(const expert_cache *c, uint32_t set, int32_t id) { return 
 
 static bool in_flight(cache_slot *s) { return atomic_load(&s->ticket.pending) > 0; }
 
-/* Queues the reads of unit (set, id) into slot i: each slice widened to
- * the alignment, in chunks read in parallel; a prefetch's are speculative
- * (behind every read a step waits for). */
+/* Gathers the reads of unit (set, id) into slot i: each slice widened to
+ * the alignment; one larger than a chunk is queued at once in chunks read
+ * in parallel. A prefetch's are speculative (behind every read a step
+ * waits for). */
 static void read_unit(expert_cache *c, uint32_t i, uint32_t set, int32_t id, bool prefetch)
 {
     const set_info *si = &c->sets[set];
@@ -127,9 +133,14 @@ static void read_unit(expert_cache *c, uint32_t i, uint32_t set, int32_t id, boo
     atomic_store(&s->ticket.pending, n);
     for (uint32_t j = 0; j < si->set.n; j++) {
         const gguf_tensor *t = si->set.tensors[j];
+        if (t && len[j] <= c->chunk) {
+            s->parts[j] = (io_part){buf + si->sub_off[j], start[j], len[j], &s->ticket, NULL};
+            read_batch_add(&c->batch, c->io, &s->parts[j], t->split, prefetch);
+            continue;
+        }
         for (uint64_t o = 0; t && o < len[j]; o += c->chunk) {
             io_request rq = {buf + si->sub_off[j] + o, t->split, start[j] + o,
-                             len[j] - o < c->chunk ? len[j] - o : c->chunk, &s->ticket, false, prefetch};
+                             len[j] - o < c->chunk ? len[j] - o : c->chunk, &s->ticket, false, prefetch, NULL};
             io_submit(c->io, &rq, 1);
         }
     }
@@ -149,6 +160,7 @@ static void evict(expert_cache *c, uint32_t i)
 {
     cache_slot *s = &c->slots[i];
     if (s->key < 0) return;
+    if (in_flight(s)) read_batch_flush(&c->batch, c->io); /* its reads may be gathered, not yet queued */
     io_wait(c->io, &s->ticket); /* no read may land in a reassigned slot */
     if (s->prefetched) c->sets[(uint32_t)s->key / c->max_experts].stats.prefetch_wasted++;
     c->where[s->key] = -1;
@@ -209,6 +221,7 @@ static strata_status load_all(expert_cache *c, strata_error *err)
     uint32_t i = 0;
     for (uint32_t set = 0; set < c->n_sets; set++)
         for (uint32_t x = 0; x < c->sets[set].set.n_experts && c->sets[set].set.n; x++) assign(c, i++, set, (int32_t)x, false);
+    read_batch_flush(&c->batch, c->io);
     strata_status st = STRATA_OK;
     for (uint32_t k = 0; k < i; k++) {
         io_wait(c->io, &c->slots[k].ticket);
@@ -226,6 +239,7 @@ strata_status expert_cache_open(io_engine *io, uint32_t n_sets, const store_expe
     if (!c) return err_set(err, STRATA_E_NOMEM, "out of memory");
     *c = (expert_cache){.io = io, .chunk = 4u << 20, .n_sets = n_sets, .mem = mem, .slot_bytes = slot_bytes,
                         .n_slots = n_slots, .cap = n_slots, .policy = policy};
+    c->batch.max_bytes = c->chunk;
     if (policy == STORE_EXPERT_LFU) c->n_transient = store_expert_lfu_transient(n_slots);
     for (uint32_t i = 0; i < n_sets; i++) c->max_experts = sets[i].n_experts > c->max_experts ? sets[i].n_experts : c->max_experts;
     uint64_t keys = (uint64_t)n_sets * c->max_experts;
@@ -268,6 +282,7 @@ bool expert_cache_resize(expert_cache *c, uint32_t n)
 void expert_cache_close(expert_cache *c)
 {
     if (!c) return;
+    read_batch_flush(&c->batch, c->io);
     for (uint32_t i = 0; c->slots && i < c->n_slots; i++) io_wait(c->io, &c->slots[i].ticket);
     free(c->sets);
     free(c->where);
@@ -286,8 +301,10 @@ strata_status expert_cache_pin(expert_cache *c, uint32_t set, const int32_t *ids
         return err_set(err, STRATA_E_INVALID, "store: layer %u has no experts", set);
     set_info *si = &c->sets[set];
     for (uint32_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || (uint32_t)ids[i] >= si->set.n_experts)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= si->set.n_experts) {
+            read_batch_flush(&c->batch, c->io);
             return err_set(err, STRATA_E_INVALID, "store: expert %d of layer %u does not exist", ids[i], set);
+        }
         int32_t key = key_of(c, set, ids[i]), slot = c->where[key];
         if (slot >= 0) {
             cache_slot *s = &c->slots[slot];
@@ -306,6 +323,7 @@ strata_status expert_cache_pin(expert_cache *c, uint32_t set, const int32_t *ids
         count_use(c, key);
         (*taken)++;
     }
+    read_batch_flush(&c->batch, c->io);
     return STRATA_OK;
 }
 
@@ -354,11 +372,12 @@ void expert_cache_prefetch(expert_cache *c, uint32_t set, const int32_t *ids, ui
         if (ids[i] < 0 || (uint32_t)ids[i] >= c->sets[set].set.n_experts || c->where[key_of(c, set, ids[i])] >= 0)
             continue;
         int32_t slot = victim(c, key_of(c, set, ids[i]));
-        if (slot < 0 || in_flight(&c->slots[slot])) return; /* never wait for a hint */
+        if (slot < 0 || in_flight(&c->slots[slot])) break; /* never wait for a hint */
         evict(c, (uint32_t)slot);
         assign(c, (uint32_t)slot, set, ids[i], true);
         c->sets[set].stats.prefetch_issued++;
     }
+    read_batch_flush(&c->batch, c->io);
 }
 
 store_expert_stats expert_cache_set_stats(const expert_cache *c, uint32_t set)

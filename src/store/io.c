@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,9 +52,12 @@ struct io_engine {
     pthread_cond_t have_work, done;
     io_queue queue[Q_COUNT]; /* demand reads are served first */
     bool quit;
+    uint32_t serving;      /* requests being read now */
+    uint64_t active_since; /* when serving last rose from 0 */
     int n_threads;
     pthread_t *threads;
     atomic_uint_fast64_t bytes, requests, busy_ns, cached;
+    atomic_uint_fast64_t active_ns; /* wall time with a read in progress (under mu) */
 };
 
 static uint64_t now_ns(void)
@@ -79,17 +83,36 @@ static bool range_cached(const io_file *f, uint64_t offset, uint64_t length)
     return true;
 }
 
-/* Reads [offset, offset+length) into dst; a read may stop early only at the
- * end of the file (the last run is rounded up past it), the rest is zeroed.
- * cached: from the page cache (buffered, pages kept). Returns 0 or an errno
- * (-1 for a short read inside the file). */
-static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length, bool cached)
+/* iov[0..n) (n <= IO_MAX_PARTS) minus its first `skip` bytes into out;
+ * returns the entries written. */
+static int iov_from(const struct iovec *iov, int n, uint64_t skip, struct iovec *out)
 {
-    uint64_t done = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        out[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
+        skip = 0;
+    }
+    return k;
+}
+
+/* Reads the file from offset on into the buffers iov[0..n) (n <=
+ * IO_MAX_PARTS) in turn; a read may stop early only at the end of the file
+ * (the last run is rounded up past it), the rest is zeroed. cached: from
+ * the page cache (buffered, pages kept). Returns 0 or an errno (-1 for a
+ * short read inside the file). */
+static int read_vec(io_engine *io, io_file *f, uint64_t offset, const struct iovec *iov, int n, bool cached)
+{
+    struct iovec rest[IO_MAX_PARTS];
+    uint64_t done = 0, length = 0;
+    for (int i = 0; i < n; i++) length += iov[i].iov_len;
     while (done < length) {
         bool direct = !cached && atomic_load(&io->direct);
-        int fd = direct ? f->direct_fd : f->buffered_fd;
-        ssize_t r = pread(fd, dst + done, length - done, (off_t)(offset + done));
+        int k = iov_from(iov, n, done, rest);
+        ssize_t r = preadv(direct ? f->direct_fd : f->buffered_fd, rest, k, (off_t)(offset + done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && errno == EINVAL && direct) { /* the filesystem refuses O_DIRECT reads */
             atomic_store(&io->direct, false);
@@ -98,13 +121,39 @@ static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, 
         if (r < 0) return errno;
         if (r == 0) {
             if (offset + done < f->size) return -1;
-            memset(dst + done, 0, length - done);
+            for (int i = 0; i < k; i++) memset(rest[i].iov_base, 0, rest[i].iov_len);
             break;
         }
         done += (uint64_t)r;
     }
     if (!cached && !atomic_load(&io->direct)) posix_fadvise(f->buffered_fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
     return 0;
+}
+
+static int read_range(io_engine *io, io_file *f, uint8_t *dst, uint64_t offset, uint64_t length, bool cached)
+{
+    struct iovec one = {dst, length};
+    return read_vec(io, f, offset, &one, 1, cached);
+}
+
+/* Reads a coalesced request's range once, each byte into the first part
+ * that holds it, then copies every overlap into the part after. */
+static int read_parts(io_engine *io, io_file *f, const io_request *rq)
+{
+    struct iovec iov[IO_MAX_PARTS];
+    int n = 0;
+    uint64_t end = rq->offset;
+    for (const io_part *p = rq->parts; p && n < IO_MAX_PARTS; p = p->next) {
+        uint64_t skip = end - p->offset; /* bytes the part before reads */
+        iov[n++] = (struct iovec){p->dst + skip, p->length - skip};
+        end = p->offset + p->length;
+    }
+    int error = read_vec(io, f, rq->offset, iov, n, false);
+    for (const io_part *p = rq->parts; !error && p && p->next; p = p->next) {
+        const io_part *q = p->next;
+        if (q->offset < p->offset + p->length) memcpy(q->dst, p->dst + (q->offset - p->offset), p->offset + p->length - q->offset);
+    }
+    return error;
 }
 
 /* Faults [offset, offset+length) of the file's mapping in, reading what is
@@ -125,9 +174,8 @@ static int populate_range(const io_file *f, uint64_t offset, uint64_t length)
     return 0;
 }
 
-static void complete(io_engine *io, const io_request *rq, int error)
+static void complete_ticket(io_engine *io, io_ticket *t, const io_request *rq, int error)
 {
-    io_ticket *t = rq->ticket;
     int none = 0;
     if (error && atomic_compare_exchange_strong(&t->error, &none, error)) {
         t->error_offset = rq->offset;
@@ -140,13 +188,35 @@ static void complete(io_engine *io, const io_request *rq, int error)
     }
 }
 
+static void complete(io_engine *io, const io_request *rq, int error)
+{
+    if (!rq->parts) {
+        complete_ticket(io, rq->ticket, rq, error);
+        return;
+    }
+    for (io_part *p = rq->parts, *next; p; p = next) {
+        next = p->next; /* a completed part may be reused at once */
+        complete_ticket(io, p->ticket, rq, error);
+    }
+}
+
+/* Whether a request fills ticket t (one of its parts does). */
+static bool fills(const io_request *rq, const io_ticket *t)
+{
+    if (!rq->parts) return rq->ticket == t;
+    for (const io_part *p = rq->parts; p; p = p->next)
+        if (p->ticket == t) return true;
+    return false;
+}
+
 static void serve(io_engine *io, const io_request *rq)
 {
     uint64_t t0 = now_ns();
     int error = io->fault ? io->fault(io->fault_ctx, rq->split, rq->offset, rq->length) : 0;
     io_file *f = &io->files[rq->split];
-    bool cached = rq->dst && rq->cached && range_cached(f, rq->offset, rq->length);
-    if (!error && !atomic_load(&rq->ticket->error))
+    bool cached = !rq->parts && rq->dst && rq->cached && range_cached(f, rq->offset, rq->length);
+    if (rq->parts && !error) error = read_parts(io, f, rq);
+    else if (!error && !atomic_load(&rq->ticket->error))
         error = !rq->dst ? populate_range(f, rq->offset, rq->length)
                              : read_range(io, f, rq->dst, rq->offset, rq->length, cached);
     if (cached && !error) atomic_fetch_add(&io->cached, rq->length);
@@ -175,9 +245,11 @@ static void *worker(void *arg)
             pthread_cond_wait(&io->have_work, &io->mu);
         if (io->quit) break;
         io_request rq = pop(&io->queue[io->queue[Q_DEMAND].count ? Q_DEMAND : Q_SPECULATIVE]);
+        if (io->serving++ == 0) io->active_since = now_ns();
         pthread_mutex_unlock(&io->mu);
         serve(io, &rq);
         pthread_mutex_lock(&io->mu);
+        if (--io->serving == 0) atomic_fetch_add(&io->active_ns, now_ns() - io->active_since);
     }
     pthread_mutex_unlock(&io->mu);
     return NULL;
@@ -304,7 +376,7 @@ void io_promote(io_engine *io, const io_ticket *t)
     uint32_t kept = 0, n = s->count;
     for (uint32_t i = 0; i < n; i++) { /* one pass: the ticket's move, the others close up in order */
         io_request rq = s->rq[(s->head + i) % QUEUE_CAP];
-        if (rq.ticket == t && d->count < QUEUE_CAP) push(d, &rq);
+        if (fills(&rq, t) && d->count < QUEUE_CAP) push(d, &rq);
         else s->rq[(s->head + kept++) % QUEUE_CAP] = rq;
     }
     s->count = kept;
@@ -374,7 +446,10 @@ strata_status io_check_unchanged(io_engine *io, strata_error *err)
 
 io_stats io_get_stats(io_engine *io)
 {
+    pthread_mutex_lock(&io->mu);
+    uint64_t active = atomic_load(&io->active_ns) + (io->serving ? now_ns() - io->active_since : 0);
+    pthread_mutex_unlock(&io->mu);
     return (io_stats){.bytes = atomic_load(&io->bytes), .requests = atomic_load(&io->requests),
                       .cached = atomic_load(&io->cached), .busy_s = (double)atomic_load(&io->busy_ns) * 1e-9,
-                      .direct = atomic_load(&io->direct)};
+                      .active_s = (double)active * 1e-9, .direct = atomic_load(&io->direct)};
 }

@@ -27,6 +27,22 @@ typedef struct io_ticket {
     uint32_t error_split;
 } io_ticket;
 
+/* One destination of a coalesced request: a request that reads one range
+ * of the file into several buffers (adjacent expert slices: one read, not
+ * several). Parts come in file order, each starting at or before the end
+ * of the one before (at most into the range that one alone reads: the
+ * overlap, a page two aligned slices share, is read once and copied) and
+ * ending after it. The submitter owns the parts until their tickets
+ * complete; each part completes its own ticket once. */
+typedef struct io_part {
+    uint8_t *dst;
+    uint64_t offset, length; /* its file range, aligned */
+    io_ticket *ticket;
+    struct io_part *next;    /* NULL: the last part */
+} io_part;
+
+#define IO_MAX_PARTS 16 /* parts of one coalesced request */
+
 typedef struct io_request {
     uint8_t *dst;            /* NULL: no copy: the range of the file's view (io_view) is faulted in,
                                 read into the page cache where it is not there */
@@ -37,6 +53,8 @@ typedef struct io_request {
                                 as usual; for one-time loads (streaming reads bypass the cache) */
     bool speculative;        /* a prefetch nobody waits for yet: served after every demand read queued
                                 (io_promote makes it a demand read) */
+    io_part *parts;          /* non-NULL: a coalesced request (dst and ticket unused; offset and length
+                                span its parts) */
 } io_request;
 
 typedef struct io_engine io_engine;
@@ -45,6 +63,7 @@ typedef struct io_stats {
     uint64_t bytes, requests;
     uint64_t cached;         /* of bytes, copied from the page cache (requests marked cached) */
     double busy_s;           /* summed over workers */
+    double active_s;         /* wall time with at least one read in progress: the disk's busy time */
     bool direct;             /* O_DIRECT in use */
 } io_stats;
 

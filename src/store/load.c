@@ -95,7 +95,7 @@ static strata_status submit(loader *L, uint8_t *dst, uint32_t split, uint64_t of
     atomic_store(&t->pending, 1);
     atomic_store(&t->error, 0);
     L->lengths[i] = length;
-    io_request rq = {dst, split, offset, length, t, true, false};
+    io_request rq = {dst, split, offset, length, t, true, false, NULL};
     io_submit(L->s->io, &rq, 1);
     return STRATA_OK;
 }

@@ -32,11 +32,7 @@ typedef struct ring_shape {
 
 static uint64_t ring_bytes(ring_shape r) { return (uint64_t)r.n_slots * r.slot_bytes; }
 
-static uint32_t slots_for(const store *s, uint32_t streamed)
-{
-    uint32_t depth1 = (uint32_t)s->cfg.prefetch_depth + 1;
-    return streamed < depth1 ? streamed : depth1;
-}
+static uint32_t slots_for(const store *s, uint32_t streamed) { return store_ring_slots(streamed, s->cfg.prefetch_depth); }
 
 /* The streamed groups now, as a shape and a count. */
 static ring_shape current_streamed(const store *s, uint32_t *count)

@@ -33,7 +33,8 @@ void store_submit_group(store *s, uint32_t g, uint8_t *buf, io_ticket *t)
         const store_run *run = &l->runs[r];
         for (uint64_t o = 0; o < run->length; o += s->cfg.io_chunk) {
             uint64_t len = run->length - o < s->cfg.io_chunk ? run->length - o : s->cfg.io_chunk;
-            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false, false};
+            rq[k++] = (io_request){buf + run->buf_offset + o, run->split, run->file_offset + o, len, t, false, false,
+                                       NULL};
             if (k == 64) io_submit(s->io, rq, k), k = 0;
         }
     }
@@ -148,9 +149,14 @@ store_ring store_ring_for(uint32_t n, const uint64_t *bytes, const bool *residen
         if (resident ? resident[g] : !stream_all) r.resident_bytes += bytes[g];
         else if (++streamed, bytes[g] > r.slot_bytes) r.slot_bytes = bytes[g];
     }
-    uint32_t most = (uint32_t)depth + 1;
-    r.n_slots = streamed < most ? streamed : most;
+    r.n_slots = store_ring_slots(streamed, depth);
     return r;
+}
+
+uint32_t store_ring_slots(uint32_t streamed, int depth)
+{
+    uint32_t most = (uint32_t)depth + 1;
+    return streamed < most ? streamed : most;
 }
 
 /* The expert cache's units given (0: every unit). */
@@ -369,7 +375,8 @@ store_stats store_get_stats(store *s)
                        .n_slots = s->n_slots, .n_streamed_groups = s->n_order, .pass_bytes = s->pass_bytes,
                        .accounted_bytes = store_accounted(s),
                        .bytes_read = io.bytes - s->io_base.bytes - r->promote_read,
-                       .io_busy_s = io.busy_s - s->io_base.busy_s, .wait_s = s->wait_s, .direct_io = io.direct,
+                       .read_requests = io.requests - s->io_base.requests,
+                       .io_busy_s = io.busy_s - s->io_base.busy_s, .io_active_s = io.active_s - s->io_base.active_s, .wait_s = s->wait_s, .direct_io = io.direct,
                        .load_bytes = s->load_bytes, .load_cached_bytes = s->io_base.cached,
                        .load_views = s->load_views, .load_s = s->load_s,
                        .expert_units = s->expert_units, .expert_slots = s->expert_slots,

@@ -123,7 +123,9 @@ typedef struct store_stats {
     uint64_t pass_bytes;      /* bytes streamed per pass over all groups */
     uint64_t accounted_bytes; /* everything the store allocated */
     uint64_t bytes_read;      /* streamed so far (resident loading excluded) */
+    uint64_t read_requests;   /* the requests that read them (coalesced reads count once) */
     double io_busy_s;         /* time the I/O threads spent reading, summed */
+    double io_active_s;       /* wall time with at least one read in progress */
     double wait_s;            /* time acquire waited for reads */
     bool direct_io;
     /* loading the resident groups at open */
@@ -246,6 +248,8 @@ typedef struct store_ring {
     uint32_t n_slots;
 } store_ring;
 store_ring store_ring_for(uint32_t n, const uint64_t *bytes, const bool *resident, bool stream_all, int depth);
+/* The slots of a ring for `streamed` groups: min(depth + 1, streamed). */
+uint32_t store_ring_slots(uint32_t streamed, int depth);
 /* Bytes of one cache slot for a unit of this set: each tensor's slice
  * widened to the direct-I/O alignment (an upper bound over the experts). */
 strata_status store_expert_unit_bytes(const store_expert_set *set, uint64_t *bytes, strata_error *err);

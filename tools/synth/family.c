@@ -176,6 +176,13 @@ static strata_status put_f32(gguf_writer *w, const char *arch, const char *key, 
     return gguf_writer_set_f32(w, k, v, err);
 }
 
+static strata_status put_bool(gguf_writer *w, const char *arch, const char *key, bool v, strata_error *err)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    return gguf_writer_set_bool(w, k, v, err);
+}
+
 /* Keys in llama's order (the order the generator has always written);
  * the families' extra keys go next to their kin. */
 static strata_status attention_keys(gguf_writer *w, const family *f, const synth_options *o, strata_error *err)
@@ -208,6 +215,11 @@ static strata_status expert_keys(gguf_writer *w, const family *f, const synth_op
         (st = put_u32(w, f->name, "expert_used_count", o->n_expert_used, err)))
         return st;
     if (f->expert_ff_key && (st = put_u32(w, f->name, "expert_feed_forward_length", o->n_ff_exp, err))) return st;
+    if (o->expert_weights_scale > 0 &&
+        (st = put_f32(w, f->name, "expert_weights_scale", (float)o->expert_weights_scale, err)))
+        return st;
+    if (o->expert_weights_norm && (st = put_bool(w, f->name, "expert_weights_norm", o->expert_weights_norm > 0, err)))
+        return st;
     if (!o->n_ff_shexp) return STRATA_OK;
     /* qwen2moe's converter writes the width only; DeepSeek-style files the count too */
     if (!arch_find(f->name)->shared_experts && (st = put_u32(w, f->name, "expert_shared_count", 1, err))) return st;

@@ -36,6 +36,8 @@ typedef struct synth_options {
     uint64_t n_ff_exp;      /* expert width (qwen2moe, qwen3moe; llama's experts are n_ff wide) */
     uint64_t n_ff_shexp;    /* shared-expert width (ffn_*_shexp); 0: none (qwen2moe: n_ff) */
     uint64_t n_swa;         /* sliding window in tokens; SYNTH_SWA_NONE: none */
+    double expert_weights_scale; /* written as <arch>.expert_weights_scale when above 0 */
+    int expert_weights_norm;     /* <arch>.expert_weights_norm: 0 not written, 1 true, -1 false */
     uint32_t type;          /* ggml type for MIX_PURE */
     synth_mix mix;
     uint64_t seed;

@@ -57,17 +57,19 @@ INLINE float acc32_result(const acc32 *acc)
  * d_w*d_a*Σ q*a (+ m*d_a*Σ a for types with a min: their f16 m follows d)
  * for the R rows starting at w[r]. Four blocks go together (FOUR), the rest
  * one by one (ONE); each row's float sums run in the same order whatever R.
+ * ACC is the accumulator type, with ACC_zero and ACC_result (acc32's, or
+ * one holding the same sums in other registers).
  * A macro rather than a function taking FOUR and ONE: GCC drops the
  * prefetch hints of code it inlines through a function pointer. */
-#define DOT32_DEFINE(DOT32, SUM_FN, FOUR, ONE)                                                                    \
+#define DOT32_DEFINE(DOT32, SUM_FN, FOUR, ONE, ACC)                                                               \
     INLINE void DOT32(const uint8_t *const w[], float *const out[], int R, const uint8_t *a, uint64_t nb,         \
                       uint64_t wb, SUM_FN sum, bool with_min)                                                    \
     {                                                                                                            \
-        acc32 acc[DOT32_ROWS];                                                                                   \
+        ACC acc[DOT32_ROWS];                                                                                     \
         const uint8_t *wr[DOT32_ROWS];                                                                           \
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)                                                      \
         {                                                                                                        \
-            acc32_zero(&acc[r]);                                                                                 \
+            ACC##_zero(&acc[r]);                                                                                 \
             wr[r] = w[r];                                                                                        \
         }                                                                                                        \
         uint64_t b = 0;                                                                                          \
@@ -79,7 +81,7 @@ INLINE float acc32_result(const acc32 *acc)
         _Pragma("GCC unroll 2") for (int r = 0; r < R; r++)                                                      \
         {                                                                                                        \
             for (uint64_t t = b; t < nb; t++, wr[r] += wb) ONE(wr[r], a + t * ACT_BYTES, sum, with_min, &acc[r]); \
-            *out[r] = acc32_result(&acc[r]);                                                                     \
+            *out[r] = ACC##_result(&acc[r]);                                                                     \
         }                                                                                                        \
     }
 

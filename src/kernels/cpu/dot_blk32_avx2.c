@@ -148,7 +148,7 @@ INLINE void dot32_one(const uint8_t *w, const uint8_t *a, quant_sum_fn sum, bool
                                  _mm256_cvtepi32_ps(sum_u8i8(_mm256_set1_epi8(1), qa)), acc->m);
 }
 
-DOT32_DEFINE(dot32, quant_sum_fn, dot32_four, dot32_one)
+DOT32_DEFINE(dot32, quant_sum_fn, dot32_four, dot32_one, acc32)
 
 /* Each type's driver, single-row and two-row kernels. Q5_0, Q5_1 and
  * IQ4_NL are compute-bound even from RAM and their two-row loops spill

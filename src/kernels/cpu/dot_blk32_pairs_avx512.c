@@ -8,9 +8,10 @@
  * VNNI's vpdpbusd, and AVX-512 masks spread Q5's fifth bits (two blocks'
  * 32-bit qh words make one 64-bit mask). vpdpbusd's int32 lane m sums the
  * products of bytes 4m..4m+3, as AVX2's maddubs + madd do, and every sum
- * is exact, so each block's eight int32 lanes are AVX2's; then each half
- * goes through AVX2's float steps in AVX2's order (convert, fused
- * multiply-add into the block's accumulator; the same final sum). */
+ * is exact, so each block's eight int32 lanes are AVX2's; then both
+ * halves go through AVX2's float steps at once, lane for lane (convert,
+ * fused multiply-add into the blocks' accumulators, held as pairs in
+ * 512-bit registers; the same final sum). */
 #include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
@@ -99,17 +100,49 @@ INLINE __m512i act2(const uint8_t *a, const uint8_t *b)
 INLINE __m256 lo_ps(__m512i s) { return _mm256_cvtepi32_ps(_mm512_castsi512_si256(s)); }
 INLINE __m256 hi_ps(__m512i s) { return _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(s, 1)); }
 
+/* A row's accumulators: acc32's four block sums as two pairs, b01 holding
+ * acc32's b[0] in its low half and b[1] in its high half (b23 likewise),
+ * so one 512-bit fused multiply-add does the two 256-bit ones of AVX2 on
+ * the same lanes; and the min term as acc32's. */
+typedef struct acc32x {
+    __m512 b01, b23;
+    __m256 m;
+} acc32x;
+
+INLINE void acc32x_zero(acc32x *acc)
+{
+    acc->b01 = acc->b23 = _mm512_setzero_ps();
+    acc->m = _mm256_setzero_ps();
+}
+
+INLINE float acc32x_result(const acc32x *acc)
+{
+    acc32 a = {.b = {_mm512_castps512_ps256(acc->b01), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc->b01), 1)),
+                     _mm512_castps512_ps256(acc->b23), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc->b23), 1))},
+               .m = acc->m};
+    return acc32_result(&a);
+}
+
+/* Floats i and i + 1 (i: 0 or 2) of the four in d's low lanes, broadcast
+ * over the low and the high half (the scales of blocks i and i + 1). */
+INLINE __m512 pick_pair(__m512 d, int i)
+{
+    __m512i idx = i ? _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+                    : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, d);
+}
+
 /* Four blocks of the R rows at w[r] against the activation blocks at a,
  * as two pairs. */
 INLINE void dot32_four(const uint8_t *const w[], int R, const uint8_t *a, uint64_t wb, quant_sum2_fn sum,
-                       bool with_min, acc32 acc[])
+                       bool with_min, acc32x acc[])
 {
     __m128 da = f16x4(a, ACT_BYTES);
-    __m256 d8[DOT32_ROWS], m8[DOT32_ROWS];
+    __m512 d4[DOT32_ROWS];
+    __m256 m8[DOT32_ROWS];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) {
-        __m128 d = _mm_mul_ps(f16x4(w[r], wb), da);
-        d8[r] = _mm256_set_m128(d, d);
+        d4[r] = _mm512_castps128_ps512(_mm_mul_ps(f16x4(w[r], wb), da));
         if (with_min) {
             __m128 m = _mm_mul_ps(f16x4(w[r] + 2, wb), da);
             m8[r] = _mm256_set_m128(m, m);
@@ -121,9 +154,9 @@ INLINE void dot32_four(const uint8_t *const w[], int R, const uint8_t *a, uint64
         __m512i sa = with_min ? sum_u8i8_2(_mm512_set1_epi8(1), qa) : _mm512_setzero_si512();
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            __m512i s = sum(w[r] + i * wb, w[r] + (i + 1) * wb, qa);
-            acc[r].b[i] = _mm256_fmadd_ps(pick(d8[r], i), lo_ps(s), acc[r].b[i]);
-            acc[r].b[i + 1] = _mm256_fmadd_ps(pick(d8[r], i + 1), hi_ps(s), acc[r].b[i + 1]);
+            __m512 s = _mm512_cvtepi32_ps(sum(w[r] + i * wb, w[r] + (i + 1) * wb, qa));
+            __m512 *b = i ? &acc[r].b23 : &acc[r].b01;
+            *b = _mm512_fmadd_ps(pick_pair(d4[r], i), s, *b);
             if (with_min) {
                 acc[r].m = _mm256_fmadd_ps(pick(m8[r], i), lo_ps(sa), acc[r].m);
                 acc[r].m = _mm256_fmadd_ps(pick(m8[r], i + 1), hi_ps(sa), acc[r].m);
@@ -132,19 +165,22 @@ INLINE void dot32_four(const uint8_t *const w[], int R, const uint8_t *a, uint64
     }
 }
 
-/* One block of one row (the blocks after the last group of four): the
- * pair's high half repeats it and goes unused. */
-INLINE void dot32_one(const uint8_t *w, const uint8_t *a, quant_sum2_fn sum, bool with_min, acc32 *acc)
+/* One block of one row (the blocks after the last group of four): into
+ * b01's low half (acc32's b[0]); the pair's high half repeats the block
+ * and goes unused. */
+INLINE void dot32_one(const uint8_t *w, const uint8_t *a, quant_sum2_fn sum, bool with_min, acc32x *acc)
 {
     float da = _cvtsh_ss(rd16(a));
     __m512i qa = act2(a, a);
-    acc->b[0] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w)) * da), lo_ps(sum(w, w, qa)), acc->b[0]);
+    __m256 b0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w)) * da), lo_ps(sum(w, w, qa)),
+                                _mm512_castps512_ps256(acc->b01));
+    acc->b01 = _mm512_mask_blend_ps(0x00FF, acc->b01, _mm512_castps256_ps512(b0));
     if (with_min)
         acc->m = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w + 2)) * da),
                                  lo_ps(sum_u8i8_2(_mm512_set1_epi8(1), qa)), acc->m);
 }
 
-DOT32_DEFINE(dot32, quant_sum2_fn, dot32_four, dot32_one)
+DOT32_DEFINE(dot32, quant_sum2_fn, dot32_four, dot32_one, acc32x)
 
 DOT32_DRIVER(q4_1, 20, q4_1_sum2, true)
 DOT32_DRIVER(q5_0, 22, q5_0_sum2, false)
