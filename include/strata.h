@@ -257,6 +257,9 @@ typedef struct strata_model_stats {
     uint32_t gpu_layers;         /* layers running on the GPU */
     bool gpu_output;             /* the output projection too */
     uint32_t gpu_streamed;       /* of those groups (layers, output), streamed from RAM every token */
+    uint32_t gpu_prefill_streamed; /* groups on the CPU when decoding, streamed to the GPU for prompt batches
+                                      (steps of 32+ tokens: a plan's prefill sites) */
+    uint64_t gpu_stream_copies;  /* groups copied from RAM into the GPU's staging ring so far */
     uint64_t gpu_bytes;          /* device memory held */
     uint64_t gpu_peak_bytes;     /* the most device memory held since the model opened */
     const char *gpu_name;        /* "" without a GPU */

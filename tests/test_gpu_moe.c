@@ -244,8 +244,12 @@ TEST(test_gpu_moe_plan_runs_on_the_gpu)
     CHECK(rc == 0 && out && strstr(out, "3 layers and the output in VRAM"), " exit %d: %s", rc, out ? out : "");
     free(out);
     out = NULL;
-    for (size_t g = 0; g < json_array_size(groups); g++)
-        json_object_set_new(json_array_get(groups, g), "tier", json_string("ram"));
+    for (size_t g = 0; g < json_array_size(groups); g++) { /* in RAM, each group's sites the link */
+        json_t *e = json_array_get(groups, g);
+        json_object_set_new(e, "tier", json_string("ram"));
+        json_object_set_new(e, "site", json_string("link"));
+        json_object_set_new(e, "prefill_site", json_string("link"));
+    }
     json_object_set_new(p, "weights_over_link", json_true());
     CHECK(json_dump_file(doc, link, 0) == 0, " writing %s", link);
     json_decref(doc);

@@ -33,18 +33,27 @@ static json_t *cpu_plan(const char *model)
     return doc;
 }
 
-/* The plan with its first n_vram groups on GPU 0 and, with link, the
- * weights of the others sent over the link; written to a file. */
-static const char *gpu_plan(json_t *doc, uint32_t n_vram, bool link, const char *name)
+/* A site letter of the plan format: 'c' cpu, 'v' gpu (resident in VRAM),
+ * 'l' link (streamed RAM->VRAM). */
+static const char *site_name(char c) { return c == 'v' ? "gpu" : c == 'l' ? "link" : "cpu"; }
+
+/* The plan with group g decoded on site decode[g] and run for prompt
+ * batches on prefill[g] (letters of site_name; "v" groups on GPU 0), and
+ * weights_over_link as given; written to a file. */
+static const char *phase_plan(json_t *doc, const char *decode, const char *prefill, bool link, const char *name)
 {
     static char path[512];
     snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
     json_t *p = json_deep_copy(doc), *plan = json_object_get(p, "plan");
     json_t *groups = json_object_get(plan, "groups");
-    for (uint32_t g = 0; g < n_vram; g++) {
+    for (uint32_t g = 0; g < N_GROUPS; g++) {
         json_t *e = json_array_get(groups, g);
-        json_object_set_new(e, "tier", json_string("gpu"));
-        json_object_set_new(e, "gpu", json_integer(0));
+        if (decode[g] == 'v') {
+            json_object_set_new(e, "tier", json_string("gpu"));
+            json_object_set_new(e, "gpu", json_integer(0));
+        }
+        json_object_set_new(e, "site", json_string(site_name(decode[g])));
+        json_object_set_new(e, "prefill_site", json_string(site_name(prefill[g])));
     }
     json_object_set_new(plan, "weights_over_link", json_boolean(link));
     int rc = json_dump_file(p, path, 0);
@@ -53,9 +62,18 @@ static const char *gpu_plan(json_t *doc, uint32_t n_vram, bool link, const char 
     return path;
 }
 
-/* Logits of N_PROMPT tokens at once, then one at a time ([N_TOK][n_vocab]). */
-static float *eval(const char *model, const char *plan_file, bool gpu, strata_model_stats *s, uint32_t *n_vocab,
-                   strata_error *err)
+/* The plan with its first n_vram groups on GPU 0 and, with link, the
+ * weights of the others sent over the link (in both phases). */
+static const char *gpu_plan(json_t *doc, uint32_t n_vram, bool link, const char *name)
+{
+    char sites[N_GROUPS + 1] = {0};
+    for (uint32_t g = 0; g < N_GROUPS; g++) sites[g] = g < n_vram ? 'v' : link ? 'l' : 'c';
+    return phase_plan(doc, sites, sites, link, name);
+}
+
+/* The model run with a saved plan, on the GPU or on the CPU (reference
+ * kernels: f32 products, as the GPU), or NULL. */
+static strata_model *open_model(const char *model, const char *plan_file, bool gpu, strata_error *err)
 {
     strata_model_params p = strata_model_default_params();
     p.gpu = gpu ? STRATA_GPU_DEVICE : STRATA_GPU_OFF;
@@ -63,7 +81,15 @@ static float *eval(const char *model, const char *plan_file, bool gpu, strata_mo
     p.plan_file = plan_file;
     p.n_threads = 2;
     strata_model *m = NULL;
-    if (strata_model_open(model, &p, &m, err) != STRATA_OK) return NULL;
+    return strata_model_open(model, &p, &m, err) == STRATA_OK ? m : NULL;
+}
+
+/* Logits of N_PROMPT tokens at once, then one at a time ([N_TOK][n_vocab]). */
+static float *eval(const char *model, const char *plan_file, bool gpu, strata_model_stats *s, uint32_t *n_vocab,
+                   strata_error *err)
+{
+    strata_model *m = open_model(model, plan_file, gpu, err);
+    if (!m) return NULL;
     uint32_t nv = *n_vocab = strata_model_n_vocab(m);
     int32_t tok[N_TOK];
     for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)((i * 7919u + 13u) % nv);
@@ -139,6 +165,88 @@ TEST(test_gpu_plan_placement_runs_exactly)
     path = gpu_plan(doc, 0, false, "gpu1.json");
     lg = eval(model, path, true, &s, &nv, &err);
     CHECK(!lg && strstr(err.message, "one GPU"), " GPU 1: %s", lg ? "ran" : err.message);
+    free(lg);
+    json_decref(doc);
+}
+
+enum { N_LONG = 40, N_GEN = 8 }; /* a prompt of 40 tokens (a prefill step: >= 32), then 8 decoded */
+
+/* Greedy generation: the logits of a N_LONG-token prompt evaluated at once
+ * and of N_GEN tokens decoded one at a time, each the previous logits'
+ * argmax ([N_LONG + N_GEN][n_vocab]; the tokens chosen in gen). */
+static float *generate(const char *model, const char *plan_file, bool gpu, strata_model_stats *s, uint32_t *n_vocab,
+                       int32_t gen[N_GEN], strata_error *err)
+{
+    strata_model *m = open_model(model, plan_file, gpu, err);
+    if (!m) return NULL;
+    uint32_t nv = *n_vocab = strata_model_n_vocab(m);
+    int32_t tok[N_LONG];
+    for (int i = 0; i < N_LONG; i++) tok[i] = (int32_t)((i * 7919u + 13u) % nv);
+    float *out = malloc((size_t)(N_LONG + N_GEN) * nv * sizeof(float));
+    bool ok = out && strata_eval(m, tok, N_LONG, out, true, err) == STRATA_OK;
+    for (int i = 0; ok && i < N_GEN; i++) {
+        const float *last = out + (size_t)(N_LONG + i - 1) * nv;
+        int32_t best = 0;
+        for (uint32_t v = 1; v < nv; v++) best = last[v] > last[best] ? (int32_t)v : best;
+        gen[i] = best;
+        ok = strata_eval(m, &gen[i], 1, out + (size_t)(N_LONG + i) * nv, false, err) == STRATA_OK;
+    }
+    strata_model_get_stats(m, s);
+    strata_model_free(m);
+    if (!ok) free(out), out = NULL;
+    return out;
+}
+
+/* Site choice per phase: a plan whose prompt batches stream to the GPU
+ * groups that decode on the CPU (their KV caches stay on the CPU, which
+ * attends for the GPU) runs them there for the prompt only: the ring
+ * copies each such group once for the 40-token prompt and never while
+ * decoding, and the logits agree with the CPU reference within the GPU
+ * bounds, the greedy tokens equal. A plan whose phases differ otherwise is
+ * refused, naming the field. */
+TEST(test_gpu_plan_phase_sites)
+{
+    const char *model;
+    int32_t want[N_GEN], got[N_GEN]; /* greedy tokens: the CPU's, a GPU run's */
+    json_t *doc = setup(&model);
+    if (!doc) return;
+    strata_error err;
+    strata_model_stats s;
+    uint32_t nv = 0;
+    float *cpu = generate(model, gpu_plan(doc, 0, false, "phase-cpu.json"), false, &s, &nv, want, &err);
+    REQUIRE(cpu, " CPU: %s", err.message);
+    size_t n = (size_t)(N_LONG + N_GEN) * nv;
+    /* decode sites, prefill sites, groups streamed for the prompt only, layers on the GPU decoding */
+    const struct { const char *decode, *prefill; uint32_t prefill_only, layers; } cases[] = {
+        {"ccccc", "lllll", 5, 0}, {"vvccc", "vvllc", 2, 2}, {"cccll", "lllll", 3, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char name[64], what[96];
+        snprintf(name, sizeof name, "phase-%zu.json", c);
+        snprintf(what, sizeof what, "decode %s, prefill %s", cases[c].decode, cases[c].prefill);
+        float *gpu = generate(model, phase_plan(doc, cases[c].decode, cases[c].prefill, false, name), true, &s, &nv,
+                              got, &err);
+        CHECK(gpu, " %s: %s", what, err.message);
+        if (!gpu) continue;
+        uint32_t link_prefill = 0, link_decode = 0;
+        for (int g = 0; g < N_GROUPS; g++) {
+            link_prefill += cases[c].prefill[g] == 'l';
+            link_decode += cases[c].decode[g] == 'l';
+        }
+        /* the prompt copies each of its streamed groups once; decoding, the ring of two entries keeps the
+         * (at most two) groups it streams after copying each once: a plan streaming to the GPU when
+         * decoding too would copy five more groups per token */
+        CHECK(s.gpu_prefill_streamed == cases[c].prefill_only && s.gpu_layers == cases[c].layers &&
+                  s.gpu_stream_copies >= link_prefill && s.gpu_stream_copies <= link_prefill + link_decode,
+              " %s: %u groups streamed for the prompt only, %u GPU layers, %llu copies", what, s.gpu_prefill_streamed,
+              s.gpu_layers, (unsigned long long)s.gpu_stream_copies);
+        agree(gpu, cpu, n, what);
+        CHECK(!memcmp(got, want, sizeof want), " %s: greedy tokens differ from the CPU's", what);
+        free(gpu);
+    }
+    free(cpu);
+    /* a group resident for the prompt but on the CPU when decoding is no plan the engine runs */
+    float *lg = generate(model, phase_plan(doc, "ccccc", "lvccc", false, "phase-bad.json"), true, &s, &nv, got, &err);
+    CHECK(!lg && strstr(err.message, "prefill_site"), " %s", lg ? "ran" : err.message);
     free(lg);
     json_decref(doc);
 }

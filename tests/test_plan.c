@@ -192,7 +192,8 @@ static uint64_t min_placement(const plan_model *m, uint32_t first, int depth)
 static bool uses_gpu(const plan *p)
 {
     bool gpu = p->over_link;
-    for (uint32_t g = 0; p->tier && g < p->n_groups; g++) gpu = gpu || p->tier[g] >= 0;
+    for (uint32_t g = 0; p->tier && g < p->n_groups; g++)
+        gpu = gpu || p->tier[g] >= 0 || p->site[g] != PLAN_SITE_CPU || p->prefill_site[g] != PLAN_SITE_CPU;
     return gpu;
 }
 
@@ -254,6 +255,15 @@ static bool check_budgets(const plan_model *m, const plan_machine *hw, const pla
         if (b > largest) largest = b;
     }
     if (p->over_link) gpu_w[0] = (m->n_groups < 2 ? m->n_groups : 2) * largest;
+    /* groups streamed over the link in either phase (not all of them): a ring of two slots of the largest */
+    uint64_t largest_link = 0;
+    for (uint32_t g = 0; g < m->n_groups && !p->over_link; g++) {
+        bool link = p->site[g] == PLAN_SITE_LINK || p->prefill_site[g] == PLAN_SITE_LINK;
+        CHECK(!link || p->tier[g] < 0, " case %d %s: group %u streamed over the link from GPU %d", n, what, g,
+              p->tier[g]);
+        if (link && m->groups[g].bytes > largest_link) largest_link = m->groups[g].bytes;
+    }
+    gpu_w[0] += 2 * largest_link;
     for (int d = 0; d < PLAN_MAX_GPUS; d++) {
         const plan_tier_bytes *t = &p->gpu[d];
         if (d >= hw->n_gpus) {
@@ -374,7 +384,7 @@ TEST(test_plan_more_vram_never_slower)
         random_machine(&r, &m, &hw);
         random_request(&r, &m, true, &q);
         q.cpu_only = false;
-        if (hw.n_gpus == 0) hw.n_gpus = 1, hw.gpus[0] = (plan_gpu){"gpu", 0, log_unif(&r, 50e9, 4e12), 16e9};
+        if (hw.n_gpus == 0) hw.n_gpus = 1, hw.gpus[0] = (plan_gpu){"gpu", 0, log_unif(&r, 50e9, 4e12), 16e9, 0};
         double total = (double)model_bytes(&m);
         uint64_t vram[8];
         for (int i = 0; i < 8; i++) vram[i] = (uint64_t)(total * 0.3 * i) + (uint64_t)i * 64 * MiB;
@@ -556,13 +566,19 @@ TEST(test_plan_cpu_only_runnable)
                   plan_kv_name(p->kv));
             CHECK(uses_gpu(p) || (p->link_bytes_per_token == 0 && p->vram_bytes_per_token == 0 && !p->gpu[0].weights),
                   " case %d: '%s' reads VRAM", n, p->label);
-            CHECK(!uses_gpu(p) || (!p->moe_split && (p->over_link || p->gpu[0].kv > 0 || p->ram.kv == 0)),
+            /* layers a decoded token runs on the GPU keep their KV caches there (a prompt batch may stream
+             * more to the GPU, their caches in RAM, not a model with experts; the output group has none) */
+            bool layers_on_cpu = true;
+            for (uint32_t g = 0; g + 1 < m.n_groups; g++) layers_on_cpu &= p->site[g] == PLAN_SITE_CPU;
+            CHECK(!uses_gpu(p) || (!p->moe_split && (p->over_link || p->gpu[0].kv > 0 || p->ram.kv == 0 ||
+                                                     (layers_on_cpu && !m.n_expert_sets))),
                   " case %d: '%s' is not a GPU plan the engine runs", n, p->label);
             gpu_plans += uses_gpu(p);
             CHECK(!q.n_ctx || p->n_ctx == q.n_ctx, " case %d: context %u, asked %u", n, p->n_ctx, q.n_ctx);
             CHECK(!strncmp(p->label, "all resident", 12) || !strncmp(p->label, "partial residency", 17) ||
                       !strcmp(p->label, "dense resident + expert cache") ||
                       !strcmp(p->label, "GPU/CPU layer split, KV on GPU") ||
+                      !strcmp(p->label, "GPU resident + streamed over the link + CPU") ||
                       !strcmp(p->label, "weights streamed over the GPU link"),
                   " case %d: '%s'", n, p->label);
         } else {
@@ -1036,8 +1052,7 @@ TEST(test_plan_moe_stated_hit_rate)
  * request `run` makes (cpu_only) gets the layer split with every layer, its
  * experts and the KV cache in VRAM. A token reads the dense weights and the
  * 2 experts it is routed to in each of 4 layers (7/8 of 1 MiB each); a
- * batch of 256 is routed to all 8 of each layer, 6 more than one token
- * reads. Over the link, a token sends the dense groups and its 2 experts
+ * batch of 256 is routed to all 8 of each layer, each read once. Over the link, a token sends the dense groups and its 2 experts
  * per layer (whole units), and that plan runs too. */
 TEST(test_plan_moe_on_the_gpu_runnable)
 {
@@ -1045,7 +1060,7 @@ TEST(test_plan_moe_on_the_gpu_runnable)
     moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
     plan_machine hw = cpu_machine(1 * GiB);
     hw.n_gpus = 1;
-    hw.gpus[0] = (plan_gpu){"test GPU", 1 * GiB, 1e12, 16e9};
+    hw.gpus[0] = (plan_gpu){"test GPU", 1 * GiB, 1e12, 16e9, 0};
     plan_request q = {.n_ctx = 1024, .cpu_only = true};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
@@ -1053,13 +1068,21 @@ TEST(test_plan_moe_on_the_gpu_runnable)
     REQUIRE(p->feasible, " %s", p->reason);
     CHECK(!strcmp(p->label, "GPU/CPU layer split, KV on GPU") && p->runnable && !p->moe_split, " '%s'", p->label);
     for (uint32_t g = 0; g < m.n_groups; g++) CHECK(p->tier[g] == 0, " group %u", g);
-    uint64_t dense = 0, unit_w = 1 * MiB / 8 * 7;
-    for (uint32_t g = 0; g < m.n_groups; g++) dense += m.groups[g].weight_bytes;
+    uint64_t dense_w = 0, unit_w = 1 * MiB / 8 * 7;
+    for (uint32_t g = 0; g < m.n_groups; g++) dense_w += m.groups[g].weight_bytes;
     CHECK(p->expert_units == 0 && p->gpu[0].weights == 10 * MiB + 32 * MiB, " %u units, %llu on the GPU",
           p->expert_units, (unsigned long long)p->gpu[0].weights);
-    CHECK(p->vram_bytes_per_token == dense + 4 * 2 * unit_w + PLAN_DECODE_POS * m.kv_bytes_per_token, " %llu",
+    CHECK(p->vram_bytes_per_token == dense_w + 4 * 2 * unit_w + PLAN_DECODE_POS * m.kv_bytes_per_token, " %llu",
           (unsigned long long)p->vram_bytes_per_token);
-    CHECK(near(p->tb_vram - p->t_vram, 4 * 6 * (double)unit_w / 1e12), " %.9g", p->tb_vram - p->t_vram);
+    /* a prompt batch: the same plan's VRAM time as the model without experts, plus every expert read once */
+    plan_model dense;
+    simple_model(&dense, 4, 2 * MiB, 2 * MiB);
+    plan_result rd;
+    plan_compute(&dense, &hw, &q, &rd);
+    CHECK(rd.chosen.feasible && near(p->tb_vram - rd.chosen.tb_vram, 4 * 8 * (double)unit_w / 1e12), " %.9g",
+          p->tb_vram - rd.chosen.tb_vram);
+    plan_result_free(&rd);
+    free_model(&dense);
     const plan *link = find_label(&r, "weights streamed over the GPU link");
     uint64_t dense_bytes = 0;
     for (uint32_t g = 0; g < m.n_groups; g++) dense_bytes += m.groups[g].bytes;
@@ -1081,7 +1104,7 @@ TEST(test_plan_moe_n_cpu_moe_split)
     moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
     plan_machine hw = cpu_machine(1 * GiB);
     hw.n_gpus = 1;
-    hw.gpus[0] = (plan_gpu){"test GPU", 256 * MiB + 10 * MiB + 512 * KiB + 16 * MiB, 1e12, 16e9};
+    hw.gpus[0] = (plan_gpu){"test GPU", 256 * MiB + 10 * MiB + 512 * KiB + 16 * MiB, 1e12, 16e9, 0};
     plan_request q = {.n_ctx = 1024};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
@@ -1402,9 +1425,13 @@ TEST(test_plan_24g_gpu_13b_f16_split)
 
 /* A 70B-shaped Q4_K_M model (80 layers of ~0.5 GB, ~40 GB) on the same
  * profile: more than the GPU holds. With the CPU rate unmeasured (guessed
- * at 4e9 weights/s), sending every weight over the 25 GB/s link to the GPU
- * beats computing the layers that do not fit on the CPU. The weights stay
- * resident in RAM (54 GiB budget); GPU 0 holds two layers in flight. */
+ * at 4e9 weights/s: 0.21 s a layer), a layer streamed to the GPU (copied
+ * from RAM at 60 GB/s into the staging, then over the 25 GB/s link: 29 ms)
+ * beats the CPU, and a resident one (1.7 ms of VRAM reads) beats both: the
+ * mixed plan keeps as many layers resident as leave room for the others'
+ * KV caches and a ring of two slots, and streams the rest. Sending every
+ * weight over the link is the alternative. The weights stay resident in
+ * RAM (54 GiB budget). */
 TEST(test_plan_24g_70b_over_link)
 {
     plan_machine hw;
@@ -1437,43 +1464,78 @@ TEST(test_plan_24g_70b_over_link)
     const plan *p = &r.chosen;
     REQUIRE(p->feasible, " %s", p->reason);
     REQUIRE(check_budgets(&m, &hw, &q, p, "chosen", 0));
-    CHECK(p->over_link && !strcmp(p->label, "weights streamed over the GPU link") && p->runnable, " '%s'", p->label);
+    CHECK(!strcmp(p->label, "GPU resident + streamed over the link + CPU") && p->runnable && !p->phase_sites,
+          " '%s'", p->label);
+    /* k resident layers with their KV caches, the other 80 - k layers' KV caches and two slots of a layer
+     * within 24 GiB less the 10 % reserve */
+    uint64_t layer = m.groups[0].bytes, kv_layer = 2 * 1024 * 2 * 4096ull, room = 24 * GiB - 24 * GiB / 10, k = 0;
+    while ((k + 1) * (layer + kv_layer) + (80 - k - 1) * kv_layer + 2 * layer <= room) k++;
+    CHECK(k == 40, " %llu resident layers fit", (unsigned long long)k);
+    for (uint32_t g = 0; g < 81; g++)
+        CHECK(g < k ? p->tier[g] == 0 && p->site[g] == PLAN_SITE_GPU
+                    : p->tier[g] == TIER_RAM && p->site[g] == PLAN_SITE_LINK && p->prefill_site[g] == PLAN_SITE_LINK,
+              " group %u: tier %d site %u", g, p->tier[g], p->site[g]);
+    /* a token: the resident layers' VRAM reads (weights, KV at position 128), then each streamed group's copy
+     * (RAM into the staging, then the link), every one but the first hidden behind its predecessor's
+     * 1.7 ms compute, which it exceeds: their sum, plus the last group's (the output's) compute */
+    double t_res = 0, t_x = 0, kv_read = 2 * 1024 * 2 * 128.0;
+    for (uint32_t g = 0; g < 81; g++)
+        if (g < k) t_res += ((double)m.groups[g].weight_bytes + kv_read) / 300e9;
+        else t_x += (double)m.groups[g].bytes / 25e9 + (double)m.groups[g].bytes / 60e9;
+    double t_mixed = t_res + t_x + (double)m.groups[80].weight_bytes / 300e9;
+    CHECK(near(p->decode_tps, 1 / t_mixed) && !strcmp(p->bottleneck, "GPU link"), " %.6g tok/s, expected %.6g (%s)",
+          p->decode_tps, 1 / t_mixed, p->bottleneck);
+    /* every weight over the link: its KV caches in RAM */
+    const plan *all = find_alt(&r, "weights streamed over the GPU link");
+    REQUIRE(all && all->feasible && all->over_link && all->runnable);
     uint64_t bytes = model_bytes(&m), w = 0;
     for (uint32_t g = 0; g < 81; g++) {
         w += m.groups[g].weight_bytes;
-        CHECK(p->tier[g] == TIER_RAM, " group %u tier %d", g, p->tier[g]);
+        CHECK(all->tier[g] == TIER_RAM && all->site[g] == PLAN_SITE_LINK, " group %u tier %d", g, all->tier[g]);
     }
-    CHECK(p->ram.weights == bytes && p->gpu[0].weights == 2 * m.groups[0].bytes && plan_can_run(p) == 0);
+    CHECK(all->ram.weights == bytes && all->gpu[0].weights == 2 * m.groups[0].bytes && plan_can_run(all) == 0);
     double t_link = (double)bytes / 25e9, t_vram = (double)w / 300e9,
            t_ram = (double)(bytes + m.kv_bytes_per_token * PLAN_DECODE_POS) / 60e9;
-    CHECK(p->link_bytes_per_token == bytes && near(p->t_link, t_link) && near(p->t_vram, t_vram) &&
-              near(p->t_ram, t_ram) && p->t_compute == 0,
-          " link %.4g vram %.4g ram %.4g compute %.4g", p->t_link, p->t_vram, p->t_ram, p->t_compute);
-    /* the streamed layers take the link's time (their VRAM and RAM reads overlap it), then the CPU's
-     * share of the token, reading the KV cache from RAM, adds to it */
+    CHECK(all->link_bytes_per_token == bytes && near(all->t_link, t_link) && near(all->t_vram, t_vram) &&
+              near(all->t_ram, t_ram) && all->t_compute == 0,
+          " link %.4g vram %.4g ram %.4g compute %.4g", all->t_link, all->t_vram, all->t_ram, all->t_compute);
+    /* the streamed groups' copies (RAM, then the link: the first unhidden, each later one less its
+     * predecessor's compute) and their computes, then the CPU's share of the token, reading the KV cache
+     * from RAM, adds to it */
     double t_kv = (double)(m.kv_bytes_per_token * PLAN_DECODE_POS) / 60e9;
-    CHECK(!strcmp(p->bottleneck, "GPU link") && near(p->decode_tps, 1 / (t_link + t_kv)), " %s %.4g", p->bottleneck,
-          p->decode_tps);
+    double t_all = t_link + (double)bytes / 60e9 + (double)m.groups[80].weight_bytes / 300e9 + t_kv;
+    CHECK(!strcmp(all->bottleneck, "GPU link") && near(all->decode_tps, 1 / t_all) && all->decode_tps < p->decode_tps,
+          " %s %.6g, expected %.6g", all->bottleneck, all->decode_tps, 1 / t_all);
     /* the layer split keeps the GPU full and computes the rest on the CPU */
     const plan *split = find_alt(&r, "GPU/CPU layer split, KV in RAM");
     CHECK(split && split->feasible && split->tier[0] == 0 && split->tier[80] == TIER_RAM &&
               !strcmp(split->bottleneck, "compute") && split->decode_tps < p->decode_tps,
           " split: %s", split ? split->bottleneck : "missing");
     char s[512], flags[256], note[256];
-    plan_placement_summary(&m, p, s, sizeof s);
+    plan_placement_summary(&m, all, s, sizeof s);
     CHECK(!strcmp(s, "blk 0-79 resident; output resident; token_embd rows gathered; weights cross the link to GPU 0 "
                      "every token"), " '%s'", s);
-    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    plan_export_llamacpp(&m, all, flags, sizeof flags, note, sizeof note);
     CHECK(!strcmp(flags, "-c 4096 -ctk f16 -ctv f16 -ngl 0 --no-mmap --mlock") && strstr(note, "GPU link"), " '%s' (%s)",
           flags, note);
+    /* the mixed plan for llama.cpp: the resident layers on the GPU */
+    plan_export_llamacpp(&m, p, flags, sizeof flags, note, sizeof note);
+    CHECK(!strcmp(flags, "-c 4096 -ctk f16 -ctv f16 -ngl 40 --no-mmap --mlock") && strstr(note, "GPU link"),
+          " '%s' (%s)", flags, note);
     /* in JSON, and read back by `run --plan`, which streams every group over the link */
     json_t *doc = plan_result_to_json(&m, &hw, &r);
     REQUIRE(doc);
+    json_t *alts = json_object_get(doc, "alternatives");
+    for (size_t i = 0; i < json_array_size(alts); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(alts, i), "label")),
+                    "weights streamed over the GPU link"))
+            json_object_set(doc, "plan", json_array_get(alts, i));
     CHECK(json_is_true(json_object_get(json_object_get(doc, "plan"), "weights_over_link")));
     plan back;
     strata_error e = {0};
-    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_OK && back.over_link && back.tier[0] == TIER_RAM, " %s",
-          e.message);
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_OK && back.over_link && back.tier[0] == TIER_RAM &&
+              back.site[0] == PLAN_SITE_LINK,
+          " %s", e.message);
     plan_free(&back);
     json_decref(doc);
     plan_result_free(&r);

@@ -125,6 +125,8 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     out->gpu_bytes = g.device_bytes;
     out->gpu_peak_bytes = g.device_peak;
     out->gpu_streamed = g.streamed;
+    out->gpu_prefill_streamed = g.prefill_streamed;
+    out->gpu_stream_copies = g.stream_copies;
     out->gpu_name = g.name;
     out->gpu_note = g.note;
     out->experts = s.expert_units;

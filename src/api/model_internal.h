@@ -16,7 +16,8 @@ struct strata_model {
     engine *eng;
     mem_account *acct; /* every byte the model allocates (util/account.h) */
     bool *resident;    /* the plan's choice per store group, or NULL */
-    uint8_t *sites;    /* the plan's engine_site per group when it uses the GPU, or NULL */
+    uint8_t *sites;    /* the plan's engine_site per group when it uses the GPU, or NULL; then
+                          [n_groups] more: its sites for prompt batches */
     double predicted_tps, predicted_disk_bw;
     bool predicted_measured;
     uint64_t planned_budget; /* the planner's default budget when none was given */

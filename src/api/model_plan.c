@@ -126,18 +126,23 @@ static void summarize(strata_model *m, const char *file, const plan_model *pm, c
 
 uint64_t strata_model_budget(const strata_model *m) { return m->planned_budget; }
 
-/* The engine's site per group when the plan uses the GPU (resident there,
- * or streamed over the link when the plan sends the weights across it);
- * *out stays NULL for a CPU plan. */
+static uint8_t engine_site_of(uint8_t s)
+{
+    return s == PLAN_SITE_GPU ? ENGINE_SITE_VRAM : s == PLAN_SITE_LINK ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
+}
+
+/* The engine's sites per group when the plan uses the GPU (resident there,
+ * or streamed over the link), a decoded token's then a prompt batch's, in
+ * one allocation of 2 x n_groups; *out stays NULL for a CPU plan. */
 static strata_status plan_sites(const plan *chosen, uint8_t **out, strata_error *err)
 {
-    bool gpu = chosen->over_link;
-    for (uint32_t g = 0; g < chosen->n_groups; g++) gpu = gpu || chosen->tier[g] >= 0;
-    if (!gpu) return STRATA_OK;
-    if (!(*out = malloc(chosen->n_groups))) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    for (uint32_t g = 0; g < chosen->n_groups; g++)
-        (*out)[g] = chosen->tier[g] >= 0 ? ENGINE_SITE_VRAM : chosen->over_link ? ENGINE_SITE_STREAMED
-                                                                               : ENGINE_SITE_CPU;
+    uint32_t n = chosen->n_groups;
+    if (!plan_uses_gpu(chosen)) return STRATA_OK;
+    if (!(*out = malloc(2 * (size_t)n))) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint32_t g = 0; g < n; g++) {
+        (*out)[g] = engine_site_of(chosen->site[g]);
+        (*out)[n + g] = engine_site_of(chosen->prefill_site[g]);
+    }
     return STRATA_OK;
 }
 
@@ -158,6 +163,7 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
         st = err_set(err, STRATA_E_INVALID, "%s: the plan runs layers on the GPU, but the GPU is off (--gpu none, "
                      "or no GPU device)", p->plan_file ? p->plan_file : path);
     ep->gpu.sites = m->sites; /* the engine executes the plan's placement exactly */
+    ep->gpu.prefill_sites = m->sites ? m->sites + pm.n_groups : NULL;
     if (!st) {
         m->resident = malloc(pm.n_groups);
         if (!m->resident) st = err_set(err, STRATA_E_NOMEM, "out of memory");

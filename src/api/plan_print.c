@@ -47,6 +47,10 @@ static void print_placement(FILE *out, const plan_model *m, const plan_machine *
     plan_placement_summary(m, p, s, sizeof s);
     fprintf(out, "plan        %s, context %u, KV cache %s\n", p->label, p->n_ctx, plan_kv_name(p->kv));
     fprintf(out, "placement   %s\n", s);
+    if (p->phase_sites) {
+        plan_prefill_summary(m, p, s, sizeof s);
+        fprintf(out, "prefill     %s\n", s);
+    }
     fprintf(out, "memory      budget %s\n", fmt_bytes(hw->ram_budget, a, 32));
     for (int d = 0; d < PLAN_MAX_GPUS; d++)
         if (p->gpu[d].weights || p->gpu[d].kv) {
@@ -119,16 +123,24 @@ static void print_scaling(FILE *out, const plan_model *m, const plan_machine *hw
     fprintf(out, " -np %u: %.2f tok/s\n", b->n_seq, b->decode_tps);
 }
 
+/* The alternatives; those the engine cannot run (a GPU plan with experts,
+ * several GPUs, or a GPU layer's KV cache in RAM) marked with '*'. */
 static void print_compare(FILE *out, const plan_result *r)
 {
+    bool marked = false;
     fprintf(out, "\nalternatives considered\n");
     for (int i = 0; i < r->n_alts; i++) {
         const plan *a = &r->alts[i];
+        char mark = a->feasible && !a->runnable ? '*' : ' ';
+        marked |= mark == '*';
         if (a->feasible)
-            fprintf(out, "  %-45s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", a->label, a->n_ctx,
+            fprintf(out, "%c %-45s ctx %-6u decode %8.2f tok/s  prefill %8.1f tok/s  %s\n", mark, a->label, a->n_ctx,
                     a->decode_tps, a->prefill_tps, a->rejected);
         else fprintf(out, "  %-45s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
     }
+    if (marked)
+        fprintf(out, "* strata cannot run this plan (it runs one GPU, dense layers, a GPU layer's KV cache on the "
+                     "GPU)\n");
 }
 
 void strata_plan_print_export(const strata_plan *p, FILE *out)

@@ -11,8 +11,12 @@ double report_now(void) { return clock_seconds(); }
 /* "in VRAM", or with streaming how many groups come from RAM each token. */
 static const char *gpu_where(const strata_model_stats *s, char *buf, size_t n)
 {
-    if (!s->gpu_streamed) return "in VRAM";
-    snprintf(buf, n, "on the GPU, %u of the groups streamed from RAM each token", s->gpu_streamed);
+    if (!s->gpu_streamed && !s->gpu_prefill_streamed) return "in VRAM";
+    size_t len = (size_t)snprintf(buf, n, "on the GPU, %u of the groups streamed from RAM each token",
+                                  s->gpu_streamed);
+    if (s->gpu_prefill_streamed && len < n)
+        snprintf(buf + len, n - len, "; %u more groups on the CPU streamed to it for prompt batches",
+                 s->gpu_prefill_streamed);
     return buf;
 }
 
@@ -20,7 +24,7 @@ void report_placement(const strata_model *m, const char *path, unsigned long lon
 {
     strata_model_stats s;
     strata_model_get_stats(m, &s);
-    char a[32], where[96];
+    char a[32], where[192];
     const char *summary = strata_model_plan_summary(m);
     if (strata_model_budget(m)) budget = strata_model_budget(m);
     if (summary[0]) fprintf(stderr, "strata: %s; budget %s\n", summary, fmt_bytes(budget, a, 32));

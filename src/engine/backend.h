@@ -61,9 +61,11 @@ typedef struct backend_ops {
     void (*release)(backend *b, uint32_t g);
     /* Start of a batch of n_tok tokens at positions n_past.. (RoPE tables). */
     strata_status (*begin_chunk)(backend *b, uint32_t n_tok, strata_error *err);
-    /* The residual stream to and from host memory ([n_tok][n_embd]). */
-    strata_status (*from_host)(backend *b, const float *x, uint32_t n_tok, strata_error *err);
-    strata_status (*to_host)(backend *b, float *x, uint32_t n_tok, strata_error *err);
+    /* The first n floats of activation a to and from host memory (the
+     * residual stream between sites; a layer's attention inputs and output
+     * when its KV cache lives on another back end). */
+    strata_status (*from_host)(backend *b, act_buf a, const float *x, uint64_t n, strata_error *err);
+    strata_status (*to_host)(backend *b, act_buf a, float *x, uint64_t n, strata_error *err);
     /* dst[r] = rmsnorm(src[r]) * w for rows of n floats (dst may be src). */
     void (*norm)(backend *b, act_buf dst, act_buf src, const be_weight *w, uint64_t n, uint64_t rows);
     /* Products of one input, run together (fused where the back end can). */

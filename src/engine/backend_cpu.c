@@ -33,15 +33,15 @@ static void cpu_release(backend *b, uint32_t g) { store_release(b->e->store, g);
 
 static strata_status cpu_begin_chunk(backend *b, uint32_t n_tok, strata_error *err) { return STRATA_OK; }
 
-static strata_status cpu_from_host(backend *b, const float *x, uint32_t n_tok, strata_error *err)
+static strata_status cpu_from_host(backend *b, act_buf a, const float *x, uint64_t n, strata_error *err)
 {
-    if (x != buf(b, ACT_X)) memcpy(buf(b, ACT_X), x, (uint64_t)n_tok * b->e->w.d.n_embd * sizeof(float));
+    if (x != buf(b, a)) memcpy(buf(b, a), x, n * sizeof(float));
     return STRATA_OK;
 }
 
-static strata_status cpu_to_host(backend *b, float *x, uint32_t n_tok, strata_error *err)
+static strata_status cpu_to_host(backend *b, act_buf a, float *x, uint64_t n, strata_error *err)
 {
-    if (x != buf(b, ACT_X)) memcpy(x, buf(b, ACT_X), (uint64_t)n_tok * b->e->w.d.n_embd * sizeof(float));
+    if (x != buf(b, a)) memcpy(x, buf(b, a), n * sizeof(float));
     return STRATA_OK;
 }
 

@@ -65,10 +65,16 @@
 #define RES_LOGITS (2u << ACT_COUNT)
 #define RES(a) (1u << (a))
 
+/* A group streamed for prompt batches only (engine_gpu.prefill_sites): it
+ * decodes on the CPU, where its KV cache stays. Internal to the placement
+ * vectors here, next to the engine_site values. */
+#define SITE_PREFILL_ONLY 3
+
 typedef struct gpu_group {
     vkb_buf *buf;                 /* the group's tensors, resident; NULL: not resident */
     bool streamed;                /* its tensors come through the stream ring, entry stream_k */
-    uint32_t stream_k;            /* its place among the streamed groups of a pass */
+    uint32_t stream_k[2];         /* its place among the streamed groups of a decoding pass [0] and of a
+                                     prompt batch's [1] (engine.prefill) */
     uint64_t bytes;               /* its tensors as laid out on the device */
     uint64_t off[LS_COUNT];       /* byte offset of each slot's data (NO_OFFSET: absent) */
     uint32_t kv_len;              /* slots of a layer's K and V caches (layers only) */
@@ -119,6 +125,7 @@ typedef struct gpu_state {
     gpu_stream *stream;           /* the RAM->VRAM ring; NULL: nothing streamed */
     gpu_moe *moe;                 /* mixture-of-experts buffers (backend_vulkan_moe.c); NULL: none */
     uint32_t n_streamed;
+    uint64_t stream_copies;       /* groups copied into the ring since open */
     strata_error async_err;       /* a submission's failure at a release, for the next flush */
     vkb_buf *act[ACT_COUNT];
     vkb_buf *logits, *cs, *cs_swa;
@@ -277,7 +284,7 @@ uint64_t backend_vulkan_fixed_bytes(const model_weights *w, uint32_t n_batch)
 
 /* A group's device memory: its tensors (unless streamed) and its K and V
  * caches (a streamed layer's stay on the device). */
-static strata_status alloc_group(engine *e, uint32_t g, bool streamed, strata_error *err)
+static strata_status alloc_group(engine *e, uint32_t g, bool streamed, bool kv, strata_error *err)
 {
     gpu_state *gs = st_of(e->gpu);
     gpu_group *gg = &gs->groups[g];
@@ -285,7 +292,7 @@ static strata_status alloc_group(engine *e, uint32_t g, bool streamed, strata_er
     gg->streamed = streamed;
     mem_account *a = e->acct;
     strata_status st = streamed ? STRATA_OK : gpu_mem_alloc(gs->v, a, ACCT_WEIGHTS, gg->bytes, false, &gg->buf, err);
-    if (!st && g < e->w.d.n_layers) {
+    if (!st && kv && g < e->w.d.n_layers) {
         gg->kv_len = gpu_kv_len(&e->w, g, e->n_ctx, e->n_batch);
         uint64_t cache = (uint64_t)gg->kv_len * e->w.d.kv_dim * 2;
         for (uint32_t i = 0; i < gs->n_kv && !st; i++) {
@@ -381,7 +388,7 @@ strata_status backend_vulkan_load(engine *e, strata_error *err)
         for (uint32_t g = 0; g <= e->w.d.n_layers; g++) {
             uint32_t nt;
             const gguf_tensor *const *t = group_tensors(&e->w, g, &nt);
-            for (uint32_t s = 0; e->site[g] == e->gpu && s < nt; s++)
+            for (uint32_t s = 0; e->site_prefill[g] == e->gpu && s < nt; s++)
                 if (t[s] && !is_vector(&e->w, g, s) && t[s]->type < GGML_TYPE_COUNT && !seen[t[s]->type]) {
                     seen[t[s]->type] = true;
                     types[n++] = t[s]->type;
@@ -499,12 +506,13 @@ static strata_status fetch(backend *b, uint32_t g, strata_error *err)
     engine *e = b->e;
     gpu_state *gs = st_of(b);
     const gpu_group *gg = &gs->groups[g];
-    if (gpu_stream_holds(gs->stream, gg->stream_k, g)) return STRATA_OK;
+    uint32_t k = gg->stream_k[e->prefill];
+    if (gpu_stream_holds(gs->stream, k, g)) return STRATA_OK;
     void *staging;
-    strata_status st = gpu_stream_claim(gs->stream, gg->stream_k, &staging, err);
+    strata_status st = gpu_stream_claim(gs->stream, k, &staging, err);
     if (st == STRATA_E_INVALID) { /* its last copy is in this recording: run it first */
         st = flush(b, err);
-        if (!st) st = gpu_stream_claim(gs->stream, gg->stream_k, &staging, err);
+        if (!st) st = gpu_stream_claim(gs->stream, k, &staging, err);
     }
     const void *const *data;
     if (!st) st = store_acquire(e->store, g, &data, err);
@@ -521,7 +529,8 @@ static strata_status fetch(backend *b, uint32_t g, strata_error *err)
     store_release(e->store, g);
     if (st) return st;
     record(b);
-    gpu_stream_send(gs->stream, gg->stream_k, g, gg->bytes);
+    gpu_stream_send(gs->stream, k, g, gg->bytes);
+    gs->stream_copies++;
     return STRATA_OK;
 }
 
@@ -538,7 +547,8 @@ static strata_status stream_in(backend *b, uint32_t g, strata_error *err)
     record(b);
     vkb_copy_barrier(gs->v);
     uint32_t next = g + 1;
-    if (next <= b->e->w.d.n_layers && gs->groups[next].streamed && gpu_stream_depth(gs->stream) > 1)
+    if (next <= b->e->w.d.n_layers && b->e->pass_site[next] == b && gs->groups[next].streamed &&
+        gpu_stream_depth(gs->stream) > 1)
         st = fetch(b, next, err);
     return st;
 }
@@ -553,7 +563,7 @@ static strata_status gpu_acquire(backend *b, uint32_t g, be_weight *w, strata_er
     }
     strata_status st = gg->streamed ? stream_in(b, g, err) : STRATA_OK;
     if (st) return st;
-    uint64_t base = gg->streamed ? gpu_stream_addr(gs->stream, gg->stream_k) : vkb_addr(gg->buf);
+    uint64_t base = gg->streamed ? gpu_stream_addr(gs->stream, gg->stream_k[b->e->prefill]) : vkb_addr(gg->buf);
     uint32_t n;
     const gguf_tensor *const *t = group_tensors(&b->e->w, g, &n);
     for (uint32_t s = 0; s < n; s++)
@@ -631,15 +641,15 @@ static strata_status gpu_begin_chunk(backend *b, uint32_t n_tok, strata_error *e
     return st;
 }
 
-static strata_status gpu_from_host(backend *b, const float *x, uint32_t n_tok, strata_error *err)
+static strata_status gpu_from_host(backend *b, act_buf a, const float *x, uint64_t n, strata_error *err)
 {
     flush_pending(b);
-    return put(b, st_of(b)->act[ACT_X], x, (uint64_t)n_tok * b->e->w.d.n_embd * 4, err);
+    return put(b, st_of(b)->act[a], x, n * 4, err);
 }
 
-static strata_status gpu_to_host(backend *b, float *x, uint32_t n_tok, strata_error *err)
+static strata_status gpu_to_host(backend *b, act_buf a, float *x, uint64_t n, strata_error *err)
 {
-    return get(b, st_of(b)->act[ACT_X], x, (uint64_t)n_tok * b->e->w.d.n_embd * 4, err);
+    return get(b, st_of(b)->act[a], x, n * 4, err);
 }
 
 static void gpu_norm(backend *b, act_buf dst, act_buf src, const be_weight *w, uint64_t n, uint64_t rows)
@@ -924,20 +934,23 @@ static uint64_t slot_bytes(const model_weights *w, const uint8_t *site)
 {
     uint64_t slot = 0;
     for (uint32_t g = 0; g <= w->d.n_layers; g++)
-        if (site[g] == ENGINE_SITE_STREAMED && tensor_bytes(w, g, true) > slot) slot = tensor_bytes(w, g, true);
+        if ((site[g] == ENGINE_SITE_STREAMED || site[g] == SITE_PREFILL_ONLY) && tensor_bytes(w, g, true) > slot)
+            slot = tensor_bytes(w, g, true);
     return slot;
 }
 
-/* Whether a streamed layer has experts (they come through their own slots). */
+/* Whether a streamed layer (for every pass, or prompt batches only) has
+ * experts (they come through their own slots). */
 static bool streams_experts(const model_weights *w, const uint8_t *site)
 {
     for (uint32_t g = 0; w->moe && g < w->d.n_layers; g++)
-        if (site[g] == ENGINE_SITE_STREAMED) return true;
+        if (site[g] == ENGINE_SITE_STREAMED || site[g] == SITE_PREFILL_ONLY) return true;
     return false;
 }
 
 /* Device bytes a placement takes: activations, resident groups with their
- * KV caches, streamed layers' KV caches and the ring. */
+ * KV caches, streamed layers' KV caches (not those streamed for prompt
+ * batches only) and the ring. */
 static uint64_t placement_bytes(const engine *e, const uint8_t *site, uint32_t depth, uint32_t n_kv)
 {
     const model_weights *w = &e->w;
@@ -998,12 +1011,16 @@ static strata_status allocate_sites(engine *e, const uint8_t *site, uint32_t dep
     if (!any) return STRATA_OK; /* nothing fits: no device memory at all */
     strata_status st = alloc_activations(e, streams_experts(w, site), &aerr);
     if (!st && slot) st = gpu_stream_open(gs->v, e->acct, depth, slot, &gs->stream, &aerr);
+    uint32_t n_prefill = 0; /* groups streamed for a prompt batch, so far */
     for (uint32_t g = 0; g <= w->d.n_layers && !st; g++) {
         if (site[g] == ENGINE_SITE_CPU) continue;
-        st = alloc_group(e, g, site[g] == ENGINE_SITE_STREAMED, &aerr);
+        bool streamed = site[g] == ENGINE_SITE_STREAMED || site[g] == SITE_PREFILL_ONLY;
+        st = alloc_group(e, g, streamed, site[g] != SITE_PREFILL_ONLY, &aerr);
         if (st) break;
-        if (site[g] == ENGINE_SITE_STREAMED) gs->groups[g].stream_k = gs->n_streamed++;
-        e->site[g] = e->gpu;
+        if (streamed) gs->groups[g].stream_k[1] = n_prefill++;
+        if (site[g] == ENGINE_SITE_STREAMED) gs->groups[g].stream_k[0] = gs->n_streamed++;
+        if (site[g] != SITE_PREFILL_ONLY) e->site[g] = e->gpu;
+        e->site_prefill[g] = e->gpu;
         (*n_placed)++;
     }
     if (!st) return STRATA_OK;
@@ -1033,6 +1050,35 @@ static strata_status check_sites(const engine *e, const uint8_t *site, uint32_t 
         char a[32], b[32];
         return err_set(err, STRATA_E_NOMEM, "GPU placement: it needs %s of device memory, more than the %s "
                        "available", fmt_bytes(need, a, sizeof a), fmt_bytes(budget, b, sizeof b));
+    }
+    return STRATA_OK;
+}
+
+/* A plan's prompt-batch sites merged into its decoding sites: a group
+ * either runs on the same site in both phases, or decodes on the CPU and
+ * is streamed for prompt batches (SITE_PREFILL_ONLY: it widens the ring's
+ * slot, its KV cache stays on the CPU); the whole must fit the budget. */
+static strata_status merge_prefill_sites(const engine *e, uint8_t *site, const uint8_t *prefill, uint32_t depth,
+                                         uint32_t n_kv, uint64_t budget, strata_error *err)
+{
+    const model_weights *w = &e->w;
+    for (uint32_t g = 0; g <= w->d.n_layers; g++) {
+        if (prefill[g] == site[g]) continue;
+        if (site[g] != ENGINE_SITE_CPU || prefill[g] != ENGINE_SITE_STREAMED)
+            return err_set(err, STRATA_E_INVALID, "GPU placement: group %u runs on site %u for prompt batches and %u "
+                           "when decoding: only a group on the CPU may differ, streamed for prompt batches", g,
+                           prefill[g], site[g]);
+        if (!group_supported(w, g))
+            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types "
+                           "or experts)", g < w->d.n_layers ? "layer" : "the output group", g);
+        site[g] = SITE_PREFILL_ONLY;
+    }
+    uint64_t need = placement_bytes(e, site, depth, n_kv);
+    if (need > budget) {
+        char a[32], b[32];
+        return err_set(err, STRATA_E_NOMEM, "GPU placement: with the groups streamed for prompt batches it needs %s "
+                       "of device memory, more than the %s available", fmt_bytes(need, a, sizeof a),
+                       fmt_bytes(budget, b, sizeof b));
     }
     return STRATA_OK;
 }
@@ -1098,6 +1144,7 @@ strata_status backend_vulkan_open(engine *e, const engine_gpu *p, uint32_t *n_pl
         memcpy(site, p->sites, e->w.d.n_layers + 1);
         strata_error cerr = {0};
         st = check_sites(e, site, depth, g->n_kv, budget, &cerr);
+        if (!st && p->prefill_sites) st = merge_prefill_sites(e, site, p->prefill_sites, depth, g->n_kv, budget, &cerr);
         if (st && p->mode == ENGINE_GPU_AUTO) { /* the device found is not the one planned for */
             snprintf(g->note, sizeof g->note, "%.400s; placed from the first layer instead", cerr.message);
             exact = false;
@@ -1175,5 +1222,7 @@ uint32_t backend_vulkan_n_streamed(const backend *b, uint32_t *depth)
     *depth = g->stream ? gpu_stream_depth(g->stream) : 0;
     return g->n_streamed;
 }
+
+uint64_t backend_vulkan_stream_copies(const backend *b) { return ((const gpu_state *)b->state)->stream_copies; }
 
 bool backend_vulkan_streamed(const backend *b, uint32_t g) { return ((const gpu_state *)b->state)->groups[g].streamed; }

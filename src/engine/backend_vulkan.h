@@ -38,6 +38,8 @@ uint64_t backend_vulkan_streamed_bytes(const model_weights *w, uint32_t g, uint3
 /* Whether group g (on the GPU) is streamed; how many are, and the ring's depth. */
 bool backend_vulkan_streamed(const backend *b, uint32_t g);
 uint32_t backend_vulkan_n_streamed(const backend *b, uint32_t *depth);
+/* Groups copied into the staging ring since open. */
+uint64_t backend_vulkan_stream_copies(const backend *b);
 
 /* The device holds e->n_seq sets of KV caches, one per open context: a
  * free set's index (taken), or -1 when all are in use; giving one back. */

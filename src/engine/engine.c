@@ -361,8 +361,11 @@ static strata_status configure(engine *e, const model_spec *spec, const engine_p
     if (!(e->pool = pool_new(p->n_threads > 0 ? p->n_threads : 1)))
         return err_set(err, STRATA_E_NOMEM, "cannot start %d threads", p->n_threads);
     backend_cpu_init(&e->cpu, e);
-    if (!(e->site = calloc(e->w.d.n_layers + 1, sizeof *e->site))) return err_set(err, STRATA_E_NOMEM, "out of memory");
-    for (uint64_t g = 0; g <= e->w.d.n_layers; g++) e->site[g] = &e->cpu;
+    e->site = calloc(e->w.d.n_layers + 1, sizeof *e->site);
+    e->site_prefill = calloc(e->w.d.n_layers + 1, sizeof *e->site_prefill);
+    if (!e->site || !e->site_prefill) return err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint64_t g = 0; g <= e->w.d.n_layers; g++) e->site[g] = e->site_prefill[g] = &e->cpu;
+    e->pass_site = e->site;
     return STRATA_OK;
 }
 
@@ -396,7 +399,7 @@ static strata_status open_gpu(engine *e, const engine_params *p, strata_error *e
     if (st || n == 0) {
         if (st || !e->gpu_note[0]) /* else the back end said why (a refused allocation) */
             snprintf(e->gpu_note, sizeof e->gpu_note, "%s", st ? gerr.message : "no layer fits in the GPU's memory");
-        for (uint32_t g = 0; g < groups; g++) e->site[g] = &e->cpu;
+        for (uint32_t g = 0; g < groups; g++) e->site[g] = e->site_prefill[g] = &e->cpu;
         backend_vulkan_free(e->gpu);
         e->gpu = NULL;
         return STRATA_OK;
@@ -571,8 +574,8 @@ void engine_free(engine *e)
     store_close(e->store);
     if (e->pool) pool_free(e->pool);
     void *bufs[] = {e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch, e->tok_id, e->tok_seq,
-                    e->tok_pos, e->entries, e->out_rows, e->site, e->moe.sel, e->moe.wt, e->moe.rows, e->moe.out,
-                    e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x, e->moe.shared};
+                    e->tok_pos, e->entries, e->out_rows, e->site, e->site_prefill, e->moe.sel, e->moe.wt, e->moe.rows,
+                    e->moe.out, e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x, e->moe.shared};
     if (e->moe.trace) fclose(e->moe.trace);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);

@@ -28,6 +28,10 @@ typedef enum engine_site {
                              device every pass through the staging ring */
 } engine_site;
 
+/* A forward pass of at least this many tokens (a prompt batch) runs on
+ * engine_gpu.prefill_sites; fewer (a decoded token) on engine_gpu.sites. */
+#define ENGINE_PREFILL_MIN_TOKENS 32u
+
 typedef struct engine_gpu {
     engine_gpu_mode mode;
     int index;
@@ -39,6 +43,10 @@ typedef struct engine_gpu {
                              the GPU cannot run, or a placement over the budget, is an error. NULL:
                              resident from the first layer while they fit, then streamed (with
                              stream_depth) or on the CPU */
+    const uint8_t *prefill_sites; /* with sites: the sites of a step of ENGINE_PREFILL_MIN_TOKENS or more
+                                     tokens (NULL: sites). They may differ from sites only as
+                                     ENGINE_SITE_STREAMED for a group sites puts on the CPU: its KV cache
+                                     stays on the CPU, which attends there for the GPU */
 } engine_gpu;
 
 /* What a mixture-of-experts decode step reads ahead for the next layer,
@@ -174,6 +182,8 @@ typedef struct engine_gpu_stats {
     bool output;
     uint32_t streamed;      /* of those groups (layers and output), streamed from RAM each pass */
     uint32_t stream_depth;  /* the staging ring's entries (0: nothing streamed) */
+    uint32_t prefill_streamed; /* groups on the CPU when decoding, streamed for prompt batches */
+    uint64_t stream_copies; /* groups copied into the staging ring so far */
     uint64_t device_bytes;
     uint64_t device_peak;   /* the most device memory held since the engine opened */
     const char *name; /* "" without a GPU */

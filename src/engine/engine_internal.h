@@ -83,7 +83,12 @@ struct engine {
     moe_state moe;              /* mixture of experts (backend_cpu_moe.c) */
     backend cpu;                /* the CPU back end */
     backend *gpu;               /* a GPU back end, or NULL */
-    backend **site;             /* n_layers + 1: where each layer, then the output, runs */
+    backend **site;             /* n_layers + 1: where each layer, then the output, runs when decoding (a
+                                   step of fewer than ENGINE_PREFILL_MIN_TOKENS tokens); a layer's KV
+                                   cache lives there */
+    backend **site_prefill;     /* n_layers + 1: the same for a step of ENGINE_PREFILL_MIN_TOKENS or more */
+    backend **pass_site;        /* site or site_prefill: the forward pass in progress */
+    bool prefill;               /* the pass in progress runs on site_prefill */
     char gpu_note[STRATA_ERROR_MAX + 64]; /* why the GPU is not used (for every layer) */
     uint64_t scratch_bytes;
 };

@@ -47,7 +47,32 @@ static void qkv_projection(engine *e, backend *b, const be_weight *w, uint32_t n
     if (w[LS_V_BIAS].t) b->ops->add_bias(b, ACT_V, &w[LS_V_BIAS], d->kv_dim, n_tok);
 }
 
-static void attention_block(engine *e, backend *b, uint64_t l, const be_weight *w, uint32_t n_tok)
+/* Attention of layer l where its KV cache lives (e->site[l], its decoding
+ * site): on b itself, or, when a prompt batch streams the layer to the GPU
+ * while its cache stays on the CPU, there: q, k and v come to the host, the
+ * CPU stores k and v and attends, and its output goes back to b. */
+static strata_status attend(engine *e, backend *b, uint64_t l, uint32_t n_tok, strata_error *err)
+{
+    backend *home = e->site[l];
+    if (home == b) {
+        b->ops->attention(b, l, n_tok);
+        return STRATA_OK;
+    }
+    uint64_t q = (uint64_t)n_tok * e->w.d.q_dim, kv = (uint64_t)n_tok * e->w.d.kv_dim;
+    const struct { act_buf a; uint64_t n; } in[] = {{ACT_Q, q}, {ACT_K, kv}, {ACT_V, kv}};
+    strata_status st = STRATA_OK;
+    for (int i = 0; i < 3 && !st; i++) {
+        st = b->ops->to_host(b, in[i].a, e->act[in[i].a], in[i].n, err);
+        if (!st) st = home->ops->from_host(home, in[i].a, e->act[in[i].a], in[i].n, err);
+    }
+    if (st) return st;
+    home->ops->attention(home, l, n_tok);
+    st = home->ops->to_host(home, ACT_ATT, e->act[ACT_ATT], q, err);
+    return st ? st : b->ops->from_host(b, ACT_ATT, e->act[ACT_ATT], q, err);
+}
+
+static strata_status attention_block(engine *e, backend *b, uint64_t l, const be_weight *w, uint32_t n_tok,
+                                     strata_error *err)
 {
     const model_dims *d = &e->w.d;
     const arch_desc *a = e->w.arch;
@@ -59,10 +84,12 @@ static void attention_block(engine *e, backend *b, uint64_t l, const be_weight *
     }
     b->ops->rope(b, ACT_Q, d->n_heads, d->q_dim, e->w.swa[l], n_tok);
     b->ops->rope(b, ACT_K, d->n_kv_heads, d->kv_dim, e->w.swa[l], n_tok);
-    b->ops->attention(b, l, n_tok);
+    strata_status st = attend(e, b, l, n_tok, err);
+    if (st) return st;
     mm1(b, &w[LS_OUT], ACT_ATT, ACT_XN, d->n_embd, n_tok);
     if (a->post_norms) b->ops->norm(b, ACT_XN, ACT_XN, &w[LS_POST_ATTN_NORM], d->n_embd, n_tok);
     b->ops->add(b, ACT_X, ACT_XN, (uint64_t)n_tok * d->n_embd);
+    return STRATA_OK;
 }
 
 static strata_status ffn_block(engine *e, backend *b, uint64_t l, const be_weight *w, uint32_t n_tok,
@@ -93,21 +120,22 @@ static strata_status ffn_block(engine *e, backend *b, uint64_t l, const be_weigh
 static strata_status move_x(engine *e, backend **cur, backend *next, uint32_t n_tok, strata_error *err)
 {
     if (*cur == next) return STRATA_OK;
-    strata_status st = (*cur)->ops->to_host(*cur, e->act[ACT_X], n_tok, err);
-    if (!st) st = next->ops->from_host(next, e->act[ACT_X], n_tok, err);
+    uint64_t n = (uint64_t)n_tok * e->w.d.n_embd;
+    strata_status st = (*cur)->ops->to_host(*cur, ACT_X, e->act[ACT_X], n, err);
+    if (!st) st = next->ops->from_host(next, ACT_X, e->act[ACT_X], n, err);
     *cur = next;
     return st;
 }
 
 static strata_status run_layer(engine *e, backend **cur, uint64_t l, uint32_t n_tok, strata_error *err)
 {
-    backend *b = e->site[l];
+    backend *b = e->pass_site[l];
     be_weight w[LS_COUNT];
     strata_status st = move_x(e, cur, b, n_tok, err);
     if (!st) st = b->ops->acquire(b, (uint32_t)l, w, err);
     if (st) return st;
-    attention_block(e, b, l, w, n_tok);
-    st = ffn_block(e, b, l, w, n_tok, err);
+    st = attention_block(e, b, l, w, n_tok, err);
+    if (!st) st = ffn_block(e, b, l, w, n_tok, err);
     b->ops->release(b, (uint32_t)l);
     return st;
 }
@@ -149,7 +177,7 @@ static strata_status output(engine *e, backend **cur, uint32_t n_out, uint32_t n
                             strata_error *err)
 {
     uint32_t g = (uint32_t)e->w.d.n_layers, first = 0;
-    backend *b = e->site[g];
+    backend *b = e->pass_site[g];
     be_weight w[LS_COUNT];
     strata_status st = gather_out_rows(e, cur, n_out, n_tok, &first, err);
     uint32_t rows = first + n_out; /* the batch's, or the gathered ones */
@@ -184,6 +212,8 @@ static strata_status forward(engine *e, const engine_entry *b, uint32_t n, uint3
 {
     const model_dims *d = &e->w.d;
     backend *cur = &e->cpu; /* embeddings are gathered into host memory */
+    e->prefill = n >= ENGINE_PREFILL_MIN_TOKENS;
+    e->pass_site = e->prefill ? e->site_prefill : e->site;
     for (uint32_t t = 0; t < n; t++) e->tok_id[t] = b[t].token;
     strata_status st = store_gather_rows(e->store, e->w.global[GS_EMBD], e->tok_id, n, e->act[ACT_X], err);
     if (!st && e->w.arch->embd_scale) op_scale(e->act[ACT_X], sqrtf((float)d->n_embd), (uint64_t)n * d->n_embd);
@@ -297,6 +327,8 @@ engine_gpu_stats engine_get_gpu_stats(const engine *e)
     s.device_bytes = backend_vulkan_device_bytes(e->gpu);
     s.device_peak = backend_vulkan_device_peak(e->gpu);
     s.streamed = backend_vulkan_n_streamed(e->gpu, &s.stream_depth);
+    for (uint64_t g = 0; g <= e->w.d.n_layers; g++) s.prefill_streamed += e->site_prefill[g] != e->site[g];
+    s.stream_copies = backend_vulkan_stream_copies(e->gpu);
     s.name = backend_vulkan_device_name(e->gpu);
     return s;
 }

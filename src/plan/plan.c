@@ -52,6 +52,8 @@ typedef struct candidate {
     bool use_gpu, kv_on_gpu, over_link;
     moe_mode moe;
     uint32_t n_cpu_moe; /* MOE_CPU_SPLIT */
+    bool mixed;         /* after the resident layers, the GPU streams over the link the groups it runs faster
+                           than the CPU (their KV caches in VRAM), the CPU runs the rest */
 } candidate;
 
 /* Layer g's experts, or NULL. */
@@ -95,6 +97,14 @@ static uint64_t kv_layer_tok(const plan_model *m, plan_kv kv, uint32_t g)
 static uint64_t gpu_reserve(uint64_t vram) { return vram / 10 > (256ull << 20) ? vram / 10 : 256ull << 20; }
 
 static double vram_bw(const plan_gpu *g) { return g->vram_bw > 0 ? g->vram_bw : VRAM_BW_GUESS; }
+static double link_bw(const plan_machine *hw)
+{
+    return hw->n_gpus && hw->gpus[0].link_bw > 0 ? hw->gpus[0].link_bw : LINK_BW_GUESS;
+}
+static double gpu_flops(const plan_gpu *g)
+{
+    return g->mm_flops > 0 ? g->mm_flops : PLAN_GPU_FLOP_PER_BYTE * vram_bw(g);
+}
 
 /* The first `limit` groups in execution order go to the GPUs while VRAM
  * lasts (their KV too when kv_on_gpu), the fastest GPU first: then more
@@ -347,61 +357,243 @@ static bool weights_in_cache(const plan_machine *hw, const plan *p, uint64_t cpu
 {
     if (!hw->cache_bytes || !cpu_weight_bytes || cpu_weight_bytes + kv_read > hw->cache_bytes / 2) return false;
     for (uint32_t g = 0; g < p->n_groups; g++)
-        if (p->tier[g] == TIER_DISK || (p->tier[g] >= 0 && p->over_link)) return false;
+        if (p->tier[g] == TIER_DISK || p->site[g] == PLAN_SITE_LINK) return false;
     return !p->expert_units || p->expert_slots >= p->expert_units;
+}
+
+/* ---- the CPU's share of a pass ---- */
+
+typedef struct cpu_share {
+    uint64_t elems, weight_bytes, groups;
+    uint64_t type_bytes[PLAN_WT_COUNT];
+    double width; /* sum over its layers of sqrt(elems): their width (engine_width_s) */
+} cpu_share;
+
+static void share_add_group(cpu_share *s, const plan_model *m, uint32_t g)
+{
+    const plan_group *gr = &m->groups[g];
+    s->elems += gr->elems;
+    if (g + 1 < m->n_groups) s->width += sqrt((double)gr->elems); /* a layer (the last group: output) */
+    s->weight_bytes += gr->weight_bytes;
+    for (int k = 0; k < PLAN_WT_COUNT; k++) s->type_bytes[k] += gr->type_bytes[k];
+    s->groups++;
+}
+
+static double kernel_bw_of(const plan_machine *hw)
+{
+    return hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
+}
+
+/* The CPU's share of a decoded token: *t_compute at the in-cache rate (with
+ * the engine's per-group and per-token costs when the weights stay in
+ * cache), *t_ram its weights through the kernels at their measured rate
+ * from RAM and `other` bytes (KV cache, weights bound for the GPU) at the
+ * raw read bandwidth. */
+static void cpu_pass_seconds(const plan_machine *hw, const cpu_share *s, uint64_t other, bool in_cache,
+                             double *t_compute, double *t_ram)
+{
+    double fixed_s = hw->engine_bw > 0 && s->groups ? (double)s->groups * hw->engine_layer_s + hw->engine_token_s +
+                                                          s->width * hw->engine_width_s
+                                                    : 0;
+    *t_compute = hw->cpu_rate > 0 ? (double)s->elems / hw->cpu_rate : 0;
+    if (in_cache) { /* nothing comes from RAM but the KV cache: the CPU's work is the time */
+        *t_compute += fixed_s;
+        *t_ram = hw->ram_bw > 0 ? (double)other / hw->ram_bw : 0;
+    } else {
+        *t_ram = hw->ram_bw > 0 ? cpu_weights_seconds(hw, s->weight_bytes, s->type_bytes, kernel_bw_of(hw)) +
+                                      fixed_s + (double)other / hw->ram_bw
+                                : 0;
+    }
+}
+
+/* A step of B tokens over the CPU's share: B tokens share each pass over
+ * the weights. With the tile kernels calibrated, a step costs the decode
+ * step's pass over the weights plus B x their time per token; without,
+ * compute scales with B. */
+static double cpu_step_compute(const plan_machine *hw, const cpu_share *s, double t_compute, double tb_ram,
+                               bool in_cache, double B)
+{
+    double tile = cpu_tile_seconds(hw, s->weight_bytes, s->type_bytes);
+    return tile > 0 ? (in_cache ? t_compute : tb_ram) + B * tile : B * t_compute;
+}
+
+/* ---- GPU sites ---- */
+
+/* Seconds group g takes on a GPU for a step of B tokens: its weights (and
+ * kv bytes of KV cache) read once, or its products' 2 x elems FLOP per
+ * token, whichever takes longer. */
+static double gpu_group_seconds(const plan_group *gr, uint64_t kv, double B, const plan_gpu *gpu)
+{
+    double read = (double)(gr->weight_bytes + kv) / vram_bw(gpu);
+    double math = B * 2.0 * (double)gr->elems / gpu_flops(gpu);
+    return read > math ? read : math;
+}
+
+/* What streaming group g costs before GPU 0 can compute it: the host's copy
+ * from RAM into the staging (at RAM bandwidth), then the copy over the link. */
+static double link_transfer_seconds(const plan_machine *hw, const plan_group *gr)
+{
+    return (double)gr->bytes / link_bw(hw) + (hw->ram_bw > 0 ? (double)gr->bytes / hw->ram_bw : 0);
+}
+
+/* Seconds group g takes on the CPU for a step of B tokens, on its own: its
+ * weights from RAM (or disk) and its compute. */
+static double cpu_group_seconds(const plan_machine *hw, const plan_model *m, uint32_t g, int8_t tier, double B)
+{
+    cpu_share s = {0};
+    share_add_group(&s, m, g);
+    double t_compute, t_ram;
+    cpu_pass_seconds(hw, &s, 0, false, &t_compute, &t_ram);
+    if (hw->engine_bw > 0) t_ram -= hw->engine_token_s; /* a token's, not a group's */
+    double compute = cpu_step_compute(hw, &s, t_compute, t_ram, false, B), t = compute > t_ram ? compute : t_ram;
+    double disk = tier == TIER_DISK && hw->disk_bw > 0 ? (double)m->groups[g].bytes / hw->disk_bw : 0;
+    return t > disk ? t : disk;
+}
+
+/* Seconds group g takes streamed to GPU 0 for a step of B tokens when its
+ * copy overlaps the previous streamed group's compute (a run of them). */
+static double link_group_seconds(const plan_machine *hw, const plan_model *m, uint32_t g, uint64_t kv, double B)
+{
+    double compute = gpu_group_seconds(&m->groups[g], kv, B, &hw->gpus[0]);
+    double x = link_transfer_seconds(hw, &m->groups[g]);
+    return compute > x ? compute : x;
+}
+
+/* The groups a pass of B tokens streams over the link (sites[g] ==
+ * PLAN_SITE_LINK), in order: each costs its compute on GPU 0 plus the part
+ * of its transfer not hidden behind the previous group's compute (the
+ * ring of PLAN_GPU_STREAM_DEPTH >= 2 entries copies a group while the one
+ * before it computes, when that one is streamed too; depth 1 hides
+ * nothing). Returns the sum; *transfer, *compute: the transfers' and the
+ * computes' sums. kv_pos: positions of KV cache a streamed layer reads on
+ * the GPU (0: its cache is elsewhere). */
+static double stream_seconds(const plan_model *m, const plan_machine *hw, const candidate *c, const uint8_t *sites,
+                             double B, uint64_t kv_pos, double *transfer, double *compute)
+{
+    double t = 0, prev = 0;
+    bool prev_streamed = false;
+    *transfer = *compute = 0;
+    for (uint32_t g = 0; g < m->n_groups && hw->n_gpus; g++) {
+        if (sites[g] != PLAN_SITE_LINK) {
+            prev_streamed = false;
+            continue;
+        }
+        double run = gpu_group_seconds(&m->groups[g], kv_layer_tok(m, c->kv, g) * kv_pos, B, &hw->gpus[0]);
+        double x = link_transfer_seconds(hw, &m->groups[g]);
+        double hidden = prev_streamed && PLAN_GPU_STREAM_DEPTH >= 2 ? prev : 0;
+        t += run + (x > hidden ? x - hidden : 0);
+        *transfer += x;
+        *compute += run;
+        prev = run;
+        prev_streamed = true;
+    }
+    return t;
+}
+
+/* The layers resident on GPUs for a step of B tokens (their KV caches, at
+ * kv_pos positions, there when kv_on_gpu). */
+static double resident_step_seconds(const plan_model *m, const plan_machine *hw, const candidate *c, const plan *p,
+                                    double B, uint64_t kv_pos)
+{
+    double t = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (p->site[g] == PLAN_SITE_GPU)
+            t += gpu_group_seconds(&m->groups[g], c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) * kv_pos : 0, B,
+                                   &hw->gpus[p->tier[g]]);
+    return t;
 }
 
 /* A token's time on a plan that uses a GPU: the layers run one after the
  * other, so each site's time adds up: the CPU's layers (their compute, RAM
  * and disk reads overlapping as on a CPU plan), the GPU's resident layers
- * (their VRAM reads), and the layers streamed over the link, each copy
- * overlapping the previous layer's compute (so per streamed layer the
- * slowest of its read from RAM, its copy and its VRAM reads: summed, the
- * largest of the three totals). t_vram_link, t_ram_link: the VRAM and RAM
- * reads of the streamed weights (in t_vram, t_ram). Sets the bottleneck to
- * the site that takes longest. */
-static double gpu_token_seconds(plan *p, double t_vram_link, double t_ram_link)
+ * (their VRAM reads), and the layers streamed over the link (stream:
+ * stream_seconds, with their transfers' and computes' sums). t_vram_link,
+ * t_ram_link: the VRAM and RAM reads of the streamed weights (in t_vram,
+ * t_ram). Sets the bottleneck to the site that takes longest. */
+static double gpu_token_seconds(plan *p, double stream, double transfer, double compute, double t_vram_link,
+                                double t_ram_link)
 {
     double cpu = p->t_compute, resident = p->t_vram - t_vram_link, ram = p->t_ram - t_ram_link;
     const char *cpu_name = "compute";
     if (ram > cpu) cpu = ram, cpu_name = "RAM bandwidth";
     if (p->t_disk > cpu) cpu = p->t_disk, cpu_name = "disk";
-    double stream = p->t_link > t_vram_link ? p->t_link : t_vram_link;
-    const char *stream_name = p->t_link > t_vram_link ? "GPU link" : "VRAM bandwidth";
-    if (t_ram_link > stream) stream = t_ram_link, stream_name = "RAM bandwidth";
+    const char *stream_name = transfer > compute ? "GPU link" : "VRAM bandwidth";
     p->bottleneck = cpu >= resident && cpu >= stream ? cpu_name : resident >= stream ? "VRAM bandwidth" : stream_name;
     return cpu + (resident > 0 ? resident : 0) + stream;
+}
+
+static bool any_site(const plan *p, const uint8_t *sites, plan_site s)
+{
+    for (uint32_t g = 0; g < p->n_groups; g++)
+        if (sites[g] == s) return true;
+    return false;
+}
+
+static bool sites_use_gpu(const plan *p, const uint8_t *sites)
+{
+    return any_site(p, sites, PLAN_SITE_GPU) || any_site(p, sites, PLAN_SITE_LINK);
+}
+
+/* A prompt batch of B tokens on a plan that uses a GPU for it: the CPU's
+ * share of the prefill sites (tb_compute, tb_ram, tb_disk: it overlaps
+ * them), then the resident layers, then the streamed ones, each transfer
+ * once per batch. extra: the experts' added VRAM and link seconds. Sets
+ * the step's figures and bottleneck; returns its seconds. */
+static double gpu_step_seconds(const plan_model *m, const plan_machine *hw, const candidate *c, plan *p,
+                               const cpu_share *share, uint64_t other, bool in_cache, double x_ram, double x_raw,
+                               double tb_disk, double extra, double B)
+{
+    double t_compute, t_ram;
+    cpu_pass_seconds(hw, share, other, in_cache, &t_compute, &t_ram);
+    double tb_ram = t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw_of(hw) + x_raw / hw->ram_bw : 0);
+    double tb_compute = share->groups ? cpu_step_compute(hw, share, t_compute, tb_ram, in_cache, B) : 0;
+    double transfer, compute;
+    double stream = stream_seconds(m, hw, c, p->prefill_site, B, 0, &transfer, &compute);
+    double resident = resident_step_seconds(m, hw, c, p, B, PLAN_DECODE_POS < p->n_ctx ? PLAN_DECODE_POS : p->n_ctx);
+    p->tb_compute = tb_compute;
+    p->tb_ram = tb_ram;
+    p->tb_disk = tb_disk;
+    p->tb_link = transfer;
+    p->tb_vram = resident + compute + extra;
+    double cpu = tb_compute;
+    p->step_bottleneck = "compute";
+    if (tb_ram > cpu) cpu = tb_ram, p->step_bottleneck = "RAM bandwidth";
+    if (tb_disk > cpu) cpu = tb_disk, p->step_bottleneck = "disk";
+    if (resident + extra > cpu && resident + extra >= stream) p->step_bottleneck = "VRAM bandwidth";
+    else if (stream > cpu && stream > resident + extra) p->step_bottleneck = transfer > compute ? "GPU link"
+                                                                                                : "VRAM bandwidth";
+    return cpu + resident + stream + extra;
 }
 
 /* Bytes each tier moves per decoded token, and the times they take. */
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
-    uint64_t cpu_elems = 0, cpu_weight_bytes = 0, gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0, cpu_groups = 0;
+    uint64_t gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
     uint64_t link_vram = 0; /* of gpu_read[0]: weights streamed over the link */
-    uint64_t cpu_type_bytes[PLAN_WT_COUNT] = {0};
-    double cpu_width = 0; /* sum over the CPU's layers of sqrt(elems): their width (engine_width_s) */
+    cpu_share share = {0}, pf_share = {0}; /* the CPU's groups when decoding, and for a prompt batch */
+    uint64_t pf_disk = 0; /* disk bytes of the groups streamed over the link for a prompt batch only */
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
         const plan_group *gr = &m->groups[g];
         int8_t t = p->tier[g];
-        if (t >= 0) {
+        if (p->site[g] == PLAN_SITE_GPU) {
             uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0;
             gpu_read[t] += gr->weight_bytes + kv * pos;
             kv_gpu_tok += kv;
             continue;
         }
-        if (c->over_link) { /* from RAM across the link, computed on GPU 0 */
-            gpu_read[0] += gr->weight_bytes;
-            link_vram += gr->weight_bytes;
+        if (p->site[g] == PLAN_SITE_LINK) { /* from RAM across the link, computed on GPU 0 */
+            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0; /* the mixed plan's: in VRAM */
+            gpu_read[0] += gr->weight_bytes + kv * pos;
+            link_vram += gr->weight_bytes + kv * pos;
+            kv_gpu_tok += kv;
             p->link_bytes_per_token += gr->bytes;
             p->ram_bytes_per_token += gr->bytes;
         } else {
-            cpu_elems += gr->elems;
-            if (g + 1 < m->n_groups) cpu_width += sqrt((double)gr->elems); /* a layer (the last group: output) */
-            cpu_weight_bytes += gr->weight_bytes;
-            for (int k = 0; k < PLAN_WT_COUNT; k++) cpu_type_bytes[k] += gr->type_bytes[k];
-            cpu_groups++;
+            share_add_group(&share, m, g);
+            if (p->prefill_site[g] == PLAN_SITE_CPU) share_add_group(&pf_share, m, g);
+            else if (t == TIER_DISK) pf_disk += gr->bytes;
             p->ram_bytes_per_token += gr->weight_bytes;
         }
         if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
@@ -415,6 +607,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
                            : req->moe_lru                       ? "uniform routing, LRU"
                                                                 : "uniform routing, LFU";
     double expert_disk = 0, requests = 0, hits = 0;
+    uint64_t expert_link = 0; /* routed experts' bytes crossing the link */
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
@@ -430,15 +623,17 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         if (c->over_link) {
             gpu_read[0] += w;
             link_vram += w;
+            expert_link += used * e->unit_bytes;
             p->link_bytes_per_token += used * e->unit_bytes;
             p->ram_bytes_per_token += used * e->unit_bytes;
         } else {
-            cpu_elems += used * e->unit_elems;
-            cpu_weight_bytes += w;
-            cpu_groups += p->tier[g] >= 0; /* its layer runs elsewhere: one more step on the CPU */
+            share.elems += used * e->unit_elems;
+            share.weight_bytes += w;
+            share.groups += p->tier[g] >= 0; /* its layer runs elsewhere: one more step on the CPU */
             p->ram_bytes_per_token += w;
         }
     }
+    if (!p->phase_sites) pf_share = share; /* the experts' part too (a model with experts keeps one site vector) */
     p->expert_hit_rate = requests > 0 ? hits / requests : 1;
     p->expert_disk_bytes_per_token = (uint64_t)llround(expert_disk);
     p->disk_bytes_per_token += p->expert_disk_bytes_per_token;
@@ -450,67 +645,65 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         p->vram_bytes_per_token += gpu_read[d];
         p->t_vram += (double)gpu_read[d] / vram_bw(&hw->gpus[d]);
     }
-    double link_bw = hw->n_gpus && hw->gpus[0].link_bw > 0 ? hw->gpus[0].link_bw : LINK_BW_GUESS;
-    p->t_compute = hw->cpu_rate > 0 ? (double)cpu_elems / hw->cpu_rate : 0;
-    /* weights the CPU computes on stream through the kernels at their measured
-     * rate from RAM; the rest (KV cache, weights bound for the GPU) at the
-     * raw read bandwidth */
-    double kernel_bw = hw->engine_bw > 0 ? hw->engine_bw : hw->kernel_ram_bw > 0 ? hw->kernel_ram_bw : hw->ram_bw;
-    double fixed_s = hw->engine_bw > 0 && cpu_groups ? (double)cpu_groups * hw->engine_layer_s + hw->engine_token_s +
-                                                          cpu_width * hw->engine_width_s
-                                                    : 0;
-    bool in_cache = weights_in_cache(hw, p, cpu_weight_bytes, pos * kv_per_token(m, c->kv));
-    if (in_cache) {
-        /* nothing comes from RAM but the KV cache: the CPU's work is the time */
-        p->t_compute += fixed_s;
-        p->t_ram = hw->ram_bw > 0 ? (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw : 0;
-    } else {
-        p->t_ram = hw->ram_bw > 0 ? cpu_weights_seconds(hw, cpu_weight_bytes, cpu_type_bytes, kernel_bw) + fixed_s +
-                                        (double)(p->ram_bytes_per_token - cpu_weight_bytes) / hw->ram_bw
-                                  : 0;
-    }
+    bool in_cache = weights_in_cache(hw, p, share.weight_bytes, pos * kv_per_token(m, c->kv));
+    uint64_t other = p->ram_bytes_per_token - share.weight_bytes; /* KV cache, weights bound for the GPU */
+    cpu_pass_seconds(hw, &share, other, in_cache, &p->t_compute, &p->t_ram);
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
                     ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
-    p->t_link = (double)p->link_bytes_per_token / link_bw;
+    p->t_link = (double)p->link_bytes_per_token / link_bw(hw);
     const struct { double t; const char *name; } terms[] = {
         {p->t_compute, "compute"}, {p->t_ram, "RAM bandwidth"}, {p->t_disk, "disk"},
         {p->t_link, "GPU link"}, {p->t_vram, "VRAM bandwidth"},
     };
     double t = 0;
     p->bottleneck = "compute";
-    if (c->use_gpu) {
-        t = gpu_token_seconds(p, hw->n_gpus ? (double)link_vram / vram_bw(&hw->gpus[0]) : 0,
-                              hw->ram_bw > 0 ? (double)p->link_bytes_per_token / hw->ram_bw : 0);
+    /* the experts streamed over the link cross it and are read on GPU 0 apart from their layers */
+    double expert_link_s = (double)expert_link / link_bw(hw);
+    if (sites_use_gpu(p, p->site)) {
+        double transfer, compute;
+        double stream = stream_seconds(m, hw, c, p->site, 1, c->kv_on_gpu ? pos : 0, &transfer, &compute);
+        double link_weights_vram = hw->n_gpus ? (double)link_vram / vram_bw(&hw->gpus[0]) : 0;
+        /* what stream_seconds does not price: the routed experts over the link, and KV reads of an all-link plan */
+        double rest = link_weights_vram - compute > 0 ? link_weights_vram - compute : 0;
+        t = gpu_token_seconds(p, stream + expert_link_s + rest, transfer + expert_link_s, compute + rest,
+                              link_weights_vram, hw->ram_bw > 0 ? (double)p->link_bytes_per_token / hw->ram_bw : 0);
     } else {
         for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
             if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
     }
     p->decode_tps = t > 0 ? 1.0 / t : 0;
-    /* Prefill: B tokens share each pass over the weights. With the tile
-     * kernels calibrated, a step costs the decode step's pass over the
-     * weights plus B x their time per token; without, compute scales with B.
+    /* Prefill: B tokens share each pass over the weights (cpu_step_compute).
      * Experts: the batch is routed to more of them than one token, each read once */
     double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_ram = 0, x_raw = 0, x_link = 0, x_vram = 0;
+    double used_vram = 0; /* the experts one token reads on the GPUs (in t_vram, not in a GPU step's groups) */
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
         double more = batch_experts(e, B) - set_used(e);
         if (experts_on_gpu(p, g)) {
             x_vram += more * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
+            used_vram += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
         }
         x_disk += (1 - set_hit_rate(e, p, req, tokens)) * more * (double)e->unit_bytes;
         if (c->over_link) x_link += more * (double)e->unit_bytes, x_raw += more * (double)e->unit_bytes;
         else x_ram += more * (double)e->unit_weight_bytes;
     }
-    double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw + x_raw / hw->ram_bw : 0);
-    double disk_b = (double)p->disk_bytes_per_token + x_disk;
+    double disk_b = (double)(p->disk_bytes_per_token - pf_disk) + x_disk;
     double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
-    double tile = cpu_tile_seconds(hw, cpu_weight_bytes, cpu_type_bytes);
-    p->tb_compute = tile > 0 ? (in_cache ? p->t_compute : tb_ram) + B * tile : B * p->t_compute;
+    if (sites_use_gpu(p, p->prefill_site)) {
+        /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU */
+        uint64_t pf_other = other - p->link_bytes_per_token;
+        double extra = x_vram + used_vram + (double)expert_link / link_bw(hw) + x_link / link_bw(hw);
+        double tb = gpu_step_seconds(m, hw, c, p, &pf_share, pf_other, in_cache, x_ram, x_raw, tb_disk, extra, B);
+        p->prefill_tps = tb > 0 ? B / tb : 0;
+        return;
+    }
+    double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw_of(hw) + x_raw / hw->ram_bw : 0);
+    p->tb_compute = cpu_step_compute(hw, &share, p->t_compute, tb_ram, in_cache, B);
     p->tb_ram = tb_ram;
     p->tb_disk = tb_disk;
-    p->tb_link = p->t_link + x_link / link_bw;
+    p->tb_link = p->t_link + x_link / link_bw(hw);
     p->tb_vram = p->t_vram + x_vram;
     const struct { double t; const char *name; } step[] = {
         {p->tb_compute, "compute"}, {p->tb_ram, "RAM bandwidth"}, {p->tb_disk, "disk"},
@@ -525,24 +718,96 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
 
 /* Whether the engine executes a GPU plan as planned: one GPU (GPU 0), and
  * either a layer split with the GPU layers' KV caches on the GPU (the
- * engine keeps them there; a layer with experts takes them all along, not
- * llama.cpp's --n-cpu-moe split), or every group streamed over the link
- * (a layer's chosen experts only) with the KV caches fitting on GPU 0 next
- * to the two groups in flight (the engine keeps a streamed layer's KV
- * cache in VRAM). */
+ * engine keeps them there; with the mixed candidate the streamed layers'
+ * too; a layer with experts takes them all along, not llama.cpp's
+ * --n-cpu-moe split), or every group streamed over the link (a layer's
+ * chosen experts only) with the KV caches fitting on GPU 0 next to the two
+ * groups in flight (the engine keeps a streamed layer's KV cache in VRAM).
+ * A CPU plan streaming groups to the GPU for prompt batches only keeps
+ * every KV cache in RAM (not with experts: untested). */
 static bool gpu_runnable(const plan_model *m, const plan_machine *hw, const candidate *c, const plan *p)
 {
-    if (!hw->n_gpus) return false;
+    if (!plan_uses_gpu(p)) return true;
+    if (!hw->n_gpus || (m->n_expert_sets && !c->use_gpu)) return false;
     for (uint32_t g = 0; g < p->n_groups; g++)
         if (p->tier[g] > 0) return false;
-    if (!c->over_link) return c->kv_on_gpu && !p->moe_split;
+    if (!c->over_link) return (!c->use_gpu || c->kv_on_gpu) && !p->moe_split;
     uint64_t vram = hw->gpus[0].vram, used = p->gpu[0].weights + p->gpu[0].buffers;
     return vram >= used && vram - used >= kv_per_token(m, c->kv) * c->n_ctx;
 }
 
+/* GPU 0's memory left next to its reserve and what the plan put there. */
+static uint64_t gpu0_room(const plan_machine *hw, const plan *p)
+{
+    uint64_t vram = hw->gpus[0].vram, used = gpu_reserve(vram) + p->gpu[0].weights + p->gpu[0].kv;
+    return vram > used ? vram - used : 0;
+}
+
+/* The largest group the plan streams over the link in either phase (the
+ * ring's slot: PLAN_GPU_STREAM_DEPTH of them sit on GPU 0). */
+static uint64_t largest_streamed(const plan_model *m, const plan *p)
+{
+    uint64_t largest = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if ((p->site[g] == PLAN_SITE_LINK || p->prefill_site[g] == PLAN_SITE_LINK) && m->groups[g].bytes > largest)
+            largest = m->groups[g].bytes;
+    return largest;
+}
+
+/* Group g streamed over the link to GPU 0 in the phases asked (decode
+ * with prefill, or prefill alone), when what it adds to GPU 0 fits: the
+ * ring grown to its size, and its KV cache (kv bytes: a decoding layer's
+ * is in VRAM). Returns whether it was. */
+static bool stream_group(const plan_model *m, const plan_machine *hw, uint32_t g, uint64_t kv, bool decode, plan *p)
+{
+    uint64_t room = gpu0_room(hw, p), largest = largest_streamed(m, p), bytes = m->groups[g].bytes;
+    uint64_t ring = bytes > largest ? PLAN_GPU_STREAM_DEPTH * (bytes - largest) : 0;
+    if (ring + kv > room) return false;
+    p->gpu[0].weights += ring;
+    p->gpu[0].kv += kv;
+    p->gpu[0].buffers = gpu_reserve(hw->gpus[0].vram);
+    p->prefill_site[g] = PLAN_SITE_LINK;
+    if (decode) p->site[g] = PLAN_SITE_LINK;
+    else p->phase_sites = true;
+    return true;
+}
+
+/* The mixed candidate: after the resident groups [0, first), each group
+ * a decoded token computes faster streamed to GPU 0 (its copy overlapping
+ * the previous group's compute) than on the CPU is streamed, its KV cache
+ * in VRAM, while GPU 0 has room; the CPU computes the rest. */
+static void choose_link_groups(const plan_model *m, const plan_machine *hw, const candidate *c, uint32_t first,
+                               plan *p)
+{
+    uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
+    for (uint32_t g = first; g < m->n_groups && hw->n_gpus; g++) {
+        uint64_t kv = kv_layer_tok(m, c->kv, g);
+        if (link_group_seconds(hw, m, g, kv * pos, 1) < cpu_group_seconds(hw, m, g, TIER_RAM, 1))
+            stream_group(m, hw, g, kv * c->n_ctx, true, p);
+    }
+}
+
+/* Site choice per phase: a prompt batch of B tokens (the request's, at
+ * least PLAN_PREFILL_MIN_BATCH) streams to GPU 0 each group the CPU
+ * computes when decoding that the batch runs faster on GPU 0, the
+ * transfer amortized over the batch, while the ring fits (its KV cache
+ * stays in RAM: the engine attends there). Dense models on GPU 0 only. */
+static void choose_prefill_sites(const plan_model *m, const plan_machine *hw, const plan_request *req, plan *p)
+{
+    double B = req->n_batch ? req->n_batch : 256;
+    if (!hw->n_gpus || has_experts(m) || B < PLAN_PREFILL_MIN_BATCH) return;
+    for (int d = 1; d < PLAN_MAX_GPUS; d++)
+        if (p->gpu[d].weights) return;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (p->site[g] == PLAN_SITE_CPU &&
+            link_group_seconds(hw, m, g, 0, B) < cpu_group_seconds(hw, m, g, p->tier[g], B))
+            stream_group(m, hw, g, 0, false, p);
+}
+
 /* One placement: the first `gpu_limit` groups on the GPUs as far as they
- * fit (layer splits), the rest in RAM or streamed. Returns the number of
- * groups placed on GPUs. */
+ * fit (layer splits), the rest in RAM or streamed; the mixed candidate
+ * streams some of the rest to GPU 0. Returns the number of groups placed
+ * on GPUs. */
 static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
                          uint32_t gpu_limit, plan *p)
 {
@@ -554,13 +819,15 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
     p->over_link = c->over_link;
     p->moe_split = c->moe == MOE_CPU_SPLIT;
     p->n_cpu_moe = p->moe_split ? c->n_cpu_moe : 0;
-    p->tier = malloc(m->n_groups ? m->n_groups : 1);
-    if (!p->tier) {
+    if (!plan_alloc_groups(p, m->n_groups)) {
         text(p->reason, "out of memory");
         return 0;
     }
-    for (uint32_t g = 0; g < m->n_groups; g++) p->tier[g] = TIER_RAM;
     uint32_t on_gpu = c->use_gpu && !c->over_link ? assign_gpus(m, hw, c, gpu_limit, p) : 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        p->site[g] = p->prefill_site[g] = p->tier[g] >= 0 ? PLAN_SITE_GPU : c->over_link ? PLAN_SITE_LINK
+                                                                                          : PLAN_SITE_CPU;
+    if (c->mixed) choose_link_groups(m, hw, c, on_gpu, p);
     uint64_t kv_total = kv_per_token(m, c->kv) * c->n_ctx, kv_gpu = 0;
     for (int d = 0; d < PLAN_MAX_GPUS; d++) kv_gpu += p->gpu[d].kv;
     p->ram.kv = kv_total - kv_gpu;
@@ -574,19 +841,30 @@ static uint32_t evaluate(const plan_model *m, const plan_machine *hw, const plan
     }
     p->feasible = (!c->over_link || reserve_link(m, hw, p)) &&
                   place_cpu(m, hw, req, c, on_gpu, ram_fixed(m, c, p->ram.kv), p);
+    if (p->feasible) choose_prefill_sites(m, hw, req, p);
     /* the engine runs every plan_kv type (f16, q8_0, q4_0) on the CPU; GPU plans as gpu_runnable says */
-    p->runnable = !c->use_gpu || gpu_runnable(m, hw, c, p);
+    p->runnable = gpu_runnable(m, hw, c, p);
     if (p->feasible) cost(m, hw, req, c, p);
     return on_gpu;
 }
 
 static double score(const plan *p, bool prefill) { return prefill ? p->prefill_tps : p->decode_tps; }
 
+/* Whether a scores above b; on a tie (two plans that run the scored phase
+ * alike, e.g. a CPU plan streaming its prompt batches to the GPU and one
+ * streaming everything), the faster in the other phase. */
+static bool faster(const plan *a, const plan *b, bool prefill)
+{
+    double x = score(a, prefill), y = score(b, prefill);
+    if (fabs(x - y) > 1e-9 * fmax(x, y)) return x > y;
+    return score(a, !prefill) > score(b, !prefill);
+}
+
 /* Of candidates tried in turn: *best the fastest feasible one (*have once
  * there is one), *last the latest infeasible one (its reason); t is taken. */
 static void keep_faster(plan *best, plan *last, bool *have, plan *t, bool prefill)
 {
-    if (t->feasible && (!*have || score(t, prefill) > score(best, prefill))) {
+    if (t->feasible && (!*have || faster(t, best, prefill))) {
         plan_free(best);
         *best = *t;
         *have = true;
@@ -604,7 +882,7 @@ static void evaluate_split(const plan_model *m, const plan_machine *hw, const pl
 {
     plan best = {0}, last = {0};
     bool have = false;
-    for (uint32_t k = 1; k <= m->n_groups; k++) {
+    for (uint32_t k = c->mixed ? 0 : 1; k <= m->n_groups; k++) {
         plan t;
         uint32_t placed = evaluate(m, hw, req, c, k, &t);
         if (placed < k) { /* group k-1 fits on no GPU */
@@ -668,7 +946,7 @@ static void warn(plan_result *r, const char *fmt, ...)
 
 static bool fits_at(const plan_model *m, const plan_machine *hw, const plan_request *req, uint32_t ctx)
 {
-    candidate c = {"probe", ctx, req->kv, false, false, false, MOE_STORE, 0};
+    candidate c = {"probe", ctx, req->kv, false, false, false, MOE_STORE, 0, false};
     plan p;
     evaluate(m, hw, req, &c, 0, &p);
     bool ok = p.feasible;
@@ -707,25 +985,31 @@ static int add_candidates(const plan_model *m, const plan_machine *hw, const pla
                           candidate *c)
 {
     int n = 0;
-    c[n++] = (candidate){"CPU: resident + streamed", ctx, req->kv, false, false, false, MOE_STORE, 0};
+    c[n++] = (candidate){"CPU: resident + streamed", ctx, req->kv, false, false, false, MOE_STORE, 0, false};
     if (has_experts(m)) {
-        c[n++] = (candidate){"all resident", ctx, req->kv, false, false, false, MOE_ALL_RESIDENT, 0};
-        c[n++] = (candidate){"dense resident + expert cache", ctx, req->kv, false, false, false, MOE_DENSE_RESIDENT, 0};
+        c[n++] = (candidate){"all resident", ctx, req->kv, false, false, false, MOE_ALL_RESIDENT, 0, false};
+        c[n++] = (candidate){"dense resident + expert cache", ctx, req->kv, false, false, false, MOE_DENSE_RESIDENT, 0,
+                             false};
         c[n++] = (candidate){"all streamed + least expert cache", ctx, req->kv, false, false, false,
-                             MOE_ALL_STREAMED, 0};
+                             MOE_ALL_STREAMED, 0, false};
     }
     if (ctx >= 2 * MIN_AUTO_CTX)
-        c[n++] = (candidate){"smaller context (half)", ctx / 2, req->kv, false, false, false, MOE_STORE, 0};
+        c[n++] = (candidate){"smaller context (half)", ctx / 2, req->kv, false, false, false, MOE_STORE, 0, false};
     if (req->kv != PLAN_KV_Q8_0)
-        c[n++] = (candidate){"q8_0 KV cache", ctx, PLAN_KV_Q8_0, false, false, false, MOE_STORE, 0};
+        c[n++] = (candidate){"q8_0 KV cache", ctx, PLAN_KV_Q8_0, false, false, false, MOE_STORE, 0, false};
     if (req->kv != PLAN_KV_Q4_0)
-        c[n++] = (candidate){"q4_0 KV cache", ctx, PLAN_KV_Q4_0, false, false, false, MOE_STORE, 0};
+        c[n++] = (candidate){"q4_0 KV cache", ctx, PLAN_KV_Q4_0, false, false, false, MOE_STORE, 0, false};
     if (hw->n_gpus > 0) {
-        c[n++] = (candidate){"GPU/CPU layer split, KV on GPU", ctx, req->kv, true, true, false, MOE_STORE, 0};
-        c[n++] = (candidate){"GPU/CPU layer split, KV in RAM", ctx, req->kv, true, false, false, MOE_STORE, 0};
-        c[n++] = (candidate){"weights streamed over the GPU link", ctx, req->kv, true, false, true, MOE_STORE, 0};
+        c[n++] = (candidate){"GPU/CPU layer split, KV on GPU", ctx, req->kv, true, true, false, MOE_STORE, 0, false};
+        c[n++] = (candidate){"GPU/CPU layer split, KV in RAM", ctx, req->kv, true, false, false, MOE_STORE, 0, false};
+        c[n++] = (candidate){"weights streamed over the GPU link", ctx, req->kv, true, false, true, MOE_STORE, 0,
+                             false};
+        if (!has_experts(m))
+            c[n++] = (candidate){"GPU resident + streamed over the link + CPU", ctx, req->kv, true, true, false,
+                                 MOE_STORE, 0, true};
         if (has_experts(m))
-            c[n++] = (candidate){"llama.cpp --n-cpu-moe split", ctx, req->kv, true, true, false, MOE_CPU_SPLIT, 0};
+            c[n++] = (candidate){"llama.cpp --n-cpu-moe split", ctx, req->kv, true, true, false, MOE_CPU_SPLIT, 0,
+                                 false};
     }
     return n;
 }
@@ -747,7 +1031,16 @@ static bool same_placement(const plan *a, const plan *b)
 {
     return a->feasible && b->feasible && a->n_ctx == b->n_ctx && a->kv == b->kv && a->n_groups == b->n_groups &&
            !memcmp(a->tier, b->tier, a->n_groups) && a->expert_slots == b->expert_slots &&
-           a->n_cpu_moe == b->n_cpu_moe && a->over_link == b->over_link;
+           a->n_cpu_moe == b->n_cpu_moe && a->over_link == b->over_link && !memcmp(a->site, b->site, a->n_groups) &&
+           !memcmp(a->prefill_site, b->prefill_site, a->n_groups);
+}
+
+/* Whether an alternative already listed places everything as p does. */
+static bool listed(const plan_result *r, const plan *p)
+{
+    for (int i = 0; i < r->n_alts; i++)
+        if (same_placement(&r->alts[i], p)) return true;
+    return false;
 }
 
 static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv req_kv, bool cpu_only, bool prefill)
@@ -785,6 +1078,9 @@ static void machine_warnings(const plan_machine *hw, plan_result *r)
         }
     if (hw->n_gpus && hw->gpus[0].link_bw <= 0)
         warn(r, "GPU 0 host-to-device bandwidth unknown: assuming %.0f GB/s", LINK_BW_GUESS / 1e9);
+    if (hw->n_gpus && hw->gpus[0].mm_flops <= 0)
+        warn(r, "GPU 0 prompt-batch compute unmeasured: assuming %.0f TFLOP/s (%.0f FLOP per byte/s of its memory "
+             "bandwidth)", gpu_flops(&hw->gpus[0]) / 1e12, PLAN_GPU_FLOP_PER_BYTE);
 }
 
 void plan_compute(const plan_model *m, const plan_machine *hw, const plan_request *req_in, plan_result *r)
@@ -801,7 +1097,8 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
         evaluate_candidate(m, hw, &req, &c[i], prefill, a);
         label_cpu_plan(a);
         /* the MoE placements the store's rule may already have made: listed once */
-        if (i > 0 && c[i].moe != MOE_STORE && c[i].moe != MOE_CPU_SPLIT && same_placement(a, &r->alts[0])) {
+        if ((i > 0 && c[i].moe != MOE_STORE && c[i].moe != MOE_CPU_SPLIT && same_placement(a, &r->alts[0])) ||
+            (c[i].mixed && listed(r, a))) { /* the mixed candidate streaming nothing: a layer split */
             plan_free(a);
             continue;
         }
@@ -809,7 +1106,7 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
         /* quantized KV caches are alternatives unless asked for; GPU plans are
          * chosen only for planning (the engine runs on the CPU today) */
         bool eligible = a->feasible && a->n_ctx == ctx && a->kv == req.kv && (!req.cpu_only || a->runnable);
-        if (eligible && (best < 0 || score(a, prefill) > score(&r->alts[best], prefill))) best = r->n_alts - 1;
+        if (eligible && (best < 0 || faster(a, &r->alts[best], prefill))) best = r->n_alts - 1;
     }
     explain_rejections(r, best, ctx, req.kv, req.cpu_only, prefill);
     if (req.moe_hit_rate_set && !has_experts(m))
@@ -817,11 +1114,11 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
     machine_warnings(hw, r);
     if (best >= 0) {
         r->chosen = r->alts[best];
-        r->chosen.tier = malloc(m->n_groups ? m->n_groups : 1);
-        if (r->chosen.tier) memcpy(r->chosen.tier, r->alts[best].tier, m->n_groups);
+        plan_copy_groups(&r->chosen, &r->alts[best]);
     } else {
         r->chosen = r->alts[0];
         r->chosen.tier = NULL;
+        r->chosen.site = r->chosen.prefill_site = NULL;
         if (r->chosen.feasible) /* fits, but not what the request allows (a CPU-only request for a quantized KV cache) */
             memcpy(r->chosen.reason, r->alts[0].rejected, PLAN_TEXT);
         bool fitted = r->chosen.feasible;
@@ -838,6 +1135,31 @@ void plan_free(plan *p)
 {
     free(p->tier);
     p->tier = NULL;
+    p->site = p->prefill_site = NULL;
+}
+
+bool plan_alloc_groups(plan *p, uint32_t n)
+{
+    uint8_t *a = calloc(3 * (size_t)n + 1, 1);
+    p->tier = (int8_t *)a;
+    p->site = a ? a + n : NULL;
+    p->prefill_site = a ? a + 2 * (size_t)n : NULL;
+    for (uint32_t g = 0; a && g < n; g++) p->tier[g] = TIER_RAM; /* sites: PLAN_SITE_CPU (0) */
+    return a != NULL;
+}
+
+bool plan_copy_groups(plan *dst, const plan *src)
+{
+    if (!plan_alloc_groups(dst, src->n_groups)) return false;
+    if (src->tier) memcpy(dst->tier, src->tier, 3 * (size_t)src->n_groups);
+    return true;
+}
+
+bool plan_uses_gpu(const plan *p)
+{
+    for (uint32_t g = 0; p->site && g < p->n_groups; g++)
+        if (p->site[g] != PLAN_SITE_CPU || p->prefill_site[g] != PLAN_SITE_CPU) return true;
+    return false;
 }
 
 void plan_result_free(plan_result *r)

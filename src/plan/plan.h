@@ -76,7 +76,30 @@ typedef struct plan_gpu {
     uint64_t vram;              /* bytes available to strata */
     double vram_bw;             /* bytes/s; 0: unknown (an estimate is used, with a warning) */
     double link_bw;             /* host->device bytes/s */
+    double mm_flops;            /* FLOP/s of the tiled matrix-matrix shaders on a prompt batch; 0: unknown
+                                   (estimated as PLAN_GPU_FLOP_PER_BYTE x vram_bw, with a warning) */
 } plan_gpu;
+
+/* Where a group computes, in one phase (decode: one token; prefill: a
+ * batch of at least PLAN_PREFILL_MIN_BATCH tokens). */
+typedef enum plan_site {
+    PLAN_SITE_CPU = 0, /* on the CPU, its weights in RAM or streamed from disk */
+    PLAN_SITE_GPU,     /* on GPU tier[g], its weights resident in VRAM */
+    PLAN_SITE_LINK,    /* on GPU 0, its weights (in RAM, or streamed from disk) copied over the link every pass
+                          through the ring of PLAN_GPU_STREAM_DEPTH entries */
+} plan_site;
+
+/* A step of at least this many tokens runs on the prefill sites (the
+ * engine's ENGINE_PREFILL_MIN_TOKENS). */
+#define PLAN_PREFILL_MIN_BATCH 32u
+/* Entries of the RAM->VRAM ring a plan's run uses (the engine's default
+ * --gpu-stream with a plan): one copy overlaps the previous group's compute. */
+#define PLAN_GPU_STREAM_DEPTH 2u
+/* Without a measured matrix-matrix rate, a GPU's prompt-batch FLOP/s are
+ * estimated as this many per byte/s of its memory bandwidth (a stated
+ * estimate: shaders without matrix cores reach ~20-40 TFLOP/s on GPUs of
+ * ~1 TB/s). */
+#define PLAN_GPU_FLOP_PER_BYTE 20.0
 
 typedef struct plan_machine {
     uint64_t ram_budget;        /* bytes strata may use */
@@ -135,7 +158,11 @@ typedef struct plan {
     uint32_t n_ctx;
     plan_kv kv;
     uint32_t n_groups;
-    int8_t *tier;               /* per group */
+    int8_t *tier;               /* per group; with site and prefill_site, one allocation (plan_alloc_groups) */
+    uint8_t *site;              /* per group: plan_site of a decoded token */
+    uint8_t *prefill_site;      /* per group: plan_site of a prompt batch; differs from site only where a
+                                   group computed on the CPU when decoding is streamed over the link */
+    bool phase_sites;           /* prefill_site differs from site somewhere */
     plan_tier_bytes ram, gpu[PLAN_MAX_GPUS];
     uint64_t slot_bytes;        /* one ring slot (RAM) */
     uint32_t n_slots;
@@ -170,6 +197,14 @@ typedef struct plan_result {
     int n_warnings;
     char warnings[PLAN_MAX_WARNINGS][PLAN_TEXT];
 } plan_result;
+
+/* tier, site and prefill_site for n groups (one allocation, freed by
+ * plan_free): every group in RAM on the CPU. False when out of memory. */
+bool plan_alloc_groups(plan *p, uint32_t n);
+/* A copy of src's per-group arrays into dst (dst's pointers replaced). */
+bool plan_copy_groups(plan *dst, const plan *src);
+/* Whether the plan computes any group on a GPU, in either phase. */
+bool plan_uses_gpu(const plan *p);
 
 /* Plans; never fails: an impossible request gives chosen.feasible = false
  * with the reason. Free with plan_result_free. */

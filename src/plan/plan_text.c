@@ -14,7 +14,13 @@ bool plan_model_has_experts(const plan_model *m)
 
 static const char *tier_word(int8_t t) { return t == TIER_DISK ? "streamed" : t == TIER_RAM ? "resident" : "on GPU"; }
 
-/* Appends "blk A-B word" for runs of layers with the same tier. */
+/* Where a streamed group computes, when not every group crosses the link. */
+static const char *link_word(const plan *p, uint8_t site)
+{
+    return site == PLAN_SITE_LINK && !p->over_link ? ", over the link to GPU 0" : "";
+}
+
+/* Appends "blk A-B word" for runs of layers with the same tier and site. */
 void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -22,16 +28,16 @@ void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_
     uint32_t n_layers = m->n_groups ? m->n_groups - 1 : 0;
     for (uint32_t g = 0; g < n_layers;) {
         uint32_t e = g;
-        while (e + 1 < n_layers && p->tier[e + 1] == p->tier[g]) e++;
+        while (e + 1 < n_layers && p->tier[e + 1] == p->tier[g] && p->site[e + 1] == p->site[g]) e++;
         char gpu[16] = "";
         if (p->tier[g] >= 0) snprintf(gpu, sizeof gpu, " %d", p->tier[g]);
-        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%sblk %u%s%.0u %s%s", len ? ", " : "", g,
-                                e > g ? "-" : "", e > g ? e : 0, tier_word(p->tier[g]), gpu);
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%sblk %u%s%.0u %s%s%s", len ? ", " : "", g,
+                                e > g ? "-" : "", e > g ? e : 0, tier_word(p->tier[g]), gpu, link_word(p, p->site[g]));
         g = e + 1;
     }
     if (m->n_groups)
-        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%soutput %s", len ? "; " : "",
-                                tier_word(p->tier[m->n_groups - 1]));
+        len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%soutput %s%s", len ? "; " : "",
+                                tier_word(p->tier[m->n_groups - 1]), link_word(p, p->site[m->n_groups - 1]));
     if (p->moe_split && p->n_cpu_moe)
         len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "; experts of blk 0%s%.0u resident in RAM",
                                 p->n_cpu_moe > 1 ? "-" : "", p->n_cpu_moe > 1 ? p->n_cpu_moe - 1 : 0);
@@ -44,6 +50,29 @@ void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_
         len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%stoken_embd rows gathered", len ? "; " : "");
     if (p->over_link)
         snprintf(buf + len, len < cap ? cap - len : 0, "; weights cross the link to GPU 0 every token");
+}
+
+static const char *const SITE_NAMES[] = {[PLAN_SITE_CPU] = "cpu", [PLAN_SITE_GPU] = "gpu", [PLAN_SITE_LINK] = "link"};
+
+void plan_prefill_summary(const plan_model *m, const plan *p, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (uint32_t g = 0; g < m->n_groups;) {
+        if (p->prefill_site[g] == p->site[g]) {
+            g++;
+            continue;
+        }
+        uint32_t e = g;
+        while (e + 1 < m->n_groups - 1 && p->prefill_site[e + 1] != p->site[e + 1]) e++;
+        if (g + 1 == m->n_groups) len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%soutput",
+                                                          len ? ", " : "");
+        else len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%sblk %u%s%.0u", len ? ", " : "", g,
+                                     e > g ? "-" : "", e > g ? e : 0);
+        g = e + 1;
+    }
+    snprintf(buf + len, len < cap ? cap - len : 0, " streamed over the link to GPU 0 (on the CPU when decoding) "
+             "for steps of %u+ tokens", PLAN_PREFILL_MIN_BATCH);
 }
 
 static json_t *tier_json(const plan_tier_bytes *t)
@@ -63,10 +92,11 @@ json_t *plan_to_json(const plan_model *m, const plan *p)
     plan_placement_summary(m, p, summary, sizeof summary);
     json_t *groups = json_array(), *gpus = json_array();
     for (uint32_t g = 0; g < m->n_groups; g++)
-        json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:I}", "name", m->groups[g].name, "tier",
+        json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:I, s:s, s:s}", "name", m->groups[g].name, "tier",
                                                 p->tier[g] == TIER_DISK ? "disk" : p->tier[g] == TIER_RAM ? "ram" : "gpu",
                                                 "gpu", p->tier[g] >= 0 ? p->tier[g] : -1, "bytes",
-                                                (json_int_t)m->groups[g].bytes));
+                                                (json_int_t)m->groups[g].bytes, "site", SITE_NAMES[p->site[g]],
+                                                "prefill_site", SITE_NAMES[p->prefill_site[g]]));
     for (int d = 0; d < PLAN_MAX_GPUS; d++)
         if (p->gpu[d].weights || p->gpu[d].kv || p->gpu[d].buffers) {
             json_t *t = tier_json(&p->gpu[d]);
@@ -81,6 +111,12 @@ json_t *plan_to_json(const plan_model *m, const plan *p)
                                         "ram_bytes_per_token", (json_int_t)p->ram_bytes_per_token,
                                         "vram_bytes_per_token", (json_int_t)p->vram_bytes_per_token));
     json_object_set_new(o, "weights_over_link", json_boolean(p->over_link));
+    if (p->phase_sites) {
+        char pf[1024];
+        plan_prefill_summary(m, p, pf, sizeof pf);
+        json_object_set_new(o, "prefill_placement", json_string(pf));
+        json_object_set_new(o, "prefill_min_batch", json_integer(PLAN_PREFILL_MIN_BATCH));
+    }
     if (plan_model_has_experts(m))
         json_object_set_new(o, "experts", json_pack("{s:I, s:I, s:I, s:f, s:s?, s:I, s:I}", "units",
                                                     (json_int_t)p->expert_units, "cached_units",
@@ -126,6 +162,45 @@ static void saved_prediction(const json_t *p, plan *out)
         if (!strcmp(b, bottlenecks[i])) out->bottleneck = bottlenecks[i];
 }
 
+/* A site name of a saved group ("cpu", "gpu", "link"); absent: `def`. */
+static bool site_of(const json_t *v, uint8_t def, uint8_t *out)
+{
+    *out = def;
+    if (!v) return true;
+    const char *s = json_string_value(v);
+    for (uint8_t i = 0; s && i < sizeof SITE_NAMES / sizeof *SITE_NAMES; i++)
+        if (!strcmp(s, SITE_NAMES[i])) {
+            *out = i;
+            return true;
+        }
+    return false;
+}
+
+/* Group g's sites as saved (a file without them: where its tier and
+ * weights_over_link put it), checked against its tier: "gpu" exactly on
+ * the GPU tier, "link" for weights in RAM or on disk, and a prompt batch's
+ * site the decode site or, for a group the CPU decodes, "link". */
+static strata_status group_sites(const json_t *e, uint32_t g, plan *out, strata_error *err)
+{
+    uint8_t def = out->tier[g] >= 0 ? PLAN_SITE_GPU : out->over_link ? PLAN_SITE_LINK : PLAN_SITE_CPU;
+    if (!site_of(json_object_get(e, "site"), def, &out->site[g]) ||
+        !site_of(json_object_get(e, "prefill_site"), out->site[g], &out->prefill_site[g]))
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u].site\" and \"prefill_site\" must be \"cpu\", "
+                       "\"gpu\" or \"link\"", g);
+    if ((out->site[g] == PLAN_SITE_GPU) != (out->tier[g] >= 0))
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u]\": \"site\": \"gpu\" goes with \"tier\": "
+                       "\"gpu\" and only with it", g);
+    if (out->over_link && out->site[g] == PLAN_SITE_CPU)
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u]\" is on the CPU, but \"weights_over_link\" "
+                       "sends every group over the link", g);
+    if (out->prefill_site[g] != out->site[g] &&
+        (out->site[g] != PLAN_SITE_CPU || out->prefill_site[g] != PLAN_SITE_LINK))
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.groups[%u].prefill_site\" may differ from its \"site\" "
+                       "only as \"link\" for a group on the \"cpu\"", g);
+    out->phase_sites |= out->prefill_site[g] != out->site[g];
+    return STRATA_OK;
+}
+
 strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, strata_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -146,9 +221,8 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
         return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan\" is a plan for GPU execution (\"%.60s\"), which the "
                        "engine does not run yet", json_string_value(json_object_get(p, "label")) ?
                        json_string_value(json_object_get(p, "label")) : "?");
-    out->tier = malloc(m->n_groups);
-    if (!out->tier) return err_set(err, STRATA_E_NOMEM, "out of memory");
     out->n_groups = m->n_groups;
+    if (!plan_alloc_groups(out, m->n_groups)) return err_set(err, STRATA_E_NOMEM, "out of memory");
     out->n_ctx = (uint32_t)ctx;
     out->feasible = true;
     saved_prediction(p, out);
@@ -185,16 +259,20 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
         out->tier[g] = !strcmp(tier, "gpu") ? 0 : strcmp(tier, "ram") ? TIER_DISK : TIER_RAM;
     }
     out->over_link = json_is_true(json_object_get(p, "weights_over_link"));
-    return STRATA_OK;
+    strata_status st = STRATA_OK;
+    for (uint32_t g = 0; g < m->n_groups && !st; g++) st = group_sites(json_array_get(groups, g), g, out, err);
+    if (st) plan_free(out);
+    return st;
 }
 
 void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_t cap, char *note, size_t note_cap)
 {
-    uint32_t gpu_layers = 0, streamed = 0, n_layers = m->n_groups ? m->n_groups - 1 : 0;
+    uint32_t gpu_layers = 0, streamed = 0, linked = 0, n_layers = m->n_groups ? m->n_groups - 1 : 0;
     bool kv_on_gpu = false, cache = p->expert_slots < p->expert_units;
     for (uint32_t g = 0; g + 1 < m->n_groups; g++) {
         gpu_layers += p->tier[g] >= 0;
         streamed += p->tier[g] == TIER_DISK;
+        linked += p->site[g] == PLAN_SITE_LINK;
     }
     for (int d = 0; d < PLAN_MAX_GPUS; d++) kv_on_gpu |= p->gpu[d].kv > 0;
     uint32_t ngl = gpu_layers + (m->n_groups && p->tier[m->n_groups - 1] >= 0);
@@ -209,6 +287,9 @@ void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_
     if (p->over_link)
         len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream the weights over the GPU link for every "
                                "decoded token: with -ngl 0 it sends them to the GPU for large prompt batches only");
+    else if (linked)
+        len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream the %u layers that do not fit in VRAM over the "
+                               "GPU link for every decoded token: with -ngl %u the CPU computes them", linked, ngl);
     else if (streamed)
         len = (size_t)snprintf(note, note_cap, "llama.cpp cannot stream %u layers from disk under a memory bound: "
                                "with mmap it leaves them to the page cache, which thrashes when the model exceeds "
@@ -222,6 +303,9 @@ void plan_export_llamacpp(const plan_model *m, const plan *p, char *flags, size_
                                "%u of %u layers, which stay in RAM", p->n_cpu_moe, n_layers);
     else
         len = (size_t)snprintf(note, note_cap, "everything fits in memory: llama.cpp can run this plan as is");
+    if (p->phase_sites && len < note_cap)
+        len += (size_t)snprintf(note + len, note_cap - len, "; like this plan, llama.cpp sends the CPU's layers to "
+                                "the GPU for large prompt batches");
     if (p->kv != PLAN_KV_F16 && len < note_cap)
         snprintf(note + len, note_cap - len, "; a quantized V cache needs flash attention (-fa)");
 }

@@ -15,6 +15,11 @@ bool plan_model_has_experts(const plan_model *m);
 /* "blk 0-11 resident, blk 12-31 streamed; output resident; token_embd rows gathered" */
 void plan_placement_summary(const plan_model *m, const plan *p, char *buf, size_t cap);
 
+/* The groups a prompt batch runs elsewhere than a decoded token (plans
+ * with phase_sites): "blk 0-31, output streamed over the link to GPU 0 (on
+ * the CPU when decoding) for steps of 32+ tokens". */
+void plan_prefill_summary(const plan_model *m, const plan *p, char *buf, size_t cap);
+
 json_t *plan_to_json(const plan_model *m, const plan *p);
 json_t *plan_result_to_json(const plan_model *m, const plan_machine *hw, const plan_result *r);
 
