@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../tools/synth/synth.h"
+#include "backend/vulkan/vkb_internal.h"
 #include "gpu_helpers.h"
 #include "strata.h"
 #include "test.h"
@@ -42,18 +43,20 @@ static float *run(const char *path, uint64_t cap, uint32_t depth, strata_model_s
     CHECK(ok, " eval (cap %llu, depth %u): %s", (unsigned long long)cap, depth, err.message);
     strata_model_get_stats(m, s);
     /* the model's account holds what vkb counted on the device, by what it is; the ring's
-     * staging (host-visible) in RAM */
+     * staging (host-visible) in RAM, and vkb's own copy staging (two halves) as RAM scratch */
     strata_mem_account vram, ram;
     strata_model_mem_account(m, STRATA_MEM_VRAM, &vram);
     strata_model_mem_account(m, STRATA_MEM_RAM, &ram);
     CHECK(vram.total == s->gpu_bytes && vram.used[STRATA_MEM_SCRATCH] > 0 && vram.used[STRATA_MEM_KV] > 0 &&
               (vram.used[STRATA_MEM_SLOTS] > 0) == (s->gpu_streamed > 0) &&
               (vram.used[STRATA_MEM_WEIGHTS] > 0) == (s->gpu_streamed < 11) &&
-              ram.used[STRATA_MEM_SLOTS] >= vram.used[STRATA_MEM_SLOTS],
-          " VRAM account %llu (weights %llu, slots %llu, KV %llu), device %llu; RAM slots %llu",
+              ram.used[STRATA_MEM_SLOTS] >= vram.used[STRATA_MEM_SLOTS] &&
+              ram.used[STRATA_MEM_SCRATCH] >= 2ull * VKB_STAGING_BYTES,
+          " VRAM account %llu (weights %llu, slots %llu, KV %llu), device %llu; RAM slots %llu, scratch %llu",
           (unsigned long long)vram.total, (unsigned long long)vram.used[STRATA_MEM_WEIGHTS],
           (unsigned long long)vram.used[STRATA_MEM_SLOTS], (unsigned long long)vram.used[STRATA_MEM_KV],
-          (unsigned long long)s->gpu_bytes, (unsigned long long)ram.used[STRATA_MEM_SLOTS]);
+          (unsigned long long)s->gpu_bytes, (unsigned long long)ram.used[STRATA_MEM_SLOTS],
+          (unsigned long long)ram.used[STRATA_MEM_SCRATCH]);
     strata_model_free(m);
     return out;
 }

@@ -126,6 +126,7 @@ typedef struct gpu_state {
     gpu_moe *moe;                 /* mixture-of-experts buffers (backend_vulkan_moe.c); NULL: none */
     uint32_t n_streamed;
     uint64_t stream_copies;       /* groups copied into the ring since open */
+    uint64_t own_host;            /* vkb's own staging, charged to RAM (ACCT_SCRATCH) */
     strata_error async_err;       /* a submission's failure at a release, for the next flush */
     vkb_buf *act[ACT_COUNT];
     vkb_buf *logits, *cs, *cs_swa;
@@ -1130,6 +1131,8 @@ strata_status backend_vulkan_open(engine *e, const engine_gpu *p, uint32_t *n_pl
     g->fuse = !(fuse && fuse[0] == '0');
     strata_status st = alloc_kv_sets(g, e->n_seq, (uint32_t)e->w.d.n_layers + 1, err);
     if (!st) st = vkb_open(p->index, p->index >= 0, &g->v, err);
+    if (!st && !(st = acct_take(e->acct, ACCT_RAM, ACCT_SCRATCH, vkb_own_host_bytes(g->v), err)))
+        g->own_host = vkb_own_host_bytes(g->v);
     if (st) return st;
     uint64_t budget = vkb_get_info(g->v)->budget_bytes;
     if (p->mem_cap && p->mem_cap < budget) budget = p->mem_cap;
@@ -1205,6 +1208,7 @@ void backend_vulkan_free(backend *b)
         gpu_mem_free(g->v, a, ACCT_SCRATCH, g->logits);
         gpu_mem_free(g->v, a, ACCT_SCRATCH, g->cs);
         gpu_mem_free(g->v, a, ACCT_SCRATCH, g->cs_swa);
+        acct_give(a, ACCT_RAM, ACCT_SCRATCH, g->own_host);
         vkb_close(g->v);
     }
     free(g->groups);

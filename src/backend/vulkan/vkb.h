@@ -86,8 +86,12 @@ uint64_t vkb_addr(const vkb_buf *b);
 uint64_t vkb_size(const vkb_buf *b);
 void *vkb_map(vkb_buf *b);            /* host-visible buffers only, else NULL */
 /* Device-local bytes of the caller's buffers now (the layer's own 128 KiB
- * GELU table and 16 MiB host-visible staging are not counted). */
+ * GELU table and 16 MiB host-visible staging, vkb_own_host_bytes, are not
+ * counted). */
 uint64_t vkb_device_bytes(const vkb *v);
+/* Host-visible bytes the layer holds for itself (its copy staging): RAM
+ * the caller's memory account should count. */
+uint64_t vkb_own_host_bytes(const vkb *v);
 /* The most vkb_device_bytes has been since vkb_open. */
 uint64_t vkb_device_peak(const vkb *v);
 /* Device-local allocations (vkb_alloc) fail with STRATA_E_NOMEM, before

@@ -16,6 +16,13 @@ strata_status vkb_transfer_init(vkb *v, strata_error *err)
     return STRATA_OK;
 }
 
+uint64_t vkb_own_host_bytes(const vkb *v)
+{
+    uint64_t n = 0;
+    for (int s = 0; s < 2; s++) n += v->staging[s] ? v->staging[s]->size : 0;
+    return n;
+}
+
 static strata_status wait_slot(vkb *v, int s, strata_error *err)
 {
     if (!v->xfer_pending[s]) return STRATA_OK;
