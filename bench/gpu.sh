@@ -15,8 +15,9 @@
 #     machine's measured profile, its VRAM budget set to 4 GiB; prompt
 #     batches of 512), run with `run --plan`: its mixed plan (layers resident,
 #     streamed over the link, on the CPU), its per-phase plan (decoded on the
-#     CPU, prompts streamed to the GPU) and its choice when that is neither,
-#     each measured against the plan's predicted decode and prefill tok/s;
+#     CPU, prompts streamed to the GPU) and its choice when that is neither
+#     (a what-if choice: "no run" when the engine cannot run it yet), each
+#     measured against the plan's predicted decode and prefill tok/s;
 #   - `strata batch` of 1 and 16 sequences on the 7B model in VRAM
 #     (aggregate decode tok/s: issue 13 on the GPU);
 # then what one decoded token costs the GPU path: dispatches, pipeline
@@ -54,12 +55,12 @@ row() {
 if [ "$QUICK" = 1 ]; then
     m7=$(synth tiny-q4_k_m --preset tiny --type q4_k_m --seed 1); m13=$m7
     N_GEN=8; N_GEN_GPU=8; PROMPT=$(prompt_words 40); MIX_MEM=7M
-    PLAN_VRAM=270000000; PLAN_CTX=512 # the planner keeps 256 MiB for itself: room for a layer or two
+    PLAN_VRAM=270000000; PLAN_CTX=512; N_PLAN_GEN=8 # the planner keeps 256 MiB for itself: room for a layer or two
 else
     m7=$(synth 7b-q4_k_m --preset 7b --type q4_k_m --seed 1)
     m13=$(synth 13b-q4_k_m --preset 13b --type q4_k_m --seed 1)
     N_GEN=64; N_GEN_GPU=128; PROMPT=$(prompt_words 326); MIX_MEM=4G
-    PLAN_VRAM=4294967296; PLAN_CTX=1024
+    PLAN_VRAM=4294967296; PLAN_CTX=1024; N_PLAN_GEN=32 # the plans' rows: up to 6 runs of the 13B; the whole under 5 min
 fi
 "$STRATA" detect 2>&1 | grep -iE 'gpu|vulkan' | head -n 4 || true
 # a GPU idles at a low clock: one short run first, so the first row is not the slow start
@@ -101,12 +102,12 @@ edit="s/\"vram_budget_bytes\": [^,]*/\"vram_budget_bytes\": $PLAN_VRAM/"
     s/\"matmul_q4_k_flop_per_s\": [^,]*/\"matmul_q4_k_flop_per_s\": 1e14/"
 sed "$edit" "$PROFILE" > "$PLAN_PROFILE"
 "$STRATA" plan "$m13" --hw "$PLAN_PROFILE" --batch 512 -c "$PLAN_CTX" --json > "$BENCH_DIR/gpu-plans.json" 2>/dev/null || true
-# plan_run PLAN_FILE: decode (N_GEN tokens) and a prompt in one batch of
+# plan_run PLAN_FILE: decode (N_PLAN_GEN tokens) and a prompt in one batch of
 # 512 with the saved plan; sets d and p (tok/s; empty when the run failed)
 plan_run() {
     mem=""; [ "$QUICK" = 1 ] || mem="--gpu-mem $MIX_MEM"
     # shellcheck disable=SC2086
-    d=$("$STRATA" run -m "$m13" --plan "$1" --gpu "$GPU" $mem -p "Once upon a time" -n "$N_GEN" --temp 0 -b 512 \
+    d=$("$STRATA" run -m "$m13" --plan "$1" --gpu "$GPU" $mem -p "Once upon a time" -n "$N_PLAN_GEN" --temp 0 -b 512 \
         2>&1 >/dev/null | gen_tps)
     # shellcheck disable=SC2086
     p=$("$STRATA" run -m "$m13" --plan "$1" --gpu "$GPU" $mem -p "$PROMPT" -n 1 --temp 0 -b 512 \
@@ -135,7 +136,7 @@ echo "13B plans for $PLAN_VRAM bytes of VRAM (plan --hw, batch 512); measured vs
 printf '%-18s %8s %8s %9s %9s  %s\n' plan decode/s pred prefill/s pred "sites res/link/cpu: decode, prompt; label"
 plan_row "mixed" "GPU resident + streamed over the link + CPU"
 plan_row "per-phase" phase
-plan_row "planner's choice" chosen "$BENCH_DIR/gpu-plan-gpuresidentstreamedoverthelinkcpu.json" \
+plan_row "plan --hw choice" chosen "$BENCH_DIR/gpu-plan-gpuresidentstreamedoverthelinkcpu.json" \
     "$BENCH_DIR/gpu-plan-phase.json"
 if [ -n "$COUNTS" ]; then
     echo "GPU work per decoded token (resident layers in one command buffer per token; a streamed layer adds a submission):"
