@@ -182,7 +182,8 @@ bench: all
 	@if [ -x bench/run ]; then bench/run; else echo "no benchmarks yet"; fi
 
 # The GPU tier: 7B- and 13B-shaped models in VRAM, split with the CPU, and
-# the CPU alone (GPU=N picks a device; QUICK=1: a tiny model, a smoke test).
+# the CPU alone, and the planner's plans against their predictions (GPU=N
+# picks a device; QUICK=1: a tiny model, a smoke test).
 bench-gpu: all
 	@BUILD=$(BUILD) sh bench/gpu.sh
 

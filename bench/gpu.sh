@@ -11,6 +11,13 @@
 #     previous layer's compute); against the CPU alone (--gpu none);
 #   - CPU decode of the 7B model at 8 threads and at every core (issue 14's
 #     scaling), and the machine's RAM bandwidth;
+#   - the planner's plans for the 13B with 4 GiB of VRAM (`plan --hw` on this
+#     machine's measured profile, its VRAM budget set to 4 GiB; prompt
+#     batches of 512), run with `run --plan`: its mixed plan (layers resident,
+#     streamed over the link, on the CPU), its per-phase plan (decoded on the
+#     CPU, prompts streamed to the GPU) and its choice when that is neither
+#     (a what-if choice: "no run" when the engine cannot run it yet), each
+#     measured against the plan's predicted decode and prefill tok/s;
 #   - `strata batch` of 1 and 16 sequences on the 7B model in VRAM
 #     (aggregate decode tok/s: issue 13 on the GPU);
 # then what one decoded token costs the GPU path: dispatches, pipeline
@@ -48,10 +55,12 @@ row() {
 if [ "$QUICK" = 1 ]; then
     m7=$(synth tiny-q4_k_m --preset tiny --type q4_k_m --seed 1); m13=$m7
     N_GEN=8; N_GEN_GPU=8; PROMPT=$(prompt_words 40); MIX_MEM=7M
+    PLAN_VRAM=270000000; PLAN_CTX=512; N_PLAN_GEN=8 # the planner keeps 256 MiB for itself: room for a layer or two
 else
     m7=$(synth 7b-q4_k_m --preset 7b --type q4_k_m --seed 1)
     m13=$(synth 13b-q4_k_m --preset 13b --type q4_k_m --seed 1)
     N_GEN=64; N_GEN_GPU=128; PROMPT=$(prompt_words 326); MIX_MEM=4G
+    PLAN_VRAM=4294967296; PLAN_CTX=1024; N_PLAN_GEN=32 # the plans' rows: up to 6 runs of the 13B; the whole under 5 min
 fi
 "$STRATA" detect 2>&1 | grep -iE 'gpu|vulkan' | head -n 4 || true
 # a GPU idles at a low clock: one short run first, so the first row is not the slow start
@@ -66,7 +75,11 @@ row "13B CPU only" "$m13" --gpu none
 cores=$(nproc)
 row "7B CPU, 8 threads" "$m7" --gpu none -t 8
 row "7B CPU, $cores threads" "$m7" --gpu none -t "$cores"
-measure "$m7"
+# the machine's profile (detect --measure: RAM, disk, CPU, and the GPUs' copy,
+# read and prompt-batch rates), the planner's input below
+PROFILE=$BENCH_DIR/gpu-profile.json
+"$STRATA" detect --measure --path "$m13" --json > "$PROFILE"
+RAM_BW=$(json_num ram_read_all_bytes_per_s < "$PROFILE")
 echo "(RAM $(awk -v b="$RAM_BW" 'BEGIN{printf "%.1f", b/1e9}') GB/s measured; GB/s = weight bytes per token x decode tok/s)"
 # Many sequences in VRAM (issue 13): aggregate decode of `strata batch` at
 # -np 1 and 16 (one prompt per sequence, N_GEN_GPU tokens each)
@@ -77,6 +90,54 @@ for np in 1 16; do
         --gpu "$GPU" -o /dev/null 2>&1 | sed -n 's/.*decode \([0-9.]*\) tok\/s aggregate.*/\1/p' | head -n 1)
     printf '%-26s %-28s %10s\n' "7B in VRAM, batch -np $np" "aggregate decode/s" "${agg:-failed}"
 done
+# The planner's plans for the 13B with PLAN_VRAM bytes of VRAM, made from
+# the profile above (its VRAM budget set to that) for prompt batches of 512.
+# QUICK: lavapipe is no GPU to the planner (a software device) and slower
+# than the CPU, so the profile calls it a discrete GPU with rates that make
+# GPU sites pay (1 TB/s, 100 TFLOP/s): the plans run, the numbers mean nothing.
+PLAN_PROFILE=$BENCH_DIR/gpu-plan-profile.json
+edit="s/\"vram_budget_bytes\": [^,]*/\"vram_budget_bytes\": $PLAN_VRAM/"
+[ "$QUICK" = 1 ] && edit="$edit; s/\"type\": \"cpu\"/\"type\": \"discrete\"/;
+    s/\"\(vram\|matvec_q4_k\)_bytes_per_s\": [^,]*/\"\1_bytes_per_s\": 1e12/;
+    s/\"matmul_q4_k_flop_per_s\": [^,]*/\"matmul_q4_k_flop_per_s\": 1e14/"
+sed "$edit" "$PROFILE" > "$PLAN_PROFILE"
+"$STRATA" plan "$m13" --hw "$PLAN_PROFILE" --batch 512 -c "$PLAN_CTX" --json > "$BENCH_DIR/gpu-plans.json" 2>/dev/null || true
+# plan_run PLAN_FILE: decode (N_PLAN_GEN tokens) and a prompt in one batch of
+# 512 with the saved plan; sets d and p (tok/s; empty when the run failed)
+plan_run() {
+    mem=""; [ "$QUICK" = 1 ] || mem="--gpu-mem $MIX_MEM"
+    # shellcheck disable=SC2086
+    d=$("$STRATA" run -m "$m13" --plan "$1" --gpu "$GPU" $mem -p "Once upon a time" -n "$N_PLAN_GEN" --temp 0 -b 512 \
+        2>&1 >/dev/null | gen_tps)
+    # shellcheck disable=SC2086
+    p=$("$STRATA" run -m "$m13" --plan "$1" --gpu "$GPU" $mem -p "$PROMPT" -n 1 --temp 0 -b 512 \
+        2>&1 >/dev/null | prompt_tps)
+}
+# plan_row NAME WANT [SEEN...]: the plan bench/plan_pick.awk picks (WANT:
+# a label, "phase" or "chosen"; no row when it is one of the SEEN files),
+# run (plan_run) against the plan's predictions; its groups' sites
+# (resident/link/CPU) decoding, then for prompts, and its label
+plan_row() {
+    name=$1; f=$BENCH_DIR/gpu-plan-$(echo "$2" | tr -cd 'a-z').json
+    if ! awk -v want="$2" -f bench/plan_pick.awk "$BENCH_DIR/gpu-plans.json" > "$f"; then
+        printf '%-18s %s\n' "$name" "no such plan"; return 0
+    fi
+    shift 2
+    for seen in "$@"; do cmp -s "$f" "$seen" && return 0; done
+    if grep -q '"runnable": false' "$f"; then d="no run"; p="(engine)"; else plan_run "$f"; fi
+    count() { grep -c "\"$1\": \"$2\"" "$f" || true; }
+    pd=$(json_num decode_tokens_per_s < "$f"); pp=$(json_num prefill_tokens_per_s < "$f")
+    printf '%-18s %8s %8.1f %9s %9.1f  %s/%s/%s, %s/%s/%s  %s\n' "$name" "${d:-failed}" "${pd:-0}" \
+        "${p:-failed}" "${pp:-0}" "$(count site gpu)" "$(count site link)" "$(count site cpu)" \
+        "$(count prefill_site gpu)" "$(count prefill_site link)" "$(count prefill_site cpu)" \
+        "$(sed -n 's/^ *"label": "\(.*\)",$/\1/p' "$f")"
+}
+echo "13B plans for $PLAN_VRAM bytes of VRAM (plan --hw, batch 512); measured vs predicted tok/s:"
+printf '%-18s %8s %8s %9s %9s  %s\n' plan decode/s pred prefill/s pred "sites res/link/cpu: decode, prompt; label"
+plan_row "mixed" "GPU resident + streamed over the link + CPU"
+plan_row "per-phase" phase
+plan_row "plan --hw choice" chosen "$BENCH_DIR/gpu-plan-gpuresidentstreamedoverthelinkcpu.json" \
+    "$BENCH_DIR/gpu-plan-phase.json"
 if [ -n "$COUNTS" ]; then
     echo "GPU work per decoded token (resident layers in one command buffer per token; a streamed layer adds a submission):"
     printf '%s' "$COUNTS"

@@ -122,6 +122,14 @@ TEST(test_hw_cli_measure_and_reuse)
     snprintf(args, sizeof args, "detect --profile '%s'", profile);
     CHECK(strata(args, &out, false) == 0);
     CHECK(out && strstr(out, "(saved profile)") && strstr(out, "RAM read"), "%s", out ? out : "");
+    /* every Vulkan device (lavapipe here) has its prompt-batch rate measured, saved and shown */
+    for (int i = 0; out && i < p->n_gpus; i++) {
+        if (p->gpus[i].vulkan_index < 0) continue;
+        char line[64];
+        snprintf(line, sizeof line, "GPU %d prompt batch ", i);
+        CHECK(p->gpus[i].mm_q4_k_flops > 0 && strstr(out, line), "GPU %d: %.3g FLOP/s\n%s", i,
+              p->gpus[i].mm_q4_k_flops, out);
+    }
     free(out);
     snprintf(args, sizeof args, "doctor --path '%s' --profile '%s'", test_tmpdir(), profile);
     strata(args, &out, false);

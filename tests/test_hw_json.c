@@ -62,6 +62,7 @@ static void fill_everything(hw_profile *p)
         g->h2d_bw = 12.345678901234e9 + i;
         g->vram_bw = 3.35e12 - i;
         g->mv_q4_k_bw = 2.5e12 + i;
+        g->mm_q4_k_flops = 1.0 / 3.0 * 1e15 + i; /* above the byte rates' 1e15 cap: FLOP/s have their own */
         g->vulkan_index = i;
         g->sources |= HW_SRC_VULKAN;
         snprintf(g->driver_info, sizeof g->driver_info, "Mesa 24.0 \"quoted\" \\ back");
@@ -113,6 +114,8 @@ TEST(test_hw_json_hypothetical)
         CHECK(p->storage.o_direct == HW_YES && p->storage.rotational == HW_NO);
         CHECK(p->n_gpus == 1 && p->gpus[0].vram_total == 24 * GiB && p->gpus[0].type == HW_GPU_DISCRETE);
         CHECK(p->gpus[0].vulkan_index == -1 && p->gpus[0].h2d_bw == 25e9 && p->gpus[0].pcie.gen == 4);
+        /* a profile from before the prompt-batch rate: unknown, not an error */
+        CHECK(p->gpus[0].mm_q4_k_flops == 0 && p->gpus[0].mv_q4_k_bw == 0);
         CHECK(p->measured.done && p->measured.ram_bw_all == 60e9 && p->measured.disk_bw == 6.5e9);
         /* the profile's older keys read as one calibration at ram_threads */
         CHECK(p->measured.n_engine == 1 && p->measured.engine[0].threads == p->measured.ram_threads &&
@@ -162,6 +165,9 @@ TEST(test_hw_json_errors)
     expect_error(HEAD "\"gpus\": [{\"type\": \"quantum\"}]}", "gpus[0]");
     expect_error(HEAD "\"gpus\": [{}, {\"vram_total_bytes\": 10, \"vram_used_bytes\": 11}]}", "gpus[1]");
     expect_error(HEAD "\"gpus\": [{\"pcie\": {\"width\": 64}}]}", "gpus[0].pcie.width");
+    expect_error(HEAD "\"gpus\": [{\"matmul_q4_k_flop_per_s\": -5e12}]}", "gpus[0].matmul_q4_k_flop_per_s");
+    expect_error(HEAD "\"gpus\": [{\"matmul_q4_k_flop_per_s\": \"fast\"}]}", "gpus[0].matmul_q4_k_flop_per_s");
+    expect_error(HEAD "\"gpus\": [{\"matmul_q4_k_flop_per_s\": 1e18}]}", "gpus[0].matmul_q4_k_flop_per_s");
     expect_error(HEAD "\"measured\": {\"ram_read_1t_bytes_per_s\": -1}}", "measured.ram_read_1t_bytes_per_s");
     expect_error(HEAD "\"measured\": {\"time\": \"yesterday\"}}", "measured.time");
     expect_error(HEAD "\"created\": \"2026-01-01\"}", "created");

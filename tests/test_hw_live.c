@@ -86,6 +86,27 @@ TEST(test_hw_live_odirect)
     closedir(d);
 }
 
+/* GPU i's prompt-batch rate (FLOP/s of the Q4_K matrix-matrix shader).
+ * Below: a 512-token batch shares each weight over the tokens, so even a
+ * software device (lavapipe, JIT-compiled shaders on these very cores)
+ * does at least 1 FLOP per weight the CPU's hand-written kernels take per
+ * second, /100 (2 FLOP a weight and token: a factor 200 of slack; lavapipe
+ * on an AVX-512 EPYC did 2 GFLOP/s for 38e9 weights/s). Above: a software
+ * device runs on the usable cores, none of which does more than 6 GHz x
+ * 64 FLOP a cycle (two 512-bit FMA units); no GPU's shaders reach 1e16
+ * (an H100's FP32 peak is 6.7e13). */
+static void check_prompt_batch_rate(const hw_profile *p, int i)
+{
+    const hw_gpu *g = &p->gpus[i];
+    double lo = p->measured.cpu_rate / 100;
+    double hi = g->type == HW_GPU_CPU ? p->cpu.usable_cores * 6e9 * 64 : 1e16;
+    CHECK(p->measured.cpu_rate > 0 && g->mm_q4_k_flops > lo && g->mm_q4_k_flops < hi,
+          "GPU %d (%s) prompt batch %.3g FLOP/s, expected between %.3g and %.3g", i, g->name, g->mm_q4_k_flops, lo,
+          hi);
+    printf("    GPU %d (%s): prompt batch %.3g GFLOP/s; CPU kernels %.3g Gweights/s\n", i, g->name,
+           g->mm_q4_k_flops / 1e9, p->measured.cpu_rate / 1e9);
+}
+
 TEST(test_hw_live_measure_quick)
 {
     hw_profile *p = live_probe();
@@ -114,6 +135,7 @@ TEST(test_hw_live_measure_quick)
         CHECK(p->gpus[i].vram_bw > 1e6 && p->gpus[i].vram_bw < 1e14 && p->gpus[i].mv_q4_k_bw > 1e6 &&
                   p->gpus[i].mv_q4_k_bw < 1e14,
               "GPU %d reads %.3g and %.3g B/s", i, p->gpus[i].vram_bw, p->gpus[i].mv_q4_k_bw);
+        check_prompt_batch_rate(p, i);
         measured_gpus++;
     }
     printf("    measured: RAM %.2f GB/s (1 thread), %.2f GB/s (%d threads); O_DIRECT read %.2f GB/s; "

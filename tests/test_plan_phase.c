@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hw/hw.h"
+#include "plan/inputs.h"
 #include "plan/plan.h"
 #include "plan/plan_text.h"
 #include "test.h"
@@ -199,4 +201,60 @@ TEST(test_plan_phase_cpu_decode_gpu_prefill)
     sites_are(&r.chosen, "ccccccccc", "ccccccccc");
     plan_result_free(&r);
     free(m.groups);
+}
+
+static bool warns(const plan_result *r, const char *needle)
+{
+    for (int i = 0; i < r->n_warnings; i++)
+        if (strstr(r->warnings[i], needle)) return true;
+    return false;
+}
+
+/* (d) A saved profile that states GPU 0's prompt-batch rate
+ * (matmul_q4_k_flop_per_s, as `detect --measure` writes it): the
+ * hypothetical 24 GB GPU (300 GB/s, everything resident, its KV too) at
+ * 50e12 FLOP/s. A 512-token batch: a layer's 512 x 2 x 400e6 FLOP take
+ * 8.192 ms (its 200e6 bytes 0.67 ms), the output's 512 x 2 x 100e6
+ * 2.048 ms: 512 / 67.584 ms = 7575.76 tok/s, and no estimate warning.
+ * Without the field, the estimate (20 x 300e9 = 6e12 FLOP/s: 68.27 ms a
+ * layer, 17.07 ms the output) and its warning. */
+TEST(test_plan_phase_measured_prompt_rate)
+{
+    hw_profile *hp = calloc(1, sizeof *hp);
+    REQUIRE(hp);
+    strata_error e = {0};
+    REQUIRE(hw_profile_load("tests/data/hw/profiles/hypothetical-24g.json", hp, &e) == STRATA_OK, " %s",
+            e.message);
+    hp->gpus[0].vram_bw = 300e9;
+    hp->gpus[0].mm_q4_k_flops = 50e12;
+    char *text = hw_profile_to_json(hp); /* through the saved form, as `plan --hw` reads it */
+    REQUIRE(text && hw_profile_from_json(text, "saved.json", hp, &e) == STRATA_OK, " %s", e.message);
+    free(text);
+    plan_machine hw;
+    plan_machine_from_profile(hp, 0, 0, &hw);
+    CHECK(hw.n_gpus == 1 && hw.gpus[0].mm_flops == 50e12, " %.6g FLOP/s", hw.gpus[0].mm_flops);
+    plan_model m;
+    phase_model(&m);
+    plan_request q = {.n_ctx = CTX, .n_batch = 512};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    sites_are(&r.chosen, "vvvvvvvvv", "vvvvvvvvv");
+    double step = 8 * 8.192e-3 + 2.048e-3;
+    CHECK(near(r.chosen.prefill_tps, 512 / step), " prefill %.6g tok/s, expected %.6g", r.chosen.prefill_tps,
+          512 / step);
+    CHECK(!warns(&r, "prompt-batch compute"), " warned of an estimate");
+    plan_result_free(&r);
+    /* the same profile without the rate: estimated, and said so */
+    hp->gpus[0].mm_q4_k_flops = 0;
+    plan_machine_from_profile(hp, 0, 0, &hw);
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    step = 8 * (512 * 2 * 400e6 / 6e12) + 512 * 2 * 100e6 / 6e12;
+    CHECK(near(r.chosen.prefill_tps, 512 / step), " prefill %.6g tok/s, expected %.6g", r.chosen.prefill_tps,
+          512 / step);
+    CHECK(warns(&r, "prompt-batch compute unmeasured: assuming 6 TFLOP/s"), " no estimate warning");
+    plan_result_free(&r);
+    free(m.groups);
+    free(hp);
 }

@@ -133,6 +133,9 @@ static void print_measured(FILE *out, const hw_profile *p, hw_cache_state cache,
         if (g->mv_q4_k_bw > 0)
             fprintf(out, "          GPU %d memory read %s (F16 weights), %s of Q4_K weights (one-token product)\n", i,
                     fmt_bandwidth(g->vram_bw, a, sizeof a), fmt_bandwidth(g->mv_q4_k_bw, b, sizeof b));
+        if (g->mm_q4_k_flops > 0)
+            fprintf(out, "          GPU %d prompt batch %.3g GFLOP/s (Q4_K weights, 512 tokens)\n", i,
+                    g->mm_q4_k_flops / 1e9);
     }
 }
 

@@ -146,6 +146,9 @@ typedef struct hw_gpu {
                                       unknown (hypothetical profiles may give it) */
     double mv_q4_k_bw;             /* measured: Q4_K weight bytes/s through that shader; 0 = not
                                       measured */
+    double mm_q4_k_flops;          /* measured: FLOP/s of the prompt-batch (matrix-matrix) product
+                                      over Q4_K weights, 512 tokens; 0 = not measured (hypothetical
+                                      profiles may give it) */
 } hw_gpu;
 
 typedef struct hw_gpu_stack {

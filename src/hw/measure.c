@@ -84,6 +84,7 @@ typedef struct h2d_job {
 
 typedef struct h2d_result {
     double bw, read_bw, q4_k_bw; /* bytes/s: host->device copy, F16 and Q4_K weights read by the shaders */
+    double mm_flops;             /* FLOP/s of a prompt batch's product over Q4_K weights */
     char why[160], read_why[160];
 } h2d_result;
 
@@ -93,14 +94,16 @@ static void h2d_child(void *ctx, void *out)
     h2d_result *r = out;
     r->bw = hw_vulkan_measure_h2d(job->index, job->bytes, r->why, sizeof r->why);
     strata_error err = {0};
-    if (vkb_measure_reads(job->index, job->bytes, &r->read_bw, &r->q4_k_bw, &err))
+    if (vkb_measure_reads(job->index, job->bytes, &r->read_bw, &r->q4_k_bw, &r->mm_flops, &err))
         snprintf(r->read_why, sizeof r->read_why, "%.150s", err.message);
 }
 
 static double sane_rate(double bw) { return isfinite(bw) && bw > 0 && bw < 1e14 ? bw : 0; }
+static double sane_flops(double f) { return isfinite(f) && f > 0 && f < 1e17 ? f : 0; }
 
 /* Vulkan runs in a child process (see isolate.c): the copy, then what the
- * shaders read per second (r: its bandwidths, sane or 0). */
+ * shaders read per second and a prompt batch's FLOP/s (r: its rates, sane
+ * or 0). */
 static void gpu_isolated(int index, uint64_t bytes, h2d_result *r, char *why, size_t why_len)
 {
     h2d_job job = {index, bytes};
@@ -114,6 +117,7 @@ static void gpu_isolated(int index, uint64_t bytes, h2d_result *r, char *why, si
     r->bw = sane_rate(r->bw);
     r->read_bw = sane_rate(r->read_bw);
     r->q4_k_bw = sane_rate(r->q4_k_bw);
+    r->mm_flops = sane_flops(r->mm_flops);
 }
 
 static void measure_gpus(hw_profile *p, const hw_measure_opts *o)
@@ -133,6 +137,9 @@ static void measure_gpus(hw_profile *p, const hw_measure_opts *o)
         if (r.read_bw > 0 && r.q4_k_bw > 0) {
             g->vram_bw = r.read_bw;
             g->mv_q4_k_bw = r.q4_k_bw;
+            g->mm_q4_k_flops = r.mm_flops;
+            if (g->mm_q4_k_flops <= 0)
+                hw_warn(p, "GPU %d prompt-batch rate not measured: %s", i, r.read_why[0] ? r.read_why : "no figure");
         } else {
             hw_warn(p, "GPU %d memory read not measured: %s", i, r.read_why[0] ? r.read_why : why);
         }
@@ -144,7 +151,7 @@ strata_status hw_measure(hw_profile *p, const hw_measure_opts *opts, strata_erro
     hw_measure_opts def = {0};
     const hw_measure_opts *o = opts ? opts : &def;
     memset(&p->measured, 0, sizeof p->measured);
-    for (int i = 0; i < p->n_gpus; i++) p->gpus[i].h2d_bw = p->gpus[i].mv_q4_k_bw = 0;
+    for (int i = 0; i < p->n_gpus; i++) p->gpus[i].h2d_bw = p->gpus[i].mv_q4_k_bw = p->gpus[i].mm_q4_k_flops = 0;
     measure_ram(p, o);
     if (!o->no_disk) {
         strata_status st = measure_disk(p, o, err);

@@ -90,6 +90,7 @@ static void gpu_eq(cmp *c, const hw_gpu *a, const hw_gpu *b)
     EQ_DBL(c, a, b, h2d_bw);
     EQ_DBL(c, a, b, vram_bw);
     EQ_DBL(c, a, b, mv_q4_k_bw);
+    EQ_DBL(c, a, b, mm_q4_k_flops);
 }
 
 static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)

@@ -121,15 +121,22 @@ static bool get_bool(rd *r, json_t *obj, const char *parent, const char *key)
     return get_tri(r, obj, parent, key) == HW_YES;
 }
 
-static double get_rate(rd *r, json_t *obj, const char *parent, const char *key)
+/* A non-negative number up to max (absent or null: 0); else an error
+ * saying what was expected. */
+static double get_number(rd *r, json_t *obj, const char *parent, const char *key, double max, const char *what)
 {
     char path[96];
     field_path(path, sizeof path, parent, key);
     json_t *v = member(obj, key);
     if (!v) return 0;
     double d = json_is_number(v) ? json_number_value(v) : -1;
-    if (!isfinite(d) || d < 0 || d > 1e15) return bad(r, path, "expected bytes per second"), 0;
+    if (!isfinite(d) || d < 0 || d > max) return bad(r, path, what), 0;
     return d;
+}
+
+static double get_rate(rd *r, json_t *obj, const char *parent, const char *key)
+{
+    return get_number(r, obj, parent, key, 1e15, "expected bytes per second");
 }
 
 static int64_t get_time(rd *r, json_t *obj, const char *parent, const char *key)
@@ -323,6 +330,7 @@ static void read_gpu(rd *r, json_t *o, const char *path, hw_gpu *g)
     g->h2d_bw = get_rate(r, o, path, "h2d_bytes_per_s");
     if (member(o, "vram_bytes_per_s")) g->vram_bw = get_rate(r, o, path, "vram_bytes_per_s");
     if (member(o, "matvec_q4_k_bytes_per_s")) g->mv_q4_k_bw = get_rate(r, o, path, "matvec_q4_k_bytes_per_s");
+    g->mm_q4_k_flops = get_number(r, o, path, "matmul_q4_k_flop_per_s", 1e17, "expected FLOP per second");
     if (g->vram_total && (g->vram_used > g->vram_total || g->vram_free > g->vram_total))
         bad(r, path, "vram_used_bytes/vram_free_bytes above vram_total_bytes");
 }

@@ -190,6 +190,7 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads
          * rate on Q4_K (most of a Q4_K_M model) when there is one */
         o->vram_bw = g->mv_q4_k_bw > 0 ? g->mv_q4_k_bw : g->vram_bw;
         o->link_bw = g->h2d_bw;
+        o->mm_flops = g->mm_q4_k_flops; /* 0: the planner estimates it, with a warning */
     }
 }
 

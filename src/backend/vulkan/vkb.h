@@ -286,7 +286,10 @@ void vkb_moe_combine(vkb *v, const vkb_moe_sum *m);
  * product over `bytes` of weights (capped at a quarter of the budget, at
  * 16 MiB on a software device):
  * *read_bw the F16 weight bytes read per second (the device memory's read
- * bandwidth as shaders see it), *q4_k_bw the same for Q4_K weights. */
-strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, strata_error *err);
+ * bandwidth as shaders see it), *q4_k_bw the same for Q4_K weights;
+ * *mm_flops the FLOP/s of vkb_matmul over Q4_K weights (8192 rows of 4096,
+ * 64 on a software device) for a prompt batch of 512 tokens. */
+strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, double *mm_flops,
+                                strata_error *err);
 
 #endif

@@ -3,7 +3,10 @@
  * command buffer (barriers between them, so they do not overlap) until the
  * timing is long enough. F16 weights give the device memory's read
  * bandwidth as the shaders see it; Q4_K weights the rate of the type most
- * layers of a Q4_K_M model have (its unpacking may bound it below that). */
+ * layers of a Q4_K_M model have (its unpacking may bound it below that).
+ * Then the rate of a prompt batch: vkb_matmul (the path the engine takes
+ * for a batch of that size, tiled where the device has it) over Q4_K
+ * weights for MM_TOKENS tokens, in FLOP/s. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +21,9 @@
 #define MAX_RUNS 64
 #define FILL_CHUNK (8u << 20)
 #define SOFTWARE_BYTES (16u << 20)
+#define MM_TOKENS 512u      /* a prompt batch (bench/gpu.sh's prompts) */
+#define MM_ROWS 8192u       /* output rows: a 7B-shaped FFN's order, 128 x 8 tiles of 64 */
+#define MM_SOFTWARE_ROWS 64u /* a software device: 0.27 GFLOP a product */
 
 /* Weights of defined values (zero bytes: every type reads them as zeros). */
 static strata_status fill_zero(vkb *v, vkb_buf *b, uint64_t bytes, strata_error *err)
@@ -31,6 +37,39 @@ static strata_status fill_zero(vkb *v, vkb_buf *b, uint64_t bytes, strata_error 
     return st;
 }
 
+/* One product to time: the one-token product (mv) or a prompt batch's
+ * (the rest). */
+typedef struct timed_op {
+    const vkb_mv *mv;
+    uint64_t w, x, y;
+    uint32_t n_out;
+} timed_op;
+
+/* Products of op per second: per_run of them in a submission, separated
+ * by barriers so they do not overlap, submitted until MIN_SECONDS (at
+ * least 2, at most MAX_RUNS submissions) after a first that builds the
+ * pipeline. */
+static strata_status time_op(vkb *v, const timed_op *op, int per_run, double *per_s, strata_error *err)
+{
+    strata_status st = STRATA_OK;
+    double t0 = 0, t = 0;
+    int runs = 0;
+    for (int i = 0; !st && (i < 1 + 2 || (t - t0 < MIN_SECONDS && i < MAX_RUNS)); i++) {
+        if (i == 1) t0 = clock_seconds();
+        vkb_begin(v);
+        for (int k = 0; k < per_run; k++) {
+            if (op->mv) vkb_matvec(v, op->mv);
+            else vkb_matmul(v, GGML_TYPE_Q4_K, op->w, op->x, op->y, N_IN, op->n_out, MM_TOKENS);
+            vkb_barrier(v);
+        }
+        st = vkb_run(v, err);
+        t = clock_seconds();
+        runs += i >= 1;
+    }
+    *per_s = !st && t > t0 ? (double)per_run * runs / (t - t0) : 0;
+    return st;
+}
+
 /* Weight bytes per second of the product of `type` over w (bytes of rows
  * of N_IN), x and y of the right sizes. */
 static strata_status time_type(vkb *v, uint32_t type, vkb_buf *w, uint64_t bytes, vkb_buf *x, vkb_buf *y,
@@ -39,27 +78,45 @@ static strata_status time_type(vkb *v, uint32_t type, vkb_buf *w, uint64_t bytes
     uint64_t row = ggml_row_bytes(type, N_IN), n_out = bytes / row;
     vkb_mv mv = {.type = type, .w = vkb_addr(w), .x = vkb_addr(x), .y = vkb_addr(y), .n_in = N_IN,
                  .n_out = (uint32_t)n_out};
-    strata_status st = STRATA_OK;
-    double t0 = 0, t = 0;
-    int runs = 0;
-    for (int i = 0; !st && (i < 1 + 2 || (t - t0 < MIN_SECONDS && i < MAX_RUNS)); i++) {
-        if (i == 1) t0 = clock_seconds(); /* the first run builds the pipeline */
-        vkb_begin(v);
-        for (int k = 0; k < PER_RUN; k++) {
-            vkb_matvec(v, &mv);
-            vkb_barrier(v);
-        }
-        st = vkb_run(v, err);
-        t = clock_seconds();
-        runs += i >= 1;
-    }
-    *out = !st && t > t0 ? (double)(n_out * row) * PER_RUN * runs / (t - t0) : 0;
+    double per_s;
+    strata_status st = time_op(v, &(timed_op){.mv = &mv}, PER_RUN, &per_s, err);
+    *out = (double)(n_out * row) * per_s;
     return st;
 }
 
-strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, strata_error *err)
+/* FLOP/s of the product of Q4_K weights w (n_out rows of N_IN) with
+ * MM_TOKENS tokens x (MM_TOKENS x N_IN floats) into y (MM_TOKENS x n_out
+ * floats): one product per submission on a software device, PER_RUN on
+ * a GPU. */
+static strata_status time_matmul(vkb *v, vkb_buf *w, uint32_t n_out, vkb_buf *x, vkb_buf *y, double *out,
+                                 strata_error *err)
 {
-    *read_bw = *q4_k_bw = 0;
+    timed_op op = {.w = vkb_addr(w), .x = vkb_addr(x), .y = vkb_addr(y), .n_out = n_out};
+    double per_s;
+    strata_status st = time_op(v, &op, vkb_get_info(v)->is_cpu ? 1 : PER_RUN, &per_s, err);
+    *out = 2.0 * N_IN * n_out * MM_TOKENS * per_s;
+    return st;
+}
+
+/* The prompt-batch rate (time_matmul) over the first rows of w (bytes). */
+static strata_status measure_matmul(vkb *v, vkb_buf *w, uint64_t bytes, double *mm_flops, strata_error *err)
+{
+    uint64_t rows = vkb_get_info(v)->is_cpu ? MM_SOFTWARE_ROWS : MM_ROWS;
+    if (rows > bytes / ggml_row_bytes(GGML_TYPE_Q4_K, N_IN)) rows = bytes / ggml_row_bytes(GGML_TYPE_Q4_K, N_IN);
+    vkb_buf *x = NULL, *y = NULL;
+    strata_status st = STRATA_OK;
+    if (rows == 0) st = err_set(err, STRATA_E_NOMEM, "no device memory to measure with");
+    if (!st) st = vkb_alloc(v, (uint64_t)MM_TOKENS * N_IN * sizeof(float), false, &x, err);
+    if (!st) st = vkb_alloc(v, MM_TOKENS * rows * sizeof(float), false, &y, err);
+    if (!st) st = fill_zero(v, x, (uint64_t)MM_TOKENS * N_IN * sizeof(float), err);
+    if (!st) st = time_matmul(v, w, (uint32_t)rows, x, y, mm_flops, err);
+    return st; /* vkb_close frees the buffers */
+}
+
+strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, double *mm_flops,
+                                strata_error *err)
+{
+    *read_bw = *q4_k_bw = *mm_flops = 0;
     vkb *v = NULL;
     strata_status st = vkb_open(index, true, &v, err);
     if (st) return st;
@@ -77,6 +134,7 @@ strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, doub
     if (!st) st = fill_zero(v, x, N_IN * sizeof(float), err);
     if (!st) st = time_type(v, GGML_TYPE_F16, w, bytes, x, y, read_bw, err);
     if (!st) st = time_type(v, GGML_TYPE_Q4_K, w, bytes, x, y, q4_k_bw, err);
+    if (!st) st = measure_matmul(v, w, bytes, mm_flops, err);
     vkb_close(v); /* frees the buffers */
     return st;
 }
