@@ -258,3 +258,37 @@ TEST(test_plan_phase_measured_prompt_rate)
     free(m.groups);
     free(hp);
 }
+
+/* (e) Machine (c) with 1 GB of RAM: most layers stream from disk (2 GB/s:
+ * 100 ms a layer). For a batch of 512 a layer still computes faster
+ * streamed to the GPU (68.3 ms, or its 100 ms disk read) than on the CPU
+ * (204.8 ms), so the CPU plan streams its prompt batches over the link;
+ * but a group streamed from disk is read from disk whatever computes it:
+ * no plan predicts a batch faster than the disk delivers its groups. */
+TEST(test_plan_phase_prefill_reads_disk_groups)
+{
+    plan_model m;
+    phase_model(&m);
+    plan_machine hw = phase_machine(400e9, 1e12, 718435456ull, 300e9, 16e9);
+    hw.ram_budget = 1000000000ull;
+    plan_request q = {.n_ctx = CTX, .n_batch = 512};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    int streamed_from_disk = 0;
+    for (int i = 0; i < r.n_alts; i++) {
+        const plan *a = &r.alts[i];
+        if (!a->feasible) continue;
+        double disk = 0;
+        for (uint32_t g = 0; g < N_GROUPS; g++)
+            if (a->tier[g] == TIER_DISK) {
+                disk += (double)m.groups[g].bytes;
+                streamed_from_disk += a->prefill_site[g] == PLAN_SITE_LINK;
+            }
+        double bound = disk > 0 ? 512 / (disk / hw.disk_bw) : INFINITY;
+        CHECK(a->prefill_tps <= bound * (1 + 1e-9), " '%s': prefill %.6g tok/s, above the disk's %.6g", a->label,
+              a->prefill_tps, bound);
+    }
+    CHECK(streamed_from_disk > 0, " no plan streams a group on disk to the GPU for a batch");
+    plan_result_free(&r);
+    free(m.groups);
+}

@@ -438,6 +438,12 @@ static double link_transfer_seconds(const plan_machine *hw, const plan_group *gr
 
 /* Seconds group g takes on the CPU for a step of B tokens, on its own: its
  * weights from RAM (or disk) and its compute. */
+/* Group g's read from disk, when its tier streams it from there. */
+static double group_disk_seconds(const plan_machine *hw, const plan_model *m, uint32_t g, int8_t tier)
+{
+    return tier == TIER_DISK && hw->disk_bw > 0 ? (double)m->groups[g].bytes / hw->disk_bw : 0;
+}
+
 static double cpu_group_seconds(const plan_machine *hw, const plan_model *m, uint32_t g, int8_t tier, double B)
 {
     cpu_share s = {0};
@@ -446,7 +452,7 @@ static double cpu_group_seconds(const plan_machine *hw, const plan_model *m, uin
     cpu_pass_seconds(hw, &s, 0, false, &t_compute, &t_ram);
     if (hw->engine_bw > 0) t_ram -= hw->engine_token_s; /* a token's, not a group's */
     double compute = cpu_step_compute(hw, &s, t_compute, t_ram, false, B), t = compute > t_ram ? compute : t_ram;
-    double disk = tier == TIER_DISK && hw->disk_bw > 0 ? (double)m->groups[g].bytes / hw->disk_bw : 0;
+    double disk = group_disk_seconds(hw, m, g, tier);
     return t > disk ? t : disk;
 }
 
@@ -571,7 +577,6 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     uint64_t gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
     uint64_t link_vram = 0; /* of gpu_read[0]: weights streamed over the link */
     cpu_share share = {0}, pf_share = {0}; /* the CPU's groups when decoding, and for a prompt batch */
-    uint64_t pf_disk = 0; /* disk bytes of the groups streamed over the link for a prompt batch only */
     /* attention reads the KV cache up to the position the prediction is made at */
     uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
     for (uint32_t g = 0; g < m->n_groups; g++) {
@@ -593,7 +598,6 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         } else {
             share_add_group(&share, m, g);
             if (p->prefill_site[g] == PLAN_SITE_CPU) share_add_group(&pf_share, m, g);
-            else if (t == TIER_DISK) pf_disk += gr->bytes;
             p->ram_bytes_per_token += gr->weight_bytes;
         }
         if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
@@ -689,7 +693,8 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         if (c->over_link) x_link += more * (double)e->unit_bytes, x_raw += more * (double)e->unit_bytes;
         else x_ram += more * (double)e->unit_weight_bytes;
     }
-    double disk_b = (double)(p->disk_bytes_per_token - pf_disk) + x_disk;
+    /* a group on disk is read from disk whichever site computes it */
+    double disk_b = (double)p->disk_bytes_per_token + x_disk;
     double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
     if (sites_use_gpu(p, p->prefill_site)) {
         /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU */
@@ -790,8 +795,9 @@ static void choose_link_groups(const plan_model *m, const plan_machine *hw, cons
 /* Site choice per phase: a prompt batch of B tokens (the request's, at
  * least PLAN_PREFILL_MIN_BATCH) streams to GPU 0 each group the CPU
  * computes when decoding that the batch runs faster on GPU 0, the
- * transfer amortized over the batch, while the ring fits (its KV cache
- * stays in RAM: the engine attends there). Dense models on GPU 0 only. */
+ * transfer amortized over the batch (a group on disk is read from there
+ * either way), while the ring fits (its KV cache stays in RAM: the engine
+ * attends there). Dense models on GPU 0 only. */
 static void choose_prefill_sites(const plan_model *m, const plan_machine *hw, const plan_request *req, plan *p)
 {
     double B = req->n_batch ? req->n_batch : 256;
@@ -800,7 +806,8 @@ static void choose_prefill_sites(const plan_model *m, const plan_machine *hw, co
         if (p->gpu[d].weights) return;
     for (uint32_t g = 0; g < m->n_groups; g++)
         if (p->site[g] == PLAN_SITE_CPU &&
-            link_group_seconds(hw, m, g, 0, B) < cpu_group_seconds(hw, m, g, p->tier[g], B))
+            fmax(link_group_seconds(hw, m, g, 0, B), group_disk_seconds(hw, m, g, p->tier[g])) <
+                cpu_group_seconds(hw, m, g, p->tier[g], B))
             stream_group(m, hw, g, 0, false, p);
 }
 
