@@ -192,6 +192,11 @@ TEST(test_plan_phase_cpu_decode_gpu_prefill)
     json_object_set_new(g0, "prefill_site", json_string("fpga"));
     CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_FORMAT && strstr(e.message, "groups[0].site"), " %s",
           e.message);
+    json_object_set_new(g0, "prefill_site", json_string("link"));
+    /* not a boolean: refused, not read as false */
+    json_object_set_new(json_object_get(doc, "plan"), "weights_over_link", json_string("yes"));
+    CHECK(plan_from_json(doc, &m, &back, &e) == STRATA_E_FORMAT && strstr(e.message, "weights_over_link"), " %s",
+          e.message);
     json_decref(doc);
     plan_result_free(&r);
     /* batches of 16 tokens run where tokens decode: no phase sites */

@@ -221,6 +221,9 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
         return err_set(err, STRATA_E_UNSUPPORTED, "plan: \"plan\" is a plan for GPU execution (\"%.60s\"), which the "
                        "engine does not run yet", json_string_value(json_object_get(p, "label")) ?
                        json_string_value(json_object_get(p, "label")) : "?");
+    const json_t *over_link = json_object_get(p, "weights_over_link");
+    if (over_link && !json_is_boolean(over_link))
+        return err_set(err, STRATA_E_FORMAT, "plan: \"plan.weights_over_link\" must be true or false");
     out->n_groups = m->n_groups;
     if (!plan_alloc_groups(out, m->n_groups)) return err_set(err, STRATA_E_NOMEM, "out of memory");
     out->n_ctx = (uint32_t)ctx;
@@ -258,7 +261,7 @@ strata_status plan_from_json(const json_t *doc, const plan_model *m, plan *out, 
         }
         out->tier[g] = !strcmp(tier, "gpu") ? 0 : strcmp(tier, "ram") ? TIER_DISK : TIER_RAM;
     }
-    out->over_link = json_is_true(json_object_get(p, "weights_over_link"));
+    out->over_link = json_is_true(over_link);
     strata_status st = STRATA_OK;
     for (uint32_t g = 0; g < m->n_groups && !st; g++) st = group_sites(json_array_get(groups, g), g, out, err);
     if (st) plan_free(out);
