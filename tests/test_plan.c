@@ -1126,6 +1126,15 @@ TEST(test_plan_moe_n_cpu_moe_split)
     CHECK(!strcmp(s, "blk 0-3 on GPU 0; output on GPU; experts of blk 0-1 resident in RAM; token_embd rows gathered"),
           " '%s'", s);
     plan_result_free(&r);
+    /* for `run`: refused, with the rule --compare's footnote states too (not "dense layers") */
+    q.cpu_only = true;
+    plan_compute(&m, &hw, &q, &r);
+    p = find_label(&r, "llama.cpp --n-cpu-moe split");
+    CHECK(p && strstr(p->rejected, "does not run this GPU plan (" PLAN_ENGINE_GPU_RULE ")") &&
+              strstr(PLAN_ENGINE_GPU_RULE, "experts with it") && !strstr(PLAN_ENGINE_GPU_RULE, "dense"),
+          " '%s'", p ? p->rejected : "missing");
+    plan_result_free(&r);
+    q.cpu_only = false;
     /* no room for any layer's experts: all of them on the CPU, -ot exps=CPU */
     hw.gpus[0].vram = 256 * MiB + 10 * MiB + 512 * KiB + 8 * MiB - 1;
     plan_compute(&m, &hw, &q, &r);

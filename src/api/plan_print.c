@@ -123,8 +123,9 @@ static void print_scaling(FILE *out, const plan_model *m, const plan_machine *hw
     fprintf(out, " -np %u: %.2f tok/s\n", b->n_seq, b->decode_tps);
 }
 
-/* The alternatives; those the engine cannot run (a GPU plan with experts,
- * several GPUs, or a GPU layer's KV cache in RAM) marked with '*'. */
+/* The alternatives; those the engine cannot run (gpu_runnable: several
+ * GPUs, a GPU layer's KV cache in RAM, the --n-cpu-moe split) marked with
+ * '*'. */
 static void print_compare(FILE *out, const plan_result *r)
 {
     bool marked = false;
@@ -139,8 +140,7 @@ static void print_compare(FILE *out, const plan_result *r)
         else fprintf(out, "  %-45s ctx %-6u %s\n", a->label, a->n_ctx, a->rejected);
     }
     if (marked)
-        fprintf(out, "* strata cannot run this plan (it runs one GPU, dense layers, a GPU layer's KV cache on the "
-                     "GPU)\n");
+        fprintf(out, "* strata cannot run this plan (it runs " PLAN_ENGINE_GPU_RULE ")\n");
 }
 
 void strata_plan_print_export(const strata_plan *p, FILE *out)

@@ -1064,8 +1064,8 @@ static void explain_rejections(plan_result *r, int best, uint32_t ctx, plan_kv r
         else if (a->kv != req_kv)
             snprintf(a->rejected, PLAN_TEXT, "KV cache type other than requested (--kv-type %s asks for it)",
                      plan_kv_name(a->kv));
-        else if (cpu_only && !a->runnable) snprintf(a->rejected, PLAN_TEXT, "the engine does not run this GPU plan (one GPU, KV on the "
-                                                    "GPU, experts with their layer)");
+        else if (cpu_only && !a->runnable) snprintf(a->rejected, PLAN_TEXT, "the engine does not run this GPU plan ("
+                                                    PLAN_ENGINE_GPU_RULE ")");
         else if (best >= 0)
             snprintf(a->rejected, PLAN_TEXT, "slower: %.1f vs %.1f tok/s", score(a, prefill),
                      score(&r->alts[best], prefill));

@@ -89,6 +89,10 @@ typedef enum plan_site {
                           through the ring of PLAN_GPU_STREAM_DEPTH entries */
 } plan_site;
 
+/* What GPU plans the engine runs (gpu_runnable), for the verdicts on
+ * those it does not. */
+#define PLAN_ENGINE_GPU_RULE "one GPU, a GPU layer's KV cache on the GPU, a layer's experts with it"
+
 /* A step of at least this many tokens runs on the prefill sites (the
  * engine's ENGINE_PREFILL_MIN_TOKENS). */
 #define PLAN_PREFILL_MIN_BATCH 32u
