@@ -1033,6 +1033,13 @@ static strata_status allocate_sites(engine *e, const uint8_t *site, uint32_t dep
     return STRATA_OK;
 }
 
+/* A plan puts group g on the GPU, whose shaders do not run its weight types. */
+static strata_status unsupported_group(const model_weights *w, uint32_t g, strata_error *err)
+{
+    return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types)",
+                   g < w->d.n_layers ? "layer" : "the output group", g);
+}
+
 /* A plan's placement: every GPU group must be one the shaders run, and
  * the whole must fit in the budget. */
 static strata_status check_sites(const engine *e, const uint8_t *site, uint32_t depth, uint32_t n_kv, uint64_t budget,
@@ -1042,9 +1049,7 @@ static strata_status check_sites(const engine *e, const uint8_t *site, uint32_t 
     for (uint32_t g = 0; g <= w->d.n_layers; g++) {
         if (site[g] > ENGINE_SITE_STREAMED)
             return err_set(err, STRATA_E_INVALID, "GPU placement: group %u has no site %u", g, site[g]);
-        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g))
-            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types)",
-                           g < w->d.n_layers ? "layer" : "the output group", g);
+        if (site[g] != ENGINE_SITE_CPU && !group_supported(w, g)) return unsupported_group(w, g, err);
     }
     uint64_t need = placement_bytes(e, site, depth, n_kv);
     if (need > budget) {
@@ -1069,9 +1074,7 @@ static strata_status merge_prefill_sites(const engine *e, uint8_t *site, const u
             return err_set(err, STRATA_E_INVALID, "GPU placement: group %u runs on site %u for prompt batches and %u "
                            "when decoding: only a group on the CPU may differ, streamed for prompt batches", g,
                            prefill[g], site[g]);
-        if (!group_supported(w, g))
-            return err_set(err, STRATA_E_UNSUPPORTED, "GPU placement: the GPU cannot run %s %u (its weight types "
-                           "or experts)", g < w->d.n_layers ? "layer" : "the output group", g);
+        if (!group_supported(w, g)) return unsupported_group(w, g, err);
         site[g] = SITE_PREFILL_ONLY;
     }
     uint64_t need = placement_bytes(e, site, depth, n_kv);
