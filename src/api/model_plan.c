@@ -126,6 +126,10 @@ static void summarize(strata_model *m, const char *file, const plan_model *pm, c
 
 uint64_t strata_model_budget(const strata_model *m) { return m->planned_budget; }
 
+_Static_assert(PLAN_PREFILL_MIN_BATCH == ENGINE_PREFILL_MIN_TOKENS,
+               "the planner's prompt-batch sites are the ones the engine switches to");
+_Static_assert(PLAN_GPU_STREAM_DEPTH == ENGINE_PLAN_STREAM_DEPTH, "the planner prices the ring a plan's run uses");
+
 static uint8_t engine_site_of(uint8_t s)
 {
     return s == PLAN_SITE_GPU ? ENGINE_SITE_VRAM : s == PLAN_SITE_LINK ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;

@@ -1140,7 +1140,7 @@ strata_status backend_vulkan_open(engine *e, const engine_gpu *p, uint32_t *n_pl
     uint64_t budget = vkb_get_info(g->v)->budget_bytes;
     if (p->mem_cap && p->mem_cap < budget) budget = p->mem_cap;
     vkb_set_cap(g->v, budget); /* what the placement computes, the device layer enforces */
-    uint32_t depth = p->stream_depth ? p->stream_depth : p->sites ? 2 : 0;
+    uint32_t depth = p->stream_depth ? p->stream_depth : p->sites ? ENGINE_PLAN_STREAM_DEPTH : 0;
     if (depth > GPU_STREAM_MAX_DEPTH)
         return err_set(err, STRATA_E_INVALID, "GPU stream depth %u: expected 1 to %u", depth, GPU_STREAM_MAX_DEPTH);
     uint8_t *site = calloc(e->w.d.n_layers + 1, 1);

@@ -31,6 +31,9 @@ typedef enum engine_site {
 /* A forward pass of at least this many tokens (a prompt batch) runs on
  * engine_gpu.prefill_sites; fewer (a decoded token) on engine_gpu.sites. */
 #define ENGINE_PREFILL_MIN_TOKENS 32u
+/* The staging ring's entries when engine_gpu.sites is given without a
+ * stream_depth (the planner prices a plan's streamed groups with it). */
+#define ENGINE_PLAN_STREAM_DEPTH 2u
 
 typedef struct engine_gpu {
     engine_gpu_mode mode;
@@ -38,7 +41,7 @@ typedef struct engine_gpu {
     uint64_t mem_cap;   /* device bytes at most (0: the device's budget) */
     uint32_t max_layers; /* layers on the GPU at most (0: as many as fit) */
     uint32_t stream_depth; /* entries of the RAM->VRAM staging ring (1..8); 0: groups that do not fit
-                              in VRAM run on the CPU (with `sites`: 2) */
+                              in VRAM run on the CPU (with `sites`: ENGINE_PLAN_STREAM_DEPTH) */
     const uint8_t *sites; /* n_layers + 1 engine_site's to run exactly (a plan's placement); a group
                              the GPU cannot run, or a placement over the budget, is an error. NULL:
                              resident from the first layer while they fit, then streamed (with
