@@ -615,7 +615,9 @@ static int slow_read(void *ctx, uint32_t split, uint64_t offset, uint64_t length
 /* The disk's busy time counts wall time with any read in progress, once:
  * six reads of 20 ms on four I/O threads take two rounds, about 40 ms of
  * it, well under the threads' summed reading time (120 ms or more); and a
- * pause of 100 ms adds none. */
+ * pause of 100 ms adds none (under 10 ms: the last read's worker counts its
+ * end after completing the ticket the waiter woke on, a few microseconds
+ * later, or more when the busy machine preempts it in between). */
 TEST(test_store_io_active_time_is_the_union_of_reads)
 {
     model m;
@@ -637,7 +639,7 @@ TEST(test_store_io_active_time_is_the_union_of_reads)
         usleep(100000);
         store_stats b = store_get_stats(s);
         CHECK(a.read_requests == 6 && a.io_busy_s >= 0.12 && a.io_active_s >= 0.04 &&
-                  a.io_active_s < 0.75 * a.io_busy_s && b.io_active_s == a.io_active_s,
+                  a.io_active_s < 0.75 * a.io_busy_s && b.io_active_s - a.io_active_s < 0.01,
               " %llu requests, busy %.3f s summed, active %.3f s, %.3f s after idling",
               (unsigned long long)a.read_requests, a.io_busy_s, a.io_active_s, b.io_active_s);
         store_close(s);
