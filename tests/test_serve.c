@@ -19,6 +19,7 @@
 #include "serve/openai_request.h"
 #include "serve/openai_response.h"
 #include "serve/server.h"
+#include "serve/server_internal.h"
 #include "test.h"
 
 /* ---- the parser ---- */
@@ -842,6 +843,25 @@ TEST(test_serve_request_over_budget_refused)
     CHECK(accounted > 0 && now == accounted, " accounted %.0f bytes before, %.0f after", accounted, now);
     free(body);
     CHECK(serve_stop(&s, 10) == 0);
+}
+
+/* A budget refusal's status counts the requests holding memory other than
+ * the refused one: a request that holds nothing itself (an empty body, or
+ * one received before the model was ready) beside no other is refused with
+ * 413, not 503 (the count must not wrap below zero), and beside one with
+ * 503; one that holds memory is 413 alone and 503 beside another. */
+TEST(test_serve_refusal_status_counts_the_others)
+{
+    static server s; /* [1] zeroed: only n_holding is read */
+    atomic_store(&s.n_holding, 0);
+    CHECK(serve_refusal_status(&s, false) == 413);
+    CHECK(serve_refusal_status(&s, true) == 413, " holding claimed, no holder counted: %d",
+          serve_refusal_status(&s, true));
+    atomic_store(&s.n_holding, 1);
+    CHECK(serve_refusal_status(&s, false) == 503);
+    CHECK(serve_refusal_status(&s, true) == 413);
+    atomic_store(&s.n_holding, 2);
+    CHECK(serve_refusal_status(&s, true) == 503);
 }
 
 /* The body buffer the server grows to hold n bytes (and its NUL). */

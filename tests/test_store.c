@@ -565,6 +565,46 @@ TEST(test_store_expert_reads_coalesce)
     close_spec(&m);
 }
 
+/* A merged read that fails fails every expert it was reading: experts 3
+ * and 4 pinned together are three requests, each holding a slice of both,
+ * and whichever comes first fails; neither expert's data is handed out,
+ * and pinned again (the failure spent) both hold the file's bytes. */
+TEST(test_store_failed_coalesced_read_fails_each_expert)
+{
+    model m;
+    const gguf_tensor *t[8][3];
+    store_expert_set sets[8];
+    const char *p = open_expert_fixture(&m, t, sets);
+    if (!p) return;
+    fault_ctx fc = {.fail_at = 1};
+    store_config cfg = {.n_expert_sets = (uint32_t)m.s->hp.n_layers, .expert_sets = sets, .expert_slots = 8,
+                        .fault = fault_hook, .fault_ctx = &fc};
+    store *s = NULL;
+    strata_error e;
+    if (store_open(m.f, 0, NULL, &cfg, &s, NULL, &e) == STRATA_OK) {
+        static const int32_t ids[2] = {3, 4};
+        uint32_t taken = 0;
+        const void *const *data;
+        CHECK(store_experts_pin(s, 0, ids, 2, &taken, &e) == STRATA_OK && taken == 2, " %s", e.message);
+        for (int i = 0; i < 2; i++) {
+            e.message[0] = '\0';
+            CHECK(store_expert_data(s, 0, ids[i], &data, &e) == STRATA_E_IO && strstr(e.message, "read failed"),
+                  " expert %d: %s", ids[i], e.message);
+        }
+        store_experts_unpin(s, 0, ids, 2);
+        CHECK(store_get_stats(s).read_requests == 3, " %llu requests",
+              (unsigned long long)store_get_stats(s).read_requests);
+        CHECK(store_experts_pin(s, 0, ids, 2, &taken, &e) == STRATA_OK && taken == 2 &&
+                  slices_match_file(s, p, sets[0].tensors, ids, 2),
+              " pinned again: %s", e.message);
+        store_experts_unpin(s, 0, ids, 2);
+        store_close(s);
+    } else {
+        test_fail(__FILE__, __LINE__, "store", " %s", e.message);
+    }
+    close_spec(&m);
+}
+
 static int slow_read(void *ctx, uint32_t split, uint64_t offset, uint64_t length)
 {
     (void)ctx, (void)split, (void)offset, (void)length;
@@ -575,7 +615,9 @@ static int slow_read(void *ctx, uint32_t split, uint64_t offset, uint64_t length
 /* The disk's busy time counts wall time with any read in progress, once:
  * six reads of 20 ms on four I/O threads take two rounds, about 40 ms of
  * it, well under the threads' summed reading time (120 ms or more); and a
- * pause of 100 ms adds none. */
+ * pause of 100 ms adds none (under 10 ms: the last read's worker counts its
+ * end after completing the ticket the waiter woke on, a few microseconds
+ * later, or more when the busy machine preempts it in between). */
 TEST(test_store_io_active_time_is_the_union_of_reads)
 {
     model m;
@@ -597,7 +639,7 @@ TEST(test_store_io_active_time_is_the_union_of_reads)
         usleep(100000);
         store_stats b = store_get_stats(s);
         CHECK(a.read_requests == 6 && a.io_busy_s >= 0.12 && a.io_active_s >= 0.04 &&
-                  a.io_active_s < 0.75 * a.io_busy_s && b.io_active_s == a.io_active_s,
+                  a.io_active_s < 0.75 * a.io_busy_s && b.io_active_s - a.io_active_s < 0.01,
               " %llu requests, busy %.3f s summed, active %.3f s, %.3f s after idling",
               (unsigned long long)a.read_requests, a.io_busy_s, a.io_active_s, b.io_active_s);
         store_close(s);

@@ -160,7 +160,7 @@ static enum MHD_Result finish_reply(server *s, struct MHD_Connection *c, const a
     if (p->finish == SCHED_CANCELLED) return http_reply_error(s, c, 503, "the server is shutting down", NULL);
     strata_error err;
     if (serve_hold(s, held, reply_bound(t->len), &err)) /* until the request ends: the server sends it */
-        return http_reply_error(s, c, serve_refusal_status(s, true), err.message, NULL);
+        return http_reply_error(s, c, serve_refusal_status(s, *held > 0), err.message, NULL);
     oai_usage u = {p->n_prompt, p->n_gen};
     return http_reply_json(s, c, 200, oai_completion_json(&a->meta, t->buf ? t->buf : "", t->len,
                                                           sched_finish_reason(p->finish), &u));
@@ -178,7 +178,7 @@ static enum MHD_Result wait_whole(server *s, struct MHD_Connection *c, const ans
         bool ok = acc_add(&t, p.text, p.len, &err);
         sched_progress_free(&p);
         if (!ok) {
-            res = http_reply_error(s, c, serve_refusal_status(s, true), err.message, NULL);
+            res = http_reply_error(s, c, serve_refusal_status(s, *held > 0), err.message, NULL);
             break;
         }
         if (p.finish != SCHED_RUNNING) {
@@ -348,8 +348,8 @@ static bool parse(server *s, struct MHD_Connection *c, oai_kind kind, const char
 {
     strata_error err;
     uint64_t bound = oai_parse_bound(body, len);
-    if (serve_hold(s, held, bound, &err)) {
-        *res = http_reply_error(s, c, serve_refusal_status(s, true), err.message, NULL);
+    if (serve_hold(s, held, bound, &err)) { /* an empty body, or one received before the model was ready, holds nothing */
+        *res = http_reply_error(s, c, serve_refusal_status(s, *held > 0), err.message, NULL);
         return false;
     }
     char msg[STRATA_ERROR_MAX];

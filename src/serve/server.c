@@ -53,7 +53,8 @@ void serve_give(server *s, uint64_t *held, uint64_t bytes)
 
 int serve_refusal_status(server *s, bool holding)
 {
-    uint64_t others = atomic_load(&s->n_holding) - (holding ? 1 : 0);
+    uint64_t n = atomic_load(&s->n_holding);
+    uint64_t others = holding && n ? n - 1 : n; /* a caller unsure it holds anything must not wrap 0 to 2^64-1 */
     return others ? 503 : 413;
 }
 
