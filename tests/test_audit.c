@@ -161,8 +161,9 @@ TEST(test_audit_many_tensors)
 
 /* ---- hyper-parameters and NaN weights ---- */
 
-/* A header-only llama file (64 wide, 4 heads, 2 layers) plus one key. */
-static const char *write_hparams(const char *key, float value, uint32_t n_embd)
+/* A header-only llama file (64 wide, 4 heads, 2 layers) plus one key (an
+ * F32, or an F64 when the value is beyond a float's range). */
+static const char *write_hparams(const char *key, double value, uint32_t n_embd)
 {
     static char path[1024];
     snprintf(path, sizeof path, "%s/hp.gguf", test_tmpdir());
@@ -173,7 +174,8 @@ static const char *write_hparams(const char *key, float value, uint32_t n_embd)
     if (!st) st = gguf_writer_set_u32(w, "llama.attention.head_count", 4, &e);
     if (!st) st = gguf_writer_set_u32(w, "llama.feed_forward_length", 128, &e);
     if (!st) st = gguf_writer_set_u32(w, "llama.block_count", 2, &e);
-    if (!st && key) st = gguf_writer_set_f32(w, key, value, &e);
+    bool f64 = isfinite(value) && !isfinite((float)value);
+    if (!st && key) st = gguf_writer_set(w, key, &(gguf_value){.type = f64 ? GGUF_TYPE_F64 : GGUF_TYPE_F32, .f = value}, &e);
     if (!st) st = gguf_writer_open(w, path, &e);
     if (!st) st = gguf_writer_close(w, &e);
     gguf_writer_free(w);
@@ -200,7 +202,7 @@ TEST(test_audit_bad_hyperparameters_are_refused)
 {
     static const struct {
         const char *key;
-        float value;
+        double value;
         uint32_t n_embd;
         const char *want;
     } cases[] = {
@@ -211,6 +213,10 @@ TEST(test_audit_bad_hyperparameters_are_refused)
         {"llama.attention.layer_norm_rms_epsilon", NAN, 64, "layer_norm_rms_epsilon must be"},
         {"llama.attention.layer_norm_rms_epsilon", 0.0f, 64, "layer_norm_rms_epsilon must be"},
         {"llama.attention.layer_norm_rms_epsilon", INFINITY, 64, "layer_norm_rms_epsilon must be"},
+        {"llama.expert_weights_scale", -1.0, 64, "llama.expert_weights_scale is not a finite non-negative number"},
+        {"llama.expert_weights_scale", NAN, 64, "llama.expert_weights_scale is not a finite"},
+        {"llama.expert_weights_scale", 1e300, 64, "llama.expert_weights_scale is not a finite"}, /* F64: inf as a float */
+        {"llama.rope.scaling.factor", 1e300, 64, "llama.rope.scaling.factor is not a finite"},
         {NULL, 0, 66, "embedding_length 66 is not a multiple of attention.head_count 4"},
     };
     char msg[STRATA_ERROR_MAX];

@@ -37,12 +37,14 @@ static strata_status arch_u64(const spec_ctx *c, const char *suffix, uint64_t ma
     return STRATA_OK;
 }
 
+/* A key that, when present, must be a finite number >= 0, also as the
+ * float the engine uses (an F64 of 1e300 would be an infinite scale). */
 static strata_status arch_f64(const spec_ctx *c, const char *suffix, double *out)
 {
     char key[256];
     snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
     const gguf_kv *kv = gguf_find(c->f, key);
-    if (kv && (!gguf_value_to_f64(&kv->value, out) || !isfinite(*out) || *out < 0))
+    if (kv && (!gguf_value_to_f64(&kv->value, out) || !isfinite(*out) || *out < 0 || !isfinite((float)*out)))
         return err_set(c->err, STRATA_E_FORMAT, "%s: %s is not a finite non-negative number", c->path, key);
     return STRATA_OK;
 }
