@@ -16,26 +16,17 @@
 #include <string.h>
 
 #include "kernels/cpu/act_quant.h"
+#include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/avx512_util.h"
+#include "kernels/cpu/blk32_util.h"
 
-#define ACT_BYTES 34 /* Q8_0 block: f16 d, i8 q[32] */
-#define W_BYTES 34   /* Q8_0 weights: the same */
+#define W_BYTES 34   /* Q8_0 weights: as ACT_BYTES (blk32_util.h) */
 #define Q4_0_BYTES 18 /* Q4_0: f16 d, 16 bytes of nibbles */
 
 /* The weight types of this file's tile (a constant in every inlined copy). */
 typedef enum blk_kind { BLK_Q8_0 = 0, BLK_Q4_0 = 1 } blk_kind;
 
 INLINE uint64_t blk_bytes(blk_kind k) { return k == BLK_Q4_0 ? Q4_0_BYTES : W_BYTES; }
-
-/* f16 values at p, p + stride, p + 2*stride, p + 3*stride as 4 floats */
-INLINE __m128 f16x4(const uint8_t *p, uint64_t stride)
-{
-    __m128i v = _mm_cvtsi32_si128(rd16_512(p));
-    v = _mm_insert_epi16(v, rd16_512(p + stride), 1);
-    v = _mm_insert_epi16(v, rd16_512(p + 2 * stride), 2);
-    v = _mm_insert_epi16(v, rd16_512(p + 3 * stride), 3);
-    return _mm_cvtph_ps(v);
-}
 
 /* One weight block's |q| and sign mask, shared by the tile's tokens. */
 typedef struct q8_w {
@@ -56,12 +47,6 @@ INLINE __m256i q8_sum(q8_w w, const uint8_t *qa)
     a = _mm256_mask_sub_epi8(a, w.neg, _mm256_setzero_si256(), a);
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w.uq, a);
 }
-
-/* A token's accumulators: one per block of a group of four. (The AVX2
- * driver's min term is zero for Q8_0: added as a constant at the end.) */
-typedef struct acc32 {
-    __m256 b[4];
-} acc32;
 
 /* 16 bytes at p: elements 0..15 in the low nibbles, 16..31 in the high
  * ones -> 32 values 0..15 in element order. */
@@ -203,12 +188,13 @@ INLINE void blk_group(blk_kind k, const uint8_t *w, uint64_t rb, int R, const ui
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
-            acc32 acc = {{_mm512_castps512_ps256(state[r][t][0]), _mm512_extractf32x8_ps(state[r][t][0], 1),
-                          _mm512_castps512_ps256(state[r][t][1]), _mm512_extractf32x8_ps(state[r][t][1], 1)}};
+            /* blk32_util.h's accumulators, as AVX2's driver has them (the min term is zero for these types) */
+            acc32 acc = {.b = {_mm512_castps512_ps256(state[r][t][0]), _mm512_extractf32x8_ps(state[r][t][0], 1),
+                               _mm512_castps512_ps256(state[r][t][1]), _mm512_extractf32x8_ps(state[r][t][1], 1)},
+                         .m = _mm256_setzero_ps()};
             for (uint64_t i = full; i < nb; i++)
                 blk_one(k, w + r * rb + i * blk_bytes(k), a + t * as + i * ACT_BYTES, &acc);
-            __m256 sum = _mm256_add_ps(_mm256_add_ps(acc.b[0], acc.b[1]), _mm256_add_ps(acc.b[2], acc.b[3]));
-            out[t * os + r] = hsum8(_mm256_add_ps(sum, _mm256_setzero_ps()));
+            out[t * os + r] = acc32_result(&acc);
         }
 }
 
