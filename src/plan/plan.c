@@ -572,6 +572,20 @@ static double gpu_step_seconds(const plan_model *m, const plan_machine *hw, cons
 }
 
 /* Bytes each tier moves per decoded token, and the times they take. */
+/* The largest of a pass's times on each resource (they overlap: the pass
+ * takes the longest), *name the resource ("compute" when all are 0). */
+static double slowest_term(double compute, double ram, double disk, double link, double vram, const char **name)
+{
+    const struct { double t; const char *name; } terms[] = {
+        {compute, "compute"}, {ram, "RAM bandwidth"}, {disk, "disk"}, {link, "GPU link"}, {vram, "VRAM bandwidth"},
+    };
+    double t = 0;
+    *name = "compute";
+    for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
+        if (terms[i].t > t) t = terms[i].t, *name = terms[i].name;
+    return t;
+}
+
 static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
 {
     uint64_t gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
@@ -655,10 +669,6 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
                     ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
     p->t_link = (double)p->link_bytes_per_token / link_bw(hw);
-    const struct { double t; const char *name; } terms[] = {
-        {p->t_compute, "compute"}, {p->t_ram, "RAM bandwidth"}, {p->t_disk, "disk"},
-        {p->t_link, "GPU link"}, {p->t_vram, "VRAM bandwidth"},
-    };
     double t = 0;
     p->bottleneck = "compute";
     /* the experts streamed over the link cross it and are read on GPU 0 apart from their layers */
@@ -672,8 +682,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         t = gpu_token_seconds(p, stream + expert_link_s + rest, transfer + expert_link_s, compute + rest,
                               link_weights_vram, hw->ram_bw > 0 ? (double)p->link_bytes_per_token / hw->ram_bw : 0);
     } else {
-        for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
-            if (terms[i].t > t) t = terms[i].t, p->bottleneck = terms[i].name;
+        t = slowest_term(p->t_compute, p->t_ram, p->t_disk, p->t_link, p->t_vram, &p->bottleneck);
     }
     p->decode_tps = t > 0 ? 1.0 / t : 0;
     /* Prefill: B tokens share each pass over the weights (cpu_step_compute).
@@ -710,14 +719,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->tb_disk = tb_disk;
     p->tb_link = p->t_link + x_link / link_bw(hw);
     p->tb_vram = p->t_vram + x_vram;
-    const struct { double t; const char *name; } step[] = {
-        {p->tb_compute, "compute"}, {p->tb_ram, "RAM bandwidth"}, {p->tb_disk, "disk"},
-        {p->tb_link, "GPU link"}, {p->tb_vram, "VRAM bandwidth"},
-    };
-    double tb = 0;
-    p->step_bottleneck = "compute";
-    for (size_t i = 0; i < sizeof step / sizeof step[0]; i++)
-        if (step[i].t > tb) tb = step[i].t, p->step_bottleneck = step[i].name;
+    double tb = slowest_term(p->tb_compute, p->tb_ram, p->tb_disk, p->tb_link, p->tb_vram, &p->step_bottleneck);
     p->prefill_tps = tb > 0 ? B / tb : 0;
 }
 
