@@ -98,10 +98,8 @@ ROWS_KERNELS(kernel_dot_q3_k_avx512, kernel_dot_rows_q3_k_avx512, q3_k_rows)
 
 INLINE void q2_k_block(const uint8_t *w, const uint8_t *a, __m256 *acc, __m256 *acc_m)
 {
-    __m128i sc = _mm_loadu_si128((const __m128i *)w);
-    const __m128i low4 = _mm_set1_epi8(0x0F);
-    __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, low4));
-    __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low4));
+    __m256i s16, m16;
+    q2_k_scales_mins(w, &s16, &m16);
     __m512i sum = _mm512_setzero_si512();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
@@ -110,9 +108,7 @@ INLINE void q2_k_block(const uint8_t *w, const uint8_t *a, __m256 *acc, __m256 *
         for (int i = 0; i < 2; i++) u2[i] = crumbs2(qs, 2 * i);
         sum = _mm512_add_epi32(sum, half_sum2(u2, a + Q8K_OFF_QS + 128 * h, s16, h));
     }
-    float da = da_of(a);
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 80) * da), _mm256_cvtepi32_ps(fold(sum)), *acc);
-    *acc_m = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 82) * da), _mm256_cvtepi32_ps(bsum_dot(m16, a)), *acc_m);
+    q2_k_accumulate(w, a, fold(sum), m16, acc, acc_m);
 }
 
 K16_ROWS_DRIVER_MINS(q2_k_rows, q2_k_block, 84)

@@ -32,6 +32,27 @@ INLINE __m256i bsum_dot(__m256i c16, const uint8_t *a)
     return _mm256_madd_epi16(ld256(a + Q8K_OFF_BSUMS), c16);
 }
 
+/* Q2_K's sixteen scales and mins (at p, 16 bytes: sub-block j's scale in
+ * the low nibble of byte j, its min in the high one) as int16. */
+INLINE void q2_k_scales_mins(const uint8_t *p, __m256i *s16, __m256i *m16)
+{
+    __m128i sc = _mm_loadu_si128((const __m128i *)p);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    *s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, low4));
+    *m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low4));
+}
+
+/* A Q2_K block's integer sum (its scales applied) and its mins into acc
+ * and acc_m: d and dmin (the f16s at w + 80, w + 82) times the
+ * activation's scale. */
+INLINE void q2_k_accumulate(const uint8_t *w, const uint8_t *a, __m256i sum, __m256i m16, __m256 *acc,
+                            __m256 *acc_m)
+{
+    float da = da_of(a);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 80) * da), _mm256_cvtepi32_ps(sum), *acc);
+    *acc_m = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 82) * da), _mm256_cvtepi32_ps(bsum_dot(m16, a)), *acc_m);
+}
+
 /* Q3_K's sixteen scales (at p, 12 bytes) as int16 s - 32. Scale i (6
  * bits, stored + 32): low four bits in the low (i < 8) or high nibble of
  * byte i % 8, top two at bits 2*(i/4) of byte 8 + i % 4; word arithmetic
