@@ -442,7 +442,9 @@ strata_status strata_decode(strata_model *m, const strata_batch_entry *entries, 
  * The planner decides where a model's weights and KV cache live (GPU, RAM,
  * or streamed from disk) under a memory budget and predicts prefill and
  * decode speed from the machine's profile (docs/cost-model.md). Planning
- * reads the model's header and tensor table, never its tensor data. */
+ * reads the model's header and tensor table, and its tensor data only for
+ * a mixture of experts whose routing was never measured (once per file:
+ * moe_uniform_routing). */
 
 typedef struct strata_plan strata_plan;
 
@@ -464,6 +466,10 @@ typedef struct strata_plan_params {
                                  (a few seconds, then saved) */
     bool moe_hit_rate_set;    /* mixture of experts: moe_hit_rate (0..1) is the expert cache's hit rate */
     double moe_hit_rate;
+    bool moe_uniform_routing; /* mixture of experts without a stated hit rate: estimate it for uniform
+                                 routing instead of the routing measured on this file (by default
+                                 the model's routers run on a 128-token built-in prompt once per
+                                 file, a few seconds, under mem_budget; cached beside the profile) */
     bool probe_gpus;          /* this machine: open the GPU libraries to list its GPUs */
 } strata_plan_params;
 

@@ -12,6 +12,7 @@
 #include "store/store.h"
 #include "plan/plan.h"
 #include "plan/plan_text.h"
+#include "plan/routing.h"
 #include "test.h"
 
 #define KiB 1024ull
@@ -101,6 +102,7 @@ static void random_model(rng *r, plan_model *m)
 static void free_model(plan_model *m)
 {
     free(m->groups);
+    for (uint32_t g = 0; m->experts && g < m->n_expert_sets; g++) free(m->experts[g].chances);
     free(m->experts);
     m->groups = NULL;
     m->experts = NULL;
@@ -838,7 +840,8 @@ static void moe_model(plan_model *m, uint32_t n_layers, uint64_t per_layer, uint
     m->n_expert_sets = n_layers;
     m->experts = calloc(n_layers, sizeof *m->experts);
     for (uint32_t g = 0; g < n_layers; g++)
-        m->experts[g] = (plan_expert_set){n_expert, n_used, unit_bytes, unit_bytes / 8 * 7, unit_bytes / 8 * 14};
+        m->experts[g] = (plan_expert_set){.n_expert = n_expert, .n_used = n_used, .unit_bytes = unit_bytes,
+                                          .unit_weight_bytes = unit_bytes / 8 * 7, .unit_elems = unit_bytes / 8 * 14};
 }
 
 static const plan *find_label(const plan_result *r, const char *label)
@@ -961,6 +964,49 @@ TEST(test_plan_moe_dense_resident_expert_cache)
               p->expert_disk_bytes_per_token == (uint64_t)llround(4 * 2 * (double)MiB * (1 - 9.0 / 32)),
           " LFU: %.9g, %llu", p->expert_hit_rate, (unsigned long long)p->expert_disk_bytes_per_token);
     plan_result_free(&r);
+    free_model(&m);
+}
+
+/* Measured routing (plan_model_set_routing): in every layer experts 0 and 1
+ * took all T = 1000 tokens' picks, the other 6 none. The counts have no
+ * binomial noise (every token or none), so they are trusted as they are:
+ * a hot unit's chance is 1, a cold one's half a pick in T, 0.0005. The
+ * 10-unit cache of test_plan_moe_dense_resident_expert_cache:
+ *  - LRU: j tokens touch 8 + 24 (1 - 0.9995^j) units, at most 10 while
+ *    j <= 173; a cold request hits with 1 - 0.9995^173;
+ *  - LFU keeps 9 units: the 8 hot ones and a share 1/24 of the 24 cold
+ *    ones: a layer asks 2 + 6 x 0.0005 per token and hits on
+ *    2 + 6 x 0.0005 / 24 of it (uniform routing: 9/32). That is less
+ *    than LRU's, which LFU's transient slots get: LFU's estimate is the
+ *    better of the two. */
+TEST(test_plan_moe_measured_routing)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    uint32_t picks[4][8] = {{1000, 1000}, {1000, 1000}, {1000, 1000}, {1000, 1000}};
+    plan_routing r = {.n_layers = 4, .n_expert = 8, .n_used = 2, .tokens = 1000, .picks = &picks[0][0]};
+    plan_routing wrong = r;
+    wrong.n_expert = 4;
+    CHECK(!plan_model_set_routing(&m, &wrong) && m.routing_tokens == 0 && !m.experts[0].chances);
+    REQUIRE(plan_model_set_routing(&m, &r) && m.routing_tokens == 1000);
+    plan_machine hw = cpu_machine(24 * MiB);
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result res;
+    plan_compute(&m, &hw, &q, &res);
+    const plan *p = &res.chosen;
+    REQUIRE(p->feasible && p->expert_slots == 10, " %s, %u units", p->reason, p->expert_slots);
+    double asked = 2 + 6 * 0.0005, kept = (2 + 6 * 0.0005 / 24) / asked,
+           lru = (2 + 6 * 0.0005 * (1 - pow(0.9995, 173))) / asked;
+    CHECK(kept < lru && near(p->expert_hit_rate, lru) && !strcmp(p->expert_hit_source, "measured routing, LFU"),
+          " %.9g vs %.9g", p->expert_hit_rate, lru);
+    CHECK(fabs((double)p->expert_disk_bytes_per_token - 4 * 2 * (double)MiB * (1 - lru)) < 1, " %llu",
+          (unsigned long long)p->expert_disk_bytes_per_token);
+    plan_result_free(&res);
+    q.moe_lru = true;
+    plan_compute(&m, &hw, &q, &res);
+    CHECK(near(res.chosen.expert_hit_rate, lru) && !strcmp(res.chosen.expert_hit_source, "measured routing, LRU"),
+          " %.9g vs %.9g", res.chosen.expert_hit_rate, lru);
+    plan_result_free(&res);
     free_model(&m);
 }
 

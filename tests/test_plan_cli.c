@@ -535,7 +535,8 @@ static long long moe_budget(const char *m, const char *hw, int units)
 }
 
 /* Dense resident and an expert cache of exactly 10 of 32 units (under LFU,
- * the default, and uniform routing the 9 kept units hit: 9 of 32);
+ * the default, and uniform routing (--moe-routing uniform) the 9 kept
+ * units hit: 9 of 32);
  * what the plan says about it, in text and JSON; --can-run says it streams. */
 TEST(test_plan_cli_moe_expert_cache)
 {
@@ -544,7 +545,7 @@ TEST(test_plan_cli_moe_expert_cache)
     long long mem = moe_budget(m, hw, 10);
     REQUIRE(mem > 0);
     char args[4096], *out = NULL;
-    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --json", m, hw, mem);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --json --moe-routing uniform", m, hw, mem);
     json_t *doc = plan_json(args);
     REQUIRE(doc);
     const json_t *p = json_object_get(doc, "plan"), *ex = json_object_get(p, "experts");
@@ -554,7 +555,7 @@ TEST(test_plan_cli_moe_expert_cache)
               !strcmp(json_string_value(json_object_get(ex, "hit_rate_source")), "uniform routing, LFU"),
           " %s, %lld units", json_string_value(json_object_get(p, "label")), (long long)int_of(ex, "cached_units"));
     json_decref(doc);
-    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --compare", m, hw, mem);
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' -c 256 --mem %lld --compare --moe-routing uniform", m, hw, mem);
     CHECK(strata(args, &out, true) == 0 && out && strstr(out, "expert cache 10 of 32 units") &&
               strstr(out, "hit rate 28.1% (uniform routing, LFU)") && strstr(out, "all resident ") &&
               strstr(out, "does not fit") && strstr(out, "all streamed + least expert cache") &&

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/model_internal.h"
+#include "api/routing_calib.h"
 #include "plan/inputs.h"
 #include "plan/plan_batch.h"
 #include "plan/plan_text.h"
@@ -157,6 +158,7 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
     plan chosen = {0};
     char note[800] = "";
     strata_status st = plan_model_from_engine(m->file, m->spec, threads, p->n_ctx, p->n_batch, &pm, err);
+    if (!st && !p->plan_file) routing_from_cache(path, &pm); /* the routing `strata plan` measured, if it did */
     /* n_parallel sequences: the weights are placed next to their KV reserve */
     plan_model seqs = !st && p->n_parallel > 1 ? plan_batch_model(&pm, p->n_parallel) : pm;
     bool gpu_on = ep->gpu.mode != ENGINE_GPU_OFF;

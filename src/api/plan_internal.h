@@ -13,6 +13,7 @@ struct strata_plan {
                                  sequences (sharing model's groups) */
     plan_machine machine;
     plan_machine_notes notes;
+    char routing_note[512];   /* why the measured expert routing is not used ("" when it is, or not asked for) */
     plan_request req;
     bool batched;             /* n_parallel > 1 or parallel_auto: batch, else single */
     bool parallel_auto;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/plan_internal.h"
+#include "api/routing_calib.h"
 #include "plan/plan_text.h"
 #include "util/error.h"
 
@@ -47,6 +48,7 @@ strata_status strata_plan_make(const char *model_path, const strata_plan_params 
     if (!s) return err_set(err, STRATA_E_NOMEM, "out of memory");
     snprintf(s->model_path, sizeof s->model_path, "%s", model_path);
     strata_status st = inputs(s, model_path, p, err);
+    if (!st) st = routing_for_plan(model_path, p, &s->model, s->routing_note, sizeof s->routing_note, err);
     if (st) {
         strata_plan_free(s);
         return st;
@@ -122,6 +124,7 @@ char *strata_plan_json(const strata_plan *p, unsigned flags)
     if (json_is_object(mach)) {
         json_object_set_new(mach, "disk_source", p->notes.disk[0] ? json_string(p->notes.disk) : json_null());
         json_object_set_new(mach, "profile_note", p->notes.profile[0] ? json_string(p->notes.profile) : json_null());
+        json_object_set_new(mach, "routing_note", p->routing_note[0] ? json_string(p->routing_note) : json_null());
     }
     if (j && (flags & STRATA_PLAN_EXPORT))
         json_object_set_new(j, "export", r->chosen.feasible ? export_json(&p->view, &r->chosen) : json_null());

@@ -155,6 +155,7 @@ void strata_plan_print(const strata_plan *p, FILE *out, unsigned flags)
     const plan_result *r = plan_api_result(p);
     fprintf(out, "model       %s\n", p->model_path);
     if (p->notes.profile[0]) fprintf(out, "machine     %s\n", p->notes.profile);
+    if (p->routing_note[0]) fprintf(out, "experts     %s\n", p->routing_note);
     if (!r->chosen.feasible) {
         fprintf(out, "cannot run: %s\n", r->chosen.reason);
     } else {

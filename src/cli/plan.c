@@ -31,7 +31,11 @@ static const char plan_usage[] =
     "                       as run); the engine is calibrated at N once (a few seconds)\n"
     "  --kv-type T          KV cache type: f16 (default), q8_0 or q4_0\n"
     "  --moe-hit-rate X     mixture of experts: the expert cache's hit rate, 0 to 1\n"
-    "                       (default: estimated for uniform routing and an LRU cache)\n"
+    "                       (default: estimated from the routing, see --moe-routing)\n"
+    "  --moe-routing R      the routing that estimate assumes: measured (default: the\n"
+    "                       model's routers on a 128-token built-in prompt, once per\n"
+    "                       file, a few seconds under --mem; cached beside the\n"
+    "                       profile) or uniform (every expert equally likely)\n"
     "  --mem SIZE           RAM budget (default: usable memory minus 10%, at least\n"
     "                       256 MiB, at most a quarter); SIZE: a decimal number and\n"
     "                       K, M, G or T (powers of 1024), bytes without a unit; at\n"
@@ -58,7 +62,7 @@ static const char *const plan_help[] = {plan_usage, NULL};
 
 typedef struct plan_args {
     const char *model, *export_to;
-    strata_plan_params p; /* --hw, --mem, -c, --batch, -np, --kv-type, -t, --moe-hit-rate */
+    strata_plan_params p; /* --hw, --mem, -c, --batch, -np, --kv-type, -t, --moe-hit-rate, --moe-routing */
     bool compare, json, can_run, strict_mem;
 } plan_args;
 
@@ -127,6 +131,10 @@ static bool value_opt(plan_args *a, const char *f, const char *v)
     } else if (!strcmp(f, "--moe-hit-rate")) {
         ok = arg_float("plan", f, v, 0, 1, &a->p.moe_hit_rate);
         a->p.moe_hit_rate_set = true;
+    } else if (!strcmp(f, "--moe-routing")) {
+        ok = !strcmp(v, "measured") || !strcmp(v, "uniform");
+        if (!ok) fprintf(stderr, "strata plan: --moe-routing '%s': expected measured or uniform\n", v);
+        a->p.moe_uniform_routing = !strcmp(v, "uniform");
     } else if (!strcmp(f, "--hw")) {
         a->p.profile_file = v;
     } else if (!strcmp(f, "--export")) {

@@ -97,13 +97,13 @@ static uint64_t kv_cache_bytes(const model_weights *w, uint32_t n_seq, uint32_t 
 }
 
 /* moe_state's buffers, in its order (engine_internal.h). */
-#define MOE_BUFS 10
+#define MOE_BUFS 11
 static void moe_sizes(const model_dims *d, uint64_t B, uint64_t z[MOE_BUFS])
 {
     uint64_t k = d->n_expert_used;
     uint64_t s[MOE_BUFS] = {B * k * 4, B * k * 4, B * 4, B * k * d->n_embd * 4, d->n_expert * 4, d->n_expert,
                             d->n_layers * k * 4, d->n_expert * 4, d->n_embd * 4,
-                            d->n_ff_shexp ? B * d->n_embd * 4 : 0};
+                            d->n_ff_shexp ? B * d->n_embd * 4 : 0, d->n_layers * d->n_expert * 4};
     memcpy(z, s, sizeof s);
 }
 
@@ -244,10 +244,11 @@ static bool alloc_moe(engine *e)
     moe_sizes(&e->w.d, e->n_batch, z);
     void **p[MOE_BUFS] = {(void **)&m->sel, (void **)&m->wt, (void **)&m->rows, (void **)&m->out,
                           (void **)&m->ids, (void **)&m->done, (void **)&m->prev, (void **)&m->pred,
-                          (void **)&m->pred_x, (void **)&m->shared};
+                          (void **)&m->pred_x, (void **)&m->shared, (void **)&m->picks};
     bool ok = true;
     for (int i = 0; i < MOE_BUFS; i++) ok = (!z[i] || (*p[i] = scratch(e, z[i]))) && ok;
     for (uint64_t i = 0; ok && i < e->w.d.n_layers * e->w.d.n_expert_used; i++) m->prev[i] = -1;
+    if (ok && m->picks) memset(m->picks, 0, z[10]);
     return ok;
 }
 
@@ -575,7 +576,8 @@ void engine_free(engine *e)
     if (e->pool) pool_free(e->pool);
     void *bufs[] = {e->vec, e->rope_cs, e->rope_factors, e->scores, e->act_scratch, e->tok_id, e->tok_seq,
                     e->tok_pos, e->entries, e->out_rows, e->site, e->site_prefill, e->moe.sel, e->moe.wt, e->moe.rows,
-                    e->moe.out, e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x, e->moe.shared};
+                    e->moe.out, e->moe.ids, e->moe.done, e->moe.prev, e->moe.pred, e->moe.pred_x, e->moe.shared,
+                    e->moe.picks};
     if (e->moe.trace) fclose(e->moe.trace);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     for (int a = 0; a < ACT_COUNT; a++) free(e->act[a]);

@@ -179,6 +179,9 @@ uint32_t engine_n_batch(const engine *e);
 uint64_t engine_buffer_bytes(const engine *e);
 store_stats engine_store_stats(const engine *e);
 store_expert_stats engine_expert_stats(const engine *e, uint32_t layer);
+/* [n_layers][n_expert]: how many tokens each layer routed to each expert
+ * since the engine opened; NULL without experts. */
+const uint32_t *engine_expert_picks(const engine *e);
 /* Layers (and the output) running on the GPU, its name and device bytes. */
 typedef struct engine_gpu_stats {
     uint32_t layers;

@@ -26,6 +26,7 @@ typedef struct moe_state {
     float *pred;    /* [n_expert] predicted router logits of the next layer */
     float *pred_x;  /* [n_embd] the residual normed for that prediction */
     float *shared;  /* [n_batch][n_embd] the shared expert's output, gated (NULL: the model has none) */
+    uint32_t *picks; /* [n_layers][n_expert] times each layer routed a token to each expert since open */
     engine_moe_prefetch prefetch;
     FILE *trace;    /* STRATA_MOE_TRACE: one line per token and layer, "layer expert..." */
 } moe_state;

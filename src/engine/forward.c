@@ -317,6 +317,7 @@ uint64_t engine_memory_bytes(const engine *e)
 uint64_t engine_buffer_bytes(const engine *e) { return e->scratch_bytes + e->kv_reserve; }
 store_stats engine_store_stats(const engine *e) { return store_get_stats(e->store); }
 store_expert_stats engine_expert_stats(const engine *e, uint32_t layer) { return store_get_expert_stats(e->store, layer); }
+const uint32_t *engine_expert_picks(const engine *e) { return e->moe.picks; }
 
 engine_gpu_stats engine_get_gpu_stats(const engine *e)
 {

@@ -49,5 +49,6 @@ void moe_route(engine *e, uint64_t l, const float *logits, uint32_t n_tok)
     for (uint32_t t = 0; t < n_tok; t++)
         moe_top_k(logits + t * d->n_expert, d->n_expert, k, m->sel + t * k, m->wt + t * k, d->expert_norm,
                   d->expert_scale);
+    for (uint64_t i = 0; i < n_tok * k; i++) m->picks[l * d->n_expert + (uint64_t)m->sel[i]]++;
     if (m->trace) trace(e, l, n_tok);
 }

@@ -318,6 +318,8 @@ bool hw_profile_equal(const hw_profile *a, const hw_profile *b, char *why, size_
 
 /* $XDG_CACHE_HOME/strata/profile.json or ~/.cache/strata/profile.json. */
 strata_status hw_profile_default_path(char *buf, size_t len, strata_error *err);
+/* mkdir -p of the directory part of path (mode 0700). */
+strata_status hw_make_parent(const char *path, strata_error *err);
 strata_status hw_profile_save(const hw_profile *p, const char *path, strata_error *err);
 strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *err);
 /* Identity of the machine, from facts every probe of it sees alike

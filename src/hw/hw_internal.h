@@ -115,9 +115,6 @@ int hw_vulkan_count_icds(const char *root);
  * (bytes/s), 0 with why set when it cannot be measured. */
 double hw_vulkan_measure_h2d(int index, uint64_t bytes, char *why, size_t why_len);
 
-/* profile_cache.c: mkdir -p of the directory part of path (mode 0700). */
-strata_status hw_make_parent(const char *path, strata_error *err);
-
 /* probe.c */
 double hw_now(void); /* monotonic seconds */
 

@@ -109,6 +109,7 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
 void plan_model_free(plan_model *m)
 {
     free(m->groups);
+    for (uint32_t l = 0; m->experts && l < m->n_expert_sets; l++) free(m->experts[l].chances);
     free(m->experts);
     m->groups = NULL;
     m->experts = NULL;

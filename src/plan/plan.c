@@ -7,6 +7,7 @@
 
 #include "plan/plan.h"
 #include "plan/placement.h"
+#include "plan/plan_experts.h"
 #include "store/store.h"
 #include "util/fmt.h"
 
@@ -74,7 +75,7 @@ static uint32_t set_used(const plan_expert_set *e) { return e->n_used < e->n_exp
 
 /* Whether layer g's experts live on its GPU (a layer on a GPU takes its
  * experts along, except those the --n-cpu-moe split keeps on the CPU). */
-static bool experts_on_gpu(const plan *p, uint32_t g) { return p->tier[g] >= 0 && g >= p->n_cpu_moe; }
+static bool experts_on_gpu(const plan *p, uint32_t g) { return plan_experts_on_gpu(p, g); }
 
 /* What group g occupies on a GPU: its bytes, and its experts' unless the
  * candidate keeps them on the CPU. */
@@ -263,59 +264,6 @@ static bool place_cpu(const plan_model *m, const plan_machine *hw, const plan_re
     free(pl.resident);
     free(bytes);
     return ok;
-}
-
-/* The distinct units of the CPU's expert sets that j tokens are routed to,
- * under uniform routing: sum over the sets of n (1 - (1 - k/n)^j). */
-static double units_in_tokens(const plan_model *m, const plan *p, double j)
-{
-    double d = 0;
-    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
-        const plan_expert_set *e = expert_set(m, g);
-        if (e && !experts_on_gpu(p, g)) d += e->n_expert * (1 - pow(1 - (double)set_used(e) / e->n_expert, j));
-    }
-    return d;
-}
-
-/* How many tokens an LRU cache of expert_slots units keeps a unit, under
- * uniform routing: the largest j whose tokens are routed to at most that
- * many distinct units (a unit is evicted once that many others were used
- * after it; a layer asks for its experts once per token). */
-static uint32_t lru_tokens(const plan_model *m, const plan *p)
-{
-    double c = p->expert_slots;
-    if (units_in_tokens(m, p, 1) > c) return 0;
-    uint32_t lo = 1, hi = 2; /* lo fits, hi is tried */
-    while (hi < (1u << 24) && units_in_tokens(m, p, hi) <= c) lo = hi, hi *= 2;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (units_in_tokens(m, p, mid) <= c) lo = mid;
-        else hi = mid;
-    }
-    return lo;
-}
-
-/* The hit rate of a set's requests: 1 when the cache holds every unit, else
- * the stated one, else uniform routing's. LRU: a unit is still cached when
- * its layer was routed to it within the last `tokens` tokens,
- * 1 - (1 - k/n)^tokens (0 when the cache holds less than one token uses).
- * LFU (the store's default) keeps a stable set in all but an eighth of its
- * slots (expert_cache.c), so at least that share of requests hits. */
-static double set_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req, uint32_t tokens)
-{
-    if (p->expert_slots >= p->expert_units) return 1;
-    if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
-    double lru = 1 - pow(1 - (double)set_used(e) / e->n_expert, tokens);
-    double kept = (double)(p->expert_slots - store_expert_lfu_transient(p->expert_slots)) / p->expert_units;
-    return req->moe_lru || kept < lru ? lru : kept;
-}
-
-/* The distinct experts of a set a batch of B tokens is routed to, under
- * uniform routing: n (1 - (1 - k/n)^B) (at least the k of one token). */
-static double batch_experts(const plan_expert_set *e, double B)
-{
-    double n = e->n_expert, k = set_used(e), d = n * (1 - pow(1 - k / n, B));
-    return d > k ? d : k;
 }
 
 /* Seconds over `bytes` of weights, each type at its rate[type], the rest
@@ -617,11 +565,12 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
     }
     /* experts: a token reads the n_used it is routed to; those not cached come from disk */
-    uint32_t tokens = p->expert_units && p->expert_slots < p->expert_units && !req->moe_hit_rate_set
-                          ? lru_tokens(m, p) : 0;
+    expert_estimate kept = req->moe_hit_rate_set ? (expert_estimate){0} : plan_experts_estimate(m, p);
     p->expert_hit_source = !p->expert_units                     ? NULL
                            : p->expert_slots >= p->expert_units ? "all resident"
                            : req->moe_hit_rate_set              ? "stated"
+                           : m->routing_tokens                  ? (req->moe_lru ? "measured routing, LRU"
+                                                                                 : "measured routing, LFU")
                            : req->moe_lru                       ? "uniform routing, LRU"
                                                                 : "uniform routing, LFU";
     double expert_disk = 0, requests = 0, hits = 0;
@@ -634,7 +583,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
             gpu_read[p->tier[g]] += w;
             continue;
         }
-        double hit = set_hit_rate(e, p, req, tokens);
+        double hit = plan_experts_hit_rate(e, p, req, &kept);
         requests += (double)used;
         hits += hit * (double)used;
         expert_disk += (1 - hit) * (double)(used * e->unit_bytes);
@@ -692,13 +641,13 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
-        double more = batch_experts(e, B) - set_used(e);
+        double more = plan_experts_in_batch(e, B) - set_used(e);
         if (experts_on_gpu(p, g)) {
             x_vram += more * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             used_vram += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
         }
-        x_disk += (1 - set_hit_rate(e, p, req, tokens)) * more * (double)e->unit_bytes;
+        x_disk += (1 - plan_experts_hit_rate(e, p, req, &kept)) * more * (double)e->unit_bytes;
         if (c->over_link) x_link += more * (double)e->unit_bytes, x_raw += more * (double)e->unit_bytes;
         else x_ram += more * (double)e->unit_weight_bytes;
     }

@@ -47,6 +47,14 @@ typedef struct plan_expert_set {
     uint64_t unit_bytes;        /* one unit's cache slot (store_expert_unit_bytes): what a miss reads */
     uint64_t unit_weight_bytes; /* one unit's tensor data: what compute reads */
     uint64_t unit_elems;        /* one unit's weights */
+    /* measured routing (routing.c): the units grouped by their chance of
+     * being routed to by one token, most likely first; n_chances 0 (NULL):
+     * none measured, every unit's chance is n_used / n_expert */
+    uint32_t n_chances;
+    struct plan_unit_chance {
+        double chance;          /* 0..1 */
+        uint32_t units;
+    } *chances;                 /* [n_chances] */
 } plan_expert_set;
 
 /* What the planner knows of a model: derived from the engine's own
@@ -69,6 +77,7 @@ typedef struct plan_model {
      * 0 without experts) */
     uint32_t n_expert_sets;
     plan_expert_set *experts;
+    uint32_t routing_tokens;    /* tokens the routing calibration routed (0: routing not measured) */
 } plan_model;
 
 typedef struct plan_gpu {
@@ -189,7 +198,8 @@ typedef struct plan {
                                    rest of the model on the GPUs (0: other plans) */
     bool moe_split;             /* this is the --n-cpu-moe split (experts on the CPU are resident, not cached) */
     double expert_hit_rate;     /* of the expert cache, as the prediction assumes */
-    const char *expert_hit_source; /* "stated", "uniform routing, LFU" (or LRU), "all resident" (NULL without experts) */
+    const char *expert_hit_source; /* "stated", "measured routing, LFU" (or LRU; plan_model.routing_tokens),
+                                      "uniform routing, LFU" (or LRU), "all resident" (NULL without experts) */
     uint64_t expert_disk_bytes_per_token; /* expected: used experts x unit bytes x miss rate, summed (in disk_bytes) */
     char rejected[PLAN_TEXT];   /* for alternatives: why not chosen */
 } plan;

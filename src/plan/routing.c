@@ -1,0 +1,238 @@
+/* The routing calibration's cache entries (routing.h): one JSON file per
+ * model file,
+ *   {"model": PATH, "size": BYTES, "mtime_ns": NS, "n_expert": N, "n_used": K,
+ *    "tokens": T, "picks": [[...N counts...] per layer]}. */
+#include "plan/routing.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "hw/hw.h"
+#include "util/error.h"
+#include "util/outfile.h"
+
+#define MAX_LAYERS 4096u
+#define MAX_EXPERTS 65536u
+
+/* The file's identity: its canonical path, size and modification time. */
+typedef struct file_id {
+    char path[PATH_MAX];
+    uint64_t size, mtime_ns;
+} file_id;
+
+static strata_status identify(const char *model_path, file_id *id, strata_error *err)
+{
+    struct stat sb;
+    if (!realpath(model_path, id->path) || stat(id->path, &sb) != 0)
+        return err_set(err, STRATA_E_IO, "%s: %s", model_path, strerror(errno));
+    id->size = (uint64_t)sb.st_size;
+    id->mtime_ns = (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec;
+    return STRATA_OK;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+strata_status plan_routing_path(const char *model_path, char *buf, size_t len, strata_error *err)
+{
+    file_id id;
+    char profile[4096];
+    strata_status st = identify(model_path, &id, err);
+    if (!st) st = hw_profile_default_path(profile, sizeof profile, err);
+    if (st) return st;
+    char *slash = strrchr(profile, '/');
+    if (slash) *slash = '\0';
+    uint64_t key = fnv1a(1469598103934665603ull, id.path, strlen(id.path));
+    int n = snprintf(buf, len, "%s/routing/%016llx.json", profile, (unsigned long long)key);
+    return n < 0 || (size_t)n >= len ? err_set(err, STRATA_E_INVALID, "cache directory path too long") : STRATA_OK;
+}
+
+void plan_routing_free(plan_routing *r)
+{
+    free(r->picks);
+    memset(r, 0, sizeof *r);
+}
+
+static bool get_u32(const json_t *o, const char *key, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) return false;
+    *out = (uint32_t)json_integer_value(v);
+    return true;
+}
+
+/* The entry's counts into r; the reason it is unusable, or NULL. */
+static const char *parse(const json_t *doc, const file_id *id, plan_routing *r)
+{
+    const json_t *path = json_object_get(doc, "model"), *size = json_object_get(doc, "size"),
+                 *mtime = json_object_get(doc, "mtime_ns"), *picks = json_object_get(doc, "picks");
+    if (!json_is_string(path) || !json_is_integer(size) || !json_is_integer(mtime)) return "not a routing entry";
+    if (strcmp(json_string_value(path), id->path) || (uint64_t)json_integer_value(size) != id->size ||
+        (uint64_t)json_integer_value(mtime) != id->mtime_ns)
+        return "the model file changed since it was measured";
+    if (!get_u32(doc, "n_expert", 1, MAX_EXPERTS, &r->n_expert) || !get_u32(doc, "n_used", 1, r->n_expert, &r->n_used) ||
+        !get_u32(doc, "tokens", 1, UINT32_MAX / r->n_used, &r->tokens) || !json_is_array(picks) ||
+        json_array_size(picks) < 1 || json_array_size(picks) > MAX_LAYERS)
+        return "malformed counts";
+    r->n_layers = (uint32_t)json_array_size(picks);
+    if (!(r->picks = calloc((size_t)r->n_layers * r->n_expert, sizeof *r->picks))) return "out of memory";
+    for (uint32_t l = 0; l < r->n_layers; l++) {
+        const json_t *row = json_array_get(picks, l);
+        if (!json_is_array(row) || json_array_size(row) != r->n_expert) return "malformed counts";
+        for (uint32_t x = 0; x < r->n_expert; x++) {
+            const json_t *c = json_array_get(row, x);
+            if (!json_is_integer(c) || json_integer_value(c) < 0 || json_integer_value(c) > r->tokens)
+                return "malformed counts";
+            r->picks[(size_t)l * r->n_expert + x] = (uint32_t)json_integer_value(c);
+        }
+    }
+    return NULL;
+}
+
+strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, char *note, size_t note_len,
+                                strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *found = false;
+    if (note && note_len) note[0] = '\0';
+    file_id id;
+    char path[4200];
+    strata_status st = identify(model_path, &id, err);
+    if (!st) st = plan_routing_path(model_path, path, sizeof path, err);
+    if (st) return st;
+    json_error_t je;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!doc) {
+        if (errno != ENOENT && note) snprintf(note, note_len, "%s: %s", path, je.text);
+        return STRATA_OK;
+    }
+    const char *why = json_is_object(doc) ? parse(doc, &id, out) : "not a JSON object";
+    json_decref(doc);
+    if (why) {
+        if (note) snprintf(note, note_len, "%s: %s", path, why);
+        plan_routing_free(out);
+        return STRATA_OK;
+    }
+    *found = true;
+    return STRATA_OK;
+}
+
+static json_t *to_json(const file_id *id, const plan_routing *r)
+{
+    json_t *picks = json_array();
+    for (uint32_t l = 0; picks && l < r->n_layers; l++) {
+        json_t *row = json_array();
+        for (uint32_t x = 0; row && x < r->n_expert; x++)
+            json_array_append_new(row, json_integer(r->picks[(size_t)l * r->n_expert + x]));
+        json_array_append_new(picks, row);
+    }
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "model", id->path, "size", (json_int_t)id->size,
+                     "mtime_ns", (json_int_t)id->mtime_ns, "n_expert", (json_int_t)r->n_expert, "n_used",
+                     (json_int_t)r->n_used, "tokens", (json_int_t)r->tokens, "picks", picks);
+}
+
+strata_status plan_routing_save(const char *model_path, const plan_routing *r, strata_error *err)
+{
+    file_id id;
+    char path[4200];
+    strata_status st = identify(model_path, &id, err);
+    if (!st) st = plan_routing_path(model_path, path, sizeof path, err);
+    if (!st) st = hw_make_parent(path, err);
+    if (st) return st;
+    json_t *doc = to_json(&id, r);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the routing", path);
+    outfile o;
+    st = outfile_open(&o, path, err);
+    bool ok = !st && fputs(text, o.fp) >= 0 && fputc('\n', o.fp) != EOF;
+    free(text);
+    if (st) return st;
+    if (!ok) {
+        outfile_abort(&o);
+        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return outfile_commit(&o, err);
+}
+
+static int count_desc(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* How far each count is trusted over the layer's mean (0..1): a few
+ * hundred tokens leave binomial noise in every count, and an LFU estimate
+ * that keeps the units counted highest picks that noise as if it were
+ * popularity (uniform routing would look skewed). The noise's variance
+ * against the counts' spread (empirical Bayes, as James-Stein): 0 for
+ * counts no more spread than noise, near 1 for a strong skew. */
+static double trust(const uint32_t *counts, uint32_t n, uint32_t tokens)
+{
+    double mean = 0, spread = 0, noise = 0;
+    for (uint32_t x = 0; x < n; x++) mean += counts[x];
+    mean /= n;
+    for (uint32_t x = 0; x < n; x++) {
+        spread += (counts[x] - mean) * (counts[x] - mean);
+        noise += counts[x] * (1 - (double)counts[x] / tokens); /* binomial: T p (1 - p) */
+    }
+    if (n < 2 || spread <= 0) return 0;
+    double t = 1 - (noise / n) / (spread / (n - 1));
+    return t > 0 ? t : 0;
+}
+
+/* One layer's counts, sorted (clobbered), as groups of equal chance:
+ * each count drawn toward the layer's mean by trust(), at least half a
+ * pick (an expert the calibration never saw is rare, not never used). */
+static bool layer_chances(uint32_t *counts, const plan_routing *r, plan_expert_set *e)
+{
+    qsort(counts, r->n_expert, sizeof *counts, count_desc);
+    double mean = 0, t = trust(counts, r->n_expert, r->tokens);
+    for (uint32_t x = 0; x < r->n_expert; x++) mean += counts[x];
+    mean /= r->n_expert;
+    uint32_t n = 0;
+    for (uint32_t x = 0; x < r->n_expert; x++) n += x == 0 || counts[x] != counts[x - 1];
+    struct plan_unit_chance *c = calloc(n, sizeof *c); /* [n] */
+    if (!c) return false;
+    n = 0;
+    for (uint32_t x = 0; x < r->n_expert; x++) {
+        if (x == 0 || counts[x] != counts[x - 1]) {
+            double picks = mean + t * (counts[x] - mean);
+            double chance = (picks > 0.5 ? picks : 0.5) / r->tokens;
+            c[n++].chance = chance < 1 ? chance : 1;
+        }
+        c[n - 1].units++;
+    }
+    free(e->chances);
+    e->chances = c;
+    e->n_chances = n;
+    return true;
+}
+
+bool plan_model_set_routing(plan_model *m, const plan_routing *r)
+{
+    if (!r->picks || r->n_layers != m->n_expert_sets) return false;
+    for (uint32_t l = 0; l < m->n_expert_sets; l++) {
+        const plan_expert_set *e = &m->experts[l];
+        if (e->n_expert && (e->n_expert != r->n_expert || e->n_used != r->n_used)) return false;
+    }
+    uint32_t *counts = malloc(r->n_expert * sizeof *counts); /* [n_expert] one layer's, sorted */
+    bool ok = counts != NULL;
+    for (uint32_t l = 0; ok && l < m->n_expert_sets; l++) {
+        if (!m->experts[l].n_expert) continue;
+        memcpy(counts, r->picks + (size_t)l * r->n_expert, r->n_expert * sizeof *counts);
+        ok = layer_chances(counts, r, &m->experts[l]);
+    }
+    free(counts);
+    if (ok) m->routing_tokens = r->tokens;
+    return ok;
+}
