@@ -59,6 +59,13 @@ dense=$(synth "moe-a3b-$tag-dense" --arch qwen3 $dims --n-ff $dense_ff --type q4
 size=$(stat -c %s "$uni")
 mem=$((size / 4))
 measure "$uni" # also saves the profile the run's end lines compare with
+# The plan's expert hit rate for each file at --mem, from the routing `plan`
+# measures on it (once per file, cached: the runs' predictions use it too).
+plan_hit() {
+    "$STRATA" plan -m "$1" --mem "$mem" -c 512 2>/dev/null | sed -n 's/.*hit rate \([0-9.]*\)% (\([a-z]* routing\).*/\1 % (\2)/p'
+}
+plan_uni=$(plan_hit "$uni")
+plan_skw=$(plan_hit "$skw")
 
 gib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 2^30 }'; }
 gb() { awk -v b="$1" 'BEGIN { printf "%.3f", b / 1e9 }'; }
@@ -93,13 +100,13 @@ add_row skw "skew $SKEW, resident" ""
 add_row dense "dense qwen3, resident" ""
 
 # One run of a row: its figures, space-separated, "-" where absent:
-#   tok/s GB/token hit% prefetch-used% bound% cache peak-RSS-MiB disk-busy%
+#   tok/s GB/token hit% prefetch-used% bound% cache peak-RSS-MiB disk-busy% plan-tok/s
 run_row() {
     m=$1; shift
     # shellcheck disable=SC2086
     out=$("$STRATA" run -m "$m" -p "$PROMPT" -n "$N_GEN" --temp "$TEMP" -s "$SEED" -t "$THREADS" -c 512 "$@" \
         2>&1 >/dev/null) || { echo "$out" | tail -n 2 >&2; echo "failed"; return 0; }
-    for f in gen_tps streamed_gb expert_hit prefetch_used bound_pct expert_cache peak_rss disk_busy; do
+    for f in gen_tps streamed_gb expert_hit prefetch_used bound_pct expert_cache peak_rss disk_busy predicted_tps; do
         v=$(echo "$out" | $f | head -n 1)
         printf '%s ' "${v:--}"
     done
@@ -135,13 +142,13 @@ med() {
 # the cache column is text ("412/1536"): the last run's
 last() { awk -v c="$2" '$1 != "failed" { v = $c } END { print (v == "" || v == "-") ? "n/a" : v }' "$work/row$1" 2>/dev/null; }
 
-printf '\n%-36s %9s %9s %7s %9s %9s %10s %9s %10s %10s\n' configuration "tok/s" "GB/token" "hit %" "prefetch" \
-    "of bound" "bound t/s" "cache" "peak MiB" "disk busy"
+printf '\n%-36s %9s %9s %7s %9s %9s %10s %9s %10s %10s %9s\n' configuration "tok/s" "GB/token" "hit %" "prefetch" \
+    "of bound" "bound t/s" "cache" "peak MiB" "disk busy" "plan t/s"
 while IFS='|' read -r id var label flags; do
     if [ "$flags" = "-" ]; then printf '%-36s flag not available\n' "$label"; continue; fi
     if [ ! -s "$work/row$id" ] || ! grep -qv '^failed' "$work/row$id"; then printf '%-36s failed\n' "$label"; continue; fi
     tps=$(med "$id" 1); g=$(med "$id" 2); hit=$(med "$id" 3); pf=$(med "$id" 4); bp=$(med "$id" 5)
-    cache=$(last "$id" 6); rss=$(med "$id" 7); busy=$(med "$id" 8)
+    cache=$(last "$id" 6); rss=$(med "$id" 7); busy=$(med "$id" 8); pt=$(med "$id" 9)
     [ "$busy" != n/a ] && busy="$busy %"
     # the disk bound at the bytes this run read per token, and the fraction reached
     bt=$(awk -v g="$g" -v bw="$DISK_BW" 'BEGIN { if (g ~ /^[0-9.]+$/ && g > 0) printf "%.2f", bw / (g * 1e9); else print "n/a" }')
@@ -150,8 +157,8 @@ while IFS='|' read -r id var label flags; do
     fi
     [ "$bp" != n/a ] && bp="$bp %"
     [ "$pf" != n/a ] && pf="$pf %"
-    printf '%-36s %9s %9s %7s %9s %9s %10s %9s %10s %10s\n' "$label" "$tps" "$g" "$hit" "$pf" "$bp" "$bt" "$cache" "$rss" \
-        "$busy"
+    printf '%-36s %9s %9s %7s %9s %9s %10s %9s %10s %10s %9s\n' "$label" "$tps" "$g" "$hit" "$pf" "$bp" "$bt" "$cache" "$rss" \
+        "$busy" "$pt"
     echo "$id $tps" >> "$work/tps"
 done < "$rows"
 # tps_of LABEL: the median tok/s of the row with that label, or empty
@@ -162,6 +169,8 @@ tps_of() {
 
 # Resident: the MoE models against the dense model of the same active bytes.
 tu=$(tps_of "uniform, resident"); ts=$(tps_of "skew $SKEW, resident"); td=$(tps_of "dense qwen3, resident")
+echo "plan's expert hit rate at this --mem (LFU, no prefetch: compare the 'none' rows): uniform ${plan_uni:-n/a}," \
+    "skew $SKEW ${plan_skw:-n/a}; plan t/s: the prediction each run's end line compares with"
 echo
 echo "active weight bytes per token: MoE $(gb "$(active_bytes "$uni")") GB, dense $(gb "$(active_bytes "$dense")") GB"
 awk -v u="$tu" -v s="$ts" -v d="$td" 'BEGIN {

@@ -33,16 +33,20 @@ static bool has_experts(const plan_model *pm)
     return false;
 }
 
-/* The prompt: the text's tokens, repeated up to ROUTING_CALIB_TOKENS. */
-static strata_status prompt(strata_model *m, int32_t *out, size_t *n, strata_error *err)
+/* The prompt: the text's tokens, repeated up to ROUTING_CALIB_TOKENS. The
+ * file's tokenizer alone, before the model takes its budget (a long text's
+ * tokenizing would not fit beside a cache that fills it). */
+static strata_status prompt(const char *path, int32_t *out, strata_error *err)
 {
+    strata_vocab *v = NULL;
     int32_t *tok = NULL;
     size_t k = 0;
-    strata_status st = strata_tokenize(m, calib_text, sizeof calib_text - 1, true, &tok, &k, err);
+    strata_status st = strata_vocab_open(path, &v, err);
+    if (!st) st = strata_vocab_tokenize(v, calib_text, sizeof calib_text - 1, true, false, &tok, &k, err);
     if (!st && k == 0) st = err_set(err, STRATA_E_INVALID, "the calibration text has no tokens");
     for (size_t i = 0; !st && i < ROUTING_CALIB_TOKENS; i++) out[i] = tok[i % k];
-    *n = st ? 0 : ROUTING_CALIB_TOKENS;
     free(tok);
+    strata_vocab_free(v);
     return st;
 }
 
@@ -59,9 +63,9 @@ static strata_status measure(const char *path, const strata_plan_params *p, plan
     mp.watchdog = false;
     strata_model *m = NULL;
     int32_t tokens[ROUTING_CALIB_TOKENS];
-    size_t n = 0;
-    strata_status st = strata_model_open(path, &mp, &m, err);
-    if (!st) st = prompt(m, tokens, &n, err);
+    size_t n = ROUTING_CALIB_TOKENS;
+    strata_status st = prompt(path, tokens, err);
+    if (!st) st = strata_model_open(path, &mp, &m, err);
     if (!st) st = strata_eval(m, tokens, n, NULL, false, err);
     const uint32_t *picks = st ? NULL : engine_expert_picks(m->eng);
     if (!st && !picks) st = err_set(err, STRATA_E_INVALID, "%s: the engine routed no experts", path);
