@@ -66,16 +66,9 @@ strata_status hw_profile_save(const hw_profile *p, const char *path, strata_erro
     if (st != STRATA_OK) return st;
     char *text = hw_profile_to_json(p);
     if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the profile", path);
-    outfile o;
-    st = outfile_open(&o, path, err);
-    bool ok = !st && fputs(text, o.fp) >= 0 && fputc('\n', o.fp) != EOF;
+    st = outfile_write_text(path, text, err);
     free(text);
-    if (st) return st;
-    if (!ok) {
-        outfile_abort(&o);
-        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return outfile_commit(&o, err);
+    return st;
 }
 
 strata_status hw_profile_load(const char *path, hw_profile *out, strata_error *err)

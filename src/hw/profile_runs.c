@@ -122,16 +122,7 @@ static strata_status write_rates(const char *path, json_t *rates, strata_error *
     json_decref(root);
     if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory", path);
     strata_status st = hw_make_parent(path, err);
-    outfile o;
-    if (!st) st = outfile_open(&o, path, err);
-    if (!st) {
-        if (fputs(text, o.fp) < 0 || fputc('\n', o.fp) == EOF) {
-            outfile_abort(&o);
-            st = err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
-        } else {
-            st = outfile_commit(&o, err);
-        }
-    }
+    if (!st) st = outfile_write_text(path, text, err);
     free(text);
     return st;
 }

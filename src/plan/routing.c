@@ -152,16 +152,9 @@ strata_status plan_routing_save(const char *model_path, const plan_routing *r, s
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the routing", path);
-    outfile o;
-    st = outfile_open(&o, path, err);
-    bool ok = !st && fputs(text, o.fp) >= 0 && fputc('\n', o.fp) != EOF;
+    st = outfile_write_text(path, text, err);
     free(text);
-    if (st) return st;
-    if (!ok) {
-        outfile_abort(&o);
-        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return outfile_commit(&o, err);
+    return st;
 }
 
 static int count_desc(const void *a, const void *b)

@@ -234,3 +234,16 @@ strata_status outfile_commit(outfile *f, strata_error *err)
     outfile_abort(f);
     return st;
 }
+
+strata_status outfile_write_text(const char *path, const char *text, strata_error *err)
+{
+    outfile o;
+    strata_status st = outfile_open(&o, path, err);
+    if (st) return st;
+    if (fputs(text, o.fp) < 0 || fputc('\n', o.fp) == EOF) {
+        int e = errno;
+        outfile_abort(&o);
+        return err_set(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return outfile_commit(&o, err);
+}

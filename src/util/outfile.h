@@ -39,6 +39,9 @@ strata_status outfile_open(outfile *f, const char *path, strata_error *err);
 strata_status outfile_commit(outfile *f, strata_error *err);
 /* Closes and removes the temporary file (a no-op on a closed outfile). */
 void outfile_abort(outfile *f);
+/* Writes text and a newline as the whole file at path (outfile_open,
+ * then commit; nothing is left behind on failure). */
+strata_status outfile_write_text(const char *path, const char *text, strata_error *err);
 /* The name writes go to (the temporary file or the target), for messages. */
 const char *outfile_name(const outfile *f);
 
