@@ -386,7 +386,7 @@ TEST(test_plan_more_vram_never_slower)
         random_machine(&r, &m, &hw);
         random_request(&r, &m, true, &q);
         q.cpu_only = false;
-        if (hw.n_gpus == 0) hw.n_gpus = 1, hw.gpus[0] = (plan_gpu){"gpu", 0, log_unif(&r, 50e9, 4e12), 16e9, 0};
+        if (hw.n_gpus == 0) hw.n_gpus = 1, hw.gpus[0] = (plan_gpu){.name = "gpu", .vram_bw = log_unif(&r, 50e9, 4e12), .link_bw = 16e9};
         double total = (double)model_bytes(&m);
         uint64_t vram[8];
         for (int i = 0; i < 8; i++) vram[i] = (uint64_t)(total * 0.3 * i) + (uint64_t)i * 64 * MiB;
@@ -1130,7 +1130,7 @@ TEST(test_plan_moe_on_the_gpu_runnable)
     moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
     plan_machine hw = cpu_machine(1 * GiB);
     hw.n_gpus = 1;
-    hw.gpus[0] = (plan_gpu){"test GPU", 1 * GiB, 1e12, 16e9, 0};
+    hw.gpus[0] = (plan_gpu){.name = "test GPU", .vram = 1 * GiB, .vram_bw = 1e12, .link_bw = 16e9};
     plan_request q = {.n_ctx = 1024, .cpu_only = true};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
@@ -1174,7 +1174,8 @@ TEST(test_plan_moe_n_cpu_moe_split)
     moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
     plan_machine hw = cpu_machine(1 * GiB);
     hw.n_gpus = 1;
-    hw.gpus[0] = (plan_gpu){"test GPU", 256 * MiB + 10 * MiB + 512 * KiB + 16 * MiB, 1e12, 16e9, 0};
+    hw.gpus[0] = (plan_gpu){.name = "test GPU", .vram = 256 * MiB + 10 * MiB + 512 * KiB + 16 * MiB, .vram_bw = 1e12,
+                            .link_bw = 16e9};
     plan_request q = {.n_ctx = 1024};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);

@@ -350,3 +350,43 @@ TEST(test_plan_engine_calibrations_in_profile)
     free(p);
     free(q);
 }
+
+/* A GPU whose host-to-device copies were not measured (a what-if profile)
+ * is priced from its PCIe link: 3/4 of the per-lane rate after line coding
+ * (PCIe 3.0: 8 GT/s x 128/130 = 0.985 GB/s; 4.0: 1.969 GB/s) times the
+ * lanes; a link trained down at rest counts at its highest generation; no
+ * link known: the fixed guess, and the plan says which. */
+TEST(test_plan_link_from_pcie)
+{
+    hw_profile *p = calloc(1, sizeof *p);
+    REQUIRE(p);
+    p->n_gpus = 1;
+    p->gpus[0].type = HW_GPU_DISCRETE;
+    p->gpus[0].vram_total = 8ull << 30;
+    p->gpus[0].pcie = (hw_pcie){.gen = 3, .width = 8, .max_gen = 3, .max_width = 16};
+    plan_machine m;
+    plan_machine_from_profile(p, 1ull << 30, 2, &m);
+    CHECK(m.n_gpus == 1 && close_to(m.gpus[0].link_bw, 0.75 * 0.985e9 * 8) && m.gpus[0].link_pcie_gen == 3 &&
+              m.gpus[0].link_pcie_width == 8,
+          " %.4g B/s, gen%d x%d", m.gpus[0].link_bw, m.gpus[0].link_pcie_gen, m.gpus[0].link_pcie_width);
+    plan_model none = {0};
+    plan_request q = {.n_ctx = 256};
+    plan_result r;
+    plan_compute(&none, &m, &q, &r);
+    bool said = false;
+    for (int i = 0; i < r.n_warnings; i++)
+        said = said || strstr(r.warnings[i], "5.9 GB/s estimated from its PCIe gen3 x8 link");
+    CHECK(said, " the plan does not say the link was estimated");
+    plan_result_free(&r);
+    p->gpus[0].pcie = (hw_pcie){.gen = 1, .width = 16, .max_gen = 4, .max_width = 16}; /* at rest */
+    plan_machine_from_profile(p, 1ull << 30, 2, &m);
+    CHECK(close_to(m.gpus[0].link_bw, 0.75 * 1.969e9 * 16), " %.4g", m.gpus[0].link_bw);
+    p->gpus[0].h2d_bw = 20e9; /* measured: used as it is */
+    plan_machine_from_profile(p, 1ull << 30, 2, &m);
+    CHECK(m.gpus[0].link_bw == 20e9 && m.gpus[0].link_pcie_gen == 0);
+    p->gpus[0].h2d_bw = 0;
+    p->gpus[0].pcie = (hw_pcie){0};
+    plan_machine_from_profile(p, 1ull << 30, 2, &m);
+    CHECK(m.gpus[0].link_bw == 0 && m.gpus[0].link_pcie_gen == 0);
+    free(p);
+}

@@ -58,7 +58,7 @@ static plan_machine phase_machine(double ram_bw, double cpu_rate, uint64_t vram,
 {
     plan_machine hw = {.ram_budget = 64ull << 30, .ram_bw = ram_bw, .kernel_ram_bw = ram_bw, .disk_bw = 2e9,
                        .cpu_rate = cpu_rate, .measured = true, .n_gpus = 1};
-    hw.gpus[0] = (plan_gpu){"what-if GPU", vram, vram_bw, link_bw, 0};
+    hw.gpus[0] = (plan_gpu){.name = "what-if GPU", .vram = vram, .vram_bw = vram_bw, .link_bw = link_bw};
     return hw;
 }
 

@@ -159,6 +159,24 @@ static void engine_rates(const hw_profile *p, int threads, plan_machine *out)
     out->engine_width_s = c->width_s;
 }
 
+/* Host-to-device copies over a PCIe link that was not measured (a what-if
+ * profile): 3/4 of the link's raw rate per lane after line coding (gen 1:
+ * 0.25 GB/s, 2: 0.5, 3: 0.985, 4: 1.97, 5: 3.94, 6: 7.56), the share
+ * pinned copies reach (the H200's gen5 x16 copied at 46.5 of 63 GB/s).
+ * A GPU at rest trains its link down to gen 1, so the generation is the
+ * most it supports. 0 (and *gen, *width 0): the link is unknown. */
+static double pcie_estimate(const hw_pcie *l, int *gen, int *width)
+{
+    static const double lane[] = {0, 0.25e9, 0.5e9, 0.985e9, 1.969e9, 3.938e9, 7.563e9};
+    *gen = l->max_gen > l->gen ? l->max_gen : l->gen;
+    *width = l->width > 0 ? l->width : l->max_width;
+    if (*gen < 1 || *gen > 6 || *width < 1) {
+        *gen = *width = 0;
+        return 0;
+    }
+    return 0.75 * lane[*gen] * *width;
+}
+
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads, plan_machine *out)
 {
     memset(out, 0, sizeof *out);
@@ -195,7 +213,7 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads
         /* a layer's weights are read by the product shaders: their measured
          * rate on Q4_K (most of a Q4_K_M model) when there is one */
         o->vram_bw = g->mv_q4_k_bw > 0 ? g->mv_q4_k_bw : g->vram_bw;
-        o->link_bw = g->h2d_bw;
+        o->link_bw = g->h2d_bw > 0 ? g->h2d_bw : pcie_estimate(&g->pcie, &o->link_pcie_gen, &o->link_pcie_width);
         o->mm_flops = g->mm_q4_k_flops; /* 0: the planner estimates it, with a warning */
     }
 }

@@ -1044,6 +1044,9 @@ static void machine_warnings(const plan_machine *hw, plan_result *r)
         }
     if (hw->n_gpus && hw->gpus[0].link_bw <= 0)
         warn(r, "GPU 0 host-to-device bandwidth unknown: assuming %.0f GB/s", LINK_BW_GUESS / 1e9);
+    else if (hw->n_gpus && hw->gpus[0].link_pcie_gen)
+        warn(r, "GPU 0 host-to-device bandwidth not measured: %.1f GB/s estimated from its PCIe gen%d x%d link",
+             hw->gpus[0].link_bw / 1e9, hw->gpus[0].link_pcie_gen, hw->gpus[0].link_pcie_width);
     if (hw->n_gpus && hw->gpus[0].mm_flops <= 0)
         warn(r, "GPU 0 prompt-batch compute unmeasured: assuming %.0f TFLOP/s (%.0f FLOP per byte/s of its memory "
              "bandwidth)", gpu_flops(&hw->gpus[0]) / 1e12, PLAN_GPU_FLOP_PER_BYTE);

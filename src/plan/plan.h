@@ -88,6 +88,7 @@ typedef struct plan_gpu {
     double link_bw;             /* host->device bytes/s */
     double mm_flops;            /* FLOP/s of the tiled matrix-matrix shaders on a prompt batch; 0: unknown
                                    (estimated as PLAN_GPU_FLOP_PER_BYTE x vram_bw, with a warning) */
+    int link_pcie_gen, link_pcie_width; /* link_bw estimated from this PCIe link (not measured); 0: not */
 } plan_gpu;
 
 /* Where a group computes, in one phase (decode: one token; prefill: a
