@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "model/model_spec.h"
+#include "store/layout.h"
 #include "test.h"
 
 typedef struct fault_ctx {
@@ -565,10 +566,26 @@ TEST(test_store_expert_reads_coalesce)
     close_spec(&m);
 }
 
+/* Whether a read error names an offset inside expert id's own read of one
+ * of the tensors: its slice widened to the direct-I/O alignment. */
+static bool error_names_own_slice(const char *message, const gguf_tensor *const t[3], int32_t id)
+{
+    const char *at = strstr(message, "at offset ");
+    unsigned long long offset;
+    if (!at || sscanf(at, "at offset %llu", &offset) != 1) return false;
+    for (int j = 0; j < 3; j++) {
+        uint64_t slice = t[j]->n_bytes / t[j]->ne[2], start = t[j]->file_offset + (uint64_t)id * slice;
+        if (offset >= start / STORE_ALIGN * STORE_ALIGN && offset < start + slice) return true;
+    }
+    return false;
+}
+
 /* A merged read that fails fails every expert it was reading: experts 3
  * and 4 pinned together are three requests, each holding a slice of both,
  * and whichever comes first fails; neither expert's data is handed out,
- * and pinned again (the failure spent) both hold the file's bytes. */
+ * each error names an offset in that expert's own slice (not the merged
+ * read's start, which is in expert 3's), and pinned again (the failure
+ * spent) both hold the file's bytes. */
 TEST(test_store_failed_coalesced_read_fails_each_expert)
 {
     model m;
@@ -588,7 +605,8 @@ TEST(test_store_failed_coalesced_read_fails_each_expert)
         CHECK(store_experts_pin(s, 0, ids, 2, &taken, &e) == STRATA_OK && taken == 2, " %s", e.message);
         for (int i = 0; i < 2; i++) {
             e.message[0] = '\0';
-            CHECK(store_expert_data(s, 0, ids[i], &data, &e) == STRATA_E_IO && strstr(e.message, "read failed"),
+            CHECK(store_expert_data(s, 0, ids[i], &data, &e) == STRATA_E_IO && strstr(e.message, "read failed") &&
+                      error_names_own_slice(e.message, sets[0].tensors, ids[i]),
                   " expert %d: %s", ids[i], e.message);
         }
         store_experts_unpin(s, 0, ids, 2);

@@ -1,5 +1,6 @@
-/* The Vulkan back end of the engine (backend_vulkan.c): which layers go to
- * VRAM, loading them, and the op table that runs them. */
+/* The Vulkan back end of the engine (backend_vulkan*.c; backend_vulkan.c
+ * lists the files): which layers go to VRAM, loading them, and the op
+ * table that runs them. */
 #ifndef STRATA_ENGINE_BACKEND_VULKAN_H
 #define STRATA_ENGINE_BACKEND_VULKAN_H
 

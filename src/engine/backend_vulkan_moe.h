@@ -1,5 +1,5 @@
 /* Mixture of experts on the Vulkan back end (backend_vulkan_moe.c), and
- * what it uses of backend_vulkan.c. */
+ * what it uses of the rest of the back end (backend_vulkan_record.c). */
 #ifndef STRATA_ENGINE_BACKEND_VULKAN_MOE_H
 #define STRATA_ENGINE_BACKEND_VULKAN_MOE_H
 
@@ -8,7 +8,7 @@
 #include "engine/weights.h"
 #include "util/account.h"
 
-/* Resource bits of backend_vulkan.c's barrier tracking: an activation's,
+/* Resource bits of the back end's barrier tracking: an activation's,
  * and the MoE buffers' (after its own RES_KV and RES_LOGITS). */
 #define GPU_RES(a) (1u << (a))
 #define GPU_RES_MOE (4u << ACT_COUNT)
@@ -32,7 +32,7 @@ void gpu_moe_free(vkb *v, mem_account *a, gpu_moe *m);
  * layer, the chosen ones copied from the store's expert cache. */
 strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uint32_t n_tok, strata_error *err);
 
-/* ---- backend_vulkan.c, for the above ---- */
+/* ---- backend_vulkan_record.c, for the above ---- */
 vkb *backend_vulkan_vkb(backend *b);
 gpu_moe *backend_vulkan_moe_state(backend *b);
 uint64_t backend_vulkan_act(backend *b, act_buf a); /* device address */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "plan/placement.h"
+#include "store/store.h"
 
 /* The best placement whose largest streamed group is at most `cap` bytes:
  * groups above cap must be resident; then more groups are made resident,
@@ -11,13 +12,14 @@
 static int64_t try_cap(uint32_t n, const uint64_t *bytes, uint64_t budget, int depth, uint64_t cap, bool *res,
                        uint64_t *need)
 {
-    uint64_t resident = 0, streamed = 0;
+    uint64_t resident = 0;
+    uint32_t streamed = 0;
     for (uint32_t g = 0; g < n; g++) {
         res[g] = bytes[g] > cap;
         if (res[g]) resident += bytes[g];
         else streamed++;
     }
-    uint64_t slots = streamed < (uint64_t)depth + 1 ? streamed : (uint64_t)depth + 1;
+    uint64_t slots = store_ring_slots(streamed, depth);
     *need = resident + slots * cap;
     if (streamed == 0 || *need > budget) return -1;
     for (uint32_t g = 0; g < n && streamed > 1; g++)
@@ -42,7 +44,7 @@ static void all_resident(uint32_t n, const uint64_t *bytes, placement *p)
 static bool stream_everything(uint32_t n, uint64_t largest, uint64_t budget, int depth, placement *p)
 {
     p->slot_bytes = largest;
-    p->n_slots = n < (uint32_t)depth + 1 ? n : (uint32_t)depth + 1;
+    p->n_slots = store_ring_slots(n, depth);
     p->min_bytes = p->n_slots * largest;
     return budget == 0 || p->min_bytes <= budget;
 }
@@ -85,7 +87,7 @@ bool placement_choose(uint32_t n, const uint64_t *bytes, uint64_t budget, int de
             if (p->resident[g]) p->resident_bytes += bytes[g];
             else streamed++;
         }
-        p->n_slots = streamed < (uint32_t)depth + 1 ? streamed : (uint32_t)depth + 1;
+        p->n_slots = store_ring_slots(streamed, depth);
     }
     free(tmp);
     return ok;

@@ -116,9 +116,10 @@ static void softmax(cand *c, size_t n, float t)
     for (size_t i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
 }
 
+/* How many of the n candidates (sorted best first, already cut to top-k by
+ * sampler_sample) top-p and min-p keep. */
 static size_t keep_candidates(const sampler *s, cand *c, size_t n)
 {
-    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) n = (size_t)s->p.top_k;
     softmax(c, n, 1.0f);
     if (s->p.top_p > 0 && s->p.top_p < 1) {
         double cum = 0;

@@ -174,12 +174,14 @@ static int populate_range(const io_file *f, uint64_t offset, uint64_t length)
     return 0;
 }
 
-static void complete_ticket(io_engine *io, io_ticket *t, const io_request *rq, int error)
+/* Completes one read of ticket t; a failure is reported at `offset`, the
+ * start of the range that read was for. */
+static void complete_ticket(io_engine *io, io_ticket *t, uint32_t split, uint64_t offset, int error)
 {
     int none = 0;
     if (error && atomic_compare_exchange_strong(&t->error, &none, error)) {
-        t->error_offset = rq->offset;
-        t->error_split = rq->split;
+        t->error_offset = offset;
+        t->error_split = split;
     }
     if (atomic_fetch_sub(&t->pending, 1) == 1) {
         pthread_mutex_lock(&io->mu);
@@ -191,12 +193,13 @@ static void complete_ticket(io_engine *io, io_ticket *t, const io_request *rq, i
 static void complete(io_engine *io, const io_request *rq, int error)
 {
     if (!rq->parts) {
-        complete_ticket(io, rq->ticket, rq, error);
+        complete_ticket(io, rq->ticket, rq->split, rq->offset, error);
         return;
     }
+    /* each part's failure names its own range, not the merged request's start */
     for (io_part *p = rq->parts, *next; p; p = next) {
         next = p->next; /* a completed part may be reused at once */
-        complete_ticket(io, p->ticket, rq, error);
+        complete_ticket(io, p->ticket, rq->split, p->offset, error);
     }
 }
 

@@ -1,5 +1,6 @@
-/* Small helpers shared by the AVX2 kernels. Include only from files named
- * *_avx2.c (the only ones compiled with AVX2, FMA and F16C enabled). */
+/* Small helpers shared by the AVX2 kernels (and, through avx512_util.h,
+ * the AVX-512 ones). Include only from files named *_avx2.c or *_avx512.c
+ * (the only ones compiled with AVX2, FMA and F16C enabled). */
 #ifndef STRATA_KERNELS_CPU_AVX2_UTIL_H
 #define STRATA_KERNELS_CPU_AVX2_UTIL_H
 

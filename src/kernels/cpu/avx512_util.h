@@ -17,30 +17,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
-
-/* Sum of the 8 floats of v, in the order of avx2_util.h's hsum_ps. */
-INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-INLINE uint16_t rd16_512(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-INLINE uint32_t ld32_512(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
+/* INLINE, hsum_ps (the horizontal sum the AVX2 kernels end with), rd16,
+ * ld32 and ld_f16: the AVX-512 flags include AVX2's */
+#include "kernels/cpu/avx2_util.h"
 
 INLINE float ldf32_512(const uint8_t *p)
 {
@@ -48,9 +27,6 @@ INLINE float ldf32_512(const uint8_t *p)
     memcpy(&v, p, 4);
     return v;
 }
-
-/* An IEEE half at p, as float (F16C). */
-INLINE float ld_f16_512(const uint8_t *p) { return _cvtsh_ss(rd16_512(p)); }
 
 /* ---- tile kernels ----
  * A tile driver computes out[t * os] for one weight row of n elements at w

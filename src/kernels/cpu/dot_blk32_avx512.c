@@ -68,7 +68,7 @@ INLINE __m256i q4_0_sum(const uint8_t *w, const uint8_t *qa)
 /* One block of one token (the blocks after the last group of four). */
 INLINE void blk_one(blk_kind k, const uint8_t *w, const uint8_t *a, acc32 *acc)
 {
-    float d = ld_f16_512(w) * ld_f16_512(a);
+    float d = ld_f16(w) * ld_f16(a);
     __m256i si = k == BLK_Q4_0 ? q4_0_sum(w, a + 2) : q8_sum(q8_unpack(w), a + 2);
     acc->b[0] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(si), acc->b[0]);
 }
@@ -105,7 +105,7 @@ INLINE void blk_prepare(blk_kind k, q8_scratch *s, const uint8_t *a, uint64_t as
         for (uint64_t i = 0; i < nbk; i++) {
             const uint8_t *blk = a + t * as + (b0 + i) * ACT_BYTES;
             __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            _mm256_store_ps(s->d[t] + 8 * i, _mm256_set1_ps(ld_f16_512(blk)));
+            _mm256_store_ps(s->d[t] + 8 * i, _mm256_set1_ps(ld_f16(blk)));
             if (k == BLK_Q4_0) {
                 _mm256_store_si256((__m256i *)(s->q[t] + 32 * i), q);
                 __m256i c = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, eight, q));

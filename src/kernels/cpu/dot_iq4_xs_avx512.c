@@ -21,7 +21,7 @@
  * iq4_xs_scales: the same bits, spread the same way). */
 INLINE uint64_t iq4_xs_scales512(const uint8_t *w)
 {
-    uint64_t h = rd16_512(w + 2), l = ld32_512(w + 4);
+    uint64_t h = rd16(w + 2), l = ld32(w + 4);
     h = (h & 0xFF) | (h & 0xFF00) << 24;
     h = (h & 0x0000000F0000000Full) | (h & 0x000000F0000000F0ull) << 12;
     h = (h & 0x0003000300030003ull) | (h & 0x000C000C000C000Cull) << 6;
@@ -71,7 +71,7 @@ void kernel_dot_iq4_xs_avx512(const void *w_row, const void *act, uint64_t n, fl
             sum = _mm512_add_epi32(sum, scaled_sums(v, av, _mm512_permutexvar_epi16(pick, s16)));
         }
         __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16_512(wb) * ldf32_512(ab)), _mm256_cvtepi32_ps(s8), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(wb) * ldf32_512(ab)), _mm256_cvtepi32_ps(s8), acc);
     }
-    *out = hsum8(acc);
+    *out = hsum_ps(acc);
 }

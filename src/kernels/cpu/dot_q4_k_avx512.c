@@ -23,7 +23,7 @@
  * j-4 / j. Four bytes at a time in general registers. */
 INLINE void kq_scales_mins(const uint8_t *w, uint64_t *sc, uint64_t *mn)
 {
-    uint32_t s0 = ld32_512(w + 4), s1 = ld32_512(w + 8), s2 = ld32_512(w + 12);
+    uint32_t s0 = ld32(w + 4), s1 = ld32(w + 8), s2 = ld32(w + 12);
     uint32_t sc_hi = (s2 & 0x0f0f0f0fu) | ((s0 >> 6) & 0x03030303u) << 4;
     uint32_t m_hi = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 6) & 0x03030303u) << 4;
     *sc = (s0 & 0x3f3f3f3fu) | (uint64_t)sc_hi << 32;
@@ -54,8 +54,8 @@ INLINE void kq_unpack_scales(const uint8_t *w, kq_block512 *b)
     }
     __m128i m = _mm_cvtsi64_si128((long long)mn);
     b->m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
-    b->d = ld_f16_512(w);
-    b->dmin = ld_f16_512(w + 2);
+    b->d = ld_f16(w);
+    b->dmin = ld_f16(w + 2);
 }
 
 /* 32 bytes at p in both halves, the high half shifted right by s bits in
@@ -125,7 +125,7 @@ INLINE void kq_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, floa
         for (int t = 0; t < T; t++) kq_token(&b, a + t * as + Q8K_BYTES * blk, &acc[t], &acc_m[t]);
     }
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) out[t * os] = hsum8(_mm256_sub_ps(acc[t], acc_m[t]));
+    for (int t = 0; t < T; t++) out[t * os] = hsum_ps(_mm256_sub_ps(acc[t], acc_m[t]));
 }
 
 INLINE void q5_k_tile(const uint8_t *w, const uint8_t *a, uint64_t as, int T, float *out, uint64_t os, uint64_t n)

@@ -57,7 +57,7 @@ void kernel_dot_q6_k_avx512(const void *w, const void *act, uint64_t n, float *o
         }
         __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb + 192)));
         int32_t ms = hsum_i32x8(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_OFF_BSUMS)), s16));
-        acc = scaled_row_step(ld_f16_512(wb + 208), ldf32_512(a), _mm512_reduce_add_epi32(s) - 32 * ms, acc);
+        acc = scaled_row_step(ld_f16(wb + 208), ldf32_512(a), _mm512_reduce_add_epi32(s) - 32 * ms, acc);
     }
     *out = acc;
 }

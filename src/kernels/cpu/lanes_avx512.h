@@ -64,7 +64,7 @@ INLINE __m512 half_to_float(__m512i v, int hi)
 }
 
 /* The 4 bytes at p in every lane (a signed vpdpbusd / vpdpwssd operand). */
-INLINE __m512i act4(const uint8_t *p) { return _mm512_set1_epi32((int)ld32_512(p)); }
+INLINE __m512i act4(const uint8_t *p) { return _mm512_set1_epi32((int)ld32(p)); }
 
 /* ---- Q4_K: 144-byte blocks (f16 d, f16 dmin, scales[12], qs[128]) ---- */
 
