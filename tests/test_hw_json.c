@@ -63,6 +63,7 @@ static void fill_everything(hw_profile *p)
         g->vram_bw = 3.35e12 - i;
         g->mv_q4_k_bw = 2.5e12 + i;
         g->mm_q4_k_flops = 1.0 / 3.0 * 1e15 + i; /* above the byte rates' 1e15 cap: FLOP/s have their own */
+        g->round_trip_s = 37e-6 + i * 1e-6;
         g->vulkan_index = i;
         g->sources |= HW_SRC_VULKAN;
         snprintf(g->driver_info, sizeof g->driver_info, "Mesa 24.0 \"quoted\" \\ back");

@@ -138,6 +138,9 @@ TEST(test_hw_live_measure_quick)
                   p->gpus[i].mv_q4_k_bw < 1e14,
               "GPU %d reads %.3g and %.3g B/s", i, p->gpus[i].vram_bw, p->gpus[i].mv_q4_k_bw);
         check_prompt_batch_rate(p, i);
+        /* a read back's round trip: something, and under the second the measure allows */
+        CHECK(p->gpus[i].round_trip_s > 1e-7 && p->gpus[i].round_trip_s < 1, "GPU %d round trip %.3g s", i,
+              p->gpus[i].round_trip_s);
         measured_gpus++;
     }
     printf("    measured: RAM %.2f GB/s (1 thread), %.2f GB/s (%d threads); O_DIRECT read %.2f GB/s; "

@@ -1152,6 +1152,14 @@ TEST(test_plan_moe_on_the_gpu_runnable)
     CHECK(rd.chosen.feasible && near(p->tb_vram - rd.chosen.tb_vram, 4 * 8 * (double)unit_w / 1e12), " %.9g",
           p->tb_vram - rd.chosen.tb_vram);
     plan_result_free(&rd);
+    /* a measured round trip: each of the 4 layers waits for the host's routing once a pass */
+    hw.gpus[0].round_trip_s = 50e-6;
+    plan_compute(&m, &hw, &q, &rd);
+    CHECK(rd.chosen.feasible && !strcmp(rd.chosen.label, p->label) && near(rd.chosen.gpu_wait_s, 4 * 50e-6) &&
+              near(rd.chosen.t_vram - p->t_vram, 4 * 50e-6) && near(rd.chosen.tb_vram - p->tb_vram, 4 * 50e-6),
+          " %.9g s waits, %.9g s more a token", rd.chosen.gpu_wait_s, rd.chosen.t_vram - p->t_vram);
+    plan_result_free(&rd);
+    hw.gpus[0].round_trip_s = 0;
     free_model(&dense);
     const plan *link = find_label(&r, "weights streamed over the GPU link");
     uint64_t dense_bytes = 0;

@@ -139,6 +139,9 @@ static void print_measured(FILE *out, const hw_profile *p, hw_cache_state cache,
         if (g->mm_q4_k_flops > 0)
             fprintf(out, "          GPU %d prompt batch %.3g GFLOP/s (Q4_K weights, 512 tokens)\n", i,
                     g->mm_q4_k_flops / 1e9);
+        if (g->round_trip_s > 0)
+            fprintf(out, "          GPU %d round trip %.0f us (a small read back, submitted and waited for)\n", i,
+                    g->round_trip_s * 1e6);
     }
 }
 

@@ -149,6 +149,8 @@ typedef struct hw_gpu {
     double mm_q4_k_flops;          /* measured: FLOP/s of the prompt-batch (matrix-matrix) product
                                       over Q4_K weights, 512 tokens; 0 = not measured (hypothetical
                                       profiles may give it) */
+    double round_trip_s;           /* measured: seconds to read 512 bytes back (submit, copy, wait):
+                                      what a MoE layer's routing on the host costs; 0 = not measured */
 } hw_gpu;
 
 typedef struct hw_gpu_stack {

@@ -86,6 +86,7 @@ typedef struct h2d_job {
 typedef struct h2d_result {
     double bw, read_bw, q4_k_bw; /* bytes/s: host->device copy, F16 and Q4_K weights read by the shaders */
     double mm_flops;             /* FLOP/s of a prompt batch's product over Q4_K weights */
+    double round_trip_s;         /* a small read back, submitted and waited for */
     char why[160], read_why[160];
 } h2d_result;
 
@@ -95,7 +96,7 @@ static void h2d_child(void *ctx, void *out)
     h2d_result *r = out;
     r->bw = hw_vulkan_measure_h2d(job->index, job->bytes, r->why, sizeof r->why);
     strata_error err = {0};
-    if (vkb_measure_reads(job->index, job->bytes, &r->read_bw, &r->q4_k_bw, &r->mm_flops, &err))
+    if (vkb_measure_reads(job->index, job->bytes, &r->read_bw, &r->q4_k_bw, &r->mm_flops, &r->round_trip_s, &err))
         snprintf(r->read_why, sizeof r->read_why, "%.150s", err.message);
 }
 
@@ -119,6 +120,7 @@ static void gpu_isolated(int index, uint64_t bytes, h2d_result *r, char *why, si
     r->read_bw = sane_rate(r->read_bw);
     r->q4_k_bw = sane_rate(r->q4_k_bw);
     r->mm_flops = sane_flops(r->mm_flops);
+    r->round_trip_s = isfinite(r->round_trip_s) && r->round_trip_s > 0 && r->round_trip_s < 1 ? r->round_trip_s : 0;
 }
 
 static void measure_gpus(hw_profile *p, const hw_measure_opts *o)
@@ -139,6 +141,7 @@ static void measure_gpus(hw_profile *p, const hw_measure_opts *o)
             g->vram_bw = r.read_bw;
             g->mv_q4_k_bw = r.q4_k_bw;
             g->mm_q4_k_flops = r.mm_flops;
+            g->round_trip_s = r.round_trip_s;
             if (g->mm_q4_k_flops <= 0)
                 hw_warn(p, "GPU %d prompt-batch rate not measured: %s", i, r.read_why[0] ? r.read_why : "no figure");
         } else {
@@ -152,7 +155,8 @@ strata_status hw_measure(hw_profile *p, const hw_measure_opts *opts, strata_erro
     hw_measure_opts def = {0};
     const hw_measure_opts *o = opts ? opts : &def;
     memset(&p->measured, 0, sizeof p->measured);
-    for (int i = 0; i < p->n_gpus; i++) p->gpus[i].h2d_bw = p->gpus[i].mv_q4_k_bw = p->gpus[i].mm_q4_k_flops = 0;
+    for (int i = 0; i < p->n_gpus; i++)
+        p->gpus[i].h2d_bw = p->gpus[i].mv_q4_k_bw = p->gpus[i].mm_q4_k_flops = p->gpus[i].round_trip_s = 0;
     measure_ram(p, o);
     if (!o->no_disk) {
         strata_status st = measure_disk(p, o, err);

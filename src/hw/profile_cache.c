@@ -131,6 +131,7 @@ hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size
                     p->gpus[i].vram_bw = saved->gpus[j].vram_bw;
                     p->gpus[i].mv_q4_k_bw = saved->gpus[j].mv_q4_k_bw;
                     p->gpus[i].mm_q4_k_flops = saved->gpus[j].mm_q4_k_flops;
+                    p->gpus[i].round_trip_s = saved->gpus[j].round_trip_s;
                 }
     }
     free(saved);

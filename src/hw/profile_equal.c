@@ -91,6 +91,7 @@ static void gpu_eq(cmp *c, const hw_gpu *a, const hw_gpu *b)
     EQ_DBL(c, a, b, vram_bw);
     EQ_DBL(c, a, b, mv_q4_k_bw);
     EQ_DBL(c, a, b, mm_q4_k_flops);
+    EQ_DBL(c, a, b, round_trip_s);
 }
 
 static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)

@@ -124,6 +124,7 @@ static json_t *gpu_json(const hw_gpu *g)
     json_object_set_new(o, "vram_bytes_per_s", jrate(g->vram_bw));
     json_object_set_new(o, "matvec_q4_k_bytes_per_s", jrate(g->mv_q4_k_bw));
     json_object_set_new(o, "matmul_q4_k_flop_per_s", jrate(g->mm_q4_k_flops));
+    json_object_set_new(o, "round_trip_seconds", jrate(g->round_trip_s));
     return o;
 }
 

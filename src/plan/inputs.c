@@ -215,6 +215,7 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads
         o->vram_bw = g->mv_q4_k_bw > 0 ? g->mv_q4_k_bw : g->vram_bw;
         o->link_bw = g->h2d_bw > 0 ? g->h2d_bw : pcie_estimate(&g->pcie, &o->link_pcie_gen, &o->link_pcie_width);
         o->mm_flops = g->mm_q4_k_flops; /* 0: the planner estimates it, with a warning */
+        o->round_trip_s = g->round_trip_s;
     }
 }
 

@@ -574,12 +574,14 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
                            : req->moe_lru                       ? "uniform routing, LRU"
                                                                 : "uniform routing, LFU";
     double expert_disk = 0, requests = 0, hits = 0;
-    p->expert_reads_per_token = 0;
+    p->expert_reads_per_token = p->gpu_wait_s = 0;
     uint64_t expert_link = 0; /* routed experts' bytes crossing the link */
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
         uint64_t used = set_used(e), w = used * e->unit_weight_bytes;
+        if (hw->n_gpus && (experts_on_gpu(p, g) || c->over_link)) /* routed on the host between the GPU's ops */
+            p->gpu_wait_s += hw->gpus[experts_on_gpu(p, g) ? p->tier[g] : 0].round_trip_s;
         if (experts_on_gpu(p, g)) {
             gpu_read[p->tier[g]] += w;
             continue;
@@ -614,6 +616,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         p->vram_bytes_per_token += gpu_read[d];
         p->t_vram += (double)gpu_read[d] / vram_bw(&hw->gpus[d]);
     }
+    p->t_vram += p->gpu_wait_s;
     bool in_cache = weights_in_cache(hw, p, share.weight_bytes, pos * kv_per_token(m, c->kv));
     uint64_t other = p->ram_bytes_per_token - share.weight_bytes; /* KV cache, weights bound for the GPU */
     cpu_pass_seconds(hw, &share, other, in_cache, &p->t_compute, &p->t_ram);
@@ -665,7 +668,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     if (sites_use_gpu(p, p->prefill_site)) {
         /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU */
         uint64_t pf_other = other - p->link_bytes_per_token;
-        double extra = x_vram + used_vram + (double)expert_link / link_bw(hw) + x_link / link_bw(hw);
+        double extra = x_vram + used_vram + p->gpu_wait_s + (double)expert_link / link_bw(hw) + x_link / link_bw(hw);
         double tb = gpu_step_seconds(m, hw, c, p, &pf_share, pf_other, in_cache, x_ram, x_raw, tb_disk, extra, B);
         p->prefill_tps = tb > 0 ? B / tb : 0;
         return;

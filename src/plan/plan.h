@@ -89,6 +89,9 @@ typedef struct plan_gpu {
     double mm_flops;            /* FLOP/s of the tiled matrix-matrix shaders on a prompt batch; 0: unknown
                                    (estimated as PLAN_GPU_FLOP_PER_BYTE x vram_bw, with a warning) */
     int link_pcie_gen, link_pcie_width; /* link_bw estimated from this PCIe link (not measured); 0: not */
+    double round_trip_s;        /* a small read back, submitted and waited for: each layer whose experts it
+                                   computes waits this long once per pass for the host's routing; 0: unknown
+                                   (not priced) */
 } plan_gpu;
 
 /* Where a group computes, in one phase (decode: one token; prefill: a
@@ -207,6 +210,8 @@ typedef struct plan {
                                       "uniform routing, LFU" (or LRU), "all resident" (NULL without experts) */
     uint64_t expert_disk_bytes_per_token; /* expected: used experts x unit bytes x miss rate, summed (in disk_bytes) */
     double expert_reads_per_token; /* the read requests those misses make (each costs disk_request_s more) */
+    double gpu_wait_s;          /* per pass: the GPUs' round trips (round_trip_s) while the host routes the
+                                   layers whose experts they compute (in t_vram) */
     char rejected[PLAN_TEXT];   /* for alternatives: why not chosen */
 } plan;
 

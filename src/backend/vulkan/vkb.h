@@ -288,8 +288,10 @@ void vkb_moe_combine(vkb *v, const vkb_moe_sum *m);
  * *read_bw the F16 weight bytes read per second (the device memory's read
  * bandwidth as shaders see it), *q4_k_bw the same for Q4_K weights;
  * *mm_flops the FLOP/s of vkb_matmul over Q4_K weights (8192 rows of 4096,
- * 64 on a software device) for a prompt batch of 512 tokens. */
+ * 64 on a software device) for a prompt batch of 512 tokens;
+ * *round_trip_s the median seconds of reading 512 bytes back (submit,
+ * copy, wait: what a MoE layer's routing costs the GPU beyond its ops). */
 strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, double *mm_flops,
-                                strata_error *err);
+                                double *round_trip_s, strata_error *err);
 
 #endif

@@ -6,7 +6,8 @@
  * layers of a Q4_K_M model have (its unpacking may bound it below that).
  * Then the rate of a prompt batch: vkb_matmul (the path the engine takes
  * for a batch of that size, tiled where the device has it) over Q4_K
- * weights for MM_TOKENS tokens, in FLOP/s. */
+ * weights for MM_TOKENS tokens, in FLOP/s. And a round trip: a small
+ * read back (a MoE layer's router logits), submitted and waited for. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,8 @@
 #define MM_TOKENS 512u      /* a prompt batch (bench/gpu.sh's prompts) */
 #define MM_ROWS 8192u       /* output rows: a 7B-shaped FFN's order, 128 x 8 tiles of 64 */
 #define MM_SOFTWARE_ROWS 64u /* a software device: 0.27 GFLOP a product */
+#define ROUND_TRIPS 33u     /* timed, the median kept */
+#define ROUND_TRIP_BYTES 512u /* 128 experts' logits of one token */
 
 /* Weights of defined values (zero bytes: every type reads them as zeros). */
 static strata_status fill_zero(vkb *v, vkb_buf *b, uint64_t bytes, strata_error *err)
@@ -113,10 +116,34 @@ static strata_status measure_matmul(vkb *v, vkb_buf *w, uint64_t bytes, double *
     return st; /* vkb_close frees the buffers */
 }
 
-strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, double *mm_flops,
-                                strata_error *err)
+static int cmp_double(const void *a, const void *b)
 {
-    *read_bw = *q4_k_bw = *mm_flops = 0;
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median seconds of reading ROUND_TRIP_BYTES of y back: a submission,
+ * the copy and the host's wait for its fence. */
+static strata_status measure_round_trip(vkb *v, const vkb_buf *y, double *round_trip_s, strata_error *err)
+{
+    double t[ROUND_TRIPS];
+    unsigned char back[ROUND_TRIP_BYTES];
+    strata_status st = STRATA_OK;
+    for (unsigned i = 0; i < ROUND_TRIPS && !st; i++) {
+        double t0 = clock_seconds();
+        st = vkb_download(v, y, 0, back, sizeof back, err);
+        t[i] = clock_seconds() - t0;
+    }
+    if (st) return st;
+    qsort(t, ROUND_TRIPS, sizeof *t, cmp_double);
+    *round_trip_s = t[ROUND_TRIPS / 2];
+    return STRATA_OK;
+}
+
+strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, double *q4_k_bw, double *mm_flops,
+                                double *round_trip_s, strata_error *err)
+{
+    *read_bw = *q4_k_bw = *mm_flops = *round_trip_s = 0;
     vkb *v = NULL;
     strata_status st = vkb_open(index, true, &v, err);
     if (st) return st;
@@ -135,6 +162,7 @@ strata_status vkb_measure_reads(int index, uint64_t bytes, double *read_bw, doub
     if (!st) st = time_type(v, GGML_TYPE_F16, w, bytes, x, y, read_bw, err);
     if (!st) st = time_type(v, GGML_TYPE_Q4_K, w, bytes, x, y, q4_k_bw, err);
     if (!st) st = measure_matmul(v, w, bytes, mm_flops, err);
+    if (!st) st = measure_round_trip(v, y, round_trip_s, err);
     vkb_close(v); /* frees the buffers */
     return st;
 }
