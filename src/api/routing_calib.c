@@ -86,9 +86,8 @@ strata_status routing_for_plan(const char *model_path, const strata_plan_params 
     if (note_len) note[0] = '\0';
     if (!has_experts(pm) || p->moe_hit_rate_set || p->moe_uniform_routing) return STRATA_OK;
     plan_routing r;
-    bool found = false;
-    char why[600];
-    strata_status st = plan_routing_load(model_path, &r, &found, why, sizeof why, err);
+    bool found = false; /* a stale or damaged entry is measured again and replaced */
+    strata_status st = plan_routing_load(model_path, &r, &found, NULL, 0, err);
     if (st) return st;
     strata_error e = {0};
     if (!found) {

@@ -73,10 +73,6 @@ static bool has_experts(const plan_model *m)
 static uint64_t set_bytes(const plan_expert_set *e) { return (uint64_t)e->n_expert * e->unit_bytes; }
 static uint32_t set_used(const plan_expert_set *e) { return e->n_used < e->n_expert ? e->n_used : e->n_expert; }
 
-/* Whether layer g's experts live on its GPU (a layer on a GPU takes its
- * experts along, except those the --n-cpu-moe split keeps on the CPU). */
-static bool experts_on_gpu(const plan *p, uint32_t g) { return plan_experts_on_gpu(p, g); }
-
 /* What group g occupies on a GPU: its bytes, and its experts' unless the
  * candidate keeps them on the CPU. */
 static uint64_t gpu_group_bytes(const plan_model *m, const candidate *c, uint32_t g)
@@ -186,7 +182,7 @@ static void cpu_experts(const plan_model *m, const plan *p, uint32_t *units, uin
     *slot = *bytes = 0;
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
-        if (!e || experts_on_gpu(p, g)) continue;
+        if (!e || plan_experts_on_gpu(p, g)) continue;
         *units += e->n_expert;
         *bytes += set_bytes(e);
         if (e->unit_bytes > *slot) *slot = e->unit_bytes;
@@ -580,9 +576,9 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
         uint64_t used = set_used(e), w = used * e->unit_weight_bytes;
-        if (hw->n_gpus && (experts_on_gpu(p, g) || c->over_link)) /* routed on the host between the GPU's ops */
-            p->gpu_wait_s += hw->gpus[experts_on_gpu(p, g) ? p->tier[g] : 0].round_trip_s;
-        if (experts_on_gpu(p, g)) {
+        if (hw->n_gpus && (plan_experts_on_gpu(p, g) || c->over_link)) /* routed on the host between the GPU's ops */
+            p->gpu_wait_s += hw->gpus[plan_experts_on_gpu(p, g) ? p->tier[g] : 0].round_trip_s;
+        if (plan_experts_on_gpu(p, g)) {
             gpu_read[p->tier[g]] += w;
             continue;
         }
@@ -649,7 +645,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
         double more = plan_experts_in_batch(e, B) - set_used(e);
-        if (experts_on_gpu(p, g)) {
+        if (plan_experts_on_gpu(p, g)) {
             x_vram += more * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             used_vram += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
