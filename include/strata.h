@@ -63,8 +63,6 @@ char *strata_model_info_json(const strata_model_info *info, bool with_tensors);
 
 /* ---- The machine ---- */
 
-#define STRATA_DISK_RANDOM_REQUEST (1u << 20) /* bytes of one scattered read (disk_random_bw) */
-
 typedef struct strata_machine {
     uint64_t usable_memory;   /* min(MemAvailable, cgroup limit - usage + its page cache) */
     uint64_t default_budget;  /* usable_memory minus a margin: 10 %, at least 256 MiB,
@@ -73,8 +71,6 @@ typedef struct strata_machine {
     uint64_t cgroup_held;     /* what the cgroup already holds (usage less its page cache) */
     int physical_cores;       /* usable by this process */
     double disk_bw;           /* measured O_DIRECT read bytes/s of the saved profile; 0: unknown */
-    double disk_random_bw;    /* the same for scattered reads of STRATA_DISK_RANDOM_REQUEST bytes, 4 in
-                                 flight (what expert misses get); 0: unknown */
     double ram_bw;            /* measured RAM read bytes/s, all threads; 0: unknown */
 } strata_machine;
 

@@ -76,7 +76,6 @@ static void fill_everything(hw_profile *p)
     m->ram_threads = 7;
     m->ram_bytes = 256u << 20;
     m->disk_bw = 3.2e9;
-    m->disk_random_bw = 1.75e9;
     m->disk_bytes = 256u << 20;
     snprintf(m->disk_path, sizeof m->disk_path, "/models/\xc3\xa9t\xc3\xa9");
     hw_engine_calib c = {.threads = 3, .layer_s = 4.5e-6, .token_s = 3.25e-5, .width_s = 2.125e-8}; /* and tiles */

@@ -841,8 +841,7 @@ static void moe_model(plan_model *m, uint32_t n_layers, uint64_t per_layer, uint
     m->experts = calloc(n_layers, sizeof *m->experts);
     for (uint32_t g = 0; g < n_layers; g++)
         m->experts[g] = (plan_expert_set){.n_expert = n_expert, .n_used = n_used, .unit_bytes = unit_bytes,
-                                          .unit_weight_bytes = unit_bytes / 8 * 7, .unit_elems = unit_bytes / 8 * 14,
-                                          .unit_reads = 3};
+                                          .unit_weight_bytes = unit_bytes / 8 * 7, .unit_elems = unit_bytes / 8 * 14};
 }
 
 static const plan *find_label(const plan_result *r, const char *label)
@@ -1008,29 +1007,6 @@ TEST(test_plan_moe_measured_routing)
     CHECK(near(res.chosen.expert_hit_rate, lru) && !strcmp(res.chosen.expert_hit_source, "measured routing, LRU"),
           " %.9g vs %.9g", res.chosen.expert_hit_rate, lru);
     plan_result_free(&res);
-    free_model(&m);
-}
-
-/* A miss reads a unit's 3 slices with 3 requests, each costing the disk's
- * per-request time beyond its bytes (disk_request_s, from the profile's
- * scattered-read rate). The 10-unit LRU cache of
- * test_plan_moe_dense_resident_expert_cache misses 3/4 of a token's 8
- * units: 6 misses, 18 reads; at 100 us each the disk term grows by 1.8 ms. */
-TEST(test_plan_moe_expert_reads_priced)
-{
-    plan_model m;
-    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
-    plan_machine hw = cpu_machine(24 * MiB);
-    hw.disk_request_s = 100e-6;
-    plan_request q = {.n_ctx = 1024, .cpu_only = true, .moe_lru = true};
-    plan_result r;
-    plan_compute(&m, &hw, &q, &r);
-    const plan *p = &r.chosen;
-    REQUIRE(p->feasible && p->expert_slots == 10, " %s", p->reason);
-    double t = (double)(6 * MiB + 4096) / 2e9 + 18 * 100e-6;
-    CHECK(near(p->expert_reads_per_token, 18) && near(p->t_disk, t) && near(p->decode_tps, 1 / t), " %.9g reads, %.9g s",
-          p->expert_reads_per_token, p->t_disk);
-    plan_result_free(&r);
     free_model(&m);
 }
 

@@ -5,7 +5,6 @@
  * a saved profile was not. The cache lives in this test's directory
  * (XDG_CACHE_HOME), never the user's. */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,6 @@
 #include "model/model_spec.h"
 #include "plan/inputs.h"
 #include "plan/plan.h"
-#include "run_helpers.h"
 #include "test.h"
 
 #define MiB (1024ull * 1024)
@@ -261,63 +259,6 @@ TEST(test_plan_disk_figure_from_runs)
     STREAMS_OR_LEAVE(&c, model, &mach, &notes);
     CHECK(mach.disk_bw < 1.5e8, "follows the disk: %g", mach.disk_bw);
     json_decref(doc);
-    cache_leave(&c);
-}
-
-/* The scattered-read rate: the plan's cost per read request (what a
- * 1 MiB read takes beyond its bytes at the sequential rate: 1 MiB / 0.5e9
- * - 1 MiB / 1e9), kept when runs replace the sequential rate; and a run's
- * end line counts it in the bound of its own reads:
- * bound = bytes / disk_bw + reads x that cost. */
-TEST(test_plan_disk_scattered_reads)
-{
-    cache_env c;
-    cache_enter(&c);
-    char model[1100];
-    hw_profile *p = calloc(1, sizeof *p);
-    strata_error err = {0};
-    bool ok = p && make_model(model, sizeof model) && save_profile(&c, model, NULL, 1e9) &&
-              hw_profile_load(c.profile, p, &err) == STRATA_OK;
-    if (ok) {
-        p->measured.disk_random_bw = 5e8;
-        ok = hw_profile_save(p, c.profile, &err) == STRATA_OK;
-    }
-    free(p);
-    if (!ok) {
-        test_fail(__FILE__, __LINE__, "profile", " %s", err.message);
-        cache_leave(&c);
-        return;
-    }
-    const double per_request = MiB / 5e8 - MiB / 1e9;
-    plan_machine mach;
-    plan_machine_notes notes;
-    STREAMS_OR_LEAVE(&c, model, &mach, &notes);
-    CHECK(fabs(mach.disk_request_s - per_request) < 1e-12, "%.9g s", mach.disk_request_s);
-    CHECK(strata_machine_record_stream_rate(model, 400000000, 1.0, &err) == STRATA_OK, "%s", err.message);
-    STREAMS_OR_LEAVE(&c, model, &mach, &notes);
-    CHECK(fabs(mach.disk_request_s - per_request) < 1e-12 && fabs(mach.disk_bw - 4e8) < 1e3, "%.9g s at %g B/s",
-          mach.disk_request_s, mach.disk_bw);
-
-    /* the end line: 4 of its 8 layers streamed */
-    char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' %s run -m '%s' -p Hi -n 6 -c 256 --mem %llu --temp 0 2>&1 >/dev/null",
-             c.dir, test_release_bin(), model, (unsigned long long)STREAM_BUDGET);
-    CHECK(test_run(cmd, &out, false) == 0 && out, "%s", out ? out : "");
-    const char *at = out ? strstr(out, "strata: streamed ") : NULL;
-    double gb = 0, rate = 0, disk = 0, scattered = 0, of_disk = 0, of_reads = 0;
-    unsigned long long reads = 0;
-    int got = at ? sscanf(at, "strata: streamed %lf GB/token at %lf GB/s, %lf %% of the disk bound (%lf GB/s measured), "
-                              "%lf %% of the bound that counts its %llu reads (scattered 1 MiB reads: %lf GB/s)",
-                          &gb, &rate, &of_disk, &disk, &of_reads, &reads, &scattered)
-                   : 0;
-    /* the run's figures are the saved measurements (runs' rates only move plans) */
-    CHECK(got == 7 && disk == 1.00 && scattered == 0.50, "%d fields: %s", got, at ? at : out ? out : "");
-    /* the printed figures agree: of_reads / of_disk = 1 + reads x cost x disk_bw / bytes (5 decoded
-     * passes; GB/token has 3 decimals, the percentages none) */
-    double want = of_disk * (1 + (double)reads * per_request * 1e9 / (gb * 1e9 * 5));
-    CHECK(got == 7 && reads > 0 && fabs(of_reads - want) <= 3 + 0.04 * want, "%.0f %% vs %.1f %%: %s", of_reads, want,
-          at);
-    free(out);
     cache_leave(&c);
 }
 

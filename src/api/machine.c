@@ -7,8 +7,6 @@
 #include "strata.h"
 #include "util/error.h"
 
-_Static_assert(STRATA_DISK_RANDOM_REQUEST == HW_DISK_RANDOM_REQUEST, "the scattered reads the profile measured");
-
 strata_status strata_machine_probe(const char *model_path, strata_machine *out, strata_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -29,7 +27,6 @@ strata_status strata_machine_probe(const char *model_path, strata_machine *out, 
         }
         out->physical_cores = hw_default_threads(&p->cpu);
         out->disk_bw = p->measured.done ? p->measured.disk_bw : 0;
-        out->disk_random_bw = p->measured.done ? p->measured.disk_random_bw : 0;
         out->ram_bw = p->measured.done ? p->measured.ram_bw_all : 0;
     }
     free(p);

@@ -76,8 +76,6 @@ static void print_speed(FILE *out, const plan_machine *hw, const plan_machine_no
             1e3 * p->t_compute, fmt_rate(hw->cpu_rate, "weights/s", rate, sizeof rate),
             fmt_bytes(p->ram_bytes_per_token, b, 32), 1e3 * p->t_ram, hw->ram_bw / 1e9,
             fmt_bytes(p->disk_bytes_per_token, c, 32), 1e3 * p->t_disk, hw->disk_bw / 1e9);
-    if (p->expert_reads_per_token > 0 && hw->disk_request_s > 0)
-        fprintf(out, " + %.0f expert reads at %.0f us each", p->expert_reads_per_token, 1e6 * hw->disk_request_s);
     if (notes->disk[0]) fprintf(out, " (%s)", notes->disk);
     if (p->vram_bytes_per_token) fprintf(out, " | VRAM %.1f ms | link %.1f ms", 1e3 * p->t_vram, 1e3 * p->t_link);
     fprintf(out, "\n");

@@ -126,9 +126,6 @@ static void print_measured(FILE *out, const hw_profile *p, hw_cache_state cache,
         fprintf(out, "          storage O_DIRECT read %s (%s of %s)\n", fmt_bandwidth(m->disk_bw, a, sizeof a),
                 fmt_bytes(m->disk_bytes, b, sizeof b), m->disk_path);
     else fprintf(out, "          storage read not measured\n");
-    if (m->disk_random_bw > 0)
-        fprintf(out, "          storage scattered 1 MiB reads %s (an expert cache's misses)\n",
-                fmt_bandwidth(m->disk_random_bw, a, sizeof a));
     for (int i = 0; i < p->n_gpus; i++) {
         const hw_gpu *g = &p->gpus[i];
         if (g->h2d_bw > 0)

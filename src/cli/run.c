@@ -298,7 +298,6 @@ int cmd_run(int argc, char **argv)
     }
     rep.seed = o.g.sp.seed;
     rep.disk_bw = o.g.machine.disk_bw;
-    rep.disk_random_bw = o.g.machine.disk_random_bw;
     rep.per_layer = o.g.stats;
     rep.moe_cache = o.g.mp.moe_cache;
     rep.moe_prefetch = o.g.mp.moe_prefetch;

@@ -149,21 +149,6 @@ void report_memory(const strata_model *m)
     }
 }
 
-/* The bound with each read's own cost: small scattered reads (expert
- * misses) take longer per byte than the sequential rate, by a fixed cost
- * per request that the scattered 1 MiB reads of `detect --measure` show:
- * bytes / disk_bw + requests x (1 MiB / disk_random_bw - 1 MiB / disk_bw). */
-static void report_request_bound(const run_report *r, const strata_model_stats *s, double rate)
-{
-    double req = STRATA_DISK_RANDOM_REQUEST;
-    double per_request = r->disk_bw > 0 && r->disk_random_bw > 0 ? req / r->disk_random_bw - req / r->disk_bw : 0;
-    unsigned long long requests = s->read_requests - r->at_start.read_requests;
-    if (per_request <= 0 || !requests || r->gen_bytes == 0) return;
-    double bound_s = (double)r->gen_bytes / r->disk_bw + (double)requests * per_request;
-    fprintf(stderr, ", %.0f %% of the bound that counts its %llu reads (scattered 1 MiB reads: %.2f GB/s)",
-            100 * rate * bound_s / (double)r->gen_bytes, requests, r->disk_random_bw / 1e9);
-}
-
 void report_summary(const run_report *r, const strata_model *m)
 {
     struct rusage ru;
@@ -191,7 +176,6 @@ void report_summary(const run_report *r, const strata_model *m)
     if (r->disk_bw > 0) fprintf(stderr, ", %.0f %% of the disk bound (%.2f GB/s measured)", 100 * rate / r->disk_bw,
                                 r->disk_bw / 1e9);
     else fprintf(stderr, " (disk bound unknown: run `strata detect --measure`)");
-    report_request_bound(r, &s, rate);
     /* what the engine controls: the disk idles only while no read is in
      * progress; the bound's fraction also moves with the disk's own speed */
     fprintf(stderr, "; reads in progress %.0f %% of the decode time\n", 100 * r->gen_active_s / r->gen_s);

@@ -13,7 +13,6 @@ typedef struct run_report {
     size_t n_prompt, n_gen;
     unsigned long long seed;
     double disk_bw;              /* measured, bytes/s; 0 unknown */
-    double disk_random_bw;       /* measured for scattered 1 MiB reads, bytes/s; 0 unknown */
     strata_model_stats at_start; /* of the generation phase */
     strata_model_stats last;     /* at the previous token (--stats) */
     double phase_t0;

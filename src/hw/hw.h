@@ -195,8 +195,6 @@ const hw_engine_calib *hw_engine_calib_at(const hw_measured *m, int threads);
 /* Adds c, replacing one at the same thread count (the oldest goes when full). */
 void hw_engine_calib_put(hw_measured *m, const hw_engine_calib *c);
 
-#define HW_DISK_RANDOM_REQUEST (1u << 20) /* bytes of one scattered read (disk_random_bw) */
-
 struct hw_measured {
     bool done;                     /* the fields below were measured */
     int64_t time;                  /* unix seconds of the measurement */
@@ -205,9 +203,6 @@ struct hw_measured {
     int ram_threads;
     uint64_t ram_bytes;            /* buffer size used */
     double disk_bw;                /* sequential O_DIRECT read, bytes/s; 0 = not measured */
-    double disk_random_bw;         /* O_DIRECT reads of HW_DISK_RANDOM_REQUEST bytes at scattered
-                                      offsets, 4 in flight (an expert cache's misses), bytes/s;
-                                      0 = not measured */
     double cpu_rate;               /* Q4_K weights/s the fast CPU kernels process with all
                                       threads, data in cache (the planner's compute rate) */
     double kernel_ram_bw;          /* weight bytes/s the same kernels process streaming from
@@ -303,15 +298,12 @@ double hw_measure_ram_bw(uint64_t bytes, int threads, double min_seconds);
 double hw_measure_cpu_rate(int threads, double min_seconds);
 /* Q4_K weight bytes/s of the fast kernel over `bytes` of rows (from RAM). */
 double hw_measure_kernel_ram_bw(int threads, uint64_t bytes, double min_seconds);
-/* Reads `path` (up to max_bytes) with O_DIRECT; bytes/s, or 0 with *err
- * set. random_bw (if not NULL): the bytes/s of HW_DISK_RANDOM_REQUEST
- * reads at scattered offsets of the whole file, 4 in flight (0: the file
- * is too small). */
-double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read, double *random_bw,
+/* Reads `path` (up to max_bytes) with O_DIRECT; bytes/s, or 0 with *err set. */
+double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read,
                                strata_error *err);
-/* Creates a temporary file of `bytes` in dir, reads it back with O_DIRECT
- * (random_bw as above), removes it; bytes/s, or 0 with *err set. */
-double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, double *random_bw, strata_error *err);
+/* Creates a temporary file of `bytes` in dir, reads it back with O_DIRECT,
+ * removes it; bytes/s, or 0 with *err set. */
+double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, strata_error *err);
 
 /* ---- JSON (src/hw/profile_json*.c) ---- */
 

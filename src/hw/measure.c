@@ -64,15 +64,14 @@ static strata_status measure_disk(hw_profile *p, const hw_measure_opts *o, strat
     uint64_t bytes = o->disk_bytes ? o->disk_bytes : DEFAULT_DISK;
     progress(o, "storage read (O_DIRECT)", 0.5);
     if (S_ISREG(sb.st_mode)) {
-        m->disk_bw = hw_measure_file_read_bw(target, bytes, &m->disk_bytes, &m->disk_random_bw, &e);
+        m->disk_bw = hw_measure_file_read_bw(target, bytes, &m->disk_bytes, &e);
     } else {
-        m->disk_bw = hw_measure_dir_read_bw(target, bytes, &m->disk_random_bw, &e);
+        m->disk_bw = hw_measure_dir_read_bw(target, bytes, &e);
         m->disk_bytes = m->disk_bw > 0 ? (bytes + (4u << 20) - 1) / (4u << 20) * (4u << 20) : 0;
     }
     snprintf(m->disk_path, sizeof m->disk_path, "%s", target);
     if (m->disk_bw <= 0) {
         m->disk_bytes = 0;
-        m->disk_random_bw = 0;
         hw_warn(p, "disk bandwidth not measured: %s", e.message);
     }
     return STRATA_OK;

@@ -1,8 +1,6 @@
-/* Read bandwidth of storage with O_DIRECT (the page cache never sees the
- * data, so a file read twice is still read from the device): sequential,
- * large aligned reads, a few in flight, as the weight store streams; and
- * scattered 1 MiB reads, as an expert cache's misses come (one expert's
- * slice of a stacked tensor: about a megabyte in Qwen3-30B-A3B). */
+/* Sequential read bandwidth of storage with O_DIRECT (the page cache never
+ * sees the data, so a file read twice is still read from the device):
+ * large aligned reads, a few in flight, as the weight store streams. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,7 +20,6 @@
 #define ALIGN 4096u
 #define HUGE_ALIGN (2u << 20)
 #define READERS 4            /* reads in flight */
-#define RANDOM_READS 64      /* scattered reads per reader and pass */
 #define SPACE_MARGIN (1ull << 30)
 
 typedef struct reader {
@@ -62,37 +59,7 @@ static void *read_chunks(void *arg)
     return NULL;
 }
 
-/* Reader i reads RANDOM_READS of HW_DISK_RANDOM_REQUEST bytes at aligned
- * offsets below limit, drawn from a generator seeded by i (the same ones
- * every pass: the store reads the same experts again). */
-static void *read_scattered(void *arg)
-{
-    reader *r = arg;
-    void *buf = NULL;
-    if (posix_memalign(&buf, HUGE_ALIGN, HW_DISK_RANDOM_REQUEST) != 0) {
-        r->error = ENOMEM;
-        return NULL;
-    }
-    madvise(buf, HW_DISK_RANDOM_REQUEST, MADV_HUGEPAGE);
-    uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(r->index + 1), slots = (r->limit - HW_DISK_RANDOM_REQUEST) / ALIGN;
-    for (int i = 0; i < RANDOM_READS; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        ssize_t n = pread(r->fd, buf, HW_DISK_RANDOM_REQUEST, (off_t)(x % (slots + 1) * ALIGN));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            r->error = errno;
-            break;
-        }
-        r->done += (uint64_t)n;
-    }
-    free(buf);
-    return NULL;
-}
-
-/* READERS threads of `work` over [0, limit): bytes/s, 0 on error. */
-static double timed(void *(*work)(void *), int fd, uint64_t limit, uint64_t *bytes_read, int *error)
+static double timed_read(int fd, uint64_t limit, uint64_t *bytes_read, int *error)
 {
     reader rs[READERS];
     pthread_t tids[READERS];
@@ -100,7 +67,7 @@ static double timed(void *(*work)(void *), int fd, uint64_t limit, uint64_t *byt
     double t0 = hw_now();
     for (int i = 0; i < READERS; i++) {
         rs[i] = (reader){fd, limit, i, 0, 0};
-        if (pthread_create(&tids[i], NULL, work, &rs[i]) != 0) break;
+        if (pthread_create(&tids[i], NULL, read_chunks, &rs[i]) != 0) break;
         started++;
     }
     uint64_t total = 0;
@@ -115,22 +82,9 @@ static double timed(void *(*work)(void *), int fd, uint64_t limit, uint64_t *byt
     return dt > 0 && total ? (double)total / dt : 0;
 }
 
-/* The better of two passes of `work` (see hw_measure_file_read_bw). */
-static double best_of_two(void *(*work)(void *), int fd, uint64_t limit, uint64_t *bytes_read, int *error)
-{
-    uint64_t second = 0; /* bytes_read reports one pass */
-    double bw = timed(work, fd, limit, bytes_read, error);
-    if (!*error) {
-        double again = timed(work, fd, limit, &second, error);
-        if (again > bw) bw = again;
-    }
-    return *error ? 0 : bw;
-}
-
-double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read, double *random_bw,
+double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *bytes_read,
                                strata_error *err)
 {
-    if (random_bw) *random_bw = 0;
     *bytes_read = 0;
     int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0) {
@@ -157,11 +111,12 @@ double hw_measure_file_read_bw(const char *path, uint64_t max_bytes, uint64_t *b
      * hypervisor the second may come from the host's cache, as the store's
      * reads will). */
     int error = 0;
-    double bw = best_of_two(read_chunks, fd, limit, bytes_read, &error);
-    /* scattered reads over the whole file (a model's experts lie all over it) */
-    uint64_t scattered = 0;
-    if (!error && random_bw && (uint64_t)sb.st_size >= 2 * HW_DISK_RANDOM_REQUEST)
-        *random_bw = best_of_two(read_scattered, fd, (uint64_t)sb.st_size, &scattered, &error);
+    uint64_t second = 0; /* bytes_read reports one pass */
+    double bw = timed_read(fd, limit, bytes_read, &error);
+    if (!error) {
+        double again = timed_read(fd, limit, &second, &error);
+        if (again > bw) bw = again;
+    }
     close(fd);
     if (error) {
         err_set(err, STRATA_E_IO, "%s: O_DIRECT read: %s", path, strerror(error));
@@ -219,9 +174,8 @@ static bool enough_space(const char *dir, uint64_t bytes, strata_error *err)
     return true;
 }
 
-double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, double *random_bw, strata_error *err)
+double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, strata_error *err)
 {
-    if (random_bw) *random_bw = 0;
     bytes = (bytes + CHUNK - 1) / CHUNK * CHUNK;
     if (!bytes) bytes = CHUNK;
     if (!enough_space(dir, bytes, err)) return 0;
@@ -246,7 +200,7 @@ double hw_measure_dir_read_bw(const char *dir, uint64_t bytes, double *random_bw
         bool ok = write_file(fd, bytes, path, err);
         close(fd);
         uint64_t got = 0;
-        if (ok) bw = hw_measure_file_read_bw(path, bytes, &got, random_bw, err);
+        if (ok) bw = hw_measure_file_read_bw(path, bytes, &got, err);
     }
     unlink(path);
     tempfile_unregister(slot);

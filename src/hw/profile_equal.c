@@ -103,7 +103,6 @@ static void measured_eq(cmp *c, const hw_measured *a, const hw_measured *b)
     EQ_INT(c, a, b, ram_threads);
     EQ_INT(c, a, b, ram_bytes);
     EQ_DBL(c, a, b, disk_bw);
-    EQ_DBL(c, a, b, disk_random_bw);
     EQ_DBL(c, a, b, cpu_rate);
     EQ_DBL(c, a, b, kernel_ram_bw);
     EQ_INT(c, a, b, n_engine);

@@ -467,8 +467,6 @@ static void read_measured(rd *r, json_t *root, hw_profile *p)
     if (get_u64(r, o, "measured", "ram_threads", 65536, &v)) m->ram_threads = (int)v;
     get_u64(r, o, "measured", "ram_buffer_bytes", UINT64_MAX, &m->ram_bytes);
     m->disk_bw = get_rate(r, o, "measured", "disk_read_bytes_per_s");
-    if (member(o, "disk_random_read_bytes_per_s"))
-        m->disk_random_bw = get_rate(r, o, "measured", "disk_random_read_bytes_per_s");
     if (member(o, "cpu_q4_k_weights_per_s")) m->cpu_rate = get_rate(r, o, "measured", "cpu_q4_k_weights_per_s");
     read_engine(r, o, m);
     if (member(o, "cpu_q4_k_from_ram_bytes_per_s"))

@@ -170,7 +170,6 @@ static json_t *measured_json(const hw_measured *m)
                           "disk_bytes_read", jsize_known(m->disk_bytes), "disk_path", jstr(m->disk_path),
                           "cpu_q4_k_weights_per_s", jrate(m->cpu_rate), "cpu_q4_k_from_ram_bytes_per_s",
                           jrate(m->kernel_ram_bw));
-    if (o) json_object_set_new(o, "disk_random_read_bytes_per_s", jrate(m->disk_random_bw));
     if (o) json_object_set_new(o, "engine", engine_json(m));
     return o ? o : json_null();
 }

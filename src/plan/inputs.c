@@ -73,7 +73,6 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
             if (!t) continue;
             pe->unit_weight_bytes += t->n_bytes / es->n_experts;
             pe->unit_elems += t->n_elems / es->n_experts;
-            pe->unit_reads++;
         }
     }
     return STRATA_OK;
@@ -186,10 +185,6 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads
     out->measured = ms->done && ms->ram_bw_all > 0 && ms->disk_bw > 0 && ms->cpu_rate > 0 && ms->kernel_ram_bw > 0;
     out->ram_bw = ms->ram_bw_all > 0 ? ms->ram_bw_all : GUESS_RAM_BW;
     out->disk_bw = ms->disk_bw > 0 ? ms->disk_bw : GUESS_DISK_BW;
-    /* scattered reads' fixed cost per request: what a 1 MiB read took beyond its bytes at disk_bw */
-    double per_request = ms->disk_bw > 0 && ms->disk_random_bw > 0
-                             ? HW_DISK_RANDOM_REQUEST / ms->disk_random_bw - HW_DISK_RANDOM_REQUEST / ms->disk_bw : 0;
-    out->disk_request_s = per_request > 0 ? per_request : 0;
     /* the kernels' rates, measured with all ram_threads threads, are not
      * scaled: without an engine calibration (its rates are) they are only a
      * rough bound, and halving them for -t 1 made a small model's
@@ -265,7 +260,7 @@ static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, 
     model_dir(model_path, dir, sizeof dir);
     hw_measured *m = &p->measured;
     strata_error e = {0};
-    m->disk_bw = hw_measure_dir_read_bw(dir, MEASURE_DISK_BYTES, &m->disk_random_bw, &e);
+    m->disk_bw = hw_measure_dir_read_bw(dir, MEASURE_DISK_BYTES, &e);
     if (m->disk_bw > 0) {
         m->disk_bytes = MEASURE_DISK_BYTES;
         snprintf(m->disk_path, sizeof m->disk_path, "%s", dir);
@@ -290,11 +285,6 @@ static void choose_disk(hw_profile *p, const char *profile_path, plan_machine_no
     hw_stream_rate r;
     if (profile_path && hw_stream_rates_path(profile_path, rates, sizeof rates, &ignored) == STRATA_OK &&
         hw_stream_rate_get(rates, p->fingerprint, dev, &r)) {
-        /* the scattered rate keeps its cost per request over the new rate */
-        hw_measured *m = &p->measured;
-        double per_byte = m->disk_random_bw > 0 && m->disk_bw > 0 && r.bytes_per_s > 0
-                              ? 1 / m->disk_random_bw - 1 / m->disk_bw + 1 / r.bytes_per_s : 0;
-        m->disk_random_bw = per_byte > 0 ? 1 / per_byte : 0;
         p->measured.disk_bw = r.bytes_per_s;
         if (r.runs > 1) snprintf(n->disk, sizeof n->disk, "measured by %u runs on %.64s", r.runs, dev);
         else snprintf(n->disk, sizeof n->disk, "measured by a run on %.64s", dev);

@@ -570,7 +570,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
                            : req->moe_lru                       ? "uniform routing, LRU"
                                                                 : "uniform routing, LFU";
     double expert_disk = 0, requests = 0, hits = 0;
-    p->expert_reads_per_token = p->gpu_wait_s = 0;
+    p->gpu_wait_s = 0;
     uint64_t expert_link = 0; /* routed experts' bytes crossing the link */
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
@@ -586,7 +586,6 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         requests += (double)used;
         hits += hit * (double)used;
         expert_disk += (1 - hit) * (double)(used * e->unit_bytes);
-        p->expert_reads_per_token += (1 - hit) * used * e->unit_reads;
         if (c->over_link) {
             gpu_read[0] += w;
             link_vram += w;
@@ -617,8 +616,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     uint64_t other = p->ram_bytes_per_token - share.weight_bytes; /* KV cache, weights bound for the GPU */
     cpu_pass_seconds(hw, &share, other, in_cache, &p->t_compute, &p->t_ram);
     p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
-                    ? (double)p->disk_bytes_per_token / hw->disk_bw + p->expert_reads_per_token * hw->disk_request_s
-                    : 0;
+                    ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
     p->t_link = (double)p->link_bytes_per_token / link_bw(hw);
     double t = 0;
     p->bottleneck = "compute";
@@ -638,8 +636,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->decode_tps = t > 0 ? 1.0 / t : 0;
     /* Prefill: B tokens share each pass over the weights (cpu_step_compute).
      * Experts: the batch is routed to more of them than one token, each read once */
-    double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_reads = 0, x_ram = 0, x_raw = 0, x_link = 0,
-           x_vram = 0;
+    double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_ram = 0, x_raw = 0, x_link = 0, x_vram = 0;
     double used_vram = 0; /* the experts one token reads on the GPUs (in t_vram, not in a GPU step's groups) */
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
@@ -650,17 +647,13 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
             used_vram += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
         }
-        double miss = 1 - plan_experts_hit_rate(e, p, req, &kept);
-        x_disk += miss * more * (double)e->unit_bytes;
-        x_reads += miss * more * e->unit_reads;
+        x_disk += (1 - plan_experts_hit_rate(e, p, req, &kept)) * more * (double)e->unit_bytes;
         if (c->over_link) x_link += more * (double)e->unit_bytes, x_raw += more * (double)e->unit_bytes;
         else x_ram += more * (double)e->unit_weight_bytes;
     }
     /* a group on disk is read from disk whichever site computes it */
     double disk_b = (double)p->disk_bytes_per_token + x_disk;
-    double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes
-                         ? disk_b / hw->disk_bw + (p->expert_reads_per_token + x_reads) * hw->disk_request_s
-                         : 0;
+    double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
     if (sites_use_gpu(p, p->prefill_site)) {
         /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU */
         uint64_t pf_other = other - p->link_bytes_per_token;

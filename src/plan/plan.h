@@ -47,7 +47,6 @@ typedef struct plan_expert_set {
     uint64_t unit_bytes;        /* one unit's cache slot (store_expert_unit_bytes): what a miss reads */
     uint64_t unit_weight_bytes; /* one unit's tensor data: what compute reads */
     uint64_t unit_elems;        /* one unit's weights */
-    uint32_t unit_reads;        /* reads a miss makes: one per stacked tensor (gate, up, down) */
     /* measured routing (routing.c): the units grouped by their chance of
      * being routed to by one token, most likely first; n_chances 0 (NULL):
      * none measured, every unit's chance is n_used / n_expert */
@@ -123,9 +122,6 @@ typedef struct plan_machine {
     uint64_t ram_budget;        /* bytes strata may use */
     double ram_bw;              /* bytes/s, all threads */
     double disk_bw;             /* O_DIRECT sequential bytes/s */
-    double disk_request_s;      /* a scattered read's cost beyond its bytes at disk_bw (from the
-                                   profile's 1 MiB scattered-read rate): what an expert miss's reads
-                                   add; 0: none known */
     double cpu_rate;            /* weights/s the CPU kernels process, all threads, data in cache */
     double kernel_ram_bw;       /* weight bytes/s the CPU kernels process streaming from RAM */
     /* the engine's calibration at the thread count the plan runs with
@@ -209,7 +205,6 @@ typedef struct plan {
     const char *expert_hit_source; /* "stated", "measured routing, LFU" (or LRU; plan_model.routing_tokens),
                                       "uniform routing, LFU" (or LRU), "all resident" (NULL without experts) */
     uint64_t expert_disk_bytes_per_token; /* expected: used experts x unit bytes x miss rate, summed (in disk_bytes) */
-    double expert_reads_per_token; /* the read requests those misses make (each costs disk_request_s more) */
     double gpu_wait_s;          /* per pass: the GPUs' round trips (round_trip_s) while the host routes the
                                    layers whose experts they compute (in t_vram) */
     char rejected[PLAN_TEXT];   /* for alternatives: why not chosen */

@@ -118,13 +118,12 @@ json_t *plan_to_json(const plan_model *m, const plan *p)
         json_object_set_new(o, "prefill_min_batch", json_integer(PLAN_PREFILL_MIN_BATCH));
     }
     if (plan_model_has_experts(m))
-        json_object_set_new(o, "experts", json_pack("{s:I, s:I, s:I, s:f, s:s?, s:I, s:f, s:I, s:I}", "units",
+        json_object_set_new(o, "experts", json_pack("{s:I, s:I, s:I, s:f, s:s?, s:I, s:I, s:I}", "units",
                                                     (json_int_t)p->expert_units, "cached_units",
                                                     (json_int_t)p->expert_slots, "unit_slot_bytes",
                                                     (json_int_t)p->expert_slot_bytes, "hit_rate", p->expert_hit_rate,
                                                     "hit_rate_source", p->expert_hit_source, "disk_bytes_per_token",
-                                                    (json_int_t)p->expert_disk_bytes_per_token,
-                                                    "disk_reads_per_token", p->expert_reads_per_token, "n_cpu_moe",
+                                                    (json_int_t)p->expert_disk_bytes_per_token, "n_cpu_moe",
                                                     (json_int_t)p->n_cpu_moe, "routing_tokens",
                                                     (json_int_t)m->routing_tokens));
     json_object_update_new(o, json_pack("{s:f, s:f, s:s, s:{s:f, s:f, s:f, s:f, s:f}}", "decode_tokens_per_s",
