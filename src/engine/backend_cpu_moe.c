@@ -139,19 +139,21 @@ static void predict_by_router(backend *b, uint64_t t)
 }
 
 
-/* Layer t's experts read ahead by the predictor in use. */
+/* Layer t's experts read ahead by the predictor in use, when they come
+ * from the store (a CPU layer's, or a GPU layer's streamed from RAM; a GPU
+ * layer holding them in VRAM has no expert set in the store). */
 static void prefetch_layer(backend *b, uint64_t t)
 {
     engine *e = b->e;
     moe_state *m = &e->moe;
     uint64_t k = e->w.d.n_expert_used;
-    if (e->site[t] != b) return; /* a GPU layer fetches its own experts (VRAM, or after its router) */
+    if (!e->w.expert_sets[t].n) return;
     if (m->prefetch == ENGINE_MOE_PREFETCH_ROUTER) predict_by_router(b, t);
     else if (m->prefetch == ENGINE_MOE_PREFETCH_PREV && m->prev[t * k] >= 0)
         store_experts_prefetch(e->store, (uint32_t)t, m->prev + t * k, (uint32_t)k);
 }
 
-static void prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
+void backend_cpu_moe_prefetch_next(backend *b, uint64_t l, uint32_t n_tok)
 {
     engine *e = b->e;
     moe_state *m = &e->moe;
@@ -187,7 +189,7 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
             st = err_set(err, STRATA_E_NOMEM, "the expert cache has no slot free for layer %" PRIu64, l);
             break;
         }
-        if (!done) prefetch_next(b, l, n_tok);
+        if (!done) backend_cpu_moe_prefetch_next(b, l, n_tok);
         for (uint32_t i = done; i < done + taken && !st; i++)
             if (store_expert_ready(e->store, (uint32_t)l, m->ids[i])) {
                 m->done[m->ids[i]] = 1;

@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backend_cpu.h"
 #include "engine/backend_vulkan.h"
 #include "engine/backend_vulkan_mem.h"
 #include "engine/backend_vulkan_moe.h"
@@ -355,6 +356,11 @@ strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uin
     vkb_matmul(v, w[LS_ROUTER].t->type, w[LS_ROUTER].dev, backend_vulkan_act(b, ACT_XN),
                backend_vulkan_act(b, ACT_ROUTER), (uint32_t)d->n_embd, (uint32_t)d->n_expert, n_tok);
     if (shared) shared_expert(b, m, w, n_tok);
+    /* a decode step reads the next layer's experts ahead when they come from the store; the router
+     * predictor needs the residual as it is now: back with the logits, in the same wait */
+    bool router = e->moe.prefetch == ENGINE_MOE_PREFETCH_ROUTER;
+    bool residual = n_tok == 1 && router && l + 1 < d->n_layers && e->w.expert_sets[l + 1].n &&
+                    backend_vulkan_get_later(b, ACT_X, e->act[ACT_X], d->n_embd * 4);
     strata_status st = backend_vulkan_get(b, ACT_ROUTER, e->act[ACT_ROUTER], (uint64_t)n_tok * d->n_expert * 4, err);
     if (st) return st;
     moe_route(e, l, e->act[ACT_ROUTER], n_tok);
@@ -365,6 +371,8 @@ strata_status backend_vulkan_moe(backend *b, uint64_t l, const be_weight *w, uin
     if (backend_vulkan_streamed(b, (uint32_t)l)) st = run_streamed_experts(b, m, l, w, n_tok, err);
     else run_resident_experts(b, m, w, n_tok);
     if (st) return st;
+    /* the next layer's experts read ahead while this one's products run */
+    if (n_tok == 1 && (!router || residual)) backend_cpu_moe_prefetch_next(&e->cpu, l, n_tok);
     backend_vulkan_op(b, GPU_RES(ACT_XE) | GPU_RES_MOE, GPU_RES(ACT_XN));
     vkb_moe_sum s = {.out = backend_vulkan_act(b, ACT_XN), .y = backend_vulkan_act(b, ACT_XE),
                      .pos = map + n_sel * 4, .wt = map + 2 * n_sel * 4, .shared = shared ? vkb_addr(m->shared) : 0,

@@ -45,5 +45,9 @@ strata_status backend_vulkan_put(backend *b, vkb_buf *dst, const void *src, uint
 strata_status backend_vulkan_get(backend *b, act_buf a, void *dst, uint64_t n, strata_error *err);
 /* What was recorded runs; the host waits. */
 strata_status backend_vulkan_flush(backend *b, strata_error *err);
+/* An activation's first n bytes to host memory with the next get or
+ * flush (no wait of its own); false, nothing recorded, when the staging
+ * is full. */
+bool backend_vulkan_get_later(backend *b, act_buf a, void *dst, uint64_t n);
 
 #endif

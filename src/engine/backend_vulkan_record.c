@@ -186,3 +186,11 @@ strata_status backend_vulkan_get(backend *b, act_buf a, void *dst, uint64_t n, s
 }
 
 strata_status backend_vulkan_flush(backend *b, strata_error *err) { return gpu_flush(b, err); }
+
+bool backend_vulkan_get_later(backend *b, act_buf a, void *dst, uint64_t n)
+{
+    gpu_state *g = st_of(b);
+    gpu_record(b);
+    gpu_flush_pending(b);
+    return vkb_stage_download(g->v, g->act[a], 0, dst, n);
+}
