@@ -469,7 +469,8 @@ typedef struct strata_plan_params {
     bool moe_uniform_routing; /* mixture of experts without a stated hit rate: estimate it for uniform
                                  routing instead of the routing measured on this file (by default
                                  the model's routers run on a 128-token built-in prompt once per
-                                 file, a few seconds, under mem_budget; cached beside the profile) */
+                                 file, a few seconds, under mem_budget or this machine's default
+                                 budget, whichever is less; cached beside the profile) */
     bool probe_gpus;          /* this machine: open the GPU libraries to list its GPUs */
 } strata_plan_params;
 

@@ -50,11 +50,24 @@ static strata_status prompt(const char *path, int32_t *out, strata_error *err)
     return st;
 }
 
+/* The memory the calibration may take: this machine's default budget
+ * (what `run` takes), or the plan's --mem when that is less (a --hw
+ * profile's machine may be larger than this one). */
+static strata_status budget(const char *path, const strata_plan_params *p, uint64_t *out, strata_error *err)
+{
+    strata_machine here;
+    strata_status st = strata_machine_probe(path, &here, err);
+    if (st) return st;
+    *out = p->mem_budget && p->mem_budget < here.default_budget ? p->mem_budget : here.default_budget;
+    return STRATA_OK;
+}
+
 /* The picks of one prompt's pass into r. */
 static strata_status measure(const char *path, const strata_plan_params *p, plan_routing *r, strata_error *err)
 {
     strata_model_params mp = strata_model_default_params();
-    mp.mem_budget = p->mem_budget;
+    strata_status st = budget(path, p, &mp.mem_budget, err);
+    if (st) return st;
     mp.plan = true; /* weights placed as a run's under this budget: the rest streamed */
     mp.n_threads = p->n_threads;
     mp.n_ctx = ROUTING_CALIB_TOKENS;
@@ -64,7 +77,7 @@ static strata_status measure(const char *path, const strata_plan_params *p, plan
     strata_model *m = NULL;
     int32_t tokens[ROUTING_CALIB_TOKENS];
     size_t n = ROUTING_CALIB_TOKENS;
-    strata_status st = prompt(path, tokens, err);
+    st = prompt(path, tokens, err);
     if (!st) st = strata_model_open(path, &mp, &m, err);
     if (!st) st = strata_eval(m, tokens, n, NULL, false, err);
     const uint32_t *picks = st ? NULL : engine_expert_picks(m->eng);

@@ -11,7 +11,8 @@
 
 /* Sets pm's routing (plan_model_set_routing) from the cache, measuring it
  * first when the cache has none for this file (a line on stderr says so;
- * the run takes the plan's memory budget and threads). Nothing to do for
+ * the run takes the plan's threads and memory budget, at most this
+ * machine's default). Nothing to do for
  * a model without experts, or when p states a hit rate or asks for
  * uniform routing. A measurement that cannot be made or saved is not an
  * error: `note` says why and the plan assumes uniform routing. */
