@@ -297,3 +297,35 @@ TEST(test_plan_phase_prefill_reads_disk_groups)
     plan_result_free(&r);
     free(m.groups);
 }
+
+/* (f) A run's request (rank_by_decode): its batch sets the prompt-batch
+ * sites and prediction, the decode speed chooses the plan. A GPU of
+ * 1.2e9 bytes (less its 256 MiB reserve: four layers and their KV caches)
+ * reading at 1 TB/s but computing prompt batches at 1e12 FLOP/s, a CPU
+ * reading at 50 GB/s at 1e12 weights/s. Decoding, a layer takes 0.2 ms
+ * resident, 4 ms on the CPU: the split with four layers resident is
+ * fastest. A 512-token batch: 512 x 2 x 400e6 / 1e12 = 409.6 ms a layer
+ * on the GPU, 512 x 400e6 / 1e12 = 204.8 ms on the CPU: ranked by
+ * prefill, the CPU plan wins; ranked by decode (a run's), the split. */
+TEST(test_plan_phase_run_request_ranks_by_decode)
+{
+    plan_model m;
+    phase_model(&m);
+    plan_machine hw = phase_machine(50e9, 1e12, 1200000000ull, 1e12, 16e9);
+    hw.gpus[0].mm_flops = 1e12;
+    plan_request q = {.n_ctx = CTX, .n_batch = 512};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    sites_are(&r.chosen, "ccccccccc", "ccccccccc");
+    double cpu_prefill = r.chosen.prefill_tps;
+    plan_result_free(&r);
+    q.rank_by_decode = true;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    sites_are(&r.chosen, "vvvvccccc", "vvvvccccc");
+    CHECK(r.chosen.prefill_tps < cpu_prefill, " the split's prefill %.6g tok/s, the CPU plan's %.6g",
+          r.chosen.prefill_tps, cpu_prefill);
+    plan_result_free(&r);
+    free(m.groups);
+}

@@ -1049,7 +1049,7 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
     memset(r, 0, sizeof *r);
     plan_request req = *req_in;
     if (req.prefetch_depth <= 0) req.prefetch_depth = DEFAULT_DEPTH;
-    bool prefill = req.n_batch >= 32;
+    bool prefill = req.n_batch >= PLAN_PREFILL_MIN_BATCH && !req.rank_by_decode;
     uint32_t ctx = req.n_ctx ? req.n_ctx : auto_context(m, hw, &req, r);
     candidate c[PLAN_MAX_ALTS];
     int n_cand = add_candidates(m, hw, &req, ctx, c), best = -1;
