@@ -484,14 +484,37 @@ static bool sites_use_gpu(const plan *p, const uint8_t *sites)
     return any_site(p, sites, PLAN_SITE_GPU) || any_site(p, sites, PLAN_SITE_LINK);
 }
 
+/* The KV bytes per position of the layers a prompt batch streams to the
+ * GPU while they decode on the CPU: their caches stay in RAM, and the CPU
+ * attends for them (`attend` in forward.c). */
+static uint64_t prompt_only_kv_tok(const plan_model *m, const candidate *c, const plan *p)
+{
+    uint64_t kv = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (p->site[g] == PLAN_SITE_CPU && p->prefill_site[g] == PLAN_SITE_LINK) kv += kv_layer_tok(m, c->kv, g);
+    return kv;
+}
+
+/* Seconds the CPU attends for those layers in a batch of B tokens, a
+ * prompt's first (positions 0 to B - 1, each token reading the cache up
+ * to its own): B (B + 1) / 2 positions of their KV caches, read at the RAM
+ * rate a decoded token's attention is priced at. It grows with the square
+ * of the batch, as the CPU's attention does. */
+static double prompt_only_attention_seconds(const plan_machine *hw, uint64_t kv_tok, double B)
+{
+    return hw->ram_bw > 0 ? (double)kv_tok * (B * (B + 1) / 2) / hw->ram_bw : 0;
+}
+
 /* A prompt batch of B tokens on a plan that uses a GPU for it: the CPU's
  * share of the prefill sites (tb_compute, tb_ram, tb_disk: it overlaps
- * them), then the resident layers, then the streamed ones, each transfer
- * once per batch. extra: the experts' added VRAM and link seconds. Sets
- * the step's figures and bottleneck; returns its seconds. */
+ * them), its attention for the layers streamed for the batch only
+ * (cpu_attn seconds, between their GPU products: in tb_ram, added), then
+ * the resident layers, then the streamed ones, each transfer once per
+ * batch. extra: the experts' added VRAM and link seconds. Sets the step's
+ * figures and bottleneck; returns its seconds. */
 static double gpu_step_seconds(const plan_model *m, const plan_machine *hw, const candidate *c, plan *p,
                                const cpu_share *share, uint64_t other, bool in_cache, double x_ram, double x_raw,
-                               double tb_disk, double extra, double B)
+                               double tb_disk, double extra, double cpu_attn, double B)
 {
     double t_compute, t_ram;
     cpu_pass_seconds(hw, share, other, in_cache, &t_compute, &t_ram);
@@ -501,7 +524,7 @@ static double gpu_step_seconds(const plan_model *m, const plan_machine *hw, cons
     double stream = stream_seconds(m, hw, c, p->prefill_site, B, 0, &transfer, &compute);
     double resident = resident_step_seconds(m, hw, c, p, B, PLAN_DECODE_POS < p->n_ctx ? PLAN_DECODE_POS : p->n_ctx);
     p->tb_compute = tb_compute;
-    p->tb_ram = tb_ram;
+    p->tb_ram = tb_ram + cpu_attn;
     p->tb_disk = tb_disk;
     p->tb_link = transfer;
     p->tb_vram = resident + compute + extra;
@@ -509,6 +532,7 @@ static double gpu_step_seconds(const plan_model *m, const plan_machine *hw, cons
     p->step_bottleneck = "compute";
     if (tb_ram > cpu) cpu = tb_ram, p->step_bottleneck = "RAM bandwidth";
     if (tb_disk > cpu) cpu = tb_disk, p->step_bottleneck = "disk";
+    cpu += cpu_attn;
     if (resident + extra > cpu && resident + extra >= stream) p->step_bottleneck = "VRAM bandwidth";
     else if (stream > cpu && stream > resident + extra) p->step_bottleneck = transfer > compute ? "GPU link"
                                                                                                 : "VRAM bandwidth";
@@ -655,10 +679,12 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     double disk_b = (double)p->disk_bytes_per_token + x_disk;
     double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
     if (sites_use_gpu(p, p->prefill_site)) {
-        /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU */
-        uint64_t pf_other = other - p->link_bytes_per_token;
+        /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU; those
+         * layers' KV caches it reads as it attends for them */
+        uint64_t pf_kv = prompt_only_kv_tok(m, c, p), pf_other = other - p->link_bytes_per_token - pf_kv * pos;
         double extra = x_vram + used_vram + p->gpu_wait_s + (double)expert_link / link_bw(hw) + x_link / link_bw(hw);
-        double tb = gpu_step_seconds(m, hw, c, p, &pf_share, pf_other, in_cache, x_ram, x_raw, tb_disk, extra, B);
+        double tb = gpu_step_seconds(m, hw, c, p, &pf_share, pf_other, in_cache, x_ram, x_raw, tb_disk, extra,
+                                     prompt_only_attention_seconds(hw, pf_kv, B), B);
         p->prefill_tps = tb > 0 ? B / tb : 0;
         return;
     }
