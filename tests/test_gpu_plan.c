@@ -250,3 +250,70 @@ TEST(test_gpu_plan_phase_sites)
     free(lg);
     json_decref(doc);
 }
+
+/* `run -b B --stats` with a saved plan (stdout and stderr together), or
+ * NULL when it failed. */
+static char *run_batch(const char *model, const char *plan_file, unsigned batch)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' --plan '%s' --gpu 0 -t 2 -c 64 -b %u -n 8 --temp 0 --stats -p 'Once upon "
+             "a time there was a little girl named Lily who loved to play outside in the park with her friends and "
+             "her dog' 2>&1", test_strata_bin(), model, plan_file, batch);
+    int rc = test_run(cmd, &out, true);
+    CHECK(rc == 0 && out, " -b %u (exit %d): %.600s", batch, rc, out ? out : "");
+    if (rc != 0) free(out), out = NULL;
+    return out;
+}
+
+/* The generated text: the line with the prompt, from its end to the first
+ * "strata:" report (the stats interleave with it), then the lines up to
+ * the first report line, without its report lines. */
+static void generated_text(const char *out, char *buf, size_t len)
+{
+    size_t n = 0;
+    const char *p = strstr(out, "her dog");
+    for (p = p ? p + 7 : out; *p && n + 1 < len; p++) {
+        if (!strncmp(p, "strata: load", 12)) break;
+        if (!strncmp(p, "strata:", 7)) { /* a report line: skip it */
+            const char *nl = strchr(p, '\n');
+            if (!nl) break;
+            p = nl;
+            continue;
+        }
+        buf[n++] = *p;
+    }
+    buf[n] = '\0';
+}
+
+/* The run's batch decides whether the prompt-batch sites run: a plan that
+ * decodes on the CPU and streams every group to the GPU for steps of 32+
+ * tokens, run with -b 512, says so in its plan line, reserves the ring in
+ * VRAM and streams the prompt there; run with -b 16 its passes never reach
+ * 32 tokens, so the plan it runs is the CPU's: no prompt-batch line, no
+ * GPU memory at all (the ring it would never use was reserved before).
+ * The greedy text is the same. */
+TEST(test_gpu_plan_phase_sites_follow_the_batch)
+{
+    const char *model;
+    json_t *doc = setup(&model);
+    if (!doc) return;
+    const char *path = phase_plan(doc, "ccccc", "lllll", false, "phase-batch.json");
+    char *small = run_batch(model, path, 16), *large = run_batch(model, path, 512);
+    if (small && large) {
+        CHECK(strstr(large, "prompt batches: blk 0-3, output streamed over the link to GPU 0") &&
+                  strstr(large, "5 more groups on the CPU streamed to it for prompt batches") &&
+                  strstr(large, "prompt batch 1 (39 tokens)") && strstr(large, "memory VRAM:") &&
+                  !strstr(large, "stream slots 0 B, expert cache 0 B, KV cache 0 B, KV reserve 0 B, scratch 0 B"),
+              " -b 512: %.1500s", large);
+        CHECK(strstr(small, "strata: plan ") && !strstr(small, "prompt batches:") && !strstr(small, "GPU llvmpipe") &&
+                  !strstr(small, "memory VRAM:") && strstr(small, "prompt batch 3 (7 tokens)"),
+              " -b 16: %.1500s", small);
+        char a[512], b[512];
+        generated_text(small, a, sizeof a);
+        generated_text(large, b, sizeof b);
+        CHECK(a[0] && !strcmp(a, b), " greedy text: '%s' with -b 16, '%s' with -b 512", a, b);
+    }
+    free(small);
+    free(large);
+    json_decref(doc);
+}

@@ -140,6 +140,19 @@ TEST(test_plan_phase_mixed_resident_and_streamed)
     free(m.groups);
 }
 
+/* A prompt batch of B tokens (at least 98: a layer's compute on the GPU
+ * then hides the next one's 13 ms copy) on machine (c), every group
+ * streamed to the GPU while decoding on the CPU: the first copy, each
+ * group's compute on the GPU, and the CPU's attention for the 8 layers,
+ * whose KV caches stay in RAM: the B tokens of a prompt's first batch read
+ * B (B + 1) / 2 positions of 4096 bytes a layer at 400 GB/s. */
+static double prompt_step_seconds(double B)
+{
+    double flops = 20 * 300e9, x0 = LAYER_BYTES / 16e9 + LAYER_BYTES / 400e9;
+    return x0 + N_LAYERS * (B * 2 * LAYER_ELEMS / flops) + B * 2 * OUT_ELEMS / flops +
+           N_LAYERS * KV_LAYER_TOK * (B * (B + 1) / 2) / 400e9;
+}
+
 /* (c) A fast CPU (1e12 weights/s, 400 GB/s RAM), a moderate link (16
  * GB/s), a GPU of 300 GB/s with room for two layers in flight (718435456
  * bytes: 450e6 next to its 256 MiB reserve), prompt batches of 512:
@@ -155,7 +168,7 @@ TEST(test_plan_phase_cpu_decode_gpu_prefill)
     plan_model m;
     phase_model(&m);
     plan_machine hw = phase_machine(400e9, 1e12, 718435456ull, 300e9, 16e9);
-    plan_request q = {.n_ctx = CTX, .n_batch = 512};
+    plan_request q = {.n_ctx = CTX, .n_batch = 512, .rank_by_decode = true};
     plan_result r;
     plan_compute(&m, &hw, &q, &r);
     const plan *p = &r.chosen;
@@ -165,10 +178,8 @@ TEST(test_plan_phase_cpu_decode_gpu_prefill)
           (unsigned long long)p->gpu[0].kv);
     sites_are(p, "ccccccccc", "lllllllll");
     /* a batch: the first copy (13 ms), then each group's compute (the later copies hidden), and the CPU's
-     * share: the KV cache of 128 positions from RAM */
-    double flops = 20 * 300e9, x0 = LAYER_BYTES / 16e9 + LAYER_BYTES / 400e9;
-    double step = x0 + 8 * (512 * 2 * LAYER_ELEMS / flops) + 512 * 2 * OUT_ELEMS / flops +
-                  N_LAYERS * KV_LAYER_TOK * 128.0 / 400e9;
+     * share: its attention for the 8 layers (prompt_step_seconds) */
+    double step = prompt_step_seconds(512);
     CHECK(near(p->prefill_tps, 512 / step), " prefill %.6g tok/s, expected %.6g", p->prefill_tps, 512 / step);
     /* decoding is the CPU plan's: the CPU reads 8 x 200e6 + 50e6 bytes and the KV cache at 400 GB/s */
     double t = (8 * LAYER_BYTES + OUT_BYTES + N_LAYERS * KV_LAYER_TOK * 128.0) / 400e9;
@@ -295,5 +306,65 @@ TEST(test_plan_phase_prefill_reads_disk_groups)
     }
     CHECK(streamed_from_disk > 0, " no plan streams a group on disk to the GPU for a batch");
     plan_result_free(&r);
+    free(m.groups);
+}
+
+/* (f) A run's request (rank_by_decode): its batch sets the prompt-batch
+ * sites and prediction, the decode speed chooses the plan. A GPU of
+ * 1.2e9 bytes (less its 256 MiB reserve: four layers and their KV caches)
+ * reading at 1 TB/s but computing prompt batches at 1e12 FLOP/s, a CPU
+ * reading at 50 GB/s at 1e12 weights/s. Decoding, a layer takes 0.2 ms
+ * resident, 4 ms on the CPU: the split with four layers resident is
+ * fastest. A 512-token batch: 512 x 2 x 400e6 / 1e12 = 409.6 ms a layer
+ * on the GPU, 512 x 400e6 / 1e12 = 204.8 ms on the CPU: ranked by
+ * prefill, the CPU plan wins; ranked by decode (a run's), the split. */
+TEST(test_plan_phase_run_request_ranks_by_decode)
+{
+    plan_model m;
+    phase_model(&m);
+    plan_machine hw = phase_machine(50e9, 1e12, 1200000000ull, 1e12, 16e9);
+    hw.gpus[0].mm_flops = 1e12;
+    plan_request q = {.n_ctx = CTX, .n_batch = 512};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    sites_are(&r.chosen, "ccccccccc", "ccccccccc");
+    double cpu_prefill = r.chosen.prefill_tps;
+    plan_result_free(&r);
+    q.rank_by_decode = true;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+    sites_are(&r.chosen, "vvvvccccc", "vvvvccccc");
+    CHECK(r.chosen.prefill_tps < cpu_prefill, " the split's prefill %.6g tok/s, the CPU plan's %.6g",
+          r.chosen.prefill_tps, cpu_prefill);
+    plan_result_free(&r);
+    free(m.groups);
+}
+
+/* (g) The CPU's attention for the layers a prompt batch streams to the GPU
+ * (they decode on the CPU, their KV caches in RAM) is priced: on machine
+ * (c), ranked as a run ranks (by decode), the step of B tokens grows with
+ * B (B + 1) / 2 by that attention, besides the GPU's compute linear in B
+ * (prompt_step_seconds). Unpriced, the step would be linear in B. */
+TEST(test_plan_phase_prompt_only_layers_attend_on_the_cpu)
+{
+    plan_model m;
+    phase_model(&m);
+    plan_machine hw = phase_machine(400e9, 1e12, 718435456ull, 300e9, 16e9);
+    const double batches[] = {128, 256, 512};
+    for (int i = 0; i < 3; i++) {
+        plan_request q = {.n_ctx = CTX, .n_batch = (uint32_t)batches[i], .rank_by_decode = true};
+        plan_result r;
+        plan_compute(&m, &hw, &q, &r);
+        REQUIRE(r.chosen.feasible, " %s", r.chosen.reason);
+        sites_are(&r.chosen, "ccccccccc", "lllllllll");
+        double B = batches[i], step = prompt_step_seconds(B);
+        CHECK(near(r.chosen.prefill_tps, B / step), " B %.0f: prefill %.6g tok/s, expected %.6g", B,
+              r.chosen.prefill_tps, B / step);
+        double attn = N_LAYERS * KV_LAYER_TOK * (B * (B + 1) / 2) / 400e9;
+        CHECK(near(r.chosen.tb_ram, attn), " B %.0f: the CPU's step %.6g s, its attention %.6g s", B, r.chosen.tb_ram,
+              attn);
+        plan_result_free(&r);
+    }
     free(m.groups);
 }

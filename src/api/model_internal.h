@@ -21,7 +21,7 @@ struct strata_model {
     double predicted_tps, predicted_disk_bw;
     bool predicted_measured;
     uint64_t planned_budget; /* the planner's default budget when none was given */
-    char summary[1024];
+    char summary[1600];
 };
 
 /* Places the weights by the planner (or p->plan_file) and sets the store's

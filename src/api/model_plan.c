@@ -95,8 +95,10 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
         plan_machine mach;
         plan_machine_from_profile(hw, p->mem_budget, threads, &mach);
         gpu_as_run(&mach, p, gpu_on);
-        plan_request req = {.n_ctx = p->n_ctx, .prefetch_depth = p->prefetch_depth, .cpu_only = true,
-                            .kv = plan_kv_of(p), .moe_lru = p->moe_cache == STRATA_MOE_LRU};
+        /* the prompt-batch sites for the batch the engine runs; the plan chosen by decode speed */
+        plan_request req = {.n_ctx = p->n_ctx, .n_batch = pm->batch, .rank_by_decode = true,
+                            .prefetch_depth = p->prefetch_depth, .cpu_only = true, .kv = plan_kv_of(p),
+                            .moe_lru = p->moe_cache == STRATA_MOE_LRU};
         plan_result r;
         plan_compute(pm, &mach, &req, &r);
         if (!r.chosen.feasible) st = err_set(err, STRATA_E_NOMEM, "%s: %s", path, r.chosen.reason);
@@ -112,17 +114,23 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
     return st;
 }
 
-/* "plan[ FILE]: LABEL, context N: WHERE; predicted X tok/s (B-bound)[NOTE]"
- * (the prediction when known: a saved plan may lack it; NOTE: machine_note). */
+/* "plan[ FILE]: LABEL, context N: WHERE[; prompt batches: PREFILL]; predicted X tok/s (B-bound)[NOTE]"
+ * (PREFILL: the groups prompt batches run elsewhere, when they do; the
+ * prediction when known: a saved plan may lack it; NOTE: machine_note). */
 static void summarize(strata_model *m, const char *file, const plan_model *pm, const plan *chosen, const char *note)
 {
-    char where[640], pred[96] = "";
+    char where[640], pred[96] = "", prefill[400] = "";
     plan_placement_summary(pm, chosen, where, sizeof where);
+    if (chosen->phase_sites) {
+        char pf[360];
+        plan_prefill_summary(pm, chosen, pf, sizeof pf);
+        snprintf(prefill, sizeof prefill, "; prompt batches: %s", pf);
+    }
     if (chosen->decode_tps > 0)
         snprintf(pred, sizeof pred, "; predicted %.2f tok/s (%s-bound)", chosen->decode_tps,
                  chosen->bottleneck ? chosen->bottleneck : "?");
-    snprintf(m->summary, sizeof m->summary, "plan%s%.200s: %s, context %u: %.400s%s%.300s", file ? " " : "",
-             file ? file : "", chosen->label, chosen->n_ctx, where, pred, note);
+    snprintf(m->summary, sizeof m->summary, "plan%s%.200s: %s, context %u: %.400s%.400s%s%.300s", file ? " " : "",
+             file ? file : "", chosen->label, chosen->n_ctx, where, prefill, pred, note);
 }
 
 uint64_t strata_model_budget(const strata_model *m) { return m->planned_budget; }
@@ -134,6 +142,18 @@ _Static_assert(PLAN_GPU_STREAM_DEPTH == ENGINE_PLAN_STREAM_DEPTH, "the planner p
 static uint8_t engine_site_of(uint8_t s)
 {
     return s == PLAN_SITE_GPU ? ENGINE_SITE_VRAM : s == PLAN_SITE_LINK ? ENGINE_SITE_STREAMED : ENGINE_SITE_CPU;
+}
+
+/* A run whose passes never reach PLAN_PREFILL_MIN_BATCH tokens (its
+ * batch, at most its context, is smaller) never runs the prompt-batch
+ * sites: they become the decoding ones, so that the engine reserves no
+ * ring for them (a saved plan made for larger batches). */
+static void prefill_sites_for_batch(plan *chosen, uint32_t batch)
+{
+    uint32_t pass = batch < chosen->n_ctx ? batch : chosen->n_ctx;
+    if (!chosen->phase_sites || pass >= PLAN_PREFILL_MIN_BATCH) return;
+    memcpy(chosen->prefill_site, chosen->site, chosen->n_groups);
+    chosen->phase_sites = false;
 }
 
 /* The engine's sites per group when the plan uses the GPU (resident there,
@@ -164,6 +184,12 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
     bool gpu_on = ep->gpu.mode != ENGINE_GPU_OFF;
     if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)
                                : compute_plan(m, path, p, threads, gpu_on, &seqs, &chosen, note, sizeof note, err);
+    if (!st && plan_uses_gpu(&chosen)) {
+        prefill_sites_for_batch(&chosen, pm.batch);
+        /* a plan using the GPU for prompt batches only, which this batch never runs: the GPU stays closed (the
+         * engine would place layers there by its own rule) */
+        if (!plan_uses_gpu(&chosen)) ep->gpu.mode = ENGINE_GPU_OFF;
+    }
     if (!st) st = plan_sites(&chosen, &m->sites, err);
     if (!st && m->sites && !gpu_on)
         st = err_set(err, STRATA_E_INVALID, "%s: the plan runs layers on the GPU, but the GPU is off (--gpu none, "

@@ -21,7 +21,8 @@ const char gen_opts_ctx_usage[] =
 const char gen_opts_usage[] =
     "  -m, --model FILE     GGUF model (llama, qwen2, qwen3, phi3, gemma3)\n"
     "  -t, --threads N      threads (default: one per usable core; more than those warns)\n"
-    "  -b, --batch, --batch-size N  prompt tokens per forward pass (default 256)\n"
+    "  -b, --batch, --batch-size N  prompt tokens per forward pass (default 256); the plan is\n"
+    "                       made for it: its prompt-batch sites (plan's \"prefill\") need 32+\n"
     "  --temp X             temperature (default 0.8; 0: greedy)\n"
     "  --top-k K            keep the K most likely tokens (default 40; 0: off)\n"
     "  --top-p P            keep the smallest set of probability >= P (default 0.95; 1: off)\n"

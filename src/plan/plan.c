@@ -380,14 +380,14 @@ static double link_transfer_seconds(const plan_machine *hw, const plan_group *gr
     return (double)gr->bytes / link_bw(hw) + (hw->ram_bw > 0 ? (double)gr->bytes / hw->ram_bw : 0);
 }
 
-/* Seconds group g takes on the CPU for a step of B tokens, on its own: its
- * weights from RAM (or disk) and its compute. */
 /* Group g's read from disk, when its tier streams it from there. */
 static double group_disk_seconds(const plan_machine *hw, const plan_model *m, uint32_t g, int8_t tier)
 {
     return tier == TIER_DISK && hw->disk_bw > 0 ? (double)m->groups[g].bytes / hw->disk_bw : 0;
 }
 
+/* Seconds group g takes on the CPU for a step of B tokens, on its own: its
+ * weights from RAM (or disk) and its compute. */
 static double cpu_group_seconds(const plan_machine *hw, const plan_model *m, uint32_t g, int8_t tier, double B)
 {
     cpu_share s = {0};
@@ -484,38 +484,6 @@ static bool sites_use_gpu(const plan *p, const uint8_t *sites)
     return any_site(p, sites, PLAN_SITE_GPU) || any_site(p, sites, PLAN_SITE_LINK);
 }
 
-/* A prompt batch of B tokens on a plan that uses a GPU for it: the CPU's
- * share of the prefill sites (tb_compute, tb_ram, tb_disk: it overlaps
- * them), then the resident layers, then the streamed ones, each transfer
- * once per batch. extra: the experts' added VRAM and link seconds. Sets
- * the step's figures and bottleneck; returns its seconds. */
-static double gpu_step_seconds(const plan_model *m, const plan_machine *hw, const candidate *c, plan *p,
-                               const cpu_share *share, uint64_t other, bool in_cache, double x_ram, double x_raw,
-                               double tb_disk, double extra, double B)
-{
-    double t_compute, t_ram;
-    cpu_pass_seconds(hw, share, other, in_cache, &t_compute, &t_ram);
-    double tb_ram = t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw_of(hw) + x_raw / hw->ram_bw : 0);
-    double tb_compute = share->groups ? cpu_step_compute(hw, share, t_compute, tb_ram, in_cache, B) : 0;
-    double transfer, compute;
-    double stream = stream_seconds(m, hw, c, p->prefill_site, B, 0, &transfer, &compute);
-    double resident = resident_step_seconds(m, hw, c, p, B, PLAN_DECODE_POS < p->n_ctx ? PLAN_DECODE_POS : p->n_ctx);
-    p->tb_compute = tb_compute;
-    p->tb_ram = tb_ram;
-    p->tb_disk = tb_disk;
-    p->tb_link = transfer;
-    p->tb_vram = resident + compute + extra;
-    double cpu = tb_compute;
-    p->step_bottleneck = "compute";
-    if (tb_ram > cpu) cpu = tb_ram, p->step_bottleneck = "RAM bandwidth";
-    if (tb_disk > cpu) cpu = tb_disk, p->step_bottleneck = "disk";
-    if (resident + extra > cpu && resident + extra >= stream) p->step_bottleneck = "VRAM bandwidth";
-    else if (stream > cpu && stream > resident + extra) p->step_bottleneck = transfer > compute ? "GPU link"
-                                                                                                : "VRAM bandwidth";
-    return cpu + resident + stream + extra;
-}
-
-/* Bytes each tier moves per decoded token, and the times they take. */
 /* The largest of a pass's times on each resource (they overlap: the pass
  * takes the longest), *name the resource ("compute" when all are 0). */
 static double slowest_term(double compute, double ram, double disk, double link, double vram, const char **name)
@@ -530,36 +498,228 @@ static double slowest_term(double compute, double ram, double disk, double link,
     return t;
 }
 
-static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
+/* ---- the cost of a placement: bytes each tier moves per decoded token, the times they take ---- */
+
+/* What a decoded token reads where (cost() gathers it; the prompt batch
+ * starts from it). */
+typedef struct token_reads {
+    uint64_t pos;                     /* KV positions attention reads: PLAN_DECODE_POS, at most the context */
+    uint64_t gpu_read[PLAN_MAX_GPUS]; /* bytes each GPU reads */
+    uint64_t kv_gpu_tok;              /* KV bytes per position in VRAM */
+    uint64_t link_vram;               /* of gpu_read[0]: weights streamed over the link */
+    uint64_t expert_link;             /* routed experts' bytes crossing the link */
+    cpu_share share, pf_share;        /* the CPU's groups when decoding, and for a prompt batch */
+    uint64_t other;                   /* RAM bytes besides the CPU's weights: KV cache, weights bound for the GPU */
+    bool in_cache;                    /* the CPU's weights stay in its cache (weights_in_cache) */
+} token_reads;
+
+/* Group g's reads for a decoded token on its decode site: VRAM (its KV
+ * too when there), the link, RAM (the CPU's share), disk. */
+static void add_group_reads(const plan_model *m, const candidate *c, uint32_t g, token_reads *r, plan *p)
 {
-    uint64_t gpu_read[PLAN_MAX_GPUS] = {0}, kv_gpu_tok = 0;
-    uint64_t link_vram = 0; /* of gpu_read[0]: weights streamed over the link */
-    cpu_share share = {0}, pf_share = {0}; /* the CPU's groups when decoding, and for a prompt batch */
-    /* attention reads the KV cache up to the position the prediction is made at */
-    uint64_t pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS;
-    for (uint32_t g = 0; g < m->n_groups; g++) {
-        const plan_group *gr = &m->groups[g];
-        int8_t t = p->tier[g];
-        if (p->site[g] == PLAN_SITE_GPU) {
-            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0;
-            gpu_read[t] += gr->weight_bytes + kv * pos;
-            kv_gpu_tok += kv;
+    const plan_group *gr = &m->groups[g];
+    int8_t t = p->tier[g];
+    if (p->site[g] == PLAN_SITE_GPU) {
+        uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0;
+        r->gpu_read[t] += gr->weight_bytes + kv * r->pos;
+        r->kv_gpu_tok += kv;
+        return;
+    }
+    if (p->site[g] == PLAN_SITE_LINK) { /* from RAM across the link, computed on GPU 0 */
+        uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0; /* the mixed plan's: in VRAM */
+        r->gpu_read[0] += gr->weight_bytes + kv * r->pos;
+        r->link_vram += gr->weight_bytes + kv * r->pos;
+        r->kv_gpu_tok += kv;
+        p->link_bytes_per_token += gr->bytes;
+        p->ram_bytes_per_token += gr->bytes;
+    } else {
+        share_add_group(&r->share, m, g);
+        if (p->prefill_site[g] == PLAN_SITE_CPU) share_add_group(&r->pf_share, m, g);
+        p->ram_bytes_per_token += gr->weight_bytes;
+    }
+    if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
+}
+
+/* The decoded token's time on each resource (t_vram with the GPUs' host
+ * waits, t_compute, t_ram, t_disk, t_link): layers run one after the
+ * other, on whichever device holds them. Sets r->in_cache and r->other. */
+static void decode_resource_seconds(const plan_model *m, const plan_machine *hw, const candidate *c, token_reads *r,
+                                    plan *p)
+{
+    p->t_vram = 0;
+    for (int d = 0; d < hw->n_gpus && d < PLAN_MAX_GPUS; d++) {
+        p->vram_bytes_per_token += r->gpu_read[d];
+        p->t_vram += (double)r->gpu_read[d] / vram_bw(&hw->gpus[d]);
+    }
+    p->t_vram += p->gpu_wait_s;
+    r->in_cache = weights_in_cache(hw, p, r->share.weight_bytes, r->pos * kv_per_token(m, c->kv));
+    r->other = p->ram_bytes_per_token - r->share.weight_bytes;
+    cpu_pass_seconds(hw, &r->share, r->other, r->in_cache, &p->t_compute, &p->t_ram);
+    p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
+                    ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
+    p->t_link = (double)p->link_bytes_per_token / link_bw(hw);
+}
+
+/* A decoded token's seconds on a plan that uses a GPU for it: the sites
+ * add up (gpu_token_seconds), with the experts streamed over the link
+ * crossing it and read on GPU 0 apart from their layers. */
+static double gpu_decode_seconds(const plan_model *m, const plan_machine *hw, const candidate *c,
+                                 const token_reads *r, plan *p)
+{
+    double expert_link_s = (double)r->expert_link / link_bw(hw);
+    double transfer, compute;
+    double stream = stream_seconds(m, hw, c, p->site, 1, c->kv_on_gpu ? r->pos : 0, &transfer, &compute);
+    double link_weights_vram = hw->n_gpus ? (double)r->link_vram / vram_bw(&hw->gpus[0]) : 0;
+    /* what stream_seconds does not price: the routed experts over the link, and KV reads of an all-link plan */
+    double rest = link_weights_vram - compute > 0 ? link_weights_vram - compute : 0;
+    return gpu_token_seconds(p, stream + expert_link_s + rest, transfer + expert_link_s, compute + rest,
+                             link_weights_vram, hw->ram_bw > 0 ? (double)p->link_bytes_per_token / hw->ram_bw : 0);
+}
+
+/* Sets decode_tps and the bottleneck: on a GPU plan the sites' sum, on a
+ * CPU plan the slowest resource. */
+static void price_decode(const plan_model *m, const plan_machine *hw, const candidate *c, token_reads *r, plan *p)
+{
+    decode_resource_seconds(m, hw, c, r, p);
+    p->bottleneck = "compute";
+    double t = sites_use_gpu(p, p->site)
+                   ? gpu_decode_seconds(m, hw, c, r, p)
+                   : slowest_term(p->t_compute, p->t_ram, p->t_disk, p->t_link, p->t_vram, &p->bottleneck);
+    p->decode_tps = t > 0 ? 1.0 / t : 0;
+}
+
+/* What a batch of B tokens adds over one token's experts: the batch is
+ * routed to more of them, each read once. Bytes from disk, from RAM
+ * through the kernels (ram) or raw into the staging (raw), over the link;
+ * seconds of VRAM reads. */
+typedef struct batch_extra {
+    double disk, ram, raw, link, vram_s;
+    double used_vram_s; /* the experts one token reads on the GPUs (in t_vram, not in a GPU step's groups) */
+} batch_extra;
+
+static batch_extra batch_expert_reads(const plan_model *m, const plan_machine *hw, const plan_request *req,
+                                      const candidate *c, const plan *p, const expert_estimate *kept, double B)
+{
+    batch_extra x = {0};
+    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
+        const plan_expert_set *e = expert_set(m, g);
+        if (!e) continue;
+        double more = plan_experts_in_batch(e, B) - set_used(e);
+        if (plan_experts_on_gpu(p, g)) {
+            x.vram_s += more * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
+            x.used_vram_s += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
         }
-        if (p->site[g] == PLAN_SITE_LINK) { /* from RAM across the link, computed on GPU 0 */
-            uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) : 0; /* the mixed plan's: in VRAM */
-            gpu_read[0] += gr->weight_bytes + kv * pos;
-            link_vram += gr->weight_bytes + kv * pos;
-            kv_gpu_tok += kv;
-            p->link_bytes_per_token += gr->bytes;
-            p->ram_bytes_per_token += gr->bytes;
-        } else {
-            share_add_group(&share, m, g);
-            if (p->prefill_site[g] == PLAN_SITE_CPU) share_add_group(&pf_share, m, g);
-            p->ram_bytes_per_token += gr->weight_bytes;
-        }
-        if (t == TIER_DISK) p->disk_bytes_per_token += gr->bytes;
+        x.disk += (1 - plan_experts_hit_rate(e, p, req, kept)) * more * (double)e->unit_bytes;
+        if (c->over_link) x.link += more * (double)e->unit_bytes, x.raw += more * (double)e->unit_bytes;
+        else x.ram += more * (double)e->unit_weight_bytes;
     }
+    return x;
+}
+
+/* The KV bytes per position of the layers a prompt batch streams to the
+ * GPU while they decode on the CPU: their caches stay in RAM, and the CPU
+ * attends for them (`attend` in forward.c). */
+static uint64_t prompt_only_kv_tok(const plan_model *m, const candidate *c, const plan *p)
+{
+    uint64_t kv = 0;
+    for (uint32_t g = 0; g < m->n_groups; g++)
+        if (p->site[g] == PLAN_SITE_CPU && p->prefill_site[g] == PLAN_SITE_LINK) kv += kv_layer_tok(m, c->kv, g);
+    return kv;
+}
+
+/* Seconds the CPU attends for those layers in a batch of B tokens, a
+ * prompt's first (positions 0 to B - 1, each token reading the cache up
+ * to its own): B (B + 1) / 2 positions of their KV caches, read at the RAM
+ * rate a decoded token's attention is priced at. It grows with the square
+ * of the batch, as the CPU's attention does. */
+static double prompt_only_attention_seconds(const plan_machine *hw, uint64_t kv_tok, double B)
+{
+    return hw->ram_bw > 0 ? (double)kv_tok * (B * (B + 1) / 2) / hw->ram_bw : 0;
+}
+
+/* The CPU's part of a prompt batch of B tokens on a plan that uses a GPU
+ * for it: its groups of the prefill sites (compute, RAM and disk
+ * overlapping: tb_compute, tb_ram, tb_disk), then its attention for the
+ * layers streamed for the batch only (between their GPU products: added,
+ * and in tb_ram). Sets the step's CPU figures and bottleneck; returns its
+ * seconds. */
+static double gpu_step_cpu_seconds(const plan_model *m, const plan_machine *hw, const candidate *c,
+                                   const token_reads *r, const batch_extra *x, double tb_disk, double B, plan *p)
+{
+    /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU; those
+     * layers' KV caches it reads as it attends for them */
+    uint64_t pf_kv = prompt_only_kv_tok(m, c, p), other = r->other - p->link_bytes_per_token - pf_kv * r->pos;
+    double cpu_attn = prompt_only_attention_seconds(hw, pf_kv, B), t_compute, t_ram;
+    cpu_pass_seconds(hw, &r->pf_share, other, r->in_cache, &t_compute, &t_ram);
+    double tb_ram = t_ram + (hw->ram_bw > 0 ? x->ram / kernel_bw_of(hw) + x->raw / hw->ram_bw : 0);
+    p->tb_compute = r->pf_share.groups ? cpu_step_compute(hw, &r->pf_share, t_compute, tb_ram, r->in_cache, B) : 0;
+    p->tb_ram = tb_ram + cpu_attn;
+    p->tb_disk = tb_disk;
+    double cpu = p->tb_compute;
+    p->step_bottleneck = "compute";
+    if (tb_ram > cpu) cpu = tb_ram, p->step_bottleneck = "RAM bandwidth";
+    if (tb_disk > cpu) cpu = tb_disk, p->step_bottleneck = "disk";
+    return cpu + cpu_attn;
+}
+
+/* A prompt batch of B tokens on a plan that uses a GPU for it: the CPU's
+ * part (gpu_step_cpu_seconds), then the resident layers, then the
+ * streamed ones, each transfer once per batch, and the experts' added VRAM
+ * and link seconds and the GPUs' host waits. Sets the step's figures and bottleneck; returns its
+ * seconds. */
+static double gpu_prefill_seconds(const plan_model *m, const plan_machine *hw, const candidate *c,
+                                  const token_reads *r, const batch_extra *x, double tb_disk, double B, plan *p)
+{
+    double cpu = gpu_step_cpu_seconds(m, hw, c, r, x, tb_disk, B, p);
+    double extra =
+        x->vram_s + x->used_vram_s + p->gpu_wait_s + (double)r->expert_link / link_bw(hw) + x->link / link_bw(hw);
+    double transfer, compute;
+    double stream = stream_seconds(m, hw, c, p->prefill_site, B, 0, &transfer, &compute);
+    double resident = resident_step_seconds(m, hw, c, p, B, r->pos);
+    p->tb_link = transfer;
+    p->tb_vram = resident + compute + extra;
+    if (resident + extra > cpu && resident + extra >= stream) p->step_bottleneck = "VRAM bandwidth";
+    else if (stream > cpu && stream > resident + extra) p->step_bottleneck = transfer > compute ? "GPU link"
+                                                                                                : "VRAM bandwidth";
+    return cpu + resident + stream + extra;
+}
+
+/* A prompt batch of B tokens on a CPU plan: B tokens share each pass over
+ * the weights (cpu_step_compute); the resources overlap. */
+static double cpu_prefill_seconds(const plan_machine *hw, const token_reads *r, const batch_extra *x, double tb_disk,
+                                  double B, plan *p)
+{
+    double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x->ram / kernel_bw_of(hw) + x->raw / hw->ram_bw : 0);
+    p->tb_compute = cpu_step_compute(hw, &r->share, p->t_compute, tb_ram, r->in_cache, B);
+    p->tb_ram = tb_ram;
+    p->tb_disk = tb_disk;
+    p->tb_link = p->t_link + x->link / link_bw(hw);
+    p->tb_vram = p->t_vram + x->vram_s;
+    return slowest_term(p->tb_compute, p->tb_ram, p->tb_disk, p->tb_link, p->tb_vram, &p->step_bottleneck);
+}
+
+/* Sets prefill_tps (and the step's figures): a batch of the request's
+ * n_batch tokens. A group on disk is read from disk whichever site
+ * computes it. */
+static void price_prefill(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c,
+                          const token_reads *r, const expert_estimate *kept, plan *p)
+{
+    double B = req->n_batch ? req->n_batch : 256;
+    batch_extra x = batch_expert_reads(m, hw, req, c, p, kept, B);
+    double disk_b = (double)p->disk_bytes_per_token + x.disk;
+    double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
+    double tb = sites_use_gpu(p, p->prefill_site) ? gpu_prefill_seconds(m, hw, c, r, &x, tb_disk, B, p)
+                                                  : cpu_prefill_seconds(hw, r, &x, tb_disk, B, p);
+    p->prefill_tps = tb > 0 ? B / tb : 0;
+}
+
+/* The plan's bytes per token on each tier and its decode and prefill
+ * predictions. */
+static void cost(const plan_model *m, const plan_machine *hw, const plan_request *req, const candidate *c, plan *p)
+{
+    token_reads r = {.pos = c->n_ctx < PLAN_DECODE_POS ? c->n_ctx : PLAN_DECODE_POS};
+    for (uint32_t g = 0; g < m->n_groups; g++) add_group_reads(m, c, g, &r, p);
     /* experts: a token reads the n_used it is routed to; those not cached come from disk */
     expert_estimate kept = req->moe_hit_rate_set ? (expert_estimate){0} : plan_experts_estimate(m, p);
     p->expert_hit_source = !p->expert_units                     ? NULL
@@ -571,7 +731,6 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
                                                                 : "uniform routing, LFU";
     double expert_disk = 0, requests = 0, hits = 0;
     p->gpu_wait_s = 0;
-    uint64_t expert_link = 0; /* routed experts' bytes crossing the link */
     for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
         const plan_expert_set *e = expert_set(m, g);
         if (!e) continue;
@@ -579,7 +738,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         if (hw->n_gpus && (plan_experts_on_gpu(p, g) || c->over_link)) /* routed on the host between the GPU's ops */
             p->gpu_wait_s += hw->gpus[plan_experts_on_gpu(p, g) ? p->tier[g] : 0].round_trip_s;
         if (plan_experts_on_gpu(p, g)) {
-            gpu_read[p->tier[g]] += w;
+            r.gpu_read[p->tier[g]] += w;
             continue;
         }
         double hit = plan_experts_hit_rate(e, p, req, &kept);
@@ -587,89 +746,26 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
         hits += hit * (double)used;
         expert_disk += (1 - hit) * (double)(used * e->unit_bytes);
         if (c->over_link) {
-            gpu_read[0] += w;
-            link_vram += w;
-            expert_link += used * e->unit_bytes;
+            r.gpu_read[0] += w;
+            r.link_vram += w;
+            r.expert_link += used * e->unit_bytes;
             p->link_bytes_per_token += used * e->unit_bytes;
             p->ram_bytes_per_token += used * e->unit_bytes;
         } else {
-            share.elems += used * e->unit_elems;
-            share.weight_bytes += w;
-            share.groups += p->tier[g] >= 0; /* its layer runs elsewhere: one more step on the CPU */
+            r.share.elems += used * e->unit_elems;
+            r.share.weight_bytes += w;
+            r.share.groups += p->tier[g] >= 0; /* its layer runs elsewhere: one more step on the CPU */
             p->ram_bytes_per_token += w;
         }
     }
-    if (!p->phase_sites) pf_share = share; /* the experts' part too (a model with experts keeps one site vector) */
+    if (!p->phase_sites) r.pf_share = r.share; /* the experts' part too (a model with experts keeps one site vector) */
     p->expert_hit_rate = requests > 0 ? hits / requests : 1;
     p->expert_disk_bytes_per_token = (uint64_t)llround(expert_disk);
     p->disk_bytes_per_token += p->expert_disk_bytes_per_token;
-    p->ram_bytes_per_token += (kv_per_token(m, c->kv) - kv_gpu_tok) * pos;
+    p->ram_bytes_per_token += (kv_per_token(m, c->kv) - r.kv_gpu_tok) * r.pos;
     p->disk_bytes_per_token += m->embd_row_bytes;
-    /* layers run one after the other, on whichever device holds them */
-    p->t_vram = 0;
-    for (int d = 0; d < hw->n_gpus && d < PLAN_MAX_GPUS; d++) {
-        p->vram_bytes_per_token += gpu_read[d];
-        p->t_vram += (double)gpu_read[d] / vram_bw(&hw->gpus[d]);
-    }
-    p->t_vram += p->gpu_wait_s;
-    bool in_cache = weights_in_cache(hw, p, share.weight_bytes, pos * kv_per_token(m, c->kv));
-    uint64_t other = p->ram_bytes_per_token - share.weight_bytes; /* KV cache, weights bound for the GPU */
-    cpu_pass_seconds(hw, &share, other, in_cache, &p->t_compute, &p->t_ram);
-    p->t_disk = hw->disk_bw > 0 && p->disk_bytes_per_token > m->embd_row_bytes
-                    ? (double)p->disk_bytes_per_token / hw->disk_bw : 0;
-    p->t_link = (double)p->link_bytes_per_token / link_bw(hw);
-    double t = 0;
-    p->bottleneck = "compute";
-    /* the experts streamed over the link cross it and are read on GPU 0 apart from their layers */
-    double expert_link_s = (double)expert_link / link_bw(hw);
-    if (sites_use_gpu(p, p->site)) {
-        double transfer, compute;
-        double stream = stream_seconds(m, hw, c, p->site, 1, c->kv_on_gpu ? pos : 0, &transfer, &compute);
-        double link_weights_vram = hw->n_gpus ? (double)link_vram / vram_bw(&hw->gpus[0]) : 0;
-        /* what stream_seconds does not price: the routed experts over the link, and KV reads of an all-link plan */
-        double rest = link_weights_vram - compute > 0 ? link_weights_vram - compute : 0;
-        t = gpu_token_seconds(p, stream + expert_link_s + rest, transfer + expert_link_s, compute + rest,
-                              link_weights_vram, hw->ram_bw > 0 ? (double)p->link_bytes_per_token / hw->ram_bw : 0);
-    } else {
-        t = slowest_term(p->t_compute, p->t_ram, p->t_disk, p->t_link, p->t_vram, &p->bottleneck);
-    }
-    p->decode_tps = t > 0 ? 1.0 / t : 0;
-    /* Prefill: B tokens share each pass over the weights (cpu_step_compute).
-     * Experts: the batch is routed to more of them than one token, each read once */
-    double B = req->n_batch ? req->n_batch : 256, x_disk = 0, x_ram = 0, x_raw = 0, x_link = 0, x_vram = 0;
-    double used_vram = 0; /* the experts one token reads on the GPUs (in t_vram, not in a GPU step's groups) */
-    for (uint32_t g = 0; g < m->n_expert_sets && g < m->n_groups; g++) {
-        const plan_expert_set *e = expert_set(m, g);
-        if (!e) continue;
-        double more = plan_experts_in_batch(e, B) - set_used(e);
-        if (plan_experts_on_gpu(p, g)) {
-            x_vram += more * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
-            used_vram += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
-            continue;
-        }
-        x_disk += (1 - plan_experts_hit_rate(e, p, req, &kept)) * more * (double)e->unit_bytes;
-        if (c->over_link) x_link += more * (double)e->unit_bytes, x_raw += more * (double)e->unit_bytes;
-        else x_ram += more * (double)e->unit_weight_bytes;
-    }
-    /* a group on disk is read from disk whichever site computes it */
-    double disk_b = (double)p->disk_bytes_per_token + x_disk;
-    double tb_disk = hw->disk_bw > 0 && disk_b > (double)m->embd_row_bytes ? disk_b / hw->disk_bw : 0;
-    if (sites_use_gpu(p, p->prefill_site)) {
-        /* the CPU reads neither the streamed groups nor, for the batch, the ones moved to the GPU */
-        uint64_t pf_other = other - p->link_bytes_per_token;
-        double extra = x_vram + used_vram + p->gpu_wait_s + (double)expert_link / link_bw(hw) + x_link / link_bw(hw);
-        double tb = gpu_step_seconds(m, hw, c, p, &pf_share, pf_other, in_cache, x_ram, x_raw, tb_disk, extra, B);
-        p->prefill_tps = tb > 0 ? B / tb : 0;
-        return;
-    }
-    double tb_ram = p->t_ram + (hw->ram_bw > 0 ? x_ram / kernel_bw_of(hw) + x_raw / hw->ram_bw : 0);
-    p->tb_compute = cpu_step_compute(hw, &share, p->t_compute, tb_ram, in_cache, B);
-    p->tb_ram = tb_ram;
-    p->tb_disk = tb_disk;
-    p->tb_link = p->t_link + x_link / link_bw(hw);
-    p->tb_vram = p->t_vram + x_vram;
-    double tb = slowest_term(p->tb_compute, p->tb_ram, p->tb_disk, p->tb_link, p->tb_vram, &p->step_bottleneck);
-    p->prefill_tps = tb > 0 ? B / tb : 0;
+    price_decode(m, hw, c, &r, p);
+    price_prefill(m, hw, req, c, &r, &kept, p);
 }
 
 /* Whether the engine executes a GPU plan as planned: one GPU (GPU 0), and
@@ -1049,7 +1145,7 @@ void plan_compute(const plan_model *m, const plan_machine *hw, const plan_reques
     memset(r, 0, sizeof *r);
     plan_request req = *req_in;
     if (req.prefetch_depth <= 0) req.prefetch_depth = DEFAULT_DEPTH;
-    bool prefill = req.n_batch >= 32;
+    bool prefill = req.n_batch >= PLAN_PREFILL_MIN_BATCH && !req.rank_by_decode;
     uint32_t ctx = req.n_ctx ? req.n_ctx : auto_context(m, hw, &req, r);
     candidate c[PLAN_MAX_ALTS];
     int n_cand = add_candidates(m, hw, &req, ctx, c), best = -1;

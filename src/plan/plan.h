@@ -147,7 +147,11 @@ typedef enum plan_kv { PLAN_KV_F16 = 0, PLAN_KV_Q8_0 = 1, PLAN_KV_Q4_0 = 2 } pla
 
 typedef struct plan_request {
     uint32_t n_ctx;             /* 0: the model's, reduced to fit */
-    uint32_t n_batch;           /* tokens per step for the prefill prediction (0: 256) */
+    uint32_t n_batch;           /* tokens per step for the prefill prediction and the prompt-batch sites
+                                   (0: 256); 32 or more ranks the plans by prefill speed, unless
+                                   rank_by_decode */
+    bool rank_by_decode;        /* rank by decode speed whatever n_batch (a run's: its batch sets only
+                                   the prompt-batch sites and the prefill prediction) */
     plan_kv kv;
     int prefetch_depth;         /* 0: 2 */
     bool cpu_only;              /* the engine runs on the CPU today */
