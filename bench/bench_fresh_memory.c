@@ -6,7 +6,10 @@
  * the disk bounds the load; in a virtual machine whose host backs guest
  * memory on first touch (free page reporting, ballooning), this rate can
  * be the lower one, and bench_load.sh's "of the disk" ratio then measures
- * the machine, not the loader.
+ * the machine, not the loader. Memory freed a moment before (by a run, or
+ * a round of this bench) comes back fast until the kernel has handed it
+ * to the host: run it on its own, not right after a load, to see the cold
+ * rate.
  * Prints the GB/s of a first mapping of MiB MiB (what a cold load's
  * buffers get: memory the kernel may have handed back to the host), then
  * the median of ROUNDS - 1 more (which reuse what the one before freed).

@@ -10,11 +10,7 @@
 # read a little under their store's rate). Target: cold >= 0.8 of the disk.
 # Runs alternate (disk, cold, warm) and every figure is a median; a busy
 # machine or a virtual disk backed by the host's cache makes single runs
-# erratic. Cold copies need fresh memory as fast as the disk: where
-# bench_fresh_memory is built (bench/run builds it first), the rate of a
-# first touch of that much memory is measured in each round too, and the
-# copies are also given against min(disk, fresh memory), the machine's
-# bound (in a VM whose host backs guest memory on first touch, the lower).
+# erratic.
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -42,23 +38,15 @@ weight_bytes() {
 
 gbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1e9; else print "0" }'; }
 
-FRESH="${BUILD:-build}/bench/bench_fresh_memory"
-# fresh_gbps BYTES: GB/s of a first touch of that much memory, as the loader maps it
-fresh_gbps() { "$FRESH" $(($1 >> 20)) | sed -n 's/.*first \([0-9.]*\) GB\/s.*/\1/p'; }
-
 for name in $MODELS; do
     model=$(synth "$name-q4_k_m" --preset "$name" --type q4_k_m --seed 1)
     bytes=$(weight_bytes "$model")
-    disk=""; cold_copy=""; cold_view=""; warm_copy=""; warm_view=""; fresh=""
+    disk=""; cold_copy=""; cold_view=""; warm_copy=""; warm_view=""
     for r in $(seq "$RUNS"); do
         if [ "$can_drop" = 1 ]; then
             drop
             measure "$model"
             disk="$disk $DISK_BW"
-            if [ -x "$FRESH" ]; then
-                drop
-                fresh="$fresh $(fresh_gbps "$bytes")"
-            fi
             drop
             cold_copy="$cold_copy $(gbps "$bytes" "$(load_s "$model" --no-mmap)")"
             drop
@@ -77,12 +65,6 @@ for name in $MODELS; do
         printf ' | cold %.2f GB/s copies (%s of the disk), %.2f GB/s --mmap (%s) | disk (O_DIRECT, this file) %.2f GB/s\n' \
             "$(med "$cold_copy")" "$(ratio "$(med "$cold_copy")")" "$(med "$cold_view")" "$(ratio "$(med "$cold_view")")" \
             "$(awk -v d="$d" 'BEGIN{print d/1e9}')"
-        if [ -n "$fresh" ]; then
-            f=$(med "$fresh")
-            awk -v f="$f" -v d="$d" -v c="$(med "$cold_copy")" 'BEGIN {
-                b = f * 1e9 < d ? f * 1e9 : d
-                printf "   fresh memory (first touch, as the loader maps it) %.2f GB/s: cold copies %.2f of min(disk, fresh memory)\n", f, c * 1e9 / b }'
-        fi
     else
         printf ' | cold: skipped (dropping the page cache needs root)\n'
     fi
