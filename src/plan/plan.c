@@ -610,7 +610,8 @@ static batch_extra batch_expert_reads(const plan_model *m, const plan_machine *h
             x.used_vram_s += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
         }
-        x.disk += (1 - plan_experts_hit_rate(e, p, req, kept)) * more * (double)e->unit_bytes;
+        double token_misses = set_used(e) * (1 - plan_experts_hit_rate(e, p, req, kept));
+        x.disk += (plan_experts_batch_misses(e, p, req, kept, B) - token_misses) * (double)e->unit_bytes;
         if (c->over_link) x.link += more * (double)e->unit_bytes, x.raw += more * (double)e->unit_bytes;
         else x.ram += more * (double)e->unit_weight_bytes;
     }

@@ -11,8 +11,10 @@
 typedef struct expert_estimate {
     uint32_t tokens;    /* LRU: a unit stays cached while its layer routed a token to it within this many
                            tokens (0: the cache holds less than one token uses) */
-    double keep_chance; /* LFU: units routed to more often than this are kept in its stable slots... */
-    double keep_share;  /* ...and this share of the units at exactly this chance */
+    double history;     /* LFU: tokens of routing its counts hold (their aging) */
+    uint32_t keep_count; /* a unit counted more often than this in that history is kept in the stable
+                            slots... */
+    double keep_share;  /* ...and one counted exactly this often with this chance */
 } expert_estimate;
 
 /* Whether layer g's experts live on its GPU (a layer on a GPU takes its
@@ -32,5 +34,12 @@ double plan_experts_hit_rate(const plan_expert_set *e, const plan *p, const plan
 /* The distinct units of a set a batch of B tokens is routed to (at least
  * the n_used of one token). */
 double plan_experts_in_batch(const plan_expert_set *e, double B);
+
+/* Of those, the ones not cached (each read once per batch: at least one
+ * token's misses): the units a batch adds beyond one token's are the less
+ * likely ones, which a cache holds less often than the ones a token
+ * mostly asks for. */
+double plan_experts_batch_misses(const plan_expert_set *e, const plan *p, const plan_request *req,
+                                 const expert_estimate *x, double B);
 
 #endif

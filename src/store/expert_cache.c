@@ -12,7 +12,6 @@
 #include "util/error.h"
 
 #define MAX_SET_TENSORS 4
-#define AGING_PERIOD 4 /* LFU counts halve after this many uses of every unit, on average */
 
 typedef struct cache_slot {
     int32_t key;      /* unit held (set * max_experts + id), -1: free */
@@ -37,7 +36,7 @@ struct expert_cache {
     uint32_t n_sets, max_experts;
     set_info *sets;
     int32_t *where;    /* [n_sets * max_experts]: the slot of each unit, -1 */
-    uint32_t *freq;    /* [n_sets * max_experts]: pins, halved every AGING_PERIOD x units pins */
+    uint32_t *freq;    /* [n_sets * max_experts]: pins, halved every STORE_EXPERT_LFU_AGING x units pins */
     cache_slot *slots; /* [n_slots] */
     uint8_t *mem;      /* [n_slots][slot_bytes] */
     uint32_t n_slots, units;
@@ -208,7 +207,7 @@ static int32_t victim(expert_cache *c, int32_t key)
 static void count_use(expert_cache *c, int32_t key)
 {
     c->freq[key]++;
-    if (++c->since_aging >= AGING_PERIOD * c->units) { /* aging: old popularity fades */
+    if (++c->since_aging >= STORE_EXPERT_LFU_AGING * c->units) { /* aging: old popularity fades */
         for (uint64_t k = 0; k < (uint64_t)c->n_sets * c->max_experts; k++) c->freq[k] /= 2;
         c->since_aging = 0;
     }

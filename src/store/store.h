@@ -52,6 +52,9 @@ typedef enum store_expert_policy {
  * an eighth, at least one, none below 4 slots; the others keep the most
  * frequently used experts (expert_cache.c; the planner's hit estimate). */
 uint32_t store_expert_lfu_transient(uint32_t n_slots);
+/* An LFU cache halves every unit's count after this many pins per unit
+ * (all its units' pins together): old popularity fades. */
+#define STORE_EXPERT_LFU_AGING 4
 
 /* What the memory-pressure watchdog reads each period (watchdog.c). */
 typedef struct store_pressure {
