@@ -1001,12 +1001,66 @@ TEST(test_plan_moe_measured_routing)
           " %.9g vs %.9g", p->expert_hit_rate, lru);
     CHECK(fabs((double)p->expert_disk_bytes_per_token - 4 * 2 * (double)MiB * (1 - lru)) < 1, " %llu",
           (unsigned long long)p->expert_disk_bytes_per_token);
+    /* a prompt batch of 256 tokens reaches the 2 hot units and 6 (1 - 0.9995^256) cold ones per layer,
+     * each read unless cached: the cold ones are, with 1 - 0.9995^173 each (not the token's hit rate,
+     * which the hot units make 0.9986) */
+    double batch_misses = 6 * (1 - pow(0.9995, 256)) * pow(0.9995, 173);
+    double batch_disk = p->disk_bytes_per_token + 4 * (batch_misses - 2 * (1 - lru)) * (double)MiB;
+    CHECK(near(p->tb_disk, batch_disk / 2e9), " %.9g s vs %.9g s", p->tb_disk, batch_disk / 2e9);
     plan_result_free(&res);
     q.moe_lru = true;
     plan_compute(&m, &hw, &q, &res);
     CHECK(near(res.chosen.expert_hit_rate, lru) && !strcmp(res.chosen.expert_hit_source, "measured routing, LRU"),
           " %.9g vs %.9g", res.chosen.expert_hit_rate, lru);
     plan_result_free(&res);
+    free_model(&m);
+}
+
+/* Poisson(lam): P(X > c) and P(X = c). */
+static void poisson_tail(double lam, int c, double *above, double *at)
+{
+    double pmf = exp(-lam), cdf = pmf;
+    for (int i = 1; i <= c; i++) cdf += pmf *= lam / i;
+    *at = pmf;
+    *above = 1 - cdf;
+}
+
+/* LFU learns popularity from counts that halve after 4 pins per unit:
+ * with 32 units and 8 pins a token they hold H = 1.5 x 4 x 32 / 8 = 24
+ * tokens, so a unit of chance p is counted Poisson(24 p) times. Each layer
+ * has 4 units of chance 0.3 and 4 of 0.2 (2 picks a token). The 9 stable
+ * slots of the 10-unit cache keep the units counted more than c times and
+ * a share f of those counted c times, filling 9 in expectation; a perfect
+ * LFU would keep 9 of the 0.3 units (hit 9 x 0.3 / 8 = 0.3375). LRU (one
+ * token: 8 units; two: 16 (0.51 + 0.36) > 10) hits p^2 / p: 0.26, less. */
+TEST(test_plan_moe_lfu_learns_popularity)
+{
+    plan_model m;
+    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    for (uint32_t g = 0; g < 4; g++) {
+        m.experts[g].chances = calloc(2, sizeof *m.experts[g].chances);
+        REQUIRE(m.experts[g].chances);
+        m.experts[g].chances[0] = (struct plan_unit_chance){0.3, 4};
+        m.experts[g].chances[1] = (struct plan_unit_chance){0.2, 4};
+        m.experts[g].n_chances = 2;
+    }
+    m.routing_tokens = 1000;
+    plan_machine hw = cpu_machine(24 * MiB);
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result r;
+    plan_compute(&m, &hw, &q, &r);
+    REQUIRE(r.chosen.feasible && r.chosen.expert_slots == 10, " %s", r.chosen.reason);
+    double hot_above = 0, hot_at = 0, cold_above = 0, cold_at = 0, f = -1;
+    for (int c = 0; c < 100 && f < 0; c++) {
+        poisson_tail(24 * 0.3, c, &hot_above, &hot_at);
+        poisson_tail(24 * 0.2, c, &cold_above, &cold_at);
+        double above = 16 * hot_above + 16 * cold_above, at = 16 * hot_at + 16 * cold_at;
+        if (above <= 9) f = (9 - above) / at;
+    }
+    double hit = (16 * 0.3 * (hot_above + f * hot_at) + 16 * 0.2 * (cold_above + f * cold_at)) / 8;
+    CHECK(hit > 0.26 && hit < 0.3375 && near(r.chosen.expert_hit_rate, hit), " %.9g vs %.9g", r.chosen.expert_hit_rate,
+          hit);
+    plan_result_free(&r);
     free_model(&m);
 }
 
