@@ -37,7 +37,8 @@ void plan_routing_free(plan_routing *r);
  * routed to by a token with the chance picks / tokens, the picks drawn
  * toward the layer's mean as far as the calibration's noise says they
  * should be (routing.c: trust). False when r does not match the model's
- * layers, experts or experts per token (m unchanged), or memory ran out. */
+ * layers, experts or experts per token, or routed no token in a layer
+ * with experts (m unchanged), or memory ran out. */
 bool plan_model_set_routing(plan_model *m, const plan_routing *r);
 
 #endif
