@@ -100,7 +100,7 @@ strata_status routing_for_plan(const char *model_path, const strata_plan_params 
     if (!has_experts(pm) || p->moe_hit_rate_set || p->moe_uniform_routing) return STRATA_OK;
     plan_routing r;
     bool found = false; /* a stale or damaged entry is measured again and replaced */
-    strata_status st = plan_routing_load(model_path, &r, &found, NULL, 0, err);
+    strata_status st = plan_routing_load(model_path, &r, &found, err);
     if (st) return st;
     if (found && plan_model_set_routing(pm, &r)) {
         plan_routing_free(&r);
@@ -127,7 +127,7 @@ void routing_from_cache(const char *model_path, plan_model *pm)
     plan_routing r;
     bool found = false;
     strata_error e;
-    if (!has_experts(pm) || plan_routing_load(model_path, &r, &found, NULL, 0, &e) || !found) return;
+    if (!has_experts(pm) || plan_routing_load(model_path, &r, &found, &e) || !found) return;
     plan_model_set_routing(pm, &r);
     plan_routing_free(&r);
 }

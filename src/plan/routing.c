@@ -102,31 +102,21 @@ static const char *parse(const json_t *doc, const file_id *id, plan_routing *r)
     return NULL;
 }
 
-strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, char *note, size_t note_len,
-                                strata_error *err)
+strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, strata_error *err)
 {
     memset(out, 0, sizeof *out);
     *found = false;
-    if (note && note_len) note[0] = '\0';
     file_id id;
     char path[4200];
     strata_status st = identify(model_path, &id, err);
     if (!st) st = plan_routing_path(model_path, path, sizeof path, err);
     if (st) return st;
-    json_error_t je;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!doc) {
-        if (errno != ENOENT && note) snprintf(note, note_len, "%s: %s", path, je.text);
-        return STRATA_OK;
-    }
-    const char *why = json_is_object(doc) ? parse(doc, &id, out) : "not a JSON object";
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    if (!doc) return STRATA_OK; /* none, unreadable or not JSON */
+    bool usable = json_is_object(doc) && parse(doc, &id, out) == NULL;
     json_decref(doc);
-    if (why) {
-        if (note) snprintf(note, note_len, "%s: %s", path, why);
-        plan_routing_free(out);
-        return STRATA_OK;
-    }
-    *found = true;
+    if (!usable) plan_routing_free(out);
+    *found = usable;
     return STRATA_OK;
 }
 

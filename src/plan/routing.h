@@ -26,10 +26,8 @@ strata_status plan_routing_path(const char *model_path, char *buf, size_t len, s
 
 /* Loads model_path's routing from the cache: *found false when there is
  * none, or when the entry is not this file's (changed since) or is not
- * well formed (then `note`, if not NULL, says why: the caller measures
- * again and the entry is replaced). */
-strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, char *note, size_t note_len,
-                                strata_error *err);
+ * well formed (the caller measures again and the entry is replaced). */
+strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, strata_error *err);
 strata_status plan_routing_save(const char *model_path, const plan_routing *r, strata_error *err);
 void plan_routing_free(plan_routing *r);
 
