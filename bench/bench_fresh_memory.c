@@ -30,8 +30,9 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    long mib = argc > 1 ? strtol(argv[1], NULL, 10) : 1024;
-    if (mib < 16 || mib > (1L << 20)) {
+    char *end = NULL;
+    long mib = argc > 1 ? strtol(argv[1], &end, 10) : 1024;
+    if ((end && (end == argv[1] || *end)) || mib < 16 || mib > (1L << 20)) {
         fprintf(stderr, "bench_fresh_memory: MiB '%s': expected 16 to 1048576\n", argc > 1 ? argv[1] : "");
         return 1;
     }
@@ -49,7 +50,10 @@ int main(int argc, char **argv)
         mem_unmap(p, bytes);
         rate[r] = dt > 0 ? (double)bytes / dt / 1e9 : 0;
     }
+    const double *again = rate + 1; /* [ROUNDS - 1] the rounds after the first, sorted */
     qsort(rate + 1, ROUNDS - 1, sizeof *rate, cmp_double);
-    printf("first %.2f GB/s, again %.2f GB/s (median of %d)\n", rate[0], rate[ROUNDS / 2], ROUNDS - 1);
+    int n = ROUNDS - 1;
+    double median = n % 2 ? again[n / 2] : (again[n / 2 - 1] + again[n / 2]) / 2;
+    printf("first %.2f GB/s, again %.2f GB/s (median of %d)\n", rate[0], median, n);
     return 0;
 }

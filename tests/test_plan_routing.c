@@ -4,6 +4,7 @@
  * checked against is the hit rate a real run of the same model at the
  * same budget measures. */
 #include <fcntl.h>
+#include <glob.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -133,4 +134,56 @@ TEST(test_plan_routing_cached_per_file)
     CHECK(strata(test_strata_bin(), args, &out, true) != 0 && out && strstr(out, "--moe-routing 'sometimes'"), " %s",
           out ? out : "");
     free(out);
+}
+
+/* Rewrites the cache entry of model `path` (the one naming it) with
+ * change(picks) applied to its counts; false when there is none. */
+static bool rewrite_entry(const char *path, void (*change)(json_t *picks))
+{
+    char model[4096], pattern[1200];
+    if (!realpath(path, model)) return false;
+    snprintf(pattern, sizeof pattern, "%s/cache/strata/routing/*.json", scratch());
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0) return false;
+    bool done = false;
+    for (size_t i = 0; i < g.gl_pathc && !done; i++) {
+        json_t *doc = json_load_file(g.gl_pathv[i], 0, NULL);
+        const char *named = json_string_value(json_object_get(doc, "model"));
+        if (named && !strcmp(named, model)) {
+            change(json_object_get(doc, "picks"));
+            done = json_dump_file(doc, g.gl_pathv[i], JSON_COMPACT) == 0;
+        }
+        json_decref(doc);
+    }
+    globfree(&g);
+    return done;
+}
+
+static void zero_counts(json_t *picks)
+{
+    for (size_t l = 0; l < json_array_size(picks); l++)
+        for (size_t x = 0; x < json_array_size(json_array_get(picks, l)); x++)
+            json_array_set_new(json_array_get(picks, l), x, json_integer(0));
+}
+
+static void one_more_pick(json_t *picks)
+{
+    json_t *row = json_array_get(picks, 0), *c = json_array_get(row, 0);
+    json_array_set_new(row, 0, json_integer(json_integer_value(c) + 1));
+}
+
+/* An entry that is well formed JSON but whose counts cannot be a
+ * calibration's (a layer's counts add up to other than tokens x n_used:
+ * none at all, or one pick too many) is not used: measured again. */
+TEST(test_plan_routing_counts_must_add_up)
+{
+    char m[1100];
+    REQUIRE(make_model("adds-up", 1.0, m, sizeof m));
+    long long mem = 64ll << 20;
+    CHECK(plan_measures(m, mem), " the first plan did not measure the routing");
+    REQUIRE(rewrite_entry(m, zero_counts), " no cache entry names %s", m);
+    CHECK(plan_measures(m, mem), " an entry routing no token was used");
+    REQUIRE(rewrite_entry(m, one_more_pick), " no cache entry names %s", m);
+    CHECK(plan_measures(m, mem), " an entry with one pick too many was used");
+    CHECK(!plan_measures(m, mem), " the entry measured again was not used");
 }

@@ -100,19 +100,22 @@ strata_status routing_for_plan(const char *model_path, const strata_plan_params 
     if (!has_experts(pm) || p->moe_hit_rate_set || p->moe_uniform_routing) return STRATA_OK;
     plan_routing r;
     bool found = false; /* a stale or damaged entry is measured again and replaced */
-    strata_status st = plan_routing_load(model_path, &r, &found, NULL, 0, err);
+    strata_status st = plan_routing_load(model_path, &r, &found, err);
     if (st) return st;
-    strata_error e = {0};
-    if (!found) {
-        fprintf(stderr, "strata: measuring how %s routes tokens to experts (a %d-token prompt, once per file)\n",
-                model_path, ROUTING_CALIB_TOKENS);
-        if (measure(model_path, p, &r, &e)) {
-            snprintf(note, note_len, "routing not measured (%.400s): uniform routing assumed", e.message);
-            return STRATA_OK;
-        }
-        if (plan_routing_save(model_path, &r, &e))
-            snprintf(note, note_len, "the measured routing was not saved: %.400s", e.message);
+    if (found && plan_model_set_routing(pm, &r)) {
+        plan_routing_free(&r);
+        return STRATA_OK;
     }
+    plan_routing_free(&r); /* none, or one that does not fit the model's experts */
+    strata_error e = {0};
+    fprintf(stderr, "strata: measuring how %s routes tokens to experts (a %d-token prompt, once per file)\n",
+            model_path, ROUTING_CALIB_TOKENS);
+    if (measure(model_path, p, &r, &e)) {
+        snprintf(note, note_len, "routing not measured (%.400s): uniform routing assumed", e.message);
+        return STRATA_OK;
+    }
+    if (plan_routing_save(model_path, &r, &e))
+        snprintf(note, note_len, "the measured routing was not saved: %.400s", e.message);
     if (!plan_model_set_routing(pm, &r))
         snprintf(note, note_len, "the routing measured does not match the model's experts: uniform routing assumed");
     plan_routing_free(&r);
@@ -124,7 +127,7 @@ void routing_from_cache(const char *model_path, plan_model *pm)
     plan_routing r;
     bool found = false;
     strata_error e;
-    if (!has_experts(pm) || plan_routing_load(model_path, &r, &found, NULL, 0, &e) || !found) return;
+    if (!has_experts(pm) || plan_routing_load(model_path, &r, &found, &e) || !found) return;
     plan_model_set_routing(pm, &r);
     plan_routing_free(&r);
 }

@@ -10,7 +10,8 @@
 #define ROUTING_CALIB_TOKENS 128 /* the prompt's tokens: 128 x n_used picks per layer */
 
 /* Sets pm's routing (plan_model_set_routing) from the cache, measuring it
- * first when the cache has none for this file (a line on stderr says so;
+ * first when the cache has none for this file, or one that is damaged,
+ * stale or does not fit the model's experts (a line on stderr says so;
  * the run takes the plan's threads and memory budget, at most this
  * machine's default). Nothing to do for
  * a model without experts, or when p states a hit rate or asks for

@@ -88,41 +88,35 @@ static const char *parse(const json_t *doc, const file_id *id, plan_routing *r)
     for (uint32_t l = 0; l < r->n_layers; l++) {
         const json_t *row = json_array_get(picks, l);
         if (!json_is_array(row) || json_array_size(row) != r->n_expert) return "malformed counts";
+        uint64_t sum = 0;
         for (uint32_t x = 0; x < r->n_expert; x++) {
             const json_t *c = json_array_get(row, x);
             if (!json_is_integer(c) || json_integer_value(c) < 0 || json_integer_value(c) > r->tokens)
                 return "malformed counts";
             r->picks[(size_t)l * r->n_expert + x] = (uint32_t)json_integer_value(c);
+            sum += r->picks[(size_t)l * r->n_expert + x];
         }
+        /* every token picks n_used experts of a layer with experts, none of a dense one */
+        if (sum != 0 && sum != (uint64_t)r->tokens * r->n_used) return "counts that do not add up to the tokens' picks";
     }
     return NULL;
 }
 
-strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, char *note, size_t note_len,
-                                strata_error *err)
+strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, strata_error *err)
 {
     memset(out, 0, sizeof *out);
     *found = false;
-    if (note && note_len) note[0] = '\0';
     file_id id;
     char path[4200];
     strata_status st = identify(model_path, &id, err);
     if (!st) st = plan_routing_path(model_path, path, sizeof path, err);
     if (st) return st;
-    json_error_t je;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!doc) {
-        if (errno != ENOENT && note) snprintf(note, note_len, "%s: %s", path, je.text);
-        return STRATA_OK;
-    }
-    const char *why = json_is_object(doc) ? parse(doc, &id, out) : "not a JSON object";
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    if (!doc) return STRATA_OK; /* none, unreadable or not JSON */
+    bool usable = json_is_object(doc) && parse(doc, &id, out) == NULL;
     json_decref(doc);
-    if (why) {
-        if (note) snprintf(note, note_len, "%s: %s", path, why);
-        plan_routing_free(out);
-        return STRATA_OK;
-    }
-    *found = true;
+    if (!usable) plan_routing_free(out);
+    *found = usable;
     return STRATA_OK;
 }
 
@@ -211,12 +205,20 @@ static bool layer_chances(uint32_t *counts, const plan_routing *r, plan_expert_s
     return true;
 }
 
+/* Whether layer l routed any token (a dense layer routes none). */
+static bool routed(const plan_routing *r, uint32_t l)
+{
+    for (uint32_t x = 0; x < r->n_expert; x++)
+        if (r->picks[(size_t)l * r->n_expert + x]) return true;
+    return false;
+}
+
 bool plan_model_set_routing(plan_model *m, const plan_routing *r)
 {
     if (!r->picks || r->n_layers != m->n_expert_sets) return false;
     for (uint32_t l = 0; l < m->n_expert_sets; l++) {
         const plan_expert_set *e = &m->experts[l];
-        if (e->n_expert && (e->n_expert != r->n_expert || e->n_used != r->n_used)) return false;
+        if (e->n_expert && (e->n_expert != r->n_expert || e->n_used != r->n_used || !routed(r, l))) return false;
     }
     uint32_t *counts = malloc(r->n_expert * sizeof *counts); /* [n_expert] one layer's, sorted */
     bool ok = counts != NULL;

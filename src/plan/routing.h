@@ -26,10 +26,8 @@ strata_status plan_routing_path(const char *model_path, char *buf, size_t len, s
 
 /* Loads model_path's routing from the cache: *found false when there is
  * none, or when the entry is not this file's (changed since) or is not
- * well formed (then `note`, if not NULL, says why: the caller measures
- * again and the entry is replaced). */
-strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, char *note, size_t note_len,
-                                strata_error *err);
+ * well formed (the caller measures again and the entry is replaced). */
+strata_status plan_routing_load(const char *model_path, plan_routing *out, bool *found, strata_error *err);
 strata_status plan_routing_save(const char *model_path, const plan_routing *r, strata_error *err);
 void plan_routing_free(plan_routing *r);
 
@@ -37,7 +35,8 @@ void plan_routing_free(plan_routing *r);
  * routed to by a token with the chance picks / tokens, the picks drawn
  * toward the layer's mean as far as the calibration's noise says they
  * should be (routing.c: trust). False when r does not match the model's
- * layers, experts or experts per token (m unchanged), or memory ran out. */
+ * layers, experts or experts per token, or routed no token in a layer
+ * with experts (m unchanged), or memory ran out. */
 bool plan_model_set_routing(plan_model *m, const plan_routing *r);
 
 #endif
