@@ -33,19 +33,23 @@ static bool has_experts(const plan_model *pm)
     return false;
 }
 
-/* The prompt: the text's tokens, repeated up to ROUTING_CALIB_TOKENS. The
- * file's tokenizer alone, before the model takes its budget (a long text's
+/* The prompt: the text's tokens (BOS first, as the vocabulary says), then
+ * the text again without it up to ROUTING_CALIB_TOKENS. The file's
+ * tokenizer alone, before the model takes its budget (a long text's
  * tokenizing would not fit beside a cache that fills it). */
 static strata_status prompt(const char *path, int32_t *out, strata_error *err)
 {
     strata_vocab *v = NULL;
-    int32_t *tok = NULL;
-    size_t k = 0;
+    int32_t *first = NULL, *again = NULL;
+    size_t n_first = 0, n_again = 0;
     strata_status st = strata_vocab_open(path, &v, err);
-    if (!st) st = strata_vocab_tokenize(v, calib_text, sizeof calib_text - 1, true, false, &tok, &k, err);
-    if (!st && k == 0) st = err_set(err, STRATA_E_INVALID, "the calibration text has no tokens");
-    for (size_t i = 0; !st && i < ROUTING_CALIB_TOKENS; i++) out[i] = tok[i % k];
-    free(tok);
+    if (!st) st = strata_vocab_tokenize(v, calib_text, sizeof calib_text - 1, true, false, &first, &n_first, err);
+    if (!st) st = strata_vocab_tokenize(v, calib_text, sizeof calib_text - 1, false, false, &again, &n_again, err);
+    if (!st && (n_first == 0 || n_again == 0)) st = err_set(err, STRATA_E_INVALID, "the calibration text has no tokens");
+    for (size_t i = 0; !st && i < ROUTING_CALIB_TOKENS; i++)
+        out[i] = i < n_first ? first[i] : again[(i - n_first) % n_again];
+    free(first);
+    free(again);
     strata_vocab_free(v);
     return st;
 }

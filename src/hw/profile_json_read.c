@@ -331,7 +331,7 @@ static void read_gpu(rd *r, json_t *o, const char *path, hw_gpu *g)
     if (member(o, "vram_bytes_per_s")) g->vram_bw = get_rate(r, o, path, "vram_bytes_per_s");
     if (member(o, "matvec_q4_k_bytes_per_s")) g->mv_q4_k_bw = get_rate(r, o, path, "matvec_q4_k_bytes_per_s");
     g->mm_q4_k_flops = get_number(r, o, path, "matmul_q4_k_flop_per_s", 1e17, "expected FLOP per second");
-    g->round_trip_s = get_number(r, o, path, "round_trip_seconds", 1, "expected seconds (under 1)");
+    g->round_trip_s = get_number(r, o, path, "round_trip_seconds", 1, "expected seconds (at most 1)");
     if (g->vram_total && (g->vram_used > g->vram_total || g->vram_free > g->vram_total))
         bad(r, path, "vram_used_bytes/vram_free_bytes above vram_total_bytes");
 }
