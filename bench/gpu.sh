@@ -64,12 +64,15 @@ else
 fi
 "$STRATA" detect 2>&1 | grep -iE 'gpu|vulkan' | head -n 4 || true
 # a GPU idles at a low clock: one short run first, so the first row is not the slow start
-"$STRATA" run -m "$m7" -p "Once upon a time" -n 16 --temp 0 -c 1024 --gpu "$GPU" >/dev/null 2>&1 || true
+"$STRATA" run -m "$m7" -p "Once upon a time" -n 16 --temp 0 -c 1024 --gpu "$GPU" -ngl 9999 >/dev/null 2>&1 || true
 printf '%-26s %-28s %10s %10s %10s\n' configuration "GPU layers" "decode/s" "prefill/s" "GB/s"
-row "7B all in VRAM" "$m7" --gpu "$GPU"
-row "7B all in VRAM, batch 512" "$m7" --gpu "$GPU" -b 512
-row "13B all in VRAM" "$m13" --gpu "$GPU"
-row "13B --gpu-mem $MIX_MEM" "$m13" --gpu "$GPU" --gpu-mem "$MIX_MEM"
+# -ngl $ALL: the engine's own placement (every layer that fits, from the first), not the plan's (run's plan
+# would choose for itself, and takes lavapipe for no GPU)
+ALL=9999
+row "7B all in VRAM" "$m7" --gpu "$GPU" -ngl $ALL
+row "7B all in VRAM, batch 512" "$m7" --gpu "$GPU" -b 512 -ngl $ALL
+row "13B all in VRAM" "$m13" --gpu "$GPU" -ngl $ALL
+row "13B --gpu-mem $MIX_MEM" "$m13" --gpu "$GPU" --gpu-mem "$MIX_MEM" -ngl $ALL
 row "13B --gpu-mem $MIX_MEM, streamed" "$m13" --gpu "$GPU" --gpu-mem "$MIX_MEM" --gpu-stream 2
 row "13B CPU only" "$m13" --gpu none
 cores=$(nproc)
@@ -87,7 +90,7 @@ for np in 1 16; do
     i=0
     while [ "$i" -lt "$np" ]; do echo "$(prompt_words 8) story $i"; i=$((i + 1)); done > "$BENCH_DIR/gpu-prompts$np"
     agg=$("$STRATA" batch -m "$m7" -f "$BENCH_DIR/gpu-prompts$np" -np "$np" -n "$N_GEN_GPU" --temp 0 --ignore-eos \
-        --gpu "$GPU" -o /dev/null 2>&1 | sed -n 's/.*decode \([0-9.]*\) tok\/s aggregate.*/\1/p' | head -n 1)
+        --gpu "$GPU" -ngl $ALL -o /dev/null 2>&1 | sed -n 's/.*decode \([0-9.]*\) tok\/s aggregate.*/\1/p' | head -n 1)
     printf '%-26s %-28s %10s\n' "7B in VRAM, batch -np $np" "aggregate decode/s" "${agg:-failed}"
 done
 # The planner's plans for the 13B with PLAN_VRAM bytes of VRAM, made from

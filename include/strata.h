@@ -203,7 +203,9 @@ typedef struct strata_model_params {
     bool plan;               /* place the weights with the planner (budget and measured
                                 bandwidths of this machine) instead of the store's rule */
     const char *plan_file;   /* execute this saved plan (`strata plan --json`) */
-    strata_gpu_mode gpu;     /* layers in VRAM, from the first on, as many as fit */
+    strata_gpu_mode gpu;     /* layers in VRAM: with plan, the plan's, made for this device (none
+                                for a CPU plan); else (or with gpu_layers_max or gpu_stream
+                                set) from the first on, as many as fit */
     int gpu_index;           /* with STRATA_GPU_DEVICE */
     uint64_t gpu_mem;        /* device bytes at most; 0: the device's budget */
     uint32_t gpu_layers_max; /* layers on the GPU at most (llama.cpp's -ngl); 0: as many as fit */

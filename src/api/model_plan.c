@@ -75,26 +75,49 @@ static plan_kv plan_kv_of(const strata_model_params *p)
     return p->kv_type_k == STRATA_KV_Q8_0 ? PLAN_KV_Q8_0 : p->kv_type_k == STRATA_KV_Q4_0 ? PLAN_KV_Q4_0 : PLAN_KV_F16;
 }
 
-/* The GPU as the run will use it: none when it stays off, GPU 0's memory
- * capped by --gpu-mem. */
-static void gpu_as_run(plan_machine *mach, const strata_model_params *p, bool gpu_on)
+/* The GPU as the run will use it, for the planner: the device the engine
+ * opens (engine_gpu_device_of: none when the GPU stays off, or in auto mode
+ * when no device is usable), its budget capped by --gpu-mem, its rates
+ * measured by `detect --measure` (the saved profile, when it is this
+ * machine's and has this device; else the planner's estimates). A
+ * software device is no GPU to the planner (plan_gpu_from_hw), and the
+ * note says so. An error only for a device asked for by index. */
+static strata_status gpu_as_run(plan_machine *mach, const hw_profile *hw, const engine_gpu *eg, char *note,
+                                size_t note_len, strata_error *err)
 {
-    if (!gpu_on) mach->n_gpus = 0;
-    if (mach->n_gpus && p->gpu_mem && p->gpu_mem < mach->gpus[0].vram) mach->gpus[0].vram = p->gpu_mem;
+    mach->n_gpus = 0;
+    engine_gpu_device d;
+    strata_error derr = {0};
+    if (eg->mode == ENGINE_GPU_OFF) return STRATA_OK;
+    strata_status st = engine_gpu_device_of(eg, &d, &derr);
+    if (st && eg->mode == ENGINE_GPU_INDEX && err) *err = derr;
+    if (st) return eg->mode == ENGINE_GPU_INDEX ? st : STRATA_OK; /* auto: the CPU, as the engine would */
+    hw_gpu g = {.type = d.is_cpu ? HW_GPU_CPU : HW_GPU_OTHER, .vulkan_index = d.index, .has_budget = true,
+                .vram_budget = d.budget, .vram_total = d.budget};
+    snprintf(g.name, sizeof g.name, "%s", d.name);
+    char path[1024];
+    strata_error ignored;
+    if (hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK) hw_profile_reuse_gpu(hw, path, &g);
+    if (plan_gpu_from_hw(&g, &mach->gpus[0])) mach->n_gpus = 1;
+    else snprintf(note, note_len, "; %.120s is a software device, no GPU to plan for", d.name);
+    return STRATA_OK;
 }
 
 static strata_status compute_plan(strata_model *m, const char *path, const strata_model_params *p, int threads,
-                                  bool gpu_on, const plan_model *pm, plan *out, char *note, size_t note_len,
+                                  const engine_gpu *eg, const plan_model *pm, plan *out, char *note, size_t note_len,
                                   strata_error *err)
 {
     hw_profile *hw = calloc(1, sizeof *hw);
     if (!hw) return err_set(err, STRATA_E_NOMEM, "out of memory");
     plan_machine_notes notes;
+    char gpu_note[240] = "";
+    plan_machine mach;
     strata_status st = plan_machine_profile(NULL, path, false, true, p->mem_budget, threads, hw, &notes, err);
     if (!st) {
-        plan_machine mach;
         plan_machine_from_profile(hw, p->mem_budget, threads, &mach);
-        gpu_as_run(&mach, p, gpu_on);
+        st = gpu_as_run(&mach, hw, eg, gpu_note, sizeof gpu_note, err);
+    }
+    if (!st) {
         /* the prompt-batch sites for the batch the engine runs; the plan chosen by decode speed */
         plan_request req = {.n_ctx = p->n_ctx, .n_batch = pm->batch, .rank_by_decode = true,
                             .prefetch_depth = p->prefetch_depth, .cpu_only = true, .kv = plan_kv_of(p),
@@ -103,6 +126,8 @@ static strata_status compute_plan(strata_model *m, const char *path, const strat
         plan_compute(pm, &mach, &req, &r);
         if (!r.chosen.feasible) st = err_set(err, STRATA_E_NOMEM, "%s: %s", path, r.chosen.reason);
         machine_note(&notes, &mach, &r.chosen, note, note_len);
+        size_t len = strlen(note);
+        snprintf(note + len, note_len - len, "%s", gpu_note);
         *out = r.chosen;
         r.chosen.tier = NULL; /* moved to out */
         m->predicted_disk_bw = mach.disk_bw;
@@ -182,14 +207,17 @@ strata_status model_plan(strata_model *m, const char *path, const strata_model_p
     /* n_parallel sequences: the weights are placed next to their KV reserve */
     plan_model seqs = !st && p->n_parallel > 1 ? plan_batch_model(&pm, p->n_parallel) : pm;
     bool gpu_on = ep->gpu.mode != ENGINE_GPU_OFF;
+    /* -ngl N or --gpu-stream N: the engine places layers by its own rule (engine_gpu), with the GPU out of the
+     * plan (as its RAM is: the layers it takes leave the store) */
+    bool forced = p->gpu_layers_max || p->gpu_stream;
+    engine_gpu planned = ep->gpu;
+    if (forced) planned.mode = ENGINE_GPU_OFF;
     if (!st) st = p->plan_file ? load_saved_plan(m, path, p, &pm, &chosen, err)
-                               : compute_plan(m, path, p, threads, gpu_on, &seqs, &chosen, note, sizeof note, err);
-    if (!st && plan_uses_gpu(&chosen)) {
-        prefill_sites_for_batch(&chosen, pm.batch);
-        /* a plan using the GPU for prompt batches only, which this batch never runs: the GPU stays closed (the
-         * engine would place layers there by its own rule) */
-        if (!plan_uses_gpu(&chosen)) ep->gpu.mode = ENGINE_GPU_OFF;
-    }
+                               : compute_plan(m, path, p, threads, &planned, &seqs, &chosen, note, sizeof note, err);
+    if (!st && plan_uses_gpu(&chosen)) prefill_sites_for_batch(&chosen, pm.batch);
+    /* a CPU plan (or one using the GPU for prompt batches only, which this batch never runs): the GPU stays
+     * closed, else the engine would place layers there by its own rule */
+    if (!st && !forced && !plan_uses_gpu(&chosen)) ep->gpu.mode = ENGINE_GPU_OFF;
     if (!st) st = plan_sites(&chosen, &m->sites, err);
     if (!st && m->sites && !gpu_on)
         st = err_set(err, STRATA_E_INVALID, "%s: the plan runs layers on the GPU, but the GPU is off (--gpu none, "

@@ -90,17 +90,41 @@ static strata_status new_backend(engine *e, strata_error *err)
     return STRATA_OK;
 }
 
+/* The loader's device p asks for: its index, or -1 (auto: the best GPU,
+ * no software device). */
+static int device_index(const engine_gpu *p) { return p->mode == ENGINE_GPU_INDEX ? p->index : -1; }
+
+/* The budget placements are held to: the device's, capped by p->mem_cap. */
+static uint64_t placement_budget(const vkb_info *info, const engine_gpu *p)
+{
+    return p->mem_cap && p->mem_cap < info->budget_bytes ? p->mem_cap : info->budget_bytes;
+}
+
+strata_status engine_gpu_device_of(const engine_gpu *p, engine_gpu_device *out, strata_error *err)
+{
+    vkb_info info;
+    int index = device_index(p);
+    strata_status st = vkb_peek(index, index >= 0, &info, &out->index, err);
+    if (st) return st;
+    snprintf(out->name, sizeof out->name, "%s", info.name);
+    out->is_cpu = info.is_cpu;
+    out->budget = placement_budget(&info, p);
+    return STRATA_OK;
+}
+
+bool engine_gpu_runs_group(const engine_desc *d, uint32_t g) { return gpu_group_supported(d->weights, g); }
+
 /* The device p asks for (vkb's own staging charged to RAM), and the budget
- * placements are held to: the device's, capped by p->mem_cap. */
+ * placements are held to. */
 static strata_status open_device(engine *e, const engine_gpu *p, uint64_t *budget, strata_error *err)
 {
     gpu_state *g = st_of(e->gpu);
-    strata_status st = vkb_open(p->index, p->index >= 0, &g->v, err);
+    int index = device_index(p);
+    strata_status st = vkb_open(index, index >= 0, &g->v, err);
     if (!st && !(st = acct_take(e->acct, ACCT_RAM, ACCT_SCRATCH, vkb_own_host_bytes(g->v), err)))
         g->own_host = vkb_own_host_bytes(g->v);
     if (st) return st;
-    *budget = vkb_get_info(g->v)->budget_bytes;
-    if (p->mem_cap && p->mem_cap < *budget) *budget = p->mem_cap;
+    *budget = placement_budget(vkb_get_info(g->v), p);
     vkb_set_cap(g->v, *budget); /* what the placement computes, the device layer enforces */
     return STRATA_OK;
 }

@@ -52,6 +52,19 @@ typedef struct engine_gpu {
                                      stays on the CPU, which attends there for the GPU */
 } engine_gpu;
 
+/* The Vulkan device an engine opened with p (its mode not OFF) runs on,
+ * found without opening it: its name, its index in the loader's list,
+ * whether it is a software device (lavapipe), and the device bytes its
+ * placement may take (the device's budget, capped by p->mem_cap). The
+ * error is the one opening it would give. */
+typedef struct engine_gpu_device {
+    char name[256];
+    int index;
+    bool is_cpu;
+    uint64_t budget;
+} engine_gpu_device;
+strata_status engine_gpu_device_of(const engine_gpu *p, engine_gpu_device *out, strata_error *err);
+
 /* What a mixture-of-experts decode step reads ahead for the next layer,
  * while the current layer's experts compute. */
 typedef enum engine_moe_prefetch {
@@ -128,6 +141,9 @@ uint64_t engine_process_reserve(const gguf_file *f);
 strata_status engine_describe(const gguf_file *f, const model_spec *spec, const engine_params *p, engine_desc *out,
                               strata_error *err);
 void engine_desc_free(engine_desc *d);
+/* Whether the GPU back end's shaders run group g of d (its weight types
+ * and row lengths): a group they do not run stays on the CPU. */
+bool engine_gpu_runs_group(const engine_desc *d, uint32_t g);
 
 strata_status engine_open(const gguf_file *f, const model_spec *spec, const engine_params *p, engine **out,
                           strata_error *err);

@@ -358,6 +358,11 @@ hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata
  * "the saved profile is from another machine (CPU differs: ...)", or "... has
  * no measurements"; for HW_CACHE_BAD: the problem; "" otherwise). */
 hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size_t why_len, strata_error *err);
+/* The measurements (copy, read and product rates, round trip; the PCIe
+ * link when g has none) of GPU g (its Vulkan index and name) in the
+ * profile saved at `path`, when that profile is measured and is p's
+ * machine (same fingerprint); false when none were copied. */
+bool hw_profile_reuse_gpu(const hw_profile *p, const char *path, hw_gpu *g);
 
 /* The storage device ("vda", "nvme0n1p2", else the mount source) holding
  * path on this machine; false when it cannot be told. */

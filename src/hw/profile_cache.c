@@ -96,6 +96,24 @@ const char *hw_cache_state_name(hw_cache_state s)
     return "unknown";
 }
 
+/* The saved measurements of GPU g (the same Vulkan device index and name);
+ * false when the saved profile has no such GPU. */
+static bool reuse_gpu_rates(hw_gpu *g, const hw_profile *saved)
+{
+    for (int j = 0; j < saved->n_gpus; j++) {
+        const hw_gpu *s = &saved->gpus[j];
+        if (g->vulkan_index < 0 || g->vulkan_index != s->vulkan_index || strcmp(g->name, s->name)) continue;
+        g->h2d_bw = s->h2d_bw;
+        g->vram_bw = s->vram_bw;
+        g->mv_q4_k_bw = s->mv_q4_k_bw;
+        g->mm_q4_k_flops = s->mm_q4_k_flops;
+        g->round_trip_s = s->round_trip_s;
+        if (!g->pcie.gen && !g->pcie.max_gen) g->pcie = s->pcie; /* the link, when g's probe had none */
+        return true;
+    }
+    return false;
+}
+
 hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size_t why_len, strata_error *err)
 {
     if (why && why_len) why[0] = '\0';
@@ -122,20 +140,20 @@ hw_cache_state hw_profile_reuse(hw_profile *p, const char *path, char *why, size
     } else {
         st = HW_CACHE_FRESH;
         p->measured = saved->measured;
-        for (int i = 0; i < p->n_gpus; i++)
-            for (int j = 0; j < saved->n_gpus; j++)
-                if (p->gpus[i].vulkan_index >= 0 && p->gpus[i].vulkan_index == saved->gpus[j].vulkan_index &&
-                    !strcmp(p->gpus[i].name, saved->gpus[j].name))
-                {
-                    p->gpus[i].h2d_bw = saved->gpus[j].h2d_bw;
-                    p->gpus[i].vram_bw = saved->gpus[j].vram_bw;
-                    p->gpus[i].mv_q4_k_bw = saved->gpus[j].mv_q4_k_bw;
-                    p->gpus[i].mm_q4_k_flops = saved->gpus[j].mm_q4_k_flops;
-                    p->gpus[i].round_trip_s = saved->gpus[j].round_trip_s;
-                }
+        for (int i = 0; i < p->n_gpus; i++) reuse_gpu_rates(&p->gpus[i], saved);
     }
     free(saved);
     return st;
+}
+
+bool hw_profile_reuse_gpu(const hw_profile *p, const char *path, hw_gpu *g)
+{
+    hw_profile *saved = malloc(sizeof *saved);
+    strata_error ignored;
+    bool ok = saved && access(path, F_OK) == 0 && hw_profile_load(path, saved, &ignored) == STRATA_OK &&
+              saved->measured.done && !strcmp(saved->fingerprint, p->fingerprint) && reuse_gpu_rates(g, saved);
+    free(saved);
+    return ok;
 }
 
 hw_cache_state hw_profile_reuse_measured(hw_profile *p, const char *path, strata_error *err)

@@ -48,6 +48,7 @@ static strata_status describe_groups(const gguf_file *f, const model_hparams *hp
         else snprintf(pg->name, sizeof pg->name, "output");
         strata_status st = store_group_bytes(f, &d->groups[g], &pg->bytes, err);
         if (st) return st;
+        pg->no_gpu = !engine_gpu_runs_group(d, g);
         for (uint32_t i = 0; i < d->groups[g].n; i++) {
             const gguf_tensor *t = d->groups[g].tensors[i];
             if (!t) continue;
@@ -199,19 +200,30 @@ void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads
     out->swap_on = p->mem.swap_total > 0;
     out->no_odirect = p->storage.o_direct == HW_NO;
     out->cgroup_limited = p->mem.cgroup.limit != HW_NO_LIMIT && p->mem.cgroup.version > 0;
-    for (int i = 0; i < p->n_gpus && out->n_gpus < PLAN_MAX_GPUS; i++) {
-        const hw_gpu *g = &p->gpus[i];
-        if (g->type == HW_GPU_CPU || g->vram_total == 0) continue; /* software devices are not GPUs */
-        plan_gpu *o = &out->gpus[out->n_gpus++];
-        snprintf(o->name, sizeof o->name, "%s", g->name);
-        o->vram = g->has_budget ? g->vram_budget : g->vram_free ? g->vram_free : g->vram_total;
-        /* a layer's weights are read by the product shaders: their measured
-         * rate on Q4_K (most of a Q4_K_M model) when there is one */
-        o->vram_bw = g->mv_q4_k_bw > 0 ? g->mv_q4_k_bw : g->vram_bw;
-        o->link_bw = g->h2d_bw > 0 ? g->h2d_bw : pcie_estimate(&g->pcie, &o->link_pcie_gen, &o->link_pcie_width);
-        o->mm_flops = g->mm_q4_k_flops; /* 0: the planner estimates it, with a warning */
-        o->round_trip_s = g->round_trip_s;
-    }
+    for (int i = 0; i < p->n_gpus && out->n_gpus < PLAN_MAX_GPUS; i++)
+        if (plan_gpu_from_hw(&p->gpus[i], &out->gpus[out->n_gpus])) out->n_gpus++;
+}
+
+bool plan_software_gpus(void)
+{
+    const char *s = getenv("STRATA_PLAN_SOFTWARE_GPU");
+    return s && !strcmp(s, "1");
+}
+
+bool plan_gpu_from_hw(const hw_gpu *g, plan_gpu *o)
+{
+    /* software devices are not GPUs (but for tests: plan_software_gpus) */
+    if ((g->type == HW_GPU_CPU && !plan_software_gpus()) || g->vram_total == 0) return false;
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%.63s", g->name);
+    o->vram = g->has_budget ? g->vram_budget : g->vram_free ? g->vram_free : g->vram_total;
+    /* a layer's weights are read by the product shaders: their measured
+     * rate on Q4_K (most of a Q4_K_M model) when there is one */
+    o->vram_bw = g->mv_q4_k_bw > 0 ? g->mv_q4_k_bw : g->vram_bw;
+    o->link_bw = g->h2d_bw > 0 ? g->h2d_bw : pcie_estimate(&g->pcie, &o->link_pcie_gen, &o->link_pcie_width);
+    o->mm_flops = g->mm_q4_k_flops; /* 0: the planner estimates it, with a warning */
+    o->round_trip_s = g->round_trip_s;
+    return true;
 }
 
 bool plan_calibrate_into(hw_profile *p, int threads)

@@ -22,6 +22,15 @@ void plan_model_free(plan_model *m);
  * profile's calibration at that count, else the nearest one scaled by the
  * cores each count uses (threads_scaled). */
 void plan_machine_from_profile(const hw_profile *p, uint64_t budget, int threads, plan_machine *out);
+/* GPU g as the planner sees it (its VRAM: the budget, else free, else
+ * total memory; its measured rates, else estimates); false for a software
+ * device (lavapipe: a CPU is no GPU to plan for) unless
+ * plan_software_gpus(), or for a GPU without memory. */
+bool plan_gpu_from_hw(const hw_gpu *g, plan_gpu *o);
+/* STRATA_PLAN_SOFTWARE_GPU=1 in the environment, for tests only: the
+ * planner takes software devices for GPUs, so that CI (lavapipe, no GPU)
+ * can check that `run` executes the GPU plans it makes. */
+bool plan_software_gpus(void);
 
 /* Where the machine's figures came from, for the plan's text. */
 typedef struct plan_machine_notes {

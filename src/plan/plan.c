@@ -123,7 +123,7 @@ static uint32_t assign_gpus(const plan_model *m, const plan_machine *hw, const c
         uint32_t first = g;
         for (; g < limit; g++) {
             uint64_t kv = c->kv_on_gpu ? kv_layer_tok(m, c->kv, g) * c->n_ctx : 0, bytes = gpu_group_bytes(m, c, g);
-            if (bytes + kv > room) break;
+            if (bytes + kv > room || m->groups[g].no_gpu) break;
             room -= bytes + kv;
             p->tier[g] = (int8_t)d;
             p->gpu[d].weights += bytes;
@@ -815,7 +815,7 @@ static bool stream_group(const plan_model *m, const plan_machine *hw, uint32_t g
 {
     uint64_t room = gpu0_room(hw, p), largest = largest_streamed(m, p), bytes = m->groups[g].bytes;
     uint64_t ring = bytes > largest ? PLAN_GPU_STREAM_DEPTH * (bytes - largest) : 0;
-    if (ring + kv > room) return false;
+    if (ring + kv > room || m->groups[g].no_gpu) return false;
     p->gpu[0].weights += ring;
     p->gpu[0].kv += kv;
     p->gpu[0].buffers = gpu_reserve(hw->gpus[0].vram);

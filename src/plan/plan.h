@@ -36,6 +36,8 @@ typedef struct plan_group {
     uint64_t type_bytes[PLAN_WT_COUNT]; /* weight_bytes by the type that prices them; what they do not
                                            cover is priced as Q4_K */
     uint64_t elems;         /* weights (compute cost) */
+    bool no_gpu;            /* the GPU's shaders do not run its weights (types, row lengths): it stays on
+                               the CPU */
 } plan_group;
 
 /* A layer's routed experts (mixture of experts): not part of its group.

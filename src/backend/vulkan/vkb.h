@@ -70,6 +70,11 @@ typedef struct vkb_stats {
  * call and kept for the life of the process (drivers keep process-wide
  * state; Mesa's leaks when unloaded). */
 strata_status vkb_open(int index, bool allow_cpu, vkb **out, strata_error *err);
+/* What vkb_open(index, allow_cpu) would open, without opening it: the
+ * device's info (name, type, heap, budget) and its index in the loader's
+ * list (*phys_index); the same errors. The loader and instance are kept
+ * for the vkb_open that follows. */
+strata_status vkb_peek(int index, bool allow_cpu, vkb_info *out, int *phys_index, strata_error *err);
 void vkb_close(vkb *v); /* also frees the buffers still allocated; NULL is a no-op */
 const vkb_info *vkb_get_info(const vkb *v);
 

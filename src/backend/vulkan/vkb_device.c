@@ -181,6 +181,22 @@ strata_status vkb_open(int index, bool allow_cpu, vkb **out, strata_error *err)
     return STRATA_OK;
 }
 
+strata_status vkb_peek(int index, bool allow_cpu, vkb_info *out, int *phys_index, strata_error *err)
+{
+    vkb *v = calloc(1, sizeof *v); /* the physical device's queries only: no VkDevice */
+    if (!v) return err_set(err, STRATA_E_NOMEM, "Vulkan: out of memory");
+    strata_status st = vkb_load_instance(v, err);
+    if (st == STRATA_OK) st = vkb_select_device(v, index, allow_cpu, err);
+    if (st == STRATA_OK) {
+        fill_info(v);
+        vkb_memory_init(v);
+        *out = v->info;
+        *phys_index = v->phys_index;
+    }
+    free(v);
+    return st;
+}
+
 void vkb_close(vkb *v)
 {
     if (!v) return;

@@ -114,6 +114,7 @@ struct vkb {
     vkb_fns f;
     VkInstance instance; /* the process's (vkb_loader.c) */
     VkPhysicalDevice phys;
+    int phys_index; /* phys's index in the loader's list */
     VkDevice dev;
     VkQueue queue;
     uint32_t queue_family;

@@ -67,9 +67,10 @@ static void device_name(vkb *v, VkPhysicalDevice pd, char *name, size_t cap, VkP
     if (type) *type = p.properties.deviceType;
 }
 
-static strata_status take(vkb *v, VkPhysicalDevice pd)
+static strata_status take(vkb *v, VkPhysicalDevice pd, int index)
 {
     v->phys = pd;
+    v->phys_index = index;
     v->queue_family = compute_family(v, pd);
     return STRATA_OK;
 }
@@ -85,7 +86,7 @@ static strata_status by_index(vkb *v, VkPhysicalDevice *devs, uint32_t n, int in
         device_name(v, devs[index], name, sizeof name, NULL);
         return err_set(err, STRATA_E_UNSUPPORTED, "Vulkan: device %d (%s) cannot be used: %s", index, name, why);
     }
-    return take(v, devs[index]);
+    return take(v, devs[index], index);
 }
 
 /* The best usable device, or an error listing why each one was refused. */
@@ -106,7 +107,7 @@ static strata_status best(vkb *v, VkPhysicalDevice *devs, uint32_t n, bool allow
         }
     }
     if (best_i < 0) return err_set(err, STRATA_E_UNSUPPORTED, "Vulkan: no usable device (%s)", reasons);
-    return take(v, devs[best_i]);
+    return take(v, devs[best_i], best_i);
 }
 
 strata_status vkb_select_device(vkb *v, int index, bool allow_cpu, strata_error *err)
