@@ -248,7 +248,7 @@ static bool alloc_moe(engine *e)
     bool ok = true;
     for (int i = 0; i < MOE_BUFS; i++) ok = (!z[i] || (*p[i] = scratch(e, z[i]))) && ok;
     for (uint64_t i = 0; ok && i < e->w.d.n_layers * e->w.d.n_expert_used; i++) m->prev[i] = -1;
-    if (ok && m->picks) memset(m->picks, 0, z[10]);
+    if (ok && m->picks) memset(m->picks, 0, e->w.d.n_layers * e->w.d.n_expert * sizeof *m->picks);
     return ok;
 }
 
