@@ -195,10 +195,10 @@ static double unit_hit(const plan *p, const plan_request *req, const expert_esti
     return recency ? lru_kept(x, chance) : lfu_kept(x, chance);
 }
 
-double plan_experts_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req,
-                             const expert_estimate *x)
+/* A set's hit rate with the policy's per-unit rule decided (recency). */
+static double hit_rate_by(const plan_expert_set *e, const plan *p, const plan_request *req, const expert_estimate *x,
+                          bool recency)
 {
-    bool recency = hits_by_recency(e, req, x);
     unit_chance one;
     const unit_chance *c;
     double asked = 0, hits = 0;
@@ -210,6 +210,12 @@ double plan_experts_hit_rate(const plan_expert_set *e, const plan *p, const plan
     return asked > 0 ? hits / asked : 1;
 }
 
+double plan_experts_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req,
+                             const expert_estimate *x)
+{
+    return hit_rate_by(e, p, req, x, hits_by_recency(e, req, x));
+}
+
 double plan_experts_batch_misses(const plan_expert_set *e, const plan *p, const plan_request *req,
                                  const expert_estimate *x, double B)
 {
@@ -219,7 +225,7 @@ double plan_experts_batch_misses(const plan_expert_set *e, const plan *p, const 
     double misses = 0;
     for (uint32_t i = 0, n = chances_of(e, &c, &one); i < n; i++)
         misses += c[i].units * (1 - pow(1 - c[i].chance, B)) * (1 - unit_hit(p, req, x, recency, c[i].chance));
-    double token = used_of(e) * (1 - plan_experts_hit_rate(e, p, req, x));
+    double token = used_of(e) * (1 - hit_rate_by(e, p, req, x, recency));
     return misses > token ? misses : token;
 }
 
