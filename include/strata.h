@@ -284,6 +284,14 @@ typedef struct strata_model_stats {
     double pressure_reaction_s;  /* longest time from pressure seen to memory given back */
     bool pressure_psi_trigger;   /* the watchdog is woken by a PSI trigger, not only its samples */
     uint64_t pressure_psi_wakeups; /* PSI events that woke it */
+    /* the CPU's thread pool, summed since the model opened: parallel jobs
+     * run (each matrix product or attention step of a layer on the CPU is
+     * one), the wall time inside them, and the time threads worked in them
+     * summed over threads (cpu_threads x cpu_job_s - cpu_busy_s is time
+     * they waited inside jobs); time outside jobs runs on one thread */
+    uint32_t cpu_threads;
+    uint64_t cpu_jobs;
+    double cpu_job_s, cpu_busy_s;
 } strata_model_stats;
 
 void strata_model_get_stats(const strata_model *m, strata_model_stats *out);

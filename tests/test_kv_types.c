@@ -27,10 +27,12 @@
 #include "engine/engine.h"
 #include "gguf/ggml_types.h"
 #include "gguf/gguf.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/kv_ops.h"
 #include "model/model_spec.h"
 #include "test.h"
+#include "test_rng.h"
 #include "util/fp16.h"
 
 /* Measured (16 prompt positions + 8 decode steps, against the same run
@@ -208,6 +210,43 @@ TEST(test_kv_types_store_rows)
           kv_row_bytes(GGML_TYPE_F16, 128) == 256 && kv_row_bytes(GGML_TYPE_F32, 128) == 512);
     CHECK(kv_type_supported(GGML_TYPE_Q8_0) && kv_type_supported(GGML_TYPE_Q4_0) && !kv_type_supported(GGML_TYPE_Q4_1) &&
           !kv_type_supported(GGML_TYPE_BF16));
+}
+
+/* The F16C store is exact: for every non-NaN float, the same half as the
+ * scalar conversion (round to nearest even, subnormal halves, overflow to
+ * infinity at 65520): the rounding boundaries of every exponent, and a
+ * million random bit patterns. */
+TEST(test_kv_types_f16_store_matches_scalar)
+{
+    if (!kernel_cpu_features_get()->avx2_fma_f16c) {
+        test_skip("this CPU has no F16C: the AVX2 f16 store is not used here");
+        return;
+    }
+    enum { N = 8 * 4096 };
+    static float x[N];
+    static uint16_t h[N];
+    uint64_t rng = 99;
+    int n = 0;
+    for (uint32_t e = 0; e < 255 && n + 8 <= N; e++) { /* near each exponent's ties and edges */
+        static const uint32_t mant[] = {0, 1, 0xfff, 0x1000, 0x1001, 0x2fff, 0x3000, 0x7fffff};
+        for (int i = 0; i < 8; i++) x[n++] = fp_from_bits(e << 23 | mant[i] | (i & 1u) << 31);
+    }
+    x[n++] = 65504.0f, x[n++] = 65519.99f, x[n++] = 65520.0f, x[n++] = -INFINITY;
+    while (n % 8) x[n++] = 0.0f;
+    for (long round = 0; round < 1000000 / N + 1; round++, n = 0) {
+        for (int i = round ? 0 : n; i < N; i++) {
+            uint32_t b;
+            do b = (uint32_t)rng_next(&rng); while ((b & 0x7fffffffu) > 0x7f800000u); /* no NaN */
+            x[i] = fp_from_bits(b);
+        }
+        kv_store_f16_avx2(h, x, N);
+        for (int i = 0; i < N; i++)
+            if (h[i] != f32_to_fp16(x[i])) {
+                CHECK(false, " %a (bits %08x): F16C 0x%04x, scalar 0x%04x", (double)x[i], fp_bits(x[i]), h[i],
+                      f32_to_fp16(x[i]));
+                return;
+            }
+    }
 }
 
 /* ---- the engine ---- */

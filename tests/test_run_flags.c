@@ -145,6 +145,16 @@ TEST(test_run_flags_stats_and_batch)
     CHECK(run_model(p, "-p 'Once upon a time' --temp 0 -n 8 --stats -b 64", &out, true) == 0);
     CHECK(out && strstr(out, "strata: prompt batch 1 (5 tokens): read") && !strstr(out, "prompt batch 2"), " %s", out);
     free(out);
+    /* the threads' jobs per decode token: per layer Q/K/V, attention, the
+     * attention output, gate/up and down (5 layers), then the output */
+    CHECK(run_model(p, "-p 'Once upon a time' --temp 0 -n 8 --stats -t 2", &out, true) == 0);
+    const char *cpu = out ? strstr(out, "strata: CPU per decode token (2 threads): 26 parallel jobs, ") : NULL;
+    double in_jobs = -1, working = -1, outside = -1, share = -1;
+    CHECK(cpu && sscanf(strchr(cpu, ',') + 1, " %lf ms in them (threads working %lf %% of that), %lf ms outside them "
+                        "on one thread (%lf %%", &in_jobs, &working, &outside, &share) == 4, " %s", out);
+    CHECK(in_jobs > 0 && working > 0 && working <= 100 && outside > 0 && share > 0 && share < 100,
+          " %g ms, %g %%, %g ms, %g %%", in_jobs, working, outside, share);
+    free(out);
     CHECK(run_model(p, "-p 'Once upon a time' --temp 0 -n 8", &out, true) == 0);
     CHECK(out && !strstr(out, "prompt batch") && !strstr(out, "token 1:"), " no --stats, no lines: %s", out);
     free(out);

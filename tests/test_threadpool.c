@@ -87,6 +87,44 @@ TEST(pool_free_while_workers_sleep)
     }
 }
 
+/* Share ith sleeps ith x 10 ms: the job's wall time is at least the
+ * longest share's (30 ms of 4 threads), the busy time at least the sum of
+ * all shares' (60 ms) and at most threads x wall; time outside jobs is not
+ * counted. Sleeps can only be longer than asked, so the lower bounds
+ * hold on a busy machine. */
+static void sleep_fn(void *ctx, int ith, int nth)
+{
+    (void)ctx, (void)nth;
+    nanosleep(&(struct timespec){0, ith * 10000000L}, NULL);
+}
+
+TEST(pool_stats_count_jobs_and_busy_time)
+{
+    pool *p = pool_new(4);
+    REQUIRE(p != NULL && pool_size(p) == 4);
+    pool_stats s0 = pool_get_stats(p);
+    CHECK(s0.jobs == 0 && s0.wall_s == 0 && s0.busy_s == 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int r = 0; r < 2; r++) {
+        pool_run(p, sleep_fn, NULL);
+        nanosleep(&(struct timespec){0, 50000000L}, NULL); /* outside a job */
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double elapsed = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    pool_stats s = pool_get_stats(p);
+    CHECK(s.jobs == 2, " jobs %llu", s.jobs);
+    CHECK(s.wall_s >= 2 * 0.030 && s.wall_s <= elapsed - 2 * 0.050, " wall %.3f s of %.3f s", s.wall_s, elapsed);
+    CHECK(s.busy_s >= 2 * 0.060 && s.busy_s <= 4 * s.wall_s + 1e-6, " busy %.3f s, wall %.3f s", s.busy_s, s.wall_s);
+    pool_free(p);
+    pool *one = pool_new(1);
+    REQUIRE(one != NULL);
+    pool_run(one, sleep_fn, NULL); /* ith 0: no sleep */
+    s = pool_get_stats(one);
+    CHECK(s.jobs == 1 && s.busy_s == s.wall_s, " one thread: busy %.6f, wall %.6f", s.busy_s, s.wall_s);
+    pool_free(one);
+}
+
 TEST(pool_share_covers_range)
 {
     for (int nth = 1; nth <= 5; nth++) {

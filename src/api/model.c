@@ -137,6 +137,10 @@ void strata_model_get_stats(const strata_model *m, strata_model_stats *out)
     out->prefetch_issued = s.prefetch_issued;
     out->prefetch_used = s.prefetch_used;
     out->prefetch_wasted = s.prefetch_wasted;
+    pool_stats c = engine_cpu_stats(m->eng, &out->cpu_threads);
+    out->cpu_jobs = c.jobs;
+    out->cpu_job_s = c.wall_s;
+    out->cpu_busy_s = c.busy_s;
     out->watchdog = s.watchdog;
     out->pressure_shrinks = s.shrinks;
     out->pressure_grows = s.grows;

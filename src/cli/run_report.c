@@ -50,6 +50,7 @@ void report_phase_end(run_report *r, const strata_model *m)
 {
     strata_model_stats s;
     strata_model_get_stats(m, &s);
+    r->at_end = s;
     r->gen_s = report_now() - r->phase_t0;
     r->gen_bytes = s.bytes_read - r->at_start.bytes_read;
     r->gen_active_s = s.io_active_s - r->at_start.io_active_s;
@@ -102,6 +103,23 @@ static void report_experts(const run_report *r, const strata_model *m, const str
                 percent(x.hits, x.hits + x.misses), (unsigned long long)x.hits,
                 (unsigned long long)(x.hits + x.misses), (unsigned long long)x.prefetch_issued,
                 (unsigned long long)x.prefetch_used);
+}
+
+/* --stats: where a decode token's time went on the CPU: parallel jobs
+ * (their count, wall time, and how much of it the threads worked), and
+ * the time outside them, which one thread spends alone (norms, RoPE,
+ * residual adds, quantizing activations, waiting for streamed weights,
+ * sampling). This is what limits scaling to more threads. */
+static void report_cpu(const run_report *r)
+{
+    const strata_model_stats *a = &r->at_start, *b = &r->at_end;
+    double passes = (double)(r->n_gen - 1), jobs_s = (b->cpu_job_s - a->cpu_job_s) / passes;
+    double busy_s = (b->cpu_busy_s - a->cpu_busy_s) / passes, token_s = r->gen_s / passes;
+    fprintf(stderr, "strata: CPU per decode token (%u thread%s): %.0f parallel jobs, %.2f ms in them (threads working "
+            "%.0f %% of that), %.2f ms outside them on one thread (%.0f %% of the token)\n", b->cpu_threads, b->cpu_threads == 1 ? "" : "s",
+            (double)(b->cpu_jobs - a->cpu_jobs) / passes, 1e3 * jobs_s,
+            jobs_s > 0 ? 100 * busy_s / (jobs_s * b->cpu_threads) : 0.0, 1e3 * (token_s - jobs_s),
+            token_s > 0 ? 100 * (token_s - jobs_s) / token_s : 0.0);
 }
 
 /* The memory-pressure watchdog: what it moved (always with --stats). */
@@ -169,6 +187,7 @@ void report_summary(const run_report *r, const strata_model *m)
     if (s.experts) report_experts(r, m, &s);
     report_pressure(r, &s);
     if (r->per_layer) report_memory(m);
+    if (r->per_layer && r->n_gen > 1 && r->gen_s > 0) report_cpu(r);
     if ((!s.streamed_layers && s.expert_slots == s.experts) || !r->n_gen || r->gen_s <= 0) return;
     double passes = r->n_gen > 1 ? (double)(r->n_gen - 1) : 1.0;
     double per_token = (double)r->gen_bytes / passes, rate = (double)r->gen_bytes / r->gen_s;

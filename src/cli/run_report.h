@@ -14,6 +14,7 @@ typedef struct run_report {
     unsigned long long seed;
     double disk_bw;              /* measured, bytes/s; 0 unknown */
     strata_model_stats at_start; /* of the generation phase */
+    strata_model_stats at_end;   /* of the generation phase */
     strata_model_stats last;     /* at the previous token (--stats) */
     double phase_t0;
     unsigned long long gen_bytes;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/threadpool.h"
 #include "gguf/gguf.h"
 #include "kernels/cpu/kernels.h"
 #include "model/model_spec.h"
@@ -212,5 +213,7 @@ typedef struct engine_gpu_stats {
     const char *note; /* why the GPU is not used, or not for every layer ("" otherwise) */
 } engine_gpu_stats;
 engine_gpu_stats engine_get_gpu_stats(const engine *e);
+/* The CPU thread pool's statistics and (*threads) its size. */
+pool_stats engine_cpu_stats(const engine *e, uint32_t *threads);
 
 #endif

@@ -319,6 +319,12 @@ store_stats engine_store_stats(const engine *e) { return store_get_stats(e->stor
 store_expert_stats engine_expert_stats(const engine *e, uint32_t layer) { return store_get_expert_stats(e->store, layer); }
 const uint32_t *engine_expert_picks(const engine *e) { return e->moe.picks; }
 
+pool_stats engine_cpu_stats(const engine *e, uint32_t *threads)
+{
+    *threads = (uint32_t)pool_size(e->pool);
+    return pool_get_stats(e->pool);
+}
+
 engine_gpu_stats engine_get_gpu_stats(const engine *e)
 {
     engine_gpu_stats s = {.name = "", .note = e->gpu_note};

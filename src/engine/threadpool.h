@@ -16,6 +16,17 @@ int pool_size(const pool *p);
  * index per-share scratch by i, never assume i names a thread. */
 void pool_run(pool *p, pool_fn fn, void *ctx);
 
+/* Where the threads' time went, summed since the pool was made: jobs run
+ * (pool_run calls), the caller's wall time inside them (dispatch to join),
+ * and the time shares ran, summed over threads. With n threads, n x wall
+ * - busy is time the threads waited inside jobs (waking, imbalance,
+ * joining); time outside jobs is the caller's alone. */
+typedef struct pool_stats {
+    unsigned long long jobs;
+    double wall_s, busy_s;
+} pool_stats;
+pool_stats pool_get_stats(const pool *p);
+
 /* The [begin, end) share of thread ith out of nth for n items. */
 void pool_share(long n, int ith, int nth, long *begin, long *end);
 

@@ -13,7 +13,8 @@ typedef struct cand {
 struct sampler {
     strata_sampler_params p;
     uint32_t n_vocab;
-    cand *c;
+    float *v; /* [n_vocab] the logits, penalized */
+    cand *c;  /* [n_vocab] candidates: the top k, or all of them */
     uint64_t rng;
 };
 
@@ -24,19 +25,25 @@ sampler *sampler_new(const strata_sampler_params *p, uint32_t n_vocab)
     s->p = *p;
     s->n_vocab = n_vocab;
     s->rng = p->seed ^ 0x853c49e6748fea9bull;
-    if (!(s->c = malloc((n_vocab ? n_vocab : 1) * sizeof *s->c))) {
-        free(s);
+    s->c = malloc((n_vocab ? n_vocab : 1) * sizeof *s->c);
+    s->v = malloc((n_vocab ? n_vocab : 1) * sizeof *s->v);
+    if (!s->c || !s->v) {
+        sampler_free(s);
         return NULL;
     }
     return s;
 }
 
-uint64_t sampler_bytes(uint32_t n_vocab) { return sizeof(sampler) + (uint64_t)(n_vocab ? n_vocab : 1) * sizeof(cand); }
+uint64_t sampler_bytes(uint32_t n_vocab)
+{
+    return sizeof(sampler) + (uint64_t)(n_vocab ? n_vocab : 1) * (sizeof(cand) + sizeof(float));
+}
 
 void sampler_free(sampler *s)
 {
     if (!s) return;
     free(s->c);
+    free(s->v);
     free(s);
 }
 
@@ -63,7 +70,7 @@ static void penalize(sampler *s, const int32_t *history, size_t n_history)
         bool seen = false;
         for (size_t j = from; j < i && !seen; j++) seen = history[j] == id;
         if (seen) continue;
-        float *l = &s->c[id].logit;
+        float *l = &s->v[id];
         *l = *l > 0 ? *l / pen : *l * pen;
     }
 }
@@ -92,17 +99,20 @@ static void sift_down(cand *c, size_t k, size_t i)
     }
 }
 
-/* The k best of n candidates into c[0..k), sorted best first: the same
- * candidates in the same order as sorting all n (the order is total: ties
- * go to the lower id), in O(n log k) instead of O(n log n): sorting a
- * 150k vocabulary every token costs milliseconds the disk and the GPU would
- * otherwise idle through. */
-static void best_first(cand *c, size_t n, size_t k)
+/* The k best of the n values v as candidates c[0..k), sorted best first:
+ * the same candidates in the same order as sorting all n (the order is
+ * total: ties go to the lower id), in O(n log k) instead of O(n log n):
+ * sorting a 150k vocabulary every token costs milliseconds the disk and
+ * the GPU would otherwise idle through. Only the k kept become candidates:
+ * a later token beats the worst kept one only with a higher value (its id
+ * is higher), one float comparison for most of the vocabulary. */
+static void best_first(cand *c, const float *v, size_t n, size_t k)
 {
+    for (size_t i = 0; i < k; i++) c[i] = (cand){(int32_t)i, v[i], 0};
     for (size_t i = k / 2; i-- > 0;) sift_down(c, k, i);
     for (size_t i = k; i < n; i++)
-        if (better(&c[i], &c[0])) {
-            c[0] = c[i];
+        if (v[i] > c[0].logit) {
+            c[0] = (cand){(int32_t)i, v[i], 0};
             sift_down(c, k, 0);
         }
     qsort(c, k, sizeof *c, by_logit_desc);
@@ -139,19 +149,20 @@ static size_t keep_candidates(const sampler *s, cand *c, size_t n)
 
 int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, size_t n_history)
 {
-    for (uint32_t i = 0; i < s->n_vocab; i++) s->c[i] = (cand){(int32_t)i, logits[i], 0};
+    memcpy(s->v, logits, s->n_vocab * sizeof *s->v);
     penalize(s, history, n_history);
     if (s->p.temp <= 0) {
         uint32_t best = 0;
         for (uint32_t i = 1; i < s->n_vocab; i++)
-            if (s->c[i].logit > s->c[best].logit) best = i;
+            if (s->v[i] > s->v[best]) best = i;
         return (int32_t)best;
     }
     size_t n = s->n_vocab;
     if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
-        best_first(s->c, n, (size_t)s->p.top_k);
+        best_first(s->c, s->v, n, (size_t)s->p.top_k);
         n = (size_t)s->p.top_k;
     } else {
+        for (size_t i = 0; i < n; i++) s->c[i] = (cand){(int32_t)i, s->v[i], 0};
         qsort(s->c, n, sizeof *s->c, by_logit_desc);
     }
     n = keep_candidates(s, s->c, n);

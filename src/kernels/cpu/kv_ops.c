@@ -150,10 +150,14 @@ uint64_t kv_row_bytes(uint32_t type, uint64_t hd)
     }
 }
 
+/* Not a choice of the fast kernels (the reference engine's runs store the
+ * same halves): this runs once per head per layer per token on one
+ * thread, which more threads do not shorten. */
 void kv_store_row(uint32_t type, void *dst, const float *src, uint64_t hd)
 {
     if (type == GGML_TYPE_F32) memcpy(dst, src, hd * 4);
     else if (kv_type_blocked(type)) quantize_row(type, src, dst, hd, NULL); /* hd % 32 == 0: cannot fail */
+    else if (hd % 8 == 0 && kernel_cpu_features_get()->avx2_fma_f16c) kv_store_f16_avx2(dst, src, hd);
     else
         for (uint64_t i = 0; i < hd; i++) {
             uint16_t h = f32_to_fp16(src[i]);

@@ -94,5 +94,9 @@ void kv_mix_q8_0_avx2(float *out, uint64_t n_q, const float *p, const void *v, u
                       uint64_t hd);
 void kv_mix_q4_0_avx2(float *out, uint64_t n_q, const float *p, const void *v, uint64_t stride, uint64_t n_keys,
                       uint64_t hd);
+/* An f16 row (hd a multiple of 8) with F16C: the same halves as the
+ * scalar conversion for every non-NaN value (both round to nearest even;
+ * a NaN stays a NaN, its payload bits may differ). */
+void kv_store_f16_avx2(void *dst, const float *src, uint64_t hd);
 
 #endif

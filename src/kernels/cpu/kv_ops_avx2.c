@@ -31,6 +31,13 @@ static void row_f16(float *t, const uint8_t *row, uint64_t hd)
         _mm256_storeu_ps(t + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * d))));
 }
 
+void kv_store_f16_avx2(void *dst, const float *src, uint64_t hd)
+{
+    for (uint64_t d = 0; d < hd; d += 8)
+        _mm_storeu_si128((__m128i *)((uint8_t *)dst + 2 * d),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + d), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 /* Q8_0: per block of 32, d (f16) then 32 int8. */
 static void row_q8_0(float *t, const uint8_t *row, uint64_t hd)
 {
