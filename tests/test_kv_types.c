@@ -30,6 +30,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dequant.h"
 #include "kernels/cpu/kv_ops.h"
+#include "kernels/cpu/quantize.h"
 #include "model/model_spec.h"
 #include "test.h"
 #include "test_rng.h"
@@ -197,6 +198,13 @@ TEST(test_kv_types_store_rows)
                 CHECK(fabsf(y[32 * b + j] - x[32 * b + j]) <= step * 1.001f + 1e-7f, " %s block %d value %d: %g -> %g",
                       kv_type_name(type), b, j, x[32 * b + j], y[32 * b + j]);
         }
+    }
+    uint8_t ref[HD * 4];
+    for (int t = 0; t < 2; t++) { /* the bytes of the reference quantizer, however stored */
+        strata_error e;
+        kv_store_row(block_types[t], row, x, HD);
+        REQUIRE(quantize_row(block_types[t], x, ref, HD, &e) == STRATA_OK, " %s", e.message);
+        CHECK(!memcmp(row, ref, kv_row_bytes(block_types[t], HD)), " %s", kv_type_name(block_types[t]));
     }
     kv_store_row(GGML_TYPE_F16, row, x, HD);
     for (int d = 0; d < HD; d++) {

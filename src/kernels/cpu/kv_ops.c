@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gguf/ggml_types.h"
+#include "kernels/cpu/act_quant.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quantize.h"
 #include "util/fp16.h"
@@ -156,6 +157,7 @@ uint64_t kv_row_bytes(uint32_t type, uint64_t hd)
 void kv_store_row(uint32_t type, void *dst, const float *src, uint64_t hd)
 {
     if (type == GGML_TYPE_F32) memcpy(dst, src, hd * 4);
+    else if (type == GGML_TYPE_Q8_0) act_quant_q8_0(src, dst, hd); /* quantize_row's bytes, vectorized */
     else if (kv_type_blocked(type)) quantize_row(type, src, dst, hd, NULL); /* hd % 32 == 0: cannot fail */
     else if (hd % 8 == 0 && kernel_cpu_features_get()->avx2_fma_f16c) kv_store_f16_avx2(dst, src, hd);
     else
