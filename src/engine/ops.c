@@ -2,10 +2,28 @@
 
 #include "engine/ops.h"
 
+/* Σ x² in double (the mean of squares of thousands of values) over
+ * SUM_LANES independent partial sums, added in a fixed order at the end:
+ * one chain of dependent additions would wait on each (this runs on one
+ * thread twice per layer), and a fixed order gives the same bits on
+ * every machine, vectorized or not. */
+#define SUM_LANES 8
+
+static double sum_squares(const float *x, uint64_t n)
+{
+    double part[SUM_LANES] = {0};
+    uint64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) part[l] += (double)x[i + l] * x[i + l];
+    for (; i < n; i++) part[i % SUM_LANES] += (double)x[i] * x[i];
+    double sum = 0.0;
+    for (int l = 0; l < SUM_LANES; l++) sum += part[l];
+    return sum;
+}
+
 void op_rmsnorm(float *y, const float *x, const float *w, uint64_t n, float eps)
 {
-    double sum = 0.0; /* double: the mean of squares of thousands of values */
-    for (uint64_t i = 0; i < n; i++) sum += (double)x[i] * x[i];
+    double sum = sum_squares(x, n);
     float scale = (float)(1.0 / sqrt(sum / (double)n + eps));
     for (uint64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
