@@ -26,6 +26,29 @@ TEST(test_sampler_greedy_and_penalty)
 }
 
 /* With temperature 1 and no truncation, frequencies follow softmax. */
+/* Greedy picks the lowest id among equal largest logits, wherever they
+ * lie (the vectorized scan's lanes, its tail), with or without a penalty. */
+TEST(test_sampler_greedy_first_of_ties)
+{
+    enum { N = 1003 };
+    static float logits[N];
+    const int32_t at[][2] = {{7, 900}, {1002, 1002}, {0, 8}, {999, 1001}, {5, 13}};
+    for (size_t c = 0; c < sizeof at / sizeof *at; c++) {
+        for (int i = 0; i < N; i++) logits[i] = (float)(i % 17) - 20.0f;
+        logits[at[c][0]] = logits[at[c][1]] = 3.5f;
+        strata_sampler_params p = plain(0, 1);
+        sampler *s = sampler_new(&p, N);
+        CHECK(sampler_sample(s, logits, NULL, 0) == at[c][0], " case %zu", c);
+        sampler_free(s);
+        p.repeat_penalty = 2.0f; /* the first one penalized: 1.75 */
+        s = sampler_new(&p, N);
+        int32_t hist[1] = {at[c][0]};
+        int32_t want = at[c][0] == at[c][1] ? -1 : at[c][1];
+        if (want >= 0) CHECK(sampler_sample(s, logits, hist, 1) == want, " case %zu penalized", c);
+        sampler_free(s);
+    }
+}
+
 TEST(test_sampler_distribution_follows_softmax)
 {
     float logits[4] = {0, 1, 2, 0.5f};

@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,16 +148,35 @@ static size_t keep_candidates(const sampler *s, cand *c, size_t n)
     return n;
 }
 
+/* The lowest index of the largest of v[0..n) (a NaN is never the largest,
+ * unless v[0]). Lane-wise maxima first (`x > m ? x : m` is what a vector
+ * max instruction computes), then the first value equal to their largest:
+ * a greedy step over a 150k vocabulary runs on one thread every token. */
+#define MAX_LANES 8
+
+static uint32_t first_max(const float *v, uint32_t n)
+{
+    if (!n) return 0;
+    float m[MAX_LANES];
+    for (int l = 0; l < MAX_LANES; l++) m[l] = v[0];
+    uint32_t i = 0;
+    for (; i + MAX_LANES <= n; i += MAX_LANES)
+        for (int l = 0; l < MAX_LANES; l++) m[l] = v[i + l] > m[l] ? v[i + l] : m[l];
+    for (; i < n; i++) m[0] = v[i] > m[0] ? v[i] : m[0];
+    float best = m[0];
+    for (int l = 1; l < MAX_LANES; l++) best = m[l] > best ? m[l] : best;
+    for (i = 0; i < n; i++)
+        if (v[i] == best) return i;
+    return 0; /* best is v[0], a NaN */
+}
+
 int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, size_t n_history)
 {
+    bool penalties = s->p.repeat_penalty != 1.0f && s->p.repeat_penalty > 0.0f && n_history;
+    if (s->p.temp <= 0 && !penalties) return (int32_t)first_max(logits, s->n_vocab);
     memcpy(s->v, logits, s->n_vocab * sizeof *s->v);
     penalize(s, history, n_history);
-    if (s->p.temp <= 0) {
-        uint32_t best = 0;
-        for (uint32_t i = 1; i < s->n_vocab; i++)
-            if (s->v[i] > s->v[best]) best = i;
-        return (int32_t)best;
-    }
+    if (s->p.temp <= 0) return (int32_t)first_max(s->v, s->n_vocab);
     size_t n = s->n_vocab;
     if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
         best_first(s->c, s->v, n, (size_t)s->p.top_k);
