@@ -172,6 +172,16 @@ TEST(test_gpu_run_executes_its_plan)
               " %s: %.800s", cpu_cases[c].what, out);
         free(out);
     }
+    /* a profile without the GPU's rates (the run measures the CPU and the disk, not the GPU): the plan says
+     * its GPU figures are estimates; the measured profiles' plans do not */
+    char bare[600];
+    snprintf(bare, sizeof bare, "%s/runplan-bare", test_tmpdir());
+    out = run(model, bare, true, "");
+    CHECK(!out || strstr(out, "not measured, its rates are estimates (`strata detect --measure`"), " %.800s", out);
+    free(out);
+    out = run(model, slow, true, "");
+    CHECK(!out || (strstr(out, "strata: plan:") && !strstr(out, "rates are estimates")), " %.800s", out);
+    free(out);
     /* -ngl forces the engine's placement: 2 layers, whatever the plan */
     out = run(model, fast, true, "-ngl 2");
     bool o;

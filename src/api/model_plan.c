@@ -97,9 +97,15 @@ static strata_status gpu_as_run(plan_machine *mach, const hw_profile *hw, const 
     snprintf(g.name, sizeof g.name, "%s", d.name);
     char path[1024];
     strata_error ignored;
-    if (hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK) hw_profile_reuse_gpu(hw, path, &g);
+    bool measured = hw_profile_default_path(path, sizeof path, &ignored) == STRATA_OK &&
+                    hw_profile_reuse_gpu(hw, path, &g);
     if (plan_gpu_from_hw(&g, &mach->gpus[0])) mach->n_gpus = 1;
     else snprintf(note, note_len, "; %.120s is a software device, no GPU to plan for", d.name);
+    /* a run measures the CPU and the disk when no profile is saved, but not
+     * the GPU (that loads its driver in a child process: `detect` does) */
+    if (mach->n_gpus && !measured)
+        snprintf(note, note_len, "; GPU %.120s not measured, its rates are estimates (`strata detect --measure` "
+                 "measures them)", d.name);
     return STRATA_OK;
 }
 
