@@ -116,8 +116,8 @@ static void report_cpu(const run_report *r)
     double passes = (double)(r->n_gen - 1), jobs_s = (b->cpu_job_s - a->cpu_job_s) / passes;
     double busy_s = (b->cpu_busy_s - a->cpu_busy_s) / passes, token_s = r->gen_s / passes;
     fprintf(stderr, "strata: CPU per decode token (%u thread%s): %.0f parallel jobs, %.2f ms in them (threads working "
-            "%.0f %% of that), %.2f ms outside them on one thread (%.0f %% of the token)\n", b->cpu_threads, b->cpu_threads == 1 ? "" : "s",
-            (double)(b->cpu_jobs - a->cpu_jobs) / passes, 1e3 * jobs_s,
+            "%.0f %% of that), %.2f ms outside them on one thread (%.0f %% of the token)\n", b->cpu_threads,
+            b->cpu_threads == 1 ? "" : "s", (double)(b->cpu_jobs - a->cpu_jobs) / passes, 1e3 * jobs_s,
             jobs_s > 0 ? 100 * busy_s / (jobs_s * b->cpu_threads) : 0.0, 1e3 * (token_s - jobs_s),
             token_s > 0 ? 100 * (token_s - jobs_s) / token_s : 0.0);
 }

@@ -58,10 +58,12 @@ static double next_unit(uint64_t *state)
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
+static bool penalizes(const sampler *s) { return s->p.repeat_penalty != 1.0f && s->p.repeat_penalty > 0.0f; }
+
 static void penalize(sampler *s, const int32_t *history, size_t n_history)
 {
     float pen = s->p.repeat_penalty;
-    if (pen == 1.0f || pen <= 0.0f) return;
+    if (!penalizes(s)) return;
     size_t last = s->p.repeat_last_n < 0 ? n_history : (size_t)s->p.repeat_last_n;
     size_t from = n_history > last ? n_history - last : 0;
     /* each distinct token is penalized once, however often it repeats */
@@ -172,8 +174,7 @@ static uint32_t first_max(const float *v, uint32_t n)
 
 int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, size_t n_history)
 {
-    bool penalties = s->p.repeat_penalty != 1.0f && s->p.repeat_penalty > 0.0f && n_history;
-    if (s->p.temp <= 0 && !penalties) return (int32_t)first_max(logits, s->n_vocab);
+    if (s->p.temp <= 0 && !(penalizes(s) && n_history)) return (int32_t)first_max(logits, s->n_vocab);
     memcpy(s->v, logits, s->n_vocab * sizeof *s->v);
     penalize(s, history, n_history);
     if (s->p.temp <= 0) return (int32_t)first_max(s->v, s->n_vocab);
