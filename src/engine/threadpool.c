@@ -56,6 +56,14 @@
 #endif
 #define CALIBRATE_PAUSES 4096
 
+/* A thread's own cache line: the time its shares ran (pool_stats), added
+ * to by that thread only, so that threads finishing together do not
+ * contend for one line. */
+typedef struct thread_slot {
+    _Alignas(64) atomic_ullong busy_ns;
+    struct pool *pool;
+} thread_slot;
+
 struct pool {
     int n;
     pthread_t *threads;
@@ -70,10 +78,8 @@ struct pool {
     _Alignas(64) atomic_int next_share;  /* the next ith to claim in the current job */
     atomic_int pending;                  /* shares of the current job not yet done */
     atomic_int caller_sleeping;          /* the caller sleeps on pending */
-    /* pool_stats, in nanoseconds: busy is added to by every thread (its
-     * own line, off the ones polled), the rest by the caller only */
-    _Alignas(64) atomic_ullong busy_ns;
-    unsigned long long jobs, wall_ns;
+    thread_slot *slots;                  /* [n]: 0 the caller's, i worker i's */
+    unsigned long long jobs, wall_ns;    /* pool_stats, in ns: the caller's alone */
 };
 
 static inline void cpu_relax(void)
@@ -172,12 +178,12 @@ static void wait_for_workers(pool *p)
  * that woke late may claim a share of the next job: that is safe, since the
  * caller stores fn, ctx and pending before it resets next_share, and the
  * claim reads the reset (or a later claim). */
-static void run_shares(pool *p)
+static void run_shares(pool *p, thread_slot *slot)
 {
     for (int ith; (ith = atomic_fetch_add(&p->next_share, 1)) < p->n;) {
         long t0 = now_ns();
         p->fn(p->ctx, ith, p->n);
-        atomic_fetch_add_explicit(&p->busy_ns, (unsigned long long)(now_ns() - t0), memory_order_relaxed);
+        atomic_fetch_add_explicit(&slot->busy_ns, (unsigned long long)(now_ns() - t0), memory_order_relaxed);
         /* Only the last share out can wake the caller, and only needs to
          * when the caller went to sleep. */
         if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping))
@@ -187,19 +193,20 @@ static void run_shares(pool *p)
 
 static void *worker(void *arg)
 {
-    pool *p = arg;
+    thread_slot *slot = arg;
+    pool *p = slot->pool;
     unsigned seen = 0;
     for (;;) {
         seen = wait_for_job(p, seen);
         if (atomic_load(&p->quit)) return NULL;
-        run_shares(p);
+        run_shares(p, slot);
     }
 }
 
 static void start_workers(pool *p)
 {
     for (int i = 1; i < p->n; i++) {
-        if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
+        if (pthread_create(&p->threads[i], NULL, worker, &p->slots[i]) != 0) {
             p->n = i; /* run with the threads we have */
             break;
         }
@@ -216,10 +223,13 @@ pool *pool_new(int n_threads)
     memset(p, 0, sizeof *p); /* atomics start at zero, as after atomic_init */
     p->n = n_threads;
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->threads) {
+    p->slots = aligned_alloc(64, (size_t)n_threads * sizeof *p->slots);
+    if (!p->threads || !p->slots) {
         pool_free(p);
         return NULL;
     }
+    memset(p->slots, 0, (size_t)n_threads * sizeof *p->slots);
+    for (int i = 0; i < n_threads; i++) p->slots[i].pool = p;
     start_workers(p);
     return p;
 }
@@ -234,6 +244,7 @@ void pool_free(pool *p)
     futex_wake(&p->generation, INT_MAX);
     for (int i = 1; i <= p->started; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
+    free(p->slots);
     free(p);
 }
 
@@ -248,7 +259,7 @@ void pool_run(pool *p, pool_fn fn, void *ctx)
         fn(ctx, 0, 1);
         unsigned long long dt = (unsigned long long)(now_ns() - t0);
         p->wall_ns += dt;
-        atomic_fetch_add_explicit(&p->busy_ns, dt, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->slots[0].busy_ns, dt, memory_order_relaxed);
         return;
     }
     p->fn = fn;
@@ -257,15 +268,16 @@ void pool_run(pool *p, pool_fn fn, void *ctx)
     atomic_store(&p->next_share, 0);     /* publishes fn, ctx and pending to claimers */
     atomic_fetch_add(&p->generation, 1); /* see top for the order against job_sleepers */
     if (atomic_load(&p->job_sleepers) > 0) futex_wake(&p->generation, INT_MAX);
-    run_shares(p);
+    run_shares(p, &p->slots[0]);
     wait_for_workers(p);
     p->wall_ns += (unsigned long long)(now_ns() - t0);
 }
 
 pool_stats pool_get_stats(const pool *p)
 {
-    return (pool_stats){p->jobs, (double)p->wall_ns * 1e-9,
-                        (double)atomic_load_explicit(&p->busy_ns, memory_order_relaxed) * 1e-9};
+    unsigned long long busy = 0;
+    for (int i = 0; i < p->n; i++) busy += atomic_load_explicit(&p->slots[i].busy_ns, memory_order_relaxed);
+    return (pool_stats){p->jobs, (double)p->wall_ns * 1e-9, (double)busy * 1e-9};
 }
 
 void pool_share(long n, int ith, int nth, long *begin, long *end)
