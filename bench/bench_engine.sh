@@ -9,7 +9,8 @@
 # >= 1.2x): measured when LLAMA_BENCH names a llama-bench binary (run with
 # THREADS threads, default 2, as strata is), else the figures issue 14
 # measured on the 2-core AVX-512 machine kind (its quiet run: 113.3 tok/s
-# for Q4_K_M, 100.8 for Q8_0); the column says which.
+# for Q4_K_M, 100.8 for Q8_0); the column says which. On a Debian release
+# without a llama.cpp package, bench/llama_sid.sh unpacks sid's.
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh

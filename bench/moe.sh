@@ -17,7 +17,8 @@
 #   - both models resident (--mem unset) against the dense model (target:
 #     within 10 %);
 #   - llama.cpp (llama-bench on PATH) on the uniform file in a memory cgroup
-#     of the same size, when it is installed (target: >= 10x its tok/s).
+#     of the same size, when it is installed (target: >= 10x its tok/s;
+#     bench/llama_sid.sh unpacks Debian sid's where the release has none).
 # Decoding samples (TEMP=1, SEED=1: the same tokens in every run):
 # greedy decoding of a random-weight model loops over a few tokens, and
 # routing, which follows the tokens, would then repeat and make every cache
