@@ -101,3 +101,12 @@ cgroup_run() {
     rmdir "$cg" 2>/dev/null || true
     echo "$rc ${oom:-?} $peak"
 }
+
+# llama_ts FILE pp|tg: tok/s from llama-bench's CSV (-o csv) in FILE: its
+# prompt test (n_gen 0) or its generation test (n_prompt 0); empty if none
+llama_ts() {
+    awk -F, -v kind="$2" '/avg_ts/ { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); c[h] = i }; next }
+        c["avg_ts"] { for (i = 1; i <= NF; i++) gsub(/"/, "", $i)
+            if ((kind == "pp" && $c["n_gen"] == 0) || (kind == "tg" && $c["n_prompt"] == 0)) v = $c["avg_ts"] }
+        END { print v }' "$1"
+}
