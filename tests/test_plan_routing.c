@@ -14,6 +14,9 @@
 #include <time.h>
 
 #include "../tools/synth/synth.h"
+#include "api/routing_calib.h"
+#include "model/model_spec.h"
+#include "plan/inputs.h"
 #include "run_helpers.h"
 #include "test.h"
 
@@ -134,6 +137,45 @@ TEST(test_plan_routing_cached_per_file)
     CHECK(strata(test_strata_bin(), args, &out, true) != 0 && out && strstr(out, "--moe-routing 'sometimes'"), " %s",
           out ? out : "");
     free(out);
+}
+
+/* routing_for_plan on model `path` (the plan's model at -c 256, 2
+ * threads) with --mem `mem` and this machine's default budget as the plan
+ * probed it, `here`: the note it leaves, and whether it measured. */
+static bool calibrate_with(const char *path, uint64_t mem, uint64_t here, char *note, size_t len)
+{
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    plan_model pm = {0};
+    strata_error e;
+    strata_plan_params p = {.mem_budget = mem, .n_threads = 2};
+    bool ok = gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
+              plan_model_from_engine(f, spec, 2, 256, 0, &pm, &e) == STRATA_OK;
+    if (ok) ok = routing_for_plan(path, &p, here, &pm, note, len, &e) == STRATA_OK;
+    if (!ok) test_fail(__FILE__, __LINE__, "calibrate", " %s", e.message);
+    bool measured = ok && pm.routing_tokens > 0;
+    plan_model_free(&pm);
+    model_spec_free(spec);
+    gguf_close(f);
+    return measured;
+}
+
+/* The calibration runs under the budget the plan hands it: its --mem, at
+ * most this machine's default as the plan's own probe found it; it does
+ * not probe the machine again. A stated default of 3 MiB, less than the
+ * model needs to open, makes the calibration fail with that budget where
+ * this machine's real default (hundreds of MiB at least) would measure;
+ * a --mem below it is the budget then; with room, it measures. */
+TEST(test_plan_routing_calibration_takes_the_plans_machine)
+{
+    char m[1100], note[600];
+    REQUIRE(make_model("budget", 1.0, m, sizeof m));
+    CHECK(!calibrate_with(m, 0, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 3.00 MiB"), " %s", note);
+    CHECK(!calibrate_with(m, 2ull << 20, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 2.00 MiB"),
+          " %s", note);
+    CHECK(!calibrate_with(m, 64ull << 20, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 3.00 MiB"),
+          " %s", note);
+    CHECK(calibrate_with(m, 0, 64ull << 20, note, sizeof note) && !note[0], " %s", note);
 }
 
 /* Rewrites the cache entry of model `path` (the one naming it) with
