@@ -15,6 +15,7 @@
 
 #include "../tools/synth/synth.h"
 #include "api/routing_calib.h"
+#include "gguf_helpers.h"
 #include "model/model_spec.h"
 #include "plan/inputs.h"
 #include "run_helpers.h"
@@ -176,6 +177,26 @@ TEST(test_plan_routing_calibration_takes_the_plans_machine)
     CHECK(!calibrate_with(m, 64ull << 20, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 3.00 MiB"),
           " %s", note);
     CHECK(calibrate_with(m, 0, 64ull << 20, note, sizeof note) && !note[0], " %s", note);
+}
+
+/* A split model's entry is checked against every part: a second part
+ * whose modification time changed makes `plan` measure again. */
+TEST(test_plan_routing_split_model_checks_every_part)
+{
+    char m[1100], prefix[1100], first[1200], second[1200];
+    REQUIRE(make_model("split-source", 1.0, m, sizeof m));
+    snprintf(prefix, sizeof prefix, "%s/split", scratch());
+    strata_error e;
+    REQUIRE(write_split_copy(m, prefix, 2, &e) == STRATA_OK, " %s", e.message);
+    snprintf(first, sizeof first, "%s-00001-of-00002.gguf", prefix);
+    snprintf(second, sizeof second, "%s-00002-of-00002.gguf", prefix);
+    long long mem = 64ll << 20;
+    CHECK(plan_measures(first, mem), " the first plan did not measure the routing");
+    CHECK(!plan_measures(first, mem), " the second plan measured it again");
+    struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    REQUIRE(utimensat(AT_FDCWD, second, t, 0) == 0);
+    CHECK(plan_measures(first, mem), " a changed second part was not measured again");
+    CHECK(!plan_measures(first, mem), " the entry measured again was not used");
 }
 
 /* Rewrites the cache entry of model `path` (the one naming it) with
