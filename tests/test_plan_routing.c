@@ -115,6 +115,19 @@ TEST(test_plan_routing_measured_hit_rate_matches_run)
           " plan %.3f (uniform routing: %.3f), the run %.3f", measured, uniform, seen);
 }
 
+/* Plans of model m: the first measures, the next reads the cache; once
+ * file `touched` (m or a part of it) has a new modification time, the
+ * next measures again, and the one after reads that. */
+static void check_measured_until_touched(const char *m, const char *touched, long long mem)
+{
+    CHECK(plan_measures(m, mem), " the first plan did not measure the routing");
+    CHECK(!plan_measures(m, mem), " the second plan measured it again");
+    struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    REQUIRE(utimensat(AT_FDCWD, touched, t, 0) == 0);
+    CHECK(plan_measures(m, mem), " %s changed and was not measured again", touched);
+    CHECK(!plan_measures(m, mem), " the entry measured again was not used");
+}
+
 /* Measured once per file: the next plan reads the cache; a changed file
  * (its modification time) or a damaged entry is measured again. */
 TEST(test_plan_routing_cached_per_file)
@@ -122,11 +135,7 @@ TEST(test_plan_routing_cached_per_file)
     char m[1100];
     REQUIRE(make_model("cached", 1.0, m, sizeof m));
     long long mem = 64ll << 20;
-    CHECK(plan_measures(m, mem), " the first plan did not measure the routing");
-    CHECK(!plan_measures(m, mem), " the second plan measured it again");
-    struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
-    REQUIRE(utimensat(AT_FDCWD, m, t, 0) == 0);
-    CHECK(plan_measures(m, mem), " a changed file was not measured again");
+    check_measured_until_touched(m, m, mem);
     /* every cache entry damaged: measured again, and the plan still made */
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd, "for f in '%s'/cache/strata/routing/*.json; do printf '{\"picks\": [' > \"$f\"; done",
@@ -190,13 +199,7 @@ TEST(test_plan_routing_split_model_checks_every_part)
     REQUIRE(write_split_copy(m, prefix, 2, &e) == STRATA_OK, " %s", e.message);
     snprintf(first, sizeof first, "%s-00001-of-00002.gguf", prefix);
     snprintf(second, sizeof second, "%s-00002-of-00002.gguf", prefix);
-    long long mem = 64ll << 20;
-    CHECK(plan_measures(first, mem), " the first plan did not measure the routing");
-    CHECK(!plan_measures(first, mem), " the second plan measured it again");
-    struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
-    REQUIRE(utimensat(AT_FDCWD, second, t, 0) == 0);
-    CHECK(plan_measures(first, mem), " a changed second part was not measured again");
-    CHECK(!plan_measures(first, mem), " the entry measured again was not used");
+    check_measured_until_touched(first, second, 64ll << 20);
 }
 
 /* Rewrites the cache entry of model `path` (the one naming it) with
