@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/error.h"
+
 uint8_t *read_whole_file(const char *path, size_t *size)
 {
     FILE *fp = fopen(path, "rb");
@@ -64,5 +66,55 @@ strata_status write_sample_gguf(const char *path, uint32_t version, strata_error
     st = gguf_writer_close(w, err);
 out:
     gguf_writer_free(w);
+    return st;
+}
+
+/* Part `no` of write_split_copy: tensors [first, end) of f. */
+static strata_status write_part_of(const gguf_file *f, const char *prefix, uint32_t no, uint32_t parts,
+                                   uint64_t first, uint64_t end, strata_error *err)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s-%05u-of-%05u.gguf", prefix, no + 1, parts);
+    gguf_writer *w = gguf_writer_new();
+    strata_status st = w ? gguf_writer_set_alignment(w, f->alignment, err) : err_set(err, STRATA_E_NOMEM, "no memory");
+    for (uint64_t i = 0; !st && no == 0 && i < f->n_kv; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)f->kv[i].key.len, f->kv[i].key.ptr);
+        if (strncmp(key, "split.", 6) && strcmp(key, "general.alignment"))
+            st = gguf_writer_set(w, key, &f->kv[i].value, err);
+    }
+    if (!st) st = gguf_writer_set(w, "split.no", &(gguf_value){.type = GGUF_TYPE_U16, .u = no}, err);
+    if (!st) st = gguf_writer_set(w, "split.count", &(gguf_value){.type = GGUF_TYPE_U16, .u = parts}, err);
+    if (!st) st = gguf_writer_set_i32(w, "split.tensors.count", (int32_t)f->n_tensors, err);
+    for (uint64_t t = first; !st && t < end; t++) {
+        const gguf_tensor *x = &f->tensors[t];
+        st = gguf_writer_add_tensor(w, x->name, x->type, x->n_dims, x->ne, err);
+    }
+    if (!st) st = gguf_writer_open(w, path, err);
+    FILE *in = st ? NULL : fopen(f->splits[0].path, "rb");
+    if (!st && !in) st = err_set(err, STRATA_E_IO, "%s: cannot open", f->splits[0].path);
+    char buf[1 << 16];
+    for (uint64_t t = first; !st && t < end; t++) {
+        const gguf_tensor *x = &f->tensors[t];
+        if (fseeko(in, (off_t)x->file_offset, SEEK_SET) != 0) st = err_set(err, STRATA_E_IO, "%s: seek", x->name);
+        for (uint64_t left = x->n_bytes; !st && left > 0;) {
+            size_t n = left < sizeof buf ? (size_t)left : sizeof buf;
+            st = fread(buf, 1, n, in) == n ? gguf_writer_write(w, buf, n, err) : err_set(err, STRATA_E_IO, "%s: read", x->name);
+            left -= n;
+        }
+    }
+    if (in) fclose(in);
+    if (!st) st = gguf_writer_close(w, err);
+    gguf_writer_free(w);
+    return st;
+}
+
+strata_status write_split_copy(const char *src, const char *prefix, uint32_t parts, strata_error *err)
+{
+    gguf_file *f = NULL;
+    strata_status st = gguf_open(src, &f, err);
+    for (uint32_t no = 0; !st && no < parts; no++)
+        st = write_part_of(f, prefix, no, parts, f->n_tensors * no / parts, f->n_tensors * (no + 1) / parts, err);
+    gguf_close(f);
     return st;
 }

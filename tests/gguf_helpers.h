@@ -15,4 +15,9 @@ uint8_t *read_whole_file(const char *path, size_t *size);
  * string arrays included) and three F32/Q8_0 tensors to path. */
 strata_status write_sample_gguf(const char *path, uint32_t version, strata_error *err);
 
+/* Rewrites the model at src as a split model of `parts` files,
+ * PREFIX-0000K-of-0000N.gguf: the first holds every metadata key, each a
+ * consecutive share of the tensors (data copied byte for byte). */
+strata_status write_split_copy(const char *src, const char *prefix, uint32_t parts, strata_error *err);
+
 #endif

@@ -11,6 +11,7 @@
 #include "plan/inputs.h"
 #include "store/store.h"
 #include "plan/plan.h"
+#include "plan/plan_experts.h"
 #include "plan/plan_text.h"
 #include "plan/routing.h"
 #include "test.h"
@@ -1033,33 +1034,87 @@ static void poisson_tail(double lam, int c, double *above, double *at)
  * a share f of those counted c times, filling 9 in expectation; a perfect
  * LFU would keep 9 of the 0.3 units (hit 9 x 0.3 / 8 = 0.3375). LRU (one
  * token: 8 units; two: 16 (0.51 + 0.36) > 10) hits p^2 / p: 0.26, less. */
+/* The model of the LFU tests: 4 layers of 8 experts (2 used a token),
+ * each with 4 units of chance 0.3 and 4 of 0.2, and its plan (q) at a
+ * budget whose cache holds 10 units; false if it does not. */
+static bool popular_plan(plan_model *m, const plan_request *q, plan_result *r)
+{
+    moe_model(m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
+    for (uint32_t g = 0; g < 4; g++) {
+        if (!(m->experts[g].chances = calloc(2, sizeof *m->experts[g].chances))) return false;
+        m->experts[g].chances[0] = (struct plan_unit_chance){0.3, 4};
+        m->experts[g].chances[1] = (struct plan_unit_chance){0.2, 4};
+        m->experts[g].n_chances = 2;
+    }
+    m->routing_tokens = 1000;
+    plan_machine hw = cpu_machine(24 * MiB);
+    plan_compute(m, &hw, q, r);
+    if (r->chosen.feasible && r->chosen.expert_slots == 10) return true;
+    test_fail(__FILE__, __LINE__, "popular_plan", " %s, %u units", r->chosen.reason, r->chosen.expert_slots);
+    return false;
+}
+
+/* LFU's threshold on popular_model's 10-unit cache: its 9 stable slots
+ * keep the 32 units counted more than c times and a share f (returned) of
+ * those counted c times; above[i], at[i]: P(X > c), P(X = c) of the 0.3
+ * (i = 0) and 0.2 units. */
+static double popular_lfu_share(double above[2], double at[2])
+{
+    double f = -1;
+    for (int c = 0; c < 100 && f < 0; c++) {
+        poisson_tail(24 * 0.3, c, &above[0], &at[0]);
+        poisson_tail(24 * 0.2, c, &above[1], &at[1]);
+        if (16 * (above[0] + above[1]) <= 9) f = (9 - 16 * (above[0] + above[1])) / (16 * (at[0] + at[1]));
+    }
+    return f;
+}
+
 TEST(test_plan_moe_lfu_learns_popularity)
 {
     plan_model m;
-    moe_model(&m, 4, 2 * MiB, 2 * MiB, 8, 2, 1 * MiB);
-    for (uint32_t g = 0; g < 4; g++) {
-        m.experts[g].chances = calloc(2, sizeof *m.experts[g].chances);
-        REQUIRE(m.experts[g].chances);
-        m.experts[g].chances[0] = (struct plan_unit_chance){0.3, 4};
-        m.experts[g].chances[1] = (struct plan_unit_chance){0.2, 4};
-        m.experts[g].n_chances = 2;
-    }
-    m.routing_tokens = 1000;
-    plan_machine hw = cpu_machine(24 * MiB);
     plan_request q = {.n_ctx = 1024, .cpu_only = true};
     plan_result r;
-    plan_compute(&m, &hw, &q, &r);
-    REQUIRE(r.chosen.feasible && r.chosen.expert_slots == 10, " %s", r.chosen.reason);
-    double hot_above = 0, hot_at = 0, cold_above = 0, cold_at = 0, f = -1;
-    for (int c = 0; c < 100 && f < 0; c++) {
-        poisson_tail(24 * 0.3, c, &hot_above, &hot_at);
-        poisson_tail(24 * 0.2, c, &cold_above, &cold_at);
-        double above = 16 * hot_above + 16 * cold_above, at = 16 * hot_at + 16 * cold_at;
-        if (above <= 9) f = (9 - above) / at;
-    }
-    double hit = (16 * 0.3 * (hot_above + f * hot_at) + 16 * 0.2 * (cold_above + f * cold_at)) / 8;
+    if (!popular_plan(&m, &q, &r)) return;
+    double above[2], at[2], f = popular_lfu_share(above, at);
+    double hit = (16 * 0.3 * (above[0] + f * at[0]) + 16 * 0.2 * (above[1] + f * at[1])) / 8;
     CHECK(hit > 0.26 && hit < 0.3375 && near(r.chosen.expert_hit_rate, hit), " %.9g vs %.9g", r.chosen.expert_hit_rate,
           hit);
+    plan_result_free(&r);
+    free_model(&m);
+}
+
+/* The estimate works out each unit group's chance of being cached once
+ * per plan (the hit-rate functions only read it; before, every call
+ * walked the Poisson terms again). The model of
+ * test_plan_moe_lfu_learns_popularity: under LFU a unit of chance p is
+ * kept with P(Poisson(24 p) > c) + f P(= c); under LRU (the cache keeps
+ * one token: 8 of 10 units, two would need 13.9) with p itself. A layer
+ * whose experts a GPU computes has no groups in the tables. */
+TEST(test_plan_moe_estimate_tables)
+{
+    plan_model m;
+    plan_request q = {.n_ctx = 1024, .cpu_only = true};
+    plan_result r;
+    if (!popular_plan(&m, &q, &r)) return;
+    double above[2], at[2], f = popular_lfu_share(above, at);
+    expert_estimate x = plan_experts_estimate(&m, &r.chosen);
+    REQUIRE(x.lfu_kept && x.n_sets == 4 && x.first[4] == 8 && x.tokens == 1, " %u tokens", x.tokens);
+    for (uint32_t g = 0; g < 4; g++) {
+        CHECK(x.first[g] == 2 * g && !x.lfu_loses[g], " set %u", g);
+        for (uint32_t i = 0; i < 2; i++)
+            CHECK(near(x.lfu_kept[2 * g + i], above[i] + f * at[i]) && near(x.lru_kept[2 * g + i], i ? 0.2 : 0.3),
+                  " set %u group %u: %.9g, %.9g", g, i, x.lfu_kept[2 * g + i], x.lru_kept[2 * g + i]);
+        CHECK(near(plan_experts_hit_rate(&m, g, &r.chosen, &q, &x), r.chosen.expert_hit_rate));
+    }
+    plan_experts_estimate_free(&x);
+    CHECK(!x.first && !x.lru_kept && !x.lfu_kept && !x.lfu_loses);
+    int8_t cpu = r.chosen.tier[1];
+    r.chosen.tier[1] = 0; /* layer 1's experts on GPU 0 */
+    x = plan_experts_estimate(&m, &r.chosen);
+    REQUIRE(x.first);
+    CHECK(x.first[1] == 2 && x.first[2] == 2 && x.first[4] == 6, " %u %u %u", x.first[1], x.first[2], x.first[4]);
+    plan_experts_estimate_free(&x);
+    r.chosen.tier[1] = cpu;
     plan_result_free(&r);
     free_model(&m);
 }

@@ -14,6 +14,10 @@
 #include <time.h>
 
 #include "../tools/synth/synth.h"
+#include "api/routing_calib.h"
+#include "gguf_helpers.h"
+#include "model/model_spec.h"
+#include "plan/inputs.h"
 #include "run_helpers.h"
 #include "test.h"
 
@@ -111,6 +115,19 @@ TEST(test_plan_routing_measured_hit_rate_matches_run)
           " plan %.3f (uniform routing: %.3f), the run %.3f", measured, uniform, seen);
 }
 
+/* Plans of model m: the first measures, the next reads the cache; once
+ * file `touched` (m or a part of it) has a new modification time, the
+ * next measures again, and the one after reads that. */
+static void check_measured_until_touched(const char *m, const char *touched, long long mem)
+{
+    CHECK(plan_measures(m, mem), " the first plan did not measure the routing");
+    CHECK(!plan_measures(m, mem), " the second plan measured it again");
+    struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    REQUIRE(utimensat(AT_FDCWD, touched, t, 0) == 0);
+    CHECK(plan_measures(m, mem), " %s changed and was not measured again", touched);
+    CHECK(!plan_measures(m, mem), " the entry measured again was not used");
+}
+
 /* Measured once per file: the next plan reads the cache; a changed file
  * (its modification time) or a damaged entry is measured again. */
 TEST(test_plan_routing_cached_per_file)
@@ -118,11 +135,7 @@ TEST(test_plan_routing_cached_per_file)
     char m[1100];
     REQUIRE(make_model("cached", 1.0, m, sizeof m));
     long long mem = 64ll << 20;
-    CHECK(plan_measures(m, mem), " the first plan did not measure the routing");
-    CHECK(!plan_measures(m, mem), " the second plan measured it again");
-    struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
-    REQUIRE(utimensat(AT_FDCWD, m, t, 0) == 0);
-    CHECK(plan_measures(m, mem), " a changed file was not measured again");
+    check_measured_until_touched(m, m, mem);
     /* every cache entry damaged: measured again, and the plan still made */
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd, "for f in '%s'/cache/strata/routing/*.json; do printf '{\"picks\": [' > \"$f\"; done",
@@ -134,6 +147,59 @@ TEST(test_plan_routing_cached_per_file)
     CHECK(strata(test_strata_bin(), args, &out, true) != 0 && out && strstr(out, "--moe-routing 'sometimes'"), " %s",
           out ? out : "");
     free(out);
+}
+
+/* routing_for_plan on model `path` (the plan's model at -c 256, 2
+ * threads) with --mem `mem` and this machine's default budget as the plan
+ * probed it, `here`: the note it leaves, and whether it measured. */
+static bool calibrate_with(const char *path, uint64_t mem, uint64_t here, char *note, size_t len)
+{
+    gguf_file *f = NULL;
+    model_spec *spec = NULL;
+    plan_model pm = {0};
+    strata_error e;
+    strata_plan_params p = {.mem_budget = mem, .n_threads = 2};
+    bool ok = gguf_open(path, &f, &e) == STRATA_OK && model_spec_from_gguf(f, path, &spec, &e) == STRATA_OK &&
+              plan_model_from_engine(f, spec, 2, 256, 0, &pm, &e) == STRATA_OK;
+    if (ok) ok = routing_for_plan(path, &p, here, &pm, note, len, &e) == STRATA_OK;
+    if (!ok) test_fail(__FILE__, __LINE__, "calibrate", " %s", e.message);
+    bool measured = ok && pm.routing_tokens > 0;
+    plan_model_free(&pm);
+    model_spec_free(spec);
+    gguf_close(f);
+    return measured;
+}
+
+/* The calibration runs under the budget the plan hands it: its --mem, at
+ * most this machine's default as the plan's own probe found it; it does
+ * not probe the machine again. A stated default of 3 MiB, less than the
+ * model needs to open, makes the calibration fail with that budget where
+ * this machine's real default (hundreds of MiB at least) would measure;
+ * a --mem below it is the budget then; with room, it measures. */
+TEST(test_plan_routing_calibration_takes_the_plans_machine)
+{
+    char m[1100], note[600];
+    REQUIRE(make_model("budget", 1.0, m, sizeof m));
+    CHECK(!calibrate_with(m, 0, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 3.00 MiB"), " %s", note);
+    CHECK(!calibrate_with(m, 2ull << 20, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 2.00 MiB"),
+          " %s", note);
+    CHECK(!calibrate_with(m, 64ull << 20, 3ull << 20, note, sizeof note) && strstr(note, "the budget is 3.00 MiB"),
+          " %s", note);
+    CHECK(calibrate_with(m, 0, 64ull << 20, note, sizeof note) && !note[0], " %s", note);
+}
+
+/* A split model's entry is checked against every part: a second part
+ * whose modification time changed makes `plan` measure again. */
+TEST(test_plan_routing_split_model_checks_every_part)
+{
+    char m[1100], prefix[1100], first[1200], second[1200];
+    REQUIRE(make_model("split-source", 1.0, m, sizeof m));
+    snprintf(prefix, sizeof prefix, "%s/split", scratch());
+    strata_error e;
+    REQUIRE(write_split_copy(m, prefix, 2, &e) == STRATA_OK, " %s", e.message);
+    snprintf(first, sizeof first, "%s-00001-of-00002.gguf", prefix);
+    snprintf(second, sizeof second, "%s-00002-of-00002.gguf", prefix);
+    check_measured_until_touched(first, second, 64ll << 20);
 }
 
 /* Rewrites the cache entry of model `path` (the one naming it) with

@@ -18,8 +18,10 @@ static plan_kv kv_of(strata_kv_type t)
 }
 
 /* The model as the engine would run it with the plan's threads, and the
- * machine (this one, measured if need be, or the profile file). */
-static strata_status inputs(strata_plan *s, const char *path, const strata_plan_params *p, strata_error *err)
+ * machine (this one, measured if need be, or the profile file); *here_budget:
+ * this machine's default budget, 0 for a profile's machine. */
+static strata_status inputs(strata_plan *s, const char *path, const strata_plan_params *p, uint64_t *here_budget,
+                            strata_error *err)
 {
     gguf_file *f = NULL;
     model_spec *spec = NULL;
@@ -34,6 +36,7 @@ static strata_status inputs(strata_plan *s, const char *path, const strata_plan_
     if (!st) st = plan_model_from_engine(f, spec, p->n_threads ? p->n_threads : hw_default_threads(&hw->cpu),
                                          p->n_ctx, p->n_batch, &s->model, err); /* buffers as `run -c -b` has them */
     if (!st) plan_machine_from_profile(hw, p->mem_budget, p->n_threads, &s->machine);
+    *here_budget = !st && !p->profile_file ? hw_default_budget(hw->mem.usable) : 0;
     model_spec_free(spec);
     gguf_close(f);
     free(hw);
@@ -47,8 +50,10 @@ strata_status strata_plan_make(const char *model_path, const strata_plan_params 
     strata_plan *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, STRATA_E_NOMEM, "out of memory");
     snprintf(s->model_path, sizeof s->model_path, "%s", model_path);
-    strata_status st = inputs(s, model_path, p, err);
-    if (!st) st = routing_for_plan(model_path, p, &s->model, s->routing_note, sizeof s->routing_note, err);
+    uint64_t here_budget = 0;
+    strata_status st = inputs(s, model_path, p, &here_budget, err);
+    if (!st)
+        st = routing_for_plan(model_path, p, here_budget, &s->model, s->routing_note, sizeof s->routing_note, err);
     if (st) {
         strata_plan_free(s);
         return st;

@@ -55,22 +55,28 @@ static strata_status prompt(const char *path, int32_t *out, strata_error *err)
 }
 
 /* The memory the calibration may take: this machine's default budget
- * (what `run` takes), or the plan's --mem when that is less (a --hw
- * profile's machine may be larger than this one). */
-static strata_status budget(const char *path, const strata_plan_params *p, uint64_t *out, strata_error *err)
+ * (what `run` takes; here: as the plan probed it, 0 when it did not), or
+ * the plan's --mem when that is less (a --hw profile's machine may be
+ * larger than this one). */
+static strata_status budget(const char *path, const strata_plan_params *p, uint64_t here, uint64_t *out,
+                            strata_error *err)
 {
-    strata_machine here;
-    strata_status st = strata_machine_probe(path, &here, err);
-    if (st) return st;
-    *out = p->mem_budget && p->mem_budget < here.default_budget ? p->mem_budget : here.default_budget;
+    if (!here) {
+        strata_machine m;
+        strata_status st = strata_machine_probe(path, &m, err);
+        if (st) return st;
+        here = m.default_budget;
+    }
+    *out = p->mem_budget && p->mem_budget < here ? p->mem_budget : here;
     return STRATA_OK;
 }
 
 /* The picks of one prompt's pass into r. */
-static strata_status measure(const char *path, const strata_plan_params *p, plan_routing *r, strata_error *err)
+static strata_status measure(const char *path, const strata_plan_params *p, uint64_t here_budget, plan_routing *r,
+                             strata_error *err)
 {
     strata_model_params mp = strata_model_default_params();
-    strata_status st = budget(path, p, &mp.mem_budget, err);
+    strata_status st = budget(path, p, here_budget, &mp.mem_budget, err);
     if (st) return st;
     mp.plan = true; /* weights placed as a run's under this budget: the rest streamed */
     mp.n_threads = p->n_threads;
@@ -97,8 +103,8 @@ static strata_status measure(const char *path, const strata_plan_params *p, plan
     return st;
 }
 
-strata_status routing_for_plan(const char *model_path, const strata_plan_params *p, plan_model *pm, char *note,
-                               size_t note_len, strata_error *err)
+strata_status routing_for_plan(const char *model_path, const strata_plan_params *p, uint64_t here_budget,
+                               plan_model *pm, char *note, size_t note_len, strata_error *err)
 {
     if (note_len) note[0] = '\0';
     if (!has_experts(pm) || p->moe_hit_rate_set || p->moe_uniform_routing) return STRATA_OK;
@@ -114,7 +120,7 @@ strata_status routing_for_plan(const char *model_path, const strata_plan_params 
     strata_error e = {0};
     fprintf(stderr, "strata: measuring how %s routes tokens to experts (a %d-token prompt, once per file)\n",
             model_path, ROUTING_CALIB_TOKENS);
-    if (measure(model_path, p, &r, &e)) {
+    if (measure(model_path, p, here_budget, &r, &e)) {
         snprintf(note, note_len, "routing not measured (%.400s): uniform routing assumed", e.message);
         return STRATA_OK;
     }

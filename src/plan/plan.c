@@ -610,8 +610,8 @@ static batch_extra batch_expert_reads(const plan_model *m, const plan_machine *h
             x.used_vram_s += (double)set_used(e) * (double)e->unit_weight_bytes / vram_bw(&hw->gpus[p->tier[g]]);
             continue;
         }
-        double token_misses = set_used(e) * (1 - plan_experts_hit_rate(e, p, req, kept));
-        x.disk += (plan_experts_batch_misses(e, p, req, kept, B) - token_misses) * (double)e->unit_bytes;
+        double token_misses = set_used(e) * (1 - plan_experts_hit_rate(m, g, p, req, kept));
+        x.disk += (plan_experts_batch_misses(m, g, p, req, kept, B) - token_misses) * (double)e->unit_bytes;
         if (c->over_link) x.link += more * (double)e->unit_bytes, x.raw += more * (double)e->unit_bytes;
         else x.ram += more * (double)e->unit_weight_bytes;
     }
@@ -742,7 +742,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
             r.gpu_read[p->tier[g]] += w;
             continue;
         }
-        double hit = plan_experts_hit_rate(e, p, req, &kept);
+        double hit = plan_experts_hit_rate(m, g, p, req, &kept);
         requests += (double)used;
         hits += hit * (double)used;
         expert_disk += (1 - hit) * (double)(used * e->unit_bytes);
@@ -767,6 +767,7 @@ static void cost(const plan_model *m, const plan_machine *hw, const plan_request
     p->disk_bytes_per_token += m->embd_row_bytes;
     price_decode(m, hw, c, &r, p);
     price_prefill(m, hw, req, c, &r, &kept, p);
+    plan_experts_estimate_free(&kept);
 }
 
 /* Whether the engine executes a GPU plan as planned: one GPU (GPU 0), and

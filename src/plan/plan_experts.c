@@ -101,6 +101,37 @@ static void poisson_next(poisson_walk *w, uint32_t c)
     if (w->above < 0) w->above = 0;
 }
 
+/* The estimate's tables (plan_experts.h): set g's groups at first[g]. */
+static bool alloc_tables(const plan_model *m, const plan *p, expert_estimate *x)
+{
+    x->n_sets = m->n_expert_sets;
+    x->first = malloc(((size_t)m->n_expert_sets + 1) * sizeof *x->first);
+    x->lfu_loses = calloc(m->n_expert_sets ? m->n_expert_sets : 1, sizeof *x->lfu_loses);
+    if (!x->first || !x->lfu_loses) return false;
+    uint32_t n = 0;
+    for (uint32_t g = 0; g < m->n_expert_sets; g++) {
+        const plan_expert_set *e = cpu_set(m, p, g);
+        x->first[g] = n;
+        n += e ? (e->n_chances && e->chances ? e->n_chances : 1) : 0;
+    }
+    x->first[m->n_expert_sets] = n;
+    x->lru_kept = malloc((n ? n : 1) * sizeof *x->lru_kept);
+    x->lfu_kept = malloc((n ? n : 1) * sizeof *x->lfu_kept);
+    return x->lru_kept && x->lfu_kept;
+}
+
+/* The CPU's sets' groups in the tables' order into all[first[n_sets]]. */
+static void gather_groups(const plan_model *m, const plan *p, unit_chance *all)
+{
+    uint32_t n = 0;
+    for (uint32_t g = 0; g < m->n_expert_sets; g++) {
+        const plan_expert_set *e = cpu_set(m, p, g);
+        unit_chance one;
+        const unit_chance *c;
+        for (uint32_t i = 0, k = e ? chances_of(e, &c, &one) : 0; i < k; i++) all[n++] = c[i];
+    }
+}
+
 /* LFU keeps in its stable slots (all but the transient ones,
  * expert_cache.c) the units its counts rank highest, and it counts them
  * over a finite history: a unit of chance p is counted Poisson(history x
@@ -108,30 +139,15 @@ static void poisson_next(poisson_walk *w, uint32_t c)
  * one. The threshold: the count c and share f at which the expected units
  * kept, sum of P(X > c) + f P(X = c), fill the stable slots. (Knowing the
  * chances exactly would keep the most likely units; on bench-moe's model
- * that overstated the hit rate by 5 to 7 points.) */
-static void lfu_keeps(const plan_model *m, const plan *p, expert_estimate *x)
+ * that overstated the hit rate by 5 to 7 points.) The walk that finds it
+ * leaves each group's count at c: its chance of being kept, x->lfu_kept. */
+static void lfu_keeps(const plan *p, const unit_chance *all, uint32_t n, expert_estimate *x)
 {
-    x->history = lfu_history(m, p);
-    x->keep_count = 0;
-    x->keep_share = 1;
-    uint32_t n = 0;
-    for (uint32_t g = 0; g < m->n_expert_sets; g++) {
-        const plan_expert_set *e = cpu_set(m, p, g);
-        n += e ? (e->n_chances && e->chances ? e->n_chances : 1) : 0;
-    }
-    unit_chance *all = malloc((n ? n : 1) * sizeof *all); /* [n] every CPU set's groups */
-    poisson_walk *w = malloc((n ? n : 1) * sizeof *w);   /* [n] their counts' walk */
-    if (!all || !w) {
-        free(all);
-        free(w);
+    poisson_walk *w = malloc((n ? n : 1) * sizeof *w); /* [n] the groups' counts' walk */
+    if (!w) {
+        free(x->lfu_kept);
+        x->lfu_kept = NULL;
         return;
-    }
-    n = 0;
-    for (uint32_t g = 0; g < m->n_expert_sets; g++) {
-        const plan_expert_set *e = cpu_set(m, p, g);
-        unit_chance one;
-        const unit_chance *c;
-        for (uint32_t i = 0, k = e ? chances_of(e, &c, &one) : 0; i < k; i++) all[n++] = c[i];
     }
     for (uint32_t i = 0; i < n; i++) w[i] = poisson_at_0(x->history * all[i].chance);
     double stable = (double)(p->expert_slots - store_expert_lfu_transient(p->expert_slots));
@@ -145,16 +161,53 @@ static void lfu_keeps(const plan_model *m, const plan *p, expert_estimate *x)
         }
         for (uint32_t i = 0; i < n; i++) poisson_next(&w[i], c);
     }
-    free(all);
+    for (uint32_t i = 0; i < n; i++) x->lfu_kept[i] = w[i].above + x->keep_share * w[i].pmf;
     free(w);
 }
 
-/* The chance that LFU holds a unit of this chance in its stable slots. */
-static double lfu_kept(const expert_estimate *x, double chance)
+/* Under LRU, a unit of this chance is still cached when its layer chose it
+ * within the last x->tokens tokens. */
+static double lru_kept(const expert_estimate *x, double chance) { return 1 - pow(1 - chance, x->tokens); }
+
+/* Whether each set's hits are LRU's under LFU: its transient slots (an
+ * LRU) hold more of the set's requests than its stable ones. */
+static void lfu_losses(const unit_chance *all, expert_estimate *x)
 {
-    poisson_walk w = poisson_at_0(x->history * chance);
-    for (uint32_t c = 0; c < x->keep_count; c++) poisson_next(&w, c);
-    return w.above + x->keep_share * w.pmf;
+    for (uint32_t g = 0; g < x->n_sets; g++) {
+        double lru = 0, kept = 0;
+        for (uint32_t i = x->first[g]; i < x->first[g + 1]; i++) {
+            double r = all[i].chance * all[i].units; /* this group's requests per token */
+            lru += r * x->lru_kept[i];
+            kept += r * x->lfu_kept[i];
+        }
+        x->lfu_loses[g] = kept < lru;
+    }
+}
+
+void plan_experts_estimate_free(expert_estimate *x)
+{
+    free(x->first);
+    free(x->lru_kept);
+    free(x->lfu_kept);
+    free(x->lfu_loses);
+    x->first = NULL, x->lru_kept = x->lfu_kept = NULL, x->lfu_loses = NULL;
+}
+
+/* The tables of an estimate whose LRU tokens and LFU history are set;
+ * without memory, none (plan_experts.h). */
+static void kept_tables(const plan_model *m, const plan *p, expert_estimate *x)
+{
+    unit_chance *all = NULL; /* [first[n_sets]] every CPU set's groups */
+    bool ok = alloc_tables(m, p, x) && (all = malloc((x->first[x->n_sets] ? x->first[x->n_sets] : 1) * sizeof *all));
+    if (ok) {
+        gather_groups(m, p, all);
+        for (uint32_t i = 0; i < x->first[x->n_sets]; i++) x->lru_kept[i] = lru_kept(x, all[i].chance);
+        lfu_keeps(p, all, x->first[x->n_sets], x);
+        ok = x->lfu_kept != NULL;
+    }
+    if (ok) lfu_losses(all, x);
+    else plan_experts_estimate_free(x);
+    free(all);
 }
 
 expert_estimate plan_experts_estimate(const plan_model *m, const plan *p)
@@ -162,70 +215,73 @@ expert_estimate plan_experts_estimate(const plan_model *m, const plan *p)
     expert_estimate x = {.keep_share = 1};
     if (!p->expert_units || p->expert_slots >= p->expert_units) return x;
     x.tokens = lru_tokens(m, p);
-    lfu_keeps(m, p, &x);
+    x.history = lfu_history(m, p);
+    kept_tables(m, p, &x);
     return x;
 }
 
-/* Under LRU, a unit of this chance is still cached when its layer chose it
- * within the last x->tokens tokens. */
-static double lru_kept(const expert_estimate *x, double chance) { return 1 - pow(1 - chance, x->tokens); }
-
-/* Whether the set's hits are LRU's: the policy, or LFU whose transient
- * slots (an LRU) hold more of the set's requests than its stable ones. */
-static bool hits_by_recency(const plan_expert_set *e, const plan_request *req, const expert_estimate *x)
+/* Whether set g's hits are LRU's: the policy, or LFU's losing to its
+ * transient slots. */
+static bool hits_by_recency(uint32_t g, const plan_request *req, const expert_estimate *x)
 {
-    if (req->moe_lru) return true;
-    unit_chance one;
-    const unit_chance *c;
-    double lru = 0, kept = 0;
-    for (uint32_t i = 0, n = chances_of(e, &c, &one); i < n; i++) {
-        double r = c[i].chance * c[i].units; /* this group's requests per token */
-        lru += r * lru_kept(x, c[i].chance);
-        kept += r * lfu_kept(x, c[i].chance);
-    }
-    return kept < lru;
+    return req->moe_lru || (x->lfu_loses && g < x->n_sets && x->lfu_loses[g]);
 }
 
-/* The chance a unit of this chance is cached when asked for: 1 when the
- * cache holds every unit, the stated rate, else the policy's. */
-static double unit_hit(const plan *p, const plan_request *req, const expert_estimate *x, bool recency, double chance)
+/* Set g's kept chances under the rule (recency), n groups from its
+ * first; NULL without tables (memory ran out) or for a set the CPU does
+ * not compute (it has none). */
+static const double *kept_of(const expert_estimate *x, uint32_t g, uint32_t n, bool recency)
+{
+    if (!x->lru_kept || g >= x->n_sets || x->first[g + 1] - x->first[g] != n) return NULL;
+    return (recency ? x->lru_kept : x->lfu_kept) + x->first[g];
+}
+
+/* The chance a unit of group i is cached when asked for: 1 when the cache
+ * holds every unit, the stated rate, else the policy's (kept: the set's
+ * kept_of; none: 0, every request a miss). */
+static double unit_hit(const plan *p, const plan_request *req, const double *kept, uint32_t i)
 {
     if (p->expert_slots >= p->expert_units) return 1;
     if (req->moe_hit_rate_set) return req->moe_hit_rate < 0 ? 0 : req->moe_hit_rate > 1 ? 1 : req->moe_hit_rate;
-    return recency ? lru_kept(x, chance) : lfu_kept(x, chance);
+    return kept ? kept[i] : 0;
 }
 
-/* A set's hit rate with the policy's per-unit rule decided (recency). */
-static double hit_rate_by(const plan_expert_set *e, const plan *p, const plan_request *req, const expert_estimate *x,
-                          bool recency)
+/* Set g's hit rate with the policy's per-unit rule decided (recency). */
+static double hit_rate_by(const plan_model *m, uint32_t g, const plan *p, const plan_request *req,
+                          const expert_estimate *x, bool recency)
 {
     unit_chance one;
     const unit_chance *c;
     double asked = 0, hits = 0;
-    for (uint32_t i = 0, n = chances_of(e, &c, &one); i < n; i++) {
+    uint32_t n = chances_of(&m->experts[g], &c, &one);
+    const double *kept = kept_of(x, g, n, recency);
+    for (uint32_t i = 0; i < n; i++) {
         double r = c[i].chance * c[i].units; /* this group's requests per token */
         asked += r;
-        hits += r * unit_hit(p, req, x, recency, c[i].chance);
+        hits += r * unit_hit(p, req, kept, i);
     }
     return asked > 0 ? hits / asked : 1;
 }
 
-double plan_experts_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req,
+double plan_experts_hit_rate(const plan_model *m, uint32_t g, const plan *p, const plan_request *req,
                              const expert_estimate *x)
 {
-    return hit_rate_by(e, p, req, x, hits_by_recency(e, req, x));
+    return hit_rate_by(m, g, p, req, x, hits_by_recency(g, req, x));
 }
 
-double plan_experts_batch_misses(const plan_expert_set *e, const plan *p, const plan_request *req,
+double plan_experts_batch_misses(const plan_model *m, uint32_t g, const plan *p, const plan_request *req,
                                  const expert_estimate *x, double B)
 {
-    bool recency = hits_by_recency(e, req, x);
+    const plan_expert_set *e = &m->experts[g];
+    bool recency = hits_by_recency(g, req, x);
     unit_chance one;
     const unit_chance *c;
     double misses = 0;
-    for (uint32_t i = 0, n = chances_of(e, &c, &one); i < n; i++)
-        misses += c[i].units * (1 - pow(1 - c[i].chance, B)) * (1 - unit_hit(p, req, x, recency, c[i].chance));
-    double token = used_of(e) * (1 - hit_rate_by(e, p, req, x, recency));
+    uint32_t n = chances_of(e, &c, &one);
+    const double *kept = kept_of(x, g, n, recency);
+    for (uint32_t i = 0; i < n; i++)
+        misses += c[i].units * (1 - pow(1 - c[i].chance, B)) * (1 - unit_hit(p, req, kept, i));
+    double token = used_of(e) * (1 - hit_rate_by(m, g, p, req, x, recency));
     return misses > token ? misses : token;
 }
 

@@ -15,20 +15,34 @@ typedef struct expert_estimate {
     uint32_t keep_count; /* a unit counted more often than this in that history is kept in the stable
                             slots... */
     double keep_share;  /* ...and one counted exactly this often with this chance */
+    /* Each unit group's chance of being cached, worked out once per plan
+     * (the Poisson walk that finds keep_count) and read by the hit-rate
+     * functions below; NULL when the cache holds every unit, or when
+     * memory ran out (every request then counts as a miss). Set g's
+     * groups (chances_of order) are first[g] .. first[g + 1] - 1; a set
+     * the CPU does not compute has none. */
+    uint32_t n_sets;    /* the model's expert sets */
+    uint32_t *first;    /* [n_sets + 1] */
+    double *lru_kept;   /* [first[n_sets]] LRU: 1 - (1 - chance)^tokens */
+    double *lfu_kept;   /* [first[n_sets]] LFU's stable slots: P(count > keep_count) + keep_share P(= keep_count) */
+    bool *lfu_loses;    /* [n_sets] LFU's transient slots (an LRU) hold more of the set's requests than its
+                           stable ones: its hits are LRU's */
 } expert_estimate;
 
 /* Whether layer g's experts live on its GPU (a layer on a GPU takes its
  * experts, but for the first n_cpu_moe layers of llama.cpp's split). */
 bool plan_experts_on_gpu(const plan *p, uint32_t g);
 
-/* The estimate for plan p (its expert_slots and expert_units set). */
+/* The estimate for plan p (its expert_slots and expert_units set); free
+ * it with plan_experts_estimate_free. */
 expert_estimate plan_experts_estimate(const plan_model *m, const plan *p);
+void plan_experts_estimate_free(expert_estimate *x);
 
-/* The hit rate of a set's requests: 1 when the cache holds every unit,
+/* The hit rate of the requests of set g (one the CPU computes): 1 when the cache holds every unit,
  * else the stated one (--moe-hit-rate), else LRU's (req->moe_lru) or, for
  * LFU (the store's default), the better of its stable set's and LRU's
  * (its transient slots act as a small LRU). */
-double plan_experts_hit_rate(const plan_expert_set *e, const plan *p, const plan_request *req,
+double plan_experts_hit_rate(const plan_model *m, uint32_t g, const plan *p, const plan_request *req,
                              const expert_estimate *x);
 
 /* The distinct units of a set a batch of B tokens is routed to (at least
@@ -39,7 +53,7 @@ double plan_experts_in_batch(const plan_expert_set *e, double B);
  * token's misses): the units a batch adds beyond one token's are the less
  * likely ones, which a cache holds less often than the ones a token
  * mostly asks for. */
-double plan_experts_batch_misses(const plan_expert_set *e, const plan *p, const plan_request *req,
+double plan_experts_batch_misses(const plan_model *m, uint32_t g, const plan *p, const plan_request *req,
                                  const expert_estimate *x, double B);
 
 #endif

@@ -1,7 +1,9 @@
 /* The routing calibration's cache entries (routing.h): one JSON file per
  * model file,
  *   {"model": PATH, "size": BYTES, "mtime_ns": NS, "n_expert": N, "n_used": K,
- *    "tokens": T, "picks": [[...N counts...] per layer]}. */
+ *    "tokens": T, "picks": [[...N counts...] per layer]}
+ * and for a split model (PATH its first file) the other files' too,
+ *   "parts": [[BYTES, NS] per file after the first]. */
 #include "plan/routing.h"
 
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gguf/gguf.h"
 #include "hw/hw.h"
 #include "util/error.h"
 #include "util/outfile.h"
@@ -19,20 +22,51 @@
 #define MAX_LAYERS 4096u
 #define MAX_EXPERTS 65536u
 
-/* The file's identity: its canonical path, size and modification time. */
+/* A file's size and modification time. */
+typedef struct file_stamp {
+    uint64_t size, mtime_ns;
+} file_stamp;
+
+/* The model's identity: its (first) file's canonical path, and the size
+ * and modification time of each of its files: a change to any part of a
+ * split model makes its entry stale. */
 typedef struct file_id {
     char path[PATH_MAX];
-    uint64_t size, mtime_ns;
+    uint32_t n_files;
+    file_stamp *files; /* [n_files] the first file's first */
 } file_id;
 
-static strata_status identify(const char *model_path, file_id *id, strata_error *err)
+static strata_status stamp(const char *path, file_stamp *out, strata_error *err)
 {
     struct stat sb;
-    if (!realpath(model_path, id->path) || stat(id->path, &sb) != 0)
-        return err_set(err, STRATA_E_IO, "%s: %s", model_path, strerror(errno));
-    id->size = (uint64_t)sb.st_size;
-    id->mtime_ns = (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec;
+    if (stat(path, &sb) != 0) return err_set(err, STRATA_E_IO, "%s: %s", path, strerror(errno));
+    out->size = (uint64_t)sb.st_size;
+    out->mtime_ns = (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec;
     return STRATA_OK;
+}
+
+static void forget(file_id *id)
+{
+    free(id->files);
+    id->files = NULL;
+    id->n_files = 0;
+}
+
+/* The files are the ones the model opens as (gguf_open: a split model's
+ * every part). */
+static strata_status identify(const char *model_path, file_id *id, strata_error *err)
+{
+    id->files = NULL;
+    id->n_files = 0;
+    if (!realpath(model_path, id->path)) return err_set(err, STRATA_E_IO, "%s: %s", model_path, strerror(errno));
+    gguf_file *f = NULL;
+    strata_status st = gguf_open(id->path, &f, err);
+    if (!st && !(id->files = calloc(f->n_splits, sizeof *id->files)))
+        st = err_set(err, STRATA_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; !st && i < f->n_splits; i++, id->n_files++) st = stamp(f->splits[i].path, &id->files[i], err);
+    gguf_close(f);
+    if (st) forget(id);
+    return st;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
@@ -42,16 +76,15 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
     return h;
 }
 
-strata_status plan_routing_path(const char *model_path, char *buf, size_t len, strata_error *err)
+/* The cache file of the model whose first file's canonical path is `canonical`. */
+static strata_status entry_path(const char *canonical, char *buf, size_t len, strata_error *err)
 {
-    file_id id;
     char profile[4096];
-    strata_status st = identify(model_path, &id, err);
-    if (!st) st = hw_profile_default_path(profile, sizeof profile, err);
+    strata_status st = hw_profile_default_path(profile, sizeof profile, err);
     if (st) return st;
     char *slash = strrchr(profile, '/');
     if (slash) *slash = '\0';
-    uint64_t key = fnv1a(1469598103934665603ull, id.path, strlen(id.path));
+    uint64_t key = fnv1a(1469598103934665603ull, canonical, strlen(canonical));
     int n = snprintf(buf, len, "%s/routing/%016llx.json", profile, (unsigned long long)key);
     return n < 0 || (size_t)n >= len ? err_set(err, STRATA_E_INVALID, "cache directory path too long") : STRATA_OK;
 }
@@ -70,14 +103,30 @@ static bool get_u32(const json_t *o, const char *key, uint32_t lo, uint32_t hi, 
     return true;
 }
 
+/* Whether the entry's "parts" (absent for a single file) are the split
+ * model's files after the first, each of the same size and time. */
+static bool parts_match(const json_t *parts, const file_id *id)
+{
+    if (!parts) return id->n_files == 1;
+    if (!json_is_array(parts) || json_array_size(parts) != id->n_files - 1) return false;
+    for (uint32_t i = 1; i < id->n_files; i++) {
+        const json_t *p = json_array_get(parts, i - 1), *size = json_array_get(p, 0), *mtime = json_array_get(p, 1);
+        if (!json_is_array(p) || json_array_size(p) != 2 || !json_is_integer(size) || !json_is_integer(mtime) ||
+            (uint64_t)json_integer_value(size) != id->files[i].size ||
+            (uint64_t)json_integer_value(mtime) != id->files[i].mtime_ns)
+            return false;
+    }
+    return true;
+}
+
 /* The entry's counts into r; the reason it is unusable, or NULL. */
 static const char *parse(const json_t *doc, const file_id *id, plan_routing *r)
 {
     const json_t *path = json_object_get(doc, "model"), *size = json_object_get(doc, "size"),
                  *mtime = json_object_get(doc, "mtime_ns"), *picks = json_object_get(doc, "picks");
     if (!json_is_string(path) || !json_is_integer(size) || !json_is_integer(mtime)) return "not a routing entry";
-    if (strcmp(json_string_value(path), id->path) || (uint64_t)json_integer_value(size) != id->size ||
-        (uint64_t)json_integer_value(mtime) != id->mtime_ns)
+    if (strcmp(json_string_value(path), id->path) || (uint64_t)json_integer_value(size) != id->files[0].size ||
+        (uint64_t)json_integer_value(mtime) != id->files[0].mtime_ns || !parts_match(json_object_get(doc, "parts"), id))
         return "the model file changed since it was measured";
     if (!get_u32(doc, "n_expert", 1, MAX_EXPERTS, &r->n_expert) || !get_u32(doc, "n_used", 1, r->n_expert, &r->n_used) ||
         !get_u32(doc, "tokens", 1, UINT32_MAX / r->n_used, &r->tokens) || !json_is_array(picks) ||
@@ -109,15 +158,24 @@ strata_status plan_routing_load(const char *model_path, plan_routing *out, bool 
     file_id id;
     char path[4200];
     strata_status st = identify(model_path, &id, err);
-    if (!st) st = plan_routing_path(model_path, path, sizeof path, err);
-    if (st) return st;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
-    if (!doc) return STRATA_OK; /* none, unreadable or not JSON */
+    if (!st) st = entry_path(id.path, path, sizeof path, err);
+    json_t *doc = st ? NULL : json_load_file(path, JSON_REJECT_DUPLICATES, NULL); /* NULL: none, unreadable, not JSON */
     bool usable = json_is_object(doc) && parse(doc, &id, out) == NULL;
     json_decref(doc);
+    forget(&id);
     if (!usable) plan_routing_free(out);
     *found = usable;
-    return STRATA_OK;
+    return st;
+}
+
+/* The split model's files after the first: [[BYTES, NS], ...]. */
+static json_t *parts_json(const file_id *id)
+{
+    json_t *parts = json_array();
+    for (uint32_t i = 1; parts && i < id->n_files; i++)
+        json_array_append_new(parts, json_pack("[I, I]", (json_int_t)id->files[i].size,
+                                               (json_int_t)id->files[i].mtime_ns));
+    return parts;
 }
 
 static json_t *to_json(const file_id *id, const plan_routing *r)
@@ -129,9 +187,15 @@ static json_t *to_json(const file_id *id, const plan_routing *r)
             json_array_append_new(row, json_integer(r->picks[(size_t)l * r->n_expert + x]));
         json_array_append_new(picks, row);
     }
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "model", id->path, "size", (json_int_t)id->size,
-                     "mtime_ns", (json_int_t)id->mtime_ns, "n_expert", (json_int_t)r->n_expert, "n_used",
-                     (json_int_t)r->n_used, "tokens", (json_int_t)r->tokens, "picks", picks);
+    json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "model", id->path, "size",
+                            (json_int_t)id->files[0].size, "mtime_ns", (json_int_t)id->files[0].mtime_ns, "n_expert",
+                            (json_int_t)r->n_expert, "n_used", (json_int_t)r->n_used, "tokens", (json_int_t)r->tokens,
+                            "picks", picks);
+    if (doc && id->n_files > 1 && json_object_set_new(doc, "parts", parts_json(id)) != 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
 }
 
 strata_status plan_routing_save(const char *model_path, const plan_routing *r, strata_error *err)
@@ -139,10 +203,11 @@ strata_status plan_routing_save(const char *model_path, const plan_routing *r, s
     file_id id;
     char path[4200];
     strata_status st = identify(model_path, &id, err);
-    if (!st) st = plan_routing_path(model_path, path, sizeof path, err);
+    if (!st) st = entry_path(id.path, path, sizeof path, err);
     if (!st) st = hw_make_parent(path, err);
+    json_t *doc = st ? NULL : to_json(&id, r);
+    forget(&id);
     if (st) return st;
-    json_t *doc = to_json(&id, r);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!text) return err_set(err, STRATA_E_NOMEM, "%s: out of memory writing the routing", path);

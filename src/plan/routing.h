@@ -4,7 +4,8 @@
  * (plan_expert_set.chances), which its cache hit-rate estimates use instead
  * of assuming uniform routing. Measured once per file and kept in the
  * cache directory (<XDG_CACHE_HOME or ~/.cache>/strata/routing/), keyed by
- * the file's path, size and modification time. */
+ * the file's path, and checked against the size and modification time of
+ * each of its files (a split model's every part). */
 #ifndef STRATA_PLAN_ROUTING_H
 #define STRATA_PLAN_ROUTING_H
 
@@ -20,9 +21,6 @@ typedef struct plan_routing {
     uint32_t tokens;  /* tokens routed */
     uint32_t *picks;  /* [n_layers][n_expert] times layer l routed a token to expert x */
 } plan_routing;
-
-/* The cache file of model_path's routing. */
-strata_status plan_routing_path(const char *model_path, char *buf, size_t len, strata_error *err);
 
 /* Loads model_path's routing from the cache: *found false when there is
  * none, or when the entry is not this file's (changed since) or is not
