@@ -430,7 +430,7 @@ static void check_errors(const served *s, const char *model)
     size_t at = (size_t)snprintf(p, n, "{\"prompt\":\"");
     for (int i = 0; i < 5000; i++) at += (size_t)snprintf(p + at, n - at, "%s", i % 2 ? "lily " : "tree ");
     snprintf(p + at, n - at, "\"}");
-    expect_error(s, "POST", cmpl, p, NULL, 400, "invalid_request_error", NULL);
+    expect_error(s, "POST", cmpl, p, NULL, 400, "invalid_request_error", "\"param\":\"prompt\"");
     free(p);
     free(body);
     /* without the key: 401, but /health answers */
