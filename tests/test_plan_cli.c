@@ -402,6 +402,39 @@ TEST(test_plan_cli_bad_flags)
     free(out);
 }
 
+/* A head dimension that is not a multiple of 32 (16 here) has no q8_0 or
+ * q4_0 KV cache in the engine (`run --kv-type q4_0` refuses it), so the plan
+ * refuses the request too, and --compare offers neither as an alternative. */
+TEST(test_plan_cli_quantized_kv_needs_head_dim_32)
+{
+    const char *hw = cpu_profile();
+    REQUIRE(hw);
+    char m[1100];
+    snprintf(m, sizeof m, "%s/hd16.gguf", scratch());
+    synth_options o = {.shape = {128, 352, 2, 8, 8, 512, 512}, .type = GGML_TYPE_Q8_0, .seed = 9, .threads = 2,
+                       .output = m};
+    strata_error e;
+    REQUIRE(synth_write(&o, &e) == STRATA_OK, " %s", e.message);
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "run -m '%s' --gpu none -p hi -n 1 --kv-type q4_0 2>&1 >/dev/null", m);
+    CHECK(strata(args, &out, false) != 0 && out && strstr(out, "multiple of 32"), " run: %s", out);
+    free(out);
+    out = NULL;
+    for (int q = 0; q < 2; q++) {
+        snprintf(args, sizeof args, "plan '%s' --hw '%s' --kv-type %s 2>&1 >/dev/null", m, hw, q ? "q4_0" : "q8_0");
+        int rc = strata(args, &out, false);
+        CHECK(rc == 3 && out && !strncmp(out, "strata plan: ", 13) && strstr(out, "multiple of 32") && one_line(out),
+              " %s: rc %d: %s", q ? "q4_0" : "q8_0", rc, out);
+        free(out);
+        out = NULL;
+    }
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' --compare", m, hw);
+    CHECK(strata(args, &out, false) == 0 && out && strstr(out, "alternatives considered") &&
+              !strstr(out, "q8_0 KV cache") && !strstr(out, "q4_0 KV cache"),
+          " %s", out);
+    free(out);
+}
+
 /* -m names the model as the positional path does; both: the same path. */
 TEST(test_plan_cli_model_flag)
 {

@@ -92,6 +92,7 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
         m->kv_bytes_per_token = d.kv_per_token[ENGINE_KV_F16]; /* the engine's default cache */
         m->kv_bytes_per_token_q8 = d.kv_per_token[ENGINE_KV_Q8_0];
         m->kv_bytes_per_token_q4 = d.kv_per_token[ENGINE_KV_Q4_0];
+        m->kv_quant_refused = spec->hp.head_dim_k % 32 != 0; /* the engine's rule (kv_type_of) */
         m->batch = d.n_batch;
         m->buffer_fixed = d.fixed;
         m->buffer_per_ctx = d.per_ctx;
