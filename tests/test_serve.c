@@ -577,6 +577,15 @@ TEST(test_serve_cli_usage)
     snprintf(cmd, sizeof cmd, "%s serve -m x --port 70000", test_strata_bin());
     CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--port '70000'"), " %s", out);
     free(out);
+    /* an empty key would let "Authorization: Bearer " alone in */
+    snprintf(cmd, sizeof cmd, "%s serve -m x --api-key ''", test_strata_bin());
+    CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--api-key '': must not be empty") &&
+              strchr(out, '\n') == out + strlen(out) - 1,
+          " %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s serve -m x --alias ''", test_strata_bin());
+    CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--alias ''"), " %s", out);
+    free(out);
     snprintf(cmd, sizeof cmd, "%s serve -m x -sys hi", test_strata_bin());
     CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "-sys"), " %s", out);
     free(out);
