@@ -173,6 +173,7 @@ TEST(test_batch_cli_errors)
         {"-f %s/ok.txt -np 0 -o %s/res.jsonl", 2, "-np '0'"},
         {"-f %s/ok.txt -np lots -o %s/res.jsonl", 2, "-np 'lots'"},
         {"-f %s/ok.txt -o %s", 1, "-o"},
+        {"-f %s/ok.txt -o ''", 1, "-o '' is an empty path"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char tail[2048], args[4096], *out = NULL;
