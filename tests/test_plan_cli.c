@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../tools/synth/synth.h"
+#include "gguf_helpers.h"
 #include "test.h"
 #include "util/fmt.h"
 
@@ -433,6 +434,39 @@ TEST(test_plan_cli_quantized_kv_needs_head_dim_32)
               !strstr(out, "q8_0 KV cache") && !strstr(out, "q4_0 KV cache"),
           " %s", out);
     free(out);
+}
+
+/* A general.name that is not UTF-8 (a byte 0xFF in it): `plan --json` still
+ * prints the plan, the name made printable; it exited 3 with no output and
+ * no message (json_pack refuses such a string). */
+TEST(test_plan_cli_json_with_non_utf8_name)
+{
+    const char *hw = cpu_profile();
+    REQUIRE(hw);
+    char m[1100];
+    snprintf(m, sizeof m, "%s/badname.gguf", scratch());
+    synth_options o = {.shape = {128, 352, 2, 4, 2, 512, 512}, .type = GGML_TYPE_Q8_0, .seed = 3, .threads = 2,
+                       .output = m};
+    strata_error e;
+    REQUIRE(synth_write(&o, &e) == STRATA_OK, " %s", e.message);
+    size_t size = 0;
+    uint8_t *bytes = read_whole_file(m, &size);
+    REQUIRE(bytes);
+    uint8_t *name = memmem(bytes, size, "strata-synth", 12); /* the generator's general.name */
+    FILE *f = name ? fopen(m, "wb") : NULL;
+    if (f) {
+        name[0] = 0xFF;
+        fwrite(bytes, 1, size, f);
+        fclose(f);
+    }
+    free(bytes);
+    REQUIRE(f, " no general.name to spoil in %s", m);
+    char args[4096];
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' --json", m, hw);
+    json_t *doc = plan_json(args);
+    const char *model = json_string_value(json_object_get(doc, "model"));
+    CHECK(model && !strncmp(model, "?trata-synth", 12), " %s", model ? model : "(none)");
+    json_decref(doc);
 }
 
 /* -m names the model as the positional path does; both: the same path. */
