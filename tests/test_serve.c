@@ -621,6 +621,34 @@ TEST(test_serve_loading_answers_503)
     server_stop(srv);
 }
 
+/* A model id that is not UTF-8 (a file name with a byte 0xFF, no --alias):
+ * the answers name it with U+FFFD in place of the byte; every request was
+ * a 500 "out of memory" (jansson refuses strings that are not UTF-8). */
+TEST(test_serve_model_id_not_utf8)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model || !have_curl()) return;
+    server_config cfg = {.model_id = "bad\xFF.gguf", .sampling = strata_sampler_default_params(),
+                         .sched = {.n_slots = 1}};
+    server *srv = NULL;
+    strata_error err;
+    REQUIRE(server_start(&cfg, &srv, &err) == STRATA_OK, " %s", err.message);
+    served s = {.port = server_port(srv)};
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = 64;
+    strata_model *m = NULL;
+    REQUIRE(strata_model_open(model, &p, &m, &err) == STRATA_OK, " %s", err.message);
+    CHECK(server_set_model(srv, m, "chatml", &err) == STRATA_OK, " %s", err.message);
+    char *out = NULL;
+    int code = http(&s, "GET", "/v1/models", NULL, NULL, &out);
+    CHECK(code == 200 && out && strstr(out, "\"bad\xEF\xBF\xBD.gguf\""), " /v1/models: %d %s", code, out);
+    free(out);
+    code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":2}", NULL, &out);
+    CHECK(code == 200 && out && strstr(out, "\"model\":\"bad\xEF\xBF\xBD.gguf\""), " completion: %d %s", code, out);
+    free(out);
+    server_stop(srv);
+}
+
 TEST(test_serve_endpoints_and_errors)
 {
     const char *model = test_fixture("stories260K.gguf");
