@@ -403,6 +403,18 @@ TEST(test_plan_cli_bad_flags)
     free(out);
 }
 
+/* A Q8_0 llama model of the given shape in the scratch directory (m: its
+ * path, 1100 bytes); false after reporting the failure. */
+static bool synth_shaped(char *m, const char *name, synth_shape shape, uint64_t seed)
+{
+    snprintf(m, 1100, "%s/%s", scratch(), name);
+    synth_options o = {.shape = shape, .type = GGML_TYPE_Q8_0, .seed = seed, .threads = 2, .output = m};
+    strata_error e;
+    if (synth_write(&o, &e) == STRATA_OK) return true;
+    test_fail(__FILE__, __LINE__, "synth", " %s", e.message);
+    return false;
+}
+
 /* A head dimension that is not a multiple of 32 (16 here) has no q8_0 or
  * q4_0 KV cache in the engine (`run --kv-type q4_0` refuses it), so the plan
  * refuses the request too, and --compare offers neither as an alternative. */
@@ -411,11 +423,7 @@ TEST(test_plan_cli_quantized_kv_needs_head_dim_32)
     const char *hw = cpu_profile();
     REQUIRE(hw);
     char m[1100];
-    snprintf(m, sizeof m, "%s/hd16.gguf", scratch());
-    synth_options o = {.shape = {128, 352, 2, 8, 8, 512, 512}, .type = GGML_TYPE_Q8_0, .seed = 9, .threads = 2,
-                       .output = m};
-    strata_error e;
-    REQUIRE(synth_write(&o, &e) == STRATA_OK, " %s", e.message);
+    REQUIRE(synth_shaped(m, "hd16.gguf", (synth_shape){128, 352, 2, 8, 8, 512, 512}, 9));
     char args[4096], *out = NULL;
     snprintf(args, sizeof args, "run -m '%s' --gpu none -p hi -n 1 --kv-type q4_0 2>&1 >/dev/null", m);
     CHECK(strata(args, &out, false) != 0 && out && strstr(out, "multiple of 32"), " run: %s", out);
@@ -444,11 +452,7 @@ TEST(test_plan_cli_json_with_non_utf8_name)
     const char *hw = cpu_profile();
     REQUIRE(hw);
     char m[1100];
-    snprintf(m, sizeof m, "%s/badname.gguf", scratch());
-    synth_options o = {.shape = {128, 352, 2, 4, 2, 512, 512}, .type = GGML_TYPE_Q8_0, .seed = 3, .threads = 2,
-                       .output = m};
-    strata_error e;
-    REQUIRE(synth_write(&o, &e) == STRATA_OK, " %s", e.message);
+    REQUIRE(synth_shaped(m, "badname.gguf", (synth_shape){128, 352, 2, 4, 2, 512, 512}, 3));
     size_t size = 0;
     uint8_t *bytes = read_whole_file(m, &size);
     REQUIRE(bytes);
