@@ -41,7 +41,7 @@ static json_t *read_results(const char *path)
     json_t *all = json_array();
     char line[1 << 16];
     while (fgets(line, sizeof line, f)) {
-        json_t *o = json_loads(line, 0, NULL);
+        json_t *o = json_loads(line, JSON_ALLOW_NUL, NULL); /* a prompt may hold NULs */
         if (!json_is_object(o)) {
             json_decref(o);
             json_decref(all);
@@ -145,6 +145,31 @@ TEST(test_batch_cli_jsonl_input)
     json_decref(res);
 }
 
+/* A JSONL file whose first prompt holds "\u0000" (valid JSON) is JSONL, not
+ * plain text: its id and prompt are the line's fields. */
+TEST(test_batch_cli_jsonl_nul_in_first_line)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model) return;
+    char in[1024], outp[1024], args[4096], *log = NULL;
+    snprintf(in, sizeof in, "%s/nul.jsonl", test_tmpdir());
+    snprintf(outp, sizeof outp, "%s/out.jsonl", test_tmpdir());
+    write_text(in, "{\"prompt\": \"a\\u0000b\", \"id\": \"nul\"}\n{\"prompt\": \"The cat\"}\n");
+    snprintf(args, sizeof args, "-m '%s' -f %s -n 2 --temp 0 -o %s", model, in, outp);
+    REQUIRE(batch(args, &log) == 0, " %s", log);
+    free(log);
+    json_t *res = read_results(outp);
+    REQUIRE(res && json_array_size(res) == 2);
+    json_t *a = json_array_get(res, 0), *b = json_array_get(res, 1);
+    const char *id = json_string_value(json_object_get(a, "id")), *pa = json_string_value(json_object_get(a, "prompt")),
+               *pb = json_string_value(json_object_get(b, "prompt"));
+    CHECK(id && !strcmp(id, "nul") && pa && json_string_length(json_object_get(a, "prompt")) == 3 &&
+              !memcmp(pa, "a\0b", 3),
+          " id %s, prompt %s", id ? id : "(none)", pa ? pa : "(none)");
+    CHECK(pb && !strcmp(pb, "The cat"), " %s", pb ? pb : "(none)");
+    json_decref(res);
+}
+
 /* Each error: its exit status, a message naming what is wrong, and no
  * output file (nor a temporary one) left behind. */
 TEST(test_batch_cli_errors)
@@ -173,6 +198,7 @@ TEST(test_batch_cli_errors)
         {"-f %s/ok.txt -np 0 -o %s/res.jsonl", 2, "-np '0'"},
         {"-f %s/ok.txt -np lots -o %s/res.jsonl", 2, "-np 'lots'"},
         {"-f %s/ok.txt -o %s", 1, "-o"},
+        {"-f %s/ok.txt -o ''", 1, "-o '' is an empty path"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char tail[2048], args[4096], *out = NULL;

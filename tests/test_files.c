@@ -125,6 +125,9 @@ TEST(test_files_outfile_targets)
               strstr(e.message, test_tmpdir()),
           " %s", e.message);
     CHECK(outfile_check(test_tmpdir(), &e) != STRATA_OK);
+    /* An empty path is refused before any work, not at the final rename. */
+    CHECK(outfile_check("", &e) == STRATA_E_INVALID && strstr(e.message, "empty path"), " %s", e.message);
+    CHECK(outfile_open(&f, "", &e) != STRATA_OK && strstr(e.message, "empty path"), " %s", e.message);
     /* A character device is written directly, never replaced. */
     REQUIRE(outfile_open(&f, "/dev/null", &e) == STRATA_OK, " %s", e.message);
     CHECK(f.tmp == NULL && fputs("x", f.fp) >= 0);

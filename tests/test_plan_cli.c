@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../tools/synth/synth.h"
+#include "gguf_helpers.h"
 #include "test.h"
 #include "util/fmt.h"
 
@@ -400,6 +401,76 @@ TEST(test_plan_cli_bad_flags)
     snprintf(args, sizeof args, "plan '%s' --kv-type q5_0 2>/dev/null", m);
     CHECK(strata(args, &out, false) == 3 && out && !out[0], " stdout: %s", out);
     free(out);
+}
+
+/* A Q8_0 llama model of the given shape in the scratch directory (m: its
+ * path, 1100 bytes); false after reporting the failure. */
+static bool synth_shaped(char *m, const char *name, synth_shape shape, uint64_t seed)
+{
+    snprintf(m, 1100, "%s/%s", scratch(), name);
+    synth_options o = {.shape = shape, .type = GGML_TYPE_Q8_0, .seed = seed, .threads = 2, .output = m};
+    strata_error e;
+    if (synth_write(&o, &e) == STRATA_OK) return true;
+    test_fail(__FILE__, __LINE__, "synth", " %s", e.message);
+    return false;
+}
+
+/* A head dimension that is not a multiple of 32 (16 here) has no q8_0 or
+ * q4_0 KV cache in the engine (`run --kv-type q4_0` refuses it), so the plan
+ * refuses the request too, and --compare offers neither as an alternative. */
+TEST(test_plan_cli_quantized_kv_needs_head_dim_32)
+{
+    const char *hw = cpu_profile();
+    REQUIRE(hw);
+    char m[1100];
+    REQUIRE(synth_shaped(m, "hd16.gguf", (synth_shape){128, 352, 2, 8, 8, 512, 512}, 9));
+    char args[4096], *out = NULL;
+    snprintf(args, sizeof args, "run -m '%s' --gpu none -p hi -n 1 --kv-type q4_0 2>&1 >/dev/null", m);
+    CHECK(strata(args, &out, false) != 0 && out && strstr(out, "multiple of 32"), " run: %s", out);
+    free(out);
+    out = NULL;
+    for (int q = 0; q < 2; q++) {
+        snprintf(args, sizeof args, "plan '%s' --hw '%s' --kv-type %s 2>&1 >/dev/null", m, hw, q ? "q4_0" : "q8_0");
+        int rc = strata(args, &out, false);
+        CHECK(rc == 3 && out && !strncmp(out, "strata plan: ", 13) && strstr(out, "multiple of 32") && one_line(out),
+              " %s: rc %d: %s", q ? "q4_0" : "q8_0", rc, out);
+        free(out);
+        out = NULL;
+    }
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' --compare", m, hw);
+    CHECK(strata(args, &out, false) == 0 && out && strstr(out, "alternatives considered") &&
+              !strstr(out, "q8_0 KV cache") && !strstr(out, "q4_0 KV cache"),
+          " %s", out);
+    free(out);
+}
+
+/* A general.name that is not UTF-8 (a byte 0xFF in it): `plan --json` still
+ * prints the plan, the name made printable; it exited 3 with no output and
+ * no message (json_pack refuses such a string). */
+TEST(test_plan_cli_json_with_non_utf8_name)
+{
+    const char *hw = cpu_profile();
+    REQUIRE(hw);
+    char m[1100];
+    REQUIRE(synth_shaped(m, "badname.gguf", (synth_shape){128, 352, 2, 4, 2, 512, 512}, 3));
+    size_t size = 0;
+    uint8_t *bytes = read_whole_file(m, &size);
+    REQUIRE(bytes);
+    uint8_t *name = memmem(bytes, size, "strata-synth", 12); /* the generator's general.name */
+    FILE *f = name ? fopen(m, "wb") : NULL;
+    if (f) {
+        name[0] = 0xFF;
+        fwrite(bytes, 1, size, f);
+        fclose(f);
+    }
+    free(bytes);
+    REQUIRE(f, " no general.name to spoil in %s", m);
+    char args[4096];
+    snprintf(args, sizeof args, "plan '%s' --hw '%s' --json", m, hw);
+    json_t *doc = plan_json(args);
+    const char *model = json_string_value(json_object_get(doc, "model"));
+    CHECK(model && !strncmp(model, "?trata-synth", 12), " %s", model ? model : "(none)");
+    json_decref(doc);
 }
 
 /* -m names the model as the positional path does; both: the same path. */

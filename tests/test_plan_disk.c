@@ -4,10 +4,12 @@
  * the model at plan time; and the plan says which figure it used, and why
  * a saved profile was not. The cache lives in this test's directory
  * (XDG_CACHE_HOME), never the user's. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../tools/synth/synth.h"
@@ -326,5 +328,33 @@ TEST(test_plan_stale_profile_named)
     /* saved: the next plan uses it as it is */
     STREAMS_OR_LEAVE(&c, model, &mach, &notes);
     CHECK(notes.cache == HW_CACHE_FRESH && !notes.profile[0], "%s", notes.profile);
+    cache_leave(&c);
+}
+
+/* A profile cache that cannot be written (a directory where the file goes):
+ * `strata plan` measures, and says the profile was not saved and why,
+ * instead of "measured now and saved" (every plan would measure again). */
+TEST(test_plan_profile_not_saved_is_said)
+{
+    cache_env c;
+    cache_enter(&c);
+    char model[1100];
+    if (!make_model(model, sizeof model)) {
+        cache_leave(&c);
+        return;
+    }
+    char sub[1100];
+    snprintf(sub, sizeof sub, "%s/strata", c.dir);
+    mkdir(c.dir, 0755);
+    mkdir(sub, 0755);
+    REQUIRE(mkdir(c.profile, 0755) == 0, " %s: %s", c.profile, strerror(errno));
+    const char *bin = getenv("STRATA_RELEASE_BIN"); /* measuring is slow under the sanitizers */
+    if (!bin || !*bin) bin = test_strata_bin();
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' %s plan '%s' -c 256", c.dir, bin, model);
+    CHECK(test_run(cmd, &out, true) == 0 && out && strstr(out, "measured now, not saved (") &&
+              strstr(out, c.profile) && !strstr(out, "measured now and saved"),
+          "%s", out ? out : "");
+    free(out);
     cache_leave(&c);
 }

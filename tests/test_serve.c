@@ -81,6 +81,9 @@ TEST(test_serve_request_parse_errors_name_the_field)
         {OAI_CHAT, "{\"messages\":[]}", "messages", "'messages'"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", "messages", "messages[0].role"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "messages", "messages[0].content"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\"}]}", "messages", "messages[0].content"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"system\",\"content\":null},{\"role\":\"user\",\"content\":\"x\"}]}",
+         "messages", "messages[0].content"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages",
          "only text"},
         {OAI_COMPLETION, "{}", "prompt", "'prompt'"},
@@ -430,7 +433,7 @@ static void check_errors(const served *s, const char *model)
     size_t at = (size_t)snprintf(p, n, "{\"prompt\":\"");
     for (int i = 0; i < 5000; i++) at += (size_t)snprintf(p + at, n - at, "%s", i % 2 ? "lily " : "tree ");
     snprintf(p + at, n - at, "\"}");
-    expect_error(s, "POST", cmpl, p, NULL, 400, "invalid_request_error", NULL);
+    expect_error(s, "POST", cmpl, p, NULL, 400, "invalid_request_error", "\"param\":\"prompt\"");
     free(p);
     free(body);
     /* without the key: 401, but /health answers */
@@ -574,6 +577,15 @@ TEST(test_serve_cli_usage)
     snprintf(cmd, sizeof cmd, "%s serve -m x --port 70000", test_strata_bin());
     CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--port '70000'"), " %s", out);
     free(out);
+    /* an empty key would let "Authorization: Bearer " alone in */
+    snprintf(cmd, sizeof cmd, "%s serve -m x --api-key ''", test_strata_bin());
+    CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--api-key '': must not be empty") &&
+              strchr(out, '\n') == out + strlen(out) - 1,
+          " %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s serve -m x --alias ''", test_strata_bin());
+    CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "--alias ''"), " %s", out);
+    free(out);
     snprintf(cmd, sizeof cmd, "%s serve -m x -sys hi", test_strata_bin());
     CHECK(test_run(cmd, &out, true) == 2 && strstr(out, "-sys"), " %s", out);
     free(out);
@@ -605,6 +617,34 @@ TEST(test_serve_loading_answers_503)
     CHECK(http(&s, "GET", "/health", NULL, NULL, NULL) == 200);
     code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":4,\"temperature\":0}", NULL, &out);
     CHECK(code == 200 && out && strstr(out, "text_completion"), " after loading: %d %s", code, out);
+    free(out);
+    server_stop(srv);
+}
+
+/* A model id that is not UTF-8 (a file name with a byte 0xFF, no --alias):
+ * the answers name it with U+FFFD in place of the byte; every request was
+ * a 500 "out of memory" (jansson refuses strings that are not UTF-8). */
+TEST(test_serve_model_id_not_utf8)
+{
+    const char *model = test_fixture("stories260K.gguf");
+    if (!model || !have_curl()) return;
+    server_config cfg = {.model_id = "bad\xFF.gguf", .sampling = strata_sampler_default_params(),
+                         .sched = {.n_slots = 1}};
+    server *srv = NULL;
+    strata_error err;
+    REQUIRE(server_start(&cfg, &srv, &err) == STRATA_OK, " %s", err.message);
+    served s = {.port = server_port(srv)};
+    strata_model_params p = strata_model_default_params();
+    p.n_ctx = 64;
+    strata_model *m = NULL;
+    REQUIRE(strata_model_open(model, &p, &m, &err) == STRATA_OK, " %s", err.message);
+    CHECK(server_set_model(srv, m, "chatml", &err) == STRATA_OK, " %s", err.message);
+    char *out = NULL;
+    int code = http(&s, "GET", "/v1/models", NULL, NULL, &out);
+    CHECK(code == 200 && out && strstr(out, "\"bad\xEF\xBF\xBD.gguf\""), " /v1/models: %d %s", code, out);
+    free(out);
+    code = http(&s, "POST", "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":2}", NULL, &out);
+    CHECK(code == 200 && out && strstr(out, "\"model\":\"bad\xEF\xBF\xBD.gguf\""), " completion: %d %s", code, out);
     free(out);
     server_stop(srv);
 }

@@ -52,6 +52,9 @@ strata_status strata_plan_make(const char *model_path, const strata_plan_params 
     snprintf(s->model_path, sizeof s->model_path, "%s", model_path);
     uint64_t here_budget = 0;
     strata_status st = inputs(s, model_path, p, &here_budget, err);
+    if (!st && s->model.kv_quant_refused && (p->kv_type == STRATA_KV_Q8_0 || p->kv_type == STRATA_KV_Q4_0))
+        st = err_set(err, STRATA_E_UNSUPPORTED, "%s: a %s KV cache needs a head dimension that is a multiple of 32; "
+                     "this model's is not (use f16)", model_path, p->kv_type == STRATA_KV_Q8_0 ? "q8_0" : "q4_0");
     if (!st)
         st = routing_for_plan(model_path, p, here_budget, &s->model, s->routing_note, sizeof s->routing_note, err);
     if (st) {

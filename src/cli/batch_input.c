@@ -14,10 +14,12 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
-/* A JSON object parsed from a line, or NULL. */
+/* A JSON object parsed from a line, or NULL. "\u0000" is valid JSON and a
+ * prompt may hold NULs (items have a length): without JSON_ALLOW_NUL such a
+ * first line made the whole file read as plain text, JSON and all. */
 static json_t *parse_object(const char *s, size_t n, json_error_t *jerr)
 {
-    json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, jerr);
+    json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, jerr);
     if (j && !json_is_object(j)) {
         snprintf(jerr->text, sizeof jerr->text, "not a JSON object");
         json_decref(j);

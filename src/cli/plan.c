@@ -184,7 +184,10 @@ static int report_json(const plan_args *a, const strata_plan *p)
     char *text = strata_plan_json(p, a->export_to ? STRATA_PLAN_EXPORT : 0);
     if (text) printf("%s\n", text);
     free(text);
-    if (!text) return PLAN_EXIT_ERROR;
+    if (!text) {
+        fprintf(stderr, "strata plan: the plan could not be rendered as JSON (out of memory)\n");
+        return PLAN_EXIT_ERROR;
+    }
     return a->can_run ? strata_plan_verdict(p) : 0;
 }
 

@@ -89,6 +89,11 @@ typedef struct serve_opts {
 static int serve_value(serve_opts *o, const char *f, const char *v)
 {
     uint64_t u;
+    if ((!strcmp(f, "--api-key") || !strcmp(f, "--alias")) && !*v) {
+        /* an unset variable ("--api-key $KEY"): an empty key lets "Bearer " alone in */
+        fprintf(stderr, "strata serve: %s '': must not be empty\n", f);
+        return -1;
+    }
     if (!strcmp(f, "--host")) o->sc.host = v;
     else if (!strcmp(f, "--api-key")) o->sc.api_key = v;
     else if (!strcmp(f, "--alias")) o->alias = v;

@@ -92,6 +92,7 @@ strata_status plan_model_from_engine(const gguf_file *f, const model_spec *spec,
         m->kv_bytes_per_token = d.kv_per_token[ENGINE_KV_F16]; /* the engine's default cache */
         m->kv_bytes_per_token_q8 = d.kv_per_token[ENGINE_KV_Q8_0];
         m->kv_bytes_per_token_q4 = d.kv_per_token[ENGINE_KV_Q4_0];
+        m->kv_quant_refused = spec->hp.head_dim_k % 32 != 0; /* the engine's rule (kv_type_of) */
         m->batch = d.n_batch;
         m->buffer_fixed = d.fixed;
         m->buffer_per_ctx = d.per_ctx;
@@ -261,9 +262,10 @@ static void model_dir(const char *model_path, char *dir, size_t len)
 }
 
 /* This machine's bandwidths now (RAM, CPU, engine, disk: a temporary file
- * in the model's directory), saved to `path` when there is one; false when
- * nothing could be measured. */
-static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, int threads, const char *path)
+ * in the model's directory), saved to `path` when there is one (*saved: why
+ * not, when that failed); false when nothing could be measured. */
+static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, int threads, const char *path,
+                        strata_error *saved)
 {
     hw_measure_opts mo = {.min_seconds = 0.3, .no_gpu = !probe_gpus, .no_disk = true};
     strata_error ignored;
@@ -282,7 +284,7 @@ static bool measure_now(hw_profile *p, const char *model_path, bool probe_gpus, 
     }
     plan_calibrate_into(p, 0);
     if (threads > 0 && threads != hw_default_threads(&p->cpu)) plan_calibrate_into(p, threads);
-    if (path) hw_profile_save(p, path, &ignored);
+    if (path) hw_profile_save(p, path, saved);
     return true;
 }
 
@@ -348,10 +350,15 @@ strata_status plan_machine_profile(const char *hw_file, const char *model_path, 
     bool fits = !room || room >= MEASURE_MIN_MEMORY;
     if (n->cache != HW_CACHE_FRESH) {
         const char *what = n->cache == HW_CACHE_MISSING ? "no saved profile (`strata detect --measure`)" : why;
-        n->measured_now = measure && fits && measure_now(out, model_path, probe_gpus, threads, have_path ? path : NULL);
-        snprintf(n->profile, sizeof n->profile, "%.400s: %s", what,
+        strata_error saved = {0};
+        n->measured_now =
+            measure && fits && measure_now(out, model_path, probe_gpus, threads, have_path ? path : NULL, &saved);
+        char not_saved[200]; /* a cache that cannot be written: every plan measures again, say why */
+        snprintf(not_saved, sizeof not_saved, "measured now, not saved (%.160s)", saved.message);
+        snprintf(n->profile, sizeof n->profile, "%.270s: %s", what,
                  !fits                ? "bandwidths are guesses (too little memory to measure them in)"
                  : !n->measured_now  ? "bandwidths are guesses"
+                 : saved.status      ? not_saved
                  : have_path         ? "measured now and saved"
                                      : "measured now");
     } else if (measure && fits && threads > 0 && !calibrated_at(&out->measured, threads) &&

@@ -1051,9 +1051,9 @@ static int add_candidates(const plan_model *m, const plan_machine *hw, const pla
     }
     if (ctx >= 2 * MIN_AUTO_CTX)
         c[n++] = (candidate){"smaller context (half)", ctx / 2, req->kv, false, false, false, MOE_STORE, 0, false};
-    if (req->kv != PLAN_KV_Q8_0)
+    if (req->kv != PLAN_KV_Q8_0 && !m->kv_quant_refused)
         c[n++] = (candidate){"q8_0 KV cache", ctx, PLAN_KV_Q8_0, false, false, false, MOE_STORE, 0, false};
-    if (req->kv != PLAN_KV_Q4_0)
+    if (req->kv != PLAN_KV_Q4_0 && !m->kv_quant_refused)
         c[n++] = (candidate){"q4_0 KV cache", ctx, PLAN_KV_Q4_0, false, false, false, MOE_STORE, 0, false};
     if (hw->n_gpus > 0) {
         c[n++] = (candidate){"GPU/CPU layer split, KV on GPU", ctx, req->kv, true, true, false, MOE_STORE, 0, false};

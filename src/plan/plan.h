@@ -68,6 +68,7 @@ typedef struct plan_model {
     uint32_t context_length;    /* the model's */
     uint64_t kv_bytes_per_token; /* f16 KV, all layers (engine) */
     uint64_t kv_bytes_per_token_q8, kv_bytes_per_token_q4; /* model geometry, for the alternatives */
+    bool kv_quant_refused;      /* head dim not a multiple of 32: the engine has no q8_0 / q4_0 cache for it */
     /* engine scratch (KV excluded) = buffer_fixed + buffer_per_ctx * n_ctx
      *                               + buffer_per_batch * min(batch, n_ctx) */
     uint64_t buffer_fixed, buffer_per_ctx, buffer_per_batch;

@@ -4,6 +4,7 @@
 
 #include "plan/plan_text.h"
 #include "util/error.h"
+#include "util/json_util.h"
 
 bool plan_model_has_experts(const plan_model *m)
 {
@@ -142,8 +143,9 @@ json_t *plan_result_to_json(const plan_model *m, const plan_machine *hw, const p
         json_array_append_new(alts, a);
     }
     for (int i = 0; i < r->n_warnings; i++) json_array_append_new(warn, json_string(r->warnings[i]));
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:I, s:f, s:f, s:f, s:b, s:i, s:b}}", "schema", "strata-plan",
-                     "model", m->name, "plan", plan_to_json(m, &r->chosen), "alternatives", alts, "warnings", warn,
+    /* the name is the file's general.name: not always UTF-8, which json_pack refuses (the whole plan) */
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:{s:I, s:f, s:f, s:f, s:b, s:i, s:b}}", "schema", "strata-plan",
+                     "model", json_str_lossy(m->name), "plan", plan_to_json(m, &r->chosen), "alternatives", alts, "warnings", warn,
                      "machine", "ram_budget_bytes", (json_int_t)hw->ram_budget, "ram_bytes_per_s", hw->ram_bw,
                      "disk_bytes_per_s", hw->disk_bw, "cpu_weights_per_s", hw->cpu_rate, "measured", hw->measured,
                      "threads", hw->threads, "threads_scaled", hw->threads_scaled);

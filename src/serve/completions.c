@@ -125,7 +125,7 @@ static sched_req *submit(server *s, struct MHD_Connection *c, oai_request *r, en
     if (sr == SCHED_OK) return q;
     if (sr == SCHED_FULL) atomic_fetch_add(&s->n_rejected, 1);
     if (!msg[0]) snprintf(msg, sizeof msg, "the prompt is empty");
-    *res = http_reply_error(s, c, submit_status(s, sr), msg, sr == SCHED_TOO_LONG ? "messages" : NULL);
+    *res = http_reply_error(s, c, submit_status(s, sr), msg, sr != SCHED_TOO_LONG ? NULL : r->kind == OAI_CHAT ? "messages" : "prompt");
     return NULL;
 }
 

@@ -196,14 +196,15 @@ static char *content_parts(parse_ctx *c, json_t *parts, size_t idx)
     return out;
 }
 
-static char *message_content(parse_ctx *c, json_t *m, size_t idx)
+static char *message_content(parse_ctx *c, json_t *m, const char *role, size_t idx)
 {
     json_t *content = json_object_get(m, "content");
     if (json_is_string(content)) return dup_string(c, content, NULL);
     if (json_is_array(content)) return content_parts(c, content, idx);
-    if (json_is_null(content) || !content) /* an assistant message that only called tools */
+    if ((json_is_null(content) || !content) && !strcmp(role, "assistant")) /* one that only called tools */
         return dup_text(c, "", 0);
-    fail(c, "messages", "'messages[%zu].content' must be a string or an array of text parts", idx);
+    fail(c, "messages", "'messages[%zu].content' must be a string or an array of text parts%s", idx,
+         content ? "" : " (only an assistant's may be absent)");
     return NULL;
 }
 
@@ -221,7 +222,7 @@ static bool messages_field(parse_ctx *c, json_t *obj)
         const char *role = message_role(m);
         if (!role)
             return fail(c, "messages", "'messages[%zu].role' must be \"system\", \"user\" or \"assistant\"", i);
-        char *content = message_content(c, m, i);
+        char *content = message_content(c, m, role, i);
         if (!content) return false;
         c->r->messages[c->r->n_messages++] = (oai_message){role, content};
     }

@@ -2,8 +2,10 @@
  * the orderly stop. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "serve/openai_response.h"
 #include "serve/server_internal.h"
 #include "util/error.h"
 
@@ -21,8 +23,16 @@ strata_status server_start(const server_config *c, server **out, strata_error *e
     s->cfg = *c;
     if (!s->cfg.host) s->cfg.host = "127.0.0.1";
     if (!s->cfg.body_limit) s->cfg.body_limit = SERVER_BODY_LIMIT;
+    size_t n;
+    const char *id = s->cfg.model_id ? s->cfg.model_id : "";
+    if (!(s->model_id = oai_utf8_clean(id, strlen(id), &n))) {
+        free(s);
+        return err_set(err, STRATA_E_NOMEM, "out of memory");
+    }
+    s->cfg.model_id = s->model_id;
     strata_status st = http_start(s, err);
     if (st) {
+        free(s->model_id);
         free(s);
         return st;
     }
@@ -90,5 +100,6 @@ void server_stop(server *s)
     atomic_store(&s->ready, false);
     sched_free(s->sched);
     strata_model_free(s->model);
+    free(s->model_id);
     free(s);
 }

@@ -11,6 +11,7 @@
 
 struct server {
     server_config cfg;
+    char *model_id;             /* cfg.model_id as UTF-8 (a file name may not be: JSON needs it) */
     struct MHD_Daemon *daemon;
     uint16_t port;
     atomic_bool ready;          /* model and scheduler set */

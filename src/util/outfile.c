@@ -100,6 +100,10 @@ void tempfile_unregister(int slot)
 static int target_kind(const char *path, strata_error *err)
 {
     struct stat sb;
+    if (!*path) { /* stat("") fails with ENOENT, which would pass for a new file */
+        err_set(err, STRATA_E_INVALID, "'' is an empty path, not a file to write");
+        return -1;
+    }
     if (stat(path, &sb) != 0) {
         if (errno == ENOENT) return 0;
         err_set(err, STRATA_E_IO, "%s: %s", path, strerror(errno));
