@@ -170,6 +170,10 @@ TEST(test_hw_json_errors)
     expect_error(HEAD "\"gpus\": [{\"matmul_q4_k_flop_per_s\": \"fast\"}]}", "gpus[0].matmul_q4_k_flop_per_s");
     expect_error(HEAD "\"gpus\": [{\"matmul_q4_k_flop_per_s\": 1e18}]}", "gpus[0].matmul_q4_k_flop_per_s");
     expect_error(HEAD "\"measured\": {\"ram_read_1t_bytes_per_s\": -1}}", "measured.ram_read_1t_bytes_per_s");
+    /* a positive rate so small that times divided by it are infinite */
+    expect_error(HEAD "\"measured\": {\"disk_read_bytes_per_s\": 1e-300}}", "measured.disk_read_bytes_per_s");
+    expect_error(HEAD "\"gpus\": [{\"h2d_bytes_per_s\": 0.5}]}", "gpus[0].h2d_bytes_per_s");
+    expect_error(HEAD "\"gpus\": [{\"matmul_q4_k_flop_per_s\": 1e-9}]}", "gpus[0].matmul_q4_k_flop_per_s");
     expect_error(HEAD "\"measured\": {\"time\": \"yesterday\"}}", "measured.time");
     expect_error(HEAD "\"created\": \"2026-01-01\"}", "created");
     expect_error(HEAD "\"warnings\": [1]}", "warnings");
@@ -179,6 +183,10 @@ TEST(test_hw_json_errors)
     CHECK(hw_profile_from_json(HEAD "\"cpu\": null, \"gpus\": null, \"measured\": null}", "t", p, NULL) ==
               STRATA_OK, "null means unknown");
     CHECK(p->cpu.logical_cores == 1 && p->n_gpus == 0 && !p->measured.done);
+    /* 0 is "not measured", and seconds may be small */
+    CHECK(hw_profile_from_json(HEAD "\"measured\": {\"disk_read_bytes_per_s\": 0, \"engine\": [{\"threads\": 2, "
+                               "\"bytes_per_s\": {\"q4_k\": 3e10}, \"layer_seconds\": 2e-5, \"token_seconds\": 1e-4}]}}",
+                               "t", p, NULL) == STRATA_OK, "a rate of 0, seconds of 2e-5");
     /* headroom computed when absent: the page cache counts as free */
     CHECK(hw_profile_from_json(HEAD "\"memory\": {\"cgroup\": {\"version\": 2, \"limit_bytes\": 100, "
                                "\"usage_bytes\": 50, \"reclaimable_bytes\": 20}}}", "t", p, NULL) == STRATA_OK &&

@@ -123,20 +123,28 @@ static bool get_bool(rd *r, json_t *obj, const char *parent, const char *key)
 
 /* A non-negative number up to max (absent or null: 0); else an error
  * saying what was expected. */
-static double get_number(rd *r, json_t *obj, const char *parent, const char *key, double max, const char *what)
+/* 0 (not measured), or a value in [min, max]: a positive value below min
+ * would make times that divide by it infinite. */
+static double get_number(rd *r, json_t *obj, const char *parent, const char *key, double min, double max,
+                         const char *what)
 {
     char path[96];
     field_path(path, sizeof path, parent, key);
     json_t *v = member(obj, key);
     if (!v) return 0;
     double d = json_is_number(v) ? json_number_value(v) : -1;
-    if (!isfinite(d) || d < 0 || d > max) return bad(r, path, what), 0;
+    if (!isfinite(d) || d < 0 || d > max || (d > 0 && d < min)) return bad(r, path, what), 0;
     return d;
 }
 
 static double get_rate(rd *r, json_t *obj, const char *parent, const char *key)
 {
-    return get_number(r, obj, parent, key, 1e15, "expected bytes per second");
+    return get_number(r, obj, parent, key, 1e3, 1e15, "expected bytes per second: 0 (not measured) or 1e3 to 1e15");
+}
+
+static double get_seconds(rd *r, json_t *obj, const char *parent, const char *key)
+{
+    return get_number(r, obj, parent, key, 0, 1e6, "expected seconds");
 }
 
 static int64_t get_time(rd *r, json_t *obj, const char *parent, const char *key)
@@ -330,8 +338,9 @@ static void read_gpu(rd *r, json_t *o, const char *path, hw_gpu *g)
     g->h2d_bw = get_rate(r, o, path, "h2d_bytes_per_s");
     if (member(o, "vram_bytes_per_s")) g->vram_bw = get_rate(r, o, path, "vram_bytes_per_s");
     if (member(o, "matvec_q4_k_bytes_per_s")) g->mv_q4_k_bw = get_rate(r, o, path, "matvec_q4_k_bytes_per_s");
-    g->mm_q4_k_flops = get_number(r, o, path, "matmul_q4_k_flop_per_s", 1e17, "expected FLOP per second");
-    g->round_trip_s = get_number(r, o, path, "round_trip_seconds", 1, "expected seconds (at most 1)");
+    g->mm_q4_k_flops = get_number(r, o, path, "matmul_q4_k_flop_per_s", 1e3, 1e17,
+                                  "expected FLOP per second: 0 (not measured) or 1e3 to 1e17");
+    g->round_trip_s = get_number(r, o, path, "round_trip_seconds", 0, 1, "expected seconds (at most 1)");
     if (g->vram_total && (g->vram_used > g->vram_total || g->vram_free > g->vram_total))
         bad(r, path, "vram_used_bytes/vram_free_bytes above vram_total_bytes");
 }
@@ -413,9 +422,9 @@ static void read_engine_calib(rd *r, json_t *v, const char *path, hw_engine_cali
     json_t *bw = get_obj(r, v, path, "bytes_per_s");
     for (int k = 0; bw && k < HW_ENGINE_TYPES; k++)
         c->type_bw[k] = get_rate(r, bw, sub, hw_engine_type_name((hw_engine_type)k));
-    c->layer_s = get_rate(r, v, path, "layer_seconds");
-    c->token_s = get_rate(r, v, path, "token_seconds");
-    c->width_s = get_rate(r, v, path, "width_seconds"); /* 0 when absent (older profiles) */
+    c->layer_s = get_seconds(r, v, path, "layer_seconds");
+    c->token_s = get_seconds(r, v, path, "token_seconds");
+    c->width_s = get_seconds(r, v, path, "width_seconds"); /* 0 when absent (older profiles) */
     if (member(v, "tile_bytes_per_s")) { /* profiles before the tile kernels' calibration have none */
         snprintf(sub, sizeof sub, "%s.tile_bytes_per_s", path);
         json_t *tile = get_obj(r, v, path, "tile_bytes_per_s");
@@ -433,7 +442,7 @@ static void read_engine(rd *r, json_t *o, hw_measured *m)
     if (member(o, "engine_resident_bytes_per_s")) {
         hw_engine_calib c = {.threads = m->ram_threads > 0 ? m->ram_threads : 1};
         c.type_bw[HW_ENGINE_Q4_K] = get_rate(r, o, "measured", "engine_resident_bytes_per_s");
-        c.layer_s = get_rate(r, o, "measured", "engine_layer_seconds");
+        c.layer_s = get_seconds(r, o, "measured", "engine_layer_seconds");
         if (c.type_bw[HW_ENGINE_Q4_K] > 0) hw_engine_calib_put(m, &c);
     }
     json_t *a = member(o, "engine");
