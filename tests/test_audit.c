@@ -423,4 +423,16 @@ TEST(test_audit_plan_file_and_other_context_refused)
     rc = test_run(cmd, &out, false);
     CHECK(rc == 0, " rc %d: %s", rc, out);
     free(out);
+    /* a plan file that is missing, or a directory: one line saying which */
+    const struct { const char *file, *says; } bad[] = {{"/nonexistent/plan.json", "/nonexistent/plan.json: cannot read "
+                                                        "the saved plan: No such file"},
+                                                       {"/tmp", "/tmp: a directory, not a saved plan"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        out = NULL;
+        snprintf(cmd, sizeof cmd, "%s run -m '%s' --plan '%s' -p Hi -n 2 2>&1", test_strata_bin(), m, bad[i].file);
+        rc = test_run(cmd, &out, false);
+        CHECK(rc == 1 && out && strstr(out, bad[i].says) && strchr(out, '\n') == out + strlen(out) - 1,
+              " rc %d: %s", rc, out);
+        free(out);
+    }
 }

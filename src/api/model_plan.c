@@ -1,9 +1,11 @@
 /* Public API, planning part: `run` places weights with the planner (or a
  * saved plan) before the engine opens. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/model_internal.h"
 #include "api/routing_calib.h"
@@ -39,6 +41,11 @@ static strata_status load_saved_plan(strata_model *m, const char *path, const st
                                      const plan_model *pm, plan *out, strata_error *err)
 {
     const char *file = p->plan_file;
+    struct stat sb;
+    if (stat(file, &sb) != 0)
+        return err_set(err, STRATA_E_IO, "%s: cannot read the saved plan: %s", file, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return err_set(err, STRATA_E_INVALID, "%s: a directory, not a saved plan (`strata plan --json`)", file);
     json_error_t je;
     json_t *doc = json_load_file(file, 0, &je);
     if (!doc) return err_set(err, STRATA_E_FORMAT, "%s: line %d: %s", file, je.line, je.text);
