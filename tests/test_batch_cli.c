@@ -2,6 +2,7 @@
  * nothing (greedy results equal `strata run` for each prompt), input order,
  * the JSONL input form, and errors that leave no output file. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,18 @@ TEST(test_batch_cli_errors)
     write_text(empty, "\n  \n\n");
     write_text(longp, "Hi\n\nOnce upon a time there was a little girl named Lily who liked to play\n");
     write_text(badj, "{\"prompt\": \"a\"}\n{\"text\": \"b\"}\n");
+    /* read and parsed before the model and its account exist: a file that
+     * cannot fit --mem as parsed (2M one-letter prompts: ~230 MB of items
+     * and copies), or whose bytes alone exceed it, is refused unread */
+    char many[1024], big[1024];
+    snprintf(many, sizeof many, "%s/many.txt", dir);
+    snprintf(big, sizeof big, "%s/big.txt", dir);
+    FILE *f = fopen(many, "w");
+    for (int i = 0; f && i < 2000000; i++) fputs("a\n", f);
+    if (f) fclose(f);
+    int fd = open(big, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    CHECK(fd >= 0 && ftruncate(fd, 70 << 20) == 0, " %s", big);
+    if (fd >= 0) close(fd);
     struct {
         const char *args;
         int rc;
@@ -199,6 +212,9 @@ TEST(test_batch_cli_errors)
         {"-f %s/ok.txt -np lots -o %s/res.jsonl", 2, "-np 'lots'"},
         {"-f %s/ok.txt -o %s", 1, "-o"},
         {"-f %s/ok.txt -o ''", 1, "-o '' is an empty path"},
+        {"-f %s/many.txt --mem 64M -o %s/res.jsonl", 1, "many.txt: reading its prompts takes up to"},
+        {"-f %s/big.txt --mem 64M -o %s/res.jsonl", 1, "big.txt: the file holds 70.0 MiB, more than the --mem budget "
+                                                     "of 64.0 MiB"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char tail[2048], args[4096], *out = NULL;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/args.h"
 #include "cli/batch_input.h"
@@ -16,6 +17,7 @@
 #include "cli/run_opts.h"
 #include "cli/run_report.h"
 #include "strata.h"
+#include "util/fmt.h"
 #include "util/outfile.h"
 
 #define MAX_PROMPT_FILE (256u << 20)
@@ -107,12 +109,43 @@ static int parse_batch_args(int argc, char **argv, batch_opts *o)
     return 0;
 }
 
-/* The prompts of the file; false (reported) when unreadable, malformed or empty. */
+/* The file is read and parsed before the model, and its account, exist
+ * (the model counts the parsed prompts once open): with --mem, what that
+ * takes at its peak must fit the budget first. The peak: the file's text,
+ * a copy of every line, and per line its item (twice while the items'
+ * array grows) and the copy's allocator header. */
+#define ITEM_PEAK_BYTES (2 * sizeof(batch_item) + 32)
+
+static uint64_t parse_peak_bytes(const char *text, size_t len)
+{
+    uint64_t lines = 1;
+    for (const char *p = text, *end = text + len; (p = memchr(p, '\n', (size_t)(end - p))); p++) lines++;
+    return 2 * (uint64_t)len + lines * ITEM_PEAK_BYTES;
+}
+
+static bool fits_budget(const batch_opts *o, uint64_t bytes, const char *what)
+{
+    if (!o->g.mem_given || bytes <= o->g.mp.mem_budget) return true;
+    char a[32], b[32];
+    fprintf(stderr, "strata batch: -f %s: %s %s, more than the --mem budget of %s\n", o->prompt_file, what,
+            fmt_bytes(bytes, a, sizeof a), fmt_bytes(o->g.mp.mem_budget, b, sizeof b));
+    return false;
+}
+
+/* The prompts of the file; false (reported) when unreadable, malformed,
+ * empty or too large for the budget. */
 static bool read_prompts(const batch_opts *o, batch_input *in)
 {
+    struct stat sb;
+    if (stat(o->prompt_file, &sb) == 0 && S_ISREG(sb.st_mode) && !fits_budget(o, (uint64_t)sb.st_size, "the file holds"))
+        return false;
     size_t len;
     char *text = cli_read_text_file("batch", "-f", o->prompt_file, MAX_PROMPT_FILE, &len);
     if (!text) return false;
+    if (!fits_budget(o, parse_peak_bytes(text, len), "reading its prompts takes up to")) {
+        free(text);
+        return false;
+    }
     bool ok = batch_input_parse(o->prompt_file, text, len, in);
     free(text);
     if (ok && in->n == 0) {
