@@ -228,6 +228,17 @@ TEST(test_tokenize_cli_unknown_pre_and_help)
     REQUIRE(write_bpe_vocab(path, "klingon", &e) == STRATA_OK, " %s", e.message);
     snprintf(args, sizeof args, "-m '%s' -p ab", path);
     check_error(args, 1, "klingon.gguf: tokenizer.ggml.pre = \"klingon\" is not supported");
+    /* a model with that tokenizer: run names the model file too */
+    char model[1200], cmd[4096];
+    snprintf(model, sizeof model, "%s/klingon-model.gguf", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s -o '%s' --vocab-from '%s' --n-layers 1 --n-embd 64 --n-ff 128 --n-heads 2 "
+             "--n-kv-heads 2 2>&1 && %s run -m '%s' -p ab -n 1 2>&1", test_synth_bin(), model, path, test_strata_bin(),
+             model);
+    CHECK(test_run(cmd, &out, true) == 1 && out &&
+              strstr(out, "strata run: ") && strstr(out, "klingon-model.gguf: tokenizer.ggml.pre = \"klingon\""),
+          " %s", out);
+    free(out);
+    out = NULL;
     snprintf(path, sizeof path, "%s/tekken.gguf", test_tmpdir());
     REQUIRE(write_bpe_vocab(path, "tekken", &e) == STRATA_OK, " %s", e.message);
     snprintf(args, sizeof args, "-m '%s' -p ab --ids", path);

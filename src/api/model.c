@@ -36,7 +36,10 @@ static strata_status open_parts(strata_model *m, const char *path, const strata_
     if (st) return st;
     if (!gguf_find(m->file, "tokenizer.ggml.model"))
         return err_set(err, STRATA_E_FORMAT, "%s: the model has no tokenizer (tokenizer.ggml.model)", path);
-    if ((st = tokenizer_from_gguf(m->file, &m->tok, err))) return st;
+    if ((st = tokenizer_from_gguf(m->file, &m->tok, err))) {
+        err_prefix_path(err, path); /* as strata_vocab_open (tokenize) says it */
+        return st;
+    }
     if (tokenizer_n_vocab(m->tok) != m->spec->hp.vocab_size)
         return err_set(err, STRATA_E_FORMAT, "%s: the tokenizer has %u tokens but the model %llu", path,
                        tokenizer_n_vocab(m->tok), (unsigned long long)m->spec->hp.vocab_size);
