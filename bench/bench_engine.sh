@@ -10,7 +10,8 @@
 # THREADS threads, default 2, as strata is), else the figures issue 14
 # measured on the 2-core AVX-512 machine kind (its quiet run: 113.3 tok/s
 # for Q4_K_M, 100.8 for Q8_0); the column says which. Measured, it also
-# gives llama.cpp's decode tok/s (32 tokens) next to strata's. On a Debian
+# gives llama.cpp's decode tok/s (32 tokens at the same context depth:
+# llama-bench -d) next to strata's. On a Debian
 # release without a llama.cpp package, bench/llama_sid.sh unpacks sid's.
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,12 +19,15 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 THREADS=${THREADS:-2}
 
-# llama_pp512 MODEL TYPE: llama.cpp's prompt tok/s, where it comes from,
-# and its decode tok/s (32 tokens; "-" unless measured)
+# llama_pp512 MODEL TYPE DEPTH: llama.cpp's prompt tok/s, where it comes
+# from, and its decode tok/s (32 tokens after DEPTH tokens of context, as
+# strata's follow its prompt; "-" unless measured)
 llama_pp512() {
     if [ -n "${LLAMA_BENCH:-}" ]; then
-        "$LLAMA_BENCH" -m "$1" -p 512 -n 32 -t "$THREADS" -o csv > "$tmp" 2>/dev/null || true
-        echo "$(llama_ts "$tmp" pp) measured $(llama_ts "$tmp" tg)"
+        "$LLAMA_BENCH" -m "$1" -p 512 -n 0 -t "$THREADS" -o csv > "$tmp" 2>/dev/null || true
+        pp=$(llama_ts "$tmp" pp)
+        "$LLAMA_BENCH" -m "$1" -p 0 -n 32 -d "$3" -t "$THREADS" -o csv > "$tmp" 2>/dev/null || true
+        echo "$pp measured $(llama_ts "$tmp" tg)"
     else
         case $2 in q4_k_m) echo "113.3 issue-14 -" ;; q8_0) echo "100.8 issue-14 -" ;; *) echo "0 none -" ;; esac
     fi
@@ -51,7 +55,7 @@ for type in q4_k_m q8_0; do
     RAM_BW=$(echo "$bw" | tr ' ' '\n' | grep . | median)
     util=$(awk -v b="$per_token" -v t="$dm" -v bw="$RAM_BW" 'BEGIN { printf "%.2f", b * t / bw }')
     # shellcheck disable=SC2046 # three words: the figure, its source, llama's decode
-    set -- $(llama_pp512 "$model" "$type")
+    set -- $(llama_pp512 "$model" "$type" "$n")
     vs=$(awk -v p="$pm" -v l="$1" 'BEGIN { if (l > 0) printf "%.2f", p / l; else print "-" }')
     dvs=$(awk -v p="$dm" -v l="$3" 'BEGIN { if (l > 0) printf "%.2f", p / l; else print "-" }')
     printf '%-10s %7s %10.1f %10.2f %12.3f %10.1f %8s %18s %8s %10s %8s\n' "$type" "$n" "$pm" "$dm" \
@@ -59,4 +63,4 @@ for type in q4_k_m q8_0; do
         "$(printf '%.1f' "$1") ($2)" "$vs" "$(awk -v l="$3" 'BEGIN { if (l > 0) printf "%.2f", l; else print "-" }')" "$dvs"
 done
 echo "(medians of $RUNS runs, $THREADS threads; utilization target >= 0.7; prompt / llama.cpp pp512 target >= 1.2;"
-echo " llama tg: llama.cpp's decode of 32 tokens from an empty context, one run after strata's, when measured)"
+echo " llama tg: llama.cpp's decode of 32 tokens after as many tokens of context as strata's prompt, when measured)"
