@@ -101,6 +101,73 @@ static strata_status expert_step(backend *b, uint64_t l, const be_weight *w, int
     return STRATA_OK;
 }
 
+/* A decode step's experts side by side: at most this many (the k of
+ * today's models is 2 to 8); more go one by one. */
+#define DECODE_TOGETHER 16
+
+/* The selection (0..k) of a decode step's token that chose expert x. */
+static uint64_t selection_of(const moe_state *m, uint64_t k, int32_t x)
+{
+    uint64_t s = 0;
+    while (s + 1 < k && m->sel[s] != x) s++;
+    return s;
+}
+
+/* A decode step's experts ids[0..r), in memory, as two jobs for them all
+ * (their gate and up products share the token's row; each down product
+ * reads its own GLU output) instead of two each: a token's experts are
+ * small products, and every job costs a dispatch and a join. The same
+ * kernels on the same rows as expert_step, so the same bits. False (and
+ * nothing done) when their types do not share an activation format. */
+static bool decode_experts(backend *b, uint64_t l, const be_weight *w, const int32_t *ids, uint32_t r,
+                           strata_status *st, strata_error *err)
+{
+    engine *e = b->e;
+    moe_state *m = &e->moe;
+    uint64_t F = e->w.d.n_ff_exp, E = e->w.d.n_embd, k = e->w.d.n_expert_used;
+    const be_weight *g = &w[LS_GATE_EXPS], *u = &w[LS_UP_EXPS], *dn = &w[LS_DOWN_EXPS];
+    float *gate = buf(b, ACT_GATE), *up = buf(b, ACT_UP); /* [r][F] expert i's row at i F */
+    matmul_args gu[2 * DECODE_TOGETHER], down[DECODE_TOGETHER];
+    uint64_t act_row = kernel_act_bytes(dn->k->act_type, F);
+    for (uint32_t i = 0; i < r; i++) {
+        const void *const *data;
+        if ((*st = store_expert_data(e->store, (uint32_t)l, ids[i], &data, err))) return true;
+        gu[2 * i] = rows_args(b, g->k, g->t, data[0], F, buf(b, ACT_XN), gate + i * F, 1);
+        gu[2 * i + 1] = rows_args(b, u->k, u->t, data[1], F, buf(b, ACT_XN), up + i * F, 1);
+        down[i] = rows_args(b, dn->k, dn->t, data[2], E, gate + i * F, m->out + selection_of(m, k, ids[i]) * E, 1);
+        down[i].act = (char *)e->act_scratch + i * act_row; /* [r] prepared rows */
+    }
+    if (!matmul_can_share(gu, (int)(2 * r))) return false;
+    matmul_multi(e->pool, gu, (int)(2 * r));
+    e->glu(gate, up, r * F);
+    matmul_each(e->pool, down, (int)r);
+    return true;
+}
+
+/* The experts of ids[0..n) whose weights are in memory, marked done. A
+ * decode step whose experts are all in memory (resident, or cached) runs
+ * them together (decode_experts; the buffers hold n_batch rows, which
+ * n <= n_batch expert rows fit); otherwise one by one, each as soon as it
+ * is checked, so that those read meanwhile join this pass. */
+static strata_status ready_experts(backend *b, uint64_t l, const be_weight *w, const int32_t *ids, uint32_t n,
+                                   uint32_t n_tok, strata_error *err)
+{
+    engine *e = b->e;
+    bool together = n_tok == 1 && n <= DECODE_TOGETHER && n <= e->n_batch;
+    for (uint32_t i = 0; i < n && together; i++) together = store_expert_ready(e->store, (uint32_t)l, ids[i]);
+    strata_status st = STRATA_OK;
+    if (together && decode_experts(b, l, w, ids, n, &st, err)) {
+        for (uint32_t i = 0; i < n; i++) e->moe.done[ids[i]] = 1;
+        return st;
+    }
+    for (uint32_t i = 0; i < n && !st; i++)
+        if (store_expert_ready(e->store, (uint32_t)l, ids[i])) {
+            e->moe.done[ids[i]] = 1;
+            st = expert_step(b, l, w, ids[i], n_tok, err);
+        }
+    return st;
+}
+
 /* The distinct experts the batch chose, in id order, into m->ids. */
 static uint32_t chosen_experts(moe_state *m, uint64_t n_expert, uint64_t n_sel)
 {
@@ -190,11 +257,7 @@ static strata_status run_experts(backend *b, uint64_t l, const be_weight *w, uin
             break;
         }
         if (!done) backend_cpu_moe_prefetch_next(b, l, n_tok);
-        for (uint32_t i = done; i < done + taken && !st; i++)
-            if (store_expert_ready(e->store, (uint32_t)l, m->ids[i])) {
-                m->done[m->ids[i]] = 1;
-                st = expert_step(b, l, w, m->ids[i], n_tok, err);
-            }
+        st = ready_experts(b, l, w, m->ids + done, taken, n_tok, err);
         if (!done && shared) shared_expert(b, w, n_tok);
         for (uint32_t i = done; i < done + taken && !st; i++)
             if (!m->done[m->ids[i]]) st = expert_step(b, l, w, m->ids[i], n_tok, err);

@@ -110,6 +110,17 @@ void matmul_multi(pool *p, const matmul_args *a, int n)
     pool_run(p, rows_job, &j);
 }
 
+void matmul_each(pool *p, const matmul_args *a, int n)
+{
+    multi_job j = {.a = a, .n = n};
+    for (int m = 0; m < n; m++) {
+        j.rows += a[m].n_out;
+        prepare_rows(&a[m], 0, (long)a[m].n_tok); /* one row each: not worth a dispatch */
+    }
+    atomic_init(&j.next, 0);
+    pool_run(p, rows_job, &j);
+}
+
 void matmul(pool *p, const matmul_args *a) { matmul_multi(p, a, 1); }
 
 bool matmul_can_share(const matmul_args *a, int n)

@@ -25,5 +25,9 @@ void matmul(pool *p, const matmul_args *a);
  * checked by matmul_can_share), in one pass over their rows. */
 void matmul_multi(pool *p, const matmul_args *a, int n);
 bool matmul_can_share(const matmul_args *a, int n);
+/* Several one-token products, each with its own input x and activation
+ * scratch act (the experts' down products of a decode step), prepared in
+ * turn, then one pass over all their rows. */
+void matmul_each(pool *p, const matmul_args *a, int n);
 
 #endif
