@@ -137,8 +137,8 @@ static bool fits_budget(const batch_opts *o, uint64_t bytes, const char *what)
 static bool read_prompts(const batch_opts *o, batch_input *in)
 {
     struct stat sb;
-    if (stat(o->prompt_file, &sb) == 0 && S_ISREG(sb.st_mode) && !fits_budget(o, (uint64_t)sb.st_size, "the file holds"))
-        return false;
+    bool regular = stat(o->prompt_file, &sb) == 0 && S_ISREG(sb.st_mode);
+    if (regular && !fits_budget(o, (uint64_t)sb.st_size, "the file holds")) return false;
     size_t len;
     char *text = cli_read_text_file("batch", "-f", o->prompt_file, MAX_PROMPT_FILE, &len);
     if (!text) return false;
