@@ -16,8 +16,9 @@
 #     model file at the start of each round; target >= 0.85);
 #   - both models resident (--mem unset) against the dense model (target:
 #     within 10 %);
-#   - llama.cpp (llama-bench on PATH) on the uniform file in a memory cgroup
-#     of the same size, when it is installed (target: >= 10x its tok/s;
+#   - llama.cpp (llama-bench on PATH) on both files in a memory cgroup of
+#     the same size, when it is installed (target: >= 10x its tok/s, against
+#     strata's default policy, LFU with the router's prefetch;
 #     bench/llama_sid.sh unpacks Debian sid's where the release has none).
 # Decoding samples (TEMP=1, SEED=1: the same tokens in every run):
 # greedy decoding of a random-weight model loops over a few tokens, and
@@ -179,31 +180,33 @@ awk -v u="$tu" -v s="$ts" -v d="$td" 'BEGIN {
         printf "resident decode, MoE / dense: %.2f (uniform), %.2f (skewed); target >= 0.90\n", u / d, s / d
     else print "resident decode, MoE / dense: n/a (a run failed)" }'
 
-# llama.cpp on the uniform file, in a memory cgroup of the --mem size
-# (LLAMA_BENCH_ARGS: extra flags, e.g. its no-repack option where it has one).
-if command -v llama-bench >/dev/null 2>&1; then
+# llama.cpp on each file, in a memory cgroup of the --mem size
+# (LLAMA_BENCH_ARGS: extra flags, e.g. --repack 0 -lm mmap). Its CSV: a
+# header naming avg_ts, then one line per test (quoted fields).
+llama_row() { # FILE NAME STRATA-ROW-LABEL
     # shellcheck disable=SC2086
-    if res=$(cgroup_run "$mem" "$work/llama.log" llama-bench -m "$uni" -p 0 -n "$N_GEN" -t "$THREADS" -r 1 \
+    if res=$(cgroup_run "$mem" "$work/llama.log" llama-bench -m "$1" -p 0 -n "$N_GEN" -t "$THREADS" -r 1 \
         -o csv ${LLAMA_BENCH_ARGS:-}); then where="in a $(gib "$mem") GiB cgroup"
     else
         # shellcheck disable=SC2086
-        llama-bench -m "$uni" -p 0 -n "$N_GEN" -t "$THREADS" -r 1 -o csv ${LLAMA_BENCH_ARGS:-} > "$work/llama.log" 2>&1 &&
+        llama-bench -m "$1" -p 0 -n "$N_GEN" -t "$THREADS" -r 1 -o csv ${LLAMA_BENCH_ARGS:-} > "$work/llama.log" 2>&1 &&
             res="0 - -" || res="$? - -"
         where="without a cgroup (needs root and a cgroup v1 memory hierarchy)"
     fi
-    # its CSV: a header naming avg_ts, then one line per test (quoted fields)
-    lt=$(awk -F, '/avg_ts/ { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); if (h == "avg_ts") c = i } next }
-                  c && NF >= c { v = $c; gsub(/"/, "", v); last = v } END { print last }' "$work/llama.log")
+    lt=$(llama_ts "$work/llama.log" tg)
     if [ -n "$lt" ]; then
-        su=$(tps_of "uniform, 25 %, lru, prefetch none")
-        awk -v l="$lt" -v s="$su" -v w="$where" 'BEGIN {
-            printf "llama.cpp (llama-bench, %s): %.3f tok/s", w, l
-            if (s ~ /^[0-9.]+$/ && l > 0) printf "; strata (uniform, 25 %%, lru) / llama.cpp: %.1fx (target >= 10)", s / l
+        awk -v l="$lt" -v s="$(tps_of "$3")" -v w="$where" -v n="$2" -v r="$3" 'BEGIN {
+            printf "llama.cpp (llama-bench, %s), %s: %.3f tok/s", w, n, l
+            if (s ~ /^[0-9.]+$/ && l > 0) printf "; strata (%s) / llama.cpp: %.1fx (target >= 10)", r, s / l
             printf "\n" }'
     else
-        echo "llama.cpp (llama-bench, $where): no result (exit, OOM kills, peak: $res); its output:"
+        echo "llama.cpp (llama-bench, $where), $2: no result (exit, OOM kills, peak: $res); its output:"
         tail -n 3 "$work/llama.log"
     fi
+}
+if command -v llama-bench >/dev/null 2>&1; then
+    llama_row "$uni" uniform "uniform, 25 %, lfu, prefetch router"
+    llama_row "$skw" "skew $SKEW" "skew $SKEW, 25 %, lfu, prefetch router"
 elif command -v llama-cli >/dev/null 2>&1; then
     echo "llama.cpp: llama-cli found but not llama-bench; the >= 10x comparison is not measured"
 else
