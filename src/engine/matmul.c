@@ -37,10 +37,10 @@ static void prepare_rows(const matmul_args *a, long b, long e)
 
 static void prepare_job(void *ctx, int ith, int nth)
 {
-    const multi_job *j = ctx;
+    const matmul_args *a = ctx;
     long b, e;
-    pool_share((long)j->a->n_tok, ith, nth, &b, &e);
-    prepare_rows(j->a, b, e);
+    pool_share((long)a->n_tok, ith, nth, &b, &e);
+    prepare_rows(a, b, e);
 }
 
 /* Rows [r0, r1) of one matrix against every token. Decode: the rows
@@ -98,27 +98,28 @@ static void rows_job(void *ctx, int ith, int nth)
     while (take_chunk(j, nth, &b, &e)) run_range(j, b, e);
 }
 
-/* Matrices a[0..n) share x, n_in and the activation format: a[0] prepares
- * the activations, the others read them. */
-void matmul_multi(pool *p, const matmul_args *a, int n)
+/* One pass of the threads over the rows of a[0..n), activations prepared. */
+static void run_all_rows(pool *p, const matmul_args *a, int n)
 {
     multi_job j = {.a = a, .n = n};
     for (int m = 0; m < n; m++) j.rows += a[m].n_out;
     atomic_init(&j.next, 0);
-    if (a[0].n_tok == 1) prepare_rows(&a[0], 0, 1); /* one row: not worth a dispatch */
-    else pool_run(p, prepare_job, &j);
     pool_run(p, rows_job, &j);
+}
+
+/* Matrices a[0..n) share x, n_in and the activation format: a[0] prepares
+ * the activations, the others read them. */
+void matmul_multi(pool *p, const matmul_args *a, int n)
+{
+    if (a[0].n_tok == 1) prepare_rows(&a[0], 0, 1); /* one row: not worth a dispatch */
+    else pool_run(p, prepare_job, (void *)&a[0]);
+    run_all_rows(p, a, n);
 }
 
 void matmul_each(pool *p, const matmul_args *a, int n)
 {
-    multi_job j = {.a = a, .n = n};
-    for (int m = 0; m < n; m++) {
-        j.rows += a[m].n_out;
-        prepare_rows(&a[m], 0, (long)a[m].n_tok); /* one row each: not worth a dispatch */
-    }
-    atomic_init(&j.next, 0);
-    pool_run(p, rows_job, &j);
+    for (int m = 0; m < n; m++) prepare_rows(&a[m], 0, (long)a[m].n_tok); /* one row each: not worth a dispatch */
+    run_all_rows(p, a, n);
 }
 
 void matmul(pool *p, const matmul_args *a) { matmul_multi(p, a, 1); }

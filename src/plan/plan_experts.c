@@ -150,18 +150,17 @@ static void lfu_keeps(const plan *p, const unit_chance *all, uint32_t n, expert_
         return;
     }
     for (uint32_t i = 0; i < n; i++) w[i] = poisson_at_0(x->history * all[i].chance);
-    double stable = (double)(p->expert_slots - store_expert_lfu_transient(p->expert_slots));
-    for (uint32_t c = 0;; c++) {
+    double stable = (double)(p->expert_slots - store_expert_lfu_transient(p->expert_slots)), share = 1;
+    for (uint32_t c = 0;; c++) { /* the walk stops with each group's count at the threshold */
         double above = 0, at = 0; /* units expected counted more than c times, exactly c times */
         for (uint32_t i = 0; i < n; i++) above += all[i].units * w[i].above, at += all[i].units * w[i].pmf;
         if (above <= stable || c >= 100000) {
-            x->keep_count = c;
-            x->keep_share = at > 0 ? fmin(1, (stable - above) / at) : 1;
+            share = at > 0 ? fmin(1, (stable - above) / at) : 1;
             break;
         }
         for (uint32_t i = 0; i < n; i++) poisson_next(&w[i], c);
     }
-    for (uint32_t i = 0; i < n; i++) x->lfu_kept[i] = w[i].above + x->keep_share * w[i].pmf;
+    for (uint32_t i = 0; i < n; i++) x->lfu_kept[i] = w[i].above + share * w[i].pmf;
     free(w);
 }
 
@@ -212,7 +211,7 @@ static void kept_tables(const plan_model *m, const plan *p, expert_estimate *x)
 
 expert_estimate plan_experts_estimate(const plan_model *m, const plan *p)
 {
-    expert_estimate x = {.keep_share = 1};
+    expert_estimate x = {0};
     if (!p->expert_units || p->expert_slots >= p->expert_units) return x;
     x.tokens = lru_tokens(m, p);
     x.history = lfu_history(m, p);

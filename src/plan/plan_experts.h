@@ -12,11 +12,8 @@ typedef struct expert_estimate {
     uint32_t tokens;    /* LRU: a unit stays cached while its layer routed a token to it within this many
                            tokens (0: the cache holds less than one token uses) */
     double history;     /* LFU: tokens of routing its counts hold (their aging) */
-    uint32_t keep_count; /* a unit counted more often than this in that history is kept in the stable
-                            slots... */
-    double keep_share;  /* ...and one counted exactly this often with this chance */
     /* Each unit group's chance of being cached, worked out once per plan
-     * (the Poisson walk that finds keep_count) and read by the hit-rate
+     * (the Poisson walk that finds LFU's count threshold) and read by the hit-rate
      * functions below; NULL when the cache holds every unit, or when
      * memory ran out (every request then counts as a miss). Set g's
      * groups (chances_of order) are first[g] .. first[g + 1] - 1; a set
@@ -24,7 +21,8 @@ typedef struct expert_estimate {
     uint32_t n_sets;    /* the model's expert sets */
     uint32_t *first;    /* [n_sets + 1] */
     double *lru_kept;   /* [first[n_sets]] LRU: 1 - (1 - chance)^tokens */
-    double *lfu_kept;   /* [first[n_sets]] LFU's stable slots: P(count > keep_count) + keep_share P(= keep_count) */
+    double *lfu_kept;   /* [first[n_sets]] LFU's stable slots: P(count > c) + f P(count = c), at the count c
+                           and share f where the expected units kept fill them */
     bool *lfu_loses;    /* [n_sets] LFU's transient slots (an LRU) hold more of the set's requests than its
                            stable ones: its hits are LRU's */
 } expert_estimate;
